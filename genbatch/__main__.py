@@ -1,0 +1,3 @@
+from genbatch.cli import main
+
+main()

@@ -1,0 +1,133 @@
+"""Settings: one object, built once at an entry point and passed down.
+
+Every field reads the environment variable `GENBATCH_<FIELD>` (upper case) or a `.env` file in
+the working directory. Nothing below the entry points reads `os.environ`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from genbatch.errors import ConfigError
+
+PROVIDER_NAMES: tuple[str, ...] = ("novita", "highwayapi", "wavespeed", "byteplus")
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderSettings:
+    """One provider account: where it lives, its key, and how much it may run at once."""
+
+    name: str
+    base_url: str
+    api_key: SecretStr | None
+    max_in_flight: int
+
+    def require_key(self) -> SecretStr:
+        if self.api_key is None or not self.api_key.get_secret_value():
+            raise ConfigError(
+                f"no API key for provider {self.name!r}: set GENBATCH_{self.name.upper()}_API_KEY"
+            )
+        return self.api_key
+
+
+class Settings(BaseSettings):
+    """All genbatch settings. See the README's Configuration section for each one."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="GENBATCH_", env_file=".env", extra="ignore", validate_default=True
+    )
+
+    # Where state and outputs live.
+    redis_url: str | None = Field(
+        default=None, description="Redis URL of the job store and broker; unset = embedded Redis"
+    )
+    storage_url: str = Field(
+        default="./genbatch-output",
+        description="Object storage: a folder, file:///abs/path, or s3://bucket/prefix",
+    )
+    s3_endpoint_url: str | None = Field(
+        default=None, description="S3-compatible endpoint (MinIO, moto); unset = AWS"
+    )
+    s3_region: str | None = Field(default=None, description="S3 region name")
+
+    # Provider accounts.
+    novita_api_key: SecretStr | None = None
+    novita_base_url: str = "https://api.novita.ai"
+    novita_max_in_flight: int = Field(default=20, ge=1)
+    highwayapi_api_key: SecretStr | None = None
+    highwayapi_base_url: str = "https://api.highwayapi.ai"
+    highwayapi_max_in_flight: int = Field(default=20, ge=1)
+    wavespeed_api_key: SecretStr | None = None
+    wavespeed_base_url: str = "https://api.wavespeed.ai"
+    wavespeed_max_in_flight: int = Field(default=2, ge=1)
+    byteplus_api_key: SecretStr | None = None
+    byteplus_base_url: str = "https://ark.ap-southeast.bytepluses.com"
+    byteplus_max_in_flight: int = Field(default=20, ge=1)
+
+    # HTTP.
+    connect_timeout_s: float = Field(default=10.0, gt=0)
+    submit_timeout_s: float = Field(default=60.0, gt=0, description="read timeout of a submit")
+    request_timeout_s: float = Field(default=30.0, gt=0, description="read timeout of polls")
+    download_timeout_s: float = Field(default=120.0, gt=0)
+
+    # Polling.
+    first_poll_s: float = Field(
+        default=30.0, gt=0, description="first poll this long after submit unless the provider "
+        "gives an ETA"
+    )
+    poll_min_interval_s: float = Field(default=5.0, gt=0)
+    poll_max_interval_s: float = Field(default=60.0, gt=0)
+    item_deadline_s: float = Field(
+        default=180000.0, gt=0,
+        description="an item still unfinished this long after submit ends expired",
+    )
+
+    # Recovery and scheduling.
+    scheduler_tick_s: float = Field(default=0.5, gt=0)
+    task_lease_s: float = Field(
+        default=300.0, gt=0,
+        description="a queued submit/poll/download not done in this time is re-sent; a submit "
+        "in progress this long is declared ambiguous",
+    )
+    download_max_attempts: int = Field(default=5, ge=1)
+    dispatch_batch_size: int = Field(default=200, ge=1)
+
+    # Worker.
+    worker_concurrency: int = Field(default=8, ge=1)
+    worker_pool: Literal["threads", "prefork", "solo"] = "threads"
+    log_level: str = "INFO"
+
+    # Time compression for tests and the demo against the simulator (1 = real time).
+    time_factor: float = Field(default=1.0, gt=0, description="divide every wait by this")
+
+    def provider(self, name: str) -> ProviderSettings:
+        if name not in PROVIDER_NAMES:
+            raise ConfigError(
+                f"unknown provider {name!r}; choose one of {', '.join(PROVIDER_NAMES)}"
+            )
+        return ProviderSettings(
+            name=name,
+            base_url=str(getattr(self, f"{name}_base_url")).rstrip("/"),
+            api_key=getattr(self, f"{name}_api_key"),
+            max_in_flight=int(getattr(self, f"{name}_max_in_flight")),
+        )
+
+    def require_redis_url(self) -> str:
+        if not self.redis_url:
+            raise ConfigError(
+                "GENBATCH_REDIS_URL is not set (genbatch demo starts its own Redis; "
+                "other commands need yours)"
+            )
+        return self.redis_url
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Build settings from the environment and `.env`, with explicit overrides on top."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValueError as exc:  # pydantic.ValidationError is a ValueError
+        raise ConfigError(f"invalid settings: {exc}") from exc

@@ -1,0 +1,123 @@
+"""Every error genbatch raises on purpose.
+
+    GenbatchError
+     ├── ConfigError              bad or missing setting
+     ├── ManifestError            a manifest problem at (path, line, field)
+     ├── RequestInvalid           a request the chosen provider/model does not accept
+     ├── NotFoundError            a batch or item id that does not exist
+     ├── StorageError             object storage failed
+     └── ProviderError            a provider call failed; `code` and `message` from its envelope
+          ├── RetryableProviderError    safe to try again (429, 5xx on GET, connect error)
+          │    └── RateLimited          429: shrink the rate, requeue, count no failure
+          ├── PermanentProviderError    the request will never succeed as sent (4xx)
+          └── AmbiguousSubmit           a submit whose outcome is unknown: it may have
+                                        created (and billed) a task; never retry blindly
+
+The CLI turns these into one line and a non-zero exit; anything else is a bug.
+"""
+
+from __future__ import annotations
+
+
+class GenbatchError(Exception):
+    """Root of every error genbatch raises on purpose."""
+
+
+class ConfigError(GenbatchError):
+    """Raised when a setting is missing or invalid."""
+
+
+class NotFoundError(GenbatchError):
+    """Raised when a batch or item id does not exist in the job store."""
+
+
+class StorageError(GenbatchError):
+    """Raised when object storage cannot read or write."""
+
+
+class FieldProblem:
+    """One reason a request is not acceptable: the field and a human message."""
+
+    __slots__ = ("field", "message")
+
+    def __init__(self, field: str, message: str) -> None:
+        self.field = field
+        self.message = message
+
+    def __repr__(self) -> str:
+        return f"FieldProblem({self.field!r}, {self.message!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return (
+            isinstance(other, FieldProblem)
+            and (self.field, self.message) == (other.field, other.message)
+        )
+
+    def __hash__(self) -> int:
+        return hash((self.field, self.message))
+
+
+class RequestInvalid(GenbatchError):
+    """Raised when a request breaks the rules of its provider and model."""
+
+    def __init__(self, problems: list[FieldProblem]) -> None:
+        self.problems = problems
+        super().__init__("; ".join(f"{p.field}: {p.message}" for p in problems))
+
+
+class ManifestError(GenbatchError):
+    """Raised for a manifest problem; names the file, the line and the field."""
+
+    def __init__(self, path: str, line: int | None, field: str | None, reason: str) -> None:
+        self.path = path
+        self.line = line
+        self.field = field
+        self.reason = reason
+        where = path if line is None else f"{path}:{line}"
+        what = f"{field}: {reason}" if field else reason
+        super().__init__(f"{where}: {what}")
+
+
+class ProviderError(GenbatchError):
+    """Raised when a provider call fails; carries the provider's code and message."""
+
+    def __init__(
+        self,
+        provider: str,
+        code: str,
+        message: str,
+        status_code: int | None = None,
+    ) -> None:
+        self.provider = provider
+        self.code = code
+        self.message = message
+        self.status_code = status_code
+        status = f" (HTTP {status_code})" if status_code is not None else ""
+        super().__init__(f"{provider}: {code}: {message}{status}")
+
+
+class RetryableProviderError(ProviderError):
+    """Raised when trying the same call again later is safe and may succeed."""
+
+
+class RateLimited(RetryableProviderError):
+    """Raised on HTTP 429: slow down and requeue without counting a failure."""
+
+    def __init__(
+        self,
+        provider: str,
+        code: str,
+        message: str,
+        status_code: int | None = 429,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(provider, code, message, status_code)
+        self.retry_after = retry_after
+
+
+class PermanentProviderError(ProviderError):
+    """Raised when the provider refused the request and will refuse it again."""
+
+
+class AmbiguousSubmit(ProviderError):
+    """Raised when a submit may or may not have created a task at the provider."""

@@ -1,0 +1,90 @@
+"""The one seam between genbatch and a generation API.
+
+A `Provider` turns a normalised `GenerationRequest` into its own wire body, submits it, parses
+its poll responses into a normalised `PollResult`, and translates every failure into the
+`genbatch.errors` tree (here, and nowhere else). Adapters take an injected `httpx.Client`, so
+tests drive them with `httpx.MockTransport` or point them at the simulator.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+from genbatch.errors import FieldProblem
+from genbatch.models import GenerationRequest, PollResult
+
+
+@dataclass(frozen=True, slots=True)
+class ModelSpec:
+    """What one model on one provider accepts. Drives validation and body building.
+
+    `name` is genbatch's provider-neutral model name (the Novita slug, e.g.
+    `seedance-v1.5-pro-i2v`); `wire_model` is what goes on the wire (a URL path segment or
+    a body `model` id, depending on the provider).
+    """
+
+    name: str
+    wire_model: str
+    ratio_field: str  # "ratio" or "aspect_ratio" (wire name of our `ratio`)
+    ratios: frozenset[str]
+    resolutions: frozenset[str]
+    durations: frozenset[int]
+    seed_min: int = -1
+    seed_max: int | None = 4294967295
+    prompt_required: bool = True
+    prompt_max_chars: int | None = None
+    resolution_required: bool = False
+    supports_last_image: bool = True
+    supports_audio: bool = False
+    supports_watermark: bool = False
+    supports_fps: bool = False
+    fps_values: frozenset[int] = frozenset({24})
+    supports_service_tier: bool = False
+    supports_expires_after: bool = False
+    accepts_data_uri: bool = True
+    default_resolution: str | None = None
+    default_duration: int = 5
+    typical_seconds: float = 60.0  # a typical generation time, for the first poll
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+
+@runtime_checkable
+class Provider(Protocol):
+    """One provider account's adapter."""
+
+    name: str
+
+    @property
+    def models(self) -> Mapping[str, ModelSpec]:
+        """The models this provider serves, by genbatch model name."""
+
+    def validate(self, model: str, request: GenerationRequest) -> list[FieldProblem]:
+        """Every reason `request` is not acceptable for `model`; empty when it is."""
+
+    def build_body(self, model: str, request: GenerationRequest) -> dict[str, Any]:
+        """The JSON body to submit. Images must already be URLs or data URIs."""
+
+    def submit(self, model: str, request: GenerationRequest) -> str:
+        """Create the remote task; return its id.
+
+        Raises RateLimited / RetryableProviderError when the request provably created
+        nothing, PermanentProviderError when it was refused, AmbiguousSubmit when the task
+        may exist (read timeout, dropped connection after sending, 5xx).
+        """
+
+    def poll(self, model: str, remote_id: str) -> PollResult:
+        """Fetch the remote task's status. Raises RetryableProviderError for 429/5xx/network,
+        PermanentProviderError for 4xx (e.g. unknown task)."""
+
+    def cancel(self, model: str, remote_id: str) -> bool:
+        """Cancel a remote task where the provider allows it; False when it cannot."""
+
+    def estimate_cost(self, model: str, request: GenerationRequest) -> float | None:
+        """Estimated USD for this request from the price table; None when unknown."""
+
+    def actual_cost(
+        self, model: str, request: GenerationRequest, result: PollResult
+    ) -> float | None:
+        """USD from the provider's reported usage where it reports one, else the estimate."""
