@@ -1,0 +1,292 @@
+"""The job store: batch and item records in Redis, the single source of truth.
+
+Keys (prefix `gb:` by default):
+    batch:{bid}              hash: status, metadata and counters (total, pending, in_flight,
+                             downloading, succeeded, failed, expired, cancelled, ambiguous)
+    batches                  zset of batch ids by creation time
+    active                   set of batch ids not yet completed
+    item:{bid}:{seq}         hash: state, batch, seq, line, custom_id, provider, model, req
+                             (normalised request JSON), row (original row JSON), results...
+    pending:{provider}:{bid} list of item ids waiting for a dispatch slot
+    queues:{provider}        set of batch ids with a pending list for that account
+    inflight:{provider}      generations in flight at that account (moved only by Lua)
+    timers                   zset item id -> when the scheduler must next act on it
+    cooldown:{provider}      present while an account is backing off after a 429
+    lock:{name}              leader locks
+
+A Celery message only ever carries an item or batch id; losing or duplicating one is
+harmless because every task re-reads the item's state and transitions by compare-and-set.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+
+from genbatch.errors import NotFoundError
+from genbatch.store import scripts
+
+COUNTERS: tuple[str, ...] = (
+    "total", "pending", "in_flight", "downloading",
+    "succeeded", "failed", "expired", "cancelled", "ambiguous",
+)
+OPEN_COUNTERS: tuple[str, ...] = ("pending", "in_flight", "downloading")
+TimerArg = float | str | None  # None keep, "-" remove, float = due time
+
+
+@dataclass(frozen=True, slots=True)
+class Transition:
+    """Outcome of a compare-and-set: did it apply, what the state was, items left open."""
+
+    applied: bool
+    previous: str
+    open_items: int  # open items left in the batch after the move; -1 when not applied
+
+
+def _m(mapping: Mapping[str, Any]) -> Any:
+    """redis-py's Mapping types are invariant in the key; our keys are always str."""
+    return mapping
+
+
+def item_id(batch_id: str, seq: int) -> str:
+    return f"{batch_id}:{seq}"
+
+
+class JobStore:
+    """Typed access to the Redis job store. Thread-safe (redis-py pools connections)."""
+
+    def __init__(self, client: redis.Redis, prefix: str = "gb:") -> None:
+        self.r = client
+        self.prefix = prefix
+        self._transition = client.register_script(scripts.TRANSITION)
+        self._dispatch = client.register_script(scripts.DISPATCH)
+        self._claim = client.register_script(scripts.CLAIM_DUE)
+        self._batch_cas = client.register_script(scripts.BATCH_STATUS)
+        self._renew = client.register_script(scripts.RENEW_LOCK)
+
+    @classmethod
+    def from_url(cls, url: str, prefix: str = "gb:") -> JobStore:
+        client = redis.Redis.from_url(
+            url, decode_responses=True, health_check_interval=30, socket_keepalive=True,
+            retry_on_timeout=True,
+        )
+        return cls(client, prefix)
+
+    # -- keys ------------------------------------------------------------------------
+    def k(self, *parts: str) -> str:
+        return self.prefix + ":".join(parts)
+
+    # -- batches ---------------------------------------------------------------------
+    def create_batch(self, batch_id: str, meta: Mapping[str, str], created_at: float) -> None:
+        record = {"id": batch_id, "status": "validating", "created_at": repr(created_at)}
+        record.update(meta)
+        record.update({c: "0" for c in COUNTERS})
+        pipe = self.r.pipeline(transaction=True)
+        pipe.hset(self.k("batch", batch_id), mapping=_m(record))
+        pipe.zadd(self.k("batches"), {batch_id: created_at})
+        pipe.execute()
+
+    def add_items(self, batch_id: str, items: Sequence[Mapping[str, str]]) -> None:
+        """Write a chunk of item records (each with `seq` and `state`) in one round trip.
+
+        Only for a batch still `validating`: nothing dispatches from it yet, so plain
+        pipelined writes are safe. Pending items go on the batch's per-account list.
+        """
+        pipe = self.r.pipeline(transaction=False)
+        counts: dict[str, int] = {}
+        for rec in items:
+            iid = item_id(batch_id, int(rec["seq"]))
+            pipe.hset(self.k("item", iid), mapping=_m({**rec, "batch": batch_id}))
+            state = rec["state"]
+            counts[state] = counts.get(state, 0) + 1
+            if state == "pending":
+                pipe.rpush(self.k("pending", rec["provider"], batch_id), iid)
+        bkey = self.k("batch", batch_id)
+        pipe.hincrby(bkey, "total", len(items))
+        for state, n in counts.items():
+            pipe.hincrby(bkey, state, n)
+        pipe.execute()
+
+    def commit_batch(self, batch_id: str, providers: Sequence[str]) -> None:
+        """Make a validated batch visible to the dispatcher."""
+        pipe = self.r.pipeline(transaction=True)
+        pipe.hset(self.k("batch", batch_id), "status", "in_progress")
+        pipe.sadd(self.k("active"), batch_id)
+        for p in providers:
+            pipe.sadd(self.k("queues", p), batch_id)
+        pipe.execute()
+
+    def discard_batch(self, batch_id: str, n_items: int, providers: Sequence[str]) -> None:
+        """Delete a batch that never left `validating` (validation failed or was aborted)."""
+        pipe = self.r.pipeline(transaction=False)
+        for seq in range(1, n_items + 1):
+            pipe.delete(self.k("item", item_id(batch_id, seq)))
+            if seq % 1000 == 0:
+                pipe.execute()
+        for p in providers:
+            pipe.delete(self.k("pending", p, batch_id))
+        pipe.delete(self.k("batch", batch_id))
+        pipe.zrem(self.k("batches"), batch_id)
+        pipe.execute()
+
+    def get_batch(self, batch_id: str) -> dict[str, str]:
+        rec: dict[str, str] = self.r.hgetall(self.k("batch", batch_id))  # type: ignore[assignment]
+        if not rec:
+            raise NotFoundError(f"no batch {batch_id!r} in the job store")
+        return rec
+
+    def list_batches(self, limit: int = 20) -> list[dict[str, str]]:
+        ids: list[str] = self.r.zrevrange(self.k("batches"), 0, limit - 1)  # type: ignore[assignment]
+        pipe = self.r.pipeline(transaction=False)
+        for bid in ids:
+            pipe.hgetall(self.k("batch", bid))
+        return [rec for rec in pipe.execute() if rec]
+
+    def active_batches(self) -> list[str]:
+        return sorted(self.r.smembers(self.k("active")))  # type: ignore[arg-type]
+
+    def batch_cas(
+        self, batch_id: str, allowed: Sequence[str], new: str,
+        fields: Mapping[str, str] | None = None,
+    ) -> tuple[bool, str]:
+        args: list[Any] = [",".join(allowed), new, len(fields or {})]
+        for f, v in (fields or {}).items():
+            args += [f, v]
+        res = self._batch_cas(keys=[self.k("batch", batch_id)], args=args)
+        if int(res[0]) == -1:
+            raise NotFoundError(f"no batch {batch_id!r} in the job store")
+        return int(res[0]) == 1, str(res[1])
+
+    def set_batch_fields(self, batch_id: str, fields: Mapping[str, str]) -> None:
+        self.r.hset(self.k("batch", batch_id), mapping=_m(fields))
+
+    def deactivate(self, batch_id: str) -> None:
+        self.r.srem(self.k("active"), batch_id)
+
+    # -- items -----------------------------------------------------------------------
+    def get_item(self, iid: str) -> dict[str, str]:
+        rec: dict[str, str] = self.r.hgetall(self.k("item", iid))  # type: ignore[assignment]
+        if not rec:
+            raise NotFoundError(f"no item {iid!r} in the job store")
+        return rec
+
+    def iter_items(self, batch_id: str, total: int, chunk: int = 500) -> Iterator[dict[str, str]]:
+        """Every item of a batch in manifest order, fetched `chunk` at a time."""
+        for start in range(1, total + 1, chunk):
+            pipe = self.r.pipeline(transaction=False)
+            for seq in range(start, min(start + chunk, total + 1)):
+                pipe.hgetall(self.k("item", item_id(batch_id, seq)))
+            for rec in pipe.execute():
+                if rec:
+                    yield rec
+
+    def transition(
+        self,
+        iid: str,
+        allowed: Sequence[str] | str,
+        new: str,
+        *,
+        timer: TimerArg = None,
+        fields: Mapping[str, Any] | None = None,
+        incr: Mapping[str, int] | None = None,
+    ) -> Transition:
+        """Compare-and-set the item's state, moving batch counters in the same step.
+
+        `allowed` lists the states the item may be in ("*" = any non-terminal); `timer`
+        is None (keep), "-" (remove) or the next due time. Returns whether it applied.
+        """
+        allowed_arg = allowed if isinstance(allowed, str) else ",".join(allowed)
+        timer_arg = "" if timer is None else (timer if isinstance(timer, str) else repr(timer))
+        args: list[Any] = [iid, self.prefix, allowed_arg, new, timer_arg, len(fields or {})]
+        for f, v in (fields or {}).items():
+            args += [f, "" if v is None else str(v)]
+        args.append(len(incr or {}))
+        for f, d in (incr or {}).items():
+            args += [f, d]
+        res = self._transition(keys=[self.k("item", iid), self.k("timers")], args=args)
+        status, previous, open_items = int(res[0]), str(res[1]), int(res[2])
+        if status == -1:
+            raise NotFoundError(f"no item {iid!r} in the job store")
+        return Transition(status == 1, previous, open_items)
+
+    def set_timer(self, iid: str, due: float) -> None:
+        self.r.zadd(self.k("timers"), {iid: due})
+
+    def requeue_front(self, iid: str, provider: str, batch_id: str) -> None:
+        """Put an item (already moved back to `pending`) at the head of its queue."""
+        pipe = self.r.pipeline(transaction=True)
+        pipe.lpush(self.k("pending", provider, batch_id), iid)
+        pipe.sadd(self.k("queues", provider), batch_id)
+        pipe.execute()
+
+    # -- scheduling ------------------------------------------------------------------
+    def queued_batches(self, provider: str) -> list[str]:
+        return sorted(self.r.smembers(self.k("queues", provider)))  # type: ignore[arg-type]
+
+    def drop_queue_if_empty(self, provider: str, batch_id: str) -> None:
+        key = self.k("pending", provider, batch_id)
+        with self.r.pipeline(transaction=True) as pipe:
+            while True:
+                try:
+                    pipe.watch(key)  # type: ignore[no-untyped-call]
+                    if pipe.llen(key) > 0:
+                        pipe.unwatch()
+                        return
+                    pipe.multi()
+                    pipe.srem(self.k("queues", provider), batch_id)
+                    pipe.execute()
+                    return
+                except redis.WatchError:
+                    continue
+
+    def dispatch(
+        self, provider: str, batch_id: str, limit: int, max_n: int, lease_until: float
+    ) -> list[str]:
+        keys = [self.k("pending", provider, batch_id), self.k("timers")]
+        args: list[Any] = [self.prefix, provider, limit, max_n, repr(lease_until)]
+        return [str(x) for x in self._dispatch(keys=keys, args=args)]
+
+    def in_flight(self, provider: str) -> int:
+        return int(self.r.get(self.k("inflight", provider)) or 0)
+
+    def claim_due(self, now: float, lease_until: float, max_n: int) -> list[tuple[str, str]]:
+        flat = self._claim(
+            keys=[self.k("timers")], args=[self.prefix, repr(now), repr(lease_until), max_n]
+        )
+        return [(str(flat[i]), str(flat[i + 1])) for i in range(0, len(flat), 2)]
+
+    def set_cooldown(self, provider: str, seconds: float) -> None:
+        self.r.set(self.k("cooldown", provider), "1", px=max(1, int(seconds * 1000)))
+
+    def in_cooldown(self, provider: str) -> bool:
+        return bool(self.r.exists(self.k("cooldown", provider)))
+
+    # -- leader locks ----------------------------------------------------------------
+    def acquire_lock(self, name: str, token: str, ttl_s: float) -> bool:
+        key = self.k("lock", name)
+        if self._renew(keys=[key], args=[token, int(ttl_s * 1000)]):
+            return True
+        return bool(self.r.set(key, token, nx=True, px=int(ttl_s * 1000)))
+
+    def release_lock(self, name: str, token: str) -> None:
+        key = self.k("lock", name)
+        if self.r.get(key) == token:
+            self.r.delete(key)
+
+    # -- checks ----------------------------------------------------------------------
+    def recount(self, batch_id: str) -> dict[str, int]:
+        """Counters recomputed from the item records (for tests and `status --check`)."""
+        batch = self.get_batch(batch_id)
+        counts = dict.fromkeys(COUNTERS, 0)
+        state_counter = {
+            "pending": "pending", "dispatched": "in_flight", "submitting": "in_flight",
+            "submitted": "in_flight", "downloading": "downloading",
+        }
+        for rec in self.iter_items(batch_id, int(batch["total"])):
+            counts["total"] += 1
+            state = rec["state"]
+            counts[state_counter.get(state, state)] += 1
+        return counts

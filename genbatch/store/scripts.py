@@ -1,0 +1,159 @@
+"""Lua scripts of the job store. Each runs atomically inside Redis.
+
+Every state change of an item goes through TRANSITION, which compares the current state,
+moves the batch counters and the account's in-flight count in the same step, and sets the
+item's timer. Counters therefore can never drift from the item records.
+
+The scripts touch keys derived from item fields (the item's batch hash), so they assume a
+single Redis (or one hash slot), not a Redis Cluster.
+"""
+
+from __future__ import annotations
+
+# Shared Lua helpers: which batch counter a state is counted in, and whether it holds an
+# in-flight slot at the provider account.
+_COMMON = """
+local COUNTER = {
+  pending = 'pending', dispatched = 'in_flight', submitting = 'in_flight',
+  submitted = 'in_flight', downloading = 'downloading', succeeded = 'succeeded',
+  failed = 'failed', expired = 'expired', cancelled = 'cancelled', ambiguous = 'ambiguous'
+}
+local INFLIGHT = { dispatched = true, submitting = true, submitted = true }
+local OPEN = { 'pending', 'in_flight', 'downloading' }
+
+local function open_count(batch_key)
+  local vals = redis.call('HMGET', batch_key, OPEN[1], OPEN[2], OPEN[3])
+  local n = 0
+  for _, v in ipairs(vals) do n = n + (tonumber(v) or 0) end
+  return n
+end
+
+local function move(item_key, batch_key, inflight_prefix, cur, new, provider)
+  if cur == new then return end
+  redis.call('HINCRBY', batch_key, COUNTER[cur], -1)
+  redis.call('HINCRBY', batch_key, COUNTER[new], 1)
+  if INFLIGHT[cur] and not INFLIGHT[new] then
+    redis.call('DECR', inflight_prefix .. provider)
+  elseif INFLIGHT[new] and not INFLIGHT[cur] then
+    redis.call('INCR', inflight_prefix .. provider)
+  end
+  redis.call('HSET', item_key, 'state', new)
+end
+"""
+
+# KEYS: item, timers ZSET.
+# ARGV: item_id, key prefix, allowed states (comma separated, '*' = any non-terminal),
+#       new state, timer ('' keep, '-' remove, else a score), n, field1, value1, ...,
+#       then incr-field pairs: m, field1, delta1, ...
+# Returns {1, old_state, open_count} on success, {0, current_state, -1} when the state did
+# not match, {-1, '', -1} when the item does not exist.
+TRANSITION = _COMMON + """
+local item_key, timers = KEYS[1], KEYS[2]
+local item_id, prefix, allowed, new, timer = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
+local fields = redis.call('HMGET', item_key, 'state', 'batch', 'provider')
+local cur, batch, provider = fields[1], fields[2], fields[3]
+if not cur then return {-1, '', -1} end
+local ok = false
+if allowed == '*' then
+  ok = (cur ~= 'succeeded' and cur ~= 'failed' and cur ~= 'expired'
+        and cur ~= 'cancelled' and cur ~= 'ambiguous')
+else
+  for s in string.gmatch(allowed, '([^,]+)') do if s == cur then ok = true end end
+end
+if not ok then return {0, cur, -1} end
+local batch_key = prefix .. 'batch:' .. batch
+move(item_key, batch_key, prefix .. 'inflight:', cur, new, provider)
+local n = tonumber(ARGV[6])
+local i = 7
+for _ = 1, n do
+  redis.call('HSET', item_key, ARGV[i], ARGV[i + 1])
+  i = i + 2
+end
+local m = tonumber(ARGV[i])
+i = i + 1
+for _ = 1, m do
+  redis.call('HINCRBY', item_key, ARGV[i], tonumber(ARGV[i + 1]))
+  i = i + 2
+end
+if timer == '-' then
+  redis.call('ZREM', timers, item_id)
+elseif timer ~= '' then
+  redis.call('ZADD', timers, tonumber(timer), item_id)
+end
+return {1, cur, open_count(batch_key)}
+"""
+
+# Move up to N pending items of one (account, batch) queue to `dispatched`, within the
+# account's in-flight limit. KEYS: pending list, timers. ARGV: prefix, provider, limit,
+# max_n, timer score. Returns the dispatched item ids.
+DISPATCH = _COMMON + """
+local pending, timers = KEYS[1], KEYS[2]
+local prefix, provider = ARGV[1], ARGV[2]
+local limit, max_n, score = tonumber(ARGV[3]), tonumber(ARGV[4]), ARGV[5]
+local inflight = tonumber(redis.call('GET', prefix .. 'inflight:' .. provider) or '0')
+local free = limit - inflight
+if free > max_n then free = max_n end
+local out = {}
+while free > 0 do
+  local id = redis.call('LPOP', pending)
+  if not id then break end
+  local item_key = prefix .. 'item:' .. id
+  local f = redis.call('HMGET', item_key, 'state', 'batch')
+  if f[1] == 'pending' then
+    move(item_key, prefix .. 'batch:' .. f[2], prefix .. 'inflight:', 'pending', 'dispatched',
+         provider)
+    redis.call('ZADD', timers, score, id)
+    out[#out + 1] = id
+    free = free - 1
+  end
+end
+return out
+"""
+
+# Claim due timers: every item whose timer is at or before `now` gets its timer pushed to
+# `lease` (so a lost message is retried then) and is returned with its state.
+# KEYS: timers. ARGV: prefix, now, lease score, max_n. Returns {id1, state1, id2, ...}.
+CLAIM_DUE = """
+local timers = KEYS[1]
+local prefix, now, lease, max_n = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
+local ids = redis.call('ZRANGEBYSCORE', timers, '-inf', now, 'LIMIT', 0, max_n)
+local out = {}
+for _, id in ipairs(ids) do
+  local state = redis.call('HGET', prefix .. 'item:' .. id, 'state')
+  if (not state) or state == 'pending' or state == 'succeeded' or state == 'failed'
+      or state == 'expired' or state == 'cancelled' or state == 'ambiguous' then
+    redis.call('ZREM', timers, id)
+  else
+    redis.call('ZADD', timers, lease, id)
+    out[#out + 1] = id
+    out[#out + 1] = state
+  end
+end
+return out
+"""
+
+# Batch status compare-and-set. KEYS: batch. ARGV: allowed (comma separated), new,
+# n, field1, value1, ... Returns {1, old} or {0, current}.
+BATCH_STATUS = """
+local cur = redis.call('HGET', KEYS[1], 'status')
+if not cur then return {-1, ''} end
+local ok = false
+for s in string.gmatch(ARGV[1], '([^,]+)') do if s == cur then ok = true end end
+if not ok then return {0, cur} end
+redis.call('HSET', KEYS[1], 'status', ARGV[2])
+local n = tonumber(ARGV[3])
+local i = 4
+for _ = 1, n do
+  redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
+  i = i + 2
+end
+return {1, cur}
+"""
+
+# Leader lock renewal: extend only if we still own it. KEYS: lock. ARGV: token, ttl_ms.
+RENEW_LOCK = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+return 0
+"""

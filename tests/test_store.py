@@ -1,0 +1,98 @@
+"""Job store: compare-and-set transitions keep counters equal to a recount."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from genbatch.errors import NotFoundError
+from genbatch.store import COUNTERS, JobStore, item_id
+
+
+def make_batch(store: JobStore, bid: str, n: int, provider: str = "novita") -> None:
+    store.create_batch(bid, {"provider": provider, "model": "m"}, created_at=1.0)
+    store.add_items(
+        bid,
+        [{"seq": str(i), "state": "pending", "provider": provider, "line": str(i + 1)}
+         for i in range(1, n + 1)],
+    )
+    store.commit_batch(bid, [provider])
+
+
+def test_dispatch_respects_in_flight_limit_and_moves_counters(store: JobStore) -> None:
+    make_batch(store, "b1", 10)
+    got = store.dispatch("novita", "b1", limit=4, max_n=100, lease_until=99.0)
+    assert got == [item_id("b1", i) for i in range(1, 5)]
+    assert store.in_flight("novita") == 4
+    assert store.dispatch("novita", "b1", limit=4, max_n=100, lease_until=99.0) == []
+    batch = store.get_batch("b1")
+    assert (batch["pending"], batch["in_flight"], batch["total"]) == ("6", "4", "10")
+    assert store.recount("b1") == {c: int(batch[c]) for c in COUNTERS}
+
+
+def test_transition_is_compare_and_set(store: JobStore) -> None:
+    make_batch(store, "b2", 1)
+    iid = item_id("b2", 1)
+    store.dispatch("novita", "b2", limit=5, max_n=5, lease_until=10.0)
+    first = store.transition(iid, ["dispatched"], "submitting", fields={"x": "1"})
+    second = store.transition(iid, ["dispatched"], "submitting")
+    assert first.applied and first.previous == "dispatched"
+    assert not second.applied and second.previous == "submitting"
+    assert store.get_item(iid)["x"] == "1"
+
+
+def test_terminal_transition_releases_slot_and_reports_open_items(store: JobStore) -> None:
+    make_batch(store, "b3", 2)
+    store.dispatch("novita", "b3", limit=5, max_n=5, lease_until=10.0)
+    one = store.transition(item_id("b3", 1), "*", "failed", timer="-")
+    two = store.transition(item_id("b3", 2), "*", "succeeded", timer="-")
+    assert (one.open_items, two.open_items) == (1, 0)
+    assert store.in_flight("novita") == 0
+    # A terminal item never moves again, whatever a late message asks.
+    late = store.transition(item_id("b3", 2), "*", "failed")
+    assert not late.applied
+    assert store.get_batch("b3")["succeeded"] == "1"
+
+
+def test_concurrent_transitions_apply_exactly_once(store: JobStore) -> None:
+    make_batch(store, "b4", 1)
+    iid = item_id("b4", 1)
+    store.dispatch("novita", "b4", limit=5, max_n=5, lease_until=10.0)
+    results: list[bool] = []
+
+    def worker() -> None:
+        results.append(store.transition(iid, ["dispatched"], "submitting").applied)
+
+    threads = [threading.Thread(target=worker) for _ in range(16)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert results.count(True) == 1
+    assert store.get_batch("b4")["in_flight"] == "1"
+
+
+def test_claim_due_leases_timers_and_drops_terminal(store: JobStore) -> None:
+    make_batch(store, "b5", 3)
+    store.dispatch("novita", "b5", limit=5, max_n=5, lease_until=5.0)
+    store.transition(item_id("b5", 3), "*", "failed")  # timer kept on purpose: stale
+    due = store.claim_due(now=6.0, lease_until=100.0, max_n=10)
+    assert sorted(due) == [(item_id("b5", 1), "dispatched"), (item_id("b5", 2), "dispatched")]
+    assert store.claim_due(now=6.0, lease_until=100.0, max_n=10) == []
+    assert store.r.zscore(store.k("timers"), item_id("b5", 3)) is None
+
+
+def test_unknown_ids_raise_not_found(store: JobStore) -> None:
+    with pytest.raises(NotFoundError):
+        store.get_batch("nope")
+    with pytest.raises(NotFoundError):
+        store.transition("nope:1", "*", "failed")
+
+
+def test_leader_lock_has_one_owner(store: JobStore) -> None:
+    assert store.acquire_lock("scheduler", "a", 5)
+    assert not store.acquire_lock("scheduler", "b", 5)
+    assert store.acquire_lock("scheduler", "a", 5)  # renewal by the owner
+    store.release_lock("scheduler", "a")
+    assert store.acquire_lock("scheduler", "b", 5)
