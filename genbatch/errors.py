@@ -121,3 +121,16 @@ class PermanentProviderError(ProviderError):
 
 class AmbiguousSubmit(ProviderError):
     """Raised when a submit may or may not have created a task at the provider."""
+
+
+class ManifestRejected(GenbatchError):
+    """Raised when a manifest has bad rows and the user did not ask to skip them."""
+
+    def __init__(self, path: str, errors: list[ManifestError], total_errors: int) -> None:
+        self.path = path
+        self.errors = errors
+        self.total_errors = total_errors
+        super().__init__(
+            f"{path}: {total_errors} bad row(s); nothing was submitted"
+            " (fix them, or pass --skip-invalid to submit the good rows)"
+        )

@@ -1,0 +1,212 @@
+"""Ingest: stream a manifest into a new batch in the job store.
+
+One pass over the file: each row is validated and written (in pipelined chunks) to a batch
+that stays `validating`, invisible to the dispatcher. At the end the batch is committed —
+or, if any row was bad and the user did not pass `skip_invalid`, deleted again, so a bad
+manifest leaves nothing behind. Local images are copied once each into object storage
+(`inputs/<sha256>.<ext>`), so workers on other machines can read them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from genbatch.errors import ManifestError, ManifestRejected
+from genbatch.images import is_data_uri, is_remote, sniff_format
+from genbatch.models import GenerationRequest
+from genbatch.producer.manifest import iter_rows
+from genbatch.producer.validate import IMAGE_FIELDS, RowValidator, ValidRow
+from genbatch.storage import ObjectStorage
+from genbatch.store import JobStore
+
+CHUNK = 1000
+MAX_REPORTED_ERRORS = 200
+STORED_PREFIX = "stored:"
+
+
+@dataclass
+class IngestResult:
+    """What ingest did: the batch id (None on a dry run), counts and estimated cost."""
+
+    batch_id: str | None
+    rows: int = 0
+    valid: int = 0
+    invalid: int = 0
+    errors: list[ManifestError] = field(default_factory=list)
+    est_cost: float = 0.0
+    unpriced: int = 0
+    by_model: dict[tuple[str, str], tuple[int, float]] = field(default_factory=dict)
+
+    def count(self, row: ValidRow) -> None:
+        self.valid += 1
+        n, cost = self.by_model.get((row.provider, row.model), (0, 0.0))
+        self.by_model[(row.provider, row.model)] = (n + 1, cost + (row.est_cost or 0.0))
+        if row.est_cost is None:
+            self.unpriced += 1
+        else:
+            self.est_cost += row.est_cost
+
+
+def new_batch_id() -> str:
+    return time.strftime("%Y%m%d-%H%M%S", time.gmtime()) + "-" + secrets.token_hex(3)
+
+
+def ingest_manifest(
+    path: Path,
+    *,
+    store: JobStore | None,
+    storage: ObjectStorage | None,
+    provider: str | None,
+    model: str | None,
+    skip_invalid: bool = False,
+    dry_run: bool = False,
+    progress: Callable[[int], None] | None = None,
+) -> IngestResult:
+    """Validate every row of `path`; unless `dry_run`, write them as a new batch.
+
+    Raises ManifestRejected (nothing written) when rows are bad and `skip_invalid` is off.
+    """
+    path = path.resolve()
+    validator = RowValidator(path, provider, model)
+    writer = None
+    if not dry_run:
+        if store is None or storage is None:
+            raise ValueError("ingest needs a store and a storage unless dry_run")
+        writer = _BatchWriter(store, storage, path, provider, model)
+    result = IngestResult(writer.batch_id if writer else None)
+    providers_used: set[str] = set()
+    committed = False
+    try:
+        for seq, row in enumerate(iter_rows(path), start=1):
+            result.rows = seq
+            outcome = validator.validate(row)
+            if isinstance(outcome, ValidRow):
+                result.count(outcome)
+                providers_used.add(outcome.provider)
+            else:
+                result.invalid += 1
+                room = MAX_REPORTED_ERRORS - len(result.errors)
+                result.errors.extend(outcome[: max(room, 0)])
+            # Once a row is bad and will not be skipped, nothing more is written: the rest
+            # is only validated, so every problem is reported in one go.
+            if writer is not None and (skip_invalid or not result.invalid):
+                writer.add(seq, row.line, row.data, outcome)
+            if progress is not None and seq % CHUNK == 0:
+                progress(seq)
+        if result.invalid and not skip_invalid:
+            raise ManifestRejected(str(path), result.errors, result.invalid)
+        if writer is not None:
+            writer.commit(sorted(providers_used))
+        committed = True
+    finally:
+        if writer is not None and not committed:
+            writer.discard(result.rows, sorted(providers_used))
+    if progress is not None:
+        progress(result.rows)
+    return result
+
+
+class _BatchWriter:
+    """Writes items of a new batch in pipelined chunks; commits or discards it at the end."""
+
+    def __init__(
+        self, store: JobStore, storage: ObjectStorage, path: Path,
+        provider: str | None, model: str | None,
+    ) -> None:
+        self.store = store
+        self.batch_id = new_batch_id()
+        self.uploads = _ImageUploader(storage)
+        self.chunk: list[dict[str, str]] = []
+        meta = {"provider": provider or "", "model": model or "", "manifest": str(path)}
+        store.create_batch(self.batch_id, meta, created_at=time.time())
+
+    def add(
+        self, seq: int, line: int, data: dict[str, Any], outcome: ValidRow | list[ManifestError]
+    ) -> None:
+        if isinstance(outcome, ValidRow):
+            record = _item_record(seq, outcome, self.uploads.localise(outcome.request))
+        else:
+            record = _invalid_record(seq, line, data, outcome[0])
+        self.chunk.append(record)
+        if len(self.chunk) >= CHUNK:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.chunk:
+            self.store.add_items(self.batch_id, self.chunk)
+            self.chunk = []
+
+    def commit(self, providers: list[str]) -> None:
+        self.flush()
+        self.store.commit_batch(self.batch_id, providers)
+
+    def discard(self, rows: int, providers: list[str]) -> None:
+        self.store.discard_batch(self.batch_id, rows, providers)
+
+
+def _item_record(seq: int, row: ValidRow, request: GenerationRequest) -> dict[str, str]:
+    return {
+        "seq": str(seq),
+        "line": str(row.line),
+        "custom_id": row.custom_id,
+        "provider": row.provider,
+        "model": row.model,
+        "state": "pending",
+        "req": request.model_dump_json(exclude_none=True),
+        "row": json.dumps(row.row, ensure_ascii=False, default=str),
+        "est_cost": "" if row.est_cost is None else repr(row.est_cost),
+    }
+
+
+def _invalid_record(
+    seq: int, line: int, data: dict[str, Any], first: ManifestError
+) -> dict[str, str]:
+    return {
+        "seq": str(seq),
+        "line": str(line),
+        "custom_id": str(data.get("custom_id") or f"line-{line}"),
+        "provider": str(data.get("provider") or ""),
+        "model": str(data.get("model") or ""),
+        "state": "failed",
+        "row": json.dumps(data, ensure_ascii=False, default=str),
+        "error_code": "invalid_row",
+        "error_message": f"{first.field}: {first.reason}" if first.field else first.reason,
+    }
+
+
+class _ImageUploader:
+    """Copies each distinct local image once into object storage, content-addressed."""
+
+    def __init__(self, storage: ObjectStorage | None) -> None:
+        self.storage = storage
+        self.done: dict[str, str] = {}
+
+    def localise(self, request: GenerationRequest) -> GenerationRequest:
+        updates = {}
+        for name in IMAGE_FIELDS:
+            ref = getattr(request, name)
+            if ref is None or is_remote(ref) or is_data_uri(ref):
+                continue
+            updates[name] = self._upload(Path(ref))
+        return request.model_copy(update=updates) if updates else request
+
+    def _upload(self, path: Path) -> str:
+        key = str(path)
+        if key not in self.done:
+            assert self.storage is not None
+            with path.open("rb") as fh:
+                digest = hashlib.file_digest(fh, "sha256").hexdigest()
+                fh.seek(0)
+                fmt = sniff_format(fh.read(64))
+            object_key = f"inputs/{digest}.{fmt}"
+            if not self.storage.exists(object_key):
+                self.storage.put_file(object_key, path, content_type=f"image/{fmt}")
+            self.done[key] = STORED_PREFIX + object_key
+        return self.done[key]

@@ -1,0 +1,145 @@
+"""Stream rows out of a CSV (with a header row) or JSONL manifest.
+
+Rows come out one at a time with the line number where they start, so memory stays flat
+whatever the file's size. Format errors become `ManifestError(path, line, field, reason)`.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from genbatch.errors import ManifestError
+from genbatch.models import REQUEST_FIELDS
+
+ID_FIELDS: tuple[str, ...] = ("custom_id", "provider", "model")
+# Columns genbatch itself writes into errors.jsonl; ignored so that file can be resubmitted.
+ERROR_FILE_FIELDS: frozenset[str] = frozenset(
+    {"line", "status", "error_code", "error_message", "attempts"}
+)
+KNOWN_FIELDS: frozenset[str] = frozenset(REQUEST_FIELDS) | frozenset(ID_FIELDS)
+MAX_FIELD_CHARS = 1_000_000  # a cell larger than this is a mistake, not a prompt
+
+
+@dataclass(frozen=True, slots=True)
+class Row:
+    """One manifest row; `problem` is set when the row itself could not be read."""
+
+    line: int
+    data: dict[str, Any]
+    problem: ManifestError | None = None
+
+
+def manifest_format(path: Path) -> str:
+    suffix = path.suffix.lower()
+    if suffix == ".csv":
+        return "csv"
+    if suffix in (".jsonl", ".ndjson"):
+        return "jsonl"
+    raise ManifestError(str(path), None, None, "unknown manifest type: use a .csv or .jsonl file")
+
+
+def iter_rows(path: Path) -> Iterator[Row]:
+    """Yield every data row of the manifest at `path`."""
+    fmt = manifest_format(path)
+    try:
+        handle = path.open("rb")
+    except OSError as exc:
+        raise ManifestError(str(path), None, None, f"cannot open: {exc.strerror}") from exc
+    with handle:
+        lines = _decoded_lines(path, handle)
+        rows = _csv_rows(path, lines) if fmt == "csv" else _jsonl_rows(path, lines)
+        yielded = False
+        for row in rows:
+            yielded = True
+            yield row
+        if not yielded:
+            raise ManifestError(str(path), None, None, "the manifest has no rows")
+
+
+def _unknown_column(path: Path, line: int, keys: list[str]) -> ManifestError | None:
+    unknown = [k for k in keys if k not in KNOWN_FIELDS and k not in ERROR_FILE_FIELDS]
+    if not unknown:
+        return None
+    return ManifestError(
+        str(path), line, unknown[0],
+        f"unknown column; the known ones are {', '.join(sorted(KNOWN_FIELDS))}",
+    )
+
+
+def _decoded_lines(path: Path, handle: BinaryIO) -> Iterator[str]:
+    """Physical lines as text; a byte that is not UTF-8 is reported with its line number."""
+    for line_no, raw in enumerate(handle, start=1):
+        if len(raw) > MAX_FIELD_CHARS:
+            raise ManifestError(str(path), line_no, None, "line is longer than 1,000,000 bytes")
+        try:
+            text = raw.decode("utf-8-sig" if line_no == 1 else "utf-8")
+        except UnicodeDecodeError as exc:
+            raise ManifestError(
+                str(path), line_no, None,
+                f"not UTF-8 text (byte 0x{raw[exc.start]:02x} at column {exc.start + 1}); "
+                "save the file as UTF-8",
+            ) from exc
+        if "\x00" in text:
+            raise ManifestError(str(path), line_no, None, "contains a NUL byte")
+        yield text
+
+
+def _csv_rows(path: Path, handle: Iterator[str]) -> Iterator[Row]:
+    csv.field_size_limit(MAX_FIELD_CHARS)
+    reader = csv.reader(handle)
+    try:
+        header = next(reader)
+    except StopIteration:
+        return
+    except csv.Error as exc:
+        raise ManifestError(str(path), 1, None, f"bad CSV header: {exc}") from exc
+    header = [h.strip() for h in header]
+    if not any(header):
+        raise ManifestError(str(path), 1, None, "the first line must be a header row")
+    duplicates = {h for h in header if header.count(h) > 1}
+    if duplicates:
+        raise ManifestError(str(path), 1, sorted(duplicates)[0], "column appears twice")
+    bad_column = _unknown_column(path, 1, [h for h in header if h])
+    if bad_column:
+        raise bad_column
+    if "image" not in header:
+        raise ManifestError(str(path), 1, "image", "required column is missing")
+    while True:
+        start = reader.line_num + 1
+        try:
+            cells = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            raise ManifestError(str(path), start, None, f"bad CSV: {exc}") from exc
+        if not cells or all(not c.strip() for c in cells):
+            continue  # blank line
+        if len(cells) != len(header):
+            yield Row(start, {}, ManifestError(
+                str(path), start, None,
+                f"has {len(cells)} cells but the header has {len(header)} columns",
+            ))
+            continue
+        yield Row(start, {h: c for h, c in zip(header, cells, strict=True) if h})
+
+
+def _jsonl_rows(path: Path, lines: Iterator[str]) -> Iterator[Row]:
+    for line_no, text in enumerate(lines, start=1):
+        if not text.strip():
+            continue
+        problem: ManifestError | None = None
+        data: Any = {}
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            problem = ManifestError(str(path), line_no, None, f"not valid JSON: {exc.msg}")
+        if problem is None and not isinstance(data, dict):
+            problem = ManifestError(str(path), line_no, None, "each line must be a JSON object")
+        if problem is None:
+            problem = _unknown_column(path, line_no, list(data))
+        yield Row(line_no, data if problem is None else {}, problem)

@@ -1,0 +1,82 @@
+"""The Celery app (`genbatch.worker.app:app`) and its configuration.
+
+Messages carry only an item or batch id. Workers ack late, are rejected back to the queue
+if they die, prefetch one message at a time, and send task events for Flower. Submit, poll
+and download have their own queues so a poll storm cannot starve downloads.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import Celery
+
+from genbatch.config import Settings
+from genbatch.worker.runtime import Runtime
+
+QUEUES: dict[str, str] = {
+    "submit": "genbatch.submit",
+    "poll": "genbatch.poll",
+    "download": "genbatch.download",
+    "finalize": "genbatch.control",
+}
+TASK_NAMES: dict[str, str] = {kind: f"genbatch.{kind}" for kind in QUEUES}
+
+app = Celery("genbatch")
+app.conf.update(
+    task_acks_late=True,
+    task_reject_on_worker_lost=True,
+    worker_prefetch_multiplier=1,
+    task_ignore_result=True,
+    task_serializer="json",
+    accept_content=["json"],
+    task_default_queue=QUEUES["finalize"],
+    task_routes={TASK_NAMES[k]: {"queue": q} for k, q in QUEUES.items()},
+    worker_send_task_events=True,
+    task_send_sent_event=True,
+    broker_connection_retry_on_startup=True,
+    broker_connection_max_retries=None,
+    broker_transport_options={"visibility_timeout": 3600},
+    worker_hijack_root_logger=False,
+    worker_soft_shutdown_timeout=10.0,
+    worker_enable_soft_shutdown_on_idle=True,
+)
+
+_runtime: Runtime | None = None
+
+
+def configure(settings: Settings, runtime: Runtime | None = None) -> Runtime:
+    """Point the app at the settings' Redis and install the process runtime."""
+    global _runtime
+    app.conf.broker_url = settings.require_redis_url()
+    _runtime = runtime or Runtime(settings, enqueue=send)
+    import genbatch.worker.tasks  # noqa: F401  (registers the tasks)
+
+    return _runtime
+
+
+def runtime() -> Runtime:
+    if _runtime is None:
+        raise RuntimeError("genbatch.worker.app.configure(settings) was not called")
+    return _runtime
+
+
+def send(kind: str, ident: str) -> None:
+    app.send_task(TASK_NAMES[kind], args=[ident], queue=QUEUES[kind])
+
+
+def worker_argv(settings: Settings, hostname: str | None = None) -> list[str]:
+    argv = [
+        "worker", f"--loglevel={settings.log_level}",
+        f"--concurrency={settings.worker_concurrency}", f"--pool={settings.worker_pool}",
+        "--queues", ",".join(QUEUES.values()), "--task-events",
+        "--without-gossip", "--without-mingle",
+    ]
+    if hostname:
+        argv.append(f"--hostname={hostname}")
+    return argv
+
+
+def run_worker(settings: Settings, **kwargs: Any) -> None:
+    configure(settings)
+    app.worker_main(worker_argv(settings, kwargs.get("hostname")))

@@ -1,0 +1,115 @@
+"""Per-process resources of a worker or scheduler, created lazily after a fork.
+
+Holds the settings, the job store client, object storage, one HTTP client per provider
+(each adapter may keep its key in its own client's headers) and a separate HTTP client for
+downloads, so a provider's key is never sent to the CDN that serves the video.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+
+from genbatch import providers
+from genbatch.config import Settings
+from genbatch.images import data_uri, is_data_uri, is_remote, sniff_format
+from genbatch.models import GenerationRequest
+from genbatch.providers.base import Provider
+from genbatch.storage import ObjectStorage, open_storage
+from genbatch.store import JobStore
+
+STORED_PREFIX = "stored:"
+Enqueue = Callable[[str, str], None]  # (task kind, id) -> None
+
+
+class Runtime:
+    """Lazily built, fork-safe resources for one process."""
+
+    def __init__(self, settings: Settings, enqueue: Enqueue | None = None) -> None:
+        self.settings = settings
+        self._enqueue = enqueue
+        self._pid = -1
+        self._lock = threading.Lock()
+        self._cache: dict[str, Any] = {}
+
+    def now(self) -> float:
+        return time.time()
+
+    def _get(self, key: str, build: Callable[[], Any]) -> Any:
+        with self._lock:
+            if self._pid != os.getpid():  # forked: never share sockets with the parent
+                self._cache = {}
+                self._pid = os.getpid()
+            if key not in self._cache:
+                self._cache[key] = build()
+            return self._cache[key]
+
+    @property
+    def store(self) -> JobStore:
+        store: JobStore = self._get(
+            "store", lambda: JobStore.from_url(self.settings.require_redis_url())
+        )
+        return store
+
+    @property
+    def storage(self) -> ObjectStorage:
+        s = self.settings
+        storage: ObjectStorage = self._get(
+            "storage",
+            lambda: open_storage(s.storage_url, endpoint_url=s.s3_endpoint_url,
+                                 region=s.s3_region),
+        )
+        return storage
+
+    def provider(self, name: str) -> Provider:
+        def build() -> Provider:
+            ps = self.settings.provider(name)
+            ps.require_key()
+            return providers.make_provider(ps, self._client(ps.max_in_flight))
+
+        adapter: Provider = self._get(f"provider:{name}", build)
+        return adapter
+
+    @property
+    def downloads(self) -> httpx.Client:
+        client: httpx.Client = self._get("downloads", lambda: self._client(64))
+        return client
+
+    def _client(self, pool: int) -> httpx.Client:
+        s = self.settings
+        timeout = httpx.Timeout(s.request_timeout_s, connect=s.connect_timeout_s)
+        limits = httpx.Limits(max_connections=max(pool, s.worker_concurrency) + 4,
+                              max_keepalive_connections=max(pool, s.worker_concurrency))
+        return httpx.Client(timeout=timeout, limits=limits, follow_redirects=True)
+
+    def enqueue(self, kind: str, ident: str) -> None:
+        if self._enqueue is None:
+            from genbatch.worker.app import send
+
+            self._enqueue = send
+        self._enqueue(kind, ident)
+
+    def wire_request(self, request: GenerationRequest) -> GenerationRequest:
+        """The request with stored images turned into data URIs (URLs pass through)."""
+        updates = {}
+        for name in ("image", "last_image"):
+            ref = getattr(request, name)
+            if ref and not is_remote(ref) and not is_data_uri(ref):
+                updates[name] = self._stored_data_uri(ref)
+        return request.model_copy(update=updates) if updates else request
+
+    def _stored_data_uri(self, ref: str) -> str:
+        key = ref.removeprefix(STORED_PREFIX)
+        cached: Callable[[str], str] = self._get("images", lambda: functools.lru_cache(16)(
+            lambda k: _to_data_uri(self.storage.get_bytes(k))))
+        return cached(key)
+
+
+def _to_data_uri(data: bytes) -> str:
+    return data_uri(data, sniff_format(data[:64]))

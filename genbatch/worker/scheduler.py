@@ -1,0 +1,121 @@
+"""The scheduler's leaders: dispatcher, timers and finalize sweep, run by one process at a
+time under a Redis lock (`genbatch scheduler`; start several for failover).
+
+- Dispatcher: per provider account, moves pending items to `dispatched` within the in-flight
+  limit, round-robin across batches, and enqueues their submit tasks.
+- Timers: claims due items from the timers zset and acts by state: `submitted` → poll,
+  `downloading` → download, `dispatched` → submit again (message lost), `submitting` past
+  its lease → ambiguous (the worker died mid-submit; the task may exist).
+- Sweep: finalizes batches with no open items whose finalize message was lost.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import secrets
+import threading
+from dataclasses import dataclass
+
+from genbatch.config import PROVIDER_NAMES
+from genbatch.worker.runtime import Runtime
+
+log = logging.getLogger(__name__)
+LOCK = "scheduler"
+TIMER_ACTIONS = {"submitted": "poll", "downloading": "download", "dispatched": "submit"}
+
+
+@dataclass
+class TickStats:
+    dispatched: int = 0
+    timers: int = 0
+    ambiguous: int = 0
+    finalize: int = 0
+
+
+class Scheduler:
+    def __init__(self, rt: Runtime, sweep_every: int = 10) -> None:
+        self.rt = rt
+        self.token = secrets.token_hex(8)
+        self.sweep_every = sweep_every
+        self.ticks = 0
+
+    def tick(self) -> TickStats:
+        stats = TickStats()
+        stats.dispatched = self.dispatch()
+        stats.timers, stats.ambiguous = self.fire_timers()
+        if self.ticks % self.sweep_every == 0:
+            stats.finalize = self.sweep()
+        self.ticks += 1
+        return stats
+
+    def dispatch(self) -> int:
+        rt, sent = self.rt, 0
+        lease_until = rt.now() + rt.settings.task_lease_s
+        for provider in PROVIDER_NAMES:
+            batches = rt.store.queued_batches(provider)
+            if not batches or rt.store.in_cooldown(provider):
+                continue
+            limit = rt.settings.provider(provider).max_in_flight
+            free = min(limit - rt.store.in_flight(provider), rt.settings.dispatch_batch_size)
+            share = max(1, free // len(batches))
+            for batch_id in batches:
+                ids = rt.store.dispatch(provider, batch_id, limit, share, lease_until)
+                for iid in ids:
+                    rt.enqueue("submit", iid)
+                sent += len(ids)
+                if len(ids) < share:
+                    rt.store.drop_queue_if_empty(provider, batch_id)
+        return sent
+
+    def fire_timers(self) -> tuple[int, int]:
+        rt = self.rt
+        now = rt.now()
+        due = rt.store.claim_due(now, now + rt.settings.task_lease_s, max_n=2000)
+        ambiguous = 0
+        for iid, state in due:
+            if state == "submitting":
+                ambiguous += self._interrupted_submit(iid)
+            elif state in TIMER_ACTIONS:
+                rt.enqueue(TIMER_ACTIONS[state], iid)
+        return len(due), ambiguous
+
+    def _interrupted_submit(self, iid: str) -> int:
+        from genbatch.worker.steps import finish
+
+        state = finish(self.rt, iid, ["submitting"], "ambiguous", "submit_interrupted",
+                        "the worker stopped while submitting; the task may exist at the "
+                        "provider (retry with --ambiguous to resubmit)")
+        return int(state == "ambiguous")
+
+    def sweep(self) -> int:
+        rt, n = self.rt, 0
+        for batch_id in rt.store.active_batches():
+            batch = rt.store.get_batch(batch_id)
+            open_items = sum(int(batch.get(c) or 0)
+                             for c in ("pending", "in_flight", "downloading"))
+            if batch.get("status") in ("in_progress", "finalizing") and open_items == 0:
+                rt.enqueue("finalize", batch_id)
+                n += 1
+        return n
+
+    def run(self, stop: threading.Event) -> None:
+        """Tick while holding the leader lock; stand by while another process holds it."""
+        tick_s = self.rt.settings.scheduler_tick_s
+        leading = False
+        try:
+            while not stop.is_set():
+                try:
+                    now_leading = self.rt.store.acquire_lock(LOCK, self.token, tick_s * 10 + 5)
+                    if now_leading != leading:
+                        log.info("scheduler %s leader", "is" if now_leading else "is not")
+                        leading = now_leading
+                    if leading:
+                        self.tick()
+                except Exception:  # keep leading through a Redis restart or a bad item
+                    log.exception("scheduler tick failed; retrying")
+                    stop.wait(1.0)
+                stop.wait(tick_s)
+        finally:
+            with contextlib.suppress(Exception):  # best effort on shutdown
+                self.rt.store.release_lock(LOCK, self.token)

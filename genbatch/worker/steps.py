@@ -1,0 +1,229 @@
+"""The work behind each task, as plain functions over a Runtime and an id.
+
+Each step re-reads the item, does nothing if the item is already past its step (so a
+duplicate or late message is harmless), and records the outcome with one compare-and-set.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import httpx
+
+from genbatch.errors import (
+    AmbiguousSubmit,
+    GenbatchError,
+    PermanentProviderError,
+    RateLimited,
+    RetryableProviderError,
+    StorageError,
+)
+from genbatch.models import GenerationRequest, PollResult, TaskStatus
+from genbatch.providers import get_spec
+from genbatch.storage import object_key
+from genbatch.worker.polling import first_poll_delay, next_poll_delay, retry_delay
+from genbatch.worker.runtime import Runtime
+
+log = logging.getLogger(__name__)
+URL_GONE = frozenset({401, 403, 404, 410})
+TERMINAL_TASK_STATE = {
+    TaskStatus.FAILED: "failed",
+    TaskStatus.EXPIRED: "expired",
+    TaskStatus.CANCELLED: "cancelled",
+}
+
+
+def submit_item(rt: Runtime, iid: str) -> str:
+    """dispatched → submitting → submitted | pending (not created) | failed | ambiguous."""
+    item = rt.store.get_item(iid)
+    if item["state"] != "dispatched":
+        return "skipped"
+    now = rt.now()
+    try:
+        request = rt.wire_request(GenerationRequest.model_validate_json(item["req"]))
+        adapter = rt.provider(item["provider"])
+    except GenbatchError as exc:  # nothing was sent: a clear failure, not a mystery
+        return finish(rt, iid, ["dispatched"], "failed", "input_unavailable", str(exc))
+    claim = rt.store.transition(
+        iid, ["dispatched"], "submitting", timer=now + rt.settings.task_lease_s,
+        fields={"submit_started_at": now}, incr={"attempts": 1},
+    )
+    if not claim.applied:
+        return "skipped"
+    try:
+        remote_id = adapter.submit(item["model"], request)
+    except RateLimited as exc:
+        return _not_created(rt, item, iid, exc, exc.retry_after or 2.0)
+    except RetryableProviderError as exc:
+        return _not_created(rt, item, iid, exc, 2.0)
+    except PermanentProviderError as exc:
+        return finish(rt, iid, ["submitting"], "failed", exc.code, exc.message)
+    except AmbiguousSubmit as exc:
+        return finish(rt, iid, ["submitting"], "ambiguous", exc.code, exc.message)
+    spec = get_spec(item["provider"], item["model"])
+    done = rt.store.transition(
+        iid, ["submitting"], "submitted",
+        timer=rt.now() + first_poll_delay(spec.typical_seconds, None, rt.settings),
+        fields={"remote_id": remote_id, "submitted_at": now,
+                "deadline": now + _deadline_s(rt, request)},
+    )
+    return "submitted" if done.applied else "skipped"
+
+
+def poll_item(rt: Runtime, iid: str) -> str:
+    """submitted → submitted (rescheduled) | downloading | failed | expired | cancelled."""
+    item = rt.store.get_item(iid)
+    if item["state"] != "submitted":
+        return "skipped"
+    now = rt.now()
+    polls = int(item.get("polls") or 0) + 1
+    if now > float(item.get("deadline") or "inf"):
+        return finish(rt, iid, ["submitted"], "expired", "deadline_exceeded",
+                       "the task did not finish before its deadline")
+    try:
+        result = rt.provider(item["provider"]).poll(item["model"], item["remote_id"])
+    except RetryableProviderError as exc:
+        delay = next_poll_delay(polls, None, rt.settings)
+        if isinstance(exc, RateLimited) and exc.retry_after:
+            delay = max(delay, exc.retry_after / rt.settings.time_factor)
+        rt.store.transition(iid, ["submitted"], "submitted", timer=now + delay,
+                            incr={"polls": 1, "poll_errors": 1})
+        return "retry"
+    except PermanentProviderError as exc:
+        return finish(rt, iid, ["submitted"], "failed", exc.code, exc.message)
+    return _apply_poll(rt, item, iid, result, polls)
+
+
+def _apply_poll(rt: Runtime, item: dict[str, str], iid: str, result: PollResult,
+                polls: int) -> str:
+    now = rt.now()
+    if result.status is TaskStatus.SUCCEEDED:
+        if not result.video_url:
+            return finish(rt, iid, ["submitted"], "failed", "no_output",
+                           "the provider reported success without a video URL")
+        cost = _cost(rt, item, result)
+        moved = rt.store.transition(
+            iid, ["submitted"], "downloading", timer=now + rt.settings.task_lease_s,
+            fields={"video_url": result.video_url, "video_ttl": result.video_ttl_s or "",
+                    "seed": "" if result.seed is None else result.seed,
+                    "cost": "" if cost is None else repr(cost), "generated_at": now},
+            incr={"polls": 1},
+        )
+        if moved.applied:
+            rt.enqueue("download", iid)
+        return "downloading" if moved.applied else "skipped"
+    if result.status in TERMINAL_TASK_STATE:
+        return finish(rt, iid, ["submitted"], TERMINAL_TASK_STATE[result.status],
+                       result.error_code or result.status.value,
+                       result.error_message or f"the provider reports {result.raw_status}")
+    delay = next_poll_delay(polls, result.eta_s, rt.settings)
+    rt.store.transition(
+        iid, ["submitted"], "submitted", timer=now + delay,
+        fields={"remote_status": result.raw_status,
+                "progress": "" if result.progress is None else result.progress},
+        incr={"polls": 1},
+    )
+    return "running"
+
+
+def download_item(rt: Runtime, iid: str) -> str:
+    """downloading → succeeded | submitted (URL expired: poll again) | failed."""
+    item = rt.store.get_item(iid)
+    if item["state"] != "downloading":
+        return "skipped"
+    attempt = int(item.get("dl_attempts") or 0) + 1
+    key = object_key(item["batch"], item["custom_id"])
+    try:
+        with rt.downloads.stream("GET", item["video_url"],
+                                 timeout=rt.settings.download_timeout_s) as resp:
+            if resp.status_code in URL_GONE:
+                return _url_gone(rt, iid, attempt, resp.status_code)
+            resp.raise_for_status()
+            stored = rt.storage.put_stream(key, resp.iter_bytes(1 << 20))
+    except (httpx.HTTPError, StorageError) as exc:
+        if attempt >= rt.settings.download_max_attempts:
+            return finish(rt, iid, ["downloading"], "failed", "download_failed",
+                           f"gave up after {attempt} attempts: {_describe(exc)}")
+        rt.store.transition(iid, ["downloading"], "downloading",
+                            timer=rt.now() + retry_delay(attempt, rt.settings),
+                            fields={"last_error": _describe(exc)}, incr={"dl_attempts": 1})
+        return "retry"
+    return finish(rt, iid, ["downloading"], "succeeded", "", "", fields={
+        "output_uri": stored.uri, "sha256": stored.sha256, "bytes": stored.size,
+    })
+
+
+def _url_gone(rt: Runtime, iid: str, attempt: int, status: int) -> str:
+    if attempt >= rt.settings.download_max_attempts:
+        return finish(rt, iid, ["downloading"], "failed", "url_expired",
+                       f"the video URL answered HTTP {status} {attempt} times")
+    # The URL expired before we fetched it: poll the task again for a fresh one.
+    rt.store.transition(iid, ["downloading"], "submitted", timer=rt.now(),
+                        fields={"last_error": f"video URL answered HTTP {status}"},
+                        incr={"dl_attempts": 1})
+    return "repoll"
+
+
+def _not_created(rt: Runtime, item: dict[str, str], iid: str, exc: RetryableProviderError,
+                 cooldown_s: float) -> str:
+    """The provider provably created nothing: back to the head of the queue, no failure."""
+    moved = rt.store.transition(iid, ["submitting"], "pending", timer="-",
+                                fields={"last_error": f"{exc.code}: {exc.message}"},
+                                incr={"not_created": 1})
+    if moved.applied:
+        rt.store.requeue_front(iid, item["provider"], item["batch"])
+        rt.store.set_cooldown(item["provider"], cooldown_s / rt.settings.time_factor)
+    return "requeued"
+
+
+def finish(rt: Runtime, iid: str, allowed: list[str], state: str, code: str, message: str,
+            fields: dict[str, Any] | None = None) -> str:
+    """Move an item to a terminal state; finalize its batch when it was the last open one."""
+    values: dict[str, Any] = {"finished_at": rt.now(), "error_code": code,
+                              "error_message": message[:2000]}
+    values.update(fields or {})
+    moved = rt.store.transition(iid, allowed, state, timer="-", fields=values)
+    if moved.applied and moved.open_items == 0:
+        rt.enqueue("finalize", iid.rsplit(":", 1)[0])
+    return state if moved.applied else "skipped"
+
+
+def _deadline_s(rt: Runtime, request: GenerationRequest) -> float:
+    limit = float(request.execution_expires_after or rt.settings.item_deadline_s)
+    return (limit + 600.0) / rt.settings.time_factor
+
+
+def _cost(rt: Runtime, item: dict[str, str], result: PollResult) -> float | None:
+    try:
+        request = GenerationRequest.model_validate_json(item["req"])
+        return rt.provider(item["provider"]).actual_cost(item["model"], request, result)
+    except (GenbatchError, ValueError):
+        return float(item["est_cost"]) if item.get("est_cost") else None
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc) or type(exc).__name__
+    return text.split("?", 1)[0][:300]  # never echo a presigned query string
+
+
+def finalize_batch(rt: Runtime, batch_id: str) -> str:
+    """in_progress → finalizing → completed, writing the output manifests once no item is
+    open. Safe to repeat: a crash while finalizing is redone by the next finalize."""
+    from genbatch.outputs import write_outputs  # only the control queue needs it
+
+    batch = rt.store.get_batch(batch_id)
+    open_items = sum(int(batch.get(c) or 0) for c in ("pending", "in_flight", "downloading"))
+    if batch.get("status") not in ("in_progress", "finalizing") or open_items:
+        return "skipped"
+    ok, _ = rt.store.batch_cas(batch_id, ["in_progress", "finalizing"], "finalizing")
+    if not ok:
+        return "skipped"
+    files = write_outputs(rt.storage, batch_id,
+                          rt.store.iter_items(batch_id, int(batch["total"])))
+    rt.store.batch_cas(batch_id, ["finalizing"], "completed", {
+        "finished_at": repr(rt.now()), "results_jsonl": files.results_jsonl,
+        "results_csv": files.results_csv, "errors_jsonl": files.errors_jsonl,
+    })
+    rt.store.deactivate(batch_id)
+    return "completed"
