@@ -1,0 +1,141 @@
+"""Static request validation, driven by `ModelSpec`: the same rules for every provider.
+
+Every problem names its field, the allowed values and the model and provider, e.g.
+`duration: must be 5 or 10 for seedance-v1-pro-i2v on novita, got 7`. Image *content*
+(format, size, pixels) is checked elsewhere (genbatch/images.py); here only the kind of
+reference (URL vs data URI / local file) is checked, for providers that take URLs only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from genbatch.errors import FieldProblem
+from genbatch.models import GenerationRequest
+from genbatch.providers.base import ModelSpec
+
+DISPLAY_NAMES = {
+    "novita": "Novita",
+    "highwayapi": "HighwayAPI",
+    "wavespeed": "WaveSpeed",
+    "byteplus": "BytePlus",
+}
+SERVICE_TIERS = ("default", "flex")
+EXPIRES_AFTER_RANGE = (3600, 259200)  # seconds, counted from the task's created_at
+_RATIO_ORDER = ("21:9", "16:9", "4:3", "1:1", "3:4", "9:16", "9:21", "adaptive")
+
+
+def validate(provider: str, spec: ModelSpec, request: GenerationRequest) -> list[FieldProblem]:
+    """Every reason `request` does not fit `spec` on `provider`; empty when it fits."""
+    where = f"{spec.name} on {provider}"
+    display = DISPLAY_NAMES.get(provider, provider)
+    problems: list[FieldProblem] = []
+
+    def add(field: str, message: str) -> None:
+        problems.append(FieldProblem(field, message))
+
+    def unsupported(field: str) -> None:
+        add(field, f"{where} does not take {field}; leave it unset")
+
+    if spec.prompt_required and not request.prompt.strip():
+        add("prompt", f"is required for {where}")
+    if spec.prompt_max_chars is not None and len(request.prompt) > spec.prompt_max_chars:
+        add(
+            "prompt",
+            f"must be at most {spec.prompt_max_chars} characters for {where}, "
+            f"got {len(request.prompt)}",
+        )
+
+    for field in ("image", "last_image"):
+        ref = getattr(request, field)
+        if ref is not None and not spec.accepts_data_uri and not _is_http_url(ref):
+            got = "a data URI" if ref.lstrip().lower().startswith("data:") else "a local file"
+            add(
+                field,
+                f"{display} takes image URLs (http/https) only, got {got}; "
+                "upload the image and give its URL",
+            )
+    if request.last_image is not None and not spec.supports_last_image:
+        unsupported("last_image")
+
+    if request.resolution is not None and request.resolution not in spec.resolutions:
+        add("resolution", _one_of(_by_number(spec.resolutions), where, request.resolution))
+    if request.ratio is not None and request.ratio not in spec.ratios:
+        add("ratio", _one_of(_ratios(spec.ratios), where, request.ratio))
+    if request.duration is not None and request.duration not in spec.durations:
+        add("duration", _ints_message(spec.durations, where, request.duration))
+    if request.seed is not None and not _in_range(request.seed, spec.seed_min, spec.seed_max):
+        if spec.seed_max is None:
+            add("seed", f"must be at least {spec.seed_min} for {where}, got {request.seed}")
+        else:
+            add(
+                "seed",
+                f"must be between {spec.seed_min} and {spec.seed_max} for {where}, "
+                f"got {request.seed}",
+            )
+
+    if request.fps is not None:
+        if not spec.supports_fps:
+            unsupported("fps")
+        elif request.fps not in spec.fps_values:
+            add("fps", _ints_message(spec.fps_values, where, request.fps))
+    if request.generate_audio is not None and not spec.supports_audio:
+        unsupported("generate_audio")
+    if request.watermark is not None and not spec.supports_watermark:
+        unsupported("watermark")
+
+    if request.service_tier is not None:
+        if not spec.supports_service_tier:
+            add(
+                "service_tier",
+                f"{display} has no flex tier for {spec.name}; service_tier is "
+                f"not accepted on {provider}, leave it unset (got {request.service_tier!r})",
+            )
+        elif request.service_tier not in SERVICE_TIERS:
+            add("service_tier", _one_of(list(SERVICE_TIERS), where, request.service_tier))
+    if request.execution_expires_after is not None:
+        low, high = EXPIRES_AFTER_RANGE
+        if not spec.supports_expires_after:
+            unsupported("execution_expires_after")
+        elif not low <= request.execution_expires_after <= high:
+            add(
+                "execution_expires_after",
+                f"must be between {low} and {high} seconds for "
+                f"{where}, got {request.execution_expires_after}",
+            )
+    return problems
+
+
+def _is_http_url(ref: str) -> bool:
+    return ref.strip().lower().startswith(("http://", "https://"))
+
+
+def _in_range(value: int, low: int, high: int | None) -> bool:
+    return value >= low and (high is None or value <= high)
+
+
+def _alternatives(values: Iterable[object]) -> str:
+    items = [str(v) for v in values]
+    return items[0] if len(items) == 1 else f"{', '.join(items[:-1])} or {items[-1]}"
+
+
+def _one_of(allowed: list[str], where: str, got: str) -> str:
+    return f"must be {_alternatives(allowed)} for {where}, got {got!r}"
+
+
+def _ints_message(allowed: frozenset[int], where: str, got: int) -> str:
+    ordered = sorted(allowed)
+    contiguous = ordered == list(range(ordered[0], ordered[-1] + 1))
+    if len(ordered) > 2 and contiguous:
+        return f"must be between {ordered[0]} and {ordered[-1]} for {where}, got {got}"
+    return f"must be {_alternatives(ordered)} for {where}, got {got}"
+
+
+def _by_number(values: frozenset[str]) -> list[str]:
+    """`480p, 720p, 1080p` in numeric order."""
+    return sorted(values, key=lambda v: (int("".join(c for c in v if c.isdigit()) or 0), v))
+
+
+def _ratios(values: frozenset[str]) -> list[str]:
+    known = [r for r in _RATIO_ORDER if r in values]
+    return known + sorted(values - set(known))

@@ -1,0 +1,149 @@
+"""WaveSpeed (providers.md §4).
+
+Submit `POST {base}/api/v3/{model path}` with a flat body → `{"code": 200, "message",
+"data": {"id", "status": "created", …}}`. Poll `GET {base}/api/v3/predictions/{id}/result`
+→ the same envelope; task failures also come back as HTTP 200 with `data.status: "failed"`.
+A 200 whose top-level `code` is not 200 is an error (see `http.WAVESPEED_ENVELOPE`).
+Images: WaveSpeed documents URLs only, so data URIs and local files are refused up front.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from types import MappingProxyType
+from typing import Any
+from urllib.parse import quote
+
+from genbatch.models import GenerationRequest, PollResult, TaskStatus
+from genbatch.providers.adapter import (
+    Adapter,
+    as_dict,
+    as_str,
+    first,
+    flat_body,
+    wire_resolution,
+)
+from genbatch.providers.base import ModelSpec
+from genbatch.providers.http import WAVESPEED_ENVELOPE
+from genbatch.providers.novita import RATIOS_V1
+
+# Predictions and their outputs are deleted after 7 days (WS-PRED).
+RETENTION_S = 7 * 24 * 3600
+
+# §4.2 (SEED-WS15): `aspect_ratio` without adaptive, 480p/720p (WS-SKILL's 1080p conflicts),
+# seed up to 2^31-1; no fps, watermark, service_tier or execution_expires_after.
+SEEDANCE_V15_PRO = ModelSpec(
+    name="seedance-v1.5-pro-i2v",
+    wire_model="bytedance/seedance-v1.5-pro/image-to-video",
+    ratio_field="aspect_ratio",
+    ratios=RATIOS_V1,
+    resolutions=frozenset({"480p", "720p"}),
+    durations=frozenset(range(4, 13)),
+    seed_max=2147483647,
+    prompt_required=True,
+    supports_audio=True,
+    accepts_data_uri=False,
+    default_resolution="720p",
+    typical_seconds=60.0,
+)
+# §4.5 (WS-V1): one endpoint per resolution, so the resolution goes in the path, not the
+# body; unset means 720p. Allowed durations are not stated: 5|10 as on Novita (a 3P client
+# clamps to 5-10). The seed bound is assumed to be the 1.5 pro one.
+SEEDANCE_V1_PRO = ModelSpec(
+    name="seedance-v1-pro-i2v",
+    wire_model="bytedance/seedance-v1-pro-i2v-{resolution}",
+    ratio_field="aspect_ratio",
+    ratios=RATIOS_V1,
+    resolutions=frozenset({"480p", "720p", "1080p"}),
+    durations=frozenset({5, 10}),
+    seed_max=2147483647,
+    prompt_required=False,
+    resolution_required=True,
+    accepts_data_uri=False,
+    default_resolution="720p",
+    typical_seconds=60.0,
+)
+SEEDANCE_V1_LITE = replace(
+    SEEDANCE_V1_PRO,
+    name="seedance-v1-lite-i2v",
+    wire_model="bytedance/seedance-v1-lite-i2v-{resolution}",
+    typical_seconds=45.0,
+)
+
+MODELS = MappingProxyType(
+    {s.name: s for s in (SEEDANCE_V15_PRO, SEEDANCE_V1_PRO, SEEDANCE_V1_LITE)}
+)
+
+# `cancelled` and `timeout` per WS-CLI's server enum; `deleted` per SDK-WS.
+_STATUSES = {
+    "created": TaskStatus.QUEUED,
+    "processing": TaskStatus.RUNNING,
+    "completed": TaskStatus.SUCCEEDED,
+    "failed": TaskStatus.FAILED,
+    "cancelled": TaskStatus.CANCELLED,
+    "timeout": TaskStatus.EXPIRED,
+    "deleted": TaskStatus.FAILED,
+}
+
+
+class WaveSpeedProvider(Adapter):
+    """WaveSpeed: Seedance 1.5 pro and the V1 pro / lite per-resolution endpoints."""
+
+    name = "wavespeed"
+    specs = MODELS
+    envelope = WAVESPEED_ENVELOPE
+
+    def build_body(self, model: str, request: GenerationRequest) -> dict[str, Any]:
+        return self._body(self.checked_spec(model, request), request)
+
+    def submit(self, model: str, request: GenerationRequest) -> str:
+        spec = self.checked_spec(model, request)
+        resolution = wire_resolution(spec, request) or ""
+        path = "/api/v3/" + spec.wire_model.format(resolution=resolution)
+        return self.api.submit(
+            path,
+            self._body(spec, request),
+            task_id=lambda answer: as_dict(answer.get("data")).get("id"),
+        )
+
+    def poll(self, model: str, remote_id: str) -> PollResult:
+        answer = self.api.get(f"/api/v3/predictions/{quote(remote_id, safe='')}/result")
+        return parse_prediction(as_dict(answer.get("data")))
+
+    @staticmethod
+    def _body(spec: ModelSpec, request: GenerationRequest) -> dict[str, Any]:
+        body = flat_body(spec, request)
+        if "{resolution}" in spec.wire_model:
+            body.pop("resolution", None)
+        return body
+
+
+def parse_prediction(data: dict[str, Any]) -> PollResult:
+    """A prediction's `data` object as a PollResult; `error` may be a string or an object."""
+    raw = as_str(data.get("status")) or ""
+    status = _STATUSES.get(raw.lower(), TaskStatus.UNKNOWN)
+    outputs = data.get("outputs")
+    video_url = as_str(outputs) if isinstance(outputs, str) else as_str(first(outputs))
+    code, message = _failure(data, raw)
+    failed = status is TaskStatus.FAILED
+    return PollResult(
+        status=status,
+        raw_status=raw,
+        progress=100.0 if status is TaskStatus.SUCCEEDED else None,
+        video_url=video_url,
+        video_ttl_s=RETENTION_S if video_url else None,
+        error_code=code if failed or status is TaskStatus.EXPIRED else None,
+        error_message=message if failed or status is TaskStatus.EXPIRED else None,
+    )
+
+
+def _failure(data: dict[str, Any], raw: str) -> tuple[str, str]:
+    error = data.get("error")
+    if isinstance(error, dict):
+        code = as_str(error.get("code")) or as_str(data.get("code"))
+        message = as_str(error.get("message")) or ""
+    else:
+        code, message = as_str(data.get("code")), as_str(error) or ""
+    if code == "0":  # WS-ERR: 0 means no error
+        code = None
+    return code or raw or "failed", message or f"task {raw or 'failed'}"
