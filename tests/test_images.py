@@ -1,0 +1,263 @@
+"""Local image checks: real images made with Pillow, plus hand-built headers."""
+
+from __future__ import annotations
+
+import base64
+import io
+import struct
+import zlib
+from fractions import Fraction
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from PIL import Image
+
+from genbatch.errors import GenbatchError
+from genbatch.images import (
+    FORMATS,
+    ImageInfo,
+    ImageProblem,
+    data_uri,
+    is_data_uri,
+    is_remote,
+    probe_data_uri,
+    probe_image,
+    sniff_format,
+)
+
+PILLOW_NAME = {"jpeg": "JPEG", "png": "PNG", "webp": "WEBP", "bmp": "BMP", "tiff": "TIFF",
+               "gif": "GIF"}
+
+
+def image_bytes(width: int, height: int, fmt: str = "png") -> bytes:
+    out = io.BytesIO()
+    Image.new("RGB", (width, height), (200, 30, 90)).save(out, PILLOW_NAME[fmt])
+    return out.getvalue()
+
+
+def write_image(folder: Path, width: int, height: int, fmt: str = "png") -> Path:
+    path = folder / f"img-{width}x{height}.{fmt}"
+    path.write_bytes(image_bytes(width, height, fmt))
+    return path
+
+
+def png_header(width: int, height: int) -> bytes:
+    """A PNG whose header claims width x height, followed by pixel data that is garbage."""
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        crc = zlib.crc32(kind + body)
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", crc)
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", b"not zlib at all")
+            + chunk(b"IEND", b""))
+
+
+def problem(path: Path) -> str:
+    with pytest.raises(ImageProblem) as info:
+        probe_image(path)
+    return str(info.value)
+
+
+# --- probe_image: accepted images -------------------------------------------------------------
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_every_accepted_format_is_probed(tmp_path: Path, fmt: str) -> None:
+    path = write_image(tmp_path, 640, 480, fmt)
+
+    info = probe_image(path)
+
+    assert info == ImageInfo(format=fmt, width=640, height=480,
+                             size_bytes=path.stat().st_size)
+
+
+def test_mpo_from_a_camera_counts_as_jpeg(tmp_path: Path) -> None:
+    frame = Image.new("RGB", (800, 600), "blue")
+    path = tmp_path / "photo.jpg"
+    frame.save(path, "MPO", save_all=True, append_images=[frame])
+    assert Image.open(path).format == "MPO"
+
+    assert probe_image(path).format == "jpeg"
+
+
+@pytest.mark.parametrize(
+    ("width", "height"),
+    [(300, 300), (6000, 6000), (750, 300), (300, 750),
+     (6000, 2400), (2400, 6000), (1280, 720)],
+)
+def test_boundaries_that_are_allowed(width: int, height: int) -> None:
+    info = probe_data_uri(data_uri(png_header(width, height), "png"))
+    assert (info.width, info.height) == (width, height)
+
+
+def test_only_the_header_is_read(tmp_path: Path) -> None:
+    path = tmp_path / "header-only.png"
+    path.write_bytes(png_header(5000, 2000))  # decoding these pixels would fail
+
+    assert probe_image(path) == ImageInfo("png", 5000, 2000, path.stat().st_size)
+
+
+# --- probe_image: refused images --------------------------------------------------------------
+
+
+def test_too_small(tmp_path: Path) -> None:
+    assert problem(write_image(tmp_path, 200, 200)) == (
+        "image is 200x200 px; each side must be 300-6000 px"
+    )
+
+
+def test_too_wide_for_the_aspect_ratio(tmp_path: Path) -> None:
+    assert problem(write_image(tmp_path, 3000, 300, "jpeg")) == (
+        "image is 3000x300 px (aspect ratio 10.00); width/height must be 0.4-2.5"
+    )
+
+
+@pytest.mark.parametrize(
+    ("width", "height", "words"),
+    [(299, 600, "each side"), (6001, 3000, "each side"), (3000, 6001, "each side"),
+     (751, 300, "aspect ratio 2.50"), (300, 751, "aspect ratio 0.40"),
+     (20000, 20000, "far more pixels")],
+)
+def test_boundaries_that_are_refused(width: int, height: int, words: str) -> None:
+    with pytest.raises(ImageProblem, match=words):
+        probe_data_uri(data_uri(png_header(width, height), "png"))
+
+
+def test_31_mb_file_is_refused_before_it_is_opened(tmp_path: Path) -> None:
+    path = write_image(tmp_path, 640, 480)
+    with path.open("r+b") as f:
+        f.truncate(31_000_000)
+
+    assert problem(path) == "image is 31.0 MB; it must be under 30 MB"
+
+
+@pytest.mark.parametrize(("size", "ok"), [(29_999_999, True), (30_000_000, False)])
+def test_size_limit_boundary(tmp_path: Path, size: int, ok: bool) -> None:
+    path = write_image(tmp_path, 640, 480)
+    with path.open("r+b") as f:
+        f.truncate(size)
+
+    if ok:
+        assert probe_image(path).size_bytes == size
+    else:
+        assert "must be under 30 MB" in problem(path)
+
+
+def test_not_an_image(tmp_path: Path) -> None:
+    path = tmp_path / "notes.png"
+    path.write_text("custom_id,prompt\n1,hello\n")
+    assert problem(path) == "file is not a jpeg, png, webp, bmp, tiff or gif image"
+
+
+def test_other_image_formats_are_refused(tmp_path: Path) -> None:
+    path = tmp_path / "icon.ico"
+    Image.new("RGB", (256, 256)).save(path, "ICO")
+    assert "not a jpeg, png, webp, bmp, tiff or gif" in problem(path)
+
+
+@pytest.mark.filterwarnings("ignore:Corrupt EXIF data")
+@pytest.mark.parametrize(("fmt", "keep"), [("png", 20), ("jpeg", 30), ("gif", 8), ("webp", 16),
+                                           ("tiff", 10), ("bmp", 20)])
+def test_truncated_header(tmp_path: Path, fmt: str, keep: int) -> None:
+    path = tmp_path / f"cut.{fmt}"
+    path.write_bytes(image_bytes(640, 480, fmt)[:keep])
+    assert problem(path) == f"{fmt} header is truncated or corrupt"
+
+
+def test_missing_empty_and_folder(tmp_path: Path) -> None:
+    absent = tmp_path / "absent.png"
+    assert problem(absent) == f"image file {absent} does not exist"
+    (tmp_path / "empty.png").write_bytes(b"")
+    assert problem(tmp_path / "empty.png") == "image is empty"
+    assert "is not a file" in problem(tmp_path)
+
+
+def test_image_problem_is_a_genbatch_error() -> None:
+    assert issubclass(ImageProblem, GenbatchError)
+
+
+@given(width=st.integers(1, 9000), height=st.integers(1, 9000))
+def test_accepts_exactly_what_the_rules_allow(width: int, height: int) -> None:
+    allowed = (300 <= width <= 6000 and 300 <= height <= 6000
+               and Fraction(2, 5) <= Fraction(width, height) <= Fraction(5, 2))
+    header = png_header(width, height)
+    ref = data_uri(header, "png")
+    if allowed:
+        assert probe_data_uri(ref) == ImageInfo("png", width, height, len(header))
+    else:
+        with pytest.raises(ImageProblem):
+            probe_data_uri(ref)
+
+
+# --- sniffing, data URIs, references ----------------------------------------------------------
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_sniff_format_agrees_with_pillow(fmt: str) -> None:
+    data = image_bytes(320, 320, fmt)
+    assert sniff_format(data) == fmt
+    assert Image.open(io.BytesIO(data)).format == PILLOW_NAME[fmt]
+
+
+@pytest.mark.parametrize("data", [b"", b"\x00" * 64, b"%PDF-1.7", b"RIFF\x00\x00\x00\x00WAVE",
+                                  b"\x00\x00\x00\x18ftypmp42"])
+def test_sniff_format_refuses_non_images(data: bytes) -> None:
+    with pytest.raises(ImageProblem):
+        sniff_format(data)
+
+
+def test_data_uri_round_trip() -> None:
+    data = image_bytes(640, 360, "jpeg")
+
+    ref = data_uri(data, "JPG")
+
+    assert ref.startswith("data:image/jpeg;base64,")
+    assert base64.b64decode(ref.split(",", 1)[1]) == data
+    assert is_data_uri(ref)
+    assert probe_data_uri(ref) == ImageInfo("jpeg", 640, 360, len(data))
+
+
+def test_data_uri_refuses_unknown_format() -> None:
+    with pytest.raises(ImageProblem, match="'svg' is not accepted"):
+        data_uri(b"<svg/>", "svg")
+
+
+@pytest.mark.parametrize(
+    ("ref", "words"),
+    [("data:text/plain;base64,aGk=", "must look like"),
+     ("data:image/png,rawbytes", "must look like"),
+     ("data:image/png;base64,%%%notbase64", "not hold valid base64"),
+     ("data:image/png;base64,", "empty")],
+)
+def test_bad_data_uris(ref: str, words: str) -> None:
+    with pytest.raises(ImageProblem, match=words):
+        probe_data_uri(ref)
+
+
+def test_data_uri_whose_bytes_contradict_its_type() -> None:
+    ref = "data:image/png;base64," + base64.b64encode(image_bytes(640, 360, "jpeg")).decode()
+    with pytest.raises(ImageProblem, match="says image/png but holds a jpeg image"):
+        probe_data_uri(ref)
+
+
+@pytest.mark.parametrize(
+    ("ref", "remote"),
+    [("https://cdn.example.com/a.png", True), ("HTTP://example.com/a.png?x=1", True),
+     ("http://127.0.0.1:8000/a.png", True), ("ftp://example.com/a.png", False),
+     ("http:///a.png", False), ("images/a.png", False), ("/abs/a.png", False),
+     ("data:image/png;base64,aGk=", False), ("http://[::1", False), ("", False)],
+)
+def test_is_remote(ref: str, remote: bool) -> None:
+    assert is_remote(ref) is remote
+
+
+@pytest.mark.parametrize(
+    ("ref", "inline"),
+    [("data:image/png;base64,aGk=", True), ("DATA:image/png;base64,aGk=", True),
+     ("https://x/a.png", False), ("data.png", False), ("", False)],
+)
+def test_is_data_uri(ref: str, inline: bool) -> None:
+    assert is_data_uri(ref) is inline
