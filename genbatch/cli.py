@@ -1,0 +1,218 @@
+"""The `genbatch` command line. User mistakes end in one clear line and a non-zero exit."""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+from pathlib import Path
+from typing import Annotated, NoReturn
+
+import redis
+import typer
+from rich.console import Console
+
+from genbatch.config import Settings, load_settings
+from genbatch.errors import GenbatchError, ManifestRejected
+from genbatch.store import JobStore
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Run CSV/JSONL manifests through asynchronous image-to-video APIs.")
+out = Console()
+err = Console(stderr=True)
+
+ManifestArg = Annotated[Path, typer.Argument(help="CSV (with header) or JSONL manifest")]
+BatchArg = Annotated[str, typer.Argument(help="batch id (from `genbatch submit`)")]
+
+
+def _settings() -> Settings:
+    return load_settings()
+
+
+def _store(settings: Settings) -> JobStore:
+    store = JobStore.from_url(settings.require_redis_url())
+    store.r.ping()
+    return store
+
+
+@app.command()
+def submit(
+    manifest: ManifestArg,
+    provider: Annotated[str | None, typer.Option(help="default provider for rows without one")
+                        ] = None,
+    model: Annotated[str | None, typer.Option(help="default model for rows without one")
+                     ] = "seedance-v1.5-pro-i2v",
+    skip_invalid: Annotated[bool, typer.Option(
+        "--skip-invalid", help="submit the good rows; bad ones go to errors.jsonl")] = False,
+    dry_run: Annotated[bool, typer.Option(
+        "--dry-run", help="validate and estimate cost; submit nothing")] = False,
+    wait: Annotated[bool, typer.Option("--wait", help="watch until the batch finishes")
+                    ] = False,
+) -> None:
+    """Validate MANIFEST and enqueue it as a new batch; prints the batch id."""
+    from genbatch.producer.ingest import ingest_manifest
+    from genbatch.storage import open_storage
+
+    settings = _settings()
+    store = storage = None
+    if not dry_run:
+        store = _store(settings)
+        storage = open_storage(settings.storage_url, endpoint_url=settings.s3_endpoint_url,
+                               region=settings.s3_region)
+    result = ingest_manifest(manifest, store=store, storage=storage, provider=provider,
+                             model=model, skip_invalid=skip_invalid, dry_run=dry_run)
+    for e in result.errors:
+        err.print(f"[yellow]skipped[/] {e}", highlight=False)
+    if dry_run:
+        for (p, m), (n, cost) in sorted(result.by_model.items()):
+            out.print(f"{p} {m}: {n} rows, estimated ${cost:.2f}")
+        out.print(f"{result.valid} valid rows, estimated ${result.est_cost:.2f}"
+                  + (f" ({result.unpriced} rows without a known price)" if result.unpriced
+                     else "") + "; nothing submitted (--dry-run)")
+        return
+    assert result.batch_id is not None
+    err.print(f"{result.valid} rows queued, {result.invalid} skipped, estimated "
+              f"${result.est_cost:.2f}", highlight=False)
+    print(result.batch_id, flush=True)
+    if wait and store is not None:
+        from genbatch.views import watch_batch
+
+        watch_batch(store, result.batch_id, err)
+
+
+@app.command()
+def status(
+    batch: Annotated[str | None, typer.Argument(help="batch id; omit to list batches")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
+) -> None:
+    """Show one batch, or the most recent batches."""
+    from genbatch.views import batch_summary, batches_table
+
+    store = _store(_settings())
+    records = [store.get_batch(batch)] if batch else store.list_batches()
+    if as_json:
+        summaries = [batch_summary(b) for b in records]
+        print(json.dumps(summaries[0] if batch else summaries, indent=2))
+    else:
+        out.print(batches_table(records))
+
+
+@app.command()
+def watch(batch: BatchArg) -> None:
+    """Live progress of a batch (counts and ETA) until it finishes."""
+    from genbatch.views import watch_batch
+
+    watch_batch(_store(_settings()), batch, err)
+
+
+@app.command()
+def results(
+    batch: BatchArg,
+    output: Annotated[Path | None, typer.Option("-o", "--output",
+                                                help="write all rows as JSONL to this file")
+                      ] = None,
+) -> None:
+    """Results of a batch: a table, or every row (results and errors) as JSONL to a file."""
+    from genbatch.outputs import result_row
+    from genbatch.views import results_table
+
+    store = _store(_settings())
+    record = store.get_batch(batch)
+    rows = [result_row(i) for i in store.iter_items(batch, int(record.get("total") or 0))]
+    if output is not None:
+        tmp = output.with_name(output.name + ".part")
+        with tmp.open("w", encoding="utf-8") as fh:
+            for row in rows:
+                fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+        tmp.replace(output)
+        err.print(f"wrote {len(rows)} rows to {output}")
+        return
+    out.print(results_table(rows))
+    for name in ("results_jsonl", "results_csv", "errors_jsonl"):
+        if record.get(name):
+            out.print(f"{name.replace('_', '.')}: {record[name]}", highlight=False)
+
+
+@app.command()
+def worker(
+    hostname: Annotated[str | None, typer.Option(help="Celery node name")] = None,
+) -> None:
+    """Run a Celery worker consuming the submit, poll, download and control queues."""
+    from genbatch.worker.app import run_worker
+
+    settings = _settings()
+    _store(settings)
+    run_worker(settings, hostname=hostname)
+
+
+@app.command()
+def scheduler() -> None:
+    """Run the dispatcher and timer leaders (one leader at a time; others stand by)."""
+    import logging
+    import signal
+
+    from genbatch.worker.app import configure
+    from genbatch.worker.scheduler import Scheduler
+
+    settings = _settings()
+    logging.basicConfig(level=settings.log_level,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    _store(settings)
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    Scheduler(configure(settings)).run(stop)
+
+
+@app.command()
+def simulate(
+    port: Annotated[int, typer.Option(help="port to listen on")] = 8700,
+    host: Annotated[str, typer.Option(help="address to bind")] = "127.0.0.1",
+    profile: Annotated[Path | None, typer.Option(help="simulator profile (JSON)")] = None,
+) -> None:
+    """Serve the provider simulator (all four providers' protocols) on HOST:PORT."""
+    from genbatch.simulator import load_profile, serve
+
+    serve(host, port, load_profile(str(profile) if profile else None))
+
+
+@app.command()
+def demo(
+    workdir: Annotated[Path, typer.Option(help="folder for Redis data, logs and outputs")
+                       ] = Path("genbatch-demo"),
+) -> None:
+    """Run the bundled sample manifest end to end on this machine, with no services."""
+    from genbatch.demo import run_demo
+
+    raise typer.Exit(run_demo(workdir, out, err))
+
+
+def _fail(message: str, code: int = 2) -> NoReturn:
+    err.print(f"[bold red]error:[/] {message}", highlight=False)
+    sys.exit(code)
+
+
+def main() -> None:
+    try:
+        app(standalone_mode=False)
+    except ManifestRejected as exc:
+        for e in exc.errors:
+            err.print(str(e), highlight=False, markup=False)
+        if exc.total_errors > len(exc.errors):
+            err.print(f"... and {exc.total_errors - len(exc.errors)} more")
+        _fail(str(exc))
+    except GenbatchError as exc:
+        _fail(str(exc))
+    except redis.ConnectionError as exc:
+        _fail(f"cannot reach Redis ({exc}); is it running, and is GENBATCH_REDIS_URL right?")
+    except (typer.Abort, KeyboardInterrupt):
+        _fail("interrupted", 130)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except Exception as exc:
+        import click
+
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        raise

@@ -1,0 +1,125 @@
+"""What the CLI shows: batch tables, results tables, and the live progress of a batch."""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from genbatch.store import JobStore
+
+STATE_COLUMNS = ("pending", "in_flight", "downloading", "succeeded", "failed", "expired",
+                 "cancelled", "ambiguous")
+DONE = ("succeeded", "failed", "expired", "cancelled", "ambiguous")
+
+
+def counts(batch: dict[str, str]) -> dict[str, int]:
+    return {k: int(batch.get(k) or 0) for k in ("total", *STATE_COLUMNS)}
+
+
+def done_count(batch: dict[str, str]) -> int:
+    c = counts(batch)
+    return sum(c[k] for k in DONE)
+
+
+def batch_summary(batch: dict[str, str]) -> dict[str, object]:
+    c = counts(batch)
+    created = float(batch.get("created_at") or 0)
+    return {
+        "id": batch.get("id"), "status": batch.get("status"),
+        "created_at": datetime.fromtimestamp(created, UTC).isoformat(timespec="seconds"),
+        "manifest": batch.get("manifest"), **c,
+        "results_jsonl": batch.get("results_jsonl"), "results_csv": batch.get("results_csv"),
+        "errors_jsonl": batch.get("errors_jsonl"),
+    }
+
+
+def batches_table(batches: list[dict[str, str]]) -> Table:
+    table = Table("batch", "status", "total", *[c.replace("_", " ") for c in STATE_COLUMNS],
+                  title="batches (newest first)")
+    for b in batches:
+        c = counts(b)
+        table.add_row(b.get("id", ""), b.get("status", ""), str(c["total"]),
+                      *[str(c[k]) for k in STATE_COLUMNS])
+    return table
+
+
+def results_table(rows: list[dict[str, object]], limit: int = 50) -> Table:
+    table = Table("custom_id", "status", "provider", "model", "bytes", "cost $", "output / error",
+                  title=f"results (first {min(limit, len(rows))} of {len(rows)})")
+    for r in rows[:limit]:
+        where = r.get("output_uri") or f"{r.get('error_code')}: {r.get('error_message')}"
+        cost = r.get("cost_usd")
+        table.add_row(str(r.get("custom_id")), str(r.get("status")), str(r.get("provider")),
+                      str(r.get("model")), str(r.get("bytes") or ""),
+                      f"{cost:.3f}" if isinstance(cost, float) else "", str(where))
+    return table
+
+
+def watch_batch(store: JobStore, batch_id: str, console: Console,
+                poll_s: float = 0.5, stop: Callable[[], bool] | None = None) -> dict[str, str]:
+    """Show live progress until the batch completes; returns the final batch record.
+
+    On a terminal it is a rich progress bar with counts and ETA; without one (CI, pipes) a
+    plain line every few seconds.
+    """
+    batch = store.get_batch(batch_id)
+    total = int(batch.get("total") or 0)
+    if console.is_terminal:
+        columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                   TextColumn("{task.fields[counts]}"), TimeElapsedColumn(),
+                   TextColumn("ETA {task.fields[eta]}"))
+        with Progress(*columns, console=console, transient=False) as progress:
+            task = progress.add_task(batch_id, total=total, counts="", eta="?")
+            rate = _Rate()
+            while True:
+                batch = store.get_batch(batch_id)
+                done = done_count(batch)
+                progress.update(task, completed=done, counts=_short_counts(batch),
+                                eta=rate.eta(done, total))
+                if _finished(batch) or (stop and stop()):
+                    return batch
+                time.sleep(poll_s)
+    last = 0.0
+    while True:
+        batch = store.get_batch(batch_id)
+        if time.monotonic() - last > 5 or _finished(batch):
+            print(f"{batch_id}: {done_count(batch)}/{total} done, {_short_counts(batch)}, "
+                  f"status {batch.get('status')}", file=sys.stderr, flush=True)
+            last = time.monotonic()
+        if _finished(batch) or (stop and stop()):
+            return batch
+        time.sleep(poll_s)
+
+
+def _finished(batch: dict[str, str]) -> bool:
+    return batch.get("status") in ("completed", "cancelled")
+
+
+def _short_counts(batch: dict[str, str]) -> str:
+    c = counts(batch)
+    parts = [f"{k.replace('_', ' ')} {c[k]}" for k in STATE_COLUMNS if c[k]]
+    return ", ".join(parts)
+
+
+class _Rate:
+    """ETA from the completion rate since the watch began."""
+
+    def __init__(self) -> None:
+        self.t0 = time.monotonic()
+        self.d0: int | None = None
+
+    def eta(self, done: int, total: int) -> str:
+        if self.d0 is None:
+            self.d0 = done
+        elapsed = time.monotonic() - self.t0
+        gained = done - self.d0
+        if gained <= 0 or elapsed <= 0:
+            return "?"
+        left = (total - done) * elapsed / gained
+        return time.strftime("%H:%M:%S", time.gmtime(left))
