@@ -1,0 +1,110 @@
+"""A real genbatch deployment on loopback for integration tests.
+
+Redis is the session's real redis-server; the simulator runs on a loopback port; workers and
+the scheduler are real `python -m genbatch ...` child processes, so they can be killed and
+restarted like in production.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from genbatch.config import PROVIDER_NAMES, Settings
+from genbatch.producer.ingest import IngestResult, ingest_manifest
+from genbatch.storage import open_storage
+from genbatch.store import JobStore
+
+FAST = {"time_factor": "50", "first_poll_s": "20", "poll_min_interval_s": "3",
+        "task_lease_s": "30", "scheduler_tick_s": "0.1", "log_level": "INFO",
+        "worker_concurrency": "8", "download_max_attempts": "3"}
+
+
+class Cluster:
+    def __init__(self, redis_url: str, sim_url: str, workdir: Path, **overrides: str) -> None:
+        self.redis_url = redis_url
+        self.sim_url = sim_url
+        self.workdir = workdir
+        self.values = {"redis_url": redis_url, "storage_url": str(workdir / "storage"), **FAST}
+        for name in PROVIDER_NAMES:
+            self.values[f"{name}_base_url"] = sim_url + ("/highwayapi" if name == "highwayapi"
+                                                         else "")
+            self.values[f"{name}_api_key"] = f"test-{name}-key"
+        self.values.update(overrides)
+        self.settings = Settings(**self.values)  # type: ignore[arg-type]
+        self.store = JobStore.from_url(redis_url)
+        self.storage = open_storage(self.settings.storage_url)
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+
+    @property
+    def env(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("GENBATCH_")}
+        env.update({f"GENBATCH_{k.upper()}": v for k, v in self.values.items()})
+        return env
+
+    def start(self, name: str, *args: str) -> subprocess.Popen[bytes]:
+        log = (self.workdir / f"{name}.log").open("ab")
+        proc = subprocess.Popen([sys.executable, "-m", "genbatch", *args], env=self.env,
+                                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                start_new_session=True, cwd=self.workdir)
+        self.procs[name] = proc
+        return proc
+
+    def start_worker(self, name: str = "worker") -> subprocess.Popen[bytes]:
+        return self.start(name, "worker", "--hostname", f"{name}@%h")
+
+    def start_scheduler(self) -> subprocess.Popen[bytes]:
+        return self.start("scheduler", "scheduler")
+
+    def stop(self, name: str, sig: int = signal.SIGTERM, timeout: float = 30.0) -> None:
+        proc = self.procs.pop(name)
+        try:
+            os.killpg(proc.pid, sig)
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        except ProcessLookupError:
+            pass
+
+    def stop_all(self) -> None:
+        for name in list(self.procs):
+            self.stop(name)
+
+    def submit(self, manifest: Path, **kwargs: Any) -> IngestResult:
+        return ingest_manifest(manifest, store=self.store, storage=self.storage, **kwargs)
+
+    def wait_until(self, check: Callable[[], bool], timeout: float = 120.0,
+                   what: str = "condition") -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if check():
+                return
+            for name, proc in self.procs.items():
+                if proc.poll() is not None:
+                    raise AssertionError(f"{name} exited with {proc.returncode}: "
+                                         + self.log_tail(name))
+            time.sleep(0.1)
+        raise AssertionError(f"timed out waiting for {what}; batches: "
+                             f"{self.store.list_batches()}\n" + self.log_tail("worker"))
+
+    def wait_batch(self, batch_id: str, timeout: float = 120.0) -> dict[str, str]:
+        self.wait_until(lambda: self.store.get_batch(batch_id)["status"] == "completed",
+                        timeout, f"batch {batch_id} to complete")
+        return self.store.get_batch(batch_id)
+
+    def log_tail(self, name: str, chars: int = 3000) -> str:
+        path = self.workdir / f"{name}.log"
+        return path.read_text(errors="replace")[-chars:] if path.exists() else ""
+
+    def sim_stats(self) -> dict[str, Any]:
+        stats: dict[str, Any] = httpx.get(f"{self.sim_url}/_sim/stats", timeout=10).json()
+        return stats

@@ -1,0 +1,143 @@
+"""Producer: bad manifests give clear errors and create nothing; good ones become batches."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from genbatch.errors import ManifestError, ManifestRejected
+from genbatch.producer.ingest import IngestResult, ingest_manifest
+from genbatch.storage import open_storage
+from genbatch.store import JobStore, item_id
+
+SAMPLES = Path(__file__).parents[1] / "genbatch" / "samples"
+HEADER = "custom_id,provider,model,prompt,image,resolution,duration\n"
+
+
+@pytest.fixture
+def folder(tmp_path: Path) -> Path:
+    shutil.copytree(SAMPLES / "images", tmp_path / "images")
+    return tmp_path
+
+
+def write(folder: Path, name: str, text: str | bytes) -> Path:
+    path = folder / name
+    if isinstance(text, bytes):
+        path.write_bytes(text)
+    else:
+        path.write_text(text, encoding="utf-8")
+    return path
+
+
+def ingest(store: JobStore, path: Path, provider: str = "novita",
+           model: str = "seedance-v1.5-pro-i2v", skip_invalid: bool = False) -> IngestResult:
+    storage = open_storage(str(path.parent / "out"))
+    return ingest_manifest(path, store=store, storage=storage, provider=provider, model=model,
+                           skip_invalid=skip_invalid)
+
+
+def nothing_written(store: JobStore) -> bool:
+    return store.list_batches() == [] and not list(store.r.scan_iter("gb:item:*"))
+
+
+def test_good_csv_becomes_a_pending_batch(store: JobStore, folder: Path) -> None:
+    path = write(folder, "m.csv", HEADER
+                 + "a,novita,seedance-v1.5-pro-i2v,hello,images/sneaker.jpg,720p,5\n"
+                 + ",byteplus,seedance-v1.5-pro-i2v,\"multi\nline\",images/bottle.png,480p,4\n")
+    result = ingest(store, path)
+    batch = store.get_batch(str(result.batch_id))
+    assert (batch["status"], batch["total"], batch["pending"]) == ("in_progress", "2", "2")
+    second = store.get_item(item_id(batch["id"], 2))
+    assert second["custom_id"] == "line-3"  # defaults to line-<n>, n = where the row starts
+    assert second["provider"] == "byteplus"
+    assert json.loads(second["req"])["image"].startswith("stored:inputs/")
+
+
+def test_jsonl_with_bom_and_types(store: JobStore, folder: Path) -> None:
+    rows = [{"prompt": "p", "image": "images/watch.jpg", "duration": 6, "seed": -1,
+             "generate_audio": False}]
+    path = write(folder, "m.jsonl", b"\xef\xbb\xbf" + json.dumps(rows[0]).encode() + b"\n")
+    result = ingest(store, path)
+    req = json.loads(store.get_item(item_id(str(result.batch_id), 1))["req"])
+    assert (req["duration"], req["generate_audio"]) == (6, False)
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "line", "field", "reason"),
+    [
+        ("missing-image-column.csv", "prompt,duration\nhi,5\n", 1, "image", "missing"),
+        ("bad-enum.csv", HEADER + "a,novita,seedance-v1.5-pro-i2v,p,images/sneaker.jpg,1080p,5\n",
+         2, "resolution", "480p"),
+        ("dup.csv", HEADER + "a,,,p,images/sneaker.jpg,,\n" + "a,,,p,images/watch.jpg,,\n",
+         3, "custom_id", "duplicate"),
+        ("no-file.csv", HEADER + "a,,,p,images/nope.png,,\n", 2, "image", "not found"),
+        ("bad-int.jsonl", '{"prompt":"p","image":"images/sneaker.jpg","duration":"five"}\n',
+         1, "duration", "integer"),
+        ("v1-duration.csv", HEADER + "a,novita,seedance-v1-pro-i2v,p,images/sneaker.jpg,720p,7\n",
+         2, "duration", "10"),
+        ("unknown-provider.csv", HEADER + "a,acme,m,p,images/sneaker.jpg,,\n", 2, "provider",
+         "acme"),
+    ],
+)
+def test_bad_rows_are_reported_and_nothing_is_created(
+    store: JobStore, folder: Path, name: str, content: str, line: int, field: str, reason: str
+) -> None:
+    path = write(folder, name, content)
+    with pytest.raises((ManifestRejected, ManifestError)) as info:
+        ingest(store, path)
+    errors = info.value.errors if isinstance(info.value, ManifestRejected) else [info.value]
+    first = errors[0]
+    assert (first.path, first.line, first.field) == (str(path), line, field)
+    assert reason in first.reason
+    assert nothing_written(store)
+
+
+@pytest.mark.parametrize(
+    ("content", "reason"),
+    [(b"", "no rows"), (HEADER.encode(), "no rows"),
+     (HEADER.encode() + b"a,,,caf\xe9,images/sneaker.jpg,,\n", "not UTF-8"),
+     (b"\x00\x01\x02garbage", "")],
+)
+def test_unreadable_manifests_fail_clearly(store: JobStore, folder: Path, content: bytes,
+                                           reason: str) -> None:
+    path = write(folder, "m.csv", content)
+    with pytest.raises((ManifestError, ManifestRejected)) as info:
+        ingest(store, path)
+    assert str(path) in str(info.value)
+    assert reason in str(info.value)
+    assert nothing_written(store)
+
+
+def test_all_bad_rows_are_reported_in_one_go(store: JobStore, folder: Path) -> None:
+    rows = "".join(f"r{i},,,p,images/sneaker.jpg,,{7 if i % 2 else 5}\n" for i in range(10))
+    path = write(folder, "m.csv", HEADER + rows)
+    with pytest.raises(ManifestRejected) as info:
+        ingest(store, path, provider="novita", model="seedance-v1-pro-i2v")
+    assert info.value.total_errors == 5
+    assert [e.line for e in info.value.errors] == [3, 5, 7, 9, 11]
+    assert nothing_written(store)
+
+
+def test_skip_invalid_submits_good_rows_and_records_bad_ones(store: JobStore,
+                                                             folder: Path) -> None:
+    path = write(folder, "m.csv", HEADER + "good,,,p,images/sneaker.jpg,,5\n"
+                 + "bad,,,p,images/sneaker.jpg,,99\n")
+    result = ingest(store, path, skip_invalid=True)
+    batch = store.get_batch(str(result.batch_id))
+    assert (batch["pending"], batch["failed"], batch["total"]) == ("1", "1", "2")
+    bad = store.get_item(item_id(batch["id"], 2))
+    assert bad["error_code"] == "invalid_row"
+    assert "duration" in bad["error_message"]
+
+
+def test_dry_run_writes_nothing_and_estimates(store: JobStore, folder: Path) -> None:
+    path = write(folder, "m.csv", HEADER + "a,,,p,images/sneaker.jpg,720p,5\n")
+    result = ingest_manifest(path, store=None, storage=None, provider="byteplus",
+                             model="seedance-v1.5-pro-i2v", dry_run=True)
+    assert result.batch_id is None
+    assert result.valid == 1
+    assert result.est_cost > 0
+    assert nothing_written(store)
