@@ -1,0 +1,163 @@
+"""The simulator's whole state, in memory: profile, random generator, tasks, per-key ledgers
+and stats. One instance per app; everything runs on one event loop, so no locks.
+"""
+
+from __future__ import annotations
+
+import random
+import secrets
+import time
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from starlette.requests import Request
+
+from genbatch.simulator.limits import KeyLedger
+from genbatch.simulator.media import Media
+from genbatch.simulator.profile import Behaviour, SimProfile
+from genbatch.simulator.stats import Stats
+from genbatch.simulator.tasks import Phase, Task, sample_run_s
+
+Clock = Callable[[], float]
+MINUTE_S = 60.0
+
+
+class Simulator:
+    def __init__(self, profile: SimProfile, clock: Clock = time.time) -> None:
+        self.clock = clock
+        self.media = Media(secrets.token_bytes(16))
+        self.profile = profile
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget every task and counter; restart the random generator from the profile seed."""
+        self.rng = random.Random(self.profile.seed)
+        self.tasks: dict[str, Task] = {}
+        self.ledgers: defaultdict[tuple[str, str], KeyLedger] = defaultdict(KeyLedger)
+        self.stats = Stats(log_size=self.profile.request_log_size)
+
+    def replace_profile(self, profile: SimProfile) -> None:
+        """Swap the profile; tasks already created keep their timelines."""
+        self.profile = profile
+        self.stats.resize_log(profile.request_log_size)
+
+    def behaviour(self, api_key: str) -> Behaviour:
+        return self.profile.for_key(api_key)
+
+    def roll(self, probability: float) -> bool:
+        """True with `probability`; draws nothing when it is 0, so adding a zero-probability
+        knob never shifts the random sequence."""
+        return probability > 0 and self.rng.random() < probability
+
+    def unique_id(self, make: Callable[[random.Random], str]) -> str:
+        while (task_id := make(self.rng)) in self.tasks:
+            pass
+        return task_id
+
+    def rpm_exceeded(self, provider: str, api_key: str, behaviour: Behaviour) -> bool:
+        if behaviour.rpm is None:
+            return False
+        window = MINUTE_S / behaviour.time_factor
+        ledger = self.ledgers[provider, api_key]
+        return ledger.submits_in_window(self.clock(), window) >= behaviour.rpm
+
+    def in_flight(self, provider: str, api_key: str) -> int:
+        return self.ledgers[provider, api_key].in_flight.count(self.clock())
+
+    def queued(self, provider: str, api_key: str) -> int:
+        return self.ledgers[provider, api_key].queued.count(self.clock())
+
+    def create_task(
+        self,
+        *,
+        task_id: str,
+        provider: str,
+        model: str,
+        api_key: str,
+        fingerprint: str,
+        params: dict[str, Any],
+        queue_for_slot: bool,
+        expires_after_s: float | None,
+        failures: Sequence[tuple[str, str]],
+    ) -> Task:
+        """Create a task and fix its timeline.
+
+        `queue_for_slot`: wait (queued) for a free concurrency slot instead of the caller
+        refusing over-concurrency submits. `expires_after_s` (simulated): a task not finished
+        by then ends `expired`. `failures`: (code, message) pairs a failed task picks from.
+        """
+        behaviour = self.behaviour(api_key)
+        now, factor = self.clock(), behaviour.time_factor
+        ledger = self.ledgers[provider, api_key]
+        concurrency = behaviour.concurrency if queue_for_slot else None
+        ready = now + behaviour.queue_delay_s / factor
+        start = ledger.slot_start(ready, concurrency)
+        run = sample_run_s(self.rng, behaviour.latency_mean_s, behaviour.latency_sigma) / factor
+        end = start + run
+        outcome = Phase.FAILED if self.roll(behaviour.p_task_fail) else Phase.SUCCEEDED
+        if expires_after_s is not None and end > (deadline := now + expires_after_s / factor):
+            start, end, outcome = min(start, deadline), deadline, Phase.EXPIRED
+        ledger.take_slot(end, concurrency)
+        ledger.admit(task_id, now, start, end, MINUTE_S / factor)
+        task = Task(
+            id=task_id, provider=provider, model=model, api_key=api_key,
+            fingerprint=fingerprint, params=params, created=now, start=start, end=end,
+            outcome=outcome, time_factor=factor, url_ttl_s=behaviour.url_ttl_s,
+        )
+        if outcome is Phase.FAILED:
+            task.error_code, task.error_message = self.rng.choice(failures)
+        elif outcome is Phase.SUCCEEDED:
+            task.video_sha256 = self.media.video_sha256(task_id)
+        self.tasks[task_id] = task
+        self.stats.submits += 1
+        self.stats.submits_by_fingerprint[fingerprint] += 1
+        return task
+
+    def find(self, provider: str, api_key: str, task_id: str) -> Task | None:
+        """The task, if it exists for this provider and account."""
+        task = self.tasks.get(task_id)
+        if task is None or task.provider != provider or task.api_key != api_key:
+            return None
+        return task
+
+    def cancel(self, task: Task) -> None:
+        task.cancel(self.clock())
+        self.ledgers[task.provider, task.api_key].release(task.id)
+        self.stats.cancels += 1
+
+    def delete(self, task: Task) -> None:
+        del self.tasks[task.id]
+
+    def stats_json(self) -> dict[str, Any]:
+        now = self.clock()
+        statuses: defaultdict[str, int] = defaultdict(int)
+        videos: dict[str, str] = {}
+        for task in self.tasks.values():
+            phase = task.phase(now)
+            statuses[phase.value] += 1
+            if phase is Phase.SUCCEEDED:
+                videos[task.id] = task.video_sha256
+        out = self.stats.as_json()
+        out.update(
+            tasks_by_status=dict(statuses),
+            videos=videos,
+            downloads_by_task={t.id: t.downloads for t in self.tasks.values() if t.downloads},
+            in_flight=self._per_account(lambda led: led.in_flight.count(now)),
+            max_in_flight=self._per_account(lambda led: led.max_in_flight),
+            queued=self._per_account(lambda led: led.queued.count(now)),
+            max_submits_per_minute=self._per_account(lambda led: led.max_submits_per_window),
+        )
+        return out
+
+    def _per_account(self, measure: Callable[[KeyLedger], int]) -> dict[str, dict[str, int]]:
+        """{provider: {api key: measure}} over every account seen."""
+        out: defaultdict[str, dict[str, int]] = defaultdict(dict)
+        for (provider, api_key), ledger in self.ledgers.items():
+            out[provider][api_key] = measure(ledger)
+        return dict(out)
+
+
+def simulator_of(request: Request) -> Simulator:
+    sim: Simulator = request.app.state.sim
+    return sim

@@ -1,0 +1,174 @@
+"""WaveSpeed's `/api/v3` protocol (providers.md §4).
+
+Over-concurrency submits are accepted and wait in `created` until a slot frees (WS-LVL);
+over-RPM submits get 429. Failed tasks answer HTTP 200 with `data.status: "failed"`, a numeric
+`data.code` and a `data.error` string. Results are served at both documented paths. Input
+images must be URLs (base64 acceptance is undocumented); `/_sim/assets/` serves some.
+"""
+
+from __future__ import annotations
+
+import random
+from datetime import UTC, datetime
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from genbatch.simulator import gate
+from genbatch.simulator.gate import Dialect, ErrorKind
+from genbatch.simulator.rules import Rule, boolean, check_body, image, integer, integer_in, one_of
+from genbatch.simulator.rules import string as text
+from genbatch.simulator.state import Simulator, simulator_of
+from genbatch.simulator.tasks import Phase, Task, pick_seed
+
+RATIOS = ("21:9", "16:9", "4:3", "1:1", "3:4", "9:16")
+MODEL_V15 = "bytedance/seedance-v1.5-pro/image-to-video"
+TASK_FAILURES = (
+    ("1403", "task execution failed"),
+    ("1200", "content moderation: the output was flagged as sensitive"),
+    ("5000", "internal error during inference"),
+)
+STATUS = {
+    Phase.QUEUED: "created",
+    Phase.RUNNING: "processing",
+    Phase.SUCCEEDED: "completed",
+    Phase.FAILED: "failed",
+    Phase.EXPIRED: "timeout",
+    Phase.CANCELLED: "cancelled",
+}
+
+
+def _envelope(status: int, code: str, message: str, param: str) -> dict[str, Any]:
+    return {"code": status, "message": message}
+
+
+DIALECT = Dialect(
+    "wavespeed",
+    {
+        ErrorKind.MISSING_KEY: (401, ""),
+        ErrorKind.BAD_KEY: (401, ""),
+        ErrorKind.INVALID: (400, ""),
+        ErrorKind.MISSING_PARAM: (400, ""),
+        ErrorKind.UNKNOWN_MODEL: (404, ""),
+        ErrorKind.RATE_LIMITED: (429, ""),
+        ErrorKind.SERVER: (500, ""),
+        ErrorKind.NOT_FOUND: (404, ""),
+        ErrorKind.NOT_CANCELLABLE: (400, ""),
+    },
+    _envelope,
+)
+
+_PICTURE = image(data_uri=False)
+_COMMON = {
+    "image": Rule(_PICTURE, required=True),
+    "last_image": Rule(_PICTURE),
+    "aspect_ratio": Rule(one_of(RATIOS)),
+    "camera_fixed": Rule(boolean()),
+    "seed": Rule(integer(-1, 2147483647)),
+}
+RULES: dict[str, dict[str, Rule]] = {
+    MODEL_V15: {
+        **_COMMON,
+        "prompt": Rule(text(non_empty=True), required=True),
+        "duration": Rule(integer(4, 12)),
+        "resolution": Rule(one_of(("480p", "720p"))),
+        "generate_audio": Rule(boolean()),
+    },
+}
+for _tier in ("pro", "lite"):  # V1: one endpoint per resolution (WS-V1)
+    for _resolution in ("480p", "720p", "1080p"):
+        RULES[f"bytedance/seedance-v1-{_tier}-i2v-{_resolution}"] = {
+            **_COMMON,
+            "prompt": Rule(text()),
+            "duration": Rule(integer_in({5, 10})),
+        }
+
+
+def routes(prefix: str = "") -> list[Route]:
+    """WaveSpeed's routes; `prefix` is where they are mounted (for `urls.get`)."""
+
+    @gate.endpoint
+    async def submit(request: Request) -> Response:
+        sim = simulator_of(request)
+        api_key, behaviour = gate.authenticate(request, sim, DIALECT)
+        model = "bytedance/" + request.path_params["model"]
+        if model not in RULES:
+            raise DIALECT.refuse(ErrorKind.UNKNOWN_MODEL, f"model not found: {model}")
+        body = await gate.read_json(request, DIALECT)
+        fingerprint = gate.count_attempt(sim, DIALECT.provider, model, body)
+        gate.admit_submit(sim, api_key, behaviour, DIALECT)
+        problems = check_body(body, RULES[model])
+        if problems:
+            raise gate.refuse_problems(DIALECT, problems)
+        task = sim.create_task(
+            task_id=sim.unique_id(_task_id), provider=DIALECT.provider, model=model,
+            api_key=api_key, fingerprint=fingerprint, params=_params(sim.rng, model, body),
+            queue_for_slot=True, expires_after_s=None, failures=TASK_FAILURES,
+        )
+        content = _envelope_ok(_data(sim, task, gate.origin(request), prefix))
+        return await gate.answer_submit(request, sim, behaviour, content)
+
+    @gate.endpoint
+    async def result(request: Request) -> Response:
+        sim = simulator_of(request)
+        api_key, behaviour = gate.authenticate(request, sim, DIALECT)
+        sim.stats.polls += 1
+        gate.inject(sim, behaviour, "poll", DIALECT)
+        task_id = request.path_params["task_id"]
+        task = sim.find(DIALECT.provider, api_key, task_id)
+        if task is None:
+            raise DIALECT.refuse(ErrorKind.NOT_FOUND, f"prediction not found: {task_id}")
+        content = _envelope_ok(_data(sim, task, gate.origin(request), prefix))
+        return gate.answer(sim, behaviour, "poll", content)
+
+    return [
+        Route("/api/v3/bytedance/{model:path}", submit, methods=["POST"]),
+        Route("/api/v3/predictions/{task_id}/result", result, methods=["GET"]),
+        Route("/api/v3/predictions/{task_id}", result, methods=["GET"]),
+    ]
+
+
+def _task_id(rng: random.Random) -> str:
+    return f"{rng.getrandbits(128):032x}"
+
+
+def _params(rng: random.Random, model: str, body: dict[str, Any]) -> dict[str, Any]:
+    resolution = body.get("resolution", "720p") if model == MODEL_V15 else model.rsplit("-", 1)[1]
+    return {
+        "seed": pick_seed(rng, body.get("seed")),
+        "resolution": resolution,
+        "duration": body.get("duration", 5),
+        "aspect_ratio": body.get("aspect_ratio"),
+    }
+
+
+def _envelope_ok(data: dict[str, Any]) -> dict[str, Any]:
+    return {"code": 200, "message": "success", "data": data}
+
+
+def _data(sim: Simulator, task: Task, origin: str, prefix: str) -> dict[str, Any]:
+    now = sim.clock()
+    phase = task.phase(now)
+    data: dict[str, Any] = {
+        "id": task.id,
+        "model": task.model,
+        "outputs": [],
+        "urls": {"get": f"{origin}{prefix}/api/v3/predictions/{task.id}/result"},
+        "has_nsfw_contents": [],
+        "status": STATUS[phase],
+        "created_at": datetime.fromtimestamp(task.created, UTC)
+        .isoformat(timespec="milliseconds")
+        .replace("+00:00", "Z"),
+        "error": "",
+        "timings": {"inference": 0},
+    }
+    if phase is Phase.SUCCEEDED:
+        data["outputs"] = [sim.media.video_url(origin, task.id, task.url_expires)]
+        data["has_nsfw_contents"] = [False]
+        data["timings"]["inference"] = round(task.simulated(task.end - task.start) * 1000)
+    elif phase is Phase.FAILED:
+        data["code"] = int(task.error_code)
+        data["error"] = task.error_message
+    return data
