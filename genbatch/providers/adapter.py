@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 import httpx
 
 from genbatch.config import ProviderSettings
-from genbatch.errors import ConfigError, FieldProblem, RequestInvalid
+from genbatch.errors import ConfigError, FieldProblem, PermanentProviderError, RequestInvalid
 from genbatch.models import GenerationRequest, PollResult
 from genbatch.providers import pricing
 from genbatch.providers.base import ModelSpec
@@ -101,6 +101,14 @@ class Adapter:
         if problems:
             raise RequestInvalid(problems)
         return self.specs[model]
+
+    def submittable_spec(self, model: str, request: GenerationRequest) -> ModelSpec:
+        """As `checked_spec`, for submit: an invalid request raises PermanentProviderError
+        (code REQUEST_INVALID) without sending anything, so the worker fails the item."""
+        try:
+            return self.checked_spec(model, request)
+        except RequestInvalid as exc:
+            raise PermanentProviderError(self.name, "REQUEST_INVALID", f"not sent: {exc}") from None
 
     def build_body(self, model: str, request: GenerationRequest) -> dict[str, Any]:
         raise NotImplementedError

@@ -114,7 +114,7 @@ class BytePlusProvider(Adapter):
         return content_body(self.checked_spec(model, request), request)
 
     def submit(self, model: str, request: GenerationRequest) -> str:
-        body = content_body(self.checked_spec(model, request), request)
+        body = content_body(self.submittable_spec(model, request), request)
         return self.api.submit(self._tasks, body, task_id=lambda answer: answer.get("id"))
 
     def poll(self, model: str, remote_id: str) -> PollResult:

@@ -99,7 +99,7 @@ class NovitaProvider(Adapter):
         return flat_body(self.checked_spec(model, request), request)
 
     def submit(self, model: str, request: GenerationRequest) -> str:
-        spec = self.checked_spec(model, request)
+        spec = self.submittable_spec(model, request)
         return self.api.submit(
             f"/v3/async/{quote(spec.wire_model, safe='')}",
             flat_body(spec, request),

@@ -97,7 +97,7 @@ class WaveSpeedProvider(Adapter):
         return self._body(self.checked_spec(model, request), request)
 
     def submit(self, model: str, request: GenerationRequest) -> str:
-        spec = self.checked_spec(model, request)
+        spec = self.submittable_spec(model, request)
         resolution = wire_resolution(spec, request) or ""
         path = "/api/v3/" + spec.wire_model.format(resolution=resolution)
         return self.api.submit(
