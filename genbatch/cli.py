@@ -18,8 +18,8 @@ from genbatch.store import JobStore
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Run CSV/JSONL manifests through asynchronous image-to-video APIs.")
-out = Console()
-err = Console(stderr=True)
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
 
 ManifestArg = Annotated[Path, typer.Argument(help="CSV (with header) or JSONL manifest")]
 BatchArg = Annotated[str, typer.Argument(help="batch id (from `genbatch submit`)")]

@@ -53,7 +53,9 @@ def results_table(rows: list[dict[str, object]], limit: int = 50) -> Table:
     table = Table("custom_id", "status", "provider", "model", "bytes", "cost $", "output / error",
                   title=f"results (first {min(limit, len(rows))} of {len(rows)})")
     for r in rows[:limit]:
-        where = r.get("output_uri") or f"{r.get('error_code')}: {r.get('error_message')}"
+        uri = r.get("output_uri")
+        where = str(uri).rsplit("/", 1)[-1] if uri else f"{r.get('error_code')}: " \
+            f"{r.get('error_message')}"
         cost = r.get("cost_usd")
         table.add_row(str(r.get("custom_id")), str(r.get("status")), str(r.get("provider")),
                       str(r.get("model")), str(r.get("bytes") or ""),
