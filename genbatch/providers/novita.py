@@ -13,6 +13,7 @@ from types import MappingProxyType
 from typing import Any
 from urllib.parse import quote
 
+from genbatch.errors import RetryableProviderError
 from genbatch.models import GenerationRequest, PollResult, TaskStatus
 from genbatch.providers.adapter import (
     Adapter,
@@ -107,7 +108,19 @@ class NovitaProvider(Adapter):
         )
 
     def poll(self, model: str, remote_id: str) -> PollResult:
-        return parse_task_result(self.api.get("/v3/async/task-result", {"task_id": remote_id}))
+        try:
+            body = self.api.get("/v3/async/task-result", {"task_id": remote_id})
+        except RetryableProviderError as exc:
+            # NOV-ERR lists TASK_FAILED as an HTTP 500; a 3P client treats it as final (§8 q2).
+            if exc.code != "TASK_FAILED":
+                raise
+            return PollResult(
+                TaskStatus.FAILED,
+                raw_status="TASK_FAILED",
+                error_code="TASK_FAILED",
+                error_message=exc.message,
+            )
+        return parse_task_result(body)
 
 
 def parse_task_result(body: dict[str, Any]) -> PollResult:

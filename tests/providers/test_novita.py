@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from genbatch.errors import PermanentProviderError, RequestInvalid
+from genbatch.errors import PermanentProviderError, RequestInvalid, RetryableProviderError
 from genbatch.models import GenerationRequest, PollResult, TaskStatus
 from genbatch.providers.base import Provider
 
@@ -227,6 +227,24 @@ def test_failed_carries_the_reason(adapter: Build, fake: FakeProvider) -> None:
         "TASK_STATUS_FAILED",
         "content moderation",
     )
+
+
+def test_an_http_500_task_failed_on_poll_is_a_failed_task(
+    adapter: Build, fake: FakeProvider
+) -> None:
+    fake.reply(500, {"code": 500, "reason": "TASK_FAILED", "message": "generation failed"})
+    result = adapter("novita").poll(V15, "830d9c90-d53f")
+    assert (result.status, result.error_code, result.error_message) == (
+        TaskStatus.FAILED,
+        "TASK_FAILED",
+        "generation failed",
+    )
+
+
+def test_other_500s_on_poll_stay_retryable(adapter: Build, fake: FakeProvider) -> None:
+    fake.reply(500, {"code": 500, "reason": "GET_RESULT_FAILED", "message": "try later"})
+    with pytest.raises(RetryableProviderError):
+        adapter("novita").poll(V15, "830d9c90-d53f")
 
 
 def test_cancel_is_not_supported_and_sends_nothing(adapter: Build, fake: FakeProvider) -> None:
