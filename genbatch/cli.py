@@ -193,8 +193,10 @@ def _fail(message: str, code: int = 2) -> NoReturn:
 
 
 def main() -> None:
+    """Entry point. Click handles usage errors and exit codes (standalone mode); our own
+    errors and an unreachable Redis become one line on stderr and exit code 2."""
     try:
-        app(standalone_mode=False)
+        app()
     except ManifestRejected as exc:
         for e in exc.errors:
             err.print(str(e), highlight=False, markup=False)
@@ -205,14 +207,3 @@ def main() -> None:
         _fail(str(exc))
     except redis.ConnectionError as exc:
         _fail(f"cannot reach Redis ({exc}); is it running, and is GENBATCH_REDIS_URL right?")
-    except (typer.Abort, KeyboardInterrupt):
-        _fail("interrupted", 130)
-    except typer.Exit as exc:
-        sys.exit(exc.exit_code)
-    except Exception as exc:
-        import click
-
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
-        raise

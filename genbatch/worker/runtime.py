@@ -71,22 +71,25 @@ class Runtime:
         def build() -> Provider:
             ps = self.settings.provider(name)
             ps.require_key()
-            return providers.make_provider(ps, self._client(ps.max_in_flight))
+            return providers.make_provider(
+                ps, self._client(ps.max_in_flight, follow_redirects=False),
+                submit_timeout_s=self.settings.submit_timeout_s)
 
         adapter: Provider = self._get(f"provider:{name}", build)
         return adapter
 
     @property
     def downloads(self) -> httpx.Client:
-        client: httpx.Client = self._get("downloads", lambda: self._client(64))
+        client: httpx.Client = self._get("downloads",
+                                         lambda: self._client(64, follow_redirects=True))
         return client
 
-    def _client(self, pool: int) -> httpx.Client:
+    def _client(self, pool: int, *, follow_redirects: bool) -> httpx.Client:
         s = self.settings
         timeout = httpx.Timeout(s.request_timeout_s, connect=s.connect_timeout_s)
         limits = httpx.Limits(max_connections=max(pool, s.worker_concurrency) + 4,
                               max_keepalive_connections=max(pool, s.worker_concurrency))
-        return httpx.Client(timeout=timeout, limits=limits, follow_redirects=True)
+        return httpx.Client(timeout=timeout, limits=limits, follow_redirects=follow_redirects)
 
     def enqueue(self, kind: str, ident: str) -> None:
         if self._enqueue is None:

@@ -1,0 +1,103 @@
+"""The command line as a user meets it: one clear line for mistakes, a demo that cleans up."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.integration
+
+
+def run(args: list[str], env: dict[str, str] | None = None, cwd: Path | None = None,
+        timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    base = {k: v for k, v in os.environ.items() if not k.startswith("GENBATCH_")}
+    return subprocess.run([sys.executable, "-m", "genbatch", *args], env={**base, **(env or {})},
+                          cwd=cwd, capture_output=True, text=True, stdin=subprocess.DEVNULL,
+                          timeout=timeout, check=False)
+
+
+def processes_with(marker: str) -> list[int]:
+    """Pids whose command line or environment mentions `marker` (our children's work dir)."""
+    found = []
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        try:
+            blob = Path(f"/proc/{pid}/cmdline").read_bytes()
+            blob += Path(f"/proc/{pid}/environ").read_bytes()
+        except OSError:
+            continue
+        if marker.encode() in blob:
+            found.append(int(pid))
+    return found
+
+
+def test_bad_manifest_is_one_line_per_row_and_no_traceback(redis_url: str,
+                                                           tmp_path: Path) -> None:
+    manifest = tmp_path / "bad.csv"
+    manifest.write_text("prompt,image,duration\nhi,missing.png,5\nhi,missing.png,99\n")
+    res = run(["submit", str(manifest), "--provider", "novita"],
+              env={"GENBATCH_REDIS_URL": redis_url})
+    assert res.returncode == 2
+    assert "Traceback" not in res.stderr
+    assert f"{manifest}:2: image: file not found" in res.stderr
+    assert f"{manifest}:3: duration:" in res.stderr
+    assert "nothing was submitted" in res.stderr
+
+
+def test_unreachable_redis_is_one_clear_line() -> None:
+    res = run(["status"], env={"GENBATCH_REDIS_URL": "redis://127.0.0.1:1/0"})
+    assert res.returncode == 2
+    assert "cannot reach Redis" in res.stderr
+    assert "Traceback" not in res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1
+
+
+def test_missing_redis_setting_and_unknown_batch(redis_url: str) -> None:
+    res = run(["status"])
+    assert res.returncode == 2
+    assert "GENBATCH_REDIS_URL" in res.stderr
+    res = run(["status", "nope"], env={"GENBATCH_REDIS_URL": redis_url})
+    assert res.returncode == 2
+    assert "no batch 'nope'" in res.stderr
+
+
+def test_demo_runs_headless_and_leaves_no_process(tmp_path: Path) -> None:
+    workdir = tmp_path / "demo"
+    res = run(["demo", "--workdir", str(workdir)], env={"CI": "true"}, cwd=tmp_path,
+              timeout=300)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "Traceback" not in res.stderr
+    outputs = list((workdir / "output").glob("*/results.jsonl"))
+    assert len(outputs) == 1
+    rows = [json.loads(line) for line in outputs[0].read_text().splitlines()]
+    assert len(rows) == 20
+    assert {r["provider"] for r in rows} >= {"novita", "byteplus"}
+    assert processes_with(str(workdir)) == []
+
+
+def test_demo_interrupted_stops_every_child(tmp_path: Path) -> None:
+    workdir = tmp_path / "demo"
+    base = {k: v for k, v in os.environ.items() if not k.startswith("GENBATCH_")}
+    proc = subprocess.Popen([sys.executable, "-m", "genbatch", "demo", "--workdir", str(workdir)],
+                            env={**base, "CI": "true"}, stdin=subprocess.DEVNULL,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    assert proc.stderr is not None
+    for line in proc.stderr:  # wait until the batch is running
+        if "submitted batch" in line:
+            break
+    proc.send_signal(signal.SIGINT)
+    _, rest = proc.communicate(timeout=60)
+    assert proc.returncode == 130
+    assert "interrupted" in rest
+    deadline = time.monotonic() + 10
+    while processes_with(str(workdir)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert processes_with(str(workdir)) == []
