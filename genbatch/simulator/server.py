@@ -15,6 +15,7 @@ import uvicorn
 from genbatch.simulator.app import create_app
 from genbatch.simulator.gate import ConnectionDropped
 from genbatch.simulator.profile import SimProfile
+from genbatch.simulator.state import Clock
 
 STARTUP_TIMEOUT_S = 10.0
 
@@ -45,15 +46,23 @@ def serve(host: str, port: int, profile: SimProfile) -> None:
 
 @contextmanager
 def running_simulator(
-    profile: SimProfile | None = None, host: str = "127.0.0.1", port: int = 0
+    profile: SimProfile | None = None,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    *,
+    clock: Clock = time.time,
 ) -> Iterator[str]:
-    """Run the simulator on a background thread; yields its base URL (port 0 = a free one)."""
+    """Run the simulator on a background thread; yields its base URL (port 0 = a free one).
+
+    `clock` (wall-clock seconds) lets a test move simulated time by hand."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    # IPPROTO_TCP explicitly: asyncio sets TCP_NODELAY only on sockets that say so, and
+    # without it every answer waits ~40 ms for a delayed ACK.
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, port))
     config = uvicorn.Config(
-        create_app(profile), access_log=False, log_level="warning", log_config=None,
+        create_app(profile, clock=clock), access_log=False, log_level="warning", log_config=None,
         lifespan="off", timeout_graceful_shutdown=1,
     )
     _quiet_dropped_connections()
