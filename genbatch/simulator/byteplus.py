@@ -64,6 +64,7 @@ DIALECT = Dialect(
         ErrorKind.UNKNOWN_MODEL: (404, "InvalidEndpoint.NotFound"),
         ErrorKind.RATE_LIMITED: (429, "RateLimitExceeded.EndpointRPMExceeded"),
         ErrorKind.SERVER: (500, "InternalServiceError"),
+        ErrorKind.SERVER_READ: (500, "InternalServiceError"),
         ErrorKind.NOT_FOUND: (404, "ResourceNotFound"),
         ErrorKind.NOT_CANCELLABLE: (400, "InvalidParameter"),
     },

@@ -34,7 +34,8 @@ class ErrorKind(Enum):
     MISSING_PARAM = auto()
     UNKNOWN_MODEL = auto()
     RATE_LIMITED = auto()
-    SERVER = auto()
+    SERVER = auto()  # on a submit
+    SERVER_READ = auto()  # on a poll or cancel
     NOT_FOUND = auto()
     NOT_CANCELLABLE = auto()
 
@@ -138,8 +139,9 @@ def inject(sim: Simulator, behaviour: Behaviour, op: Operation, dialect: Dialect
     if sim.roll(behaviour.p_429):
         raise rate_limited(dialect, behaviour, "rate limit exceeded (injected)")
     if sim.roll(behaviour.p_5xx):
+        kind = ErrorKind.SERVER if op == "submit" else ErrorKind.SERVER_READ
         status = sim.rng.choice((500, 502, 503))
-        raise dialect.refuse(ErrorKind.SERVER, "internal server error (injected)", status=status)
+        raise dialect.refuse(kind, "internal server error (injected)", status=status)
 
 
 def admit_submit(sim: Simulator, api_key: str, behaviour: Behaviour, dialect: Dialect) -> None:

@@ -54,6 +54,7 @@ DIALECT = Dialect(
         ErrorKind.UNKNOWN_MODEL: (404, ""),
         ErrorKind.RATE_LIMITED: (429, ""),
         ErrorKind.SERVER: (500, ""),
+        ErrorKind.SERVER_READ: (500, ""),
         ErrorKind.NOT_FOUND: (404, ""),
         ErrorKind.NOT_CANCELLABLE: (400, ""),
     },

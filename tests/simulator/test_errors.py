@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from PIL import Image
 
-from tests.simulator.conftest import (
+from tests.simulator.helpers import (
     BP_MODEL,
     KEY,
     Sim,

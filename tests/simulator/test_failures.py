@@ -8,7 +8,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.simulator.conftest import (
+from tests.simulator.helpers import (
     TLS,
     Sim,
     byteplus_body,
@@ -100,7 +100,7 @@ def test_injection_scope(sim: Sim) -> None:
     with sim.client() as client:
         task_id = client.post(NOVITA_SUBMIT, json=novita_body()).json()["task_id"]
         polled = client.get("/v3/async/task-result", params={"task_id": task_id})
-    assert polled.status_code >= 500 and polled.json()["reason"]
+    assert polled.status_code >= 500 and polled.json()["reason"] == "GET_RESULT_FAILED"
 
 
 def test_injected_download_failures(sim: Sim) -> None:

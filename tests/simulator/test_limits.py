@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from tests.simulator.conftest import (
+from tests.simulator.helpers import (
     KEY,
     FakeClock,
     Sim,

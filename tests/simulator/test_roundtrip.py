@@ -7,7 +7,7 @@ import hashlib
 
 import pytest
 
-from tests.simulator.conftest import (
+from tests.simulator.helpers import (
     Sim,
     byteplus_body,
     mp4_boxes,

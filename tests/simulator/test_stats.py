@@ -8,7 +8,7 @@ import pytest
 
 from genbatch.errors import ConfigError
 from genbatch.simulator import Behaviour, SimProfile, load_profile, request_fingerprint
-from tests.simulator.conftest import KEY, Sim, byteplus_body, novita_body
+from tests.simulator.helpers import KEY, Sim, byteplus_body, novita_body
 
 NOVITA_SUBMIT = "/v3/async/seedance-v1.5-pro-i2v"
 BP_TASKS = "/api/v3/contents/generations/tasks"

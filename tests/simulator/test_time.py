@@ -8,7 +8,7 @@ from typing import Any
 
 import httpx
 
-from tests.simulator.conftest import FakeClock, Sim, byteplus_body, novita_body
+from tests.simulator.helpers import FakeClock, Sim, byteplus_body, novita_body
 
 NOVITA_SUBMIT = "/v3/async/seedance-v1.5-pro-i2v"
 BP_TASKS = "/api/v3/contents/generations/tasks"
