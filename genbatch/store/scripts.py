@@ -99,8 +99,14 @@ while free > 0 do
   if not id then break end
   local item_key = prefix .. 'item:' .. id
   local f = redis.call('HMGET', item_key, 'state', 'batch')
-  if f[1] == 'pending' then
-    move(item_key, prefix .. 'batch:' .. f[2], prefix .. 'inflight:', 'pending', 'dispatched',
+  local batch_key = prefix .. 'batch:' .. (f[2] or '')
+  if f[1] == 'pending' and redis.call('HEXISTS', batch_key, 'cancel_requested') == 1 then
+    -- A cancelled batch dispatches nothing, not even items requeued after a 429.
+    move(item_key, batch_key, prefix .. 'inflight:', 'pending', 'cancelled', provider)
+    redis.call('HSET', item_key, 'error_code', 'cancelled',
+               'error_message', 'the batch was cancelled before this item was submitted')
+  elseif f[1] == 'pending' then
+    move(item_key, batch_key, prefix .. 'inflight:', 'pending', 'dispatched',
          provider)
     redis.call('ZADD', timers, score, id)
     out[#out + 1] = id
