@@ -91,7 +91,8 @@ def _frames(value: Any) -> None:
 
 
 MODELS = {
-    "seedance-1-5-pro-251215": ModelRules(integer(4, 12, also=(-1,)), True, False, "720p"),
+    # Duration -1 ("smart", 3P-ACE) is unconfirmed for image-to-video: refused.
+    "seedance-1-5-pro-251215": ModelRules(integer(4, 12), True, False, "720p"),
     "seedance-1-0-pro-250528": ModelRules(integer(2, 12), False, False, "1080p"),
     "seedance-1-0-pro-fast-251015": ModelRules(integer(2, 12), False, False, "1080p"),
     "seedance-1-0-lite-i2v-250428": ModelRules(integer(2, 12), False, True, "720p"),
@@ -260,8 +261,7 @@ def _params(rng: random.Random, body: dict[str, Any]) -> dict[str, Any]:
     if body.get("frames") is not None:
         params["frames"] = body["frames"]
     else:
-        duration = body.get("duration", 5)
-        params["duration"] = 5 if duration == -1 else duration  # -1: "smart" duration
+        params["duration"] = body.get("duration", 5)
     if model.audio:
         params["generate_audio"] = body.get("generate_audio", True)
     return params

@@ -95,7 +95,7 @@ def _rules_v1(provider: str, seed_max: int) -> dict[str, Rule]:
         "prompt": Rule(string(max_len=2000)),
         "last_image": Rule(picture),
         "resolution": Rule(one_of(("480p", "720p", "1080p")), required=True),
-        "aspect_ratio": Rule(one_of((*RATIOS, "9:21"))),  # 9:21 per NOV-LIVE
+        "aspect_ratio": Rule(one_of(RATIOS)),  # NOV-LIVE adds 9:21; the seed does not (§8.4)
         "camera_fixed": Rule(boolean()),
         "seed": Rule(integer(-1, seed_max)),
         "duration": Rule(integer_in({5, 10})),
@@ -107,7 +107,7 @@ RULES = {
     provider: {
         "seedance-v1.5-pro-i2v": _rules_v15(provider),
         "seedance-v1-pro-i2v": _rules_v1(provider, 2147483647),
-        "seedance-v1-lite-i2v": _rules_v1(provider, 4294967295),
+        "seedance-v1-lite-i2v": _rules_v1(provider, 2147483647),  # no bound given: V1 pro's
     }
     for provider in DIALECTS
 }

@@ -100,13 +100,12 @@ def obj() -> Check:
     return check
 
 
-def integer(lo: int, hi: int, *, also: Collection[int] = ()) -> Check:
+def integer(lo: int, hi: int) -> Check:
     def check(value: Any) -> None:
         if not _is_int(value):
             raise Bad("must be an integer")
-        if not (lo <= value <= hi or value in also):
-            extra = "".join(f" or {v}" for v in also)
-            raise Bad(f"must be in [{lo}, {hi}]{extra}, got {value}")
+        if not lo <= value <= hi:
+            raise Bad(f"must be in [{lo}, {hi}], got {value}")
 
     return check
 

@@ -103,6 +103,8 @@ def test_auth_errors_per_provider(sim: Sim) -> None:
         ("seedance-v1-pro-i2v", {"image": "https://x/a.png"}, "resolution"),
         ("seedance-v1-pro-i2v", novita_body(duration=6), "duration"),
         ("seedance-v1-pro-i2v", novita_body(aspect_ratio="adaptive"), "aspect_ratio"),
+        ("seedance-v1-pro-i2v", novita_body(aspect_ratio="9:21"), "aspect_ratio"),
+        ("seedance-v1-lite-i2v", novita_body(seed=2147483648), "seed"),
         ("seedance-v1-pro-i2v", novita_body(ratio="16:9"), "ratio"),
         ("seedance-v1-pro-i2v", novita_body(seed=2147483648), "seed"),
         ("seedance-v1-pro-i2v", novita_body(generate_audio=True), "generate_audio"),
@@ -234,6 +236,7 @@ LAST = {"type": "image_url", "image_url": {"url": "https://x/b.png"}, "role": "l
         ({"content": [TEXT, FIRST]}, "MissingParameter", "model"),
         ({"model": BP_MODEL}, "MissingParameter", "content"),
         (byteplus_body(duration=3), "InvalidParameter", "duration"),
+        (byteplus_body(duration=-1), "InvalidParameter", "duration"),
         (byteplus_body(duration=4, frames=97), "InvalidParameter", "frames"),
         (byteplus_body(frames=30), "InvalidParameter", "frames"),
         (byteplus_body(resolution="2k"), "InvalidParameter", "resolution"),
@@ -268,11 +271,11 @@ def test_byteplus_validation(sim: Sim, body: dict[str, Any], code: str, param: s
     assert sim.stats()["submits"] == 0
 
 
-def test_byteplus_accepts_frames_smart_duration_and_last_frame(sim: Sim) -> None:
+def test_byteplus_accepts_frames_1080p_and_last_frame(sim: Sim) -> None:
     with sim.client() as client:
         for body in (
             byteplus_body(frames=121),
-            byteplus_body(duration=-1, resolution="1080p", generate_audio=False),
+            byteplus_body(duration=12, resolution="1080p", generate_audio=False),
             {"model": BP_MODEL, "content": [TEXT, FIRST, LAST], "service_tier": "flex"},
             {"model": "seedance-1-0-pro-250528", "content": [TEXT]},  # text-to-video
         ):
