@@ -6,7 +6,7 @@ import json
 import sys
 import threading
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import redis
 import typer
@@ -15,6 +15,9 @@ from rich.console import Console
 from genbatch.config import Settings, load_settings
 from genbatch.errors import GenbatchError, ManifestRejected
 from genbatch.store import JobStore
+
+if TYPE_CHECKING:
+    from genbatch.worker.runtime import Runtime
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Run CSV/JSONL manifests through asynchronous image-to-video APIs.")
@@ -131,6 +134,55 @@ def results(
     for name in ("results_jsonl", "results_csv", "errors_jsonl"):
         if record.get(name):
             out.print(f"{name.replace('_', '.')}: {record[name]}", highlight=False)
+
+
+def _ops_runtime(settings: Settings) -> Runtime:
+    """A runtime for commands that act on a batch in-process (finalize runs inline)."""
+    from genbatch.worker.runtime import Runtime
+    from genbatch.worker.steps import finalize_batch
+
+    def enqueue(kind: str, ident: str) -> None:
+        if kind == "finalize":
+            finalize_batch(rt, ident)
+
+    rt = Runtime(settings, enqueue=enqueue)
+    rt.store.r.ping()
+    return rt
+
+
+@app.command()
+def cancel(batch: BatchArg) -> None:
+    """Stop a batch: nothing new is submitted, queued BytePlus tasks are cancelled, running
+    generations finish and are kept; the output manifests are written."""
+    from genbatch.batch_ops import cancel_batch
+
+    report = cancel_batch(_ops_runtime(_settings()), batch)
+    if report.already:
+        out.print(f"batch {batch} is already {report.already}; nothing to cancel")
+        return
+    out.print(f"batch {batch}: {report.cancelled} items cancelled before submit, "
+              f"{report.cancelled_remote} cancelled at the provider, {report.finishing} "
+              "already running will finish and be kept")
+
+
+@app.command()
+def retry(
+    batch: BatchArg,
+    failed: Annotated[bool, typer.Option("--failed", help="retry failed items")] = False,
+    expired: Annotated[bool, typer.Option("--expired", help="retry expired items")] = False,
+    ambiguous: Annotated[bool, typer.Option(
+        "--ambiguous", help="retry items whose submit outcome is unknown (may pay twice)")
+    ] = False,
+) -> None:
+    """Resubmit a batch's failed (default: failed and expired) items, in the same batch."""
+    from genbatch.batch_ops import retry_batch
+
+    states = tuple(s for s, on in (("failed", failed), ("expired", expired),
+                                   ("ambiguous", ambiguous)) if on) or ("failed", "expired")
+    report = retry_batch(_ops_runtime(_settings()), batch, states)
+    out.print(f"batch {batch}: {report.requeued} items ({', '.join(states)}) queued again"
+              + (f"; {report.invalid_rows} invalid rows skipped (fix them and submit again)"
+                 if report.invalid_rows else ""))
 
 
 @app.command()

@@ -54,6 +54,7 @@ def result_row(item: dict[str, str]) -> dict[str, Any]:
         "finished_at": _iso(item.get("finished_at")),
         "error_code": item.get("error_code") or None,
         "error_message": item.get("error_message") or None,
+        "attempts": _int(item.get("attempts")),
     }
 
 
@@ -65,6 +66,7 @@ def error_row(item: dict[str, str]) -> dict[str, Any]:
     row["status"] = item.get("state", "")
     row["error_code"] = item.get("error_code") or None
     row["error_message"] = item.get("error_message") or None
+    row["attempts"] = _int(item.get("attempts"))
     return row
 
 

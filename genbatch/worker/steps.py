@@ -221,9 +221,10 @@ def finalize_batch(rt: Runtime, batch_id: str) -> str:
         return "skipped"
     files = write_outputs(rt.storage, batch_id,
                           rt.store.iter_items(batch_id, int(batch["total"])))
-    rt.store.batch_cas(batch_id, ["finalizing"], "completed", {
+    final = "cancelled" if batch.get("cancel_requested") else "completed"
+    rt.store.batch_cas(batch_id, ["finalizing"], final, {
         "finished_at": repr(rt.now()), "results_jsonl": files.results_jsonl,
         "results_csv": files.results_csv, "errors_jsonl": files.errors_jsonl,
     })
     rt.store.deactivate(batch_id)
-    return "completed"
+    return final

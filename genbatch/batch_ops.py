@@ -1,0 +1,109 @@
+"""Operations on a running or finished batch: cancel and retry.
+
+Both work item by item through the same compare-and-set transitions as the workers, so they
+are safe to run while workers run, and safe to repeat.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+from genbatch.config import PROVIDER_NAMES
+from genbatch.errors import GenbatchError
+from genbatch.store import item_id
+from genbatch.worker.runtime import Runtime
+from genbatch.worker.steps import finalize_batch, finish
+
+RETRYABLE_STATES: tuple[str, ...] = ("failed", "expired", "ambiguous")
+# Item fields that describe one attempt; cleared when the item is retried.
+ATTEMPT_FIELDS: tuple[str, ...] = (
+    "remote_id", "submitted_at", "finished_at", "error_code", "error_message", "video_url",
+    "video_ttl", "remote_status", "progress", "deadline", "last_error", "generated_at",
+    "output_uri", "sha256", "bytes", "cost",
+)
+
+
+@dataclass
+class CancelReport:
+    already: str | None = None  # the batch's status when it had already finished
+    cancelled: int = 0  # items that will never be submitted
+    cancelled_remote: int = 0  # remote tasks cancelled at the provider
+    finishing: int = 0  # items already running that will still be downloaded
+
+
+def cancel_batch(rt: Runtime, batch_id: str) -> CancelReport:
+    """Stop dispatching, cancel what the provider lets us, keep finished outputs.
+
+    Items still pending never start. Remote tasks still queued at a provider that supports
+    cancel (BytePlus) are cancelled there. Generations already running are paid for: they
+    finish and are downloaded. The batch ends `cancelled` with its output manifests.
+    """
+    batch = rt.store.get_batch(batch_id)
+    if batch.get("status") in ("completed", "cancelled"):
+        return CancelReport(already=batch["status"])
+    rt.store.set_batch_fields(batch_id, {"cancel_requested": repr(rt.now())})
+    rt.store.unqueue_batch(batch_id, PROVIDER_NAMES)
+    report = CancelReport()
+    for item in rt.store.iter_items(batch_id, int(batch["total"])):
+        iid = item_id(batch_id, int(item["seq"]))
+        state = item["state"]
+        if state in ("pending", "dispatched"):
+            moved = finish(rt, iid, [state], "cancelled", "cancelled",
+                           "the batch was cancelled before this item was submitted")
+            report.cancelled += moved == "cancelled"
+        elif state == "submitted" and _cancel_remote(rt, item):
+            moved = finish(rt, iid, ["submitted"], "cancelled", "cancelled",
+                           "cancelled at the provider while still queued")
+            report.cancelled_remote += moved == "cancelled"
+        elif state in ("submitting", "submitted", "downloading"):
+            report.finishing += 1
+    finalize_batch(rt, batch_id)  # does nothing while items are still finishing
+    return report
+
+
+def _cancel_remote(rt: Runtime, item: dict[str, str]) -> bool:
+    try:
+        return rt.provider(item["provider"]).cancel(item["model"], item["remote_id"])
+    except GenbatchError:
+        return False
+
+
+@dataclass
+class RetryReport:
+    requeued: int = 0
+    invalid_rows: int = 0  # failed at validation: fix the row and use submit --resume
+
+
+def retry_batch(rt: Runtime, batch_id: str, states: tuple[str, ...]) -> RetryReport:
+    """Put the batch's items in `states` back to pending, recording each past attempt."""
+    unknown = set(states) - set(RETRYABLE_STATES)
+    if unknown:
+        raise GenbatchError(f"cannot retry items in state {sorted(unknown)[0]!r}")
+    batch = rt.store.get_batch(batch_id)
+    if batch.get("status") == "validating":
+        raise GenbatchError(f"batch {batch_id} never finished validating; submit it again")
+    report = RetryReport()
+    moved: list[tuple[str, str]] = []
+    for item in rt.store.iter_items(batch_id, int(batch["total"])):
+        if item["state"] not in states:
+            continue
+        if item.get("error_code") == "invalid_row":
+            report.invalid_rows += 1
+            continue
+        iid = item_id(batch_id, int(item["seq"]))
+        history = json.loads(item.get("history") or "[]")
+        history.append({k: item.get(k) for k in
+                        ("state", "remote_id", "error_code", "error_message", "submitted_at",
+                         "finished_at", "attempts")})
+        fields = dict.fromkeys(ATTEMPT_FIELDS, "")
+        fields.update(history=json.dumps(history), polls="0", dl_attempts="0")
+        # Counters move now; the item is not on any queue until the batch is reopened.
+        if rt.store.transition(iid, [item["state"]], "pending", timer="-",
+                               fields=fields).applied:
+            moved.append((iid, item["provider"]))
+    if moved:
+        rt.store.reopen_batch(batch_id)
+        rt.store.enqueue_pending(moved, batch_id)
+    report.requeued = len(moved)
+    return report
