@@ -53,6 +53,10 @@ class Settings(BaseSettings):
         default=None, description="S3-compatible endpoint (MinIO, moto); unset = AWS"
     )
     s3_region: str | None = Field(default=None, description="S3 region name")
+    presign_results_s: int = Field(
+        default=0, ge=0, description="with S3 storage, add a presigned URL valid this long to "
+        "each results row (0 = off)"
+    )
 
     # Provider accounts.
     novita_api_key: SecretStr | None = None

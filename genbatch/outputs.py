@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from genbatch.storage import ObjectStorage, batch_key
+from genbatch.storage import ObjectStorage, batch_key, object_key
 
 RESULT_FIELDS: tuple[str, ...] = (
     "custom_id", "line", "status", "output_uri", "sha256", "bytes", "provider", "model",
@@ -77,7 +77,10 @@ def csv_safe(value: Any) -> str:
 
 
 def write_outputs(storage: ObjectStorage, batch_id: str,
-                  items: Iterable[dict[str, str]]) -> OutputFiles:
+                  items: Iterable[dict[str, str]], presign_s: int = 0) -> OutputFiles:
+    """`presign_s` > 0 adds `presigned_url` (valid that long) to each results row, where the
+    storage can sign URLs (S3; null for a folder)."""
+    fields = RESULT_FIELDS + (("presigned_url",) if presign_s else ())
     with tempfile.TemporaryDirectory(prefix="genbatch-out-") as tmp:
         folder = Path(tmp)
         paths = {n: folder / n for n in ("results.jsonl", "results.csv", "errors.jsonl")}
@@ -86,12 +89,15 @@ def write_outputs(storage: ObjectStorage, batch_id: str,
               paths["results.csv"].open("w", encoding="utf-8", newline="") as rc,
               paths["errors.jsonl"].open("w", encoding="utf-8") as ej):
             writer = csv.writer(rc)
-            writer.writerow(RESULT_FIELDS)
+            writer.writerow(fields)
             for item in items:
                 if item.get("state") == "succeeded":
                     row = result_row(item)
+                    if presign_s:
+                        row["presigned_url"] = storage.presigned_url(
+                            object_key(batch_id, item.get("custom_id", "")), presign_s)
                     rj.write(json.dumps(row, ensure_ascii=False) + "\n")
-                    writer.writerow([csv_safe(row[f]) for f in RESULT_FIELDS])
+                    writer.writerow([csv_safe(row.get(f)) for f in fields])
                     ok += 1
                 else:
                     ej.write(json.dumps(error_row(item), ensure_ascii=False) + "\n")

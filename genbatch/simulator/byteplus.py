@@ -40,6 +40,7 @@ from genbatch.simulator.tasks import Phase, Task, pick_seed
 
 RATIOS = ("16:9", "4:3", "1:1", "3:4", "9:16", "21:9")
 ROLES = ("first_frame", "last_frame", "reference_image")
+URL_TTL_S = 24 * 3600  # the shorter of the two documented lifetimes (§5.3)
 TASK_FAILURES = (
     ("OutputVideoSensitiveContentDetected", "The output video may contain sensitive content."),
     ("InternalServiceError", "The service encountered an unexpected internal error."),
@@ -150,6 +151,7 @@ def routes() -> list[Route]:
             provider=DIALECT.provider, model=str(model), api_key=api_key,
             fingerprint=fingerprint, params=params, queue_for_slot=False,
             expires_after_s=params["execution_expires_after"], failures=TASK_FAILURES,
+            url_ttl_s=URL_TTL_S,
         )
         return await gate.answer_submit(request, sim, behaviour, {"id": task.id})
 

@@ -34,6 +34,7 @@ from genbatch.simulator.state import Simulator, simulator_of
 from genbatch.simulator.tasks import Phase, Task, pick_seed
 
 RATIOS = ("21:9", "16:9", "4:3", "1:1", "3:4", "9:16")
+URL_TTL_S = 3600  # JK-TR; NOV-TR's sample URL says X-Amz-Expires=3600
 TASK_FAILURES = (
     ("TASK_FAILED", "video generation failed: the inference service returned an error"),
     ("ILLEGAL_IMAGE_CONTENT", "the input image did not pass content moderation"),
@@ -140,6 +141,7 @@ def routes(fixed: str | None = None) -> list[Route]:
             task_id=sim.unique_id(_task_id), provider=dialect.provider, model=model,
             api_key=api_key, fingerprint=fingerprint, params=params, queue_for_slot=False,
             expires_after_s=params.get("execution_expires_after"), failures=TASK_FAILURES,
+            url_ttl_s=URL_TTL_S,
         )
         return await gate.answer_submit(request, sim, behaviour, {"task_id": task.id})
 

@@ -40,7 +40,11 @@ class Behaviour(BaseModel):
     latency_sigma: float = Field(default=0.3, ge=0, description="lognormal sigma of run time")
     queue_delay_s: float = Field(default=2.0, ge=0, description="time queued before running")
     time_factor: float = Field(default=1.0, gt=0, description="divide simulated time by this")
-    url_ttl_s: float = Field(default=3600.0, gt=0, description="output URL lifetime")
+    url_ttl_s: float | None = Field(
+        default=None, gt=0,
+        description="output URL lifetime; unset = the provider's own (Novita and HighwayAPI "
+        "3600 s, BytePlus 24 h, WaveSpeed 7 days)",
+    )
     # Limits.
     rpm: int | None = Field(default=None, ge=1, description="accepted submits per minute")
     concurrency: int | None = Field(

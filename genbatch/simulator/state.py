@@ -80,12 +80,14 @@ class Simulator:
         queue_for_slot: bool,
         expires_after_s: float | None,
         failures: Sequence[tuple[str, str]],
+        url_ttl_s: float,
     ) -> Task:
         """Create a task and fix its timeline.
 
         `queue_for_slot`: wait (queued) for a free concurrency slot instead of the caller
         refusing over-concurrency submits. `expires_after_s` (simulated): a task not finished
         by then ends `expired`. `failures`: (code, message) pairs a failed task picks from.
+        `url_ttl_s`: the provider's output URL lifetime, unless the profile sets one.
         """
         behaviour = self.behaviour(api_key)
         now, factor = self.clock(), behaviour.time_factor
@@ -103,7 +105,8 @@ class Simulator:
         task = Task(
             id=task_id, provider=provider, model=model, api_key=api_key,
             fingerprint=fingerprint, params=params, created=now, start=start, end=end,
-            outcome=outcome, time_factor=factor, url_ttl_s=behaviour.url_ttl_s,
+            outcome=outcome, time_factor=factor,
+            url_ttl_s=url_ttl_s if behaviour.url_ttl_s is None else behaviour.url_ttl_s,
         )
         if outcome is Phase.FAILED:
             task.error_code, task.error_message = self.rng.choice(failures)

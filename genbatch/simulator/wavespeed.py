@@ -25,6 +25,7 @@ from genbatch.simulator.tasks import Phase, Task, pick_seed
 
 RATIOS = ("21:9", "16:9", "4:3", "1:1", "3:4", "9:16")
 MODEL_V15 = "bytedance/seedance-v1.5-pro/image-to-video"
+URL_TTL_S = 7 * 24 * 3600  # outputs are deleted after 7 days (WS-PRED)
 TASK_FAILURES = (
     ("1403", "task execution failed"),
     ("1200", "content moderation: the output was flagged as sensitive"),
@@ -107,6 +108,7 @@ def routes(prefix: str = "") -> list[Route]:
             task_id=sim.unique_id(_task_id), provider=DIALECT.provider, model=model,
             api_key=api_key, fingerprint=fingerprint, params=_params(sim.rng, model, body),
             queue_for_slot=True, expires_after_s=None, failures=TASK_FAILURES,
+            url_ttl_s=URL_TTL_S,
         )
         content = _envelope_ok(_data(sim, task, gate.origin(request), prefix))
         return await gate.answer_submit(request, sim, behaviour, content)

@@ -11,6 +11,7 @@ from typing import Any
 
 import httpx
 
+from genbatch import metrics
 from genbatch.errors import (
     AmbiguousSubmit,
     GenbatchError,
@@ -84,6 +85,8 @@ def poll_item(rt: Runtime, iid: str) -> str:
     try:
         result = rt.provider(item["provider"]).poll(item["model"], item["remote_id"])
     except RetryableProviderError as exc:
+        if isinstance(exc, RateLimited):
+            metrics.record_429(rt.store, item["provider"], "poll")
         delay = next_poll_delay(polls, None, rt.settings)
         if isinstance(exc, RateLimited) and exc.retry_after:
             delay = max(delay, exc.retry_after / rt.settings.time_factor)
@@ -142,6 +145,7 @@ def download_item(rt: Runtime, iid: str) -> str:
             resp.raise_for_status()
             stored = rt.storage.put_stream(key, resp.iter_bytes(1 << 20))
     except (httpx.HTTPError, StorageError) as exc:
+        metrics.record_download_failure(rt.store, item["provider"])
         if attempt >= rt.settings.download_max_attempts:
             return finish(rt, iid, ["downloading"], "failed", "download_failed",
                            f"gave up after {attempt} attempts: {_describe(exc)}")
@@ -149,9 +153,12 @@ def download_item(rt: Runtime, iid: str) -> str:
                             timer=rt.now() + retry_delay(attempt, rt.settings),
                             fields={"last_error": _describe(exc)}, incr={"dl_attempts": 1})
         return "retry"
-    return finish(rt, iid, ["downloading"], "succeeded", "", "", fields={
+    state = finish(rt, iid, ["downloading"], "succeeded", "", "", fields={
         "output_uri": stored.uri, "sha256": stored.sha256, "bytes": stored.size,
     })
+    if state == "succeeded":
+        metrics.record_success(rt.store, item, stored.size)
+    return state
 
 
 def _url_gone(rt: Runtime, iid: str, attempt: int, status: int) -> str:
@@ -168,6 +175,8 @@ def _url_gone(rt: Runtime, iid: str, attempt: int, status: int) -> str:
 def _not_created(rt: Runtime, item: dict[str, str], iid: str, exc: RetryableProviderError,
                  cooldown_s: float) -> str:
     """The provider provably created nothing: back to the head of the queue, no failure."""
+    if isinstance(exc, RateLimited):
+        metrics.record_429(rt.store, item["provider"], "submit")
     moved = rt.store.transition(iid, ["submitting"], "pending", timer="-",
                                 fields={"last_error": f"{exc.code}: {exc.message}"},
                                 incr={"not_created": 1})
@@ -220,7 +229,8 @@ def finalize_batch(rt: Runtime, batch_id: str) -> str:
     if not ok:
         return "skipped"
     files = write_outputs(rt.storage, batch_id,
-                          rt.store.iter_items(batch_id, int(batch["total"])))
+                          rt.store.iter_items(batch_id, int(batch["total"])),
+                          presign_s=rt.settings.presign_results_s)
     final = "cancelled" if batch.get("cancel_requested") else "completed"
     rt.store.batch_cas(batch_id, ["finalizing"], final, {
         "finished_at": repr(rt.now()), "results_jsonl": files.results_jsonl,

@@ -132,3 +132,35 @@ def test_novita_reports_expiry_as_failed_with_a_reason(
         clock.advance(37)
         task = novita_task(client, task_id)
     assert task["status"] == "TASK_STATUS_FAILED" and "expired" in task["reason"]
+
+
+def test_each_provider_has_its_own_url_lifetime(
+    local: Callable[..., Sim], clock: FakeClock
+) -> None:
+    sim = local(time_factor=1, latency_mean_s=1, queue_delay_s=0, latency_sigma=0)
+    with sim.client() as client:
+        novita = client.post(NOVITA_SUBMIT, json=novita_body()).json()["task_id"]
+        byteplus = client.post(BP_TASKS, json=byteplus_body()).json()["id"]
+        wavespeed = client.post(
+            "/api/v3/bytedance/seedance-v1.5-pro/image-to-video",
+            json={"image": "https://x/a.png", "prompt": "p"},
+        ).json()["data"]["urls"]["get"]
+        clock.advance(2)
+        urls = {
+            "novita": client.get(
+                "/v3/async/task-result", params={"task_id": novita}
+            ).json()["videos"][0]["video_url"],
+            "byteplus": client.get(f"{BP_TASKS}/{byteplus}").json()["content"]["video_url"],
+            "wavespeed": client.get(wavespeed).json()["data"]["outputs"][0],
+        }
+
+    def alive() -> set[str]:
+        return {name for name, url in urls.items() if sim.get(url).status_code == 200}
+
+    assert alive() == {"novita", "byteplus", "wavespeed"}
+    clock.advance(3600)
+    assert alive() == {"byteplus", "wavespeed"}
+    clock.advance(24 * 3600)
+    assert alive() == {"wavespeed"}
+    clock.advance(6 * 24 * 3600)
+    assert alive() == set()
