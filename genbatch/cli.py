@@ -239,6 +239,19 @@ def demo(
     raise typer.Exit(run_demo(workdir, out, err))
 
 
+@app.command()
+def dashboard(
+    port: Annotated[int, typer.Option(help="port to listen on")] = 8800,
+    host: Annotated[str, typer.Option(help="address to bind")] = "127.0.0.1",
+) -> None:
+    """Serve the batch dashboard (/), Prometheus metrics (/metrics) and /api/batches."""
+    from genbatch.dashboard import serve
+
+    settings = _settings()
+    _store(settings)
+    serve(settings, host, port)
+
+
 def _fail(message: str, code: int = 2) -> NoReturn:
     err.print(f"[bold red]error:[/] {message}", highlight=False)
     sys.exit(code)

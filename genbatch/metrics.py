@@ -1,0 +1,229 @@
+"""Prometheus metrics, read from Redis when Prometheus scrapes.
+
+What happens inside workers (provider 429s, limiter waits, download bytes and failures, spend)
+is counted where it happens with HINCRBY/HINCRBYFLOAT into hashes `gb:metrics:<name>`, one
+field per provider account, so every worker process on every machine contributes and the
+process serving `/metrics` holds no state. Everything else (items by state, in flight, poll
+lag, oldest open item, Celery queue lengths) is read from the job store on each scrape by
+`StoreCollector`.
+
+Recording never fails a task: a metric lost to a Redis hiccup is better than a retried step.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import Any
+
+import redis
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector, CollectorRegistry
+
+from genbatch.store import COUNTERS, JobStore
+
+log = logging.getLogger(__name__)
+
+# Celery's queues (lists in the broker Redis) and kombu's priority-list separator.
+CELERY_QUEUES: tuple[str, ...] = ("genbatch.submit", "genbatch.poll", "genbatch.download",
+                                  "genbatch.control")
+_PRIORITY_SEP = "\x06\x16"
+_PRIORITY_STEPS = (3, 6, 9)  # step 0 is the plain list name
+MAX_TIMERS_SCANNED = 10_000  # open items looked at for the oldest-item gauges
+
+# Counter hashes: name -> (metric name, help). Fields are provider[:label].
+COUNTERS_HELP: dict[str, tuple[str, str]] = {
+    "provider_429": ("genbatch_provider_429", "HTTP 429 answers from a provider, by kind"),
+    "limiter_waits": ("genbatch_limiter_waits", "times dispatch held an account back by its "
+                      "limiter (cooldown or rate limit)"),
+    "download_bytes": ("genbatch_download_bytes", "bytes of video stored"),
+    "download_failures": ("genbatch_download_failures", "failed video download attempts"),
+    "spend_usd": ("genbatch_spend_usd", "cost of succeeded items (reported usage, else the "
+                  "estimate)"),
+    "spend_estimate_usd": ("genbatch_spend_estimate_usd", "estimated cost of the same "
+                           "succeeded items"),
+}
+
+
+# -- recording (workers, scheduler) ----------------------------------------------------------
+def count(store: JobStore, name: str, field: str, amount: float = 1) -> None:
+    """Add `amount` to counter `name` for `field` (a provider, or provider:kind)."""
+    with _best_effort(name):
+        if isinstance(amount, int):
+            store.r.hincrby(store.k("metrics", name), field, amount)
+        else:
+            store.r.hincrbyfloat(store.k("metrics", name), field, amount)
+
+
+def record_429(store: JobStore, provider: str, kind: str) -> None:
+    """A provider answered 429 to a `kind` ("submit" or "poll") request."""
+    count(store, "provider_429", f"{provider}:{kind}")
+
+
+def record_limiter_wait(store: JobStore, provider: str) -> None:
+    count(store, "limiter_waits", provider)
+
+
+def record_download_failure(store: JobStore, provider: str) -> None:
+    count(store, "download_failures", provider)
+
+
+def record_success(store: JobStore, item: Mapping[str, str], size: int) -> None:
+    """An item's video is stored: its bytes, and its spend against its estimate (overall per
+    provider, and per batch in `gb:metrics:batch:<id>` for the dashboard)."""
+    provider, batch = item.get("provider", ""), item.get("batch", "")
+    cost, estimate = _money(item.get("cost")), _money(item.get("est_cost"))
+    with _best_effort("record_success"):
+        pipe = store.r.pipeline(transaction=False)
+        pipe.hincrby(store.k("metrics", "download_bytes"), provider, size)
+        pipe.hincrbyfloat(store.k("metrics", "spend_usd"), provider, cost)
+        pipe.hincrbyfloat(store.k("metrics", "spend_estimate_usd"), provider, estimate)
+        pipe.hincrbyfloat(store.k("metrics", "batch", batch), "spend_usd", cost)
+        pipe.hincrbyfloat(store.k("metrics", "batch", batch), "spend_estimate_usd", estimate)
+        pipe.execute()
+
+
+def batch_spend(store: JobStore, batch_ids: Iterable[str]) -> dict[str, tuple[float, float]]:
+    """(spend, estimate of the same items) in USD for each batch id."""
+    ids = list(batch_ids)
+    pipe = store.r.pipeline(transaction=False)
+    for bid in ids:
+        pipe.hmget(store.k("metrics", "batch", bid), "spend_usd", "spend_estimate_usd")
+    return {bid: (_money(s), _money(e)) for bid, (s, e) in zip(ids, pipe.execute(), strict=True)}
+
+
+@contextlib.contextmanager
+def _best_effort(what: str) -> Iterator[None]:
+    try:
+        yield
+    except redis.RedisError as exc:
+        log.warning("metric %s not recorded: %s", what, exc)
+
+
+def _money(value: Any) -> float:
+    try:
+        return float(value) if value not in (None, "") else 0.0
+    except (TypeError, ValueError):
+        return 0.0
+
+
+# -- collecting (the metrics process) ----------------------------------------------------------
+class StoreCollector(Collector):
+    """Reads every genbatch metric from the job store on each scrape."""
+
+    def __init__(self, store: JobStore, limits: Mapping[str, int],
+                 clock: Callable[[], float] = time.time) -> None:
+        self.store = store
+        self.limits = dict(limits)  # provider -> max in flight
+        self.clock = clock
+
+    def collect(self) -> Iterator[Metric]:
+        now = self.clock()
+        yield from self._items_by_state(now)
+        yield from self._in_flight()
+        yield from self._counters()
+        yield from self._timers(now)
+        yield from self._queues()
+
+    def _items_by_state(self, now: float) -> Iterator[Metric]:
+        r, k = self.store.r, self.store.k
+        ids = self.store.active_batches()
+        pipe = r.pipeline(transaction=False)
+        for bid in ids:
+            pipe.hmget(k("batch", bid), "created_at", *COUNTERS)
+        rows = pipe.execute()
+        totals = dict.fromkeys(COUNTERS, 0)
+        per_batch = GaugeMetricFamily("genbatch_batch_items", "items of an active batch by state",
+                                      labels=["batch", "state"])
+        oldest = now
+        for bid, (created, *values) in zip(ids, rows, strict=True):
+            oldest = min(oldest, _money(created) or now)
+            for state, value in zip(COUNTERS, values, strict=True):
+                totals[state] += int(value or 0)
+                per_batch.add_metric([bid, state], int(value or 0))
+        items = GaugeMetricFamily("genbatch_items", "items of all active batches by state",
+                                  labels=["state"])
+        for state, n in totals.items():
+            items.add_metric([state], n)
+        yield items
+        yield per_batch
+        yield GaugeMetricFamily("genbatch_active_batches", "batches not yet completed",
+                                value=len(ids))
+        yield GaugeMetricFamily("genbatch_oldest_active_batch_age_seconds",
+                                "age of the oldest batch not yet completed", value=now - oldest)
+
+    def _in_flight(self) -> Iterator[Metric]:
+        providers = sorted(self.limits)
+        values = self.store.r.mget([self.store.k("inflight", p) for p in providers])
+        in_flight = GaugeMetricFamily("genbatch_in_flight", "generations in flight per provider "
+                                      "account", labels=["provider"])
+        limit = GaugeMetricFamily("genbatch_in_flight_limit", "in-flight cap per provider "
+                                  "account", labels=["provider"])
+        for p, v in zip(providers, values, strict=True):
+            in_flight.add_metric([p], int(v or 0))
+            limit.add_metric([p], self.limits[p])
+        yield in_flight
+        yield limit
+
+    def _counters(self) -> Iterator[Metric]:
+        pipe = self.store.r.pipeline(transaction=False)
+        for name in COUNTERS_HELP:
+            pipe.hgetall(self.store.k("metrics", name))
+        for (metric, doc), values in zip(COUNTERS_HELP.values(), pipe.execute(), strict=True):
+            labels = ["provider", "kind"] if metric == "genbatch_provider_429" else ["provider"]
+            family = CounterMetricFamily(metric, doc, labels=labels)
+            for field, value in sorted(values.items()):
+                parts = field.split(":", 1) if len(labels) == 2 else [field]
+                family.add_metric([*parts, ""][: len(labels)], float(value))
+            yield family
+
+    def _timers(self, now: float) -> Iterator[Metric]:
+        r, timers = self.store.r, self.store.k("timers")
+        due = r.zrangebyscore(timers, "-inf", now, start=0, num=1, withscores=True)
+        lag = now - float(due[0][1]) if due else 0.0
+        yield GaugeMetricFamily("genbatch_poll_lag_seconds", "now minus the oldest due timer "
+                                "(poll, download or lease) not yet acted on", value=lag)
+        yield GaugeMetricFamily("genbatch_timers_due", "timers due and not yet acted on",
+                                value=r.zcount(timers, "-inf", now))
+        age, left = self._oldest_open(now)
+        yield GaugeMetricFamily("genbatch_oldest_open_item_age_seconds", "time since the oldest "
+                                "open item was submitted", value=age)
+        yield GaugeMetricFamily("genbatch_oldest_open_item_deadline_seconds", "time left before "
+                                "the oldest open item's deadline (negative: overdue)", value=left)
+
+    def _oldest_open(self, now: float) -> tuple[float, float]:
+        ids = self.store.r.zrange(self.store.k("timers"), 0, MAX_TIMERS_SCANNED - 1)
+        pipe = self.store.r.pipeline(transaction=False)
+        for iid in ids:
+            pipe.hmget(self.store.k("item", str(iid)), "submitted_at", "deadline")
+        started = [(float(s), _money(d)) for s, d in pipe.execute() if s]
+        if not started:
+            return 0.0, 0.0
+        submitted_at, deadline = min(started)
+        return now - submitted_at, (deadline - now) if deadline else 0.0
+
+    def _queues(self) -> Iterator[Metric]:
+        r = self.store.r
+        pipe = r.pipeline(transaction=False)
+        for q in CELERY_QUEUES:
+            pipe.llen(q)
+            for step in _PRIORITY_STEPS:
+                pipe.llen(f"{q}{_PRIORITY_SEP}{step}")
+        lengths = pipe.execute()
+        family = GaugeMetricFamily("genbatch_queue_length", "messages waiting in a Celery queue",
+                                   labels=["queue"])
+        per_queue = 1 + len(_PRIORITY_STEPS)
+        for i, q in enumerate(CELERY_QUEUES):
+            family.add_metric([q], sum(lengths[i * per_queue:(i + 1) * per_queue]))
+        yield family
+        yield GaugeMetricFamily("genbatch_celery_unacked", "messages delivered to workers and "
+                                "not yet acknowledged", value=r.hlen("unacked"))
+
+
+def registry(store: JobStore, limits: Mapping[str, int]) -> CollectorRegistry:
+    """A registry holding only the genbatch collector (no process metrics of the scraper)."""
+    reg = CollectorRegistry(auto_describe=False)
+    reg.register(StoreCollector(store, limits))
+    return reg
