@@ -24,6 +24,17 @@ ATTEMPT_FIELDS: tuple[str, ...] = (
 )
 
 
+def attempt_reset(item: dict[str, str]) -> dict[str, str]:
+    """Fields that start a new attempt of `item`, its last attempt appended to `history`."""
+    history = json.loads(item.get("history") or "[]")
+    history.append({k: item.get(k) for k in
+                    ("state", "remote_id", "error_code", "error_message", "submitted_at",
+                     "finished_at", "attempts")})
+    fields = dict.fromkeys(ATTEMPT_FIELDS, "")
+    fields.update(history=json.dumps(history), polls="0", dl_attempts="0")
+    return fields
+
+
 @dataclass
 class CancelReport:
     already: str | None = None  # the batch's status when it had already finished
@@ -92,15 +103,9 @@ def retry_batch(rt: Runtime, batch_id: str, states: tuple[str, ...]) -> RetryRep
             report.invalid_rows += 1
             continue
         iid = item_id(batch_id, int(item["seq"]))
-        history = json.loads(item.get("history") or "[]")
-        history.append({k: item.get(k) for k in
-                        ("state", "remote_id", "error_code", "error_message", "submitted_at",
-                         "finished_at", "attempts")})
-        fields = dict.fromkeys(ATTEMPT_FIELDS, "")
-        fields.update(history=json.dumps(history), polls="0", dl_attempts="0")
         # Counters move now; the item is not on any queue until the batch is reopened.
         if rt.store.transition(iid, [item["state"]], "pending", timer="-",
-                               fields=fields).applied:
+                               fields=attempt_reset(item)).applied:
             moved.append((iid, item["provider"]))
     if moved:
         rt.store.reopen_batch(batch_id)

@@ -51,6 +51,10 @@ def submit(
         "--dry-run", help="validate and estimate cost; submit nothing")] = False,
     wait: Annotated[bool, typer.Option("--wait", help="watch until the batch finishes")
                     ] = False,
+    resume: Annotated[str | None, typer.Option(
+        "--resume", metavar="BATCH",
+        help="apply to an existing batch: skip rows already succeeded or running (by "
+             "custom_id), replace and requeue failed ones, add new ones")] = None,
 ) -> None:
     """Validate MANIFEST and enqueue it as a new batch; prints the batch id."""
     from genbatch.producer.ingest import ingest_manifest
@@ -62,6 +66,22 @@ def submit(
         store = _store(settings)
         storage = open_storage(settings.storage_url, endpoint_url=settings.s3_endpoint_url,
                                region=settings.s3_region)
+    if resume is not None and not dry_run:
+        from genbatch.producer.resume import resume_manifest
+
+        assert store is not None
+        assert storage is not None
+        _, changes = resume_manifest(manifest, resume, store=store, storage=storage,
+                                     provider=provider, model=model, skip_invalid=skip_invalid)
+        err.print(f"batch {resume}: {changes['added']} rows added, {changes['replaced']} "
+                  f"failed rows replaced and queued again, {changes['kept']} left as they are "
+                  "(succeeded or still running)", highlight=False)
+        print(resume, flush=True)
+        if wait:
+            from genbatch.views import watch_batch
+
+            watch_batch(store, resume, err)
+        return
     result = ingest_manifest(manifest, store=store, storage=storage, provider=provider,
                              model=model, skip_invalid=skip_invalid, dry_run=dry_run)
     for e in result.errors:

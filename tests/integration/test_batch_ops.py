@@ -112,3 +112,67 @@ def test_retry_failed_resubmits_only_those_and_records_attempts(
             assert read_jsonl(batch["errors_jsonl"]) == []
         finally:
             c.stop_all()
+
+
+def test_resume_skips_succeeded_replaces_fixed_rows_and_adds_new(
+        redis_url: str, tmp_path: Path) -> None:
+    from genbatch.producer.resume import resume_manifest
+
+    profile = SimProfile(time_factor=50.0, latency_mean_s=10.0, seed=11)
+    with running_simulator(profile) as sim_url:
+        c = Cluster(redis_url, sim_url, tmp_path)
+        c.start_worker()
+        c.start_scheduler()
+        try:
+            mixed_manifest(tmp_path, sim_url, 1)  # copies the sample images
+            good = {"custom_id": "a", "prompt": "p", "image": "images/sneaker.jpg"}
+            broken = {"custom_id": "b", "prompt": "p", "image": "images/bottle.png",
+                      "duration": 99}
+            first = tmp_path / "first.jsonl"
+            first.write_text(json.dumps(good) + "\n" + json.dumps(broken) + "\n")
+            batch_id = str(c.submit(first, provider="novita", model="seedance-v1.5-pro-i2v",
+                                    skip_invalid=True).batch_id)
+            batch = c.wait_batch(batch_id)
+            assert (batch["succeeded"], batch["failed"]) == ("1", "1")
+            submits = c.sim_stats()["submits"]
+
+            fixed = tmp_path / "fixed.jsonl"
+            fixed.write_text("\n".join(json.dumps(r) for r in (
+                good, {**broken, "duration": 5},
+                {"custom_id": "c", "prompt": "p", "image": "images/watch.jpg"})) + "\n")
+            _, changes = resume_manifest(fixed, batch_id, store=c.store, storage=c.storage,
+                                         provider="novita", model="seedance-v1.5-pro-i2v")
+
+            assert changes == {"added": 1, "replaced": 1, "kept": 1}
+            batch = c.wait_batch(batch_id)
+            assert (batch["total"], batch["succeeded"], batch["failed"]) == ("3", "3", "0")
+            assert c.sim_stats()["submits"] == submits + 2  # "a" was not paid for again
+            ids = sorted(str(r["custom_id"]) for r in read_jsonl(batch["results_jsonl"]))
+            assert ids == ["a", "b", "c"]
+        finally:
+            c.stop_all()
+
+
+def test_resume_with_a_bad_row_changes_nothing(tmp_path: Path, redis_url: str) -> None:
+    from genbatch.errors import ManifestRejected
+    from genbatch.producer.ingest import ingest_manifest
+    from genbatch.producer.resume import resume_manifest
+    from genbatch.storage import open_storage
+    from genbatch.store import JobStore
+
+    js = JobStore.from_url(redis_url)
+    storage = open_storage(str(tmp_path / "out"))
+    mixed_manifest(tmp_path, "http://127.0.0.1:1", 1)
+    ok = tmp_path / "ok.jsonl"
+    ok.write_text(json.dumps({"custom_id": "a", "prompt": "p", "image": "images/lamp.webp"})
+                  + "\n")
+    batch_id = str(ingest_manifest(ok, store=js, storage=storage, provider="novita",
+                                   model="seedance-v1.5-pro-i2v").batch_id)
+    before = js.get_batch(batch_id)
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps({"custom_id": "n", "prompt": "p", "image": "images/lamp.webp",
+                               "resolution": "4k"}) + "\n")
+    with pytest.raises(ManifestRejected):
+        resume_manifest(bad, batch_id, store=js, storage=storage, provider="novita",
+                        model="seedance-v1.5-pro-i2v")
+    assert js.get_batch(batch_id) == before

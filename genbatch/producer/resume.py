@@ -1,0 +1,79 @@
+"""`submit MANIFEST --resume BATCH`: bring an existing batch up to date with a manifest.
+
+Rows are matched to the batch's items by custom_id. A row whose item already succeeded, or
+is still running, is left alone. A row whose item ended failed, expired, cancelled or
+ambiguous is replaced by the row as it is now (so a fixed errors.jsonl can be resubmitted)
+and queued again, its past attempt kept in the item's history. A new custom_id becomes a
+new item of the batch. The whole manifest is validated first: a bad row changes nothing.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from genbatch.errors import GenbatchError
+from genbatch.producer.ingest import (
+    IngestResult,
+    _ImageUploader,
+    _invalid_record,
+    _item_record,
+    ingest_manifest,
+)
+from genbatch.producer.manifest import iter_rows
+from genbatch.producer.validate import RowValidator, ValidRow
+from genbatch.storage import ObjectStorage
+from genbatch.store import JobStore, item_id
+
+REPLACEABLE = ("failed", "expired", "cancelled", "ambiguous")
+
+
+def resume_manifest(
+    path: Path, batch_id: str, *, store: JobStore, storage: ObjectStorage,
+    provider: str | None, model: str | None, skip_invalid: bool = False,
+) -> tuple[IngestResult, dict[str, int]]:
+    """Apply `path` to batch `batch_id`; returns the validation result and what changed."""
+    from genbatch.batch_ops import attempt_reset
+
+    batch = store.get_batch(batch_id)
+    if batch.get("status") == "validating":
+        raise GenbatchError(f"batch {batch_id} never finished validating; submit it again")
+    checked = ingest_manifest(path, store=None, storage=None, provider=provider, model=model,
+                              skip_invalid=skip_invalid, dry_run=True)
+    existing = {rec["custom_id"]: rec for rec in store.iter_items(batch_id, int(batch["total"]))}
+    uploads = _ImageUploader(storage)
+    validator = RowValidator(path.resolve(), provider, model)
+    counts = {"added": 0, "replaced": 0, "kept": 0}
+    new_records: list[dict[str, str]] = []
+    queued: list[tuple[str, str]] = []
+    seq = int(batch["total"])
+    for row in iter_rows(path.resolve()):
+        outcome = validator.validate(row)
+        custom_id = outcome.custom_id if isinstance(outcome, ValidRow) else \
+            str(row.data.get("custom_id") or f"line-{row.line}")
+        old = existing.get(custom_id)
+        if old is None:
+            seq += 1
+            if isinstance(outcome, ValidRow):
+                new_records.append(_item_record(seq, outcome, uploads.localise(outcome.request)))
+            else:
+                new_records.append(_invalid_record(seq, row.line, row.data, outcome[0]))
+            counts["added"] += 1
+        elif isinstance(outcome, ValidRow) and old["state"] in REPLACEABLE:
+            record = _item_record(int(old["seq"]), outcome, uploads.localise(outcome.request))
+            record.pop("state")
+            record.update(attempt_reset(old), error_code="", error_message="")
+            iid = item_id(batch_id, int(old["seq"]))
+            if store.transition(iid, [old["state"]], "pending", timer="-",
+                                fields=record).applied:
+                queued.append((iid, outcome.provider))
+                counts["replaced"] += 1
+        else:
+            counts["kept"] += 1
+    if new_records:
+        store.add_items(batch_id, new_records)
+        queued += [(item_id(batch_id, int(r["seq"])), r["provider"]) for r in new_records
+                   if r["state"] == "pending"]
+    if queued or new_records:
+        store.reopen_batch(batch_id)
+        store.enqueue_pending(queued, batch_id)
+    return checked, counts
