@@ -8,6 +8,7 @@ error: {code, message}, seed, …}`. Cancel `DELETE …/tasks/{id}` works on que
 
 from __future__ import annotations
 
+from dataclasses import replace
 from types import MappingProxyType
 from typing import Any
 from urllib.parse import quote
@@ -60,19 +61,10 @@ SEEDANCE_V1_PRO = ModelSpec(
     default_resolution="1080p",
     typical_seconds=60.0,
 )
-SEEDANCE_V1_LITE = ModelSpec(
+SEEDANCE_V1_LITE = replace(
+    SEEDANCE_V1_PRO,
     name="seedance-v1-lite-i2v",
     wire_model="seedance-1-0-lite-i2v-250428",
-    ratio_field="ratio",
-    ratios=RATIOS_V15,
-    resolutions=RESOLUTIONS,
-    durations=frozenset(range(2, 13)),
-    seed_max=4294967295,
-    prompt_required=False,
-    supports_watermark=True,
-    supports_service_tier=True,
-    supports_expires_after=True,
-    default_resolution="1080p",
     typical_seconds=45.0,
 )
 
