@@ -163,3 +163,46 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then
 end
 return 0
 """
+
+# Writes a chunk of new item records of a `validating` batch in one call: ARGV[3] is a JSON
+# array of records (string fields, each with seq, state and provider). One command and one
+# reply per chunk instead of two per item; pending ids go onto their per-account lists in
+# manifest order. KEYS[1] batch hash; ARGV[1] key prefix, ARGV[2] batch id.
+ADD_ITEMS = """
+local prefix, bid = ARGV[1], ARGV[2]
+local items = cjson.decode(ARGV[3])
+local pending, order, counts = {}, {}, {}
+for _, rec in ipairs(items) do
+  local iid = bid .. ':' .. rec.seq
+  local args = {}
+  for f, v in pairs(rec) do
+    args[#args + 1] = f
+    args[#args + 1] = v
+  end
+  args[#args + 1] = 'batch'
+  args[#args + 1] = bid
+  redis.call('HSET', prefix .. 'item:' .. iid, unpack(args))
+  counts[rec.state] = (counts[rec.state] or 0) + 1
+  if rec.state == 'pending' then
+    local ids = pending[rec.provider]
+    if not ids then
+      ids = {}
+      pending[rec.provider] = ids
+      order[#order + 1] = rec.provider
+    end
+    ids[#ids + 1] = iid
+  end
+end
+for _, p in ipairs(order) do
+  local ids = pending[p]
+  for i = 1, #ids, 500 do
+    redis.call('RPUSH', prefix .. 'pending:' .. p .. ':' .. bid,
+               unpack(ids, i, math.min(i + 499, #ids)))
+  end
+end
+redis.call('HINCRBY', KEYS[1], 'total', #items)
+for state, n in pairs(counts) do
+  redis.call('HINCRBY', KEYS[1], state, n)
+end
+return #items
+"""
