@@ -22,7 +22,7 @@ from genbatch.errors import ManifestError, ManifestRejected
 from genbatch.images import is_data_uri, is_remote, sniff_format
 from genbatch.models import GenerationRequest
 from genbatch.producer.manifest import iter_rows
-from genbatch.producer.validate import IMAGE_FIELDS, RowValidator, ValidRow
+from genbatch.producer.validate import IMAGE_FIELDS, MAX_CACHED_REFS, RowValidator, ValidRow
 from genbatch.storage import ObjectStorage
 from genbatch.store import JobStore
 
@@ -187,12 +187,21 @@ class _ImageUploader:
     def __init__(self, storage: ObjectStorage | None) -> None:
         self.storage = storage
         self.done: dict[str, str] = {}
+        self.remote: set[str] = set()  # references seen to be URLs (bounded, see below)
 
     def localise(self, request: GenerationRequest) -> GenerationRequest:
         updates = {}
         for name in IMAGE_FIELDS:
             ref = getattr(request, name)
-            if ref is None or is_remote(ref) or is_data_uri(ref):
+            if ref is None or ref in self.remote:
+                continue
+            if ref in self.done:
+                updates[name] = self.done[ref]
+                continue
+            if is_remote(ref) or is_data_uri(ref):
+                if len(self.remote) >= MAX_CACHED_REFS:
+                    self.remote.clear()
+                self.remote.add(ref)
                 continue
             updates[name] = self._upload(Path(ref))
         return request.model_copy(update=updates) if updates else request

@@ -20,6 +20,12 @@ from genbatch.producer.manifest import Row
 
 MAX_CUSTOM_ID = 256
 IMAGE_FIELDS = ("image", "last_image")
+# Per-row results that repeat across a manifest are cached; caches keyed by a row's own
+# values (image references) are cleared past this size so memory stays flat.
+MAX_CACHED_REFS = 4096
+# Request fields that vary per row and play no part in the price estimate.
+_UNPRICED_FIELDS = frozenset({"prompt", "image", "last_image", "seed"})
+_PRICED_FIELDS = tuple(f for f in REQUEST_FIELDS if f not in _UNPRICED_FIELDS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +48,9 @@ class RowValidator:
     default_model: str | None
     seen_ids: set[str] = field(default_factory=set)
     _image_checks: dict[Path, str | None] = field(default_factory=dict)
+    # image reference as written -> (absolute path, or None for a URL / data URI; problem)
+    _refs: dict[str, tuple[str | None, str | None]] = field(default_factory=dict)
+    _costs: dict[tuple[Any, ...], float | None] = field(default_factory=dict)
 
     def validate(self, row: Row) -> ValidRow | list[ManifestError]:
         if row.problem is not None:
@@ -76,8 +85,16 @@ class RowValidator:
         return ValidRow(
             line=row.line, custom_id=custom_id, provider=provider, model=model,
             request=request, row=data,
-            est_cost=providers.estimate_cost(provider, model, request),
+            est_cost=self._estimate(provider, model, request),
         )
+
+    def _estimate(self, provider: str, model: str, request: GenerationRequest) -> float | None:
+        """The price estimate, computed once per (provider, model, priced fields)."""
+        key = (provider, model, request.last_image is not None,
+               *(getattr(request, f) for f in _PRICED_FIELDS))
+        if key not in self._costs:
+            self._costs[key] = providers.estimate_cost(provider, model, request)
+        return self._costs[key]
 
     def _custom_id(self, value: Any, line: int, err: Any) -> str | None:
         custom_id = _text(value) or f"line-{line}"
@@ -109,19 +126,33 @@ class RowValidator:
         updates: dict[str, str] = {}
         for name in IMAGE_FIELDS:
             ref = getattr(request, name)
-            if ref is None or is_remote(ref) or is_data_uri(ref):
+            if ref is None:
                 continue
-            path = Path(ref).expanduser()
-            if not path.is_absolute():
-                path = (self.path.parent / path).resolve()
-            problem = self._probe(path)
+            local, problem = self._ref(ref)
             if problem:
                 err(name, problem)
-            else:
-                updates[name] = str(path)
+            elif local is not None:
+                updates[name] = local
         if not updates:
             return request
         return request.model_copy(update=updates)
+
+    def _ref(self, ref: str) -> tuple[str | None, str | None]:
+        """(absolute path or None when not a local file, problem) for one image reference."""
+        known = self._refs.get(ref)
+        if known is not None:
+            return known
+        if is_remote(ref) or is_data_uri(ref):
+            known = (None, None)
+        else:
+            path = Path(ref).expanduser()
+            if not path.is_absolute():
+                path = (self.path.parent / path).resolve()
+            known = (str(path), self._probe(path))
+        if len(self._refs) >= MAX_CACHED_REFS:
+            self._refs.clear()
+        self._refs[ref] = known
+        return known
 
     def _probe(self, path: Path) -> str | None:
         if path not in self._image_checks:

@@ -1,0 +1,115 @@
+"""Ingest benchmark: CSV and JSONL manifests of 10k and 100k rows into a private Redis.
+
+    .venv/bin/python benchmarks/ingest.py [--sizes 10000,100000]
+
+Each case runs `ingest_manifest` (validate, persist, queue) in a fresh subprocess, so the
+peak RSS (`ru_maxrss`) is the producer's alone. Redis bytes per item is the change in
+INFO `used_memory` over the case divided by its rows (the database is flushed between
+cases). Rows mix local sample images (copied once each into storage) and image URLs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+IMAGES = sorted((ROOT / "genbatch" / "samples" / "images").iterdir())
+PROVIDER, MODEL = "novita", "seedance-v1.5-pro-i2v"
+COLUMNS = ["custom_id", "prompt", "image", "resolution", "ratio", "duration", "seed",
+           "generate_audio"]
+
+
+def make_row(i: int) -> dict[str, object]:
+    image = (str(IMAGES[i % len(IMAGES)]) if i % 2 else
+             f"https://cdn.example.com/products/{i % 997}/hero.png")
+    return {"custom_id": f"sku-{i:07d}", "prompt": f"Slow dolly-in on product {i}, soft light",
+            "image": image, "resolution": "720p" if i % 3 else "480p", "ratio": "16:9",
+            "duration": 5, "seed": i, "generate_audio": bool(i % 2)}
+
+
+def write_manifest(folder: Path, fmt: str, n: int) -> Path:
+    path = folder / f"manifest-{n}.{fmt}"
+    with path.open("w", encoding="utf-8", newline="") as fh:
+        if fmt == "csv":
+            w = csv.writer(fh)
+            w.writerow(COLUMNS)
+            for i in range(1, n + 1):
+                row = make_row(i)
+                w.writerow([str(row[c]).lower() if isinstance(row[c], bool) else row[c]
+                            for c in COLUMNS])
+        else:
+            for i in range(1, n + 1):
+                fh.write(json.dumps(make_row(i)) + "\n")
+    return path
+
+
+def child(manifest: str, redis_url: str, storage_url: str) -> None:
+    """One ingest in this (fresh) process; prints a JSON line of what it measured."""
+    from genbatch.producer.ingest import ingest_manifest
+    from genbatch.storage import open_storage
+    from genbatch.store import JobStore
+
+    store = JobStore.from_url(redis_url)
+    storage = open_storage(storage_url)
+    start = time.perf_counter()
+    result = ingest_manifest(Path(manifest), store=store, storage=storage,
+                             provider=PROVIDER, model=MODEL)
+    elapsed = time.perf_counter() - start
+    if result.invalid or result.valid != result.rows:
+        raise SystemExit(f"bad rows: {result.errors[:3]}")
+    rss_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print(json.dumps({"rows": result.rows, "seconds": elapsed, "rss_kb": rss_kb}))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="10000,100000")
+    parser.add_argument("--child", nargs=3, metavar=("MANIFEST", "REDIS", "STORAGE"))
+    args = parser.parse_args()
+    if args.child:
+        child(*args.child)
+        return
+    sys.path.insert(0, str(ROOT))
+    from genbatch.redis_server import start_redis
+    from genbatch.store import JobStore
+
+    sizes = [int(s) for s in args.sizes.split(",")]
+    with tempfile.TemporaryDirectory(prefix="genbatch-bench-") as tmp:
+        folder = Path(tmp)
+        server = start_redis(folder / "redis")  # AOF on, as deployed
+        try:
+            r = JobStore.from_url(server.url).r
+            rows = []
+            for fmt in ("csv", "jsonl"):
+                for n in sizes:
+                    manifest = write_manifest(folder, fmt, n)
+                    r.flushdb()
+                    before = int(r.info("memory")["used_memory"])
+                    out = subprocess.run(
+                        [sys.executable, __file__, "--child", str(manifest), server.url,
+                         str(folder / "storage")],
+                        check=True, capture_output=True, text=True, cwd=ROOT,
+                    ).stdout
+                    m = json.loads(out.strip().splitlines()[-1])
+                    after = int(r.info("memory")["used_memory"])
+                    rows.append((fmt, n, m["rows"] / m["seconds"], m["rss_kb"] / 1024,
+                                 (after - before) / n, m["seconds"]))
+                    manifest.unlink()
+        finally:
+            server.stop()
+    print(f"{'format':<7}{'rows':>9}{'rows/s':>10}{'seconds':>9}{'peak RSS MB':>13}"
+          f"{'Redis B/item':>14}")
+    for fmt, n, rate, rss, per_item, secs in rows:
+        print(f"{fmt:<7}{n:>9,}{rate:>10,.0f}{secs:>9.2f}{rss:>13.1f}{per_item:>14,.0f}")
+
+
+if __name__ == "__main__":
+    main()
