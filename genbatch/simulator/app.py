@@ -92,6 +92,11 @@ class RequestLog:
         except ConnectionDropped:
             entry["status"] = "dropped"
             raise
+        except Exception:
+            if entry["status"] is None:  # a bug: the server's own 500 goes out after this
+                entry["status"] = 500
+                stats.count_response(500)
+            raise
 
 
 def _headers(raw: list[tuple[bytes, bytes]]) -> dict[str, str]:
