@@ -37,7 +37,7 @@ class ErrorKind(Enum):
     SERVER = auto()  # on a submit
     SERVER_READ = auto()  # on a poll or cancel
     NOT_FOUND = auto()
-    NOT_CANCELLABLE = auto()
+    NOT_CANCELLABLE = auto()  # BytePlus only
 
 
 Envelope = Callable[[int, str, str, str], dict[str, Any]]  # (status, code, message, param)
@@ -51,17 +51,14 @@ class Dialect:
     codes: Mapping[ErrorKind, tuple[int, str]]
     envelope: Envelope
 
-    def error(
-        self, kind: ErrorKind, message: str, param: str = "", code: str = "", status: int = 0
-    ) -> Response:
-        default_status, default_code = self.codes[kind]
-        status = status or default_status
-        return JSONResponse(self.envelope(status, code or default_code, message, param), status)
-
     def refuse(
         self, kind: ErrorKind, message: str, param: str = "", code: str = "", status: int = 0
     ) -> Refusal:
-        return Refusal(self.error(kind, message, param, code, status))
+        """The refusal of `kind` in this provider's envelope; `code` and `status` override."""
+        default_status, default_code = self.codes[kind]
+        status = status or default_status
+        body = self.envelope(status, code or default_code, message, param)
+        return Refusal(JSONResponse(body, status))
 
 
 class Refusal(Exception):

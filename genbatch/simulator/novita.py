@@ -63,7 +63,6 @@ _CODES = {
     ErrorKind.SERVER: (500, "CREATE_TASK_FAILED"),
     ErrorKind.SERVER_READ: (500, "GET_RESULT_FAILED"),
     ErrorKind.NOT_FOUND: (404, "TASK_NOT_FOUND"),
-    ErrorKind.NOT_CANCELLABLE: (400, "INVALID_REQUEST_BODY"),
 }
 DIALECTS = {name: Dialect(name, _CODES, _envelope) for name in ("novita", "highwayapi")}
 

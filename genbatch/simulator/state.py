@@ -133,6 +133,10 @@ class Simulator:
         del self.tasks[task.id]
 
     def stats_json(self) -> dict[str, Any]:
+        """`GET /_sim/stats`: the counters of `Stats.as_json` plus, read off the tasks now,
+        `tasks_by_status`, `videos` ({task id: sha256} of succeeded tasks),
+        `downloads_by_task`, and per account ({provider: {api key: n}}) `in_flight`,
+        `max_in_flight`, `queued` and `max_submits_per_minute` (simulated minute)."""
         now = self.clock()
         statuses: defaultdict[str, int] = defaultdict(int)
         videos: dict[str, str] = {}

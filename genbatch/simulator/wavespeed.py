@@ -57,7 +57,6 @@ DIALECT = Dialect(
         ErrorKind.SERVER: (500, ""),
         ErrorKind.SERVER_READ: (500, ""),
         ErrorKind.NOT_FOUND: (404, ""),
-        ErrorKind.NOT_CANCELLABLE: (400, ""),
     },
     _envelope,
 )
