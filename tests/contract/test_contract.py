@@ -156,6 +156,11 @@ def test_submit_poll_download(sim: Sim, provider_name: str, model: str, full: bo
     assert stats["submits_by_fingerprint"] == {fingerprint: 1}
     if request.seed is not None:
         assert result.seed in (None, request.seed)
+    # The key travels in the Authorization header of API calls and nowhere else.
+    for entry in stats["request_log"]:
+        assert KEY not in entry["path"] + entry["query"] + entry["body"]
+        api_call = not entry["path"].startswith("/_sim/")
+        assert (entry["headers"].get("authorization") == f"Bearer {KEY}") is api_call
 
 
 # --- the two validators agree ------------------------------------------------------------
