@@ -139,11 +139,13 @@ def render_page(batches: list[dict[str, Any]]) -> str:
 <meta http-equiv="refresh" content="{REFRESH_S}">
 <title>genbatch batches</title>
 <style>
- body {{ font: 14px system-ui, sans-serif; margin: 1.5em; color: #222; }}
- table {{ border-collapse: collapse; width: 100%; }}
- th, td {{ border-bottom: 1px solid #ddd; padding: 4px 8px; text-align: right; }}
+ body {{ font: 13px system-ui, sans-serif; margin: 1.5em; color: #222; }}
+ table {{ border-collapse: collapse; }}
+ th, td {{ border-bottom: 1px solid #ddd; padding: 4px 6px; text-align: right; }}
+ th {{ font-weight: 600; }}
+ td code, td.links {{ white-space: nowrap; }}
  th:first-child, td:first-child, td.status, td.links {{ text-align: left; }}
- .bar {{ background: #eee; width: 140px; height: 10px; display: inline-block; }}
+ .bar {{ background: #eee; width: 90px; height: 10px; display: inline-block; }}
  .bar span {{ background: #2a7; height: 10px; display: block; }}
  code {{ font-size: 13px; }}
 </style></head>
@@ -153,7 +155,7 @@ def render_page(batches: list[dict[str, Any]]) -> str:
  <a href="/api/batches">JSON</a> · <a href="/metrics">Prometheus metrics</a></p>
 <table>
 <thead><tr><th>batch</th><th>status</th><th>progress</th><th>total</th>{states}
-<th>spend $ (est.)</th><th>ETA</th><th>results</th></tr></thead>
+<th>spend $<br>(est.)</th><th>ETA</th><th>results</th></tr></thead>
 <tbody>
 {rows}
 </tbody></table>
@@ -165,7 +167,8 @@ def _row(b: dict[str, Any]) -> str:
     e = html.escape
     pct = float(b["progress"]) * 100
     counts = "".join(f'<td class="{s}">{int(b[s])}</td>' for s in STATE_COLUMNS)
-    links = " ".join(f'<a href="{e(url)}">{e(name)}</a>' for name, url in b["results"].items())
+    links = "<br>".join(f'<a href="{e(url)}">{e(name)}</a>'
+                        for name, url in b["results"].items())
     return (f'<tr id="batch-{e(str(b["id"]))}"><td><code>{e(str(b["id"]))}</code></td>'
             f'<td class="status">{e(str(b["status"]))}</td>'
             f'<td><span class="bar"><span style="width:{pct:.1f}%"></span></span> '
@@ -177,6 +180,8 @@ def _row(b: dict[str, Any]) -> str:
 def _eta_text(eta_s: float | None) -> str:
     if eta_s is None:
         return "?"
+    if eta_s == 0:
+        return "done"
     return time.strftime("%H:%M:%S", time.gmtime(eta_s)) if eta_s < 86400 else \
         f"{eta_s / 86400:.1f} d"
 
