@@ -1,0 +1,101 @@
+"""docker-compose.yml, .env.example and the Dockerfile agree with the code: every service
+runs a real command, every variable is a real setting and is documented, nothing listens
+beyond loopback. (CI also runs `docker compose config` where the CLI exists.)"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+import typer
+import yaml
+
+from genbatch.cli import app
+from genbatch.config import Settings
+
+ROOT = Path(__file__).parents[1]
+GENBATCH_SERVICES = ("worker", "scheduler", "simulator", "dashboard")
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict[str, Any]:
+    data: dict[str, Any] = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    return data
+
+
+def env_example() -> dict[str, str]:
+    pairs = {}
+    for line in (ROOT / ".env.example").read_text().splitlines():
+        line = line.lstrip("# ").strip()
+        if re.fullmatch(r"[A-Z][A-Z0-9_]*=.*", line):
+            name, value = line.split("=", 1)
+            pairs[name] = value
+    return pairs
+
+
+def test_the_services_are_all_there(compose: dict[str, Any]) -> None:
+    assert set(compose["services"]) == {"redis", "worker", "scheduler", "simulator", "dashboard",
+                                        "flower", "minio", "createbucket"}
+    redis = compose["services"]["redis"]
+    assert {"--appendonly", "yes", "--requirepass"} <= set(redis["command"])
+    assert redis["healthcheck"]
+
+
+def test_genbatch_services_run_real_commands_with_valid_options(compose: dict[str, Any]) -> None:
+    cli: Any = typer.main.get_command(app)
+    for name in GENBATCH_SERVICES:
+        service = compose["services"][name]
+        command, *args = service["command"]
+        assert command in cli.commands, f"{name}: no `genbatch {command}`"
+        cli.commands[command].make_context(command, list(args))  # raises on a bad option
+        assert service["build"] == "."
+
+
+def test_genbatch_services_share_redis_storage_and_keys(compose: dict[str, Any]) -> None:
+    for name in ("worker", "scheduler", "dashboard"):
+        service = compose["services"][name]
+        env = service["environment"]
+        assert env["GENBATCH_REDIS_URL"].startswith("redis://:${REDIS_PASSWORD")
+        assert env["GENBATCH_REDIS_URL"].endswith("@redis:6379/0")
+        assert env["GENBATCH_STORAGE_URL"].startswith("${GENBATCH_STORAGE_URL:-s3://")
+        assert service["env_file"] == [{"path": ".env", "required": False}]
+        assert service["depends_on"]["redis"] == {"condition": "service_healthy"}
+    assert compose["services"]["worker"]["stop_grace_period"]
+
+
+def test_flower_has_basic_auth_and_no_provider_keys(compose: dict[str, Any]) -> None:
+    flower = compose["services"]["flower"]
+    assert flower["entrypoint"] == ["celery"]
+    assert "flower" in flower["command"]
+    assert any(arg.startswith("--broker=redis://:${REDIS_PASSWORD") for arg in flower["command"])
+    assert flower["environment"]["FLOWER_BASIC_AUTH"].startswith("${FLOWER_BASIC_AUTH:?")
+    assert "env_file" not in flower
+    assert not any("API_KEY" in k for k in flower.get("environment", {}))
+
+
+def test_every_variable_is_a_setting_and_documented(compose: dict[str, Any]) -> None:
+    example = env_example()
+    fields = {f"GENBATCH_{name.upper()}" for name in Settings.model_fields}
+    used = set(re.findall(r"\$\{([A-Z0-9_]+)", (ROOT / "docker-compose.yml").read_text()))
+    environment_keys = {k for s in compose["services"].values()
+                        for k in (s.get("environment") or {})}
+    assert {k for k in example if k.startswith("GENBATCH_")} <= fields
+    assert {k for k in environment_keys if k.startswith("GENBATCH_")} <= fields
+    assert used <= set(example), f"not in .env.example: {used - set(example)}"
+    for key in ("GENBATCH_NOVITA_API_KEY", "GENBATCH_PRESIGN_RESULTS_S", "FLOWER_BASIC_AUTH"):
+        assert key in example
+
+
+def test_ports_listen_on_loopback_only(compose: dict[str, Any]) -> None:
+    for name, service in compose["services"].items():
+        for mapping in service.get("ports", []):
+            assert mapping.startswith("127.0.0.1:"), f"{name} publishes {mapping}"
+
+
+def test_image_runs_as_a_non_root_user() -> None:
+    lines = (ROOT / "Dockerfile").read_text().splitlines()
+    users = [line.split()[1] for line in lines if line.startswith("USER ")]
+    assert users and users[-1] not in ("root", "0")
+    assert 'ENTRYPOINT ["genbatch"]' in lines
