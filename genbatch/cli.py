@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 import threading
+from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, NoReturn
 
@@ -26,6 +27,12 @@ err = Console(stderr=True, soft_wrap=True)
 
 ManifestArg = Annotated[Path, typer.Argument(help="CSV (with header) or JSONL manifest")]
 BatchArg = Annotated[str, typer.Argument(help="batch id (from `genbatch submit`)")]
+
+
+class Priority(StrEnum):
+    high = "high"
+    normal = "normal"
+    low = "low"
 
 
 def _settings() -> Settings:
@@ -51,6 +58,9 @@ def submit(
         "--dry-run", help="validate and estimate cost; submit nothing")] = False,
     wait: Annotated[bool, typer.Option("--wait", help="watch until the batch finishes")
                     ] = False,
+    priority: Annotated[Priority, typer.Option(
+        help="dispatch order: high before normal before low; round-robin within one")
+                        ] = Priority.normal,
     resume: Annotated[str | None, typer.Option(
         "--resume", metavar="BATCH",
         help="apply to an existing batch: skip rows already succeeded or running (by "
@@ -83,7 +93,8 @@ def submit(
             watch_batch(store, resume, err)
         return
     result = ingest_manifest(manifest, store=store, storage=storage, provider=provider,
-                             model=model, skip_invalid=skip_invalid, dry_run=dry_run)
+                             model=model, skip_invalid=skip_invalid, dry_run=dry_run,
+                             priority=priority.value)
     for e in result.errors:
         err.print(f"[yellow]skipped[/] {e}", highlight=False)
     if dry_run:

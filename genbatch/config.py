@@ -25,6 +25,8 @@ class ProviderSettings:
     base_url: str
     api_key: SecretStr | None
     max_in_flight: int
+    submit_rpm: float = 60.0
+    poll_rpm: float = 600.0
 
     def require_key(self) -> SecretStr:
         if self.api_key is None or not self.api_key.get_secret_value():
@@ -62,15 +64,23 @@ class Settings(BaseSettings):
     novita_api_key: SecretStr | None = None
     novita_base_url: str = "https://api.novita.ai"
     novita_max_in_flight: int = Field(default=20, ge=1)
+    novita_submit_rpm: float = Field(default=20, gt=0)
+    novita_poll_rpm: float = Field(default=600, gt=0)
     highwayapi_api_key: SecretStr | None = None
     highwayapi_base_url: str = "https://api.highwayapi.ai"
     highwayapi_max_in_flight: int = Field(default=20, ge=1)
+    highwayapi_submit_rpm: float = Field(default=200, gt=0)
+    highwayapi_poll_rpm: float = Field(default=1200, gt=0)
     wavespeed_api_key: SecretStr | None = None
     wavespeed_base_url: str = "https://api.wavespeed.ai"
     wavespeed_max_in_flight: int = Field(default=2, ge=1)
+    wavespeed_submit_rpm: float = Field(default=2, gt=0)
+    wavespeed_poll_rpm: float = Field(default=120, gt=0)
     byteplus_api_key: SecretStr | None = None
     byteplus_base_url: str = "https://ark.ap-southeast.bytepluses.com"
     byteplus_max_in_flight: int = Field(default=20, ge=1)
+    byteplus_submit_rpm: float = Field(default=60, gt=0)
+    byteplus_poll_rpm: float = Field(default=600, gt=0)
 
     # HTTP.
     connect_timeout_s: float = Field(default=10.0, gt=0)
@@ -100,6 +110,16 @@ class Settings(BaseSettings):
     download_max_attempts: int = Field(default=5, ge=1)
     dispatch_batch_size: int = Field(default=200, ge=1)
 
+    # Quota: AIMD on 429 (see genbatch/store/limits.py).
+    aimd_decrease: float = Field(
+        default=0.5, gt=0, lt=1, description="multiply an account's rate by this on a 429"
+    )
+    aimd_recover_s: float = Field(
+        default=120.0, gt=0, description="seconds for a shrunk rate to grow back to full "
+        "(linear: additive increase)"
+    )
+    aimd_min_factor: float = Field(default=0.05, gt=0, le=1, description="rate floor")
+
     # Worker.
     worker_concurrency: int = Field(default=8, ge=1)
     worker_pool: Literal["threads", "prefork", "solo"] = "threads"
@@ -118,6 +138,8 @@ class Settings(BaseSettings):
             base_url=str(getattr(self, f"{name}_base_url")).rstrip("/"),
             api_key=getattr(self, f"{name}_api_key"),
             max_in_flight=int(getattr(self, f"{name}_max_in_flight")),
+            submit_rpm=float(getattr(self, f"{name}_submit_rpm")),
+            poll_rpm=float(getattr(self, f"{name}_poll_rpm")),
         )
 
     def require_redis_url(self) -> str:

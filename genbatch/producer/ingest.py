@@ -68,6 +68,7 @@ def ingest_manifest(
     skip_invalid: bool = False,
     dry_run: bool = False,
     progress: Callable[[int], None] | None = None,
+    priority: str = "normal",
 ) -> IngestResult:
     """Validate every row of `path`; unless `dry_run`, write them as a new batch.
 
@@ -79,7 +80,7 @@ def ingest_manifest(
     if not dry_run:
         if store is None or storage is None:
             raise ValueError("ingest needs a store and a storage unless dry_run")
-        writer = _BatchWriter(store, storage, path, provider, model)
+        writer = _BatchWriter(store, storage, path, provider, model, priority)
     result = IngestResult(writer.batch_id if writer else None)
     providers_used: set[str] = set()
     committed = False
@@ -118,13 +119,14 @@ class _BatchWriter:
 
     def __init__(
         self, store: JobStore, storage: ObjectStorage, path: Path,
-        provider: str | None, model: str | None,
+        provider: str | None, model: str | None, priority: str = "normal",
     ) -> None:
         self.store = store
         self.batch_id = new_batch_id()
         self.uploads = _ImageUploader(storage)
         self.chunk: list[dict[str, str]] = []
-        meta = {"provider": provider or "", "model": model or "", "manifest": str(path)}
+        meta = {"provider": provider or "", "model": model or "", "manifest": str(path),
+                "priority": priority}
         store.create_batch(self.batch_id, meta, created_at=time.time())
 
     def add(

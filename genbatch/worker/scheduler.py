@@ -18,11 +18,13 @@ import threading
 from dataclasses import dataclass
 
 from genbatch.config import PROVIDER_NAMES
+from genbatch.store.limits import Limits, poll_rates, rates_for
 from genbatch.worker.runtime import Runtime
 
 log = logging.getLogger(__name__)
 LOCK = "scheduler"
 TIMER_ACTIONS = {"submitted": "poll", "downloading": "download", "dispatched": "submit"}
+PRIORITIES = ("high", "normal", "low")
 
 
 @dataclass
@@ -39,6 +41,8 @@ class Scheduler:
         self.token = secrets.token_hex(8)
         self.sweep_every = sweep_every
         self.ticks = 0
+        self.rr: dict[tuple[str, str], int] = {}  # round-robin start per (account, priority)
+        self._limits: Limits | None = None
 
     def tick(self) -> TickStats:
         stats = TickStats()
@@ -49,29 +53,83 @@ class Scheduler:
         self.ticks += 1
         return stats
 
+    @property
+    def limits(self) -> Limits:
+        store = self.rt.store  # per process (fork-safe), so build the limiter on top of it
+        if self._limits is None or self._limits.r is not store.r:
+            self._limits = Limits(store.r, store.prefix)
+        return self._limits
+
     def dispatch(self) -> int:
+        """Per account: as many submits as the in-flight cap and the submit budget allow,
+        priority first, round-robin across the batches of one priority."""
         rt, sent = self.rt, 0
-        lease_until = rt.now() + rt.settings.task_lease_s
+        now = rt.now()
+        lease_until = now + rt.settings.task_lease_s
         for provider in PROVIDER_NAMES:
             batches = rt.store.queued_batches(provider)
             if not batches or rt.store.in_cooldown(provider):
                 continue
             limit = rt.settings.provider(provider).max_in_flight
             free = min(limit - rt.store.in_flight(provider), rt.settings.dispatch_batch_size)
-            share = max(1, free // len(batches))
-            for batch_id in batches:
-                ids = rt.store.dispatch(provider, batch_id, limit, share, lease_until)
-                for iid in ids:
-                    rt.enqueue("submit", iid)
-                sent += len(ids)
-                if len(ids) < share:
-                    rt.store.drop_queue_if_empty(provider, batch_id)
+            if free <= 0:
+                continue
+            rate = rates_for(rt.settings, provider)["submit"]
+            granted, _ = self.limits.take(provider, "submit", free, rate, now)
+            used = self._feed(provider, batches, limit, granted, lease_until) if granted else 0
+            self.limits.refund(provider, "submit", granted - used, now)
+            sent += used
         return sent
+
+    def _priority_groups(self, batches: list[str]) -> list[tuple[str, list[str]]]:
+        pipe = self.rt.store.r.pipeline(transaction=False)
+        for bid in batches:
+            pipe.hget(self.rt.store.k("batch", bid), "priority")
+        groups: dict[str, list[str]] = {p: [] for p in PRIORITIES}
+        for bid, prio in zip(batches, pipe.execute(), strict=True):
+            groups[prio if prio in groups else "normal"].append(bid)
+        return [(p, groups[p]) for p in PRIORITIES if groups[p]]
+
+    def _feed(self, provider: str, batches: list[str], limit: int, budget: int,
+              lease_until: float) -> int:
+        """Hand `budget` submits to the queued batches; returns how many were dispatched."""
+        rt, used = self.rt, 0
+        for prio, group in self._priority_groups(batches):
+            start = self.rr.get((provider, prio), 0) % len(group)
+            order = group[start:] + group[:start]
+            served = 0
+            first_pass = True
+            while used < budget and order:
+                share = max(1, (budget - used) // len(order))
+                keep: list[str] = []
+                for bid in order:
+                    if used >= budget:
+                        keep.append(bid)
+                        continue
+                    want = min(share, budget - used)
+                    ids = rt.store.dispatch(provider, bid, limit, want, lease_until)
+                    for iid in ids:
+                        rt.enqueue("submit", iid)
+                    used += len(ids)
+                    served += int(first_pass and bool(ids))
+                    if len(ids) == want:
+                        keep.append(bid)
+                    else:
+                        rt.store.drop_queue_if_empty(provider, bid)
+                        if rt.store.r.llen(rt.store.k("pending", provider, bid)):
+                            return used  # the in-flight cap is reached
+                order = keep
+                first_pass = False
+            self.rr[(provider, prio)] = start + max(served, 1)
+            if used >= budget:
+                break
+        return used
 
     def fire_timers(self) -> tuple[int, int]:
         rt = self.rt
         now = rt.now()
-        due = rt.store.claim_due(now, now + rt.settings.task_lease_s, max_n=2000)
+        due = self.limits.claim_due(now, now + rt.settings.task_lease_s, 2000,
+                                    poll_rates(rt.settings, PROVIDER_NAMES))
         ambiguous = 0
         for iid, state in due:
             if state == "submitting":

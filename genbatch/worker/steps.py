@@ -23,6 +23,7 @@ from genbatch.errors import (
 from genbatch.models import GenerationRequest, PollResult, TaskStatus
 from genbatch.providers import get_spec
 from genbatch.storage import object_key
+from genbatch.store.limits import GenTimes, Limits
 from genbatch.worker.polling import first_poll_delay, next_poll_delay, retry_delay
 from genbatch.worker.runtime import Runtime
 
@@ -63,10 +64,11 @@ def submit_item(rt: Runtime, iid: str) -> str:
     except AmbiguousSubmit as exc:
         return finish(rt, iid, ["submitting"], "ambiguous", exc.code, exc.message)
     spec = get_spec(item["provider"], item["model"])
+    learned = _gen_times(rt).typical(item["provider"], item["model"])
+    first = first_poll_delay(learned or spec.typical_seconds, None, rt.settings)
     done = rt.store.transition(
-        iid, ["submitting"], "submitted",
-        timer=rt.now() + first_poll_delay(spec.typical_seconds, None, rt.settings),
-        fields={"remote_id": remote_id, "submitted_at": now,
+        iid, ["submitting"], "submitted", timer=rt.now() + first,
+        fields={"remote_id": remote_id, "submitted_at": now, "first_poll_s": first,
                 "deadline": now + _deadline_s(rt, request)},
     )
     return "submitted" if done.applied else "skipped"
@@ -88,8 +90,10 @@ def poll_item(rt: Runtime, iid: str) -> str:
         if isinstance(exc, RateLimited):
             metrics.record_429(rt.store, item["provider"], "poll")
         delay = next_poll_delay(polls, None, rt.settings)
-        if isinstance(exc, RateLimited) and exc.retry_after:
-            delay = max(delay, exc.retry_after / rt.settings.time_factor)
+        if isinstance(exc, RateLimited):
+            slow_down(rt, item["provider"], "poll")
+            if exc.retry_after:
+                delay = max(delay, exc.retry_after / rt.settings.time_factor)
         rt.store.transition(iid, ["submitted"], "submitted", timer=now + delay,
                             incr={"polls": 1, "poll_errors": 1})
         return "retry"
@@ -115,6 +119,7 @@ def _apply_poll(rt: Runtime, item: dict[str, str], iid: str, result: PollResult,
         )
         if moved.applied:
             rt.enqueue("download", iid)
+            _learn_gen_time(rt, item, now, polls)
         return "downloading" if moved.applied else "skipped"
     if result.status in TERMINAL_TASK_STATE:
         return finish(rt, iid, ["submitted"], TERMINAL_TASK_STATE[result.status],
@@ -123,11 +128,30 @@ def _apply_poll(rt: Runtime, item: dict[str, str], iid: str, result: PollResult,
     delay = next_poll_delay(polls, result.eta_s, rt.settings)
     rt.store.transition(
         iid, ["submitted"], "submitted", timer=now + delay,
-        fields={"remote_status": result.raw_status,
+        fields={"remote_status": result.raw_status, "polled_at": now,
                 "progress": "" if result.progress is None else result.progress},
         incr={"polls": 1},
     )
     return "running"
+
+
+def _gen_times(rt: Runtime) -> GenTimes:
+    return GenTimes(rt.store.r, rt.store.prefix)
+
+
+def _learn_gen_time(rt: Runtime, item: dict[str, str], now: float, polls: int) -> None:
+    """Estimate when the generation really finished and feed the model's running mean:
+    between the last 'still running' poll and this one; when the first poll already found
+    it done, a little before it (so the estimate can move down as well as up)."""
+    if not item.get("submitted_at") or item.get("dl_attempts"):
+        return  # a re-poll for a fresh URL says nothing about generation time
+    submitted = float(item["submitted_at"])
+    if polls > 1 and item.get("polled_at"):
+        done_at = (float(item["polled_at"]) + now) / 2
+    else:  # measured from when the poll was due, so queueing delays do not inflate it
+        done_at = submitted + 0.85 * float(item.get("first_poll_s") or now - submitted)
+    seconds = (done_at - submitted) * rt.settings.time_factor
+    _gen_times(rt).observe(item["provider"], item["model"], seconds)
 
 
 def download_item(rt: Runtime, iid: str) -> str:
@@ -183,7 +207,21 @@ def _not_created(rt: Runtime, item: dict[str, str], iid: str, exc: RetryableProv
     if moved.applied:
         rt.store.requeue_front(iid, item["provider"], item["batch"])
         rt.store.set_cooldown(item["provider"], cooldown_s / rt.settings.time_factor)
+        if isinstance(exc, RateLimited):
+            slow_down(rt, item["provider"], "submit")
     return "requeued"
+
+
+def slow_down(rt: Runtime, provider: str, kind: str) -> float:
+    """AIMD: a 429 cuts the account's `kind` rate (at most once per 10 s); it grows back
+    linearly over GENBATCH_AIMD_RECOVER_S. Returns the new share of the configured rate."""
+    s = rt.settings
+    factor = Limits(rt.store.r, rt.store.prefix).decrease(
+        provider, kind, rt.now(), beta=s.aimd_decrease, min_factor=s.aimd_min_factor,
+        hold=10.0 / s.time_factor, recover_s=s.aimd_recover_s / s.time_factor)
+    log.info("429 from %s (%s): rate now %.0f%% of the configured limit",
+             provider, kind, factor * 100)
+    return factor
 
 
 def finish(rt: Runtime, iid: str, allowed: list[str], state: str, code: str, message: str,

@@ -1,0 +1,270 @@
+"""Global request-rate limits per provider account: GCRA with AIMD, in Redis Lua.
+
+One bucket per (account, kind), kind = `submit` or `poll`, in the hash `rate:{provider}:{kind}`:
+
+    tat    GCRA theoretical arrival time (seconds, the caller's clock)
+    iv     the emission interval last used (seconds per request)
+    f      AIMD factor in (0, 1]: the share of the configured rate currently allowed
+    fts    when `f` was last written; `f` grows back linearly from there (additive increase)
+    dec    when `f` was last cut (multiplicative decrease at most once per hold time)
+
+The interval is `(1.01 * period + burst) / (rpm * f)`. With a burst tolerance of `burst` seconds,
+GCRA guarantees any R consecutive grants are at least `R * iv - burst > period` apart, so no
+sliding window of one `period` (a minute, divided by the time factor) ever sees more than
+`rpm` grants — the same rule a provider's sliding-window limiter enforces.
+
+Every script takes `now` as an argument, so tests are deterministic and all processes share
+one notion of time only through what they pass in (the workers' clocks; keep them in NTP).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+
+KINDS = ("submit", "poll")
+
+# Shared helpers. ARGV layout for a bucket: rpm, period, burst, recover_s. MARGIN stretches
+# the period by 1 % so grants that reach the provider a little out of order (network jitter)
+# still fit its window.
+_GCRA = """
+local MARGIN = 1.01
+local function num(x) return string.format('%.17g', x) end
+
+local function factor(h_f, h_fts, now, recover_s)
+  local f = tonumber(h_f) or 1
+  local ts = tonumber(h_fts) or now
+  if f < 1 and now > ts then f = math.min(1, f + (now - ts) / recover_s) end
+  return f
+end
+
+-- Take up to n grants from bucket `key` at `now`; returns granted, wait-until-next.
+local function take(key, now, n, rpm, period, burst, recover_s)
+  local h = redis.call('HMGET', key, 'tat', 'f', 'fts')
+  local f = factor(h[2], h[3], now, recover_s)
+  local iv = (period * MARGIN + burst) / (rpm * f)
+  local tat = tonumber(h[1]) or now
+  if tat < now then tat = now end
+  local k = 0
+  if n > 0 and tat - now <= burst then
+    k = math.floor((now + burst - tat) / iv) + 1
+    if k > n then k = n end
+  end
+  tat = tat + k * iv
+  redis.call('HSET', key, 'tat', num(tat), 'iv', num(iv), 'f', num(f), 'fts', num(now))
+  redis.call('EXPIRE', key, 86400)
+  local wait = tat - burst - now
+  if wait < 0 then wait = 0 end
+  return k, wait
+end
+"""
+
+# KEYS: bucket. ARGV: now, n, rpm, period, burst, recover_s. Returns {granted, wait}.
+TAKE = _GCRA + """
+local k, wait = take(KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]),
+                     tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6]))
+return {k, num(wait)}
+"""
+
+# Give back m unused grants. KEYS: bucket. ARGV: now, m.
+REFUND = """
+local h = redis.call('HMGET', KEYS[1], 'tat', 'iv')
+if not h[1] then return 0 end
+local now = tonumber(ARGV[1])
+local tat = tonumber(h[1]) - tonumber(ARGV[2]) * tonumber(h[2])
+if tat < now then tat = now end
+redis.call('HSET', KEYS[1], 'tat', string.format('%.17g', tat))
+return 1
+"""
+
+# Multiplicative decrease after a 429. KEYS: bucket. ARGV: now, beta, min_f, hold, recover_s,
+# pause. At most one cut per `hold` seconds (a burst of 429s answers one overload); the
+# bucket also grants nothing for `pause` seconds. Returns the new factor.
+DECREASE = _GCRA + """
+local now, beta, min_f = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local hold, recover_s, pause = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
+local h = redis.call('HMGET', KEYS[1], 'f', 'fts', 'dec', 'tat')
+local f = factor(h[1], h[2], now, recover_s)
+local last = tonumber(h[3]) or -1e18
+if now - last >= hold then
+  f = math.max(min_f, f * beta)
+  redis.call('HSET', KEYS[1], 'dec', num(now))
+end
+local tat = tonumber(h[4]) or now
+if tat < now + pause then tat = now + pause end
+redis.call('HSET', KEYS[1], 'f', num(f), 'fts', num(now), 'tat', num(tat))
+redis.call('EXPIRE', KEYS[1], 86400)
+return num(f)
+"""
+
+# Claim due timers, polls within each account's poll budget. Like CLAIM_DUE in scripts.py,
+# but an item in `submitted` (its next action is a poll) is claimed only if its account's
+# poll bucket grants a request; otherwise it stays due for a later tick.
+# KEYS: timers. ARGV: prefix, now, lease, max_n, max_scan, period, burst, recover_s,
+# then per account: provider, poll rpm. Returns {id1, state1, ...}.
+CLAIM_DUE_LIMITED = _GCRA + """
+local timers = KEYS[1]
+local prefix, now, lease = ARGV[1], tonumber(ARGV[2]), ARGV[3]
+local max_n, max_scan = tonumber(ARGV[4]), tonumber(ARGV[5])
+local period, burst, recover_s = tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8])
+local rpm = {}
+local i = 9
+while ARGV[i] do rpm[ARGV[i]] = tonumber(ARGV[i + 1]); i = i + 2 end
+local exhausted = {}
+local out, claimed, offset, scanned = {}, 0, 0, 0
+local TERMINAL = { pending = true, succeeded = true, failed = true, expired = true,
+                   cancelled = true, ambiguous = true }
+while claimed < max_n and scanned < max_scan do
+  local ids = redis.call('ZRANGEBYSCORE', timers, '-inf', ARGV[2], 'LIMIT', offset, 200)
+  if #ids == 0 then break end
+  for _, id in ipairs(ids) do
+    scanned = scanned + 1
+    local f = redis.call('HMGET', prefix .. 'item:' .. id, 'state', 'provider')
+    local state, provider = f[1], f[2]
+    if (not state) or TERMINAL[state] then
+      redis.call('ZREM', timers, id)
+    else
+      local ok = true
+      if state == 'submitted' and rpm[provider] then
+        if exhausted[provider] then
+          ok = false
+        else
+          local k = take(prefix .. 'rate:' .. provider .. ':poll', now, 1, rpm[provider],
+                         period, burst, recover_s)
+          if k == 0 then ok = false; exhausted[provider] = true end
+        end
+      end
+      if ok then
+        redis.call('ZADD', timers, lease, id)
+        out[#out + 1] = id
+        out[#out + 1] = state
+        claimed = claimed + 1
+        if claimed >= max_n then break end
+      else
+        offset = offset + 1
+      end
+    end
+  end
+  if #ids < 200 then break end
+end
+return out
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Rate:
+    """A bucket's configuration: `rpm` requests per `period` seconds (60 / time factor),
+    `burst` seconds of tolerance, AIMD recovery over `recover_s` seconds."""
+
+    rpm: float
+    period: float
+    burst: float
+    recover_s: float
+
+    def args(self) -> list[Any]:
+        return [self.rpm, self.period, self.burst, self.recover_s]
+
+
+class Limits:
+    """The rate buckets of every provider account, shared by all processes through Redis."""
+
+    def __init__(self, client: redis.Redis, prefix: str = "gb:") -> None:
+        self.r = client
+        self.prefix = prefix
+        self._take = client.register_script(TAKE)
+        self._refund = client.register_script(REFUND)
+        self._decrease = client.register_script(DECREASE)
+        self._claim = client.register_script(CLAIM_DUE_LIMITED)
+
+    def key(self, provider: str, kind: str) -> str:
+        return f"{self.prefix}rate:{provider}:{kind}"
+
+    def take(self, provider: str, kind: str, n: int, rate: Rate, now: float) -> tuple[int, float]:
+        """Up to `n` grants now; returns (granted, seconds until the next grant)."""
+        res = self._take(keys=[self.key(provider, kind)], args=[repr(now), n, *rate.args()])
+        return int(res[0]), float(res[1])
+
+    def refund(self, provider: str, kind: str, m: int, now: float) -> None:
+        if m > 0:
+            self._refund(keys=[self.key(provider, kind)], args=[repr(now), m])
+
+    def decrease(self, provider: str, kind: str, now: float, *, beta: float, min_factor: float,
+                 hold: float, recover_s: float, pause: float = 0.0) -> float:
+        """Multiplicative decrease after a 429; returns the new factor."""
+        res = self._decrease(keys=[self.key(provider, kind)],
+                             args=[repr(now), beta, min_factor, hold, recover_s, pause])
+        return float(res)
+
+    def factor(self, provider: str, kind: str, now: float, recover_s: float) -> float:
+        """The current AIMD factor (1.0 = the full configured rate)."""
+        f, fts = self.r.hmget(self.key(provider, kind), ["f", "fts"])
+        if f is None:
+            return 1.0
+        value, since = float(f), float(fts or now)
+        return min(1.0, value + max(0.0, now - since) / recover_s) if value < 1 else 1.0
+
+    def claim_due(self, now: float, lease_until: float, max_n: int,
+                  poll_rates: Mapping[str, Rate], max_scan: int = 5000
+                  ) -> list[tuple[str, str]]:
+        """Due timers, polls only within each account's poll budget (see the script)."""
+        any_rate = next(iter(poll_rates.values()))
+        args: list[Any] = [self.prefix, repr(now), repr(lease_until), max_n, max_scan,
+                           any_rate.period, any_rate.burst, any_rate.recover_s]
+        for provider, rate in poll_rates.items():
+            args += [provider, rate.rpm]
+        flat = self._claim(keys=[f"{self.prefix}timers"], args=args)
+        return [(str(flat[i]), str(flat[i + 1])) for i in range(0, len(flat), 2)]
+
+
+def rates_for(settings: Any, provider: str) -> dict[str, Rate]:
+    """The submit and poll buckets of one account from Settings."""
+    ps = settings.provider(provider)
+    period = 60.0 / settings.time_factor
+    burst = _burst_s(settings)
+    recover = settings.aimd_recover_s / settings.time_factor
+    return {"submit": Rate(ps.submit_rpm, period, burst, recover),
+            "poll": Rate(ps.poll_rpm, period, burst, recover)}
+
+
+def _burst_s(settings: Any) -> float:
+    """Tolerance: the scheduler hands out grants once per tick, so it must bank a tick's
+    worth; twice that absorbs a late tick. Costs burst/period of the nominal rate."""
+    return 2.0 * float(settings.scheduler_tick_s)
+
+
+def poll_rates(settings: Any, providers: Sequence[str]) -> dict[str, Rate]:
+    return {p: rates_for(settings, p)["poll"] for p in providers}
+
+
+# Learned generation time per (provider, model): an exponentially weighted mean in the
+# hash `gentime`, in unscaled seconds. KEYS: gentime. ARGV: field, seconds, alpha.
+OBSERVE = """
+local cur = tonumber(redis.call('HGET', KEYS[1], ARGV[1]))
+local x, a = tonumber(ARGV[2]), tonumber(ARGV[3])
+if cur then x = cur + a * (x - cur) end
+redis.call('HSET', KEYS[1], ARGV[1], string.format('%.17g', x))
+return string.format('%.17g', x)
+"""
+
+
+class GenTimes:
+    """How long generations of one model at one account have been taking lately, so the
+    first poll lands when the generation is likely done rather than at a fixed guess."""
+
+    def __init__(self, client: redis.Redis, prefix: str = "gb:", alpha: float = 0.1) -> None:
+        self.r = client
+        self.key = f"{prefix}gentime"
+        self.alpha = alpha
+        self._observe = client.register_script(OBSERVE)
+
+    def observe(self, provider: str, model: str, seconds: float) -> float:
+        res = self._observe(keys=[self.key], args=[f"{provider}:{model}", repr(seconds),
+                                                   self.alpha])
+        return float(res)
+
+    def typical(self, provider: str, model: str) -> float | None:
+        value = self.r.hget(self.key, f"{provider}:{model}")
+        return float(value) if value else None
