@@ -136,3 +136,19 @@ def test_dashboard_pages_api_metrics_and_result_links(store: JobStore, tmp_path:
 
 def _url(store: JobStore) -> str:
     return f"redis://{_addr(store)}"
+
+
+def test_dispatch_held_back_by_a_cooldown_counts_a_limiter_wait(store: JobStore) -> None:
+    from genbatch.worker.runtime import Runtime
+    from genbatch.worker.scheduler import Scheduler
+
+    make_batch(store, "b1", 3)
+    store.set_cooldown("novita", 30)
+    sent: list[tuple[str, str]] = []
+    scheduler = Scheduler(Runtime(Settings(redis_url=_url(store)),
+                                  enqueue=lambda kind, ident: sent.append((kind, ident))))
+
+    assert scheduler.dispatch() == 0
+
+    assert sent == []
+    assert scrape(store)[("genbatch_limiter_waits_total", (("provider", "novita"),))] == 1

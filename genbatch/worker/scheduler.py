@@ -17,6 +17,7 @@ import secrets
 import threading
 from dataclasses import dataclass
 
+from genbatch import metrics
 from genbatch.config import PROVIDER_NAMES
 from genbatch.store.limits import Limits, poll_rates, rates_for
 from genbatch.worker.runtime import Runtime
@@ -68,7 +69,10 @@ class Scheduler:
         lease_until = now + rt.settings.task_lease_s
         for provider in PROVIDER_NAMES:
             batches = rt.store.queued_batches(provider)
-            if not batches or rt.store.in_cooldown(provider):
+            if not batches:
+                continue
+            if rt.store.in_cooldown(provider):
+                metrics.record_limiter_wait(rt.store, provider)
                 continue
             limit = rt.settings.provider(provider).max_in_flight
             free = min(limit - rt.store.in_flight(provider), rt.settings.dispatch_batch_size)
@@ -76,6 +80,8 @@ class Scheduler:
                 continue
             rate = rates_for(rt.settings, provider)["submit"]
             granted, _ = self.limits.take(provider, "submit", free, rate, now)
+            if granted < free:  # the submit rate, not the in-flight cap, holds it back
+                metrics.record_limiter_wait(rt.store, provider)
             used = self._feed(provider, batches, limit, granted, lease_until) if granted else 0
             self.limits.refund(provider, "submit", granted - used, now)
             sent += used
