@@ -9,11 +9,13 @@ manifest leaves nothing behind. Local images are copied once each into object st
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import secrets
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -115,7 +117,11 @@ def ingest_manifest(
 
 
 class _BatchWriter:
-    """Writes items of a new batch in pipelined chunks; commits or discards it at the end."""
+    """Writes items of a new batch in chunks; commits or discards it at the end.
+
+    A chunk is written on a background thread while the next one is validated (at most one
+    write in flight), so Redis's time overlaps the producer's instead of adding to it.
+    """
 
     def __init__(
         self, store: JobStore, storage: ObjectStorage, path: Path,
@@ -125,6 +131,8 @@ class _BatchWriter:
         self.batch_id = new_batch_id()
         self.uploads = _ImageUploader(storage)
         self.chunk: list[dict[str, str]] = []
+        self._writes = ThreadPoolExecutor(max_workers=1, thread_name_prefix="genbatch-ingest")
+        self._write: Future[None] | None = None
         meta = {"provider": provider or "", "model": model or "", "manifest": str(path),
                 "priority": priority}
         store.create_batch(self.batch_id, meta, created_at=time.time())
@@ -142,14 +150,30 @@ class _BatchWriter:
 
     def flush(self) -> None:
         if self.chunk:
-            self.store.add_items(self.batch_id, self.chunk)
+            self._wait()
+            self._write = self._writes.submit(self.store.add_items, self.batch_id, self.chunk)
             self.chunk = []
 
+    def _wait(self) -> None:
+        """Wait for the write in flight; its error (if any) is raised here."""
+        write, self._write = self._write, None
+        if write is not None:
+            write.result()
+
     def commit(self, providers: list[str]) -> None:
-        self.flush()
+        try:
+            self.flush()
+            self._wait()
+        finally:
+            self._writes.shutdown(wait=True)
         self.store.commit_batch(self.batch_id, providers)
 
     def discard(self, rows: int, providers: list[str]) -> None:
+        # The write in flight must land before the batch is deleted, or it would leave
+        # orphan items; its own error does not matter any more.
+        with contextlib.suppress(Exception):
+            self._wait()
+        self._writes.shutdown(wait=True)
         self.store.discard_batch(self.batch_id, rows, providers)
 
 
