@@ -109,8 +109,9 @@ def routes(prefix: str = "") -> list[Route]:
             queue_for_slot=True, expires_after_s=None, failures=TASK_FAILURES,
             url_ttl_s=URL_TTL_S,
         )
-        content = _envelope_ok(_data(sim, task, gate.origin(request), prefix))
-        return await gate.answer_submit(request, sim, behaviour, content)
+        # A new prediction is always announced as `created` (SEED-WS15, WS-PRED).
+        data = _data(sim, task, gate.origin(request), prefix, Phase.QUEUED)
+        return await gate.answer_submit(request, sim, behaviour, _envelope_ok(data))
 
     @gate.endpoint
     async def result(request: Request) -> Response:
@@ -150,9 +151,11 @@ def _envelope_ok(data: dict[str, Any]) -> dict[str, Any]:
     return {"code": 200, "message": "success", "data": data}
 
 
-def _data(sim: Simulator, task: Task, origin: str, prefix: str) -> dict[str, Any]:
-    now = sim.clock()
-    phase = task.phase(now)
+def _data(
+    sim: Simulator, task: Task, origin: str, prefix: str, phase: Phase | None = None
+) -> dict[str, Any]:
+    """The prediction object, as of now (or in the given phase)."""
+    phase = phase or task.phase(sim.clock())
     data: dict[str, Any] = {
         "id": task.id,
         "model": task.model,

@@ -14,7 +14,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import io
-from collections.abc import Iterator
 from typing import Any, cast
 
 import httpx
@@ -32,29 +31,14 @@ from genbatch.errors import (
 from genbatch.models import GenerationRequest, PollResult, TaskStatus
 from genbatch.providers import PROVIDERS, make_provider, model_specs
 from genbatch.providers.base import ModelSpec, Provider
-from genbatch.simulator import SimProfile, request_fingerprint, running_simulator
-from tests.simulator.helpers import FAST, KEY, TLS, Sim, wait_until
+from genbatch.simulator import request_fingerprint
+from tests.simulator.helpers import KEY, TLS, Sim, wait_until
 
 CASES = [(provider, model) for provider in PROVIDERS for model in model_specs(provider)]
 # Where each provider lives on the simulator: the Novita family by prefix (which also picks
 # Novita's or HighwayAPI's rules), the others at the root as on the real hosts.
 PREFIXES = {"novita": "/novita", "highwayapi": "/highwayapi", "wavespeed": "", "byteplus": ""}
 BP_TASKS = "/api/v3/contents/generations/tasks"
-
-
-@pytest.fixture(scope="module")
-def sim_url() -> Iterator[str]:
-    with running_simulator(SimProfile.model_validate(FAST)) as url:
-        yield url
-
-
-@pytest.fixture
-def sim(sim_url: str) -> Iterator[Sim]:
-    handle = Sim(sim_url)
-    handle.profile()
-    handle.control.post("/_sim/reset")
-    yield handle
-    handle.control.close()
 
 
 def adapter(
@@ -113,6 +97,14 @@ def submit_path(provider: str, spec: ModelSpec, resolution: str) -> str:
     if provider == "wavespeed":
         return "/api/v3/" + spec.wire_model.format(resolution=resolution)
     return f"/v3/async/{spec.wire_model}"
+
+
+def one_task(sim: Sim, provider_name: str) -> tuple[Provider, str, GenerationRequest, str]:
+    """An adapter, its first model, a valid request, and the id of the task it created."""
+    provider = adapter(sim, provider_name)
+    model = next(iter(provider.models))
+    request = valid_request(sim, provider.models[model])
+    return provider, model, request, provider.submit(model, request)
 
 
 def poll_to_end(provider: Provider, model: str, remote_id: str) -> PollResult:
@@ -212,17 +204,14 @@ def test_validators_agree(sim: Sim, provider_name: str, model: str, field: str) 
 
 @pytest.mark.parametrize("provider_name", PROVIDERS)
 def test_rate_limits_are_rate_limited(sim: Sim, provider_name: str) -> None:
-    provider = adapter(sim, provider_name)
-    model = next(iter(provider.models))
-    request = valid_request(sim, provider.models[model])
-    remote_id = provider.submit(model, request)
+    provider, model, request, remote_id = one_task(sim, provider_name)
     sim.profile(p_429=1)
     with pytest.raises(RateLimited) as submit_error:
         provider.submit(model, request)
     with pytest.raises(RateLimited):
         provider.poll(model, remote_id)
     assert submit_error.value.retry_after is None  # no Retry-After by default
-    sim.profile(rpm=1)
+    sim.profile(rpm=1, time_factor=1)  # a real minute: the earlier submit is in the window
     with pytest.raises(RateLimited):
         provider.submit(model, request)
     assert sim.stats()["submits"] == 1
@@ -241,10 +230,7 @@ def test_unanswered_submit_is_ambiguous(sim: Sim, provider_name: str, mode: str)
 
 @pytest.mark.parametrize("provider_name", PROVIDERS)
 def test_server_errors(sim: Sim, provider_name: str) -> None:
-    provider = adapter(sim, provider_name)
-    model = next(iter(provider.models))
-    request = valid_request(sim, provider.models[model])
-    remote_id = provider.submit(model, request)
+    provider, model, request, remote_id = one_task(sim, provider_name)
     sim.profile(p_5xx=1)
     with pytest.raises(AmbiguousSubmit):
         provider.submit(model, request)
@@ -256,10 +242,7 @@ def test_server_errors(sim: Sim, provider_name: str) -> None:
 
 @pytest.mark.parametrize("provider_name", PROVIDERS)
 def test_malformed_answers(sim: Sim, provider_name: str) -> None:
-    provider = adapter(sim, provider_name)
-    model = next(iter(provider.models))
-    request = valid_request(sim, provider.models[model])
-    remote_id = provider.submit(model, request)
+    provider, model, request, remote_id = one_task(sim, provider_name)
     sim.profile(p_malformed=1)
     with pytest.raises(AmbiguousSubmit):
         provider.submit(model, request)
@@ -317,9 +300,7 @@ def test_refusals_are_permanent_with_the_providers_code(sim: Sim, provider_name:
 
 @pytest.mark.parametrize("provider_name", ["novita", "highwayapi", "wavespeed"])
 def test_no_cancel_call_where_none_is_documented(sim: Sim, provider_name: str) -> None:
-    provider = adapter(sim, provider_name)
-    model = next(iter(provider.models))
-    remote_id = provider.submit(model, valid_request(sim, provider.models[model]))
+    provider, model, _, remote_id = one_task(sim, provider_name)
     assert provider.cancel(model, remote_id) is False
     assert [entry["method"] for entry in sim.stats()["request_log"]] == ["POST"]
 

@@ -1,5 +1,6 @@
-"""Fixtures: the simulator on a real loopback port (module-scoped, reset before each test),
-and simulators of their own on a hand-moved clock for tests about time."""
+"""Fixtures: `sim` (the simulator on a loopback port, module-scoped, reset before each test;
+defined in helpers so the contract tests share it) and `local` (simulators of their own on a
+hand-moved clock, for tests about time)."""
 
 from __future__ import annotations
 
@@ -10,22 +11,7 @@ from typing import Any
 import pytest
 
 from genbatch.simulator import SimProfile, running_simulator
-from tests.simulator.helpers import FAST, FakeClock, Sim
-
-
-@pytest.fixture(scope="module")
-def sim_url() -> Iterator[str]:
-    with running_simulator(SimProfile.model_validate(FAST)) as url:
-        yield url
-
-
-@pytest.fixture
-def sim(sim_url: str) -> Iterator[Sim]:
-    handle = Sim(sim_url)
-    handle.profile()
-    handle.control.post("/_sim/reset")
-    yield handle
-    handle.control.close()
+from tests.simulator.helpers import FAST, FakeClock, Sim, sim, sim_url  # noqa: F401
 
 
 @pytest.fixture

@@ -1,18 +1,26 @@
-"""Helpers shared by the simulator and contract tests: a handle on a running simulator,
-a hand-moved clock, valid request bodies, an MP4 box reader."""
+"""Helpers shared by the simulator and contract tests: the running-simulator fixtures and a
+handle on them, a hand-moved clock, valid request bodies, an MP4 box reader."""
 
 from __future__ import annotations
 
 import ssl
 import struct
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
+import pytest
+
+from genbatch.simulator import SimProfile, running_simulator
 
 # 1 simulated second = 1 real millisecond; every task runs exactly 5 ms after 1 ms queued.
-FAST = {"time_factor": 1000, "latency_mean_s": 5, "latency_sigma": 0, "queue_delay_s": 1}
+# Output URLs live an hour of real time, so a busy machine never sees one expire mid-test.
+URL_TTL_S = 3600 * 1000
+FAST = {
+    "time_factor": 1000, "latency_mean_s": 5, "latency_sigma": 0, "queue_delay_s": 1,
+    "url_ttl_s": URL_TTL_S,
+}
 KEY = "sk-sim-test-key"
 URL_IMAGE = "https://example.com/first.png"
 BP_MODEL = "seedance-1-5-pro-251215"
@@ -45,6 +53,23 @@ class Sim:
     def stats(self) -> dict[str, Any]:
         stats: dict[str, Any] = self.control.get("/_sim/stats").json()
         return stats
+
+
+@pytest.fixture(scope="module")
+def sim_url() -> Iterator[str]:
+    """The simulator on a loopback port, one per test module."""
+    with running_simulator(SimProfile.model_validate(FAST)) as url:
+        yield url
+
+
+@pytest.fixture
+def sim(sim_url: str) -> Iterator[Sim]:
+    """The module's simulator, reset to the FAST profile and no tasks."""
+    handle = Sim(sim_url)
+    handle.profile()
+    handle.control.post("/_sim/reset")
+    yield handle
+    handle.control.close()
 
 
 def wait_until(probe: Callable[[], Any], done: Callable[[Any], bool]) -> Any:

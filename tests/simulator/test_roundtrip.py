@@ -8,6 +8,7 @@ import hashlib
 import pytest
 
 from tests.simulator.helpers import (
+    URL_TTL_S,
     Sim,
     byteplus_body,
     mp4_boxes,
@@ -62,7 +63,7 @@ def test_novita_family_round_trip(sim: Sim, prefix: str, model: str) -> None:
     assert isinstance(final["extra"]["seed"], str)
     assert final["images"] == [] and final["audios"] == []
     [video] = final["videos"]
-    assert video["video_url_ttl"] == "3600" and video["video_type"] == "mp4"
+    assert video["video_url_ttl"] == str(URL_TTL_S) and video["video_type"] == "mp4"
     check_video(sim, task_id, video["video_url"])
 
 

@@ -137,7 +137,7 @@ def test_novita_reports_expiry_as_failed_with_a_reason(
 def test_each_provider_has_its_own_url_lifetime(
     local: Callable[..., Sim], clock: FakeClock
 ) -> None:
-    sim = local(time_factor=1, latency_mean_s=1, queue_delay_s=0, latency_sigma=0)
+    sim = local(time_factor=1, latency_mean_s=1, queue_delay_s=0, latency_sigma=0, url_ttl_s=None)
     with sim.client() as client:
         novita = client.post(NOVITA_SUBMIT, json=novita_body()).json()["task_id"]
         byteplus = client.post(BP_TASKS, json=byteplus_body()).json()["id"]
