@@ -88,7 +88,8 @@ def _rules_v15(provider: str) -> dict[str, Rule]:
     }
 
 
-def _rules_v1(provider: str, seed_max: int) -> dict[str, Rule]:
+def _rules_v1(provider: str) -> dict[str, Rule]:
+    """V1 pro (SEED-NOV1P) and V1 lite (SEED-NOV1L, which gives no seed bound: pro's)."""
     picture = image(bare_base64=provider == "novita")
     return {
         "image": Rule(picture, required=True),
@@ -97,7 +98,7 @@ def _rules_v1(provider: str, seed_max: int) -> dict[str, Rule]:
         "resolution": Rule(one_of(("480p", "720p", "1080p")), required=True),
         "aspect_ratio": Rule(one_of(RATIOS)),  # NOV-LIVE adds 9:21; the seed does not (§8.4)
         "camera_fixed": Rule(boolean()),
-        "seed": Rule(integer(-1, seed_max)),
+        "seed": Rule(integer(-1, 2147483647)),
         "duration": Rule(integer_in({5, 10})),
         "extra": Rule(obj()),
     }
@@ -106,8 +107,8 @@ def _rules_v1(provider: str, seed_max: int) -> dict[str, Rule]:
 RULES = {
     provider: {
         "seedance-v1.5-pro-i2v": _rules_v15(provider),
-        "seedance-v1-pro-i2v": _rules_v1(provider, 2147483647),
-        "seedance-v1-lite-i2v": _rules_v1(provider, 2147483647),  # no bound given: V1 pro's
+        "seedance-v1-pro-i2v": _rules_v1(provider),
+        "seedance-v1-lite-i2v": _rules_v1(provider),
     }
     for provider in DIALECTS
 }

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import math
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
@@ -39,7 +39,7 @@ class Task:
     error_code: str = ""
     error_message: str = ""
     video_sha256: str = ""
-    downloads: int = field(default=0)
+    downloads: int = 0
 
     def phase(self, now: float) -> Phase:
         if now >= self.end:
