@@ -256,7 +256,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--concurrency", type=int, default=20)
     p.add_argument("--mean", type=float, default=20.0, help="mean generation time (s)")
     p.add_argument("--sigma", type=float, default=0.3, help="lognormal sigma")
-    p.add_argument("--time-factor", type=float, default=20.0)
+    p.add_argument("--time-factor", type=float, default=10.0)
     p.add_argument("--poll-rpm", type=int, default=600, help="genbatch's poll budget")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--only", choices=["genbatch", "sdk", "httpx"], action="append")

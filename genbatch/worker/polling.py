@@ -21,7 +21,9 @@ def next_poll_delay(
     if eta_s and eta_s > 0:
         base = eta_s
     else:
-        base = settings.poll_min_interval_s * (1.5 ** max(polls - 1, 0))
+        # The generation is due (the first poll came when it was likely done): re-poll at
+        # the minimum interval twice, then back off.
+        base = settings.poll_min_interval_s * (1.5 ** max(polls - 2, 0))
     jitter = (rng or random).uniform(0.9, 1.1)
     return _clamp(base * jitter, settings) / settings.time_factor
 

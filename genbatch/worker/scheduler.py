@@ -2,8 +2,10 @@
 time under a Redis lock (`genbatch scheduler`; start several for failover).
 
 - Dispatcher: per provider account, moves pending items to `dispatched` within the in-flight
-  limit, round-robin across batches, and enqueues their submit tasks.
-- Timers: claims due items from the timers zset and acts by state: `submitted` → poll,
+  limit and the submit budget (GCRA, `genbatch/store/limits.py`), priority first, then
+  round-robin across batches, and enqueues their submit tasks.
+- Timers: claims due items from the timers zset (polls only within the account's poll
+  budget; the rest stay due) and acts by state: `submitted` → poll,
   `downloading` → download, `dispatched` → submit again (message lost), `submitting` past
   its lease → ambiguous (the worker died mid-submit; the task may exist).
 - Sweep: finalizes batches with no open items whose finalize message was lost.
