@@ -1,0 +1,261 @@
+"""Chaos run: a batch through the simulator with injected provider faults, while worker
+processes are SIGKILLed and replaced every few seconds, the scheduler is SIGKILLed once and
+Redis (AOF on) is restarted once. Nothing may be lost, paid twice or silently resubmitted.
+
+`GENBATCH_CHAOS_JOBS` sets the size (CI: 300; `make chaos`: 2000).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import signal
+import threading
+import time
+from collections import Counter, defaultdict
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+import pytest
+import redis
+
+from genbatch.redis_server import RedisServer, start_redis
+from genbatch.simulator import SimProfile, running_simulator
+from genbatch.store import JobStore
+from tests.integration.cluster import Cluster
+
+pytestmark = pytest.mark.integration
+JOBS = int(os.environ.get("GENBATCH_CHAOS_JOBS", "300"))
+WORKERS = 2
+KILL_EVERY_S = 4.0
+LEASE_S = 8.0  # a message lost with a killed worker is re-sent after this many seconds
+TIME_FACTOR = 10.0  # 60 simulated seconds of URL life = 6 s real: longer than a restart
+PROVIDERS = [("novita", "seedance-v1.5-pro-i2v"), ("byteplus", "seedance-v1.5-pro-i2v"),
+             ("highwayapi", "seedance-v1.5-pro-i2v"), ("novita", "seedance-v1-lite-i2v"),
+             ("wavespeed", "seedance-v1.5-pro-i2v")]
+ID = re.compile(r"chaos-\d{5}")
+NOT_CREATED = {429}  # answers that provably created nothing (all 4xx would be too)
+
+
+def chaos_profile() -> SimProfile:
+    return SimProfile.model_validate({
+        "time_factor": TIME_FACTOR, "latency_mean_s": 20.0, "latency_sigma": 0.4,
+        "queue_delay_s": 2.0, "seed": 7,
+        "p_429": 0.05, "p_5xx": 0.02, "p_submit_timeout": 0.01, "submit_timeout_mode": "drop",
+        "p_malformed": 0.01, "url_ttl_s": 60.0,
+        "request_log_size": JOBS * 40, "request_log_body_chars": 4096,
+        "keys": {"test-highwayapi-key": {"provider": "highwayapi"}},
+    })
+
+
+def manifest(folder: Path, sim_url: str, n: int) -> Path:
+    image = f"{sim_url}/_sim/assets/landscape.png"
+    lines = []
+    for i in range(n):
+        provider, model = PROVIDERS[i % len(PROVIDERS)]
+        lines.append(json.dumps({
+            "custom_id": f"chaos-{i:05d}", "provider": provider, "model": model,
+            "prompt": f"chaos-{i:05d} product shot", "image": image, "resolution": "480p",
+            "duration": 5, "seed": i}))
+    path = folder / "manifest.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def read_jsonl(uri: str) -> list[dict[str, Any]]:
+    text = Path(urlparse(uri).path).read_text(encoding="utf-8")
+    return [json.loads(line) for line in text.splitlines() if line]
+
+
+class Chaos:
+    """Kills and restarts parts of the cluster from a background thread."""
+
+    def __init__(self, cluster: Cluster, redis_dir: Path, server: RedisServer,
+                 batch_id: str) -> None:
+        self.cluster, self.redis_dir, self.server = cluster, redis_dir, server
+        self.batch_id = batch_id
+        self.stop = threading.Event()
+        self.kills: Counter[str] = Counter()
+        self.errors: list[BaseException] = []
+        self.lock = threading.Lock()  # guards cluster.procs against the waiting thread
+        self.thread = threading.Thread(target=self._run, name="chaos", daemon=True)
+        self.workers = 0
+
+    def done_fraction(self) -> float:
+        try:
+            batch = self.cluster.store.get_batch(self.batch_id)
+        except redis.RedisError:
+            return 0.0
+        done = sum(int(batch.get(k) or 0)
+                   for k in ("succeeded", "failed", "expired", "cancelled", "ambiguous"))
+        return done / JOBS
+
+    def _run(self) -> None:
+        try:
+            scheduler_killed = redis_restarted = False
+            victim = 0
+            while not self.stop.wait(KILL_EVERY_S):
+                with self.lock:
+                    name = f"worker{victim}"
+                    victim += 1
+                    self.cluster.stop(name, signal.SIGKILL)
+                    self.kills["worker"] += 1
+                    self.workers += 1
+                    self.cluster.start_worker(f"worker{self.workers + WORKERS - 1}")
+                done = self.done_fraction()
+                if not scheduler_killed and done >= 0.2:
+                    with self.lock:
+                        self.cluster.stop("scheduler", signal.SIGKILL)
+                        self.kills["scheduler"] += 1
+                        self.cluster.start_scheduler()
+                    scheduler_killed = True
+                elif scheduler_killed and not redis_restarted and done >= 0.4:
+                    self.server.stop()  # SIGTERM: Redis flushes its AOF and exits
+                    time.sleep(1.0)
+                    self.server = start_redis(self.redis_dir, self.server.port)
+                    self.kills["redis"] += 1
+                    redis_restarted = True
+        except BaseException as exc:  # reported by the test
+            self.errors.append(exc)
+
+
+def wait_completed(cluster: Cluster, chaos: Chaos, batch_id: str, timeout: float) -> None:
+    start = time.monotonic()
+    deadline, report = start + timeout, start + 10
+    while time.monotonic() < deadline:
+        assert not chaos.errors, chaos.errors
+        if time.monotonic() > report:
+            report += 10
+            print(f"  {time.monotonic() - start:.0f}s done={chaos.done_fraction():.0%} "
+                  f"kills={dict(chaos.kills)}", flush=True)
+        try:
+            if cluster.store.get_batch(batch_id).get("status") == "completed":
+                return
+        except redis.RedisError:
+            pass  # Redis is being restarted
+        time.sleep(0.5)
+    raise AssertionError(f"batch {batch_id} did not complete in {timeout:.0f} s: "
+                         f"{cluster.store.get_batch(batch_id)}\n{cluster.log_tail('scheduler')}")
+
+
+def submits_per_item(log: list[dict[str, Any]]) -> tuple[dict[str, list[Any]], list[Any]]:
+    """custom_id → the statuses of its submit requests, in the order they arrived; and the
+    statuses of requests refused before their body was read (429/5xx injected up front)."""
+    found: dict[str, list[Any]] = defaultdict(list)
+    unread: list[Any] = []
+    for entry in log:
+        if entry["method"] != "POST" or entry["path"].startswith("/_sim/"):
+            continue
+        match = ID.search(entry["body"])
+        if match:
+            found[match.group()].append(entry["status"])
+        else:
+            unread.append(entry["status"])
+    return found, unread
+
+
+def test_chaos_nothing_lost_nothing_paid_twice(tmp_path: Path) -> None:
+    redis_dir = tmp_path / "redis"
+    server = start_redis(redis_dir)
+    chaos: Chaos | None = None
+    try:
+        with running_simulator(chaos_profile()) as sim_url:
+            cluster = Cluster(server.url, sim_url, tmp_path, wavespeed_max_in_flight="20",
+                              time_factor=str(TIME_FACTOR), task_lease_s=str(LEASE_S),
+                              log_level="WARNING")
+            for w in range(WORKERS):
+                cluster.start_worker(f"worker{w}")
+            cluster.start_scheduler()
+            try:
+                batch_id = str(cluster.submit(manifest(tmp_path, sim_url, JOBS),
+                                              provider=None, model=None).batch_id)
+                chaos = Chaos(cluster, redis_dir, server, batch_id)
+                chaos.thread.start()
+                try:
+                    wait_completed(cluster, chaos, batch_id, timeout=120 + JOBS * 0.6)
+                finally:
+                    chaos.stop.set()
+                    chaos.thread.join(60)
+                server = chaos.server
+                check(cluster, chaos, batch_id)
+            finally:
+                cluster.stop_all()
+    finally:
+        server.stop()
+
+
+def check(cluster: Cluster, chaos: Chaos, batch_id: str) -> None:
+    store = JobStore.from_url(chaos.server.url)
+    batch = store.get_batch(batch_id)
+    stats = cluster.sim_stats()
+    results = read_jsonl(batch["results_jsonl"])
+    errors = read_jsonl(batch["errors_jsonl"])
+    expected = {f"chaos-{i:05d}" for i in range(JOBS)}
+
+    # Every manifest line ends in exactly one of results / errors.
+    placed = Counter([r["custom_id"] for r in results] + [e["custom_id"] for e in errors])
+    lost = len(expected - set(placed))
+    twice = sum(1 for n in placed.values() if n > 1)
+    assert set(placed) == expected and twice == 0, (lost, twice)
+
+    # Stored bytes are what the simulator produced.
+    videos = stats["videos"]
+    for r in results:
+        stored = Path(urlparse(str(r["output_uri"])).path).read_bytes()
+        assert hashlib.sha256(stored).hexdigest() == r["sha256"] == videos[r["remote_task_id"]]
+
+    # Exactly one created task per request; none created twice.
+    created = stats["submits_by_fingerprint"]
+    duplicates = sum(n - 1 for n in created.values() if n > 1)
+
+    # Per item: no request the item did not record an attempt for, and nothing sent after
+    # a submit whose outcome was unknown (only a provable "not created" may be retried).
+    log = stats["request_log"]
+    assert len(log) < JOBS * 40, "request log overflowed; raise request_log_size"
+    posts, unread = submits_per_item(log)
+    # A request refused before its body was read created nothing (and names no item).
+    assert all(s == 429 or (isinstance(s, int) and s >= 500) for s in unread), Counter(unread)
+    items = {it["custom_id"]: it for it in store.iter_items(batch_id, int(batch["total"]))}
+    assert sum(map(len, posts.values())) + len(unread) <= sum(
+        int(it.get("attempts") or 0) for it in items.values())
+    resubmitted = []
+    for cid, item in items.items():
+        statuses = posts.get(cid, [])
+        attempts, not_created = int(item.get("attempts") or 0), int(item.get("not_created") or 0)
+        # Every request is recorded as an attempt before it is sent ...
+        assert len(statuses) <= attempts, (cid, statuses, item)
+        # ... and only an attempt that provably created nothing is ever followed by another.
+        if attempts > not_created + 1 or any(s not in NOT_CREATED for s in statuses[:-1]):
+            resubmitted.append((cid, statuses, item.get("state")))
+    duplicates += len(resubmitted)
+
+    # Ambiguous outcomes are reported as such.
+    ambiguous = [e for e in errors if e["status"] == "ambiguous"]
+    for cid, statuses in posts.items():
+        if statuses[-1] not in NOT_CREATED and statuses[-1] != 200:
+            assert items[cid]["state"] in ("ambiguous", "failed"), (cid, statuses, items[cid])
+    assert created and len(created) >= len(results)
+
+    # Counters equal a recount of the item records.
+    recount = store.recount(batch_id)
+    assert recount == {k: int(v) for k, v in batch.items() if k in recount}
+
+    faults = (stats["responses_429"] + stats["responses_5xx"] + stats["malformed"]
+              + stats["submit_timeouts"] + stats["downloads_refused"])
+    codes = Counter(f"{e['status']}/{e['error_code']}" for e in errors)
+    summary = (f"chaos: jobs={JOBS} succeeded={len(results)} errors={len(errors)} "
+               f"({' '.join(f'{k}={v}' for k, v in codes.most_common())}) "
+               f"faults={faults} (429={stats['responses_429']} 5xx={stats['responses_5xx']} "
+               f"malformed={stats['malformed']} submit_timeouts={stats['submit_timeouts']} "
+               f"expired_urls={stats['downloads_refused']}) "
+               f"kills={sum(chaos.kills.values())} (worker={chaos.kills['worker']} "
+               f"scheduler={chaos.kills['scheduler']} redis_restarts={chaos.kills['redis']}) "
+               f"lost={lost} duplicates={duplicates} ambiguous={len(ambiguous)}")
+    print("\n" + summary)
+    Path(os.environ.get("GENBATCH_CHAOS_SUMMARY", os.devnull)).write_text(summary + "\n")
+    assert duplicates == 0, resubmitted[:10]
+    assert chaos.kills["scheduler"] == 1 and chaos.kills["redis"] == 1
+    store.r.close()
