@@ -8,8 +8,9 @@ limit above ITEMS, rate limits off and the first poll far away. A batch of ITEMS
 submitted; at checkpoints (a quarter, half, all of ITEMS accepted by the simulator) the table
 gets a row: items in flight (dispatched, submitting or submitted), tasks the simulator has
 accepted, worker RSS (largest worker process), scheduler RSS, and Redis `used_memory` growth
-since before the batch divided by the items in flight (before the last row, this includes
-the Celery messages of items dispatched but not yet submitted).
+since before the batch divided by ITEMS (every item record exists from ingest on; before the
+last row this also holds the Celery messages of items dispatched but not yet submitted, so
+the last row, with every item in flight, is the per-in-flight-item figure).
 """
 
 from __future__ import annotations
@@ -118,7 +119,7 @@ def main() -> None:
                 mem = int(store.r.info("memory")["used_memory"])
                 in_flight = store.in_flight("novita")
                 table.append((in_flight, submits, max(rss_mb(p.pid) for p in procs[:-1]),
-                              rss_mb(sched.pid), (mem - base_mem) / max(in_flight, 1),
+                              rss_mb(sched.pid), (mem - base_mem) / n,
                               time.perf_counter() - t0))
                 print(f"... {table[-1]}", file=sys.stderr, flush=True)
         finally:
