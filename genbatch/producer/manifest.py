@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -128,6 +129,18 @@ def _csv_rows(path: Path, handle: Iterator[str]) -> Iterator[Row]:
         yield Row(start, {h: c for h, c in zip(header, cells, strict=True) if h})
 
 
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+
+
+def _encodable(data: Any) -> bool:
+    """False when a parsed JSON value holds a lone surrogate, which no UTF-8 store takes."""
+    try:
+        json.dumps(data, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _jsonl_rows(path: Path, lines: Iterator[str]) -> Iterator[Row]:
     for line_no, text in enumerate(lines, start=1):
         if not text.strip():
@@ -142,4 +155,7 @@ def _jsonl_rows(path: Path, lines: Iterator[str]) -> Iterator[Row]:
             problem = ManifestError(str(path), line_no, None, "each line must be a JSON object")
         if problem is None:
             problem = _unknown_column(path, line_no, list(data))
+        if problem is None and _SURROGATE_ESCAPE.search(text) and not _encodable(data):
+            problem = ManifestError(str(path), line_no, None,
+                                    "contains a lone UTF-16 surrogate escape (like \\ud800)")
         yield Row(line_no, data if problem is None else {}, problem)
