@@ -1,7 +1,7 @@
 # One command surface; CI (.ci/run) calls the same targets.
 PY ?= .venv/bin/python
 
-.PHONY: install test lint typecheck unit bench demo
+.PHONY: install test lint typecheck unit bench demo chaos
 
 install:
 	python3 -m venv .venv
@@ -22,6 +22,12 @@ test: lint typecheck unit
 
 bench:
 	$(PY) benchmarks/quota.py
+
+# The full chaos run (2,000 jobs, kills and faults; prints one summary line). `make test`
+# runs the same test at GENBATCH_CHAOS_JOBS=150.
+CHAOS_JOBS ?= 2000
+chaos:
+	GENBATCH_CHAOS_JOBS=$(CHAOS_JOBS) $(PY) -m pytest tests/chaos/test_chaos.py -q -s -p no:timeout
 
 demo:
 	$(PY) -m genbatch demo
