@@ -27,7 +27,7 @@ bench:
 # runs the same test at GENBATCH_CHAOS_JOBS=150.
 CHAOS_JOBS ?= 2000
 chaos:
-	GENBATCH_CHAOS_JOBS=$(CHAOS_JOBS) $(PY) -m pytest tests/chaos/test_chaos.py -q -s -p no:timeout
+	GENBATCH_CHAOS_JOBS=$(CHAOS_JOBS) $(PY) -m pytest tests/chaos/test_chaos.py -q -s --timeout=0
 
 demo:
 	$(PY) -m genbatch demo

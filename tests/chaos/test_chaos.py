@@ -113,7 +113,7 @@ class Chaos:
                         self.cluster.start_scheduler()
                     scheduler_killed = True
                 elif scheduler_killed and not redis_restarted and done >= 0.4:
-                    self.server.stop()  # SIGTERM: Redis flushes its AOF and exits
+                    self.server.kill()  # SIGKILL: only what reached the AOF survives
                     time.sleep(1.0)
                     self.server = start_redis(self.redis_dir, self.server.port)
                     self.kills["redis"] += 1
