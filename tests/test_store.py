@@ -96,3 +96,25 @@ def test_leader_lock_has_one_owner(store: JobStore) -> None:
     assert store.acquire_lock("scheduler", "a", 5)  # renewal by the owner
     store.release_lock("scheduler", "a")
     assert store.acquire_lock("scheduler", "b", 5)
+
+
+def test_add_items_writes_a_chunk_in_order_per_account(store: JobStore) -> None:
+    bid = "chunk"
+    store.create_batch(bid, {"provider": "", "model": "m"}, created_at=1.0)
+    items = [
+        {"seq": "1", "state": "pending", "provider": "novita", "row": '{"prompt": "café ☕"}'},
+        {"seq": "2", "state": "failed", "provider": "", "error_code": "invalid_row"},
+        {"seq": "3", "state": "pending", "provider": "byteplus", "custom_id": "b"},
+        {"seq": "4", "state": "pending", "provider": "novita", "est_cost": ""},
+    ]
+    store.add_items(bid, items)
+    store.add_items(bid, [])
+    store.add_items(bid, [{"seq": "5", "state": "pending", "provider": "novita"}])
+    assert store.get_item(item_id(bid, 1)) == {**items[0], "batch": bid}
+    assert store.get_item(item_id(bid, 4))["est_cost"] == ""
+    assert store.r.lrange(store.k("pending", "novita", bid), 0, -1) == [
+        item_id(bid, 1), item_id(bid, 4), item_id(bid, 5)]
+    assert store.r.lrange(store.k("pending", "byteplus", bid), 0, -1) == [item_id(bid, 3)]
+    batch = store.get_batch(bid)
+    assert (batch["total"], batch["pending"], batch["failed"]) == ("5", "4", "1")
+    assert store.recount(bid) == {c: int(batch[c]) for c in COUNTERS}
