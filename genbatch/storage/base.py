@@ -92,3 +92,18 @@ def raise_write_failed(where: str, exc: BaseException) -> NoReturn:
     if isinstance(exc, StorageError) or not isinstance(exc, Exception):
         raise exc
     raise StorageError(f"writing {where} failed: {type(exc).__name__}: {exc}") from exc
+
+
+class StreamingPuts:
+    """put_bytes and put_file for a backend that implements put_stream."""
+
+    def put_stream(self, key: str, chunks: Iterable[bytes],
+                   content_type: str = "video/mp4") -> StoredObject:
+        raise NotImplementedError
+
+    def put_bytes(self, key: str, data: bytes, content_type: str = "video/mp4") -> StoredObject:
+        return self.put_stream(key, [data], content_type)
+
+    def put_file(self, key: str, path: Path, content_type: str = "video/mp4") -> StoredObject:
+        return self.put_stream(key, file_chunks(path), content_type)
+

@@ -10,11 +10,16 @@ from pathlib import Path
 from typing import BinaryIO
 
 from genbatch.errors import StorageError
-from genbatch.storage.base import Digest, StoredObject, file_chunks, raise_write_failed
+from genbatch.storage.base import (
+    Digest,
+    StoredObject,
+    StreamingPuts,
+    raise_write_failed,
+)
 from genbatch.storage.keys import check_key
 
 
-class LocalStorage:
+class LocalStorage(StreamingPuts):
     """Objects as files under `root` (created if missing).
 
     A write goes to a hidden temporary file next to its target, is fsynced, then renamed
@@ -57,12 +62,6 @@ class LocalStorage:
             raise_write_failed(repr(key), exc)
         _fsync_dir(path.parent)
         return StoredObject(key, self.uri(key), digest.hexdigest(), digest.size)
-
-    def put_bytes(self, key: str, data: bytes, content_type: str = "video/mp4") -> StoredObject:
-        return self.put_stream(key, [data], content_type)
-
-    def put_file(self, key: str, path: Path, content_type: str = "video/mp4") -> StoredObject:
-        return self.put_stream(key, file_chunks(path), content_type)
 
     def get_bytes(self, key: str) -> bytes:
         path = self._path(key)

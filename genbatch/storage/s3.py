@@ -12,13 +12,17 @@ import contextlib
 import io
 import logging
 from collections.abc import Iterable, Iterator
-from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
 from botocore.exceptions import BotoCoreError, ClientError
 
 from genbatch.errors import StorageError
-from genbatch.storage.base import Digest, StoredObject, file_chunks, raise_write_failed
+from genbatch.storage.base import (
+    Digest,
+    StoredObject,
+    StreamingPuts,
+    raise_write_failed,
+)
 from genbatch.storage.keys import check_key
 
 if TYPE_CHECKING:
@@ -35,7 +39,7 @@ MAX_PARTS = 10_000  # S3's maximum number of parts
 _MISSING_CODES = frozenset({"404", "NoSuchKey", "NotFound"})
 
 
-class S3Storage:
+class S3Storage(StreamingPuts):
     """Objects under `s3://bucket/prefix/`, through an injected boto3 S3 client."""
 
     def __init__(
@@ -91,12 +95,6 @@ class S3Storage:
                 raise _storage_error("write", self.uri(key), exc) from exc
             raise_write_failed(self.uri(key), exc)
         return StoredObject(key, self.uri(key), digest.hexdigest(), digest.size)
-
-    def put_bytes(self, key: str, data: bytes, content_type: str = "video/mp4") -> StoredObject:
-        return self.put_stream(key, [data], content_type)
-
-    def put_file(self, key: str, path: Path, content_type: str = "video/mp4") -> StoredObject:
-        return self.put_stream(key, file_chunks(path), content_type)
 
     def get_bytes(self, key: str) -> bytes:
         full = self._full_key(key)
