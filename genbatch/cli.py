@@ -35,6 +35,11 @@ class Priority(StrEnum):
     low = "low"
 
 
+class Tier(StrEnum):
+    default = "default"
+    flex = "flex"
+
+
 def _settings() -> Settings:
     return load_settings()
 
@@ -58,9 +63,27 @@ def submit(
         "--dry-run", help="validate and estimate cost; submit nothing")] = False,
     wait: Annotated[bool, typer.Option("--wait", help="watch until the batch finishes")
                     ] = False,
-    priority: Annotated[Priority, typer.Option(
-        help="dispatch order: high before normal before low; round-robin within one")
-                        ] = Priority.normal,
+    priority: Annotated[Priority | None, typer.Option(
+        help="dispatch order: high before normal before low; round-robin within one "
+             "[default: normal; low with --tier flex]", show_default=False)] = None,
+    tier: Annotated[Tier | None, typer.Option(
+        help="service_tier for rows without one; flex = offline, half price, up to 72 h "
+             "(Novita, HighwayAPI, BytePlus; refused on WaveSpeed)", show_default=False)
+                    ] = None,
+    expires_after: Annotated[int | None, typer.Option(
+        "--expires-after", metavar="SECONDS",
+        help="execution_expires_after for rows without one (3600-259200; default the "
+             "provider's, 172800 on BytePlus)", show_default=False)] = None,
+    budget: Annotated[float | None, typer.Option(
+        metavar="USD", help="stop submitting once the estimated spend would pass this",
+        show_default=False)] = None,
+    notify: Annotated[str | None, typer.Option(
+        metavar="URL", help="POST a signed event here when the batch finishes",
+        show_default=False)] = None,
+    fallback: Annotated[str | None, typer.Option(
+        metavar="PROVIDER:MODEL",
+        help="resubmit an item that fails at its provider once to this provider and model",
+        show_default=False)] = None,
     resume: Annotated[str | None, typer.Option(
         "--resume", metavar="BATCH",
         help="apply to an existing batch: skip rows already succeeded or running (by "
@@ -68,8 +91,16 @@ def submit(
 ) -> None:
     """Validate MANIFEST and enqueue it as a new batch; prints the batch id."""
     from genbatch.producer.ingest import ingest_manifest
+    from genbatch.producer.options import BatchOptions
     from genbatch.storage import open_storage
 
+    if resume is not None and any(v is not None for v in (priority, tier, expires_after,
+                                                           notify, fallback)):
+        raise GenbatchError("--resume keeps the batch's own --priority, --tier, "
+                            "--expires-after, --notify and --fallback; leave them out")
+    options = BatchOptions.build(
+        priority=priority.value if priority else None, tier=tier.value if tier else None,
+        expires_after=expires_after, budget_usd=budget, notify_url=notify, fallback=fallback)
     settings = _settings()
     store = storage = None
     if not dry_run:
@@ -94,7 +125,7 @@ def submit(
         return
     result = ingest_manifest(manifest, store=store, storage=storage, provider=provider,
                              model=model, skip_invalid=skip_invalid, dry_run=dry_run,
-                             priority=priority.value)
+                             options=options)
     for e in result.errors:
         err.print(f"[yellow]skipped[/] {e}", highlight=False)
     if dry_run:

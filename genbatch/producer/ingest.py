@@ -24,6 +24,7 @@ from genbatch.errors import ManifestError, ManifestRejected
 from genbatch.images import is_data_uri, is_remote, sniff_format
 from genbatch.models import GenerationRequest
 from genbatch.producer.manifest import iter_rows
+from genbatch.producer.options import BatchOptions
 from genbatch.producer.validate import IMAGE_FIELDS, MAX_CACHED_REFS, RowValidator, ValidRow
 from genbatch.storage import ObjectStorage
 from genbatch.store import JobStore
@@ -70,19 +71,20 @@ def ingest_manifest(
     skip_invalid: bool = False,
     dry_run: bool = False,
     progress: Callable[[int], None] | None = None,
-    priority: str = "normal",
+    options: BatchOptions | None = None,
 ) -> IngestResult:
     """Validate every row of `path`; unless `dry_run`, write them as a new batch.
 
     Raises ManifestRejected (nothing written) when rows are bad and `skip_invalid` is off.
     """
     path = path.resolve()
-    validator = RowValidator(path, provider, model)
+    options = options or BatchOptions()
+    validator = RowValidator(path, provider, model, options.row_defaults())
     writer = None
     if not dry_run:
         if store is None or storage is None:
             raise ValueError("ingest needs a store and a storage unless dry_run")
-        writer = _BatchWriter(store, storage, path, provider, model, priority)
+        writer = _BatchWriter(store, storage, path, provider, model, options)
     result = IngestResult(writer.batch_id if writer else None)
     providers_used: set[str] = set()
     committed = False
@@ -125,7 +127,7 @@ class _BatchWriter:
 
     def __init__(
         self, store: JobStore, storage: ObjectStorage, path: Path,
-        provider: str | None, model: str | None, priority: str = "normal",
+        provider: str | None, model: str | None, options: BatchOptions,
     ) -> None:
         self.store = store
         self.batch_id = new_batch_id()
@@ -134,7 +136,7 @@ class _BatchWriter:
         self._writes = ThreadPoolExecutor(max_workers=1, thread_name_prefix="genbatch-ingest")
         self._write: Future[None] | None = None
         meta = {"provider": provider or "", "model": model or "", "manifest": str(path),
-                "priority": priority}
+                **options.meta()}
         store.create_batch(self.batch_id, meta, created_at=time.time())
 
     def add(

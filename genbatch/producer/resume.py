@@ -20,6 +20,7 @@ from genbatch.producer.ingest import (
     ingest_manifest,
 )
 from genbatch.producer.manifest import iter_rows
+from genbatch.producer.options import BatchOptions
 from genbatch.producer.validate import RowValidator, ValidRow
 from genbatch.storage import ObjectStorage
 from genbatch.store import JobStore, item_id
@@ -37,11 +38,12 @@ def resume_manifest(
     batch = store.get_batch(batch_id)
     if batch.get("status") == "validating":
         raise GenbatchError(f"batch {batch_id} never finished validating; submit it again")
+    options = BatchOptions.from_meta(batch)  # the batch's --tier etc. apply to new rows too
     checked = ingest_manifest(path, store=None, storage=None, provider=provider, model=model,
-                              skip_invalid=skip_invalid, dry_run=True)
+                              skip_invalid=skip_invalid, dry_run=True, options=options)
     existing = {rec["custom_id"]: rec for rec in store.iter_items(batch_id, int(batch["total"]))}
     uploads = _ImageUploader(storage)
-    validator = RowValidator(path.resolve(), provider, model)
+    validator = RowValidator(path.resolve(), provider, model, options.row_defaults())
     counts = {"added": 0, "replaced": 0, "kept": 0}
     new_records: list[dict[str, str]] = []
     queued: list[tuple[str, str]] = []

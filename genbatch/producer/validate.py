@@ -46,6 +46,8 @@ class RowValidator:
     path: Path
     default_provider: str | None
     default_model: str | None
+    # Request fields a row gets when it leaves them out (batch options: --tier, ...).
+    request_defaults: dict[str, Any] = field(default_factory=dict)
     seen_ids: set[str] = field(default_factory=set)
     _image_checks: dict[Path, str | None] = field(default_factory=dict)
     # image reference as written -> (absolute path, or None for a URL / data URI; problem)
@@ -110,6 +112,8 @@ class RowValidator:
     def _request(self, data: dict[str, Any], err: Any) -> GenerationRequest | None:
         values = {k: _blank_to_none(data[k]) for k in REQUEST_FIELDS if k in data}
         values = {k: v for k, v in values.items() if v is not None}
+        for k, v in self.request_defaults.items():
+            values.setdefault(k, v)
         try:
             return GenerationRequest(**values)
         except ValidationError as exc:

@@ -101,3 +101,22 @@ def test_demo_interrupted_stops_every_child(tmp_path: Path) -> None:
     while processes_with(str(workdir)) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert processes_with(str(workdir)) == []
+
+
+def test_bad_batch_option_is_one_line_and_submits_nothing(redis_url: str,
+                                                          tmp_path: Path) -> None:
+    manifest = tmp_path / "m.csv"
+    manifest.write_text("prompt,image\nhi,https://example.com/a.jpg\n")
+    env = {"GENBATCH_REDIS_URL": redis_url}
+    res = run(["submit", str(manifest), "--provider", "byteplus", "--expires-after", "60"],
+              env=env)
+    assert res.returncode == 2
+    assert res.stderr.strip() == ("error: --expires-after must be between 3600 and 259200 "
+                                  "seconds (got 60)")
+    res = run(["submit", str(manifest), "--resume", "some-batch", "--tier", "flex"], env=env)
+    assert res.returncode == 2
+    assert "--resume keeps the batch's own" in res.stderr
+    res = run(["submit", str(manifest), "--provider", "byteplus", "--tier", "flex",
+               "--dry-run"], env=env)
+    assert res.returncode == 0, res.stderr
+    assert "byteplus seedance-v1.5-pro-i2v: 1 rows" in res.stdout
