@@ -120,6 +120,14 @@ class Settings(BaseSettings):
     )
     aimd_min_factor: float = Field(default=0.05, gt=0, le=1, description="rate floor")
 
+    # Webhook out: the signed event POSTed to `submit --notify URL` (genbatch/notify.py).
+    notify_secret: SecretStr | None = Field(
+        default=None, description="HMAC-SHA256 key signing batch events; unset = none is sent"
+    )
+    notify_max_attempts: int = Field(
+        default=8, ge=1, description="delivery attempts (backoff 10 s x 3^n, at most 1 h)"
+    )
+
     # Worker.
     worker_concurrency: int = Field(default=8, ge=1)
     worker_pool: Literal["threads", "prefork", "solo"] = "threads"

@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from genbatch import notify
 from genbatch.store import JobStore
 
 STATE_COLUMNS = ("pending", "in_flight", "downloading", "succeeded", "failed", "expired",
@@ -35,7 +36,7 @@ def batch_summary(batch: dict[str, str]) -> dict[str, object]:
         "created_at": datetime.fromtimestamp(created, UTC).isoformat(timespec="seconds"),
         "manifest": batch.get("manifest"), **c,
         "results_jsonl": batch.get("results_jsonl"), "results_csv": batch.get("results_csv"),
-        "errors_jsonl": batch.get("errors_jsonl"),
+        "errors_jsonl": batch.get("errors_jsonl"), "notify": notify.summary(batch),
     }
 
 

@@ -19,6 +19,7 @@ QUEUES: dict[str, str] = {
     "poll": "genbatch.poll",
     "download": "genbatch.download",
     "finalize": "genbatch.control",
+    "notify": "genbatch.control",
 }
 TASK_NAMES: dict[str, str] = {kind: f"genbatch.{kind}" for kind in QUEUES}
 
@@ -69,7 +70,7 @@ def worker_argv(settings: Settings, hostname: str | None = None) -> list[str]:
     argv = [
         "worker", f"--loglevel={settings.log_level}",
         f"--concurrency={settings.worker_concurrency}", f"--pool={settings.worker_pool}",
-        "--queues", ",".join(QUEUES.values()), "--task-events",
+        "--queues", ",".join(dict.fromkeys(QUEUES.values())), "--task-events",
         "--without-gossip", "--without-mingle",
     ]
     if hostname:

@@ -19,7 +19,7 @@ import secrets
 import threading
 from dataclasses import dataclass
 
-from genbatch import metrics
+from genbatch import metrics, notify
 from genbatch.config import PROVIDER_NAMES
 from genbatch.store.limits import Limits, poll_rates, rates_for
 from genbatch.worker.runtime import Runtime
@@ -51,6 +51,7 @@ class Scheduler:
         stats = TickStats()
         stats.dispatched = self.dispatch()
         stats.timers, stats.ambiguous = self.fire_timers()
+        notify.enqueue_due(self.rt)  # webhook-out deliveries due (retries, lost messages)
         if self.ticks % self.sweep_every == 0:
             stats.finalize = self.sweep()
         self.ticks += 1

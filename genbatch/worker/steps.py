@@ -11,7 +11,7 @@ from typing import Any
 
 import httpx
 
-from genbatch import metrics
+from genbatch import metrics, notify
 from genbatch.errors import (
     AmbiguousSubmit,
     GenbatchError,
@@ -274,9 +274,12 @@ def finalize_batch(rt: Runtime, batch_id: str) -> str:
                           rt.store.iter_items(batch_id, int(batch["total"])),
                           presign_s=rt.settings.presign_results_s)
     final = "cancelled" if batch.get("cancel_requested") else "completed"
-    rt.store.batch_cas(batch_id, ["finalizing"], final, {
+    notify.arm(rt, batch)  # before the batch is final: a crash after it still notifies
+    done, _ = rt.store.batch_cas(batch_id, ["finalizing"], final, {
         "finished_at": repr(rt.now()), "results_jsonl": files.results_jsonl,
         "results_csv": files.results_csv, "errors_jsonl": files.errors_jsonl,
     })
     rt.store.deactivate(batch_id)
+    if done and batch.get("notify_url"):
+        rt.enqueue("notify", batch_id)
     return final

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from genbatch import notify as webhook_out
 from genbatch.worker import steps
 from genbatch.worker.app import app, runtime
 
@@ -24,3 +25,8 @@ def download(item_id: str) -> str:
 @app.task(name="genbatch.finalize")
 def finalize(batch_id: str) -> str:
     return steps.finalize_batch(runtime(), batch_id)
+
+
+@app.task(name="genbatch.notify")
+def notify(batch_id: str) -> str:
+    return webhook_out.deliver(runtime(), batch_id)
