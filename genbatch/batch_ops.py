@@ -95,20 +95,18 @@ def retry_batch(rt: Runtime, batch_id: str, states: tuple[str, ...]) -> RetryRep
     if batch.get("status") == "validating":
         raise GenbatchError(f"batch {batch_id} never finished validating; submit it again")
     report = RetryReport()
-    moved: list[tuple[str, str]] = []
+    reopened = False
     for item in rt.store.iter_items(batch_id, int(batch["total"])):
         if item["state"] not in states:
             continue
         if item.get("error_code") == "invalid_row":
             report.invalid_rows += 1
             continue
+        if not reopened:  # before the first item is queued, so it can finish normally
+            reopened = rt.store.reopen_batch(batch_id) or True
         iid = item_id(batch_id, int(item["seq"]))
-        # Counters move now; the item is not on any queue until the batch is reopened.
+        # Back to pending and onto its queue in one step: a crash leaves no item stranded.
         if rt.store.transition(iid, [item["state"]], "pending", timer="-",
-                               fields=attempt_reset(item)).applied:
-            moved.append((iid, item["provider"]))
-    if moved:
-        rt.store.reopen_batch(batch_id)
-        rt.store.enqueue_pending(moved, batch_id)
-    report.requeued = len(moved)
+                               fields=attempt_reset(item), queue="back").applied:
+            report.requeued += 1
     return report

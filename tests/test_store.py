@@ -118,3 +118,28 @@ def test_add_items_writes_a_chunk_in_order_per_account(store: JobStore) -> None:
     batch = store.get_batch(bid)
     assert (batch["total"], batch["pending"], batch["failed"]) == ("5", "4", "1")
     assert store.recount(bid) == {c: int(batch[c]) for c in COUNTERS}
+
+
+def test_back_to_pending_and_onto_a_queue_is_one_step(store: JobStore) -> None:
+    """An item moved back to pending is on its queue in the same atomic step (front for a
+    429, back for a retry, on the account named by the fields it gets)."""
+    make_batch(store, "b9", 3)
+    store.dispatch("novita", "b9", limit=5, max_n=2, lease_until=10.0)
+    first, second = item_id("b9", 1), item_id("b9", 2)
+    store.transition(first, ["dispatched"], "submitting")
+    assert store.transition(first, ["submitting"], "pending", timer="-",
+                            queue="front").applied
+    assert store.r.lrange("gb:pending:novita:b9", 0, -1) == [first, item_id("b9", 3)]
+    assert store.in_flight("novita") == 1
+    store.transition(second, ["dispatched"], "failed", timer="-")
+    store.r.srem("gb:queues:byteplus", "b9")
+    assert store.transition(second, ["failed"], "pending", fields={"provider": "byteplus"},
+                            queue="back").applied
+    assert store.r.lrange("gb:pending:byteplus:b9", 0, -1) == [second]
+    assert store.r.sismember("gb:queues:byteplus", "b9")
+    assert store.in_flight("novita") == 0
+    # A transition that does not apply queues nothing.
+    assert not store.transition(second, ["failed"], "pending", queue="back").applied
+    assert store.r.llen("gb:pending:byteplus:b9") == 1
+    batch = store.get_batch("b9")
+    assert store.recount("b9") == {c: int(batch[c]) for c in COUNTERS}

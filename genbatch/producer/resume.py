@@ -46,8 +46,8 @@ def resume_manifest(
     validator = RowValidator(path.resolve(), provider, model, options.row_defaults())
     counts = {"added": 0, "replaced": 0, "kept": 0}
     new_records: list[dict[str, str]] = []
-    queued: list[tuple[str, str]] = []
     seq = int(batch["total"])
+    reopened = False
     for row in iter_rows(path.resolve()):
         outcome = validator.validate(row)
         custom_id = outcome.custom_id if isinstance(outcome, ValidRow) else \
@@ -65,17 +65,15 @@ def resume_manifest(
             record.pop("state")
             record.update(attempt_reset(old), error_code="", error_message="")
             iid = item_id(batch_id, int(old["seq"]))
+            if not reopened:  # before the first item is queued, so it can finish normally
+                reopened = store.reopen_batch(batch_id) or True
             if store.transition(iid, [old["state"]], "pending", timer="-",
-                                fields=record).applied:
-                queued.append((iid, outcome.provider))
+                                fields=record, queue="back").applied:
                 counts["replaced"] += 1
         else:
             counts["kept"] += 1
     if new_records:
-        store.add_items(batch_id, new_records)
-        queued += [(item_id(batch_id, int(r["seq"])), r["provider"]) for r in new_records
-                   if r["state"] == "pending"]
-    if queued or new_records:
-        store.reopen_batch(batch_id)
-        store.enqueue_pending(queued, batch_id)
+        if not reopened:
+            store.reopen_batch(batch_id)
+        store.add_items(batch_id, new_records)  # pending ones go onto their queues with it
     return checked, counts

@@ -23,7 +23,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import redis
 
@@ -95,10 +95,11 @@ class JobStore:
         """Write a chunk of item records (each with `seq`, `state` and `provider`, all
         values strings) in one round trip.
 
-        Only for a batch still `validating`: nothing dispatches from it yet. Pending items
-        go on the batch's per-account list. The chunk travels as one JSON argument of one
-        Lua call (ADD_ITEMS): per-item command encoding and replies were most of ingest's
-        time.
+        Pending items go on the batch's per-account list; while the batch is still
+        `validating` nothing dispatches from them (commit_batch makes them visible), for
+        a running batch (resume) they are dispatchable at once. The chunk travels as one
+        JSON argument of one Lua call (ADD_ITEMS): per-item command encoding and replies
+        were most of ingest's time.
         """
         if not items:
             return
@@ -187,11 +188,15 @@ class JobStore:
         timer: TimerArg = None,
         fields: Mapping[str, Any] | None = None,
         incr: Mapping[str, int] | None = None,
+        queue: Literal["front", "back"] | None = None,
     ) -> Transition:
         """Compare-and-set the item's state, moving batch counters in the same step.
 
         `allowed` lists the states the item may be in ("*" = any non-terminal); `timer`
-        is None (keep), "-" (remove) or the next due time. Returns whether it applied.
+        is None (keep), "-" (remove) or the next due time. With `queue` and `new` =
+        "pending", the item also goes onto the front or back of its account's pending
+        list (its `provider` after `fields` apply) in the same atomic step. Returns
+        whether it applied.
         """
         allowed_arg = allowed if isinstance(allowed, str) else ",".join(allowed)
         timer_arg = "" if timer is None else (timer if isinstance(timer, str) else repr(timer))
@@ -201,6 +206,7 @@ class JobStore:
         args.append(len(incr or {}))
         for f, d in (incr or {}).items():
             args += [f, d]
+        args.append(queue or "")
         res = self._transition(keys=[self.k("item", iid), self.k("timers")], args=args)
         status, previous, open_items = int(res[0]), str(res[1]), int(res[2])
         if status == -1:
@@ -209,14 +215,6 @@ class JobStore:
 
     def set_timer(self, iid: str, due: float) -> None:
         self.r.zadd(self.k("timers"), {iid: due})
-
-    def enqueue_pending(self, items: Sequence[tuple[str, str]], batch_id: str) -> None:
-        """Append (item id, provider) pairs, already moved to `pending`, to their queues."""
-        pipe = self.r.pipeline(transaction=True)
-        for iid, provider in items:
-            pipe.rpush(self.k("pending", provider, batch_id), iid)
-            pipe.sadd(self.k("queues", provider), batch_id)
-        pipe.execute()
 
     def unqueue_batch(self, batch_id: str, providers: Sequence[str]) -> None:
         """Stop dispatching a batch: take it off every account's round-robin."""
@@ -236,13 +234,6 @@ class JobStore:
             pipe.sadd(self.k("active"), batch_id)
             pipe.execute()
         return ok
-
-    def requeue_front(self, iid: str, provider: str, batch_id: str) -> None:
-        """Put an item (already moved back to `pending`) at the head of its queue."""
-        pipe = self.r.pipeline(transaction=True)
-        pipe.lpush(self.k("pending", provider, batch_id), iid)
-        pipe.sadd(self.k("queues", provider), batch_id)
-        pipe.execute()
 
     # -- scheduling ------------------------------------------------------------------
     def queued_batches(self, provider: str) -> list[str]:

@@ -44,7 +44,9 @@ end
 # KEYS: item, timers ZSET.
 # ARGV: item_id, key prefix, allowed states (comma separated, '*' = any non-terminal),
 #       new state, timer ('' keep, '-' remove, else a score), n, field1, value1, ...,
-#       then incr-field pairs: m, field1, delta1, ...
+#       then incr-field pairs: m, field1, delta1, ..., then queue ('' none, 'front' or
+#       'back': with new state 'pending', push the item onto its account's pending list
+#       of its batch, in the same step, so a crash cannot leave it pending on no queue).
 # Returns {1, old_state, open_count} on success, {0, current_state, -1} when the state did
 # not match, {-1, '', -1} when the item does not exist.
 TRANSITION = _COMMON + """
@@ -79,6 +81,17 @@ if timer == '-' then
   redis.call('ZREM', timers, item_id)
 elseif timer ~= '' then
   redis.call('ZADD', timers, tonumber(timer), item_id)
+end
+local queue = ARGV[i] or ''
+if queue ~= '' and new == 'pending' then
+  local account = redis.call('HGET', item_key, 'provider')  -- may have just been set
+  local list = prefix .. 'pending:' .. account .. ':' .. batch
+  if queue == 'front' then
+    redis.call('LPUSH', list, item_id)
+  else
+    redis.call('RPUSH', list, item_id)
+  end
+  redis.call('SADD', prefix .. 'queues:' .. account, batch)
 end
 return {1, cur, open_count(batch_key)}
 """
@@ -167,7 +180,8 @@ return 0
 # Writes a chunk of new item records of a `validating` batch in one call: ARGV[3] is a JSON
 # array of records (string fields, each with seq, state and provider). One command and one
 # reply per chunk instead of two per item; pending ids go onto their per-account lists in
-# manifest order. KEYS[1] batch hash; ARGV[1] key prefix, ARGV[2] batch id.
+# manifest order (for a batch already running, its account queues are marked too).
+# KEYS[1] batch hash; ARGV[1] key prefix, ARGV[2] batch id.
 ADD_ITEMS = """
 local prefix, bid = ARGV[1], ARGV[2]
 local items = cjson.decode(ARGV[3])
@@ -193,11 +207,15 @@ for _, rec in ipairs(items) do
     ids[#ids + 1] = iid
   end
 end
+local live = redis.call('HGET', KEYS[1], 'status') ~= 'validating'
 for _, p in ipairs(order) do
   local ids = pending[p]
   for i = 1, #ids, 500 do
     redis.call('RPUSH', prefix .. 'pending:' .. p .. ':' .. bid,
                unpack(ids, i, math.min(i + 499, #ids)))
+  end
+  if live then  -- items added to a running batch (submit --resume) are dispatchable now
+    redis.call('SADD', prefix .. 'queues:' .. p, bid)
   end
 end
 redis.call('HINCRBY', KEYS[1], 'total', #items)

@@ -24,7 +24,13 @@ from genbatch.models import GenerationRequest, PollResult, TaskStatus
 from genbatch.providers import get_spec
 from genbatch.storage import object_key
 from genbatch.store.limits import GenTimes, Limits
-from genbatch.worker.polling import first_poll_delay, next_poll_delay, retry_delay
+from genbatch.webhooks import callback_url
+from genbatch.worker.polling import (
+    first_poll_delay,
+    next_poll_delay,
+    retry_delay,
+    safety_poll_delay,
+)
 from genbatch.worker.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -54,8 +60,9 @@ def submit_item(rt: Runtime, iid: str) -> str:
     )
     if not claim.applied:
         return "skipped"
+    hook = callback_url(rt.settings, item["provider"], iid)  # None: webhooks off
     try:
-        remote_id = adapter.submit(item["model"], request)
+        remote_id = adapter.submit(item["model"], request, webhook_url=hook)
     except RateLimited as exc:
         return _not_created(rt, item, iid, exc, exc.retry_after or 2.0)
     except RetryableProviderError as exc:
@@ -70,10 +77,12 @@ def submit_item(rt: Runtime, iid: str) -> str:
     # one not done yet is re-polled at the minimum interval (≈ 1.9 polls per job measured).
     first = first_poll_delay(EARLY * learned if learned else spec.typical_seconds, None,
                              rt.settings)
+    if hook:  # the provider calls back: poll only as a slow safety net
+        first = safety_poll_delay(rt.settings)
     done = rt.store.transition(
         iid, ["submitting"], "submitted", timer=rt.now() + first,
         fields={"remote_id": remote_id, "submitted_at": now, "first_poll_s": first,
-                "deadline": now + _deadline_s(rt, request)},
+                "deadline": now + _deadline_s(rt, request), **({"webhook": 1} if hook else {})},
     )
     return "submitted" if done.applied else "skipped"
 
@@ -103,12 +112,15 @@ def poll_item(rt: Runtime, iid: str) -> str:
         return "retry"
     except PermanentProviderError as exc:
         return finish(rt, iid, ["submitted"], "failed", exc.code, exc.message)
-    return _apply_poll(rt, item, iid, result, polls)
+    return apply_poll(rt, item, iid, result, polls)
 
 
-def _apply_poll(rt: Runtime, item: dict[str, str], iid: str, result: PollResult,
-                polls: int) -> str:
+def apply_poll(rt: Runtime, item: dict[str, str], iid: str, result: PollResult,
+               polls: int, *, pushed: bool = False) -> str:
+    """Move a `submitted` item on what its provider reports: a poll's answer, or the same
+    report pushed by a webhook callback (`pushed`, from genbatch.webhooks.receiver)."""
     now = rt.now()
+    seen = {"callbacks" if pushed else "polls": 1}
     if result.status is TaskStatus.SUCCEEDED:
         if not result.video_url:
             return finish(rt, iid, ["submitted"], "failed", "no_output",
@@ -119,22 +131,24 @@ def _apply_poll(rt: Runtime, item: dict[str, str], iid: str, result: PollResult,
             fields={"video_url": result.video_url, "video_ttl": result.video_ttl_s or "",
                     "seed": "" if result.seed is None else result.seed,
                     "cost": "" if cost is None else repr(cost), "generated_at": now},
-            incr={"polls": 1},
+            incr=seen,
         )
         if moved.applied:
             rt.enqueue("download", iid)
-            _learn_gen_time(rt, item, now, polls)
+            _learn_gen_time(rt, item, now, polls, pushed)
         return "downloading" if moved.applied else "skipped"
     if result.status in TERMINAL_TASK_STATE:
         return finish(rt, iid, ["submitted"], TERMINAL_TASK_STATE[result.status],
                        result.error_code or result.status.value,
                        result.error_message or f"the provider reports {result.raw_status}")
     delay = next_poll_delay(polls, result.eta_s, rt.settings)
+    if item.get("webhook"):
+        delay = max(delay, safety_poll_delay(rt.settings))
     rt.store.transition(
         iid, ["submitted"], "submitted", timer=now + delay,
         fields={"remote_status": result.raw_status, "polled_at": now,
                 "progress": "" if result.progress is None else result.progress},
-        incr={"polls": 1},
+        incr=seen,
     )
     return "running"
 
@@ -143,14 +157,20 @@ def _gen_times(rt: Runtime) -> GenTimes:
     return GenTimes(rt.store.r, rt.store.prefix)
 
 
-def _learn_gen_time(rt: Runtime, item: dict[str, str], now: float, polls: int) -> None:
+def _learn_gen_time(rt: Runtime, item: dict[str, str], now: float, polls: int,
+                    pushed: bool = False) -> None:
     """Estimate when the generation really finished and feed the model's running mean:
     between the last 'still running' poll and this one; when the first poll already found
-    it done, a little before it (so the estimate can move down as well as up)."""
+    it done, a little before it (so the estimate can move down as well as up). A webhook
+    callback comes when it finished; a safety poll of a webhook item says too little."""
     if not item.get("submitted_at") or item.get("dl_attempts"):
         return  # a re-poll for a fresh URL says nothing about generation time
     submitted = float(item["submitted_at"])
-    if polls > 1 and item.get("polled_at"):
+    if pushed:
+        done_at = now
+    elif item.get("webhook"):
+        return
+    elif polls > 1 and item.get("polled_at"):
         done_at = (float(item["polled_at"]) + now) / 2
     else:  # measured from when the poll was due, so queueing delays do not inflate it
         done_at = submitted + 0.85 * float(item.get("first_poll_s") or now - submitted)
@@ -207,9 +227,8 @@ def _not_created(rt: Runtime, item: dict[str, str], iid: str, exc: RetryableProv
         metrics.record_429(rt.store, item["provider"], "submit")
     moved = rt.store.transition(iid, ["submitting"], "pending", timer="-",
                                 fields={"last_error": f"{exc.code}: {exc.message}"},
-                                incr={"not_created": 1})
+                                incr={"not_created": 1}, queue="front")
     if moved.applied:
-        rt.store.requeue_front(iid, item["provider"], item["batch"])
         rt.store.set_cooldown(item["provider"], cooldown_s / rt.settings.time_factor)
         if isinstance(exc, RateLimited):
             slow_down(rt, item["provider"], "submit")
