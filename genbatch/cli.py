@@ -314,6 +314,20 @@ def dashboard(
     serve(settings, host, port)
 
 
+@app.command()
+def webhooks(
+    port: Annotated[int, typer.Option(help="port to listen on")] = 8900,
+    host: Annotated[str, typer.Option(help="address to bind")] = "127.0.0.1",
+) -> None:
+    """Receive WaveSpeed and Novita webhook callbacks (needs GENBATCH_WEBHOOK_BASE_URL and
+    GENBATCH_WEBHOOK_SECRET); each moves its item as a poll would."""
+    from genbatch.webhooks.receiver import serve
+
+    settings = _settings()
+    _store(settings)
+    serve(settings, host, port)
+
+
 def _fail(message: str, code: int = 2) -> NoReturn:
     err.print(f"[bold red]error:[/] {message}", highlight=False)
     sys.exit(code)

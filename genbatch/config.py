@@ -136,6 +136,20 @@ class Settings(BaseSettings):
     # Time compression for tests and the demo against the simulator (1 = real time).
     time_factor: float = Field(default=1.0, gt=0, description="divide every wait by this")
 
+    # Webhooks in (`genbatch webhooks`; README "Webhooks"). Unset base URL = webhooks off.
+    webhook_base_url: str | None = Field(
+        default=None, description="public URL of the webhook receiver, sent to WaveSpeed and "
+        "Novita as the callback address; unset = webhooks off, polling only"
+    )
+    webhook_secret: SecretStr | None = Field(
+        default=None, description="key (16+ characters) of the HMAC that makes each callback "
+        "URL unguessable; webhooks stay off until both it and webhook_base_url are set"
+    )
+    webhook_safety_poll_s: float = Field(
+        default=300.0, gt=0, description="with webhooks on, poll a webhook item only this often "
+        "(a safety net for lost callbacks)"
+    )
+
     def provider(self, name: str) -> ProviderSettings:
         if name not in PROVIDER_NAMES:
             raise ConfigError(

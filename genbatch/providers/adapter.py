@@ -113,7 +113,9 @@ class Adapter:
     def build_body(self, model: str, request: GenerationRequest) -> dict[str, Any]:
         raise NotImplementedError
 
-    def submit(self, model: str, request: GenerationRequest) -> str:
+    def submit(
+        self, model: str, request: GenerationRequest, *, webhook_url: str | None = None
+    ) -> str:
         raise NotImplementedError
 
     def poll(self, model: str, remote_id: str) -> PollResult:

@@ -66,8 +66,13 @@ class Provider(Protocol):
     def build_body(self, model: str, request: GenerationRequest) -> dict[str, Any]:
         """The JSON body to submit. Images must already be URLs or data URIs."""
 
-    def submit(self, model: str, request: GenerationRequest) -> str:
+    def submit(
+        self, model: str, request: GenerationRequest, *, webhook_url: str | None = None
+    ) -> str:
         """Create the remote task; return its id.
+
+        `webhook_url`: where the provider should POST the finished task (WaveSpeed, Novita);
+        providers without webhooks ignore it.
 
         Raises RateLimited / RetryableProviderError when the request provably created
         nothing, PermanentProviderError when it was refused, AmbiguousSubmit when the task

@@ -105,7 +105,10 @@ class BytePlusProvider(Adapter):
     def build_body(self, model: str, request: GenerationRequest) -> dict[str, Any]:
         return content_body(self.checked_spec(model, request), request)
 
-    def submit(self, model: str, request: GenerationRequest) -> str:
+    def submit(
+        self, model: str, request: GenerationRequest, *, webhook_url: str | None = None
+    ) -> str:
+        # ModelArk's `callback_url` is not wired (no receiver format for it): polled only.
         body = content_body(self.submittable_spec(model, request), request)
         return self.api.submit(self._tasks, body, task_id=lambda answer: answer.get("id"))
 

@@ -28,3 +28,4 @@ class HighwayAPIProvider(novita.NovitaProvider):
 
     name = "highwayapi"
     specs = MODELS
+    webhooks = False  # not documented for HighwayAPI

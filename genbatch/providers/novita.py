@@ -4,6 +4,10 @@ Submit `POST {base}/v3/async/{slug}` with a flat body → `{"task_id": "…"}`.
 Poll `GET {base}/v3/async/task-result?task_id=…` → `{"task": {status, reason, eta,
 progress_percent}, "videos": [{video_url, video_url_ttl}], "extra": {"seed": "…"}}`.
 Numbers may arrive as strings and any key may be missing. No cancel call is documented.
+
+Webhook: `"extra": {"webhook": {"url": …}}` in the submit body (NOV-SKILL; unconfirmed for
+Seedance). The callback's body is undocumented: we ASSUME it is the task-result body above
+(`parse_callback`), which is what Novita's other async APIs' callbacks look like.
 """
 
 from __future__ import annotations
@@ -99,11 +103,20 @@ class NovitaProvider(Adapter):
     def build_body(self, model: str, request: GenerationRequest) -> dict[str, Any]:
         return flat_body(self.checked_spec(model, request), request)
 
-    def submit(self, model: str, request: GenerationRequest) -> str:
+    # Whether `submit` sends `extra.webhook`. NOV-SKILL documents it for any async request;
+    # HighwayAPI documents no webhook, so its subclass turns it off.
+    webhooks = True
+
+    def submit(
+        self, model: str, request: GenerationRequest, *, webhook_url: str | None = None
+    ) -> str:
         spec = self.submittable_spec(model, request)
+        body = flat_body(spec, request)
+        if webhook_url and self.webhooks:
+            body["extra"] = {"webhook": {"url": webhook_url}}
         return self.api.submit(
             f"/v3/async/{quote(spec.wire_model, safe='')}",
-            flat_body(spec, request),
+            body,
             task_id=lambda answer: answer.get("task_id"),
         )
 
@@ -142,3 +155,13 @@ def parse_task_result(body: dict[str, Any]) -> PollResult:
         error_message=(as_str(task.get("reason")) or "task failed") if failed else None,
         seed=as_int(as_dict(body.get("extra")).get("seed")),
     )
+
+
+def parse_callback(body: dict[str, Any]) -> tuple[str | None, PollResult]:
+    """A webhook callback as (task id, PollResult). Assumed to be a task-result body; a
+    `{"payload": …}` or `{"data": …}` wrapper around one is unwrapped as well."""
+    for wrapper in ("payload", "data"):
+        inner = body.get(wrapper)
+        if "task" not in body and isinstance(inner, dict) and "task" in inner:
+            body = inner
+    return as_str(as_dict(body.get("task")).get("task_id")), parse_task_result(body)

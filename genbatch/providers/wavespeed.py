@@ -5,6 +5,8 @@ Submit `POST {base}/api/v3/{model path}` with a flat body → `{"code": 200, "me
 → the same envelope; task failures also come back as HTTP 200 with `data.status: "failed"`.
 A 200 whose top-level `code` is not 200 is an error (see `http.WAVESPEED_ENVELOPE`).
 Images: WaveSpeed documents URLs only, so data URIs and local files are refused up front.
+Webhook: `?webhook=<url>` on the submit URL; the callback POSTs the bare `data` object for
+`completed` and `failed` (WS-HOOK), read by `parse_callback`.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from __future__ import annotations
 from dataclasses import replace
 from types import MappingProxyType
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 from genbatch.models import GenerationRequest, PollResult, TaskStatus
 from genbatch.providers.adapter import (
@@ -96,10 +98,14 @@ class WaveSpeedProvider(Adapter):
     def build_body(self, model: str, request: GenerationRequest) -> dict[str, Any]:
         return self._body(self.checked_spec(model, request), request)
 
-    def submit(self, model: str, request: GenerationRequest) -> str:
+    def submit(
+        self, model: str, request: GenerationRequest, *, webhook_url: str | None = None
+    ) -> str:
         spec = self.submittable_spec(model, request)
         resolution = wire_resolution(spec, request) or ""
         path = "/api/v3/" + spec.wire_model.format(resolution=resolution)
+        if webhook_url:  # WS-HOOK: on the submit URL, not in the body
+            path += "?" + urlencode({"webhook": webhook_url})
         return self.api.submit(
             path,
             self._body(spec, request),
@@ -147,3 +153,10 @@ def _failure(data: dict[str, Any], raw: str) -> tuple[str, str]:
     if code == "0":  # WS-ERR: 0 means no error
         code = None
     return code or raw or "failed", message or f"task {raw or 'failed'}"
+
+
+def parse_callback(body: dict[str, Any]) -> tuple[str | None, PollResult]:
+    """A webhook callback (the bare prediction `data` object, or a full envelope around
+    one) as (task id, PollResult)."""
+    data = as_dict(body.get("data")) if "id" not in body and "data" in body else body
+    return as_str(data.get("id")), parse_prediction(data)

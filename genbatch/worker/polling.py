@@ -28,6 +28,13 @@ def next_poll_delay(
     return _clamp(base * jitter, settings) / settings.time_factor
 
 
+def safety_poll_delay(settings: Settings, rng: random.Random | None = None) -> float:
+    """Seconds to the next poll of an item whose provider will call back (webhooks on): a
+    slow safety net for a lost callback, ±10 % jitter, not capped by the maximum interval."""
+    jitter = (rng or random).uniform(0.9, 1.1)
+    return settings.webhook_safety_poll_s * jitter / settings.time_factor
+
+
 def retry_delay(attempt: int, settings: Settings, cap_s: float = 60.0) -> float:
     """Backoff for a failed download or a transient poll error (attempt counts from 1)."""
     return min(cap_s, 2.0 ** max(attempt, 1)) / settings.time_factor
