@@ -27,6 +27,7 @@ the event reports: a retried batch that finishes again gets a new event), `notif
 
 from __future__ import annotations
 
+import contextvars
 import hashlib
 import hmac
 import json
@@ -55,6 +56,23 @@ COUNT_FIELDS = ("total", "succeeded", "failed", "expired", "cancelled", "ambiguo
 BACKOFF_BASE_S = 10.0  # first retry after 10 s, then x3: about 2 h over 8 attempts
 BACKOFF_CAP_S = 3600.0
 ENQUEUE_MAX = 100  # due deliveries the scheduler hands out per tick
+
+
+_POSTING = contextvars.ContextVar("genbatch_notify_posting", default=False)
+
+
+class _RedactWebhookURL(logging.Filter):
+    """httpx logs each request's full URL at INFO; a webhook URL's query may hold a token,
+    so while an event is being posted only its scheme, host and path are logged."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if _POSTING.get() and isinstance(record.args, tuple):
+            record.args = tuple(a.copy_with(query=None) if isinstance(a, httpx.URL) else a
+                                for a in record.args)
+        return True
+
+
+logging.getLogger("httpx").addFilter(_RedactWebhookURL())
 
 
 class Outcome(Enum):
@@ -120,11 +138,14 @@ def backoff_s(attempt: int, settings: Settings, rng: random.Random | None = None
 def post_event(client: httpx.Client, url: str, event_id: str, body: bytes,
                secret: str, timestamp: int) -> tuple[Outcome, str]:
     """One attempt: (outcome, what happened in a few words for `notify_error`)."""
+    token = _POSTING.set(True)
     try:
         response = client.post(url, content=body,
                                headers=signed_headers(event_id, secret, body, timestamp))
     except httpx.TransportError as exc:
         return Outcome.RETRY, f"{type(exc).__name__}: no answer from {_host(url)}"
+    finally:
+        _POSTING.reset(token)
     outcome = classify(response.status_code)
     return outcome, f"HTTP {response.status_code}"
 

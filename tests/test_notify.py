@@ -1,0 +1,291 @@
+"""Webhook out: the signature scheme, the headers, which answers are retried, and the
+delivery state kept in the batch hash (real Redis; the receiver is an httpx.MockTransport)."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import itertools
+import json
+import logging
+from collections.abc import Callable
+
+import httpx
+import pytest
+
+from genbatch import notify
+from genbatch.config import Settings
+from genbatch.store import JobStore
+from genbatch.views import batch_summary
+from genbatch.worker.runtime import Runtime
+
+SECRET = "whsec-test-0123456789"
+URL = "https://hooks.example.com/genbatch?token=abc"
+
+
+def independent_signature(secret: str, timestamp: str, body: bytes) -> str:
+    digest = hmac.new(secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256)
+    return "sha256=" + digest.hexdigest()
+
+
+def make_runtime(store: JobStore, **overrides: object) -> tuple[Runtime, list[tuple[str, str]]]:
+    url = store.r.connection_pool.connection_kwargs
+    values: dict[str, object] = {
+        "redis_url": f"redis://{url.get('host', '127.0.0.1')}:{url.get('port', 6379)}/"
+                     f"{url.get('db', 0)}",
+        "notify_secret": SECRET, "time_factor": 1000.0, **overrides}
+    sent: list[tuple[str, str]] = []
+    rt = Runtime(Settings(**values),  # type: ignore[arg-type]
+                 enqueue=lambda kind, ident: sent.append((kind, ident)))
+    return rt, sent
+
+
+def finished_batch(store: JobStore, bid: str = "b1", status: str = "completed",
+                   finished_at: float = 1_700_000_000.5, url: str = URL) -> str:
+    store.create_batch(bid, {"notify_url": url, "budget_usd": "12.5"}, created_at=1.0)
+    ok, _ = store.batch_cas(bid, ["validating"], status, {
+        "finished_at": repr(finished_at), "total": "5", "succeeded": "3", "failed": "1",
+        "cancelled": "1", "results_jsonl": "file:///out/b1/results.jsonl",
+        "results_csv": "file:///out/b1/results.csv", "errors_jsonl": "file:///out/b1/errors.jsonl",
+    })
+    assert ok
+    return bid
+
+
+class Receiver:
+    """Answers each POST with the next status code; remembers every request."""
+
+    def __init__(self, *codes: int) -> None:
+        self.codes = list(codes)
+        self.requests: list[httpx.Request] = []
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        self.requests.append(request)
+        return httpx.Response(self.codes.pop(0) if len(self.codes) > 1 else self.codes[0])
+
+    @property
+    def transport(self) -> httpx.MockTransport:
+        return httpx.MockTransport(self)
+
+
+# -- wire format ---------------------------------------------------------------------------
+def test_signature_is_hmac_sha256_of_timestamp_dot_body() -> None:
+    body = b'{"id":"e1","type":"batch.completed"}'
+
+    assert notify.sign(SECRET, 1700000000, body) == independent_signature(
+        SECRET, "1700000000", body)
+    assert notify.sign("other", 1700000000, body) != notify.sign(SECRET, 1700000000, body)
+    assert notify.sign(SECRET, 1700000001, body) != notify.sign(SECRET, 1700000000, body)
+
+
+def test_post_event_sends_the_headers_and_a_verifiable_signature() -> None:
+    receiver = Receiver(204)
+    body = b'{"id":"evt-1"}'
+
+    with httpx.Client(transport=receiver.transport) as client:
+        outcome, what = notify.post_event(client, URL, "evt-1", body, SECRET, 1700000123)
+
+    assert (outcome, what) == (notify.Outcome.DELIVERED, "HTTP 204")
+    (req,) = receiver.requests
+    assert req.method == "POST" and req.content == body
+    assert req.headers["content-type"] == "application/json"
+    assert req.headers["x-genbatch-event-id"] == "evt-1"
+    assert req.headers["x-genbatch-timestamp"] == "1700000123"
+    assert req.headers["x-genbatch-signature"] == independent_signature(
+        SECRET, req.headers["x-genbatch-timestamp"], req.content)
+    assert SECRET not in str(req.headers) and SECRET.encode() not in req.content
+
+
+@pytest.mark.parametrize(("code", "outcome"), [
+    (200, notify.Outcome.DELIVERED), (202, notify.Outcome.DELIVERED),
+    (204, notify.Outcome.DELIVERED),
+    (408, notify.Outcome.RETRY), (429, notify.Outcome.RETRY), (500, notify.Outcome.RETRY),
+    (502, notify.Outcome.RETRY), (503, notify.Outcome.RETRY),
+    (301, notify.Outcome.GIVE_UP), (400, notify.Outcome.GIVE_UP),
+    (401, notify.Outcome.GIVE_UP), (403, notify.Outcome.GIVE_UP),
+    (404, notify.Outcome.GIVE_UP), (410, notify.Outcome.GIVE_UP),
+])
+def test_classify(code: int, outcome: notify.Outcome) -> None:
+    assert notify.classify(code) is outcome
+
+
+@pytest.mark.parametrize("error", [httpx.ConnectError, httpx.ReadTimeout,
+                                   httpx.RemoteProtocolError])
+def test_connection_errors_are_retried(error: Callable[..., Exception]) -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        raise error("boom", request=request)
+
+    with httpx.Client(transport=httpx.MockTransport(handler)) as client:
+        outcome, what = notify.post_event(client, URL, "e", b"{}", SECRET, 1)
+
+    assert outcome is notify.Outcome.RETRY
+    assert "hooks.example.com" in what and "token" not in what
+
+
+def test_backoff_grows_and_is_capped() -> None:
+    s = Settings(time_factor=1.0)
+    waits = [notify.backoff_s(n, s) for n in range(1, 10)]
+    assert 9 <= waits[0] <= 11 and 27 <= waits[1] <= 33
+    assert all(b > a for a, b in itertools.pairwise(waits[:6]))
+    assert max(waits) <= 3600 * 1.1
+    assert notify.backoff_s(1, Settings(time_factor=10.0)) <= 1.1
+
+
+def test_event_body_has_counts_cost_and_results() -> None:
+    batch = {"id": "b9", "status": "cancelled", "finished_at": "1700000000.0", "total": "4",
+             "succeeded": "2", "cancelled": "2", "budget_usd": "3.0",
+             "results_jsonl": "s3://x/b9/results.jsonl", "results_csv": "s3://x/b9/results.csv",
+             "errors_jsonl": "s3://x/b9/errors.jsonl"}
+
+    event = notify.build_event("e-1", batch, (1.25, 1.5))
+
+    assert event["type"] == "batch.cancelled" and event["batch_id"] == "b9"
+    assert event["counts"] == {"total": 4, "succeeded": 2, "failed": 0, "expired": 0,
+                               "cancelled": 2, "ambiguous": 0}
+    assert event["cost"] == {"spent_usd": 1.25, "estimated_usd": 1.5, "budget_usd": 3.0}
+    assert event["results"]["errors_jsonl"] == "s3://x/b9/errors.jsonl"
+    assert event["finished_at"] == "2023-11-14T22:13:20+00:00"
+
+
+# -- delivery state on real Redis ------------------------------------------------------------
+def test_a_5xx_is_retried_later_with_the_same_event_then_delivered(store: JobStore) -> None:
+    rt, _ = make_runtime(store)
+    bid = finished_batch(store)
+    receiver = Receiver(500, 200)
+
+    assert notify.deliver(rt, bid, receiver.transport) == "retry"
+    mid = store.get_batch(bid)
+    due = store.r.zscore(store.k("notify"), bid)
+    assert mid["notify_status"] == "pending" and mid["notify_attempts"] == "1"
+    assert mid["notify_error"] == "HTTP 500"
+    assert due is not None and due > rt.now()  # backoff, not an immediate resend
+
+    assert notify.deliver(rt, bid, receiver.transport) == "delivered"
+
+    first, second = receiver.requests
+    assert first.content == second.content
+    assert first.headers["x-genbatch-event-id"] == second.headers["x-genbatch-event-id"]
+    for req in receiver.requests:
+        assert req.headers["x-genbatch-signature"] == independent_signature(
+            SECRET, req.headers["x-genbatch-timestamp"], req.content)
+    event = json.loads(second.content)
+    assert event["id"] == second.headers["x-genbatch-event-id"]
+    assert event["type"] == "batch.completed" and event["counts"]["succeeded"] == 3
+    assert event["cost"]["budget_usd"] == 12.5
+    done = store.get_batch(bid)
+    assert done["notify_status"] == "delivered" and done["notify_attempts"] == "2"
+    assert store.r.zscore(store.k("notify"), bid) is None
+    assert batch_summary(done)["notify"] == {"status": "delivered", "attempts": 2,
+                                             "event_id": event["id"], "error": None}
+    # A duplicate message after delivery sends nothing.
+    assert notify.deliver(rt, bid, receiver.transport) == "delivered"
+    assert len(receiver.requests) == 2
+
+
+def test_a_4xx_gives_up_at_once(store: JobStore) -> None:
+    rt, _ = make_runtime(store)
+    bid = finished_batch(store)
+    receiver = Receiver(404)
+
+    assert notify.deliver(rt, bid, receiver.transport) == "failed"
+
+    batch = store.get_batch(bid)
+    assert batch["notify_error"] == "HTTP 404 (not retried)"
+    assert store.r.zscore(store.k("notify"), bid) is None
+    assert len(receiver.requests) == 1
+
+
+def test_gives_up_after_max_attempts(store: JobStore) -> None:
+    rt, _ = make_runtime(store, notify_max_attempts=3)
+    bid = finished_batch(store)
+    receiver = Receiver(503)
+
+    results = [notify.deliver(rt, bid, receiver.transport) for _ in range(3)]
+
+    assert results == ["retry", "retry", "failed"]
+    batch = store.get_batch(bid)
+    assert batch["notify_error"] == "HTTP 503 after 3 attempts"
+    assert batch_summary(batch)["notify"]["status"] == "failed"  # type: ignore[index]
+    assert notify.deliver(rt, bid, receiver.transport) == "failed"
+    assert len(receiver.requests) == 3
+
+
+def test_no_secret_sends_nothing_and_says_why(store: JobStore,
+                                              caplog: pytest.LogCaptureFixture) -> None:
+    rt, _ = make_runtime(store, notify_secret=None)
+    bid = finished_batch(store)
+    receiver = Receiver(200)
+
+    with caplog.at_level(logging.INFO):
+        assert notify.deliver(rt, bid, receiver.transport) == "failed"
+
+    assert receiver.requests == []
+    assert "GENBATCH_NOTIFY_SECRET is not set" in store.get_batch(bid)["notify_error"]
+    assert "GENBATCH_NOTIFY_SECRET" in caplog.text
+
+
+def test_the_secret_and_the_url_token_are_never_logged(store: JobStore,
+                                                       caplog: pytest.LogCaptureFixture) -> None:
+    rt, _ = make_runtime(store)
+    bid = finished_batch(store)
+
+    with caplog.at_level(logging.DEBUG):
+        notify.deliver(rt, bid, Receiver(500).transport)
+        notify.deliver(rt, bid, Receiver(200).transport)
+
+    assert "hooks.example.com" in caplog.text
+    assert SECRET not in caplog.text and "token=abc" not in caplog.text
+    assert SECRET not in json.dumps(store.get_batch(bid))
+
+
+def test_a_batch_still_finalizing_waits_and_a_reopened_one_is_dropped(store: JobStore) -> None:
+    rt, _ = make_runtime(store)
+    store.create_batch("b2", {"notify_url": URL}, created_at=1.0)
+    store.batch_cas("b2", ["validating"], "finalizing")
+    receiver = Receiver(200)
+
+    assert notify.deliver(rt, "b2", receiver.transport) == "waiting"
+    assert store.r.zscore(store.k("notify"), "b2") is not None
+
+    store.batch_cas("b2", ["finalizing"], "in_progress")
+    assert notify.deliver(rt, "b2", receiver.transport) == "skipped"
+    assert store.r.zscore(store.k("notify"), "b2") is None
+    assert receiver.requests == []
+
+
+def test_a_batch_that_finishes_again_gets_a_new_event(store: JobStore) -> None:
+    rt, _ = make_runtime(store)
+    bid = finished_batch(store)
+    receiver = Receiver(200)
+    notify.deliver(rt, bid, receiver.transport)
+
+    store.reopen_batch(bid)  # `genbatch retry`, then the batch finishes again
+    store.batch_cas(bid, ["in_progress"], "completed", {"finished_at": "1700000999.0"})
+    assert notify.deliver(rt, bid, receiver.transport) == "delivered"
+
+    first, second = (r.headers["x-genbatch-event-id"] for r in receiver.requests)
+    assert first != second
+    assert store.get_batch(bid)["notify_attempts"] == "1"
+
+
+def test_scheduler_hook_enqueues_only_due_deliveries_under_a_lease(store: JobStore) -> None:
+    rt, sent = make_runtime(store)
+    now = rt.now()
+    store.r.zadd(store.k("notify"), {"due": now - 1, "later": now + 3600})
+
+    assert notify.enqueue_due(rt) == 1
+
+    assert sent == [("notify", "due")]
+    lease = store.r.zscore(store.k("notify"), "due")
+    assert lease is not None and lease > now  # re-sent only if this attempt never reports
+    assert notify.enqueue_due(rt) == 0
+
+
+def test_arm_schedules_only_batches_that_asked(store: JobStore) -> None:
+    rt, _ = make_runtime(store)
+
+    notify.arm(rt, {"id": "with", "notify_url": URL})
+    notify.arm(rt, {"id": "without", "notify_url": ""})
+
+    assert store.r.zrange(store.k("notify"), 0, -1) == ["with"]
+    assert batch_summary({"id": "without", "created_at": "1"})["notify"] is None
