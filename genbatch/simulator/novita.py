@@ -17,7 +17,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from genbatch.simulator import gate
+from genbatch.simulator import gate, webhooks
 from genbatch.simulator.gate import Dialect, ErrorKind
 from genbatch.simulator.rules import (
     Rule,
@@ -84,7 +84,7 @@ def _rules_v15(provider: str) -> dict[str, Rule]:
         "generate_audio": Rule(boolean()),
         "service_tier": Rule(one_of(("default", "flex"))),
         "execution_expires_after": Rule(integer(3600, 259200)),
-        "extra": Rule(obj()),  # webhook settings (NOV-SKILL); accepted, not acted on
+        "extra": Rule(obj()),  # `extra.webhook.url` (NOV-SKILL): called when the task ends
     }
 
 
@@ -143,6 +143,9 @@ def routes(fixed: str | None = None) -> list[Route]:
             expires_after_s=params.get("execution_expires_after"), failures=TASK_FAILURES,
             url_ttl_s=URL_TTL_S,
         )
+        if hook := _webhook_url(body):
+            origin = gate.origin(request)
+            webhooks.schedule(sim, task, hook, lambda: _result(sim, task, origin))
         return await gate.answer_submit(request, sim, behaviour, {"task_id": task.id})
 
     @gate.endpoint
@@ -162,6 +165,14 @@ def routes(fixed: str | None = None) -> list[Route]:
         Route("/v3/async/task-result", task_result, methods=["GET"]),
         Route("/v3/async/{model}", submit, methods=["POST"]),
     ]
+
+
+def _webhook_url(body: dict[str, Any]) -> str | None:
+    """`extra.webhook.url`; the callback body is assumed to be the task-result body."""
+    extra = body.get("extra")
+    hook = extra.get("webhook") if isinstance(extra, dict) else None
+    url = hook.get("url") if isinstance(hook, dict) else None
+    return url if isinstance(url, str) and url else None
 
 
 def _task_id(rng: random.Random) -> str:

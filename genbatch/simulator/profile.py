@@ -69,6 +69,9 @@ class Behaviour(BaseModel):
     )
     submit_hang_s: float = Field(default=30.0, ge=0, description="real seconds")
     p_task_fail: Probability = Field(default=0.0, ge=0, le=1)
+    p_webhook_drop: Probability = Field(
+        default=0.0, ge=0, le=1, description="a finished task's webhook callback is not sent"
+    )
     inject_on: frozenset[Operation] = Field(
         default=frozenset({"submit", "poll"}),
         description="operations p_429, p_5xx and p_malformed apply to",

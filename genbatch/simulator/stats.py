@@ -32,6 +32,10 @@ class Stats:
     submit_timeouts: int = 0
     downloads: int = 0
     downloads_refused: int = 0
+    webhooks_sent: int = 0  # callback POSTs attempted
+    webhooks_delivered: int = 0  # ... answered 2xx
+    webhooks_dropped: int = 0  # not sent (p_webhook_drop)
+    webhook_statuses: Counter[str] = field(default_factory=Counter)  # "200", "error", ...
     request_log: deque[dict[str, Any]] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -60,5 +64,9 @@ class Stats:
             "submit_timeouts": self.submit_timeouts,
             "downloads": self.downloads,
             "downloads_refused": self.downloads_refused,
+            "webhooks_sent": self.webhooks_sent,
+            "webhooks_delivered": self.webhooks_delivered,
+            "webhooks_dropped": self.webhooks_dropped,
+            "webhook_statuses": dict(self.webhook_statuses),
             "request_log": list(self.request_log),
         }

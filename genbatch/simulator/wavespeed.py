@@ -16,7 +16,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from genbatch.simulator import gate
+from genbatch.simulator import gate, webhooks
 from genbatch.simulator.gate import Dialect, ErrorKind
 from genbatch.simulator.rules import Rule, boolean, check_body, image, integer, integer_in, one_of
 from genbatch.simulator.rules import string as text
@@ -109,8 +109,11 @@ def routes(prefix: str = "") -> list[Route]:
             queue_for_slot=True, expires_after_s=None, failures=TASK_FAILURES,
             url_ttl_s=URL_TTL_S,
         )
+        origin = gate.origin(request)
+        if hook := request.query_params.get("webhook"):  # WS-HOOK: POST `data` when done
+            webhooks.schedule(sim, task, hook, lambda: _data(sim, task, origin, prefix))
         # A new prediction is always announced as `created` (SEED-WS15, WS-PRED).
-        data = _data(sim, task, gate.origin(request), prefix, Phase.QUEUED)
+        data = _data(sim, task, origin, prefix, Phase.QUEUED)
         return await gate.answer_submit(request, sim, behaviour, _envelope_ok(data))
 
     @gate.endpoint
