@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from genbatch.config import Settings
 from genbatch.store import JobStore
+from genbatch.worker.dispatch import _feed
 from genbatch.worker.runtime import Runtime
 from genbatch.worker.scheduler import Scheduler
 
@@ -54,7 +55,7 @@ def test_round_robin_rotates_when_the_budget_is_one_per_tick(store: JobStore,
         make_batch(store, bid, 5)
     sched, sent = scheduler(redis_url, novita_max_in_flight=100, novita_submit_rpm=10000)
     for _ in range(6):
-        sched._feed("novita", store.queued_batches("novita"), 100, 1, 1e12)
+        _feed(sched.rt, "novita", store.queued_batches("novita"), 100, 1, 1e12)
     assert sorted(batches_of(sent)) == ["a", "a", "b", "b", "c", "c"]
 
 

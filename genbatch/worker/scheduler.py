@@ -3,7 +3,8 @@ time under a Redis lock (`genbatch scheduler`; start several for failover).
 
 - Dispatcher: per provider account, moves pending items to `dispatched` within the in-flight
   limit and the submit budget (GCRA, `genbatch/store/limits.py`), priority first, then
-  round-robin across batches, and enqueues their submit tasks.
+  round-robin across batches, and enqueues their submit tasks (`worker/dispatch.py`; a
+  worker that frees a slot runs the same function for its account at once).
 - Timers: claims due items from the timers zset (polls only within the account's poll
   budget; the rest stay due) and acts by state: `submitted` → poll,
   `downloading` → download, `dispatched` → submit again (message lost), `submitting` past
@@ -19,15 +20,15 @@ import secrets
 import threading
 from dataclasses import dataclass
 
-from genbatch import metrics, notify
+from genbatch import notify
 from genbatch.config import PROVIDER_NAMES
-from genbatch.store.limits import Limits, poll_rates, rates_for
+from genbatch.store.limits import Limits, poll_rates
+from genbatch.worker.dispatch import dispatch_account
 from genbatch.worker.runtime import Runtime
 
 log = logging.getLogger(__name__)
 LOCK = "scheduler"
 TIMER_ACTIONS = {"submitted": "poll", "downloading": "download", "dispatched": "submit"}
-PRIORITIES = ("high", "normal", "low")
 
 
 @dataclass
@@ -44,7 +45,6 @@ class Scheduler:
         self.token = secrets.token_hex(8)
         self.sweep_every = sweep_every
         self.ticks = 0
-        self.rr: dict[tuple[str, str], int] = {}  # round-robin start per (account, priority)
         self._limits: Limits | None = None
 
     def tick(self) -> TickStats:
@@ -65,74 +65,10 @@ class Scheduler:
         return self._limits
 
     def dispatch(self) -> int:
-        """Per account: as many submits as the in-flight cap and the submit budget allow,
-        priority first, round-robin across the batches of one priority."""
-        rt, sent = self.rt, 0
-        now = rt.now()
-        lease_until = now + rt.settings.task_lease_s
-        for provider in PROVIDER_NAMES:
-            batches = rt.store.queued_batches(provider)
-            if not batches:
-                continue
-            if rt.store.in_cooldown(provider):
-                metrics.record_limiter_wait(rt.store, provider)
-                continue
-            limit = rt.settings.provider(provider).max_in_flight
-            free = min(limit - rt.store.in_flight(provider), rt.settings.dispatch_batch_size)
-            if free <= 0:
-                continue
-            rate = rates_for(rt.settings, provider)["submit"]
-            granted, _ = self.limits.take(provider, "submit", free, rate, now)
-            if granted < free:  # the submit rate, not the in-flight cap, holds it back
-                metrics.record_limiter_wait(rt.store, provider)
-            used = self._feed(provider, batches, limit, granted, lease_until) if granted else 0
-            self.limits.refund(provider, "submit", granted - used, now)
-            sent += used
-        return sent
-
-    def _priority_groups(self, batches: list[str]) -> list[tuple[str, list[str]]]:
-        pipe = self.rt.store.r.pipeline(transaction=False)
-        for bid in batches:
-            pipe.hget(self.rt.store.k("batch", bid), "priority")
-        groups: dict[str, list[str]] = {p: [] for p in PRIORITIES}
-        for bid, prio in zip(batches, pipe.execute(), strict=True):
-            groups[prio if prio in groups else "normal"].append(bid)
-        return [(p, groups[p]) for p in PRIORITIES if groups[p]]
-
-    def _feed(self, provider: str, batches: list[str], limit: int, budget: int,
-              lease_until: float) -> int:
-        """Hand `budget` submits to the queued batches; returns how many were dispatched."""
-        rt, used = self.rt, 0
-        for prio, group in self._priority_groups(batches):
-            start = self.rr.get((provider, prio), 0) % len(group)
-            order = group[start:] + group[:start]
-            served = 0
-            first_pass = True
-            while used < budget and order:
-                share = max(1, (budget - used) // len(order))
-                keep: list[str] = []
-                for bid in order:
-                    if used >= budget:
-                        keep.append(bid)
-                        continue
-                    want = min(share, budget - used)
-                    ids = rt.store.dispatch(provider, bid, limit, want, lease_until)
-                    for iid in ids:
-                        rt.enqueue("submit", iid)
-                    used += len(ids)
-                    served += int(first_pass and bool(ids))
-                    if len(ids) == want:
-                        keep.append(bid)
-                    else:
-                        rt.store.drop_queue_if_empty(provider, bid)
-                        if rt.store.r.llen(rt.store.k("pending", provider, bid)):
-                            return used  # the in-flight cap is reached
-                order = keep
-                first_pass = False
-            self.rr[(provider, prio)] = start + max(served, 1)
-            if used >= budget:
-                break
-        return used
+        """Per account: as many submits as the in-flight cap and the submit budget allow
+        (priority first, round-robin across the batches of one priority)."""
+        return sum(dispatch_account(self.rt, provider, self.limits)
+                   for provider in PROVIDER_NAMES)
 
     def fire_timers(self) -> tuple[int, int]:
         rt = self.rt

@@ -1,0 +1,94 @@
+"""Dispatch: move pending items of one provider account to `dispatched` and send their
+submit tasks, within the account's in-flight cap and submit budget.
+
+Order: priority first (high, normal, low), then round-robin across the batches of one
+priority, so a 100k-row batch cannot starve a 10-row one. The round-robin position lives in
+Redis (`rr:{provider}:{priority}`), so every process that dispatches shares it.
+
+Two callers: the scheduler's tick, for every account, and a worker the moment it frees a
+slot (a generation finished), for that account only — so a freed slot is refilled one
+Celery hop later instead of at the next tick. Both may run at once: the in-flight cap
+(DISPATCH) and the submit budget (GCRA) are each taken atomically in Redis, and a batch's
+queue is dropped only when Redis says its list is empty.
+"""
+
+from __future__ import annotations
+
+from genbatch import metrics
+from genbatch.producer.options import PRIORITIES
+from genbatch.store.limits import Limits, rates_for
+from genbatch.worker.runtime import Runtime
+
+
+def dispatch_account(rt: Runtime, provider: str, limits: Limits | None = None) -> int:
+    """As many submits for `provider` as its in-flight cap and submit budget allow now;
+    returns how many were dispatched."""
+    store = rt.store
+    batches = store.queued_batches(provider)
+    if not batches:
+        return 0
+    if store.in_cooldown(provider):
+        metrics.record_limiter_wait(store, provider)
+        return 0
+    limit = rt.settings.provider(provider).max_in_flight
+    free = min(limit - store.in_flight(provider), rt.settings.dispatch_batch_size)
+    if free <= 0:
+        return 0
+    now = rt.now()
+    limits = limits or Limits(store.r, store.prefix)
+    granted, _ = limits.take(provider, "submit", free, rates_for(rt.settings, provider)["submit"],
+                             now)
+    if granted < free:  # the submit rate, not the in-flight cap, holds it back
+        metrics.record_limiter_wait(store, provider)
+    used = _feed(rt, provider, batches, limit, granted, now + rt.settings.task_lease_s) \
+        if granted else 0
+    limits.refund(provider, "submit", granted - used, now)
+    return used
+
+
+def _priority_groups(rt: Runtime, batches: list[str]) -> list[tuple[str, list[str]]]:
+    pipe = rt.store.r.pipeline(transaction=False)
+    for bid in batches:
+        pipe.hget(rt.store.k("batch", bid), "priority")
+    groups: dict[str, list[str]] = {p: [] for p in PRIORITIES}
+    for bid, prio in zip(batches, pipe.execute(), strict=True):
+        groups[prio if prio in groups else "normal"].append(bid)
+    return [(p, groups[p]) for p in PRIORITIES if groups[p]]
+
+
+def _feed(rt: Runtime, provider: str, batches: list[str], limit: int, budget: int,
+          lease_until: float) -> int:
+    """Hand `budget` submits to the queued batches; returns how many were dispatched."""
+    store, used = rt.store, 0
+    for prio, group in _priority_groups(rt, batches):
+        rr_key = store.k("rr", provider, prio)
+        start = int(store.r.get(rr_key) or 0) % len(group)
+        order = group[start:] + group[:start]
+        served = 0
+        first_pass = True
+        while used < budget and order:
+            share = max(1, (budget - used) // len(order))
+            keep: list[str] = []
+            for bid in order:
+                if used >= budget:
+                    keep.append(bid)
+                    continue
+                want = min(share, budget - used)
+                ids = store.dispatch(provider, bid, limit, want, lease_until)
+                for iid in ids:
+                    rt.enqueue("submit", iid)
+                used += len(ids)
+                served += int(first_pass and bool(ids))
+                if len(ids) == want:
+                    keep.append(bid)
+                else:
+                    store.drop_queue_if_empty(provider, bid)
+                    if store.r.llen(store.k("pending", provider, bid)):
+                        store.r.incrby(rr_key, max(served, 1))
+                        return used  # the in-flight cap is reached
+            order = keep
+            first_pass = False
+        store.r.incrby(rr_key, max(served, 1))
+        if used >= budget:
+            break
+    return used
