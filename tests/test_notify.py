@@ -8,7 +8,10 @@ import hmac
 import itertools
 import json
 import logging
+import time
 from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -289,3 +292,19 @@ def test_arm_schedules_only_batches_that_asked(store: JobStore) -> None:
 
     assert store.r.zrange(store.k("notify"), 0, -1) == ["with"]
     assert batch_summary({"id": "without", "created_at": "1"})["notify"] is None
+
+
+def test_the_readme_verification_snippet_accepts_our_events_and_rejects_forgeries() -> None:
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    section = readme.split("## Notifications (webhook out)", 1)[1]
+    snippet = section.split("```python\n", 1)[1].split("```", 1)[0]
+    scope: dict[str, Any] = {}
+    exec(snippet, scope)  # noqa: S102 (our own README)
+    body = json.dumps(notify.build_event("e-7", {"id": "b", "status": "completed"})).encode()
+    headers = notify.signed_headers("e-7", SECRET, body, int(time.time()))
+
+    assert scope["verify"](SECRET, headers, body)["id"] == "e-7"
+    with pytest.raises(ValueError, match="bad signature"):
+        scope["verify"](SECRET, headers, body.replace(b"completed", b"cancelled"))
+    with pytest.raises(ValueError, match="bad signature"):
+        scope["verify"]("wrong-secret", headers, body)
