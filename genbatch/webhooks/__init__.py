@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
+import re
 from urllib.parse import quote
 
 from genbatch.config import Settings
@@ -23,6 +25,26 @@ from genbatch.errors import ConfigError
 WEBHOOK_PROVIDERS = frozenset({"novita", "wavespeed"})
 HOOK_PATH = "/hooks"
 MIN_SECRET_CHARS = 16
+_TOKEN = re.compile(r"[0-9a-f]{64}")
+
+
+class RedactTokens(logging.Filter):
+    """Masks callback tokens in log lines that mention a hook URL: httpx logs every request
+    URL at INFO, and a WaveSpeed submit URL carries `?webhook=…/hooks/…/<token>`."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if "hooks" in message and _TOKEN.search(message):
+            record.msg, record.args = _TOKEN.sub("<token>", message), ()
+        return True
+
+
+def redact_tokens_in(logger: logging.Logger) -> None:
+    if not any(isinstance(f, RedactTokens) for f in logger.filters):
+        logger.addFilter(RedactTokens())
+
+
+redact_tokens_in(logging.getLogger("httpx"))
 
 
 def enabled(settings: Settings) -> bool:
