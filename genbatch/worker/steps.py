@@ -11,7 +11,7 @@ from typing import Any
 
 import httpx
 
-from genbatch import metrics, notify
+from genbatch import failover, metrics, notify
 from genbatch.errors import (
     AmbiguousSubmit,
     GenbatchError,
@@ -250,6 +250,11 @@ def slow_down(rt: Runtime, provider: str, kind: str) -> float:
 def finish(rt: Runtime, iid: str, allowed: list[str], state: str, code: str, message: str,
             fields: dict[str, Any] | None = None) -> str:
     """Move an item to a terminal state; finalize its batch when it was the last open one."""
+    if state == "failed":  # or, in the same step, on to the batch's --fallback (failover.py)
+        outcome = failover.fail_over(rt, iid, allowed, code, message)
+        if outcome.moved:
+            return outcome.moved
+        message = outcome.message
     values: dict[str, Any] = {"finished_at": rt.now(), "error_code": code,
                               "error_message": message[:2000]}
     values.update(fields or {})

@@ -1,0 +1,195 @@
+"""Failover: an item that fails at its provider is submitted once more, to the batch's
+`--fallback provider:model`, when the failure is the provider's and provably final.
+
+Which failures qualify is decided here and nowhere else (`classify`), from two facts the
+worker already has: the state the item was in when it failed (`where`) and the typed error
+code the provider adapters produce (`genbatch/providers/http.py` envelopes, poll results):
+
+    where        what happened                                   qualifies
+    submitting   4xx refusal for the account: balance, auth,     yes: nothing was created, the
+                 permissions (BILLING_BALANCE_NOT_ENOUGH,        account cannot run it, another
+                 AccountOverdueError, INVALID_API_KEY, …)        one may
+    submitting   4xx: model / endpoint not available here        yes
+                 (API_NOT_FOUND, InvalidEndpoint.NotFound, …)
+    submitting   4xx: the request itself (INVALID_REQUEST_BODY,  no: the row's own problem, it
+                 InvalidParameter, ILLEGAL_*, *Sensitive*, …)    fails everywhere
+    submitted    the remote task reported FAILED for a           yes: verified final, unbilled
+                 provider-side reason (TASK_STATUS_FAILED,
+                 TASK_FAILED, InternalServiceError, WaveSpeed
+                 1403/1405/5xxx, FAILED without a code)
+    submitted    FAILED for content moderation or the input      no: the row's own problem
+                 (…SensitiveContentDetected, ILLEGAL_*, 1200,
+                 1400-1402), a poll answered 4xx (TASK_NOT_FOUND,
+                 auth: the task may still run and bill), success
+                 without a video URL (no_output: billed)
+    anything else: unknown codes, ambiguous submits, 5xx on submit, deadline or provider
+    expiry, cancel, invalid_row, input_unavailable, download_failed / url_expired (the video
+    was generated and paid for): no.
+
+The move itself (`fail_over`) happens instead of the terminal `failed` transition, as one
+compare-and-set straight from the in-flight state to `pending` on the fallback account's
+queue (provider, model, est_cost, history): the item never becomes visible as failed, the
+batch's open count never reaches 0 in between (so it cannot be finalized early), the old
+account's in-flight slot is released in the same step, and a crash loses nothing.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from genbatch import providers
+from genbatch.errors import ConfigError
+from genbatch.models import GenerationRequest
+
+if TYPE_CHECKING:
+    from genbatch.worker.runtime import Runtime
+
+# -- the qualification table ------------------------------------------------------------
+# Submit refused (a 4xx: nothing was created) because of the account, not the request.
+ACCOUNT_CODES = frozenset({
+    # balance / billing
+    "BILLING_BALANCE_NOT_ENOUGH", "NOT_ENOUGH_BALANCE", "BILLING_AUTH_FAILED",
+    "ANONYMOUS_ACCESS_QUOTA_EXCEEDS", "AccountOverdueError",
+    # key / permissions
+    "INVALID_API_KEY", "MISSING_API_KEY", "FAILED_TO_AUTH", "ACCESS_DENY",
+    "FEATURE_NOT_ALLOWED", "API_NOT_ALLOWED", "NEED_REAL_NAME_VERIFY",
+    "AuthenticationError", "AccessDenied",
+    # no envelope code: the bare HTTP status (http.py), or WaveSpeed's numeric `code`
+    "HTTP_401", "HTTP_402", "HTTP_403", "401", "402", "403",
+})
+# Submit refused because the model or its endpoint is not served by this provider now.
+MODEL_UNAVAILABLE_CODES = frozenset({
+    "API_NOT_FOUND", "MODEL_NOT_FOUND", "SERVICE_NOT_AVAILABLE",
+    "InvalidEndpoint.NotFound", "InvalidEndpoint.ClosedEndpoint", "HTTP_404", "404",
+})
+# The remote task reported FAILED for a reason on the provider's side. Novita and HighwayAPI
+# report every failure as TASK_STATUS_FAILED (the reason is free text), so all of theirs count.
+GENERATION_FAILED_CODES = frozenset({
+    "TASK_STATUS_FAILED", "TASK_FAILED", "failed",
+    "InternalServiceError", "ServiceUnavailable", "InternalError",
+    "1403", "1405", "5000", "5003", "5004",  # WaveSpeed: execution failed, internal, timeout
+})
+_FOLD = {
+    "account": frozenset(c.casefold() for c in ACCOUNT_CODES),
+    "model_unavailable": frozenset(c.casefold() for c in MODEL_UNAVAILABLE_CODES),
+    "generation_failed": frozenset(c.casefold() for c in GENERATION_FAILED_CODES),
+}
+
+
+def classify(where: str, code: str) -> str | None:
+    """Why a failure with `code`, raised while the item was in state `where`, may fail
+    over: "account", "model_unavailable" or "generation_failed"; None when it never does."""
+    folded = (code or "").strip().casefold()
+    if where == "submitting":
+        for reason in ("account", "model_unavailable"):
+            if folded in _FOLD[reason]:
+                return reason
+    elif where == "submitted" and folded in _FOLD["generation_failed"]:
+        return "generation_failed"
+    return None
+
+
+def qualifies(where: str, code: str) -> bool:
+    return classify(where, code) is not None
+
+
+# -- the move -----------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """`moved`: the item is pending on the fallback ("failed_over") or was past this step
+    ("skipped"); None: end it failed as planned, with `message` (possibly annotated)."""
+
+    moved: str | None
+    message: str
+
+
+def fail_over(rt: Runtime, iid: str, allowed: Sequence[str], code: str,
+              message: str) -> Outcome:
+    """Instead of ending `iid` failed, move it to the batch's fallback when it qualifies."""
+    stay = Outcome(None, message)
+    if len(allowed) != 1:
+        return stay
+    item = rt.store.get_item(iid)
+    if item.get("fallback_used"):  # once only; say where the first attempt failed
+        return Outcome(None, f"{message} (on the fallback, after failing over from "
+                       f"{item.get('failed_over_from')})")
+    if item["state"] != allowed[0] or classify(allowed[0], code) is None:
+        return stay
+    batch = rt.store.get_batch(item["batch"])
+    target = batch.get("fallback") or ""
+    if not target or batch.get("cancel_requested"):
+        return stay
+    origin = f"{item['provider']}:{item['model']}"
+    provider, _, model = target.partition(":")
+    if (provider, model) == (item["provider"], item["model"]):
+        return stay
+    try:
+        request = GenerationRequest.model_validate_json(item["req"])
+        problems = providers.validate_request(provider, model, request)
+        cost = providers.estimate_cost(provider, model, request)
+    except (ConfigError, ValueError) as exc:
+        return Outcome(None, f"{message} (not failed over to {target}: {exc})")
+    if problems:
+        why = "; ".join(f"{p.field}: {p.message}" for p in problems)
+        return Outcome(None, f"{message} (not failed over to {target}: the row does not "
+                       f"fit it: {why})")
+    fields = _failover_fields(rt, item, code, message, origin)
+    fields.update(provider=provider, model=model, est_cost="" if cost is None else repr(cost))
+    moved = rt.store.transition(iid, list(allowed), "pending", timer="-", fields=fields,
+                                queue="back")
+    return Outcome("failed_over" if moved.applied else "skipped", message)
+
+
+def _failover_fields(rt: Runtime, item: dict[str, str], code: str, message: str,
+                     origin: str) -> dict[str, Any]:
+    from genbatch.batch_ops import attempt_reset  # batch_ops imports the worker steps
+
+    now = rt.now()
+    fields: dict[str, Any] = dict(attempt_reset(item))
+    history = json.loads(fields["history"])
+    history[-1].update(state="failed", error_code=code, error_message=message[:2000],
+                       finished_at=repr(now), provider=item["provider"],
+                       model=item["model"], failed_over=True)
+    fields.update(history=json.dumps(history), fallback_used="1", failed_over_from=origin,
+                  failed_over_at=repr(now), webhook="", polled_at="")
+    return fields
+
+
+# -- reporting ------------------------------------------------------------------------------
+def attempt_history(item: dict[str, str]) -> list[dict[str, Any]]:
+    """Every attempt of an item, oldest first, the current one last: provider, model,
+    remote_task_id, state, error_code, error_message. Past attempts recorded before
+    failover existed (retry) carry no provider: they ran where the next recorded one did."""
+    past: list[dict[str, Any]] = json.loads(item.get("history") or "[]")
+    rows: list[dict[str, Any]] = []
+    later_provider, later_model = item.get("provider") or None, item.get("model") or None
+    for entry in reversed(past):
+        if entry.get("provider"):
+            later_provider, later_model = entry["provider"], entry.get("model")
+        rows.append({
+            "provider": entry.get("provider") or later_provider,
+            "model": entry.get("model") or later_model,
+            "remote_task_id": entry.get("remote_id") or None,
+            "state": entry.get("state") or None,
+            "error_code": entry.get("error_code") or None,
+            "error_message": entry.get("error_message") or None,
+        })
+    rows.reverse()
+    rows.append({
+        "provider": item.get("provider") or None, "model": item.get("model") or None,
+        "remote_task_id": item.get("remote_id") or None, "state": item.get("state") or None,
+        "error_code": item.get("error_code") or None,
+        "error_message": item.get("error_message") or None,
+    })
+    return rows
+
+
+def compact_history(attempts: list[dict[str, Any]]) -> str:
+    """One CSV cell: `provider:model:state[:error_code]` per attempt, joined by ` > `."""
+    return " > ".join(
+        ":".join(str(a[k]) for k in ("provider", "model", "state", "error_code") if a.get(k))
+        for a in attempts
+    )
