@@ -1,0 +1,155 @@
+"""Webhooks in, end to end on real parts: Redis, the simulator (which POSTs the callbacks),
+the `genbatch webhooks` receiver, worker and scheduler processes."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from genbatch.simulator import SimProfile, running_simulator
+from genbatch.store import item_id
+from genbatch.webhooks import callback_url
+from tests.integration.cluster import Cluster
+
+pytestmark = pytest.mark.integration
+SAMPLES = Path(__file__).parents[2] / "genbatch" / "samples"
+SECRET = "integration-webhook-secret-0123456789"
+PROFILE = {"time_factor": 50.0, "latency_mean_s": 20.0, "latency_sigma": 0.3,
+           "queue_delay_s": 1.0, "seed": 11}
+N = 12
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+@pytest.fixture
+def hooked(redis_url: str, tmp_path: Path) -> Iterator[Cluster]:
+    """A cluster whose workers send webhook URLs, with the receiver running."""
+    port = free_port()
+    with running_simulator(SimProfile.model_validate(PROFILE)) as sim_url:
+        c = Cluster(redis_url, sim_url, tmp_path, webhook_base_url=f"http://127.0.0.1:{port}",
+                    webhook_secret=SECRET)
+        try:
+            c.start("webhooks", "webhooks", "--port", str(port))
+            wait_healthy(c, f"http://127.0.0.1:{port}/healthz")
+            c.start_worker()
+            c.start_scheduler()
+            yield c
+        finally:
+            c.stop_all()
+
+
+def wait_healthy(c: Cluster, url: str) -> None:
+    def up() -> bool:
+        try:
+            return httpx.get(url, timeout=2).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    c.wait_until(up, 30, "the webhook receiver to start")
+
+
+def manifest(folder: Path, sim_url: str) -> Path:
+    shutil.copytree(SAMPLES / "images", folder / "images", dirs_exist_ok=True)
+    rows = []
+    for i in range(N):
+        provider = "novita" if i % 2 else "wavespeed"
+        image = ("images/sneaker.jpg" if provider == "novita"
+                 else f"{sim_url}/_sim/assets/landscape.png")
+        rows.append({"custom_id": f"hook-{i:02d}", "provider": provider,
+                     "model": "seedance-v1.5-pro-i2v", "prompt": f"shot {i}", "image": image,
+                     "resolution": "480p", "duration": 5})
+    path = folder / "manifest.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def run_batch(c: Cluster, path: Path) -> tuple[str, dict[str, Any]]:
+    """Submit, wait for completion; the batch id and the simulator's counters it cost."""
+    before = c.sim_stats()
+    batch_id = str(c.submit(path, provider=None, model=None).batch_id)
+    batch = c.wait_batch(batch_id, timeout=180)
+    assert batch["succeeded"] == str(N), batch
+    after = c.sim_stats()
+    cost = {k: after[k] - before[k] for k in ("polls", "webhooks_sent", "webhooks_delivered")}
+    return batch_id, cost
+
+
+def test_items_complete_via_callbacks_with_far_fewer_polls_and_forgeries_fail(
+        hooked: Cluster, tmp_path: Path) -> None:
+    path = manifest(tmp_path, hooked.sim_url)
+
+    hooked_batch, with_hooks = run_batch(hooked, path)
+
+    assert with_hooks["webhooks_delivered"] == with_hooks["webhooks_sent"] == N
+    items = [hooked.store.get_item(item_id(hooked_batch, s)) for s in range(1, N + 1)]
+    assert all(i["state"] == "succeeded" and i.get("callbacks") == "1" for i in items)
+    assert hooked.sim_stats()["webhook_statuses"] == {"200": N}
+
+    # A forged callback (right URL, another task's id) and a wrong token: both refused,
+    # the item untouched.
+    iid = item_id(hooked_batch, 1)
+    url = callback_url(hooked.settings, items[0]["provider"], iid)
+    assert url is not None
+    before = hooked.store.get_item(iid)
+    forged = {"id": "not-" + before["remote_id"], "status": "failed", "error": "forged",
+              "outputs": []}
+    assert httpx.post(url, json=forged, timeout=10).status_code == 401
+    assert httpx.post(url[:-64] + "f" * 64, json=forged, timeout=10).status_code == 404
+    assert hooked.store.get_item(iid) == before
+
+    # The same manifest with webhooks off: every item is found done by polling.
+    hooked.stop("scheduler")
+    hooked.stop("worker")
+    del hooked.values["webhook_base_url"]
+    hooked.start_worker("worker-polling")
+    hooked.start_scheduler()
+    polled_batch, without = run_batch(hooked, path)
+
+    print("with webhooks", with_hooks, "without", without)
+    assert without["webhooks_sent"] == 0
+    assert without["polls"] >= N  # at least one poll per item
+    assert with_hooks["polls"] * 4 <= without["polls"]
+    polled = hooked.store.get_item(item_id(polled_batch, 1))
+    assert polled.get("polls") and not polled.get("callbacks")
+    tokens = _tokens(hooked, hooked_batch)
+    for name in ("worker", "webhooks", "scheduler"):  # never a token (nor the secret) in a log
+        log = hooked.log_tail(name, 10**8)
+        assert SECRET not in log and not any(t in log for t in tokens), name
+
+
+def _tokens(c: Cluster, batch_id: str) -> list[str]:
+    urls = [callback_url(c.settings, c.store.get_item(item_id(batch_id, s))["provider"],
+                         item_id(batch_id, s)) for s in range(1, N + 1)]
+    return [u.rsplit("/", 1)[1] for u in urls if u]
+
+
+def test_a_lost_callback_is_caught_by_the_safety_poll(redis_url: str, tmp_path: Path) -> None:
+    port = free_port()
+    profile = {**PROFILE, "p_webhook_drop": 1.0}
+    with running_simulator(SimProfile.model_validate(profile)) as sim_url:
+        c = Cluster(redis_url, sim_url, tmp_path, webhook_base_url=f"http://127.0.0.1:{port}",
+                    webhook_secret=SECRET, webhook_safety_poll_s="60")
+        try:
+            c.start("webhooks", "webhooks", "--port", str(port))
+            wait_healthy(c, f"http://127.0.0.1:{port}/healthz")
+            c.start_worker()
+            c.start_scheduler()
+            batch_id, cost = run_batch(c, manifest(tmp_path, sim_url))
+        finally:
+            c.stop_all()
+    assert cost["webhooks_sent"] == 0
+    items = [c.store.get_item(item_id(batch_id, s)) for s in range(1, N + 1)]
+    assert all(i["state"] == "succeeded" and i.get("webhook") == "1" for i in items)
+    assert all(int(i["polls"]) >= 1 and not i.get("callbacks") for i in items)
