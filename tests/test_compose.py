@@ -16,7 +16,7 @@ from genbatch.cli import app
 from genbatch.config import Settings
 
 ROOT = Path(__file__).parents[1]
-GENBATCH_SERVICES = ("worker", "scheduler", "simulator", "dashboard")
+GENBATCH_SERVICES = ("worker", "scheduler", "simulator", "dashboard", "webhooks")
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +37,7 @@ def env_example() -> dict[str, str]:
 
 def test_the_services_are_all_there(compose: dict[str, Any]) -> None:
     assert set(compose["services"]) == {"redis", "worker", "scheduler", "simulator", "dashboard",
-                                        "flower", "minio", "createbucket"}
+                                        "webhooks", "flower", "minio", "createbucket"}
     redis = compose["services"]["redis"]
     assert {"--appendonly", "yes", "--requirepass"} <= set(redis["command"])
     assert redis["healthcheck"]
@@ -54,7 +54,7 @@ def test_genbatch_services_run_real_commands_with_valid_options(compose: dict[st
 
 
 def test_genbatch_services_share_redis_storage_and_keys(compose: dict[str, Any]) -> None:
-    for name in ("worker", "scheduler", "dashboard"):
+    for name in ("worker", "scheduler", "dashboard", "webhooks"):
         service = compose["services"][name]
         env = service["environment"]
         assert env["GENBATCH_REDIS_URL"].startswith("redis://:${REDIS_PASSWORD")
@@ -99,3 +99,15 @@ def test_image_runs_as_a_non_root_user() -> None:
     users = [line.split()[1] for line in lines if line.startswith("USER ")]
     assert users and users[-1] not in ("root", "0")
     assert 'ENTRYPOINT ["genbatch"]' in lines
+
+
+def test_webhook_receiver_is_opt_in_and_its_settings_documented(compose: dict[str, Any]) -> None:
+    hooks = compose["services"]["webhooks"]
+    assert hooks["profiles"] == ["webhooks"]  # needs a public URL and a secret: opt in
+    assert hooks["command"][:1] == ["webhooks"] and "0.0.0.0" in hooks["command"]
+    assert any("/healthz" in part for part in hooks["healthcheck"]["test"])
+    example = env_example()
+    for key in ("GENBATCH_WEBHOOK_BASE_URL", "GENBATCH_WEBHOOK_SECRET",
+                "GENBATCH_WEBHOOK_SAFETY_POLL_S", "COMPOSE_PROFILES"):
+        assert key in example
+    assert example["GENBATCH_WEBHOOK_SECRET"] == ""  # never a default secret
