@@ -109,6 +109,10 @@ class Settings(BaseSettings):
     )
     download_max_attempts: int = Field(default=5, ge=1)
     dispatch_batch_size: int = Field(default=200, ge=1)
+    dispatch_on_free: bool = Field(
+        default=True, description="a worker that frees an in-flight slot dispatches into it "
+        "at once instead of waiting for the scheduler's tick"
+    )
 
     # Quota: AIMD on 429 (see genbatch/store/limits.py).
     aimd_decrease: float = Field(

@@ -76,3 +76,26 @@ def test_in_flight_cap(store: JobStore, redis_url: str) -> None:
     sched.dispatch()
     sched.dispatch()
     assert len(sent) == 7 == store.in_flight("novita")
+
+
+def test_a_freed_slot_is_refilled_at_once_by_the_worker(store: JobStore,
+                                                        redis_url: str) -> None:
+    """A worker that ends an in-flight item dispatches into the freed slot itself, without
+    waiting for the scheduler's tick; with the setting off it leaves that to the tick."""
+    from genbatch.worker.steps import finish
+
+    make_batch(store, "b", 3)
+    sched, sent = scheduler(redis_url, novita_max_in_flight=1, novita_submit_rpm=10000)
+    sched.dispatch()
+    assert sent == ["b:1"]
+    finish(sched.rt, "b:1", ["dispatched"], "failed", "x", "boom")
+    assert sent == ["b:1", "b:2"]  # refilled by the finishing step, no tick in between
+    assert store.in_flight("novita") == 1
+    finish(sched.rt, "b:1", ["dispatched"], "failed", "x", "again")  # not applied: no refill
+    assert sent == ["b:1", "b:2"]
+
+    quiet, quiet_sent = scheduler(redis_url, novita_max_in_flight=1, novita_submit_rpm=10000,
+                                  dispatch_on_free=False)
+    finish(quiet.rt, "b:2", ["dispatched"], "failed", "x", "boom")
+    assert quiet_sent == []
+    assert store.get_item("b:3")["state"] == "pending"

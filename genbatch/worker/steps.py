@@ -36,6 +36,7 @@ from genbatch.worker.runtime import Runtime
 log = logging.getLogger(__name__)
 URL_GONE = frozenset({401, 403, 404, 410})
 EARLY = 0.8  # first poll at this share of the learned generation time
+SLOT_STATES = frozenset({"dispatched", "submitting", "submitted"})  # hold an in-flight slot
 TERMINAL_TASK_STATE = {
     TaskStatus.FAILED: "failed",
     TaskStatus.EXPIRED: "expired",
@@ -136,6 +137,7 @@ def apply_poll(rt: Runtime, item: dict[str, str], iid: str, result: PollResult,
         if moved.applied:
             rt.enqueue("download", iid)
             _learn_gen_time(rt, item, now, polls, pushed)
+            refill(rt, item["provider"])
         return "downloading" if moved.applied else "skipped"
     if result.status in TERMINAL_TASK_STATE:
         return finish(rt, iid, ["submitted"], TERMINAL_TASK_STATE[result.status],
@@ -261,7 +263,24 @@ def finish(rt: Runtime, iid: str, allowed: list[str], state: str, code: str, mes
     moved = rt.store.transition(iid, allowed, state, timer="-", fields=values)
     if moved.applied and moved.open_items == 0:
         rt.enqueue("finalize", iid.rsplit(":", 1)[0])
+    if moved.applied and moved.previous in SLOT_STATES:
+        refill(rt, str(rt.store.r.hget(rt.store.k("item", iid), "provider") or ""))
     return state if moved.applied else "skipped"
+
+
+def refill(rt: Runtime, provider: str) -> None:
+    """A generation slot of `provider` just came free: dispatch into it now rather than at
+    the scheduler's next tick (the tick stays the safety net, so a failure here is only
+    logged)."""
+    if not rt.settings.dispatch_on_free or not provider:
+        return
+    from genbatch.worker.dispatch import dispatch_account
+
+    try:
+        dispatch_account(rt, provider)
+    except Exception as exc:  # the item's own transition already happened
+        log.warning("dispatch after a freed %s slot failed (the scheduler will retry): %s",
+                    provider, type(exc).__name__)
 
 
 def _deadline_s(rt: Runtime, request: GenerationRequest) -> float:
