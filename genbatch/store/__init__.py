@@ -64,7 +64,6 @@ class JobStore:
         self.prefix = prefix
         self._transition = client.register_script(scripts.TRANSITION)
         self._dispatch = client.register_script(scripts.DISPATCH)
-        self._claim = client.register_script(scripts.CLAIM_DUE)
         self._batch_cas = client.register_script(scripts.BATCH_STATUS)
         self._renew = client.register_script(scripts.RENEW_LOCK)
         self._add_items = client.register_script(scripts.ADD_ITEMS)
@@ -266,10 +265,10 @@ class JobStore:
         return int(self.r.get(self.k("inflight", provider)) or 0)
 
     def claim_due(self, now: float, lease_until: float, max_n: int) -> list[tuple[str, str]]:
-        flat = self._claim(
-            keys=[self.k("timers")], args=[self.prefix, repr(now), repr(lease_until), max_n]
-        )
-        return [(str(flat[i]), str(flat[i + 1])) for i in range(0, len(flat), 2)]
+        """Due timers with no poll budget applied (the scheduler uses Limits.claim_due)."""
+        from genbatch.store.limits import Limits
+
+        return Limits(self.r, self.prefix).claim_due(now, lease_until, max_n, {})
 
     def set_cooldown(self, provider: str, seconds: float) -> None:
         self.r.set(self.k("cooldown", provider), "1", px=max(1, int(seconds * 1000)))

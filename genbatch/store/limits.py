@@ -100,9 +100,11 @@ redis.call('EXPIRE', KEYS[1], 86400)
 return num(f)
 """
 
-# Claim due timers, polls within each account's poll budget. Like CLAIM_DUE in scripts.py,
-# but an item in `submitted` (its next action is a poll) is claimed only if its account's
-# poll bucket grants a request; otherwise it stays due for a later tick.
+# Claim due timers: every non-terminal item whose timer is at or before `now` gets its timer
+# pushed to `lease` (so a lost message is re-sent then) and is returned with its state;
+# terminal and pending items lose their timer. An item in `submitted` (its next action is
+# a poll) is claimed only if its account's poll bucket grants a request; otherwise it stays
+# due for a later tick. Accounts without a rate given are not limited.
 # KEYS: timers. ARGV: prefix, now, lease, max_n, max_scan, period, burst, recover_s,
 # then per account: provider, poll rpm. Returns {id1, state1, ...}.
 CLAIM_DUE_LIMITED = _GCRA + """
@@ -210,7 +212,7 @@ class Limits:
                   poll_rates: Mapping[str, Rate], max_scan: int = 5000
                   ) -> list[tuple[str, str]]:
         """Due timers, polls only within each account's poll budget (see the script)."""
-        any_rate = next(iter(poll_rates.values()))
+        any_rate = next(iter(poll_rates.values()), Rate(0.0, 60.0, 0.0, 1.0))
         args: list[Any] = [self.prefix, repr(now), repr(lease_until), max_n, max_scan,
                            any_rate.period, any_rate.burst, any_rate.recover_s]
         for provider, rate in poll_rates.items():

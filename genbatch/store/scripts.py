@@ -129,28 +129,6 @@ end
 return out
 """
 
-# Claim due timers: every item whose timer is at or before `now` gets its timer pushed to
-# `lease` (so a lost message is retried then) and is returned with its state.
-# KEYS: timers. ARGV: prefix, now, lease score, max_n. Returns {id1, state1, id2, ...}.
-CLAIM_DUE = """
-local timers = KEYS[1]
-local prefix, now, lease, max_n = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
-local ids = redis.call('ZRANGEBYSCORE', timers, '-inf', now, 'LIMIT', 0, max_n)
-local out = {}
-for _, id in ipairs(ids) do
-  local state = redis.call('HGET', prefix .. 'item:' .. id, 'state')
-  if (not state) or state == 'pending' or state == 'succeeded' or state == 'failed'
-      or state == 'expired' or state == 'cancelled' or state == 'ambiguous' then
-    redis.call('ZREM', timers, id)
-  else
-    redis.call('ZADD', timers, lease, id)
-    out[#out + 1] = id
-    out[#out + 1] = state
-  end
-end
-return out
-"""
-
 # Batch status compare-and-set. KEYS: batch. ARGV: allowed (comma separated), new,
 # n, field1, value1, ... Returns {1, old} or {0, current}.
 BATCH_STATUS = """
