@@ -17,12 +17,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from genbatch.failover import attempt_history, compact_history
 from genbatch.storage import ObjectStorage, batch_key, object_key
 
 RESULT_FIELDS: tuple[str, ...] = (
     "custom_id", "line", "status", "output_uri", "sha256", "bytes", "provider", "model",
     "remote_task_id", "seed", "cost_usd", "submitted_at", "finished_at", "error_code",
-    "error_message",
+    "error_message", "failed_over_from", "attempt_history",
 )
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
@@ -55,6 +56,9 @@ def result_row(item: dict[str, str]) -> dict[str, Any]:
         "error_code": item.get("error_code") or None,
         "error_message": item.get("error_message") or None,
         "attempts": _int(item.get("attempts")),
+        # failover (genbatch/failover.py): where the first attempt ran, and every attempt
+        "failed_over_from": item.get("failed_over_from") or None,
+        "attempt_history": attempt_history(item),
     }
 
 
@@ -97,7 +101,8 @@ def write_outputs(storage: ObjectStorage, batch_id: str,
                         row["presigned_url"] = storage.presigned_url(
                             object_key(batch_id, item.get("custom_id", "")), presign_s)
                     rj.write(json.dumps(row, ensure_ascii=False) + "\n")
-                    writer.writerow([csv_safe(row.get(f)) for f in fields])
+                    writer.writerow([csv_safe(compact_history(row[f]) if f == "attempt_history"
+                                              else row.get(f)) for f in fields])
                     ok += 1
                 else:
                     ej.write(json.dumps(error_row(item), ensure_ascii=False) + "\n")
