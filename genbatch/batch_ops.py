@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
+from genbatch.budget import set_budget
 from genbatch.config import PROVIDER_NAMES
 from genbatch.errors import GenbatchError
 from genbatch.store import item_id
@@ -84,10 +85,14 @@ def _cancel_remote(rt: Runtime, item: dict[str, str]) -> bool:
 class RetryReport:
     requeued: int = 0
     invalid_rows: int = 0  # failed at validation: fix the row and use submit --resume
+    continued: int = 0  # pending items held by the budget that may dispatch again
 
 
-def retry_batch(rt: Runtime, batch_id: str, states: tuple[str, ...]) -> RetryReport:
-    """Put the batch's items in `states` back to pending, recording each past attempt."""
+def retry_batch(rt: Runtime, batch_id: str, states: tuple[str, ...],
+                budget_usd: float | None = None) -> RetryReport:
+    """Put the batch's items in `states` back to pending, recording each past attempt.
+    With `budget_usd`, first set the batch's budget (never below spent + reserved) and let
+    the pending items it held back dispatch again."""
     unknown = set(states) - set(RETRYABLE_STATES)
     if unknown:
         raise GenbatchError(f"cannot retry items in state {sorted(unknown)[0]!r}")
@@ -95,6 +100,11 @@ def retry_batch(rt: Runtime, batch_id: str, states: tuple[str, ...]) -> RetryRep
     if batch.get("status") == "validating":
         raise GenbatchError(f"batch {batch_id} never finished validating; submit it again")
     report = RetryReport()
+    if budget_usd is not None:
+        set_budget(rt.store, batch_id, budget_usd)
+        report.continued = int(batch.get("pending") or 0)
+    if not states:
+        return report
     reopened = False
     for item in rt.store.iter_items(batch_id, int(batch["total"])):
         if item["state"] not in states:

@@ -75,7 +75,8 @@ def submit(
         help="execution_expires_after for rows without one (3600-259200; default the "
              "provider's, 172800 on BytePlus)", show_default=False)] = None,
     budget: Annotated[float | None, typer.Option(
-        metavar="USD", help="stop submitting once the estimated spend would pass this",
+        metavar="USD", help="stop submitting once spent + reserved estimates would pass "
+        "this (every row needs a known price); with --resume: the batch's new budget",
         show_default=False)] = None,
     notify: Annotated[str | None, typer.Option(
         metavar="URL", help="POST a signed event here when the batch finishes",
@@ -112,6 +113,11 @@ def submit(
 
         assert store is not None
         assert storage is not None
+        if options.budget_usd is not None:
+            from genbatch.budget import set_budget
+
+            set_budget(store, resume, options.budget_usd)
+            err.print(f"batch {resume}: budget ${options.budget_usd:.2f}", highlight=False)
         _, changes = resume_manifest(manifest, resume, store=store, storage=storage,
                                      provider=provider, model=model, skip_invalid=skip_invalid)
         err.print(f"batch {resume}: {changes['added']} rows added, {changes['replaced']} "
@@ -134,6 +140,11 @@ def submit(
         out.print(f"{result.valid} valid rows, estimated ${result.est_cost:.2f}"
                   + (f" ({result.unpriced} rows without a known price)" if result.unpriced
                      else "") + "; nothing submitted (--dry-run)")
+        if options.budget_usd is not None:
+            out.print(f"budget ${options.budget_usd:.2f}: the first {result.fit} of "
+                      f"{result.valid} rows fit (estimated ${result.fit_cost:.2f})"
+                      + (f"; --budget would be refused: {result.unpriced} rows have no price"
+                         if result.unpriced else ""))
         return
     assert result.batch_id is not None
     err.print(f"{result.valid} rows queued, {result.invalid} skipped, estimated "
@@ -235,16 +246,27 @@ def retry(
     ambiguous: Annotated[bool, typer.Option(
         "--ambiguous", help="retry items whose submit outcome is unknown (may pay twice)")
     ] = False,
+    budget: Annotated[float | None, typer.Option(
+        metavar="USD", help="set the batch's budget (at least spent + reserved) and continue "
+        "the items it held back; alone, retries no failed items", show_default=False)
+    ] = None,
 ) -> None:
-    """Resubmit a batch's failed (default: failed and expired) items, in the same batch."""
+    """Resubmit a batch's failed (default: failed and expired) items, in the same batch;
+    with --budget, continue a batch stopped by its budget."""
     from genbatch.batch_ops import retry_batch
 
     states = tuple(s for s, on in (("failed", failed), ("expired", expired),
-                                   ("ambiguous", ambiguous)) if on) or ("failed", "expired")
-    report = retry_batch(_ops_runtime(_settings()), batch, states)
-    out.print(f"batch {batch}: {report.requeued} items ({', '.join(states)}) queued again"
-              + (f"; {report.invalid_rows} invalid rows skipped (fix them and submit again)"
-                 if report.invalid_rows else ""))
+                                   ("ambiguous", ambiguous)) if on)
+    if not states and budget is None:
+        states = ("failed", "expired")
+    report = retry_batch(_ops_runtime(_settings()), batch, states, budget_usd=budget)
+    if budget is not None:
+        out.print(f"batch {batch}: budget ${budget:.2f}, {report.continued} pending items "
+                  "may dispatch again")
+    if states:
+        out.print(f"batch {batch}: {report.requeued} items ({', '.join(states)}) queued again"
+                  + (f"; {report.invalid_rows} invalid rows skipped (fix them and submit "
+                     "again)" if report.invalid_rows else ""))
 
 
 @app.command()

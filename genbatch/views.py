@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from genbatch import notify
+from genbatch import budget, notify
 from genbatch.store import JobStore
 
 STATE_COLUMNS = ("pending", "in_flight", "downloading", "succeeded", "failed", "expired",
@@ -28,26 +28,43 @@ def done_count(batch: dict[str, str]) -> int:
     return sum(c[k] for k in DONE)
 
 
+def shown_status(batch: dict[str, str]) -> str:
+    """The batch's status, or `budget_exhausted` while its budget holds pending items."""
+    return "budget_exhausted" if budget.stopped(batch) else batch.get("status", "")
+
+
 def batch_summary(batch: dict[str, str]) -> dict[str, object]:
     c = counts(batch)
     created = float(batch.get("created_at") or 0)
     return {
-        "id": batch.get("id"), "status": batch.get("status"),
+        "id": batch.get("id"), "status": shown_status(batch),
         "created_at": datetime.fromtimestamp(created, UTC).isoformat(timespec="seconds"),
         "manifest": batch.get("manifest"), **c,
         "results_jsonl": batch.get("results_jsonl"), "results_csv": batch.get("results_csv"),
         "errors_jsonl": batch.get("errors_jsonl"), "notify": notify.summary(batch),
+        "budget": budget.summary(batch),
     }
 
 
 def batches_table(batches: list[dict[str, str]]) -> Table:
     table = Table("batch", "status", "total", *[c.replace("_", " ") for c in STATE_COLUMNS],
-                  title="batches (newest first)")
+                  "spent $ (est.) / budget", title="batches (newest first)")
     for b in batches:
         c = counts(b)
-        table.add_row(b.get("id", ""), b.get("status", ""), str(c["total"]),
-                      *[str(c[k]) for k in STATE_COLUMNS])
+        table.add_row(b.get("id", ""), shown_status(b), str(c["total"]),
+                      *[str(c[k]) for k in STATE_COLUMNS], spend_text(b))
     return table
+
+
+def spend_text(batch: dict[str, str]) -> str:
+    """`spent (estimate of the same items)`, then `/ budget` and what is reserved."""
+    s = budget.summary(batch)
+    text = f"{s['spent_usd']:.2f} ({s['spent_estimate_usd']:.2f})"
+    if s["budget_usd"] is not None:
+        text += f" / {s['budget_usd']:.2f}"
+        if s["reserved_usd"]:
+            text += f", {s['reserved_usd']:.2f} reserved"
+    return text
 
 
 def results_table(rows: list[dict[str, object]], limit: int = 50) -> Table:
@@ -93,7 +110,7 @@ def watch_batch(store: JobStore, batch_id: str, console: Console,
         batch = store.get_batch(batch_id)
         if time.monotonic() - last > 5 or _finished(batch):
             print(f"{batch_id}: {done_count(batch)}/{total} done, {_short_counts(batch)}, "
-                  f"status {batch.get('status')}", file=sys.stderr, flush=True)
+                  f"status {shown_status(batch)}", file=sys.stderr, flush=True)
             last = time.monotonic()
         if _finished(batch) or (stop and stop()):
             return batch
@@ -101,7 +118,10 @@ def watch_batch(store: JobStore, batch_id: str, console: Console,
 
 
 def _finished(batch: dict[str, str]) -> bool:
-    return batch.get("status") in ("completed", "cancelled")
+    """Completed, cancelled, or stopped by its budget with nothing left running."""
+    c = counts(batch)
+    return batch.get("status") in ("completed", "cancelled") or (
+        budget.stopped(batch) and c["in_flight"] == 0 and c["downloading"] == 0)
 
 
 def _short_counts(batch: dict[str, str]) -> str:

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from genbatch.errors import ManifestError, ManifestRejected
+from genbatch.errors import GenbatchError, ManifestError, ManifestRejected
 from genbatch.images import is_data_uri, is_remote, sniff_format
 from genbatch.models import GenerationRequest
 from genbatch.producer.manifest import iter_rows
@@ -46,15 +46,27 @@ class IngestResult:
     est_cost: float = 0.0
     unpriced: int = 0
     by_model: dict[tuple[str, str], tuple[int, float]] = field(default_factory=dict)
+    budget_usd: float | None = None  # --budget: count the rows that fit, in manifest order
+    fit: int = 0
+    fit_cost: float = 0.0
 
     def count(self, row: ValidRow) -> None:
         self.valid += 1
+        if self.budget_usd is not None and self.fit == self.valid - 1 and \
+                row.est_cost is not None and self.fit_cost + row.est_cost <= self.budget_usd:
+            self.fit += 1
+            self.fit_cost += row.est_cost
         n, cost = self.by_model.get((row.provider, row.model), (0, 0.0))
         self.by_model[(row.provider, row.model)] = (n + 1, cost + (row.est_cost or 0.0))
         if row.est_cost is None:
             self.unpriced += 1
         else:
             self.est_cost += row.est_cost
+
+
+def unpriced_message(n: int) -> str:
+    return (f"--budget needs a price estimate for every row, and {n} rows have none "
+            "(see `submit --dry-run`); submit them without --budget or in a batch of their own")
 
 
 def new_batch_id() -> str:
@@ -85,7 +97,7 @@ def ingest_manifest(
         if store is None or storage is None:
             raise ValueError("ingest needs a store and a storage unless dry_run")
         writer = _BatchWriter(store, storage, path, provider, model, options)
-    result = IngestResult(writer.batch_id if writer else None)
+    result = IngestResult(writer.batch_id if writer else None, budget_usd=options.budget_usd)
     providers_used: set[str] = set()
     committed = False
     try:
@@ -107,6 +119,8 @@ def ingest_manifest(
                 progress(seq)
         if result.invalid and not skip_invalid:
             raise ManifestRejected(str(path), result.errors, result.invalid)
+        if writer is not None and options.budget_usd is not None and result.unpriced:
+            raise GenbatchError(unpriced_message(result.unpriced))
         if writer is not None:
             writer.commit(sorted(providers_used))
         committed = True

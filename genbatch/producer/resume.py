@@ -18,6 +18,7 @@ from genbatch.producer.ingest import (
     _invalid_record,
     _item_record,
     ingest_manifest,
+    unpriced_message,
 )
 from genbatch.producer.manifest import iter_rows
 from genbatch.producer.options import BatchOptions
@@ -41,6 +42,8 @@ def resume_manifest(
     options = BatchOptions.from_meta(batch)  # the batch's --tier etc. apply to new rows too
     checked = ingest_manifest(path, store=None, storage=None, provider=provider, model=model,
                               skip_invalid=skip_invalid, dry_run=True, options=options)
+    if options.budget_usd is not None and checked.unpriced:
+        raise GenbatchError(unpriced_message(checked.unpriced))
     existing = {rec["custom_id"]: rec for rec in store.iter_items(batch_id, int(batch["total"]))}
     uploads = _ImageUploader(storage)
     validator = RowValidator(path.resolve(), provider, model, options.row_defaults())

@@ -2,7 +2,9 @@
 
 Keys (prefix `gb:` by default):
     batch:{bid}              hash: status, metadata and counters (total, pending, in_flight,
-                             downloading, succeeded, failed, expired, cancelled, ambiguous)
+                             downloading, succeeded, failed, expired, cancelled, ambiguous);
+                             money in micro-USD (reserved_micro, spent_micro,
+                             spent_est_micro), budget_usd, budget_exhausted
     batches                  zset of batch ids by creation time
     active                   set of batch ids not yet completed
     item:{bid}:{seq}         hash: state, batch, seq, line, custom_id, provider, model, req
@@ -67,6 +69,7 @@ class JobStore:
         self._batch_cas = client.register_script(scripts.BATCH_STATUS)
         self._renew = client.register_script(scripts.RENEW_LOCK)
         self._add_items = client.register_script(scripts.ADD_ITEMS)
+        self._raise_budget = client.register_script(scripts.RAISE_BUDGET)
 
     @classmethod
     def from_url(cls, url: str, prefix: str = "gb:") -> JobStore:
@@ -233,6 +236,16 @@ class JobStore:
             pipe.sadd(self.k("active"), batch_id)
             pipe.execute()
         return ok
+
+    def set_budget(self, batch_id: str, budget_usd: float,
+                   providers: Sequence[str]) -> tuple[bool, int, int]:
+        """Set the batch's budget and let it dispatch again (RAISE_BUDGET); refused when
+        below spent + reserved. Returns (applied, spent, reserved), money in micro-USD."""
+        res = self._raise_budget(keys=[self.k("batch", batch_id)],
+                                 args=[self.prefix, batch_id, repr(budget_usd), *providers])
+        if int(res[0]) == -1:
+            raise NotFoundError(f"no batch {batch_id!r} in the job store")
+        return int(res[0]) == 1, int(res[1]), int(res[2])
 
     # -- scheduling ------------------------------------------------------------------
     def queued_batches(self, provider: str) -> list[str]:

@@ -20,6 +20,43 @@ local COUNTER = {
 }
 local INFLIGHT = { dispatched = true, submitting = true, submitted = true }
 local OPEN = { 'pending', 'in_flight', 'downloading' }
+local TERMINAL = { succeeded = true, failed = true, expired = true, cancelled = true,
+                   ambiguous = true }
+
+-- Money is counted in integer micro-dollars (exact, HINCRBY): `reserved_micro` (estimates
+-- of items dispatched and not yet settled) and `spent_micro` (what the provider billed, as
+-- far as we know) on the batch, `reserved_micro` on the item.
+local function micro(usd)
+  local x = tonumber(usd)
+  if not x then return 0 end
+  return math.floor(x * 1000000 + 0.5)
+end
+
+local function int(n) return string.format('%d', n) end
+
+-- An attempt ends (the item goes back to pending or to a terminal state): release its
+-- reservation; count as spent the cost of a generation the provider finished (`cost` is
+-- set when the poll says succeeded, even if the download then fails), and the whole
+-- reservation of an `ambiguous` submit (it may have been billed).
+local function settle(item_key, batch_key, cur, new)
+  if cur == new or TERMINAL[cur] or not (TERMINAL[new] or new == 'pending') then return end
+  local f = redis.call('HMGET', item_key, 'reserved_micro', 'cost', 'est_cost')
+  local held = tonumber(f[1]) or 0
+  local spent, est = 0, 0
+  if new == 'ambiguous' then
+    spent, est = held, held
+  elseif f[2] and f[2] ~= '' then
+    spent, est = micro(f[2]), micro(f[3])
+  end
+  if held ~= 0 then
+    redis.call('HINCRBY', batch_key, 'reserved_micro', int(-held))
+    redis.call('HSET', item_key, 'reserved_micro', '0')
+  end
+  if spent ~= 0 or est ~= 0 then
+    redis.call('HINCRBY', batch_key, 'spent_micro', int(spent))
+    redis.call('HINCRBY', batch_key, 'spent_est_micro', int(est))
+  end
+end
 
 local function open_count(batch_key)
   local vals = redis.call('HMGET', batch_key, OPEN[1], OPEN[2], OPEN[3])
@@ -93,12 +130,17 @@ if queue ~= '' and new == 'pending' then
   end
   redis.call('SADD', prefix .. 'queues:' .. account, batch)
 end
+settle(item_key, batch_key, cur, new)  -- after the fields: a retry has cleared `cost`
 return {1, cur, open_count(batch_key)}
 """
 
 # Move up to N pending items of one (account, batch) queue to `dispatched`, within the
-# account's in-flight limit. KEYS: pending list, timers. ARGV: prefix, provider, limit,
-# max_n, timer score. Returns the dispatched item ids.
+# account's in-flight limit and the batch's budget. KEYS: pending list, timers. ARGV:
+# prefix, provider, limit, max_n, timer score. Returns the dispatched item ids.
+# Budget: each dispatched item reserves its estimate (`est_cost`, 0 when unpriced) on the
+# batch. With `budget_usd` set, an item whose estimate would take spent + reserved past it
+# goes back to the head of the list, the batch gets `budget_exhausted` and leaves this
+# account's round-robin (raising the budget puts it back: RAISE_BUDGET).
 DISPATCH = _COMMON + """
 local pending, timers = KEYS[1], KEYS[2]
 local prefix, provider = ARGV[1], ARGV[2]
@@ -111,14 +153,27 @@ while free > 0 do
   local id = redis.call('LPOP', pending)
   if not id then break end
   local item_key = prefix .. 'item:' .. id
-  local f = redis.call('HMGET', item_key, 'state', 'batch')
+  local f = redis.call('HMGET', item_key, 'state', 'batch', 'est_cost')
   local batch_key = prefix .. 'batch:' .. (f[2] or '')
+  local est = micro(f[3])
+  local b = redis.call('HMGET', batch_key, 'budget_usd', 'spent_micro', 'reserved_micro',
+                       'budget_exhausted')
   if f[1] == 'pending' and redis.call('HEXISTS', batch_key, 'cancel_requested') == 1 then
     -- A cancelled batch dispatches nothing, not even items requeued after a 429.
     move(item_key, batch_key, prefix .. 'inflight:', 'pending', 'cancelled', provider)
     redis.call('HSET', item_key, 'error_code', 'cancelled',
                'error_message', 'the batch was cancelled before this item was submitted')
+  elseif f[1] == 'pending' and b[1] and b[1] ~= ''
+      and (tonumber(b[2]) or 0) + (tonumber(b[3]) or 0) + est > micro(b[1]) then
+    redis.call('LPUSH', pending, id)
+    local t = redis.call('TIME')
+    redis.call('HSET', batch_key, 'budget_exhausted', string.format('%d.%06d', t[1], t[2]))
+    redis.call('SREM', prefix .. 'queues:' .. provider, f[2])
+    break
   elseif f[1] == 'pending' then
+    if b[4] then redis.call('HDEL', batch_key, 'budget_exhausted') end
+    redis.call('HINCRBY', batch_key, 'reserved_micro', int(est))
+    redis.call('HSET', item_key, 'reserved_micro', int(est))
     move(item_key, batch_key, prefix .. 'inflight:', 'pending', 'dispatched',
          provider)
     redis.call('ZADD', timers, score, id)
@@ -127,6 +182,30 @@ while free > 0 do
   end
 end
 return out
+"""
+
+# Set a batch's budget (raise it to continue a batch stopped by its budget). KEYS: batch.
+# ARGV: prefix, batch id, budget (USD), providers... Refused ({0, spent, reserved}) when the
+# new budget is below what is already spent plus reserved; else clears `budget_exhausted`
+# and puts the batch back on the round-robin of every account where it has pending items
+# (not for a cancelled batch). Returns {1, spent, reserved}, {-1, 0, 0} for no batch.
+RAISE_BUDGET = _COMMON + """
+local batch_key, prefix, bid = KEYS[1], ARGV[1], ARGV[2]
+local b = redis.call('HMGET', batch_key, 'status', 'spent_micro', 'reserved_micro',
+                     'cancel_requested')
+if not b[1] then return {-1, 0, 0} end
+local spent, reserved = tonumber(b[2]) or 0, tonumber(b[3]) or 0
+if micro(ARGV[3]) < spent + reserved then return {0, spent, reserved} end
+redis.call('HSET', batch_key, 'budget_usd', ARGV[3])
+redis.call('HDEL', batch_key, 'budget_exhausted')
+if not b[4] and b[1] ~= 'validating' then
+  for i = 4, #ARGV do
+    if redis.call('LLEN', prefix .. 'pending:' .. ARGV[i] .. ':' .. bid) > 0 then
+      redis.call('SADD', prefix .. 'queues:' .. ARGV[i], bid)
+    end
+  end
+end
+return {1, spent, reserved}
 """
 
 # Batch status compare-and-set. KEYS: batch. ARGV: allowed (comma separated), new,

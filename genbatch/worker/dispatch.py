@@ -83,9 +83,12 @@ def _feed(rt: Runtime, provider: str, batches: list[str], limit: int, budget: in
                     keep.append(bid)
                 else:
                     store.drop_queue_if_empty(provider, bid)
-                    if store.r.llen(store.k("pending", provider, bid)):
+                    # Items left and still queued: the in-flight cap is reached. (A batch
+                    # stopped by its budget has left the queue: go on with the others.)
+                    if store.r.llen(store.k("pending", provider, bid)) and \
+                            store.r.sismember(store.k("queues", provider), bid):
                         store.r.incrby(rr_key, max(served, 1))
-                        return used  # the in-flight cap is reached
+                        return used
             order = keep
             first_pass = False
         store.r.incrby(rr_key, max(served, 1))

@@ -1,0 +1,70 @@
+"""The budget cap of a batch (`submit --budget USD`): what is spent, reserved and left.
+
+The money moves inside the job store's Lua scripts, in integer micro-dollars, so it is
+exact under any number of dispatchers and workers:
+
+- DISPATCH reserves an item's estimate (`est_cost`) on the batch before the item leaves
+  `pending`; when `spent + reserved + estimate` would pass `budget_usd` the item stays at
+  the head of its queue, the batch gets `budget_exhausted` and leaves that account's
+  round-robin (so it holds up no other batch).
+- TRANSITION settles an item when its attempt ends (back to `pending`, or a terminal state):
+  the reservation is released, and the cost of a generation the provider finished (its
+  reported usage, else the estimate) is added to `spent`, even when the download later
+  fails. An `ambiguous` submit may have been billed: its reservation is counted as spent.
+- RAISE_BUDGET sets a new budget (never below spent + reserved), clears
+  `budget_exhausted` and puts the batch back on its accounts' queues.
+
+A batch stopped by its budget keeps its pending items, so it never finalizes; `retry
+--budget` or `submit --resume --budget` continues it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from genbatch.config import PROVIDER_NAMES
+from genbatch.errors import GenbatchError
+from genbatch.store import JobStore
+
+MICRO = 1_000_000
+
+
+def usd(micro: str | int | None) -> float:
+    """Micro-dollars (as stored) → USD."""
+    return int(micro or 0) / MICRO
+
+
+def stopped(batch: Mapping[str, str]) -> bool:
+    """Dispatch of this batch is stopped by its budget: pending items wait for a raise."""
+    return (bool(batch.get("budget_exhausted")) and batch.get("status") == "in_progress"
+            and int(batch.get("pending") or 0) > 0)
+
+
+def summary(batch: Mapping[str, str]) -> dict[str, Any]:
+    """Spend of a batch, in USD: `spent_usd` (billed as far as we know) against
+    `spent_estimate_usd` (the estimate of the same items), `reserved_usd` (estimates of
+    items in flight), and with a budget: `budget_usd`, `left_usd`, `exhausted`."""
+    budget = float(batch["budget_usd"]) if batch.get("budget_usd") else None
+    spent, reserved = usd(batch.get("spent_micro")), usd(batch.get("reserved_micro"))
+    return {
+        "budget_usd": budget,
+        "spent_usd": round(spent, 6),
+        "spent_estimate_usd": round(usd(batch.get("spent_est_micro")), 6),
+        "reserved_usd": round(reserved, 6),
+        "left_usd": None if budget is None else round(budget - spent - reserved, 6),
+        "exhausted": stopped(batch),
+    }
+
+
+def set_budget(store: JobStore, batch_id: str, budget_usd: float) -> None:
+    """Give the batch a (new) budget and let it dispatch again; a clear error when the
+    amount is below what it has already spent and reserved."""
+    if not budget_usd > 0:
+        raise GenbatchError(f"--budget must be a positive amount in USD (got {budget_usd})")
+    ok, spent, reserved = store.set_budget(batch_id, budget_usd, PROVIDER_NAMES)
+    if not ok:
+        raise GenbatchError(
+            f"--budget {budget_usd:.2f} is below what batch {batch_id} has already spent "
+            f"(${usd(spent):.2f}) plus reserved for items in flight (${usd(reserved):.2f}); "
+            f"give at least ${usd(spent + reserved):.2f}")

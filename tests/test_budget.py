@@ -1,0 +1,178 @@
+"""The budget cap on a real Redis: reservation in DISPATCH, settlement in TRANSITION, the
+raise, and dispatchers racing each other (no worker: enqueued tasks are only collected)."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from genbatch.budget import set_budget, summary
+from genbatch.config import Settings
+from genbatch.errors import GenbatchError
+from genbatch.store import JobStore, item_id
+from genbatch.views import batch_summary, shown_status
+from genbatch.worker.dispatch import dispatch_account
+from genbatch.worker.runtime import Runtime
+
+EST = 0.25  # every item's estimate
+
+
+def make_batch(store: JobStore, bid: str, n: int, budget: float | None,
+               est: str = repr(EST)) -> None:
+    store.create_batch(bid, {"priority": "normal",
+                             "budget_usd": "" if budget is None else repr(budget)},
+                       created_at=1.0)
+    store.add_items(bid, [{"seq": str(s), "state": "pending", "provider": "novita",
+                           "est_cost": est} for s in range(1, n + 1)])
+    store.commit_batch(bid, ["novita"])
+
+
+def dispatch(store: JobStore, bid: str, n: int = 100) -> list[str]:
+    return store.dispatch("novita", bid, 1000, n, 1e12)
+
+
+def queued(store: JobStore, bid: str) -> bool:
+    return bool(store.r.sismember(store.k("queues", "novita"), bid))
+
+
+def succeed(store: JobStore, iid: str, cost: float) -> None:
+    for cur, new in (("dispatched", "submitting"), ("submitting", "submitted")):
+        assert store.transition(iid, [cur], new).applied
+    assert store.transition(iid, ["submitted"], "downloading",
+                            fields={"cost": repr(cost)}).applied
+    assert store.transition(iid, ["downloading"], "succeeded", timer="-").applied
+
+
+def money(store: JobStore, bid: str) -> dict[str, object]:
+    return summary(store.get_batch(bid))
+
+
+def test_dispatch_reserves_estimates_and_stops_at_the_budget(store: JobStore) -> None:
+    make_batch(store, "b", 10, budget=1.0)  # 4 of 0.25 fit
+    ids = dispatch(store, "b")
+    assert ids == [item_id("b", s) for s in range(1, 5)]
+    batch = store.get_batch("b")
+    assert batch["reserved_micro"] == "1000000"
+    assert store.get_item(ids[0])["reserved_micro"] == "250000"
+    assert batch["budget_exhausted"]
+    assert not queued(store, "b")  # off the round-robin: it holds up no other batch
+    assert store.r.lrange(store.k("pending", "novita", "b"), 0, 0) == [item_id("b", 5)]
+    assert int(batch["pending"]) == 6
+    assert shown_status(batch) == "budget_exhausted"
+    assert batch_summary(batch)["budget"] == {
+        "budget_usd": 1.0, "spent_usd": 0.0, "spent_estimate_usd": 0.0, "reserved_usd": 1.0,
+        "left_usd": 0.0, "exhausted": True}
+    assert dispatch(store, "b") == []  # still nothing fits
+
+
+def test_settlement_releases_reservations_and_counts_spend(store: JobStore) -> None:
+    make_batch(store, "b", 6, budget=10.0)
+    a, b, c, d, e, f = dispatch(store, "b")
+    succeed(store, a, 0.30)  # actual cost from usage: spent 0.30 against estimate 0.25
+    store.transition(b, ["dispatched"], "failed", timer="-")  # nothing billed
+    store.transition(c, ["dispatched"], "submitting")
+    store.transition(c, ["submitting"], "ambiguous", timer="-")  # may be billed
+    store.transition(d, ["dispatched"], "submitting")
+    store.transition(d, ["submitting"], "pending", queue="front")  # 429: not created
+    for iid in (e, f):  # the provider finished, the download failed: billed all the same
+        store.transition(iid, ["dispatched"], "submitted")
+        store.transition(iid, ["submitted"], "downloading", fields={"cost": "0.2"})
+    store.transition(e, ["downloading"], "failed", timer="-")
+    m = money(store, "b")
+    assert m["spent_usd"] == pytest.approx(0.30 + 0.25 + 0.2)
+    assert m["spent_estimate_usd"] == pytest.approx(0.25 + 0.25 + 0.25)
+    assert m["reserved_usd"] == pytest.approx(0.25)  # f, still downloading
+    for iid in (a, b, c, d, e):
+        assert store.get_item(iid)["reserved_micro"] == "0"
+    # A second settlement of the same attempt changes nothing (terminal → terminal is not
+    # a move), and a retry clears `cost` before the item is settled back to pending.
+    assert not store.transition(a, ["downloading"], "succeeded").applied
+    store.transition(e, ["failed"], "pending", fields={"cost": ""}, queue="back")
+    assert money(store, "b")["spent_usd"] == pytest.approx(0.75)
+
+
+def test_raise_continues_and_is_refused_below_spent_plus_reserved(store: JobStore) -> None:
+    make_batch(store, "b", 10, budget=1.0)
+    first = dispatch(store, "b")
+    succeed(store, first[0], 0.5)  # spent 0.5, reserved 0.75
+    with pytest.raises(GenbatchError, match=r"at least \$1\.25"):
+        set_budget(store, "b", 1.2)
+    assert store.get_batch("b")["budget_usd"] == "1.0"
+    set_budget(store, "b", 2.0)
+    batch = store.get_batch("b")
+    assert "budget_exhausted" not in batch and queued(store, "b")
+    assert len(dispatch(store, "b")) == 3  # 0.5 + 0.75 + 3 * 0.25 = 2.0
+    assert store.get_batch("b")["budget_exhausted"]
+
+
+def test_unbudgeted_batch_reserves_but_never_stops(store: JobStore) -> None:
+    make_batch(store, "b", 5, budget=None, est="")  # unpriced too
+    ids = dispatch(store, "b")
+    assert len(ids) == 5
+    assert money(store, "b")["reserved_usd"] == 0.0
+    succeed(store, ids[0], 1.5)
+    assert money(store, "b")["spent_usd"] == 1.5
+
+
+def test_a_stopped_batch_does_not_hold_up_the_others(store: JobStore, redis_url: str) -> None:
+    make_batch(store, "a", 50, budget=0.5)
+    make_batch(store, "z", 50, budget=None)
+    sent: list[str] = []
+    rt = Runtime(Settings(redis_url=redis_url, novita_max_in_flight=20,  # type: ignore[call-arg]
+                          novita_submit_rpm=100000), enqueue=lambda kind, i: sent.append(i))
+    assert dispatch_account(rt, "novita") == 20
+    assert sum(i.startswith("a:") for i in sent) == 2
+    assert sum(i.startswith("z:") for i in sent) == 18
+
+
+def test_racing_dispatchers_never_pass_the_budget(store: JobStore) -> None:
+    n, budget = 400, 30.0  # 120 of 400 fit
+    make_batch(store, "b", n, budget=budget)
+    dispatched: list[str] = []
+    lock = threading.Lock()
+    over: list[int] = []
+    start = threading.Barrier(3)
+
+    def dispatcher() -> None:
+        start.wait()
+        while True:
+            if not queued(store, "b"):
+                return
+            ids = store.dispatch("novita", "b", 10**6, 3, 1e12)
+            with lock:
+                dispatched.extend(ids)
+
+    def settler() -> None:  # items finish (below their estimate) while others dispatch
+        start.wait()
+        done = 0
+        while done < 60:
+            with lock:
+                todo = dispatched[done:min(done + 5, 60)]
+            for iid in todo:
+                succeed(store, iid, EST * 0.99)
+                done += 1
+            b = store.get_batch("b")
+            if int(b.get("spent_micro") or 0) + int(b.get("reserved_micro") or 0) > 30_000_000:
+                over.append(1)
+            if not todo and not queued(store, "b"):
+                return
+
+    threads = [threading.Thread(target=dispatcher), threading.Thread(target=dispatcher),
+               threading.Thread(target=settler)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    batch = store.get_batch("b")
+    spent, reserved = int(batch["spent_micro"]), int(batch["reserved_micro"])
+    assert not over
+    assert spent + reserved <= 30_000_000
+    assert len(set(dispatched)) == len(dispatched)
+    held = [i for i in dispatched if store.get_item(i)["state"] == "dispatched"]
+    assert reserved == 250_000 * len(held)
+    assert spent == 60 * round(EST * 0.99 * 1_000_000)
+    assert spent + reserved + 250_000 > 30_000_000  # it stopped only when the next did not fit
+    assert int(batch["pending"]) == n - len(dispatched)
+    assert store.recount("b")["pending"] == n - len(dispatched)
+    assert batch["budget_exhausted"]
