@@ -91,7 +91,7 @@ def setup(store: JobStore, redis_url: str, fallback: str, req: dict[str, object]
     if state == "submitted":
         store.transition(iid, ["submitting"], "submitted", fields={"remote_id": "r-1"})
     sent: list[tuple[str, str]] = []
-    rt = Runtime(Settings(redis_url=redis_url),  # type: ignore[call-arg]
+    rt = Runtime(Settings(redis_url=redis_url),
                  enqueue=lambda kind, ident: sent.append((kind, ident)))
     return rt, sent, iid
 
