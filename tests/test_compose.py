@@ -82,6 +82,7 @@ def test_every_variable_is_a_setting_and_documented(compose: dict[str, Any]) -> 
     environment_keys = {k for s in compose["services"].values()
                         for k in (s.get("environment") or {})}
     assert {k for k in example if k.startswith("GENBATCH_")} <= fields
+    assert fields <= set(example), f"settings missing from .env.example: {fields - set(example)}"
     assert {k for k in environment_keys if k.startswith("GENBATCH_")} <= fields
     assert used <= set(example), f"not in .env.example: {used - set(example)}"
     for key in ("GENBATCH_NOVITA_API_KEY", "GENBATCH_PRESIGN_RESULTS_S", "FLOWER_BASIC_AUTH"):
