@@ -113,19 +113,18 @@ def fail_over(rt: Runtime, iid: str, allowed: Sequence[str], code: str,
     if len(allowed) != 1:
         return stay
     item = rt.store.get_item(iid)
-    if item.get("fallback_used"):  # once only; say where the first attempt failed
-        return Outcome(None, f"{message} (on the fallback, after failing over from "
-                       f"{item.get('failed_over_from')})")
-    if item["state"] != allowed[0] or classify(allowed[0], code) is None:
-        return stay
     batch = rt.store.get_batch(item["batch"])
     target = batch.get("fallback") or ""
-    if not target or batch.get("cancel_requested"):
-        return stay
     origin = f"{item['provider']}:{item['model']}"
-    provider, _, model = target.partition(":")
-    if (provider, model) == (item["provider"], item["model"]):
+    if not target or item["state"] != allowed[0]:
         return stay
+    if target == origin:  # already on the fallback: once only (a resumed row starts over)
+        came_from = failed_over_from(item)
+        return Outcome(None, f"{message} (on the fallback, after failing over from "
+                       f"{came_from})") if came_from else stay
+    if classify(allowed[0], code) is None or batch.get("cancel_requested"):
+        return stay
+    provider, _, model = target.partition(":")
     try:
         request = GenerationRequest.model_validate_json(item["req"])
         problems = providers.validate_request(provider, model, request)
@@ -159,6 +158,14 @@ def _failover_fields(rt: Runtime, item: dict[str, str], code: str, message: str,
 
 
 # -- reporting ------------------------------------------------------------------------------
+def failed_over_from(item: dict[str, str]) -> str | None:
+    """`provider:model` the item failed over from, while it is on the fallback (a row that
+    `submit --resume` put back on its first provider has not failed over)."""
+    origin = item.get("failed_over_from") or ""
+    current = f"{item.get('provider')}:{item.get('model')}"
+    return origin if origin and origin != current else None
+
+
 def attempt_history(item: dict[str, str]) -> list[dict[str, Any]]:
     """Every attempt of an item, oldest first, the current one last: provider, model,
     remote_task_id, state, error_code, error_message. Past attempts recorded before

@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from genbatch.failover import attempt_history, compact_history
+from genbatch.failover import attempt_history, compact_history, failed_over_from
 from genbatch.storage import ObjectStorage, batch_key, object_key
 
 RESULT_FIELDS: tuple[str, ...] = (
@@ -57,7 +57,7 @@ def result_row(item: dict[str, str]) -> dict[str, Any]:
         "error_message": item.get("error_message") or None,
         "attempts": _int(item.get("attempts")),
         # failover (genbatch/failover.py): where the first attempt ran, and every attempt
-        "failed_over_from": item.get("failed_over_from") or None,
+        "failed_over_from": failed_over_from(item),
         "attempt_history": attempt_history(item),
     }
 

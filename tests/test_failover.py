@@ -8,7 +8,7 @@ import json
 import pytest
 
 from genbatch.config import Settings
-from genbatch.failover import attempt_history, classify, compact_history
+from genbatch.failover import attempt_history, classify, compact_history, failed_over_from
 from genbatch.outputs import result_row
 from genbatch.store import JobStore
 from genbatch.worker.runtime import Runtime
@@ -200,3 +200,11 @@ def test_history_of_a_retried_item_without_provider_fields() -> None:
             ])}
     assert [(a["provider"], a["remote_task_id"]) for a in attempt_history(item)] == [
         ("novita", "r1"), ("novita", "r2"), ("byteplus", "r3")]
+
+
+def test_failed_over_from_only_while_on_the_fallback() -> None:
+    item = {"provider": "byteplus", "model": "m", "failed_over_from": "novita:m"}
+    assert failed_over_from(item) == "novita:m"
+    # `submit --resume` put the row back on its own provider: a new row, not failed over
+    assert failed_over_from({**item, "provider": "novita"}) is None
+    assert failed_over_from({"provider": "novita", "model": "m"}) is None
