@@ -33,11 +33,12 @@ _PRIORITY_SEP = "\x06\x16"
 _PRIORITY_STEPS = (3, 6, 9)  # step 0 is the plain list name
 MAX_TIMERS_SCANNED = 10_000  # open items looked at for the oldest-item gauges
 
+KIND_LABELLED = frozenset({"genbatch_provider_429", "genbatch_limiter_waits"})
 # Counter hashes: name -> (metric name, help). Fields are provider[:label].
 COUNTERS_HELP: dict[str, tuple[str, str]] = {
     "provider_429": ("genbatch_provider_429", "HTTP 429 answers from a provider, by kind"),
-    "limiter_waits": ("genbatch_limiter_waits", "times dispatch held an account back by its "
-                      "limiter (cooldown or rate limit)"),
+    "limiter_waits": ("genbatch_limiter_waits", "times an account's limiter held work back, "
+                      "by kind: submit (cooldown or submit rate) or poll (poll rate)"),
     "download_bytes": ("genbatch_download_bytes", "bytes of video stored"),
     "download_failures": ("genbatch_download_failures", "failed video download attempts"),
     "spend_usd": ("genbatch_spend_usd", "cost of succeeded items (reported usage, else the "
@@ -62,8 +63,8 @@ def record_429(store: JobStore, provider: str, kind: str) -> None:
     count(store, "provider_429", f"{provider}:{kind}")
 
 
-def record_limiter_wait(store: JobStore, provider: str) -> None:
-    count(store, "limiter_waits", provider)
+def record_limiter_wait(store: JobStore, provider: str, kind: str = "submit") -> None:
+    count(store, "limiter_waits", f"{provider}:{kind}")
 
 
 def record_download_failure(store: JobStore, provider: str) -> None:
@@ -172,7 +173,7 @@ class StoreCollector(Collector):
         for name in COUNTERS_HELP:
             pipe.hgetall(self.store.k("metrics", name))
         for (metric, doc), values in zip(COUNTERS_HELP.values(), pipe.execute(), strict=True):
-            labels = ["provider", "kind"] if metric == "genbatch_provider_429" else ["provider"]
+            labels = ["provider", "kind"] if metric in KIND_LABELLED else ["provider"]
             family = CounterMetricFamily(metric, doc, labels=labels)
             for field, value in sorted(values.items()):
                 parts = field.split(":", 1) if len(labels) == 2 else [field]

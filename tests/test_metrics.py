@@ -81,7 +81,8 @@ def test_counters_recorded_by_any_process_add_up(store: JobStore) -> None:
 
     assert got[("genbatch_provider_429_total", (("kind", "submit"), ("provider", "novita")))] == 2
     assert got[("genbatch_provider_429_total", (("kind", "poll"), ("provider", "wavespeed")))] == 1
-    assert got[("genbatch_limiter_waits_total", (("provider", "byteplus"),))] == 1
+    waits = ("genbatch_limiter_waits_total", (("kind", "submit"), ("provider", "byteplus")))
+    assert got[waits] == 1
     assert got[("genbatch_download_failures_total", (("provider", "novita"),))] == 1
     assert got[("genbatch_download_bytes_total", (("provider", "novita"),))] == 1500
     assert abs(got[("genbatch_spend_usd_total", (("provider", "novita"),))] - 0.60) < 1e-9
@@ -151,4 +152,24 @@ def test_dispatch_held_back_by_a_cooldown_counts_a_limiter_wait(store: JobStore)
     assert scheduler.dispatch() == 0
 
     assert sent == []
-    assert scrape(store)[("genbatch_limiter_waits_total", (("provider", "novita"),))] == 1
+    assert scrape(store)[("genbatch_limiter_waits_total",
+                          (("kind", "submit"), ("provider", "novita")))] == 1
+
+
+def test_polls_held_back_by_the_poll_budget_count_a_limiter_wait(store: JobStore) -> None:
+    from genbatch.worker.runtime import Runtime
+    from genbatch.worker.scheduler import Scheduler
+
+    make_batch(store, "b1", 5)
+    for i in range(1, 6):
+        store.r.hset(store.k("item", item_id("b1", i)), "state", "submitted")
+        store.set_timer(item_id("b1", i), 1.0)
+    sent: list[tuple[str, str]] = []
+    scheduler = Scheduler(Runtime(Settings(redis_url=_url(store), novita_poll_rpm=1),
+                                  enqueue=lambda kind, ident: sent.append((kind, ident))))
+
+    fired, _ = scheduler.fire_timers()
+
+    assert fired == len(sent) == 1  # one poll granted now, four stay due
+    assert scrape(store)[("genbatch_limiter_waits_total",
+                          (("kind", "poll"), ("provider", "novita")))] == 1

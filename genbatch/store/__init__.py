@@ -281,7 +281,8 @@ class JobStore:
         """Due timers with no poll budget applied (the scheduler uses Limits.claim_due)."""
         from genbatch.store.limits import Limits
 
-        return Limits(self.r, self.prefix).claim_due(now, lease_until, max_n, {})
+        return [(i, st) for i, st in Limits(self.r, self.prefix).claim_due(
+            now, lease_until, max_n, {}) if i]
 
     def set_cooldown(self, provider: str, seconds: float) -> None:
         self.r.set(self.k("cooldown", provider), "1", px=max(1, int(seconds * 1000)))

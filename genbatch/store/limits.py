@@ -152,6 +152,10 @@ while claimed < max_n and scanned < max_scan do
   end
   if #ids < 200 then break end
 end
+for provider in pairs(exhausted) do  -- accounts whose poll budget held a due poll back
+  out[#out + 1] = ''
+  out[#out + 1] = provider
+end
 return out
 """
 
@@ -211,7 +215,9 @@ class Limits:
     def claim_due(self, now: float, lease_until: float, max_n: int,
                   poll_rates: Mapping[str, Rate], max_scan: int = 5000
                   ) -> list[tuple[str, str]]:
-        """Due timers, polls only within each account's poll budget (see the script)."""
+        """Due timers, polls only within each account's poll budget (see the script):
+        (item id, state) pairs, then ("", provider) for each account whose poll budget
+        held a due poll back."""
         any_rate = next(iter(poll_rates.values()), Rate(0.0, 60.0, 0.0, 1.0))
         args: list[Any] = [self.prefix, repr(now), repr(lease_until), max_n, max_scan,
                            any_rate.period, any_rate.burst, any_rate.recover_s]

@@ -20,7 +20,7 @@ import secrets
 import threading
 from dataclasses import dataclass
 
-from genbatch import notify
+from genbatch import metrics, notify
 from genbatch.config import PROVIDER_NAMES
 from genbatch.store.limits import Limits, poll_rates
 from genbatch.worker.dispatch import dispatch_account
@@ -75,13 +75,16 @@ class Scheduler:
         now = rt.now()
         due = self.limits.claim_due(now, now + rt.settings.task_lease_s, 2000,
                                     poll_rates(rt.settings, PROVIDER_NAMES))
-        ambiguous = 0
+        ambiguous = fired = 0
         for iid, state in due:
-            if state == "submitting":
+            fired += bool(iid)
+            if not iid:  # this account's poll budget held a due poll back
+                metrics.record_limiter_wait(rt.store, state, "poll")
+            elif state == "submitting":
                 ambiguous += self._interrupted_submit(iid)
             elif state in TIMER_ACTIONS:
                 rt.enqueue(TIMER_ACTIONS[state], iid)
-        return len(due), ambiguous
+        return fired, ambiguous
 
     def _interrupted_submit(self, iid: str) -> int:
         from genbatch.worker.steps import finish
