@@ -43,7 +43,7 @@ from urllib.parse import urlsplit
 import httpx
 import redis
 
-from genbatch import metrics
+from genbatch import budget
 from genbatch.errors import NotFoundError
 
 if TYPE_CHECKING:
@@ -98,12 +98,12 @@ def signed_headers(event_id: str, secret: str, body: bytes, timestamp: int) -> d
     }
 
 
-def build_event(event_id: str, batch: dict[str, str],
-                spend: tuple[float, float] | None = None) -> dict[str, Any]:
+def build_event(event_id: str, batch: dict[str, str]) -> dict[str, Any]:
     """The event for a finished batch: counts, cost, where the output manifests are."""
     cost: dict[str, float] = {}
-    if spend is not None:
-        cost = {"spent_usd": round(spend[0], 6), "estimated_usd": round(spend[1], 6)}
+    if batch.get("spent_micro") or batch.get("spent_est_micro"):
+        cost = {"spent_usd": round(budget.usd(batch.get("spent_micro")), 6),
+                "estimated_usd": round(budget.usd(batch.get("spent_est_micro")), 6)}
     if batch.get("budget_usd"):
         cost["budget_usd"] = float(batch["budget_usd"])
     status = batch.get("status", "")
@@ -240,8 +240,7 @@ def _persisted_event(rt: Runtime, batch: dict[str, str]) -> tuple[str, bytes]:
                     pipe.unwatch()
                     return str(stored[1]), str(stored[2]).encode()
                 event_id = str(uuid.uuid4())
-                spend = metrics.batch_spend(rt.store, [batch["id"]])[batch["id"]]
-                body = json.dumps(build_event(event_id, batch, spend), separators=(",", ":"))
+                body = json.dumps(build_event(event_id, batch), separators=(",", ":"))
                 pipe.multi()
                 pipe.hset(key, mapping={
                     "notify_for": batch.get("finished_at", ""), "notify_event_id": event_id,

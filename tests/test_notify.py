@@ -137,16 +137,18 @@ def test_backoff_grows_and_is_capped() -> None:
 def test_event_body_has_counts_cost_and_results() -> None:
     batch = {"id": "b9", "status": "cancelled", "finished_at": "1700000000.0", "total": "4",
              "succeeded": "2", "cancelled": "2", "budget_usd": "3.0",
+             "spent_micro": "1250000", "spent_est_micro": "1500000",
              "results_jsonl": "s3://x/b9/results.jsonl", "results_csv": "s3://x/b9/results.csv",
              "errors_jsonl": "s3://x/b9/errors.jsonl"}
 
-    event = notify.build_event("e-1", batch, (1.25, 1.5))
+    event = notify.build_event("e-1", batch)
 
     assert event["type"] == "batch.cancelled" and event["batch_id"] == "b9"
     assert event["counts"] == {"total": 4, "succeeded": 2, "failed": 0, "expired": 0,
                                "cancelled": 2, "ambiguous": 0}
     assert event["cost"] == {"spent_usd": 1.25, "estimated_usd": 1.5, "budget_usd": 3.0}
     assert event["results"]["errors_jsonl"] == "s3://x/b9/errors.jsonl"
+    assert notify.build_event("e-2", {"id": "b", "status": "completed"})["cost"] is None
     assert event["finished_at"] == "2023-11-14T22:13:20+00:00"
 
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from genbatch import notify
+from genbatch import budget, notify
 from genbatch.batch_ops import cancel_batch
 from genbatch.producer.options import BatchOptions
 from genbatch.simulator import SimProfile, running_simulator
@@ -117,6 +117,9 @@ def test_completed_batch_notifies_through_two_500s_while_other_work_goes_on(
     assert event["results"] == {k: batch[k] for k in ("results_jsonl", "results_csv",
                                                       "errors_jsonl")}
     assert event["finished_at"]
+    spend = budget.summary(batch)
+    assert event["cost"] == {"spent_usd": spend["spent_usd"],
+                             "estimated_usd": spend["spent_estimate_usd"]}
     final = c.store.get_batch(notified)
     assert final["notify_attempts"] == "3" and final["notify_event_id"] == event["id"]
     # The other batch, which asked for nothing, ran to the end meanwhile and sent nothing.
