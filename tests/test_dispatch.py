@@ -3,6 +3,8 @@ budget and the in-flight cap (no worker: enqueued tasks are only collected)."""
 
 from __future__ import annotations
 
+import pytest
+
 from genbatch.config import Settings
 from genbatch.store import JobStore
 from genbatch.worker.dispatch import _feed
@@ -12,7 +14,8 @@ from genbatch.worker.scheduler import Scheduler
 
 def make_batch(store: JobStore, bid: str, n: int, priority: str = "normal") -> None:
     store.create_batch(bid, {"priority": priority}, created_at=1.0)
-    store.add_items(bid, [{"seq": str(s), "state": "pending", "provider": "novita"}
+    store.add_items(bid, [{"seq": str(s), "state": "pending", "provider": "novita",
+                           "model": "seedance-v1.5-pro-i2v"}
                           for s in range(1, n + 1)])
     store.commit_batch(bid, ["novita"])
 
@@ -99,3 +102,23 @@ def test_a_freed_slot_is_refilled_at_once_by_the_worker(store: JobStore,
     finish(quiet.rt, "b:2", ["dispatched"], "failed", "x", "boom")
     assert quiet_sent == []
     assert store.get_item("b:3")["state"] == "pending"
+
+
+def test_scheduler_logs_one_line_while_redis_is_down(caplog: pytest.LogCaptureFixture) -> None:
+    """A Redis restart is logged as one warning line per attempt, without a traceback."""
+    import threading
+
+    s = Settings(redis_url="redis://127.0.0.1:1/0", scheduler_tick_s=0.01)  # type: ignore[arg-type]
+    sched = Scheduler(Runtime(s, enqueue=lambda kind, ident: None))
+    stop = threading.Event()
+    runner = threading.Thread(target=sched.run, args=(stop,))
+    with caplog.at_level("WARNING", logger="genbatch.worker.scheduler"):
+        runner.start()
+        while len(caplog.records) < 2 and runner.is_alive():
+            stop.wait(0.05)
+        stop.set()
+        runner.join()
+    assert len(caplog.records) >= 2
+    for rec in caplog.records:
+        assert rec.getMessage() == "scheduler: Redis unavailable (ConnectionError); retrying"
+        assert rec.exc_info is None

@@ -20,6 +20,8 @@ import secrets
 import threading
 from dataclasses import dataclass
 
+import redis
+
 from genbatch import metrics, notify
 from genbatch.config import PROVIDER_NAMES
 from genbatch.store.limits import Limits, poll_rates
@@ -118,7 +120,13 @@ class Scheduler:
                         leading = now_leading
                     if leading:
                         self.tick()
-                except Exception:  # keep leading through a Redis restart or a bad item
+                except (redis.ConnectionError, redis.TimeoutError) as exc:
+                    # Redis restarting (BusyLoadingError is a ConnectionError): one line, not
+                    # a traceback per tick.
+                    log.warning("scheduler: Redis unavailable (%s); retrying",
+                                type(exc).__name__)
+                    stop.wait(1.0)
+                except Exception:  # keep leading through a bad item
                     log.exception("scheduler tick failed; retrying")
                     stop.wait(1.0)
                 stop.wait(tick_s)
