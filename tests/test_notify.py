@@ -310,3 +310,23 @@ def test_the_readme_verification_snippet_accepts_our_events_and_rejects_forgerie
         scope["verify"](SECRET, headers, body.replace(b"completed", b"cancelled"))
     with pytest.raises(ValueError, match="bad signature"):
         scope["verify"]("wrong-secret", headers, body)
+
+
+def test_an_attempt_that_dies_is_resent_after_its_lease_with_the_same_event(
+        store: JobStore) -> None:
+    rt, sent = make_runtime(store)
+    bid = finished_batch(store)
+
+    def dies(request: httpx.Request) -> httpx.Response:
+        raise RuntimeError("worker killed mid-request")
+
+    with pytest.raises(RuntimeError):
+        notify.deliver(rt, bid, httpx.MockTransport(dies))
+    persisted = store.get_batch(bid)["notify_event_id"]
+    assert notify.enqueue_due(rt) == 0  # the lease of the dead attempt still holds
+
+    store.r.zadd(store.k("notify"), {bid: rt.now() - 1})  # ... until it lapses
+    assert notify.enqueue_due(rt) == 1 and sent == [("notify", bid)]
+    receiver = Receiver(200)
+    assert notify.deliver(rt, bid, receiver.transport) == "delivered"
+    assert receiver.requests[0].headers["x-genbatch-event-id"] == persisted
