@@ -3,19 +3,31 @@ raise, and dispatchers racing each other (no worker: enqueued tasks are only col
 
 from __future__ import annotations
 
+import json
+import os
+import shutil
+import subprocess
+import sys
 import threading
+from pathlib import Path
+from typing import Any
 
 import pytest
 
+from genbatch import budget
 from genbatch.budget import set_budget, summary
 from genbatch.config import Settings
 from genbatch.errors import GenbatchError
+from genbatch.producer.ingest import ingest_manifest
+from genbatch.producer.options import BatchOptions
+from genbatch.storage import open_storage
 from genbatch.store import JobStore, item_id
 from genbatch.views import batch_summary, shown_status
 from genbatch.worker.dispatch import dispatch_account
 from genbatch.worker.runtime import Runtime
 
 EST = 0.25  # every item's estimate
+SAMPLES = Path(__file__).resolve().parents[1] / "genbatch" / "samples"
 
 
 def make_batch(store: JobStore, bid: str, n: int, budget: float | None,
@@ -119,7 +131,7 @@ def test_a_stopped_batch_does_not_hold_up_the_others(store: JobStore, redis_url:
     make_batch(store, "a", 50, budget=0.5)
     make_batch(store, "z", 50, budget=None)
     sent: list[str] = []
-    rt = Runtime(Settings(redis_url=redis_url, novita_max_in_flight=20,  # type: ignore[call-arg]
+    rt = Runtime(Settings(redis_url=redis_url, novita_max_in_flight=20,
                           novita_submit_rpm=100000), enqueue=lambda kind, i: sent.append(i))
     assert dispatch_account(rt, "novita") == 20
     assert sum(i.startswith("a:") for i in sent) == 2
@@ -176,3 +188,63 @@ def test_racing_dispatchers_never_pass_the_budget(store: JobStore) -> None:
     assert int(batch["pending"]) == n - len(dispatched)
     assert store.recount("b")["pending"] == n - len(dispatched)
     assert batch["budget_exhausted"]
+
+
+def _manifest(folder: Path, rows: list[dict[str, object]]) -> Path:
+    shutil.copytree(SAMPLES / "images", folder / "images", dirs_exist_ok=True)
+    path = folder / "m.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def _row(i: int, **extra: object) -> dict[str, object]:
+    return {"custom_id": f"r{i}", "prompt": "p", "image": "images/sneaker.jpg",
+            "resolution": "480p", "duration": 5, **extra}
+
+
+def test_budget_refuses_rows_without_a_price(store: JobStore, tmp_path: Path) -> None:
+    manifest = _manifest(tmp_path, [_row(1), _row(2, model="seedance-v1-pro-i2v")])
+    kw: dict[str, Any] = {"provider": "highwayapi", "model": "seedance-v1.5-pro-i2v"}
+    with pytest.raises(GenbatchError, match="1 rows have none"):
+        ingest_manifest(manifest, store=store, storage=open_storage(str(tmp_path / "out")),
+                        options=BatchOptions.build(budget_usd=10.0), **kw)
+    assert store.list_batches() == []  # nothing was created
+    dry = ingest_manifest(manifest, store=None, storage=None, dry_run=True,
+                          options=BatchOptions.build(budget_usd=10.0), **kw)
+    assert (dry.fit, dry.unpriced) == (1, 1)
+
+
+def test_resume_with_budget_raises_it_and_continues(store: JobStore, redis_url: str,
+                                                    tmp_path: Path) -> None:
+    manifest = _manifest(tmp_path, [_row(i) for i in range(4)])
+    kw: dict[str, Any] = {"provider": "highwayapi", "model": "seedance-v1.5-pro-i2v"}
+    storage_url = str(tmp_path / "out")
+    result = ingest_manifest(manifest, store=store, storage=open_storage(storage_url),
+                             options=BatchOptions.build(budget_usd=0.2), **kw)
+    bid = str(result.batch_id)
+    each = result.est_cost / 4
+    assert store.dispatch("highwayapi", bid, 100, 100, 1e12) == [item_id(bid, 1)]
+    assert budget.stopped(store.get_batch(bid))
+    env = {**os.environ, "GENBATCH_REDIS_URL": redis_url, "GENBATCH_STORAGE_URL": storage_url}
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "genbatch", *args], env=env,
+                              capture_output=True, text=True, timeout=120, check=False,
+                              stdin=subprocess.DEVNULL)
+
+    low = cli("submit", str(manifest), "--resume", bid, "--budget", "0.01", *_flags(kw))
+    assert low.returncode == 2 and "below what batch" in low.stderr
+    ok = cli("submit", str(manifest), "--resume", bid, "--budget", f"{each * 4:.6f}",
+             *_flags(kw))
+    assert ok.returncode == 0, ok.stderr
+    batch = store.get_batch(bid)
+    assert not budget.stopped(batch) and queued_on(store, "highwayapi", bid)
+    assert len(store.dispatch("highwayapi", bid, 100, 100, 1e12)) == 3
+
+
+def _flags(kw: dict[str, Any]) -> list[str]:
+    return ["--provider", kw["provider"], "--model", kw["model"]]
+
+
+def queued_on(store: JobStore, provider: str, bid: str) -> bool:
+    return bool(store.r.sismember(store.k("queues", provider), bid))
