@@ -57,6 +57,12 @@ def summary(batch: Mapping[str, str]) -> dict[str, Any]:
     }
 
 
+def unpriced_message(n: int) -> str:
+    """Why `--budget` refuses a manifest: a cap cannot hold rows it cannot price."""
+    return (f"--budget needs a price estimate for every row, and {n} rows have none "
+            "(see `submit --dry-run`); submit them without --budget or in a batch of their own")
+
+
 def set_budget(store: JobStore, batch_id: str, budget_usd: float) -> None:
     """Give the batch a (new) budget and let it dispatch again; a clear error when the
     amount is below what it has already spent and reserved."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from genbatch.budget import unpriced_message
 from genbatch.errors import GenbatchError
 from genbatch.producer.ingest import (
     IngestResult,
@@ -18,7 +19,6 @@ from genbatch.producer.ingest import (
     _invalid_record,
     _item_record,
     ingest_manifest,
-    unpriced_message,
 )
 from genbatch.producer.manifest import iter_rows
 from genbatch.producer.options import BatchOptions
