@@ -8,7 +8,9 @@ time runs `time_factor` times faster than the wall clock.
 
     lower bound = max(N / R, N * t_mean / C)      (simulated seconds)
 
-Clients: genbatch (Redis, one worker and the scheduler as child processes), the official
+Clients: genbatch (Redis, one worker and the scheduler as child processes), genbatch with
+webhooks on (the same plus `genbatch webhooks`: the simulator calls back when a task ends and
+polling drops to the safety cadence), the official
 `wavespeed` SDK (`Client(base_url=...).run`, a pool of C threads, its 1 s poll interval
 compressed by the same factor), and a plain asyncio + httpx submit/poll loop (C at a time,
 1 s polls, 429 → retry in 1 s). Every client downloads each video.
@@ -84,7 +86,13 @@ def job_input(url: str, i: int) -> dict[str, Any]:
 
 
 # -- genbatch ----------------------------------------------------------------------------
-def run_genbatch(a: argparse.Namespace, url: str, workdir: Path) -> Row:
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def run_genbatch(a: argparse.Namespace, url: str, workdir: Path, webhooks: bool = False) -> Row:
     from genbatch.producer.ingest import ingest_manifest
     from genbatch.redis_server import start_redis
     from genbatch.storage import open_storage
@@ -101,9 +109,17 @@ def run_genbatch(a: argparse.Namespace, url: str, workdir: Path) -> Row:
         "GENBATCH_TIME_FACTOR": str(a.time_factor), "GENBATCH_SCHEDULER_TICK_S": "0.05",
         "GENBATCH_WORKER_CONCURRENCY": str(a.concurrency + 8), "GENBATCH_LOG_LEVEL": "WARNING",
     })
+    commands = [["worker", "--hostname", "bench@%h"], ["scheduler"]]
+    hook_port = free_port()
+    if webhooks:  # the simulator calls back; polling drops to the safety cadence
+        env.update({"GENBATCH_WEBHOOK_BASE_URL": f"http://127.0.0.1:{hook_port}",
+                    "GENBATCH_WEBHOOK_SECRET": "bench-webhook-secret-0123456789"})
+        commands.append(["webhooks", "--port", str(hook_port)])
+    workdir = workdir / ("genbatch-webhooks" if webhooks else "genbatch")
+    workdir.mkdir(parents=True, exist_ok=True)
     procs = []
     try:
-        for what in (["worker", "--hostname", "bench@%h"], ["scheduler"]):
+        for what in commands:
             log = (workdir / f"{what[0]}.log").open("ab")
             procs.append(subprocess.Popen([sys.executable, "-m", "genbatch", *what], env=env,
                                           stdout=log, stderr=subprocess.STDOUT,
@@ -136,7 +152,8 @@ def run_genbatch(a: argparse.Namespace, url: str, workdir: Path) -> Row:
             Path(os.environ["BENCH_DUMP"]).write_text(json.dumps(
                 {"items": items, "batch": store.get_batch(batch_id), "t": [
                     time.time() - time.monotonic() + x for x in (started, ingested, ended)]}))
-        return row_from("genbatch", url, started, ended, done, a, note)
+        return row_from("genbatch + webhooks" if webhooks else "genbatch", url, started, ended,
+                        done, a, note)
     finally:
         for p in procs:
             p.terminate()
@@ -219,9 +236,7 @@ def simulator(a: argparse.Namespace) -> Iterator[str]:
     with tempfile.TemporaryDirectory(prefix="genbatch-sim-") as tmp:
         path = Path(tmp) / "profile.json"
         path.write_text(profile(a).model_dump_json(exclude_defaults=True))
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            port = sock.getsockname()[1]
+        port = free_port()
         proc = subprocess.Popen([sys.executable, "-m", "genbatch", "simulate", "--port",
                                  str(port), "--profile", str(path)],
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
@@ -249,6 +264,9 @@ def measure(name: str, a: argparse.Namespace, fn: Callable[[str], Row]) -> Row:
         return fn(url)
 
 
+CLIENTS = ("genbatch", "webhooks", "sdk", "httpx")
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--jobs", type=int, default=300)
@@ -259,14 +277,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--time-factor", type=float, default=10.0)
     p.add_argument("--poll-rpm", type=int, default=600, help="genbatch's poll budget")
     p.add_argument("--seed", type=int, default=1)
-    p.add_argument("--only", choices=["genbatch", "sdk", "httpx"], action="append")
+    p.add_argument("--only", choices=list(CLIENTS), action="append")
     a = p.parse_args(argv)
     bound = max(a.jobs / a.rpm * 60.0, a.jobs * a.mean / a.concurrency)
-    only = set(a.only or ["genbatch", "sdk", "httpx"])
+    only = set(a.only or CLIENTS)
     rows: list[Row] = []
     with tempfile.TemporaryDirectory(prefix="genbatch-bench-") as tmp:
         if "genbatch" in only:
             rows.append(measure("genbatch", a, lambda u: run_genbatch(a, u, Path(tmp))))
+        if "webhooks" in only:
+            rows.append(measure("genbatch + webhooks", a,
+                                lambda u: run_genbatch(a, u, Path(tmp), webhooks=True)))
         if "sdk" in only:
             rows.append(measure("wavespeed SDK", a, lambda u: run_sdk(a, u)))
         if "httpx" in only:
