@@ -103,6 +103,9 @@ def submit(
         priority=priority.value if priority else None, tier=tier.value if tier else None,
         expires_after=expires_after, budget_usd=budget, notify_url=notify, fallback=fallback)
     settings = _settings()
+    if notify and settings.notify_secret is None:
+        raise GenbatchError("--notify needs GENBATCH_NOTIFY_SECRET (the key that signs the "
+                            "event; set the same one on the workers)")
     store = storage = None
     if not dry_run:
         store = _store(settings)

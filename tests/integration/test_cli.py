@@ -120,3 +120,16 @@ def test_bad_batch_option_is_one_line_and_submits_nothing(redis_url: str,
                "--dry-run"], env=env)
     assert res.returncode == 0, res.stderr
     assert "byteplus seedance-v1.5-pro-i2v: 1 rows" in res.stdout
+
+
+def test_notify_without_a_signing_secret_is_refused(redis_url: str, tmp_path: Path) -> None:
+    manifest = tmp_path / "m.csv"
+    manifest.write_text("prompt,image\nhi,https://example.com/a.jpg\n")
+    args = ["submit", str(manifest), "--provider", "byteplus", "--notify",
+            "https://hooks.example.com/genbatch"]
+    res = run(args, env={"GENBATCH_REDIS_URL": redis_url})
+    assert res.returncode == 2
+    assert "--notify needs GENBATCH_NOTIFY_SECRET" in res.stderr
+    res = run([*args, "--dry-run"], env={"GENBATCH_REDIS_URL": redis_url,
+                                         "GENBATCH_NOTIFY_SECRET": "s3cret-signing-key"})
+    assert res.returncode == 0, res.stderr
