@@ -130,7 +130,7 @@ def submit(
         if wait:
             from genbatch.views import watch_batch
 
-            watch_batch(store, resume, err)
+            _budget_hint(watch_batch(store, resume, err))
         return
     result = ingest_manifest(manifest, store=store, storage=storage, provider=provider,
                              model=model, skip_invalid=skip_invalid, dry_run=dry_run,
@@ -156,7 +156,7 @@ def submit(
     if wait and store is not None:
         from genbatch.views import watch_batch
 
-        watch_batch(store, result.batch_id, err)
+        _budget_hint(watch_batch(store, result.batch_id, err))
 
 
 @app.command()
@@ -181,7 +181,19 @@ def watch(batch: BatchArg) -> None:
     """Live progress of a batch (counts and ETA) until it finishes."""
     from genbatch.views import watch_batch
 
-    watch_batch(_store(_settings()), batch, err)
+    _budget_hint(watch_batch(_store(_settings()), batch, err))
+
+
+def _budget_hint(batch: dict[str, str]) -> None:
+    """After a watch: say so when the batch stopped at its budget, and how to go on."""
+    from genbatch import budget
+
+    if budget.stopped(batch):
+        money = budget.summary(batch)
+        err.print(f"batch {batch.get('id')} stopped at its budget (${money['budget_usd']:.2f}, "
+                  f"spent ${money['spent_usd']:.2f}): {batch.get('pending')} items pending; "
+                  f"`genbatch retry {batch.get('id')} --budget USD` continues it",
+                  highlight=False)
 
 
 @app.command()
