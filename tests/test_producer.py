@@ -141,3 +141,66 @@ def test_dry_run_writes_nothing_and_estimates(store: JobStore, folder: Path) -> 
     assert result.valid == 1
     assert result.est_cost > 0
     assert nothing_written(store)
+
+
+def test_repeated_custom_id_is_checked_in_redis_across_chunks(
+    store: JobStore, folder: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Chunks of 2: the repeat (line 6) is in a later chunk than its first occurrence (line 2),
+    # and the one after a bad row (line 8, only checked, not written) is still found.
+    monkeypatch.setattr("genbatch.producer.ingest.CHUNK", 2)
+    rows = ["a,,,p,images/sneaker.jpg,,5", "b,,,p,images/sneaker.jpg,,5",
+            "c,,,p,images/sneaker.jpg,,5", "d,,,p,images/sneaker.jpg,,5",
+            "a,,,p,images/sneaker.jpg,,5", "e,,,p,images/sneaker.jpg,,99",
+            "b,,,p,images/sneaker.jpg,,5"]
+    path = write(folder, "m.csv", HEADER + "\n".join(rows) + "\n")
+    with pytest.raises(ManifestRejected) as info:
+        ingest(store, path)
+    errors = info.value.errors
+    assert [(e.line, e.field) for e in errors] == [(6, "custom_id"), (7, "duration"),
+                                                   (8, "custom_id")]
+    assert "duplicate custom_id 'a' (first on line 2)" in errors[0].reason
+    assert "(first on line 3)" in errors[2].reason
+    assert info.value.total_errors == 3
+    assert nothing_written(store)
+    assert not list(store.r.scan_iter("gb:ids:*"))
+
+
+def test_skip_invalid_repeat_becomes_an_invalid_row_item(
+    store: JobStore, folder: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("genbatch.producer.ingest.CHUNK", 2)
+    rows = ["a,,,p,images/sneaker.jpg,,5", "b,,,p,images/sneaker.jpg,,5",
+            "a,,,p,images/watch.jpg,,5"]
+    path = write(folder, "m.csv", HEADER + "\n".join(rows) + "\n")
+    result = ingest(store, path, skip_invalid=True)
+    assert (result.valid, result.invalid) == (2, 1)
+    assert [(e.line, e.field) for e in result.errors] == [(4, "custom_id")]
+    batch = store.get_batch(str(result.batch_id))
+    assert (batch["total"], batch["pending"], batch["failed"]) == ("3", "2", "1")
+    repeat = store.get_item(item_id(batch["id"], 3))
+    assert (repeat["state"], repeat["error_code"]) == ("failed", "invalid_row")
+    assert repeat["error_message"] == (
+        "custom_id: duplicate custom_id 'a' (first on line 2); each must be unique")
+    assert store.r.lrange(f"gb:pending:novita:{batch['id']}", 0, -1) == [
+        item_id(batch["id"], 1), item_id(batch["id"], 2)]
+    assert not list(store.r.scan_iter("gb:ids:*"))  # the temporary check hash is gone
+
+
+def test_dry_run_finds_repeats_without_redis(folder: Path) -> None:
+    path = write(folder, "m.jsonl", "".join(
+        json.dumps({"custom_id": cid, "prompt": "p", "image": "images/sneaker.jpg"}) + "\n"
+        for cid in ("x", "y", "x")))
+    result = ingest_manifest(path, store=None, storage=None, provider="novita",
+                             model="seedance-v1.5-pro-i2v", dry_run=True, skip_invalid=True)
+    assert (result.valid, result.invalid) == (2, 1)
+    assert (result.errors[0].line, result.errors[0].field) == (3, "custom_id")
+    assert "(first on line 1)" in result.errors[0].reason
+
+
+def test_jsonl_row_is_stored_as_written(store: JobStore, folder: Path) -> None:
+    line = '{"custom_id": "é-1", "prompt": "café", "image": "images/sneaker.jpg", "seed": 3}'
+    path = write(folder, "m.jsonl", line + "\n")
+    result = ingest(store, path)
+    item = store.get_item(item_id(str(result.batch_id), 1))
+    assert json.loads(item["row"]) == json.loads(line)

@@ -23,15 +23,24 @@ from typing import Any
 from genbatch.errors import GenbatchError, ManifestError, ManifestRejected
 from genbatch.images import is_data_uri, is_remote, sniff_format
 from genbatch.models import GenerationRequest
-from genbatch.producer.manifest import iter_rows
+from genbatch.producer.manifest import Row, iter_rows
 from genbatch.producer.options import BatchOptions
-from genbatch.producer.validate import IMAGE_FIELDS, MAX_CACHED_REFS, RowValidator, ValidRow
+from genbatch.producer.validate import (
+    IMAGE_FIELDS,
+    MAX_CACHED_REFS,
+    RowValidator,
+    ValidRow,
+    duplicate_reason,
+)
 from genbatch.storage import ObjectStorage
-from genbatch.store import JobStore
+from genbatch.store import Duplicate, JobStore, item_id
 
 CHUNK = 1000
 MAX_REPORTED_ERRORS = 200
 STORED_PREFIX = "stored:"
+# One encoder each, built once: json.dumps with options builds a new one per call.
+_row_json = json.JSONEncoder(ensure_ascii=False, default=str).encode
+_request_json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
 
 @dataclass
@@ -63,6 +72,10 @@ class IngestResult:
         else:
             self.est_cost += row.est_cost
 
+    def report(self, errors: list[ManifestError]) -> None:
+        room = MAX_REPORTED_ERRORS - len(self.errors)
+        self.errors.extend(errors[: max(room, 0)])
+
 
 def unpriced_message(n: int) -> str:
     return (f"--budget needs a price estimate for every row, and {n} rows have none "
@@ -88,16 +101,20 @@ def ingest_manifest(
     """Validate every row of `path`; unless `dry_run`, write them as a new batch.
 
     Raises ManifestRejected (nothing written) when rows are bad and `skip_invalid` is off.
+    custom_ids are made unique in Redis as the chunks are written (a dry run keeps them in
+    a temporary file instead, see validate.py), so the producer's memory stays flat.
     """
     path = path.resolve()
     options = options or BatchOptions()
-    validator = RowValidator(path, provider, model, options.row_defaults())
+    result = IngestResult(None, budget_usd=options.budget_usd)
     writer = None
     if not dry_run:
         if store is None or storage is None:
             raise ValueError("ingest needs a store and a storage unless dry_run")
-        writer = _BatchWriter(store, storage, path, provider, model, options)
-    result = IngestResult(writer.batch_id if writer else None, budget_usd=options.budget_usd)
+        writer = _BatchWriter(store, storage, path, provider, model, options, result)
+        result.batch_id = writer.batch_id
+    validator = RowValidator(path, provider, model, options.row_defaults(),
+                             check_ids=writer is None)
     providers_used: set[str] = set()
     committed = False
     try:
@@ -105,18 +122,26 @@ def ingest_manifest(
             result.rows = seq
             outcome = validator.validate(row)
             if isinstance(outcome, ValidRow):
-                result.count(outcome)
                 providers_used.add(outcome.provider)
+                if writer is None:
+                    result.count(outcome)  # else once its chunk is written (no repeat)
             else:
                 result.invalid += 1
-                room = MAX_REPORTED_ERRORS - len(result.errors)
-                result.errors.extend(outcome[: max(room, 0)])
-            # Once a row is bad and will not be skipped, nothing more is written: the rest
-            # is only validated, so every problem is reported in one go.
-            if writer is not None and (skip_invalid or not result.invalid):
-                writer.add(seq, row.line, row.data, outcome)
+                result.report(outcome)
+            if writer is not None:
+                # Once a row is bad and will not be skipped, nothing more is written: the
+                # rest is only validated (custom_ids still checked), so every problem is
+                # reported in one go.
+                custom_id = validator.custom_id_of(row)
+                if skip_invalid or not result.invalid:
+                    writer.add(seq, row, outcome, custom_id)
+                elif custom_id is not None:
+                    writer.check(row.line, custom_id, outcome)
             if progress is not None and seq % CHUNK == 0:
                 progress(seq)
+        if writer is not None:
+            writer.drain()
+            result.errors.sort(key=lambda e: e.line or 0)  # repeats are found a chunk late
         if result.invalid and not skip_invalid:
             raise ManifestRejected(str(path), result.errors, result.invalid)
         if writer is not None and options.budget_usd is not None and result.unpriced:
@@ -125,6 +150,7 @@ def ingest_manifest(
             writer.commit(sorted(providers_used))
         committed = True
     finally:
+        validator.close()
         if writer is not None and not committed:
             writer.discard(result.rows, sorted(providers_used))
     if progress is not None:
@@ -132,54 +158,109 @@ def ingest_manifest(
     return result
 
 
+@dataclass
+class _Chunk:
+    records: list[dict[str, str]] = field(default_factory=list)
+    unique: list[tuple[str, int] | None] = field(default_factory=list)
+    check_only: list[tuple[str, int]] = field(default_factory=list)
+    valid: dict[int, ValidRow | None] = field(default_factory=dict)  # line -> row if valid
+
+    def __len__(self) -> int:
+        return len(self.records) + len(self.check_only)
+
+
 class _BatchWriter:
     """Writes items of a new batch in chunks; commits or discards it at the end.
 
     A chunk is written on a background thread while the next one is validated (at most one
-    write in flight), so Redis's time overlaps the producer's instead of adding to it.
+    write in flight), so Redis's time overlaps the producer's instead of adding to it. The
+    write also checks the chunk's custom_ids against the batch's (in Redis); a repeat is
+    counted and reported here when its write has landed.
     """
 
     def __init__(
         self, store: JobStore, storage: ObjectStorage, path: Path,
-        provider: str | None, model: str | None, options: BatchOptions,
+        provider: str | None, model: str | None, options: BatchOptions, result: IngestResult,
     ) -> None:
         self.store = store
+        self.path = str(path)
+        self.result = result
         self.batch_id = new_batch_id()
         self.uploads = _ImageUploader(storage)
-        self.chunk: list[dict[str, str]] = []
+        self.chunk = _Chunk()
         self._writes = ThreadPoolExecutor(max_workers=1, thread_name_prefix="genbatch-ingest")
-        self._write: Future[None] | None = None
+        self._write: Future[list[Duplicate]] | None = None
+        self._written: _Chunk | None = None
         meta = {"provider": provider or "", "model": model or "", "manifest": str(path),
                 **options.meta()}
         store.create_batch(self.batch_id, meta, created_at=time.time())
 
     def add(
-        self, seq: int, line: int, data: dict[str, Any], outcome: ValidRow | list[ManifestError]
+        self, seq: int, row: Row, outcome: ValidRow | list[ManifestError], custom_id: str | None
     ) -> None:
+        chunk = self.chunk
         if isinstance(outcome, ValidRow):
-            record = _item_record(seq, outcome, self.uploads.localise(outcome.request))
+            chunk.records.append(
+                _item_record(seq, outcome, self.uploads.request_json(outcome.request)))
+            chunk.valid[row.line] = outcome
         else:
-            record = _invalid_record(seq, line, data, outcome[0])
-        self.chunk.append(record)
+            chunk.records.append(_invalid_record(seq, row.line, row.data, outcome[0], row.text))
+            chunk.valid[row.line] = None
+        chunk.unique.append(None if custom_id is None else (custom_id, row.line))
+        if len(chunk) >= CHUNK:
+            self.flush()
+
+    def check(self, line: int, custom_id: str, outcome: ValidRow | list[ManifestError]) -> None:
+        """A row that is not written: only its custom_id is checked."""
+        self.chunk.check_only.append((custom_id, line))
+        self.chunk.valid[line] = outcome if isinstance(outcome, ValidRow) else None
         if len(self.chunk) >= CHUNK:
             self.flush()
 
     def flush(self) -> None:
-        if self.chunk:
+        if len(self.chunk):
             self._wait()
-            self._write = self._writes.submit(self.store.add_items, self.batch_id, self.chunk)
-            self.chunk = []
+            self._written, chunk = self.chunk, self.chunk
+            self._write = self._writes.submit(self._put, chunk)
+            self.chunk = _Chunk()
+
+    def _put(self, chunk: _Chunk) -> list[Duplicate]:
+        dups = self.store.add_items(self.batch_id, chunk.records, unique=chunk.unique,
+                                    check_only=chunk.check_only)
+        fixes = {
+            item_id(self.batch_id, d.seq): {
+                "error_message": "custom_id: " + duplicate_reason(d.custom_id, d.first_line)}
+            for d in dups if d.seq is not None
+        }
+        if fixes:
+            self.store.set_item_fields(fixes)
+        return dups
 
     def _wait(self) -> None:
-        """Wait for the write in flight; its error (if any) is raised here."""
+        """Wait for the write in flight and count its rows; its error is raised here."""
         write, self._write = self._write, None
-        if write is not None:
-            write.result()
+        chunk, self._written = self._written, None
+        if write is None or chunk is None:
+            return
+        dups = write.result()
+        repeated = {d.line for d in dups}
+        for line, valid in chunk.valid.items():
+            if valid is not None and line not in repeated:
+                self.result.count(valid)
+        for d in dups:
+            if chunk.valid[d.line] is not None:
+                self.result.invalid += 1  # a valid row that turned out to be a repeat
+            self.result.report([ManifestError(self.path, d.line, "custom_id",
+                                              duplicate_reason(d.custom_id, d.first_line))])
+
+    def drain(self) -> None:
+        """Write what is left and wait for it: every row is counted after this."""
+        self.flush()
+        self._wait()
 
     def commit(self, providers: list[str]) -> None:
         try:
-            self.flush()
-            self._wait()
+            self.drain()
         finally:
             self._writes.shutdown(wait=True)
         self.store.commit_batch(self.batch_id, providers)
@@ -193,7 +274,7 @@ class _BatchWriter:
         self.store.discard_batch(self.batch_id, rows, providers)
 
 
-def _item_record(seq: int, row: ValidRow, request: GenerationRequest) -> dict[str, str]:
+def _item_record(seq: int, row: ValidRow, request_json: str) -> dict[str, str]:
     return {
         "seq": str(seq),
         "line": str(row.line),
@@ -201,14 +282,14 @@ def _item_record(seq: int, row: ValidRow, request: GenerationRequest) -> dict[st
         "provider": row.provider,
         "model": row.model,
         "state": "pending",
-        "req": request.model_dump_json(exclude_none=True),
-        "row": json.dumps(row.row, ensure_ascii=False, default=str),
+        "req": request_json,
+        "row": row.text if row.text is not None else _row_json(row.row),
         "est_cost": "" if row.est_cost is None else repr(row.est_cost),
     }
 
 
 def _invalid_record(
-    seq: int, line: int, data: dict[str, Any], first: ManifestError
+    seq: int, line: int, data: dict[str, Any], first: ManifestError, text: str | None = None
 ) -> dict[str, str]:
     return {
         "seq": str(seq),
@@ -217,7 +298,7 @@ def _invalid_record(
         "provider": str(data.get("provider") or ""),
         "model": str(data.get("model") or ""),
         "state": "failed",
-        "row": json.dumps(data, ensure_ascii=False, default=str),
+        "row": text if text is not None else _row_json(data),
         "error_code": "invalid_row",
         "error_message": f"{first.field}: {first.reason}" if first.field else first.reason,
     }
@@ -231,7 +312,8 @@ class _ImageUploader:
         self.done: dict[str, str] = {}
         self.remote: set[str] = set()  # references seen to be URLs (bounded, see below)
 
-    def localise(self, request: GenerationRequest) -> GenerationRequest:
+    def request_json(self, request: GenerationRequest) -> str:
+        """The request as stored in the item (`req`), local images as stored objects."""
         updates = {}
         for name in IMAGE_FIELDS:
             ref = getattr(request, name)
@@ -246,7 +328,11 @@ class _ImageUploader:
                 self.remote.add(ref)
                 continue
             updates[name] = self._upload(Path(ref))
-        return request.model_copy(update=updates) if updates else request
+        if not updates:
+            return request.model_dump_json(exclude_none=True)
+        values = request.model_dump(exclude_none=True)
+        values.update(updates)
+        return _request_json(values)
 
     def _upload(self, path: Path) -> str:
         key = str(path)

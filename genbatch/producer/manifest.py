@@ -33,6 +33,7 @@ class Row:
     line: int
     data: dict[str, Any]
     problem: ManifestError | None = None
+    text: str | None = None  # JSONL: the line itself, which is the row as JSON already
 
 
 def manifest_format(path: Path) -> str:
@@ -62,8 +63,11 @@ def iter_rows(path: Path) -> Iterator[Row]:
             raise ManifestError(str(path), None, None, "the manifest has no rows")
 
 
+_ALLOWED_FIELDS = KNOWN_FIELDS | ERROR_FILE_FIELDS
+
+
 def _unknown_column(path: Path, line: int, keys: list[str]) -> ManifestError | None:
-    unknown = [k for k in keys if k not in KNOWN_FIELDS and k not in ERROR_FILE_FIELDS]
+    unknown = [k for k in keys if k not in _ALLOWED_FIELDS]
     if not unknown:
         return None
     return ManifestError(
@@ -153,9 +157,12 @@ def _jsonl_rows(path: Path, lines: Iterator[str]) -> Iterator[Row]:
             problem = ManifestError(str(path), line_no, None, f"not valid JSON: {exc.msg}")
         if problem is None and not isinstance(data, dict):
             problem = ManifestError(str(path), line_no, None, "each line must be a JSON object")
-        if problem is None:
+        if problem is None and not data.keys() <= _ALLOWED_FIELDS:
             problem = _unknown_column(path, line_no, list(data))
         if problem is None and _SURROGATE_ESCAPE.search(text) and not _encodable(data):
             problem = ManifestError(str(path), line_no, None,
                                     "contains a lone UTF-16 surrogate escape (like \\ud800)")
-        yield Row(line_no, data if problem is None else {}, problem)
+        if problem is None:
+            yield Row(line_no, data, None, text.strip())
+        else:
+            yield Row(line_no, {}, problem)

@@ -51,30 +51,36 @@ def resume_manifest(
     new_records: list[dict[str, str]] = []
     seq = int(batch["total"])
     reopened = False
-    for row in iter_rows(path.resolve()):
-        outcome = validator.validate(row)
-        custom_id = outcome.custom_id if isinstance(outcome, ValidRow) else \
-            str(row.data.get("custom_id") or f"line-{row.line}")
-        old = existing.get(custom_id)
-        if old is None:
-            seq += 1
-            if isinstance(outcome, ValidRow):
-                new_records.append(_item_record(seq, outcome, uploads.localise(outcome.request)))
+    try:
+        for row in iter_rows(path.resolve()):
+            outcome = validator.validate(row)
+            custom_id = outcome.custom_id if isinstance(outcome, ValidRow) else \
+                str(row.data.get("custom_id") or f"line-{row.line}")
+            old = existing.get(custom_id)
+            if old is None:
+                seq += 1
+                if isinstance(outcome, ValidRow):
+                    req = uploads.request_json(outcome.request)
+                    new_records.append(_item_record(seq, outcome, req))
+                else:
+                    new_records.append(_invalid_record(seq, row.line, row.data, outcome[0],
+                                                       row.text))
+                counts["added"] += 1
+            elif isinstance(outcome, ValidRow) and old["state"] in REPLACEABLE:
+                record = _item_record(int(old["seq"]), outcome,
+                                      uploads.request_json(outcome.request))
+                record.pop("state")
+                record.update(attempt_reset(old), error_code="", error_message="")
+                iid = item_id(batch_id, int(old["seq"]))
+                if not reopened:  # before the first item is queued, so it can finish normally
+                    reopened = store.reopen_batch(batch_id) or True
+                if store.transition(iid, [old["state"]], "pending", timer="-",
+                                    fields=record, queue="back").applied:
+                    counts["replaced"] += 1
             else:
-                new_records.append(_invalid_record(seq, row.line, row.data, outcome[0]))
-            counts["added"] += 1
-        elif isinstance(outcome, ValidRow) and old["state"] in REPLACEABLE:
-            record = _item_record(int(old["seq"]), outcome, uploads.localise(outcome.request))
-            record.pop("state")
-            record.update(attempt_reset(old), error_code="", error_message="")
-            iid = item_id(batch_id, int(old["seq"]))
-            if not reopened:  # before the first item is queued, so it can finish normally
-                reopened = store.reopen_batch(batch_id) or True
-            if store.transition(iid, [old["state"]], "pending", timer="-",
-                                fields=record, queue="back").applied:
-                counts["replaced"] += 1
-        else:
-            counts["kept"] += 1
+                counts["kept"] += 1
+    finally:
+        validator.close()  # its temporary custom_id file
     if new_records:
         if not reopened:
             store.reopen_batch(batch_id)

@@ -2,10 +2,19 @@
 
 Checks, in order: the row's types (pydantic), custom_id (default `line-<n>`, unique),
 provider and model, the provider/model's parameter rules, and local images (header only).
+
+custom_id uniqueness takes memory that grows with the manifest, so it is kept out of the
+producer's RAM: a real ingest checks it in Redis as it writes each chunk (ADD_ITEMS, see
+ingest.py; the validator is built with `check_ids=False`), and a dry run (or resume, which
+validates the whole manifest before changing anything) keeps the ids in a private
+temporary SQLite file (`SeenIds`: a few MB of page cache at most, the rest on disk) — exact,
+with the line of the first occurrence, and flat in RSS whatever the number of rows.
 """
 
 from __future__ import annotations
 
+import operator
+import sqlite3
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,6 +35,8 @@ MAX_CACHED_REFS = 4096
 # Request fields that vary per row and play no part in the price estimate.
 _UNPRICED_FIELDS = frozenset({"prompt", "image", "last_image", "seed"})
 _PRICED_FIELDS = tuple(f for f in REQUEST_FIELDS if f not in _UNPRICED_FIELDS)
+_priced = operator.attrgetter(*_PRICED_FIELDS)
+_REQUEST_FIELD_SET = frozenset(REQUEST_FIELDS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,18 +48,52 @@ class ValidRow:
     request: GenerationRequest  # local image paths made absolute
     row: dict[str, Any]
     est_cost: float | None
+    text: str | None = None  # the row as JSON text when the manifest gave it so (JSONL)
+
+
+def duplicate_reason(custom_id: str, first_line: int | None) -> str:
+    where = "" if first_line is None else f" (first on line {first_line})"
+    return f"duplicate custom_id {custom_id!r}{where}; each must be unique"
+
+
+class SeenIds:
+    """A set of custom_ids with the line each was first seen on, in a private temporary
+    SQLite database on disk (deleted when closed): exact, and flat in memory."""
+
+    def __init__(self) -> None:
+        self._db = sqlite3.connect("", isolation_level=None, check_same_thread=False)
+        for pragma in ("cache_size=-4096", "journal_mode=OFF", "synchronous=OFF",
+                       "temp_store=FILE"):
+            self._db.execute(f"PRAGMA {pragma}")
+        self._db.execute("CREATE TABLE ids (id TEXT PRIMARY KEY, line INTEGER) WITHOUT ROWID")
+        self._db.execute("BEGIN")
+
+    def add(self, custom_id: str, line: int) -> int | None:
+        """Record `custom_id`; the line it was first seen on when it is a repeat."""
+        if self._db.execute("INSERT OR IGNORE INTO ids VALUES (?, ?)",
+                            (custom_id, line)).rowcount == 1:
+            return None
+        first = self._db.execute("SELECT line FROM ids WHERE id = ?", (custom_id,)).fetchone()
+        return int(first[0])
+
+    def close(self) -> None:
+        self._db.close()
 
 
 @dataclass
 class RowValidator:
-    """Validates rows of one manifest; remembers custom_ids and image checks across rows."""
+    """Validates rows of one manifest; remembers custom_ids and image checks across rows.
+
+    With `check_ids` off the caller checks custom_id uniqueness itself (ingest, in Redis).
+    """
 
     path: Path
     default_provider: str | None
     default_model: str | None
     # Request fields a row gets when it leaves them out (batch options: --tier, ...).
     request_defaults: dict[str, Any] = field(default_factory=dict)
-    seen_ids: set[str] = field(default_factory=set)
+    check_ids: bool = True
+    _ids: SeenIds | None = None
     _image_checks: dict[Path, str | None] = field(default_factory=dict)
     # image reference as written -> (absolute path, or None for a URL / data URI; problem)
     _refs: dict[str, tuple[str | None, str | None]] = field(default_factory=dict)
@@ -70,7 +115,8 @@ class RowValidator:
             err("provider", "no provider: pass --provider or add a provider column")
         if not model:
             err("model", "no model: pass --model or add a model column")
-        request = self._request(data, err)
+        image_problems: list[tuple[str, str]] = []
+        request = self._request(data, err, image_problems)
         if request is None or errors or provider is None or model is None:
             return errors
         try:
@@ -80,20 +126,33 @@ class RowValidator:
             return errors
         for p in problems:
             err(p.field, p.message)
-        request = self._check_images(request, err)
-        if errors or request is None:
+        for name, problem in image_problems:
+            err(name, problem)
+        if errors:
             return errors
         assert custom_id is not None
         return ValidRow(
             line=row.line, custom_id=custom_id, provider=provider, model=model,
             request=request, row=data,
-            est_cost=self._estimate(provider, model, request),
+            est_cost=self._estimate(provider, model, request), text=row.text,
         )
+
+    def custom_id_of(self, row: Row) -> str | None:
+        """The custom_id `validate` gives `row`, or None when it has none (unreadable row,
+        custom_id too long): what must be unique across the batch."""
+        if row.problem is not None:
+            return None
+        custom_id = _text(row.data.get("custom_id")) or f"line-{row.line}"
+        return custom_id if len(custom_id) <= MAX_CUSTOM_ID else None
+
+    def close(self) -> None:
+        if self._ids is not None:
+            self._ids.close()
+            self._ids = None
 
     def _estimate(self, provider: str, model: str, request: GenerationRequest) -> float | None:
         """The price estimate, computed once per (provider, model, priced fields)."""
-        key = (provider, model, request.last_image is not None,
-               *(getattr(request, f) for f in _PRICED_FIELDS))
+        key = (provider, model, request.last_image is not None, _priced(request))
         if key not in self._costs:
             self._costs[key] = providers.estimate_cost(provider, model, request)
         return self._costs[key]
@@ -103,17 +162,39 @@ class RowValidator:
         if len(custom_id) > MAX_CUSTOM_ID:
             err("custom_id", f"longer than {MAX_CUSTOM_ID} characters")
             return None
-        if custom_id in self.seen_ids:
-            err("custom_id", f"duplicate custom_id {custom_id!r}; each must be unique")
-            return None
-        self.seen_ids.add(custom_id)
+        if self.check_ids:
+            if self._ids is None:
+                self._ids = SeenIds()
+            first = self._ids.add(custom_id, line)
+            if first is not None:
+                err("custom_id", duplicate_reason(custom_id, first))
+                return None
         return custom_id
 
-    def _request(self, data: dict[str, Any], err: Any) -> GenerationRequest | None:
-        values = {k: _blank_to_none(data[k]) for k in REQUEST_FIELDS if k in data}
-        values = {k: v for k, v in values.items() if v is not None}
+    def _request(
+        self, data: dict[str, Any], err: Any, image_problems: list[tuple[str, str]]
+    ) -> GenerationRequest | None:
+        """The row's request, local image paths made absolute; their problems (file not
+        found, not an image) go to `image_problems`, reported after the model's rules."""
+        values: dict[str, Any] = {}
+        for k, v in data.items():
+            if k in _REQUEST_FIELD_SET:
+                if isinstance(v, str):
+                    v = v.strip()
+                    if v:
+                        values[k] = v
+                elif v is not None:
+                    values[k] = v
         for k, v in self.request_defaults.items():
             values.setdefault(k, v)
+        for image_field in IMAGE_FIELDS:
+            ref = values.get(image_field)
+            if isinstance(ref, str):
+                local, problem = self._ref(ref)
+                if problem:
+                    image_problems.append((image_field, problem))
+                elif local is not None:
+                    values[image_field] = local
         try:
             return GenerationRequest(**values)
         except ValidationError as exc:
@@ -125,21 +206,6 @@ class RowValidator:
                 err(name, f"{msg} (got {_show(values.get(name or ''))})"
                     if name in values else msg)
             return None
-
-    def _check_images(self, request: GenerationRequest, err: Any) -> GenerationRequest | None:
-        updates: dict[str, str] = {}
-        for name in IMAGE_FIELDS:
-            ref = getattr(request, name)
-            if ref is None:
-                continue
-            local, problem = self._ref(ref)
-            if problem:
-                err(name, problem)
-            elif local is not None:
-                updates[name] = local
-        if not updates:
-            return request
-        return request.model_copy(update=updates)
 
     def _ref(self, ref: str) -> tuple[str | None, str | None]:
         """(absolute path or None when not a local file, problem) for one image reference."""
@@ -177,13 +243,6 @@ def _text(value: Any) -> str | None:
         return None
     text = str(value).strip()
     return text or None
-
-
-def _blank_to_none(value: Any) -> Any:
-    if isinstance(value, str):
-        value = value.strip()
-        return value or None
-    return value
 
 
 def _short(msg: str) -> str:

@@ -10,6 +10,8 @@ Keys (prefix `gb:` by default):
     item:{bid}:{seq}         hash: state, batch, seq, line, custom_id, provider, model, req
                              (normalised request JSON), row (original row JSON), results...
     pending:{provider}:{bid} list of item ids waiting for a dispatch slot
+    ids:{bid}                hash custom_id -> first line, only while a batch is being
+                             ingested (duplicate check; deleted at commit/discard)
     queues:{provider}        set of batch ids with a pending list for that account
     inflight:{provider}      generations in flight at that account (moved only by Lua)
     timers                   zset item id -> when the scheduler must next act on it
@@ -22,8 +24,7 @@ harmless because every task re-reads the item's state and transitions by compare
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -47,6 +48,25 @@ class Transition:
     applied: bool
     previous: str
     open_items: int  # open items left in the batch after the move; -1 when not applied
+
+
+@dataclass(frozen=True, slots=True)
+class Duplicate:
+    """A custom_id seen twice in one batch: where it was repeated and first seen."""
+
+    seq: int | None  # the repeat's item (now a failed invalid_row item); None = not written
+    line: int
+    custom_id: str
+    first_line: int
+
+
+_NAME_TOKENS: dict[str, str] = {}  # field name -> its ADD_ITEMS token
+
+
+def _token(add: Callable[[str], object], value: str) -> None:
+    """Append `value` as one ADD_ITEMS token: its length in UTF-8 bytes, ':', itself."""
+    add(f"{len(value) if value.isascii() else len(value.encode())}:")
+    add(value)
 
 
 def _m(mapping: Mapping[str, Any]) -> Any:
@@ -93,25 +113,72 @@ class JobStore:
         pipe.zadd(self.k("batches"), {batch_id: created_at})
         pipe.execute()
 
-    def add_items(self, batch_id: str, items: Sequence[Mapping[str, str]]) -> None:
+    def add_items(
+        self, batch_id: str, items: Sequence[Mapping[str, str]], *,
+        unique: Sequence[tuple[str, int] | None] | None = None,
+        check_only: Sequence[tuple[str, int]] = (),
+    ) -> list[Duplicate]:
         """Write a chunk of item records (each with `seq`, `state` and `provider`, all
         values strings) in one round trip.
 
         Pending items go on the batch's per-account list; while the batch is still
         `validating` nothing dispatches from them (commit_batch makes them visible), for
         a running batch (resume) they are dispatchable at once. The chunk travels as one
-        JSON argument of one Lua call (ADD_ITEMS): per-item command encoding and replies
-        were most of ingest's time.
+        length-prefixed string argument of one Lua call (ADD_ITEMS): per-item command
+        encoding and replies were most of ingest's time, and cjson-decoding records most
+        of Redis's.
+
+        With `unique` (per item: its (custom_id, line) to check, or None), custom_ids are
+        checked for uniqueness across the whole batch in Redis, in order, then the
+        `check_only` ones (rows validated but not written). A repeated custom_id's item is
+        written as a failed `invalid_row` item; every repeat is returned.
         """
-        if not items:
-            return
-        payload = json.dumps(items, ensure_ascii=False, separators=(",", ":"))
-        self._add_items(keys=[self.k("batch", batch_id)], args=[self.prefix, batch_id, payload])
+        if not items and not check_only:
+            return []
+        parts: list[str] = []
+        add = parts.append
+        names = _NAME_TOKENS
+        for n, rec in enumerate(items):
+            check = unique[n] if unique is not None else None
+            count = str(len(rec))
+            if check is None:
+                add(f"0:0:{len(count)}:{count}")
+            else:
+                _token(add, check[0])
+                _token(add, str(check[1]))
+                add(f"{len(count)}:{count}")
+            for f, v in rec.items():  # the hot loop of ingest: one string per field
+                name = names.get(f)
+                if name is None:
+                    name = f"{len(f.encode())}:{f}"
+                    if len(names) < 64:
+                        names[f] = name
+                add(f"{name}{len(v) if v.isascii() else len(v.encode())}:{v}")
+        for custom_id, line in check_only:
+            _token(add, custom_id)
+            _token(add, str(line))
+            add("1:0")
+        ids = self.k("ids", batch_id) if unique is not None else ""
+        flat = self._add_items(keys=[self.k("batch", batch_id)],
+                               args=[self.prefix, batch_id, ids, "".join(parts)])
+        return [
+            Duplicate(int(flat[i]) if flat[i] else None, int(flat[i + 1]), str(flat[i + 2]),
+                      int(flat[i + 3]))
+            for i in range(0, len(flat), 4)
+        ]
+
+    def set_item_fields(self, items: Mapping[str, Mapping[str, str]]) -> None:
+        """Set fields of several items (item id -> fields) in one round trip."""
+        pipe = self.r.pipeline(transaction=False)
+        for iid, fields in items.items():
+            pipe.hset(self.k("item", iid), mapping=_m(fields))
+        pipe.execute()
 
     def commit_batch(self, batch_id: str, providers: Sequence[str]) -> None:
         """Make a validated batch visible to the dispatcher."""
         pipe = self.r.pipeline(transaction=True)
         pipe.hset(self.k("batch", batch_id), "status", "in_progress")
+        pipe.delete(self.k("ids", batch_id))
         pipe.sadd(self.k("active"), batch_id)
         for p in providers:
             pipe.sadd(self.k("queues", p), batch_id)
@@ -126,7 +193,7 @@ class JobStore:
                 pipe.execute()
         for p in providers:
             pipe.delete(self.k("pending", p, batch_id))
-        pipe.delete(self.k("batch", batch_id))
+        pipe.delete(self.k("batch", batch_id), self.k("ids", batch_id))
         pipe.zrem(self.k("batches"), batch_id)
         pipe.execute()
 
