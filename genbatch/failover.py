@@ -139,6 +139,8 @@ def fail_over(rt: Runtime, iid: str, allowed: Sequence[str], code: str,
     fields.update(provider=provider, model=model, est_cost="" if cost is None else repr(cost))
     moved = rt.store.transition(iid, list(allowed), "pending", timer="-", fields=fields,
                                 queue="back")
+    if moved.applied:  # a statistic for `status` only (the item record is the truth)
+        rt.store.r.hincrby(rt.store.k("batch", item["batch"]), "failed_over", 1)
     return Outcome("failed_over" if moved.applied else "skipped", message)
 
 
@@ -158,6 +160,13 @@ def _failover_fields(rt: Runtime, item: dict[str, str], code: str, message: str,
 
 
 # -- reporting ------------------------------------------------------------------------------
+def summary(batch: dict[str, str]) -> dict[str, object] | None:
+    """For `status --json`: the batch's fallback and how many items failed over to it."""
+    if not batch.get("fallback"):
+        return None
+    return {"fallback": batch["fallback"], "failed_over": int(batch.get("failed_over") or 0)}
+
+
 def failed_over_from(item: dict[str, str]) -> str | None:
     """`provider:model` the item failed over from, while it is on the fallback (a row that
     `submit --resume` put back on its first provider has not failed over)."""

@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from genbatch import budget, notify
+from genbatch import budget, failover, notify
 from genbatch.store import JobStore
 
 STATE_COLUMNS = ("pending", "in_flight", "downloading", "succeeded", "failed", "expired",
@@ -42,7 +42,7 @@ def batch_summary(batch: dict[str, str]) -> dict[str, object]:
         "manifest": batch.get("manifest"), **c,
         "results_jsonl": batch.get("results_jsonl"), "results_csv": batch.get("results_csv"),
         "errors_jsonl": batch.get("errors_jsonl"), "notify": notify.summary(batch),
-        "budget": budget.summary(batch),
+        "budget": budget.summary(batch), "failover": failover.summary(batch),
     }
 
 

@@ -11,6 +11,7 @@ from genbatch.config import Settings
 from genbatch.failover import attempt_history, classify, compact_history, failed_over_from
 from genbatch.outputs import result_row
 from genbatch.store import JobStore
+from genbatch.views import batch_summary
 from genbatch.worker.runtime import Runtime
 from genbatch.worker.steps import finish
 
@@ -113,6 +114,8 @@ def test_task_failure_moves_the_item_to_the_fallback_queue_in_one_step(
     assert store.r.lrange(store.k("pending", "byteplus", "b1"), 0, -1) == [iid]
     assert "b1" in store.queued_batches("byteplus")
     assert (batch["pending"], batch["in_flight"], batch["failed"]) == ("1", "0", "0")
+    assert batch_summary(batch)["failover"] == {
+        "fallback": "byteplus:seedance-v1.5-pro-i2v", "failed_over": 1}
     assert store.in_flight("novita") == 0  # the old account's slot is free
     assert sent == []  # the batch was never seen with no open item: no finalize
     assert store.recount("b1") == {k: int(batch[k]) for k in store.recount("b1")}

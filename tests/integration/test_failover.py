@@ -12,6 +12,7 @@ import pytest
 
 from genbatch.producer.options import BatchOptions
 from genbatch.simulator import SimProfile, running_simulator
+from genbatch.views import batch_summary
 from tests.integration.cluster import Cluster
 from tests.integration.test_pipeline import mixed_manifest, read_jsonl
 
@@ -69,6 +70,8 @@ def test_failover_once_to_the_fallback(failing_cluster: Cluster, tmp_path: Path)
         assert first["remote_task_id"] and first["remote_task_id"] != r["remote_task_id"]
         assert (second["provider"], second["state"]) == ("byteplus", "succeeded")
         assert second["remote_task_id"] == r["remote_task_id"]
+    assert batch_summary(batch)["failover"] == {"fallback": f"byteplus:{MODEL}",
+                                                 "failed_over": 6}
     csv_text = Path(batch["results_csv"].removeprefix("file://")).read_text()
     assert csv_text.splitlines()[0].endswith(",failed_over_from,attempt_history")
     assert f"novita:{MODEL}:failed:TASK_STATUS_FAILED > byteplus:{MODEL}:succeeded" in csv_text
