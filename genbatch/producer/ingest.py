@@ -132,7 +132,8 @@ def ingest_manifest(
                 # Once a row is bad and will not be skipped, nothing more is written: the
                 # rest is only validated (custom_ids still checked), so every problem is
                 # reported in one go.
-                custom_id = validator.custom_id_of(row)
+                custom_id = outcome.custom_id if isinstance(outcome, ValidRow) else \
+                    validator.custom_id_of(row)
                 if skip_invalid or not result.invalid:
                     writer.add(seq, row, outcome, custom_id)
                 elif custom_id is not None:
@@ -328,11 +329,14 @@ class _ImageUploader:
                 self.remote.add(ref)
                 continue
             updates[name] = self._upload(Path(ref))
-        if not updates:
-            return request.model_dump_json(exclude_none=True)
-        values = request.model_dump(exclude_none=True)
-        values.update(updates)
-        return _request_json(values)
+        text = request.model_dump_json(exclude_none=True)
+        for name, stored in updates.items():
+            # `"image":"…"` can only be the field itself: a quote inside a JSON string is
+            # escaped, so the pattern cannot start inside another value.
+            local = getattr(request, name)
+            text = text.replace(f'"{name}":{_request_json(local)}',
+                                f'"{name}":{_request_json(stored)}', 1)
+        return text
 
     def _upload(self, path: Path) -> str:
         key = str(path)

@@ -37,6 +37,8 @@ _UNPRICED_FIELDS = frozenset({"prompt", "image", "last_image", "seed"})
 _PRICED_FIELDS = tuple(f for f in REQUEST_FIELDS if f not in _UNPRICED_FIELDS)
 _priced = operator.attrgetter(*_PRICED_FIELDS)
 _REQUEST_FIELD_SET = frozenset(REQUEST_FIELDS)
+# GenerationRequest(**values) without the keyword-argument wrapper: same validation.
+_new_request = GenerationRequest.__pydantic_validator__.validate_python
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,7 +198,8 @@ class RowValidator:
                 elif local is not None:
                     values[image_field] = local
         try:
-            return GenerationRequest(**values)
+            request: GenerationRequest = _new_request(values)
+            return request
         except ValidationError as exc:
             for e in exc.errors():
                 name = str(e["loc"][0]) if e["loc"] else None

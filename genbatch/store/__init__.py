@@ -60,9 +60,6 @@ class Duplicate:
     first_line: int
 
 
-_NAME_TOKENS: dict[str, str] = {}  # field name -> its ADD_ITEMS token
-
-
 def _token(add: Callable[[str], object], value: str) -> None:
     """Append `value` as one ADD_ITEMS token: its length in UTF-8 bytes, ':', itself."""
     add(f"{len(value) if value.isascii() else len(value.encode())}:")
@@ -135,32 +132,36 @@ class JobStore:
         """
         if not items and not check_only:
             return []
+        # Field names go once per distinct list (schema), then each record is its values.
+        schemas: dict[tuple[str, ...], str] = {}
+        head: list[str] = []
         parts: list[str] = []
         add = parts.append
-        names = _NAME_TOKENS
         for n, rec in enumerate(items):
+            names = tuple(rec)
+            schema = schemas.get(names)
+            if schema is None:
+                schema = str(len(schemas) + 1)
+                schemas[names] = schema
+                _token(head.append, str(len(names)))
+                for f in names:
+                    _token(head.append, f)
             check = unique[n] if unique is not None else None
-            count = str(len(rec))
             if check is None:
-                add(f"0:0:{len(count)}:{count}")
+                add(f"0:0:{len(schema)}:{schema}")
             else:
                 _token(add, check[0])
                 _token(add, str(check[1]))
-                add(f"{len(count)}:{count}")
-            for f, v in rec.items():  # the hot loop of ingest: one string per field
-                name = names.get(f)
-                if name is None:
-                    name = f"{len(f.encode())}:{f}"
-                    if len(names) < 64:
-                        names[f] = name
-                add(f"{name}{len(v) if v.isascii() else len(v.encode())}:{v}")
+                add(f"{len(schema)}:{schema}")
+            for v in rec.values():  # the hot loop of ingest: one string per value
+                add(f"{len(v) if v.isascii() else len(v.encode())}:{v}")
         for custom_id, line in check_only:
             _token(add, custom_id)
             _token(add, str(line))
             add("1:0")
         ids = self.k("ids", batch_id) if unique is not None else ""
         flat = self._add_items(keys=[self.k("batch", batch_id)],
-                               args=[self.prefix, batch_id, ids, "".join(parts)])
+                               args=[self.prefix, batch_id, ids, "".join(head), "".join(parts)])
         return [
             Duplicate(int(flat[i]) if flat[i] else None, int(flat[i + 1]), str(flat[i + 2]),
                       int(flat[i + 3]))

@@ -234,11 +234,13 @@ end
 return 0
 """
 
-# Writes a chunk of new item records of a batch in one call. ARGV[4] is the chunk as one
-# string of length-prefixed tokens (`<bytes>:<value>`), parsed with string.find/sub: far
-# cheaper inside Redis than cjson-decoding records whose values are themselves JSON. Each
-# record is: check id, line, n, then n field/value pairs (each record has seq, state and
-# provider); n = 0 is a check-only entry (a row that is validated but not written).
+# Writes a chunk of new item records of a batch in one call. ARGV[4] and ARGV[5] are
+# strings of length-prefixed tokens (`<bytes>:<value>`), parsed with string.find/sub:
+# cheaper inside Redis than cjson-decoding records whose values are themselves JSON.
+# ARGV[4] lists the chunk's field-name lists (schemas): n, then n names, per schema.
+# ARGV[5] holds the records: check id, line, schema number k, then one value per field
+# of schema k (each schema has seq, state and provider); k = 0 is a check-only entry (a
+# row that is validated but not written).
 # With ARGV[3] (a temporary hash custom_id -> first line, deleted at commit/discard) each
 # non-empty check id is made unique per batch: a repeated one turns its record into a
 # failed `invalid_row` item (never a pending one) and is returned. Pending ids go onto their
@@ -256,21 +258,30 @@ local function token()
   pos = stop + 1
   return value
 end
+local schemas = {}
+while pos <= size do
+  local names = {}
+  for j = 1, tonumber(token()) do names[j] = token() end
+  schemas[#schemas + 1] = names
+end
+data, pos = ARGV[5], 1
+size = #data
 local pending, order, counts, dups = {}, {}, {}, {}
 local written = 0
 while pos <= size do
-  local check, line, n = token(), token(), tonumber(token())
+  local check, line, k = token(), token(), tonumber(token())
   local dup = nil
   if ids ~= '' and check ~= '' then
     if redis.call('HSETNX', ids, check, line) == 0 then
       dup = redis.call('HGET', ids, check)
     end
   end
-  if n > 0 then
+  if k > 0 then
+    local names = schemas[k]
     local args = {'batch', bid}
     local seq, state, provider, state_at
-    for _ = 1, n do
-      local f, v = token(), token()
+    for j = 1, #names do
+      local f, v = names[j], token()
       args[#args + 1] = f
       args[#args + 1] = v
       if f == 'seq' then seq = v
