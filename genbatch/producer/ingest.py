@@ -221,13 +221,16 @@ class _BatchWriter:
     def flush(self) -> None:
         if len(self.chunk):
             self._wait()
-            self._written, chunk = self.chunk, self.chunk
-            self._write = self._writes.submit(self._put, chunk)
-            self.chunk = _Chunk()
+            chunk, self.chunk = self.chunk, _Chunk()
+            # Packed here: the write thread then only waits on Redis, with the GIL free.
+            args = self.store.pack_items(self.batch_id, chunk.records, unique=chunk.unique,
+                                         check_only=chunk.check_only)
+            chunk.records, chunk.unique, chunk.check_only = [], [], []
+            self._written = chunk
+            self._write = self._writes.submit(self._put, args)
 
-    def _put(self, chunk: _Chunk) -> list[Duplicate]:
-        dups = self.store.add_items(self.batch_id, chunk.records, unique=chunk.unique,
-                                    check_only=chunk.check_only)
+    def _put(self, args: list[str]) -> list[Duplicate]:
+        dups = self.store.write_packed(args)
         fixes = {
             item_id(self.batch_id, d.seq): {
                 "error_message": "custom_id: " + duplicate_reason(d.custom_id, d.first_line)}

@@ -120,18 +120,26 @@ class JobStore:
 
         Pending items go on the batch's per-account list; while the batch is still
         `validating` nothing dispatches from them (commit_batch makes them visible), for
-        a running batch (resume) they are dispatchable at once. The chunk travels as one
-        length-prefixed string argument of one Lua call (ADD_ITEMS): per-item command
-        encoding and replies were most of ingest's time, and cjson-decoding records most
-        of Redis's.
+        a running batch (resume) they are dispatchable at once. The chunk travels as two
+        string arguments of one Lua call (ADD_ITEMS, see there): per-item commands and
+        replies were most of ingest's time, and cjson-decoding the records most of
+        Redis's. `pack_items` + `write_packed` are the two halves, for a caller that packs
+        on one thread and waits for Redis on another.
 
         With `unique` (per item: its (custom_id, line) to check, or None), custom_ids are
         checked for uniqueness across the whole batch in Redis, in order, then the
         `check_only` ones (rows validated but not written). A repeated custom_id's item is
         written as a failed `invalid_row` item; every repeat is returned.
         """
-        if not items and not check_only:
-            return []
+        return self.write_packed(self.pack_items(batch_id, items, unique=unique,
+                                                 check_only=check_only))
+
+    def pack_items(
+        self, batch_id: str, items: Sequence[Mapping[str, str]], *,
+        unique: Sequence[tuple[str, int] | None] | None = None,
+        check_only: Sequence[tuple[str, int]] = (),
+    ) -> list[str]:
+        """The arguments of add_items' Lua call (pure CPU work, no I/O)."""
         # Field names go once per distinct list (schema), then each record is its values.
         schemas: dict[tuple[str, ...], str] = {}
         head: list[str] = []
@@ -160,8 +168,13 @@ class JobStore:
             _token(add, str(line))
             add("1:0")
         ids = self.k("ids", batch_id) if unique is not None else ""
-        flat = self._add_items(keys=[self.k("batch", batch_id)],
-                               args=[self.prefix, batch_id, ids, "".join(head), "".join(parts)])
+        return [self.prefix, batch_id, ids, "".join(head), "".join(parts)]
+
+    def write_packed(self, args: list[str]) -> list[Duplicate]:
+        """Run add_items' Lua call on arguments from pack_items."""
+        if not args[4]:
+            return []  # nothing to write or check
+        flat = self._add_items(keys=[self.k("batch", args[1])], args=args)
         return [
             Duplicate(int(flat[i]) if flat[i] else None, int(flat[i + 1]), str(flat[i + 2]),
                       int(flat[i + 3]))
