@@ -79,7 +79,8 @@ REQ = {"prompt": "p", "image": "stored:inputs/abc.jpg", "resolution": "720p", "d
 
 
 def setup(store: JobStore, redis_url: str, fallback: str, req: dict[str, object] = REQ,
-          state: str = "submitted") -> tuple[Runtime, list[tuple[str, str]], str]:
+          state: str = "submitted", on_free: bool = False
+          ) -> tuple[Runtime, list[tuple[str, str]], str]:
     bid = "b1"
     store.create_batch(bid, {"fallback": fallback}, created_at=1.0)
     store.add_items(bid, [{"seq": "1", "state": "pending", "provider": "novita",
@@ -92,9 +93,22 @@ def setup(store: JobStore, redis_url: str, fallback: str, req: dict[str, object]
     if state == "submitted":
         store.transition(iid, ["submitting"], "submitted", fields={"remote_id": "r-1"})
     sent: list[tuple[str, str]] = []
-    rt = Runtime(Settings(redis_url=redis_url),
+    rt = Runtime(Settings(redis_url=redis_url, dispatch_on_free=on_free),
                  enqueue=lambda kind, ident: sent.append((kind, ident)))
     return rt, sent, iid
+
+
+def test_a_failed_over_item_is_dispatched_to_the_fallback_at_once(
+        store: JobStore, redis_url: str) -> None:
+    """With dispatch on free (the default), the worker that fails an item over dispatches it
+    to the fallback account itself, without waiting for the scheduler's tick."""
+    rt, sent, iid = setup(store, redis_url, "byteplus:seedance-v1.5-pro-i2v", on_free=True)
+
+    assert finish(rt, iid, ["submitted"], "failed", "TASK_STATUS_FAILED", "boom") == "failed_over"
+
+    assert sent == [("submit", iid)]
+    assert store.get_item(iid)["state"] == "dispatched"
+    assert (store.in_flight("novita"), store.in_flight("byteplus")) == (0, 1)
 
 
 def test_task_failure_moves_the_item_to_the_fallback_queue_in_one_step(

@@ -253,7 +253,11 @@ def finish(rt: Runtime, iid: str, allowed: list[str], state: str, code: str, mes
             fields: dict[str, Any] | None = None) -> str:
     """Move an item to a terminal state; finalize its batch when it was the last open one."""
     if state == "failed":  # or, in the same step, on to the batch's --fallback (failover.py)
+        origin = _provider_of(rt, iid)
         outcome = failover.fail_over(rt, iid, allowed, code, message)
+        if outcome.moved == "failed_over":  # a slot freed at the origin, work for the fallback
+            refill(rt, origin)
+            refill(rt, _provider_of(rt, iid))
         if outcome.moved:
             return outcome.moved
         message = outcome.message
@@ -264,8 +268,12 @@ def finish(rt: Runtime, iid: str, allowed: list[str], state: str, code: str, mes
     if moved.applied and moved.open_items == 0:
         rt.enqueue("finalize", iid.rsplit(":", 1)[0])
     if moved.applied and moved.previous in SLOT_STATES:
-        refill(rt, str(rt.store.r.hget(rt.store.k("item", iid), "provider") or ""))
+        refill(rt, _provider_of(rt, iid))
     return state if moved.applied else "skipped"
+
+
+def _provider_of(rt: Runtime, iid: str) -> str:
+    return str(rt.store.r.hget(rt.store.k("item", iid), "provider") or "")
 
 
 def refill(rt: Runtime, provider: str) -> None:
