@@ -114,6 +114,7 @@ class Simulator:
             task.video_sha256 = self.media.video_sha256(task_id)
         self.tasks[task_id] = task
         self.stats.submits += 1
+        self.stats.record_run((task.end - task.start) * factor)
         self.stats.submits_by_fingerprint[fingerprint] += 1
         return task
 

@@ -15,6 +15,9 @@ def request_fingerprint(provider: str, model: str, body: Any) -> str:
     return hashlib.sha256(f"{provider}\n{model}\n{canonical}".encode()).hexdigest()
 
 
+MAX_RUNS = 10_000
+
+
 @dataclass
 class Stats:
     """Everything counted since the last reset."""
@@ -36,6 +39,9 @@ class Stats:
     webhooks_delivered: int = 0  # ... answered 2xx
     webhooks_dropped: int = 0  # not sent (p_webhook_drop)
     webhook_statuses: Counter[str] = field(default_factory=Counter)  # "200", "error", ...
+    # Simulated run time of each task, in creation order (the first MAX_RUNS): lets a
+    # benchmark compute the best makespan any client could have reached on these very draws.
+    run_seconds: list[float] = field(default_factory=list)
     request_log: deque[dict[str, Any]] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -43,6 +49,10 @@ class Stats:
 
     def resize_log(self, size: int) -> None:
         self.request_log = deque(self.request_log, maxlen=size)
+
+    def record_run(self, seconds: float) -> None:
+        if len(self.run_seconds) < MAX_RUNS:
+            self.run_seconds.append(round(seconds, 3))
 
     def count_response(self, status: int) -> None:
         if status == 429:
@@ -68,5 +78,6 @@ class Stats:
             "webhooks_delivered": self.webhooks_delivered,
             "webhooks_dropped": self.webhooks_dropped,
             "webhook_statuses": dict(self.webhook_statuses),
+            "run_seconds": list(self.run_seconds),
             "request_log": list(self.request_log),
         }

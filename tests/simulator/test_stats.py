@@ -30,6 +30,9 @@ def test_submits_are_counted_per_request_fingerprint(sim: Sim) -> None:
     assert stats["submit_attempts_by_fingerprint"][fp_first] == 2
     assert sum(stats["submit_attempts_by_fingerprint"].values()) == stats["submit_attempts"] == 5
     assert stats["submits"] == 4
+    # one simulated run time per created task, in creation order (refused: none)
+    assert len(stats["run_seconds"]) == 4
+    assert all(run > 0 for run in stats["run_seconds"])
 
 
 def test_the_same_body_on_another_provider_is_another_fingerprint() -> None:
