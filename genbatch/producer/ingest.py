@@ -15,7 +15,6 @@ import json
 import secrets
 import time
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -173,10 +172,10 @@ class _Chunk:
 class _BatchWriter:
     """Writes items of a new batch in chunks; commits or discards it at the end.
 
-    A chunk is written on a background thread while the next one is validated (at most one
-    write in flight), so Redis's time overlaps the producer's instead of adding to it. The
-    write also checks the chunk's custom_ids against the batch's (in Redis); a repeat is
-    counted and reported here when its write has landed.
+    A chunk is sent to Redis and its reply read only when the next chunk is ready (at most
+    one write in flight, `ItemWriter`), so Redis's time overlaps the producer's instead of
+    adding to it. The write also checks the chunk's custom_ids against the batch's (in
+    Redis); a repeat is counted and reported here when its write has landed.
     """
 
     def __init__(
@@ -189,12 +188,11 @@ class _BatchWriter:
         self.batch_id = new_batch_id()
         self.uploads = _ImageUploader(storage)
         self.chunk = _Chunk()
-        self._writes = ThreadPoolExecutor(max_workers=1, thread_name_prefix="genbatch-ingest")
-        self._write: Future[list[Duplicate]] | None = None
         self._written: _Chunk | None = None
         meta = {"provider": provider or "", "model": model or "", "manifest": str(path),
                 **options.meta()}
         store.create_batch(self.batch_id, meta, created_at=time.time())
+        self._writer = store.item_writer()
 
     def add(
         self, seq: int, row: Row, outcome: ValidRow | list[ManifestError], custom_id: str | None
@@ -222,15 +220,14 @@ class _BatchWriter:
         if len(self.chunk):
             self._wait()
             chunk, self.chunk = self.chunk, _Chunk()
-            # Packed here: the write thread then only waits on Redis, with the GIL free.
             args = self.store.pack_items(self.batch_id, chunk.records, unique=chunk.unique,
                                          check_only=chunk.check_only)
             chunk.records, chunk.unique, chunk.check_only = [], [], []
             self._written = chunk
-            self._write = self._writes.submit(self._put, args)
+            self._writer.send(args)
 
-    def _put(self, args: list[str]) -> list[Duplicate]:
-        dups = self.store.write_packed(args)
+    def _fix(self, dups: list[Duplicate]) -> None:
+        """The exact message of each repeat's item (the script writes a generic one)."""
         fixes = {
             item_id(self.batch_id, d.seq): {
                 "error_message": "custom_id: " + duplicate_reason(d.custom_id, d.first_line)}
@@ -238,15 +235,14 @@ class _BatchWriter:
         }
         if fixes:
             self.store.set_item_fields(fixes)
-        return dups
 
     def _wait(self) -> None:
         """Wait for the write in flight and count its rows; its error is raised here."""
-        write, self._write = self._write, None
         chunk, self._written = self._written, None
-        if write is None or chunk is None:
+        if chunk is None:
             return
-        dups = write.result()
+        dups = self._writer.receive()
+        self._fix(dups)
         repeated = {d.line for d in dups}
         for line, valid in chunk.valid.items():
             if valid is not None and line not in repeated:
@@ -266,7 +262,7 @@ class _BatchWriter:
         try:
             self.drain()
         finally:
-            self._writes.shutdown(wait=True)
+            self._writer.close()
         self.store.commit_batch(self.batch_id, providers)
 
     def discard(self, rows: int, providers: list[str]) -> None:
@@ -274,7 +270,7 @@ class _BatchWriter:
         # orphan items; its own error does not matter any more.
         with contextlib.suppress(Exception):
             self._wait()
-        self._writes.shutdown(wait=True)
+        self._writer.close()
         self.store.discard_batch(self.batch_id, rows, providers)
 
 

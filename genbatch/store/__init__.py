@@ -71,6 +71,63 @@ def _m(mapping: Mapping[str, Any]) -> Any:
     return mapping
 
 
+def _duplicates(flat: Sequence[Any]) -> list[Duplicate]:
+    return [
+        Duplicate(int(flat[i]) if flat[i] else None, int(flat[i + 1]), str(flat[i + 2]),
+                  int(flat[i + 3]))
+        for i in range(0, len(flat), 4)
+    ]
+
+
+class ItemWriter:
+    """Sends add_items chunks on a dedicated connection and reads each reply later, so
+    the caller validates the next chunk while Redis writes this one — one thread, no GIL
+    hand-offs (a writer thread re-taking the GIL after each socket call cost more than
+    the overlap gained). At most one chunk is in flight."""
+
+    def __init__(self, store: JobStore) -> None:
+        self.store = store
+        self.sha = store.r.script_load(scripts.ADD_ITEMS)  # EVALSHA finds it from now on
+        self.conn: Any = store.r.connection_pool.get_connection()
+        self.sent: list[str] | None = None
+
+    def send(self, args: list[str]) -> None:
+        """Send one chunk from `JobStore.pack_items`; its reply is read by `receive`."""
+        assert self.sent is None, "read the reply of the chunk in flight first"
+        self.sent = args
+        self._send(args)
+
+    def _send(self, args: list[str]) -> None:
+        key = self.store.k("batch", args[1])
+        try:
+            self.conn.send_packed_command(self.conn.pack_command("EVALSHA", self.sha, 1, key,
+                                                                 *args))
+        except BaseException:
+            self.conn.disconnect()
+            raise
+
+    def receive(self) -> list[Duplicate]:
+        """The repeats found in the chunk in flight (none in flight: [])."""
+        args, self.sent = self.sent, None
+        if args is None:
+            return []
+        try:
+            flat = self.conn.read_response()
+        except redis.exceptions.NoScriptError:  # Redis restarted or flushed its scripts
+            self.sha = self.store.r.script_load(scripts.ADD_ITEMS)
+            self._send(args)
+            flat = self.conn.read_response()
+        except BaseException:
+            self.conn.disconnect()  # its reply may still be on the wire
+            raise
+        return _duplicates(flat)
+
+    def close(self) -> None:
+        if self.conn is not None:
+            self.store.r.connection_pool.release(self.conn)
+            self.conn = None
+
+
 def item_id(batch_id: str, seq: int) -> str:
     return f"{batch_id}:{seq}"
 
@@ -174,12 +231,11 @@ class JobStore:
         """Run add_items' Lua call on arguments from pack_items."""
         if not args[4]:
             return []  # nothing to write or check
-        flat = self._add_items(keys=[self.k("batch", args[1])], args=args)
-        return [
-            Duplicate(int(flat[i]) if flat[i] else None, int(flat[i + 1]), str(flat[i + 2]),
-                      int(flat[i + 3]))
-            for i in range(0, len(flat), 4)
-        ]
+        return _duplicates(self._add_items(keys=[self.k("batch", args[1])], args=args))
+
+    def item_writer(self) -> ItemWriter:
+        """A connection of its own for writing chunks without waiting for each reply."""
+        return ItemWriter(self)
 
     def set_item_fields(self, items: Mapping[str, Mapping[str, str]]) -> None:
         """Set fields of several items (item id -> fields) in one round trip."""
