@@ -12,7 +12,8 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ import httpx
 
 from genbatch.config import PROVIDER_NAMES, Settings
 from genbatch.producer.ingest import IngestResult, ingest_manifest
+from genbatch.simulator import SimProfile, running_simulator
 from genbatch.storage import open_storage
 from genbatch.store import JobStore
 
@@ -108,3 +110,18 @@ class Cluster:
     def sim_stats(self) -> dict[str, Any]:
         stats: dict[str, Any] = httpx.get(f"{self.sim_url}/_sim/stats", timeout=10).json()
         return stats
+
+
+@contextmanager
+def running_cluster(redis_url: str, workdir: Path, profile: SimProfile,
+                    **overrides: str) -> Iterator[Cluster]:
+    """A simulator with `profile`, a worker and a scheduler (settings `overrides`), stopped
+    again on exit: the set-up most integration tests share."""
+    with running_simulator(profile) as sim_url:
+        c = Cluster(redis_url, sim_url, workdir, **overrides)
+        c.start_worker()
+        c.start_scheduler()
+        try:
+            yield c
+        finally:
+            c.stop_all()

@@ -10,11 +10,11 @@ import httpx
 import pytest
 
 from genbatch.batch_ops import cancel_batch, retry_batch
-from genbatch.simulator import SimProfile, running_simulator
+from genbatch.simulator import SimProfile
 from genbatch.store import item_id
 from genbatch.worker.runtime import Runtime
 from genbatch.worker.steps import finalize_batch
-from tests.integration.cluster import Cluster
+from tests.integration.cluster import Cluster, running_cluster
 from tests.integration.test_pipeline import mixed_manifest, read_jsonl
 
 pytestmark = pytest.mark.integration
@@ -36,15 +36,9 @@ def slow_cluster(redis_url: str, tmp_path: Path) -> Iterator[Cluster]:
     # BytePlus tasks stay queued for a long (simulated) while, so they can be cancelled there.
     profile = SimProfile(time_factor=50.0, latency_mean_s=20.0, queue_delay_s=20.0, seed=5,
                          keys={"test-byteplus-key": {"queue_delay_s": 100000.0}})
-    with running_simulator(profile) as sim_url:
-        c = Cluster(redis_url, sim_url, tmp_path, byteplus_max_in_flight="4",
-                    novita_max_in_flight="4")
-        c.start_worker()
-        c.start_scheduler()
-        try:
-            yield c
-        finally:
-            c.stop_all()
+    with running_cluster(redis_url, tmp_path, profile, byteplus_max_in_flight="4",
+                         novita_max_in_flight="4") as c:
+        yield c
 
 
 def test_cancel_stops_dispatch_cancels_queued_remote_tasks_and_keeps_outputs(
@@ -83,35 +77,30 @@ def test_retry_failed_resubmits_only_those_and_records_attempts(
         redis_url: str, tmp_path: Path) -> None:
     profile = SimProfile(time_factor=50.0, latency_mean_s=10.0, seed=9,
                          keys={"test-byteplus-key": {"p_task_fail": 1.0}})
-    with running_simulator(profile) as sim_url:
-        c = Cluster(redis_url, sim_url, tmp_path)
-        c.start_worker()
-        c.start_scheduler()
-        try:
-            manifest = mixed_manifest(tmp_path, sim_url, 10)  # 2 of 10 rows on byteplus
-            batch_id = str(c.submit(manifest, provider=None, model=None).batch_id)
-            first = c.wait_batch(batch_id)
-            assert first["failed"] == "2"
-            httpx.put(f"{sim_url}/_sim/profile", timeout=10, json=profile.model_dump(
-                mode="json") | {"keys": {}}).raise_for_status()
-            submits_before = c.sim_stats()["submits"]
+    with running_cluster(redis_url, tmp_path, profile) as c:
+        sim_url = c.sim_url
+        manifest = mixed_manifest(tmp_path, sim_url, 10)  # 2 of 10 rows on byteplus
+        batch_id = str(c.submit(manifest, provider=None, model=None).batch_id)
+        first = c.wait_batch(batch_id)
+        assert first["failed"] == "2"
+        httpx.put(f"{sim_url}/_sim/profile", timeout=10, json=profile.model_dump(
+            mode="json") | {"keys": {}}).raise_for_status()
+        submits_before = c.sim_stats()["submits"]
 
-            report = retry_batch(ops_runtime(c), batch_id, ("failed",))
+        report = retry_batch(ops_runtime(c), batch_id, ("failed",))
 
-            assert report.requeued == 2
-            batch = c.wait_batch(batch_id)
-            assert (batch["succeeded"], batch["failed"]) == ("10", "0")
-            assert c.sim_stats()["submits"] == submits_before + 2
-            retried = [c.store.get_item(item_id(batch_id, s)) for s in (2, 7)]
-            for item in retried:
-                history = json.loads(item["history"])
-                assert [h["state"] for h in history] == ["failed"]
-                assert history[0]["remote_id"] != item["remote_id"]
-                assert item["attempts"] == "2"
-            assert len(read_jsonl(batch["results_jsonl"])) == 10
-            assert read_jsonl(batch["errors_jsonl"]) == []
-        finally:
-            c.stop_all()
+        assert report.requeued == 2
+        batch = c.wait_batch(batch_id)
+        assert (batch["succeeded"], batch["failed"]) == ("10", "0")
+        assert c.sim_stats()["submits"] == submits_before + 2
+        retried = [c.store.get_item(item_id(batch_id, s)) for s in (2, 7)]
+        for item in retried:
+            history = json.loads(item["history"])
+            assert [h["state"] for h in history] == ["failed"]
+            assert history[0]["remote_id"] != item["remote_id"]
+            assert item["attempts"] == "2"
+        assert len(read_jsonl(batch["results_jsonl"])) == 10
+        assert read_jsonl(batch["errors_jsonl"]) == []
 
 
 def test_resume_skips_succeeded_replaces_fixed_rows_and_adds_new(
@@ -119,38 +108,33 @@ def test_resume_skips_succeeded_replaces_fixed_rows_and_adds_new(
     from genbatch.producer.resume import resume_manifest
 
     profile = SimProfile(time_factor=50.0, latency_mean_s=10.0, seed=11)
-    with running_simulator(profile) as sim_url:
-        c = Cluster(redis_url, sim_url, tmp_path)
-        c.start_worker()
-        c.start_scheduler()
-        try:
-            mixed_manifest(tmp_path, sim_url, 1)  # copies the sample images
-            good = {"custom_id": "a", "prompt": "p", "image": "images/sneaker.jpg"}
-            broken = {"custom_id": "b", "prompt": "p", "image": "images/bottle.png",
-                      "duration": 99}
-            first = tmp_path / "first.jsonl"
-            first.write_text(json.dumps(good) + "\n" + json.dumps(broken) + "\n")
-            batch_id = str(c.submit(first, provider="novita", model="seedance-v1.5-pro-i2v",
-                                    skip_invalid=True).batch_id)
-            batch = c.wait_batch(batch_id)
-            assert (batch["succeeded"], batch["failed"]) == ("1", "1")
-            submits = c.sim_stats()["submits"]
+    with running_cluster(redis_url, tmp_path, profile) as c:
+        sim_url = c.sim_url
+        mixed_manifest(tmp_path, sim_url, 1)  # copies the sample images
+        good = {"custom_id": "a", "prompt": "p", "image": "images/sneaker.jpg"}
+        broken = {"custom_id": "b", "prompt": "p", "image": "images/bottle.png",
+                  "duration": 99}
+        first = tmp_path / "first.jsonl"
+        first.write_text(json.dumps(good) + "\n" + json.dumps(broken) + "\n")
+        batch_id = str(c.submit(first, provider="novita", model="seedance-v1.5-pro-i2v",
+                                skip_invalid=True).batch_id)
+        batch = c.wait_batch(batch_id)
+        assert (batch["succeeded"], batch["failed"]) == ("1", "1")
+        submits = c.sim_stats()["submits"]
 
-            fixed = tmp_path / "fixed.jsonl"
-            fixed.write_text("\n".join(json.dumps(r) for r in (
-                good, {**broken, "duration": 5},
-                {"custom_id": "c", "prompt": "p", "image": "images/watch.jpg"})) + "\n")
-            _, changes = resume_manifest(fixed, batch_id, store=c.store, storage=c.storage,
-                                         provider="novita", model="seedance-v1.5-pro-i2v")
+        fixed = tmp_path / "fixed.jsonl"
+        fixed.write_text("\n".join(json.dumps(r) for r in (
+            good, {**broken, "duration": 5},
+            {"custom_id": "c", "prompt": "p", "image": "images/watch.jpg"})) + "\n")
+        _, changes = resume_manifest(fixed, batch_id, store=c.store, storage=c.storage,
+                                     provider="novita", model="seedance-v1.5-pro-i2v")
 
-            assert changes == {"added": 1, "replaced": 1, "kept": 1}
-            batch = c.wait_batch(batch_id)
-            assert (batch["total"], batch["succeeded"], batch["failed"]) == ("3", "3", "0")
-            assert c.sim_stats()["submits"] == submits + 2  # "a" was not paid for again
-            ids = sorted(str(r["custom_id"]) for r in read_jsonl(batch["results_jsonl"]))
-            assert ids == ["a", "b", "c"]
-        finally:
-            c.stop_all()
+        assert changes == {"added": 1, "replaced": 1, "kept": 1}
+        batch = c.wait_batch(batch_id)
+        assert (batch["total"], batch["succeeded"], batch["failed"]) == ("3", "3", "0")
+        assert c.sim_stats()["submits"] == submits + 2  # "a" was not paid for again
+        ids = sorted(str(r["custom_id"]) for r in read_jsonl(batch["results_jsonl"]))
+        assert ids == ["a", "b", "c"]
 
 
 def test_resume_with_a_bad_row_changes_nothing(tmp_path: Path, redis_url: str) -> None:

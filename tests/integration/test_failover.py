@@ -11,9 +11,9 @@ from typing import Any, cast
 import pytest
 
 from genbatch.producer.options import BatchOptions
-from genbatch.simulator import SimProfile, running_simulator
+from genbatch.simulator import SimProfile
 from genbatch.views import batch_summary
-from tests.integration.cluster import Cluster
+from tests.integration.cluster import Cluster, running_cluster
 from tests.integration.test_pipeline import mixed_manifest, read_jsonl
 
 pytestmark = pytest.mark.integration
@@ -26,14 +26,8 @@ def failing_cluster(redis_url: str, tmp_path: Path) -> Iterator[Cluster]:
                          keys={"test-novita-key": {"p_task_fail": 1.0},
                                "test-highwayapi-key": {"provider": "highwayapi",
                                                        "p_task_fail": 1.0}})
-    with running_simulator(profile) as sim_url:
-        c = Cluster(redis_url, sim_url, tmp_path)
-        c.start_worker()
-        c.start_scheduler()
-        try:
-            yield c
-        finally:
-            c.stop_all()
+    with running_cluster(redis_url, tmp_path, profile) as c:
+        yield c
 
 
 def manifest(folder: Path, name: str, n: int) -> Path:

@@ -17,10 +17,10 @@ import pytest
 from genbatch import budget, notify
 from genbatch.batch_ops import cancel_batch
 from genbatch.producer.options import BatchOptions
-from genbatch.simulator import SimProfile, running_simulator
+from genbatch.simulator import SimProfile
 from genbatch.worker.runtime import Runtime
 from genbatch.worker.steps import finalize_batch
-from tests.integration.cluster import Cluster
+from tests.integration.cluster import Cluster, running_cluster
 from tests.integration.test_pipeline import mixed_manifest
 
 pytestmark = pytest.mark.integration
@@ -80,14 +80,8 @@ def verify(headers: dict[str, str], body: bytes) -> dict[str, Any]:
 @pytest.fixture
 def cluster(redis_url: str, tmp_path: Path) -> Iterator[Cluster]:
     profile = SimProfile(time_factor=50.0, latency_mean_s=20.0, latency_sigma=0.3, seed=11)
-    with running_simulator(profile) as sim_url:
-        c = Cluster(redis_url, sim_url, tmp_path, notify_secret=SECRET)
-        c.start_worker()
-        c.start_scheduler()
-        try:
-            yield c
-        finally:
-            c.stop_all()
+    with running_cluster(redis_url, tmp_path, profile, notify_secret=SECRET) as c:
+        yield c
 
 
 def test_completed_batch_notifies_through_two_500s_while_other_work_goes_on(

@@ -18,8 +18,8 @@ from typing import Any
 import httpx
 import pytest
 
-from genbatch.simulator import SimProfile, running_simulator
-from tests.integration.cluster import Cluster
+from genbatch.simulator import SimProfile
+from tests.integration.cluster import Cluster, running_cluster
 from tests.integration.test_pipeline import mixed_manifest
 
 pytestmark = pytest.mark.integration
@@ -59,14 +59,8 @@ def wait_http(url: str, timeout: float = 30.0, **kwargs: Any) -> httpx.Response:
 
 @pytest.fixture
 def cluster(redis_url: str, tmp_path: Path) -> Iterator[Cluster]:
-    with running_simulator(SimProfile.model_validate(PROFILE)) as sim_url:
-        c = Cluster(redis_url, sim_url, tmp_path)
-        c.start_worker()
-        c.start_scheduler()
-        try:
-            yield c
-        finally:
-            c.stop_all()
+    with running_cluster(redis_url, tmp_path, SimProfile.model_validate(PROFILE)) as c:
+        yield c
 
 
 def chromium(binary: str, *args: str) -> subprocess.CompletedProcess[str]:

@@ -14,11 +14,11 @@ from urllib.parse import urlparse
 import pytest
 
 from genbatch.config import Settings
-from genbatch.simulator import SimProfile, running_simulator
+from genbatch.simulator import SimProfile
 from genbatch.store import item_id
 from genbatch.worker import steps
 from genbatch.worker.runtime import Runtime
-from tests.integration.cluster import Cluster
+from tests.integration.cluster import Cluster, running_cluster
 
 pytestmark = pytest.mark.integration
 SAMPLES = Path(__file__).parents[2] / "genbatch" / "samples"
@@ -30,14 +30,8 @@ PROFILE = {"time_factor": 50.0, "latency_mean_s": 20.0, "latency_sigma": 0.4,
 
 @pytest.fixture
 def cluster(redis_url: str, tmp_path: Path) -> Iterator[Cluster]:
-    with running_simulator(SimProfile.model_validate(PROFILE)) as sim_url:
-        c = Cluster(redis_url, sim_url, tmp_path)
-        c.start_worker()
-        c.start_scheduler()
-        try:
-            yield c
-        finally:
-            c.stop_all()
+    with running_cluster(redis_url, tmp_path, SimProfile.model_validate(PROFILE)) as c:
+        yield c
 
 
 def mixed_manifest(folder: Path, sim_url: str, n: int) -> Path:
