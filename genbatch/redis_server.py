@@ -66,6 +66,14 @@ class RedisServer:
         self.process.wait()
 
 
+# An item hash (about 25 fields; the request and row JSON are a few hundred bytes) stays in
+# Redis's compact encoding only if no value passes this length; the default (64) stores each
+# item in the bulkier hashtable encoding, about twice the memory. Set the same on your Redis
+# (docker-compose.yml does): `hash-max-ziplist-value 2048` (Redis 7 also calls it
+# hash-max-listpack-value).
+MEMORY_ARGS: tuple[str, ...] = ("--hash-max-ziplist-value", "2048")
+
+
 def start_redis(workdir: Path, port: int | None = None, *, appendonly: bool = True,
                 wait_s: float = 15.0) -> RedisServer:
     """Start redis-server on loopback with its data in `workdir`; wait until it answers."""
@@ -82,6 +90,7 @@ def start_redis(workdir: Path, port: int | None = None, *, appendonly: bool = Tr
         "--daemonize", "no",
         "--protected-mode", "yes",
         "--logfile", str(workdir / "redis.log"),
+        *MEMORY_ARGS,
     ]
     proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
