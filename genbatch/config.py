@@ -108,6 +108,10 @@ class Settings(BaseSettings):
         "in progress this long is declared ambiguous",
     )
     download_max_attempts: int = Field(default=5, ge=1)
+    validating_timeout_s: float = Field(
+        default=900.0, gt=0, description="a batch still being ingested whose producer has "
+        "written nothing for this long (it died) is discarded by the scheduler"
+    )
     dispatch_batch_size: int = Field(default=200, ge=1)
     dispatch_on_free: bool = Field(
         default=True, description="a worker that frees an in-flight slot dispatches into it "

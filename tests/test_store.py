@@ -143,3 +143,31 @@ def test_back_to_pending_and_onto_a_queue_is_one_step(store: JobStore) -> None:
     assert store.r.llen("gb:pending:byteplus:b9") == 1
     batch = store.get_batch("b9")
     assert store.recount("b9") == {c: int(batch[c]) for c in COUNTERS}
+
+
+def test_a_batch_whose_producer_died_mid_ingest_is_reaped(store: JobStore) -> None:
+    """A `validating` batch nobody has written to for the timeout is discarded whole; one
+    still being written (fresh heartbeat) is kept; a late write to a reaped batch is refused
+    with a clear error instead of re-creating half a batch."""
+    from genbatch.errors import GenbatchError
+
+    now = float(store.r.time()[0])
+    for bid in ("dead", "alive"):
+        store.create_batch(bid, {}, created_at=now - 3600)
+        store.add_items(bid, [{"seq": str(i), "state": "pending", "provider": "novita",
+                               "custom_id": f"c{i}"} for i in (1, 2)])
+    store.r.hset(store.k("batch", "dead"), "touched", str(int(now - 1000)))  # went quiet
+    make_batch(store, "running", 1)  # committed batches are never touched by the reaper
+
+    assert store.reap_validating(now, 900.0, ["novita"]) == ["dead"]
+
+    assert not store.r.exists(store.k("batch", "dead"), store.k("item", "dead:1"),
+                              store.k("pending", "novita", "dead"))
+    assert store.get_batch("alive")["status"] == "validating"
+    assert store.get_batch("running")["status"] == "in_progress"
+    assert store.r.smembers(store.k("validating")) == {"alive"}
+    with pytest.raises(GenbatchError, match="batch dead was discarded while it was being"):
+        store.add_items("dead", [{"seq": "3", "state": "pending", "provider": "novita"}])
+    assert not store.r.exists(store.k("batch", "dead"))
+    store.commit_batch("alive", ["novita"])
+    assert store.r.smembers(store.k("validating")) == set()

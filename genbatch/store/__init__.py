@@ -7,6 +7,8 @@ Keys (prefix `gb:` by default):
                              spent_est_micro), budget_usd, budget_exhausted
     batches                  zset of batch ids by creation time
     active                   set of batch ids not yet completed
+    validating               set of batch ids still being ingested (`touched` on the batch
+                             is the producer's heartbeat; stale ones are reaped)
     item:{bid}:{seq}         hash: state, batch, seq, line, custom_id, provider, model, req
                              (normalised request JSON), row (original row JSON), results...
     pending:{provider}:{bid} list of item ids waiting for a dispatch slot
@@ -30,7 +32,7 @@ from typing import Any, Literal
 
 import redis
 
-from genbatch.errors import NotFoundError
+from genbatch.errors import GenbatchError, NotFoundError
 from genbatch.store import scripts
 
 COUNTERS: tuple[str, ...] = (
@@ -79,6 +81,16 @@ def _duplicates(flat: Sequence[Any]) -> list[Duplicate]:
     ]
 
 
+def _batch_gone(exc: redis.ResponseError, batch_id: str) -> Exception:
+    """ADD_ITEMS refuses to write into a batch that was deleted (a stale `validating` batch
+    reaped while its producer was stopped): a clear error instead of a half-made batch."""
+    if "BATCHGONE" in str(exc):
+        return GenbatchError(f"batch {batch_id} was discarded while it was being written "
+                             "(its producer stopped for longer than "
+                             "GENBATCH_VALIDATING_TIMEOUT_S); submit the manifest again")
+    return exc
+
+
 class ItemWriter:
     """Sends add_items chunks on a dedicated connection and reads each reply later, so
     the caller validates the next chunk while Redis writes this one — one thread, no GIL
@@ -113,6 +125,8 @@ class ItemWriter:
             return []
         try:
             flat = self.conn.read_response()
+        except redis.ResponseError as exc:
+            raise _batch_gone(exc, args[1]) from exc
         except redis.exceptions.NoScriptError:  # Redis restarted or flushed its scripts
             self.sha = self.store.r.script_load(scripts.ADD_ITEMS)
             self._send(args)
@@ -165,6 +179,7 @@ class JobStore:
         pipe = self.r.pipeline(transaction=True)
         pipe.hset(self.k("batch", batch_id), mapping=_m(record))
         pipe.zadd(self.k("batches"), {batch_id: created_at})
+        pipe.sadd(self.k("validating"), batch_id)
         pipe.execute()
 
     def add_items(
@@ -231,7 +246,10 @@ class JobStore:
         """Run add_items' Lua call on arguments from pack_items."""
         if not args[4]:
             return []  # nothing to write or check
-        return _duplicates(self._add_items(keys=[self.k("batch", args[1])], args=args))
+        try:
+            return _duplicates(self._add_items(keys=[self.k("batch", args[1])], args=args))
+        except redis.ResponseError as exc:
+            raise _batch_gone(exc, args[1]) from exc
 
     def item_writer(self) -> ItemWriter:
         """A connection of its own for writing chunks without waiting for each reply."""
@@ -249,6 +267,7 @@ class JobStore:
         pipe = self.r.pipeline(transaction=True)
         pipe.hset(self.k("batch", batch_id), "status", "in_progress")
         pipe.delete(self.k("ids", batch_id))
+        pipe.srem(self.k("validating"), batch_id)
         pipe.sadd(self.k("active"), batch_id)
         for p in providers:
             pipe.sadd(self.k("queues", p), batch_id)
@@ -265,7 +284,28 @@ class JobStore:
             pipe.delete(self.k("pending", p, batch_id))
         pipe.delete(self.k("batch", batch_id), self.k("ids", batch_id))
         pipe.zrem(self.k("batches"), batch_id)
+        pipe.srem(self.k("validating"), batch_id)
         pipe.execute()
+
+    def reap_validating(self, now: float, timeout_s: float,
+                        providers: Sequence[str]) -> list[str]:
+        """Discard batches still `validating` whose producer has written nothing for
+        `timeout_s` (it died mid-ingest: the batch would never run). Returns their ids."""
+        reaped: list[str] = []
+        members: set[str] = self.r.smembers(self.k("validating"))  # type: ignore[assignment]
+        for batch_id in sorted(members):
+            status, created, touched, total = self.r.hmget(
+                self.k("batch", batch_id), ["status", "created_at", "touched", "total"])
+            if status is None:  # gone already
+                self.r.srem(self.k("validating"), batch_id)
+                continue
+            last = max(float(created or 0), float(touched or 0))
+            if status == "validating" and now - last > timeout_s:
+                self.discard_batch(batch_id, int(total or 0), providers)
+                reaped.append(batch_id)
+            elif status != "validating":
+                self.r.srem(self.k("validating"), batch_id)
+        return reaped
 
     def get_batch(self, batch_id: str) -> dict[str, str]:
         rec: dict[str, str] = self.r.hgetall(self.k("batch", batch_id))  # type: ignore[assignment]

@@ -249,6 +249,9 @@ return 0
 # hash key or ''. Returns {seq or '', line, check id, first line, ...} per duplicate.
 ADD_ITEMS = """
 local prefix, bid, ids, data = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  return redis.error_reply('BATCHGONE batch ' .. bid .. ' no longer exists')
+end
 local find, sub = string.find, string.sub
 local pos, size = 1, #data
 local function token()
@@ -336,5 +339,8 @@ end
 for state, k in pairs(counts) do
   redis.call('HINCRBY', KEYS[1], state, k)
 end
+-- The producer's heartbeat: a `validating` batch not touched for a while is one whose
+-- producer died; the scheduler's sweep discards it (JobStore.reap_validating).
+redis.call('HSET', KEYS[1], 'touched', redis.call('TIME')[1])
 return dups
 """

@@ -98,6 +98,10 @@ class Scheduler:
 
     def sweep(self) -> int:
         rt, n = self.rt, 0
+        for batch_id in rt.store.reap_validating(rt.now(), rt.settings.validating_timeout_s,
+                                                 PROVIDER_NAMES):
+            log.warning("discarded batch %s: its producer stopped while ingesting it",
+                        batch_id)
         for batch_id in rt.store.active_batches():
             batch = rt.store.get_batch(batch_id)
             open_items = sum(int(batch.get(c) or 0)
