@@ -39,7 +39,10 @@ def batch_summary(batch: dict[str, str]) -> dict[str, object]:
     return {
         "id": batch.get("id"), "status": shown_status(batch),
         "created_at": datetime.fromtimestamp(created, UTC).isoformat(timespec="seconds"),
-        "manifest": batch.get("manifest"), **c,
+        "manifest": batch.get("manifest"), "priority": batch.get("priority") or "normal",
+        "tier": batch.get("tier") or None,
+        "expires_after": int(batch["expires_after"]) if batch.get("expires_after") else None,
+        **c,
         "results_jsonl": batch.get("results_jsonl"), "results_csv": batch.get("results_csv"),
         "errors_jsonl": batch.get("errors_jsonl"), "notify": notify.summary(batch),
         "budget": budget.summary(batch), "failover": failover.summary(batch),

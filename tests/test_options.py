@@ -14,6 +14,7 @@ from genbatch.producer.ingest import ingest_manifest
 from genbatch.producer.options import BatchOptions
 from genbatch.storage import open_storage
 from genbatch.store import JobStore, item_id
+from genbatch.views import batch_summary
 
 SAMPLES = Path(__file__).parents[1] / "genbatch" / "samples"
 HEADER = "custom_id,provider,prompt,image,service_tier\n"
@@ -70,6 +71,9 @@ def test_tier_applies_to_rows_without_one_and_is_stored(store: JobStore, folder:
     bid = str(result.batch_id)
     batch = store.get_batch(bid)
     assert (batch["tier"], batch["priority"], batch["expires_after"]) == ("flex", "low", "7200")
+    summary = batch_summary(batch)  # what `status --json` shows
+    assert (summary["tier"], summary["priority"], summary["expires_after"]) == (
+        "flex", "low", 7200)
     first = json.loads(store.get_item(item_id(bid, 1))["req"])
     second = json.loads(store.get_item(item_id(bid, 2))["req"])
     assert (first["service_tier"], first["execution_expires_after"]) == ("flex", 7200)
