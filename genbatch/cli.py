@@ -116,13 +116,11 @@ def submit(
 
         assert store is not None
         assert storage is not None
-        if options.budget_usd is not None:
-            from genbatch.budget import set_budget
-
-            set_budget(store, resume, options.budget_usd)
-            err.print(f"batch {resume}: budget ${options.budget_usd:.2f}", highlight=False)
         _, changes = resume_manifest(manifest, resume, store=store, storage=storage,
-                                     provider=provider, model=model, skip_invalid=skip_invalid)
+                                     provider=provider, model=model, skip_invalid=skip_invalid,
+                                     budget_usd=options.budget_usd)
+        if options.budget_usd is not None:
+            err.print(f"batch {resume}: budget ${options.budget_usd:.2f}", highlight=False)
         err.print(f"batch {resume}: {changes['added']} rows added, {changes['replaced']} "
                   f"failed rows replaced and queued again, {changes['kept']} left as they are "
                   "(succeeded or still running)", highlight=False)

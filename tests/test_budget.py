@@ -234,6 +234,11 @@ def test_resume_with_budget_raises_it_and_continues(store: JobStore, redis_url: 
 
     low = cli("submit", str(manifest), "--resume", bid, "--budget", "0.01", *_flags(kw))
     assert low.returncode == 2 and "below what batch" in low.stderr
+    bad = tmp_path / "bad.jsonl"  # a manifest resume refuses leaves the budget as it was
+    bad.write_text(json.dumps(_row(9, duration=99)) + "\n")
+    refused = cli("submit", str(bad), "--resume", bid, "--budget", "5", *_flags(kw))
+    assert refused.returncode == 2 and "duration" in refused.stderr
+    assert float(store.get_batch(bid)["budget_usd"]) == 0.2
     ok = cli("submit", str(manifest), "--resume", bid, "--budget", f"{each * 4:.6f}",
              *_flags(kw))
     assert ok.returncode == 0, ok.stderr

@@ -32,8 +32,12 @@ REPLACEABLE = ("failed", "expired", "cancelled", "ambiguous")
 def resume_manifest(
     path: Path, batch_id: str, *, store: JobStore, storage: ObjectStorage,
     provider: str | None, model: str | None, skip_invalid: bool = False,
+    budget_usd: float | None = None,
 ) -> tuple[IngestResult, dict[str, int]]:
-    """Apply `path` to batch `batch_id`; returns the validation result and what changed."""
+    """Apply `path` to batch `batch_id`; returns the validation result and what changed.
+
+    `budget_usd` (submit --resume --budget) becomes the batch's budget once the manifest is
+    known to be good, before anything is queued: a refused manifest changes nothing."""
     from genbatch.batch_ops import attempt_reset
 
     batch = store.get_batch(batch_id)
@@ -42,8 +46,12 @@ def resume_manifest(
     options = BatchOptions.from_meta(batch)  # the batch's --tier etc. apply to new rows too
     checked = ingest_manifest(path, store=None, storage=None, provider=provider, model=model,
                               skip_invalid=skip_invalid, dry_run=True, options=options)
-    if options.budget_usd is not None and checked.unpriced:
+    if (budget_usd is not None or options.budget_usd is not None) and checked.unpriced:
         raise GenbatchError(unpriced_message(checked.unpriced))
+    if budget_usd is not None:
+        from genbatch.budget import set_budget
+
+        set_budget(store, batch_id, budget_usd)
     existing = {rec["custom_id"]: rec for rec in store.iter_items(batch_id, int(batch["total"]))}
     uploads = _ImageUploader(storage)
     validator = RowValidator(path.resolve(), provider, model, options.row_defaults())
