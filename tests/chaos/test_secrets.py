@@ -1,5 +1,6 @@
 """API keys go to the provider's Authorization header and nowhere else: not the logs, not a
-Redis key or value (Celery messages included), not the output files, not a request body."""
+Redis key or value (Celery messages included), not the output files, not a request body.
+The webhook and notification signing secrets appear nowhere at all."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from typing import Any
 import pytest
 import redis
 
+from genbatch.producer.options import BatchOptions
 from genbatch.redis_server import start_redis
 from genbatch.simulator import SimProfile, running_simulator
 from tests.integration.cluster import Cluster
@@ -46,17 +48,23 @@ def redis_dump(url: str) -> Iterator[bytes]:
     r.close()
 
 
+SIGNING = {"webhook_secret": "whsec-SIGNING-4e1d0b2a9c77", "notify_secret": "ntsec-SIGNING-8a3f"}
+
+
 def leaks(blob: bytes) -> list[str]:
-    return [p for p, k in KEYS.items() if k.encode() in blob]
+    return [p for p, k in (KEYS | SIGNING).items() if k.encode() in blob]
 
 
 def test_api_keys_appear_only_in_the_authorization_header(tmp_path: Path) -> None:
     server = start_redis(tmp_path / "redis")
     try:
         with running_simulator(SimProfile.model_validate(PROFILE)) as sim_url:
-            overrides = {f"{p}_api_key": k for p, k in KEYS.items()}
+            overrides = {f"{p}_api_key": k for p, k in KEYS.items()} | SIGNING
+            # Webhooks on (nobody listens: the safety polls finish those items) and a
+            # notification to a closed port, so both secrets are in use.
             cluster = Cluster(server.url, sim_url, tmp_path, log_level="DEBUG",
-                              wavespeed_max_in_flight="20", **overrides)
+                              wavespeed_max_in_flight="20", webhook_safety_poll_s="60",
+                              webhook_base_url="http://127.0.0.1:9/genbatch", **overrides)
             image = f"{sim_url}/_sim/assets/landscape.png"
             lines = [json.dumps({"custom_id": f"s-{i}", "provider": p, "prompt": f"shot {i}",
                                  "model": "seedance-v1.5-pro-i2v", "image": image,
@@ -64,7 +72,9 @@ def test_api_keys_appear_only_in_the_authorization_header(tmp_path: Path) -> Non
                      for i, p in enumerate(list(KEYS) * 6)]
             manifest = tmp_path / "m.jsonl"
             manifest.write_text("\n".join(lines) + "\n")
-            batch_id = str(cluster.submit(manifest, provider=None, model=None).batch_id)
+            options = BatchOptions.build(notify_url="http://127.0.0.1:9/notify")
+            batch_id = str(cluster.submit(manifest, provider=None, model=None,
+                                          options=options).batch_id)
             try:
                 # Scheduler alone first: its submit messages wait in the Celery queues.
                 cluster.start_scheduler()
@@ -76,6 +86,8 @@ def test_api_keys_appear_only_in_the_authorization_header(tmp_path: Path) -> Non
                 cluster.start_worker()
                 batch = cluster.wait_batch(batch_id, timeout=180)
                 assert int(batch["succeeded"]) > 0 and int(batch["failed"]) > 0
+                cluster.wait_until(lambda: int(cluster.store.get_batch(batch_id).get(
+                    "notify_attempts") or 0) > 0, what="a notification attempt")
             finally:
                 cluster.stop("worker", signal.SIGTERM)
                 cluster.stop_all()
@@ -88,6 +100,7 @@ def test_api_keys_appear_only_in_the_authorization_header(tmp_path: Path) -> Non
         assert any(p.name == "errors.jsonl" for p in outputs)
         for path in outputs:
             assert not leaks(path.read_bytes()), f"a key is in {path}"
+        assert stats["webhooks_sent"] > 0  # callback URLs (with their tokens) were used
         seen_in_header = set()
         for entry in stats["request_log"]:
             auth = entry["headers"].pop("authorization", "")
