@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -39,3 +40,13 @@ def tmp_storage(tmp_path: Path) -> Path:
     root = tmp_path / "storage"
     root.mkdir()
     return root
+
+
+SAMPLES = Path(__file__).parents[1] / "genbatch" / "samples"
+
+
+@pytest.fixture
+def folder(tmp_path: Path) -> Path:
+    """A folder with the sample images in `images/`, for manifests that reference them."""
+    shutil.copytree(SAMPLES / "images", tmp_path / "images")
+    return tmp_path

@@ -4,7 +4,6 @@ checked once with a clear message, stored on the batch, applied to rows as defau
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import pytest
@@ -19,11 +18,6 @@ from genbatch.views import batch_summary
 SAMPLES = Path(__file__).parents[1] / "genbatch" / "samples"
 HEADER = "custom_id,provider,prompt,image,service_tier\n"
 
-
-@pytest.fixture
-def folder(tmp_path: Path) -> Path:
-    shutil.copytree(SAMPLES / "images", tmp_path / "images")
-    return tmp_path
 
 
 @pytest.mark.parametrize(("kwargs", "message"), [

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import pytest
@@ -16,11 +15,6 @@ from genbatch.store import JobStore, item_id
 SAMPLES = Path(__file__).parents[1] / "genbatch" / "samples"
 HEADER = "custom_id,provider,model,prompt,image,resolution,duration\n"
 
-
-@pytest.fixture
-def folder(tmp_path: Path) -> Path:
-    shutil.copytree(SAMPLES / "images", tmp_path / "images")
-    return tmp_path
 
 
 def write(folder: Path, name: str, text: str | bytes) -> Path:
