@@ -15,7 +15,6 @@ from genbatch.storage import open_storage
 from genbatch.store import JobStore, item_id
 from genbatch.views import batch_summary
 
-SAMPLES = Path(__file__).parents[1] / "genbatch" / "samples"
 HEADER = "custom_id,provider,prompt,image,service_tier\n"
 
 

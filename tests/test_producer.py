@@ -12,7 +12,6 @@ from genbatch.producer.ingest import IngestResult, ingest_manifest
 from genbatch.storage import open_storage
 from genbatch.store import JobStore, item_id
 
-SAMPLES = Path(__file__).parents[1] / "genbatch" / "samples"
 HEADER = "custom_id,provider,model,prompt,image,resolution,duration\n"
 
 
