@@ -285,12 +285,24 @@ def retry(
 @app.command()
 def worker(
     hostname: Annotated[str | None, typer.Option(help="Celery node name")] = None,
+    supervise: Annotated[bool, typer.Option(
+        help="run the Celery worker as a child and start it again if it dies on its own "
+             "(--no-supervise: in this process, for a supervisor of your own)")] = True,
 ) -> None:
     """Run a Celery worker consuming the submit, poll, download and control queues."""
-    from genbatch.worker.app import run_worker
-
     settings = _settings()
     _store(settings)
+    if supervise:
+        import logging
+
+        from genbatch.worker.supervise import supervise as keep_alive
+
+        logging.basicConfig(level=settings.log_level,
+                            format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        argv = [sys.executable, "-m", "genbatch", "worker", "--no-supervise"]
+        raise typer.Exit(keep_alive(argv + ([f"--hostname={hostname}"] if hostname else [])))
+    from genbatch.worker.app import run_worker
+
     run_worker(settings, hostname=hostname)
 
 
