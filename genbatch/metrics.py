@@ -48,6 +48,17 @@ COUNTERS_HELP: dict[str, tuple[str, str]] = {
 }
 
 
+BATCH_MONEY_FIELDS: tuple[str, ...] = ("status", "pending", "spent_micro", "spent_est_micro",
+                                       "reserved_micro", "budget_usd", "budget_exhausted")
+BATCH_MONEY_HELP: dict[str, str] = {
+    "spent_usd": "what an active batch has spent (provider usage, else the estimate)",
+    "spent_estimate_usd": "the estimate of the same items as spent_usd",
+    "reserved_usd": "estimates reserved for an active batch's items in flight",
+    "budget_usd": "an active batch's --budget (batches with one)",
+    "budget_exhausted": "1 while a batch's budget holds its pending items back",
+}
+
+
 # -- recording (workers, scheduler) ----------------------------------------------------------
 def count(store: JobStore, name: str, field: str, amount: float = 1) -> None:
     """Add `amount` to counter `name` for `field` (a provider, or provider:kind)."""
@@ -123,6 +134,7 @@ class StoreCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         now = self.clock()
         yield from self._items_by_state(now)
+        yield from self._batch_spend()
         yield from self._in_flight()
         yield from self._counters()
         yield from self._timers(now)
@@ -154,6 +166,26 @@ class StoreCollector(Collector):
                                 value=len(ids))
         yield GaugeMetricFamily("genbatch_oldest_active_batch_age_seconds",
                                 "age of the oldest batch not yet completed", value=now - oldest)
+
+    def _batch_spend(self) -> Iterator[Metric]:
+        """Spend of each active batch against its estimate and its budget (budget.summary)."""
+        from genbatch import budget
+
+        ids = self.store.active_batches()
+        pipe = self.store.r.pipeline(transaction=False)
+        for bid in ids:
+            pipe.hmget(self.store.k("batch", bid), *BATCH_MONEY_FIELDS)
+        families = {name: GaugeMetricFamily(f"genbatch_batch_{name}", doc, labels=["batch"])
+                    for name, doc in BATCH_MONEY_HELP.items()}
+        for bid, values in zip(ids, pipe.execute(), strict=True):
+            money = budget.summary({f: v for f, v in zip(BATCH_MONEY_FIELDS, values,
+                                                         strict=True) if v is not None})
+            for name in ("spent_usd", "spent_estimate_usd", "reserved_usd"):
+                families[name].add_metric([bid], money[name])
+            if money["budget_usd"] is not None:
+                families["budget_usd"].add_metric([bid], money["budget_usd"])
+                families["budget_exhausted"].add_metric([bid], int(money["exhausted"]))
+        yield from families.values()
 
     def _in_flight(self) -> Iterator[Metric]:
         providers = sorted(self.limits)

@@ -173,3 +173,27 @@ def test_polls_held_back_by_the_poll_budget_count_a_limiter_wait(store: JobStore
     assert fired == len(sent) == 1  # one poll granted now, four stay due
     assert scrape(store)[("genbatch_limiter_waits_total",
                           (("kind", "poll"), ("provider", "novita")))] == 1
+
+
+def test_spend_against_budget_per_active_batch(store: JobStore) -> None:
+    """Reserved at dispatch, spent when an attempt ends, budget and exhaustion: as the
+    budget Lua moves them, one gauge each per active batch."""
+    make_batch(store, "b1", 3)
+    make_batch(store, "b2", 1)  # no budget: no budget gauges for it
+    store.set_batch_fields("b1", {"budget_usd": "0.6"})  # two estimates of 0.25 fit
+    assert store.dispatch("novita", "b1", 10, 10, 1e12) == [item_id("b1", 1), item_id("b1", 2)]
+    first = item_id("b1", 1)
+    store.transition(first, ["dispatched"], "submitted", fields={"cost": "0.3"})
+    store.transition(first, ["submitted"], "downloading")
+    store.transition(first, ["downloading"], "succeeded")
+
+    got = scrape(store)
+
+    def gauge(name: str, bid: str = "b1") -> float:
+        return got[(f"genbatch_batch_{name}", (("batch", bid),))]
+
+    assert gauge("spent_usd") == 0.3 and gauge("spent_estimate_usd") == 0.25
+    assert gauge("reserved_usd") == 0.25  # the second item, still in flight
+    assert gauge("budget_usd") == 0.6 and gauge("budget_exhausted") == 1  # the third waits
+    assert gauge("spent_usd", "b2") == 0.0
+    assert ("genbatch_batch_budget_usd", (("batch", "b2"),)) not in got
