@@ -283,6 +283,17 @@ def retry(
 
 
 @app.command()
+def notify(batch: BatchArg) -> None:
+    """Send a finished batch's --notify event again (after its receiver was down longer
+    than the retries); the event keeps its id."""
+    from genbatch import notify as events
+
+    event_id = events.resend(_ops_runtime(_settings()), batch)
+    out.print(f"batch {batch}: event {event_id or '(new)'} queued for delivery; "
+              f"`genbatch status {batch} --json` shows how it went", highlight=False)
+
+
+@app.command()
 def worker(
     hostname: Annotated[str | None, typer.Option(help="Celery node name")] = None,
     supervise: Annotated[bool, typer.Option(

@@ -44,7 +44,7 @@ import httpx
 import redis
 
 from genbatch import budget
-from genbatch.errors import NotFoundError
+from genbatch.errors import GenbatchError, NotFoundError
 
 if TYPE_CHECKING:
     from genbatch.config import Settings
@@ -172,6 +172,23 @@ def enqueue_due(rt: Runtime) -> int:
     for bid in due:
         rt.enqueue("notify", bid)
     return len(due)
+
+
+def resend(rt: Runtime, batch_id: str) -> str:
+    """`genbatch notify BATCH`: deliver a finished batch's event again, from the first
+    attempt (after a receiver outage longer than the retries). The event keeps its id, so a
+    receiver that did get it can drop the repeat. Returns the event id ("" when no event
+    was made yet: the first attempt makes it)."""
+    batch = rt.store.get_batch(batch_id)
+    if not batch.get("notify_url"):
+        raise GenbatchError(f"batch {batch_id} was submitted without --notify")
+    if batch.get("status") not in FINISHED:
+        raise GenbatchError(f"batch {batch_id} is {batch.get('status')}: its event is sent "
+                            "when it finishes")
+    rt.store.set_batch_fields(batch_id, {"notify_status": "pending", "notify_attempts": "0",
+                                         "notify_error": "", "notify_done_at": ""})
+    _schedule(rt, batch_id, rt.now())
+    return batch.get("notify_event_id") or ""
 
 
 def _schedule(rt: Runtime, batch_id: str, due: float) -> None:

@@ -18,6 +18,7 @@ import pytest
 
 from genbatch import notify
 from genbatch.config import Settings
+from genbatch.errors import GenbatchError
 from genbatch.store import JobStore
 from genbatch.views import batch_summary
 from genbatch.worker.runtime import Runtime
@@ -330,3 +331,32 @@ def test_an_attempt_that_dies_is_resent_after_its_lease_with_the_same_event(
     receiver = Receiver(200)
     assert notify.deliver(rt, bid, receiver.transport) == "delivered"
     assert receiver.requests[0].headers["x-genbatch-event-id"] == persisted
+
+
+def test_resend_delivers_the_same_event_again_after_giving_up(store: JobStore) -> None:
+    """`genbatch notify BATCH`: after the retries ran out, the stored event goes out again
+    from the first attempt, with its id unchanged."""
+    rt, _ = make_runtime(store, notify_max_attempts=2)
+    bid = finished_batch(store)
+    down = Receiver(503)
+    assert [notify.deliver(rt, bid, down.transport) for _ in range(2)] == ["retry", "failed"]
+    first_id = down.requests[0].headers["X-Genbatch-Event-Id"]
+
+    assert notify.resend(rt, bid) == first_id
+    assert store.r.zscore(store.k("notify"), bid) is not None  # due now for the scheduler
+    assert store.get_batch(bid)["notify_status"] == "pending"
+    up = Receiver(200)
+    assert notify.deliver(rt, bid, up.transport) == "delivered"
+    assert up.requests[0].headers["X-Genbatch-Event-Id"] == first_id
+    assert up.requests[0].content == down.requests[0].content
+    assert store.get_batch(bid)["notify_attempts"] == "1"
+
+
+def test_resend_refuses_a_batch_without_notify_or_not_finished(store: JobStore) -> None:
+    rt, _ = make_runtime(store)
+    finished_batch(store, "plain", url="")
+    store.create_batch("running", {"notify_url": URL}, created_at=1.0)
+    with pytest.raises(GenbatchError, match="submitted without --notify"):
+        notify.resend(rt, "plain")
+    with pytest.raises(GenbatchError, match="running is validating: its event is sent when"):
+        notify.resend(rt, "running")

@@ -133,3 +133,9 @@ def test_notify_without_a_signing_secret_is_refused(redis_url: str, tmp_path: Pa
     res = run([*args, "--dry-run"], env={"GENBATCH_REDIS_URL": redis_url,
                                          "GENBATCH_NOTIFY_SECRET": "s3cret-signing-key"})
     assert res.returncode == 0, res.stderr
+
+
+def test_notify_resend_of_an_unknown_or_silent_batch_is_one_line(redis_url: str) -> None:
+    res = run(["notify", "nope"], env={"GENBATCH_REDIS_URL": redis_url})
+    assert res.returncode == 2
+    assert res.stderr.strip() == "error: no batch 'nope' in the job store"
