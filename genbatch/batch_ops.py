@@ -113,7 +113,8 @@ def retry_batch(rt: Runtime, batch_id: str, states: tuple[str, ...],
             report.invalid_rows += 1
             continue
         if not reopened:  # before the first item is queued, so it can finish normally
-            reopened = rt.store.reopen_batch(batch_id) or True
+            rt.store.reopen_batch(batch_id)
+            reopened = True
         iid = item_id(batch_id, int(item["seq"]))
         # Back to pending and onto its queue in one step: a crash leaves no item stranded.
         if rt.store.transition(iid, [item["state"]], "pending", timer="-",

@@ -100,10 +100,14 @@ def qualifies(where: str, code: str) -> bool:
 @dataclass(frozen=True, slots=True)
 class Outcome:
     """`moved`: the item is pending on the fallback ("failed_over") or was past this step
-    ("skipped"); None: end it failed as planned, with `message` (possibly annotated)."""
+    ("skipped"); None: end it failed as planned, with `message` (possibly annotated).
+    After a failover, `origin` is the account whose slot it freed and `target` the one it
+    now waits for."""
 
     moved: str | None
     message: str
+    origin: str = ""
+    target: str = ""
 
 
 def fail_over(rt: Runtime, iid: str, allowed: Sequence[str], code: str,
@@ -141,7 +145,9 @@ def fail_over(rt: Runtime, iid: str, allowed: Sequence[str], code: str,
                                 queue="back")
     if moved.applied:  # a statistic for `status` only (the item record is the truth)
         rt.store.r.hincrby(rt.store.k("batch", item["batch"]), "failed_over", 1)
-    return Outcome("failed_over" if moved.applied else "skipped", message)
+    if not moved.applied:
+        return Outcome("skipped", message)
+    return Outcome("failed_over", message, origin=item["provider"], target=provider)
 
 
 def _failover_fields(rt: Runtime, item: dict[str, str], code: str, message: str,

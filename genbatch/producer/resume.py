@@ -81,7 +81,8 @@ def resume_manifest(
                 record.update(attempt_reset(old), error_code="", error_message="")
                 iid = item_id(batch_id, int(old["seq"]))
                 if not reopened:  # before the first item is queued, so it can finish normally
-                    reopened = store.reopen_batch(batch_id) or True
+                    store.reopen_batch(batch_id)
+                    reopened = True
                 if store.transition(iid, [old["state"]], "pending", timer="-",
                                     fields=record, queue="back").applied:
                     counts["replaced"] += 1

@@ -43,6 +43,11 @@ OPEN_COUNTERS: tuple[str, ...] = ("pending", "in_flight", "downloading")
 TimerArg = float | str | None  # None keep, "-" remove, float = due time
 
 
+def open_count(batch: Mapping[str, str]) -> int:
+    """Items of a batch record not yet in a terminal state."""
+    return sum(int(batch.get(c) or 0) for c in OPEN_COUNTERS)
+
+
 @dataclass(frozen=True, slots=True)
 class Transition:
     """Outcome of a compare-and-set: did it apply, what the state was, items left open."""
@@ -50,6 +55,7 @@ class Transition:
     applied: bool
     previous: str
     open_items: int  # open items left in the batch after the move; -1 when not applied
+    provider: str = ""  # the item's account before the move (when applied)
 
 
 @dataclass(frozen=True, slots=True)
@@ -390,7 +396,8 @@ class JobStore:
         status, previous, open_items = int(res[0]), str(res[1]), int(res[2])
         if status == -1:
             raise NotFoundError(f"no item {iid!r} in the job store")
-        return Transition(status == 1, previous, open_items)
+        return Transition(status == 1, previous, open_items,
+                          str(res[3]) if len(res) > 3 else "")
 
     def set_timer(self, iid: str, due: float) -> None:
         self.r.zadd(self.k("timers"), {iid: due})

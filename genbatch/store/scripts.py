@@ -84,8 +84,9 @@ end
 #       then incr-field pairs: m, field1, delta1, ..., then queue ('' none, 'front' or
 #       'back': with new state 'pending', push the item onto its account's pending list
 #       of its batch, in the same step, so a crash cannot leave it pending on no queue).
-# Returns {1, old_state, open_count} on success, {0, current_state, -1} when the state did
-# not match, {-1, '', -1} when the item does not exist.
+# Returns {1, old_state, open_count, provider} on success (the account the item was at
+# before `fields` applied: the one whose slot a move out of flight frees), {0,
+# current_state, -1} when the state did not match, {-1, '', -1} when the item does not exist.
 TRANSITION = _COMMON + """
 local item_key, timers = KEYS[1], KEYS[2]
 local item_id, prefix, allowed, new, timer = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
@@ -131,7 +132,7 @@ if queue ~= '' and new == 'pending' then
   redis.call('SADD', prefix .. 'queues:' .. account, batch)
 end
 settle(item_key, batch_key, cur, new)  -- after the fields: a retry has cleared `cost`
-return {1, cur, open_count(batch_key)}
+return {1, cur, open_count(batch_key), provider or ''}
 """
 
 # Move up to N pending items of one (account, batch) queue to `dispatched`, within the

@@ -24,6 +24,7 @@ import redis
 
 from genbatch import metrics, notify
 from genbatch.config import PROVIDER_NAMES
+from genbatch.store import open_count
 from genbatch.store.limits import Limits, poll_rates
 from genbatch.worker.dispatch import dispatch_account
 from genbatch.worker.runtime import Runtime
@@ -104,9 +105,7 @@ class Scheduler:
                         batch_id)
         for batch_id in rt.store.active_batches():
             batch = rt.store.get_batch(batch_id)
-            open_items = sum(int(batch.get(c) or 0)
-                             for c in ("pending", "in_flight", "downloading"))
-            if batch.get("status") in ("in_progress", "finalizing") and open_items == 0:
+            if batch.get("status") in ("in_progress", "finalizing") and open_count(batch) == 0:
                 rt.enqueue("finalize", batch_id)
                 n += 1
         return n

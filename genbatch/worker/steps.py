@@ -23,6 +23,7 @@ from genbatch.errors import (
 from genbatch.models import GenerationRequest, PollResult, TaskStatus
 from genbatch.providers import get_spec
 from genbatch.storage import object_key
+from genbatch.store import open_count
 from genbatch.store.limits import GenTimes, Limits
 from genbatch.webhooks import callback_url
 from genbatch.worker.polling import (
@@ -253,11 +254,10 @@ def finish(rt: Runtime, iid: str, allowed: list[str], state: str, code: str, mes
             fields: dict[str, Any] | None = None) -> str:
     """Move an item to a terminal state; finalize its batch when it was the last open one."""
     if state == "failed":  # or, in the same step, on to the batch's --fallback (failover.py)
-        origin = _provider_of(rt, iid)
         outcome = failover.fail_over(rt, iid, allowed, code, message)
         if outcome.moved == "failed_over":  # a slot freed at the origin, work for the fallback
-            refill(rt, origin)
-            refill(rt, _provider_of(rt, iid))
+            refill(rt, outcome.origin)
+            refill(rt, outcome.target)
         if outcome.moved:
             return outcome.moved
         message = outcome.message
@@ -268,12 +268,8 @@ def finish(rt: Runtime, iid: str, allowed: list[str], state: str, code: str, mes
     if moved.applied and moved.open_items == 0:
         rt.enqueue("finalize", iid.rsplit(":", 1)[0])
     if moved.applied and moved.previous in SLOT_STATES:
-        refill(rt, _provider_of(rt, iid))
+        refill(rt, moved.provider)
     return state if moved.applied else "skipped"
-
-
-def _provider_of(rt: Runtime, iid: str) -> str:
-    return str(rt.store.r.hget(rt.store.k("item", iid), "provider") or "")
 
 
 def refill(rt: Runtime, provider: str) -> None:
@@ -315,8 +311,7 @@ def finalize_batch(rt: Runtime, batch_id: str) -> str:
     from genbatch.outputs import write_outputs  # only the control queue needs it
 
     batch = rt.store.get_batch(batch_id)
-    open_items = sum(int(batch.get(c) or 0) for c in ("pending", "in_flight", "downloading"))
-    if batch.get("status") not in ("in_progress", "finalizing") or open_items:
+    if batch.get("status") not in ("in_progress", "finalizing") or open_count(batch):
         return "skipped"
     ok, _ = rt.store.batch_cas(batch_id, ["in_progress", "finalizing"], "finalizing")
     if not ok:
