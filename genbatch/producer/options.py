@@ -21,10 +21,9 @@ from urllib.parse import urlsplit
 
 from genbatch import providers
 from genbatch.errors import ConfigError, GenbatchError
+from genbatch.providers.validation import EXPIRES_AFTER_RANGE, SERVICE_TIERS
 
 PRIORITIES: tuple[str, ...] = ("high", "normal", "low")
-TIERS: tuple[str, ...] = ("default", "flex")
-EXPIRES_RANGE: tuple[int, int] = (3600, 259200)  # BytePlus/Novita execution_expires_after
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,14 +42,15 @@ class BatchOptions:
         notify_url: str | None = None, fallback: str | None = None,
     ) -> BatchOptions:
         """Check the options as the user typed them; a problem is one GenbatchError line."""
-        if tier is not None and tier not in TIERS:
-            raise GenbatchError(f"--tier must be one of {', '.join(TIERS)} (got {tier!r})")
+        if tier is not None and tier not in SERVICE_TIERS:
+            raise GenbatchError(
+                f"--tier must be one of {', '.join(SERVICE_TIERS)} (got {tier!r})")
         if priority is None:
             priority = "low" if tier == "flex" else "normal"
         if priority not in PRIORITIES:
             raise GenbatchError(
                 f"--priority must be one of {', '.join(PRIORITIES)} (got {priority!r})")
-        low, high = EXPIRES_RANGE
+        low, high = EXPIRES_AFTER_RANGE
         if expires_after is not None and not low <= expires_after <= high:
             raise GenbatchError(
                 f"--expires-after must be between {low} and {high} seconds (got {expires_after})")
