@@ -304,12 +304,9 @@ def worker(
     settings = _settings()
     _store(settings)
     if supervise:
-        import logging
-
         from genbatch.worker.supervise import supervise as keep_alive
 
-        logging.basicConfig(level=settings.log_level,
-                            format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        settings.configure_logging()
         argv = [sys.executable, "-m", "genbatch", "worker", "--no-supervise"]
         raise typer.Exit(keep_alive(argv + ([f"--hostname={hostname}"] if hostname else [])))
     from genbatch.worker.app import run_worker
@@ -320,15 +317,13 @@ def worker(
 @app.command()
 def scheduler() -> None:
     """Run the dispatcher and timer leaders (one leader at a time; others stand by)."""
-    import logging
     import signal
 
     from genbatch.worker.app import configure
     from genbatch.worker.scheduler import Scheduler
 
     settings = _settings()
-    logging.basicConfig(level=settings.log_level,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    settings.configure_logging()
     _store(settings)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):

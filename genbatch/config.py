@@ -172,6 +172,13 @@ class Settings(BaseSettings):
             poll_rpm=float(getattr(self, f"{name}_poll_rpm")),
         )
 
+    def configure_logging(self) -> None:
+        """Log lines of the long-running commands (scheduler, worker supervisor, webhooks)."""
+        import logging
+
+        logging.basicConfig(level=self.log_level,
+                            format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
     def require_redis_url(self) -> str:
         if not self.redis_url:
             raise ConfigError(

@@ -152,8 +152,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None,
 def serve(settings: Settings, host: str, port: int) -> None:
     import uvicorn
 
-    logging.basicConfig(level=settings.log_level,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    settings.configure_logging()
     # access_log off: request paths carry the callback tokens.
     uvicorn.run(create_app(settings), host=host, port=port, log_level="warning",
                 access_log=False)
