@@ -133,16 +133,16 @@ class StoreCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         now = self.clock()
-        yield from self._items_by_state(now)
-        yield from self._batch_spend()
+        active = self.store.active_batches()
+        yield from self._items_by_state(now, active)
+        yield from self._batch_spend(active)
         yield from self._in_flight()
         yield from self._counters()
         yield from self._timers(now)
         yield from self._queues()
 
-    def _items_by_state(self, now: float) -> Iterator[Metric]:
+    def _items_by_state(self, now: float, ids: list[str]) -> Iterator[Metric]:
         r, k = self.store.r, self.store.k
-        ids = self.store.active_batches()
         pipe = r.pipeline(transaction=False)
         for bid in ids:
             pipe.hmget(k("batch", bid), "created_at", *COUNTERS)
@@ -167,11 +167,10 @@ class StoreCollector(Collector):
         yield GaugeMetricFamily("genbatch_oldest_active_batch_age_seconds",
                                 "age of the oldest batch not yet completed", value=now - oldest)
 
-    def _batch_spend(self) -> Iterator[Metric]:
+    def _batch_spend(self, ids: list[str]) -> Iterator[Metric]:
         """Spend of each active batch against its estimate and its budget (budget.summary)."""
         from genbatch import budget
 
-        ids = self.store.active_batches()
         pipe = self.store.r.pipeline(transaction=False)
         for bid in ids:
             pipe.hmget(self.store.k("batch", bid), *BATCH_MONEY_FIELDS)
