@@ -63,11 +63,16 @@ def unpriced_message(n: int) -> str:
             "(see `submit --dry-run`); submit them without --budget or in a batch of their own")
 
 
+def check_budget(budget_usd: float) -> None:
+    """A budget is a positive amount of USD (submit --budget, retry/resume --budget)."""
+    if not budget_usd > 0:
+        raise GenbatchError(f"--budget must be a positive amount in USD (got {budget_usd})")
+
+
 def set_budget(store: JobStore, batch_id: str, budget_usd: float) -> None:
     """Give the batch a (new) budget and let it dispatch again; a clear error when the
     amount is below what it has already spent and reserved."""
-    if not budget_usd > 0:
-        raise GenbatchError(f"--budget must be a positive amount in USD (got {budget_usd})")
+    check_budget(budget_usd)
     ok, spent, reserved = store.set_budget(batch_id, budget_usd, PROVIDER_NAMES)
     if not ok:
         raise GenbatchError(

@@ -20,6 +20,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from genbatch import providers
+from genbatch.budget import check_budget
 from genbatch.errors import ConfigError, GenbatchError
 from genbatch.providers.validation import EXPIRES_AFTER_RANGE, SERVICE_TIERS
 
@@ -54,8 +55,8 @@ class BatchOptions:
         if expires_after is not None and not low <= expires_after <= high:
             raise GenbatchError(
                 f"--expires-after must be between {low} and {high} seconds (got {expires_after})")
-        if budget_usd is not None and not budget_usd > 0:
-            raise GenbatchError(f"--budget must be a positive amount in USD (got {budget_usd})")
+        if budget_usd is not None:
+            check_budget(budget_usd)
         if notify_url is not None:
             parts = urlsplit(notify_url)
             if parts.scheme not in ("http", "https") or not parts.netloc:
