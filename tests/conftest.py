@@ -50,3 +50,14 @@ def folder(tmp_path: Path) -> Path:
     """A folder with the sample images in `images/`, for manifests that reference them."""
     shutil.copytree(SAMPLES / "images", tmp_path / "images")
     return tmp_path
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint() -> Iterator[str]:
+    """A real S3-compatible server (moto's standalone server) on a loopback port."""
+    moto_server = pytest.importorskip("moto.server")
+    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"http://{host}:{port}"
+    server.stop()

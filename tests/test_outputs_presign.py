@@ -7,7 +7,6 @@ import csv
 import io
 import json
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
@@ -19,20 +18,15 @@ from genbatch.config import Settings
 from genbatch.outputs import write_outputs
 from genbatch.storage import LocalStorage, S3Storage, object_key
 
-moto_server = pytest.importorskip("moto.server")
 BUCKET = "genbatch-presign"
 
 
 @pytest.fixture(scope="module")
-def storage() -> Iterator[S3Storage]:
-    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    client = boto3.client("s3", endpoint_url=f"http://{host}:{port}", region_name="us-east-1",
+def storage(s3_endpoint: str) -> S3Storage:
+    client = boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1",
                           aws_access_key_id="testing", aws_secret_access_key="testing")
     client.create_bucket(Bucket=BUCKET)
-    yield S3Storage(BUCKET, "out", client)
-    server.stop()
+    return S3Storage(BUCKET, "out", client)
 
 
 def items(storage: S3Storage | LocalStorage) -> list[dict[str, str]]:

@@ -17,19 +17,14 @@ from genbatch.storage import PART_SIZE, S3Storage, open_storage
 if TYPE_CHECKING:
     from types_boto3_s3 import S3Client
 
-moto_server = pytest.importorskip("moto.server")
 
 BUCKET = "genbatch-test"
 PREFIX = "runs/2024"
 
 
-@pytest.fixture(scope="module")
-def endpoint() -> Iterator[str]:
-    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
+@pytest.fixture
+def endpoint(s3_endpoint: str) -> str:
+    return s3_endpoint
 
 
 @pytest.fixture
