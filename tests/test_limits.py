@@ -1,4 +1,4 @@
-"""The Redis GCRA limiter and AIMD, on a real Redis, with `now` passed explicitly."""
+"""The Redis sliding-window limiter and AIMD, on a real Redis, with `now` passed explicitly."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ from genbatch.config import Settings
 from genbatch.store import JobStore
 from genbatch.store.limits import Limits, Rate, rates_for
 
-RATE = Rate(rpm=120, period=60.0, burst=1.0, recover_s=120.0)
+RATE = Rate(rpm=120, period=60.0, recover_s=120.0)
+WINDOW = 60.0 * 1.01  # the period stretched by the 1 % jitter margin
 
 
 @pytest.fixture
@@ -18,27 +19,36 @@ def limits(store: JobStore) -> Limits:
     return Limits(store.r, store.prefix)
 
 
-def test_burst_then_steady_interval(limits: Limits) -> None:
-    iv = (60.0 * 1.01 + 1.0) / 120
+def test_a_full_minute_at_once_then_as_grants_age_out(limits: Limits) -> None:
     granted, wait = limits.take("novita", "submit", 100, RATE, now=1000.0)
-    assert granted == 2  # one now plus the burst tolerance (1 s) worth
-    assert wait == pytest.approx(2 * iv - 1.0)
-    assert limits.take("novita", "submit", 100, RATE, now=1000.0)[0] == 0
-    # Then one per interval, and idle time is not banked beyond the burst.
-    now = 1000.0 + 2 * iv - 1.0
-    assert [limits.take("novita", "submit", 100, RATE, now + i * iv)[0]
-            for i in range(10)] == [1] * 10
-    assert limits.take("novita", "submit", 100, RATE, now=5000.0)[0] == 2
+    assert (granted, wait) == (100, 0.0)  # room in the window: all at once, no spacing
+    granted, wait = limits.take("novita", "submit", 100, RATE, now=1010.0)
+    assert granted == 20
+    assert wait == pytest.approx(WINDOW - 10.0)  # the first 100 age out together
+    assert limits.take("novita", "submit", 1, RATE, now=1000.0 + WINDOW - 0.01)[0] == 0
+    assert limits.take("novita", "submit", 200, RATE, now=1000.0 + WINDOW + 1e-6)[0] == 100
+    assert limits.take("novita", "submit", 200, RATE, now=1010.0 + WINDOW + 1e-6)[0] == 20
+
+
+def test_wait_names_when_the_next_grant_comes(limits: Limits) -> None:
+    for t in range(120):
+        assert limits.take("novita", "submit", 1, RATE, now=float(t) / 4)[0] == 1
+    granted, wait = limits.take("novita", "submit", 1, RATE, now=30.0)
+    assert granted == 0 and wait == pytest.approx(WINDOW - 30.0)
+    assert limits.take("novita", "submit", 5, RATE, now=WINDOW + 0.3)[0] == 2
 
 
 def test_no_sliding_minute_sees_more_than_rpm(limits: Limits) -> None:
-    """Taking greedily every 0.3 s for five minutes: every 60 s window holds ≤ rpm grants."""
+    """Taking greedily at uneven times for five minutes: every 60 s window holds ≤ rpm
+    grants, and the whole budget is used."""
     times: list[float] = []
     now = 0.0
+    step = 0
     while now < 300:
-        k, _ = limits.take("highwayapi", "submit", 50, RATE, now)
+        k, _ = limits.take("highwayapi", "submit", 7 + step % 40, RATE, now)
         times += [now] * k
-        now += 0.3
+        step += 1
+        now += 0.05 + (step % 13) * 0.11
     window: deque[float] = deque()
     worst = 0
     for t in times:
@@ -46,20 +56,22 @@ def test_no_sliding_minute_sees_more_than_rpm(limits: Limits) -> None:
         while window[0] <= t - 60.0:
             window.popleft()
         worst = max(worst, len(window))
-    assert worst <= 120
-    assert len(times) >= 120 * 5 * 60 / 61.6 - 2  # and the budget is used, not wasted
+    assert worst == 120
+    assert len(times) >= 120 * (300 // WINDOW)
 
 
 def test_buckets_are_separate_per_account_and_kind(limits: Limits) -> None:
-    assert limits.take("novita", "submit", 5, RATE, 0.0)[0] == 2
-    assert limits.take("novita", "poll", 5, RATE, 0.0)[0] == 2
-    assert limits.take("wavespeed", "submit", 5, RATE, 0.0)[0] == 2
+    one = Rate(rpm=2, period=60.0, recover_s=120.0)
+    assert limits.take("novita", "submit", 5, one, 0.0)[0] == 2
+    assert limits.take("novita", "poll", 5, one, 0.0)[0] == 2
+    assert limits.take("wavespeed", "submit", 5, one, 0.0)[0] == 2
+    assert limits.take("novita", "submit", 5, one, 1.0)[0] == 0
 
 
 def test_refund_gives_unused_grants_back(limits: Limits) -> None:
-    assert limits.take("novita", "submit", 2, RATE, 0.0)[0] == 2
-    limits.refund("novita", "submit", 2, 0.0)
-    assert limits.take("novita", "submit", 5, RATE, 0.0)[0] == 2
+    assert limits.take("novita", "submit", 100, RATE, 0.0)[0] == 100
+    limits.refund("novita", "submit", 30)
+    assert limits.take("novita", "submit", 100, RATE, 1.0)[0] == 50
 
 
 def test_aimd_halves_once_per_hold_and_recovers_linearly(limits: Limits) -> None:
@@ -79,16 +91,18 @@ def test_aimd_floor_and_slower_grants(limits: Limits) -> None:
     for t in range(5):
         limits.decrease("novita", "submit", float(t), **kw)
     assert limits.factor("novita", "submit", 5.0, 1e9) == pytest.approx(0.25)
-    slow = Rate(rpm=120, period=60.0, burst=1.0, recover_s=1e9)
-    got = sum(limits.take("novita", "submit", 100, slow, 10.0 + s)[0] for s in range(60))
-    assert got == pytest.approx(30 * 60 / 61.6, abs=1.5)  # a quarter of 120/min
+    slow = Rate(rpm=120, period=60.0, recover_s=1e9)
+    times = [10.0 + t / 100 for t in range(6000)
+             if limits.take("novita", "submit", 100, slow, 10.0 + t / 100)[0]]
+    assert 29 <= len(times) <= 30  # a quarter of 120 a minute, spaced evenly
+    assert min(b - a for a, b in zip(times, times[1:])) >= WINDOW / 30 - 1e-6
 
 
 def test_decrease_pause_blocks_grants(limits: Limits) -> None:
     limits.decrease("novita", "submit", 0.0, beta=0.5, min_factor=0.1, hold=0.0,
                     recover_s=120.0, pause=5.0)
-    assert limits.take("novita", "submit", 5, RATE, 3.0)[0] == 0
-    assert limits.take("novita", "submit", 5, RATE, 5.0)[0] >= 1
+    assert limits.take("novita", "submit", 5, RATE, 3.0) == (0, pytest.approx(2.0))
+    assert limits.take("novita", "submit", 5, RATE, 5.0)[0] == 1  # and spaced from then on
 
 
 def test_claim_due_polls_within_budget_others_unlimited(store: JobStore,
@@ -101,20 +115,35 @@ def test_claim_due_polls_within_budget_others_unlimited(store: JobStore,
         store.r.hset(store.k("item", f"d:{i}"), mapping={"state": "downloading",
                                                          "provider": "novita"})
         store.set_timer(f"d:{i}", 1.0)
-    rate = Rate(rpm=60, period=60.0, burst=2.0, recover_s=120.0)
+    rate = Rate(rpm=2, period=60.0, recover_s=120.0)
     got = limits.claim_due(10.0, 100.0, 100, {"novita": rate})
     polls = [i for i, s in got if s == "submitted"]
-    assert len(polls) == 2  # 1 now + what 2 s of burst covers at one per ~1.04 s
+    assert len(polls) == 2  # the minute's whole poll budget
     assert sorted(i for i, s in got if s == "downloading") == ["d:0", "d:1", "d:2"]
     assert ("", "novita") in got  # the account whose poll budget held polls back
     # The rest stay due and come out as the budget refills.
     assert store.r.zcount(store.k("timers"), "-inf", 10.0) == 8
-    later = limits.claim_due(10.0 + 62.6 / 60 * 2 + 1e-6, 100.0, 100, {"novita": rate})
+    assert not [i for i, _ in limits.claim_due(30.0, 100.0, 100, {"novita": rate}) if i]
+    later = limits.claim_due(10.0 + WINDOW + 1e-6, 100.0, 100, {"novita": rate})
     assert len([i for i, _ in later if i]) == 2
 
 
 def test_settings_rates() -> None:
     s = Settings(time_factor=10, wavespeed_submit_rpm=2, scheduler_tick_s=0.5)  # type: ignore[arg-type]
     r = rates_for(s, "wavespeed")
-    assert (r["submit"].rpm, r["submit"].period, r["submit"].burst) == (2, 6.0, 1.0)
+    assert (r["submit"].rpm, r["submit"].period) == (2, 6.0)
     assert r["poll"].rpm == s.wavespeed_poll_rpm
+
+
+def test_after_a_429_grants_are_spaced_until_the_rate_recovers(limits: Limits) -> None:
+    """A provider that objected to a burst does not get another: while the AIMD factor is
+    below 1, one grant per window / (rpm * f); bursts come back once it has recovered."""
+    rate = Rate(rpm=120, period=60.0, recover_s=60.0)
+    limits.decrease("novita", "submit", 0.0, beta=0.5, min_factor=0.1, hold=0.0,
+                    recover_s=60.0, pause=1.0)
+    granted, wait = limits.take("novita", "submit", 20, rate, 1.0)
+    f = 0.5 + 1.0 / 60
+    assert granted == 1 and wait == pytest.approx(WINDOW / (120 * f))
+    assert limits.take("novita", "submit", 20, rate, 1.0 + wait / 2)[0] == 0
+    assert limits.take("novita", "submit", 20, rate, 1.0 + wait)[0] == 1
+    assert limits.take("novita", "submit", 100, rate, 200.0)[0] == 100  # recovered: a burst

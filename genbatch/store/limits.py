@@ -1,17 +1,27 @@
-"""Global request-rate limits per provider account: GCRA with AIMD, in Redis Lua.
+"""Global request-rate limits per provider account: a sliding-window log with AIMD, in Lua.
 
-One bucket per (account, kind), kind = `submit` or `poll`, in the hash `rate:{provider}:{kind}`:
+One bucket per (account, kind), kind = `submit` or `poll`. The sorted set
+`rate:{provider}:{kind}:log` holds the time of every grant of the last window; the hash
+`rate:{provider}:{kind}` holds the AIMD state:
 
-    tat    GCRA theoretical arrival time (seconds, the caller's clock)
-    iv     the emission interval last used (seconds per request)
     f      AIMD factor in (0, 1]: the share of the configured rate currently allowed
     fts    when `f` was last written; `f` grows back linearly from there (additive increase)
     dec    when `f` was last cut (multiplicative decrease at most once per hold time)
+    pause  no grant before this time (set after a 429)
+    nxt    while `f` < 1: no grant before this time (grants are spaced after a 429)
+    seq    a counter that keeps the log's members unique
 
-The interval is `(1.01 * period + burst) / (rpm * f)`. With a burst tolerance of `burst` seconds,
-GCRA guarantees any R consecutive grants are at least `R * iv - burst > period` apart, so no
-sliding window of one `period` (a minute, divided by the time factor) ever sees more than
-`rpm` grants — the same rule a provider's sliding-window limiter enforces.
+A grant is given while the last window (one `period`, a minute divided by the time factor,
+stretched by 1 % so grants that reach the provider a little out of order still fit) holds
+fewer than `floor(rpm * f)` grants: exactly the rule "no more than R requests in any minute"
+a provider's RPM limit states, and the one the simulator enforces. Unlike a GCRA, it does not
+space grants evenly: a fresh batch fills all its free slots at once and a cluster of tasks
+ending together is refilled together, as long as the minute has room. (A GCRA strict enough
+never to exceed R in a sliding minute must either spread a fresh batch's first submits over
+seconds or give up part of the rate; see the README's Performance section.) The in-flight
+cap bounds every burst: the dispatcher never asks for more grants than free slots. Bursts
+last only until the provider objects: after a 429 cuts `f`, and until it has grown back to 1,
+grants are also spaced evenly (one per window / (rpm * f)), as a GCRA would.
 
 Every script takes `now` as an argument, so tests are deterministic and all processes share
 one notion of time only through what they pass in (the workers' clocks; keep them in NTP).
@@ -27,10 +37,8 @@ import redis
 
 KINDS = ("submit", "poll")
 
-# Shared helpers. ARGV layout for a bucket: rpm, period, burst, recover_s. MARGIN stretches
-# the period by 1 % so grants that reach the provider a little out of order (network jitter)
-# still fit its window.
-_GCRA = """
+# Shared helpers. ARGV layout for a bucket: rpm, period, recover_s.
+_WINDOW = """
 local MARGIN = 1.01
 local function num(x) return string.format('%.17g', x) end
 
@@ -42,60 +50,83 @@ local function factor(h_f, h_fts, now, recover_s)
 end
 
 -- Take up to n grants from bucket `key` at `now`; returns granted, wait-until-next.
-local function take(key, now, n, rpm, period, burst, recover_s)
-  local h = redis.call('HMGET', key, 'tat', 'f', 'fts')
-  local f = factor(h[2], h[3], now, recover_s)
-  local iv = (period * MARGIN + burst) / (rpm * f)
-  local tat = tonumber(h[1]) or now
-  if tat < now then tat = now end
-  local k = 0
-  if n > 0 and tat - now <= burst then
-    k = math.floor((now + burst - tat) / iv) + 1
-    if k > n then k = n end
+local function take(key, now, n, rpm, period, recover_s)
+  local log = key .. ':log'
+  local window = period * MARGIN
+  local h = redis.call('HMGET', key, 'f', 'fts', 'pause', 'nxt')
+  local f = factor(h[1], h[2], now, recover_s)
+  local limit = math.max(1, math.floor(rpm * f + 1e-9))
+  local pause = tonumber(h[3]) or 0
+  -- After a 429, until the rate has recovered, grants are also spaced evenly (one per
+  -- window / limit): a provider that objected to a burst does not get another.
+  local iv = 0
+  if f < 1 then
+    iv = window / (rpm * f)
+    pause = math.max(pause, tonumber(h[4]) or 0)
   end
-  tat = tat + k * iv
-  redis.call('HSET', key, 'tat', num(tat), 'iv', num(iv), 'f', num(f), 'fts', num(now))
+  redis.call('ZREMRANGEBYSCORE', log, '-inf', num(now - window))
+  local used = redis.call('ZCARD', log)
+  local k = 0
+  if now >= pause then
+    k = math.max(0, math.min(n, limit - used))
+    if iv > 0 and k > 1 then k = 1 end
+    if iv > 0 and k > 0 then redis.call('HSET', key, 'nxt', num(now + iv)) end
+    if k > 0 then
+      local seq = redis.call('HINCRBY', key, 'seq', k)
+      local args = {}
+      for i = 1, k do
+        args[#args + 1] = num(now)
+        args[#args + 1] = tostring(seq - k + i)
+      end
+      redis.call('ZADD', log, unpack(args))
+    end
+  end
+  redis.call('HSET', key, 'f', num(f), 'fts', num(now))
   redis.call('EXPIRE', key, 86400)
-  local wait = tat - burst - now
-  if wait < 0 then wait = 0 end
+  redis.call('PEXPIRE', log, math.ceil(window * 1000) + 1000)
+  local wait = 0
+  if now < pause then
+    wait = pause - now
+  elseif iv > 0 and k > 0 then
+    wait = iv
+  end
+  if used + k >= limit then  -- full: the next grant waits for the oldest surplus to age out
+    local e = redis.call('ZRANGE', log, used + k - limit, used + k - limit, 'WITHSCORES')
+    if e[2] then wait = math.max(wait, tonumber(e[2]) + window - now) end
+  end
   return k, wait
 end
 """
 
-# KEYS: bucket. ARGV: now, n, rpm, period, burst, recover_s. Returns {granted, wait}.
-TAKE = _GCRA + """
+# KEYS: bucket. ARGV: now, n, rpm, period, recover_s. Returns {granted, wait}.
+TAKE = _WINDOW + """
 local k, wait = take(KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]),
-                     tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6]))
+                     tonumber(ARGV[4]), tonumber(ARGV[5]))
 return {k, num(wait)}
 """
 
-# Give back m unused grants. KEYS: bucket. ARGV: now, m.
+# Give back m unused grants (the newest ones). KEYS: bucket. ARGV: m.
 REFUND = """
-local h = redis.call('HMGET', KEYS[1], 'tat', 'iv')
-if not h[1] then return 0 end
-local now = tonumber(ARGV[1])
-local tat = tonumber(h[1]) - tonumber(ARGV[2]) * tonumber(h[2])
-if tat < now then tat = now end
-redis.call('HSET', KEYS[1], 'tat', string.format('%.17g', tat))
+redis.call('ZPOPMAX', KEYS[1] .. ':log', tonumber(ARGV[1]))
 return 1
 """
 
 # Multiplicative decrease after a 429. KEYS: bucket. ARGV: now, beta, min_f, hold, recover_s,
 # pause. At most one cut per `hold` seconds (a burst of 429s answers one overload); the
 # bucket also grants nothing for `pause` seconds. Returns the new factor.
-DECREASE = _GCRA + """
+DECREASE = _WINDOW + """
 local now, beta, min_f = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 local hold, recover_s, pause = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
-local h = redis.call('HMGET', KEYS[1], 'f', 'fts', 'dec', 'tat')
+local h = redis.call('HMGET', KEYS[1], 'f', 'fts', 'dec', 'pause')
 local f = factor(h[1], h[2], now, recover_s)
 local last = tonumber(h[3]) or -1e18
 if now - last >= hold then
   f = math.max(min_f, f * beta)
   redis.call('HSET', KEYS[1], 'dec', num(now))
 end
-local tat = tonumber(h[4]) or now
-if tat < now + pause then tat = now + pause end
-redis.call('HSET', KEYS[1], 'f', num(f), 'fts', num(now), 'tat', num(tat))
+local until_ = tonumber(h[4]) or now
+if until_ < now + pause then until_ = now + pause end
+redis.call('HSET', KEYS[1], 'f', num(f), 'fts', num(now), 'pause', num(until_))
 redis.call('EXPIRE', KEYS[1], 86400)
 return num(f)
 """
@@ -105,15 +136,15 @@ return num(f)
 # terminal and pending items lose their timer. An item in `submitted` (its next action is
 # a poll) is claimed only if its account's poll bucket grants a request; otherwise it stays
 # due for a later tick. Accounts without a rate given are not limited.
-# KEYS: timers. ARGV: prefix, now, lease, max_n, max_scan, period, burst, recover_s,
+# KEYS: timers. ARGV: prefix, now, lease, max_n, max_scan, period, recover_s,
 # then per account: provider, poll rpm. Returns {id1, state1, ...}.
-CLAIM_DUE_LIMITED = _GCRA + """
+CLAIM_DUE_LIMITED = _WINDOW + """
 local timers = KEYS[1]
 local prefix, now, lease = ARGV[1], tonumber(ARGV[2]), ARGV[3]
 local max_n, max_scan = tonumber(ARGV[4]), tonumber(ARGV[5])
-local period, burst, recover_s = tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8])
+local period, recover_s = tonumber(ARGV[6]), tonumber(ARGV[7])
 local rpm = {}
-local i = 9
+local i = 8
 while ARGV[i] do rpm[ARGV[i]] = tonumber(ARGV[i + 1]); i = i + 2 end
 local exhausted = {}
 local out, claimed, offset, scanned = {}, 0, 0, 0
@@ -135,7 +166,7 @@ while claimed < max_n and scanned < max_scan do
           ok = false
         else
           local k = take(prefix .. 'rate:' .. provider .. ':poll', now, 1, rpm[provider],
-                         period, burst, recover_s)
+                         period, recover_s)
           if k == 0 then ok = false; exhausted[provider] = true end
         end
       end
@@ -163,15 +194,14 @@ return out
 @dataclass(frozen=True, slots=True)
 class Rate:
     """A bucket's configuration: `rpm` requests per `period` seconds (60 / time factor),
-    `burst` seconds of tolerance, AIMD recovery over `recover_s` seconds."""
+    AIMD recovery over `recover_s` seconds."""
 
     rpm: float
     period: float
-    burst: float
     recover_s: float
 
     def args(self) -> list[Any]:
-        return [self.rpm, self.period, self.burst, self.recover_s]
+        return [self.rpm, self.period, self.recover_s]
 
 
 class Limits:
@@ -193,9 +223,10 @@ class Limits:
         res = self._take(keys=[self.key(provider, kind)], args=[repr(now), n, *rate.args()])
         return int(res[0]), float(res[1])
 
-    def refund(self, provider: str, kind: str, m: int, now: float) -> None:
+    def refund(self, provider: str, kind: str, m: int) -> None:
+        """Give back the `m` newest grants, unused."""
         if m > 0:
-            self._refund(keys=[self.key(provider, kind)], args=[repr(now), m])
+            self._refund(keys=[self.key(provider, kind)], args=[m])
 
     def decrease(self, provider: str, kind: str, now: float, *, beta: float, min_factor: float,
                  hold: float, recover_s: float, pause: float = 0.0) -> float:
@@ -218,9 +249,9 @@ class Limits:
         """Due timers, polls only within each account's poll budget (see the script):
         (item id, state) pairs, then ("", provider) for each account whose poll budget
         held a due poll back."""
-        any_rate = next(iter(poll_rates.values()), Rate(0.0, 60.0, 0.0, 1.0))
+        any_rate = next(iter(poll_rates.values()), Rate(0.0, 60.0, 1.0))
         args: list[Any] = [self.prefix, repr(now), repr(lease_until), max_n, max_scan,
-                           any_rate.period, any_rate.burst, any_rate.recover_s]
+                           any_rate.period, any_rate.recover_s]
         for provider, rate in poll_rates.items():
             args += [provider, rate.rpm]
         flat = self._claim(keys=[f"{self.prefix}timers"], args=args)
@@ -231,16 +262,9 @@ def rates_for(settings: Any, provider: str) -> dict[str, Rate]:
     """The submit and poll buckets of one account from Settings."""
     ps = settings.provider(provider)
     period = 60.0 / settings.time_factor
-    burst = _burst_s(settings)
     recover = settings.aimd_recover_s / settings.time_factor
-    return {"submit": Rate(ps.submit_rpm, period, burst, recover),
-            "poll": Rate(ps.poll_rpm, period, burst, recover)}
-
-
-def _burst_s(settings: Any) -> float:
-    """Tolerance: the scheduler hands out grants once per tick, so it must bank a tick's
-    worth; twice that absorbs a late tick. Costs burst/period of the nominal rate."""
-    return 2.0 * float(settings.scheduler_tick_s)
+    return {"submit": Rate(ps.submit_rpm, period, recover),
+            "poll": Rate(ps.poll_rpm, period, recover)}
 
 
 def poll_rates(settings: Any, providers: Sequence[str]) -> dict[str, Rate]:

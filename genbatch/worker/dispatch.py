@@ -8,7 +8,7 @@ Redis (`rr:{provider}:{priority}`), so every process that dispatches shares it.
 Two callers: the scheduler's tick, for every account, and a worker the moment it frees a
 slot (a generation finished), for that account only — so a freed slot is refilled one
 Celery hop later instead of at the next tick. Both may run at once: the in-flight cap
-(DISPATCH) and the submit budget (GCRA) are each taken atomically in Redis, and a batch's
+(DISPATCH) and the submit budget (sliding window) are each taken atomically in Redis, and a batch's
 queue is dropped only when Redis says its list is empty.
 """
 
@@ -42,7 +42,7 @@ def dispatch_account(rt: Runtime, provider: str, limits: Limits | None = None) -
         metrics.record_limiter_wait(store, provider)
     used = _feed(rt, provider, batches, limit, granted, now + rt.settings.task_lease_s) \
         if granted else 0
-    limits.refund(provider, "submit", granted - used, now)
+    limits.refund(provider, "submit", granted - used)
     return used
 
 

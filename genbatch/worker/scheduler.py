@@ -2,7 +2,7 @@
 time under a Redis lock (`genbatch scheduler`; start several for failover).
 
 - Dispatcher: per provider account, moves pending items to `dispatched` within the in-flight
-  limit and the submit budget (GCRA, `genbatch/store/limits.py`), priority first, then
+  limit and the submit budget (sliding window, `genbatch/store/limits.py`), priority first, then
   round-robin across batches, and enqueues their submit tasks (`worker/dispatch.py`; a
   worker that frees a slot runs the same function for its account at once).
 - Timers: claims due items from the timers zset (polls only within the account's poll
