@@ -142,9 +142,7 @@ def fail_over(rt: Runtime, iid: str, allowed: Sequence[str], code: str,
     fields = _failover_fields(rt, item, code, message, origin)
     fields.update(provider=provider, model=model, est_cost="" if cost is None else repr(cost))
     moved = rt.store.transition(iid, list(allowed), "pending", timer="-", fields=fields,
-                                queue="back")
-    if moved.applied:  # a statistic for `status` only (the item record is the truth)
-        rt.store.r.hincrby(rt.store.k("batch", item["batch"]), "failed_over", 1)
+                                incr={"batch:failed_over": 1}, queue="back")
     if not moved.applied:
         return Outcome("skipped", message)
     return Outcome("failed_over", message, origin=item["provider"], target=provider)

@@ -42,6 +42,17 @@ def test_transition_is_compare_and_set(store: JobStore) -> None:
     assert store.get_item(iid)["x"] == "1"
 
 
+def test_transition_counts_on_the_item_or_its_batch_in_the_same_step(store: JobStore) -> None:
+    make_batch(store, "b5", 1)
+    iid = item_id("b5", 1)
+    store.dispatch("novita", "b5", limit=5, max_n=5, lease_until=10.0)
+    store.transition(iid, ["dispatched"], "submitting", incr={"polls": 2, "batch:hops": 1})
+    missed = store.transition(iid, ["dispatched"], "submitting", incr={"batch:hops": 1})
+    assert not missed.applied  # a move that does not apply counts nothing
+    assert store.get_item(iid)["polls"] == "2" and "hops" not in store.get_item(iid)
+    assert store.get_batch("b5")["hops"] == "1"
+
+
 def test_terminal_transition_releases_slot_and_reports_open_items(store: JobStore) -> None:
     make_batch(store, "b3", 2)
     store.dispatch("novita", "b3", limit=5, max_n=5, lease_until=10.0)

@@ -380,8 +380,9 @@ class JobStore:
         `allowed` lists the states the item may be in ("*" = any non-terminal); `timer`
         is None (keep), "-" (remove) or the next due time. With `queue` and `new` =
         "pending", the item also goes onto the front or back of its account's pending
-        list (its `provider` after `fields` apply) in the same atomic step. Returns
-        whether it applied.
+        list (its `provider` after `fields` apply) in the same atomic step. `incr` adds to
+        the item's fields, or to its batch's for a name `batch:<field>`. Returns whether it
+        applied.
         """
         allowed_arg = allowed if isinstance(allowed, str) else ",".join(allowed)
         timer_arg = "" if timer is None else (timer if isinstance(timer, str) else repr(timer))

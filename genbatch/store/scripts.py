@@ -81,7 +81,8 @@ end
 # KEYS: item, timers ZSET.
 # ARGV: item_id, key prefix, allowed states (comma separated, '*' = any non-terminal),
 #       new state, timer ('' keep, '-' remove, else a score), n, field1, value1, ...,
-#       then incr-field pairs: m, field1, delta1, ..., then queue ('' none, 'front' or
+#       then incr-field pairs: m, field1, delta1, ... (a field named 'batch:<name>' counts
+#       on the item's batch instead), then queue ('' none, 'front' or
 #       'back': with new state 'pending', push the item onto its account's pending list
 #       of its batch, in the same step, so a crash cannot leave it pending on no queue).
 # Returns {1, old_state, open_count, provider} on success (the account the item was at
@@ -112,7 +113,11 @@ end
 local m = tonumber(ARGV[i])
 i = i + 1
 for _ = 1, m do
-  redis.call('HINCRBY', item_key, ARGV[i], tonumber(ARGV[i + 1]))
+  if string.sub(ARGV[i], 1, 6) == 'batch:' then  -- a counter on the item's batch
+    redis.call('HINCRBY', batch_key, string.sub(ARGV[i], 7), tonumber(ARGV[i + 1]))
+  else
+    redis.call('HINCRBY', item_key, ARGV[i], tonumber(ARGV[i + 1]))
+  end
   i = i + 2
 end
 if timer == '-' then
