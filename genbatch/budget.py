@@ -14,6 +14,9 @@ exact under any number of dispatchers and workers:
 - RAISE_BUDGET sets a new budget (never below spent + reserved), clears
   `budget_exhausted` and puts the batch back on its accounts' queues.
 
+- RESUME_IF_ROOM (the scheduler's sweep) continues a stopped batch once released
+  reservations (items that failed unbilled) leave room for the next queued item.
+
 A batch stopped by its budget keeps its pending items, so it never finalizes; `retry
 --budget` or `submit --resume --budget` continues it.
 """

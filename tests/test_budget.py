@@ -118,6 +118,39 @@ def test_raise_continues_and_is_refused_below_spent_plus_reserved(store: JobStor
     assert store.get_batch("b")["budget_exhausted"]
 
 
+def test_a_stopped_batch_continues_when_failed_items_leave_room(store: JobStore,
+                                                                 redis_url: str) -> None:
+    """Items that fail unbilled release their reservation; the scheduler's sweep then puts
+    the batch back on the round-robin, and only as far as the budget really allows."""
+    from genbatch.worker.scheduler import Scheduler
+
+    make_batch(store, "b", 10, budget=1.0)
+    first = dispatch(store, "b")
+    assert len(first) == 4 and not queued(store, "b")
+    sched = Scheduler(Runtime(Settings(redis_url=redis_url), enqueue=lambda kind, i: None))
+    sched.sweep()
+    assert not queued(store, "b")  # no room yet: stays stopped
+    assert store.get_batch("b")["budget_exhausted"]
+    for iid in first[:2]:  # two fail before the provider bills anything
+        assert store.transition(iid, ["dispatched"], "failed", timer="-").applied
+    sched.sweep()
+    batch = store.get_batch("b")
+    assert queued(store, "b") and "budget_exhausted" not in batch
+    assert shown_status(batch) == "in_progress"
+    assert len(dispatch(store, "b")) == 2  # room for exactly two more
+    assert store.get_batch("b")["budget_exhausted"] and not queued(store, "b")
+
+
+def test_a_cancelled_or_unbudgeted_batch_is_never_resumed(store: JobStore) -> None:
+    make_batch(store, "b", 10, budget=1.0)
+    ids = dispatch(store, "b")
+    store.transition(ids[0], ["dispatched"], "failed", timer="-")
+    store.r.hset(store.k("batch", "b"), "cancel_requested", "1")
+    assert not store.resume_if_room("b", ["novita"])
+    make_batch(store, "u", 3, budget=None)
+    assert not store.resume_if_room("u", ["novita"])
+
+
 def test_unbudgeted_batch_reserves_but_never_stops(store: JobStore) -> None:
     make_batch(store, "b", 5, budget=None, est="")  # unpriced too
     ids = dispatch(store, "b")

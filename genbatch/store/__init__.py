@@ -164,6 +164,7 @@ class JobStore:
         self._renew = client.register_script(scripts.RENEW_LOCK)
         self._add_items = client.register_script(scripts.ADD_ITEMS)
         self._raise_budget = client.register_script(scripts.RAISE_BUDGET)
+        self._resume_if_room = client.register_script(scripts.RESUME_IF_ROOM)
 
     @classmethod
     def from_url(cls, url: str, prefix: str = "gb:") -> JobStore:
@@ -431,6 +432,13 @@ class JobStore:
         if int(res[0]) == -1:
             raise NotFoundError(f"no batch {batch_id!r} in the job store")
         return int(res[0]) == 1, int(res[1]), int(res[2])
+
+    def resume_if_room(self, batch_id: str, providers: Sequence[str]) -> bool:
+        """Continue a batch stopped by its budget if released reservations left room for
+        its next item (RESUME_IF_ROOM); returns whether it did."""
+        res = self._resume_if_room(keys=[self.k("batch", batch_id)],
+                                   args=[self.prefix, batch_id, *providers])
+        return int(res) > 0
 
     # -- scheduling ------------------------------------------------------------------
     def queued_batches(self, provider: str) -> list[str]:

@@ -9,7 +9,9 @@ time under a Redis lock (`genbatch scheduler`; start several for failover).
   budget; the rest stay due) and acts by state: `submitted` → poll,
   `downloading` → download, `dispatched` → submit again (message lost), `submitting` past
   its lease → ambiguous (the worker died mid-submit; the task may exist).
-- Sweep: finalizes batches with no open items whose finalize message was lost.
+- Sweep: finalizes batches with no open items whose finalize message was lost, continues
+  batches stopped by their budget once failed items have released enough of it, and
+  discards batches whose producer died while ingesting.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from dataclasses import dataclass
 
 import redis
 
-from genbatch import metrics, notify
+from genbatch import budget, metrics, notify
 from genbatch.config import PROVIDER_NAMES
 from genbatch.store import open_count
 from genbatch.store.limits import Limits, poll_rates
@@ -105,7 +107,9 @@ class Scheduler:
                         batch_id)
         for batch_id in rt.store.active_batches():
             batch = rt.store.get_batch(batch_id)
-            if batch.get("status") in ("in_progress", "finalizing") and open_count(batch) == 0:
+            if budget.stopped(batch) and rt.store.resume_if_room(batch_id, PROVIDER_NAMES):
+                log.info("batch %s continues: failed items left room in its budget", batch_id)
+            elif batch.get("status") in ("in_progress", "finalizing") and open_count(batch) == 0:
                 rt.enqueue("finalize", batch_id)
                 n += 1
         return n
