@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import deque
+from itertools import pairwise
 
 import pytest
 
@@ -95,7 +96,7 @@ def test_aimd_floor_and_slower_grants(limits: Limits) -> None:
     times = [10.0 + t / 100 for t in range(6000)
              if limits.take("novita", "submit", 100, slow, 10.0 + t / 100)[0]]
     assert 29 <= len(times) <= 30  # a quarter of 120 a minute, spaced evenly
-    assert min(b - a for a, b in zip(times, times[1:])) >= WINDOW / 30 - 1e-6
+    assert min(b - a for a, b in pairwise(times)) >= WINDOW / 30 - 1e-6
 
 
 def test_decrease_pause_blocks_grants(limits: Limits) -> None:
