@@ -110,7 +110,7 @@ def test_scheduler_logs_one_line_while_redis_is_down(caplog: pytest.LogCaptureFi
     """A Redis restart is logged as one warning line per attempt, without a traceback."""
     import threading
 
-    s = Settings(redis_url="redis://127.0.0.1:1/0", scheduler_tick_s=0.01)  # type: ignore[arg-type]
+    s = Settings(redis_url="redis://127.0.0.1:1/0", scheduler_tick_s=0.01)
     sched = Scheduler(Runtime(s, enqueue=lambda kind, ident: None))
     stop = threading.Event()
     runner = threading.Thread(target=sched.run, args=(stop,))

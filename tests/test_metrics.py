@@ -21,12 +21,15 @@ from genbatch.store import JobStore, item_id
 
 LIMITS = dict.fromkeys(PROVIDER_NAMES, 20)
 
+# A scraped sample: its name and its labels as sorted (label, value) pairs.
+SampleKey = tuple[str, tuple[tuple[str, str], ...]]
 
-def scrape(store: JobStore, now: float | None = None) -> dict[tuple[str, tuple[str, ...]], float]:
+
+def scrape(store: JobStore, now: float | None = None) -> dict[SampleKey, float]:
     reg = CollectorRegistry(auto_describe=False)
     reg.register(metrics.StoreCollector(store, LIMITS, clock=lambda: now or time.time()))
     text = generate_latest(reg).decode()
-    return {(s.name, tuple(sorted(s.labels.items()))): s.value  # type: ignore[misc]
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value
             for fam in text_string_to_metric_families(text) for s in fam.samples}
 
 

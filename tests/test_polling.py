@@ -7,7 +7,7 @@ import random
 from genbatch.config import Settings
 from genbatch.worker.polling import first_poll_delay, next_poll_delay
 
-S = Settings(poll_min_interval_s=5, poll_max_interval_s=60, first_poll_s=30)  # type: ignore[arg-type]
+S = Settings(poll_min_interval_s=5, poll_max_interval_s=60, first_poll_s=30)
 
 
 def test_first_poll_when_likely_done_within_bounds() -> None:
@@ -28,5 +28,5 @@ def test_backoff_with_jitter_never_below_min_nor_above_max() -> None:
 
 
 def test_time_factor_divides_every_wait() -> None:
-    fast = Settings(time_factor=10, first_poll_s=30)  # type: ignore[arg-type]
+    fast = Settings(time_factor=10, first_poll_s=30)
     assert first_poll_delay(20.0, None, fast) == 2.0

@@ -81,7 +81,12 @@ def test_bad_rows_are_reported_and_nothing_is_created(
     path = write(folder, name, content)
     with pytest.raises((ManifestRejected, ManifestError)) as info:
         ingest(store, path)
-    errors = info.value.errors if isinstance(info.value, ManifestRejected) else [info.value]
+    exc = info.value  # typed as their common base, GenbatchError
+    if isinstance(exc, ManifestRejected):
+        errors = exc.errors
+    else:
+        assert isinstance(exc, ManifestError)
+        errors = [exc]
     first = errors[0]
     assert (first.path, first.line, first.field) == (str(path), line, field)
     assert reason in first.reason

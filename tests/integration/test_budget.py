@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import TypedDict
 
 import pytest
 
@@ -20,6 +21,13 @@ from tests.integration.test_pipeline import mixed_manifest, read_jsonl
 
 pytestmark = pytest.mark.integration
 N, K = 7, 3  # the first budget covers K of N items
+
+
+class Target(TypedDict):
+    """The provider and model keyword arguments of `ingest_manifest`."""
+
+    provider: str
+    model: str
 
 
 def genbatch(c: Cluster, *args: str) -> subprocess.CompletedProcess[str]:
@@ -40,7 +48,7 @@ def test_budget_stops_dispatch_and_a_raised_budget_completes_the_batch(
         manifest.write_text("".join(json.dumps(
             {"custom_id": f"r{i}", "prompt": "p", "image": "images/sneaker.jpg",
              "resolution": "480p", "duration": 5}) + "\n" for i in range(N)))
-        kw = {"provider": "highwayapi", "model": "seedance-v1.5-pro-i2v"}
+        kw: Target = {"provider": "highwayapi", "model": "seedance-v1.5-pro-i2v"}
         est = ingest_manifest(manifest, store=None, storage=None, dry_run=True, **kw).est_cost
         each = est / N
         assert each > 0

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import cast
 
 import pytest
 
@@ -34,11 +35,12 @@ def test_batch_of_a_killed_producer_is_reaped_by_the_scheduler(redis_url: str,
         env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     store = JobStore.from_url(redis_url)
     deadline = time.monotonic() + 120
-    batch_id = None
+    batch_id: str | None = None
     while batch_id is None or int(store.get_batch(batch_id).get("total") or 0) < 2000:
         assert producer.poll() is None, "the producer finished before it could be killed"
         assert time.monotonic() < deadline, "no chunk was written in time"
-        ids = store.r.smembers(store.k("validating"))
+        # redis-py types members as bytes | str; this client decodes responses to str
+        ids = cast("set[str]", store.r.smembers(store.k("validating")))
         batch_id = next(iter(ids)) if ids else None
         time.sleep(0.05)
     producer.send_signal(signal.SIGKILL)
