@@ -10,7 +10,8 @@ time runs `time_factor` times faster than the wall clock.
 
 Clients: genbatch (Redis, one worker and the scheduler as child processes), genbatch with
 webhooks on (the same plus `genbatch webhooks`: the simulator calls back when a task ends and
-polling drops to the safety cadence), the official
+polling drops to the safety cadence), genbatch polling with its in-flight cap `--ahead`
+above C (WaveSpeed queues the surplus and starts it the instant a slot frees), the official
 `wavespeed` SDK (`Client(base_url=...).run`, a pool of C threads, its 1 s poll interval
 compressed by the same factor), and a plain asyncio + httpx submit/poll loop (C at a time,
 1 s polls, 429 → retry in 1 s). Every client downloads each video.
@@ -115,7 +116,11 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def run_genbatch(a: argparse.Namespace, url: str, workdir: Path, webhooks: bool = False) -> Row:
+def run_genbatch(a: argparse.Namespace, url: str, workdir: Path, webhooks: bool = False,
+                 ahead: int = 0) -> Row:
+    """`ahead` > 0 sets genbatch's in-flight cap that many above the account's concurrency:
+    WaveSpeed queues the surplus and starts it the instant a slot frees, so the lag between
+    a generation ending and a poll seeing it no longer leaves the slot idle."""
     from genbatch.producer.ingest import ingest_manifest
     from genbatch.redis_server import start_redis
     from genbatch.storage import open_storage
@@ -126,7 +131,7 @@ def run_genbatch(a: argparse.Namespace, url: str, workdir: Path, webhooks: bool 
     env.update({
         "GENBATCH_REDIS_URL": redis.url, "GENBATCH_STORAGE_URL": str(workdir / "storage"),
         "GENBATCH_WAVESPEED_BASE_URL": url, "GENBATCH_WAVESPEED_API_KEY": KEY,
-        "GENBATCH_WAVESPEED_MAX_IN_FLIGHT": str(a.concurrency),
+        "GENBATCH_WAVESPEED_MAX_IN_FLIGHT": str(a.concurrency + ahead),
         "GENBATCH_WAVESPEED_SUBMIT_RPM": str(a.rpm),
         "GENBATCH_WAVESPEED_POLL_RPM": str(a.poll_rpm),
         "GENBATCH_TIME_FACTOR": str(a.time_factor), "GENBATCH_SCHEDULER_TICK_S": "0.05",
@@ -138,7 +143,9 @@ def run_genbatch(a: argparse.Namespace, url: str, workdir: Path, webhooks: bool 
         env.update({"GENBATCH_WEBHOOK_BASE_URL": f"http://127.0.0.1:{hook_port}",
                     "GENBATCH_WEBHOOK_SECRET": "bench-webhook-secret-0123456789"})
         commands.append(["webhooks", "--port", str(hook_port)])
-    workdir = workdir / ("genbatch-webhooks" if webhooks else "genbatch")
+    name = "genbatch + webhooks" if webhooks else "genbatch"
+    name += f", cap C+{ahead}" if ahead else ""
+    workdir = workdir / name.replace(" + ", "-").replace(", ", "-").replace("+", "")
     workdir.mkdir(parents=True, exist_ok=True)
     procs = []
     try:
@@ -175,8 +182,7 @@ def run_genbatch(a: argparse.Namespace, url: str, workdir: Path, webhooks: bool 
             Path(os.environ["BENCH_DUMP"]).write_text(json.dumps(
                 {"items": items, "batch": store.get_batch(batch_id), "t": [
                     time.time() - time.monotonic() + x for x in (started, ingested, ended)]}))
-        return row_from("genbatch + webhooks" if webhooks else "genbatch", url, started, ended,
-                        done, a, note)
+        return row_from(name, url, started, ended, done, a, note)
     finally:
         for p in procs:
             p.terminate()
@@ -287,7 +293,7 @@ def measure(name: str, a: argparse.Namespace, fn: Callable[[str], Row]) -> Row:
         return fn(url)
 
 
-CLIENTS = ("genbatch", "webhooks", "sdk", "httpx")
+CLIENTS = ("genbatch", "webhooks", "ahead", "sdk", "httpx")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -300,6 +306,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--time-factor", type=float, default=10.0)
     p.add_argument("--poll-rpm", type=int, default=600, help="genbatch's poll budget")
     p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--ahead", type=int, default=10,
+                   help="the 'ahead' client: genbatch polling with its in-flight cap this many "
+                        "above C (WaveSpeed queues the surplus); 10 = C x 2 poll intervals / "
+                        "t_mean, the slots that free while a poll is still to come")
     p.add_argument("--only", choices=list(CLIENTS), action="append")
     a = p.parse_args(argv)
     bound = max(a.jobs / a.rpm * 60.0, a.jobs * a.mean / a.concurrency)
@@ -311,6 +321,9 @@ def main(argv: list[str] | None = None) -> int:
         if "webhooks" in only:
             rows.append(measure("genbatch + webhooks", a,
                                 lambda u: run_genbatch(a, u, Path(tmp), webhooks=True)))
+        if "ahead" in only:
+            rows.append(measure(f"genbatch, cap C+{a.ahead}", a,
+                                lambda u: run_genbatch(a, u, Path(tmp), ahead=a.ahead)))
         if "sdk" in only:
             rows.append(measure("wavespeed SDK", a, lambda u: run_sdk(a, u)))
         if "httpx" in only:
