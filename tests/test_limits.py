@@ -133,7 +133,7 @@ def test_claim_due_polls_within_budget_others_unlimited(store: JobStore,
 def test_settings_rates() -> None:
     s = Settings(time_factor=10, wavespeed_submit_rpm=2, scheduler_tick_s=0.5)
     r = rates_for(s, "wavespeed")
-    assert (r["submit"].rpm, r["submit"].period) == (2, 6.0)
+    assert (r["submit"].rpm, r["submit"].period, r["submit"].tolerance) == (2, 6.0, 1.0)
     assert r["poll"].rpm == s.wavespeed_poll_rpm
 
 
@@ -149,3 +149,16 @@ def test_after_a_429_grants_are_spaced_until_the_rate_recovers(limits: Limits) -
     assert limits.take("novita", "submit", 20, rate, 1.0 + wait / 2)[0] == 0
     assert limits.take("novita", "submit", 20, rate, 1.0 + wait)[0] == 1
     assert limits.take("novita", "submit", 100, rate, 200.0)[0] == 100  # recovered: a burst
+
+
+def test_a_fast_account_gets_a_ticks_worth_of_spaced_grants_per_call(limits: Limits) -> None:
+    """Spacing after a 429 must not cap a fast account at one grant per scheduler tick:
+    each call gets what its tolerance (two ticks) covers at the reduced rate."""
+    rate = Rate(rpm=60000, period=60.0, recover_s=1e9, tolerance=1.0)
+    limits.decrease("highwayapi", "poll", 0.0, beta=0.5, min_factor=0.1, hold=0.0,
+                    recover_s=1e9)
+    iv = WINDOW / 30000
+    first, _ = limits.take("highwayapi", "poll", 5000, rate, 1.0)
+    assert first == int(1.0 / iv) + 1
+    second, _ = limits.take("highwayapi", "poll", 5000, rate, 1.5)
+    assert second == pytest.approx(0.5 / iv, abs=1)  # then the rate, not more

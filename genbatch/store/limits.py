@@ -8,7 +8,7 @@ One bucket per (account, kind), kind = `submit` or `poll`. The sorted set
     fts    when `f` was last written; `f` grows back linearly from there (additive increase)
     dec    when `f` was last cut (multiplicative decrease at most once per hold time)
     pause  no grant before this time (set after a 429)
-    nxt    while `f` < 1: no grant before this time (grants are spaced after a 429)
+    nxt    while `f` < 1: the GCRA's theoretical arrival time (grants are spaced after a 429)
     seq    a counter that keeps the log's members unique
 
 A grant is given while the last window (one `period`, a minute divided by the time factor,
@@ -21,7 +21,9 @@ never to exceed R in a sliding minute must either spread a fresh batch's first s
 seconds or give up part of the rate; see the README's Performance section.) The in-flight
 cap bounds every burst: the dispatcher never asks for more grants than free slots. Bursts
 last only until the provider objects: after a 429 cuts `f`, and until it has grown back to 1,
-grants are also spaced evenly (one per window / (rpm * f)), as a GCRA would.
+grants are also spaced evenly by a GCRA of one per window / (rpm * f), with a tolerance of two
+scheduler ticks (grants are handed out once per tick, so a fast account must get a tick's
+worth at a time).
 
 Every script takes `now` as an argument, so tests are deterministic and all processes share
 one notion of time only through what they pass in (the workers' clocks; keep them in NTP).
@@ -50,27 +52,34 @@ local function factor(h_f, h_fts, now, recover_s)
 end
 
 -- Take up to n grants from bucket `key` at `now`; returns granted, wait-until-next.
-local function take(key, now, n, rpm, period, recover_s)
+local function take(key, now, n, rpm, period, recover_s, tolerance)
   local log = key .. ':log'
   local window = period * MARGIN
   local h = redis.call('HMGET', key, 'f', 'fts', 'pause', 'nxt')
   local f = factor(h[1], h[2], now, recover_s)
   local limit = math.max(1, math.floor(rpm * f + 1e-9))
   local pause = tonumber(h[3]) or 0
-  -- After a 429, until the rate has recovered, grants are also spaced evenly (one per
-  -- window / limit): a provider that objected to a burst does not get another.
-  local iv = 0
-  if f < 1 then
-    iv = window / (rpm * f)
-    pause = math.max(pause, tonumber(h[4]) or 0)
-  end
   redis.call('ZREMRANGEBYSCORE', log, '-inf', num(now - window))
   local used = redis.call('ZCARD', log)
-  local k = 0
-  if now >= pause then
+  local k, wait = 0, 0
+  if now < pause then
+    wait = pause - now
+  else
     k = math.max(0, math.min(n, limit - used))
-    if iv > 0 and k > 1 then k = 1 end
-    if iv > 0 and k > 0 then redis.call('HSET', key, 'nxt', num(now + iv)) end
+    if f < 1 then
+      -- After a 429, until the rate has recovered, grants are also spaced evenly: a GCRA
+      -- of one per window / (rpm * f) with `tolerance` seconds of slack (the dispatcher
+      -- hands grants out once per scheduler tick). A provider that objected to a burst
+      -- does not get another.
+      local iv = window / (rpm * f)
+      local tat = math.max(tonumber(h[4]) or now, now)
+      local fit = 0
+      if tat - now <= tolerance then fit = math.floor((now + tolerance - tat) / iv) + 1 end
+      if k > fit then k = fit end
+      tat = tat + k * iv
+      redis.call('HSET', key, 'nxt', num(tat))
+      wait = math.max(0, tat - tolerance - now)
+    end
     if k > 0 then
       local seq = redis.call('HINCRBY', key, 'seq', k)
       local args = {}
@@ -80,28 +89,22 @@ local function take(key, now, n, rpm, period, recover_s)
       end
       redis.call('ZADD', log, unpack(args))
     end
+    if used + k >= limit then  -- full: the next grant waits for the oldest surplus to age out
+      local e = redis.call('ZRANGE', log, used + k - limit, used + k - limit, 'WITHSCORES')
+      if e[2] then wait = math.max(wait, tonumber(e[2]) + window - now) end
+    end
   end
   redis.call('HSET', key, 'f', num(f), 'fts', num(now))
   redis.call('EXPIRE', key, 86400)
   redis.call('PEXPIRE', log, math.ceil(window * 1000) + 1000)
-  local wait = 0
-  if now < pause then
-    wait = pause - now
-  elseif iv > 0 and k > 0 then
-    wait = iv
-  end
-  if used + k >= limit then  -- full: the next grant waits for the oldest surplus to age out
-    local e = redis.call('ZRANGE', log, used + k - limit, used + k - limit, 'WITHSCORES')
-    if e[2] then wait = math.max(wait, tonumber(e[2]) + window - now) end
-  end
   return k, wait
 end
 """
 
-# KEYS: bucket. ARGV: now, n, rpm, period, recover_s. Returns {granted, wait}.
+# KEYS: bucket. ARGV: now, n, rpm, period, recover_s, tolerance. Returns {granted, wait}.
 TAKE = _WINDOW + """
 local k, wait = take(KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]),
-                     tonumber(ARGV[4]), tonumber(ARGV[5]))
+                     tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6]))
 return {k, num(wait)}
 """
 
@@ -136,15 +139,15 @@ return num(f)
 # terminal and pending items lose their timer. An item in `submitted` (its next action is
 # a poll) is claimed only if its account's poll bucket grants a request; otherwise it stays
 # due for a later tick. Accounts without a rate given are not limited.
-# KEYS: timers. ARGV: prefix, now, lease, max_n, max_scan, period, recover_s,
+# KEYS: timers. ARGV: prefix, now, lease, max_n, max_scan, period, recover_s, tolerance,
 # then per account: provider, poll rpm. Returns {id1, state1, ...}.
 CLAIM_DUE_LIMITED = _WINDOW + """
 local timers = KEYS[1]
 local prefix, now, lease = ARGV[1], tonumber(ARGV[2]), ARGV[3]
 local max_n, max_scan = tonumber(ARGV[4]), tonumber(ARGV[5])
-local period, recover_s = tonumber(ARGV[6]), tonumber(ARGV[7])
+local period, recover_s, tolerance = tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8])
 local rpm = {}
-local i = 8
+local i = 9
 while ARGV[i] do rpm[ARGV[i]] = tonumber(ARGV[i + 1]); i = i + 2 end
 local exhausted = {}
 local out, claimed, offset, scanned = {}, 0, 0, 0
@@ -166,7 +169,7 @@ while claimed < max_n and scanned < max_scan do
           ok = false
         else
           local k = take(prefix .. 'rate:' .. provider .. ':poll', now, 1, rpm[provider],
-                         period, recover_s)
+                         period, recover_s, tolerance)
           if k == 0 then ok = false; exhausted[provider] = true end
         end
       end
@@ -194,14 +197,16 @@ return out
 @dataclass(frozen=True, slots=True)
 class Rate:
     """A bucket's configuration: `rpm` requests per `period` seconds (60 / time factor),
-    AIMD recovery over `recover_s` seconds."""
+    AIMD recovery over `recover_s` seconds, `tolerance` seconds of slack for the even
+    spacing after a 429."""
 
     rpm: float
     period: float
     recover_s: float
+    tolerance: float = 0.0
 
     def args(self) -> list[Any]:
-        return [self.rpm, self.period, self.recover_s]
+        return [self.rpm, self.period, self.recover_s, self.tolerance]
 
 
 class Limits:
@@ -251,7 +256,7 @@ class Limits:
         held a due poll back."""
         any_rate = next(iter(poll_rates.values()), Rate(0.0, 60.0, 1.0))
         args: list[Any] = [self.prefix, repr(now), repr(lease_until), max_n, max_scan,
-                           any_rate.period, any_rate.recover_s]
+                           any_rate.period, any_rate.recover_s, any_rate.tolerance]
         for provider, rate in poll_rates.items():
             args += [provider, rate.rpm]
         flat = self._claim(keys=[f"{self.prefix}timers"], args=args)
@@ -263,8 +268,9 @@ def rates_for(settings: Any, provider: str) -> dict[str, Rate]:
     ps = settings.provider(provider)
     period = 60.0 / settings.time_factor
     recover = settings.aimd_recover_s / settings.time_factor
-    return {"submit": Rate(ps.submit_rpm, period, recover),
-            "poll": Rate(ps.poll_rpm, period, recover)}
+    tolerance = 2.0 * float(settings.scheduler_tick_s)  # grants go out once per tick
+    return {"submit": Rate(ps.submit_rpm, period, recover, tolerance),
+            "poll": Rate(ps.poll_rpm, period, recover, tolerance)}
 
 
 def poll_rates(settings: Any, providers: Sequence[str]) -> dict[str, Rate]:
