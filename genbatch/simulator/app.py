@@ -13,7 +13,9 @@ So a base URL of `http://127.0.0.1:8700/highwayapi` selects HighwayAPI's rules f
 
 from __future__ import annotations
 
+import contextlib
 import time
+from collections.abc import AsyncIterator
 from typing import Any
 
 from starlette.applications import Starlette
@@ -21,7 +23,7 @@ from starlette.middleware import Middleware
 from starlette.routing import BaseRoute, Mount
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from genbatch.simulator import byteplus, control, novita, wavespeed
+from genbatch.simulator import byteplus, control, novita, wavespeed, webhooks
 from genbatch.simulator.gate import ConnectionDropped
 from genbatch.simulator.media import ASSET_PATH, VIDEO_PATH
 from genbatch.simulator.profile import SimProfile
@@ -42,9 +44,16 @@ def create_app(profile: SimProfile | None = None, *, clock: Clock = time.time) -
         Mount("/wavespeed", routes=wavespeed.routes("/wavespeed")),
         Mount("/byteplus", routes=byteplus.routes()),
     ]
-    app = Starlette(routes=routes, middleware=[Middleware(RequestLog, sim=sim)])
+    app = Starlette(routes=routes, middleware=[Middleware(RequestLog, sim=sim)],
+                    lifespan=_lifespan)
     app.state.sim = sim
     return app
+
+
+@contextlib.asynccontextmanager
+async def _lifespan(app: Starlette) -> AsyncIterator[None]:
+    yield
+    await webhooks.close_clients()
 
 
 class RequestLog:

@@ -13,6 +13,7 @@ Each attempt is counted in `/_sim/stats` (`webhooks_sent`, `webhooks_delivered`,
 from __future__ import annotations
 
 import asyncio
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -24,6 +25,25 @@ from genbatch.simulator.tasks import Phase, Task
 TIMEOUT_S = 10.0
 Payload = Callable[[], dict[str, Any]]
 _running: set[asyncio.Task[None]] = set()  # strong references until each send is done
+# One client per event loop, so callbacks reuse connections instead of building a client
+# (and its TLS context) each time; closed by `close_clients` when the app shuts down.
+_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, httpx.AsyncClient] = (
+    weakref.WeakKeyDictionary())
+
+
+def _client() -> httpx.AsyncClient:
+    loop = asyncio.get_running_loop()
+    client = _clients.get(loop)
+    if client is None or client.is_closed:
+        client = _clients[loop] = httpx.AsyncClient(timeout=TIMEOUT_S)
+    return client
+
+
+async def close_clients() -> None:
+    """Close this event loop's callback client (the app's shutdown)."""
+    client = _clients.pop(asyncio.get_running_loop(), None)
+    if client is not None:
+        await client.aclose()
 
 
 def schedule(sim: Simulator, task: Task, url: str, payload: Payload) -> None:
@@ -49,8 +69,7 @@ async def _deliver(sim: Simulator, task: Task, url: str, payload: Payload) -> No
         return
     sim.stats.webhooks_sent += 1
     try:
-        async with httpx.AsyncClient(timeout=TIMEOUT_S) as client:
-            response = await client.post(url, json=payload())
+        response = await _client().post(url, json=payload())
     except httpx.HTTPError:
         sim.stats.webhook_statuses["error"] += 1
         return
