@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import random
 
 from genbatch.config import Settings
@@ -11,10 +12,16 @@ S = Settings(poll_min_interval_s=5, poll_max_interval_s=60, first_poll_s=30)
 
 
 def test_first_poll_when_likely_done_within_bounds() -> None:
-    assert first_poll_delay(20.0, None, S) == 20.0  # learned or typical time
+    assert first_poll_delay(20.0, None, S) == 20.0  # typical time of a model not learned yet
     assert first_poll_delay(90.0, None, S) == 30.0  # capped by GENBATCH_FIRST_POLL_S
     assert first_poll_delay(1.0, None, S) == 5.0  # never sooner than the provider allows
     assert first_poll_delay(20.0, 12.0, S) == 12.0  # the provider's ETA wins
+
+
+def test_a_learned_time_is_trusted_beyond_the_first_poll_cap() -> None:
+    """A model learned to take 5 minutes is first polled near then, not after 30 s."""
+    assert first_poll_delay(240.0, None, S, learned=True) == 240.0
+    assert first_poll_delay(2.0, None, S, learned=True) == 5.0  # still never too soon
 
 
 def test_backoff_with_jitter_never_below_min_nor_above_max() -> None:
@@ -23,10 +30,45 @@ def test_backoff_with_jitter_never_below_min_nor_above_max() -> None:
     assert all(5.0 <= d <= 60.0 for row in delays for d in row)
     assert max(row[-1] for row in delays) == 60.0
     means = [sum(row[i] for row in delays) / 50 for i in range(11)]
-    assert means[2] > means[1] * 1.2  # backs off after two polls at the minimum
+    assert means[3] > means[2] * 1.2  # backs off after three polls at the minimum
     assert len({round(row[3], 6) for row in delays}) > 10  # jittered
+
+
+def test_repoll_spacing_scales_with_the_generation_time() -> None:
+    """Re-polls come 15 % of the typical time apart (at least the provider's minimum), so a
+    long generation is not polled every 5 s; with ±10 % jitter."""
+    rng = random.Random(2)
+    short = [next_poll_delay(1, None, S, rng, typical_s=20.0) for _ in range(200)]
+    long = [next_poll_delay(1, None, S, rng, typical_s=200.0) for _ in range(200)]
+    assert min(short) == 5.0 and max(short) <= 5.5
+    assert min(long) >= 0.9 * 30.0 and max(long) <= 1.1 * 30.0
+
+
+def test_polls_per_job_stay_about_two_to_three_at_any_length() -> None:
+    """The schedule (first poll at 0.8 x the learned time, then the re-polls) on lognormal
+    generation times (sigma 0.3) of 20 s to 5 min: at most 3 polls per job on average.
+    (Longer ones reach the 60 s maximum interval and take more.)"""
+    rng = random.Random(3)
+    for mean in (20.0, 60.0, 120.0, 300.0):
+        polls = 0
+        for _ in range(2000):
+            took = rng.lognormvariate(math.log(mean) - 0.045, 0.3)
+            t, n = first_poll_delay(0.8 * mean, None, S, learned=True), 1
+            while t < took:
+                t += next_poll_delay(n, None, S, rng, typical_s=mean)
+                n += 1
+            polls += n
+        assert polls / 2000 <= 3.0, (mean, polls / 2000)
 
 
 def test_time_factor_divides_every_wait() -> None:
     fast = Settings(time_factor=10, first_poll_s=30)
     assert first_poll_delay(20.0, None, fast) == 2.0
+
+
+def test_generation_times_are_learned_per_tier() -> None:
+    """A flex task may queue for hours: its time must not move the default tier's polls."""
+    from genbatch.worker.steps import _gen_key
+
+    assert _gen_key("m", None) == _gen_key("m", "default") == "m"
+    assert _gen_key("m", "flex") == "m@flex"

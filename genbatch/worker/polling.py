@@ -6,24 +6,44 @@ import random
 
 from genbatch.config import Settings
 
+# Re-polls of a generation that is due come this share of its typical time apart (never
+# sooner than the provider allows), three times, then back off: the spacing scales with the
+# model, so a 2-minute generation is not polled as often as a 20-second one and a job takes
+# about 2-3 polls at any length.
+REPOLL_SHARE = 0.15
+REPOLLS_BEFORE_BACKOFF = 3
 
-def first_poll_delay(typical_s: float, eta_s: float | None, settings: Settings) -> float:
-    """Seconds from submit to the first poll: when the generation is likely done."""
-    guess = eta_s if eta_s and eta_s > 0 else min(typical_s, settings.first_poll_s)
-    return _clamp(guess, settings) / settings.time_factor
+
+def first_poll_delay(typical_s: float, eta_s: float | None, settings: Settings, *,
+                     learned: bool = False) -> float:
+    """Seconds from submit to the first poll: when the generation is likely done.
+
+    The provider's ETA wins; a time learned from this model's finished items is trusted as
+    it is (a model that takes five minutes is not polled every minute); a model not learned
+    yet is polled at its typical time, at the latest after `first_poll_s`, so it is learned
+    from early."""
+    if eta_s and eta_s > 0:
+        guess = _clamp(eta_s, settings)
+    elif learned:
+        guess = max(settings.poll_min_interval_s, typical_s)
+    else:
+        guess = _clamp(min(typical_s, settings.first_poll_s), settings)
+    return guess / settings.time_factor
 
 
 def next_poll_delay(
-    polls: int, eta_s: float | None, settings: Settings, rng: random.Random | None = None
+    polls: int, eta_s: float | None, settings: Settings, rng: random.Random | None = None,
+    typical_s: float = 0.0,
 ) -> float:
-    """Seconds to the next poll: the provider's ETA if it gives one, else exponential
-    backoff from the minimum interval, with ±10 % jitter, within [min, max] interval."""
+    """Seconds to the next poll: the provider's ETA if it gives one, else `REPOLL_SHARE` of
+    the generation's typical time (`typical_s`; at least the minimum interval), three
+    times, then exponential backoff, with ±10 % jitter, within [min, max] interval."""
     if eta_s and eta_s > 0:
         base = eta_s
     else:
-        # The generation is due (the first poll came when it was likely done): re-poll at
-        # the minimum interval twice, then back off.
-        base = settings.poll_min_interval_s * (1.5 ** max(polls - 2, 0))
+        # The generation is due (the first poll came when it was likely done).
+        step = max(settings.poll_min_interval_s, REPOLL_SHARE * typical_s)
+        base = step * (1.5 ** max(polls - REPOLLS_BEFORE_BACKOFF, 0))
     jitter = (rng or random).uniform(0.9, 1.1)
     return _clamp(base * jitter, settings) / settings.time_factor
 

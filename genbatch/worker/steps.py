@@ -6,6 +6,7 @@ duplicate or late message is harmless), and records the outcome with one compare
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Any
 
@@ -74,16 +75,17 @@ def submit_item(rt: Runtime, iid: str) -> str:
     except AmbiguousSubmit as exc:
         return finish(rt, iid, ["submitting"], "ambiguous", exc.code, exc.message)
     spec = get_spec(item["provider"], item["model"])
-    learned = _gen_times(rt).typical(item["provider"], item["model"])
+    learned = _gen_times(rt).typical(item["provider"], _gen_key(item["model"], request))
+    typical = learned or spec.typical_seconds
     # A little before the learned mean: a job done early then waits less for its poll, and
-    # one not done yet is re-polled at the minimum interval (≈ 1.9 polls per job measured).
-    first = first_poll_delay(EARLY * learned if learned else spec.typical_seconds, None,
-                             rt.settings)
+    # one not done yet is re-polled soon (≈ 2 polls per job measured).
+    first = first_poll_delay(EARLY * typical, None, rt.settings, learned=bool(learned))
     if hook:  # the provider calls back: poll only as a slow safety net
         first = safety_poll_delay(rt.settings)
     done = rt.store.transition(
         iid, ["submitting"], "submitted", timer=rt.now() + first,
         fields={"remote_id": remote_id, "submitted_at": now, "first_poll_s": first,
+                "typical_s": round(typical, 1),
                 "deadline": now + _deadline_s(rt, request), **({"webhook": 1} if hook else {})},
     )
     return "submitted" if done.applied else "skipped"
@@ -144,7 +146,8 @@ def apply_poll(rt: Runtime, item: dict[str, str], iid: str, result: PollResult,
         return finish(rt, iid, ["submitted"], TERMINAL_TASK_STATE[result.status],
                        result.error_code or result.status.value,
                        result.error_message or f"the provider reports {result.raw_status}")
-    delay = next_poll_delay(polls, result.eta_s, rt.settings)
+    delay = next_poll_delay(polls, result.eta_s, rt.settings,
+                            typical_s=float(item.get("typical_s") or 0))
     if item.get("webhook"):
         delay = max(delay, safety_poll_delay(rt.settings))
     rt.store.transition(
@@ -154,6 +157,13 @@ def apply_poll(rt: Runtime, item: dict[str, str], iid: str, result: PollResult,
         incr=seen,
     )
     return "running"
+
+
+def _gen_key(model: str, tier: GenerationRequest | str | None) -> str:
+    """Generation times are learned per model and tier: a flex task may queue for hours."""
+    if isinstance(tier, GenerationRequest):
+        tier = tier.service_tier
+    return f"{model}@flex" if tier == "flex" else model
 
 
 def _gen_times(rt: Runtime) -> GenTimes:
@@ -178,7 +188,8 @@ def _learn_gen_time(rt: Runtime, item: dict[str, str], now: float, polls: int,
     else:  # measured from when the poll was due, so queueing delays do not inflate it
         done_at = submitted + 0.85 * float(item.get("first_poll_s") or now - submitted)
     seconds = (done_at - submitted) * rt.settings.time_factor
-    _gen_times(rt).observe(item["provider"], item["model"], seconds)
+    tier = json.loads(item.get("req") or "{}").get("service_tier")
+    _gen_times(rt).observe(item["provider"], _gen_key(item["model"], tier), seconds)
 
 
 def download_item(rt: Runtime, iid: str) -> str:
