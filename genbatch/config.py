@@ -90,8 +90,8 @@ class Settings(BaseSettings):
 
     # Polling.
     first_poll_s: float = Field(
-        default=30.0, gt=0, description="first poll this long after submit unless the provider "
-        "gives an ETA"
+        default=30.0, gt=0, description="latest first poll after submit for a model whose "
+        "generation time is not learned yet (then 0.8 x the learned time; an ETA wins)"
     )
     poll_min_interval_s: float = Field(default=5.0, gt=0)
     poll_max_interval_s: float = Field(default=60.0, gt=0)
