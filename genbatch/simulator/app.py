@@ -53,7 +53,7 @@ def create_app(profile: SimProfile | None = None, *, clock: Clock = time.time) -
 @contextlib.asynccontextmanager
 async def _lifespan(app: Starlette) -> AsyncIterator[None]:
     yield
-    await webhooks.close_clients()
+    await webhooks.close_client()
 
 
 class RequestLog:

@@ -26,7 +26,7 @@ TIMEOUT_S = 10.0
 Payload = Callable[[], dict[str, Any]]
 _running: set[asyncio.Task[None]] = set()  # strong references until each send is done
 # One client per event loop, so callbacks reuse connections instead of building a client
-# (and its TLS context) each time; closed by `close_clients` when the app shuts down.
+# (and its TLS context) each time; closed by `close_client` when the app shuts down.
 _clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, httpx.AsyncClient] = (
     weakref.WeakKeyDictionary())
 
@@ -39,7 +39,7 @@ def _client() -> httpx.AsyncClient:
     return client
 
 
-async def close_clients() -> None:
+async def close_client() -> None:
     """Close this event loop's callback client (the app's shutdown)."""
     client = _clients.pop(asyncio.get_running_loop(), None)
     if client is not None:

@@ -39,7 +39,7 @@ import redis
 
 KINDS = ("submit", "poll")
 
-# Shared helpers. ARGV layout for a bucket: rpm, period, recover_s.
+# Shared helpers. ARGV layout for a bucket: rpm, period, recover_s, tolerance.
 _WINDOW = """
 local MARGIN = 1.01
 local function num(x) return string.format('%.17g', x) end

@@ -75,7 +75,8 @@ def submit_item(rt: Runtime, iid: str) -> str:
     except AmbiguousSubmit as exc:
         return finish(rt, iid, ["submitting"], "ambiguous", exc.code, exc.message)
     spec = get_spec(item["provider"], item["model"])
-    learned = _gen_times(rt).typical(item["provider"], _gen_key(item["model"], request))
+    learned = _gen_times(rt).typical(item["provider"],
+                                     _gen_key(item["model"], request.service_tier))
     typical = learned or spec.typical_seconds
     # A little before the learned mean: a job done early then waits less for its poll, and
     # one not done yet is re-polled soon (≈ 2 polls per job measured).
@@ -159,10 +160,8 @@ def apply_poll(rt: Runtime, item: dict[str, str], iid: str, result: PollResult,
     return "running"
 
 
-def _gen_key(model: str, tier: GenerationRequest | str | None) -> str:
+def _gen_key(model: str, tier: str | None) -> str:
     """Generation times are learned per model and tier: a flex task may queue for hours."""
-    if isinstance(tier, GenerationRequest):
-        tier = tier.service_tier
     return f"{model}@flex" if tier == "flex" else model
 
 
