@@ -75,6 +75,16 @@ def test_refund_gives_unused_grants_back(limits: Limits) -> None:
     assert limits.take("novita", "submit", 100, RATE, 1.0)[0] == 50
 
 
+def test_refund_gives_back_the_spacing_after_a_429_too(limits: Limits) -> None:
+    rate = Rate(rpm=120, period=60.0, recover_s=1e9, tolerance=2.0)
+    limits.decrease("novita", "submit", 0.0, beta=0.5, min_factor=0.1, hold=0.0,
+                    recover_s=1e9)
+    granted, _ = limits.take("novita", "submit", 10, rate, 1.0)
+    assert granted == 2  # what two seconds of slack cover at one per ~1.01 s
+    limits.refund("novita", "submit", 2)
+    assert limits.take("novita", "submit", 10, rate, 1.0)[0] == 2  # not held back by them
+
+
 def test_aimd_halves_once_per_hold_and_recovers_linearly(limits: Limits) -> None:
     kw = {"beta": 0.5, "min_factor": 0.05, "hold": 10.0, "recover_s": 120.0}
     assert limits.decrease("novita", "submit", 100.0, **kw) == 0.5

@@ -9,6 +9,7 @@ One bucket per (account, kind), kind = `submit` or `poll`. The sorted set
     dec    when `f` was last cut (multiplicative decrease at most once per hold time)
     pause  no grant before this time (set after a 429)
     nxt    while `f` < 1: the GCRA's theoretical arrival time (grants are spaced after a 429)
+    iv     the spacing `nxt` was last advanced by (so a refund can wind it back)
     seq    a counter that keeps the log's members unique
 
 A grant is given while the last window (one `period`, a minute divided by the time factor,
@@ -77,7 +78,7 @@ local function take(key, now, n, rpm, period, recover_s, tolerance)
       if tat - now <= tolerance then fit = math.floor((now + tolerance - tat) / iv) + 1 end
       if k > fit then k = fit end
       tat = tat + k * iv
-      redis.call('HSET', key, 'nxt', num(tat))
+      redis.call('HSET', key, 'nxt', num(tat), 'iv', num(iv))
       wait = math.max(0, tat - tolerance - now)
     end
     if k > 0 then
@@ -108,9 +109,15 @@ local k, wait = take(KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARG
 return {k, num(wait)}
 """
 
-# Give back m unused grants (the newest ones). KEYS: bucket. ARGV: m.
+# Give back m unused grants (the newest ones), and their share of the spacing after a
+# 429 (`take` never lets `nxt` lag behind `now`). KEYS: bucket. ARGV: m.
 REFUND = """
-redis.call('ZPOPMAX', KEYS[1] .. ':log', tonumber(ARGV[1]))
+local m = tonumber(ARGV[1])
+redis.call('ZPOPMAX', KEYS[1] .. ':log', m)
+local h = redis.call('HMGET', KEYS[1], 'nxt', 'iv')
+if h[1] and h[2] then
+  redis.call('HSET', KEYS[1], 'nxt', string.format('%.17g', tonumber(h[1]) - m * tonumber(h[2])))
+end
 return 1
 """
 
