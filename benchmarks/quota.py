@@ -145,7 +145,8 @@ def run_genbatch(a: argparse.Namespace, url: str, workdir: Path, webhooks: bool 
         commands.append(["webhooks", "--port", str(hook_port)])
     name = "genbatch + webhooks" if webhooks else "genbatch"
     name += f", cap C+{ahead}" if ahead else ""
-    workdir = workdir / name.replace(" + ", "-").replace(", ", "-").replace("+", "")
+    workdir = workdir / ("genbatch" + ("-webhooks" if webhooks else "")
+                         + (f"-ahead{ahead}" if ahead else ""))
     workdir.mkdir(parents=True, exist_ok=True)
     procs = []
     try:
