@@ -10,6 +10,7 @@ install:
 
 lint:
 	$(PY) -m ruff check .
+	$(dir $(PY))lint-imports
 
 typecheck:
 	$(PY) -m mypy

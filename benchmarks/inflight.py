@@ -31,7 +31,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from throughput import KEY, MODEL, body, start, stop, wait_http  # noqa: E402
 
-from genbatch.redis_server import free_port, start_redis  # noqa: E402
+from genbatch.demo.redis_server import free_port, start_redis  # noqa: E402
 
 SIM_PROFILE = {"time_factor": 1, "latency_mean_s": 1e7, "latency_sigma": 0,
                "queue_delay_s": 0, "request_log_size": 0, "url_ttl_s": 1e9}

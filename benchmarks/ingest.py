@@ -25,8 +25,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from genbatch.demo import SAMPLES
+
 ROOT = Path(__file__).resolve().parent.parent
-IMAGES = sorted((ROOT / "genbatch" / "samples" / "images").iterdir())
+IMAGES = sorted((SAMPLES / "images").iterdir())
 PROVIDER, MODEL = "novita", "seedance-v1.5-pro-i2v"
 COLUMNS = ["custom_id", "prompt", "image", "resolution", "ratio", "duration", "seed",
            "generate_audio"]
@@ -87,7 +89,7 @@ def main() -> None:
         child(*args.child)
         return
     sys.path.insert(0, str(ROOT))
-    from genbatch.redis_server import start_redis
+    from genbatch.demo.redis_server import start_redis
     from genbatch.store import JobStore
 
     sizes = [int(s) for s in args.sizes.split(",")]

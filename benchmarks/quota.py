@@ -121,8 +121,8 @@ def run_genbatch(a: argparse.Namespace, url: str, workdir: Path, webhooks: bool 
     """`ahead` > 0 sets genbatch's in-flight cap that many above the account's concurrency:
     WaveSpeed queues the surplus and starts it the instant a slot frees, so the lag between
     a generation ending and a poll seeing it no longer leaves the slot idle."""
+    from genbatch.demo.redis_server import start_redis
     from genbatch.producer.ingest import ingest_manifest
-    from genbatch.redis_server import start_redis
     from genbatch.storage import open_storage
     from genbatch.store import JobStore
 

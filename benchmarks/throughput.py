@@ -29,7 +29,7 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from genbatch.redis_server import free_port, start_redis  # noqa: E402
+from genbatch.demo.redis_server import free_port, start_redis  # noqa: E402
 
 MODEL = "seedance-v1.5-pro-i2v"
 KEY = "bench-key"

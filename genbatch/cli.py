@@ -14,7 +14,7 @@ import typer
 from rich.console import Console
 
 from genbatch.config import Settings, load_settings
-from genbatch.errors import GenbatchError, ManifestRejected
+from genbatch.errors import ConfigError, GenbatchError, ManifestRejected
 from genbatch.store import JobStore
 
 if TYPE_CHECKING:
@@ -126,7 +126,7 @@ def submit(
                   "(succeeded or still running)", highlight=False)
         print(resume, flush=True)
         if wait:
-            from genbatch.views import watch_batch
+            from genbatch.console.views import watch_batch
 
             _budget_hint(watch_batch(store, resume, err))
         return
@@ -152,7 +152,7 @@ def submit(
               f"${result.est_cost:.2f}", highlight=False)
     print(result.batch_id, flush=True)
     if wait and store is not None:
-        from genbatch.views import watch_batch
+        from genbatch.console.views import watch_batch
 
         _budget_hint(watch_batch(store, result.batch_id, err))
 
@@ -163,7 +163,7 @@ def status(
     as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
 ) -> None:
     """Show one batch, or the most recent batches."""
-    from genbatch.views import batch_summary, batches_table
+    from genbatch.console.views import batch_summary, batches_table
 
     store = _store(_settings())
     records = [store.get_batch(batch)] if batch else store.list_batches()
@@ -177,14 +177,14 @@ def status(
 @app.command()
 def watch(batch: BatchArg) -> None:
     """Live progress of a batch (counts and ETA) until it finishes."""
-    from genbatch.views import watch_batch
+    from genbatch.console.views import watch_batch
 
     _budget_hint(watch_batch(_store(_settings()), batch, err))
 
 
 def _budget_hint(batch: dict[str, str]) -> None:
     """After a watch: say so when the batch stopped at its budget, and how to go on."""
-    from genbatch import budget
+    from genbatch.store import budget
 
     if budget.stopped(batch):
         money = budget.summary(batch)
@@ -202,8 +202,8 @@ def results(
                       ] = None,
 ) -> None:
     """Results of a batch: a table, or every row (results and errors) as JSONL to a file."""
-    from genbatch.outputs import result_row
-    from genbatch.views import results_table
+    from genbatch.console.views import results_table
+    from genbatch.worker.finalize import result_row
 
     store = _store(_settings())
     record = store.get_batch(batch)
@@ -240,7 +240,7 @@ def _ops_runtime(settings: Settings) -> Runtime:
 def cancel(batch: BatchArg) -> None:
     """Stop a batch: nothing new is submitted, queued BytePlus tasks are cancelled, running
     generations finish and are kept; the output manifests are written."""
-    from genbatch.batch_ops import cancel_batch
+    from genbatch.worker.control import cancel_batch
 
     report = cancel_batch(_ops_runtime(_settings()), batch)
     if report.already:
@@ -266,7 +266,7 @@ def retry(
 ) -> None:
     """Resubmit a batch's failed (default: failed and expired) items, in the same batch;
     with --budget, continue a batch stopped by its budget."""
-    from genbatch.batch_ops import retry_batch
+    from genbatch.worker.control import retry_batch
 
     states = tuple(s for s, on in (("failed", failed), ("expired", expired),
                                    ("ambiguous", ambiguous)) if on)
@@ -286,7 +286,7 @@ def retry(
 def notify(batch: BatchArg) -> None:
     """Send a finished batch's --notify event again (after its receiver was down longer
     than the retries); the event keeps its id."""
-    from genbatch import notify as events
+    from genbatch.worker import notify as events
 
     event_id = events.resend(_ops_runtime(_settings()), batch)
     out.print(f"batch {batch}: event {event_id or '(new)'} queued for delivery; "
@@ -309,7 +309,7 @@ def worker(
         settings.configure_logging()
         argv = [sys.executable, "-m", "genbatch", "worker", "--no-supervise"]
         raise typer.Exit(keep_alive(argv + ([f"--hostname={hostname}"] if hostname else [])))
-    from genbatch.worker.app import run_worker
+    from genbatch.worker.tasks import run_worker
 
     run_worker(settings, hostname=hostname)
 
@@ -319,7 +319,7 @@ def scheduler() -> None:
     """Run the dispatcher and timer leaders (one leader at a time; others stand by)."""
     import signal
 
-    from genbatch.worker.app import configure
+    from genbatch.worker.runtime import configure
     from genbatch.worker.scheduler import Scheduler
 
     settings = _settings()
@@ -338,9 +338,13 @@ def simulate(
     profile: Annotated[Path | None, typer.Option(help="simulator profile (JSON)")] = None,
 ) -> None:
     """Serve the provider simulator (all four providers' protocols) on HOST:PORT."""
-    from genbatch.simulator import load_profile, serve
+    from genbatch.simulator import ProfileError, load_profile, serve
 
-    serve(host, port, load_profile(str(profile) if profile else None))
+    try:
+        sim_profile = load_profile(str(profile) if profile else None)
+    except ProfileError as exc:
+        raise ConfigError(str(exc)) from None
+    serve(host, port, sim_profile)
 
 
 @app.command()
@@ -349,7 +353,7 @@ def demo(
                        ] = Path("genbatch-demo"),
 ) -> None:
     """Run the bundled sample manifest end to end on this machine, with no services."""
-    from genbatch.demo import run_demo
+    from genbatch.demo.run import run_demo
 
     raise typer.Exit(run_demo(workdir, out, err))
 
@@ -360,7 +364,7 @@ def dashboard(
     host: Annotated[str, typer.Option(help="address to bind")] = "127.0.0.1",
 ) -> None:
     """Serve the batch dashboard (/), Prometheus metrics (/metrics) and /api/batches."""
-    from genbatch.dashboard import serve
+    from genbatch.console.dashboard import serve
 
     settings = _settings()
     _store(settings)

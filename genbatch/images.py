@@ -20,6 +20,8 @@ from PIL import Image
 
 from genbatch.errors import GenbatchError
 
+# A local image copied into object storage by the producer: `stored:<object key>`.
+STORED_PREFIX = "stored:"
 FORMATS: tuple[str, ...] = ("jpeg", "png", "webp", "bmp", "tiff", "gif")
 MAX_BYTES = 30_000_000  # "< 30 MB"; decimal megabytes, the stricter reading
 MIN_SIDE = 300

@@ -169,7 +169,7 @@ class StoreCollector(Collector):
 
     def _batch_spend(self, ids: list[str]) -> Iterator[Metric]:
         """Spend of each active batch against its estimate and its budget (budget.summary)."""
-        from genbatch import budget
+        from genbatch.store import budget
 
         pipe = self.store.r.pipeline(transaction=False)
         for bid in ids:

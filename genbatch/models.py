@@ -27,6 +27,9 @@ REQUEST_FIELDS: tuple[str, ...] = (
     "execution_expires_after",
 )
 
+# Batch priorities (`submit --priority`), dispatched in this order.
+PRIORITIES: tuple[str, ...] = ("high", "normal", "low")
+
 
 class GenerationRequest(BaseModel):
     """One image-to-video generation, in provider-neutral terms.

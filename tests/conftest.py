@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 import redis
 
-from genbatch.redis_server import RedisServer, start_redis
+from genbatch.demo import SAMPLES
+from genbatch.demo.redis_server import RedisServer, start_redis
 from genbatch.store import JobStore
 
 
@@ -42,7 +43,6 @@ def tmp_storage(tmp_path: Path) -> Path:
     return root
 
 
-SAMPLES = Path(__file__).parents[1] / "genbatch" / "samples"
 
 
 @pytest.fixture

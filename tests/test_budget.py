@@ -14,20 +14,19 @@ from typing import Any
 
 import pytest
 
-from genbatch import budget
-from genbatch.budget import set_budget, summary
 from genbatch.config import Settings
+from genbatch.console.views import batch_summary, shown_status
+from genbatch.demo import SAMPLES
 from genbatch.errors import GenbatchError
 from genbatch.producer.ingest import ingest_manifest
 from genbatch.producer.options import BatchOptions
 from genbatch.storage import open_storage
-from genbatch.store import JobStore, item_id
-from genbatch.views import batch_summary, shown_status
+from genbatch.store import JobStore, budget, item_id
+from genbatch.store.budget import set_budget, summary
 from genbatch.worker.dispatch import dispatch_account
 from genbatch.worker.runtime import Runtime
 
 EST = 0.25  # every item's estimate
-SAMPLES = Path(__file__).resolve().parents[1] / "genbatch" / "samples"
 
 
 def make_batch(store: JobStore, bid: str, n: int, budget: float | None,

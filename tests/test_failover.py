@@ -8,10 +8,11 @@ import json
 import pytest
 
 from genbatch.config import Settings
-from genbatch.failover import attempt_history, classify, compact_history, failed_over_from
-from genbatch.outputs import result_row
+from genbatch.console.views import batch_summary
 from genbatch.store import JobStore
-from genbatch.views import batch_summary
+from genbatch.store.history import attempt_history, compact_history, failed_over_from
+from genbatch.worker.failover import classify
+from genbatch.worker.finalize import result_row
 from genbatch.worker.runtime import Runtime
 from genbatch.worker.steps import finish
 

@@ -14,10 +14,10 @@ from starlette.testclient import TestClient
 
 from genbatch import metrics
 from genbatch.config import PROVIDER_NAMES, Settings
-from genbatch.dashboard import create_app
-from genbatch.outputs import write_outputs
+from genbatch.console.dashboard import create_app
 from genbatch.storage import LocalStorage
 from genbatch.store import JobStore, item_id
+from genbatch.worker.finalize import write_outputs
 
 LIMITS = dict.fromkeys(PROVIDER_NAMES, 20)
 

@@ -16,11 +16,11 @@ from typing import Any
 import httpx
 import pytest
 
-from genbatch import notify
 from genbatch.config import Settings
+from genbatch.console.views import batch_summary
 from genbatch.errors import GenbatchError
 from genbatch.store import JobStore
-from genbatch.views import batch_summary
+from genbatch.worker import notify
 from genbatch.worker.runtime import Runtime
 
 SECRET = "whsec-test-0123456789"

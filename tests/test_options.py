@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
+from genbatch.console.views import batch_summary
 from genbatch.errors import GenbatchError, ManifestRejected
 from genbatch.producer.ingest import ingest_manifest
 from genbatch.producer.options import BatchOptions
 from genbatch.storage import open_storage
 from genbatch.store import JobStore, item_id
-from genbatch.views import batch_summary
 
 HEADER = "custom_id,provider,prompt,image,service_tier\n"
 

@@ -15,8 +15,8 @@ import httpx
 import pytest
 
 from genbatch.config import Settings
-from genbatch.outputs import write_outputs
 from genbatch.storage import LocalStorage, S3Storage, object_key
+from genbatch.worker.finalize import write_outputs
 
 BUCKET = "genbatch-presign"
 

@@ -10,36 +10,27 @@ manifest leaves nothing behind. Local images are copied once each into object st
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import json
 import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from genbatch.errors import GenbatchError, ManifestError, ManifestRejected
-from genbatch.images import is_data_uri, is_remote, sniff_format
-from genbatch.models import GenerationRequest
 from genbatch.producer.manifest import Row, iter_rows
 from genbatch.producer.options import BatchOptions
+from genbatch.producer.records import ImageUploader, invalid_record, item_record
 from genbatch.producer.validate import (
-    IMAGE_FIELDS,
-    MAX_CACHED_REFS,
     RowValidator,
     ValidRow,
     duplicate_reason,
 )
 from genbatch.storage import ObjectStorage
 from genbatch.store import Duplicate, JobStore, item_id
+from genbatch.store.budget import unpriced_message
 
 CHUNK = 1000
 MAX_REPORTED_ERRORS = 200
-STORED_PREFIX = "stored:"
-# One encoder each, built once: json.dumps with options builds a new one per call.
-_row_json = json.JSONEncoder(ensure_ascii=False, default=str).encode
-_request_json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
 
 @dataclass
@@ -74,11 +65,6 @@ class IngestResult:
     def report(self, errors: list[ManifestError]) -> None:
         room = MAX_REPORTED_ERRORS - len(self.errors)
         self.errors.extend(errors[: max(room, 0)])
-
-
-def unpriced_message(n: int) -> str:
-    return (f"--budget needs a price estimate for every row, and {n} rows have none "
-            "(see `submit --dry-run`); submit them without --budget or in a batch of their own")
 
 
 def new_batch_id() -> str:
@@ -186,7 +172,7 @@ class _BatchWriter:
         self.path = str(path)
         self.result = result
         self.batch_id = new_batch_id()
-        self.uploads = _ImageUploader(storage)
+        self.uploads = ImageUploader(storage)
         self.chunk = _Chunk()
         self._written: _Chunk | None = None
         meta = {"provider": provider or "", "model": model or "", "manifest": str(path),
@@ -200,10 +186,10 @@ class _BatchWriter:
         chunk = self.chunk
         if isinstance(outcome, ValidRow):
             chunk.records.append(
-                _item_record(seq, outcome, self.uploads.request_json(outcome.request)))
+                item_record(seq, outcome, self.uploads.request_json(outcome.request)))
             chunk.valid[row.line] = outcome
         else:
-            chunk.records.append(_invalid_record(seq, row.line, row.data, outcome[0], row.text))
+            chunk.records.append(invalid_record(seq, row.line, row.data, outcome[0], row.text))
             chunk.valid[row.line] = None
         chunk.unique.append(None if custom_id is None else (custom_id, row.line))
         if len(chunk) >= CHUNK:
@@ -272,81 +258,3 @@ class _BatchWriter:
             self._wait()
         self._writer.close()
         self.store.discard_batch(self.batch_id, rows, providers)
-
-
-def _item_record(seq: int, row: ValidRow, request_json: str) -> dict[str, str]:
-    return {
-        "seq": str(seq),
-        "line": str(row.line),
-        "custom_id": row.custom_id,
-        "provider": row.provider,
-        "model": row.model,
-        "state": "pending",
-        "req": request_json,
-        "row": row.text if row.text is not None else _row_json(row.row),
-        "est_cost": "" if row.est_cost is None else repr(row.est_cost),
-    }
-
-
-def _invalid_record(
-    seq: int, line: int, data: dict[str, Any], first: ManifestError, text: str | None = None
-) -> dict[str, str]:
-    return {
-        "seq": str(seq),
-        "line": str(line),
-        "custom_id": str(data.get("custom_id") or f"line-{line}"),
-        "provider": str(data.get("provider") or ""),
-        "model": str(data.get("model") or ""),
-        "state": "failed",
-        "row": text if text is not None else _row_json(data),
-        "error_code": "invalid_row",
-        "error_message": f"{first.field}: {first.reason}" if first.field else first.reason,
-    }
-
-
-class _ImageUploader:
-    """Copies each distinct local image once into object storage, content-addressed."""
-
-    def __init__(self, storage: ObjectStorage | None) -> None:
-        self.storage = storage
-        self.done: dict[str, str] = {}
-        self.remote: set[str] = set()  # references seen to be URLs (bounded, see below)
-
-    def request_json(self, request: GenerationRequest) -> str:
-        """The request as stored in the item (`req`), local images as stored objects."""
-        updates = {}
-        for name in IMAGE_FIELDS:
-            ref = getattr(request, name)
-            if ref is None or ref in self.remote:
-                continue
-            if ref in self.done:
-                updates[name] = self.done[ref]
-                continue
-            if is_remote(ref) or is_data_uri(ref):
-                if len(self.remote) >= MAX_CACHED_REFS:
-                    self.remote.clear()
-                self.remote.add(ref)
-                continue
-            updates[name] = self._upload(Path(ref))
-        text = request.model_dump_json(exclude_none=True)
-        for name, stored in updates.items():
-            # `"image":"…"` can only be the field itself: a quote inside a JSON string is
-            # escaped, so the pattern cannot start inside another value.
-            local = getattr(request, name)
-            text = text.replace(f'"{name}":{_request_json(local)}',
-                                f'"{name}":{_request_json(stored)}', 1)
-        return text
-
-    def _upload(self, path: Path) -> str:
-        key = str(path)
-        if key not in self.done:
-            assert self.storage is not None
-            with path.open("rb") as fh:
-                digest = hashlib.file_digest(fh, "sha256").hexdigest()
-                fh.seek(0)
-                fmt = sniff_format(fh.read(64))
-            object_key = f"inputs/{digest}.{fmt}"
-            if not self.storage.exists(object_key):
-                self.storage.put_file(object_key, path, content_type=f"image/{fmt}")
-            self.done[key] = STORED_PREFIX + object_key
-        return self.done[key]

@@ -20,11 +20,10 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from genbatch import providers
-from genbatch.budget import check_budget
 from genbatch.errors import ConfigError, GenbatchError
+from genbatch.models import PRIORITIES
 from genbatch.providers.validation import EXPIRES_AFTER_RANGE, SERVICE_TIERS
-
-PRIORITIES: tuple[str, ...] = ("high", "normal", "low")
+from genbatch.store.budget import check_budget
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,20 +11,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from genbatch.budget import unpriced_message
 from genbatch.errors import GenbatchError
-from genbatch.producer.ingest import (
-    IngestResult,
-    _ImageUploader,
-    _invalid_record,
-    _item_record,
-    ingest_manifest,
-)
+from genbatch.producer.ingest import IngestResult, ingest_manifest
 from genbatch.producer.manifest import iter_rows
 from genbatch.producer.options import BatchOptions
+from genbatch.producer.records import ImageUploader, invalid_record, item_record
 from genbatch.producer.validate import RowValidator, ValidRow
 from genbatch.storage import ObjectStorage
 from genbatch.store import JobStore, item_id
+from genbatch.store.budget import set_budget, unpriced_message
+from genbatch.store.history import attempt_reset
 
 REPLACEABLE = ("failed", "expired", "cancelled", "ambiguous")
 
@@ -38,8 +34,6 @@ def resume_manifest(
 
     `budget_usd` (submit --resume --budget) becomes the batch's budget once the manifest is
     known to be good, before anything is queued: a refused manifest changes nothing."""
-    from genbatch.batch_ops import attempt_reset
-
     batch = store.get_batch(batch_id)
     if batch.get("status") == "validating":
         raise GenbatchError(f"batch {batch_id} never finished validating; submit it again")
@@ -49,11 +43,9 @@ def resume_manifest(
     if (budget_usd is not None or options.budget_usd is not None) and checked.unpriced:
         raise GenbatchError(unpriced_message(checked.unpriced))
     if budget_usd is not None:
-        from genbatch.budget import set_budget
-
         set_budget(store, batch_id, budget_usd)
     existing = {rec["custom_id"]: rec for rec in store.iter_items(batch_id, int(batch["total"]))}
-    uploads = _ImageUploader(storage)
+    uploads = ImageUploader(storage)
     validator = RowValidator(path.resolve(), provider, model, options.row_defaults())
     counts = {"added": 0, "replaced": 0, "kept": 0}
     new_records: list[dict[str, str]] = []
@@ -69,13 +61,13 @@ def resume_manifest(
                 seq += 1
                 if isinstance(outcome, ValidRow):
                     req = uploads.request_json(outcome.request)
-                    new_records.append(_item_record(seq, outcome, req))
+                    new_records.append(item_record(seq, outcome, req))
                 else:
-                    new_records.append(_invalid_record(seq, row.line, row.data, outcome[0],
+                    new_records.append(invalid_record(seq, row.line, row.data, outcome[0],
                                                        row.text))
                 counts["added"] += 1
             elif isinstance(outcome, ValidRow) and old["state"] in REPLACEABLE:
-                record = _item_record(int(old["seq"]), outcome,
+                record = item_record(int(old["seq"]), outcome,
                                       uploads.request_json(outcome.request))
                 record.pop("state")
                 record.update(attempt_reset(old), error_code="", error_message="")

@@ -4,7 +4,8 @@ image-to-video protocols, with configurable latency, limits and failure injectio
     create_app(profile)                  the Starlette app (state in memory)
     serve(host, port, profile)           run it in the foreground
     running_simulator(profile)           run it on a background thread; yields the base URL
-    load_profile(path)                   a `SimProfile` from a JSON file (None = defaults)
+    load_profile(path)                   a `SimProfile` from a JSON file (None = defaults;
+                                         ProfileError when unreadable or invalid)
     request_fingerprint(provider, model, body)   the key of `/_sim/stats` submit counters
 
 Routes: see `app.py`; control routes: see `control.py`; profile fields: see `profile.py`.
@@ -13,12 +14,13 @@ Routes: see `app.py`; control routes: see `control.py`; profile fields: see `pro
 from __future__ import annotations
 
 from genbatch.simulator.app import create_app
-from genbatch.simulator.profile import Behaviour, SimProfile, load_profile
+from genbatch.simulator.profile import Behaviour, ProfileError, SimProfile, load_profile
 from genbatch.simulator.server import running_simulator, serve
 from genbatch.simulator.stats import request_fingerprint
 
 __all__ = [
     "Behaviour",
+    "ProfileError",
     "SimProfile",
     "create_app",
     "load_profile",

@@ -18,8 +18,6 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
 
-from genbatch.errors import ConfigError
-
 Provider = Literal["novita", "highwayapi", "wavespeed", "byteplus"]
 Operation = Literal["submit", "poll", "cancel", "download"]
 Probability = float
@@ -109,6 +107,10 @@ class SimProfile(Behaviour):
         return bool(api_key) and (self.api_keys is None or api_key in self.api_keys)
 
 
+class ProfileError(ValueError):
+    """Raised when a simulator profile cannot be read or is invalid."""
+
+
 def load_profile(path: str | None) -> SimProfile:
     """Read a profile from a JSON file; None gives the default profile."""
     if path is None:
@@ -116,8 +118,8 @@ def load_profile(path: str | None) -> SimProfile:
     try:
         text = Path(path).read_text(encoding="utf-8")
     except OSError as exc:
-        raise ConfigError(f"cannot read simulator profile {path}: {exc.strerror}") from exc
+        raise ProfileError(f"cannot read simulator profile {path}: {exc.strerror}") from exc
     try:
         return SimProfile.model_validate_json(text)
     except ValidationError as exc:
-        raise ConfigError(f"invalid simulator profile {path}: {exc}") from exc
+        raise ProfileError(f"invalid simulator profile {path}: {exc}") from exc

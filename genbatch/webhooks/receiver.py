@@ -114,7 +114,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None,
     """The receiver app. `runtime` defaults to one whose enqueue sends Celery tasks."""
     check_settings(settings)
     if runtime is None:
-        from genbatch.worker.app import configure
+        from genbatch.worker.runtime import configure
 
         runtime = configure(settings)
     receiver = Receiver(runtime, submit_wait_s)

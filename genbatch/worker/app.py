@@ -7,12 +7,9 @@ and download have their own queues so a poll storm cannot starve downloads.
 
 from __future__ import annotations
 
-from typing import Any
-
 from celery import Celery
 
 from genbatch.config import Settings
-from genbatch.worker.runtime import Runtime
 
 QUEUES: dict[str, str] = {
     "submit": "genbatch.submit",
@@ -43,23 +40,10 @@ app.conf.update(
     worker_enable_soft_shutdown_on_idle=True,
 )
 
-_runtime: Runtime | None = None
 
-
-def configure(settings: Settings, runtime: Runtime | None = None) -> Runtime:
-    """Point the app at the settings' Redis and install the process runtime."""
-    global _runtime
+def connect(settings: Settings) -> None:
+    """Point the app at the settings' Redis (the broker)."""
     app.conf.broker_url = settings.require_redis_url()
-    _runtime = runtime or Runtime(settings, enqueue=send)
-    import genbatch.worker.tasks  # noqa: F401  (registers the tasks)
-
-    return _runtime
-
-
-def runtime() -> Runtime:
-    if _runtime is None:
-        raise RuntimeError("genbatch.worker.app.configure(settings) was not called")
-    return _runtime
 
 
 def send(kind: str, ident: str) -> None:
@@ -76,8 +60,3 @@ def worker_argv(settings: Settings, hostname: str | None = None) -> list[str]:
     if hostname:
         argv.append(f"--hostname={hostname}")
     return argv
-
-
-def run_worker(settings: Settings, **kwargs: Any) -> None:
-    configure(settings)
-    app.worker_main(worker_argv(settings, kwargs.get("hostname")))

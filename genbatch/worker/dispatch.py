@@ -15,7 +15,7 @@ queue is dropped only when Redis says its list is empty.
 from __future__ import annotations
 
 from genbatch import metrics
-from genbatch.producer.options import PRIORITIES
+from genbatch.models import PRIORITIES
 from genbatch.store.limits import Limits, rates_for
 from genbatch.worker.runtime import Runtime
 

@@ -18,13 +18,13 @@ import httpx
 
 from genbatch import providers
 from genbatch.config import Settings
-from genbatch.images import data_uri, is_data_uri, is_remote, sniff_format
+from genbatch.images import STORED_PREFIX, data_uri, is_data_uri, is_remote, sniff_format
 from genbatch.models import GenerationRequest
 from genbatch.providers.base import Provider
 from genbatch.storage import ObjectStorage, open_storage
 from genbatch.store import JobStore
+from genbatch.worker.app import connect, send
 
-STORED_PREFIX = "stored:"
 Enqueue = Callable[[str, str], None]  # (task kind, id) -> None
 
 
@@ -92,11 +92,7 @@ class Runtime:
         return httpx.Client(timeout=timeout, limits=limits, follow_redirects=follow_redirects)
 
     def enqueue(self, kind: str, ident: str) -> None:
-        if self._enqueue is None:
-            from genbatch.worker.app import send
-
-            self._enqueue = send
-        self._enqueue(kind, ident)
+        (self._enqueue or send)(kind, ident)
 
     def wire_request(self, request: GenerationRequest) -> GenerationRequest:
         """The request with stored images turned into data URIs (URLs pass through)."""
@@ -112,6 +108,12 @@ class Runtime:
         cached: Callable[[str], str] = self._get("images", lambda: functools.lru_cache(16)(
             lambda k: _to_data_uri(self.storage.get_bytes(k))))
         return cached(key)
+
+
+def configure(settings: Settings) -> Runtime:
+    """A process runtime whose `enqueue` sends Celery tasks to the settings' Redis."""
+    connect(settings)
+    return Runtime(settings, enqueue=send)
 
 
 def _to_data_uri(data: bytes) -> str:

@@ -24,10 +24,11 @@ from dataclasses import dataclass
 
 import redis
 
-from genbatch import budget, metrics, notify
+from genbatch import metrics
 from genbatch.config import PROVIDER_NAMES
-from genbatch.store import open_count
+from genbatch.store import budget, open_count
 from genbatch.store.limits import Limits, poll_rates
+from genbatch.worker import notify
 from genbatch.worker.dispatch import dispatch_account
 from genbatch.worker.runtime import Runtime
 

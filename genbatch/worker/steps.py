@@ -12,7 +12,7 @@ from typing import Any
 
 import httpx
 
-from genbatch import failover, metrics, notify
+from genbatch import metrics
 from genbatch.errors import (
     AmbiguousSubmit,
     GenbatchError,
@@ -27,6 +27,7 @@ from genbatch.storage import object_key
 from genbatch.store import open_count
 from genbatch.store.limits import GenTimes, Limits
 from genbatch.webhooks import callback_url
+from genbatch.worker import failover, notify
 from genbatch.worker.polling import (
     first_poll_delay,
     next_poll_delay,
@@ -318,7 +319,7 @@ def _describe(exc: BaseException) -> str:
 def finalize_batch(rt: Runtime, batch_id: str) -> str:
     """in_progress → finalizing → completed, writing the output manifests once no item is
     open. Safe to repeat: a crash while finalizing is redone by the next finalize."""
-    from genbatch.outputs import write_outputs  # only the control queue needs it
+    from genbatch.worker.finalize import write_outputs  # only the control queue needs it
 
     batch = rt.store.get_batch(batch_id)
     if batch.get("status") not in ("in_progress", "finalizing") or open_count(batch):

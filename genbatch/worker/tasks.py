@@ -2,9 +2,33 @@
 
 from __future__ import annotations
 
-from genbatch import notify as webhook_out
+from typing import Any
+
+from genbatch.config import Settings
+from genbatch.worker import notify as webhook_out
 from genbatch.worker import steps
-from genbatch.worker.app import app, runtime
+from genbatch.worker.app import app, worker_argv
+from genbatch.worker.runtime import Runtime, configure
+
+_runtime: Runtime | None = None
+
+
+def install(runtime: Runtime) -> None:
+    """Make `runtime` the one this process's tasks run with."""
+    global _runtime
+    _runtime = runtime
+
+
+def runtime() -> Runtime:
+    if _runtime is None:
+        raise RuntimeError("genbatch.worker.tasks.install(runtime) was not called")
+    return _runtime
+
+
+def run_worker(settings: Settings, **kwargs: Any) -> None:
+    """Run a Celery worker in this process with the tasks below."""
+    install(configure(settings))
+    app.worker_main(worker_argv(settings, kwargs.get("hostname")))
 
 
 @app.task(name="genbatch.submit")

@@ -14,11 +14,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from genbatch.errors import ManifestError, ManifestRejected
-from genbatch.outputs import FORMULA_START, csv_safe, write_outputs
 from genbatch.producer.ingest import ingest_manifest
 from genbatch.storage import LocalStorage, object_key
 from genbatch.storage.keys import check_key
 from genbatch.store import JobStore
+from genbatch.worker.finalize import FORMULA_START, csv_safe, write_outputs
 
 pytestmark = pytest.mark.integration
 SETTINGS = settings(max_examples=60, deadline=None,

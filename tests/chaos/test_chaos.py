@@ -22,7 +22,7 @@ from urllib.parse import urlparse
 import pytest
 import redis
 
-from genbatch.redis_server import RedisServer, start_redis
+from genbatch.demo.redis_server import RedisServer, start_redis
 from genbatch.simulator import SimProfile, running_simulator
 from genbatch.store import JobStore
 from tests.integration.cluster import Cluster

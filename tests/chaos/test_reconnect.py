@@ -11,7 +11,7 @@ from urllib.parse import urlparse
 import pytest
 import redis
 
-from genbatch.redis_server import start_redis
+from genbatch.demo.redis_server import start_redis
 from genbatch.simulator import SimProfile, running_simulator
 from tests.integration.cluster import Cluster
 

@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 import redis
 
+from genbatch.demo.redis_server import start_redis
 from genbatch.producer.options import BatchOptions
-from genbatch.redis_server import start_redis
 from genbatch.simulator import SimProfile, running_simulator
 from tests.integration.cluster import Cluster
 

@@ -9,9 +9,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from genbatch.batch_ops import cancel_batch, retry_batch
 from genbatch.simulator import SimProfile
 from genbatch.store import item_id
+from genbatch.worker.control import cancel_batch, retry_batch
 from genbatch.worker.runtime import Runtime
 from genbatch.worker.steps import finalize_batch
 from tests.integration.cluster import Cluster, running_cluster

@@ -10,9 +10,9 @@ from typing import Any, cast
 
 import pytest
 
+from genbatch.console.views import batch_summary
 from genbatch.producer.options import BatchOptions
 from genbatch.simulator import SimProfile
-from genbatch.views import batch_summary
 from tests.integration.cluster import Cluster, running_cluster
 from tests.integration.test_pipeline import mixed_manifest, read_jsonl
 

@@ -14,10 +14,11 @@ from typing import Any
 
 import pytest
 
-from genbatch import budget, notify
-from genbatch.batch_ops import cancel_batch
 from genbatch.producer.options import BatchOptions
 from genbatch.simulator import SimProfile
+from genbatch.store import budget
+from genbatch.worker import notify
+from genbatch.worker.control import cancel_batch
 from genbatch.worker.runtime import Runtime
 from genbatch.worker.steps import finalize_batch
 from tests.integration.cluster import Cluster, running_cluster

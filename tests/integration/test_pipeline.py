@@ -15,6 +15,7 @@ from urllib.parse import urlparse
 import pytest
 
 from genbatch.config import Settings
+from genbatch.demo import SAMPLES
 from genbatch.simulator import SimProfile
 from genbatch.store import item_id
 from genbatch.worker import steps
@@ -22,7 +23,6 @@ from genbatch.worker.runtime import Runtime
 from tests.integration.cluster import Cluster, running_cluster
 
 pytestmark = pytest.mark.integration
-SAMPLES = Path(__file__).parents[2] / "genbatch" / "samples"
 PROFILE = {"time_factor": 50.0, "latency_mean_s": 20.0, "latency_sigma": 0.4,
            "queue_delay_s": 2.0, "seed": 3,
            "keys": {"test-highwayapi-key": {"provider": "highwayapi"},

@@ -13,12 +13,12 @@ from typing import Any
 
 import pytest
 
+from genbatch.demo import SAMPLES
 from genbatch.simulator import SimProfile, running_simulator
 from genbatch.store.limits import Limits
 from tests.integration.cluster import Cluster
 
 pytestmark = pytest.mark.integration
-SAMPLES = Path(__file__).parents[2] / "genbatch" / "samples"
 KEY = "test-novita-key"
 R, C = 60, 6
 

@@ -13,13 +13,13 @@ from typing import Any
 import httpx
 import pytest
 
+from genbatch.demo import SAMPLES
 from genbatch.simulator import SimProfile, running_simulator
 from genbatch.store import item_id
 from genbatch.webhooks import callback_url
 from tests.integration.cluster import Cluster
 
 pytestmark = pytest.mark.integration
-SAMPLES = Path(__file__).parents[2] / "genbatch" / "samples"
 SECRET = "integration-webhook-secret-0123456789"
 PROFILE = {"time_factor": 50.0, "latency_mean_s": 20.0, "latency_sigma": 0.3,
            "queue_delay_s": 1.0, "seed": 11}

@@ -6,8 +6,13 @@ from pathlib import Path
 
 import pytest
 
-from genbatch.errors import ConfigError
-from genbatch.simulator import Behaviour, SimProfile, load_profile, request_fingerprint
+from genbatch.simulator import (
+    Behaviour,
+    ProfileError,
+    SimProfile,
+    load_profile,
+    request_fingerprint,
+)
 from tests.simulator.helpers import KEY, Sim, byteplus_body, novita_body
 
 NOVITA_SUBMIT = "/v3/async/seedance-v1.5-pro-i2v"
@@ -99,10 +104,10 @@ def test_load_profile(tmp_path: Path) -> None:
     assert profile.accepts("a") and not profile.accepts("b")
     assert load_profile(None) == SimProfile()
     path.write_text('{"time_factor": 0}')
-    with pytest.raises(ConfigError, match="time_factor"):
+    with pytest.raises(ProfileError, match="time_factor"):
         load_profile(str(path))
-    with pytest.raises(ConfigError, match="cannot read"):
+    with pytest.raises(ProfileError, match="cannot read"):
         load_profile(str(tmp_path / "missing.json"))
     path.write_text('{"keys": {"a": {"seed": 1}}}')  # seed is global, not per key
-    with pytest.raises(ConfigError):
+    with pytest.raises(ProfileError):
         load_profile(str(path))

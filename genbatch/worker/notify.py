@@ -43,8 +43,8 @@ from urllib.parse import urlsplit
 import httpx
 import redis
 
-from genbatch import budget
 from genbatch.errors import GenbatchError, NotFoundError
+from genbatch.store import budget
 
 if TYPE_CHECKING:
     from genbatch.config import Settings

@@ -6,35 +6,17 @@ are safe to run while workers run, and safe to repeat.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 
-from genbatch.budget import set_budget
 from genbatch.config import PROVIDER_NAMES
 from genbatch.errors import GenbatchError
 from genbatch.store import item_id
+from genbatch.store.budget import set_budget
+from genbatch.store.history import attempt_reset
 from genbatch.worker.runtime import Runtime
 from genbatch.worker.steps import finalize_batch, finish
 
 RETRYABLE_STATES: tuple[str, ...] = ("failed", "expired", "ambiguous")
-# Item fields that describe one attempt; cleared when the item is retried.
-ATTEMPT_FIELDS: tuple[str, ...] = (
-    "remote_id", "submitted_at", "finished_at", "error_code", "error_message", "video_url",
-    "video_ttl", "remote_status", "progress", "deadline", "last_error", "generated_at",
-    "output_uri", "sha256", "bytes", "cost",
-)
-
-
-def attempt_reset(item: dict[str, str]) -> dict[str, str]:
-    """Fields that start a new attempt of `item`, its last attempt appended to `history`."""
-    history = json.loads(item.get("history") or "[]")
-    history.append({k: item.get(k) for k in
-                    ("state", "remote_id", "error_code", "error_message", "submitted_at",
-                     "finished_at", "attempts")})
-    fields = dict.fromkeys(ATTEMPT_FIELDS, "")
-    fields.update(history=json.dumps(history), polls="0", dl_attempts="0")
-    return fields
-
 
 @dataclass
 class CancelReport:

@@ -21,10 +21,10 @@ import httpx
 from rich.console import Console
 
 from genbatch.config import PROVIDER_NAMES, Settings
+from genbatch.demo import SAMPLES
+from genbatch.demo.redis_server import free_port, start_redis
 from genbatch.errors import GenbatchError
-from genbatch.redis_server import free_port, start_redis
 
-SAMPLES = Path(__file__).parent / "samples"
 SAMPLE_MANIFEST = SAMPLES / "demo.csv"
 TIME_FACTOR = 20.0  # the demo compresses time: a 40 s generation takes 2 s
 SIM_PROFILE = {"time_factor": TIME_FACTOR, "latency_mean_s": 40.0, "latency_sigma": 0.4,
@@ -99,11 +99,11 @@ def _on_sigterm(signum: int, frame: FrameType | None) -> None:
 
 
 def run_demo(workdir: Path, out: Console, err: Console) -> int:
-    from genbatch.outputs import result_row
+    from genbatch.console.views import results_table, watch_batch
     from genbatch.producer.ingest import ingest_manifest
     from genbatch.storage import open_storage
     from genbatch.store import JobStore
-    from genbatch.views import results_table, watch_batch
+    from genbatch.worker.finalize import result_row
 
     workdir = workdir.resolve()
     children = Children(workdir / "logs")

@@ -43,6 +43,7 @@ from typing import TYPE_CHECKING, Any
 from genbatch import providers
 from genbatch.errors import ConfigError
 from genbatch.models import GenerationRequest
+from genbatch.store.history import attempt_reset, failed_over_from
 
 if TYPE_CHECKING:
     from genbatch.worker.runtime import Runtime
@@ -150,8 +151,6 @@ def fail_over(rt: Runtime, iid: str, allowed: Sequence[str], code: str,
 
 def _failover_fields(rt: Runtime, item: dict[str, str], code: str, message: str,
                      origin: str) -> dict[str, Any]:
-    from genbatch.batch_ops import attempt_reset  # batch_ops imports the worker steps
-
     now = rt.now()
     fields: dict[str, Any] = dict(attempt_reset(item))
     history = json.loads(fields["history"])
@@ -169,47 +168,3 @@ def summary(batch: dict[str, str]) -> dict[str, object] | None:
     if not batch.get("fallback"):
         return None
     return {"fallback": batch["fallback"], "failed_over": int(batch.get("failed_over") or 0)}
-
-
-def failed_over_from(item: dict[str, str]) -> str | None:
-    """`provider:model` the item failed over from, while it is on the fallback (a row that
-    `submit --resume` put back on its first provider has not failed over)."""
-    origin = item.get("failed_over_from") or ""
-    current = f"{item.get('provider')}:{item.get('model')}"
-    return origin if origin and origin != current else None
-
-
-def attempt_history(item: dict[str, str]) -> list[dict[str, Any]]:
-    """Every attempt of an item, oldest first, the current one last: provider, model,
-    remote_task_id, state, error_code, error_message. Past attempts recorded before
-    failover existed (retry) carry no provider: they ran where the next recorded one did."""
-    past: list[dict[str, Any]] = json.loads(item.get("history") or "[]")
-    rows: list[dict[str, Any]] = []
-    later_provider, later_model = item.get("provider") or None, item.get("model") or None
-    for entry in reversed(past):
-        if entry.get("provider"):
-            later_provider, later_model = entry["provider"], entry.get("model")
-        rows.append({
-            "provider": entry.get("provider") or later_provider,
-            "model": entry.get("model") or later_model,
-            "remote_task_id": entry.get("remote_id") or None,
-            "state": entry.get("state") or None,
-            "error_code": entry.get("error_code") or None,
-            "error_message": entry.get("error_message") or None,
-        })
-    rows.reverse()
-    rows.append({
-        "provider": item.get("provider") or None, "model": item.get("model") or None,
-        "remote_task_id": item.get("remote_id") or None, "state": item.get("state") or None,
-        "error_code": item.get("error_code") or None,
-        "error_message": item.get("error_message") or None,
-    })
-    return rows
-
-
-def compact_history(attempts: list[dict[str, Any]]) -> str:
-    """One CSV cell: `provider:model:state[:error_code]` per attempt, joined by ` > `."""
-    return " > ".join(
-        ":".join(str(a[k]) for k in ("provider", "model", "state", "error_code") if a.get(k))
-        for a in attempts
-    )

@@ -31,10 +31,10 @@ from starlette.routing import Route
 
 from genbatch import metrics
 from genbatch.config import PROVIDER_NAMES, Settings
+from genbatch.console.views import STATE_COLUMNS, batch_summary, done_count
 from genbatch.errors import NotFoundError, StorageError
 from genbatch.storage import ObjectStorage, batch_key, open_storage
 from genbatch.store import JobStore
-from genbatch.views import STATE_COLUMNS, batch_summary, done_count
 
 RESULT_FILES = {"results.jsonl": "application/x-ndjson", "results.csv": "text/csv",
                 "errors.jsonl": "application/x-ndjson"}

@@ -11,8 +11,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from genbatch import budget, failover, notify
-from genbatch.store import JobStore
+from genbatch.store import JobStore, budget
+from genbatch.worker import failover, notify
 
 STATE_COLUMNS = ("pending", "in_flight", "downloading", "succeeded", "failed", "expired",
                  "cancelled", "ambiguous")

@@ -17,8 +17,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from genbatch.failover import attempt_history, compact_history, failed_over_from
 from genbatch.storage import ObjectStorage, batch_key, object_key
+from genbatch.store.history import attempt_history, compact_history, failed_over_from
 
 RESULT_FIELDS: tuple[str, ...] = (
     "custom_id", "line", "status", "output_uri", "sha256", "bytes", "provider", "model",
@@ -56,7 +56,7 @@ def result_row(item: dict[str, str]) -> dict[str, Any]:
         "error_code": item.get("error_code") or None,
         "error_message": item.get("error_message") or None,
         "attempts": _int(item.get("attempts")),
-        # failover (genbatch/failover.py): where the first attempt ran, and every attempt
+        # failover (genbatch/worker/failover.py): where the first attempt ran, and every attempt
         "failed_over_from": failed_over_from(item),
         "attempt_history": attempt_history(item),
     }

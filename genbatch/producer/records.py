@@ -1,0 +1,105 @@
+"""Item records as the producer writes them, and the local images they refer to.
+
+A record is what `JobStore.add_items` stores for one manifest row: every value a string.
+A valid row's record is `pending` with its normalised request (`req`); a bad row's is
+`failed` with `error_code` `invalid_row`, so the row still lands in errors.jsonl. Local
+images are copied once each into object storage (`inputs/<sha256>.<ext>`) and the request
+refers to them as `stored:<key>` (`genbatch.images.STORED_PREFIX`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+from genbatch.errors import ManifestError
+from genbatch.images import STORED_PREFIX, is_data_uri, is_remote, sniff_format
+from genbatch.models import GenerationRequest
+from genbatch.producer.validate import IMAGE_FIELDS, MAX_CACHED_REFS, ValidRow
+from genbatch.storage import ObjectStorage
+
+# One encoder each, built once: json.dumps with options builds a new one per call.
+_row_json = json.JSONEncoder(ensure_ascii=False, default=str).encode
+_request_json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+
+
+def item_record(seq: int, row: ValidRow, request_json: str) -> dict[str, str]:
+    """The record of a valid row's item, pending (every value a string)."""
+    return {
+        "seq": str(seq),
+        "line": str(row.line),
+        "custom_id": row.custom_id,
+        "provider": row.provider,
+        "model": row.model,
+        "state": "pending",
+        "req": request_json,
+        "row": row.text if row.text is not None else _row_json(row.row),
+        "est_cost": "" if row.est_cost is None else repr(row.est_cost),
+    }
+
+
+def invalid_record(
+    seq: int, line: int, data: dict[str, Any], first: ManifestError, text: str | None = None
+) -> dict[str, str]:
+    """The record of a bad row's item: failed `invalid_row`, its first problem as message."""
+    return {
+        "seq": str(seq),
+        "line": str(line),
+        "custom_id": str(data.get("custom_id") or f"line-{line}"),
+        "provider": str(data.get("provider") or ""),
+        "model": str(data.get("model") or ""),
+        "state": "failed",
+        "row": text if text is not None else _row_json(data),
+        "error_code": "invalid_row",
+        "error_message": f"{first.field}: {first.reason}" if first.field else first.reason,
+    }
+
+
+class ImageUploader:
+    """Copies each distinct local image once into object storage, content-addressed."""
+
+    def __init__(self, storage: ObjectStorage | None) -> None:
+        self.storage = storage
+        self.done: dict[str, str] = {}
+        self.remote: set[str] = set()  # references seen to be URLs (bounded, see below)
+
+    def request_json(self, request: GenerationRequest) -> str:
+        """The request as stored in the item (`req`), local images as stored objects."""
+        updates = {}
+        for name in IMAGE_FIELDS:
+            ref = getattr(request, name)
+            if ref is None or ref in self.remote:
+                continue
+            if ref in self.done:
+                updates[name] = self.done[ref]
+                continue
+            if is_remote(ref) or is_data_uri(ref):
+                if len(self.remote) >= MAX_CACHED_REFS:
+                    self.remote.clear()
+                self.remote.add(ref)
+                continue
+            updates[name] = self._upload(Path(ref))
+        text = request.model_dump_json(exclude_none=True)
+        for name, stored in updates.items():
+            # `"image":"…"` can only be the field itself: a quote inside a JSON string is
+            # escaped, so the pattern cannot start inside another value.
+            local = getattr(request, name)
+            text = text.replace(f'"{name}":{_request_json(local)}',
+                                f'"{name}":{_request_json(stored)}', 1)
+        return text
+
+    def _upload(self, path: Path) -> str:
+        key = str(path)
+        if key not in self.done:
+            assert self.storage is not None
+            with path.open("rb") as fh:
+                digest = hashlib.file_digest(fh, "sha256").hexdigest()
+                fh.seek(0)
+                fmt = sniff_format(fh.read(64))
+            object_key = f"inputs/{digest}.{fmt}"
+            if not self.storage.exists(object_key):
+                self.storage.put_file(object_key, path, content_type=f"image/{fmt}")
+            self.done[key] = STORED_PREFIX + object_key
+        return self.done[key]

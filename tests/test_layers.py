@@ -1,0 +1,110 @@
+"""The package's import graph has no cycles, imports inside functions and under
+TYPE_CHECKING included (the layer contracts themselves are import-linter's, `make lint`)."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import genbatch
+
+ROOT = Path(genbatch.__file__).parent
+
+
+def module_names() -> dict[str, Path]:
+    names: dict[str, Path] = {}
+    for path in ROOT.rglob("*.py"):
+        parts = list(path.relative_to(ROOT.parent).with_suffix("").parts)
+        if parts[-1] == "__init__":
+            parts.pop()
+        names[".".join(parts)] = path
+    return names
+
+
+def imports_of(name: str, path: Path, known: dict[str, Path]) -> set[str]:
+    """Every genbatch module `name` imports, wherever in the file the import stands."""
+
+    def owner(dotted: str) -> str:
+        while dotted and dotted not in known:
+            dotted = dotted.rpartition(".")[0]
+        return dotted
+
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            found.update(owner(a.name) for a in node.names if a.name.startswith("genbatch"))
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                up = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join([*up, base] if base else up)
+            if base.startswith("genbatch"):
+                for alias in node.names:
+                    full = f"{base}.{alias.name}"
+                    found.add(full if full in known else owner(base))
+    found.discard(name)
+    found.discard("")
+    return found
+
+
+def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Strongly connected components of more than one module (Tarjan, iterative)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found: list[list[str]] = []
+    for root in sorted(graph):
+        if root in index:
+            continue
+        work = [(root, iter(sorted(graph[root])))]
+        index[root] = low[root] = len(index)
+        stack.append(root)
+        on_stack.add(root)
+        while work:
+            node, edges = work[-1]
+            nxt = next(edges, None)
+            if nxt is not None:
+                if nxt not in index:
+                    index[nxt] = low[nxt] = len(index)
+                    stack.append(nxt)
+                    on_stack.add(nxt)
+                    work.append((nxt, iter(sorted(graph.get(nxt, ())))))
+                elif nxt in on_stack:
+                    low[node] = min(low[node], index[nxt])
+                continue
+            work.pop()
+            if work:
+                low[work[-1][0]] = min(low[work[-1][0]], low[node])
+            if low[node] == index[node]:
+                component = []
+                while True:
+                    member = stack.pop()
+                    on_stack.discard(member)
+                    component.append(member)
+                    if member == node:
+                        break
+                if len(component) > 1:
+                    found.append(sorted(component))
+    return found
+
+
+def test_the_cycle_finder_finds_a_cycle() -> None:
+    graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}
+    assert cycles(graph) == [["a", "b", "c"]]
+    assert cycles({"a": {"b"}, "b": set()}) == []
+
+
+def test_function_level_imports_are_seen(tmp_path: Path) -> None:
+    path = tmp_path / "m.py"
+    path.write_text("def f():\n    from genbatch.store import history\n")
+    known = {"genbatch.store": path, "genbatch.store.history": path, "genbatch.x": path}
+    assert imports_of("genbatch.x", path, known) == {"genbatch.store.history"}
+
+
+def test_no_import_cycles_in_genbatch() -> None:
+    known = module_names()
+    graph = {name: imports_of(name, path, known) for name, path in known.items()}
+    assert "genbatch.worker.steps" in graph and graph["genbatch.worker.steps"]
+    assert cycles(graph) == []
