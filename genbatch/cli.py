@@ -46,7 +46,7 @@ def _settings() -> Settings:
 
 def _store(settings: Settings) -> JobStore:
     store = JobStore.from_url(settings.require_redis_url())
-    store.r.ping()
+    store.ping()
     return store
 
 
@@ -232,7 +232,7 @@ def _ops_runtime(settings: Settings) -> Runtime:
             finalize_batch(rt, ident)
 
     rt = Runtime(settings, enqueue=enqueue)
-    rt.store.r.ping()
+    rt.store.ping()
     return rt
 
 

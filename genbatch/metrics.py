@@ -26,11 +26,9 @@ from genbatch.store import COUNTERS, JobStore
 
 log = logging.getLogger(__name__)
 
-# Celery's queues (lists in the broker Redis) and kombu's priority-list separator.
+# Celery's queues (lists in the broker Redis).
 CELERY_QUEUES: tuple[str, ...] = ("genbatch.submit", "genbatch.poll", "genbatch.download",
                                   "genbatch.control")
-_PRIORITY_SEP = "\x06\x16"
-_PRIORITY_STEPS = (3, 6, 9)  # step 0 is the plain list name
 MAX_TIMERS_SCANNED = 10_000  # open items looked at for the oldest-item gauges
 
 KIND_LABELLED = frozenset({"genbatch_provider_429", "genbatch_limiter_waits"})
@@ -63,10 +61,7 @@ BATCH_MONEY_HELP: dict[str, str] = {
 def count(store: JobStore, name: str, field: str, amount: float = 1) -> None:
     """Add `amount` to counter `name` for `field` (a provider, or provider:kind)."""
     with _best_effort(name):
-        if isinstance(amount, int):
-            store.r.hincrby(store.k("metrics", name), field, amount)
-        else:
-            store.r.hincrbyfloat(store.k("metrics", name), field, amount)
+        store.counters.add(name, field, amount)
 
 
 def record_429(store: JobStore, provider: str, kind: str) -> None:
@@ -88,22 +83,14 @@ def record_success(store: JobStore, item: Mapping[str, str], size: int) -> None:
     provider, batch = item.get("provider", ""), item.get("batch", "")
     cost, estimate = _money(item.get("cost")), _money(item.get("est_cost"))
     with _best_effort("record_success"):
-        pipe = store.r.pipeline(transaction=False)
-        pipe.hincrby(store.k("metrics", "download_bytes"), provider, size)
-        pipe.hincrbyfloat(store.k("metrics", "spend_usd"), provider, cost)
-        pipe.hincrbyfloat(store.k("metrics", "spend_estimate_usd"), provider, estimate)
-        pipe.hincrbyfloat(store.k("metrics", "batch", batch), "spend_usd", cost)
-        pipe.hincrbyfloat(store.k("metrics", "batch", batch), "spend_estimate_usd", estimate)
-        pipe.execute()
+        store.counters.add_stored_video(provider, batch, size, cost, estimate)
 
 
 def batch_spend(store: JobStore, batch_ids: Iterable[str]) -> dict[str, tuple[float, float]]:
     """(spend, estimate of the same items) in USD for each batch id."""
     ids = list(batch_ids)
-    pipe = store.r.pipeline(transaction=False)
-    for bid in ids:
-        pipe.hmget(store.k("metrics", "batch", bid), "spend_usd", "spend_estimate_usd")
-    return {bid: (_money(s), _money(e)) for bid, (s, e) in zip(ids, pipe.execute(), strict=True)}
+    spend = store.counters.batch_spend(ids)
+    return {bid: (_money(s), _money(e)) for bid, (s, e) in zip(ids, spend, strict=True)}
 
 
 @contextlib.contextmanager
@@ -142,11 +129,7 @@ class StoreCollector(Collector):
         yield from self._queues()
 
     def _items_by_state(self, now: float, ids: list[str]) -> Iterator[Metric]:
-        r, k = self.store.r, self.store.k
-        pipe = r.pipeline(transaction=False)
-        for bid in ids:
-            pipe.hmget(k("batch", bid), "created_at", *COUNTERS)
-        rows = pipe.execute()
+        rows = self.store.batch_fields(ids, ("created_at", *COUNTERS))
         totals = dict.fromkeys(COUNTERS, 0)
         per_batch = GaugeMetricFamily("genbatch_batch_items", "items of an active batch by state",
                                       labels=["batch", "state"])
@@ -171,12 +154,10 @@ class StoreCollector(Collector):
         """Spend of each active batch against its estimate and its budget (budget.summary)."""
         from genbatch.store import budget
 
-        pipe = self.store.r.pipeline(transaction=False)
-        for bid in ids:
-            pipe.hmget(self.store.k("batch", bid), *BATCH_MONEY_FIELDS)
+        rows = self.store.batch_fields(ids, BATCH_MONEY_FIELDS)
         families = {name: GaugeMetricFamily(f"genbatch_batch_{name}", doc, labels=["batch"])
                     for name, doc in BATCH_MONEY_HELP.items()}
-        for bid, values in zip(ids, pipe.execute(), strict=True):
+        for bid, values in zip(ids, rows, strict=True):
             money = budget.summary({f: v for f, v in zip(BATCH_MONEY_FIELDS, values,
                                                          strict=True) if v is not None})
             for name in ("spent_usd", "spent_estimate_usd", "reserved_usd"):
@@ -188,22 +169,20 @@ class StoreCollector(Collector):
 
     def _in_flight(self) -> Iterator[Metric]:
         providers = sorted(self.limits)
-        values = self.store.r.mget([self.store.k("inflight", p) for p in providers])
+        values = self.store.in_flight_counts(providers)
         in_flight = GaugeMetricFamily("genbatch_in_flight", "generations in flight per provider "
                                       "account", labels=["provider"])
         limit = GaugeMetricFamily("genbatch_in_flight_limit", "in-flight cap per provider "
                                   "account", labels=["provider"])
         for p, v in zip(providers, values, strict=True):
-            in_flight.add_metric([p], int(v or 0))
+            in_flight.add_metric([p], v)
             limit.add_metric([p], self.limits[p])
         yield in_flight
         yield limit
 
     def _counters(self) -> Iterator[Metric]:
-        pipe = self.store.r.pipeline(transaction=False)
-        for name in COUNTERS_HELP:
-            pipe.hgetall(self.store.k("metrics", name))
-        for (metric, doc), values in zip(COUNTERS_HELP.values(), pipe.execute(), strict=True):
+        counted = self.store.counters.read(list(COUNTERS_HELP))
+        for (metric, doc), values in zip(COUNTERS_HELP.values(), counted, strict=True):
             labels = ["provider", "kind"] if metric in KIND_LABELLED else ["provider"]
             family = CounterMetricFamily(metric, doc, labels=labels)
             for field, value in sorted(values.items()):
@@ -212,13 +191,12 @@ class StoreCollector(Collector):
             yield family
 
     def _timers(self, now: float) -> Iterator[Metric]:
-        r, timers = self.store.r, self.store.k("timers")
-        due = r.zrangebyscore(timers, "-inf", now, start=0, num=1, withscores=True)
-        lag = now - float(due[0][1]) if due else 0.0
+        oldest_due, n_due = self.store.timers_due(now)
+        lag = now - oldest_due if oldest_due is not None else 0.0
         yield GaugeMetricFamily("genbatch_poll_lag_seconds", "now minus the oldest due timer "
                                 "(poll, download or lease) not yet acted on", value=lag)
         yield GaugeMetricFamily("genbatch_timers_due", "timers due and not yet acted on",
-                                value=r.zcount(timers, "-inf", now))
+                                value=n_due)
         age, left = self._oldest_open(now)
         yield GaugeMetricFamily("genbatch_oldest_open_item_age_seconds", "time since the oldest "
                                 "open item was submitted", value=age)
@@ -226,32 +204,22 @@ class StoreCollector(Collector):
                                 "the oldest open item's deadline (negative: overdue)", value=left)
 
     def _oldest_open(self, now: float) -> tuple[float, float]:
-        ids = self.store.r.zrange(self.store.k("timers"), 0, MAX_TIMERS_SCANNED - 1)
-        pipe = self.store.r.pipeline(transaction=False)
-        for iid in ids:
-            pipe.hmget(self.store.k("item", str(iid)), "submitted_at", "deadline")
-        started = [(float(s), _money(d)) for s, d in pipe.execute() if s]
+        started = [(float(s), _money(d))
+                   for s, d in self.store.timed_item_starts(MAX_TIMERS_SCANNED) if s]
         if not started:
             return 0.0, 0.0
         submitted_at, deadline = min(started)
         return now - submitted_at, (deadline - now) if deadline else 0.0
 
     def _queues(self) -> Iterator[Metric]:
-        r = self.store.r
-        pipe = r.pipeline(transaction=False)
-        for q in CELERY_QUEUES:
-            pipe.llen(q)
-            for step in _PRIORITY_STEPS:
-                pipe.llen(f"{q}{_PRIORITY_SEP}{step}")
-        lengths = pipe.execute()
+        lengths, unacked = self.store.celery_backlog(CELERY_QUEUES)
         family = GaugeMetricFamily("genbatch_queue_length", "messages waiting in a Celery queue",
                                    labels=["queue"])
-        per_queue = 1 + len(_PRIORITY_STEPS)
-        for i, q in enumerate(CELERY_QUEUES):
-            family.add_metric([q], sum(lengths[i * per_queue:(i + 1) * per_queue]))
+        for q in CELERY_QUEUES:
+            family.add_metric([q], lengths[q])
         yield family
         yield GaugeMetricFamily("genbatch_celery_unacked", "messages delivered to workers and "
-                                "not yet acknowledged", value=r.hlen("unacked"))
+                                "not yet acknowledged", value=unacked)
 
 
 def registry(store: JobStore, limits: Mapping[str, int]) -> CollectorRegistry:

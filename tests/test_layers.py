@@ -108,3 +108,29 @@ def test_no_import_cycles_in_genbatch() -> None:
     graph = {name: imports_of(name, path, known) for name, path in known.items()}
     assert "genbatch.worker.steps" in graph and graph["genbatch.worker.steps"]
     assert cycles(graph) == []
+
+
+def store_internals_used(source: str) -> list[int]:
+    """Lines that reach into a job store's Redis client or key builder (`store.r`,
+    `rt.store.k(...)`, `self.store.prefix`)."""
+    lines = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Attribute) and node.attr in ("r", "k", "prefix"):
+            owner = node.value
+            name = owner.attr if isinstance(owner, ast.Attribute) else getattr(owner, "id", "")
+            if name == "store":
+                lines.append(node.lineno)
+    return sorted(lines)
+
+
+def test_the_store_check_sees_a_leak() -> None:
+    assert store_internals_used("rt.store.r.get('x')\nstore.k('a')\nstore.get_item('i')") == [1, 2]
+
+
+def test_only_the_store_touches_redis_keys() -> None:
+    leaks = {
+        name: lines for name, path in module_names().items()
+        if not name.startswith("genbatch.store")
+        and (lines := store_internals_used(path.read_text(encoding="utf-8")))
+    }
+    assert leaks == {}

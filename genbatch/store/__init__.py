@@ -18,7 +18,16 @@ Keys (prefix `gb:` by default):
     inflight:{provider}      generations in flight at that account (moved only by Lua)
     timers                   zset item id -> when the scheduler must next act on it
     cooldown:{provider}      present while an account is backing off after a 429
+    rr:{provider}:{priority} round-robin position over an account's batches of one priority
     lock:{name}              leader locks
+    rate:{provider}:{kind}   request-rate limiter state and its `:log` (store/limits.py)
+    gentime                  learned generation times (store/limits.py)
+    metrics:{name}, metrics:batch:{bid}   counters for Prometheus (store/counters.py)
+    notify                   zset of batch-finished events due for delivery (store/outbox.py)
+
+Outside the prefix, only read: Celery's queue lists and kombu's `unacked` hash
+(`celery_backlog`, for metrics). Nothing outside `genbatch/store/` touches Redis keys: other
+parts call the named methods here (tests/test_layers.py checks it).
 
 A Celery message only ever carries an item or batch id; losing or duplicating one is
 harmless because every task re-reads the item's state and transitions by compare-and-set.
@@ -26,6 +35,7 @@ harmless because every task re-reads the item's state and transitions by compare
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -34,6 +44,9 @@ import redis
 
 from genbatch.errors import GenbatchError, NotFoundError
 from genbatch.store import scripts
+from genbatch.store.counters import Counters
+from genbatch.store.limits import GenTimes, Limits
+from genbatch.store.outbox import Outbox
 
 COUNTERS: tuple[str, ...] = (
     "total", "pending", "in_flight", "downloading",
@@ -41,6 +54,9 @@ COUNTERS: tuple[str, ...] = (
 )
 OPEN_COUNTERS: tuple[str, ...] = ("pending", "in_flight", "downloading")
 TimerArg = float | str | None  # None keep, "-" remove, float = due time
+# kombu's Redis transport: a queue's priority lists are `<queue>\x06\x16<step>`.
+_KOMBU_PRIORITY_SEP = "\x06\x16"
+_KOMBU_PRIORITY_STEPS = (3, 6, 9)  # step 0 is the plain list
 
 
 def open_count(batch: Mapping[str, str]) -> int:
@@ -177,6 +193,31 @@ class JobStore:
     # -- keys ------------------------------------------------------------------------
     def k(self, *parts: str) -> str:
         return self.prefix + ":".join(parts)
+
+    def ping(self) -> None:
+        """Fail now (redis.ConnectionError) rather than at first use when Redis is away."""
+        self.r.ping()
+
+    # -- parts with keys of their own ----------------------------------------------------
+    @functools.cached_property
+    def limits(self) -> Limits:
+        """Request-rate limits and the timers claim (`store/limits.py`)."""
+        return Limits(self.r, self.prefix)
+
+    @functools.cached_property
+    def gen_times(self) -> GenTimes:
+        """Learned generation times per account and model (`store/limits.py`)."""
+        return GenTimes(self.r, self.prefix)
+
+    @functools.cached_property
+    def counters(self) -> Counters:
+        """Counters for Prometheus (`store/counters.py`)."""
+        return Counters(self.r, self.prefix)
+
+    @functools.cached_property
+    def outbox(self) -> Outbox:
+        """Batch-finished events waiting for delivery (`store/outbox.py`)."""
+        return Outbox(self.r, self.prefix)
 
     # -- batches ---------------------------------------------------------------------
     def create_batch(self, batch_id: str, meta: Mapping[str, str], created_at: float) -> None:
@@ -472,9 +513,7 @@ class JobStore:
 
     def claim_due(self, now: float, lease_until: float, max_n: int) -> list[tuple[str, str]]:
         """Due timers with no poll budget applied (the scheduler uses Limits.claim_due)."""
-        from genbatch.store.limits import Limits
-
-        return [(i, st) for i, st in Limits(self.r, self.prefix).claim_due(
+        return [(i, st) for i, st in self.limits.claim_due(
             now, lease_until, max_n, {}) if i]
 
     def set_cooldown(self, provider: str, seconds: float) -> None:
@@ -482,6 +521,62 @@ class JobStore:
 
     def in_cooldown(self, provider: str) -> bool:
         return bool(self.r.exists(self.k("cooldown", provider)))
+
+    def batch_fields(self, batch_ids: Sequence[str],
+                     fields: Sequence[str]) -> list[list[str | None]]:
+        """`fields` of each batch (None where unset), in one round trip."""
+        pipe = self.r.pipeline(transaction=False)
+        for bid in batch_ids:
+            pipe.hmget(self.k("batch", bid), list(fields))
+        return list(pipe.execute())
+
+    def in_flight_counts(self, providers: Sequence[str]) -> list[int]:
+        return [int(v or 0) for v in self.r.mget([self.k("inflight", p) for p in providers])]
+
+    def still_queued(self, provider: str, batch_id: str) -> bool:
+        """The batch has pending items at `provider` and is on its round-robin."""
+        pipe = self.r.pipeline(transaction=False)
+        pipe.llen(self.k("pending", provider, batch_id))
+        pipe.sismember(self.k("queues", provider), batch_id)
+        n, member = pipe.execute()
+        return bool(n) and bool(member)
+
+    def rr_position(self, provider: str, priority: str) -> int:
+        """Where the round-robin over `provider`'s batches of one priority starts next."""
+        return int(self.r.get(self.k("rr", provider, priority)) or 0)
+
+    def advance_rr(self, provider: str, priority: str, n: int) -> None:
+        self.r.incrby(self.k("rr", provider, priority), n)
+
+    def timers_due(self, now: float) -> tuple[float | None, int]:
+        """(when the oldest due timer was due, how many are due) at `now`."""
+        key = self.k("timers")
+        oldest = self.r.zrangebyscore(key, "-inf", now, start=0, num=1, withscores=True)
+        n: int = self.r.zcount(key, "-inf", now)
+        return (float(oldest[0][1]) if oldest else None), n
+
+    def timed_item_starts(self, max_n: int) -> list[tuple[str | None, str | None]]:
+        """(submitted_at, deadline) of up to `max_n` items with a timer (open items)."""
+        ids = self.r.zrange(self.k("timers"), 0, max_n - 1)
+        pipe = self.r.pipeline(transaction=False)
+        for iid in ids:
+            pipe.hmget(self.k("item", str(iid)), "submitted_at", "deadline")
+        return [(s, d) for s, d in pipe.execute()]
+
+    def celery_backlog(self, queues: Sequence[str]) -> tuple[dict[str, int], int]:
+        """Messages waiting in each Celery queue (kombu keeps a queue as a plain list plus
+        one list per priority step, named `queue\\x06\\x16<step>`; they are not under our
+        prefix), and messages delivered but not yet acknowledged (kombu's `unacked` hash)."""
+        steps = ("", *(f"{_KOMBU_PRIORITY_SEP}{step}" for step in _KOMBU_PRIORITY_STEPS))
+        pipe = self.r.pipeline(transaction=False)
+        for q in queues:
+            for step in steps:
+                pipe.llen(f"{q}{step}")
+        pipe.hlen("unacked")
+        *lengths, unacked = pipe.execute()
+        per = len(steps)
+        return ({q: sum(lengths[i * per:(i + 1) * per]) for i, q in enumerate(queues)},
+                int(unacked))
 
     # -- leader locks ----------------------------------------------------------------
     def acquire_lock(self, name: str, token: str, ttl_s: float) -> bool:

@@ -35,7 +35,7 @@ def dispatch_account(rt: Runtime, provider: str, limits: Limits | None = None) -
     if free <= 0:
         return 0
     now = rt.now()
-    limits = limits or Limits(store.r, store.prefix)
+    limits = limits or store.limits
     granted, _ = limits.take(provider, "submit", free, rates_for(rt.settings, provider)["submit"],
                              now)
     if granted < free:  # the submit rate, not the in-flight cap, holds it back
@@ -47,11 +47,9 @@ def dispatch_account(rt: Runtime, provider: str, limits: Limits | None = None) -
 
 
 def _priority_groups(rt: Runtime, batches: list[str]) -> list[tuple[str, list[str]]]:
-    pipe = rt.store.r.pipeline(transaction=False)
-    for bid in batches:
-        pipe.hget(rt.store.k("batch", bid), "priority")
     groups: dict[str, list[str]] = {p: [] for p in PRIORITIES}
-    for bid, prio in zip(batches, pipe.execute(), strict=True):
+    for bid, (prio,) in zip(batches, rt.store.batch_fields(batches, ["priority"]),
+                            strict=True):
         groups[prio if prio in groups else "normal"].append(bid)
     return [(p, groups[p]) for p in PRIORITIES if groups[p]]
 
@@ -61,8 +59,7 @@ def _feed(rt: Runtime, provider: str, batches: list[str], limit: int, budget: in
     """Hand `budget` submits to the queued batches; returns how many were dispatched."""
     store, used = rt.store, 0
     for prio, group in _priority_groups(rt, batches):
-        rr_key = store.k("rr", provider, prio)
-        start = int(store.r.get(rr_key) or 0) % len(group)
+        start = store.rr_position(provider, prio) % len(group)
         order = group[start:] + group[:start]
         served = 0
         first_pass = True
@@ -85,13 +82,12 @@ def _feed(rt: Runtime, provider: str, batches: list[str], limit: int, budget: in
                     store.drop_queue_if_empty(provider, bid)
                     # Items left and still queued: the in-flight cap is reached. (A batch
                     # stopped by its budget has left the queue: go on with the others.)
-                    if store.r.llen(store.k("pending", provider, bid)) and \
-                            store.r.sismember(store.k("queues", provider), bid):
-                        store.r.incrby(rr_key, max(served, 1))
+                    if store.still_queued(provider, bid):
+                        store.advance_rr(provider, prio, max(served, 1))
                         return used
             order = keep
             first_pass = False
-        store.r.incrby(rr_key, max(served, 1))
+        store.advance_rr(provider, prio, max(served, 1))
         if used >= budget:
             break
     return used

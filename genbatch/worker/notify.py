@@ -41,7 +41,6 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import httpx
-import redis
 
 from genbatch.errors import GenbatchError, NotFoundError
 from genbatch.store import budget
@@ -160,15 +159,8 @@ def arm(rt: Runtime, batch: dict[str, str]) -> None:
 
 def enqueue_due(rt: Runtime) -> int:
     """Scheduler hook: hand every due delivery to a worker, each under a fresh lease."""
-    key, now = rt.store.k("notify"), rt.now()
-    due: list[str] = rt.store.r.zrangebyscore(  # type: ignore[assignment]
-        key, "-inf", now, start=0, num=ENQUEUE_MAX)
-    if not due:
-        return 0
-    pipe = rt.store.r.pipeline(transaction=False)
-    for bid in due:  # GT: never pull a later retry forward
-        pipe.zadd(key, {bid: now + rt.settings.task_lease_s}, xx=True, gt=True)
-    pipe.execute()
+    now = rt.now()
+    due = rt.store.outbox.claim_due(now, now + rt.settings.task_lease_s, ENQUEUE_MAX)
     for bid in due:
         rt.enqueue("notify", bid)
     return len(due)
@@ -192,11 +184,11 @@ def resend(rt: Runtime, batch_id: str) -> str:
 
 
 def _schedule(rt: Runtime, batch_id: str, due: float) -> None:
-    rt.store.r.zadd(rt.store.k("notify"), {batch_id: due})
+    rt.store.outbox.schedule(batch_id, due)
 
 
 def _unschedule(rt: Runtime, batch_id: str) -> None:
-    rt.store.r.zrem(rt.store.k("notify"), batch_id)
+    rt.store.outbox.unschedule(batch_id)
 
 
 # -- delivery ----------------------------------------------------------------------------
@@ -227,7 +219,7 @@ def deliver(rt: Runtime, batch_id: str, transport: httpx.BaseTransport | None = 
     if urlsplit(url).scheme not in ("http", "https"):
         return _record(rt, batch_id, "failed", "notify_url is not an http(s) URL")
     _schedule(rt, batch_id, rt.now() + rt.settings.task_lease_s)  # the lease of this attempt
-    attempts = int(rt.store.r.hincrby(rt.store.k("batch", batch_id), "notify_attempts", 1))
+    attempts = rt.store.outbox.count_attempt(batch_id)
     timeout = httpx.Timeout(rt.settings.request_timeout_s, connect=rt.settings.connect_timeout_s)
     with httpx.Client(timeout=timeout, follow_redirects=False, transport=transport) as client:
         outcome, what = post_event(client, url, event_id, body,
@@ -247,27 +239,12 @@ def deliver(rt: Runtime, batch_id: str, transport: httpx.BaseTransport | None = 
 
 def _persisted_event(rt: Runtime, batch: dict[str, str]) -> tuple[str, bytes]:
     """The event of this finish: the stored one, or a new one stored before it is sent."""
-    key = rt.store.k("batch", batch["id"])
-    with rt.store.r.pipeline(transaction=True) as pipe:
-        while True:
-            try:
-                pipe.watch(key)  # type: ignore[no-untyped-call]
-                stored = pipe.hmget(key, "notify_for", "notify_event_id", "notify_event")
-                if stored[0] == batch.get("finished_at") and stored[1] and stored[2]:
-                    pipe.unwatch()
-                    return str(stored[1]), str(stored[2]).encode()
-                event_id = str(uuid.uuid4())
-                body = json.dumps(build_event(event_id, batch), separators=(",", ":"))
-                pipe.multi()
-                pipe.hset(key, mapping={
-                    "notify_for": batch.get("finished_at", ""), "notify_event_id": event_id,
-                    "notify_event": body, "notify_status": "pending", "notify_attempts": "0",
-                    "notify_error": "", "notify_done_at": "",
-                })
-                pipe.execute()
-                return event_id, body.encode()
-            except redis.WatchError:
-                continue
+
+    def build() -> tuple[str, str]:
+        event_id = str(uuid.uuid4())
+        return event_id, json.dumps(build_event(event_id, batch), separators=(",", ":"))
+
+    return rt.store.outbox.persisted_event(batch["id"], batch.get("finished_at", ""), build)
 
 
 def _record(rt: Runtime, batch_id: str, status: str, error: str) -> str:

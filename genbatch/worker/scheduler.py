@@ -51,7 +51,6 @@ class Scheduler:
         self.token = secrets.token_hex(8)
         self.sweep_every = sweep_every
         self.ticks = 0
-        self._limits: Limits | None = None
 
     def tick(self) -> TickStats:
         stats = TickStats()
@@ -65,10 +64,7 @@ class Scheduler:
 
     @property
     def limits(self) -> Limits:
-        store = self.rt.store  # per process (fork-safe), so build the limiter on top of it
-        if self._limits is None or self._limits.r is not store.r:
-            self._limits = Limits(store.r, store.prefix)
-        return self._limits
+        return self.rt.store.limits  # the process's store (fork-safe) owns its limiter
 
     def dispatch(self) -> int:
         """Per account: as many submits as the in-flight cap and the submit budget allow

@@ -25,7 +25,7 @@ from genbatch.models import GenerationRequest, PollResult, TaskStatus
 from genbatch.providers import get_spec
 from genbatch.storage import object_key
 from genbatch.store import open_count
-from genbatch.store.limits import GenTimes, Limits
+from genbatch.store.limits import GenTimes
 from genbatch.webhooks import callback_url
 from genbatch.worker import failover, notify
 from genbatch.worker.polling import (
@@ -167,7 +167,7 @@ def _gen_key(model: str, tier: str | None) -> str:
 
 
 def _gen_times(rt: Runtime) -> GenTimes:
-    return GenTimes(rt.store.r, rt.store.prefix)
+    return rt.store.gen_times
 
 
 def _learn_gen_time(rt: Runtime, item: dict[str, str], now: float, polls: int,
@@ -253,7 +253,7 @@ def slow_down(rt: Runtime, provider: str, kind: str) -> float:
     """AIMD: a 429 cuts the account's `kind` rate (at most once per 10 s); it grows back
     linearly over GENBATCH_AIMD_RECOVER_S. Returns the new share of the configured rate."""
     s = rt.settings
-    factor = Limits(rt.store.r, rt.store.prefix).decrease(
+    factor = rt.store.limits.decrease(
         provider, kind, rt.now(), beta=s.aimd_decrease, min_factor=s.aimd_min_factor,
         hold=10.0 / s.time_factor, recover_s=s.aimd_recover_s / s.time_factor)
     log.info("429 from %s (%s): rate now %.0f%% of the configured limit",
