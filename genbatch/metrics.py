@@ -22,7 +22,7 @@ import redis
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector, CollectorRegistry
 
-from genbatch.store import COUNTERS, JobStore
+from genbatch.store import COUNTERS, JobStore, budget
 
 log = logging.getLogger(__name__)
 
@@ -152,8 +152,6 @@ class StoreCollector(Collector):
 
     def _batch_spend(self, ids: list[str]) -> Iterator[Metric]:
         """Spend of each active batch against its estimate and its budget (budget.summary)."""
-        from genbatch.store import budget
-
         rows = self.store.batch_fields(ids, BATCH_MONEY_FIELDS)
         families = {name: GaugeMetricFamily(f"genbatch_batch_{name}", doc, labels=["batch"])
                     for name, doc in BATCH_MONEY_HELP.items()}

@@ -131,3 +131,12 @@ class BatchStatus(StrEnum):
     FINALIZING = "finalizing"
     COMPLETED = "completed"
     CANCELLED = "cancelled"
+
+
+# A batch's counters (its hash fields): `total`, then one per place an item can be.
+BATCH_COUNTERS: tuple[str, ...] = (
+    "total", "pending", "in_flight", "downloading",
+    "succeeded", "failed", "expired", "cancelled", "ambiguous",
+)
+# The counters of items not yet in a terminal state.
+OPEN_COUNTERS: tuple[str, ...] = ("pending", "in_flight", "downloading")

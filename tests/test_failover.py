@@ -11,7 +11,7 @@ from genbatch.config import Settings
 from genbatch.console.views import batch_summary
 from genbatch.store import JobStore
 from genbatch.store.history import attempt_history, compact_history, failed_over_from
-from genbatch.worker.failover import classify
+from genbatch.worker.failover import failover_reason as classify
 from genbatch.worker.finalize import result_row
 from genbatch.worker.runtime import Runtime
 from genbatch.worker.steps import finish

@@ -33,6 +33,7 @@ from genbatch import metrics
 from genbatch.config import PROVIDER_NAMES, Settings
 from genbatch.console.views import STATE_COLUMNS, batch_summary, done_count
 from genbatch.errors import NotFoundError, StorageError
+from genbatch.records import Batch
 from genbatch.storage import ObjectStorage, batch_key, open_storage
 from genbatch.store import JobStore
 
@@ -41,25 +42,25 @@ RESULT_FILES = {"results.jsonl": "application/x-ndjson", "results.csv": "text/cs
 REFRESH_S = 5
 
 
-def batch_view(batch: dict[str, str], spend: tuple[float, float], now: float) -> dict[str, Any]:
+def batch_view(batch: Batch, spend: tuple[float, float], now: float) -> dict[str, Any]:
     """One batch as the dashboard shows it: counts, progress, spend and ETA."""
     view = batch_summary(batch)
-    total = int(batch.get("total") or 0)
+    total = batch.total
     done = done_count(batch)
     view["done"] = done
     view["progress"] = round(done / total, 4) if total else 1.0
     view["spend_usd"], view["spend_estimate_usd"] = round(spend[0], 4), round(spend[1], 4)
     view["eta_s"] = _eta_s(batch, done, total, now)
-    view["results"] = {name: f"/results/{batch.get('id')}/{name}" for name in RESULT_FILES
+    view["results"] = {name: f"/results/{batch.id}/{name}" for name in RESULT_FILES
                        if batch.get(name.replace(".", "_"))}
     return view
 
 
-def _eta_s(batch: dict[str, str], done: int, total: int, now: float) -> float | None:
+def _eta_s(batch: Batch, done: int, total: int, now: float) -> float | None:
     """Remaining items at the average rate since the batch was created; None if unknown."""
-    if batch.get("status") in ("completed", "cancelled"):
+    if batch.finished:
         return 0.0
-    elapsed = now - float(batch.get("created_at") or now)
+    elapsed = now - (batch.created_at or now)
     if done <= 0 or elapsed <= 0:
         return None
     return round((total - done) * elapsed / done, 1)
@@ -81,9 +82,9 @@ def create_app(settings: Settings, store: JobStore | None = None,
 
     def views(limit: int) -> list[dict[str, Any]]:
         batches = js.list_batches(limit)
-        spend = metrics.batch_spend(js, [b.get("id", "") for b in batches])
+        spend = metrics.batch_spend(js, [b.id for b in batches])
         now = time.time()
-        return [batch_view(b, spend[b.get("id", "")], now) for b in batches]
+        return [batch_view(b, spend[b.id], now) for b in batches]
 
     def api_batches(request: Request) -> Response:
         return JSONResponse(views(_limit(request)))

@@ -4,38 +4,40 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from genbatch.models import BATCH_COUNTERS, TERMINAL_STATES
+from genbatch.records import Batch
 from genbatch.store import JobStore, budget
 from genbatch.worker import failover, notify
 
-STATE_COLUMNS = ("pending", "in_flight", "downloading", "succeeded", "failed", "expired",
-                 "cancelled", "ambiguous")
-DONE = ("succeeded", "failed", "expired", "cancelled", "ambiguous")
+STATE_COLUMNS = tuple(c for c in BATCH_COUNTERS if c != "total")
+DONE = tuple(c for c in STATE_COLUMNS if c in TERMINAL_STATES)
 
 
-def counts(batch: dict[str, str]) -> dict[str, int]:
-    return {k: int(batch.get(k) or 0) for k in ("total", *STATE_COLUMNS)}
+def counts(batch: Mapping[str, str]) -> dict[str, int]:
+    b = Batch.view(batch)
+    return {k: b.count(k) for k in ("total", *STATE_COLUMNS)}
 
 
-def done_count(batch: dict[str, str]) -> int:
+def done_count(batch: Mapping[str, str]) -> int:
     c = counts(batch)
     return sum(c[k] for k in DONE)
 
 
-def shown_status(batch: dict[str, str]) -> str:
+def shown_status(batch: Mapping[str, str]) -> str:
     """The batch's status, or `budget_exhausted` while its budget holds pending items."""
     return "budget_exhausted" if budget.stopped(batch) else batch.get("status", "")
 
 
-def batch_summary(batch: dict[str, str]) -> dict[str, object]:
+def batch_summary(batch: Mapping[str, str]) -> dict[str, object]:
     c = counts(batch)
-    created = float(batch.get("created_at") or 0)
+    created = Batch.view(batch).created_at or 0.0
     return {
         "id": batch.get("id"), "status": shown_status(batch),
         "created_at": datetime.fromtimestamp(created, UTC).isoformat(timespec="seconds"),
@@ -44,12 +46,12 @@ def batch_summary(batch: dict[str, str]) -> dict[str, object]:
         "expires_after": int(batch["expires_after"]) if batch.get("expires_after") else None,
         **c,
         "results_jsonl": batch.get("results_jsonl"), "results_csv": batch.get("results_csv"),
-        "errors_jsonl": batch.get("errors_jsonl"), "notify": notify.summary(batch),
-        "budget": budget.summary(batch), "failover": failover.summary(batch),
+        "errors_jsonl": batch.get("errors_jsonl"), "notify": notify.delivery_summary(batch),
+        "budget": budget.summary(batch), "failover": failover.fallback_summary(batch),
     }
 
 
-def batches_table(batches: list[dict[str, str]]) -> Table:
+def batches_table(batches: Sequence[Mapping[str, str]]) -> Table:
     table = Table("batch", "status", "total", *[c.replace("_", " ") for c in STATE_COLUMNS],
                   "spent $ (est.) / budget", title="batches (newest first)")
     for b in batches:
@@ -59,7 +61,7 @@ def batches_table(batches: list[dict[str, str]]) -> Table:
     return table
 
 
-def spend_text(batch: dict[str, str]) -> str:
+def spend_text(batch: Mapping[str, str]) -> str:
     """`spent (estimate of the same items)`, then `/ budget` and what is reserved."""
     s = budget.summary(batch)
     text = f"{s['spent_usd']:.2f} ({s['spent_estimate_usd']:.2f})"
@@ -85,14 +87,14 @@ def results_table(rows: list[dict[str, object]], limit: int = 50) -> Table:
 
 
 def watch_batch(store: JobStore, batch_id: str, console: Console,
-                poll_s: float = 0.5, stop: Callable[[], bool] | None = None) -> dict[str, str]:
+                poll_s: float = 0.5, stop: Callable[[], bool] | None = None) -> Batch:
     """Show live progress until the batch completes; returns the final batch record.
 
     On a terminal it is a rich progress bar with counts and ETA; without one (CI, pipes) a
     plain line every few seconds.
     """
     batch = store.get_batch(batch_id)
-    total = int(batch.get("total") or 0)
+    total = batch.total
     if console.is_terminal:
         columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                    TextColumn("{task.fields[counts]}"), TimeElapsedColumn(),
@@ -120,14 +122,13 @@ def watch_batch(store: JobStore, batch_id: str, console: Console,
         time.sleep(poll_s)
 
 
-def _finished(batch: dict[str, str]) -> bool:
+def _finished(batch: Batch) -> bool:
     """Completed, cancelled, or stopped by its budget with nothing left running."""
-    c = counts(batch)
-    return batch.get("status") in ("completed", "cancelled") or (
-        budget.stopped(batch) and c["in_flight"] == 0 and c["downloading"] == 0)
+    return batch.finished or (budget.stopped(batch) and batch.count("in_flight") == 0
+                              and batch.count("downloading") == 0)
 
 
-def _short_counts(batch: dict[str, str]) -> str:
+def _short_counts(batch: Batch) -> str:
     c = counts(batch)
     parts = [f"{k.replace('_', ' ')} {c[k]}" for k in STATE_COLUMNS if c[k]]
     return ", ".join(parts)

@@ -16,7 +16,7 @@ from typing import Any
 
 from genbatch.errors import ManifestError
 from genbatch.images import STORED_PREFIX, is_data_uri, is_remote, sniff_format
-from genbatch.models import GenerationRequest
+from genbatch.models import GenerationRequest, ItemState
 from genbatch.producer.validate import IMAGE_FIELDS, MAX_CACHED_REFS, ValidRow
 from genbatch.storage import ObjectStorage
 
@@ -33,7 +33,7 @@ def item_record(seq: int, row: ValidRow, request_json: str) -> dict[str, str]:
         "custom_id": row.custom_id,
         "provider": row.provider,
         "model": row.model,
-        "state": "pending",
+        "state": ItemState.PENDING.value,
         "req": request_json,
         "row": row.text if row.text is not None else _row_json(row.row),
         "est_cost": "" if row.est_cost is None else repr(row.est_cost),
@@ -50,7 +50,7 @@ def invalid_record(
         "custom_id": str(data.get("custom_id") or f"line-{line}"),
         "provider": str(data.get("provider") or ""),
         "model": str(data.get("model") or ""),
-        "state": "failed",
+        "state": ItemState.FAILED.value,
         "row": text if text is not None else _row_json(data),
         "error_code": "invalid_row",
         "error_message": f"{first.field}: {first.reason}" if first.field else first.reason,

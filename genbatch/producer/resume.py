@@ -12,17 +12,18 @@ from __future__ import annotations
 from pathlib import Path
 
 from genbatch.errors import GenbatchError
+from genbatch.models import BatchStatus, ItemState
 from genbatch.producer.ingest import IngestResult, ingest_manifest
 from genbatch.producer.manifest import iter_rows
 from genbatch.producer.options import BatchOptions
 from genbatch.producer.records import ImageUploader, invalid_record, item_record
 from genbatch.producer.validate import RowValidator, ValidRow
 from genbatch.storage import ObjectStorage
-from genbatch.store import JobStore, item_id
+from genbatch.store import JobStore
 from genbatch.store.budget import set_budget, unpriced_message
 from genbatch.store.history import attempt_reset
 
-REPLACEABLE = ("failed", "expired", "cancelled", "ambiguous")
+REPLACEABLE = (ItemState.FAILED, ItemState.EXPIRED, ItemState.CANCELLED, ItemState.AMBIGUOUS)
 
 
 def resume_manifest(
@@ -35,7 +36,7 @@ def resume_manifest(
     `budget_usd` (submit --resume --budget) becomes the batch's budget once the manifest is
     known to be good, before anything is queued: a refused manifest changes nothing."""
     batch = store.get_batch(batch_id)
-    if batch.get("status") == "validating":
+    if batch.status is BatchStatus.VALIDATING:
         raise GenbatchError(f"batch {batch_id} never finished validating; submit it again")
     options = BatchOptions.from_meta(batch)  # the batch's --tier etc. apply to new rows too
     checked = ingest_manifest(path, store=None, storage=None, provider=provider, model=model,
@@ -44,12 +45,12 @@ def resume_manifest(
         raise GenbatchError(unpriced_message(checked.unpriced))
     if budget_usd is not None:
         set_budget(store, batch_id, budget_usd)
-    existing = {rec["custom_id"]: rec for rec in store.iter_items(batch_id, int(batch["total"]))}
+    existing = {rec.custom_id: rec for rec in store.iter_items(batch_id, batch.total)}
     uploads = ImageUploader(storage)
     validator = RowValidator(path.resolve(), provider, model, options.row_defaults())
     counts = {"added": 0, "replaced": 0, "kept": 0}
     new_records: list[dict[str, str]] = []
-    seq = int(batch["total"])
+    seq = batch.total
     reopened = False
     try:
         for row in iter_rows(path.resolve()):
@@ -66,16 +67,14 @@ def resume_manifest(
                     new_records.append(invalid_record(seq, row.line, row.data, outcome[0],
                                                        row.text))
                 counts["added"] += 1
-            elif isinstance(outcome, ValidRow) and old["state"] in REPLACEABLE:
-                record = item_record(int(old["seq"]), outcome,
-                                      uploads.request_json(outcome.request))
+            elif isinstance(outcome, ValidRow) and old.state in REPLACEABLE:
+                record = item_record(old.seq, outcome, uploads.request_json(outcome.request))
                 record.pop("state")
                 record.update(attempt_reset(old), error_code="", error_message="")
-                iid = item_id(batch_id, int(old["seq"]))
                 if not reopened:  # before the first item is queued, so it can finish normally
                     store.reopen_batch(batch_id)
                     reopened = True
-                if store.transition(iid, [old["state"]], "pending", timer="-",
+                if store.transition(old.id, [old["state"]], ItemState.PENDING, timer="-",
                                     fields=record, queue="back").applied:
                     counts["replaced"] += 1
             else:

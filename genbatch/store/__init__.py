@@ -43,6 +43,7 @@ from typing import Any, Literal
 import redis
 
 from genbatch.errors import GenbatchError, NotFoundError
+from genbatch.records import Batch, Item
 from genbatch.store import scripts
 from genbatch.store.counters import Counters
 from genbatch.store.limits import GenTimes, Limits
@@ -355,18 +356,18 @@ class JobStore:
                 self.r.srem(self.k("validating"), batch_id)
         return reaped
 
-    def get_batch(self, batch_id: str) -> dict[str, str]:
+    def get_batch(self, batch_id: str) -> Batch:
         rec: dict[str, str] = self.r.hgetall(self.k("batch", batch_id))  # type: ignore[assignment]
         if not rec:
             raise NotFoundError(f"no batch {batch_id!r} in the job store")
-        return rec
+        return Batch(rec)
 
-    def list_batches(self, limit: int = 20) -> list[dict[str, str]]:
+    def list_batches(self, limit: int = 20) -> list[Batch]:
         ids: list[str] = self.r.zrevrange(self.k("batches"), 0, limit - 1)  # type: ignore[assignment]
         pipe = self.r.pipeline(transaction=False)
         for bid in ids:
             pipe.hgetall(self.k("batch", bid))
-        return [rec for rec in pipe.execute() if rec]
+        return [Batch(rec) for rec in pipe.execute() if rec]
 
     def active_batches(self) -> list[str]:
         return sorted(self.r.smembers(self.k("active")))  # type: ignore[arg-type]
@@ -390,13 +391,13 @@ class JobStore:
         self.r.srem(self.k("active"), batch_id)
 
     # -- items -----------------------------------------------------------------------
-    def get_item(self, iid: str) -> dict[str, str]:
+    def get_item(self, iid: str) -> Item:
         rec: dict[str, str] = self.r.hgetall(self.k("item", iid))  # type: ignore[assignment]
         if not rec:
             raise NotFoundError(f"no item {iid!r} in the job store")
-        return rec
+        return Item(rec)
 
-    def iter_items(self, batch_id: str, total: int, chunk: int = 500) -> Iterator[dict[str, str]]:
+    def iter_items(self, batch_id: str, total: int, chunk: int = 500) -> Iterator[Item]:
         """Every item of a batch in manifest order, fetched `chunk` at a time."""
         for start in range(1, total + 1, chunk):
             pipe = self.r.pipeline(transaction=False)
@@ -404,7 +405,7 @@ class JobStore:
                 pipe.hgetall(self.k("item", item_id(batch_id, seq)))
             for rec in pipe.execute():
                 if rec:
-                    yield rec
+                    yield Item(rec)
 
     def transition(
         self,

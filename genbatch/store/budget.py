@@ -28,6 +28,7 @@ from typing import Any
 
 from genbatch.config import PROVIDER_NAMES
 from genbatch.errors import GenbatchError
+from genbatch.models import BatchStatus
 from genbatch.store import JobStore
 
 MICRO = 1_000_000
@@ -40,7 +41,7 @@ def usd(micro: str | int | None) -> float:
 
 def stopped(batch: Mapping[str, str]) -> bool:
     """Dispatch of this batch is stopped by its budget: pending items wait for a raise."""
-    return (bool(batch.get("budget_exhausted")) and batch.get("status") == "in_progress"
+    return (bool(batch.get("budget_exhausted")) and batch.get("status") == BatchStatus.IN_PROGRESS
             and int(batch.get("pending") or 0) > 0)
 
 

@@ -40,8 +40,9 @@ from starlette.routing import Route
 
 from genbatch.config import Settings
 from genbatch.errors import NotFoundError
-from genbatch.models import PollResult
+from genbatch.models import ItemState, PollResult
 from genbatch.providers import novita, wavespeed
+from genbatch.records import Item
 from genbatch.webhooks import HOOK_PATH, WEBHOOK_PROVIDERS, check_settings, token_ok
 from genbatch.worker.runtime import Runtime
 
@@ -52,7 +53,7 @@ PARSERS: dict[str, Parser] = {"novita": novita.parse_callback,
                               "wavespeed": wavespeed.parse_callback}
 MAX_BODY_BYTES = 1 << 20
 SUBMIT_WAIT_S = 5.0  # how long a callback waits for the worker to record its own submit
-NOT_YET_SUBMITTED = ("dispatched", "submitting")
+NOT_YET_SUBMITTED = (ItemState.DISPATCHED, ItemState.SUBMITTING)
 
 
 class Rejected(Exception):
@@ -85,18 +86,17 @@ class Receiver:
             raise Rejected(400, "the body is not a JSON object")
         task_id, result = PARSERS[provider](body)
         item = self._item(iid)
-        if item.get("provider") != provider:
+        if item.provider != provider:
             raise Rejected(404, "not found")
-        if not task_id or task_id != item.get("remote_id"):
+        if not task_id or task_id != item.remote_id:
             log.warning("callback for item %s rejected: task id %r is not the item's task",
                         iid, (task_id or "")[:80])
             raise Rejected(401, "the task id is not this item's task")
-        if item["state"] != "submitted":
+        if item.state is not ItemState.SUBMITTED:
             return "skipped"  # already moved on by a poll or an earlier callback
-        polls = int(item.get("polls") or 0) + 1
-        return apply_poll(self.rt, item, iid, result, polls, pushed=True)
+        return apply_poll(self.rt, item, iid, result, item.polls + 1, pushed=True)
 
-    def _item(self, iid: str) -> dict[str, str]:
+    def _item(self, iid: str) -> Item:
         """The item, waiting up to `submit_wait_s` while its submit is being recorded."""
         deadline = time.monotonic() + self.submit_wait_s
         while True:
@@ -104,7 +104,7 @@ class Receiver:
                 item = self.rt.store.get_item(iid)
             except NotFoundError:
                 raise Rejected(404, "not found") from None
-            if item["state"] not in NOT_YET_SUBMITTED or time.monotonic() >= deadline:
+            if item.state not in NOT_YET_SUBMITTED or time.monotonic() >= deadline:
                 return item
             time.sleep(0.05)
 

@@ -10,13 +10,16 @@ from dataclasses import dataclass
 
 from genbatch.config import PROVIDER_NAMES
 from genbatch.errors import GenbatchError
-from genbatch.store import item_id
+from genbatch.models import BatchStatus, ItemState
+from genbatch.records import Item
 from genbatch.store.budget import set_budget
 from genbatch.store.history import attempt_reset
 from genbatch.worker.runtime import Runtime
 from genbatch.worker.steps import finalize_batch, finish
 
-RETRYABLE_STATES: tuple[str, ...] = ("failed", "expired", "ambiguous")
+RETRYABLE_STATES: tuple[str, ...] = (ItemState.FAILED, ItemState.EXPIRED, ItemState.AMBIGUOUS)
+NOT_SUBMITTED = (ItemState.PENDING, ItemState.DISPATCHED)
+STILL_RUNNING = (ItemState.SUBMITTING, ItemState.SUBMITTED, ItemState.DOWNLOADING)
 
 @dataclass
 class CancelReport:
@@ -34,31 +37,30 @@ def cancel_batch(rt: Runtime, batch_id: str) -> CancelReport:
     finish and are downloaded. The batch ends `cancelled` with its output manifests.
     """
     batch = rt.store.get_batch(batch_id)
-    if batch.get("status") in ("completed", "cancelled"):
+    if batch.finished:
         return CancelReport(already=batch["status"])
     rt.store.set_batch_fields(batch_id, {"cancel_requested": repr(rt.now())})
     rt.store.unqueue_batch(batch_id, PROVIDER_NAMES)
     report = CancelReport()
-    for item in rt.store.iter_items(batch_id, int(batch["total"])):
-        iid = item_id(batch_id, int(item["seq"]))
-        state = item["state"]
-        if state in ("pending", "dispatched"):
-            moved = finish(rt, iid, [state], "cancelled", "cancelled",
+    for item in rt.store.iter_items(batch_id, batch.total):
+        state = item.state
+        if state in NOT_SUBMITTED:
+            moved = finish(rt, item.id, [state], ItemState.CANCELLED, "cancelled",
                            "the batch was cancelled before this item was submitted")
-            report.cancelled += moved == "cancelled"
-        elif state == "submitted" and _cancel_remote(rt, item):
-            moved = finish(rt, iid, ["submitted"], "cancelled", "cancelled",
+            report.cancelled += moved == ItemState.CANCELLED
+        elif state is ItemState.SUBMITTED and _cancel_remote(rt, item):
+            moved = finish(rt, item.id, [state], ItemState.CANCELLED, "cancelled",
                            "cancelled at the provider while still queued")
-            report.cancelled_remote += moved == "cancelled"
-        elif state in ("submitting", "submitted", "downloading"):
+            report.cancelled_remote += moved == ItemState.CANCELLED
+        elif state in STILL_RUNNING:
             report.finishing += 1
     finalize_batch(rt, batch_id)  # does nothing while items are still finishing
     return report
 
 
-def _cancel_remote(rt: Runtime, item: dict[str, str]) -> bool:
+def _cancel_remote(rt: Runtime, item: Item) -> bool:
     try:
-        return rt.provider(item["provider"]).cancel(item["model"], item["remote_id"])
+        return rt.provider(item.provider).cancel(item.model, item.remote_id)
     except GenbatchError:
         return False
 
@@ -79,27 +81,26 @@ def retry_batch(rt: Runtime, batch_id: str, states: tuple[str, ...],
     if unknown:
         raise GenbatchError(f"cannot retry items in state {sorted(unknown)[0]!r}")
     batch = rt.store.get_batch(batch_id)
-    if batch.get("status") == "validating":
+    if batch.status is BatchStatus.VALIDATING:
         raise GenbatchError(f"batch {batch_id} never finished validating; submit it again")
     report = RetryReport()
     if budget_usd is not None:
         set_budget(rt.store, batch_id, budget_usd)
-        report.continued = int(batch.get("pending") or 0)
+        report.continued = batch.count("pending")
     if not states:
         return report
     reopened = False
-    for item in rt.store.iter_items(batch_id, int(batch["total"])):
-        if item["state"] not in states:
+    for item in rt.store.iter_items(batch_id, batch.total):
+        if item.state not in states:
             continue
-        if item.get("error_code") == "invalid_row":
+        if item.error_code == "invalid_row":
             report.invalid_rows += 1
             continue
         if not reopened:  # before the first item is queued, so it can finish normally
             rt.store.reopen_batch(batch_id)
             reopened = True
-        iid = item_id(batch_id, int(item["seq"]))
         # Back to pending and onto its queue in one step: a crash leaves no item stranded.
-        if rt.store.transition(iid, [item["state"]], "pending", timer="-",
+        if rt.store.transition(item.id, [item["state"]], ItemState.PENDING, timer="-",
                                fields=attempt_reset(item), queue="back").applied:
             report.requeued += 1
     return report

@@ -1,7 +1,7 @@
 """Failover: an item that fails at its provider is submitted once more, to the batch's
 `--fallback provider:model`, when the failure is the provider's and provably final.
 
-Which failures qualify is decided here and nowhere else (`classify`), from two facts the
+Which failures qualify is decided here and nowhere else (`failover_reason`), from two facts the
 worker already has: the state the item was in when it failed (`where`) and the typed error
 code the provider adapters produce (`genbatch/providers/http.py` envelopes, poll results):
 
@@ -36,13 +36,14 @@ account's in-flight slot is released in the same step, and a crash loses nothing
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from genbatch import providers
 from genbatch.errors import ConfigError
-from genbatch.models import GenerationRequest
+from genbatch.models import ItemState
+from genbatch.records import Item
 from genbatch.store.history import attempt_reset, failed_over_from
 
 if TYPE_CHECKING:
@@ -80,7 +81,7 @@ _FOLD = {
 }
 
 
-def classify(where: str, code: str) -> str | None:
+def failover_reason(where: str, code: str) -> str | None:
     """Why a failure with `code`, raised while the item was in state `where`, may fail
     over: "account", "model_unavailable" or "generation_failed"; None when it never does."""
     folded = (code or "").strip().casefold()
@@ -93,13 +94,9 @@ def classify(where: str, code: str) -> str | None:
     return None
 
 
-def qualifies(where: str, code: str) -> bool:
-    return classify(where, code) is not None
-
-
 # -- the move -----------------------------------------------------------------------------
 @dataclass(frozen=True, slots=True)
-class Outcome:
+class Failover:
     """`moved`: the item is pending on the fallback ("failed_over") or was past this step
     ("skipped"); None: end it failed as planned, with `message` (possibly annotated).
     After a failover, `origin` is the account whose slot it freed and `target` the one it
@@ -112,58 +109,58 @@ class Outcome:
 
 
 def fail_over(rt: Runtime, iid: str, allowed: Sequence[str], code: str,
-              message: str) -> Outcome:
+              message: str) -> Failover:
     """Instead of ending `iid` failed, move it to the batch's fallback when it qualifies."""
-    stay = Outcome(None, message)
+    stay = Failover(None, message)
     if len(allowed) != 1:
         return stay
     item = rt.store.get_item(iid)
-    batch = rt.store.get_batch(item["batch"])
-    target = batch.get("fallback") or ""
-    origin = f"{item['provider']}:{item['model']}"
-    if not target or item["state"] != allowed[0]:
+    batch = rt.store.get_batch(item.batch_id)
+    target = batch.fallback
+    origin = f"{item.provider}:{item.model}"
+    if not target or item.state != allowed[0]:
         return stay
     if target == origin:  # already on the fallback: once only (a resumed row starts over)
         came_from = failed_over_from(item)
-        return Outcome(None, f"{message} (on the fallback, after failing over from "
+        return Failover(None, f"{message} (on the fallback, after failing over from "
                        f"{came_from})") if came_from else stay
-    if classify(allowed[0], code) is None or batch.get("cancel_requested"):
+    if failover_reason(allowed[0], code) is None or batch.cancel_requested:
         return stay
     provider, _, model = target.partition(":")
     try:
-        request = GenerationRequest.model_validate_json(item["req"])
+        request = item.request
         problems = providers.validate_request(provider, model, request)
         cost = providers.estimate_cost(provider, model, request)
     except (ConfigError, ValueError) as exc:
-        return Outcome(None, f"{message} (not failed over to {target}: {exc})")
+        return Failover(None, f"{message} (not failed over to {target}: {exc})")
     if problems:
         why = "; ".join(f"{p.field}: {p.message}" for p in problems)
-        return Outcome(None, f"{message} (not failed over to {target}: the row does not "
+        return Failover(None, f"{message} (not failed over to {target}: the row does not "
                        f"fit it: {why})")
     fields = _failover_fields(rt, item, code, message, origin)
     fields.update(provider=provider, model=model, est_cost="" if cost is None else repr(cost))
-    moved = rt.store.transition(iid, list(allowed), "pending", timer="-", fields=fields,
+    moved = rt.store.transition(iid, list(allowed), ItemState.PENDING, timer="-", fields=fields,
                                 incr={"batch:failed_over": 1}, queue="back")
     if not moved.applied:
-        return Outcome("skipped", message)
-    return Outcome("failed_over", message, origin=item["provider"], target=provider)
+        return Failover("skipped", message)
+    return Failover("failed_over", message, origin=item.provider, target=provider)
 
 
-def _failover_fields(rt: Runtime, item: dict[str, str], code: str, message: str,
+def _failover_fields(rt: Runtime, item: Item, code: str, message: str,
                      origin: str) -> dict[str, Any]:
     now = rt.now()
     fields: dict[str, Any] = dict(attempt_reset(item))
     history = json.loads(fields["history"])
-    history[-1].update(state="failed", error_code=code, error_message=message[:2000],
-                       finished_at=repr(now), provider=item["provider"],
-                       model=item["model"], failed_over=True)
+    history[-1].update(state=ItemState.FAILED.value, error_code=code,
+                       error_message=message[:2000], finished_at=repr(now),
+                       provider=item.provider, model=item.model, failed_over=True)
     fields.update(history=json.dumps(history), fallback_used="1", failed_over_from=origin,
                   failed_over_at=repr(now), webhook="", polled_at="")
     return fields
 
 
 # -- reporting ------------------------------------------------------------------------------
-def summary(batch: dict[str, str]) -> dict[str, object] | None:
+def fallback_summary(batch: Mapping[str, str]) -> dict[str, object] | None:
     """For `status --json`: the batch's fallback and how many items failed over to it."""
     if not batch.get("fallback"):
         return None

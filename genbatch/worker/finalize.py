@@ -11,12 +11,13 @@ from __future__ import annotations
 import csv
 import json
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from genbatch.models import ItemState
 from genbatch.storage import ObjectStorage, batch_key, object_key
 from genbatch.store.history import attempt_history, compact_history, failed_over_from
 
@@ -37,7 +38,7 @@ class OutputFiles:
     errors: int
 
 
-def result_row(item: dict[str, str]) -> dict[str, Any]:
+def result_row(item: Mapping[str, str]) -> dict[str, Any]:
     """One line of results.jsonl from an item record."""
     return {
         "custom_id": item.get("custom_id", ""),
@@ -62,7 +63,7 @@ def result_row(item: dict[str, str]) -> dict[str, Any]:
     }
 
 
-def error_row(item: dict[str, str]) -> dict[str, Any]:
+def error_row(item: Mapping[str, str]) -> dict[str, Any]:
     """One line of errors.jsonl: the original row, resubmittable, plus what went wrong."""
     row: dict[str, Any] = json.loads(item.get("row") or "{}")
     row.setdefault("custom_id", item.get("custom_id", ""))
@@ -81,7 +82,7 @@ def csv_safe(value: Any) -> str:
 
 
 def write_outputs(storage: ObjectStorage, batch_id: str,
-                  items: Iterable[dict[str, str]], presign_s: int = 0) -> OutputFiles:
+                  items: Iterable[Mapping[str, str]], presign_s: int = 0) -> OutputFiles:
     """`presign_s` > 0 adds `presigned_url` (valid that long) to each results row, where the
     storage can sign URLs (S3; null for a folder)."""
     fields = RESULT_FIELDS + (("presigned_url",) if presign_s else ())
@@ -95,7 +96,7 @@ def write_outputs(storage: ObjectStorage, batch_id: str,
             writer = csv.writer(rc)
             writer.writerow(fields)
             for item in items:
-                if item.get("state") == "succeeded":
+                if item.get("state") == ItemState.SUCCEEDED:
                     row = result_row(item)
                     if presign_s:
                         row["presigned_url"] = storage.presigned_url(

@@ -35,6 +35,7 @@ import logging
 import random
 import time
 import uuid
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from enum import Enum
 from typing import TYPE_CHECKING, Any
@@ -43,6 +44,8 @@ from urllib.parse import urlsplit
 import httpx
 
 from genbatch.errors import GenbatchError, NotFoundError
+from genbatch.models import BATCH_COUNTERS, OPEN_COUNTERS, BatchStatus
+from genbatch.records import Batch
 from genbatch.store import budget
 
 if TYPE_CHECKING:
@@ -50,8 +53,7 @@ if TYPE_CHECKING:
     from genbatch.worker.runtime import Runtime
 
 log = logging.getLogger(__name__)
-FINISHED = ("completed", "cancelled")
-COUNT_FIELDS = ("total", "succeeded", "failed", "expired", "cancelled", "ambiguous")
+COUNT_FIELDS = tuple(c for c in BATCH_COUNTERS if c not in OPEN_COUNTERS)
 BACKOFF_BASE_S = 10.0  # first retry after 10 s, then x3: about 2 h over 8 attempts
 BACKOFF_CAP_S = 3600.0
 ENQUEUE_MAX = 100  # due deliveries the scheduler hands out per tick
@@ -97,7 +99,7 @@ def signed_headers(event_id: str, secret: str, body: bytes, timestamp: int) -> d
     }
 
 
-def build_event(event_id: str, batch: dict[str, str]) -> dict[str, Any]:
+def build_event(event_id: str, batch: Mapping[str, str]) -> dict[str, Any]:
     """The event for a finished batch: counts, cost, where the output manifests are."""
     cost: dict[str, float] = {}
     if batch.get("spent_micro") or batch.get("spent_est_micro"):
@@ -150,7 +152,7 @@ def post_event(client: httpx.Client, url: str, event_id: str, body: bytes,
 
 
 # -- scheduling --------------------------------------------------------------------------
-def arm(rt: Runtime, batch: dict[str, str]) -> None:
+def arm(rt: Runtime, batch: Mapping[str, str]) -> None:
     """Called while finalizing: if the batch wants a notification, make sure one is sent
     even if this worker dies before enqueueing it (the scheduler sends it after a lease)."""
     if batch.get("notify_url"):
@@ -172,9 +174,9 @@ def resend(rt: Runtime, batch_id: str) -> str:
     receiver that did get it can drop the repeat. Returns the event id ("" when no event
     was made yet: the first attempt makes it)."""
     batch = rt.store.get_batch(batch_id)
-    if not batch.get("notify_url"):
+    if not batch.notify_url:
         raise GenbatchError(f"batch {batch_id} was submitted without --notify")
-    if batch.get("status") not in FINISHED:
+    if not batch.finished:
         raise GenbatchError(f"batch {batch_id} is {batch.get('status')}: its event is sent "
                             "when it finishes")
     rt.store.set_batch_fields(batch_id, {"notify_status": "pending", "notify_attempts": "0",
@@ -199,12 +201,11 @@ def deliver(rt: Runtime, batch_id: str, transport: httpx.BaseTransport | None = 
     except NotFoundError:
         _unschedule(rt, batch_id)
         return "skipped"
-    url = batch.get("notify_url") or ""
-    status = batch.get("status")
-    if url and status == "finalizing":  # a finalize is still running (or will be redone)
+    url = batch.notify_url
+    if url and batch.status is BatchStatus.FINALIZING:  # a finalize runs (or will be redone)
         _schedule(rt, batch_id, rt.now() + rt.settings.task_lease_s)
         return "waiting"
-    if not url or status not in FINISHED:  # nothing asked, or reopened by a retry
+    if not url or not batch.finished:  # nothing asked, or reopened by a retry
         _unschedule(rt, batch_id)
         return "skipped"
     event_id, body = _persisted_event(rt, batch)
@@ -237,7 +238,7 @@ def deliver(rt: Runtime, batch_id: str, transport: httpx.BaseTransport | None = 
     return "retry"
 
 
-def _persisted_event(rt: Runtime, batch: dict[str, str]) -> tuple[str, bytes]:
+def _persisted_event(rt: Runtime, batch: Batch) -> tuple[str, bytes]:
     """The event of this finish: the stored one, or a new one stored before it is sent."""
 
     def build() -> tuple[str, str]:
@@ -256,7 +257,7 @@ def _record(rt: Runtime, batch_id: str, status: str, error: str) -> str:
     return status
 
 
-def summary(batch: dict[str, str]) -> dict[str, object] | None:
+def delivery_summary(batch: Mapping[str, str]) -> dict[str, object] | None:
     """What `status --json` shows about the notification (None when none was asked)."""
     if not batch.get("notify_url"):
         return None

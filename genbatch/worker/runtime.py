@@ -33,7 +33,7 @@ class Runtime:
 
     def __init__(self, settings: Settings, enqueue: Enqueue | None = None) -> None:
         self.settings = settings
-        self._enqueue = enqueue
+        self._enqueue: Enqueue = send if enqueue is None else enqueue  # default: Celery
         self._pid = -1
         self._lock = threading.Lock()
         self._cache: dict[str, Any] = {}
@@ -92,7 +92,7 @@ class Runtime:
         return httpx.Client(timeout=timeout, limits=limits, follow_redirects=follow_redirects)
 
     def enqueue(self, kind: str, ident: str) -> None:
-        (self._enqueue or send)(kind, ident)
+        self._enqueue(kind, ident)
 
     def wire_request(self, request: GenerationRequest) -> GenerationRequest:
         """The request with stored images turned into data URIs (URLs pass through)."""

@@ -26,15 +26,19 @@ import redis
 
 from genbatch import metrics
 from genbatch.config import PROVIDER_NAMES
-from genbatch.store import budget, open_count
+from genbatch.models import BatchStatus, ItemState
+from genbatch.store import budget
 from genbatch.store.limits import Limits, poll_rates
 from genbatch.worker import notify
 from genbatch.worker.dispatch import dispatch_account
 from genbatch.worker.runtime import Runtime
+from genbatch.worker.steps import finish
 
 log = logging.getLogger(__name__)
 LOCK = "scheduler"
-TIMER_ACTIONS = {"submitted": "poll", "downloading": "download", "dispatched": "submit"}
+FINALIZABLE = (BatchStatus.IN_PROGRESS, BatchStatus.FINALIZING)
+TIMER_ACTIONS: dict[str, str] = {ItemState.SUBMITTED: "poll", ItemState.DOWNLOADING: "download",
+                                  ItemState.DISPATCHED: "submit"}
 
 
 @dataclass
@@ -82,19 +86,18 @@ class Scheduler:
             fired += bool(iid)
             if not iid:  # this account's poll budget held a due poll back
                 metrics.record_limiter_wait(rt.store, state, "poll")
-            elif state == "submitting":
+            elif state == ItemState.SUBMITTING:
                 ambiguous += self._interrupted_submit(iid)
             elif state in TIMER_ACTIONS:
                 rt.enqueue(TIMER_ACTIONS[state], iid)
         return fired, ambiguous
 
     def _interrupted_submit(self, iid: str) -> int:
-        from genbatch.worker.steps import finish
-
-        state = finish(self.rt, iid, ["submitting"], "ambiguous", "submit_interrupted",
+        state = finish(self.rt, iid, [ItemState.SUBMITTING], ItemState.AMBIGUOUS,
+                       "submit_interrupted",
                         "the worker stopped while submitting; the task may exist at the "
                         "provider (retry with --ambiguous to resubmit)")
-        return int(state == "ambiguous")
+        return int(state == ItemState.AMBIGUOUS)
 
     def sweep(self) -> int:
         rt, n = self.rt, 0
@@ -106,7 +109,7 @@ class Scheduler:
             batch = rt.store.get_batch(batch_id)
             if budget.stopped(batch) and rt.store.resume_if_room(batch_id, PROVIDER_NAMES):
                 log.info("batch %s continues: failed items left room in its budget", batch_id)
-            elif batch.get("status") in ("in_progress", "finalizing") and open_count(batch) == 0:
+            elif batch.status in FINALIZABLE and batch.open_items == 0:
                 rt.enqueue("finalize", batch_id)
                 n += 1
         return n

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 import httpx
@@ -21,13 +22,20 @@ from genbatch.errors import (
     RetryableProviderError,
     StorageError,
 )
-from genbatch.models import GenerationRequest, PollResult, TaskStatus
+from genbatch.models import (
+    IN_FLIGHT_STATES,
+    BatchStatus,
+    GenerationRequest,
+    ItemState,
+    PollResult,
+    TaskStatus,
+)
 from genbatch.providers import get_spec
+from genbatch.records import Item
 from genbatch.storage import object_key
-from genbatch.store import open_count
-from genbatch.store.limits import GenTimes
 from genbatch.webhooks import callback_url
 from genbatch.worker import failover, notify
+from genbatch.worker.dispatch import dispatch_account
 from genbatch.worker.polling import (
     first_poll_delay,
     next_poll_delay,
@@ -39,45 +47,46 @@ from genbatch.worker.runtime import Runtime
 log = logging.getLogger(__name__)
 URL_GONE = frozenset({401, 403, 404, 410})
 EARLY = 0.8  # first poll at this share of the learned generation time
-SLOT_STATES = frozenset({"dispatched", "submitting", "submitted"})  # hold an in-flight slot
 TERMINAL_TASK_STATE = {
-    TaskStatus.FAILED: "failed",
-    TaskStatus.EXPIRED: "expired",
-    TaskStatus.CANCELLED: "cancelled",
+    TaskStatus.FAILED: ItemState.FAILED,
+    TaskStatus.EXPIRED: ItemState.EXPIRED,
+    TaskStatus.CANCELLED: ItemState.CANCELLED,
 }
+DISPATCHED, SUBMITTING, SUBMITTED, DOWNLOADING = (
+    ItemState.DISPATCHED, ItemState.SUBMITTING, ItemState.SUBMITTED, ItemState.DOWNLOADING)
+IN_PROGRESS, FINALIZING = BatchStatus.IN_PROGRESS, BatchStatus.FINALIZING
 
 
 def submit_item(rt: Runtime, iid: str) -> str:
     """dispatched → submitting → submitted | pending (not created) | failed | ambiguous."""
     item = rt.store.get_item(iid)
-    if item["state"] != "dispatched":
+    if item.state is not DISPATCHED:
         return "skipped"
     now = rt.now()
     try:
-        request = rt.wire_request(GenerationRequest.model_validate_json(item["req"]))
-        adapter = rt.provider(item["provider"])
+        request = rt.wire_request(item.request)
+        adapter = rt.provider(item.provider)
     except GenbatchError as exc:  # nothing was sent: a clear failure, not a mystery
-        return finish(rt, iid, ["dispatched"], "failed", "input_unavailable", str(exc))
+        return finish(rt, iid, [DISPATCHED], ItemState.FAILED, "input_unavailable", str(exc))
     claim = rt.store.transition(
-        iid, ["dispatched"], "submitting", timer=now + rt.settings.task_lease_s,
+        iid, [DISPATCHED], SUBMITTING, timer=now + rt.settings.task_lease_s,
         fields={"submit_started_at": now}, incr={"attempts": 1},
     )
     if not claim.applied:
         return "skipped"
-    hook = callback_url(rt.settings, item["provider"], iid)  # None: webhooks off
+    hook = callback_url(rt.settings, item.provider, iid)  # None: webhooks off
     try:
-        remote_id = adapter.submit(item["model"], request, webhook_url=hook)
+        remote_id = adapter.submit(item.model, request, webhook_url=hook)
     except RateLimited as exc:
         return _not_created(rt, item, iid, exc, exc.retry_after or 2.0)
     except RetryableProviderError as exc:
         return _not_created(rt, item, iid, exc, 2.0)
     except PermanentProviderError as exc:
-        return finish(rt, iid, ["submitting"], "failed", exc.code, exc.message)
+        return finish(rt, iid, [SUBMITTING], ItemState.FAILED, exc.code, exc.message)
     except AmbiguousSubmit as exc:
-        return finish(rt, iid, ["submitting"], "ambiguous", exc.code, exc.message)
-    spec = get_spec(item["provider"], item["model"])
-    learned = _gen_times(rt).typical(item["provider"],
-                                     _gen_key(item["model"], request.service_tier))
+        return finish(rt, iid, [SUBMITTING], ItemState.AMBIGUOUS, exc.code, exc.message)
+    spec = get_spec(item.provider, item.model)
+    learned = rt.store.gen_times.typical(item.provider, _gen_key(item.model, request.service_tier))
     typical = learned or spec.typical_seconds
     # A little before the learned mean: a job done early then waits less for its poll, and
     # one not done yet is re-polled soon (≈ 2 polls per job measured).
@@ -85,7 +94,7 @@ def submit_item(rt: Runtime, iid: str) -> str:
     if hook:  # the provider calls back: poll only as a slow safety net
         first = safety_poll_delay(rt.settings)
     done = rt.store.transition(
-        iid, ["submitting"], "submitted", timer=rt.now() + first,
+        iid, [SUBMITTING], SUBMITTED, timer=rt.now() + first,
         fields={"remote_id": remote_id, "submitted_at": now, "first_poll_s": first,
                 "typical_s": round(typical, 1),
                 "deadline": now + _deadline_s(rt, request), **({"webhook": 1} if hook else {})},
@@ -96,32 +105,32 @@ def submit_item(rt: Runtime, iid: str) -> str:
 def poll_item(rt: Runtime, iid: str) -> str:
     """submitted → submitted (rescheduled) | downloading | failed | expired | cancelled."""
     item = rt.store.get_item(iid)
-    if item["state"] != "submitted":
+    if item.state is not SUBMITTED:
         return "skipped"
     now = rt.now()
-    polls = int(item.get("polls") or 0) + 1
-    if now > float(item.get("deadline") or "inf"):
-        return finish(rt, iid, ["submitted"], "expired", "deadline_exceeded",
+    polls = item.polls + 1
+    if item.deadline is not None and now > item.deadline:
+        return finish(rt, iid, [SUBMITTED], ItemState.EXPIRED, "deadline_exceeded",
                        "the task did not finish before its deadline")
     try:
-        result = rt.provider(item["provider"]).poll(item["model"], item["remote_id"])
+        result = rt.provider(item.provider).poll(item.model, item.remote_id)
     except RetryableProviderError as exc:
         if isinstance(exc, RateLimited):
-            metrics.record_429(rt.store, item["provider"], "poll")
+            metrics.record_429(rt.store, item.provider, "poll")
         delay = next_poll_delay(polls, None, rt.settings)
         if isinstance(exc, RateLimited):
-            slow_down(rt, item["provider"], "poll")
+            slow_down(rt, item.provider, "poll")
             if exc.retry_after:
                 delay = max(delay, exc.retry_after / rt.settings.time_factor)
-        rt.store.transition(iid, ["submitted"], "submitted", timer=now + delay,
+        rt.store.transition(iid, [SUBMITTED], SUBMITTED, timer=now + delay,
                             incr={"polls": 1, "poll_errors": 1})
         return "retry"
     except PermanentProviderError as exc:
-        return finish(rt, iid, ["submitted"], "failed", exc.code, exc.message)
+        return finish(rt, iid, [SUBMITTED], ItemState.FAILED, exc.code, exc.message)
     return apply_poll(rt, item, iid, result, polls)
 
 
-def apply_poll(rt: Runtime, item: dict[str, str], iid: str, result: PollResult,
+def apply_poll(rt: Runtime, item: Item, iid: str, result: PollResult,
                polls: int, *, pushed: bool = False) -> str:
     """Move a `submitted` item on what its provider reports: a poll's answer, or the same
     report pushed by a webhook callback (`pushed`, from genbatch.webhooks.receiver)."""
@@ -129,11 +138,11 @@ def apply_poll(rt: Runtime, item: dict[str, str], iid: str, result: PollResult,
     seen = {"callbacks" if pushed else "polls": 1}
     if result.status is TaskStatus.SUCCEEDED:
         if not result.video_url:
-            return finish(rt, iid, ["submitted"], "failed", "no_output",
+            return finish(rt, iid, [SUBMITTED], ItemState.FAILED, "no_output",
                            "the provider reported success without a video URL")
         cost = _cost(rt, item, result)
         moved = rt.store.transition(
-            iid, ["submitted"], "downloading", timer=now + rt.settings.task_lease_s,
+            iid, [SUBMITTED], DOWNLOADING, timer=now + rt.settings.task_lease_s,
             fields={"video_url": result.video_url, "video_ttl": result.video_ttl_s or "",
                     "seed": "" if result.seed is None else result.seed,
                     "cost": "" if cost is None else repr(cost), "generated_at": now},
@@ -142,18 +151,17 @@ def apply_poll(rt: Runtime, item: dict[str, str], iid: str, result: PollResult,
         if moved.applied:
             rt.enqueue("download", iid)
             _learn_gen_time(rt, item, now, polls, pushed)
-            refill(rt, item["provider"])
+            refill(rt, item.provider)
         return "downloading" if moved.applied else "skipped"
     if result.status in TERMINAL_TASK_STATE:
-        return finish(rt, iid, ["submitted"], TERMINAL_TASK_STATE[result.status],
+        return finish(rt, iid, [SUBMITTED], TERMINAL_TASK_STATE[result.status],
                        result.error_code or result.status.value,
                        result.error_message or f"the provider reports {result.raw_status}")
-    delay = next_poll_delay(polls, result.eta_s, rt.settings,
-                            typical_s=float(item.get("typical_s") or 0))
-    if item.get("webhook"):
+    delay = next_poll_delay(polls, result.eta_s, rt.settings, typical_s=item.typical_s or 0.0)
+    if item.webhook:
         delay = max(delay, safety_poll_delay(rt.settings))
     rt.store.transition(
-        iid, ["submitted"], "submitted", timer=now + delay,
+        iid, [SUBMITTED], SUBMITTED, timer=now + delay,
         fields={"remote_status": result.raw_status, "polled_at": now,
                 "progress": "" if result.progress is None else result.progress},
         incr=seen,
@@ -166,86 +174,82 @@ def _gen_key(model: str, tier: str | None) -> str:
     return f"{model}@flex" if tier == "flex" else model
 
 
-def _gen_times(rt: Runtime) -> GenTimes:
-    return rt.store.gen_times
-
-
-def _learn_gen_time(rt: Runtime, item: dict[str, str], now: float, polls: int,
+def _learn_gen_time(rt: Runtime, item: Item, now: float, polls: int,
                     pushed: bool = False) -> None:
     """Estimate when the generation really finished and feed the model's running mean:
     between the last 'still running' poll and this one; when the first poll already found
     it done, a little before it (so the estimate can move down as well as up). A webhook
     callback comes when it finished; a safety poll of a webhook item says too little."""
-    if not item.get("submitted_at") or item.get("dl_attempts"):
+    if item.submitted_at is None or item.dl_attempts:
         return  # a re-poll for a fresh URL says nothing about generation time
-    submitted = float(item["submitted_at"])
+    submitted = item.submitted_at
     if pushed:
         done_at = now
-    elif item.get("webhook"):
+    elif item.webhook:
         return
-    elif polls > 1 and item.get("polled_at"):
-        done_at = (float(item["polled_at"]) + now) / 2
+    elif polls > 1 and item.polled_at is not None:
+        done_at = (item.polled_at + now) / 2
     else:  # measured from when the poll was due, so queueing delays do not inflate it
-        done_at = submitted + 0.85 * float(item.get("first_poll_s") or now - submitted)
+        done_at = submitted + 0.85 * (item.first_poll_s or now - submitted)
     seconds = (done_at - submitted) * rt.settings.time_factor
     tier = json.loads(item.get("req") or "{}").get("service_tier")
-    _gen_times(rt).observe(item["provider"], _gen_key(item["model"], tier), seconds)
+    rt.store.gen_times.observe(item.provider, _gen_key(item.model, tier), seconds)
 
 
 def download_item(rt: Runtime, iid: str) -> str:
     """downloading → succeeded | submitted (URL expired: poll again) | failed."""
     item = rt.store.get_item(iid)
-    if item["state"] != "downloading":
+    if item.state is not DOWNLOADING:
         return "skipped"
-    attempt = int(item.get("dl_attempts") or 0) + 1
-    key = object_key(item["batch"], item["custom_id"])
+    attempt = item.dl_attempts + 1
+    key = object_key(item.batch_id, item.custom_id)
     try:
-        with rt.downloads.stream("GET", item["video_url"],
+        with rt.downloads.stream("GET", item.video_url,
                                  timeout=rt.settings.download_timeout_s) as resp:
             if resp.status_code in URL_GONE:
                 return _url_gone(rt, iid, attempt, resp.status_code)
             resp.raise_for_status()
             stored = rt.storage.put_stream(key, resp.iter_bytes(1 << 20))
     except (httpx.HTTPError, StorageError) as exc:
-        metrics.record_download_failure(rt.store, item["provider"])
+        metrics.record_download_failure(rt.store, item.provider)
         if attempt >= rt.settings.download_max_attempts:
-            return finish(rt, iid, ["downloading"], "failed", "download_failed",
+            return finish(rt, iid, [DOWNLOADING], ItemState.FAILED, "download_failed",
                            f"gave up after {attempt} attempts: {_describe(exc)}")
-        rt.store.transition(iid, ["downloading"], "downloading",
+        rt.store.transition(iid, [DOWNLOADING], DOWNLOADING,
                             timer=rt.now() + retry_delay(attempt, rt.settings),
                             fields={"last_error": _describe(exc)}, incr={"dl_attempts": 1})
         return "retry"
-    state = finish(rt, iid, ["downloading"], "succeeded", "", "", fields={
+    state = finish(rt, iid, [DOWNLOADING], ItemState.SUCCEEDED, "", "", fields={
         "output_uri": stored.uri, "sha256": stored.sha256, "bytes": stored.size,
     })
-    if state == "succeeded":
+    if state == ItemState.SUCCEEDED:
         metrics.record_success(rt.store, item, stored.size)
     return state
 
 
 def _url_gone(rt: Runtime, iid: str, attempt: int, status: int) -> str:
     if attempt >= rt.settings.download_max_attempts:
-        return finish(rt, iid, ["downloading"], "failed", "url_expired",
+        return finish(rt, iid, [DOWNLOADING], ItemState.FAILED, "url_expired",
                        f"the video URL answered HTTP {status} {attempt} times")
     # The URL expired before we fetched it: poll the task again for a fresh one.
-    rt.store.transition(iid, ["downloading"], "submitted", timer=rt.now(),
+    rt.store.transition(iid, [DOWNLOADING], SUBMITTED, timer=rt.now(),
                         fields={"last_error": f"video URL answered HTTP {status}"},
                         incr={"dl_attempts": 1})
     return "repoll"
 
 
-def _not_created(rt: Runtime, item: dict[str, str], iid: str, exc: RetryableProviderError,
+def _not_created(rt: Runtime, item: Item, iid: str, exc: RetryableProviderError,
                  cooldown_s: float) -> str:
     """The provider provably created nothing: back to the head of the queue, no failure."""
     if isinstance(exc, RateLimited):
-        metrics.record_429(rt.store, item["provider"], "submit")
-    moved = rt.store.transition(iid, ["submitting"], "pending", timer="-",
+        metrics.record_429(rt.store, item.provider, "submit")
+    moved = rt.store.transition(iid, [SUBMITTING], ItemState.PENDING, timer="-",
                                 fields={"last_error": f"{exc.code}: {exc.message}"},
                                 incr={"not_created": 1}, queue="front")
     if moved.applied:
-        rt.store.set_cooldown(item["provider"], cooldown_s / rt.settings.time_factor)
+        rt.store.set_cooldown(item.provider, cooldown_s / rt.settings.time_factor)
         if isinstance(exc, RateLimited):
-            slow_down(rt, item["provider"], "submit")
+            slow_down(rt, item.provider, "submit")
     return "requeued"
 
 
@@ -261,10 +265,11 @@ def slow_down(rt: Runtime, provider: str, kind: str) -> float:
     return factor
 
 
-def finish(rt: Runtime, iid: str, allowed: list[str], state: str, code: str, message: str,
-            fields: dict[str, Any] | None = None) -> str:
-    """Move an item to a terminal state; finalize its batch when it was the last open one."""
-    if state == "failed":  # or, in the same step, on to the batch's --fallback (failover.py)
+def finish(rt: Runtime, iid: str, allowed: Sequence[str], state: str, code: str,
+           message: str, fields: dict[str, Any] | None = None) -> str:
+    """Move an item from one of the `allowed` states to the terminal `state` (ItemState
+    names); finalize its batch when it was the last open one."""
+    if ItemState(state) is ItemState.FAILED:  # or on to the batch's --fallback (failover.py)
         outcome = failover.fail_over(rt, iid, allowed, code, message)
         if outcome.moved == "failed_over":  # a slot freed at the origin, work for the fallback
             refill(rt, outcome.origin)
@@ -278,7 +283,7 @@ def finish(rt: Runtime, iid: str, allowed: list[str], state: str, code: str, mes
     moved = rt.store.transition(iid, allowed, state, timer="-", fields=values)
     if moved.applied and moved.open_items == 0:
         rt.enqueue("finalize", iid.rsplit(":", 1)[0])
-    if moved.applied and moved.previous in SLOT_STATES:
+    if moved.applied and moved.previous in IN_FLIGHT_STATES:
         refill(rt, moved.provider)
     return state if moved.applied else "skipped"
 
@@ -289,8 +294,6 @@ def refill(rt: Runtime, provider: str) -> None:
     logged)."""
     if not rt.settings.dispatch_on_free or not provider:
         return
-    from genbatch.worker.dispatch import dispatch_account
-
     try:
         dispatch_account(rt, provider)
     except Exception as exc:  # the item's own transition already happened
@@ -303,12 +306,11 @@ def _deadline_s(rt: Runtime, request: GenerationRequest) -> float:
     return (limit + 600.0) / rt.settings.time_factor
 
 
-def _cost(rt: Runtime, item: dict[str, str], result: PollResult) -> float | None:
+def _cost(rt: Runtime, item: Item, result: PollResult) -> float | None:
     try:
-        request = GenerationRequest.model_validate_json(item["req"])
-        return rt.provider(item["provider"]).actual_cost(item["model"], request, result)
+        return rt.provider(item.provider).actual_cost(item.model, item.request, result)
     except (GenbatchError, ValueError):
-        return float(item["est_cost"]) if item.get("est_cost") else None
+        return item.est_cost
 
 
 def _describe(exc: BaseException) -> str:
@@ -322,21 +324,20 @@ def finalize_batch(rt: Runtime, batch_id: str) -> str:
     from genbatch.worker.finalize import write_outputs  # only the control queue needs it
 
     batch = rt.store.get_batch(batch_id)
-    if batch.get("status") not in ("in_progress", "finalizing") or open_count(batch):
+    if batch.status not in (IN_PROGRESS, FINALIZING) or batch.open_items:
         return "skipped"
-    ok, _ = rt.store.batch_cas(batch_id, ["in_progress", "finalizing"], "finalizing")
+    ok, _ = rt.store.batch_cas(batch_id, [IN_PROGRESS, FINALIZING], FINALIZING)
     if not ok:
         return "skipped"
-    files = write_outputs(rt.storage, batch_id,
-                          rt.store.iter_items(batch_id, int(batch["total"])),
+    files = write_outputs(rt.storage, batch_id, rt.store.iter_items(batch_id, batch.total),
                           presign_s=rt.settings.presign_results_s)
-    final = "cancelled" if batch.get("cancel_requested") else "completed"
+    final = BatchStatus.CANCELLED if batch.cancel_requested else BatchStatus.COMPLETED
     notify.arm(rt, batch)  # before the batch is final: a crash after it still notifies
-    done, _ = rt.store.batch_cas(batch_id, ["finalizing"], final, {
+    done, _ = rt.store.batch_cas(batch_id, [FINALIZING], final, {
         "finished_at": repr(rt.now()), "results_jsonl": files.results_jsonl,
         "results_csv": files.results_csv, "errors_jsonl": files.errors_jsonl,
     })
     rt.store.deactivate(batch_id)
-    if done and batch.get("notify_url"):
+    if done and batch.notify_url:
         rt.enqueue("notify", batch_id)
     return final

@@ -21,6 +21,7 @@ import httpx
 
 from genbatch.config import PROVIDER_NAMES, Settings
 from genbatch.producer.ingest import IngestResult, ingest_manifest
+from genbatch.records import Batch
 from genbatch.simulator import SimProfile, running_simulator
 from genbatch.storage import open_storage
 from genbatch.store import JobStore
@@ -98,7 +99,7 @@ class Cluster:
         raise AssertionError(f"timed out waiting for {what}; batches: "
                              f"{self.store.list_batches()}\n" + self.log_tail("worker"))
 
-    def wait_batch(self, batch_id: str, timeout: float = 120.0) -> dict[str, str]:
+    def wait_batch(self, batch_id: str, timeout: float = 120.0) -> Batch:
         self.wait_until(lambda: self.store.get_batch(batch_id)["status"] == "completed",
                         timeout, f"batch {batch_id} to complete")
         return self.store.get_batch(batch_id)

@@ -1,0 +1,142 @@
+"""Typed views of the job store's records: `Item` (one manifest line) and `Batch`.
+
+Redis keeps a record as a hash of strings. The store parses each record once, when it reads
+it, into one of these views; the rest of genbatch reads `item.state`, `item.polls`,
+`batch.total` … instead of re-parsing strings where they are used. A view is still the
+record itself (a `dict[str, str]`), so the output manifests can copy fields as stored and a
+record prints and serialises as it is in Redis. Views are read-only snapshots: a change goes
+through the store (`JobStore.transition`, `set_batch_fields`), never through the view.
+
+The item schema (fields of `item:{bid}:{seq}`):
+    batch, seq, line, custom_id     where the line came from (`batch` is the batch id)
+    provider, model                 where it runs now (failover may change both)
+    state                           an `ItemState`
+    req, row, est_cost              the normalised request (JSON), the original row (JSON
+                                    or its text), the price estimate (USD)
+    attempts, polls, callbacks, dl_attempts, poll_errors, not_created   counters
+    remote_id, submitted_at, first_poll_s, typical_s, deadline, webhook, remote_status,
+    progress, polled_at             the remote task of the current attempt
+    video_url, video_ttl, generated_at, cost, seed   what the finished task reported
+    output_uri, sha256, bytes       the stored video
+    finished_at, error_code, error_message, last_error   how it ended / the last problem
+    history, failed_over_from, failed_over_at, fallback_used   past attempts (store/history)
+    reserved_micro                  the budget reservation it holds (micro-USD)
+
+The batch schema: see `genbatch/store/__init__.py` and `BATCH_COUNTERS` in models.py.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Mapping
+
+from genbatch.models import (
+    OPEN_COUNTERS,
+    BatchStatus,
+    GenerationRequest,
+    ItemState,
+)
+
+
+def _int(value: str | None) -> int:
+    try:
+        return int(float(value)) if value else 0
+    except ValueError:
+        return 0
+
+
+def _float(value: str | None) -> float | None:
+    try:
+        return float(value) if value else None
+    except ValueError:
+        return None
+
+
+def _state(value: str | None) -> ItemState | None:
+    return ItemState(value) if value and value in ItemState._value2member_map_ else None
+
+
+class Item(dict[str, str]):
+    """An item record with its values parsed (see the module docstring for the fields)."""
+
+    def __init__(self, record: Mapping[str, str]) -> None:
+        super().__init__(record)
+        get = record.get
+        self.state: ItemState | None = _state(get("state"))
+        self.batch_id = get("batch") or ""
+        self.seq = _int(get("seq"))
+        self.line = _int(get("line"))
+        self.custom_id = get("custom_id") or ""
+        self.provider = get("provider") or ""
+        self.model = get("model") or ""
+        self.remote_id = get("remote_id") or ""
+        self.attempts = _int(get("attempts"))
+        self.polls = _int(get("polls"))
+        self.dl_attempts = _int(get("dl_attempts"))
+        self.submitted_at = _float(get("submitted_at"))
+        self.polled_at = _float(get("polled_at"))
+        self.first_poll_s = _float(get("first_poll_s"))
+        self.typical_s = _float(get("typical_s"))
+        self.deadline = _float(get("deadline"))
+        self.webhook = bool(get("webhook"))
+        self.video_url = get("video_url") or ""
+        self.est_cost = _float(get("est_cost"))
+        self.cost = _float(get("cost"))
+        self.error_code = get("error_code") or ""
+
+    @classmethod
+    def view(cls, record: Mapping[str, str]) -> Item:
+        """`record` as an Item (itself when it already is one)."""
+        return record if isinstance(record, Item) else cls(record)
+
+    @property
+    def id(self) -> str:
+        return f"{self.batch_id}:{self.seq}"
+
+    @functools.cached_property
+    def request(self) -> GenerationRequest:
+        """The normalised request (raises pydantic's ValidationError when unreadable)."""
+        return GenerationRequest.model_validate_json(self.get("req") or "{}")
+
+    @property
+    def tier(self) -> str | None:
+        """The request's service_tier, without validating the whole request."""
+        return self.request.service_tier if self.get("req") else None
+
+
+class Batch(dict[str, str]):
+    """A batch record with its values parsed (status, counters, options, money)."""
+
+    def __init__(self, record: Mapping[str, str]) -> None:
+        super().__init__(record)
+        get = record.get
+        self.id = get("id") or ""
+        status = get("status") or ""
+        self.status: BatchStatus | None = (
+            BatchStatus(status) if status in BatchStatus._value2member_map_ else None)
+        self.total = _int(get("total"))
+        self.created_at = _float(get("created_at"))
+        self.finished_at = _float(get("finished_at"))
+        self.cancel_requested = bool(get("cancel_requested"))
+        self.fallback = get("fallback") or ""
+        self.notify_url = get("notify_url") or ""
+        self.priority = get("priority") or "normal"
+        self.budget_usd = _float(get("budget_usd"))
+
+    @classmethod
+    def view(cls, record: Mapping[str, str]) -> Batch:
+        """`record` as a Batch (itself when it already is one)."""
+        return record if isinstance(record, Batch) else cls(record)
+
+    def count(self, counter: str) -> int:
+        """One of the batch's counters (`total`, `pending`, `in_flight`, `succeeded`, …)."""
+        return _int(self.get(counter))
+
+    @property
+    def open_items(self) -> int:
+        """Items not yet in a terminal state."""
+        return sum(self.count(c) for c in OPEN_COUNTERS)
+
+    @property
+    def finished(self) -> bool:
+        return self.status in (BatchStatus.COMPLETED, BatchStatus.CANCELLED)
