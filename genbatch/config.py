@@ -6,15 +6,18 @@ the working directory. Nothing below the entry points reads `os.environ`.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
+from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from genbatch.errors import ConfigError
 
 PROVIDER_NAMES: tuple[str, ...] = ("novita", "highwayapi", "wavespeed", "byteplus")
+REDIS_SCHEMES: tuple[str, ...] = ("redis://", "rediss://", "unix://")
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,6 +161,13 @@ class Settings(BaseSettings):
         "(a safety net for lost callbacks)"
     )
 
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_scheme(cls, url: str | None) -> str | None:
+        if url and not url.startswith(REDIS_SCHEMES):
+            raise ValueError(f"must start with {', '.join(REDIS_SCHEMES)}")
+        return url or None
+
     def provider(self, name: str) -> ProviderSettings:
         if name not in PROVIDER_NAMES:
             raise ConfigError(
@@ -189,8 +199,33 @@ class Settings(BaseSettings):
 
 
 def load_settings(**overrides: object) -> Settings:
-    """Build settings from the environment and `.env`, with explicit overrides on top."""
+    """Build settings from the environment and `.env`, with explicit overrides on top.
+    A bad value is a ConfigError naming the variable: one line per bad setting."""
     try:
         return Settings(**overrides)  # type: ignore[arg-type]
-    except ValueError as exc:  # pydantic.ValidationError is a ValueError
-        raise ConfigError(f"invalid settings: {exc}") from exc
+    except ValidationError as exc:
+        raise ConfigError("; ".join(_setting_problem(e) for e in exc.errors())) from None
+
+
+def _setting_problem(error: Mapping[str, Any]) -> str:
+    """`GENBATCH_X=value: what is wrong` (never the value of a secret)."""
+    field = str(error["loc"][0]) if error.get("loc") else "?"
+    name = f"GENBATCH_{field.upper()}"
+    message = str(error.get("msg", "invalid")).removeprefix("Value error, ")
+    secret = "key" in field or "secret" in field
+    value = error.get("input")
+    if secret or not isinstance(value, str | int | float):
+        return f"{name}: {message}"
+    shown = redact_url(str(value)) if "url" in field else str(value)
+    return f"{name}={shown[:80]}: {message}"
+
+
+def redact_url(url: str) -> str:
+    """The URL without a password (`redis://:***@host`), for messages and logs."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    port = f":{parts.port}" if parts.port else ""
+    user = parts.username or ""
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}{port}"))

@@ -42,7 +42,7 @@ from typing import Any, Literal
 
 import redis
 
-from genbatch.errors import GenbatchError, NotFoundError
+from genbatch.errors import ConfigError, GenbatchError, NotFoundError
 from genbatch.records import Batch, Item
 from genbatch.store import scripts
 from genbatch.store.counters import Counters
@@ -54,6 +54,8 @@ COUNTERS: tuple[str, ...] = (
     "succeeded", "failed", "expired", "cancelled", "ambiguous",
 )
 OPEN_COUNTERS: tuple[str, ...] = ("pending", "in_flight", "downloading")
+CONNECT_TIMEOUT_S = 5.0  # a Redis that does not accept a connection in this is down
+PING_TIMEOUT_S = 3.0  # the entry points' first check (`ping`)
 TimerArg = float | str | None  # None keep, "-" remove, float = due time
 # kombu's Redis transport: a queue's priority lists are `<queue>\x06\x16<step>`.
 _KOMBU_PRIORITY_SEP = "\x06\x16"
@@ -187,7 +189,7 @@ class JobStore:
     def from_url(cls, url: str, prefix: str = "gb:") -> JobStore:
         client = redis.Redis.from_url(
             url, decode_responses=True, health_check_interval=30, socket_keepalive=True,
-            retry_on_timeout=True,
+            retry_on_timeout=True, socket_connect_timeout=CONNECT_TIMEOUT_S,
         )
         return cls(client, prefix)
 
@@ -196,8 +198,21 @@ class JobStore:
         return self.prefix + ":".join(parts)
 
     def ping(self) -> None:
-        """Fail now (redis.ConnectionError) rather than at first use when Redis is away."""
-        self.r.ping()
+        """Fail now rather than at first use: redis.ConnectionError when nothing answers,
+        ConfigError when what answers is not Redis (or not in PING_TIMEOUT_S)."""
+        pool = self.r.connection_pool
+        kwargs = {**pool.connection_kwargs, "socket_timeout": PING_TIMEOUT_S,
+                  "socket_connect_timeout": PING_TIMEOUT_S, "retry_on_timeout": False}
+        probe = redis.Redis(connection_pool=redis.ConnectionPool(
+            connection_class=pool.connection_class, **kwargs))
+        try:
+            probe.ping()
+        except (redis.TimeoutError, redis.ResponseError, redis.exceptions.InvalidResponse) as exc:
+            where = kwargs.get("path") or f"{kwargs.get('host')}:{kwargs.get('port')}"
+            raise ConfigError(f"GENBATCH_REDIS_URL points at {where}, which does not answer "
+                              f"like Redis ({type(exc).__name__}: {exc})") from None
+        finally:
+            probe.close()
 
     # -- parts with keys of their own ----------------------------------------------------
     @functools.cached_property

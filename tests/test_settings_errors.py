@@ -1,0 +1,79 @@
+"""A bad setting or a Redis URL that leads nowhere useful: one line naming the variable, exit
+2, within seconds — never a traceback or a hang."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+
+import pytest
+
+from genbatch.config import load_settings, redact_url
+from genbatch.errors import ConfigError
+from genbatch.store import JobStore
+
+
+def test_a_bad_value_names_its_variable() -> None:
+    with pytest.raises(ConfigError) as err:
+        load_settings(novita_max_in_flight="abc", wavespeed_submit_rpm=-1)
+    text = str(err.value)
+    assert "GENBATCH_NOVITA_MAX_IN_FLIGHT=abc: " in text
+    assert "GENBATCH_WAVESPEED_SUBMIT_RPM=-1: Input should be greater than 0" in text
+    assert "\n" not in text and "pydantic" not in text
+
+
+def test_a_redis_url_without_scheme_is_refused() -> None:
+    with pytest.raises(ConfigError, match=r"GENBATCH_REDIS_URL=localhost:6379: must start "
+                                          r"with redis://"):
+        load_settings(redis_url="localhost:6379")
+
+
+def test_secrets_are_never_echoed() -> None:
+    with pytest.raises(ConfigError) as err:
+        load_settings(redis_url="localhost://:hunter2@x", webhook_safety_poll_s="soon")
+    assert "hunter2" not in str(err.value)
+    assert redact_url("redis://:hunter2@h:6379/0") == "redis://:***@h:6379/0"
+    assert redact_url("redis://h:6379/0") == "redis://h:6379/0"
+
+
+@pytest.fixture
+def silent_port() -> Iterator[int]:
+    """A TCP port that accepts connections and never answers (not Redis)."""
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen(8)
+        yield server.getsockname()[1]
+
+
+def test_ping_names_a_port_that_is_not_redis(silent_port: int) -> None:
+    store = JobStore.from_url(f"redis://127.0.0.1:{silent_port}/0")
+    with pytest.raises(ConfigError, match=f"127.0.0.1:{silent_port}, which does not answer "
+                                          "like Redis"):
+        store.ping()
+
+
+def cli(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("GENBATCH_")}
+    return subprocess.run([sys.executable, "-m", "genbatch", *args], env={**clean, **env},
+                          capture_output=True, text=True, timeout=60, check=False,
+                          stdin=subprocess.DEVNULL)
+
+
+@pytest.mark.parametrize(("env", "expected"), [
+    ({"GENBATCH_REDIS_URL": "localhost:6379"}, "GENBATCH_REDIS_URL=localhost:6379: must start"),
+    ({"GENBATCH_NOVITA_MAX_IN_FLIGHT": "abc"}, "GENBATCH_NOVITA_MAX_IN_FLIGHT=abc: "),
+])
+def test_the_cli_says_one_line_and_exits_2(env: dict[str, str], expected: str) -> None:
+    done = cli("status", **env)
+    assert done.returncode == 2
+    assert done.stderr.startswith("error: ") and expected in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1 and "Traceback" not in done.stderr
+
+
+def test_the_cli_names_a_port_that_is_not_redis(silent_port: int) -> None:
+    done = cli("status", GENBATCH_REDIS_URL=f"redis://127.0.0.1:{silent_port}/0")
+    assert done.returncode == 2
+    assert "does not answer like Redis" in done.stderr and "Traceback" not in done.stderr
