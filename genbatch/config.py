@@ -121,6 +121,28 @@ class Settings(BaseSettings):
         "at once instead of waiting for the scheduler's tick"
     )
 
+    # Account health (README "Account health").
+    account_degrade_after: int = Field(
+        default=3, ge=1, description="consecutive connect/5xx/429 failures that mark an "
+        "account degraded (it keeps working, with backoff)"
+    )
+    account_pause_after: int = Field(
+        default=3, ge=1, description="consecutive auth or balance refusals that pause an "
+        "account's dispatch (instead of failing the rest of the batch item by item)"
+    )
+    account_backoff_max_s: float = Field(
+        default=300.0, gt=0, description="cap of the per-account backoff after connect "
+        "errors (2 s, doubling)"
+    )
+    account_probe_s: float = Field(
+        default=300.0, gt=0, description="a paused account lets one item through this often "
+        "(a probe: it resumes by itself when that succeeds)"
+    )
+    heartbeat_s: float = Field(
+        default=10.0, gt=0, description="workers and the scheduler leader write a heartbeat "
+        "this often; one missing for 3 beats is gone"
+    )
+
     # Quota: AIMD on 429 (see genbatch/store/limits.py).
     aimd_decrease: float = Field(
         default=0.5, gt=0, lt=1, description="multiply an account's rate by this on a 429"

@@ -24,6 +24,8 @@ Keys (prefix `gb:` by default):
     gentime                  learned generation times (store/limits.py)
     metrics:{name}, metrics:batch:{bid}   counters for Prometheus (store/counters.py)
     notify                   zset of batch-finished events due for delivery (store/outbox.py)
+    health:{provider}        account health: state, failure streaks (store/health.py)
+    hb:worker:{name}, hb:scheduler   heartbeats with a TTL (store/heartbeats.py)
 
 Outside the prefix, only read: Celery's queue lists and kombu's `unacked` hash
 (`celery_backlog`, for metrics). Nothing outside `genbatch/store/` touches Redis keys: other
@@ -46,6 +48,8 @@ from genbatch.errors import ConfigError, GenbatchError, NotFoundError
 from genbatch.records import Batch, Item
 from genbatch.store import scripts
 from genbatch.store.counters import Counters
+from genbatch.store.health import Health
+from genbatch.store.heartbeats import Heartbeats
 from genbatch.store.limits import GenTimes, Limits
 from genbatch.store.outbox import Outbox
 
@@ -234,6 +238,16 @@ class JobStore:
     def outbox(self) -> Outbox:
         """Batch-finished events waiting for delivery (`store/outbox.py`)."""
         return Outbox(self.r, self.prefix)
+
+    @functools.cached_property
+    def health(self) -> Health:
+        """Provider account health (`store/health.py`)."""
+        return Health(self.r, self.prefix)
+
+    @functools.cached_property
+    def heartbeats(self) -> Heartbeats:
+        """Heartbeats of workers and the scheduler (`store/heartbeats.py`)."""
+        return Heartbeats(self.r, self.prefix)
 
     # -- batches ---------------------------------------------------------------------
     def create_batch(self, batch_id: str, meta: Mapping[str, str], created_at: float) -> None:

@@ -43,6 +43,7 @@ from typing import TYPE_CHECKING, Any
 from genbatch import providers
 from genbatch.errors import ConfigError
 from genbatch.models import ItemState
+from genbatch.providers.failures import ACCOUNT_CODES
 from genbatch.records import Item
 from genbatch.store.history import attempt_reset, failed_over_from
 
@@ -50,18 +51,6 @@ if TYPE_CHECKING:
     from genbatch.worker.runtime import Runtime
 
 # -- the qualification table ------------------------------------------------------------
-# Submit refused (a 4xx: nothing was created) because of the account, not the request.
-ACCOUNT_CODES = frozenset({
-    # balance / billing
-    "BILLING_BALANCE_NOT_ENOUGH", "NOT_ENOUGH_BALANCE", "BILLING_AUTH_FAILED",
-    "ANONYMOUS_ACCESS_QUOTA_EXCEEDS", "AccountOverdueError",
-    # key / permissions
-    "INVALID_API_KEY", "MISSING_API_KEY", "FAILED_TO_AUTH", "ACCESS_DENY",
-    "FEATURE_NOT_ALLOWED", "API_NOT_ALLOWED", "NEED_REAL_NAME_VERIFY",
-    "AuthenticationError", "AccessDenied",
-    # no envelope code: the bare HTTP status (http.py), or WaveSpeed's numeric `code`
-    "HTTP_401", "HTTP_402", "HTTP_403", "401", "402", "403",
-})
 # Submit refused because the model or its endpoint is not served by this provider now.
 MODEL_UNAVAILABLE_CODES = frozenset({
     "API_NOT_FOUND", "MODEL_NOT_FOUND", "SERVICE_NOT_AVAILABLE",
