@@ -43,16 +43,14 @@ from typing import Any, Literal
 import redis
 
 from genbatch.errors import GenbatchError, NotFoundError
+from genbatch.models import BATCH_COUNTERS, OPEN_COUNTERS, STATE_COUNTER
 from genbatch.store import scripts
 from genbatch.store.counters import Counters
 from genbatch.store.limits import GenTimes, Limits
 from genbatch.store.outbox import Outbox
 
-COUNTERS: tuple[str, ...] = (
-    "total", "pending", "in_flight", "downloading",
-    "succeeded", "failed", "expired", "cancelled", "ambiguous",
-)
-OPEN_COUNTERS: tuple[str, ...] = ("pending", "in_flight", "downloading")
+# A batch's counters and the open ones (defined with the item states, genbatch/models.py).
+COUNTERS: tuple[str, ...] = BATCH_COUNTERS
 TimerArg = float | str | None  # None keep, "-" remove, float = due time
 # kombu's Redis transport: a queue's priority lists are `<queue>\x06\x16<step>`.
 _KOMBU_PRIORITY_SEP = "\x06\x16"
@@ -595,10 +593,7 @@ class JobStore:
         """Counters recomputed from the item records (for tests and `status --check`)."""
         batch = self.get_batch(batch_id)
         counts = dict.fromkeys(COUNTERS, 0)
-        state_counter = {
-            "pending": "pending", "dispatched": "in_flight", "submitting": "in_flight",
-            "submitted": "in_flight", "downloading": "downloading",
-        }
+        state_counter = {s.value: c for s, c in STATE_COUNTER.items()}
         for rec in self.iter_items(batch_id, int(batch["total"])):
             counts["total"] += 1
             state = rec["state"]
