@@ -119,7 +119,10 @@ class ItemWriter:
 
     def __init__(self, store: JobStore) -> None:
         self.store = store
-        self.sha = store.r.script_load(scripts.ADD_ITEMS)  # EVALSHA finds it from now on
+        # The store's ADD_ITEMS Script: one text, one sha. Not loaded here: the first
+        # EVALSHA that finds it missing loads it (receive), as redis-py's Script does.
+        self.script = store._add_items
+        self.sha = self.script.sha
         self.conn: Any = store.r.connection_pool.get_connection()
         self.sent: list[str] | None = None
 
@@ -144,13 +147,14 @@ class ItemWriter:
         if args is None:
             return []
         try:
-            flat = self.conn.read_response()
+            try:
+                flat = self.conn.read_response()
+            except redis.exceptions.NoScriptError:  # not loaded yet, or Redis restarted
+                self.sha = self.store.r.script_load(self.script.script)
+                self._send(args)
+                flat = self.conn.read_response()
         except redis.ResponseError as exc:
             raise _batch_gone(exc, args[1]) from exc
-        except redis.exceptions.NoScriptError:  # Redis restarted or flushed its scripts
-            self.sha = self.store.r.script_load(scripts.ADD_ITEMS)
-            self._send(args)
-            flat = self.conn.read_response()
         except BaseException:
             self.conn.disconnect()  # its reply may still be on the wire
             raise
