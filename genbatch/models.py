@@ -6,8 +6,10 @@ the adapter leaves the field out and the provider applies its own default.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
+from types import MappingProxyType
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -123,6 +125,18 @@ TERMINAL_STATES = frozenset(
 )
 # States that hold a generation slot at the provider account.
 IN_FLIGHT_STATES = frozenset({ItemState.DISPATCHED, ItemState.SUBMITTING, ItemState.SUBMITTED})
+# The batch counter an item in each state is counted in: the states holding a slot share
+# `in_flight`, every other state has a counter of its own name. The job store's Lua scripts
+# get their state tables generated from these (store/scripts.py), so they cannot drift.
+STATE_COUNTER: Mapping[ItemState, str] = MappingProxyType(
+    {s: "in_flight" if s in IN_FLIGHT_STATES else s.value for s in ItemState}
+)
+# A batch record's counters, in the order screens and metrics list them.
+BATCH_COUNTERS: tuple[str, ...] = ("total", *dict.fromkeys(STATE_COUNTER.values()))
+# The counters of items not yet in a terminal state (a batch is done when they are all 0).
+OPEN_COUNTERS: tuple[str, ...] = tuple(
+    dict.fromkeys(c for s, c in STATE_COUNTER.items() if s not in TERMINAL_STATES)
+)
 
 
 class BatchStatus(StrEnum):
@@ -132,11 +146,3 @@ class BatchStatus(StrEnum):
     COMPLETED = "completed"
     CANCELLED = "cancelled"
 
-
-# A batch's counters (its hash fields): `total`, then one per place an item can be.
-BATCH_COUNTERS: tuple[str, ...] = (
-    "total", "pending", "in_flight", "downloading",
-    "succeeded", "failed", "expired", "cancelled", "ambiguous",
-)
-# The counters of items not yet in a terminal state.
-OPEN_COUNTERS: tuple[str, ...] = ("pending", "in_flight", "downloading")

@@ -45,6 +45,7 @@ from typing import Any, Literal
 import redis
 
 from genbatch.errors import ConfigError, GenbatchError, NotFoundError
+from genbatch.models import BATCH_COUNTERS, OPEN_COUNTERS, STATE_COUNTER
 from genbatch.records import Batch, Item
 from genbatch.store import scripts
 from genbatch.store.counters import Counters
@@ -53,11 +54,8 @@ from genbatch.store.heartbeats import Heartbeats
 from genbatch.store.limits import GenTimes, Limits
 from genbatch.store.outbox import Outbox
 
-COUNTERS: tuple[str, ...] = (
-    "total", "pending", "in_flight", "downloading",
-    "succeeded", "failed", "expired", "cancelled", "ambiguous",
-)
-OPEN_COUNTERS: tuple[str, ...] = ("pending", "in_flight", "downloading")
+# A batch's counters and the open ones (defined with the item states, genbatch/models.py).
+COUNTERS: tuple[str, ...] = BATCH_COUNTERS
 CONNECT_TIMEOUT_S = 5.0  # a Redis that does not accept a connection in this is down
 PING_TIMEOUT_S = 3.0  # the entry points' first check (`ping`)
 TimerArg = float | str | None  # None keep, "-" remove, float = due time
@@ -128,7 +126,10 @@ class ItemWriter:
 
     def __init__(self, store: JobStore) -> None:
         self.store = store
-        self.sha = store.r.script_load(scripts.ADD_ITEMS)  # EVALSHA finds it from now on
+        # The store's ADD_ITEMS Script: one text, one sha. Not loaded here: the first
+        # EVALSHA that finds it missing loads it (receive), as redis-py's Script does.
+        self.script = store._add_items
+        self.sha = self.script.sha
         self.conn: Any = store.r.connection_pool.get_connection()
         self.sent: list[str] | None = None
 
@@ -153,13 +154,14 @@ class ItemWriter:
         if args is None:
             return []
         try:
-            flat = self.conn.read_response()
+            try:
+                flat = self.conn.read_response()
+            except redis.exceptions.NoScriptError:  # not loaded yet, or Redis restarted
+                self.sha = self.store.r.script_load(self.script.script)
+                self._send(args)
+                flat = self.conn.read_response()
         except redis.ResponseError as exc:
             raise _batch_gone(exc, args[1]) from exc
-        except redis.exceptions.NoScriptError:  # Redis restarted or flushed its scripts
-            self.sha = self.store.r.script_load(scripts.ADD_ITEMS)
-            self._send(args)
-            flat = self.conn.read_response()
         except BaseException:
             self.conn.disconnect()  # its reply may still be on the wire
             raise
@@ -625,10 +627,7 @@ class JobStore:
         """Counters recomputed from the item records (for tests and `status --check`)."""
         batch = self.get_batch(batch_id)
         counts = dict.fromkeys(COUNTERS, 0)
-        state_counter = {
-            "pending": "pending", "dispatched": "in_flight", "submitting": "in_flight",
-            "submitted": "in_flight", "downloading": "downloading",
-        }
+        state_counter = {s.value: c for s, c in STATE_COUNTER.items()}
         for rec in self.iter_items(batch_id, int(batch["total"])):
             counts["total"] += 1
             state = rec["state"]

@@ -28,6 +28,8 @@ worth at a time).
 
 Every script takes `now` as an argument, so tests are deterministic and all processes share
 one notion of time only through what they pass in (the workers' clocks; keep them in NTP).
+The scripts are files in store/lua/ (window.lua holds the bucket itself), loaded by
+store/scripts.py.
 """
 
 from __future__ import annotations
@@ -38,167 +40,17 @@ from typing import Any
 
 import redis
 
+from genbatch.store.scripts import load
+
 KINDS = ("submit", "poll")
 
-# Shared helpers. ARGV layout for a bucket: rpm, period, recover_s, tolerance.
-_WINDOW = """
-local MARGIN = 1.01
-local function num(x) return string.format('%.17g', x) end
-
-local function factor(h_f, h_fts, now, recover_s)
-  local f = tonumber(h_f) or 1
-  local ts = tonumber(h_fts) or now
-  if f < 1 and now > ts then f = math.min(1, f + (now - ts) / recover_s) end
-  return f
-end
-
--- Take up to n grants from bucket `key` at `now`; returns granted, wait-until-next.
-local function take(key, now, n, rpm, period, recover_s, tolerance)
-  local log = key .. ':log'
-  local window = period * MARGIN
-  local h = redis.call('HMGET', key, 'f', 'fts', 'pause', 'nxt')
-  local f = factor(h[1], h[2], now, recover_s)
-  local limit = math.max(1, math.floor(rpm * f + 1e-9))
-  local pause = tonumber(h[3]) or 0
-  redis.call('ZREMRANGEBYSCORE', log, '-inf', num(now - window))
-  local used = redis.call('ZCARD', log)
-  local k, wait = 0, 0
-  if now < pause then
-    wait = pause - now
-  else
-    k = math.max(0, math.min(n, limit - used))
-    if f < 1 then
-      -- After a 429, until the rate has recovered, grants are also spaced evenly: a GCRA
-      -- of one per window / (rpm * f) with `tolerance` seconds of slack (the dispatcher
-      -- hands grants out once per scheduler tick). A provider that objected to a burst
-      -- does not get another.
-      local iv = window / (rpm * f)
-      local tat = math.max(tonumber(h[4]) or now, now)
-      local fit = 0
-      if tat - now <= tolerance then fit = math.floor((now + tolerance - tat) / iv) + 1 end
-      if k > fit then k = fit end
-      tat = tat + k * iv
-      redis.call('HSET', key, 'nxt', num(tat), 'iv', num(iv))
-      wait = math.max(0, tat - tolerance - now)
-    end
-    if k > 0 then
-      local seq = redis.call('HINCRBY', key, 'seq', k)
-      local args = {}
-      for i = 1, k do
-        args[#args + 1] = num(now)
-        args[#args + 1] = tostring(seq - k + i)
-      end
-      redis.call('ZADD', log, unpack(args))
-    end
-    if used + k >= limit then  -- full: the next grant waits for the oldest surplus to age out
-      local e = redis.call('ZRANGE', log, used + k - limit, used + k - limit, 'WITHSCORES')
-      if e[2] then wait = math.max(wait, tonumber(e[2]) + window - now) end
-    end
-  end
-  redis.call('HSET', key, 'f', num(f), 'fts', num(now))
-  redis.call('EXPIRE', key, 86400)
-  redis.call('PEXPIRE', log, math.ceil(window * 1000) + 1000)
-  return k, wait
-end
-"""
-
-# KEYS: bucket. ARGV: now, n, rpm, period, recover_s, tolerance. Returns {granted, wait}.
-TAKE = _WINDOW + """
-local k, wait = take(KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]),
-                     tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6]))
-return {k, num(wait)}
-"""
-
-# Give back m unused grants (the newest ones), and their share of the spacing after a
-# 429 (`take` never lets `nxt` lag behind `now`). KEYS: bucket. ARGV: m.
-REFUND = """
-local m = tonumber(ARGV[1])
-redis.call('ZPOPMAX', KEYS[1] .. ':log', m)
-local h = redis.call('HMGET', KEYS[1], 'nxt', 'iv')
-if h[1] and h[2] then
-  redis.call('HSET', KEYS[1], 'nxt', string.format('%.17g', tonumber(h[1]) - m * tonumber(h[2])))
-end
-return 1
-"""
-
-# Multiplicative decrease after a 429. KEYS: bucket. ARGV: now, beta, min_f, hold, recover_s,
-# pause. At most one cut per `hold` seconds (a burst of 429s answers one overload); the
-# bucket also grants nothing for `pause` seconds. Returns the new factor.
-DECREASE = _WINDOW + """
-local now, beta, min_f = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
-local hold, recover_s, pause = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
-local h = redis.call('HMGET', KEYS[1], 'f', 'fts', 'dec', 'pause')
-local f = factor(h[1], h[2], now, recover_s)
-local last = tonumber(h[3]) or -1e18
-if now - last >= hold then
-  f = math.max(min_f, f * beta)
-  redis.call('HSET', KEYS[1], 'dec', num(now))
-end
-local until_ = tonumber(h[4]) or now
-if until_ < now + pause then until_ = now + pause end
-redis.call('HSET', KEYS[1], 'f', num(f), 'fts', num(now), 'pause', num(until_))
-redis.call('EXPIRE', KEYS[1], 86400)
-return num(f)
-"""
-
-# Claim due timers: every non-terminal item whose timer is at or before `now` gets its timer
-# pushed to `lease` (so a lost message is re-sent then) and is returned with its state;
-# terminal and pending items lose their timer. An item in `submitted` (its next action is
-# a poll) is claimed only if its account's poll bucket grants a request; otherwise it stays
-# due for a later tick. Accounts without a rate given are not limited.
-# KEYS: timers. ARGV: prefix, now, lease, max_n, max_scan, period, recover_s, tolerance,
-# then per account: provider, poll rpm. Returns {id1, state1, ...}.
-CLAIM_DUE_LIMITED = _WINDOW + """
-local timers = KEYS[1]
-local prefix, now, lease = ARGV[1], tonumber(ARGV[2]), ARGV[3]
-local max_n, max_scan = tonumber(ARGV[4]), tonumber(ARGV[5])
-local period, recover_s, tolerance = tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8])
-local rpm = {}
-local i = 9
-while ARGV[i] do rpm[ARGV[i]] = tonumber(ARGV[i + 1]); i = i + 2 end
-local exhausted = {}
-local out, claimed, offset, scanned = {}, 0, 0, 0
-local TERMINAL = { pending = true, succeeded = true, failed = true, expired = true,
-                   cancelled = true, ambiguous = true }
-while claimed < max_n and scanned < max_scan do
-  local ids = redis.call('ZRANGEBYSCORE', timers, '-inf', ARGV[2], 'LIMIT', offset, 200)
-  if #ids == 0 then break end
-  for _, id in ipairs(ids) do
-    scanned = scanned + 1
-    local f = redis.call('HMGET', prefix .. 'item:' .. id, 'state', 'provider')
-    local state, provider = f[1], f[2]
-    if (not state) or TERMINAL[state] then
-      redis.call('ZREM', timers, id)
-    else
-      local ok = true
-      if state == 'submitted' and rpm[provider] then
-        if exhausted[provider] then
-          ok = false
-        else
-          local k = take(prefix .. 'rate:' .. provider .. ':poll', now, 1, rpm[provider],
-                         period, recover_s, tolerance)
-          if k == 0 then ok = false; exhausted[provider] = true end
-        end
-      end
-      if ok then
-        redis.call('ZADD', timers, lease, id)
-        out[#out + 1] = id
-        out[#out + 1] = state
-        claimed = claimed + 1
-        if claimed >= max_n then break end
-      else
-        offset = offset + 1
-      end
-    end
-  end
-  if #ids < 200 then break end
-end
-for provider in pairs(exhausted) do  -- accounts whose poll budget held a due poll back
-  out[#out + 1] = ''
-  out[#out + 1] = provider
-end
-return out
-"""
+# The scripts, in lua/ (each file's header gives its KEYS, ARGV and return value); TAKE,
+# DECREASE and CLAIM_DUE_LIMITED include the bucket helpers of lua/window.lua.
+TAKE = load("take")
+REFUND = load("refund")
+DECREASE = load("decrease")
+CLAIM_DUE_LIMITED = load("claim_due_limited")
+OBSERVE = load("observe")
 
 
 @dataclass(frozen=True, slots=True)
@@ -282,17 +134,6 @@ def rates_for(settings: Any, provider: str) -> dict[str, Rate]:
 
 def poll_rates(settings: Any, providers: Sequence[str]) -> dict[str, Rate]:
     return {p: rates_for(settings, p)["poll"] for p in providers}
-
-
-# Learned generation time per (provider, model): an exponentially weighted mean in the
-# hash `gentime`, in unscaled seconds. KEYS: gentime. ARGV: field, seconds, alpha.
-OBSERVE = """
-local cur = tonumber(redis.call('HGET', KEYS[1], ARGV[1]))
-local x, a = tonumber(ARGV[2]), tonumber(ARGV[3])
-if cur then x = cur + a * (x - cur) end
-redis.call('HSET', KEYS[1], ARGV[1], string.format('%.17g', x))
-return string.format('%.17g', x)
-"""
 
 
 class GenTimes:
