@@ -19,12 +19,14 @@ from genbatch.models import (
     OPEN_COUNTERS,
     STATE_COUNTER,
     TERMINAL_STATES,
+    BatchStatus,
     ItemState,
 )
 from genbatch.store import JobStore, item_id, scripts
 
 STORE = Path(genbatch.store.__file__).parent
 STATES = {s.value for s in ItemState}
+STATUSES = {b.value for b in BatchStatus}
 
 
 def code_of(text: str) -> str:
@@ -118,10 +120,12 @@ def test_no_item_state_is_spelled_out_in_the_lua() -> None:
         code = code_of(scripts.source(name))
         # error codes are not states, even where one shares a state's name
         code = re.sub(r"'error_code',\s*'[^']*'", "", code)
-        spelled = set(re.findall(r"'([^']*)'", code)) & STATES
-        assert not spelled, f"{name}.lua spells out {spelled}: use S.<state>"
+        spelled = set(re.findall(r"'([^']*)'", code)) & (STATES | STATUSES)
+        assert not spelled, f"{name}.lua spells out {spelled}: use S.<state> / B.<status>"
         for ref in re.findall(r"\bS\.(\w+)", code):
             assert ref in STATES, f"{name}.lua: S.{ref} is not an ItemState"
+        for ref in re.findall(r"\bB\.(\w+)", code):
+            assert ref in STATUSES, f"{name}.lua: B.{ref} is not a BatchStatus"
 
 
 def test_the_literal_check_sees_a_spelled_out_state() -> None:

@@ -91,7 +91,7 @@ while pos <= size do
     dups[#dups + 1] = dup
   end
 end
-local live = redis.call('HGET', KEYS[1], 'status') ~= 'validating'
+local live = redis.call('HGET', KEYS[1], 'status') ~= B.validating
 for _, p in ipairs(order) do
   local list = pending[p]
   for i = 1, #list, 500 do

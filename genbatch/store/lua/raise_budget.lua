@@ -16,7 +16,7 @@ local spent, reserved = tonumber(b[2]) or 0, tonumber(b[3]) or 0
 if micro(ARGV[3]) < spent + reserved then return {0, spent, reserved} end
 redis.call('HSET', batch_key, 'budget_usd', ARGV[3])
 redis.call('HDEL', batch_key, 'budget_exhausted')
-if not b[4] and b[1] ~= 'validating' then
+if not b[4] and b[1] ~= B.validating then
   for i = 4, #ARGV do
     if redis.call('LLEN', prefix .. 'pending:' .. ARGV[i] .. ':' .. bid) > 0 then
       redis.call('SADD', prefix .. 'queues:' .. ARGV[i], bid)

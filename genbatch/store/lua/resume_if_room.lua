@@ -11,7 +11,7 @@
 local batch_key, prefix, bid = KEYS[1], ARGV[1], ARGV[2]
 local b = redis.call('HMGET', batch_key, 'status', 'budget_usd', 'spent_micro',
                      'reserved_micro', 'budget_exhausted', 'cancel_requested')
-if b[1] ~= 'in_progress' or not b[2] or b[2] == '' or not b[5] or b[6] then return 0 end
+if b[1] ~= B.in_progress or not b[2] or b[2] == '' or not b[5] or b[6] then return 0 end
 local room = micro(b[2]) - (tonumber(b[3]) or 0) - (tonumber(b[4]) or 0)
 local n = 0
 for i = 3, #ARGV do
