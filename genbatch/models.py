@@ -146,3 +146,5 @@ class BatchStatus(StrEnum):
     COMPLETED = "completed"
     CANCELLED = "cancelled"
 
+# A batch in one of these is done: its output manifests are written.
+FINISHED_STATUSES = frozenset({BatchStatus.COMPLETED, BatchStatus.CANCELLED})

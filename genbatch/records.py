@@ -31,6 +31,7 @@ import functools
 from collections.abc import Mapping
 
 from genbatch.models import (
+    FINISHED_STATUSES,
     OPEN_COUNTERS,
     BatchStatus,
     GenerationRequest,
@@ -139,4 +140,4 @@ class Batch(dict[str, str]):
 
     @property
     def finished(self) -> bool:
-        return self.status in (BatchStatus.COMPLETED, BatchStatus.CANCELLED)
+        return self.status in FINISHED_STATUSES

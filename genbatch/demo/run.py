@@ -24,6 +24,7 @@ from genbatch.config import PROVIDER_NAMES, Settings
 from genbatch.demo import SAMPLES
 from genbatch.demo.redis_server import free_port, start_redis
 from genbatch.errors import GenbatchError
+from genbatch.models import BatchStatus
 
 SAMPLE_MANIFEST = SAMPLES / "demo.csv"
 TIME_FACTOR = 20.0  # the demo compresses time: a 40 s generation takes 2 s
@@ -135,7 +136,7 @@ def run_demo(workdir: Path, out: Console, err: Console) -> int:
                   f"{len({p for p, _ in result.by_model})} providers, estimated "
                   f"${result.est_cost:.2f}")
         batch = watch_batch(store, result.batch_id, err, stop=lambda: bool(children.dead()))
-        if batch.get("status") != "completed":
+        if batch.status is not BatchStatus.COMPLETED:
             err.print(f"[red]the {children.dead()} process stopped; see {children.logdir}")
             return 1
         rows = [result_row(i) for i in store.iter_items(result.batch_id, int(batch["total"]))]

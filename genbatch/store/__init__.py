@@ -45,7 +45,13 @@ from typing import Any, Literal
 import redis
 
 from genbatch.errors import ConfigError, GenbatchError, NotFoundError
-from genbatch.models import BATCH_COUNTERS, OPEN_COUNTERS, STATE_COUNTER
+from genbatch.models import (
+    BATCH_COUNTERS,
+    FINISHED_STATUSES,
+    OPEN_COUNTERS,
+    STATE_COUNTER,
+    BatchStatus,
+)
 from genbatch.records import Batch, Item
 from genbatch.store import scripts
 from genbatch.store.counters import Counters
@@ -56,6 +62,7 @@ from genbatch.store.outbox import Outbox
 
 # A batch's counters and the open ones (defined with the item states, genbatch/models.py).
 COUNTERS: tuple[str, ...] = BATCH_COUNTERS
+VALIDATING = BatchStatus.VALIDATING.value
 CONNECT_TIMEOUT_S = 5.0  # a Redis that does not accept a connection in this is down
 PING_TIMEOUT_S = 3.0  # the entry points' first check (`ping`)
 TimerArg = float | str | None  # None keep, "-" remove, float = due time
@@ -253,7 +260,7 @@ class JobStore:
 
     # -- batches ---------------------------------------------------------------------
     def create_batch(self, batch_id: str, meta: Mapping[str, str], created_at: float) -> None:
-        record = {"id": batch_id, "status": "validating", "created_at": repr(created_at)}
+        record = {"id": batch_id, "status": VALIDATING, "created_at": repr(created_at)}
         record.update(meta)
         record.update({c: "0" for c in COUNTERS})
         pipe = self.r.pipeline(transaction=True)
@@ -345,7 +352,7 @@ class JobStore:
     def commit_batch(self, batch_id: str, providers: Sequence[str]) -> None:
         """Make a validated batch visible to the dispatcher."""
         pipe = self.r.pipeline(transaction=True)
-        pipe.hset(self.k("batch", batch_id), "status", "in_progress")
+        pipe.hset(self.k("batch", batch_id), "status", BatchStatus.IN_PROGRESS.value)
         pipe.delete(self.k("ids", batch_id))
         pipe.srem(self.k("validating"), batch_id)
         pipe.sadd(self.k("active"), batch_id)
@@ -380,10 +387,10 @@ class JobStore:
                 self.r.srem(self.k("validating"), batch_id)
                 continue
             last = max(float(created or 0), float(touched or 0))
-            if status == "validating" and now - last > timeout_s:
+            if status == VALIDATING and now - last > timeout_s:
                 self.discard_batch(batch_id, int(total or 0), providers)
                 reaped.append(batch_id)
-            elif status != "validating":
+            elif status != VALIDATING:
                 self.r.srem(self.k("validating"), batch_id)
         return reaped
 
@@ -487,8 +494,8 @@ class JobStore:
 
     def reopen_batch(self, batch_id: str) -> bool:
         """Make a finished or cancelled batch run again (for retry)."""
-        ok, _ = self.batch_cas(batch_id, ["completed", "cancelled", "finalizing", "in_progress"],
-                               "in_progress")
+        ok, _ = self.batch_cas(batch_id, [*FINISHED_STATUSES, BatchStatus.FINALIZING,
+                                          BatchStatus.IN_PROGRESS], BatchStatus.IN_PROGRESS)
         if ok:
             pipe = self.r.pipeline(transaction=True)
             pipe.hdel(self.k("batch", batch_id), "cancel_requested", "finished_at")
