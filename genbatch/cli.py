@@ -7,18 +7,15 @@ import sys
 import threading
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, NoReturn
+from typing import Annotated, NoReturn
 
 import redis
 import typer
 from rich.console import Console
 
-from genbatch.config import Settings, load_settings
+from genbatch.client import DEFAULT_MODEL, Client, open_store, submit_options
+from genbatch.config import load_settings
 from genbatch.errors import ConfigError, GenbatchError, ManifestRejected
-from genbatch.store import JobStore
-
-if TYPE_CHECKING:
-    from genbatch.worker.runtime import Runtime
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Run CSV/JSONL manifests through asynchronous image-to-video APIs.")
@@ -40,23 +37,13 @@ class Tier(StrEnum):
     flex = "flex"
 
 
-def _settings() -> Settings:
-    return load_settings()
-
-
-def _store(settings: Settings) -> JobStore:
-    store = JobStore.from_url(settings.require_redis_url())
-    store.ping()
-    return store
-
-
 @app.command()
 def submit(
     manifest: ManifestArg,
     provider: Annotated[str | None, typer.Option(help="default provider for rows without one")
                         ] = None,
     model: Annotated[str | None, typer.Option(help="default model for rows without one")
-                     ] = "seedance-v1.5-pro-i2v",
+                     ] = DEFAULT_MODEL,
     skip_invalid: Annotated[bool, typer.Option(
         "--skip-invalid", help="submit the good rows; bad ones go to errors.jsonl")] = False,
     dry_run: Annotated[bool, typer.Option(
@@ -91,48 +78,25 @@ def submit(
              "custom_id), replace and requeue failed ones, add new ones")] = None,
 ) -> None:
     """Validate MANIFEST and enqueue it as a new batch; prints the batch id."""
-    from genbatch.producer.ingest import ingest_manifest
-    from genbatch.producer.options import BatchOptions
-    from genbatch.storage import open_storage
-
-    if resume is not None and any(v is not None for v in (priority, tier, expires_after,
-                                                           notify, fallback)):
-        raise GenbatchError("--resume keeps the batch's own --priority, --tier, "
-                            "--expires-after, --notify and --fallback; leave them out")
-    options = BatchOptions.build(
-        priority=priority.value if priority else None, tier=tier.value if tier else None,
-        expires_after=expires_after, budget_usd=budget, notify_url=notify, fallback=fallback)
-    settings = _settings()
-    if notify and settings.notify_secret is None:
-        raise GenbatchError("--notify needs GENBATCH_NOTIFY_SECRET (the key that signs the "
-                            "event; set the same one on the workers)")
-    store = storage = None
-    if not dry_run:
-        store = _store(settings)
-        storage = open_storage(settings.storage_url, endpoint_url=settings.s3_endpoint_url,
-                               region=settings.s3_region)
+    options = submit_options(
+        resume=resume is not None, priority=priority.value if priority else None,
+        tier=tier.value if tier else None, expires_after=expires_after, budget_usd=budget,
+        notify_url=notify, fallback=fallback)
+    client = Client()
     if resume is not None and not dry_run:
-        from genbatch.producer.resume import resume_manifest
-
-        assert store is not None
-        assert storage is not None
-        _, changes = resume_manifest(manifest, resume, store=store, storage=storage,
-                                     provider=provider, model=model, skip_invalid=skip_invalid,
-                                     budget_usd=options.budget_usd)
-        if options.budget_usd is not None:
-            err.print(f"batch {resume}: budget ${options.budget_usd:.2f}", highlight=False)
-        err.print(f"batch {resume}: {changes['added']} rows added, {changes['replaced']} "
-                  f"failed rows replaced and queued again, {changes['kept']} left as they are "
+        resumed = client.resume(manifest, resume, provider=provider, model=model,
+                                skip_invalid=skip_invalid, budget_usd=options.budget_usd)
+        if resumed.budget_usd is not None:
+            err.print(f"batch {resume}: budget ${resumed.budget_usd:.2f}", highlight=False)
+        err.print(f"batch {resume}: {resumed.added} rows added, {resumed.replaced} failed "
+                  f"rows replaced and queued again, {resumed.kept} left as they are "
                   "(succeeded or still running)", highlight=False)
         print(resume, flush=True)
         if wait:
-            from genbatch.console.views import watch_batch
-
-            _budget_hint(watch_batch(store, resume, err))
+            _watch(client, resume)
         return
-    result = ingest_manifest(manifest, store=store, storage=storage, provider=provider,
-                             model=model, skip_invalid=skip_invalid, dry_run=dry_run,
-                             options=options)
+    result = client.submit(manifest, provider=provider, model=model, skip_invalid=skip_invalid,
+                           dry_run=dry_run, options=options)
     for e in result.errors:
         err.print(f"[yellow]skipped[/] {e}", highlight=False)
     if dry_run:
@@ -141,8 +105,8 @@ def submit(
         out.print(f"{result.valid} valid rows, estimated ${result.est_cost:.2f}"
                   + (f" ({result.unpriced} rows without a known price)" if result.unpriced
                      else "") + "; nothing submitted (--dry-run)")
-        if options.budget_usd is not None:
-            out.print(f"budget ${options.budget_usd:.2f}: the first {result.fit} of "
+        if result.budget_usd is not None:
+            out.print(f"budget ${result.budget_usd:.2f}: the first {result.fit} of "
                       f"{result.valid} rows fit (estimated ${result.fit_cost:.2f})"
                       + (f"; --budget would be refused: {result.unpriced} rows have no price"
                          if result.unpriced else ""))
@@ -151,10 +115,8 @@ def submit(
     err.print(f"{result.valid} rows queued, {result.invalid} skipped, estimated "
               f"${result.est_cost:.2f}", highlight=False)
     print(result.batch_id, flush=True)
-    if wait and store is not None:
-        from genbatch.console.views import watch_batch
-
-        _budget_hint(watch_batch(store, result.batch_id, err))
+    if wait:
+        _watch(client, result.batch_id)
 
 
 @app.command()
@@ -165,8 +127,8 @@ def status(
     """Show one batch, or the most recent batches."""
     from genbatch.console.views import batch_summary, batches_table
 
-    store = _store(_settings())
-    records = [store.get_batch(batch)] if batch else store.list_batches()
+    client = Client()
+    records = [client.batch(batch)] if batch else client.batches()
     if as_json:
         summaries = [batch_summary(b) for b in records]
         print(json.dumps(summaries[0] if batch else summaries, indent=2))
@@ -177,21 +139,17 @@ def status(
 @app.command()
 def watch(batch: BatchArg) -> None:
     """Live progress of a batch (counts and ETA) until it finishes."""
+    _watch(Client(), batch)
+
+
+def _watch(client: Client, batch_id: str) -> None:
+    """Show the batch's progress until it finishes; then say so if its budget stopped it,
+    and how to go on."""
     from genbatch.console.views import watch_batch
 
-    _budget_hint(watch_batch(_store(_settings()), batch, err))
-
-
-def _budget_hint(batch: dict[str, str]) -> None:
-    """After a watch: say so when the batch stopped at its budget, and how to go on."""
-    from genbatch.store import budget
-
-    if budget.stopped(batch):
-        money = budget.summary(batch)
-        err.print(f"batch {batch.get('id')} stopped at its budget (${money['budget_usd']:.2f}, "
-                  f"spent ${money['spent_usd']:.2f}): {batch.get('pending')} items pending; "
-                  f"`genbatch retry {batch.get('id')} --budget USD` continues it",
-                  highlight=False)
+    stop = client.budget_stop(watch_batch(client.store, batch_id, err))
+    if stop is not None:
+        err.print(stop, highlight=False)
 
 
 @app.command()
@@ -203,46 +161,24 @@ def results(
 ) -> None:
     """Results of a batch: a table, or every row (results and errors) as JSONL to a file."""
     from genbatch.console.views import results_table
-    from genbatch.worker.finalize import result_row
 
-    store = _store(_settings())
-    record = store.get_batch(batch)
-    rows = [result_row(i) for i in store.iter_items(batch, int(record.get("total") or 0))]
+    client = Client()
     if output is not None:
-        tmp = output.with_name(output.name + ".part")
-        with tmp.open("w", encoding="utf-8") as fh:
-            for row in rows:
-                fh.write(json.dumps(row, ensure_ascii=False) + "\n")
-        tmp.replace(output)
-        err.print(f"wrote {len(rows)} rows to {output}")
+        written = client.write_results(batch, output)
+        err.print(f"wrote {written} rows to {output}")
         return
-    out.print(results_table(rows))
+    record = client.batch(batch)
+    out.print(results_table(client.results(batch)))
     for name in ("results_jsonl", "results_csv", "errors_jsonl"):
         if record.get(name):
             out.print(f"{name.replace('_', '.')}: {record[name]}", highlight=False)
-
-
-def _ops_runtime(settings: Settings) -> Runtime:
-    """A runtime for commands that act on a batch in-process (finalize runs inline)."""
-    from genbatch.worker.runtime import Runtime
-    from genbatch.worker.steps import finalize_batch
-
-    def enqueue(kind: str, ident: str) -> None:
-        if kind == "finalize":
-            finalize_batch(rt, ident)
-
-    rt = Runtime(settings, enqueue=enqueue)
-    rt.store.ping()
-    return rt
 
 
 @app.command()
 def cancel(batch: BatchArg) -> None:
     """Stop a batch: nothing new is submitted, queued BytePlus tasks are cancelled, running
     generations finish and are kept; the output manifests are written."""
-    from genbatch.worker.control import cancel_batch
-
-    report = cancel_batch(_ops_runtime(_settings()), batch)
+    report = Client().cancel(batch)
     if report.already:
         out.print(f"batch {batch} is already {report.already}; nothing to cancel")
         return
@@ -266,13 +202,11 @@ def retry(
 ) -> None:
     """Resubmit a batch's failed (default: failed and expired) items, in the same batch;
     with --budget, continue a batch stopped by its budget."""
-    from genbatch.worker.control import retry_batch
-
     states = tuple(s for s, on in (("failed", failed), ("expired", expired),
                                    ("ambiguous", ambiguous)) if on)
     if not states and budget is None:
         states = ("failed", "expired")
-    report = retry_batch(_ops_runtime(_settings()), batch, states, budget_usd=budget)
+    report = Client().retry(batch, states, budget_usd=budget)
     if budget is not None:
         out.print(f"batch {batch}: budget ${budget:.2f}, {report.continued} pending items "
                   "may dispatch again")
@@ -286,9 +220,7 @@ def retry(
 def notify(batch: BatchArg) -> None:
     """Send a finished batch's --notify event again (after its receiver was down longer
     than the retries); the event keeps its id."""
-    from genbatch.worker import notify as events
-
-    event_id = events.resend(_ops_runtime(_settings()), batch)
+    event_id = Client().resend_notify(batch)
     out.print(f"batch {batch}: event {event_id or '(new)'} queued for delivery; "
               f"`genbatch status {batch} --json` shows how it went", highlight=False)
 
@@ -301,8 +233,8 @@ def worker(
              "(--no-supervise: in this process, for a supervisor of your own)")] = True,
 ) -> None:
     """Run a Celery worker consuming the submit, poll, download and control queues."""
-    settings = _settings()
-    _store(settings)
+    settings = load_settings()
+    open_store(settings)
     if supervise:
         from genbatch.worker.supervise import supervise as keep_alive
 
@@ -322,9 +254,9 @@ def scheduler() -> None:
     from genbatch.worker.runtime import configure
     from genbatch.worker.scheduler import Scheduler
 
-    settings = _settings()
+    settings = load_settings()
     settings.configure_logging()
-    _store(settings)
+    open_store(settings)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
@@ -366,8 +298,8 @@ def dashboard(
     """Serve the batch dashboard (/), Prometheus metrics (/metrics) and /api/batches."""
     from genbatch.console.dashboard import serve
 
-    settings = _settings()
-    _store(settings)
+    settings = load_settings()
+    open_store(settings)
     serve(settings, host, port)
 
 
@@ -380,8 +312,8 @@ def webhooks(
     GENBATCH_WEBHOOK_SECRET); each moves its item as a poll would."""
     from genbatch.webhooks.receiver import serve
 
-    settings = _settings()
-    _store(settings)
+    settings = load_settings()
+    open_store(settings)
     serve(settings, host, port)
 
 

@@ -1,0 +1,121 @@
+"""The Python API (`genbatch.Client`) on a real Redis: what the CLI commands call."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from genbatch import Client
+from genbatch.client import submit_options
+from genbatch.config import Settings
+from genbatch.demo import SAMPLES
+from genbatch.errors import GenbatchError
+from genbatch.producer.options import BatchOptions
+from genbatch.store import JobStore
+
+DEMO = SAMPLES / "demo.csv"  # 20 priced rows on novita, byteplus and highwayapi
+
+
+@pytest.fixture
+def client(redis_url: str, tmp_storage: Path) -> Client:
+    return Client(Settings(redis_url=redis_url, storage_url=str(tmp_storage)))
+
+
+def test_a_dry_run_counts_and_estimates_and_writes_nothing(client: Client,
+                                                           store: JobStore) -> None:
+    outcome = client.submit(DEMO, dry_run=True, options=BatchOptions.build(budget_usd=1.0))
+    assert outcome.batch_id is None
+    assert (outcome.rows, outcome.valid, outcome.invalid, outcome.unpriced) == (20, 20, 0, 0)
+    assert outcome.est_cost == pytest.approx(sum(c for _, c in outcome.by_model.values()))
+    assert sum(n for n, _ in outcome.by_model.values()) == 20
+    assert outcome.budget_usd == 1.0 and 0 < outcome.fit < 20 and outcome.fit_cost <= 1.0
+    assert store.list_batches() == []
+
+
+def test_a_dry_run_needs_no_redis(tmp_storage: Path) -> None:
+    offline = Client(Settings(redis_url="redis://127.0.0.1:1/0", storage_url=str(tmp_storage)))
+    assert offline.submit(DEMO, dry_run=True).valid == 20
+
+
+def test_submit_writes_a_batch(client: Client, store: JobStore) -> None:
+    outcome = client.submit(DEMO)
+    assert outcome.batch_id is not None
+    assert (outcome.valid, outcome.invalid) == (20, 0) and outcome.est_cost > 0
+    batch = client.batch(outcome.batch_id)
+    assert batch["id"] == outcome.batch_id and batch.total == 20
+    assert [b["id"] for b in client.batches()] == [outcome.batch_id]
+    assert store.get_batch(outcome.batch_id)["status"] == "in_progress"
+
+
+def test_resume_keeps_rows_that_are_still_running(client: Client) -> None:
+    batch_id = client.submit(DEMO).batch_id
+    assert batch_id is not None
+    resumed = client.resume(DEMO, batch_id)
+    assert (resumed.added, resumed.replaced, resumed.kept) == (0, 0, 20)
+    assert client.batch(batch_id).total == 20
+
+
+@pytest.mark.parametrize("given", [{"tier": "flex"}, {"priority": "normal"},
+                                   {"expires_after": 60}, {"notify_url": "ftp://x"},
+                                   {"fallback": "byteplus:seedance-v1-pro-i2v"}])
+def test_resume_refuses_batch_options(given: dict[str, object]) -> None:
+    with pytest.raises(GenbatchError, match="--resume keeps the batch's own --priority"):
+        submit_options(resume=True, **given)  # type: ignore[arg-type]
+
+
+def test_resume_takes_a_budget() -> None:
+    assert submit_options(resume=True, budget_usd=2.5).budget_usd == 2.5
+    with pytest.raises(GenbatchError, match="--budget must be a positive amount"):
+        submit_options(resume=True, budget_usd=0.0)
+
+
+def test_notify_without_a_signing_secret_is_refused(redis_url: str, tmp_storage: Path,
+                                                    store: JobStore) -> None:
+    options = BatchOptions.build(notify_url="https://hooks.example.com/genbatch")
+    unsigned = Client(Settings(redis_url=redis_url, storage_url=str(tmp_storage),
+                               notify_secret=None))
+    for dry_run in (True, False):
+        with pytest.raises(GenbatchError, match="--notify needs GENBATCH_NOTIFY_SECRET"):
+            unsigned.submit(DEMO, dry_run=dry_run, options=options)
+    assert store.list_batches() == []
+    signed = Client(Settings(redis_url=redis_url, storage_url=str(tmp_storage),
+                             notify_secret="s3cret-signing-key"))
+    assert signed.submit(DEMO, dry_run=True, options=options).valid == 20
+
+
+def test_write_results_is_atomic_and_counts_rows(client: Client, tmp_path: Path) -> None:
+    batch_id = client.submit(DEMO).batch_id
+    assert batch_id is not None
+    path = tmp_path / "results.jsonl"
+    path.write_text("an older file\n")
+    assert client.write_results(batch_id, path) == 20
+    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+    assert rows == client.results(batch_id)
+    assert [r["status"] for r in rows] == ["pending"] * 20
+    assert list(tmp_path.glob("*.part")) == []
+
+
+def test_budget_stop_says_how_to_go_on(client: Client, store: JobStore) -> None:
+    batch_id = client.submit(DEMO, options=BatchOptions.build(budget_usd=1.0)).batch_id
+    assert batch_id is not None
+    assert client.budget_stop(client.batch(batch_id)) is None  # nothing dispatched yet
+    assert store.dispatch("novita", batch_id, 100, 100, 1e12)  # reserves until 1.0 is used
+    batch = client.batch(batch_id)
+    message = client.budget_stop(batch)
+    assert message is not None
+    assert message.startswith(f"batch {batch_id} stopped at its budget ($1.00, spent $0.00): "
+                              f"{batch['pending']} items pending")
+    assert message.endswith(f"`genbatch retry {batch_id} --budget USD` continues it")
+    assert Client.budget_stop({"id": "x", "status": "in_progress", "pending": "3"}) is None
+
+
+def test_import_genbatch_leaves_the_client_for_first_use() -> None:
+    code = ("import sys, genbatch, genbatch.simulator; loaded = 'genbatch.client' in sys.modules;"
+            " genbatch.Client; print(loaded, 'genbatch.client' in sys.modules)")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=60, check=True)
+    assert run.stdout.split() == ["False", "True"]
