@@ -189,7 +189,7 @@ class StoreCollector(Collector):
             yield family
 
     def _timers(self, now: float) -> Iterator[Metric]:
-        oldest_due, n_due = self.store.timers_due(now)
+        oldest_due, n_due = self.store.monitor.timers_due(now)
         lag = now - oldest_due if oldest_due is not None else 0.0
         yield GaugeMetricFamily("genbatch_poll_lag_seconds", "now minus the oldest due timer "
                                 "(poll, download or lease) not yet acted on", value=lag)
@@ -203,14 +203,14 @@ class StoreCollector(Collector):
 
     def _oldest_open(self, now: float) -> tuple[float, float]:
         started = [(float(s), _money(d))
-                   for s, d in self.store.timed_item_starts(MAX_TIMERS_SCANNED) if s]
+                   for s, d in self.store.monitor.timed_item_starts(MAX_TIMERS_SCANNED) if s]
         if not started:
             return 0.0, 0.0
         submitted_at, deadline = min(started)
         return now - submitted_at, (deadline - now) if deadline else 0.0
 
     def _queues(self) -> Iterator[Metric]:
-        lengths, unacked = self.store.celery_backlog(CELERY_QUEUES)
+        lengths, unacked = self.store.monitor.celery_backlog(CELERY_QUEUES)
         family = GaugeMetricFamily("genbatch_queue_length", "messages waiting in a Celery queue",
                                    labels=["queue"])
         for q in CELERY_QUEUES:

@@ -26,8 +26,9 @@ from genbatch.producer.validate import (
     duplicate_reason,
 )
 from genbatch.storage import ObjectStorage
-from genbatch.store import Duplicate, JobStore, item_id
+from genbatch.store import JobStore, item_id
 from genbatch.store.budget import unpriced_message
+from genbatch.store.writer import Duplicate
 
 CHUNK = 1000
 MAX_REPORTED_ERRORS = 200

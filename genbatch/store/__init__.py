@@ -19,7 +19,7 @@ Keys (prefix `gb:` by default):
     timers                   zset item id -> when the scheduler must next act on it
     cooldown:{provider}      present while an account is backing off after a 429
     rr:{provider}:{priority} round-robin position over an account's batches of one priority
-    lock:{name}              leader locks
+    lock:{name}              leader locks (store/locks.py)
     rate:{provider}:{kind}   request-rate limiter state and its `:log` (store/limits.py)
     gentime                  learned generation times (store/limits.py)
     metrics:{name}, metrics:batch:{bid}   counters for Prometheus (store/counters.py)
@@ -28,8 +28,12 @@ Keys (prefix `gb:` by default):
     hb:worker:{name}, hb:scheduler   heartbeats with a TTL (store/heartbeats.py)
 
 Outside the prefix, only read: Celery's queue lists and kombu's `unacked` hash
-(`celery_backlog`, for metrics). Nothing outside `genbatch/store/` touches Redis keys: other
+(store/monitor.py, for metrics). Nothing outside `genbatch/store/` touches Redis keys: other
 parts call the named methods here (tests/test_layers.py checks it).
+
+The modules: this one (JobStore: batches, items, transitions, dispatch, timers), writer (the
+ingest path), history (attempts), budget, limits (rate limits, generation times), health,
+heartbeats, counters, outbox, locks, monitor, scripts (the one loader of `lua/*.lua`).
 
 A Celery message only ever carries an item or batch id; losing or duplicating one is
 harmless because every task re-reads the item's state and transitions by compare-and-set.
@@ -38,13 +42,13 @@ harmless because every task re-reads the item's state and transitions by compare
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
 import redis
 
-from genbatch.errors import ConfigError, GenbatchError, NotFoundError
+from genbatch.errors import ConfigError, NotFoundError
 from genbatch.models import (
     BATCH_COUNTERS,
     FINISHED_STATUSES,
@@ -58,7 +62,16 @@ from genbatch.store.counters import Counters
 from genbatch.store.health import Health
 from genbatch.store.heartbeats import Heartbeats
 from genbatch.store.limits import GenTimes, Limits
+from genbatch.store.locks import Locks
+from genbatch.store.monitor import Monitor
 from genbatch.store.outbox import Outbox
+from genbatch.store.writer import (
+    Duplicate,
+    ItemWriter,
+    batch_gone,
+    duplicates,
+    pack_items,
+)
 
 # A batch's counters and the open ones (defined with the item states, genbatch/models.py).
 COUNTERS: tuple[str, ...] = BATCH_COUNTERS
@@ -66,9 +79,6 @@ VALIDATING = BatchStatus.VALIDATING.value
 CONNECT_TIMEOUT_S = 5.0  # a Redis that does not accept a connection in this is down
 PING_TIMEOUT_S = 3.0  # the entry points' first check (`ping`)
 TimerArg = float | str | None  # None keep, "-" remove, float = due time
-# kombu's Redis transport: a queue's priority lists are `<queue>\x06\x16<step>`.
-_KOMBU_PRIORITY_SEP = "\x06\x16"
-_KOMBU_PRIORITY_STEPS = (3, 6, 9)  # step 0 is the plain list
 
 
 def open_count(batch: Mapping[str, str]) -> int:
@@ -86,98 +96,9 @@ class Transition:
     provider: str = ""  # the item's account before the move (when applied)
 
 
-@dataclass(frozen=True, slots=True)
-class Duplicate:
-    """A custom_id seen twice in one batch: where it was repeated and first seen."""
-
-    seq: int | None  # the repeat's item (now a failed invalid_row item); None = not written
-    line: int
-    custom_id: str
-    first_line: int
-
-
-def _token(add: Callable[[str], object], value: str) -> None:
-    """Append `value` as one ADD_ITEMS token: its length in UTF-8 bytes, ':', itself."""
-    add(f"{len(value) if value.isascii() else len(value.encode())}:")
-    add(value)
-
-
 def _m(mapping: Mapping[str, Any]) -> Any:
     """redis-py's Mapping types are invariant in the key; our keys are always str."""
     return mapping
-
-
-def _duplicates(flat: Sequence[Any]) -> list[Duplicate]:
-    return [
-        Duplicate(int(flat[i]) if flat[i] else None, int(flat[i + 1]), str(flat[i + 2]),
-                  int(flat[i + 3]))
-        for i in range(0, len(flat), 4)
-    ]
-
-
-def _batch_gone(exc: redis.ResponseError, batch_id: str) -> Exception:
-    """ADD_ITEMS refuses to write into a batch that was deleted (a stale `validating` batch
-    reaped while its producer was stopped): a clear error instead of a half-made batch."""
-    if "BATCHGONE" in str(exc):
-        return GenbatchError(f"batch {batch_id} was discarded while it was being written "
-                             "(its producer stopped for longer than "
-                             "GENBATCH_VALIDATING_TIMEOUT_S); submit the manifest again")
-    return exc
-
-
-class ItemWriter:
-    """Sends add_items chunks on a dedicated connection and reads each reply later, so
-    the caller validates the next chunk while Redis writes this one — one thread, no GIL
-    hand-offs (a writer thread re-taking the GIL after each socket call cost more than
-    the overlap gained). At most one chunk is in flight."""
-
-    def __init__(self, store: JobStore) -> None:
-        self.store = store
-        # The store's ADD_ITEMS Script: one text, one sha. Not loaded here: the first
-        # EVALSHA that finds it missing loads it (receive), as redis-py's Script does.
-        self.script = store._add_items
-        self.sha = self.script.sha
-        self.conn: Any = store.r.connection_pool.get_connection()
-        self.sent: list[str] | None = None
-
-    def send(self, args: list[str]) -> None:
-        """Send one chunk from `JobStore.pack_items`; its reply is read by `receive`."""
-        assert self.sent is None, "read the reply of the chunk in flight first"
-        self.sent = args
-        self._send(args)
-
-    def _send(self, args: list[str]) -> None:
-        key = self.store.k("batch", args[1])
-        try:
-            self.conn.send_packed_command(self.conn.pack_command("EVALSHA", self.sha, 1, key,
-                                                                 *args))
-        except BaseException:
-            self.conn.disconnect()
-            raise
-
-    def receive(self) -> list[Duplicate]:
-        """The repeats found in the chunk in flight (none in flight: [])."""
-        args, self.sent = self.sent, None
-        if args is None:
-            return []
-        try:
-            try:
-                flat = self.conn.read_response()
-            except redis.exceptions.NoScriptError:  # not loaded yet, or Redis restarted
-                self.sha = self.store.r.script_load(self.script.script)
-                self._send(args)
-                flat = self.conn.read_response()
-        except redis.ResponseError as exc:
-            raise _batch_gone(exc, args[1]) from exc
-        except BaseException:
-            self.conn.disconnect()  # its reply may still be on the wire
-            raise
-        return _duplicates(flat)
-
-    def close(self) -> None:
-        if self.conn is not None:
-            self.store.r.connection_pool.release(self.conn)
-            self.conn = None
 
 
 def item_id(batch_id: str, seq: int) -> str:
@@ -249,6 +170,22 @@ class JobStore:
         return Outbox(self.r, self.prefix)
 
     @functools.cached_property
+    def monitor(self) -> Monitor:
+        """Reads for the metrics scrape: timers, open items, Celery's queues."""
+        return Monitor(self.r, self.prefix)
+
+    @functools.cached_property
+    def locks(self) -> Locks:
+        """Leader locks (`store/locks.py`)."""
+        return Locks(self.r, self.prefix, self._renew)
+
+    def acquire_lock(self, name: str, token: str, ttl_s: float) -> bool:
+        return self.locks.acquire(name, token, ttl_s)
+
+    def release_lock(self, name: str, token: str) -> None:
+        self.locks.release(name, token)
+
+    @functools.cached_property
     def health(self) -> Health:
         """Provider account health (`store/health.py`)."""
         return Health(self.r, self.prefix)
@@ -280,7 +217,7 @@ class JobStore:
         Pending items go on the batch's per-account list; while the batch is still
         `validating` nothing dispatches from them (commit_batch makes them visible), for
         a running batch (resume) they are dispatchable at once. The chunk travels as two
-        string arguments of one Lua call (ADD_ITEMS, see there): per-item commands and
+        string arguments of one Lua call (`lua/add_items.lua`, `store/writer.py`): per-item commands and
         replies were most of ingest's time, and cjson-decoding the records most of
         Redis's. `pack_items` + `write_packed` are the two halves, for a caller that packs
         on one thread and waits for Redis on another.
@@ -299,48 +236,22 @@ class JobStore:
         check_only: Sequence[tuple[str, int]] = (),
     ) -> list[str]:
         """The arguments of add_items' Lua call (pure CPU work, no I/O)."""
-        # Field names go once per distinct list (schema), then each record is its values.
-        schemas: dict[tuple[str, ...], str] = {}
-        head: list[str] = []
-        parts: list[str] = []
-        add = parts.append
-        for n, rec in enumerate(items):
-            names = tuple(rec)
-            schema = schemas.get(names)
-            if schema is None:
-                schema = str(len(schemas) + 1)
-                schemas[names] = schema
-                _token(head.append, str(len(names)))
-                for f in names:
-                    _token(head.append, f)
-            check = unique[n] if unique is not None else None
-            if check is None:
-                add(f"0:0:{len(schema)}:{schema}")
-            else:
-                _token(add, check[0])
-                _token(add, str(check[1]))
-                add(f"{len(schema)}:{schema}")
-            for v in rec.values():  # the hot loop of ingest: one string per value
-                add(f"{len(v) if v.isascii() else len(v.encode())}:{v}")
-        for custom_id, line in check_only:
-            _token(add, custom_id)
-            _token(add, str(line))
-            add("1:0")
         ids = self.k("ids", batch_id) if unique is not None else ""
-        return [self.prefix, batch_id, ids, "".join(head), "".join(parts)]
+        return pack_items(self.prefix, batch_id, ids, items, unique=unique,
+                          check_only=check_only)
 
     def write_packed(self, args: list[str]) -> list[Duplicate]:
         """Run add_items' Lua call on arguments from pack_items."""
         if not args[4]:
             return []  # nothing to write or check
         try:
-            return _duplicates(self._add_items(keys=[self.k("batch", args[1])], args=args))
+            return duplicates(self._add_items(keys=[self.k("batch", args[1])], args=args))
         except redis.ResponseError as exc:
-            raise _batch_gone(exc, args[1]) from exc
+            raise batch_gone(exc, args[1]) from exc
 
     def item_writer(self) -> ItemWriter:
         """A connection of its own for writing chunks without waiting for each reply."""
-        return ItemWriter(self)
+        return ItemWriter(self.r, self._add_items, self.k("batch", ""))
 
     def set_item_fields(self, items: Mapping[str, Mapping[str, str]]) -> None:
         """Set fields of several items (item id -> fields) in one round trip."""
@@ -586,48 +497,6 @@ class JobStore:
 
     def advance_rr(self, provider: str, priority: str, n: int) -> None:
         self.r.incrby(self.k("rr", provider, priority), n)
-
-    def timers_due(self, now: float) -> tuple[float | None, int]:
-        """(when the oldest due timer was due, how many are due) at `now`."""
-        key = self.k("timers")
-        oldest = self.r.zrangebyscore(key, "-inf", now, start=0, num=1, withscores=True)
-        n: int = self.r.zcount(key, "-inf", now)
-        return (float(oldest[0][1]) if oldest else None), n
-
-    def timed_item_starts(self, max_n: int) -> list[tuple[str | None, str | None]]:
-        """(submitted_at, deadline) of up to `max_n` items with a timer (open items)."""
-        ids = self.r.zrange(self.k("timers"), 0, max_n - 1)
-        pipe = self.r.pipeline(transaction=False)
-        for iid in ids:
-            pipe.hmget(self.k("item", str(iid)), "submitted_at", "deadline")
-        return [(s, d) for s, d in pipe.execute()]
-
-    def celery_backlog(self, queues: Sequence[str]) -> tuple[dict[str, int], int]:
-        """Messages waiting in each Celery queue (kombu keeps a queue as a plain list plus
-        one list per priority step, named `queue\\x06\\x16<step>`; they are not under our
-        prefix), and messages delivered but not yet acknowledged (kombu's `unacked` hash)."""
-        steps = ("", *(f"{_KOMBU_PRIORITY_SEP}{step}" for step in _KOMBU_PRIORITY_STEPS))
-        pipe = self.r.pipeline(transaction=False)
-        for q in queues:
-            for step in steps:
-                pipe.llen(f"{q}{step}")
-        pipe.hlen("unacked")
-        *lengths, unacked = pipe.execute()
-        per = len(steps)
-        return ({q: sum(lengths[i * per:(i + 1) * per]) for i, q in enumerate(queues)},
-                int(unacked))
-
-    # -- leader locks ----------------------------------------------------------------
-    def acquire_lock(self, name: str, token: str, ttl_s: float) -> bool:
-        key = self.k("lock", name)
-        if self._renew(keys=[key], args=[token, int(ttl_s * 1000)]):
-            return True
-        return bool(self.r.set(key, token, nx=True, px=int(ttl_s * 1000)))
-
-    def release_lock(self, name: str, token: str) -> None:
-        key = self.k("lock", name)
-        if self.r.get(key) == token:
-            self.r.delete(key)
 
     # -- checks ----------------------------------------------------------------------
     def recount(self, batch_id: str) -> dict[str, int]:

@@ -1,0 +1,146 @@
+"""The ingest path into the job store: item records packed for one Lua call per chunk
+(ADD_ITEMS, `lua/add_items.lua`), and a writer that keeps one chunk in flight.
+
+The chunk travels as two string arguments: field names once per distinct record shape
+(schema), then each record as its values, every token as `<length in UTF-8 bytes>:<text>`.
+Per-item commands and replies were most of ingest's time, and cjson-decoding the records
+most of Redis's (README, Performance).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+from redis.commands.core import Script
+
+from genbatch.errors import GenbatchError
+
+
+@dataclass(frozen=True, slots=True)
+class Duplicate:
+    """A custom_id seen twice in one batch: where it was repeated and first seen."""
+
+    seq: int | None  # the repeat's item (now a failed invalid_row item); None = not written
+    line: int
+    custom_id: str
+    first_line: int
+
+
+def _token(add: Callable[[str], object], value: str) -> None:
+    """Append `value` as one ADD_ITEMS token: its length in UTF-8 bytes, ':', itself."""
+    add(f"{len(value) if value.isascii() else len(value.encode())}:")
+    add(value)
+
+
+def pack_items(
+prefix: str, batch_id: str, ids_key: str, items: Sequence[Mapping[str, str]], *,
+    unique: Sequence[tuple[str, int] | None] | None = None,
+    check_only: Sequence[tuple[str, int]] = (),
+) -> list[str]:
+    """The arguments of ADD_ITEMS (pure CPU work, no I/O): `ids_key` is the batch's
+    custom_id hash when `unique` is given, else "" (see JobStore.add_items)."""
+    # Field names go once per distinct list (schema), then each record is its values.
+    schemas: dict[tuple[str, ...], str] = {}
+    head: list[str] = []
+    parts: list[str] = []
+    add = parts.append
+    for n, rec in enumerate(items):
+        names = tuple(rec)
+        schema = schemas.get(names)
+        if schema is None:
+            schema = str(len(schemas) + 1)
+            schemas[names] = schema
+            _token(head.append, str(len(names)))
+            for f in names:
+                _token(head.append, f)
+        check = unique[n] if unique is not None else None
+        if check is None:
+            add(f"0:0:{len(schema)}:{schema}")
+        else:
+            _token(add, check[0])
+            _token(add, str(check[1]))
+            add(f"{len(schema)}:{schema}")
+        for v in rec.values():  # the hot loop of ingest: one string per value
+            add(f"{len(v) if v.isascii() else len(v.encode())}:{v}")
+    for custom_id, line in check_only:
+        _token(add, custom_id)
+        _token(add, str(line))
+        add("1:0")
+    return [prefix, batch_id, ids_key, "".join(head), "".join(parts)]
+
+
+def duplicates(flat: Sequence[Any]) -> list[Duplicate]:
+    return [
+        Duplicate(int(flat[i]) if flat[i] else None, int(flat[i + 1]), str(flat[i + 2]),
+                  int(flat[i + 3]))
+        for i in range(0, len(flat), 4)
+    ]
+
+
+def batch_gone(exc: redis.ResponseError, batch_id: str) -> Exception:
+    """ADD_ITEMS refuses to write into a batch that was deleted (a stale `validating` batch
+    reaped while its producer was stopped): a clear error instead of a half-made batch."""
+    if "BATCHGONE" in str(exc):
+        return GenbatchError(f"batch {batch_id} was discarded while it was being written "
+                             "(its producer stopped for longer than "
+                             "GENBATCH_VALIDATING_TIMEOUT_S); submit the manifest again")
+    return exc
+
+
+class ItemWriter:
+    """Sends add_items chunks on a dedicated connection and reads each reply later, so
+    the caller validates the next chunk while Redis writes this one — one thread, no GIL
+    hand-offs (a writer thread re-taking the GIL after each socket call cost more than
+    the overlap gained). At most one chunk is in flight."""
+
+    def __init__(self, client: redis.Redis, script: Script, batch_key_prefix: str) -> None:
+        self.r = client
+        # The store's ADD_ITEMS Script: one text, one sha. Not loaded here: the first
+        # EVALSHA that finds it missing loads it (receive), as redis-py's Script does.
+        self.script = script
+        self.sha = script.sha
+        self.batch_key_prefix = batch_key_prefix  # + batch id = the batch's hash
+        self.conn: Any = client.connection_pool.get_connection()
+        self.sent: list[str] | None = None
+
+    def send(self, args: list[str]) -> None:
+        """Send one chunk from `pack_items`; its reply is read by `receive`."""
+        assert self.sent is None, "read the reply of the chunk in flight first"
+        self.sent = args
+        self._send(args)
+
+    def _send(self, args: list[str]) -> None:
+        key = self.batch_key_prefix + args[1]
+        try:
+            self.conn.send_packed_command(self.conn.pack_command("EVALSHA", self.sha, 1, key,
+                                                                 *args))
+        except BaseException:
+            self.conn.disconnect()
+            raise
+
+    def receive(self) -> list[Duplicate]:
+        """The repeats found in the chunk in flight (none in flight: [])."""
+        args, self.sent = self.sent, None
+        if args is None:
+            return []
+        try:
+            try:
+                flat = self.conn.read_response()
+            except redis.exceptions.NoScriptError:  # not loaded yet, or Redis restarted
+                self.sha = self.r.script_load(self.script.script)
+                self._send(args)
+                flat = self.conn.read_response()
+        except redis.ResponseError as exc:
+            raise batch_gone(exc, args[1]) from exc
+        except BaseException:
+            self.conn.disconnect()  # its reply may still be on the wire
+            raise
+        return duplicates(flat)
+
+    def close(self) -> None:
+        if self.conn is not None:
+            self.r.connection_pool.release(self.conn)
+            self.conn = None
