@@ -217,9 +217,9 @@ class JobStore:
         Pending items go on the batch's per-account list; while the batch is still
         `validating` nothing dispatches from them (commit_batch makes them visible), for
         a running batch (resume) they are dispatchable at once. The chunk travels as two
-        string arguments of one Lua call (`lua/add_items.lua`, `store/writer.py`): per-item commands and
-        replies were most of ingest's time, and cjson-decoding the records most of
-        Redis's. `pack_items` + `write_packed` are the two halves, for a caller that packs
+        string arguments of one Lua call (`lua/add_items.lua`, `store/writer.py`):
+        per-item commands and replies were most of ingest's time, and cjson-decoding the
+        records most of Redis's. `pack_items` + `write_packed` are the two halves, for a caller that packs
         on one thread and waits for Redis on another.
 
         With `unique` (per item: its (custom_id, line) to check, or None), custom_ids are
