@@ -219,8 +219,8 @@ class JobStore:
         a running batch (resume) they are dispatchable at once. The chunk travels as two
         string arguments of one Lua call (`lua/add_items.lua`, `store/writer.py`):
         per-item commands and replies were most of ingest's time, and cjson-decoding the
-        records most of Redis's. `pack_items` + `write_packed` are the two halves, for a caller that packs
-        on one thread and waits for Redis on another.
+        records most of Redis's. `pack_items` + `write_packed` are the two halves, for a
+        caller that packs on one thread and waits for Redis on another.
 
         With `unique` (per item: its (custom_id, line) to check, or None), custom_ids are
         checked for uniqueness across the whole batch in Redis, in order, then the
