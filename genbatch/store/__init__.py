@@ -432,6 +432,13 @@ class JobStore:
         return int(res) > 0
 
     # -- scheduling ------------------------------------------------------------------
+    def queued_accounts(self, batch_id: str, providers: Sequence[str]) -> list[str]:
+        """The accounts where the batch has pending items on the round-robin."""
+        pipe = self.r.pipeline(transaction=False)
+        for p in providers:
+            pipe.sismember(self.k("queues", p), batch_id)
+        return [p for p, member in zip(providers, pipe.execute(), strict=True) if member]
+
     def queued_batches(self, provider: str) -> list[str]:
         return sorted(self.r.smembers(self.k("queues", provider)))  # type: ignore[arg-type]
 

@@ -13,7 +13,8 @@ Keys (under the store's prefix):
         probe_at       a paused account lets one request through after this (half-open)
 
 States: `ok`; `degraded` after `degrade_after` failures in a row of one class that may heal by
-itself (connect, 5xx, 429): it keeps working, with its backoff; `paused` after `pause_after`
+itself (connect, 5xx; 429s are counted but left to the rate limiter): it keeps working, with
+its backoff; `paused` after `pause_after`
 failures in a row that will not heal by themselves (auth, balance): it takes no new work
 (dispatch skips it) until `resume` (`genbatch accounts resume`), or until a probe — one item
 let through every probe interval — succeeds. A success clears every count and
@@ -31,6 +32,8 @@ import redis
 STATES: tuple[str, ...] = ("ok", "degraded", "paused")
 CLASSES: tuple[str, ...] = ("connect", "auth", "balance", "5xx", "429")
 PAUSING: frozenset[str] = frozenset({"auth", "balance"})
+# A 429 streak is the limiter's business (AIMD), not a sign of a sick account.
+DEGRADING: frozenset[str] = frozenset({"connect", "5xx"})
 FIXES: dict[str, str] = {
     "auth": "check GENBATCH_{ACCOUNT}_API_KEY on the workers, then run "
             "`genbatch accounts resume {account}`",
@@ -99,7 +102,7 @@ class Health:
         if cls in PAUSING and streak >= pause_after:
             fix = FIXES[cls].format(ACCOUNT=account.upper(), account=account)
             self._enter(account, "paused", now, reason, fix, probe_at=now + probe_s)
-        elif current.state == "ok" and streak >= degrade_after:
+        elif current.state == "ok" and cls in DEGRADING and streak >= degrade_after:
             self._enter(account, "degraded", now, reason, "")
         elif current.state == "paused":  # a failed probe: wait a whole interval again
             self.r.hset(key, "probe_at", repr(now + probe_s))

@@ -14,10 +14,14 @@ queue is dropped only when Redis says its list is empty.
 
 from __future__ import annotations
 
+import logging
+
 from genbatch import metrics
 from genbatch.models import PRIORITIES
 from genbatch.store.limits import Limits, rates_for
 from genbatch.worker.runtime import Runtime
+
+log = logging.getLogger(__name__)
 
 
 def dispatch_account(rt: Runtime, provider: str, limits: Limits | None = None) -> int:
@@ -35,6 +39,11 @@ def dispatch_account(rt: Runtime, provider: str, limits: Limits | None = None) -
     if free <= 0:
         return 0
     now = rt.now()
+    if store.health.get(provider).state == "paused":  # one probe per interval, else nothing
+        if not store.health.claim_probe(provider, now, rt.settings.account_probe_s
+                                        / rt.settings.time_factor):
+            return 0
+        free = 1
     limits = limits or store.limits
     granted, _ = limits.take(provider, "submit", free, rates_for(rt.settings, provider)["submit"],
                              now)
@@ -91,3 +100,16 @@ def _feed(rt: Runtime, provider: str, batches: list[str], limit: int, budget: in
         if used >= budget:
             break
     return used
+
+
+def refill(rt: Runtime, provider: str) -> None:
+    """A generation slot of `provider` just came free: dispatch into it now rather than at
+    the scheduler's next tick (the tick stays the safety net, so a failure here is only
+    logged)."""
+    if not rt.settings.dispatch_on_free or not provider:
+        return
+    try:
+        dispatch_account(rt, provider)
+    except Exception as exc:  # the item's own transition already happened
+        log.warning("dispatch after a freed %s slot failed (the scheduler will retry): %s",
+                    provider, type(exc).__name__)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import os
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -37,6 +38,8 @@ class Runtime:
         self._pid = -1
         self._lock = threading.Lock()
         self._cache: dict[str, Any] = {}
+        self.name = f"{socket.gethostname()}:{os.getpid()}"  # set by the worker to its node
+        self.health_seen: dict[str, float] = {}  # account -> when its health was last written
 
     def now(self) -> float:
         return time.time()

@@ -20,6 +20,7 @@ import contextlib
 import logging
 import secrets
 import threading
+import time
 from dataclasses import dataclass
 
 import redis
@@ -31,6 +32,7 @@ from genbatch.store import budget
 from genbatch.store.limits import Limits, poll_rates
 from genbatch.worker import notify
 from genbatch.worker.dispatch import dispatch_account
+from genbatch.worker.heartbeat import process_name, scheduler_beat
 from genbatch.worker.runtime import Runtime
 from genbatch.worker.steps import finish
 
@@ -55,8 +57,13 @@ class Scheduler:
         self.token = secrets.token_hex(8)
         self.sweep_every = sweep_every
         self.ticks = 0
+        self.name = process_name("scheduler")
+        self._beat_at = -1e9
 
     def tick(self) -> TickStats:
+        if time.monotonic() - self._beat_at >= self.rt.settings.heartbeat_s:
+            scheduler_beat(self.rt, self.name)  # "a scheduler leads" for status and accounts
+            self._beat_at = time.monotonic()
         stats = TickStats()
         stats.dispatched = self.dispatch()
         stats.timers, stats.ambiguous = self.fire_timers()

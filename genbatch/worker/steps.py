@@ -16,8 +16,10 @@ import httpx
 from genbatch import metrics
 from genbatch.errors import (
     AmbiguousSubmit,
+    ConfigError,
     GenbatchError,
     PermanentProviderError,
+    ProviderError,
     RateLimited,
     RetryableProviderError,
     StorageError,
@@ -31,11 +33,13 @@ from genbatch.models import (
     TaskStatus,
 )
 from genbatch.providers import get_spec
+from genbatch.providers.failures import FailureClass, failure_class
 from genbatch.records import Item
 from genbatch.storage import object_key
+from genbatch.store.health import AccountHealth
 from genbatch.webhooks import callback_url
-from genbatch.worker import failover, notify
-from genbatch.worker.dispatch import dispatch_account
+from genbatch.worker import accounts, failover, notify
+from genbatch.worker.dispatch import refill
 from genbatch.worker.polling import (
     first_poll_delay,
     next_poll_delay,
@@ -64,8 +68,11 @@ def submit_item(rt: Runtime, iid: str) -> str:
         return "skipped"
     now = rt.now()
     try:
-        request = rt.wire_request(item.request)
         adapter = rt.provider(item.provider)
+    except ConfigError as exc:  # this worker holds no key for the account
+        return accounts.no_key(rt, item, iid, str(exc))
+    try:
+        request = rt.wire_request(item.request)
     except GenbatchError as exc:  # nothing was sent: a clear failure, not a mystery
         return finish(rt, iid, [DISPATCHED], ItemState.FAILED, "input_unavailable", str(exc))
     claim = rt.store.transition(
@@ -77,14 +84,17 @@ def submit_item(rt: Runtime, iid: str) -> str:
     hook = callback_url(rt.settings, item.provider, iid)  # None: webhooks off
     try:
         remote_id = adapter.submit(item.model, request, webhook_url=hook)
-    except RateLimited as exc:
-        return _not_created(rt, item, iid, exc, exc.retry_after or 2.0)
     except RetryableProviderError as exc:
-        return _not_created(rt, item, iid, exc, 2.0)
+        return _not_created(rt, item, iid, exc)
     except PermanentProviderError as exc:
+        cls = failure_class(exc)
+        if cls is not None and cls.pauses:  # the account's problem: never the item's
+            return accounts.refused(rt, item, iid, SUBMITTING, exc, cls)
         return finish(rt, iid, [SUBMITTING], ItemState.FAILED, exc.code, exc.message)
     except AmbiguousSubmit as exc:
+        _count_failure(rt, item.provider, exc)
         return finish(rt, iid, [SUBMITTING], ItemState.AMBIGUOUS, exc.code, exc.message)
+    accounts.note_success(rt, item.provider)
     spec = get_spec(item.provider, item.model)
     learned = rt.store.gen_times.typical(item.provider, _gen_key(item.model, request.service_tier))
     typical = learned or spec.typical_seconds
@@ -114,7 +124,11 @@ def poll_item(rt: Runtime, iid: str) -> str:
                        "the task did not finish before its deadline")
     try:
         result = rt.provider(item.provider).poll(item.model, item.remote_id)
+    except ConfigError as exc:  # no key on this worker: the task runs on; ask again later
+        accounts.note_failure(rt, item.provider, FailureClass.AUTH, f"{exc} (worker {rt.name})")
+        return _poll_later(rt, iid, now + next_poll_delay(polls, None, rt.settings))
     except RetryableProviderError as exc:
+        _count_failure(rt, item.provider, exc)
         if isinstance(exc, RateLimited):
             metrics.record_429(rt.store, item.provider, "poll")
         delay = next_poll_delay(polls, None, rt.settings)
@@ -122,12 +136,22 @@ def poll_item(rt: Runtime, iid: str) -> str:
             slow_down(rt, item.provider, "poll")
             if exc.retry_after:
                 delay = max(delay, exc.retry_after / rt.settings.time_factor)
-        rt.store.transition(iid, [SUBMITTED], SUBMITTED, timer=now + delay,
-                            incr={"polls": 1, "poll_errors": 1})
-        return "retry"
+        return _poll_later(rt, iid, now + delay)
     except PermanentProviderError as exc:
+        cls = failure_class(exc)
+        if cls is not None and cls.pauses:  # the key, not the task: it may run and bill
+            accounts.note_failure(rt, item.provider, cls, f"{exc.code}: {exc.message}")
+            return _poll_later(rt, iid, now + next_poll_delay(polls, None, rt.settings))
         return finish(rt, iid, [SUBMITTED], ItemState.FAILED, exc.code, exc.message)
+    accounts.note_success(rt, item.provider)
     return apply_poll(rt, item, iid, result, polls)
+
+
+def _poll_later(rt: Runtime, iid: str, due: float) -> str:
+    """This poll told nothing about the task: ask again at `due`."""
+    rt.store.transition(iid, [SUBMITTED], SUBMITTED, timer=due,
+                        incr={"polls": 1, "poll_errors": 1})
+    return "retry"
 
 
 def apply_poll(rt: Runtime, item: Item, iid: str, result: PollResult,
@@ -238,19 +262,24 @@ def _url_gone(rt: Runtime, iid: str, attempt: int, status: int) -> str:
     return "repoll"
 
 
-def _not_created(rt: Runtime, item: Item, iid: str, exc: RetryableProviderError,
-                 cooldown_s: float) -> str:
-    """The provider provably created nothing: back to the head of the queue, no failure."""
+def _not_created(rt: Runtime, item: Item, iid: str, exc: RetryableProviderError) -> str:
+    """The provider provably created nothing: back to the head of the queue, no failure;
+    the account rests (longer after each connect error in a row) and its health counts it."""
     if isinstance(exc, RateLimited):
         metrics.record_429(rt.store, item.provider, "submit")
-    moved = rt.store.transition(iid, [SUBMITTING], ItemState.PENDING, timer="-",
-                                fields={"last_error": f"{exc.code}: {exc.message}"},
-                                incr={"not_created": 1}, queue="front")
-    if moved.applied:
-        rt.store.set_cooldown(item.provider, cooldown_s / rt.settings.time_factor)
-        if isinstance(exc, RateLimited):
-            slow_down(rt, item.provider, "submit")
+    health = _count_failure(rt, item.provider, exc)
+    rest_s = accounts.backoff_s(rt, exc, health)
+    if accounts.requeue(rt, item, iid, [SUBMITTING], f"{exc.code}: {exc.message}",
+                        rest_s) == "requeued" and isinstance(exc, RateLimited):
+        slow_down(rt, item.provider, "submit")
     return "requeued"
+
+
+def _count_failure(rt: Runtime, provider: str, exc: ProviderError) -> AccountHealth | None:
+    """Count a failure in the account's health when it says something about the account."""
+    cls = failure_class(exc)
+    return accounts.note_failure(rt, provider, cls, f"{exc.code}: {exc.message}") if cls \
+        else None
 
 
 def slow_down(rt: Runtime, provider: str, kind: str) -> float:
@@ -286,19 +315,6 @@ def finish(rt: Runtime, iid: str, allowed: Sequence[str], state: str, code: str,
     if moved.applied and moved.previous in IN_FLIGHT_STATES:
         refill(rt, moved.provider)
     return state if moved.applied else "skipped"
-
-
-def refill(rt: Runtime, provider: str) -> None:
-    """A generation slot of `provider` just came free: dispatch into it now rather than at
-    the scheduler's next tick (the tick stays the safety net, so a failure here is only
-    logged)."""
-    if not rt.settings.dispatch_on_free or not provider:
-        return
-    try:
-        dispatch_account(rt, provider)
-    except Exception as exc:  # the item's own transition already happened
-        log.warning("dispatch after a freed %s slot failed (the scheduler will retry): %s",
-                    provider, type(exc).__name__)
 
 
 def _deadline_s(rt: Runtime, request: GenerationRequest) -> float:

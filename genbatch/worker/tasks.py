@@ -7,7 +7,8 @@ from typing import Any
 from genbatch.config import Settings
 from genbatch.worker import notify as webhook_out
 from genbatch.worker import steps
-from genbatch.worker.app import app, worker_argv
+from genbatch.worker.app import QUEUES, app, worker_argv
+from genbatch.worker.heartbeat import process_name, start_worker_heartbeat
 from genbatch.worker.runtime import Runtime, configure
 
 _runtime: Runtime | None = None
@@ -26,9 +27,15 @@ def runtime() -> Runtime:
 
 
 def run_worker(settings: Settings, **kwargs: Any) -> None:
-    """Run a Celery worker in this process with the tasks below."""
-    install(configure(settings))
-    app.worker_main(worker_argv(settings, kwargs.get("hostname")))
+    """Run a Celery worker in this process with the tasks below, beating its heartbeat."""
+    rt = configure(settings)
+    rt.name = process_name(kwargs.get("hostname"))
+    install(rt)
+    stop = start_worker_heartbeat(rt, rt.name, tuple(dict.fromkeys(QUEUES.values())))
+    try:
+        app.worker_main(worker_argv(settings, kwargs.get("hostname")))
+    finally:
+        stop.set()
 
 
 @app.task(name="genbatch.submit")

@@ -1,0 +1,67 @@
+"""Heartbeats of the long-running processes (`genbatch/store/heartbeats.py` holds them).
+
+A worker beats from a thread of its main process with the queues it consumes and the names of
+the providers whose key it holds; the scheduler beats while it leads. A beat lives three
+intervals (GENBATCH_HEARTBEAT_S), so a process that died is gone from `genbatch accounts`,
+`status` and the dashboard within half a minute.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import socket
+import threading
+
+import redis
+
+from genbatch.config import PROVIDER_NAMES, Settings
+from genbatch.store.heartbeats import Beat
+from genbatch.worker.runtime import Runtime
+
+log = logging.getLogger(__name__)
+LIVES = 3  # a beat expires after this many intervals
+
+
+def held_keys(settings: Settings) -> tuple[str, ...]:
+    """Providers whose API key these settings hold (names only, never the values)."""
+    return tuple(p for p in PROVIDER_NAMES
+                 if (key := settings.provider(p).api_key) is not None and key.get_secret_value())
+
+
+def process_name(node: str | None = None) -> str:
+    """`node@host:pid`: unique per process, readable in `genbatch accounts`."""
+    return f"{node or 'worker'}@{socket.gethostname()}:{os.getpid()}"
+
+
+def worker_beat(rt: Runtime, name: str, queues: tuple[str, ...]) -> Beat:
+    return Beat(name=name, at=rt.now(), pid=os.getpid(), host=socket.gethostname(),
+                queues=queues, keys=held_keys(rt.settings))
+
+
+def start_worker_heartbeat(rt: Runtime, name: str, queues: tuple[str, ...]) -> threading.Event:
+    """Beat every GENBATCH_HEARTBEAT_S from a daemon thread until the returned event is set
+    (then the beat is removed: a clean stop is seen at once)."""
+    stop = threading.Event()
+    every = rt.settings.heartbeat_s
+
+    def run() -> None:
+        while True:
+            try:
+                rt.store.heartbeats.beat_worker(worker_beat(rt, name, queues), every * LIVES)
+            except redis.RedisError as exc:  # Redis away: beat again when it is back
+                log.debug("heartbeat not written: %s", exc)
+            if stop.wait(every):
+                break
+        with contextlib.suppress(redis.RedisError):
+            rt.store.heartbeats.stop_worker(name)
+
+    threading.Thread(target=run, name="genbatch-heartbeat", daemon=True).start()
+    return stop
+
+
+def scheduler_beat(rt: Runtime, name: str) -> None:
+    """The leader's beat (called from its tick; the caller spaces the calls)."""
+    beat = Beat(name=name, at=rt.now(), pid=os.getpid(), host=socket.gethostname())
+    rt.store.heartbeats.beat_scheduler(beat, rt.settings.heartbeat_s * LIVES)
