@@ -13,11 +13,14 @@ import redis
 import typer
 from rich.console import Console
 
-from genbatch.client import DEFAULT_MODEL, Client, open_store, submit_options
-from genbatch.config import load_settings
+from genbatch import __version__
+from genbatch.client import DEFAULT_MODEL, AccountsReport, Client, open_store, submit_options
+from genbatch.config import Settings, load_settings, redact_url
 from genbatch.errors import ConfigError, GenbatchError, ManifestRejected
+from genbatch.records import Batch
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  rich_markup_mode=None,
                   help="Run CSV/JSONL manifests through asynchronous image-to-video APIs.")
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
@@ -116,7 +119,7 @@ def submit(
               f"${result.est_cost:.2f}", highlight=False)
     print(result.batch_id, flush=True)
     if wait:
-        _watch(client, result.batch_id)
+        _watch(client, result.batch_id, summary=True)
 
 
 @app.command()
@@ -124,7 +127,9 @@ def status(
     batch: Annotated[str | None, typer.Argument(help="batch id; omit to list batches")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
 ) -> None:
-    """Show one batch, or the most recent batches."""
+    """Show one batch in detail (counts, cost, options, what it waits on, its accounts,
+    its errors, its outputs), or the most recent batches."""
+    from genbatch.console.detail import batch_detail
     from genbatch.console.views import batch_summary, batches_table
 
     client = Client()
@@ -132,8 +137,11 @@ def status(
     if as_json:
         summaries = [batch_summary(b) for b in records]
         print(json.dumps(summaries[0] if batch else summaries, indent=2))
+    elif batch:
+        record = records[0]
+        out.print(batch_detail(record, client.diagnose(record), client.errors(record)))
     else:
-        out.print(batches_table(records))
+        out.print(batches_table(records, width=out.width))
 
 
 @app.command()
@@ -142,14 +150,24 @@ def watch(batch: BatchArg) -> None:
     _watch(Client(), batch)
 
 
-def _watch(client: Client, batch_id: str) -> None:
+def _watch(client: Client, batch_id: str, summary: bool = False) -> None:
     """Show the batch's progress until it finishes; then say so if its budget stopped it,
-    and how to go on."""
-    from genbatch.console.views import watch_batch
+    and how to go on. With `summary`, end as the demo does: the results and their paths."""
+    from genbatch.console.views import results_table, watch_batch
 
-    stop = client.budget_stop(watch_batch(client.store, batch_id, err))
+    batch = watch_batch(client.store, batch_id, err)
+    stop = client.budget_stop(batch)
     if stop is not None:
         err.print(stop, highlight=False)
+    if summary:
+        out.print(results_table(client.results(batch_id)))
+        _print_outputs(client.batch(batch_id))
+
+
+def _print_outputs(batch: Batch) -> None:
+    for name in ("results_jsonl", "results_csv", "errors_jsonl"):
+        if batch.get(name):
+            out.print(f"{name.replace('_', '.')}: {batch[name]}", highlight=False)
 
 
 @app.command()
@@ -158,20 +176,23 @@ def results(
     output: Annotated[Path | None, typer.Option("-o", "--output",
                                                 help="write all rows as JSONL to this file")
                       ] = None,
+    failed: Annotated[bool, typer.Option(
+        "--failed", help="only the items that did not succeed")] = False,
 ) -> None:
     """Results of a batch: a table, or every row (results and errors) as JSONL to a file."""
     from genbatch.console.views import results_table
 
     client = Client()
     if output is not None:
-        written = client.write_results(batch, output)
+        written = client.write_results(batch, output, failed_only=failed)
         err.print(f"wrote {written} rows to {output}")
         return
     record = client.batch(batch)
-    out.print(results_table(client.results(batch)))
-    for name in ("results_jsonl", "results_csv", "errors_jsonl"):
-        if record.get(name):
-            out.print(f"{name.replace('_', '.')}: {record[name]}", highlight=False)
+    rows = client.results(batch)
+    if failed:
+        rows = [r for r in rows if r["status"] != "succeeded"]
+    out.print(results_table(rows))
+    _print_outputs(record)
 
 
 @app.command()
@@ -225,6 +246,55 @@ def notify(batch: BatchArg) -> None:
               f"`genbatch status {batch} --json` shows how it went", highlight=False)
 
 
+accounts_app = typer.Typer(rich_markup_mode=None, invoke_without_command=True,
+                           help="Provider accounts: their health, and the processes alive.")
+app.add_typer(accounts_app, name="accounts")
+
+
+@accounts_app.callback()
+def accounts(
+    ctx: typer.Context,
+    as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
+) -> None:
+    """Every account's health (ok, degraded, paused: why, and the fix), in flight against
+    its cap, the workers holding its key; the scheduler and workers alive."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from genbatch.console.health import health_table, processes_lines
+
+    report = Client().accounts()
+    if as_json:
+        print(json.dumps(accounts_json(report), indent=2))
+        return
+    out.print(health_table(report.health, report.load, report.workers))
+    for line in processes_lines(report.workers, report.scheduler):
+        out.print(line, highlight=False)
+
+
+@accounts_app.command("resume")
+def accounts_resume(provider: Annotated[str, typer.Argument(
+        help="the paused account (novita, highwayapi, wavespeed, byteplus)")]) -> None:
+    """Lift a pause once its cause is fixed (key set, balance topped up): the account takes
+    work again at once."""
+    Client().resume_account(provider)
+    out.print(f"account {provider}: resumed; its pending items dispatch at the next tick")
+
+
+def accounts_json(report: AccountsReport) -> dict[str, object]:
+    return {
+        "accounts": [{"account": h.account, "state": h.state, "since": h.since,
+                      "reason": h.reason or None, "fix": h.fix or None,
+                      "failures": h.failures, "last_error": h.last_error or None,
+                      "in_flight": load[0], "max_in_flight": load[1],
+                      "workers_with_key": sum(h.account in w.keys for w in report.workers)}
+                     for h, load in zip(report.health, report.load, strict=True)],
+        "workers": [{"name": w.name, "queues": list(w.queues), "keys": list(w.keys),
+                     "at": w.at} for w in report.workers],
+        "scheduler": None if report.scheduler is None else
+        {"name": report.scheduler.name, "at": report.scheduler.at},
+    }
+
+
 @app.command()
 def worker(
     hostname: Annotated[str | None, typer.Option(help="Celery node name")] = None,
@@ -235,6 +305,9 @@ def worker(
     """Run a Celery worker consuming the submit, poll, download and control queues."""
     settings = load_settings()
     open_store(settings)
+    err.print(f"worker: taking tasks from {_redis_host(settings)} with keys for "
+              f"{', '.join(settings.keys_held()) or 'no provider (set GENBATCH_<P>_API_KEY)'}; "
+              "logs to stderr (Ctrl-C stops it)", highlight=False)
     if supervise:
         from genbatch.worker.supervise import supervise as keep_alive
 
@@ -257,6 +330,8 @@ def scheduler() -> None:
     settings = load_settings()
     settings.configure_logging()
     open_store(settings)
+    err.print(f"scheduler: dispatching and polling for {_redis_host(settings)}; logs to "
+              "stderr (Ctrl-C stops it)", highlight=False)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
@@ -276,6 +351,8 @@ def simulate(
         sim_profile = load_profile(str(profile) if profile else None)
     except ProfileError as exc:
         raise ConfigError(str(exc)) from None
+    err.print(f"simulator: Novita, HighwayAPI, WaveSpeed and BytePlus on http://{host}:{port} "
+              "(Ctrl-C stops it)", highlight=False)
     serve(host, port, sim_profile)
 
 
@@ -300,6 +377,8 @@ def dashboard(
 
     settings = load_settings()
     open_store(settings)
+    err.print(f"dashboard: http://{host}:{port}/ (metrics at /metrics; Ctrl-C stops it)",
+              highlight=False)
     serve(settings, host, port)
 
 
@@ -314,7 +393,27 @@ def webhooks(
 
     settings = load_settings()
     open_store(settings)
+    err.print(f"webhooks: receiving callbacks on http://{host}:{port} for "
+              f"{settings.webhook_base_url or '(GENBATCH_WEBHOOK_BASE_URL unset)'}; "
+              "logs to stderr", highlight=False)
     serve(settings, host, port)
+
+
+def _redis_host(settings: Settings) -> str:
+    return redact_url(settings.require_redis_url())
+
+
+def _version(show: bool) -> None:
+    if show:
+        print(f"genbatch {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(version: Annotated[bool, typer.Option(
+        "--version", help="print the version and exit", is_eager=True, callback=_version)
+] = False) -> None:
+    """Run CSV/JSONL manifests through asynchronous image-to-video APIs."""
 
 
 def _fail(message: str, code: int = 2) -> NoReturn:

@@ -19,18 +19,23 @@ object storage are opened on first use, so a dry run needs neither.
 from __future__ import annotations
 
 import json
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from genbatch.config import Settings, load_settings
 from genbatch.errors import GenbatchError, ManifestError
+from genbatch.models import ItemState
 from genbatch.records import Batch
 from genbatch.store import JobStore
+from genbatch.store.health import AccountHealth
+from genbatch.store.heartbeats import Beat
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
+    from genbatch.console.health import Diagnosis
     from genbatch.producer.ingest import IngestResult
     from genbatch.producer.options import BatchOptions
     from genbatch.storage import ObjectStorage
@@ -38,6 +43,7 @@ if TYPE_CHECKING:
     from genbatch.worker.runtime import Runtime
 
 DEFAULT_MODEL = "seedance-v1.5-pro-i2v"  # for rows that name no model
+ERRORS_SCANNED = 20_000  # items `errors` looks at (a detail view, not a report)
 DEFAULT_RETRY_STATES = ("failed", "expired")
 
 
@@ -64,6 +70,26 @@ class SubmitOutcome:
                    invalid=result.invalid, est_cost=result.est_cost, unpriced=result.unpriced,
                    by_model=dict(result.by_model), errors=list(result.errors),
                    budget_usd=result.budget_usd, fit=result.fit, fit_cost=result.fit_cost)
+
+
+@dataclass(frozen=True)
+class ErrorCount:
+    """One kind of error in a batch and how many items ended with it."""
+
+    code: str
+    message: str
+    count: int
+
+
+@dataclass(frozen=True)
+class AccountsReport:
+    """Provider accounts' health with (in flight, cap) per account, in PROVIDER_NAMES order,
+    and the processes alive now."""
+
+    health: tuple[AccountHealth, ...]
+    load: tuple[tuple[int, int], ...]
+    workers: tuple[Beat, ...]
+    scheduler: Beat | None
 
 
 @dataclass(frozen=True)
@@ -189,10 +215,12 @@ class Client:
         record = self.batch(batch_id)
         return [result_row(item) for item in self.store.iter_items(batch_id, record.total)]
 
-    def write_results(self, batch_id: str, path: Path) -> int:
-        """Write every row (results and errors) as JSONL to `path`, all at once (through
-        `<path>.part`, so a reader never sees half a file); returns the number of rows."""
-        rows = self.results(batch_id)
+    def write_results(self, batch_id: str, path: Path, failed_only: bool = False) -> int:
+        """Write every row (results and errors; with `failed_only`, the items that did not
+        succeed) as JSONL to `path`, all at once (through `<path>.part`, so a reader never
+        sees half a file); returns the number of rows."""
+        rows = [r for r in self.results(batch_id)
+                if not failed_only or r["status"] != ItemState.SUCCEEDED]
         tmp = path.with_name(path.name + ".part")
         with tmp.open("w", encoding="utf-8") as fh:
             for row in rows:
@@ -212,6 +240,43 @@ class Client:
         return (f"batch {batch.get('id')} stopped at its budget (${money['budget_usd']:.2f}, "
                 f"spent ${money['spent_usd']:.2f}): {batch.get('pending')} items pending; "
                 f"`genbatch retry {batch.get('id')} --budget USD` continues it")
+
+    def diagnose(self, batch: Batch) -> Diagnosis:
+        """What the batch's open items wait on: processes, keys, account health."""
+        from genbatch.console.health import diagnose
+
+        return diagnose(self.store, batch)
+
+    def errors(self, batch: Batch, limit: int = 5, scan: int = ERRORS_SCANNED) -> list[ErrorCount]:
+        """The batch's most frequent (error code, message) pairs among its first `scan`
+        items, most frequent first."""
+        seen: Counter[tuple[str, str]] = Counter()
+        for n, item in enumerate(self.store.iter_items(batch.id, batch.total)):
+            if n >= scan:
+                break
+            if item.error_code:
+                seen[(item.error_code, item.get("error_message", ""))] += 1
+        return [ErrorCount(code, message, n) for (code, message), n in seen.most_common(limit)]
+
+    # -- accounts --------------------------------------------------------------------
+    def accounts(self) -> AccountsReport:
+        """Every provider account's health, the live workers and the scheduler leader."""
+        from genbatch.config import PROVIDER_NAMES
+
+        store = self.store
+        health = store.health.get_many(PROVIDER_NAMES)
+        in_flight = store.in_flight_counts(PROVIDER_NAMES)
+        caps = [self.settings.provider(p).max_in_flight for p in PROVIDER_NAMES]
+        return AccountsReport(tuple(health), tuple(zip(in_flight, caps, strict=True)),
+                              tuple(store.heartbeats.workers()), store.heartbeats.scheduler())
+
+    def resume_account(self, provider: str) -> None:
+        """A person fixed what paused the account (its key, its balance): it takes work
+        again at once."""
+        import time
+
+        self.settings.provider(provider)  # an unknown name is a clear ConfigError
+        self.store.health.resume(provider, time.time())
 
     # -- act on a batch --------------------------------------------------------------
     def cancel(self, batch_id: str) -> CancelReport:

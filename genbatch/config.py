@@ -204,6 +204,11 @@ class Settings(BaseSettings):
             poll_rpm=float(getattr(self, f"{name}_poll_rpm")),
         )
 
+    def keys_held(self) -> tuple[str, ...]:
+        """Providers whose API key these settings hold (names only, never the values)."""
+        return tuple(p for p in PROVIDER_NAMES if (key := getattr(self, f"{p}_api_key"))
+                     is not None and key.get_secret_value())
+
     def configure_logging(self) -> None:
         """Log lines of the long-running commands (scheduler, worker supervisor, webhooks)."""
         import logging

@@ -8,10 +8,11 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
-from genbatch.models import BATCH_COUNTERS, TERMINAL_STATES
+from genbatch.console.health import diagnose
+from genbatch.models import BATCH_COUNTERS, TERMINAL_STATES, BatchStatus
 from genbatch.records import Batch
 from genbatch.store import JobStore, budget
 from genbatch.worker import failover, notify
@@ -31,7 +32,11 @@ def done_count(batch: Mapping[str, str]) -> int:
 
 
 def shown_status(batch: Mapping[str, str]) -> str:
-    """The batch's status, or `budget_exhausted` while its budget holds pending items."""
+    """The batch's status; `budget_exhausted` while its budget holds pending items back;
+    `cancelling` while a cancelled batch's running items finish."""
+    b = Batch.view(batch)
+    if b.cancel_requested and b.status in (BatchStatus.IN_PROGRESS, BatchStatus.FINALIZING):
+        return "cancelling"
     return "budget_exhausted" if budget.stopped(batch) else batch.get("status", "")
 
 
@@ -51,13 +56,24 @@ def batch_summary(batch: Mapping[str, str]) -> dict[str, object]:
     }
 
 
-def batches_table(batches: Sequence[Mapping[str, str]]) -> Table:
-    table = Table("batch", "status", "total", *[c.replace("_", " ") for c in STATE_COLUMNS],
-                  "spent $ (est.) / budget", title="batches (newest first)")
-    for b in batches:
-        c = counts(b)
-        table.add_row(b.get("id", ""), shown_status(b), str(c["total"]),
-                      *[str(c[k]) for k in STATE_COLUMNS], spend_text(b))
+def batches_table(batches: Sequence[Mapping[str, str]], width: int = 120) -> Table:
+    """Newest first. Batch ids are never cut: at a narrow `width` the state columns that
+    are zero everywhere go first, then the rest fold into one `open / done` column."""
+    rows = [counts(b) for b in batches]
+    states = [k for k in STATE_COLUMNS if any(c[k] for c in rows)] or ["pending"]
+    id_width = max((len(b.get("id", "")) for b in batches), default=5)
+    wide = id_width + 16 + 6 + 7 * len(states) + 26 <= width
+    table = Table(title="batches (newest first)", expand=False)
+    table.add_column("batch", no_wrap=True, min_width=id_width)
+    table.add_column("status", no_wrap=True)
+    table.add_column("total", justify="right")
+    for k in states if wide else ["open / done"]:
+        table.add_column(k.replace("_", " "), justify="right", overflow="fold")
+    table.add_column("spent $ (est.) / budget", overflow="fold")
+    for b, c in zip(batches, rows, strict=True):
+        cells = [str(c[k]) for k in states] if wide else \
+            [f"{sum(c[k] for k in STATE_COLUMNS if k not in DONE)} / {done_count(b)}"]
+        table.add_row(b.get("id", ""), shown_status(b), str(c["total"]), *cells, spend_text(b))
     return table
 
 
@@ -90,36 +106,80 @@ def watch_batch(store: JobStore, batch_id: str, console: Console,
                 poll_s: float = 0.5, stop: Callable[[], bool] | None = None) -> Batch:
     """Show live progress until the batch completes; returns the final batch record.
 
-    On a terminal it is a rich progress bar with counts and ETA; without one (CI, pipes) a
-    plain line every few seconds.
+    On a terminal it is a rich progress bar with counts, the time since the batch was
+    created and an ETA at its rate so far; without one (CI, pipes) a plain line every few
+    seconds. Whenever what the batch waits on changes (no worker, a paused account …), a
+    line says so above the bar.
     """
     batch = store.get_batch(batch_id)
-    total = batch.total
+    reasons = _Reasons(store, console)
     if console.is_terminal:
         columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                   TextColumn("{task.fields[counts]}"), TimeElapsedColumn(),
+                   TextColumn("{task.fields[counts]}"), TextColumn("{task.fields[elapsed]}"),
                    TextColumn("ETA {task.fields[eta]}"))
         with Progress(*columns, console=console, transient=False) as progress:
-            task = progress.add_task(batch_id, total=total, counts="", eta="?")
-            rate = _Rate()
+            task = progress.add_task(batch_id, total=batch.total, counts="", elapsed="",
+                                     eta="?")
             while True:
                 batch = store.get_batch(batch_id)
                 done = done_count(batch)
                 progress.update(task, completed=done, counts=_short_counts(batch),
-                                eta=rate.eta(done, total))
+                                elapsed=clock(since_created(batch)), eta=eta(batch))
+                reasons.check(batch)
                 if _finished(batch) or (stop and stop()):
                     return batch
                 time.sleep(poll_s)
     last = 0.0
     while True:
         batch = store.get_batch(batch_id)
+        reasons.check(batch)
         if time.monotonic() - last > 5 or _finished(batch):
-            print(f"{batch_id}: {done_count(batch)}/{total} done, {_short_counts(batch)}, "
-                  f"status {shown_status(batch)}", file=sys.stderr, flush=True)
+            print(f"{batch_id}: {done_count(batch)}/{batch.total} done, "
+                  f"{_short_counts(batch)}, status {shown_status(batch)}", file=sys.stderr,
+                  flush=True)
             last = time.monotonic()
         if _finished(batch) or (stop and stop()):
             return batch
         time.sleep(poll_s)
+
+
+def since_created(batch: Batch) -> float:
+    return max(0.0, time.time() - (batch.created_at or time.time()))
+
+
+def eta(batch: Batch) -> str:
+    """Time left at the batch's completion rate since it was created ("?" before the first
+    item ends)."""
+    done, elapsed = done_count(batch), since_created(batch)
+    if done <= 0 or elapsed <= 0 or batch.finished:
+        return "?" if not batch.finished else "0:00:00"
+    return clock((batch.total - done) * elapsed / done)
+
+
+def clock(seconds: float) -> str:
+    s = int(seconds)
+    return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"
+
+
+class _Reasons:
+    """Prints what the batch waits on, when it changes (checked every few seconds)."""
+
+    def __init__(self, store: JobStore, console: Console, every_s: float = 2.0) -> None:
+        self.store, self.console, self.every_s = store, console, every_s
+        self.shown: tuple[str, ...] = ()
+        self.at = -1e9
+
+    def check(self, batch: Batch) -> None:
+        if time.monotonic() - self.at < self.every_s:
+            return
+        self.at = time.monotonic()
+        reasons = diagnose(self.store, batch).reasons
+        if reasons != self.shown:
+            for line in reasons:
+                self.console.print(f"[yellow]waiting:[/] {line}", highlight=False)
+            if self.shown and not reasons:
+                self.console.print("[green]no longer waiting[/]", highlight=False)
+            self.shown = reasons
 
 
 def _finished(batch: Batch) -> bool:
@@ -132,21 +192,3 @@ def _short_counts(batch: Batch) -> str:
     c = counts(batch)
     parts = [f"{k.replace('_', ' ')} {c[k]}" for k in STATE_COLUMNS if c[k]]
     return ", ".join(parts)
-
-
-class _Rate:
-    """ETA from the completion rate since the watch began."""
-
-    def __init__(self) -> None:
-        self.t0 = time.monotonic()
-        self.d0: int | None = None
-
-    def eta(self, done: int, total: int) -> str:
-        if self.d0 is None:
-            self.d0 = done
-        elapsed = time.monotonic() - self.t0
-        gained = done - self.d0
-        if gained <= 0 or elapsed <= 0:
-            return "?"
-        left = (total - done) * elapsed / gained
-        return time.strftime("%H:%M:%S", time.gmtime(left))

@@ -53,6 +53,7 @@ DIALECT = Dialect(
         ErrorKind.SERVER_READ: (500, "InternalServiceError"),
         ErrorKind.NOT_FOUND: (404, "ResourceNotFound"),
         ErrorKind.NOT_CANCELLABLE: (400, "InvalidParameter"),
+        ErrorKind.NO_BALANCE: (403, "AccountOverdueError"),
     },
     _envelope,
 )

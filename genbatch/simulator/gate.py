@@ -38,6 +38,7 @@ class ErrorKind(Enum):
     SERVER_READ = auto()  # on a poll or cancel
     NOT_FOUND = auto()
     NOT_CANCELLABLE = auto()  # BytePlus only
+    NO_BALANCE = auto()  # the account is out of money (`out_of_balance`)
 
 
 Envelope = Callable[[int, str, str, str], dict[str, Any]]  # (status, code, message, param)
@@ -142,7 +143,9 @@ def inject(sim: Simulator, behaviour: Behaviour, op: Operation, dialect: Dialect
 
 
 def admit_submit(sim: Simulator, api_key: str, behaviour: Behaviour, dialect: Dialect) -> None:
-    """The account's submit rate limit, then injected 429/5xx."""
+    """An account out of money, the account's submit rate limit, then injected 429/5xx."""
+    if behaviour.out_of_balance:
+        raise dialect.refuse(ErrorKind.NO_BALANCE, "insufficient balance: top up the account")
     if sim.rpm_exceeded(dialect.provider, api_key, behaviour):
         raise rate_limited(dialect, behaviour, f"rate limit exceeded: {behaviour.rpm} RPM")
     inject(sim, behaviour, "submit", dialect)

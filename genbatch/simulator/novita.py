@@ -63,6 +63,7 @@ _CODES = {
     ErrorKind.SERVER: (500, "CREATE_TASK_FAILED"),
     ErrorKind.SERVER_READ: (500, "GET_RESULT_FAILED"),
     ErrorKind.NOT_FOUND: (404, "TASK_NOT_FOUND"),
+    ErrorKind.NO_BALANCE: (400, "BILLING_BALANCE_NOT_ENOUGH"),
 }
 DIALECTS = {name: Dialect(name, _CODES, _envelope) for name in ("novita", "highwayapi")}
 

@@ -70,6 +70,11 @@ class Behaviour(BaseModel):
     p_webhook_drop: Probability = Field(
         default=0.0, ge=0, le=1, description="a finished task's webhook callback is not sent"
     )
+    out_of_balance: bool = Field(
+        default=False, description="refuse every submit with the provider's balance error "
+        "(Novita 400 BILLING_BALANCE_NOT_ENOUGH, BytePlus 403 AccountOverdueError, WaveSpeed "
+        "402)"
+    )
     inject_on: frozenset[Operation] = Field(
         default=frozenset({"submit", "poll"}),
         description="operations p_429, p_5xx and p_malformed apply to",

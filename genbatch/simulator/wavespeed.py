@@ -57,6 +57,7 @@ DIALECT = Dialect(
         ErrorKind.SERVER: (500, ""),
         ErrorKind.SERVER_READ: (500, ""),
         ErrorKind.NOT_FOUND: (404, ""),
+        ErrorKind.NO_BALANCE: (402, ""),  # not documented: the HTTP status says it
     },
     _envelope,
 )

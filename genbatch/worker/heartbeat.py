@@ -16,18 +16,11 @@ import threading
 
 import redis
 
-from genbatch.config import PROVIDER_NAMES, Settings
 from genbatch.store.heartbeats import Beat
 from genbatch.worker.runtime import Runtime
 
 log = logging.getLogger(__name__)
 LIVES = 3  # a beat expires after this many intervals
-
-
-def held_keys(settings: Settings) -> tuple[str, ...]:
-    """Providers whose API key these settings hold (names only, never the values)."""
-    return tuple(p for p in PROVIDER_NAMES
-                 if (key := settings.provider(p).api_key) is not None and key.get_secret_value())
 
 
 def process_name(node: str | None = None) -> str:
@@ -37,7 +30,7 @@ def process_name(node: str | None = None) -> str:
 
 def worker_beat(rt: Runtime, name: str, queues: tuple[str, ...]) -> Beat:
     return Beat(name=name, at=rt.now(), pid=os.getpid(), host=socket.gethostname(),
-                queues=queues, keys=held_keys(rt.settings))
+                queues=queues, keys=rt.settings.keys_held())
 
 
 def start_worker_heartbeat(rt: Runtime, name: str, queues: tuple[str, ...]) -> threading.Event:

@@ -1,4 +1,4 @@
-"""Why a batch waits: the processes and accounts its open items depend on, in words.
+"""Why a batch waits, and the health of accounts and processes, in words and tables.
 
 Read from heartbeats (`store/heartbeats.py`) and account health (`store/health.py`), for
 `status`, `watch` and the dashboard. Each reason is one line a person can act on.
@@ -6,8 +6,11 @@ Read from heartbeats (`store/heartbeats.py`) and account health (`store/health.p
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+
+from rich.table import Table
 
 from genbatch.config import PROVIDER_NAMES
 from genbatch.records import Batch
@@ -67,3 +70,51 @@ def waiting_reasons(batch: Batch, health: Sequence[AccountHealth], workers: Sequ
         elif h.state == "degraded":
             reasons.append(f"account {h.account} is degraded: {h.reason}")
     return reasons
+
+
+def health_table(health: Sequence[AccountHealth], load: Sequence[tuple[int, int]] = (),
+                 holders: Sequence[Beat] | None = None) -> Table:
+    """One row per account: state, since when, in flight / cap, workers holding its key,
+    failure streaks, and why (with the fix for a paused account)."""
+    table = Table(title="accounts", expand=False)
+    table.add_column("account", no_wrap=True)
+    table.add_column("state", no_wrap=True)
+    table.add_column("since", no_wrap=True)
+    if load:
+        table.add_column("in flight", justify="right", no_wrap=True)
+    if holders is not None:
+        table.add_column("keys on", justify="right", no_wrap=True)
+    table.add_column("failing", overflow="fold")
+    table.add_column("why / fix", overflow="fold", ratio=1)
+    for n, h in enumerate(health):
+        colour = {"ok": "green", "degraded": "yellow", "paused": "red"}.get(h.state, "white")
+        cells = [h.account, f"[{colour}]{h.state}[/]", _ago(h.since)]
+        if load:
+            cells.append(f"{load[n][0]}/{load[n][1]}")
+        if holders is not None:
+            cells.append(str(sum(h.account in w.keys for w in holders)))
+        cells.append(", ".join(f"{c} x{k}" for c, k in h.failures.items()) or "-")
+        why = h.reason or (f"last error {_ago(h.last_error_at)} ago: {h.last_error}"
+                           if h.last_error else "")
+        cells.append(why + (f"\n{h.fix}" if h.fix else ""))
+        table.add_row(*cells)
+    return table
+
+
+def processes_lines(workers: Sequence[Beat], scheduler: Beat | None) -> list[str]:
+    """`scheduler: …` and one line per worker (queues and the providers whose key it holds:
+    names only)."""
+    lines = [f"scheduler: {scheduler.name} (beat {_ago(scheduler.at)} ago)" if scheduler
+             else "scheduler: none running (start `genbatch scheduler`)"]
+    if not workers:
+        lines.append("workers: none running (start `genbatch worker`)")
+    for w in workers:
+        lines.append(f"worker {w.name}: keys for {', '.join(w.keys) or 'no provider'}")
+    return lines
+
+
+def _ago(ts: float | None) -> str:
+    if ts is None:
+        return "-"
+    s = max(0, int(time.time() - ts))
+    return f"{s}s" if s < 120 else f"{s // 60}m" if s < 7200 else f"{s // 3600}h"
