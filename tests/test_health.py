@@ -3,7 +3,10 @@ the failure classes; the backoff; the waiting reasons; the tables a person reads
 
 from __future__ import annotations
 
+from typing import TypedDict
+
 import pytest
+from pydantic import SecretStr
 from rich.console import Console
 
 from genbatch.config import Settings
@@ -23,7 +26,14 @@ from genbatch.store.heartbeats import Beat
 from genbatch.worker.accounts import backoff_s
 from genbatch.worker.runtime import Runtime
 
-LIMITS = {"degrade_after": 3, "pause_after": 2, "probe_s": 60.0}
+
+class Limits(TypedDict):
+    degrade_after: int
+    pause_after: int
+    probe_s: float
+
+
+LIMITS = Limits(degrade_after=3, pause_after=2, probe_s=60.0)
 
 
 @pytest.mark.parametrize(("exc", "cls"), [
@@ -113,7 +123,7 @@ def test_heartbeats_live_their_ttl_and_carry_key_names_only(store: JobStore) -> 
 
 
 def test_settings_name_the_keys_they_hold_never_the_values() -> None:
-    s = Settings(novita_api_key="sk-secret", byteplus_api_key="")  # type: ignore[arg-type]
+    s = Settings(novita_api_key=SecretStr("sk-secret"), byteplus_api_key=SecretStr(""))
     assert s.keys_held() == ("novita",)
 
 
