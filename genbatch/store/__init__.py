@@ -22,7 +22,9 @@ Keys (prefix `gb:` by default):
     lock:{name}              leader locks
     rate:{provider}:{kind}   request-rate limiter state and its `:log` (store/limits.py)
     gentime                  learned generation times (store/limits.py)
-    metrics:{name}, metrics:batch:{bid}   counters for Prometheus (store/counters.py)
+    metrics:{name}, metrics:batch:{bid}, metrics:hist:{name}   counters and histograms for
+                             Prometheus (store/counters.py)
+    series:{bid}             a bounded time series of the batch's counters (store/series.py)
     notify                   zset of batch-finished events due for delivery (store/outbox.py)
 
 Outside the prefix, only read: Celery's queue lists and kombu's `unacked` hash
@@ -48,6 +50,8 @@ from genbatch.store import scripts
 from genbatch.store.counters import Counters
 from genbatch.store.limits import GenTimes, Limits
 from genbatch.store.outbox import Outbox
+from genbatch.store.pages import Pages
+from genbatch.store.series import Series
 
 COUNTERS: tuple[str, ...] = (
     "total", "pending", "in_flight", "downloading",
@@ -219,6 +223,16 @@ class JobStore:
     def outbox(self) -> Outbox:
         """Batch-finished events waiting for delivery (`store/outbox.py`)."""
         return Outbox(self.r, self.prefix)
+
+    @functools.cached_property
+    def series(self) -> Series:
+        """A small time series per batch, for its chart (`store/series.py`)."""
+        return Series(self.r, self.prefix)
+
+    @functools.cached_property
+    def pages(self) -> Pages:
+        """Filtered pages of a batch's items (`store/pages.py`)."""
+        return Pages(self.r, self.prefix)
 
     # -- batches ---------------------------------------------------------------------
     def create_batch(self, batch_id: str, meta: Mapping[str, str], created_at: float) -> None:
