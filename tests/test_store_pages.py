@@ -3,6 +3,8 @@ budget, and a series that stays bounded over a long life."""
 
 from __future__ import annotations
 
+import itertools
+
 from genbatch.store import JobStore, item_id
 from genbatch.store.pages import ItemFilter, Pages
 from genbatch.store.series import Series
@@ -86,5 +88,5 @@ def test_series_samples_counters_and_stays_bounded(store: JobStore) -> None:
     assert points[-1].values["succeeded"] == 1 and points[-1].values["pending"] == 3
     assert points[-1].values["rate_limited"] == 1 and points[-1].done == 1
     assert len(long_life) <= 16 and long_life[0].t == 0.0 and long_life[-1].t >= 9990
-    gaps = [b.t - a.t for a, b in zip(long_life, long_life[1:], strict=False)]
+    gaps = [b.t - a.t for a, b in itertools.pairwise(long_life)]
     assert max(gaps) < 4 * min(gaps[:-1])  # spread over the whole life, not bunched up

@@ -94,13 +94,16 @@ class Series:
     def _key(self, *parts: str) -> str:
         return self.prefix + ":".join(parts)
 
-    def sample(self, batch_ids: Sequence[str], now: float) -> None:
-        """Record the current counters of each batch (one round trip)."""
+    def sample(self, batch_ids: Sequence[str], now: float,
+               min_step_s: float | None = None) -> None:
+        """Record the current counters of each batch (one round trip); samples at least
+        `min_step_s` apart (default: the series' own)."""
+        step = self.min_step_s if min_step_s is None else min_step_s
         pipe = self.r.pipeline(transaction=False)
         for bid in batch_ids:
             self._sample(keys=[self._key("series", bid), self._key("batch", bid),
                                self._key("metrics", "batch", bid)],
-                         args=[repr(now), self.min_step_s, self.cap, *SERIES_FIELDS[:-1]],
+                         args=[repr(now), step, self.cap, *SERIES_FIELDS[:-1]],
                          client=pipe)
         pipe.execute()
 
