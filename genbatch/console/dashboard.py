@@ -46,6 +46,7 @@ from genbatch.store import JobStore
 log = logging.getLogger(__name__)
 REFRESH_S = 5
 LOOPBACK = ("127.0.0.1", "::1", "localhost")
+NUMERIC_COLUMNS = ", ".join(f"td.{s}" for s in STATE_COLUMNS) + " { text-align: right; }"
 
 
 def configured_accounts(settings: Settings) -> list[str]:
@@ -146,7 +147,8 @@ def render_page(batches: list[dict[str, Any]]) -> str:
     states = "".join(f'<th class="n">{s.replace("_", " ")}</th>' for s in STATE_COLUMNS)
     body = (f"<h1>genbatch batches</h1><p>Newest first; refreshes every {REFRESH_S} s. "
             '<a href="/api/batches">JSON</a> · <a href="/metrics">Prometheus metrics</a></p>'
-            '<table><thead><tr><th>batch</th><th>status</th><th>progress</th>'
+            f"<style>{NUMERIC_COLUMNS}</style>"
+            "<table><thead><tr><th>batch</th><th>status</th><th>progress</th>"
             f'<th class="n">total</th>{states}<th class="n">spend $<br>(est.)</th>'
             f"<th>ETA</th><th>results</th></tr></thead><tbody>{rows}</tbody></table>")
     return page("genbatch batches", body, refresh_s=REFRESH_S)
@@ -155,7 +157,7 @@ def render_page(batches: list[dict[str, Any]]) -> str:
 def _row(b: dict[str, Any]) -> str:
     bid = esc(b["id"])
     pct = float(b["progress"]) * 100
-    counts = "".join(f'<td class="n {s}">{int(b[s])}</td>' for s in STATE_COLUMNS)
+    counts = "".join(f'<td class="{s}">{int(b[s])}</td>' for s in STATE_COLUMNS)
     links = "<br>".join(f'<a href="{esc(url)}">{esc(name)}</a>'
                         for name, url in b["results"].items())
     return (f'<tr id="batch-{bid}"><td><a href="/batches/{bid}"><code>{bid}</code></a></td>'
