@@ -13,6 +13,7 @@ import pytest
 
 from genbatch.simulator import SimProfile
 from genbatch.storage import object_key
+from genbatch.store.pages import ItemFilter
 from tests.integration.cluster import Cluster, running_cluster
 from tests.integration.test_observability import (
     ARTIFACTS,
@@ -91,7 +92,7 @@ def test_batch_page_while_running_then_gallery_items_and_errors(cluster: Cluster
     assert items_dom.count('<tr id="item-') == min(failed, 50)
     assert errors.status_code == 200 and errors.text.count("<tr>") == failed + 1
     # the first video the gallery shows is the stored file itself
-    item = cluster.store.pages.page(batch_id, N, _succeeded(), 1).items[0]
+    item = cluster.store.pages.page(batch_id, N, ItemFilter(states=("succeeded",)), 1).items[0]
     video = httpx.get(f"{base}/batches/{batch_id}/files/"
                       f"{object_key(batch_id, item.custom_id).split('/', 1)[1]}", timeout=10)
     assert video.status_code == 200 and video.headers["content-type"] == "video/mp4"
@@ -103,9 +104,3 @@ def test_batch_page_while_running_then_gallery_items_and_errors(cluster: Cluster
         in metrics_text
     assert "genbatch_generation_seconds_bucket{" in metrics_text
     assert "genbatch_item_poll_lag_seconds_count{" in metrics_text
-
-
-def _succeeded() -> object:
-    from genbatch.store.pages import ItemFilter
-
-    return ItemFilter(states=("succeeded",))
