@@ -15,21 +15,18 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import sys
 import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from starlette.testclient import TestClient
 
-from starlette.testclient import TestClient  # noqa: E402
-
-from genbatch.config import Settings  # noqa: E402
-from genbatch.console.dashboard import create_app  # noqa: E402
-from genbatch.demo.redis_server import start_redis  # noqa: E402
-from genbatch.storage import LocalStorage  # noqa: E402
-from genbatch.store import JobStore  # noqa: E402
+from genbatch.config import Settings
+from genbatch.console.dashboard import create_app
+from genbatch.demo.redis_server import start_redis
+from genbatch.storage import LocalStorage
+from genbatch.store import JobStore
 
 BID = "bench-100k"
 CHUNK = 1000
