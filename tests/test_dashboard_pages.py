@@ -9,6 +9,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 from pydantic import SecretStr
 from starlette.testclient import TestClient
@@ -16,7 +17,7 @@ from starlette.testclient import TestClient
 from genbatch.config import Settings
 from genbatch.console.dashboard import create_app
 from genbatch.demo import SAMPLES
-from genbatch.storage import LocalStorage, object_key
+from genbatch.storage import LocalStorage, ObjectStorage, object_key
 from genbatch.store import JobStore, item_id
 from genbatch.worker.finalize import write_outputs
 from tests.test_metrics import _url
@@ -36,7 +37,7 @@ def storage(tmp_path: Path) -> LocalStorage:
     return LocalStorage(tmp_path / "out")
 
 
-def make_batch(store: JobStore, storage: LocalStorage, bid: str = "b1", n: int = 12) -> None:
+def make_batch(store: JobStore, storage: ObjectStorage, bid: str = "b1", n: int = 12) -> None:
     """n items: 1-6 succeeded (videos stored), 7 failed, 8 expired, the rest pending."""
     stored = storage.put_bytes("inputs/abc.png", PNG, "image/png")
     store.create_batch(bid, {"manifest": "/m.csv", "provider": "novita", "priority": "low",
@@ -182,3 +183,30 @@ def test_read_only_with_basic_auth_and_no_secret_on_any_page(store: JobStore,
     assert post.status_code == 405
     for text in (r.text for r in pages.values()):
         assert KEY not in text and "pa55-word" not in text and "SECRET-TOKEN" not in text
+
+
+def test_on_s3_videos_and_inputs_are_presigned_redirects(store: JobStore,
+                                                         s3_endpoint: str) -> None:
+    import boto3
+
+    from genbatch.storage import S3Storage
+
+    client = boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1",
+                          aws_access_key_id="test", aws_secret_access_key="test")
+    client.create_bucket(Bucket="dash")
+    s3 = S3Storage("dash", "out", client)
+    make_batch(store, s3)
+    app = create_app(Settings(redis_url=_url(store)), store=store, storage=s3)
+
+    with TestClient(app, follow_redirects=False) as c:
+        video = c.get("/batches/b1/files/shot-001.mp4")
+        image = c.get("/batches/b1/items/1/input")
+        escape = c.get("/batches/b1/files/..%2Finputs%2Fabc.png")
+
+    assert video.status_code == 307 and image.status_code == 307
+    assert "/dash/out/b1/shot-001.mp4?" in video.headers["location"]
+    assert "Signature=" in video.headers["location"]
+    assert "/dash/out/inputs/abc.png?" in image.headers["location"]
+    assert escape.status_code == 404
+    assert httpx.get(video.headers["location"], timeout=10).content == b"mp4-bytes-1"
+    assert httpx.get(image.headers["location"], timeout=10).content == PNG
