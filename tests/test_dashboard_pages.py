@@ -50,7 +50,7 @@ def make_batch(store: JobStore, storage: ObjectStorage, bid: str = "b1", n: int 
                           for i in range(1, n + 1)])
     store.commit_batch(bid, ["novita"])
     for i in range(1, 7):
-        video = storage.put_bytes(object_key(bid, custom_id(i)), b"mp4-bytes-%d" % i)
+        video = storage.put_bytes(object_key(bid, custom_id(i)), b"mp4-bytes-%d" % i, "video/mp4")
         store.transition(item_id(bid, i), ["pending"], "succeeded", timer="-", fields={
             "output_uri": video.uri, "cost": "0.3",
             "video_url": "https://cdn.example.com/v.mp4?X-Signature=abc"})
