@@ -1,4 +1,4 @@
-"""Counters of what happens inside workers, for Prometheus (`genbatch/metrics.py` reads them).
+"""Counters of what happens inside workers, for Prometheus (`genbatch/metrics/` reads them).
 
 Keys (under the store's prefix):
     metrics:{name}           hash: one field per provider account (or `account:kind`),
