@@ -183,6 +183,12 @@ class Settings(BaseSettings):
         "(a safety net for lost callbacks)"
     )
 
+    # Dashboard (`genbatch dashboard`; README "Monitoring").
+    dashboard_basic_auth: SecretStr | None = Field(
+        default=None, description="`user:password` every dashboard route then asks for "
+        "(HTTP basic auth, for a dashboard exposed behind a proxy); unset = none"
+    )
+
     @field_validator("redis_url")
     @classmethod
     def _redis_scheme(cls, url: str | None) -> str | None:

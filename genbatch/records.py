@@ -15,7 +15,7 @@ The item schema (fields of `item:{bid}:{seq}`):
                                     or its text), the price estimate (USD)
     attempts, polls, callbacks, dl_attempts, poll_errors, not_created   counters
     remote_id, submitted_at, first_poll_s, typical_s, deadline, webhook, remote_status,
-    progress, polled_at             the remote task of the current attempt
+    progress, polled_at, poll_due   the remote task of the current attempt
     video_url, video_ttl, generated_at, cost, seed   what the finished task reported
     output_uri, sha256, bytes       the stored video
     finished_at, error_code, error_message, last_error   how it ended / the last problem

@@ -1,76 +1,67 @@
 """The batch dashboard and the Prometheus endpoint, served by one process
-(`genbatch dashboard --port 8800`):
+(`genbatch dashboard --port 8800`, loopback unless `--host` says otherwise):
 
-    /                     batches with progress, counts, spend, ETA and links to results
+    /                     batches with progress by state, counts, spend, ETA, links
     /api/batches          the same as JSON (`?limit=N`, newest first)
-    /metrics              Prometheus text format (see genbatch/metrics.py)
+    /metrics              Prometheus text format (see genbatch/metrics/)
     /results/{id}/{file}  an output manifest of a completed batch (a presigned S3 URL
                           redirect, or the file's bytes from a folder)
+    /batches/{id}/…       one batch: its page, items, gallery, files (console/routes.py)
 
-Everything is read from Redis on each request, so any number of these processes can run.
+Everything is read from Redis (and storage) on each request, so any number of these
+processes can run. It only reads: every route answers GET/HEAD alone. With
+GENBATCH_DASHBOARD_BASIC_AUTH (`user:password`) every route asks for it.
 """
 
 from __future__ import annotations
 
-import html
+import base64
+import binascii
+import hmac
+import logging
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.base import BaseHTTPMiddleware
 from starlette.requests import Request
-from starlette.responses import (
-    HTMLResponse,
-    JSONResponse,
-    PlainTextResponse,
-    RedirectResponse,
-    Response,
-    StreamingResponse,
-)
+from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from genbatch import metrics
+from genbatch import metrics, providers
 from genbatch.config import PROVIDER_NAMES, Settings
-from genbatch.console.views import STATE_COLUMNS, batch_summary, done_count
-from genbatch.errors import NotFoundError, StorageError
-from genbatch.records import Batch
+from genbatch.console import files
+from genbatch.console.batch_page import RESULT_FILES, batch_view
+from genbatch.console.html import counts_bar, duration, esc, page
+from genbatch.console.items_page import BadQuery
+from genbatch.console.routes import BatchRoutes
+from genbatch.console.views import STATE_COLUMNS
+from genbatch.errors import NotFoundError
 from genbatch.storage import ObjectStorage, batch_key, open_storage
 from genbatch.store import JobStore
 
-RESULT_FILES = {"results.jsonl": "application/x-ndjson", "results.csv": "text/csv",
-                "errors.jsonl": "application/x-ndjson"}
+log = logging.getLogger(__name__)
 REFRESH_S = 5
+LOOPBACK = ("127.0.0.1", "::1", "localhost")
+NUMERIC_COLUMNS = ", ".join(f"td.{s}" for s in STATE_COLUMNS) + " { text-align: right; }"
 
 
-def batch_view(batch: Batch, spend: tuple[float, float], now: float) -> dict[str, Any]:
-    """One batch as the dashboard shows it: counts, progress, spend and ETA."""
-    view = batch_summary(batch)
-    total = batch.total
-    done = done_count(batch)
-    view["done"] = done
-    view["progress"] = round(done / total, 4) if total else 1.0
-    view["spend_usd"], view["spend_estimate_usd"] = round(spend[0], 4), round(spend[1], 4)
-    view["eta_s"] = _eta_s(batch, done, total, now)
-    view["results"] = {name: f"/results/{batch.id}/{name}" for name in RESULT_FILES
-                       if batch.get(name.replace(".", "_"))}
-    return view
-
-
-def _eta_s(batch: Batch, done: int, total: int, now: float) -> float | None:
-    """Remaining items at the average rate since the batch was created; None if unknown."""
-    if batch.finished:
-        return 0.0
-    elapsed = now - (batch.created_at or now)
-    if done <= 0 or elapsed <= 0:
-        return None
-    return round((total - done) * elapsed / done, 1)
+def configured_accounts(settings: Settings) -> list[str]:
+    """Provider accounts with an API key; all of them when none has one (a dashboard run
+    without the workers' keys)."""
+    keyed = [p for p in PROVIDER_NAMES if settings.provider(p).api_key]
+    return keyed or list(PROVIDER_NAMES)
 
 
 def create_app(settings: Settings, store: JobStore | None = None,
                storage: ObjectStorage | None = None) -> Starlette:
     js = store or JobStore.from_url(settings.require_redis_url())
     limits = {p: settings.provider(p).max_in_flight for p in PROVIDER_NAMES}
-    prom = metrics.registry(js, limits)
+    accounts = configured_accounts(settings)
+    prom = metrics.registry(js, limits, {p: sorted(providers.model_specs(p)) for p in accounts})
     storages: list[ObjectStorage] = [storage] if storage is not None else []
 
     def get_storage() -> ObjectStorage:
@@ -89,7 +80,7 @@ def create_app(settings: Settings, store: JobStore | None = None,
     def api_batches(request: Request) -> Response:
         return JSONResponse(views(_limit(request)))
 
-    def page(request: Request) -> Response:
+    def home(request: Request) -> Response:
         return HTMLResponse(render_page(views(_limit(request))))
 
     def metrics_text(request: Request) -> Response:
@@ -98,24 +89,49 @@ def create_app(settings: Settings, store: JobStore | None = None,
     def result_file(request: Request) -> Response:
         bid, name = request.path_params["batch_id"], request.path_params["name"]
         if name not in RESULT_FILES:
-            return PlainTextResponse("no such file", status_code=404)
-        try:
-            js.get_batch(bid)
-            storage = get_storage()
-            key = batch_key(bid, name)
-            url = storage.presigned_url(key, expires_s=3600)
-            if url:
-                return RedirectResponse(url, status_code=307)
-            reader = storage.open_read(key)
-        except (NotFoundError, StorageError) as exc:
-            return PlainTextResponse(str(exc), status_code=404)
-        return StreamingResponse(_chunks(reader), media_type=RESULT_FILES[name])
+            return files.not_found()
+        js.get_batch(bid)
+        return files.stored_object(get_storage(), batch_key(bid, name), confine_to=bid)
 
+    batch_routes = BatchRoutes(js, get_storage, limits, accounts, settings.aimd_recover_s)
     routes = [
-        Route("/", page), Route("/api/batches", api_batches), Route("/metrics", metrics_text),
-        Route("/results/{batch_id}/{name}", result_file),
+        Route("/", home), Route("/api/batches", api_batches), Route("/metrics", metrics_text),
+        Route("/results/{batch_id}/{name}", result_file), *batch_routes.routes(),
     ]
-    return Starlette(routes=routes)
+    middleware = []
+    if settings.dashboard_basic_auth is not None:
+        middleware.append(Middleware(BasicAuth,
+                                     credentials=settings.dashboard_basic_auth.get_secret_value()))
+    return Starlette(routes=routes, middleware=middleware, exception_handlers={
+        NotFoundError: _not_found, BadQuery: _bad_query})
+
+
+async def _not_found(request: Request, exc: Exception) -> Response:
+    return PlainTextResponse(str(exc), status_code=404)
+
+
+async def _bad_query(request: Request, exc: Exception) -> Response:
+    return PlainTextResponse(str(exc), status_code=400)
+
+
+class BasicAuth(BaseHTTPMiddleware):
+    """Every request needs `Authorization: Basic` with the configured `user:password`."""
+
+    def __init__(self, app: Any, credentials: str) -> None:
+        super().__init__(app)
+        self.expected = credentials.encode()
+
+    async def dispatch(self, request: Request,
+                       call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        try:
+            given = base64.b64decode(token, validate=True) if scheme.lower() == "basic" else b""
+        except (binascii.Error, ValueError):
+            given = b""
+        if not hmac.compare_digest(given, self.expected):
+            return PlainTextResponse("authentication required", status_code=401,
+                                     headers={"WWW-Authenticate": 'Basic realm="genbatch"'})
+        return await call_next(request)
 
 
 def _limit(request: Request) -> int:
@@ -125,69 +141,37 @@ def _limit(request: Request) -> int:
         return 50
 
 
-def _chunks(reader: Any) -> Any:
-    with reader:
-        while chunk := reader.read(1 << 16):
-            yield chunk
-
-
 def render_page(batches: list[dict[str, Any]]) -> str:
     rows = "\n".join(_row(b) for b in batches) or (
         f'<tr><td colspan="{len(STATE_COLUMNS) + 6}">no batches yet</td></tr>')
-    states = "".join(f"<th>{s.replace('_', ' ')}</th>" for s in STATE_COLUMNS)
-    return f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8">
-<meta http-equiv="refresh" content="{REFRESH_S}">
-<title>genbatch batches</title>
-<style>
- body {{ font: 13px system-ui, sans-serif; margin: 1.5em; color: #222; }}
- table {{ border-collapse: collapse; }}
- th, td {{ border-bottom: 1px solid #ddd; padding: 4px 6px; text-align: right; }}
- th {{ font-weight: 600; }}
- td code, td.links {{ white-space: nowrap; }}
- th:first-child, td:first-child, td.status, td.links {{ text-align: left; }}
- .bar {{ background: #eee; width: 90px; height: 10px; display: inline-block; }}
- .bar span {{ background: #2a7; height: 10px; display: block; }}
- code {{ font-size: 13px; }}
-</style></head>
-<body>
-<h1>genbatch batches</h1>
-<p>Newest first; refreshes every {REFRESH_S} s.
- <a href="/api/batches">JSON</a> · <a href="/metrics">Prometheus metrics</a></p>
-<table>
-<thead><tr><th>batch</th><th>status</th><th>progress</th><th>total</th>{states}
-<th>spend $<br>(est.)</th><th>ETA</th><th>results</th></tr></thead>
-<tbody>
-{rows}
-</tbody></table>
-</body></html>
-"""
+    states = "".join(f'<th class="n">{s.replace("_", " ")}</th>' for s in STATE_COLUMNS)
+    body = (f"<h1>genbatch batches</h1><p>Newest first; refreshes every {REFRESH_S} s. "
+            '<a href="/api/batches">JSON</a> · <a href="/metrics">Prometheus metrics</a></p>'
+            f"<style>{NUMERIC_COLUMNS}</style>"
+            "<table><thead><tr><th>batch</th><th>status</th><th>progress</th>"
+            f'<th class="n">total</th>{states}<th class="n">spend $<br>(est.)</th>'
+            f"<th>ETA</th><th>results</th></tr></thead><tbody>{rows}</tbody></table>")
+    return page("genbatch batches", body, refresh_s=REFRESH_S)
 
 
 def _row(b: dict[str, Any]) -> str:
-    e = html.escape
+    bid = esc(b["id"])
     pct = float(b["progress"]) * 100
     counts = "".join(f'<td class="{s}">{int(b[s])}</td>' for s in STATE_COLUMNS)
-    links = "<br>".join(f'<a href="{e(url)}">{e(name)}</a>'
+    links = "<br>".join(f'<a href="{esc(url)}">{esc(name)}</a>'
                         for name, url in b["results"].items())
-    return (f'<tr id="batch-{e(str(b["id"]))}"><td><code>{e(str(b["id"]))}</code></td>'
-            f'<td class="status">{e(str(b["status"]))}</td>'
-            f'<td><span class="bar"><span style="width:{pct:.1f}%"></span></span> '
-            f'{b["done"]}/{b["total"]} ({pct:.0f}%)</td><td class="total">{b["total"]}</td>'
-            f'{counts}<td>{b["spend_usd"]:.3f} ({b["spend_estimate_usd"]:.3f})</td>'
-            f'<td>{_eta_text(b["eta_s"])}</td><td class="links">{links or "-"}</td></tr>')
-
-
-def _eta_text(eta_s: float | None) -> str:
-    if eta_s is None:
-        return "?"
-    if eta_s == 0:
-        return "done"
-    return time.strftime("%H:%M:%S", time.gmtime(eta_s)) if eta_s < 86400 else \
-        f"{eta_s / 86400:.1f} d"
+    return (f'<tr id="batch-{bid}"><td><a href="/batches/{bid}"><code>{bid}</code></a></td>'
+            f'<td class="status">{esc(b["status"])}</td>'
+            f"<td>{counts_bar(b, int(b['total']))} {b['done']}/{b['total']} ({pct:.0f}%)</td>"
+            f'<td class="n total">{b["total"]}</td>{counts}'
+            f'<td class="n">{b["spend_usd"]:.3f} ({b["spend_estimate_usd"]:.3f})</td>'
+            f'<td>{esc(duration(b["eta_s"]))}</td><td class="links">{links or "-"}</td></tr>')
 
 
 def serve(settings: Settings, host: str, port: int) -> None:
     import uvicorn
 
+    if host not in LOOPBACK and settings.dashboard_basic_auth is None:
+        log.warning("the dashboard listens on %s without GENBATCH_DASHBOARD_BASIC_AUTH: "
+                    "anyone who reaches it sees every batch", host)
     uvicorn.run(create_app(settings), host=host, port=port, log_level="warning")

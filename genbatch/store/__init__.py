@@ -22,7 +22,9 @@ Keys (prefix `gb:` by default):
     lock:{name}              leader locks (store/locks.py)
     rate:{provider}:{kind}   request-rate limiter state and its `:log` (store/limits.py)
     gentime                  learned generation times (store/limits.py)
-    metrics:{name}, metrics:batch:{bid}   counters for Prometheus (store/counters.py)
+    metrics:{name}, metrics:batch:{bid}, metrics:hist:{name}   counters and histograms for
+                             Prometheus (store/counters.py)
+    series:{bid}             a bounded time series of the batch's counters (store/series.py)
     notify                   zset of batch-finished events due for delivery (store/outbox.py)
     health:{provider}        account health: state, failure streaks (store/health.py)
     hb:worker:{name}, hb:scheduler   heartbeats with a TTL (store/heartbeats.py)
@@ -65,6 +67,8 @@ from genbatch.store.limits import GenTimes, Limits
 from genbatch.store.locks import Locks
 from genbatch.store.monitor import Monitor
 from genbatch.store.outbox import Outbox
+from genbatch.store.pages import Pages
+from genbatch.store.series import Series
 from genbatch.store.writer import (
     Duplicate,
     ItemWriter,
@@ -194,6 +198,16 @@ class JobStore:
     def heartbeats(self) -> Heartbeats:
         """Heartbeats of workers and the scheduler (`store/heartbeats.py`)."""
         return Heartbeats(self.r, self.prefix)
+
+    @functools.cached_property
+    def series(self) -> Series:
+        """A small time series per batch, for its chart (`store/series.py`)."""
+        return Series(self.r, self.prefix)
+
+    @functools.cached_property
+    def pages(self) -> Pages:
+        """Filtered pages of a batch's items (`store/pages.py`)."""
+        return Pages(self.r, self.prefix)
 
     # -- batches ---------------------------------------------------------------------
     def create_batch(self, batch_id: str, meta: Mapping[str, str], created_at: float) -> None:

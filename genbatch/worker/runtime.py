@@ -17,7 +17,7 @@ from typing import Any
 
 import httpx
 
-from genbatch import providers
+from genbatch import metrics, providers
 from genbatch.config import Settings
 from genbatch.images import STORED_PREFIX, data_uri, is_data_uri, is_remote, sniff_format
 from genbatch.models import GenerationRequest
@@ -75,7 +75,7 @@ class Runtime:
             ps = self.settings.provider(name)
             ps.require_key()
             return providers.make_provider(
-                ps, self._client(ps.max_in_flight, follow_redirects=False),
+                ps, self._client(ps.max_in_flight, follow_redirects=False, count_as=name),
                 submit_timeout_s=self.settings.submit_timeout_s)
 
         adapter: Provider = self._get(f"provider:{name}", build)
@@ -87,12 +87,22 @@ class Runtime:
                                          lambda: self._client(64, follow_redirects=True))
         return client
 
-    def _client(self, pool: int, *, follow_redirects: bool) -> httpx.Client:
+    def _client(self, pool: int, *, follow_redirects: bool,
+                count_as: str | None = None) -> httpx.Client:
+        """An HTTP client; with `count_as` (a provider), every request it makes is counted
+        in `genbatch_provider_requests_total` (downloads are counted by the download step)."""
         s = self.settings
         timeout = httpx.Timeout(s.request_timeout_s, connect=s.connect_timeout_s)
         limits = httpx.Limits(max_connections=max(pool, s.worker_concurrency) + 4,
                               max_keepalive_connections=max(pool, s.worker_concurrency))
-        return httpx.Client(timeout=timeout, limits=limits, follow_redirects=follow_redirects)
+        transport: httpx.BaseTransport | None = None
+        if count_as is not None:
+            provider = count_as
+            transport = CountingTransport(
+                httpx.HTTPTransport(limits=limits),
+                lambda kind, status: metrics.record_request(self.store, provider, kind, status))
+        return httpx.Client(timeout=timeout, limits=limits, follow_redirects=follow_redirects,
+                            transport=transport)
 
     def enqueue(self, kind: str, ident: str) -> None:
         self._enqueue(kind, ident)
@@ -111,6 +121,30 @@ class Runtime:
         cached: Callable[[str], str] = self._get("images", lambda: functools.lru_cache(16)(
             lambda k: _to_data_uri(self.storage.get_bytes(k))))
         return cached(key)
+
+
+class CountingTransport(httpx.BaseTransport):
+    """Passes each request on to `inner` and reports (kind, status code) to `record`;
+    status None when no answer came. The kind is named by the method (submit: POST, poll:
+    GET, cancel: DELETE), the only calls an adapter makes."""
+
+    def __init__(self, inner: httpx.BaseTransport,
+                 record: Callable[[str, int | None], None]) -> None:
+        self.inner = inner
+        self.record = record
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        kind = metrics.KIND_OF_METHOD.get(request.method, request.method.lower())
+        try:
+            response = self.inner.handle_request(request)
+        except httpx.TransportError:
+            self.record(kind, None)
+            raise
+        self.record(kind, response.status_code)
+        return response
+
+    def close(self) -> None:
+        self.inner.close()
 
 
 def configure(settings: Settings) -> Runtime:

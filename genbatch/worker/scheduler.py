@@ -9,7 +9,8 @@ time under a Redis lock (`genbatch scheduler`; start several for failover).
   budget; the rest stay due) and acts by state: `submitted` → poll,
   `downloading` → download, `dispatched` → submit again (message lost), `submitting` past
   its lease → ambiguous (the worker died mid-submit; the task may exist).
-- Sweep: finalizes batches with no open items whose finalize message was lost, continues
+- Sweep: samples every active batch's counters into its chart series (store/series.py),
+  finalizes batches with no open items whose finalize message was lost, continues
   batches stopped by their budget once failed items have released enough of it, and
   discards batches whose producer died while ingesting.
 """
@@ -30,6 +31,7 @@ from genbatch.config import PROVIDER_NAMES
 from genbatch.models import BatchStatus, ItemState
 from genbatch.store import budget
 from genbatch.store.limits import Limits, poll_rates
+from genbatch.store.series import MIN_STEP_S
 from genbatch.worker import notify
 from genbatch.worker.dispatch import dispatch_account
 from genbatch.worker.heartbeat import process_name, scheduler_beat
@@ -112,7 +114,9 @@ class Scheduler:
                                                  PROVIDER_NAMES):
             log.warning("discarded batch %s: its producer stopped while ingesting it",
                         batch_id)
-        for batch_id in rt.store.active_batches():
+        active = rt.store.active_batches()
+        rt.store.series.sample(active, rt.now(), MIN_STEP_S / rt.settings.time_factor)
+        for batch_id in active:
             batch = rt.store.get_batch(batch_id)
             if budget.stopped(batch) and rt.store.resume_if_room(batch_id, PROVIDER_NAMES):
                 log.info("batch %s continues: failed items left room in its budget", batch_id)

@@ -103,9 +103,11 @@ def submit_item(rt: Runtime, iid: str) -> str:
     first = first_poll_delay(EARLY * typical, None, rt.settings, learned=bool(learned))
     if hook:  # the provider calls back: poll only as a slow safety net
         first = safety_poll_delay(rt.settings)
+    due = rt.now() + first
     done = rt.store.transition(
-        iid, [SUBMITTING], SUBMITTED, timer=rt.now() + first,
+        iid, [SUBMITTING], SUBMITTED, timer=due,
         fields={"remote_id": remote_id, "submitted_at": now, "first_poll_s": first,
+                "poll_due": due,
                 "typical_s": round(typical, 1),
                 "deadline": now + _deadline_s(rt, request), **({"webhook": 1} if hook else {})},
     )
@@ -118,6 +120,7 @@ def poll_item(rt: Runtime, iid: str) -> str:
     if item.state is not SUBMITTED:
         return "skipped"
     now = rt.now()
+    metrics.record_poll_lag(rt.store, item, now)
     polls = item.polls + 1
     if item.deadline is not None and now > item.deadline:
         return finish(rt, iid, [SUBMITTED], ItemState.EXPIRED, "deadline_exceeded",
@@ -130,7 +133,7 @@ def poll_item(rt: Runtime, iid: str) -> str:
     except RetryableProviderError as exc:
         _count_failure(rt, item.provider, exc)
         if isinstance(exc, RateLimited):
-            metrics.record_429(rt.store, item.provider, "poll")
+            metrics.record_429(rt.store, item.provider, "poll", item.batch_id)
         delay = next_poll_delay(polls, None, rt.settings)
         if isinstance(exc, RateLimited):
             slow_down(rt, item.provider, "poll")
@@ -149,7 +152,7 @@ def poll_item(rt: Runtime, iid: str) -> str:
 
 def _poll_later(rt: Runtime, iid: str, due: float) -> str:
     """This poll told nothing about the task: ask again at `due`."""
-    rt.store.transition(iid, [SUBMITTED], SUBMITTED, timer=due,
+    rt.store.transition(iid, [SUBMITTED], SUBMITTED, timer=due, fields={"poll_due": due},
                         incr={"polls": 1, "poll_errors": 1})
     return "retry"
 
@@ -174,6 +177,7 @@ def apply_poll(rt: Runtime, item: Item, iid: str, result: PollResult,
         )
         if moved.applied:
             rt.enqueue("download", iid)
+            metrics.record_generation(rt.store, item, now)
             _learn_gen_time(rt, item, now, polls, pushed)
             refill(rt, item.provider)
         return "downloading" if moved.applied else "skipped"
@@ -186,7 +190,7 @@ def apply_poll(rt: Runtime, item: Item, iid: str, result: PollResult,
         delay = max(delay, safety_poll_delay(rt.settings))
     rt.store.transition(
         iid, [SUBMITTED], SUBMITTED, timer=now + delay,
-        fields={"remote_status": result.raw_status, "polled_at": now,
+        fields={"remote_status": result.raw_status, "polled_at": now, "poll_due": now + delay,
                 "progress": "" if result.progress is None else result.progress},
         incr=seen,
     )
@@ -230,11 +234,14 @@ def download_item(rt: Runtime, iid: str) -> str:
     try:
         with rt.downloads.stream("GET", item.video_url,
                                  timeout=rt.settings.download_timeout_s) as resp:
+            metrics.record_request(rt.store, item.provider, "download", resp.status_code)
             if resp.status_code in URL_GONE:
                 return _url_gone(rt, iid, attempt, resp.status_code)
             resp.raise_for_status()
             stored = rt.storage.put_stream(key, resp.iter_bytes(1 << 20))
     except (httpx.HTTPError, StorageError) as exc:
+        if isinstance(exc, httpx.TransportError):  # no answer: not counted above
+            metrics.record_request(rt.store, item.provider, "download", None)
         metrics.record_download_failure(rt.store, item.provider)
         if attempt >= rt.settings.download_max_attempts:
             return finish(rt, iid, [DOWNLOADING], ItemState.FAILED, "download_failed",
@@ -256,8 +263,10 @@ def _url_gone(rt: Runtime, iid: str, attempt: int, status: int) -> str:
         return finish(rt, iid, [DOWNLOADING], ItemState.FAILED, "url_expired",
                        f"the video URL answered HTTP {status} {attempt} times")
     # The URL expired before we fetched it: poll the task again for a fresh one.
-    rt.store.transition(iid, [DOWNLOADING], SUBMITTED, timer=rt.now(),
-                        fields={"last_error": f"video URL answered HTTP {status}"},
+    now = rt.now()
+    rt.store.transition(iid, [DOWNLOADING], SUBMITTED, timer=now,
+                        fields={"last_error": f"video URL answered HTTP {status}",
+                                "poll_due": now},
                         incr={"dl_attempts": 1})
     return "repoll"
 
@@ -266,7 +275,7 @@ def _not_created(rt: Runtime, item: Item, iid: str, exc: RetryableProviderError)
     """The provider provably created nothing: back to the head of the queue, no failure;
     the account rests (longer after each connect error in a row) and its health counts it."""
     if isinstance(exc, RateLimited):
-        metrics.record_429(rt.store, item.provider, "submit")
+        metrics.record_429(rt.store, item.provider, "submit", item.batch_id)
     health = _count_failure(rt, item.provider, exc)
     rest_s = accounts.backoff_s(rt, exc, health)
     if accounts.requeue(rt, item, iid, [SUBMITTING], f"{exc.code}: {exc.message}",
@@ -310,6 +319,8 @@ def finish(rt: Runtime, iid: str, allowed: Sequence[str], state: str, code: str,
                               "error_message": message[:2000]}
     values.update(fields or {})
     moved = rt.store.transition(iid, allowed, state, timer="-", fields=values)
+    if moved.applied:
+        metrics.record_completion(rt.store, iid, state)
     if moved.applied and moved.open_items == 0:
         rt.enqueue("finalize", iid.rsplit(":", 1)[0])
     if moved.applied and moved.previous in IN_FLIGHT_STATES:

@@ -5,7 +5,8 @@ is counted where it happens with HINCRBY/HINCRBYFLOAT into hashes `gb:metrics:<n
 field per provider account, so every worker process on every machine contributes and the
 process serving `/metrics` holds no state. Everything else (items by state, in flight, poll
 lag, oldest open item, Celery queue lengths) is read from the job store on each scrape by
-`StoreCollector`.
+`StoreCollector`. Metrics that outlive a batch (items completed, requests by kind and status,
+generation time and poll lag histograms) are in `metrics/outcomes.py`.
 
 Recording never fails a task: a metric lost to a Redis hiccup is better than a retried step.
 """
@@ -15,13 +16,16 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import redis
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector, CollectorRegistry
 
+from genbatch.metrics import outcomes
+from genbatch.metrics.outcomes import KIND_OF_METHOD as KIND_OF_METHOD
+from genbatch.records import Item
 from genbatch.store import COUNTERS, JobStore, budget
 
 log = logging.getLogger(__name__)
@@ -64,9 +68,33 @@ def count(store: JobStore, name: str, field: str, amount: float = 1) -> None:
         store.counters.add(name, field, amount)
 
 
-def record_429(store: JobStore, provider: str, kind: str) -> None:
-    """A provider answered 429 to a `kind` ("submit" or "poll") request."""
-    count(store, "provider_429", f"{provider}:{kind}")
+def record_429(store: JobStore, provider: str, kind: str, batch_id: str = "") -> None:
+    """A provider answered 429 to a `kind` ("submit" or "poll") request (for an item of
+    `batch_id`: counted on the batch too, for its chart)."""
+    with _best_effort("provider_429"):
+        store.counters.add_for_batch("provider_429", f"{provider}:{kind}", batch_id,
+                                     "rate_limited")
+
+
+def record_completion(store: JobStore, iid: str, state: str) -> None:
+    """Item `iid` reached the terminal `state` (read back for its provider and model)."""
+    with _best_effort("items_completed"):
+        outcomes.completion(store, store.get_item(iid), state)
+
+
+def record_request(store: JobStore, provider: str, kind: str, status: int | None) -> None:
+    with _best_effort("provider_requests"):
+        outcomes.request(store, provider, kind, status)
+
+
+def record_generation(store: JobStore, item: Item, now: float) -> None:
+    with _best_effort("generation_seconds"):
+        outcomes.generation(store, item, now)
+
+
+def record_poll_lag(store: JobStore, item: Item, now: float) -> None:
+    with _best_effort("item_poll_lag_seconds"):
+        outcomes.poll_lag(store, item, now)
 
 
 def record_limiter_wait(store: JobStore, provider: str, kind: str = "submit") -> None:
@@ -113,10 +141,13 @@ class StoreCollector(Collector):
     """Reads every genbatch metric from the job store on each scrape."""
 
     def __init__(self, store: JobStore, limits: Mapping[str, int],
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time,
+                 accounts: Mapping[str, Sequence[str]] | None = None) -> None:
         self.store = store
         self.limits = dict(limits)  # provider -> max in flight
         self.clock = clock
+        # provider -> its models: every counter has a series for these from the start
+        self.accounts = dict(accounts) if accounts is not None else dict.fromkeys(limits, ())
 
     def collect(self) -> Iterator[Metric]:
         now = self.clock()
@@ -127,6 +158,7 @@ class StoreCollector(Collector):
         yield from self._counters()
         yield from self._timers(now)
         yield from self._queues()
+        yield from outcomes.collect(self.store, self.accounts)
 
     def _items_by_state(self, now: float, ids: list[str]) -> Iterator[Metric]:
         rows = self.store.batch_fields(ids, ("created_at", *COUNTERS))
@@ -183,7 +215,9 @@ class StoreCollector(Collector):
         for (metric, doc), values in zip(COUNTERS_HELP.values(), counted, strict=True):
             labels = ["provider", "kind"] if metric in KIND_LABELLED else ["provider"]
             family = CounterMetricFamily(metric, doc, labels=labels)
-            for field, value in sorted(values.items()):
+            kinds = ("submit", "poll") if len(labels) == 2 else ("",)
+            zero = {f"{p}:{k}".rstrip(":"): "0" for p in self.accounts for k in kinds}
+            for field, value in sorted({**zero, **values}.items()):
                 parts = field.split(":", 1) if len(labels) == 2 else [field]
                 family.add_metric([*parts, ""][: len(labels)], float(value))
             yield family
@@ -220,8 +254,9 @@ class StoreCollector(Collector):
                                 "not yet acknowledged", value=unacked)
 
 
-def registry(store: JobStore, limits: Mapping[str, int]) -> CollectorRegistry:
+def registry(store: JobStore, limits: Mapping[str, int],
+             accounts: Mapping[str, Sequence[str]] | None = None) -> CollectorRegistry:
     """A registry holding only the genbatch collector (no process metrics of the scraper)."""
     reg = CollectorRegistry(auto_describe=False)
-    reg.register(StoreCollector(store, limits))
+    reg.register(StoreCollector(store, limits, accounts=accounts))
     return reg
