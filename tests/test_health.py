@@ -174,3 +174,20 @@ def test_the_health_table_names_state_reason_and_fix() -> None:
     text = console.export_text()
     assert "paused" in text and "balance: X" in text and "top up the account" in text
     assert "0/20" in text
+
+
+def test_metrics_expose_account_health_and_heartbeats(store: JobStore) -> None:
+    from prometheus_client import generate_latest
+
+    from genbatch.metrics import registry
+
+    store.health.record_failure("byteplus", "balance", "AccountOverdueError", 1.0,
+                                degrade_after=3, pause_after=1, probe_s=60.0)
+    store.heartbeats.beat_worker(Beat(name="w", at=1.0, keys=("novita",)), ttl_s=30)
+    text = generate_latest(registry(store, {"novita": 20, "byteplus": 20})).decode()
+    assert 'genbatch_account_state{provider="byteplus",state="paused"} 1.0' in text
+    assert 'genbatch_account_state{provider="novita",state="ok"} 1.0' in text
+    assert 'genbatch_account_failures{class="balance",provider="byteplus"} 1.0' in text
+    assert "genbatch_workers_alive 1.0" in text
+    assert 'genbatch_workers_with_key{provider="novita"} 1.0' in text
+    assert "genbatch_scheduler_alive 0.0" in text

@@ -75,13 +75,16 @@ def life(store: JobStore, batch: Batch, now: float) -> list[Point]:
 
 def accounts_health(store: JobStore, providers: Sequence[str], limits: Mapping[str, int],
                     now: float, recover_s: float) -> list[dict[str, Any]]:
-    """Each account's in-flight count against its cap, cooldown, submit rate and 429s."""
+    """Each account's health (state, why, the fix), in-flight count against its cap,
+    cooldown, submit rate and 429s."""
     in_flight = store.in_flight_counts(providers)
+    healths = store.health.get_many(providers)
     (rate_limited,) = store.counters.read(["provider_429"])
     rows = []
-    for p, n in zip(providers, in_flight, strict=True):
+    for p, n, h in zip(providers, in_flight, healths, strict=True):
         rows.append({
-            "provider": p, "in_flight": n, "max_in_flight": limits.get(p),
+            "provider": p, "state": h.state, "why": h.reason or None, "fix": h.fix or None,
+            "in_flight": n, "max_in_flight": limits.get(p),
             "cooling_down": store.in_cooldown(p),
             "submit_rate_share": round(store.limits.factor(p, "submit", now, recover_s), 3),
             "rate_limited_total": sum(int(float(v)) for f, v in rate_limited.items()
@@ -110,11 +113,20 @@ def render(view: Mapping[str, Any], points: Sequence[Point],
             f"{esc(view['created_at'])} · {view['done']}/{view['total']} done "
             f"({float(view['progress']) * 100:.0f}%) · ETA {esc(duration(view['eta_s']))}"
             f"{f' · refreshes every {REFRESH_S} s' if live else ''}</p>",
+            _waiting(view.get("waiting") or ()),
             counts_bar(view, int(view["total"]), big=True), _tiles(view, base),
             '<div class="cols">', _money(view), _options(view), "</div>",
             "<h2>accounts</h2>", _health(health), "<h2>over time</h2>", chart.svg(points),
             "<h2>output manifests</h2>", _results(bid, view)]
     return page(f"genbatch batch {bid}", "\n".join(body), refresh_s=REFRESH_S if live else None)
+
+
+def _waiting(reasons: Sequence[str]) -> str:
+    """What the batch waits on (no worker, a paused account …), one line each."""
+    if not reasons:
+        return ""
+    items = "".join(f"<li>{esc(r)}</li>" for r in reasons)
+    return f'<div id="waiting" class="waiting"><b>waiting:</b><ul>{items}</ul></div>'
 
 
 def _tiles(view: Mapping[str, Any], base: str) -> str:
@@ -154,14 +166,18 @@ def _table(title: str, rows: Sequence[tuple[str, object]], css_id: str) -> str:
 
 
 def _health(rows: Sequence[Mapping[str, Any]]) -> str:
-    head = ("<tr><th>account</th><th class=n>in flight / cap</th><th>cooling down</th>"
+    head = ("<tr><th>account</th><th>state</th><th class=n>in flight / cap</th>"
+            "<th>cooling down</th>"
             "<th class=n>submit rate (share of configured)</th><th class=n>429s (all time)</th>"
-            "</tr>")
+            "<th>why / fix</th></tr>")
     body = "".join(
-        f"<tr><td>{esc(r['provider'])}</td><td class=n>{r['in_flight']} / "
+        f"<tr><td>{esc(r['provider'])}</td><td class=\"health-{esc(r['state'])}\">"
+        f"{esc(r['state'])}</td><td class=n>{r['in_flight']} / "
         f"{esc(r['max_in_flight'])}</td><td>{'yes' if r['cooling_down'] else 'no'}</td>"
         f"<td class=n>{float(r['submit_rate_share']) * 100:.0f}%</td>"
-        f"<td class=n>{r['rate_limited_total']}</td></tr>" for r in rows)
+        f"<td class=n>{r['rate_limited_total']}</td>"
+        f"<td>{esc(r['why'] or '')}{'<br>' + esc(r['fix']) if r['fix'] else ''}</td></tr>"
+        for r in rows)
     return f'<table id="accounts">{head}{body}</table>'
 
 

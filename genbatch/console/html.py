@@ -40,6 +40,9 @@ code { font-size: 12px; } .muted { color: #868e96; } nav a { margin-right: .8em;
 .tiles { display: flex; gap: 8px; flex-wrap: wrap; margin: .6em 0; }
 .tile { border-left: 6px solid; padding: 4px 10px; background: #f8f9fa; min-width: 90px; }
 .tile b { display: block; font-size: 18px; } .tile a { text-decoration: none; color: inherit; }
+.waiting { background: #fff3bf; border-left: 6px solid #f08c00; padding: 4px 10px; margin: .6em 0; }
+.waiting ul { margin: .2em 0; } .health-paused { color: #c92a2a; font-weight: bold; }
+.health-degraded { color: #e67700; font-weight: bold; } .health-ok { color: #2b8a3e; }
 .grid { display: grid; grid-template-columns: repeat(auto-fill, minmax(300px, 1fr)); gap: 12px; }
 .card { border: 1px solid #dee2e6; padding: 6px; } .pair { display: flex; gap: 6px; }
 .pair img, .pair video { width: 144px; height: 144px; object-fit: contain; background: #212529; }

@@ -22,6 +22,7 @@ from starlette.routing import Route
 
 from genbatch import metrics
 from genbatch.console import batch_page, files, gallery, items_page
+from genbatch.console.health import diagnose
 from genbatch.errors import NotFoundError, StorageError
 from genbatch.records import Batch, Item
 from genbatch.storage import ObjectStorage, batch_key
@@ -62,6 +63,7 @@ class BatchRoutes:
         health = batch_page.accounts_health(
             self.store, batch_page.batch_providers(batch, self.accounts), self.limits, now,
             self.recover_s)
+        view["waiting"] = list(diagnose(self.store, batch).reasons)
         return view, batch_page.life(self.store, batch, now), health
 
     def batch_html(self, request: Request) -> Response:

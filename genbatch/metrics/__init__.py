@@ -23,7 +23,7 @@ import redis
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector, CollectorRegistry
 
-from genbatch.metrics import outcomes
+from genbatch.metrics import health, outcomes
 from genbatch.metrics.outcomes import KIND_OF_METHOD as KIND_OF_METHOD
 from genbatch.records import Item
 from genbatch.store import COUNTERS, JobStore, budget
@@ -159,6 +159,7 @@ class StoreCollector(Collector):
         yield from self._timers(now)
         yield from self._queues()
         yield from outcomes.collect(self.store, self.accounts)
+        yield from health.collect(self.store, sorted(self.limits))
 
     def _items_by_state(self, now: float, ids: list[str]) -> Iterator[Metric]:
         rows = self.store.batch_fields(ids, ("created_at", *COUNTERS))
