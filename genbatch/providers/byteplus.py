@@ -103,13 +103,13 @@ class BytePlusProvider(Adapter):
             self._tasks = API_PREFIX + self._tasks
 
     def build_body(self, model: str, request: GenerationRequest) -> dict[str, Any]:
-        return content_body(self.checked_spec(model, request), request)
+        return content_body(*self.checked(model, request))
 
     def submit(
         self, model: str, request: GenerationRequest, *, webhook_url: str | None = None
     ) -> str:
         # ModelArk's `callback_url` is not wired (no receiver format for it): polled only.
-        body = content_body(self.submittable_spec(model, request), request)
+        body = content_body(*self.submittable(model, request))
         return self.api.submit(self._tasks, body, task_id=lambda answer: answer.get("id"))
 
     def poll(self, model: str, remote_id: str) -> PollResult:

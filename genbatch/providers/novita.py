@@ -101,7 +101,7 @@ class NovitaProvider(Adapter):
     envelope = NOVITA_ENVELOPE
 
     def build_body(self, model: str, request: GenerationRequest) -> dict[str, Any]:
-        return flat_body(self.checked_spec(model, request), request)
+        return flat_body(*self.checked(model, request))
 
     # Whether `submit` sends `extra.webhook`. NOV-SKILL documents it for any async request;
     # HighwayAPI documents no webhook, so its subclass turns it off.
@@ -110,7 +110,7 @@ class NovitaProvider(Adapter):
     def submit(
         self, model: str, request: GenerationRequest, *, webhook_url: str | None = None
     ) -> str:
-        spec = self.submittable_spec(model, request)
+        spec, request = self.submittable(model, request)
         body = flat_body(spec, request)
         if webhook_url and self.webhooks:
             body["extra"] = {"webhook": {"url": webhook_url}}

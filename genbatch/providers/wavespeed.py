@@ -96,12 +96,12 @@ class WaveSpeedProvider(Adapter):
     envelope = WAVESPEED_ENVELOPE
 
     def build_body(self, model: str, request: GenerationRequest) -> dict[str, Any]:
-        return self._body(self.checked_spec(model, request), request)
+        return self._body(*self.checked(model, request))
 
     def submit(
         self, model: str, request: GenerationRequest, *, webhook_url: str | None = None
     ) -> str:
-        spec = self.submittable_spec(model, request)
+        spec, request = self.submittable(model, request)
         resolution = wire_resolution(spec, request) or ""
         path = "/api/v3/" + spec.wire_model.format(resolution=resolution)
         if webhook_url:  # WS-HOOK: on the submit URL, not in the body
