@@ -120,6 +120,11 @@ class Adapter:
     def poll(self, model: str, remote_id: str) -> PollResult:
         raise NotImplementedError
 
+    def upload(self, data: bytes, filename: str, content_type: str) -> str:
+        """Most providers take data URIs and document no upload."""
+        raise PermanentProviderError(self.name, "UPLOAD_UNSUPPORTED",
+                                     f"{self.name} documents no file upload")
+
     def cancel(self, model: str, remote_id: str) -> bool:
         """Most providers document no cancel call: nothing is sent."""
         return False

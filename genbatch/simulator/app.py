@@ -23,7 +23,7 @@ from starlette.middleware import Middleware
 from starlette.routing import BaseRoute, Mount
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from genbatch.simulator import byteplus, control, novita, wavespeed, webhooks
+from genbatch.simulator import byteplus, control, novita, uploads, wavespeed, webhooks
 from genbatch.simulator.gate import ConnectionDropped
 from genbatch.simulator.media import ASSET_PATH, VIDEO_PATH
 from genbatch.simulator.profile import SimProfile
@@ -36,6 +36,7 @@ def create_app(profile: SimProfile | None = None, *, clock: Clock = time.time) -
     sim = Simulator(profile or SimProfile(), clock)
     routes: list[BaseRoute] = [
         *control.routes(),
+        *uploads.file_routes(),
         *novita.routes(),
         *wavespeed.routes(),
         *byteplus.routes(),

@@ -14,7 +14,7 @@ from typing import Any
 from starlette.requests import Request
 
 from genbatch.simulator.limits import KeyLedger
-from genbatch.simulator.media import Media
+from genbatch.simulator.media import Media, Upload
 from genbatch.simulator.profile import Behaviour, SimProfile
 from genbatch.simulator.stats import Stats
 from genbatch.simulator.tasks import Phase, Task, sample_run_s
@@ -34,6 +34,7 @@ class Simulator:
         """Forget every task and counter; restart the random generator from the profile seed."""
         self.rng = random.Random(self.profile.seed)
         self.tasks: dict[str, Task] = {}
+        self.uploads: dict[str, Upload] = {}  # WaveSpeed media uploads by id (uploads.py)
         self.ledgers: defaultdict[tuple[str, str], KeyLedger] = defaultdict(KeyLedger)
         self.stats = Stats(log_size=self.profile.request_log_size)
 

@@ -35,6 +35,7 @@ class Stats:
     submit_timeouts: int = 0
     downloads: int = 0
     downloads_refused: int = 0
+    uploads: int = 0  # files stored by WaveSpeed's media upload
     webhooks_sent: int = 0  # callback POSTs attempted
     webhooks_delivered: int = 0  # ... answered 2xx
     webhooks_dropped: int = 0  # not sent (p_webhook_drop)
@@ -74,6 +75,7 @@ class Stats:
             "submit_timeouts": self.submit_timeouts,
             "downloads": self.downloads,
             "downloads_refused": self.downloads_refused,
+            "uploads": self.uploads,
             "webhooks_sent": self.webhooks_sent,
             "webhooks_delivered": self.webhooks_delivered,
             "webhooks_dropped": self.webhooks_dropped,

@@ -16,7 +16,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from genbatch.simulator import gate, webhooks
+from genbatch.simulator import gate, uploads, webhooks
 from genbatch.simulator.gate import Dialect, ErrorKind
 from genbatch.simulator.rules import Rule, boolean, check_body, image, integer, integer_in, one_of
 from genbatch.simulator.rules import string as text
@@ -130,6 +130,7 @@ def routes(prefix: str = "") -> list[Route]:
         return gate.answer(sim, behaviour, "poll", content)
 
     return [
+        *uploads.routes(DIALECT),
         Route("/api/v3/bytedance/{model:path}", submit, methods=["POST"]),
         Route("/api/v3/predictions/{task_id}/result", result, methods=["GET"]),
         Route("/api/v3/predictions/{task_id}", result, methods=["GET"]),

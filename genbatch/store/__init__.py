@@ -24,6 +24,7 @@ Keys (prefix `gb:` by default):
     gentime                  learned generation times (store/limits.py)
     metrics:{name}, metrics:batch:{bid}   counters for Prometheus (store/counters.py)
     notify                   zset of batch-finished events due for delivery (store/outbox.py)
+    upload:*, seen:*         hosted copies of uploaded inputs, webhook ids seen (store/memo.py)
 
 Outside the prefix, only read: Celery's queue lists and kombu's `unacked` hash
 (`celery_backlog`, for metrics). Nothing outside `genbatch/store/` touches Redis keys: other
@@ -47,6 +48,7 @@ from genbatch.records import Batch, Item
 from genbatch.store import scripts
 from genbatch.store.counters import Counters
 from genbatch.store.limits import GenTimes, Limits
+from genbatch.store.memo import Memo
 from genbatch.store.outbox import Outbox
 
 COUNTERS: tuple[str, ...] = (
@@ -229,6 +231,11 @@ class JobStore:
     def counters(self) -> Counters:
         """Counters for Prometheus (`store/counters.py`)."""
         return Counters(self.r, self.prefix)
+
+    @functools.cached_property
+    def memo(self) -> Memo:
+        """Uploaded inputs' URLs and webhook ids seen, each expiring (`store/memo.py`)."""
+        return Memo(self.r, self.prefix)
 
     @functools.cached_property
     def outbox(self) -> Outbox:

@@ -34,7 +34,7 @@ from genbatch.providers import get_spec
 from genbatch.records import Item
 from genbatch.storage import object_key
 from genbatch.webhooks import callback_url
-from genbatch.worker import failover, notify
+from genbatch.worker import failover, notify, uploads
 from genbatch.worker.dispatch import dispatch_account
 from genbatch.worker.polling import (
     first_poll_delay,
@@ -64,8 +64,13 @@ def submit_item(rt: Runtime, iid: str) -> str:
         return "skipped"
     now = rt.now()
     try:
-        request = rt.wire_request(item.request)
+        request = uploads.wire_request(rt, item)  # WaveSpeed: local images uploaded first
         adapter = rt.provider(item.provider)
+    except RetryableProviderError as exc:  # an upload failed: it costs nothing, try again
+        return _not_created(rt, item, iid, exc, 2.0, allowed=DISPATCHED)
+    except PermanentProviderError as exc:  # the provider refused the file
+        return finish(rt, iid, [DISPATCHED], ItemState.FAILED, exc.code,
+                      f"image upload refused: {exc.message}")
     except GenbatchError as exc:  # nothing was sent: a clear failure, not a mystery
         return finish(rt, iid, [DISPATCHED], ItemState.FAILED, "input_unavailable", str(exc))
     claim = rt.store.transition(
@@ -239,11 +244,11 @@ def _url_gone(rt: Runtime, iid: str, attempt: int, status: int) -> str:
 
 
 def _not_created(rt: Runtime, item: Item, iid: str, exc: RetryableProviderError,
-                 cooldown_s: float) -> str:
+                 cooldown_s: float, allowed: ItemState = SUBMITTING) -> str:
     """The provider provably created nothing: back to the head of the queue, no failure."""
     if isinstance(exc, RateLimited):
         metrics.record_429(rt.store, item.provider, "submit")
-    moved = rt.store.transition(iid, [SUBMITTING], ItemState.PENDING, timer="-",
+    moved = rt.store.transition(iid, [allowed], ItemState.PENDING, timer="-",
                                 fields={"last_error": f"{exc.code}: {exc.message}"},
                                 incr={"not_created": 1}, queue="front")
     if moved.applied:
