@@ -72,6 +72,7 @@ def _rules(model: ModelRules) -> dict[str, Rule]:
         "draft": Rule(boolean()),
         "safety_identifier": Rule(text()),
         "priority": Rule(integer(-(2**31), 2**31 - 1)),
+        "output_format": Rule(text()),  # in the Ark SDK 3.0.63 (§9); values unpublished
     }
 
 

@@ -26,7 +26,8 @@ MINUTE_S = 60.0
 class Simulator:
     def __init__(self, profile: SimProfile, clock: Clock = time.time) -> None:
         self.clock = clock
-        self.media = Media(secrets.token_bytes(16))
+        self.secret = secrets.token_bytes(16)  # signs video URLs and webhook secrets
+        self.media = Media(self.secret)
         self.profile = profile
         self.reset()
 

@@ -39,6 +39,7 @@ class Stats:
     webhooks_sent: int = 0  # callback POSTs attempted
     webhooks_delivered: int = 0  # ... answered 2xx
     webhooks_dropped: int = 0  # not sent (p_webhook_drop)
+    webhooks_retried: int = 0  # attempts after a failed one
     webhook_statuses: Counter[str] = field(default_factory=Counter)  # "200", "error", ...
     # Simulated run time of each task, in creation order (the first MAX_RUNS): lets a
     # benchmark compute the best makespan any client could have reached on these very draws.
@@ -79,6 +80,7 @@ class Stats:
             "webhooks_sent": self.webhooks_sent,
             "webhooks_delivered": self.webhooks_delivered,
             "webhooks_dropped": self.webhooks_dropped,
+            "webhooks_retried": self.webhooks_retried,
             "webhook_statuses": dict(self.webhook_statuses),
             "run_seconds": list(self.run_seconds),
             "request_log": list(self.request_log),
