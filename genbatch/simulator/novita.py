@@ -3,9 +3,10 @@
 The two share paths, so the un-prefixed routes pick the rules, first match wins: the API
 key's profile (`provider: ...`), the `X-Genbatch-Provider` header (genbatch's adapters send
 their provider's name), a host name containing `highwayapi`; else Novita's. The `/novita` and
-`/highwayapi` mounts fix them. So one base URL serves both providers by their own rules. The rules differ in two places: HighwayAPI's 1.5-pro accepts
-1080p (its English page; the Chinese page disagrees, providers.md §8.1), and HighwayAPI
-refuses bare base64 images (data URIs and URLs only).
+`/highwayapi` mounts fix them. So one base URL serves both providers by their own rules.
+The rules differ in two places: HighwayAPI's 1.5-pro accepts 1080p (its English page; the
+Chinese page disagrees, providers.md §8.1), and HighwayAPI refuses bare base64 images (data
+URIs and URLs only).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from genbatch.simulator.rules import (
     Rule,
     boolean,
     check_body,
+    given,
     image,
     integer,
     integer_in,
@@ -189,14 +191,14 @@ def _task_id(rng: random.Random) -> str:
 def _params(rng: random.Random, model: str, body: dict[str, Any]) -> dict[str, Any]:
     params: dict[str, Any] = {
         "seed": pick_seed(rng, body.get("seed")),
-        "resolution": body.get("resolution", "720p"),
-        "duration": body.get("duration", 5),
+        "resolution": given(body, "resolution", "720p"),
+        "duration": given(body, "duration", 5),
     }
     if model == "seedance-v1.5-pro-i2v":
-        params["ratio"] = body.get("ratio", "adaptive")
-        params["execution_expires_after"] = body.get("execution_expires_after", 172800)
+        params["ratio"] = given(body, "ratio", "adaptive")
+        params["execution_expires_after"] = given(body, "execution_expires_after", 172800)
     else:
-        params["aspect_ratio"] = body.get("aspect_ratio", "16:9")
+        params["aspect_ratio"] = given(body, "aspect_ratio", "16:9")
     return params
 
 

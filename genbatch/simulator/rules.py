@@ -68,6 +68,12 @@ def check_body(body: Mapping[str, Any], rules: Mapping[str, Rule]) -> list[Probl
     return problems
 
 
+def given(body: Mapping[str, Any], name: str, default: Any) -> Any:
+    """`body[name]`, or `default` when it is absent or null (null means "not set")."""
+    value = body.get(name)
+    return default if value is None else value
+
+
 def check_value(name: str, value: Any, check: Check) -> Problem | None:
     try:
         check(value)

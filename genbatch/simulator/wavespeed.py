@@ -20,7 +20,16 @@ from starlette.routing import Route
 
 from genbatch.simulator import gate, uploads, webhooks
 from genbatch.simulator.gate import Dialect, ErrorKind
-from genbatch.simulator.rules import Rule, boolean, check_body, image, integer, integer_in, one_of
+from genbatch.simulator.rules import (
+    Rule,
+    boolean,
+    check_body,
+    given,
+    image,
+    integer,
+    integer_in,
+    one_of,
+)
 from genbatch.simulator.rules import string as text
 from genbatch.simulator.state import Simulator, simulator_of
 from genbatch.simulator.tasks import Phase, Task, pick_seed
@@ -152,11 +161,12 @@ def _task_id(rng: random.Random) -> str:
 
 
 def _params(rng: random.Random, model: str, body: dict[str, Any]) -> dict[str, Any]:
-    resolution = body.get("resolution", "720p") if model == MODEL_V15 else model.rsplit("-", 1)[1]
+    resolution = (given(body, "resolution", "720p") if model == MODEL_V15
+                  else model.rsplit("-", 1)[1])
     return {
         "seed": pick_seed(rng, body.get("seed")),
         "resolution": resolution,
-        "duration": body.get("duration", 5),
+        "duration": given(body, "duration", 5),
         "aspect_ratio": body.get("aspect_ratio"),
     }
 
