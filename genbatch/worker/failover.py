@@ -120,9 +120,9 @@ def fail_over(rt: Runtime, iid: str, allowed: Sequence[str], code: str,
     origin = f"{item.provider}:{item.model}"
     if not target or item.state != allowed[0]:
         return stay
-    provider, _, model = target.partition(":")
+    provider, _, named = target.partition(":")
     try:  # the fallback may be named by the provider's own id: compare genbatch names
-        model, request = providers.canonical(provider, model, item.request)
+        model, request = providers.canonical(provider, named, item.request)
     except (ConfigError, ValueError) as exc:
         return Failover(None, f"{message} (not failed over to {target}: {exc})")
     # Already on the fallback: once only (a resumed row starts over).
@@ -133,7 +133,7 @@ def fail_over(rt: Runtime, iid: str, allowed: Sequence[str], code: str,
     if failover_reason(allowed[0], code) is None or batch.cancel_requested:
         return stay
     try:
-        problems = providers.validate_request(provider, model, request)
+        problems = providers.validate_request(provider, named, item.request)
         cost = providers.estimate_cost(provider, model, request)
     except (ConfigError, ValueError) as exc:
         return Failover(None, f"{message} (not failed over to {target}: {exc})")

@@ -4,7 +4,8 @@ URLs only; its documented upload turns a file into one, providers.md §9).
 The producer already copied every local image into object storage (`stored:<key>`), so any
 worker on any machine uploads from there. Each distinct content is uploaded once per
 provider account: the URL is remembered in the job store under the content's sha256 for
-`KEEP_S`, well inside WaveSpeed's 7-day retention, so a task queued with it still finds it.
+`KEEP_S`, well inside WaveSpeed's 7-day retention, so a task queued with it still finds it;
+while one worker uploads a content, others needing it wait for its URL.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import time
 
 from genbatch.config import ProviderSettings
 from genbatch.images import STORED_PREFIX, ImageProblem, is_data_uri, is_remote, sniff_format
@@ -22,6 +24,8 @@ from genbatch.records import Item
 from genbatch.worker.runtime import Runtime
 
 KEEP_S = 5 * 24 * 3600.0
+CLAIM_S = 30.0  # one worker uploads a content at a time; the others wait this long at most
+UPLOADING = "uploading"
 IMAGE_FIELDS = ("image", "last_image")
 
 
@@ -49,13 +53,29 @@ def hosted_url(rt: Runtime, provider: str, adapter: Provider, ref: str) -> str:
     data = input_bytes(rt, ref)
     digest = hashlib.sha256(data).hexdigest()
     account = account_id(rt.settings.provider(provider))
-    known = rt.store.memo.upload_url(account, digest)
+    known = _known_or_claimed(rt, account, digest)
     if known:
         return known
     fmt = sniff_format(data[:64])
-    url = adapter.upload(data, f"{digest[:16]}.{fmt}", f"image/{fmt}")
+    try:
+        url = adapter.upload(data, f"{digest[:16]}.{fmt}", f"image/{fmt}")
+    finally:
+        rt.store.memo.forget(UPLOADING, f"{account}:{digest}")
     rt.store.memo.remember_upload(account, digest, url, KEEP_S)
     return url
+
+
+def _known_or_claimed(rt: Runtime, account: str, digest: str) -> str | None:
+    """The URL if this content is uploaded; else None once this worker may upload it. While
+    another worker uploads the same content, wait for its URL (up to `CLAIM_S`)."""
+    memo = rt.store.memo
+    deadline = time.monotonic() + CLAIM_S
+    while not (known := memo.upload_url(account, digest)):
+        if memo.first_sight(UPLOADING, f"{account}:{digest}", CLAIM_S) or (
+                time.monotonic() > deadline):
+            return None
+        time.sleep(0.05)
+    return known
 
 
 def input_bytes(rt: Runtime, ref: str) -> bytes:
