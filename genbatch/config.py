@@ -171,12 +171,17 @@ class Settings(BaseSettings):
 
     # Webhooks in (`genbatch webhooks`; README "Webhooks"). Unset base URL = webhooks off.
     webhook_base_url: str | None = Field(
-        default=None, description="public URL of the webhook receiver, sent to WaveSpeed and "
-        "Novita as the callback address; unset = webhooks off, polling only"
+        default=None, description="public URL of the webhook receiver, sent to every provider "
+        "as the callback address; unset = webhooks off, polling only"
     )
     webhook_secret: SecretStr | None = Field(
         default=None, description="key (16+ characters) of the HMAC that makes each callback "
         "URL unguessable; webhooks stay off until both it and webhook_base_url are set"
+    )
+    wavespeed_webhook_secret: SecretStr | None = Field(
+        default=None, description="WaveSpeed's webhook signing secret (GET /api/v3/webhook/"
+        "secret; with or without whsec_): when set, the receiver also verifies each WaveSpeed "
+        "callback's webhook-signature, its age (5 min) and that its webhook-id is new"
     )
     webhook_safety_poll_s: float = Field(
         default=300.0, gt=0, description="with webhooks on, poll a webhook item only this often "

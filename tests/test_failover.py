@@ -177,13 +177,23 @@ def test_a_row_error_is_not_failed_over(store: JobStore, redis_url: str) -> None
 
 def test_a_row_that_does_not_fit_the_fallback_stays_failed_with_the_reason(
         store: JobStore, redis_url: str) -> None:
-    # WaveSpeed takes image URLs only; this row's image is a stored local file.
-    rt, _, iid = setup(store, redis_url, "wavespeed:seedance-v1.5-pro-i2v")
+    # This WaveSpeed id is the 1080p endpoint; the row asks 720p.
+    rt, _, iid = setup(store, redis_url, "wavespeed:bytedance/seedance-v1-pro-i2v-1080p")
     assert finish(rt, iid, ["submitted"], "failed", "TASK_STATUS_FAILED", "boom") == "failed"
     item = store.get_item(iid)
     assert item["state"] == "failed" and item["provider"] == "novita"
     assert item["error_message"].startswith("boom (not failed over to wavespeed:")
-    assert "image" in item["error_message"]
+    assert "resolution: " in item["error_message"] and "1080p endpoint" in item["error_message"]
+
+
+def test_a_fallback_named_by_a_pinning_id_moves_the_item_with_that_resolution(
+        store: JobStore, redis_url: str) -> None:
+    req = {**REQ, "resolution": None}
+    rt, _, iid = setup(store, redis_url, "wavespeed:bytedance/seedance-v1-lite-i2v-480p", req)
+    assert finish(rt, iid, ["submitted"], "failed", "TASK_STATUS_FAILED", "boom") == "failed_over"
+    item = store.get_item(iid)
+    assert (item["provider"], item["model"]) == ("wavespeed", "seedance-v1-lite-i2v")
+    assert item.request.resolution == "480p"
 
 
 def test_no_fallback_just_fails(store: JobStore, redis_url: str) -> None:

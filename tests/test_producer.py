@@ -202,3 +202,17 @@ def test_jsonl_row_is_stored_as_written(store: JobStore, folder: Path) -> None:
     result = ingest(store, path)
     item = store.get_item(item_id(str(result.batch_id), 1))
     assert json.loads(item["row"]) == json.loads(line)
+
+
+def test_provider_model_ids_are_stored_under_genbatchs_name(store: JobStore,
+                                                           folder: Path) -> None:
+    """`--model` and the `model` column take the provider's own id; a WaveSpeed V1 id sets
+    the row's resolution; the local image on WaveSpeed is accepted (uploaded by the worker)."""
+    path = write(folder, "m.csv", HEADER
+                 + "a,wavespeed,bytedance/seedance-v1-pro-i2v-1080p,hi,images/sneaker.jpg,,5\n"
+                 + "b,byteplus,,hi,images/bottle.png,480p,4\n")
+    result = ingest(store, path, provider="byteplus", model="seedance-1-5-pro-251215")
+    first, second = (store.get_item(item_id(str(result.batch_id), n)) for n in (1, 2))
+    assert (first["model"], json.loads(first["req"])["resolution"]) == (
+        "seedance-v1-pro-i2v", "1080p")
+    assert second["model"] == "seedance-v1.5-pro-i2v"

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -47,7 +46,7 @@ def sent() -> Sent:
 @pytest.fixture
 def client(redis_url: str, sent: Sent) -> Iterator[TestClient]:
     s = settings(redis_url)
-    app = create_app(s, runtime=Runtime(s, enqueue=sent), submit_wait_s=0.2)
+    app = create_app(s, runtime=Runtime(s, enqueue=sent))
     with TestClient(app) as c:
         yield c
 
@@ -81,10 +80,12 @@ def ws_done(task_id: str, status: str = "completed") -> dict[str, Any]:
 
 
 def novita_result(task_id: str, status: str) -> dict[str, Any]:
+    """A Novita callback: the task-result body in the documented envelope (§9)."""
     videos = [{"video_url": "https://cdn.example.com/n.mp4", "video_url_ttl": "3600"}]
-    return {"task": {"task_id": task_id, "status": status, "reason": "moderation said no"},
-            "videos": videos if status == "TASK_STATUS_SUCCEED" else [],
-            "extra": {"seed": "42"}}
+    result = {"task": {"task_id": task_id, "status": status, "reason": "moderation said no"},
+              "videos": videos if status == "TASK_STATUS_SUCCEED" else [],
+              "extra": {"seed": "42"}}
+    return {"event_type": "ASYNC_TASK_RESULT", "payload": result}
 
 
 # -- callback URLs --------------------------------------------------------------------------
@@ -96,10 +97,10 @@ def test_webhooks_are_off_unless_base_url_and_secret_are_set(redis_url: str) -> 
     assert callback_url(settings(redis_url, webhook_base_url=None), "novita", "b:1") is None
 
 
-def test_only_wavespeed_and_novita_get_a_callback_url(redis_url: str) -> None:
+def test_every_provider_gets_its_own_callback_url(redis_url: str) -> None:
     s = settings(redis_url)
-    assert callback_url(s, "highwayapi", "b:1") is None
-    assert callback_url(s, "byteplus", "b:1") is None
+    urls = {callback_url(s, p, "b:1") for p in ("novita", "highwayapi", "wavespeed", "byteplus")}
+    assert None not in urls and len(urls) == 4
     expected = f"{BASE}/hooks/novita/b%3A1/{token(s, 'novita', 'b:1')}"
     assert callback_url(s, "novita", "b:1") == expected
 
@@ -177,7 +178,7 @@ def test_a_running_callback_keeps_the_slow_safety_cadence(client: TestClient, st
                                                          redis_url: str) -> None:
     iid = submitted_item(store, "novita", "task-run")
     body = novita_result("task-run", "TASK_STATUS_PROCESSING")
-    body["task"]["eta"] = 1
+    body["payload"]["task"]["eta"] = 1
 
     answer = client.post(hook_path(settings(redis_url), "novita", iid), json=body)
 
@@ -219,24 +220,20 @@ def test_forged_callbacks_are_rejected_and_change_nothing(
     assert right_token not in caplog.text and SECRET not in caplog.text
 
 
-def test_a_callback_waits_for_the_worker_to_record_the_submit(
-        redis_url: str, store: JobStore, sent: Sent) -> None:
-    """The provider may call back before the worker has written the task id down."""
+def test_a_callback_before_the_submit_is_recorded_is_answered_at_once_for_a_retry(
+        client: TestClient, redis_url: str, store: JobStore, sent: Sent) -> None:
+    """The provider may call back before the worker has written the task id down: the
+    receiver does not hold the request open (Novita gives up after 5 s) but answers 503,
+    and the provider's retry applies it."""
     s = settings(redis_url)
     iid = submitted_item(store, "wavespeed", "pred-9")
     store.transition(iid, ["submitted"], "submitting", fields={"remote_id": ""})
-    recorded = threading.Event()
 
-    def worker_records_submit() -> None:
-        recorded.wait(10)
-        store.transition(iid, ["submitting"], "submitted", fields={"remote_id": "pred-9"})
+    early = client.post(hook_path(s, "wavespeed", iid), json=ws_done("pred-9"))
 
-    app = create_app(s, runtime=Runtime(s, enqueue=sent), submit_wait_s=30.0)
-    thread = threading.Thread(target=worker_records_submit)
-    thread.start()
-    with TestClient(app) as c:
-        recorded.set()
-        answer = c.post(hook_path(s, "wavespeed", iid), json=ws_done("pred-9"))
-    thread.join()
-    assert answer.status_code == 200 and answer.json()["outcome"] == "downloading"
+    assert early.status_code == 503 and early.headers["retry-after"] == "5"
+    assert store.get_item(iid)["state"] == "submitting" and sent == []
+    store.transition(iid, ["submitting"], "submitted", fields={"remote_id": "pred-9"})
+    retry = client.post(hook_path(s, "wavespeed", iid), json=ws_done("pred-9"))
+    assert retry.status_code == 200 and retry.json()["outcome"] == "downloading"
     assert store.get_item(iid)["state"] == "downloading"

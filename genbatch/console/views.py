@@ -97,7 +97,7 @@ def results_table(rows: list[dict[str, object]], limit: int = 50) -> Table:
             f"{r.get('error_message')}"
         cost = r.get("cost_usd")
         table.add_row(str(r.get("custom_id")), str(r.get("status")), str(r.get("provider")),
-                      str(r.get("model")), str(r.get("bytes") or ""),
+                      str(r.get("provider_model") or r.get("model")), str(r.get("bytes") or ""),
                       f"{cost:.3f}" if isinstance(cost, float) else "", str(where))
     return table
 

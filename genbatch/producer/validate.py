@@ -133,6 +133,8 @@ class RowValidator:
         if errors:
             return errors
         assert custom_id is not None
+        # Stored under genbatch's name; a provider id's pinned resolution goes in the request.
+        model, request = providers.canonical(provider, model, request)
         return ValidRow(
             line=row.line, custom_id=custom_id, provider=provider, model=model,
             request=request, row=data,

@@ -1,8 +1,9 @@
 """Provider adapters and the static registry the rest of genbatch calls.
 
-Everything here but `make_provider` is static: no network, no API key. Model names are
-provider-neutral (`seedance-v1.5-pro-i2v`, `seedance-v1-pro-i2v`, `seedance-v1-lite-i2v`);
-each provider's `ModelSpec` says what goes on its wire.
+Everything here but `make_provider` is static: no network, no API key. Models are stored
+under genbatch's provider-neutral names (`seedance-v1.5-pro-i2v`, `seedance-v1-pro-i2v`,
+`seedance-v1-lite-i2v`); every function taking a model also takes the provider's own id
+(naming.py); each provider's `ModelSpec` says what goes on its wire.
 """
 
 from __future__ import annotations
@@ -15,26 +16,29 @@ from genbatch.config import ProviderSettings
 from genbatch.errors import ConfigError, FieldProblem
 from genbatch.models import GenerationRequest
 from genbatch.providers import pricing
-from genbatch.providers.adapter import Adapter, unknown_model
+from genbatch.providers.adapter import Adapter, check_model, resolve_model
 from genbatch.providers.base import ModelSpec, Provider
 from genbatch.providers.byteplus import BytePlusProvider
 from genbatch.providers.highwayapi import HighwayAPIProvider
+from genbatch.providers.naming import provider_model
 from genbatch.providers.novita import NovitaProvider
-from genbatch.providers.validation import validate
 from genbatch.providers.wavespeed import WaveSpeedProvider
 
 __all__ = [
     "PROVIDERS",
     "ModelSpec",
     "Provider",
+    "canonical",
     "estimate_cost",
     "get_spec",
     "make_provider",
     "model_specs",
+    "provider_model_id",
     "validate_request",
 ]
 
 PROVIDERS: tuple[str, ...] = ("novita", "highwayapi", "wavespeed", "byteplus")
+_NO_REQUEST = GenerationRequest(image="-")
 
 _ADAPTERS: dict[str, type[Adapter]] = {
     "novita": NovitaProvider,
@@ -59,23 +63,32 @@ def model_specs(provider: str) -> Mapping[str, ModelSpec]:
 
 
 def get_spec(provider: str, model: str) -> ModelSpec:
-    """One model's spec; ConfigError naming the valid models when `model` is unknown."""
-    specs = model_specs(provider)
-    if model not in specs:
-        raise ConfigError(unknown_model(provider, model, specs))
-    return specs[model]
+    """One model's spec (by genbatch name or provider id); ConfigError naming the accepted
+    names when `model` is unknown."""
+    return resolve_model(provider, model_specs(provider), model, _NO_REQUEST)[0]
+
+
+def canonical(provider: str, model: str, request: GenerationRequest
+              ) -> tuple[str, GenerationRequest]:
+    """The genbatch name of `model` and `request` with the resolution a provider id pins
+    (WaveSpeed's V1 per-resolution ids) filled in; ConfigError for an unknown model."""
+    spec, request = resolve_model(provider, model_specs(provider), model, request)
+    return spec.name, request
+
+
+def provider_model_id(provider: str, model: str, resolution: str | None) -> str:
+    """The provider's own id of `model` for a request at `resolution` (for display)."""
+    return provider_model(get_spec(provider, model), resolution)
 
 
 def validate_request(provider: str, model: str, request: GenerationRequest) -> list[FieldProblem]:
     """Every problem with `request` for `model` on `provider`; empty when it is acceptable.
 
-    An unknown model is reported as a problem with the field `model`; an unknown provider
-    raises ConfigError.
+    An unknown model is reported as a problem with the field `model`, a resolution other
+    than the one a provider id pins as one with `resolution`; an unknown provider raises
+    ConfigError.
     """
-    specs = model_specs(provider)
-    if model not in specs:
-        return [FieldProblem("model", unknown_model(provider, model, specs))]
-    return validate(provider, specs[model], request)
+    return check_model(provider, model_specs(provider), model, request)
 
 
 def make_provider(
@@ -95,4 +108,5 @@ def make_provider(
 
 def estimate_cost(provider: str, model: str, request: GenerationRequest) -> float | None:
     """Estimated USD for `request` (see pricing.py for how rough); None when no price is known."""
-    return pricing.estimate(provider, get_spec(provider, model), request)
+    spec, request = resolve_model(provider, model_specs(provider), model, request)
+    return pricing.estimate(provider, spec, request)

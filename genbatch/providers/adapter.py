@@ -18,6 +18,7 @@ from genbatch.models import GenerationRequest, PollResult
 from genbatch.providers import pricing
 from genbatch.providers.base import ModelSpec
 from genbatch.providers.http import Envelope, JsonApi
+from genbatch.providers.naming import lookup, pin_conflict, unknown_model
 from genbatch.providers.validation import validate
 
 # Request fields that go on the wire under their own name, when set.
@@ -32,10 +33,6 @@ _PLAIN_FIELDS = (
     "service_tier",
     "execution_expires_after",
 )
-
-
-def unknown_model(provider: str, model: str, specs: Mapping[str, ModelSpec]) -> str:
-    return f"unknown model {model!r} on {provider}; choose one of {', '.join(specs)}"
 
 
 def wire_resolution(spec: ModelSpec, request: GenerationRequest) -> str | None:
@@ -85,28 +82,30 @@ class Adapter:
         return self.specs
 
     def spec(self, model: str) -> ModelSpec:
-        try:
-            return self.specs[model]
-        except KeyError:
-            raise ConfigError(unknown_model(self.name, model, self.specs)) from None
+        """The spec `model` names (genbatch name or provider id); ConfigError if unknown."""
+        found = lookup(self.specs, model)
+        if found is None:
+            raise ConfigError(unknown_model(self.name, model, self.specs))
+        return found.spec
 
     def validate(self, model: str, request: GenerationRequest) -> list[FieldProblem]:
-        if model not in self.specs:
-            return [FieldProblem("model", unknown_model(self.name, model, self.specs))]
-        return validate(self.name, self.specs[model], request)
+        return check_model(self.name, self.specs, model, request)
 
-    def checked_spec(self, model: str, request: GenerationRequest) -> ModelSpec:
-        """The model's spec; raises RequestInvalid rather than send a request doomed to fail."""
+    def checked(self, model: str, request: GenerationRequest
+                ) -> tuple[ModelSpec, GenerationRequest]:
+        """The model's spec and the request as sent (a resolution the model id pins filled
+        in); raises RequestInvalid rather than send a request doomed to fail."""
         problems = self.validate(model, request)
         if problems:
             raise RequestInvalid(problems)
-        return self.specs[model]
+        return resolve_model(self.name, self.specs, model, request)
 
-    def submittable_spec(self, model: str, request: GenerationRequest) -> ModelSpec:
-        """As `checked_spec`, for submit: an invalid request raises PermanentProviderError
+    def submittable(self, model: str, request: GenerationRequest
+                    ) -> tuple[ModelSpec, GenerationRequest]:
+        """As `checked`, for submit: an invalid request raises PermanentProviderError
         (code REQUEST_INVALID) without sending anything, so the worker fails the item."""
         try:
-            return self.checked_spec(model, request)
+            return self.checked(model, request)
         except RequestInvalid as exc:
             raise PermanentProviderError(self.name, "REQUEST_INVALID", f"not sent: {exc}") from None
 
@@ -121,6 +120,11 @@ class Adapter:
     def poll(self, model: str, remote_id: str) -> PollResult:
         raise NotImplementedError
 
+    def upload(self, data: bytes, filename: str, content_type: str) -> str:
+        """Most providers take data URIs and document no upload."""
+        raise PermanentProviderError(self.name, "UPLOAD_UNSUPPORTED",
+                                     f"{self.name} documents no file upload")
+
     def cancel(self, model: str, remote_id: str) -> bool:
         """Most providers document no cancel call: nothing is sent."""
         return False
@@ -132,6 +136,36 @@ class Adapter:
         self, model: str, request: GenerationRequest, result: PollResult
     ) -> float | None:
         return pricing.actual(self.name, self.spec(model), request, result)
+
+
+def check_model(provider: str, specs: Mapping[str, ModelSpec], model: str,
+                request: GenerationRequest) -> list[FieldProblem]:
+    """Every problem with `request` for `model` (genbatch name or provider id) on
+    `provider`: an unknown model, a resolution other than the one its id pins, the rules."""
+    found = lookup(specs, model)
+    if found is None:
+        return [FieldProblem("model", unknown_model(provider, model, specs))]
+    if found.resolution and request.resolution not in (None, found.resolution):
+        return [FieldProblem("resolution",
+                             pin_conflict(model, found.resolution, request.resolution))]
+    return validate(provider, found.spec, resolved(found.resolution, request))
+
+
+def resolve_model(provider: str, specs: Mapping[str, ModelSpec], model: str,
+                  request: GenerationRequest) -> tuple[ModelSpec, GenerationRequest]:
+    """The spec `model` names and the request with the resolution its id pins filled in;
+    ConfigError for an unknown model."""
+    found = lookup(specs, model)
+    if found is None:
+        raise ConfigError(unknown_model(provider, model, specs))
+    return found.spec, resolved(found.resolution, request)
+
+
+def resolved(resolution: str | None, request: GenerationRequest) -> GenerationRequest:
+    """`request` with the resolution a model id pins, when it leaves its own unset."""
+    if resolution is None or request.resolution is not None:
+        return request
+    return request.model_copy(update={"resolution": resolution})
 
 
 # -- lenient readers for poll bodies: numbers may be strings, keys may be missing -----------

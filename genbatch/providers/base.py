@@ -44,6 +44,9 @@ class ModelSpec:
     supports_service_tier: bool = False
     supports_expires_after: bool = False
     accepts_data_uri: bool = True
+    # Local files and data URIs are uploaded first and sent as the URL the provider hosts
+    # (WaveSpeed, providers.md §9); at most this many bytes each.
+    upload_max_bytes: int | None = None
     default_resolution: str | None = None
     default_duration: int = 5
     typical_seconds: float = 60.0  # a typical generation time, for the first poll
@@ -78,6 +81,11 @@ class Provider(Protocol):
         nothing, PermanentProviderError when it was refused, AmbiguousSubmit when the task
         may exist (read timeout, dropped connection after sending, 5xx).
         """
+
+    def upload(self, data: bytes, filename: str, content_type: str) -> str:
+        """Host an input image at the provider (WaveSpeed); its URL. Raises
+        PermanentProviderError when refused (or the provider has no upload),
+        RetryableProviderError for anything else: an upload costs nothing."""
 
     def poll(self, model: str, remote_id: str) -> PollResult:
         """Fetch the remote task's status. Raises RetryableProviderError for 429/5xx/network,

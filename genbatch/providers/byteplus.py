@@ -4,6 +4,7 @@ Submit `POST {base}/api/v3/contents/generations/tasks` with `{"model": <id>, "co
 first_frame, last_frame?], <top-level parameters>}` → `{"id": "cgt-…"}`.
 Poll `GET …/tasks/{id}` → `{status, content: {video_url}, usage: {completion_tokens},
 error: {code, message}, seed, …}`. Cancel `DELETE …/tasks/{id}` works on queued tasks only.
+Webhook: `callback_url` in the create body; the delivery is read as the task object.
 """
 
 from __future__ import annotations
@@ -103,13 +104,14 @@ class BytePlusProvider(Adapter):
             self._tasks = API_PREFIX + self._tasks
 
     def build_body(self, model: str, request: GenerationRequest) -> dict[str, Any]:
-        return content_body(self.checked_spec(model, request), request)
+        return content_body(*self.checked(model, request))
 
     def submit(
         self, model: str, request: GenerationRequest, *, webhook_url: str | None = None
     ) -> str:
-        # ModelArk's `callback_url` is not wired (no receiver format for it): polled only.
-        body = content_body(self.submittable_spec(model, request), request)
+        body = content_body(*self.submittable(model, request))
+        if webhook_url:  # ModelArk posts the task object on status changes (§9)
+            body["callback_url"] = webhook_url
         return self.api.submit(self._tasks, body, task_id=lambda answer: answer.get("id"))
 
     def poll(self, model: str, remote_id: str) -> PollResult:
@@ -148,6 +150,19 @@ def content_body(spec: ModelSpec, request: GenerationRequest) -> dict[str, Any]:
 
 def _frame(url: str, role: str) -> dict[str, Any]:
     return {"type": "image_url", "image_url": {"url": url}, "role": role}
+
+
+def parse_callback(body: dict[str, Any]) -> tuple[str | None, PollResult]:
+    """A `callback_url` delivery as (task id, PollResult). No official payload is published
+    (§9): it is read as the task object GET returns, or one under `data`, `payload`, `task`
+    or `result`."""
+    if "status" not in body:
+        for wrapper in ("data", "payload", "task", "result"):
+            inner = body.get(wrapper)
+            if isinstance(inner, dict) and "status" in inner:
+                body = inner
+                break
+    return as_str(body.get("id")), parse_task(body)
 
 
 def parse_task(body: dict[str, Any]) -> PollResult:

@@ -28,4 +28,3 @@ class HighwayAPIProvider(novita.NovitaProvider):
 
     name = "highwayapi"
     specs = MODELS
-    webhooks = False  # not documented for HighwayAPI

@@ -161,6 +161,14 @@ class JsonApi:
         response = self._send("GET", path, submit=False, params=params)
         return self._json_object(response, submit=False)
 
+    def upload(self, path: str, *, filename: str, data: bytes,
+               content_type: str) -> dict[str, Any]:
+        """POST one file as multipart/form-data field `file`; the JSON answer. Classified as
+        a read: an upload creates nothing that costs money."""
+        files = {"file": (filename, data, content_type)}
+        response = self._send("POST", path, submit=False, files=files)
+        return self._json_object(response, submit=False)
+
     def delete(self, path: str) -> bool:
         """DELETE; True on 2xx, False on a 4xx refusal (e.g. the task is past cancelling)."""
         response = self._send("DELETE", path, submit=False)
@@ -179,7 +187,10 @@ class JsonApi:
             "Authorization": f"Bearer {key}",
             "Content-Type": "application/json",  # Novita requires it on GET too (NOV-TR)
             "Accept": "application/json",
+            "X-Genbatch-Provider": self.provider,  # tells the simulator whose rules apply
         }
+        if "files" in kwargs:  # httpx writes the multipart boundary itself
+            del headers["Content-Type"]
         if kwargs.get("timeout") is None:
             kwargs.pop("timeout", None)
         try:

@@ -5,9 +5,10 @@ Poll `GET {base}/v3/async/task-result?task_id=…` → `{"task": {status, reason
 progress_percent}, "videos": [{video_url, video_url_ttl}], "extra": {"seed": "…"}}`.
 Numbers may arrive as strings and any key may be missing. No cancel call is documented.
 
-Webhook: `"extra": {"webhook": {"url": …}}` in the submit body (NOV-SKILL; unconfirmed for
-Seedance). The callback's body is undocumented: we ASSUME it is the task-result body above
-(`parse_callback`), which is what Novita's other async APIs' callbacks look like.
+Webhook: `"extra": {"webhook": {"url": …}}` in the submit body (NOV-SKILL; whether each
+Seedance endpoint honours it is not stated on its page). The callback body is
+`{"event_type": "ASYNC_TASK_RESULT", "payload": <the task-result body>}`; other event types
+are to be ignored; Novita retries up to 5 times with a 5 s timeout (providers.md §9).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from genbatch.providers.adapter import (
 from genbatch.providers.base import ModelSpec
 from genbatch.providers.http import NOVITA_ENVELOPE
 
+CALLBACK_EVENT = "ASYNC_TASK_RESULT"
 RATIOS_V1 = frozenset({"21:9", "16:9", "4:3", "1:1", "3:4", "9:16"})
 RATIOS_V15 = RATIOS_V1 | {"adaptive"}
 
@@ -101,18 +103,14 @@ class NovitaProvider(Adapter):
     envelope = NOVITA_ENVELOPE
 
     def build_body(self, model: str, request: GenerationRequest) -> dict[str, Any]:
-        return flat_body(self.checked_spec(model, request), request)
-
-    # Whether `submit` sends `extra.webhook`. NOV-SKILL documents it for any async request;
-    # HighwayAPI documents no webhook, so its subclass turns it off.
-    webhooks = True
+        return flat_body(*self.checked(model, request))
 
     def submit(
         self, model: str, request: GenerationRequest, *, webhook_url: str | None = None
     ) -> str:
-        spec = self.submittable_spec(model, request)
+        spec, request = self.submittable(model, request)
         body = flat_body(spec, request)
-        if webhook_url and self.webhooks:
+        if webhook_url:
             body["extra"] = {"webhook": {"url": webhook_url}}
         return self.api.submit(
             f"/v3/async/{quote(spec.wire_model, safe='')}",
@@ -157,9 +155,13 @@ def parse_task_result(body: dict[str, Any]) -> PollResult:
     )
 
 
-def parse_callback(body: dict[str, Any]) -> tuple[str | None, PollResult]:
-    """A webhook callback as (task id, PollResult). Assumed to be a task-result body; a
-    `{"payload": …}` or `{"data": …}` wrapper around one is unwrapped as well."""
+def parse_callback(body: dict[str, Any]) -> tuple[str | None, PollResult] | None:
+    """A webhook callback as (task id, PollResult); None for an event other than
+    ASYNC_TASK_RESULT (acknowledge it and do nothing). The task-result body is its
+    `payload`; a bare one, or one under `data`, is read as well."""
+    event = body.get("event_type")
+    if event is not None and event != CALLBACK_EVENT:
+        return None
     for wrapper in ("payload", "data"):
         inner = body.get(wrapper)
         if "task" not in body and isinstance(inner, dict) and "task" in inner:

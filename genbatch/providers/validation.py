@@ -3,11 +3,13 @@
 Every problem names its field, the allowed values and the model and provider, e.g.
 `duration: must be 5 or 10 for seedance-v1-pro-i2v on novita, got 7`. Image *content*
 (format, size, pixels) is checked elsewhere (genbatch/images.py); here only the kind of
-reference (URL vs data URI / local file) is checked, for providers that take URLs only.
+reference (URL vs data URI / local file), for providers that take URLs only, and the size
+of what a provider's upload takes (WaveSpeed: 20 MB).
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable
 
 from genbatch.errors import FieldProblem
@@ -48,13 +50,15 @@ def validate(provider: str, spec: ModelSpec, request: GenerationRequest) -> list
 
     for field in ("image", "last_image"):
         ref = getattr(request, field)
-        if ref is not None and not spec.accepts_data_uri and not _is_http_url(ref):
-            got = "a data URI" if ref.lstrip().lower().startswith("data:") else "a local file"
-            add(
-                field,
-                f"{display} takes image URLs (http/https) only, got {got}; "
-                "upload the image and give its URL",
-            )
+        if ref is None or _is_http_url(ref) or spec.accepts_data_uri:
+            continue
+        if spec.upload_max_bytes is None:
+            got = "a data URI" if _is_data_uri(ref) else "a local file"
+            add(field, f"{display} takes image URLs (http/https) only, got {got}; "
+                "upload the image and give its URL")
+        elif (size := _local_size(ref)) is not None and size > spec.upload_max_bytes:
+            add(field, f"{display} uploads images up to {_mb(spec.upload_max_bytes)}, "
+                f"got {_mb(size)}")
     if request.last_image is not None and not spec.supports_last_image:
         unsupported("last_image")
 
@@ -108,6 +112,25 @@ def validate(provider: str, spec: ModelSpec, request: GenerationRequest) -> list
 
 def _is_http_url(ref: str) -> bool:
     return ref.strip().lower().startswith(("http://", "https://"))
+
+
+def _is_data_uri(ref: str) -> bool:
+    return ref.lstrip().lower().startswith("data:")
+
+
+def _local_size(ref: str) -> int | None:
+    """Bytes of a data URI's image or of a local file; None when unknown (a stored copy)."""
+    if _is_data_uri(ref):
+        payload = ref.partition(",")[2].strip()
+        return len(payload) * 3 // 4 - payload[-2:].count("=")
+    try:
+        return os.stat(ref).st_size
+    except (OSError, ValueError):
+        return None
+
+
+def _mb(size: int) -> str:
+    return f"{size / (1024 * 1024):.1f} MB".replace(".0 MB", " MB")
 
 
 def _in_range(value: int, low: int, high: int | None) -> bool:

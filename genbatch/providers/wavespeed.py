@@ -4,7 +4,8 @@ Submit `POST {base}/api/v3/{model path}` with a flat body → `{"code": 200, "me
 "data": {"id", "status": "created", …}}`. Poll `GET {base}/api/v3/predictions/{id}/result`
 → the same envelope; task failures also come back as HTTP 200 with `data.status: "failed"`.
 A 200 whose top-level `code` is not 200 is an error (see `http.WAVESPEED_ENVELOPE`).
-Images: WaveSpeed documents URLs only, so data URIs and local files are refused up front.
+Images: the submit takes URLs only, so a local file or data URI is first sent to the
+documented upload (`upload`, §9) and its `data.download_url` is submitted instead.
 Webhook: `?webhook=<url>` on the submit URL; the callback POSTs the bare `data` object for
 `completed` and `failed` (WS-HOOK), read by `parse_callback`.
 """
@@ -16,6 +17,7 @@ from types import MappingProxyType
 from typing import Any
 from urllib.parse import quote, urlencode
 
+from genbatch.errors import PermanentProviderError, RetryableProviderError
 from genbatch.models import GenerationRequest, PollResult, TaskStatus
 from genbatch.providers.adapter import (
     Adapter,
@@ -29,8 +31,11 @@ from genbatch.providers.base import ModelSpec
 from genbatch.providers.http import WAVESPEED_ENVELOPE
 from genbatch.providers.novita import RATIOS_V1
 
-# Predictions and their outputs are deleted after 7 days (WS-PRED).
+# Predictions and their outputs are deleted after 7 days (WS-PRED); so are uploads (§9).
 RETENTION_S = 7 * 24 * 3600
+# `POST /api/v3/media/upload/binary` (§9): images up to 20 MB, answer `data.download_url`.
+UPLOAD_PATH = "/api/v3/media/upload/binary"
+UPLOAD_MAX_BYTES = 20 * 1024 * 1024
 
 # §4.2 (SEED-WS15): `aspect_ratio` without adaptive, 480p/720p (WS-SKILL's 1080p conflicts),
 # seed up to 2^31-1; no fps, watermark, service_tier or execution_expires_after.
@@ -45,6 +50,7 @@ SEEDANCE_V15_PRO = ModelSpec(
     prompt_required=True,
     supports_audio=True,
     accepts_data_uri=False,
+    upload_max_bytes=UPLOAD_MAX_BYTES,
     default_resolution="720p",
     typical_seconds=60.0,
 )
@@ -62,6 +68,7 @@ SEEDANCE_V1_PRO = ModelSpec(
     prompt_required=False,
     resolution_required=True,
     accepts_data_uri=False,
+    upload_max_bytes=UPLOAD_MAX_BYTES,
     default_resolution="720p",
     typical_seconds=60.0,
 )
@@ -96,12 +103,17 @@ class WaveSpeedProvider(Adapter):
     envelope = WAVESPEED_ENVELOPE
 
     def build_body(self, model: str, request: GenerationRequest) -> dict[str, Any]:
-        return self._body(self.checked_spec(model, request), request)
+        return self._body(*self.checked(model, request))
 
     def submit(
         self, model: str, request: GenerationRequest, *, webhook_url: str | None = None
     ) -> str:
-        spec = self.submittable_spec(model, request)
+        spec, request = self.submittable(model, request)
+        for ref in (request.image, request.last_image):
+            if ref is not None and not ref.startswith(("http://", "https://")):
+                raise PermanentProviderError(
+                    self.name, "REQUEST_INVALID", "not sent: WaveSpeed takes image URLs only; "
+                    "upload the image first (the worker does: genbatch/worker/uploads.py)")
         resolution = wire_resolution(spec, request) or ""
         path = "/api/v3/" + spec.wire_model.format(resolution=resolution)
         if webhook_url:  # WS-HOOK: on the submit URL, not in the body
@@ -111,6 +123,17 @@ class WaveSpeedProvider(Adapter):
             self._body(spec, request),
             task_id=lambda answer: as_dict(answer.get("data")).get("id"),
         )
+
+    def upload(self, data: bytes, filename: str, content_type: str) -> str:
+        """Host one image at WaveSpeed; its URL. Costs nothing, so every failure but a
+        refusal (PermanentProviderError, e.g. not an image or over 20 MB) is retryable."""
+        answer = self.api.upload(UPLOAD_PATH, filename=filename, data=data,
+                                 content_type=content_type)
+        url = as_str(as_dict(answer.get("data")).get("download_url"))
+        if url is None or not url.startswith(("http://", "https://")):
+            raise RetryableProviderError(self.name, "MALFORMED_RESPONSE",
+                                         "the upload answered without data.download_url")
+        return url
 
     def poll(self, model: str, remote_id: str) -> PollResult:
         answer = self.api.get(f"/api/v3/predictions/{quote(remote_id, safe='')}/result")

@@ -1,14 +1,16 @@
 """The Starlette app: every provider's routes at the root and under a per-provider prefix.
 
-    /v3/async/...                       Novita family; the key's profile `provider` picks
-                                        Novita or HighwayAPI rules (default Novita)
+    /v3/async/...                       Novita family; the key's profile `provider`, else the
+                                        X-Genbatch-Provider header, else a `highwayapi` host
+                                        picks Novita's or HighwayAPI's rules (default Novita)
     /novita/v3/async/...                Novita rules
     /highwayapi/v3/async/...            HighwayAPI rules
     /api/v3/bytedance/..., /api/v3/predictions/...          WaveSpeed (also under /wavespeed)
     /api/v3/contents/generations/tasks...                   BytePlus (also under /byteplus)
     /_sim/...                           the simulator's own routes (see control.py)
 
-So a base URL of `http://127.0.0.1:8700/highwayapi` selects HighwayAPI's rules for any key.
+So every provider of genbatch works at one base URL, `http://127.0.0.1:8700`; a base URL of
+`http://127.0.0.1:8700/highwayapi` selects HighwayAPI's rules for any client.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from starlette.middleware import Middleware
 from starlette.routing import BaseRoute, Mount
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from genbatch.simulator import byteplus, control, novita, wavespeed, webhooks
+from genbatch.simulator import byteplus, control, novita, uploads, wavespeed, webhooks
 from genbatch.simulator.gate import ConnectionDropped
 from genbatch.simulator.media import ASSET_PATH, VIDEO_PATH
 from genbatch.simulator.profile import SimProfile
@@ -36,6 +38,7 @@ def create_app(profile: SimProfile | None = None, *, clock: Clock = time.time) -
     sim = Simulator(profile or SimProfile(), clock)
     routes: list[BaseRoute] = [
         *control.routes(),
+        *uploads.file_routes(),
         *novita.routes(),
         *wavespeed.routes(),
         *byteplus.routes(),

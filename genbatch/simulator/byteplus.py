@@ -3,8 +3,10 @@
 Parameters are top-level fields; the prompt and the frames travel in `content[]`. At most
 `queue_cap` (120) tasks per key may be `queued`; DELETE cancels a queued task, deletes a
 finished task's record, and refuses a running one. Tasks not finished within
-`execution_expires_after` (simulated seconds) end `expired`. Unsupported: the task list
-endpoint and the legacy `--rs 720p`-style parameters inside the prompt text.
+`execution_expires_after` (simulated seconds) end `expired`. The list endpoint answers
+`{"items": [task objects], "total"}`, newest first, filtered as the Ark SDK's `tasks.list`
+asks. A `callback_url` gets the task object POSTed when the task ends (webhooks.py).
+Unsupported: the legacy `--rs 720p`-style parameters inside the prompt text.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from genbatch.simulator import gate
+from genbatch.simulator import gate, webhooks
 from genbatch.simulator.byteplus_request import MODELS, RATIOS, request_problems, task_params
 from genbatch.simulator.gate import Dialect, ErrorKind
 from genbatch.simulator.state import Simulator, simulator_of
@@ -86,6 +88,10 @@ def routes() -> list[Route]:
             expires_after_s=params["execution_expires_after"], failures=TASK_FAILURES,
             url_ttl_s=URL_TTL_S,
         )
+        if isinstance(hook := body.get("callback_url"), str) and hook:
+            origin = gate.origin(request)
+            webhooks.schedule(sim, task, hook, lambda: _task_json(sim, task, origin),
+                              webhooks.BYTEPLUS)
         return await gate.answer_submit(request, sim, behaviour, {"id": task.id})
 
     @gate.endpoint
@@ -115,12 +121,48 @@ def routes() -> list[Route]:
             sim.delete(task)
         return JSONResponse({})
 
+    @gate.endpoint
+    async def listing(request: Request) -> Response:
+        sim = simulator_of(request)
+        api_key, behaviour = gate.authenticate(request, sim, DIALECT)
+        gate.inject(sim, behaviour, "poll", DIALECT)
+        query = request.query_params
+        page_num, page_size = _page(query.get("page_num"), 1), _page(query.get("page_size"), 10)
+        tasks = [t for t in reversed(sim.tasks.values())
+                 if t.provider == DIALECT.provider and t.api_key == api_key
+                 and _listed(sim, t, query.getlist("filter.task_ids"),
+                             query.get("filter.status"), query.get("filter.model"),
+                             query.get("filter.service_tier"))]
+        page = tasks[(page_num - 1) * page_size: page_num * page_size]
+        origin = gate.origin(request)
+        return gate.answer(sim, behaviour, "poll", {
+            "items": [_task_json(sim, t, origin) for t in page], "total": len(tasks)})
+
     path = "/api/v3/contents/generations/tasks"
     return [
         Route(path, create, methods=["POST"]),
+        Route(path, listing, methods=["GET"]),
         Route(path + "/{task_id}", get, methods=["GET"]),
         Route(path + "/{task_id}", delete, methods=["DELETE"]),
     ]
+
+
+def _page(value: str | None, default: int) -> int:
+    """page_num / page_size: 1-500 (ARK-SDK, BP-MIRROR)."""
+    if value is None:
+        return default
+    if not value.isdigit() or not 1 <= int(value) <= 500:
+        raise DIALECT.refuse(ErrorKind.INVALID, f"page_num and page_size must be 1-500, "
+                             f"got {value!r}", "page_size")
+    return int(value)
+
+
+def _listed(sim: Simulator, task: Task, ids: list[str], status: str | None,
+            model: str | None, tier: str | None) -> bool:
+    return ((not ids or task.id in ids)
+            and (not status or task.phase(sim.clock()).value == status)
+            and (not model or task.model == model)
+            and (not tier or task.params.get("service_tier") == tier))
 
 
 def _find(sim: Simulator, api_key: str, task_id: str) -> Task:

@@ -15,6 +15,7 @@ from genbatch.simulator.rules import (
     boolean,
     check_body,
     check_value,
+    given,
     image,
     integer,
     one_of,
@@ -72,6 +73,7 @@ def _rules(model: ModelRules) -> dict[str, Rule]:
         "draft": Rule(boolean()),
         "safety_identifier": Rule(text()),
         "priority": Rule(integer(-(2**31), 2**31 - 1)),
+        "output_format": Rule(text()),  # in the Ark SDK 3.0.63 (§9); values unpublished
     }
 
 
@@ -132,16 +134,16 @@ def task_params(rng: random.Random, body: dict[str, Any]) -> dict[str, Any]:
     model = MODELS[body["model"]]
     params: dict[str, Any] = {
         "seed": pick_seed(rng, body.get("seed")),
-        "resolution": body.get("resolution", model.default_resolution),
-        "ratio": body.get("ratio", "adaptive"),
-        "service_tier": body.get("service_tier", "default"),
-        "execution_expires_after": body.get("execution_expires_after", 172800),
-        "return_last_frame": body.get("return_last_frame", False),
+        "resolution": given(body, "resolution", model.default_resolution),
+        "ratio": given(body, "ratio", "adaptive"),
+        "service_tier": given(body, "service_tier", "default"),
+        "execution_expires_after": given(body, "execution_expires_after", 172800),
+        "return_last_frame": given(body, "return_last_frame", False),
     }
     if body.get("frames") is not None:
         params["frames"] = body["frames"]
     else:
-        params["duration"] = body.get("duration", 5)
+        params["duration"] = given(body, "duration", 5)
     if model.audio:
-        params["generate_audio"] = body.get("generate_audio", True)
+        params["generate_audio"] = given(body, "generate_audio", True)
     return params

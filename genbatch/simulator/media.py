@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import struct
+from dataclasses import dataclass
 from importlib import resources
 
 ASSETS = resources.files("genbatch.simulator") / "assets"
@@ -21,6 +22,16 @@ ASSET_PATH = "/_sim/assets/"
 def free_box(payload: bytes) -> bytes:
     """A top-level MP4 `free` box (size, type, payload): players skip it."""
     return struct.pack(">I", 8 + len(payload)) + b"free" + payload
+
+
+@dataclass(slots=True)
+class Upload:
+    """A file stored by WaveSpeed's media upload (uploads.py)."""
+
+    name: str
+    content_type: str
+    api_key: str
+    data: bytes | None = None  # None until the official SDK's PUT arrives
 
 
 class Media:

@@ -1,10 +1,12 @@
 """Novita's `/v3/async` protocol, also spoken by HighwayAPI (providers.md §2, §3).
 
-The two share paths, so the un-prefixed routes pick the rules from the API key's profile
-(`provider: highwayapi` selects HighwayAPI's, anything else Novita's), while the `/novita` and
-`/highwayapi` mounts fix them. The rules differ in two places: HighwayAPI's 1.5-pro accepts
-1080p (its English page; the Chinese page disagrees, providers.md §8.1), and HighwayAPI
-refuses bare base64 images (data URIs and URLs only).
+The two share paths, so the un-prefixed routes pick the rules, first match wins: the API
+key's profile (`provider: ...`), the `X-Genbatch-Provider` header (genbatch's adapters send
+their provider's name), a host name containing `highwayapi`; else Novita's. The `/novita` and
+`/highwayapi` mounts fix them. So one base URL serves both providers by their own rules.
+The rules differ in two places: HighwayAPI's 1.5-pro accepts 1080p (its English page; the
+Chinese page disagrees, providers.md §8.1), and HighwayAPI refuses bare base64 images (data
+URIs and URLs only).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from genbatch.simulator.rules import (
     Rule,
     boolean,
     check_body,
+    given,
     image,
     integer,
     integer_in,
@@ -33,6 +36,7 @@ from genbatch.simulator.rules import (
 from genbatch.simulator.state import Simulator, simulator_of
 from genbatch.simulator.tasks import Phase, Task, pick_seed
 
+PROVIDER_HEADER = "x-genbatch-provider"
 RATIOS = ("21:9", "16:9", "4:3", "1:1", "3:4", "9:16")
 URL_TTL_S = 3600  # JK-TR; NOV-TR's sample URL says X-Amz-Expires=3600
 TASK_FAILURES = (
@@ -118,15 +122,18 @@ RULES = {
 def routes(fixed: str | None = None) -> list[Route]:
     """The Novita-family routes; `fixed` pins the provider, else the key's profile picks."""
 
-    def provider_for(sim: Simulator, api_key: str) -> str:
-        chosen = fixed or sim.behaviour(api_key).provider
+    def provider_for(sim: Simulator, api_key: str, request: Request) -> str:
+        host = request.url.hostname or ""
+        chosen = (fixed or sim.behaviour(api_key).provider
+                  or request.headers.get(PROVIDER_HEADER, "").strip().lower()
+                  or ("highwayapi" if "highwayapi" in host else ""))
         return "highwayapi" if chosen == "highwayapi" else "novita"
 
     @gate.endpoint
     async def submit(request: Request) -> Response:
         sim = simulator_of(request)
         api_key, behaviour = gate.authenticate(request, sim, DIALECTS["novita"])
-        dialect = DIALECTS[provider_for(sim, api_key)]
+        dialect = DIALECTS[provider_for(sim, api_key, request)]
         model = request.path_params["model"]
         if model not in RULES[dialect.provider]:
             raise dialect.refuse(ErrorKind.UNKNOWN_MODEL, f"no such API: /v3/async/{model}")
@@ -146,14 +153,16 @@ def routes(fixed: str | None = None) -> list[Route]:
         )
         if hook := _webhook_url(body):
             origin = gate.origin(request)
-            webhooks.schedule(sim, task, hook, lambda: _result(sim, task, origin))
+            webhooks.schedule(sim, task, hook, lambda: {
+                "event_type": "ASYNC_TASK_RESULT", "payload": _result(sim, task, origin)},
+                webhooks.NOVITA)
         return await gate.answer_submit(request, sim, behaviour, {"task_id": task.id})
 
     @gate.endpoint
     async def task_result(request: Request) -> Response:
         sim = simulator_of(request)
         api_key, behaviour = gate.authenticate(request, sim, DIALECTS["novita"])
-        dialect = DIALECTS[provider_for(sim, api_key)]
+        dialect = DIALECTS[provider_for(sim, api_key, request)]
         sim.stats.polls += 1
         gate.inject(sim, behaviour, "poll", dialect)
         task_id = request.query_params.get("task_id", "")
@@ -169,7 +178,7 @@ def routes(fixed: str | None = None) -> list[Route]:
 
 
 def _webhook_url(body: dict[str, Any]) -> str | None:
-    """`extra.webhook.url`; the callback body is assumed to be the task-result body."""
+    """`extra.webhook.url`; called back with the task result in Novita's envelope."""
     extra = body.get("extra")
     hook = extra.get("webhook") if isinstance(extra, dict) else None
     url = hook.get("url") if isinstance(hook, dict) else None
@@ -183,14 +192,14 @@ def _task_id(rng: random.Random) -> str:
 def _params(rng: random.Random, model: str, body: dict[str, Any]) -> dict[str, Any]:
     params: dict[str, Any] = {
         "seed": pick_seed(rng, body.get("seed")),
-        "resolution": body.get("resolution", "720p"),
-        "duration": body.get("duration", 5),
+        "resolution": given(body, "resolution", "720p"),
+        "duration": given(body, "duration", 5),
     }
     if model == "seedance-v1.5-pro-i2v":
-        params["ratio"] = body.get("ratio", "adaptive")
-        params["execution_expires_after"] = body.get("execution_expires_after", 172800)
+        params["ratio"] = given(body, "ratio", "adaptive")
+        params["execution_expires_after"] = given(body, "execution_expires_after", 172800)
     else:
-        params["aspect_ratio"] = body.get("aspect_ratio", "16:9")
+        params["aspect_ratio"] = given(body, "aspect_ratio", "16:9")
     return params
 
 

@@ -47,7 +47,9 @@ class Problem:
 
 
 def check_body(body: Mapping[str, Any], rules: Mapping[str, Rule]) -> list[Problem]:
-    """Every problem with `body` under `rules`; a JSON null counts as absent."""
+    """Every problem with `body` under `rules`; a JSON null counts as absent, even for a
+    field the rules do not know (official clients send every parameter they know, null
+    when unset, e.g. BytePlus's Ark runtime)."""
     problems = [
         Problem(name, "is required", missing=True)
         for name, rule in rules.items()
@@ -55,13 +57,21 @@ def check_body(body: Mapping[str, Any], rules: Mapping[str, Rule]) -> list[Probl
     ]
     for name, value in body.items():
         rule = rules.get(name)
+        if value is None:
+            continue
         if rule is None:
             problems.append(Problem(name, "unknown field"))
-        elif value is not None:
+        else:
             problem = check_value(name, value, rule.check)
             if problem is not None:
                 problems.append(problem)
     return problems
+
+
+def given(body: Mapping[str, Any], name: str, default: Any) -> Any:
+    """`body[name]`, or `default` when it is absent or null (null means "not set")."""
+    value = body.get(name)
+    return default if value is None else value
 
 
 def check_value(name: str, value: Any, check: Check) -> Problem | None:

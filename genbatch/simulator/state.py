@@ -14,7 +14,7 @@ from typing import Any
 from starlette.requests import Request
 
 from genbatch.simulator.limits import KeyLedger
-from genbatch.simulator.media import Media
+from genbatch.simulator.media import Media, Upload
 from genbatch.simulator.profile import Behaviour, SimProfile
 from genbatch.simulator.stats import Stats
 from genbatch.simulator.tasks import Phase, Task, sample_run_s
@@ -26,7 +26,8 @@ MINUTE_S = 60.0
 class Simulator:
     def __init__(self, profile: SimProfile, clock: Clock = time.time) -> None:
         self.clock = clock
-        self.media = Media(secrets.token_bytes(16))
+        self.secret = secrets.token_bytes(16)  # signs video URLs and webhook secrets
+        self.media = Media(self.secret)
         self.profile = profile
         self.reset()
 
@@ -34,6 +35,7 @@ class Simulator:
         """Forget every task and counter; restart the random generator from the profile seed."""
         self.rng = random.Random(self.profile.seed)
         self.tasks: dict[str, Task] = {}
+        self.uploads: dict[str, Upload] = {}  # WaveSpeed media uploads by id (uploads.py)
         self.ledgers: defaultdict[tuple[str, str], KeyLedger] = defaultdict(KeyLedger)
         self.stats = Stats(log_size=self.profile.request_log_size)
 

@@ -35,9 +35,11 @@ class Stats:
     submit_timeouts: int = 0
     downloads: int = 0
     downloads_refused: int = 0
+    uploads: int = 0  # files stored by WaveSpeed's media upload
     webhooks_sent: int = 0  # callback POSTs attempted
     webhooks_delivered: int = 0  # ... answered 2xx
     webhooks_dropped: int = 0  # not sent (p_webhook_drop)
+    webhooks_retried: int = 0  # attempts after a failed one
     webhook_statuses: Counter[str] = field(default_factory=Counter)  # "200", "error", ...
     # Simulated run time of each task, in creation order (the first MAX_RUNS): lets a
     # benchmark compute the best makespan any client could have reached on these very draws.
@@ -74,9 +76,11 @@ class Stats:
             "submit_timeouts": self.submit_timeouts,
             "downloads": self.downloads,
             "downloads_refused": self.downloads_refused,
+            "uploads": self.uploads,
             "webhooks_sent": self.webhooks_sent,
             "webhooks_delivered": self.webhooks_delivered,
             "webhooks_dropped": self.webhooks_dropped,
+            "webhooks_retried": self.webhooks_retried,
             "webhook_statuses": dict(self.webhook_statuses),
             "run_seconds": list(self.run_seconds),
             "request_log": list(self.request_log),

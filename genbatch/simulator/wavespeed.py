@@ -3,7 +3,9 @@
 Over-concurrency submits are accepted and wait in `created` until a slot frees (WS-LVL);
 over-RPM submits get 429. Failed tasks answer HTTP 200 with `data.status: "failed"`, a numeric
 `data.code` and a `data.error` string. Results are served at both documented paths. Input
-images must be URLs (base64 acceptance is undocumented); `/_sim/assets/` serves some.
+images must be URLs (base64 acceptance is undocumented): the media upload (uploads.py) makes
+one of a file; `/_sim/assets/` serves some. `GET /api/v3/webhook/secret` answers the key's
+webhook signing secret (`data.secret`, `whsec_...`); callbacks are signed with it.
 """
 
 from __future__ import annotations
@@ -13,12 +15,21 @@ from datetime import UTC, datetime
 from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from genbatch.simulator import gate, webhooks
+from genbatch.simulator import gate, uploads, webhooks
 from genbatch.simulator.gate import Dialect, ErrorKind
-from genbatch.simulator.rules import Rule, boolean, check_body, image, integer, integer_in, one_of
+from genbatch.simulator.rules import (
+    Rule,
+    boolean,
+    check_body,
+    given,
+    image,
+    integer,
+    integer_in,
+    one_of,
+)
 from genbatch.simulator.rules import string as text
 from genbatch.simulator.state import Simulator, simulator_of
 from genbatch.simulator.tasks import Phase, Task, pick_seed
@@ -112,7 +123,8 @@ def routes(prefix: str = "") -> list[Route]:
         )
         origin = gate.origin(request)
         if hook := request.query_params.get("webhook"):  # WS-HOOK: POST `data` when done
-            webhooks.schedule(sim, task, hook, lambda: _data(sim, task, origin, prefix))
+            webhooks.schedule(sim, task, hook, lambda: _data(sim, task, origin, prefix),
+                              webhooks.WAVESPEED)
         # A new prediction is always announced as `created` (SEED-WS15, WS-PRED).
         data = _data(sim, task, origin, prefix, Phase.QUEUED)
         return await gate.answer_submit(request, sim, behaviour, _envelope_ok(data))
@@ -130,7 +142,15 @@ def routes(prefix: str = "") -> list[Route]:
         content = _envelope_ok(_data(sim, task, gate.origin(request), prefix))
         return gate.answer(sim, behaviour, "poll", content)
 
+    @gate.endpoint
+    async def webhook_secret(request: Request) -> Response:
+        sim = simulator_of(request)
+        api_key, _ = gate.authenticate(request, sim, DIALECT)
+        return JSONResponse(_envelope_ok({"secret": webhooks.signing_secret(sim, api_key)}))
+
     return [
+        *uploads.routes(DIALECT),
+        Route("/api/v3/webhook/secret", webhook_secret, methods=["GET"]),
         Route("/api/v3/bytedance/{model:path}", submit, methods=["POST"]),
         Route("/api/v3/predictions/{task_id}/result", result, methods=["GET"]),
         Route("/api/v3/predictions/{task_id}", result, methods=["GET"]),
@@ -142,11 +162,12 @@ def _task_id(rng: random.Random) -> str:
 
 
 def _params(rng: random.Random, model: str, body: dict[str, Any]) -> dict[str, Any]:
-    resolution = body.get("resolution", "720p") if model == MODEL_V15 else model.rsplit("-", 1)[1]
+    resolution = (given(body, "resolution", "720p") if model == MODEL_V15
+                  else model.rsplit("-", 1)[1])
     return {
         "seed": pick_seed(rng, body.get("seed")),
         "resolution": resolution,
-        "duration": body.get("duration", 5),
+        "duration": given(body, "duration", 5),
         "aspect_ratio": body.get("aspect_ratio"),
     }
 

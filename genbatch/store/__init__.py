@@ -28,6 +28,7 @@ Keys (prefix `gb:` by default):
     notify                   zset of batch-finished events due for delivery (store/outbox.py)
     health:{provider}        account health: state, failure streaks (store/health.py)
     hb:worker:{name}, hb:scheduler   heartbeats with a TTL (store/heartbeats.py)
+    upload:*, seen:*         hosted copies of uploaded inputs, webhook ids seen (store/memo.py)
 
 Outside the prefix, only read: Celery's queue lists and kombu's `unacked` hash
 (store/monitor.py, for metrics). Nothing outside `genbatch/store/` touches Redis keys: other
@@ -35,7 +36,8 @@ parts call the named methods here (tests/test_layers.py checks it).
 
 The modules: this one (JobStore: batches, items, transitions, dispatch, timers), writer (the
 ingest path), history (attempts), budget, limits (rate limits, generation times), health,
-heartbeats, counters, outbox, locks, monitor, scripts (the one loader of `lua/*.lua`).
+heartbeats, counters, outbox, pages, series, memo, locks, monitor, scripts (the one loader of
+`lua/*.lua`).
 
 A Celery message only ever carries an item or batch id; losing or duplicating one is
 harmless because every task re-reads the item's state and transitions by compare-and-set.
@@ -65,6 +67,7 @@ from genbatch.store.health import Health
 from genbatch.store.heartbeats import Heartbeats
 from genbatch.store.limits import GenTimes, Limits
 from genbatch.store.locks import Locks
+from genbatch.store.memo import Memo
 from genbatch.store.monitor import Monitor
 from genbatch.store.outbox import Outbox
 from genbatch.store.pages import Pages
@@ -167,6 +170,11 @@ class JobStore:
     def counters(self) -> Counters:
         """Counters for Prometheus (`store/counters.py`)."""
         return Counters(self.r, self.prefix)
+
+    @functools.cached_property
+    def memo(self) -> Memo:
+        """Uploaded inputs' URLs and webhook ids seen, each expiring (`store/memo.py`)."""
+        return Memo(self.r, self.prefix)
 
     @functools.cached_property
     def outbox(self) -> Outbox:

@@ -1,8 +1,8 @@
 """Webhooks in: the callback URL each submitted item gives its provider.
 
-With `GENBATCH_WEBHOOK_BASE_URL` and `GENBATCH_WEBHOOK_SECRET` set, a WaveSpeed or Novita
-submit carries `{base}/hooks/{provider}/{item id}/{token}`, where the token is an HMAC-SHA256
-of the provider and item id under the secret: nobody without the secret can make a URL the
+With `GENBATCH_WEBHOOK_BASE_URL` and `GENBATCH_WEBHOOK_SECRET` set, every submit carries
+`{base}/hooks/{provider}/{item id}/{token}`, where the token is an HMAC-SHA256 of the
+provider and item id under the secret: nobody without the secret can make a URL the
 receiver (`genbatch.webhooks.receiver`) accepts, and one item's URL says nothing about
 another's. The token is a credential: never log it.
 
@@ -20,9 +20,9 @@ from urllib.parse import quote
 from genbatch.config import Settings
 from genbatch.errors import ConfigError
 
-# Providers whose callbacks the receiver understands. HighwayAPI speaks Novita's protocol but
-# documents no webhook, and BytePlus's `callback_url` is not wired: both stay poll-only.
-WEBHOOK_PROVIDERS = frozenset({"novita", "wavespeed"})
+# Providers whose callbacks the receiver understands (providers.md §9): Novita and HighwayAPI
+# (`extra.webhook.url`), WaveSpeed (`?webhook=`), BytePlus (`callback_url`).
+WEBHOOK_PROVIDERS = frozenset({"novita", "highwayapi", "wavespeed", "byteplus"})
 HOOK_PATH = "/hooks"
 MIN_SECRET_CHARS = 16
 _TOKEN = re.compile(r"[0-9a-f]{64}")

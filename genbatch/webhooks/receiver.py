@@ -1,33 +1,39 @@
 """The webhook receiver (`genbatch webhooks --port 8900`):
 
-    POST /hooks/{provider}/{item id}/{token}   a WaveSpeed or Novita callback
+    POST /hooks/{provider}/{item id}/{token}   a callback from any of the four providers
     GET  /healthz                              liveness
 
 A callback is accepted only when all of these hold, else it changes nothing:
 
 * the token is the item's HMAC under GENBATCH_WEBHOOK_SECRET (else 404, as for any unknown
   path: a wrong token and an unknown item look the same);
+* WaveSpeed, when GENBATCH_WAVESPEED_WEBHOOK_SECRET is set: the `webhook-signature` is
+  good and under 5 minutes old (else 401) and its `webhook-id` was not applied before
+  (else 409; see signing.py);
 * the item exists and belongs to that provider (else 404);
 * the body names the item's own remote task id (else 401: a forged or stale callback, e.g.
   one from a task an earlier attempt created).
 
-The body is parsed by the provider adapter's own parser (WaveSpeed: the bare prediction
-`data`; Novita: ASSUMED to be a task-result body, see genbatch.providers.novita) and the item
-is moved by `steps.apply_poll`, the very code a poll uses, so a callback and a poll can race
-harmlessly: the first compare-and-set wins, the other finds the item past `submitted`. A
-callback that arrives while the worker is still recording its submit waits briefly for it.
-Redis errors answer 503 so the provider retries; the slow safety poll covers lost callbacks.
+Bodies, each read by the provider adapter's own parser: Novita and HighwayAPI
+`{"event_type": "ASYNC_TASK_RESULT", "payload": <task-result body>}` (another event type is
+answered 200 and ignored); WaveSpeed the bare prediction `data`; BytePlus the task object
+GET returns (a wrapper tolerated). The item is moved by `steps.apply_poll`, the very code a
+poll uses, so a callback and a poll can race harmlessly: the first compare-and-set wins.
 
-Neither the secret nor a token is ever logged (uvicorn's access log is off: paths hold
+Every answer comes at once (Novita gives up after 5 s): a callback that arrives before the
+worker has recorded its submit is answered 503 with Retry-After, so the provider sends it
+again; Redis errors answer 503 too; the slow safety poll covers callbacks lost for good.
+
+Neither a secret nor a token is ever logged (uvicorn's access log is off: paths hold
 tokens).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
-import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import unquote
 
@@ -41,53 +47,68 @@ from starlette.routing import Route
 from genbatch.config import Settings
 from genbatch.errors import NotFoundError
 from genbatch.models import ItemState, PollResult
-from genbatch.providers import novita, wavespeed
+from genbatch.providers import byteplus, novita, wavespeed
 from genbatch.records import Item
 from genbatch.webhooks import HOOK_PATH, WEBHOOK_PROVIDERS, check_settings, token_ok
+from genbatch.webhooks.signing import MAX_AGE_S, BadSignature, verify
 from genbatch.worker.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
-Parser = Callable[[dict[str, Any]], tuple[str | None, PollResult]]
+# (task id, result), or None for a delivery to acknowledge and ignore (another event type).
+Parser = Callable[[dict[str, Any]], "tuple[str | None, PollResult] | None"]
 PARSERS: dict[str, Parser] = {"novita": novita.parse_callback,
-                              "wavespeed": wavespeed.parse_callback}
+                              "highwayapi": novita.parse_callback,
+                              "wavespeed": wavespeed.parse_callback,
+                              "byteplus": byteplus.parse_callback}
 MAX_BODY_BYTES = 1 << 20
-SUBMIT_WAIT_S = 5.0  # how long a callback waits for the worker to record its own submit
+RETRY_AFTER_S = 5
 NOT_YET_SUBMITTED = (ItemState.DISPATCHED, ItemState.SUBMITTING)
+SEEN_KIND = "wavespeed-webhook"
 
 
 class Rejected(Exception):
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(self, status: int, message: str, retry_after: int | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
+        self.retry_after = retry_after
 
 
 class Receiver:
     """Checks one callback and applies it; plain and synchronous, so tests can call it."""
 
-    def __init__(self, rt: Runtime, submit_wait_s: float = SUBMIT_WAIT_S) -> None:
+    def __init__(self, rt: Runtime) -> None:
         self.rt = rt
-        self.submit_wait_s = submit_wait_s
 
-    def handle(self, provider: str, iid: str, token: str, raw: bytes) -> str:
-        """The outcome of `steps.apply_poll` ("downloading", "failed", "running", ...) or
-        "skipped" for a duplicate; raises Rejected."""
+    def handle(self, provider: str, iid: str, token: str, raw: bytes,
+               headers: Mapping[str, str] | None = None) -> str:
+        """The outcome of `steps.apply_poll` ("downloading", "failed", "running", ...),
+        "skipped" for a duplicate or "ignored" for another event type; raises Rejected."""
+        if provider not in WEBHOOK_PROVIDERS or not token_ok(self.rt.settings, provider, iid,
+                                                             token):
+            raise Rejected(404, "not found")
+        delivery = self._signed_delivery(provider, raw, headers or {})
+        try:
+            return self._apply(provider, iid, raw)
+        except BaseException:
+            if delivery:  # not applied: the provider's retry of it must get through
+                self._forget(delivery)
+            raise
+
+    def _apply(self, provider: str, iid: str, raw: bytes) -> str:
         from genbatch.worker.steps import apply_poll  # imports the worker's dependencies
 
-        settings = self.rt.settings
-        if provider not in WEBHOOK_PROVIDERS or not token_ok(settings, provider, iid, token):
-            raise Rejected(404, "not found")
-        try:
-            body = json.loads(raw)
-        except (ValueError, UnicodeDecodeError):
-            raise Rejected(400, "the body is not JSON") from None
-        if not isinstance(body, dict):
-            raise Rejected(400, "the body is not a JSON object")
-        task_id, result = PARSERS[provider](body)
+        parsed = PARSERS[provider](_json_object(raw))
+        if parsed is None:
+            return "ignored"
+        task_id, result = parsed
         item = self._item(iid)
         if item.provider != provider:
             raise Rejected(404, "not found")
+        if item.state in NOT_YET_SUBMITTED:
+            raise Rejected(503, "the submit is not recorded yet; send it again",
+                           retry_after=RETRY_AFTER_S)
         if not task_id or task_id != item.remote_id:
             log.warning("callback for item %s rejected: task id %r is not the item's task",
                         iid, (task_id or "")[:80])
@@ -96,28 +117,50 @@ class Receiver:
             return "skipped"  # already moved on by a poll or an earlier callback
         return apply_poll(self.rt, item, iid, result, item.polls + 1, pushed=True)
 
+    def _signed_delivery(self, provider: str, raw: bytes,
+                         headers: Mapping[str, str]) -> str | None:
+        """WaveSpeed with a signing secret set: the verified, first-seen `webhook-id`."""
+        secret = self.rt.settings.wavespeed_webhook_secret
+        if provider != "wavespeed" or secret is None or not secret.get_secret_value():
+            return None
+        try:
+            delivery = verify(secret.get_secret_value(), headers, raw, self.rt.now())
+        except BadSignature as exc:
+            raise Rejected(401, str(exc)) from None
+        if not self.rt.store.memo.first_sight(SEEN_KIND, delivery, 2 * MAX_AGE_S):
+            raise Rejected(409, "this webhook-id was already applied (a replay)")
+        return delivery
+
+    def _forget(self, delivery: str) -> None:
+        # On a Redis error it expires on its own; a retry after that is verified as new.
+        with contextlib.suppress(redis.RedisError):
+            self.rt.store.memo.forget(SEEN_KIND, delivery)
+
     def _item(self, iid: str) -> Item:
-        """The item, waiting up to `submit_wait_s` while its submit is being recorded."""
-        deadline = time.monotonic() + self.submit_wait_s
-        while True:
-            try:
-                item = self.rt.store.get_item(iid)
-            except NotFoundError:
-                raise Rejected(404, "not found") from None
-            if item.state not in NOT_YET_SUBMITTED or time.monotonic() >= deadline:
-                return item
-            time.sleep(0.05)
+        try:
+            return self.rt.store.get_item(iid)
+        except NotFoundError:
+            raise Rejected(404, "not found") from None
 
 
-def create_app(settings: Settings, runtime: Runtime | None = None,
-               submit_wait_s: float = SUBMIT_WAIT_S) -> Starlette:
+def _json_object(raw: bytes) -> dict[str, Any]:
+    try:
+        body = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        raise Rejected(400, "the body is not JSON") from None
+    if not isinstance(body, dict):
+        raise Rejected(400, "the body is not a JSON object")
+    return body
+
+
+def create_app(settings: Settings, runtime: Runtime | None = None) -> Starlette:
     """The receiver app. `runtime` defaults to one whose enqueue sends Celery tasks."""
     check_settings(settings)
     if runtime is None:
         from genbatch.worker.runtime import configure
 
         runtime = configure(settings)
-    receiver = Receiver(runtime, submit_wait_s)
+    receiver = Receiver(runtime)
 
     async def callback(request: Request) -> Response:
         provider = request.path_params["provider"]
@@ -131,9 +174,11 @@ def create_app(settings: Settings, runtime: Runtime | None = None,
             chunks.append(chunk)
         try:
             outcome = await run_in_threadpool(receiver.handle, provider, iid,
-                                              request.path_params["token"], b"".join(chunks))
+                                              request.path_params["token"], b"".join(chunks),
+                                              request.headers)
         except Rejected as exc:
-            return JSONResponse({"error": exc.message}, status_code=exc.status)
+            extra = {} if exc.retry_after is None else {"Retry-After": str(exc.retry_after)}
+            return JSONResponse({"error": exc.message}, status_code=exc.status, headers=extra)
         except redis.RedisError as exc:
             log.warning("callback for item %s not applied, Redis error: %s", iid, exc)
             return JSONResponse({"error": "job store unavailable, retry"}, status_code=503)

@@ -109,16 +109,20 @@ def fail_over(rt: Runtime, iid: str, allowed: Sequence[str], code: str,
     origin = f"{item.provider}:{item.model}"
     if not target or item.state != allowed[0]:
         return stay
-    if target == origin:  # already on the fallback: once only (a resumed row starts over)
+    provider, _, named = target.partition(":")
+    try:  # the fallback may be named by the provider's own id: compare genbatch names
+        model, request = providers.canonical(provider, named, item.request)
+    except (ConfigError, ValueError) as exc:
+        return Failover(None, f"{message} (not failed over to {target}: {exc})")
+    # Already on the fallback: once only (a resumed row starts over).
+    if f"{provider}:{model}" == origin:
         came_from = failed_over_from(item)
         return Failover(None, f"{message} (on the fallback, after failing over from "
                        f"{came_from})") if came_from else stay
     if failover_reason(allowed[0], code) is None or batch.cancel_requested:
         return stay
-    provider, _, model = target.partition(":")
     try:
-        request = item.request
-        problems = providers.validate_request(provider, model, request)
+        problems = providers.validate_request(provider, named, item.request)
         cost = providers.estimate_cost(provider, model, request)
     except (ConfigError, ValueError) as exc:
         return Failover(None, f"{message} (not failed over to {target}: {exc})")
@@ -128,6 +132,8 @@ def fail_over(rt: Runtime, iid: str, allowed: Sequence[str], code: str,
                        f"fit it: {why})")
     fields = _failover_fields(rt, item, code, message, origin)
     fields.update(provider=provider, model=model, est_cost="" if cost is None else repr(cost))
+    if request != item.request:  # the fallback's id pins a resolution
+        fields["req"] = request.model_dump_json(exclude_none=True)
     moved = rt.store.transition(iid, list(allowed), ItemState.PENDING, timer="-", fields=fields,
                                 incr={"batch:failed_over": 1}, queue="back")
     if not moved.applied:

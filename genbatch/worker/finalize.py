@@ -17,14 +17,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from genbatch import providers
+from genbatch.errors import ConfigError
 from genbatch.models import ItemState
 from genbatch.storage import ObjectStorage, batch_key, object_key
 from genbatch.store.history import attempt_history, compact_history, failed_over_from
 
 RESULT_FIELDS: tuple[str, ...] = (
     "custom_id", "line", "status", "output_uri", "sha256", "bytes", "provider", "model",
-    "remote_task_id", "seed", "cost_usd", "submitted_at", "finished_at", "error_code",
-    "error_message", "failed_over_from", "attempt_history",
+    "provider_model", "remote_task_id", "seed", "cost_usd", "submitted_at", "finished_at",
+    "error_code", "error_message", "failed_over_from", "attempt_history",
 )
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
@@ -49,6 +51,7 @@ def result_row(item: Mapping[str, str]) -> dict[str, Any]:
         "bytes": _int(item.get("bytes")),
         "provider": item.get("provider") or None,
         "model": item.get("model") or None,
+        "provider_model": provider_model(item),
         "remote_task_id": item.get("remote_id") or None,
         "seed": _int(item.get("seed")),
         "cost_usd": _float(item.get("cost")),
@@ -61,6 +64,18 @@ def result_row(item: Mapping[str, str]) -> dict[str, Any]:
         "failed_over_from": failed_over_from(item),
         "attempt_history": attempt_history(item),
     }
+
+
+def provider_model(item: Mapping[str, str]) -> str | None:
+    """The model as its provider names it (e.g. WaveSpeed's `bytedance/...` path)."""
+    provider, model = item.get("provider"), item.get("model")
+    if not provider or not model:
+        return None
+    try:
+        resolution = json.loads(item.get("req") or "{}").get("resolution")
+        return providers.provider_model_id(provider, model, resolution)
+    except (ConfigError, ValueError, AttributeError):
+        return model
 
 
 def error_row(item: Mapping[str, str]) -> dict[str, Any]:

@@ -38,7 +38,7 @@ from genbatch.records import Item
 from genbatch.storage import object_key
 from genbatch.store.health import AccountHealth
 from genbatch.webhooks import callback_url
-from genbatch.worker import accounts, failover, notify
+from genbatch.worker import accounts, failover, notify, uploads
 from genbatch.worker.dispatch import refill
 from genbatch.worker.polling import (
     first_poll_delay,
@@ -72,7 +72,12 @@ def submit_item(rt: Runtime, iid: str) -> str:
     except ConfigError as exc:  # this worker holds no key for the account
         return accounts.no_key(rt, item, iid, str(exc))
     try:
-        request = rt.wire_request(item.request)
+        request = uploads.wire_request(rt, item)  # WaveSpeed: local images uploaded first
+    except RetryableProviderError as exc:  # an upload failed: it costs nothing, try again
+        return _not_created(rt, item, iid, exc, allowed=DISPATCHED)
+    except PermanentProviderError as exc:  # the provider refused the file
+        return finish(rt, iid, [DISPATCHED], ItemState.FAILED, exc.code,
+                      f"image upload refused: {exc.message}")
     except GenbatchError as exc:  # nothing was sent: a clear failure, not a mystery
         return finish(rt, iid, [DISPATCHED], ItemState.FAILED, "input_unavailable", str(exc))
     claim = rt.store.transition(
@@ -271,14 +276,15 @@ def _url_gone(rt: Runtime, iid: str, attempt: int, status: int) -> str:
     return "repoll"
 
 
-def _not_created(rt: Runtime, item: Item, iid: str, exc: RetryableProviderError) -> str:
+def _not_created(rt: Runtime, item: Item, iid: str, exc: RetryableProviderError,
+                 allowed: ItemState = SUBMITTING) -> str:
     """The provider provably created nothing: back to the head of the queue, no failure;
     the account rests (longer after each connect error in a row) and its health counts it."""
     if isinstance(exc, RateLimited):
         metrics.record_429(rt.store, item.provider, "submit", item.batch_id)
     health = _count_failure(rt, item.provider, exc)
     rest_s = accounts.backoff_s(rt, exc, health)
-    if accounts.requeue(rt, item, iid, [SUBMITTING], f"{exc.code}: {exc.message}",
+    if accounts.requeue(rt, item, iid, [allowed], f"{exc.code}: {exc.message}",
                         rest_s) == "requeued" and isinstance(exc, RateLimited):
         slow_down(rt, item.provider, "submit")
     return "requeued"

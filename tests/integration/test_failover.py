@@ -18,6 +18,7 @@ from tests.integration.test_pipeline import mixed_manifest, read_jsonl
 
 pytestmark = pytest.mark.integration
 MODEL = "seedance-v1.5-pro-i2v"
+UNFIT = "bytedance/seedance-v1-pro-i2v-1080p"
 
 
 @pytest.fixture
@@ -49,7 +50,8 @@ def test_failover_once_to_the_fallback(failing_cluster: Cluster, tmp_path: Path)
 
     rescued = submit("rescued", 6, f"byteplus:{MODEL}")  # fails at Novita, succeeds there
     doomed = submit("doomed", 4, f"highwayapi:{MODEL}")  # fails on the fallback too
-    unfit = submit("unfit", 3, f"wavespeed:{MODEL}")  # local image: WaveSpeed takes URLs
+    # The rows ask 480p; this WaveSpeed id is the 1080p endpoint.
+    unfit = submit("unfit", 3, f"wavespeed:{UNFIT}")
 
     # 1. Every item failed at Novita, was resubmitted once to BytePlus, and succeeded there.
     batch = c.wait_batch(rescued)
@@ -87,7 +89,9 @@ def test_failover_once_to_the_fallback(failing_cluster: Cluster, tmp_path: Path)
     assert len(errors) == 3
     for e in errors:
         assert e["attempts"] == 1
-        assert f"not failed over to wavespeed:{MODEL}" in str(e["error_message"])
+        assert f"not failed over to wavespeed:{UNFIT}" in str(e["error_message"])
+        assert "resolution: bytedance/seedance-v1-pro-i2v-1080p is the 1080p endpoint" in str(
+            e["error_message"])
     assert {i["provider"] for i in c.store.iter_items(unfit, 3)} == {"novita"}
 
     # One submit per attempt, nothing more: 6 * 2 + 4 * 2 + 3 * 1.

@@ -1,5 +1,6 @@
-"""Webhooks in, end to end on real parts: Redis, the simulator (which POSTs the callbacks),
-the `genbatch webhooks` receiver, worker and scheduler processes."""
+"""Webhooks in, end to end on real parts: Redis, the simulator (which POSTs the callbacks in
+each provider's shape, WaveSpeed's signed), the `genbatch webhooks` receiver, worker and
+scheduler processes. Every row has a local image: WaveSpeed's are uploaded first."""
 
 from __future__ import annotations
 
@@ -24,6 +25,10 @@ SECRET = "integration-webhook-secret-0123456789"
 PROFILE = {"time_factor": 50.0, "latency_mean_s": 20.0, "latency_sigma": 0.3,
            "queue_delay_s": 1.0, "seed": 11}
 N = 12
+# Each provider's rows, named by the provider's own model id for two of them.
+ROWS = [("novita", "seedance-v1.5-pro-i2v"), ("highwayapi", "seedance-v1.5-pro-i2v"),
+        ("wavespeed", "bytedance/seedance-v1.5-pro/image-to-video"),
+        ("byteplus", "seedance-1-5-pro-251215")]
 
 
 def free_port() -> int:
@@ -40,6 +45,7 @@ def hooked(redis_url: str, tmp_path: Path) -> Iterator[Cluster]:
     with running_simulator(SimProfile.model_validate(PROFILE)) as sim_url:
         c = Cluster(redis_url, sim_url, tmp_path, webhook_base_url=f"http://127.0.0.1:{port}",
                     webhook_secret=SECRET)
+        c.values["wavespeed_webhook_secret"] = wavespeed_secret(sim_url)
         try:
             c.start("webhooks", "webhooks", "--port", str(port))
             wait_healthy(c, f"http://127.0.0.1:{port}/healthz")
@@ -60,16 +66,23 @@ def wait_healthy(c: Cluster, url: str) -> None:
     c.wait_until(up, 30, "the webhook receiver to start")
 
 
+def wavespeed_secret(sim_url: str) -> str:
+    """The signing secret WaveSpeed shows the account (`whsec_...`)."""
+    answer = httpx.get(f"{sim_url}/api/v3/webhook/secret", timeout=10,
+                       headers={"Authorization": "Bearer test-wavespeed-key"})
+    secret: str = answer.json()["data"]["secret"]
+    return secret
+
+
 def manifest(folder: Path, sim_url: str) -> Path:
     shutil.copytree(SAMPLES / "images", folder / "images", dirs_exist_ok=True)
     rows = []
     for i in range(N):
-        provider = "novita" if i % 2 else "wavespeed"
-        image = ("images/sneaker.jpg" if provider == "novita"
-                 else f"{sim_url}/_sim/assets/landscape.png")
-        rows.append({"custom_id": f"hook-{i:02d}", "provider": provider,
-                     "model": "seedance-v1.5-pro-i2v", "prompt": f"shot {i}", "image": image,
-                     "resolution": "480p", "duration": 5})
+        provider, model = ROWS[i % len(ROWS)]
+        image = "images/bottle.png" if i % 8 < 4 else "images/sneaker.jpg"
+        rows.append({"custom_id": f"hook-{i:02d}", "provider": provider, "model": model,
+                     "prompt": f"shot {i}", "image": image, "resolution": "480p",
+                     "duration": 5})
     path = folder / "manifest.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     return path
@@ -82,7 +95,8 @@ def run_batch(c: Cluster, path: Path) -> tuple[str, dict[str, Any]]:
     batch = c.wait_batch(batch_id, timeout=180)
     assert batch["succeeded"] == str(N), batch
     after = c.sim_stats()
-    cost = {k: after[k] - before[k] for k in ("polls", "webhooks_sent", "webhooks_delivered")}
+    cost = {k: after[k] - before[k]
+            for k in ("polls", "webhooks_sent", "webhooks_delivered", "uploads")}
     return batch_id, cost
 
 
@@ -94,8 +108,17 @@ def test_items_complete_via_callbacks_with_far_fewer_polls_and_forgeries_fail(
 
     assert with_hooks["webhooks_delivered"] == with_hooks["webhooks_sent"] == N
     items = [hooked.store.get_item(item_id(hooked_batch, s)) for s in range(1, N + 1)]
+    assert {i["provider"] for i in items} == {p for p, _ in ROWS}
+    # Every item finished by its callback, none polled before its safety poll was due.
     assert all(i["state"] == "succeeded" and i.get("callbacks") == "1" for i in items)
+    assert all(not i.get("polls") for i in items) and with_hooks["polls"] == 0
     assert hooked.sim_stats()["webhook_statuses"] == {"200": N}
+    # WaveSpeed's local images were uploaded once per distinct content (two images).
+    assert with_hooks["uploads"] == 2
+    results = hooked.storage.get_bytes(f"{hooked_batch}/results.jsonl").decode().splitlines()
+    shown = {json.loads(r)["provider"]: json.loads(r)["provider_model"] for r in results}
+    assert shown["wavespeed"] == "bytedance/seedance-v1.5-pro/image-to-video"
+    assert shown["byteplus"] == "seedance-1-5-pro-251215"
 
     # A forged callback (right URL, another task's id) and a wrong token: both refused,
     # the item untouched.
@@ -103,8 +126,8 @@ def test_items_complete_via_callbacks_with_far_fewer_polls_and_forgeries_fail(
     url = callback_url(hooked.settings, items[0]["provider"], iid)
     assert url is not None
     before = hooked.store.get_item(iid)
-    forged = {"id": "not-" + before["remote_id"], "status": "failed", "error": "forged",
-              "outputs": []}
+    forged = {"event_type": "ASYNC_TASK_RESULT", "payload": {"task": {
+        "task_id": "not-" + before["remote_id"], "status": "TASK_STATUS_FAILED"}}}
     assert httpx.post(url, json=forged, timeout=10).status_code == 401
     assert httpx.post(url[:-64] + "f" * 64, json=forged, timeout=10).status_code == 404
     assert hooked.store.get_item(iid) == before
@@ -118,9 +141,8 @@ def test_items_complete_via_callbacks_with_far_fewer_polls_and_forgeries_fail(
     polled_batch, without = run_batch(hooked, path)
 
     print("with webhooks", with_hooks, "without", without)
-    assert without["webhooks_sent"] == 0
+    assert without["webhooks_sent"] == 0 and without["uploads"] == 0  # uploads remembered
     assert without["polls"] >= N  # at least one poll per item
-    assert with_hooks["polls"] * 4 <= without["polls"]
     polled = hooked.store.get_item(item_id(polled_batch, 1))
     assert polled.get("polls") and not polled.get("callbacks")
     tokens = _tokens(hooked, hooked_batch)
@@ -140,7 +162,8 @@ def test_a_lost_callback_is_caught_by_the_safety_poll(redis_url: str, tmp_path: 
     profile = {**PROFILE, "p_webhook_drop": 1.0}
     with running_simulator(SimProfile.model_validate(profile)) as sim_url:
         c = Cluster(redis_url, sim_url, tmp_path, webhook_base_url=f"http://127.0.0.1:{port}",
-                    webhook_secret=SECRET, webhook_safety_poll_s="60")
+                    webhook_secret=SECRET, webhook_safety_poll_s="60",
+                    wavespeed_webhook_secret=wavespeed_secret(sim_url))
         try:
             c.start("webhooks", "webhooks", "--port", str(port))
             wait_healthy(c, f"http://127.0.0.1:{port}/healthz")

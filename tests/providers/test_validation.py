@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
@@ -105,12 +106,30 @@ def test_seed_range(req: Req, provider: str, model: str, seed: int, ok: bool) ->
 
 
 @pytest.mark.parametrize("field", ["image", "last_image"])
-@pytest.mark.parametrize("ref", [DATA_URI, "/srv/images/cat.png", "s3://bucket/cat.png"])
-def test_wavespeed_takes_image_urls_only(req: Req, field: str, ref: str) -> None:
-    (problem,) = validate_request("wavespeed", V15, req(**{field: ref}))
-    assert problem.field == field
-    assert "WaveSpeed takes image URLs (http/https) only" in problem.message
-    assert "base64" not in problem.message  # never echo the (huge) data URI
+@pytest.mark.parametrize("ref", [DATA_URI, "/srv/images/cat.png"])
+def test_wavespeed_takes_local_images_and_data_uris_for_upload(
+        req: Req, field: str, ref: str) -> None:
+    assert validate_request("wavespeed", V15, req(**{field: ref})) == []
+
+
+@pytest.mark.parametrize("field", ["image", "last_image"])
+def test_wavespeed_refuses_images_over_its_20_mb_upload_limit(
+        req: Req, field: str, tmp_path: Path) -> None:
+    big = tmp_path / "big.png"
+    with big.open("wb") as f:
+        f.truncate(20 * 1024 * 1024 + 1)
+    exact = tmp_path / "exact.png"
+    with exact.open("wb") as f:
+        f.truncate(20 * 1024 * 1024)
+    huge_uri = "data:image/png;base64," + "A" * (28 * 1024 * 1024)
+
+    assert validate_request("wavespeed", V15, req(**{field: str(exact)})) == []
+    for ref in (str(big), huge_uri):
+        (problem,) = validate_request("wavespeed", V15, req(**{field: ref}))
+        assert problem.field == field
+        assert "WaveSpeed uploads images up to 20 MB, got" in problem.message
+        assert "AAAA" not in problem.message  # never echo the (huge) data URI
+    assert validate_request("novita", V15, req(**{field: str(big)})) == []
 
 
 @pytest.mark.parametrize("provider", ["novita", "highwayapi", "byteplus"])
@@ -179,7 +198,7 @@ def test_execution_expires_after_range(req: Req, value: int, ok: bool) -> None:
 def test_every_problem_is_reported_at_once(req: Req) -> None:
     request = req(
         prompt="",
-        image=DATA_URI,
+        image="data:image/png;base64," + "A" * (28 * 1024 * 1024),
         resolution="1080p",
         ratio="adaptive",
         duration=20,

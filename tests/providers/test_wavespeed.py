@@ -86,7 +86,7 @@ def test_v1_resolution_picks_the_endpoint_not_a_body_field(
 
 
 def test_a_data_uri_is_refused_before_sending(adapter: Build, req: Req, fake: FakeProvider) -> None:
-    with pytest.raises(PermanentProviderError, match="takes image URLs"):
+    with pytest.raises(PermanentProviderError, match="takes image URLs only; upload"):
         adapter("wavespeed").submit(V15, req(image="data:image/png;base64,AAAA"))
     assert fake.requests == []
 

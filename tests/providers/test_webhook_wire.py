@@ -8,7 +8,7 @@ from collections.abc import Callable
 import pytest
 
 from genbatch.models import GenerationRequest, TaskStatus
-from genbatch.providers import novita, wavespeed
+from genbatch.providers import byteplus, novita, wavespeed
 from genbatch.providers.base import Provider
 
 from .conftest import IMAGE, FakeProvider
@@ -48,14 +48,14 @@ def test_no_webhook_url_means_nothing_extra_is_sent(adapter: Build, req: Req,
     assert not fake.last.url.params and "extra" not in fake.body()
 
 
-def test_highwayapi_and_byteplus_ignore_a_webhook_url(adapter: Build, req: Req,
-                                                      fake: FakeProvider) -> None:
+def test_highwayapi_puts_the_webhook_in_extra_and_byteplus_sends_callback_url(
+        adapter: Build, req: Req, fake: FakeProvider) -> None:
     fake.reply(200, {"task_id": "t-3"})
     adapter("highwayapi").submit(V15, req(), webhook_url=HOOK)
-    assert "extra" not in fake.body() and HOOK not in str(fake.last.url)
+    assert fake.body()["extra"] == {"webhook": {"url": HOOK}}
     fake.reply(200, {"id": "cgt-1"})
     adapter("byteplus").submit(V15, req(), webhook_url=HOOK)
-    assert HOOK not in fake.last.content.decode() and HOOK not in str(fake.last.url)
+    assert fake.body()["callback_url"] == HOOK and HOOK not in str(fake.last.url)
 
 
 def test_wavespeed_callback_is_the_bare_data_object_or_an_envelope() -> None:
@@ -71,11 +71,20 @@ def test_wavespeed_callback_is_the_bare_data_object_or_an_envelope() -> None:
     assert (failed.status, failed.error_message) == (TaskStatus.FAILED, "boom")
 
 
-def test_novita_callback_is_read_as_a_task_result_body() -> None:
+def test_novita_callback_is_the_task_result_body_in_its_envelope() -> None:
     body = {"task": {"task_id": "t-9", "status": "TASK_STATUS_SUCCEED"},
             "videos": [{"video_url": "https://cdn/n.mp4", "video_url_ttl": "3600"}],
             "extra": {"seed": "7"}}
-    task_id, result = novita.parse_callback(body)
-    assert (task_id, result) == ("t-9", novita.parse_task_result(body))
-    assert novita.parse_callback({"payload": body}) == (task_id, result)
-    assert novita.parse_callback({})[0] is None
+    expected = ("t-9", novita.parse_task_result(body))
+    assert novita.parse_callback({"event_type": "ASYNC_TASK_RESULT", "payload": body}) == expected
+    assert novita.parse_callback(body) == expected  # a bare body is read as well
+    assert novita.parse_callback({"event_type": "OTHER", "payload": body}) is None
+    assert novita.parse_callback({}) == (None, novita.parse_task_result({}))
+
+
+def test_byteplus_callback_is_the_task_object() -> None:
+    task = {"id": "cgt-9", "status": "succeeded", "content": {"video_url": "https://cdn/b.mp4"}}
+    expected = ("cgt-9", byteplus.parse_task(task))
+    assert byteplus.parse_callback(task) == expected
+    assert byteplus.parse_callback({"data": task}) == expected
+    assert byteplus.parse_callback({"event": "x", "payload": task}) == expected
