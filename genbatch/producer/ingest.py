@@ -190,7 +190,7 @@ class _BatchWriter:
                 item_record(seq, outcome, self.uploads.request_json(outcome.request)))
             chunk.valid[row.line] = outcome
         else:
-            chunk.records.append(invalid_record(seq, row.line, row.data, outcome[0], row.text))
+            chunk.records.append(invalid_record(seq, row.line, row.data, outcome, row.text))
             chunk.valid[row.line] = None
         chunk.unique.append(None if custom_id is None else (custom_id, row.line))
         if len(chunk) >= CHUNK:
