@@ -12,6 +12,7 @@ from typing import Annotated, NoReturn
 import redis
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from genbatch.client import DEFAULT_MODEL, Client, open_store, submit_options
 from genbatch.config import load_settings
@@ -99,6 +100,8 @@ def submit(
                            dry_run=dry_run, options=options)
     for e in result.errors:
         err.print(f"[yellow]skipped[/] {e}", highlight=False)
+    for warning in result.warnings:
+        err.print(f"[yellow]warning[/] {escape(warning)}", highlight=False)
     if dry_run:
         for (p, m), (n, cost) in sorted(result.by_model.items()):
             out.print(f"{p} {m}: {n} rows, estimated ${cost:.2f}")
