@@ -74,23 +74,26 @@ class AbsoluteImages:
     """Makes a row's local image paths absolute, against the manifest's folder.
 
     URLs, data URIs and non-text values are left as they are (validation reports them).
-    A row that changes loses its `text`, so it is stored from its data, paths and all."""
+    The row's data is the reader's own fresh dict, so it is changed in place; a row that
+    changes loses its `text`, so it is stored from its data, paths and all."""
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder.resolve()
         self._seen: dict[str, str] = {}
 
     def row(self, row: Row) -> Row:
-        changed: dict[str, str] = {}
+        changed = False
+        data = row.data
         for name in IMAGE_FIELDS:
-            ref = row.data.get(name)
+            ref = data.get(name)
             if isinstance(ref, str):
                 absolute = self.path(ref)
                 if absolute != ref:
-                    changed[name] = absolute
-        if not changed:
+                    data[name] = absolute
+                    changed = True
+        if not changed or row.text is None:
             return row
-        return Row(row.line, {**row.data, **changed}, row.problem, None, row.unknown)
+        return Row(row.line, data, row.problem, None, row.unknown)
 
     def path(self, ref: str) -> str:
         """`ref` as an absolute path when it names a local file, else as given."""
