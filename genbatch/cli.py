@@ -13,6 +13,7 @@ from typing import Annotated, NoReturn
 import redis
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from genbatch import __version__
 from genbatch.client import DEFAULT_MODEL, AccountsReport, Client, open_store, submit_options
@@ -103,6 +104,8 @@ def submit(
                            dry_run=dry_run, options=options)
     for e in result.errors:
         err.print(f"[yellow]skipped[/] {e}", highlight=False)
+    for warning in result.warnings:
+        err.print(f"[yellow]warning[/] {escape(warning)}", highlight=False)
     if dry_run:
         for (p, m), (n, cost) in sorted(result.by_model.items()):
             out.print(f"{p} {m}: {n} rows, estimated ${cost:.2f}")

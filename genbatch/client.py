@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import redis
+
 from genbatch.config import Settings, load_settings
 from genbatch.errors import GenbatchError, ManifestError
 from genbatch.models import ItemState
@@ -39,6 +41,7 @@ if TYPE_CHECKING:
     from genbatch.producer.ingest import IngestResult
     from genbatch.producer.options import BatchOptions
     from genbatch.storage import ObjectStorage
+    from genbatch.store.heartbeats import Beat
     from genbatch.worker.control import CancelReport, RetryReport
     from genbatch.worker.runtime import Runtime
 
@@ -50,7 +53,9 @@ DEFAULT_RETRY_STATES = ("failed", "expired")
 @dataclass(frozen=True)
 class SubmitOutcome:
     """A submit or dry run: the new batch's id (None on a dry run), row counts and the
-    estimated cost. `errors` are the first rows refused (with skip_invalid)."""
+    estimated cost. `errors` are the first rows refused (with skip_invalid); `warnings`
+    what the batch may run into (no worker up yet, rows that cannot fail over; on a dry
+    run also what would refuse it)."""
 
     batch_id: str | None
     rows: int
@@ -63,13 +68,15 @@ class SubmitOutcome:
     budget_usd: float | None = None
     fit: int = 0  # with a budget: the first `fit` valid rows fit in it ...
     fit_cost: float = 0.0  # ... at this estimated cost
+    warnings: list[str] = field(default_factory=list)
 
     @classmethod
-    def of(cls, result: IngestResult) -> SubmitOutcome:
+    def of(cls, result: IngestResult, warnings: list[str] | None = None) -> SubmitOutcome:
         return cls(batch_id=result.batch_id, rows=result.rows, valid=result.valid,
                    invalid=result.invalid, est_cost=result.est_cost, unpriced=result.unpriced,
                    by_model=dict(result.by_model), errors=list(result.errors),
-                   budget_usd=result.budget_usd, fit=result.fit, fit_cost=result.fit_cost)
+                   budget_usd=result.budget_usd, fit=result.fit, fit_cost=result.fit_cost,
+                   warnings=[*(warnings or ()), *result.warnings])
 
 
 @dataclass(frozen=True)
@@ -162,8 +169,10 @@ class Client:
         skip_invalid: bool = False, dry_run: bool = False, options: BatchOptions | None = None,
     ) -> SubmitOutcome:
         """Validate `manifest` and enqueue it as a new batch; with `dry_run`, only validate
-        and estimate (nothing is written, no Redis needed). `provider` / `model` apply to
-        rows without one. Raises ManifestRejected when rows are bad and not `skip_invalid`.
+        and estimate (nothing is written, no Redis needed: the worker keys are checked when
+        Redis is set and answers). `provider` / `model` apply to rows without one. Raises
+        ManifestRejected when rows are bad and not `skip_invalid`, or when no live worker
+        holds a key the rows need, or the budget fits no row.
         """
         from genbatch.producer.ingest import ingest_manifest
         from genbatch.producer.options import BatchOptions
@@ -173,10 +182,23 @@ class Client:
             raise GenbatchError("--notify needs GENBATCH_NOTIFY_SECRET (the key that signs "
                                 "the event; set the same one on the workers)")
         store, storage = (None, None) if dry_run else (self.store, self.storage)
+        workers, notes = self._live_workers(dry_run)
         result = ingest_manifest(manifest, store=store, storage=storage, provider=provider,
                                  model=model, skip_invalid=skip_invalid, dry_run=dry_run,
-                                 options=options)
-        return SubmitOutcome.of(result)
+                                 options=options, workers=workers)
+        return SubmitOutcome.of(result, notes)
+
+    def _live_workers(self, dry_run: bool) -> tuple[list[Beat] | None, list[str]]:
+        """The live workers' heartbeats, for the key check. A dry run reads them only
+        when Redis is set, and goes on without (saying so) when it does not answer."""
+        if not dry_run:
+            return self.store.heartbeats.workers(), []
+        if not self.settings.redis_url:
+            return None, []
+        try:
+            return self.store.heartbeats.workers(), []
+        except redis.RedisError as exc:
+            return None, [f"worker keys not checked: cannot reach Redis ({exc})"]
 
     def resume(
         self, manifest: Path, batch_id: str, *, provider: str | None = None,

@@ -123,14 +123,28 @@ class AmbiguousSubmit(ProviderError):
     """Raised when a submit may or may not have created a task at the provider."""
 
 
-class ManifestRejected(GenbatchError):
-    """Raised when a manifest has bad rows and the user did not ask to skip them."""
+_SKIP_HINT = " (fix them, or pass --skip-invalid to submit the good rows)"
 
-    def __init__(self, path: str, errors: list[ManifestError], total_errors: int) -> None:
+
+class ManifestRejected(GenbatchError):
+    """Raised when a manifest has bad rows the user did not ask to skip, or is refused as a
+    whole (no worker holds a key it needs, a budget that fits no row).
+
+    `errors` are the first problems (the CLI prints one line each), `total_errors` the
+    number of problems found, `bad_rows` the number of rows they are on (by default one
+    problem a row)."""
+
+    def __init__(self, path: str, errors: list[ManifestError], total_errors: int,
+                 bad_rows: int | None = None) -> None:
         self.path = path
         self.errors = errors
         self.total_errors = total_errors
-        super().__init__(
-            f"{path}: {total_errors} bad row(s); nothing was submitted"
-            " (fix them, or pass --skip-invalid to submit the good rows)"
-        )
+        self.bad_rows = total_errors if bad_rows is None else bad_rows
+        if not self.bad_rows:
+            what, hint = f"{total_errors} problem(s)", ""
+        elif self.bad_rows == total_errors:
+            what, hint = f"{total_errors} bad row(s)", _SKIP_HINT
+        else:
+            what, hint = f"{total_errors} problems ({self.bad_rows} bad row(s))", _SKIP_HINT
+        super().__init__(f"{path}: {what}; nothing was submitted{hint}")
+

@@ -197,7 +197,9 @@ def test_dry_run_finds_repeats_without_redis(folder: Path) -> None:
 
 
 def test_jsonl_row_is_stored_as_written(store: JobStore, folder: Path) -> None:
-    line = '{"custom_id": "é-1", "prompt": "café", "image": "images/sneaker.jpg", "seed": 3}'
+    image = folder / "images" / "sneaker.jpg"  # absolute already: nothing to rewrite
+    line = json.dumps({"custom_id": "é-1", "prompt": "café", "image": str(image), "seed": 3},
+                      ensure_ascii=False)
     path = write(folder, "m.jsonl", line + "\n")
     result = ingest(store, path)
     item = store.get_item(item_id(str(result.batch_id), 1))
@@ -216,3 +218,24 @@ def test_provider_model_ids_are_stored_under_genbatchs_name(store: JobStore,
     assert (first["model"], json.loads(first["req"])["resolution"]) == (
         "seedance-v1-pro-i2v", "1080p")
     assert second["model"] == "seedance-v1.5-pro-i2v"
+
+
+def test_stored_rows_carry_absolute_image_paths(store: JobStore, folder: Path) -> None:
+    # Given rows naming their images relative to the manifest (CSV and JSONL, a bad row too)
+    (folder / "sub").mkdir()
+    csv_path = write(folder / "sub", "m.csv", HEADER + "a,,,p,../images/sneaker.jpg,,5\n"
+                     + "b,,,p,../images/watch.jpg,,99\n")
+    jsonl_path = write(folder, "m.jsonl", json.dumps(
+        {"custom_id": "c", "prompt": "p", "image": "images/sneaker.jpg",
+         "last_image": "https://example.com/x.jpg"}) + "\n")
+    # When they are ingested
+    first = ingest(store, csv_path, skip_invalid=True)
+    second = ingest(store, jsonl_path)
+    # Then every stored row names its local images by absolute path; URLs stay as they are
+    rows = [json.loads(store.get_item(item_id(str(first.batch_id), n))["row"]) for n in (1, 2)]
+    rows.append(json.loads(store.get_item(item_id(str(second.batch_id), 1))["row"]))
+    images = folder.resolve() / "images"
+    assert [r["image"] for r in rows] == [str(images / "sneaker.jpg"),
+                                          str(images / "watch.jpg"),
+                                          str(images / "sneaker.jpg")]
+    assert rows[2]["last_image"] == "https://example.com/x.jpg"

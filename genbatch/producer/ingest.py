@@ -1,10 +1,13 @@
 """Ingest: stream a manifest into a new batch in the job store.
 
 One pass over the file: each row is validated and written (in pipelined chunks) to a batch
-that stays `validating`, invisible to the dispatcher. At the end the batch is committed —
-or, if any row was bad and the user did not pass `skip_invalid`, deleted again, so a bad
-manifest leaves nothing behind. Local images are copied once each into object storage
-(`inputs/<sha256>.<ext>`), so workers on other machines can read them.
+that stays `validating`, invisible to the dispatcher; the batch itself is created with its
+first chunk, so a refused manifest of up to CHUNK rows never touches the store. At the end
+the manifest-wide checks run (checks.py: keys on live workers, budget, fallback) and the
+batch is committed — or, if any row was bad and the user did not pass `skip_invalid`, or a
+check refuses it, deleted again, so a refused manifest leaves nothing behind. Local images
+are copied once each into object storage (`inputs/<sha256>.<ext>`), so workers on other
+machines can read them.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from genbatch.errors import GenbatchError, ManifestError, ManifestRejected
+from genbatch.producer.checks import ManifestChecks
 from genbatch.producer.manifest import Row, iter_rows
 from genbatch.producer.options import BatchOptions
 from genbatch.producer.records import ImageUploader, invalid_record, item_record
@@ -28,6 +32,7 @@ from genbatch.producer.validate import (
 from genbatch.storage import ObjectStorage
 from genbatch.store import JobStore, item_id
 from genbatch.store.budget import unpriced_message
+from genbatch.store.heartbeats import Beat
 from genbatch.store.writer import Duplicate
 
 CHUNK = 1000
@@ -36,13 +41,17 @@ MAX_REPORTED_ERRORS = 200
 
 @dataclass
 class IngestResult:
-    """What ingest did: the batch id (None on a dry run), counts and estimated cost."""
+    """What ingest did: the batch id (None on a dry run), counts and estimated cost.
+    `errors` are the first MAX_REPORTED_ERRORS of `problems` (every problem of every bad
+    row); `warnings` do not stop the batch (on a dry run: what would refuse it, too)."""
 
     batch_id: str | None
     rows: int = 0
     valid: int = 0
     invalid: int = 0
     errors: list[ManifestError] = field(default_factory=list)
+    problems: int = 0
+    warnings: list[str] = field(default_factory=list)
     est_cost: float = 0.0
     unpriced: int = 0
     by_model: dict[tuple[str, str], tuple[int, float]] = field(default_factory=dict)
@@ -64,6 +73,7 @@ class IngestResult:
             self.est_cost += row.est_cost
 
     def report(self, errors: list[ManifestError]) -> None:
+        self.problems += len(errors)
         room = MAX_REPORTED_ERRORS - len(self.errors)
         self.errors.extend(errors[: max(room, 0)])
 
@@ -83,10 +93,13 @@ def ingest_manifest(
     dry_run: bool = False,
     progress: Callable[[int], None] | None = None,
     options: BatchOptions | None = None,
+    workers: list[Beat] | None = None,
 ) -> IngestResult:
     """Validate every row of `path`; unless `dry_run`, write them as a new batch.
 
-    Raises ManifestRejected (nothing written) when rows are bad and `skip_invalid` is off.
+    Raises ManifestRejected (nothing written) when rows are bad and `skip_invalid` is off,
+    or when a manifest-wide check refuses it (`workers`: the live workers' heartbeats, for
+    the key check; None skips it).
     custom_ids are made unique in Redis as the chunks are written (a dry run keeps them in
     a temporary file instead, see validate.py), so the producer's memory stays flat.
     """
@@ -101,6 +114,7 @@ def ingest_manifest(
         result.batch_id = writer.batch_id
     validator = RowValidator(path, provider, model, options.row_defaults(),
                              check_ids=writer is None)
+    checks = ManifestChecks(workers, options.budget_usd, options.fallback)
     providers_used: set[str] = set()
     committed = False
     try:
@@ -109,6 +123,7 @@ def ingest_manifest(
             outcome = validator.validate(row)
             if isinstance(outcome, ValidRow):
                 providers_used.add(outcome.provider)
+                checks.see(outcome)
                 if writer is None:
                     result.count(outcome)  # else once its chunk is written (no repeat)
             else:
@@ -129,8 +144,7 @@ def ingest_manifest(
         if writer is not None:
             writer.drain()
             result.errors.sort(key=lambda e: e.line or 0)  # repeats are found a chunk late
-        if result.invalid and not skip_invalid:
-            raise ManifestRejected(str(path), result.errors, result.invalid)
+        _conclude(path, result, checks, skip_invalid=skip_invalid, dry_run=dry_run)
         if writer is not None and options.budget_usd is not None and result.unpriced:
             raise GenbatchError(unpriced_message(result.unpriced))
         if writer is not None:
@@ -143,6 +157,23 @@ def ingest_manifest(
     if progress is not None:
         progress(result.rows)
     return result
+
+
+def _conclude(path: Path, result: IngestResult, checks: ManifestChecks, *,
+              skip_invalid: bool, dry_run: bool) -> None:
+    """Warn, or refuse the manifest: its bad rows (unless skipped), and what the
+    manifest-wide checks refuse (a dry run shows those as warnings)."""
+    result.warnings.extend(checks.warnings())
+    if dry_run:
+        result.warnings.extend(f"would be refused: {r}" for r in checks.refusals())
+        refused = []
+    else:
+        refused = [ManifestError(str(path), None, None, r) for r in checks.refusals()]
+    rows = 0 if skip_invalid else result.invalid
+    if refused or rows:
+        errors = refused + ([] if skip_invalid else result.errors)
+        problems = len(refused) + (0 if skip_invalid else result.problems)
+        raise ManifestRejected(str(path), errors[:MAX_REPORTED_ERRORS], problems, rows)
 
 
 @dataclass
@@ -176,10 +207,16 @@ class _BatchWriter:
         self.uploads = ImageUploader(storage)
         self.chunk = _Chunk()
         self._written: _Chunk | None = None
-        meta = {"provider": provider or "", "model": model or "", "manifest": str(path),
-                **options.meta()}
-        store.create_batch(self.batch_id, meta, created_at=time.time())
+        self._meta: dict[str, str] | None = {
+            "provider": provider or "", "model": model or "", "manifest": str(path),
+            **options.meta()}
         self._writer = store.item_writer()
+
+    def _create(self) -> None:
+        """Create the batch (`validating`) once, just before its first chunk is written."""
+        if self._meta is not None:
+            self.store.create_batch(self.batch_id, self._meta, created_at=time.time())
+            self._meta = None
 
     def add(
         self, seq: int, row: Row, outcome: ValidRow | list[ManifestError], custom_id: str | None
@@ -190,7 +227,7 @@ class _BatchWriter:
                 item_record(seq, outcome, self.uploads.request_json(outcome.request)))
             chunk.valid[row.line] = outcome
         else:
-            chunk.records.append(invalid_record(seq, row.line, row.data, outcome[0], row.text))
+            chunk.records.append(invalid_record(seq, row.line, row.data, outcome, row.text))
             chunk.valid[row.line] = None
         chunk.unique.append(None if custom_id is None else (custom_id, row.line))
         if len(chunk) >= CHUNK:
@@ -206,6 +243,7 @@ class _BatchWriter:
     def flush(self) -> None:
         if len(self.chunk):
             self._wait()
+            self._create()
             chunk, self.chunk = self.chunk, _Chunk()
             args = self.store.pack_items(self.batch_id, chunk.records, unique=chunk.unique,
                                          check_only=chunk.check_only)
@@ -258,4 +296,5 @@ class _BatchWriter:
         with contextlib.suppress(Exception):
             self._wait()
         self._writer.close()
-        self.store.discard_batch(self.batch_id, rows, providers)
+        if self._meta is None:  # created
+            self.store.discard_batch(self.batch_id, rows, providers)

@@ -2,6 +2,8 @@
 
 Rows come out one at a time with the line number where they start, so memory stays flat
 whatever the file's size. Format errors become `ManifestError(path, line, field, reason)`.
+Local image paths come out absolute (relative ones resolved against the manifest's folder),
+so the row stored with its item — and written back to errors.jsonl — works from anywhere.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from genbatch.errors import ManifestError
+from genbatch.images import is_data_uri, is_remote
 from genbatch.models import REQUEST_FIELDS
 
 ID_FIELDS: tuple[str, ...] = ("custom_id", "provider", "model")
@@ -24,6 +27,8 @@ ERROR_FILE_FIELDS: frozenset[str] = frozenset(
 )
 KNOWN_FIELDS: frozenset[str] = frozenset(REQUEST_FIELDS) | frozenset(ID_FIELDS)
 MAX_FIELD_CHARS = 1_000_000  # a cell larger than this is a mistake, not a prompt
+IMAGE_FIELDS = ("image", "last_image")
+MAX_CACHED_PATHS = 4096  # distinct image references remembered (cleared past this)
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +39,7 @@ class Row:
     data: dict[str, Any]
     problem: ManifestError | None = None
     text: str | None = None  # JSONL: the line itself, which is the row as JSON already
+    unknown: tuple[str, ...] = ()  # JSONL: keys that are no column (each one a problem)
 
 
 def manifest_format(path: Path) -> str:
@@ -55,25 +61,69 @@ def iter_rows(path: Path) -> Iterator[Row]:
     with handle:
         lines = _decoded_lines(path, handle)
         rows = _csv_rows(path, lines) if fmt == "csv" else _jsonl_rows(path, lines)
+        absolute = AbsoluteImages(path.parent)
         yielded = False
         for row in rows:
             yielded = True
-            yield row
+            yield absolute.row(row)
         if not yielded:
             raise ManifestError(str(path), None, None, "the manifest has no rows")
 
 
+class AbsoluteImages:
+    """Makes a row's local image paths absolute, against the manifest's folder.
+
+    URLs, data URIs and non-text values are left as they are (validation reports them).
+    The row's data is the reader's own fresh dict, so it is changed in place; a row that
+    changes loses its `text`, so it is stored from its data, paths and all."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder.resolve()
+        self._seen: dict[str, str] = {}
+
+    def row(self, row: Row) -> Row:
+        changed = False
+        data = row.data
+        for name in IMAGE_FIELDS:
+            ref = data.get(name)
+            if isinstance(ref, str):
+                absolute = self.path(ref)
+                if absolute != ref:
+                    data[name] = absolute
+                    changed = True
+        if not changed or row.text is None:
+            return row
+        return Row(row.line, data, row.problem, None, row.unknown)
+
+    def path(self, ref: str) -> str:
+        """`ref` as an absolute path when it names a local file, else as given."""
+        known = self._seen.get(ref)
+        if known is not None:
+            return known
+        text = ref.strip()
+        if not text or is_remote(text) or is_data_uri(text):
+            known = ref
+        else:
+            local = Path(text).expanduser()
+            known = str(local if local.is_absolute() else (self.folder / local).resolve())
+        if len(self._seen) >= MAX_CACHED_PATHS:
+            self._seen.clear()
+        self._seen[ref] = known
+        return known
+
+
 _ALLOWED_FIELDS = KNOWN_FIELDS | ERROR_FILE_FIELDS
+
+
+def unknown_column_reason() -> str:
+    return f"unknown column; the known ones are {', '.join(sorted(KNOWN_FIELDS))}"
 
 
 def _unknown_column(path: Path, line: int, keys: list[str]) -> ManifestError | None:
     unknown = [k for k in keys if k not in _ALLOWED_FIELDS]
     if not unknown:
         return None
-    return ManifestError(
-        str(path), line, unknown[0],
-        f"unknown column; the known ones are {', '.join(sorted(KNOWN_FIELDS))}",
-    )
+    return ManifestError(str(path), line, unknown[0], unknown_column_reason())
 
 
 def _decoded_lines(path: Path, handle: BinaryIO) -> Iterator[str]:
@@ -157,12 +207,12 @@ def _jsonl_rows(path: Path, lines: Iterator[str]) -> Iterator[Row]:
             problem = ManifestError(str(path), line_no, None, f"not valid JSON: {exc.msg}")
         if problem is None and not isinstance(data, dict):
             problem = ManifestError(str(path), line_no, None, "each line must be a JSON object")
-        if problem is None and not data.keys() <= _ALLOWED_FIELDS:
-            problem = _unknown_column(path, line_no, list(data))
         if problem is None and _SURROGATE_ESCAPE.search(text) and not _encodable(data):
             problem = ManifestError(str(path), line_no, None,
                                     "contains a lone UTF-16 surrogate escape (like \\ud800)")
         if problem is None:
-            yield Row(line_no, data, None, text.strip())
+            unknown = () if data.keys() <= _ALLOWED_FIELDS else \
+                tuple(k for k in data if k not in _ALLOWED_FIELDS)
+            yield Row(line_no, data, None, text.strip(), unknown)
         else:
             yield Row(line_no, {}, problem)

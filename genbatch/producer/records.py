@@ -17,7 +17,8 @@ from typing import Any
 from genbatch.errors import ManifestError
 from genbatch.images import STORED_PREFIX, is_data_uri, is_remote, sniff_format
 from genbatch.models import GenerationRequest, ItemState
-from genbatch.producer.validate import IMAGE_FIELDS, MAX_CACHED_REFS, ValidRow
+from genbatch.producer.manifest import IMAGE_FIELDS
+from genbatch.producer.validate import MAX_CACHED_REFS, ValidRow
 from genbatch.storage import ObjectStorage
 
 # One encoder each, built once: json.dumps with options builds a new one per call.
@@ -41,9 +42,10 @@ def item_record(seq: int, row: ValidRow, request_json: str) -> dict[str, str]:
 
 
 def invalid_record(
-    seq: int, line: int, data: dict[str, Any], first: ManifestError, text: str | None = None
+    seq: int, line: int, data: dict[str, Any], problems: list[ManifestError],
+    text: str | None = None,
 ) -> dict[str, str]:
-    """The record of a bad row's item: failed `invalid_row`, its first problem as message."""
+    """The record of a bad row's item: failed `invalid_row`, its problems as the message."""
     return {
         "seq": str(seq),
         "line": str(line),
@@ -53,7 +55,8 @@ def invalid_record(
         "state": ItemState.FAILED.value,
         "row": text if text is not None else _row_json(data),
         "error_code": "invalid_row",
-        "error_message": f"{first.field}: {first.reason}" if first.field else first.reason,
+        "error_message": "; ".join(f"{p.field}: {p.reason}" if p.field else p.reason
+                                   for p in problems),
     }
 
 

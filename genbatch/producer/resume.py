@@ -64,7 +64,7 @@ def resume_manifest(
                     req = uploads.request_json(outcome.request)
                     new_records.append(item_record(seq, outcome, req))
                 else:
-                    new_records.append(invalid_record(seq, row.line, row.data, outcome[0],
+                    new_records.append(invalid_record(seq, row.line, row.data, outcome,
                                                        row.text))
                 counts["added"] += 1
             elif isinstance(outcome, ValidRow) and old.state in REPLACEABLE:

@@ -1,7 +1,8 @@
 """Turn one manifest row into a validated generation request, or say exactly what is wrong.
 
-Checks, in order: the row's types (pydantic), custom_id (default `line-<n>`, unique),
-provider and model, the provider/model's parameter rules, and local images (header only).
+Checks, in order: unknown columns, custom_id (default `line-<n>`, unique), provider and
+model, the row's types (pydantic), the provider/model's parameter rules, and images (local
+files and data URIs, header only). A row gets every problem it has, not only the first.
 
 custom_id uniqueness takes memory that grows with the manifest, so it is kept out of the
 producer's RAM: a real ingest checks it in Redis as it writes each chunk (ADD_ITEMS, see
@@ -13,6 +14,7 @@ with the line of the first occurrence, and flat in RSS whatever the number of ro
 
 from __future__ import annotations
 
+import hashlib
 import operator
 import sqlite3
 from dataclasses import dataclass, field
@@ -23,12 +25,11 @@ from pydantic import ValidationError
 
 from genbatch import providers
 from genbatch.errors import ConfigError, ManifestError
-from genbatch.images import ImageProblem, is_data_uri, is_remote, probe_image
+from genbatch.images import ImageProblem, is_data_uri, is_remote, probe_data_uri, probe_image
 from genbatch.models import REQUEST_FIELDS, GenerationRequest
-from genbatch.producer.manifest import Row
+from genbatch.producer.manifest import IMAGE_FIELDS, Row, unknown_column_reason
 
 MAX_CUSTOM_ID = 256
-IMAGE_FIELDS = ("image", "last_image")
 # Per-row results that repeat across a manifest are cached; caches keyed by a row's own
 # values (image references) are cleared past this size so memory stays flat.
 MAX_CACHED_REFS = 4096
@@ -100,8 +101,10 @@ class RowValidator:
     # image reference as written -> (absolute path, or None for a URL / data URI; problem)
     _refs: dict[str, tuple[str | None, str | None]] = field(default_factory=dict)
     _costs: dict[tuple[Any, ...], float | None] = field(default_factory=dict)
+    _uri_checks: dict[bytes, str | None] = field(default_factory=dict)  # digest -> problem
 
     def validate(self, row: Row) -> ValidRow | list[ManifestError]:
+        """The row as a request, or every problem it has (not only the first)."""
         if row.problem is not None:
             return [row.problem]
         errors: list[ManifestError] = []
@@ -110,27 +113,17 @@ class RowValidator:
         def err(field_name: str | None, reason: str) -> None:
             errors.append(ManifestError(str(self.path), row.line, field_name, reason))
 
+        for name in row.unknown:
+            err(name, unknown_column_reason())
         custom_id = self._custom_id(data.get("custom_id"), row.line, err)
-        provider = _text(data.get("provider")) or self.default_provider
-        model = _text(data.get("model")) or self.default_model
-        if not provider:
-            err("provider", "no provider: pass --provider or add a provider column")
-        if not model:
-            err("model", "no model: pass --model or add a model column")
+        provider, model = self._target(data, err)
         image_problems: list[tuple[str, str]] = []
         request = self._request(data, err, image_problems)
-        if request is None or errors or provider is None or model is None:
-            return errors
-        try:
-            problems = providers.validate_request(provider, model, request)
-        except ConfigError as exc:
-            err("model" if provider in providers.PROVIDERS else "provider", str(exc))
-            return errors
-        for p in problems:
-            err(p.field, p.message)
+        if request is not None and provider is not None and model is not None:
+            self._check_rules(provider, model, request, err)
         for name, problem in image_problems:
             err(name, problem)
-        if errors:
+        if errors or request is None or provider is None or model is None:
             return errors
         assert custom_id is not None
         # Stored under genbatch's name; a provider id's pinned resolution goes in the request.
@@ -153,6 +146,27 @@ class RowValidator:
         if self._ids is not None:
             self._ids.close()
             self._ids = None
+
+    def _target(self, data: dict[str, Any], err: Any) -> tuple[str | None, str | None]:
+        """The row's provider and model (or the batch's defaults)."""
+        provider = _text(data.get("provider")) or self.default_provider
+        model = _text(data.get("model")) or self.default_model
+        if not provider:
+            err("provider", "no provider: pass --provider or add a provider column")
+        if not model:
+            err("model", "no model: pass --model or add a model column")
+        return provider, model
+
+    @staticmethod
+    def _check_rules(provider: str, model: str, request: GenerationRequest, err: Any) -> None:
+        """The provider/model's parameter rules."""
+        try:
+            problems = providers.validate_request(provider, model, request)
+        except ConfigError as exc:
+            err("model" if provider in providers.PROVIDERS else "provider", str(exc))
+            return
+        for p in problems:
+            err(p.field, p.message)
 
     def _estimate(self, provider: str, model: str, request: GenerationRequest) -> float | None:
         """The price estimate, computed once per (provider, model, priced fields)."""
@@ -214,10 +228,12 @@ class RowValidator:
 
     def _ref(self, ref: str) -> tuple[str | None, str | None]:
         """(absolute path or None when not a local file, problem) for one image reference."""
+        if is_data_uri(ref):
+            return None, self._probe_data_uri(ref)
         known = self._refs.get(ref)
         if known is not None:
             return known
-        if is_remote(ref) or is_data_uri(ref):
+        if is_remote(ref):
             known = (None, None)
         else:
             path = Path(ref).expanduser()
@@ -228,6 +244,20 @@ class RowValidator:
             self._refs.clear()
         self._refs[ref] = known
         return known
+
+    def _probe_data_uri(self, ref: str) -> str | None:
+        """The problem with an inline image, decoded and checked like a file; checks are
+        remembered by digest, so a manifest that repeats one image decodes it once."""
+        digest = hashlib.blake2b(ref.encode("utf-8", "surrogatepass"), digest_size=16).digest()
+        if digest not in self._uri_checks:
+            if len(self._uri_checks) >= MAX_CACHED_REFS:
+                self._uri_checks.clear()
+            try:
+                probe_data_uri(ref)
+                self._uri_checks[digest] = None
+            except ImageProblem as exc:
+                self._uri_checks[digest] = str(exc)
+        return self._uri_checks[digest]
 
     def _probe(self, path: Path) -> str | None:
         if path not in self._image_checks:

@@ -23,10 +23,12 @@ from genbatch.models import ItemState
 from genbatch.storage import ObjectStorage, batch_key, object_key
 from genbatch.store.history import attempt_history, compact_history, failed_over_from
 
+# Every key of `result_row`, in its order: the header of results.csv, so the CSV has every
+# field of results.jsonl (tests/test_outputs.py holds the two together).
 RESULT_FIELDS: tuple[str, ...] = (
     "custom_id", "line", "status", "output_uri", "sha256", "bytes", "provider", "model",
     "provider_model", "remote_task_id", "seed", "cost_usd", "submitted_at", "finished_at",
-    "error_code", "error_message", "failed_over_from", "attempt_history",
+    "error_code", "error_message", "attempts", "failed_over_from", "attempt_history",
 )
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 

@@ -139,3 +139,31 @@ def test_notify_resend_of_an_unknown_or_silent_batch_is_one_line(redis_url: str)
     res = run(["notify", "nope"], env={"GENBATCH_REDIS_URL": redis_url})
     assert res.returncode == 2
     assert res.stderr.strip() == "error: no batch 'nope' in the job store"
+
+
+def test_submit_warns_and_refuses_on_worker_keys_in_one_line_each(redis_url: str,
+                                                                   tmp_path: Path) -> None:
+    import shutil
+
+    from genbatch.demo import SAMPLES
+    from genbatch.store import JobStore
+    from genbatch.store.heartbeats import Beat
+
+    shutil.copytree(SAMPLES / "images", tmp_path / "images")
+    manifest = tmp_path / "m.csv"
+    manifest.write_text("provider,prompt,image,duration\nbyteplus,hi,images/watch.jpg,5\n")
+    env = {"GENBATCH_REDIS_URL": redis_url, "GENBATCH_STORAGE_URL": str(tmp_path / "out")}
+    # no worker up: accepted, with a warning
+    res = run(["submit", str(manifest), "--dry-run"], env=env)
+    assert res.returncode == 0, res.stderr
+    assert "warning no worker is running" in res.stderr
+    # a worker up without the key: refused, one line naming the provider and the variable
+    store = JobStore.from_url(redis_url)
+    store.heartbeats.beat_worker(Beat(name="w", at=time.time(), keys=("novita",)), ttl_s=60)
+    res = run(["submit", str(manifest)], env=env)
+    assert res.returncode == 2
+    assert "Traceback" not in res.stderr
+    assert (f"{manifest}: no running worker holds a key for byteplus: set "
+            "GENBATCH_BYTEPLUS_API_KEY on a worker") in res.stderr
+    assert store.list_batches() == []
+    store.r.close()
