@@ -242,6 +242,26 @@ def retry(
 
 
 @app.command()
+def reconcile(batch: BatchArg) -> None:
+    """Settle a batch's ambiguous items from the providers' task lists (WaveSpeed,
+    BytePlus): adopt the task that was created, resubmit when none was, report the rest and
+    any task of the batch's time that no item owns."""
+    report = Client().reconcile(batch)
+    for iid, task in report.adopted:
+        out.print(f"adopted   {iid}: task {task}", highlight=False)
+    for iid in report.resubmitted:
+        out.print(f"resubmit  {iid}: no task was created; queued again", highlight=False)
+    for iid, why in report.left:
+        out.print(f"ambiguous {iid}: {why}", highlight=False)
+    for provider, task in report.orphans:
+        out.print(f"unowned   {provider} task {task}: created in this batch's time, owned "
+                  "by no item (billed; not downloaded)", highlight=False)
+    out.print(f"batch {batch}: {len(report.adopted)} adopted, {len(report.resubmitted)} "
+              f"resubmitted, {len(report.left)} left ambiguous, {len(report.orphans)} "
+              "unowned tasks", highlight=False)
+
+
+@app.command()
 def notify(batch: BatchArg) -> None:
     """Send a finished batch's --notify event again (after its receiver was down longer
     than the retries); the event keeps its id."""

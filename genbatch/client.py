@@ -43,6 +43,7 @@ if TYPE_CHECKING:
     from genbatch.storage import ObjectStorage
     from genbatch.store.heartbeats import Beat
     from genbatch.worker.control import CancelReport, RetryReport
+    from genbatch.worker.reconcile import BatchReport
     from genbatch.worker.runtime import Runtime
 
 DEFAULT_MODEL = "seedance-v1.5-pro-i2v"  # for rows that name no model
@@ -317,6 +318,14 @@ class Client:
 
         return retry_batch(self._runtime(), batch_id, states, budget_usd=budget_usd)
 
+    def reconcile(self, batch_id: str) -> BatchReport:
+        """Look for the tasks of the batch's ambiguous items in their providers' task lists
+        now (adopt one, resubmit when provably none, else leave), and list the tasks its
+        accounts created in its time that no item owns."""
+        from genbatch.worker.reconcile import reconcile_batch
+
+        return reconcile_batch(self._runtime(), batch_id)
+
     def resend_notify(self, batch_id: str) -> str:
         """Queue a finished batch's --notify event for delivery again; returns its id (""
         when none was made yet: the first attempt makes it)."""
@@ -326,14 +335,20 @@ class Client:
 
     def _runtime(self) -> Runtime:
         """A runtime that acts on batches in this process: finalize runs inline (no worker
-        needs to be up for a cancelled batch to get its output manifests)."""
+        needs to be up for a cancelled batch to get its output manifests); other work (a
+        submit into a slot a cancel freed) goes to the workers as usual."""
         if self._rt is None:
+            from genbatch.worker.app import connect, send
             from genbatch.worker.runtime import Runtime
             from genbatch.worker.steps import finalize_batch
+
+            connect(self.settings)
 
             def enqueue(kind: str, ident: str) -> None:
                 if kind == "finalize":
                     finalize_batch(rt, ident)
+                else:
+                    send(kind, ident)
 
             rt = Runtime(self.settings, enqueue=enqueue)
             rt.store.ping()

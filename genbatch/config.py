@@ -121,6 +121,25 @@ class Settings(BaseSettings):
         "at once instead of waiting for the scheduler's tick"
     )
 
+    # Reconciliation of ambiguous submits (README "Reconciliation").
+    reconcile_settle_s: float = Field(
+        default=30.0, ge=0, description="wait this long after an ambiguous submit before "
+        "looking for its task in the provider's task list (lists lag behind creates)"
+    )
+    reconcile_margin_s: float = Field(
+        default=5.0, ge=0, description="the time window searched around the submit, each "
+        "side (covers clock differences between genbatch and the provider; wider also "
+        "catches other submits of the same model, which then cannot be told apart)"
+    )
+    reconcile_every_s: float = Field(
+        default=300.0, gt=0, description="an item left ambiguous (several candidates, a list "
+        "call failed) is looked at again this often ..."
+    )
+    reconcile_deadline_s: float = Field(
+        default=86400.0, gt=0, description="... until this long after its submit; then it "
+        "stays ambiguous for `genbatch retry --ambiguous` or `genbatch reconcile`"
+    )
+
     # Account health (README "Account health").
     account_degrade_after: int = Field(
         default=3, ge=1, description="consecutive connect/5xx/429 failures that mark an "

@@ -57,6 +57,11 @@ def _adapter(provider: str) -> type[Adapter]:
         ) from None
 
 
+def can_list(provider: str) -> bool:
+    """`provider` documents a task list (reconciliation of ambiguous submits works there)."""
+    return bool(_adapter(provider).can_list)
+
+
 def model_specs(provider: str) -> Mapping[str, ModelSpec]:
     """The models `provider` serves, by genbatch model name."""
     return _adapter(provider).specs

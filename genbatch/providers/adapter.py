@@ -16,7 +16,7 @@ from genbatch.config import ProviderSettings
 from genbatch.errors import ConfigError, FieldProblem, PermanentProviderError, RequestInvalid
 from genbatch.models import GenerationRequest, PollResult
 from genbatch.providers import pricing
-from genbatch.providers.base import ModelSpec
+from genbatch.providers.base import ModelSpec, TaskListing
 from genbatch.providers.http import Envelope, JsonApi
 from genbatch.providers.naming import lookup, pin_conflict, unknown_model
 from genbatch.providers.validation import validate
@@ -128,6 +128,11 @@ class Adapter:
     def cancel(self, model: str, remote_id: str) -> bool:
         """Most providers document no cancel call: nothing is sent."""
         return False
+
+    can_list = False  # Novita and HighwayAPI document no task list
+
+    def list_tasks(self, model: str, request: GenerationRequest, since: float) -> TaskListing:
+        raise NotImplementedError(f"{self.name} documents no task list")
 
     def estimate_cost(self, model: str, request: GenerationRequest) -> float | None:
         return pricing.estimate(self.name, self.spec(model), request)

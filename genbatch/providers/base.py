@@ -53,6 +53,27 @@ class ModelSpec:
     extra: Mapping[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True, slots=True)
+class RemoteTask:
+    """One task in a provider's task list: enough to tell whose it is."""
+
+    id: str
+    model: str  # the provider's model id as listed
+    created_at: float  # Unix seconds, the provider's clock
+    status: str = ""
+    seed: int | None = None  # where the list shows it: tells concurrent tasks apart
+
+
+@dataclass(frozen=True, slots=True)
+class TaskListing:
+    """Tasks of one model created since a time, newest first. `complete`: the pages went
+    back past that time (or ran out), so a task created since then that is not listed was
+    not created — as far as the provider's list is up to date."""
+
+    tasks: list[RemoteTask]
+    complete: bool
+
+
 @runtime_checkable
 class Provider(Protocol):
     """One provider account's adapter."""
@@ -93,6 +114,15 @@ class Provider(Protocol):
 
     def cancel(self, model: str, remote_id: str) -> bool:
         """Cancel a remote task where the provider allows it; False when it cannot."""
+
+    @property
+    def can_list(self) -> bool:
+        """The provider documents a task list (WaveSpeed, BytePlus)."""
+
+    def list_tasks(self, model: str, request: GenerationRequest, since: float) -> TaskListing:
+        """The account's tasks of the model `request` runs on, created at or after `since`,
+        newest first (a read: it never polls a task). NotImplementedError where the provider
+        has no task list; RetryableProviderError / PermanentProviderError as for poll."""
 
     def estimate_cost(self, model: str, request: GenerationRequest) -> float | None:
         """Estimated USD for this request from the price table; None when unknown."""

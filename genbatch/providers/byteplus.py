@@ -18,8 +18,9 @@ import httpx
 
 from genbatch.config import ProviderSettings
 from genbatch.models import GenerationRequest, PollResult, TaskStatus
+from genbatch.providers import listing
 from genbatch.providers.adapter import Adapter, as_dict, as_int, as_str, flat_body
-from genbatch.providers.base import ModelSpec
+from genbatch.providers.base import ModelSpec, RemoteTask, TaskListing
 from genbatch.providers.http import BYTEPLUS_ENVELOPE
 from genbatch.providers.novita import RATIOS_V15
 
@@ -129,6 +130,24 @@ class BytePlusProvider(Adapter):
         if status is not TaskStatus.QUEUED:
             return False
         return self.api.delete(self._task_path(remote_id))
+
+    can_list = True
+
+    def list_tasks(self, model: str, request: GenerationRequest, since: float) -> TaskListing:
+        """`GET …/tasks?page_num&page_size&filter.model` (§9), newest first."""
+        wire = self.checked(model, request)[0].wire_model
+
+        def fetch(page: int) -> list[RemoteTask]:
+            answer = self.api.get(self._tasks, params={
+                "page_num": str(page), "page_size": str(listing.PAGE_SIZE),
+                "filter.model": wire})
+            items = answer.get("items")
+            return [RemoteTask(str(t.get("id")), str(t.get("model") or ""),
+                               listing.timestamp(t.get("created_at")), str(t.get("status")),
+                               as_int(t.get("seed")))
+                    for t in (items if isinstance(items, list) else []) if isinstance(t, dict)]
+
+        return listing.walk(fetch, since, wire)
 
     def _task_path(self, remote_id: str) -> str:
         return f"{self._tasks}/{quote(remote_id, safe='')}"

@@ -169,6 +169,11 @@ class JsonApi:
         response = self._send("POST", path, submit=False, files=files)
         return self._json_object(response, submit=False)
 
+    def read_post(self, path: str, body: Mapping[str, Any]) -> dict[str, Any]:
+        """POST that only reads (a list query): classified like a GET."""
+        response = self._send("POST", path, submit=False, json=body)
+        return self._json_object(response, submit=False)
+
     def delete(self, path: str) -> bool:
         """DELETE; True on 2xx, False on a 4xx refusal (e.g. the task is past cancelling)."""
         response = self._send("DELETE", path, submit=False)

@@ -19,6 +19,7 @@ from urllib.parse import quote, urlencode
 
 from genbatch.errors import PermanentProviderError, RetryableProviderError
 from genbatch.models import GenerationRequest, PollResult, TaskStatus
+from genbatch.providers import listing
 from genbatch.providers.adapter import (
     Adapter,
     as_dict,
@@ -27,7 +28,7 @@ from genbatch.providers.adapter import (
     flat_body,
     wire_resolution,
 )
-from genbatch.providers.base import ModelSpec
+from genbatch.providers.base import ModelSpec, RemoteTask, TaskListing
 from genbatch.providers.http import WAVESPEED_ENVELOPE
 from genbatch.providers.novita import RATIOS_V1
 
@@ -35,6 +36,7 @@ from genbatch.providers.novita import RATIOS_V1
 RETENTION_S = 7 * 24 * 3600
 # `POST /api/v3/media/upload/binary` (§9): images up to 20 MB, answer `data.download_url`.
 UPLOAD_PATH = "/api/v3/media/upload/binary"
+PREDICTIONS_PATH = "/api/v3/predictions"  # POST: the account's prediction history (§9)
 UPLOAD_MAX_BYTES = 20 * 1024 * 1024
 
 # §4.2 (SEED-WS15): `aspect_ratio` without adaptive, 480p/720p (WS-SKILL's 1080p conflicts),
@@ -134,6 +136,23 @@ class WaveSpeedProvider(Adapter):
             raise RetryableProviderError(self.name, "MALFORMED_RESPONSE",
                                          "the upload answered without data.download_url")
         return url
+
+    can_list = True
+
+    def list_tasks(self, model: str, request: GenerationRequest, since: float) -> TaskListing:
+        """`POST /api/v3/predictions {page, page_size, model}` (§9), newest first."""
+        spec, request = self.checked(model, request)
+        wire = spec.wire_model.format(resolution=wire_resolution(spec, request) or "")
+
+        def fetch(page: int) -> list[RemoteTask]:
+            answer = self.api.read_post(PREDICTIONS_PATH, {
+                "page": page, "page_size": listing.PAGE_SIZE, "model": wire})
+            items = as_dict(answer.get("data")).get("items")
+            return [RemoteTask(str(t.get("id")), str(t.get("model") or ""),
+                               listing.timestamp(t.get("created_at")), str(t.get("status")))
+                    for t in (items if isinstance(items, list) else []) if isinstance(t, dict)]
+
+        return listing.walk(fetch, since, wire)
 
     def poll(self, model: str, remote_id: str) -> PollResult:
         answer = self.api.get(f"/api/v3/predictions/{quote(remote_id, safe='')}/result")

@@ -125,6 +125,7 @@ def routes() -> list[Route]:
     async def listing(request: Request) -> Response:
         sim = simulator_of(request)
         api_key, behaviour = gate.authenticate(request, sim, DIALECT)
+        sim.stats.lists += 1
         gate.inject(sim, behaviour, "poll", DIALECT)
         query = request.query_params
         page_num, page_size = _page(query.get("page_num"), 1), _page(query.get("page_size"), 10)

@@ -182,6 +182,8 @@ async def answer_submit(
         sim.stats.submit_timeouts += 1
         if behaviour.submit_timeout_mode == "drop":
             return DroppedResponse()
+        if behaviour.submit_timeout_mode == "error":  # created, then a 500
+            return JSONResponse({"error": "internal server error"}, status_code=500)
         await _wait_for_disconnect(request, behaviour.submit_hang_s)
     return answer(sim, behaviour, "submit", content)
 

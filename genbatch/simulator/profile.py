@@ -60,10 +60,11 @@ class Behaviour(BaseModel):
     p_submit_timeout: Probability = Field(
         default=0.0, ge=0, le=1, description="create the task, then give no answer"
     )
-    submit_timeout_mode: Literal["drop", "hang"] = Field(
+    submit_timeout_mode: Literal["drop", "hang", "error"] = Field(
         default="drop",
         description="drop: close the connection mid-response; hang: answer only after "
-        "submit_hang_s (or never, if the client gives up first)",
+        "submit_hang_s (or never, if the client gives up first); error: answer 500 (the "
+        "task exists all the same)",
     )
     submit_hang_s: float = Field(default=30.0, ge=0, description="real seconds")
     p_task_fail: Probability = Field(default=0.0, ge=0, le=1)

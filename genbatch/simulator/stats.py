@@ -28,6 +28,7 @@ class Stats:
     attempts_by_fingerprint: Counter[str] = field(default_factory=Counter)
     submits_by_fingerprint: Counter[str] = field(default_factory=Counter)
     polls: int = 0
+    lists: int = 0  # task-list calls (WaveSpeed history, BytePlus tasks list)
     cancels: int = 0
     responses_429: int = 0
     responses_5xx: int = 0
@@ -69,6 +70,7 @@ class Stats:
             "submit_attempts_by_fingerprint": dict(self.attempts_by_fingerprint),
             "submits_by_fingerprint": dict(self.submits_by_fingerprint),
             "polls": self.polls,
+            "lists": self.lists,
             "cancels": self.cancels,
             "responses_429": self.responses_429,
             "responses_5xx": self.responses_5xx,

@@ -143,6 +143,27 @@ def routes(prefix: str = "") -> list[Route]:
         return gate.answer(sim, behaviour, "poll", content)
 
     @gate.endpoint
+    async def history(request: Request) -> Response:
+        """The account's predictions, newest first (§9): `{page, page_size}` required,
+        page_size at most 100; `model`, `status`, `created_after`, `created_before`
+        (ISO 8601) filter."""
+        sim = simulator_of(request)
+        api_key, behaviour = gate.authenticate(request, sim, DIALECT)
+        sim.stats.lists += 1
+        gate.inject(sim, behaviour, "poll", DIALECT)
+        body = await gate.read_json(request, DIALECT)
+        page, size = body.get("page"), body.get("page_size")
+        if not isinstance(page, int) or not isinstance(size, int) or page < 1 \
+                or not 1 <= size <= 100:
+            raise DIALECT.refuse(ErrorKind.INVALID, "page and page_size (1-100) are required")
+        origin = gate.origin(request)
+        found = [t for t in reversed(sim.tasks.values())
+                 if t.provider == DIALECT.provider and t.api_key == api_key
+                 and _in_history(sim, t, body)]
+        items = [_data(sim, t, origin, prefix) for t in found[(page - 1) * size:page * size]]
+        return gate.answer(sim, behaviour, "poll", _envelope_ok({"page": page, "items": items}))
+
+    @gate.endpoint
     async def webhook_secret(request: Request) -> Response:
         sim = simulator_of(request)
         api_key, _ = gate.authenticate(request, sim, DIALECT)
@@ -152,9 +173,27 @@ def routes(prefix: str = "") -> list[Route]:
         *uploads.routes(DIALECT),
         Route("/api/v3/webhook/secret", webhook_secret, methods=["GET"]),
         Route("/api/v3/bytedance/{model:path}", submit, methods=["POST"]),
+        Route("/api/v3/predictions", history, methods=["POST"]),
         Route("/api/v3/predictions/{task_id}/result", result, methods=["GET"]),
         Route("/api/v3/predictions/{task_id}", result, methods=["GET"]),
     ]
+
+
+def _in_history(sim: Simulator, task: Task, body: dict[str, Any]) -> bool:
+    def when(name: str) -> float | None:
+        value = body.get(name)
+        if not isinstance(value, str):
+            return None
+        try:
+            return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+        except ValueError:
+            raise DIALECT.refuse(ErrorKind.INVALID, f"{name} is not an ISO 8601 time") from None
+
+    after, before = when("created_after"), when("created_before")
+    return ((not body.get("model") or task.model == body["model"])
+            and (not body.get("status") or STATUS[task.phase(sim.clock())] == body["status"])
+            and (after is None or task.created >= after)
+            and (before is None or task.created <= before))
 
 
 def _task_id(rng: random.Random) -> str:

@@ -28,6 +28,8 @@ Keys (prefix `gb:` by default):
     notify                   zset of batch-finished events due for delivery (store/outbox.py)
     health:{provider}        account health: state, failure streaks (store/health.py)
     hb:worker:{name}, hb:scheduler   heartbeats with a TTL (store/heartbeats.py)
+    owners:{provider}:{day}, reconcile   remote task owners; ambiguous items due for
+                             reconciling (store/reconcile.py)
     upload:*, seen:*         hosted copies of uploaded inputs, webhook ids seen (store/memo.py)
 
 Outside the prefix, only read: Celery's queue lists and kombu's `unacked` hash
@@ -71,6 +73,7 @@ from genbatch.store.memo import Memo
 from genbatch.store.monitor import Monitor
 from genbatch.store.outbox import Outbox
 from genbatch.store.pages import Pages
+from genbatch.store.reconcile import ReconcileBook
 from genbatch.store.series import Series
 from genbatch.store.writer import (
     Duplicate,
@@ -206,6 +209,12 @@ class JobStore:
     def heartbeats(self) -> Heartbeats:
         """Heartbeats of workers and the scheduler (`store/heartbeats.py`)."""
         return Heartbeats(self.r, self.prefix)
+
+    @functools.cached_property
+    def reconcile(self) -> ReconcileBook:
+        """Owners of remote tasks, ambiguous items due for reconciling
+        (`store/reconcile.py`)."""
+        return ReconcileBook(self.r, self.prefix)
 
     @functools.cached_property
     def series(self) -> Series:

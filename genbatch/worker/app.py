@@ -17,6 +17,7 @@ QUEUES: dict[str, str] = {
     "download": "genbatch.download",
     "finalize": "genbatch.control",
     "notify": "genbatch.control",
+    "reconcile": "genbatch.control",
 }
 TASK_NAMES: dict[str, str] = {kind: f"genbatch.{kind}" for kind in QUEUES}
 

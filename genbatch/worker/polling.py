@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 
 from genbatch.config import Settings
+from genbatch.models import GenerationRequest
 
 # Re-polls of a generation that is due come this share of its typical time apart (never
 # sooner than the provider allows), three times, then back off: the spacing scales with the
@@ -62,3 +63,10 @@ def retry_delay(attempt: int, settings: Settings, cap_s: float = 60.0) -> float:
 
 def _clamp(seconds: float, settings: Settings) -> float:
     return max(settings.poll_min_interval_s, min(settings.poll_max_interval_s, seconds))
+
+
+def deadline_s(request: GenerationRequest, settings: Settings) -> float:
+    """How long after submit an unfinished task ends `expired`: its own expiry (or
+    GENBATCH_ITEM_DEADLINE_S) and ten minutes' grace."""
+    limit = float(request.execution_expires_after or settings.item_deadline_s)
+    return (limit + 600.0) / settings.time_factor

@@ -70,6 +70,7 @@ class Scheduler:
         stats.dispatched = self.dispatch()
         stats.timers, stats.ambiguous = self.fire_timers()
         notify.enqueue_due(self.rt)  # webhook-out deliveries due (retries, lost messages)
+        self.reconcile_due()
         if self.ticks % self.sweep_every == 0:
             stats.finalize = self.sweep()
         self.ticks += 1
@@ -100,6 +101,14 @@ class Scheduler:
             elif state in TIMER_ACTIONS:
                 rt.enqueue(TIMER_ACTIONS[state], iid)
         return fired, ambiguous
+
+    def reconcile_due(self) -> int:
+        """Ambiguous items due for a look at their provider's task list (worker/reconcile)."""
+        rt, now = self.rt, self.rt.now()
+        due = rt.store.reconcile.claim_due(now, now + rt.settings.task_lease_s, 200)
+        for iid in due:
+            rt.enqueue("reconcile", iid)
+        return len(due)
 
     def _interrupted_submit(self, iid: str) -> int:
         state = finish(self.rt, iid, [ItemState.SUBMITTING], ItemState.AMBIGUOUS,

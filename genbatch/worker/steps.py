@@ -27,20 +27,20 @@ from genbatch.errors import (
 from genbatch.models import (
     IN_FLIGHT_STATES,
     BatchStatus,
-    GenerationRequest,
     ItemState,
     PollResult,
     TaskStatus,
 )
-from genbatch.providers import get_spec
+from genbatch.providers import can_list, get_spec
 from genbatch.providers.failures import FailureClass, failure_class
 from genbatch.records import Item
 from genbatch.storage import object_key
 from genbatch.store.health import AccountHealth
 from genbatch.webhooks import callback_url
-from genbatch.worker import accounts, failover, notify, uploads
+from genbatch.worker import accounts, failover, notify, reconcile, uploads
 from genbatch.worker.dispatch import refill
 from genbatch.worker.polling import (
+    deadline_s,
     first_poll_delay,
     next_poll_delay,
     retry_delay,
@@ -109,12 +109,15 @@ def submit_item(rt: Runtime, iid: str) -> str:
     if hook:  # the provider calls back: poll only as a slow safety net
         first = safety_poll_delay(rt.settings)
     due = rt.now() + first
+    if can_list(item.provider):  # owned before it is submitted: see store/reconcile.py
+        rt.store.reconcile.own(item.provider, remote_id, iid, now)
     done = rt.store.transition(
         iid, [SUBMITTING], SUBMITTED, timer=due,
         fields={"remote_id": remote_id, "submitted_at": now, "first_poll_s": first,
                 "poll_due": due,
                 "typical_s": round(typical, 1),
-                "deadline": now + _deadline_s(rt, request), **({"webhook": 1} if hook else {})},
+                "deadline": now + deadline_s(request, rt.settings),
+                **({"webhook": 1} if hook else {})},
     )
     return "submitted" if done.applied else "skipped"
 
@@ -327,16 +330,13 @@ def finish(rt: Runtime, iid: str, allowed: Sequence[str], state: str, code: str,
     moved = rt.store.transition(iid, allowed, state, timer="-", fields=values)
     if moved.applied:
         metrics.record_completion(rt.store, iid, state)
+        if ItemState(state) is ItemState.AMBIGUOUS:
+            reconcile.schedule(rt, iid, moved.provider)
     if moved.applied and moved.open_items == 0:
         rt.enqueue("finalize", iid.rsplit(":", 1)[0])
     if moved.applied and moved.previous in IN_FLIGHT_STATES:
         refill(rt, moved.provider)
     return state if moved.applied else "skipped"
-
-
-def _deadline_s(rt: Runtime, request: GenerationRequest) -> float:
-    limit = float(request.execution_expires_after or rt.settings.item_deadline_s)
-    return (limit + 600.0) / rt.settings.time_factor
 
 
 def _cost(rt: Runtime, item: Item, result: PollResult) -> float | None:
@@ -358,6 +358,8 @@ def finalize_batch(rt: Runtime, batch_id: str) -> str:
 
     batch = rt.store.get_batch(batch_id)
     if batch.status not in (IN_PROGRESS, FINALIZING) or batch.open_items:
+        return "skipped"
+    if rt.store.reconcile.holding(batch_id):  # ambiguous items not looked at yet
         return "skipped"
     ok, _ = rt.store.batch_cas(batch_id, [IN_PROGRESS, FINALIZING], FINALIZING)
     if not ok:

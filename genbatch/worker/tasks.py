@@ -9,6 +9,7 @@ from genbatch.worker import notify as webhook_out
 from genbatch.worker import steps
 from genbatch.worker.app import QUEUES, app, worker_argv
 from genbatch.worker.heartbeat import process_name, start_worker_heartbeat
+from genbatch.worker.reconcile import reconcile_item
 from genbatch.worker.runtime import Runtime, configure
 
 _runtime: Runtime | None = None
@@ -56,6 +57,11 @@ def download(item_id: str) -> str:
 @app.task(name="genbatch.finalize")
 def finalize(batch_id: str) -> str:
     return steps.finalize_batch(runtime(), batch_id)
+
+
+@app.task(name="genbatch.reconcile")
+def reconcile(item_id: str) -> str:
+    return reconcile_item(runtime(), item_id).outcome
 
 
 @app.task(name="genbatch.notify")

@@ -1,0 +1,229 @@
+"""Reconciliation: did an ambiguous submit create a task? Ask the provider's task list.
+
+A submit whose answer was lost (a read timeout, a dropped connection, a 5xx after sending)
+ends `ambiguous`: the task may exist and be billed. On providers with a task list (WaveSpeed,
+BytePlus) the item is looked at again once the list has caught up (GENBATCH_RECONCILE_SETTLE_S):
+
+- list the account's tasks of the item's model created in the submit's window (from when the
+  submit started to when it ended, GENBATCH_RECONCILE_MARGIN_S wider on each side) — with
+  the row's seed, where the list shows seeds (BytePlus) and the row set one;
+- leave out tasks another item owns (`store/reconcile.py` records each task's owner before
+  the item is marked submitted);
+- exactly one candidate: **adopt** it — the item becomes `submitted` with that task, its polls
+  go on, its history says so, and its cost counts once;
+- no candidate, and the list provably covers the window — the pages went back past the
+  window's start or ran out, and the list was read at least the settle time after the
+  submit ended: nothing was created; the item goes back to `pending` to be submitted again,
+  automatically, once;
+- otherwise (several candidates, a list that failed or was cut short): the item stays
+  `ambiguous`, its message naming the candidates, and is looked at again every
+  GENBATCH_RECONCILE_EVERY_S until GENBATCH_RECONCILE_DEADLINE_S after its submit.
+
+Novita and HighwayAPI document no task list: their ambiguous items stay ambiguous. A list
+call takes a grant of the account's poll budget and never polls a task.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+
+from genbatch import providers
+from genbatch.errors import GenbatchError, ProviderError
+from genbatch.models import ItemState
+from genbatch.providers.base import RemoteTask, TaskListing
+from genbatch.records import Item
+from genbatch.store.history import attempt_reset
+from genbatch.store.limits import rates_for
+from genbatch.worker.polling import deadline_s
+from genbatch.worker.runtime import Runtime
+
+log = logging.getLogger(__name__)
+AMBIGUOUS = ItemState.AMBIGUOUS
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """What a look at one ambiguous item did: `adopted`, `resubmitted`, `left` (still
+    ambiguous, with why), `later` (not yet: settling, no poll budget) or `skipped`."""
+
+    outcome: str
+    detail: str = ""
+
+
+def schedule(rt: Runtime, iid: str, provider: str) -> None:
+    """An item just became ambiguous: look at it once the provider's list has settled."""
+    if provider and providers.can_list(provider):  # its batch waits for this first look
+        rt.store.reconcile.schedule(iid, rt.now() + _settle(rt), hold=True)
+
+
+def reconcile_item(rt: Runtime, iid: str, *, on_demand: bool = False) -> Verdict:
+    """Look for the task of ambiguous item `iid` (see the module docstring). `on_demand`
+    (`genbatch reconcile`) skips the settle wait, the deadline and the poll budget."""
+    item = rt.store.get_item(iid)
+    if item.state is not AMBIGUOUS:
+        rt.store.reconcile.unschedule(iid)
+        return Verdict("skipped", f"the item is {item.state}")
+    if not providers.can_list(item.provider):
+        rt.store.reconcile.unschedule(iid)
+        return Verdict("left", f"{item.provider} documents no task list")
+    started, ended = _window(item)
+    now = rt.now()
+    if not on_demand:
+        if now < ended + _settle(rt):
+            rt.store.reconcile.schedule(iid, ended + _settle(rt))
+            return Verdict("later", "settling")
+        if not _poll_grant(rt, item.provider, now):
+            rt.store.reconcile.schedule(iid, now + 1.0 / rt.settings.time_factor)
+            return Verdict("later", "no poll budget")
+    margin = rt.settings.reconcile_margin_s
+    try:
+        listing = rt.provider(item.provider).list_tasks(item.model, item.request,
+                                                        since=started - margin)
+    except (ProviderError, GenbatchError, ValueError) as exc:
+        return _leave(rt, item, f"the task list could not be read ({exc})", now)
+    candidates = _candidates(rt, item, listing, started - margin, ended + margin)
+    covered = listing.complete and now >= ended + _settle(rt)
+    if len(candidates) == 1:
+        return _adopt(rt, item, candidates[0], now)
+    if not candidates and covered:
+        return _resubmit(rt, item, now)
+    why = (f"{len(candidates)} unowned tasks of this model in the submit's window: "
+           + ", ".join(t.id for t in candidates[:10])) if candidates else \
+        "the task list does not yet cover the submit's window"
+    return _leave(rt, item, why, now)
+
+
+def _window(item: Item) -> tuple[float, float]:
+    started = float(item.get("submit_started_at") or item.get("finished_at") or 0)
+    ended = float(item.get("finished_at") or started)
+    return started, max(started, ended)
+
+
+def _settle(rt: Runtime) -> float:
+    return rt.settings.reconcile_settle_s / rt.settings.time_factor
+
+
+def _poll_grant(rt: Runtime, provider: str, now: float) -> bool:
+    granted, _ = rt.store.limits.take(provider, "poll", 1, rates_for(rt.settings,
+                                                                     provider)["poll"], now)
+    return granted > 0
+
+
+def _candidates(rt: Runtime, item: Item, listing: TaskListing, start: float,
+                end: float) -> list[RemoteTask]:
+    """Tasks created in [start, end] that no other item owns (and, where the list shows
+    seeds and the row set one, with the row's seed)."""
+    seed = item.request.seed
+    inside = [t for t in listing.tasks if start <= t.created_at <= end
+              and (seed is None or t.seed is None or t.seed == seed)]
+    owners = rt.store.reconcile.owners(item.provider, [(t.id, t.created_at) for t in inside])
+    return [t for t in inside if owners.get(t.id, item.id) == item.id]
+
+
+def _adopt(rt: Runtime, item: Item, task: RemoteTask, now: float) -> Verdict:
+    """The item's task exists: the item is `submitted` with it again. Its estimate, counted
+    as spent when it turned ambiguous, is reserved again, so the cost counts once."""
+    rt.store.reconcile.own(item.provider, task.id, item.id, now)
+    held = _micro(item.est_cost)
+    history = _history(item, f"adopted task {task.id} from the task list")
+    rt.store.reopen_batch(item.batch_id)
+    moved = rt.store.transition(
+        item.id, [AMBIGUOUS], ItemState.SUBMITTED, timer=now,
+        fields={"remote_id": task.id, "submitted_at": now, "adopted": task.id,
+                "deadline": now + deadline_s(item.request, rt.settings), "error_code": "",
+                "error_message": "", "finished_at": "", "reserved_micro": held,
+                "history": history},
+        incr={"batch:spent_micro": -held, "batch:spent_est_micro": -held,
+              "batch:reserved_micro": held, "batch:adopted": 1})
+    rt.store.reconcile.unschedule(item.id)
+    if moved.applied:
+        log.info("item %s: adopted task %s of %s", item.id, task.id, item.provider)
+    return Verdict("adopted" if moved.applied else "skipped", task.id)
+
+
+def _resubmit(rt: Runtime, item: Item, now: float) -> Verdict:
+    """Nothing was created: back to pending, once."""
+    if item.get("reconciled") == "resubmitted":
+        return _leave(rt, item, "no task found again after one automatic resubmit", now,
+                      final=True)
+    held = _micro(item.est_cost)
+    fields = dict(attempt_reset(item))
+    fields.update(reconciled="resubmitted", error_code="", error_message="")
+    rt.store.reopen_batch(item.batch_id)
+    moved = rt.store.transition(
+        item.id, [AMBIGUOUS], ItemState.PENDING, timer="-", fields=fields, queue="front",
+        incr={"batch:spent_micro": -held, "batch:spent_est_micro": -held,
+              "batch:reconciled_resubmits": 1})
+    rt.store.reconcile.unschedule(item.id)
+    return Verdict("resubmitted" if moved.applied else "skipped")
+
+
+def _leave(rt: Runtime, item: Item, why: str, now: float, final: bool = False) -> Verdict:
+    """Still ambiguous: say why in its message; look again later, until the deadline."""
+    started, _ = _window(item)
+    deadline = started + rt.settings.reconcile_deadline_s / rt.settings.time_factor
+    again = now + rt.settings.reconcile_every_s / rt.settings.time_factor
+    message = f"submit outcome unknown; reconciliation: {why}"
+    rt.store.set_item_fields({item.id: {"error_message": message[:2000]}})
+    if final or again > deadline:
+        rt.store.reconcile.unschedule(item.id)
+    else:
+        rt.store.reconcile.schedule(item.id, again)
+        rt.store.reconcile.release(item.id)  # the batch may finish; later looks may reopen it
+    rt.enqueue("finalize", item.batch_id)  # does nothing while items are open
+    return Verdict("left", why)
+
+
+def _history(item: Item, note: str) -> str:
+    past = json.loads(item.get("history") or "[]")
+    past.append({"state": AMBIGUOUS.value, "error_code": item.error_code,
+                 "error_message": item.get("error_message", ""), "note": note,
+                 "submitted_at": item.get("submit_started_at")})
+    return json.dumps(past)
+
+
+def _micro(usd: float | None) -> int:
+    return int((usd or 0.0) * 1_000_000 + 0.5)  # as the Lua scripts round (store/lua)
+
+
+@dataclass
+class BatchReport:
+    """`genbatch reconcile BATCH`: what it did to each ambiguous item, and the tasks the
+    accounts created in the batch's time that no item owns (after a Redis restart that lost
+    writes, those are paid tasks genbatch forgot)."""
+
+    adopted: list[tuple[str, str]]  # (item id, task id)
+    resubmitted: list[str]
+    left: list[tuple[str, str]]  # (item id, why)
+    orphans: list[tuple[str, str]]  # (provider, task id)
+
+
+def reconcile_batch(rt: Runtime, batch_id: str) -> BatchReport:
+    batch = rt.store.get_batch(batch_id)
+    report = BatchReport([], [], [], [])
+    kinds: dict[tuple[str, str, str], Item] = {}  # (provider, model, resolution) -> an item
+    for item in rt.store.iter_items(batch_id, batch.total):
+        if item.provider and item.get("req") and providers.can_list(item.provider):
+            kinds.setdefault((item.provider, item.model, item.request.resolution or ""), item)
+        if item.state is not AMBIGUOUS:
+            continue
+        verdict = reconcile_item(rt, item.id, on_demand=True)
+        if verdict.outcome == "adopted":
+            report.adopted.append((item.id, verdict.detail))
+        elif verdict.outcome == "resubmitted":
+            report.resubmitted.append(item.id)
+        else:
+            report.left.append((item.id, verdict.detail))
+    since = (batch.created_at or rt.now()) - rt.settings.reconcile_margin_s
+    for (provider, _, _), item in sorted(kinds.items()):
+        try:
+            listing = rt.provider(provider).list_tasks(item.model, item.request, since=since)
+        except (ProviderError, GenbatchError, ValueError) as exc:
+            report.left.append(("-", f"{provider}: the task list could not be read ({exc})"))
+            continue
+        owners = rt.store.reconcile.owners(provider, [(t.id, t.created_at)
+                                                      for t in listing.tasks])
+        report.orphans += [(provider, t.id) for t in listing.tasks if t.id not in owners]
+    return report

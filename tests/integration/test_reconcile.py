@@ -1,0 +1,154 @@
+"""Reconciliation on the real set-up (Redis, simulator, worker and scheduler processes): an
+ambiguous submit whose task exists is adopted, one that created nothing is resubmitted once,
+one with several candidates or on a provider without a task list stays ambiguous, and
+`genbatch reconcile` reports the tasks no item owns. Nothing is paid twice."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+import pytest
+
+from genbatch.client import Client
+from genbatch.models import ItemState
+from genbatch.simulator import SimProfile, running_simulator
+from tests.integration.cluster import Cluster
+
+pytestmark = pytest.mark.integration
+MODEL = "seedance-v1.5-pro-i2v"
+BASE = {"time_factor": 50.0, "latency_mean_s": 20.0, "seed": 9}
+FAST = {"reconcile_settle_s": "20", "reconcile_every_s": "50", "submit_timeout_s": "2"}
+
+
+def manifest(folder: Path, sim_url: str, provider: str, n: int, seeds: bool = False) -> Path:
+    image = f"{sim_url}/_sim/assets/landscape.png"
+    path = folder / f"{provider}.jsonl"
+    path.write_text("".join(json.dumps({"custom_id": f"r{i}", "provider": provider,
+                                        "prompt": "p", "image": image, "resolution": "480p",
+                                        "duration": 5, **({"seed": 100 + i} if seeds else {})})
+                            + "\n" for i in range(n)))
+    return path
+
+
+@contextmanager
+def cluster(redis_url: str, folder: Path, settings: dict[str, str] | None = None,
+            **profile: object) -> Iterator[Cluster]:
+    with running_simulator(SimProfile(**{**BASE, **profile})) as sim_url:
+        c = Cluster(redis_url, sim_url, folder, **{**FAST, **(settings or {})})
+        c.start_worker()
+        c.start_scheduler()
+        try:
+            yield c
+        finally:
+            c.stop_all()
+
+
+def set_profile(c: Cluster, **fields: object) -> None:
+    httpx.put(f"{c.sim_url}/_sim/profile", json={**BASE, **fields},
+              timeout=10).raise_for_status()
+
+
+def items(c: Cluster, batch_id: str) -> list:  # type: ignore[type-arg]
+    return list(c.store.iter_items(batch_id, c.store.get_batch(batch_id).total))
+
+
+# WaveSpeed's list shows no seeds: one ambiguous submit at a time can be told apart. BytePlus
+# shows them: three concurrent ones with seeds are.
+@pytest.mark.parametrize(("provider", "mode", "n"), [("wavespeed", "drop", 1),
+                                                     ("byteplus", "error", 3)])
+def test_a_created_task_whose_answer_was_lost_is_adopted(
+        redis_url: str, folder: Path, provider: str, mode: str, n: int) -> None:
+    with cluster(redis_url, folder, p_submit_timeout=1.0, submit_timeout_mode=mode) as c:
+        batch_id = str(c.submit(manifest(folder, c.sim_url, provider, n, seeds=True),
+                                provider=None, model=MODEL).batch_id)
+        c.wait_until(lambda: sum(bool(i.get("adopted")) for i in items(c, batch_id)) == n,
+                     what="every task adopted")
+        set_profile(c)  # answers are no longer lost: nothing else changes
+        batch = c.wait_batch(batch_id)
+        assert batch.count("succeeded") == n and batch.count("ambiguous") == 0
+        assert c.sim_stats()["submits"] == n  # created once each, paid once each
+        assert batch.get("adopted") == str(n)
+        for item in items(c, batch_id):
+            history = json.loads(item["history"])
+            assert history[-1]["note"].startswith("adopted task ")
+            assert item.remote_id == item["adopted"]
+        # The estimate counted as spent when each turned ambiguous is not counted again.
+        assert int(batch["spent_micro"]) == pytest.approx(
+            sum(float(i["cost"]) for i in items(c, batch_id)) * 1e6, abs=5)
+        assert batch["reserved_micro"] == "0"
+
+
+def test_a_submit_that_created_nothing_is_resubmitted_once(redis_url: str,
+                                                           folder: Path) -> None:
+    # A 5xx before the task is created: ambiguous to us, nothing at the provider.
+    # (settling 8 s real: the simulator is fixed before the lists are read)
+    with cluster(redis_url, folder, {"reconcile_settle_s": "400"}, p_5xx=1.0,
+                 inject_on=["submit"]) as c:
+        batch_id = str(c.submit(manifest(folder, c.sim_url, "wavespeed", 2), provider=None,
+                                model=MODEL).batch_id)
+        c.wait_until(lambda: c.store.get_batch(batch_id).count("ambiguous") == 2,
+                     what="two ambiguous submits")
+        assert c.sim_stats()["submits"] == 0
+        set_profile(c)
+        batch = c.wait_batch(batch_id)
+        assert batch.count("succeeded") == 2
+        assert batch["reconciled_resubmits"] == "2"
+        assert c.sim_stats()["submits"] == 2
+        assert all(i["reconciled"] == "resubmitted" for i in items(c, batch_id))
+
+
+def test_several_candidates_stay_ambiguous_and_are_named(redis_url: str,
+                                                        folder: Path) -> None:
+    with cluster(redis_url, folder, p_submit_timeout=1.0, submit_timeout_mode="drop") as c:
+        # Another client of the same account creates a task of the same model meanwhile.
+        # (its answer is lost too: the simulator drops every submit's answer here)
+        with pytest.raises(httpx.HTTPError):
+            httpx.post(f"{c.sim_url}/api/v3/bytedance/seedance-v1.5-pro/image-to-video",
+                       headers={"Authorization": "Bearer test-wavespeed-key"},
+                       json={"prompt": "p", "image": "https://example.com/a.png"}, timeout=10)
+        batch_id = str(c.submit(manifest(folder, c.sim_url, "wavespeed", 1), provider=None,
+                                model=MODEL).batch_id)
+
+        def named() -> bool:
+            (item,) = items(c, batch_id)
+            return "unowned tasks of this model" in item.get("error_message", "")
+
+        c.wait_until(named, what="the candidates named")
+        (item,) = items(c, batch_id)
+        assert item.state is ItemState.AMBIGUOUS
+        assert item["error_message"].count(",") >= 1  # two ids named
+
+
+def test_novita_has_no_task_list_so_ambiguous_stays(redis_url: str, folder: Path) -> None:
+    with cluster(redis_url, folder, p_submit_timeout=1.0, submit_timeout_mode="drop") as c:
+        batch_id = str(c.submit(manifest(folder, c.sim_url, "novita", 1), provider=None,
+                                model=MODEL).batch_id)
+        c.wait_until(lambda: c.store.get_batch(batch_id).count("ambiguous") == 1,
+                     what="an ambiguous submit")
+        report = Client(c.settings).reconcile(batch_id)
+        assert report.left == [(f"{batch_id}:1", "novita documents no task list")]
+        assert report.adopted == [] and report.orphans == []
+
+
+def test_reconcile_command_reports_tasks_no_item_owns(redis_url: str, folder: Path) -> None:
+    with cluster(redis_url, folder) as c:
+        batch_id = str(c.submit(manifest(folder, c.sim_url, "byteplus", 2), provider=None,
+                                model=MODEL).batch_id)
+        c.wait_batch(batch_id)
+        # A task this account created in the batch's time that genbatch does not know of
+        # (as after a Redis restart that lost the write).
+        stray = httpx.post(f"{c.sim_url}/api/v3/contents/generations/tasks",
+                           headers={"Authorization": "Bearer test-byteplus-key"},
+                           json={"model": "seedance-1-5-pro-251215", "content": [
+                               {"type": "text", "text": "p"},
+                               {"type": "image_url", "image_url": {
+                                   "url": "https://example.com/a.png"}}],
+                                 "resolution": "480p", "duration": 5},
+                           timeout=10).json()["id"]
+        report = Client(c.settings).reconcile(batch_id)
+        assert report.orphans == [("byteplus", stray)]
+        assert report.adopted == [] and report.resubmitted == []
