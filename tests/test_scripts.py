@@ -76,12 +76,15 @@ def test_every_file_documents_keys_argv_and_return() -> None:
 
 
 def load_calls() -> set[str]:
-    """Every name passed to `load("...")` in genbatch/store's Python modules."""
+    """Every name passed to `load("...")` / `scripts.load("...")` in genbatch/store."""
     found = set()
     for path in STORE.glob("*.py"):
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-            if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
-                    and node.func.id == "load"):
+            func = node.func if isinstance(node, ast.Call) else None
+            if (isinstance(func, ast.Name) and func.id == "load") or (
+                    isinstance(func, ast.Attribute) and func.attr == "load"
+                    and isinstance(func.value, ast.Name) and func.value.id == "scripts"):
+                assert isinstance(node, ast.Call)
                 arg = node.args[0]
                 assert isinstance(arg, ast.Constant) and isinstance(arg.value, str), path
                 found.add(arg.value)
