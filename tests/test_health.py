@@ -191,3 +191,19 @@ def test_metrics_expose_account_health_and_heartbeats(store: JobStore) -> None:
     assert "genbatch_workers_alive 1.0" in text
     assert 'genbatch_workers_with_key{provider="novita"} 1.0' in text
     assert "genbatch_scheduler_alive 0.0" in text
+
+
+def test_status_detail_names_the_providers_model_id_and_what_it_waits_on() -> None:
+    from genbatch.console.detail import batch_detail
+    from genbatch.console.health import Diagnosis
+
+    batch = _batch(provider="byteplus", model="seedance-v1.5-pro-i2v", fallback="novita:m",
+                   notify_url="https://hooks.example.com/t/SECRET-TOKEN")
+    diagnosis = Diagnosis(("no worker running: …",), (AccountHealth("byteplus"),), (), None)
+    console = Console(width=100, record=True, force_terminal=False)
+    console.print(batch_detail(batch, diagnosis, []))
+    text = console.export_text()
+    assert "byteplus seedance-v1.5-pro-i2v (byteplus's id: seedance-1-5-pro-251215)" in text
+    assert "waiting: no worker running" in text
+    assert "notify hooks.example.com" in text and "SECRET-TOKEN" not in text
+    assert "20261201-101010-abcdef" in text

@@ -12,6 +12,8 @@ from rich.table import Table
 from genbatch.client import ErrorCount
 from genbatch.console.health import Diagnosis, health_table
 from genbatch.console.views import STATE_COLUMNS, clock, counts, eta, shown_status, since_created
+from genbatch.errors import GenbatchError
+from genbatch.providers import provider_model_id
 from genbatch.records import Batch
 from genbatch.store import budget
 
@@ -42,6 +44,8 @@ def _facts(batch: Batch) -> Table:
     grid.add_row("batch", batch.id)
     grid.add_row("status", shown_status(batch))
     grid.add_row("manifest", batch.get("manifest", ""))
+    if batch.get("provider") and batch.get("model"):  # --provider / --model defaults
+        grid.add_row("model", _model(batch["provider"], batch["model"]))
     grid.add_row("items", f"{c['total']} — " + ", ".join(
         f"[{COLOURS.get(k, 'white')}]{k.replace('_', ' ')} {c[k]}[/]"
         for k in STATE_COLUMNS if c[k]))
@@ -62,6 +66,15 @@ def _facts(batch: Batch) -> Table:
         options.append(f"notify {urlsplit(batch.notify_url).hostname or '?'}")
     grid.add_row("options", ", ".join(options))
     return grid
+
+
+def _model(provider: str, model: str) -> str:
+    """`provider model`, with the provider's own id when it differs."""
+    try:
+        wire = provider_model_id(provider, model, None)
+    except GenbatchError:
+        wire = model
+    return f"{provider} {model}" + (f" ({provider}'s id: {wire})" if wire != model else "")
 
 
 def _errors(errors: Sequence[ErrorCount]) -> Table:

@@ -11,6 +11,7 @@ from genbatch.console.html import esc, page, query
 from genbatch.records import Item
 from genbatch.storage import object_key
 from genbatch.store.pages import Page
+from genbatch.worker.finalize import provider_model
 
 GALLERY_LIMIT = 24
 TABLE_LIMIT = 200
@@ -50,7 +51,8 @@ def _tile(item: Item) -> str:
             f'<video controls muted playsinline preload="metadata" '
             f'src="{esc(video_url(item))}#t=0.1"></video></div>'
             f'<a href="{esc(detail)}"><code>{esc(item.custom_id)}</code></a> '
-            f'<span class="muted">{esc(item.provider)} · {esc(item.model)}</span></div>')
+            f'<span class="muted">{esc(item.provider)} · '
+            f'{esc(provider_model(item) or item.model)}</span></div>')
 
 
 def render_rows(bid: str, name: str, rows: Sequence[dict[str, Any]], offset: int,

@@ -12,6 +12,7 @@ from genbatch.images import STORED_PREFIX
 from genbatch.models import ItemState
 from genbatch.records import Item
 from genbatch.store.pages import ItemFilter, Page
+from genbatch.worker.finalize import provider_model
 
 DEFAULT_LIMIT, MAX_LIMIT = 50, 500
 MEDIA_FIELDS = ("image", "last_image", "prompt")
@@ -67,7 +68,7 @@ def item_row(item: Item) -> dict[str, Any]:
     return {
         "seq": item.seq, "line": item.line, "custom_id": item.custom_id,
         "state": item.get("state"), "provider": item.provider, "model": item.model,
-        "prompt": req.get("prompt", ""),
+        "provider_model": provider_model(item), "prompt": req.get("prompt", ""),
         "parameters": {k: v for k, v in req.items() if k not in MEDIA_FIELDS},
         "attempts": item.attempts, "polls": item.polls, "cost_usd": item.cost,
         "estimate_usd": item.est_cost, "error_code": item.error_code or None,
@@ -141,7 +142,7 @@ def _row(bid: str, row: Mapping[str, Any]) -> str:
     return (f'<tr id="item-{row["seq"]}"><td class=n><a href="/batches/{esc(bid)}/items/'
             f'{row["seq"]}">{row["seq"]}</a></td><td><code>{esc(row["custom_id"])}</code></td>'
             f"<td>{state_label(str(row['state']))}</td><td>{esc(row['provider'])}<br>"
-            f'<span class="muted">{esc(row["model"])}</span></td>'
+            f'<span class="muted">{esc(row["provider_model"] or row["model"])}</span></td>'
             f"<td>{esc(_cut(str(row['prompt']), 120))}</td><td>{esc(params)}</td>"
             f"<td class=n>{row['attempts']}{earlier}</td><td class=n>{usd(cost)}{est}</td>"
             f"<td>{error}</td></tr>")
