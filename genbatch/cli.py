@@ -328,7 +328,11 @@ def worker(
 ) -> None:
     """Run a Celery worker consuming the submit, poll, download and control queues."""
     settings = load_settings()
-    open_store(settings)
+    from genbatch.worker.durable import check_durability
+
+    warning = check_durability(open_store(settings), settings)
+    if warning:
+        err.print(f"[yellow]warning:[/] {warning}", highlight=False)
     err.print(f"worker: taking tasks from {_redis_host(settings)} with keys for "
               f"{', '.join(settings.keys_held()) or 'no provider (set GENBATCH_<P>_API_KEY)'}; "
               "logs to stderr (Ctrl-C stops it)", highlight=False)
@@ -395,7 +399,8 @@ def redis_server(
     err.print(f"redis: redis://127.0.0.1:{port}/0 (data in {data}; Ctrl-C stops it)",
               highlight=False)
     os.execv(binary, [binary, "--port", str(port), "--bind", "127.0.0.1", "--dir",  # noqa: S606
-                      str(data.resolve()), "--appendonly", "yes", "--save", ""])
+                      str(data.resolve()), "--appendonly", "yes", "--appendfsync", "always",
+                      "--save", ""])
 
 
 @app.command()

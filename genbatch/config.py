@@ -140,6 +140,11 @@ class Settings(BaseSettings):
         "stays ambiguous for `genbatch retry --ambiguous` or `genbatch reconcile`"
     )
 
+    allow_volatile_redis: bool = Field(
+        default=False, description="let workers run against a Redis without an append-only "
+        "file (a restart can then forget submitted tasks, which are paid twice)"
+    )
+
     # Account health (README "Account health").
     account_degrade_after: int = Field(
         default=3, ge=1, description="consecutive connect/5xx/429 failures that mark an "

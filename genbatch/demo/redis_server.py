@@ -75,8 +75,9 @@ MEMORY_ARGS: tuple[str, ...] = ("--hash-max-ziplist-value", "2048")
 
 
 def start_redis(workdir: Path, port: int | None = None, *, appendonly: bool = True,
-                wait_s: float = 15.0) -> RedisServer:
-    """Start redis-server on loopback with its data in `workdir`; wait until it answers."""
+                fsync: str = "always", wait_s: float = 15.0) -> RedisServer:
+    """Start redis-server on loopback with its data in `workdir`; wait until it answers.
+    `fsync` always: a submit's record is on disk before the POST (worker/durable.py)."""
     workdir.mkdir(parents=True, exist_ok=True)
     port = port or free_port()
     args = [
@@ -85,7 +86,7 @@ def start_redis(workdir: Path, port: int | None = None, *, appendonly: bool = Tr
         "--bind", "127.0.0.1",
         "--dir", str(workdir),
         "--appendonly", "yes" if appendonly else "no",
-        "--appendfsync", "everysec",
+        "--appendfsync", fsync,
         "--save", "",
         "--daemonize", "no",
         "--protected-mode", "yes",

@@ -97,6 +97,16 @@ def open_count(batch: Mapping[str, str]) -> int:
 
 
 @dataclass(frozen=True, slots=True)
+class Durability:
+    """How this Redis keeps what it is told (see JobStore.durability)."""
+
+    aof: bool
+    fsync: str | None
+    waitaof: bool
+    version: str
+
+
+@dataclass(frozen=True, slots=True)
 class Transition:
     """Outcome of a compare-and-set: did it apply, what the state was, items left open."""
 
@@ -140,6 +150,32 @@ class JobStore:
     # -- keys ------------------------------------------------------------------------
     def k(self, *parts: str) -> str:
         return self.prefix + ":".join(parts)
+
+    def durability(self) -> Durability:
+        """Whether this Redis keeps an append-only file, how it fsyncs, and whether it has
+        WAITAOF (7.2+). `fsync` is None when CONFIG is not allowed."""
+        persistence, server = self.r.info("persistence"), self.r.info("server")
+        version = str(server.get("redis_version", "0"))
+        try:
+            fsync = self.r.config_get("appendfsync").get("appendfsync")
+        except redis.ResponseError:
+            fsync = None
+        major_minor = tuple(int(p) for p in version.split(".")[:2] if p.isdigit())
+        return Durability(aof=bool(int(persistence.get("aof_enabled", 0))), fsync=fsync,
+                          waitaof=major_minor >= (7, 2), version=version)
+
+    def wait_durable(self, timeout_ms: int = 1000) -> bool:
+        """After a write that must survive (a submit's record): with WAITAOF (Redis 7.2+),
+        wait until the local append-only file has it; True when it does (or when the
+        server cannot say: see worker/durable.py for how that case is covered)."""
+        if not self._waitaof:
+            return True
+        local, _ = self.r.execute_command("WAITAOF", 1, 0, timeout_ms)  # type: ignore[no-untyped-call]
+        return int(local) >= 1
+
+    @functools.cached_property
+    def _waitaof(self) -> bool:
+        return self.durability().waitaof
 
     def ping(self) -> None:
         """Fail now rather than at first use: redis.ConnectionError when nothing answers,

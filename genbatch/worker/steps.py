@@ -86,6 +86,9 @@ def submit_item(rt: Runtime, iid: str) -> str:
     )
     if not claim.applied:
         return "skipped"
+    if not rt.store.wait_durable():  # the record must be on disk before the POST (durable.py)
+        return accounts.requeue(rt, item, iid, [SUBMITTING], "the submit record did not "
+                                "reach Redis's append-only file in time; not sent", 1.0)
     hook = callback_url(rt.settings, item.provider, iid)  # None: webhooks off
     try:
         remote_id = adapter.submit(item.model, request, webhook_url=hook)
