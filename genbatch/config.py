@@ -140,6 +140,10 @@ class Settings(BaseSettings):
         "stays ambiguous for `genbatch retry --ambiguous` or `genbatch reconcile`"
     )
 
+    duplicate_window_s: float = Field(
+        default=86400.0, gt=0, description="a manifest submitted again with the same options "
+        "within this time is refused (naming its batch) unless --allow-duplicate"
+    )
     allow_volatile_redis: bool = Field(
         default=False, description="let workers run against a Redis without an append-only "
         "file (a restart can then forget submitted tasks, which are paid twice)"

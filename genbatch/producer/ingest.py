@@ -94,6 +94,7 @@ def ingest_manifest(
     progress: Callable[[int], None] | None = None,
     options: BatchOptions | None = None,
     workers: list[Beat] | None = None,
+    batch_id: str | None = None,
 ) -> IngestResult:
     """Validate every row of `path`; unless `dry_run`, write them as a new batch.
 
@@ -110,7 +111,8 @@ def ingest_manifest(
     if not dry_run:
         if store is None or storage is None:
             raise ValueError("ingest needs a store and a storage unless dry_run")
-        writer = _BatchWriter(store, storage, path, provider, model, options, result)
+        writer = _BatchWriter(store, storage, path, provider, model, options, result,
+                              batch_id)
         result.batch_id = writer.batch_id
     validator = RowValidator(path, provider, model, options.row_defaults(),
                              check_ids=writer is None)
@@ -199,11 +201,12 @@ class _BatchWriter:
     def __init__(
         self, store: JobStore, storage: ObjectStorage, path: Path,
         provider: str | None, model: str | None, options: BatchOptions, result: IngestResult,
+        batch_id: str | None = None,
     ) -> None:
         self.store = store
         self.path = str(path)
         self.result = result
-        self.batch_id = new_batch_id()
+        self.batch_id = batch_id or new_batch_id()
         self.uploads = ImageUploader(storage)
         self.chunk = _Chunk()
         self._written: _Chunk | None = None

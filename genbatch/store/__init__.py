@@ -30,6 +30,7 @@ Keys (prefix `gb:` by default):
     hb:worker:{name}, hb:scheduler   heartbeats with a TTL (store/heartbeats.py)
     owners:{provider}:{day}, reconcile   remote task owners; ambiguous items due for
                              reconciling (store/reconcile.py)
+    submitted:{key}          the batch a manifest was submitted as (store/submissions.py)
     upload:*, seen:*         hosted copies of uploaded inputs, webhook ids seen (store/memo.py)
 
 Outside the prefix, only read: Celery's queue lists and kombu's `unacked` hash
@@ -75,6 +76,7 @@ from genbatch.store.outbox import Outbox
 from genbatch.store.pages import Pages
 from genbatch.store.reconcile import ReconcileBook
 from genbatch.store.series import Series
+from genbatch.store.submissions import Submissions
 from genbatch.store.writer import (
     Duplicate,
     ItemWriter,
@@ -251,6 +253,11 @@ class JobStore:
         """Owners of remote tasks, ambiguous items due for reconciling
         (`store/reconcile.py`)."""
         return ReconcileBook(self.r, self.prefix)
+
+    @functools.cached_property
+    def submissions(self) -> Submissions:
+        """Manifests already submitted, by identity (`store/submissions.py`)."""
+        return Submissions(self.r, self.prefix)
 
     @functools.cached_property
     def series(self) -> Series:
