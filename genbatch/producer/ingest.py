@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from genbatch.errors import GenbatchError, ManifestError, ManifestRejected
-from genbatch.producer.manifest import Row, iter_rows
+from genbatch.producer.manifest import ManifestSource, Row, iter_rows, manifest_source
 from genbatch.producer.options import BatchOptions
 from genbatch.producer.records import ImageUploader, invalid_record, item_record
 from genbatch.producer.validate import (
@@ -26,6 +26,7 @@ from genbatch.producer.validate import (
     duplicate_reason,
 )
 from genbatch.storage import ObjectStorage
+from genbatch.storage.urls import ObjectUrls
 from genbatch.store import JobStore, item_id
 from genbatch.store.budget import unpriced_message
 from genbatch.store.writer import Duplicate
@@ -73,7 +74,7 @@ def new_batch_id() -> str:
 
 
 def ingest_manifest(
-    path: Path,
+    path: Path | str | ManifestSource,
     *,
     store: JobStore | None,
     storage: ObjectStorage | None,
@@ -83,28 +84,30 @@ def ingest_manifest(
     dry_run: bool = False,
     progress: Callable[[int], None] | None = None,
     options: BatchOptions | None = None,
+    objects: ObjectUrls | None = None,
 ) -> IngestResult:
     """Validate every row of `path`; unless `dry_run`, write them as a new batch.
 
     Raises ManifestRejected (nothing written) when rows are bad and `skip_invalid` is off.
     custom_ids are made unique in Redis as the chunks are written (a dry run keeps them in
     a temporary file instead, see validate.py), so the producer's memory stays flat.
+    `path` may be an object URL (`s3://…`, read through `objects`), as may its images.
     """
-    path = path.resolve()
+    source = manifest_source(path, objects)
     options = options or BatchOptions()
     result = IngestResult(None, budget_usd=options.budget_usd)
     writer = None
     if not dry_run:
         if store is None or storage is None:
             raise ValueError("ingest needs a store and a storage unless dry_run")
-        writer = _BatchWriter(store, storage, path, provider, model, options, result)
+        writer = _BatchWriter(store, storage, source.name, provider, model, options, result)
         result.batch_id = writer.batch_id
-    validator = RowValidator(path, provider, model, options.row_defaults(),
-                             check_ids=writer is None)
+    validator = RowValidator(source.location, provider, model, options.row_defaults(),
+                             check_ids=writer is None, objects=objects)
     providers_used: set[str] = set()
     committed = False
     try:
-        for seq, row in enumerate(iter_rows(path), start=1):
+        for seq, row in enumerate(iter_rows(source), start=1):
             result.rows = seq
             outcome = validator.validate(row)
             if isinstance(outcome, ValidRow):
@@ -130,7 +133,7 @@ def ingest_manifest(
             writer.drain()
             result.errors.sort(key=lambda e: e.line or 0)  # repeats are found a chunk late
         if result.invalid and not skip_invalid:
-            raise ManifestRejected(str(path), result.errors, result.invalid)
+            raise ManifestRejected(source.name, result.errors, result.invalid)
         if writer is not None and options.budget_usd is not None and result.unpriced:
             raise GenbatchError(unpriced_message(result.unpriced))
         if writer is not None:
@@ -166,17 +169,17 @@ class _BatchWriter:
     """
 
     def __init__(
-        self, store: JobStore, storage: ObjectStorage, path: Path,
+        self, store: JobStore, storage: ObjectStorage, path: str,
         provider: str | None, model: str | None, options: BatchOptions, result: IngestResult,
     ) -> None:
         self.store = store
-        self.path = str(path)
+        self.path = path
         self.result = result
         self.batch_id = new_batch_id()
         self.uploads = ImageUploader(storage)
         self.chunk = _Chunk()
         self._written: _Chunk | None = None
-        meta = {"provider": provider or "", "model": model or "", "manifest": str(path),
+        meta = {"provider": provider or "", "model": model or "", "manifest": path,
                 **options.meta()}
         store.create_batch(self.batch_id, meta, created_at=time.time())
         self._writer = store.item_writer()

@@ -19,6 +19,7 @@ from genbatch.images import STORED_PREFIX, is_data_uri, is_remote, sniff_format
 from genbatch.models import GenerationRequest, ItemState
 from genbatch.producer.validate import IMAGE_FIELDS, MAX_CACHED_REFS, ValidRow
 from genbatch.storage import ObjectStorage
+from genbatch.storage.urls import is_object_url
 
 # One encoder each, built once: json.dumps with options builds a new one per call.
 _row_json = json.JSONEncoder(ensure_ascii=False, default=str).encode
@@ -75,7 +76,7 @@ class ImageUploader:
             if ref in self.done:
                 updates[name] = self.done[ref]
                 continue
-            if is_remote(ref) or is_data_uri(ref):
+            if is_remote(ref) or is_data_uri(ref) or is_object_url(ref):
                 if len(self.remote) >= MAX_CACHED_REFS:
                     self.remote.clear()
                 self.remote.add(ref)
