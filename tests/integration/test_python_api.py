@@ -70,22 +70,6 @@ def test_submit_wait_and_read_typed_rows(cluster: Cluster, tmp_path: Path) -> No
         client.batch("no-such-batch")
 
 
-@pytest.fixture
-def s3(s3_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    """Two buckets on the S3 server, credentials in the environment (workers inherit it)."""
-    for name, value in (("AWS_ACCESS_KEY_ID", "testing"), ("AWS_SECRET_ACCESS_KEY", "testing"),
-                        ("AWS_DEFAULT_REGION", "us-east-1")):
-        monkeypatch.setenv(name, value)
-    client = boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1")
-    for bucket in ("pipeline-in", "pipeline-out"):
-        client.create_bucket(Bucket=bucket)
-    yield s3_endpoint
-    for bucket in ("pipeline-in", "pipeline-out"):
-        for obj in client.list_objects_v2(Bucket=bucket).get("Contents", []):
-            client.delete_object(Bucket=bucket, Key=obj["Key"])
-        client.delete_bucket(Bucket=bucket)
-
-
 def upload_run(endpoint: str, folder: Path) -> str:
     """The manifest and its images under s3://pipeline-in/run/; returns the manifest URL.
     One row names its image by URL, the others relative to the manifest."""
