@@ -25,11 +25,12 @@ import json
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypedDict, Unpack
+from typing import TYPE_CHECKING, Any, Unpack
 
 import redis
 
 from genbatch.client.handle import BatchHandle
+from genbatch.client.options import SubmitOptions, submit_options
 from genbatch.client.outcomes import AccountsReport, ErrorCount, ResumeOutcome, SubmitOutcome
 from genbatch.client.rows import BatchInfo
 from genbatch.config import Settings, load_settings
@@ -42,49 +43,18 @@ if TYPE_CHECKING:
     from collections.abc import Mapping
 
     from genbatch.console.health import Diagnosis
-    from genbatch.producer.options import BatchOptions
     from genbatch.storage import ObjectStorage
     from genbatch.storage.urls import ObjectUrls
     from genbatch.worker.control import CancelReport, RetryReport
     from genbatch.worker.runtime import Runtime
 
 __all__ = ["AccountsReport", "BatchHandle", "BatchInfo", "Client", "ErrorCount",
-           "ResumeOutcome", "SubmitOptions", "SubmitOutcome"]
+           "ResumeOutcome", "SubmitOptions", "SubmitOutcome", "open_store", "submit_options"]
 
 DEFAULT_MODEL = "seedance-v1.5-pro-i2v"  # for rows that name no model
 ERRORS_SCANNED = 20_000  # items `errors` looks at (a detail view, not a report)
 DEFAULT_RETRY_STATES = ("failed", "expired")
 OUTPUT_CHECK_KEY = ".genbatch-write-check"  # written and removed to prove --output works
-
-
-class SubmitOptions(TypedDict, total=False):
-    """Batch options of `Client.submit` / `estimate` (the `genbatch submit` flags)."""
-
-    priority: str | None  # high | normal | low (default normal; low for tier flex)
-    tier: str | None  # default | flex
-    expires_after: int | None  # seconds, 3600-259200
-    budget_usd: float | None
-    notify_url: str | None  # POST a signed event here when the batch finishes
-    fallback: str | None  # PROVIDER:MODEL
-    output: str | None  # s3://bucket/prefix, file:///abs/path or a folder: its outputs
-
-
-def submit_options(
-    *, resume: bool = False, priority: str | None = None, tier: str | None = None,
-    expires_after: int | None = None, budget_usd: float | None = None,
-    notify_url: str | None = None, fallback: str | None = None, output: str | None = None,
-) -> BatchOptions:
-    """The batch options of a submit, checked as the user typed them (None = not given).
-    A resumed batch keeps its own options: with `resume`, only a budget may be given."""
-    from genbatch.producer.options import BatchOptions
-
-    if resume and any(v is not None for v in (priority, tier, expires_after, notify_url,
-                                              fallback, output)):
-        raise GenbatchError("--resume keeps the batch's own --priority, --tier, "
-                            "--expires-after, --notify, --fallback and --output; leave them out")
-    return BatchOptions.build(priority=priority, tier=tier, expires_after=expires_after,
-                              budget_usd=budget_usd, notify_url=notify_url, fallback=fallback,
-                              output=output)
 
 
 def open_store(settings: Settings) -> JobStore:
