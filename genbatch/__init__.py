@@ -1,23 +1,49 @@
 """genbatch: run large manifests through asynchronous image-to-video generation APIs.
 
-`genbatch.Client` is the Python API (what the `genbatch` commands do); it is imported on
-first use, so `import genbatch` (and `genbatch.simulator`) stays cheap.
+The Python API (README "Use from Python")::
+
+    import genbatch
+
+    client = genbatch.Client()
+    batch = client.submit("manifest.csv", provider="novita")
+    batch.wait()
+    for row in batch.results():
+        print(row.custom_id, row.output_uri)
+
+`Client` and the types it returns are imported on first use, so `import genbatch` (and
+`genbatch.simulator`) stays cheap. Errors: `genbatch.errors` (root `GenbatchError`).
 """
 
 from __future__ import annotations
 
+import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from genbatch.client import Client
+    from genbatch.client import Client, SubmitOptions
+    from genbatch.client.handle import BatchHandle
+    from genbatch.client.outcomes import ResumeOutcome, SubmitOutcome
+    from genbatch.client.rows import Attempt, BatchInfo, ErrorRow, ResultRow
+    from genbatch.config import Settings
+    from genbatch.errors import GenbatchError
 
 __version__ = "0.1.0"
-__all__ = ["Client", "__version__"]
+
+_LAZY = {
+    "Client": "genbatch.client", "SubmitOptions": "genbatch.client",
+    "BatchHandle": "genbatch.client.handle", "SubmitOutcome": "genbatch.client.outcomes",
+    "ResumeOutcome": "genbatch.client.outcomes", "BatchInfo": "genbatch.client.rows",
+    "ResultRow": "genbatch.client.rows", "ErrorRow": "genbatch.client.rows",
+    "Attempt": "genbatch.client.rows", "Settings": "genbatch.config",
+    "GenbatchError": "genbatch.errors",
+}
+__all__ = ["Attempt", "BatchHandle", "BatchInfo", "Client", "ErrorRow", "GenbatchError",
+           "ResultRow", "ResumeOutcome", "Settings", "SubmitOptions", "SubmitOutcome",
+           "__version__"]
 
 
 def __getattr__(name: str) -> Any:
-    if name == "Client":
-        from genbatch.client import Client
-
-        return Client
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)

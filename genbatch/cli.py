@@ -6,9 +6,10 @@ import json
 import os
 import sys
 import threading
+from collections.abc import Mapping
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import Annotated, Any, NoReturn
 
 import redis
 import typer
@@ -16,7 +17,17 @@ from rich.console import Console
 from rich.markup import escape
 
 from genbatch import __version__
-from genbatch.client import DEFAULT_MODEL, AccountsReport, Client, open_store, submit_options
+from genbatch.client import (
+    DEFAULT_MODEL,
+    AccountsReport,
+    Client,
+    SubmitOptions,
+    open_store,
+    submit_options,
+)
+from genbatch.client.as_json import cancel_json, resume_json, retry_json, submit_json
+from genbatch.client.handle import BatchHandle
+from genbatch.client.rows import EXIT_USER_ERROR, BatchInfo
 from genbatch.config import Settings, load_settings, redact_url
 from genbatch.errors import ConfigError, GenbatchError, ManifestRejected
 from genbatch.records import Batch
@@ -27,8 +38,10 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
 
-ManifestArg = Annotated[Path, typer.Argument(help="CSV (with header) or JSONL manifest")]
+ManifestArg = Annotated[str, typer.Argument(
+    help="CSV (with header) or JSONL manifest: a path, file:///abs/path or s3://bucket/key")]
 BatchArg = Annotated[str, typer.Argument(help="batch id (from `genbatch submit`)")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="machine-readable output")]
 
 
 class Priority(StrEnum):
@@ -81,16 +94,27 @@ def submit(
         "--resume", metavar="BATCH",
         help="apply to an existing batch: skip rows already succeeded or running (by "
              "custom_id), replace and requeue failed ones, add new ones")] = None,
+    output: Annotated[str | None, typer.Option(
+        metavar="URL", help="the batch's output folder (s3://bucket/prefix, file:///path or a "
+        "folder): videos and output manifests go there [default: GENBATCH_STORAGE_URL/"
+        "<batch id>/]", show_default=False)] = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """Validate MANIFEST and enqueue it as a new batch; prints the batch id."""
-    options = submit_options(
-        resume=resume is not None, priority=priority.value if priority else None,
-        tier=tier.value if tier else None, expires_after=expires_after, budget_usd=budget,
-        notify_url=notify, fallback=fallback)
+    given: SubmitOptions = {
+        "priority": priority.value if priority else None,
+        "tier": tier.value if tier else None, "expires_after": expires_after,
+        "budget_usd": budget, "notify_url": notify, "fallback": fallback, "output": output}
+    options = submit_options(resume=resume is not None, **given)
     client = Client()
     if resume is not None and not dry_run:
         resumed = client.resume(manifest, resume, provider=provider, model=model,
                                 skip_invalid=skip_invalid, budget_usd=options.budget_usd)
+        if as_json:
+            emit(resume_json(resumed))
+            if wait:
+                _exit(_watch_json(client.batch(resume)))
+            return
         if resumed.budget_usd is not None:
             err.print(f"batch {resume}: budget ${resumed.budget_usd:.2f}", highlight=False)
         err.print(f"batch {resume}: {resumed.added} rows added, {resumed.replaced} failed "
@@ -98,10 +122,22 @@ def submit(
                   "(succeeded or still running)", highlight=False)
         print(resume, flush=True)
         if wait:
-            _watch(client, resume)
+            _exit(_watch(client, resume))
         return
-    result = client.submit(manifest, provider=provider, model=model, skip_invalid=skip_invalid,
-                           dry_run=dry_run, options=options)
+    if dry_run:
+        result = client.estimate(manifest, provider=provider, model=model,
+                                 skip_invalid=skip_invalid, **given)
+        handle = None
+    else:
+        handle = client.submit(manifest, provider=provider, model=model,
+                               skip_invalid=skip_invalid, **given)
+        assert handle.submitted is not None
+        result = handle.submitted
+    if as_json:
+        emit(submit_json(result, dry_run))
+        if handle is not None and wait:
+            _exit(_watch_json(handle))
+        return
     for e in result.errors:
         err.print(f"[yellow]skipped[/] {e}", highlight=False)
     for warning in result.warnings:
@@ -123,23 +159,23 @@ def submit(
               f"${result.est_cost:.2f}", highlight=False)
     print(result.batch_id, flush=True)
     if wait:
-        _watch(client, result.batch_id, summary=True)
+        _exit(_watch(client, result.batch_id, summary=True))
 
 
 @app.command()
 def status(
     batch: Annotated[str | None, typer.Argument(help="batch id; omit to list batches")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
+    as_json: JsonOpt = False,
 ) -> None:
     """Show one batch in detail (counts, cost, options, what it waits on, its accounts,
     its errors, its outputs), or the most recent batches."""
     from genbatch.console.detail import batch_detail
-    from genbatch.console.views import batch_summary, batches_table
+    from genbatch.console.views import batches_table
 
     client = Client()
-    records = [client.batch(batch)] if batch else client.batches()
+    records = [client.record(batch)] if batch else client.records()
     if as_json:
-        summaries = [batch_summary(b) for b in records]
+        summaries = [BatchInfo.of(b).model_dump(mode="json") for b in records]
         print(json.dumps(summaries[0] if batch else summaries, indent=2))
     elif batch:
         record = records[0]
@@ -149,14 +185,18 @@ def status(
 
 
 @app.command()
-def watch(batch: BatchArg) -> None:
-    """Live progress of a batch (counts and ETA) until it finishes."""
-    _watch(Client(), batch)
+def watch(batch: BatchArg, as_json: JsonOpt = False) -> None:
+    """Live progress of a batch (counts and ETA) until it finishes (exit 0: every item
+    succeeded, 1: some did not, 3: stopped by its budget); --json: a status object per
+    line whenever it changes."""
+    client = Client()
+    _exit(_watch_json(client.batch(batch)) if as_json else _watch(client, batch))
 
 
-def _watch(client: Client, batch_id: str, summary: bool = False) -> None:
+def _watch(client: Client, batch_id: str, summary: bool = False) -> int:
     """Show the batch's progress until it finishes; then say so if its budget stopped it,
-    and how to go on. With `summary`, end as the demo does: the results and their paths."""
+    and how to go on. With `summary`, end as the demo does: the results and their paths.
+    Returns the exit code its end calls for."""
     from genbatch.console.views import results_table, watch_batch
 
     batch = watch_batch(client.store, batch_id, err)
@@ -164,8 +204,19 @@ def _watch(client: Client, batch_id: str, summary: bool = False) -> None:
     if stop is not None:
         err.print(stop, highlight=False)
     if summary:
-        out.print(results_table(client.results(batch_id)))
-        _print_outputs(client.batch(batch_id))
+        out.print(results_table(list(client.rows(batch_id))))
+        _print_outputs(client.record(batch_id))
+    return BatchInfo.of(batch).exit_code
+
+
+def _watch_json(handle: BatchHandle) -> int:
+    """A status object per line until the batch settles; returns its exit code."""
+    return handle.wait(on_progress=lambda info: emit(info.model_dump(mode="json"))).exit_code
+
+
+def _exit(code: int) -> None:
+    if code:
+        raise typer.Exit(code)
 
 
 def _print_outputs(batch: Batch) -> None:
@@ -182,6 +233,8 @@ def results(
                       ] = None,
     failed: Annotated[bool, typer.Option(
         "--failed", help="only the items that did not succeed")] = False,
+    as_json: Annotated[bool, typer.Option(
+        "--json", help="every row as JSON, one object per line, on stdout")] = False,
 ) -> None:
     """Results of a batch: a table, or every row (results and errors) as JSONL to a file."""
     from genbatch.console.views import results_table
@@ -191,19 +244,23 @@ def results(
         written = client.write_results(batch, output, failed_only=failed)
         err.print(f"wrote {written} rows to {output}")
         return
-    record = client.batch(batch)
-    rows = client.results(batch)
-    if failed:
-        rows = [r for r in rows if r["status"] != "succeeded"]
-    out.print(results_table(rows))
+    if as_json:
+        for row in client.rows(batch, failed_only=failed):
+            emit(row)
+        return
+    record = client.record(batch)
+    out.print(results_table(list(client.rows(batch, failed_only=failed))))
     _print_outputs(record)
 
 
 @app.command()
-def cancel(batch: BatchArg) -> None:
+def cancel(batch: BatchArg, as_json: JsonOpt = False) -> None:
     """Stop a batch: nothing new is submitted, queued BytePlus tasks are cancelled, running
     generations finish and are kept; the output manifests are written."""
     report = Client().cancel(batch)
+    if as_json:
+        emit(cancel_json(batch, report))
+        return
     if report.already:
         out.print(f"batch {batch} is already {report.already}; nothing to cancel")
         return
@@ -224,6 +281,7 @@ def retry(
         metavar="USD", help="set the batch's budget (at least spent + reserved) and continue "
         "the items it held back; alone, retries no failed items", show_default=False)
     ] = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """Resubmit a batch's failed (default: failed and expired) items, in the same batch;
     with --budget, continue a batch stopped by its budget."""
@@ -232,6 +290,9 @@ def retry(
     if not states and budget is None:
         states = ("failed", "expired")
     report = Client().retry(batch, states, budget_usd=budget)
+    if as_json:
+        emit(retry_json(batch, states, budget, report))
+        return
     if budget is not None:
         out.print(f"batch {batch}: budget ${budget:.2f}, {report.continued} pending items "
                   "may dispatch again")
@@ -262,10 +323,13 @@ def reconcile(batch: BatchArg) -> None:
 
 
 @app.command()
-def notify(batch: BatchArg) -> None:
+def notify(batch: BatchArg, as_json: JsonOpt = False) -> None:
     """Send a finished batch's --notify event again (after its receiver was down longer
     than the retries); the event keeps its id."""
     event_id = Client().resend_notify(batch)
+    if as_json:
+        emit({"batch_id": batch, "event_id": event_id or None})
+        return
     out.print(f"batch {batch}: event {event_id or '(new)'} queued for delivery; "
               f"`genbatch status {batch} --json` shows how it went", highlight=False)
 
@@ -278,7 +342,7 @@ app.add_typer(accounts_app, name="accounts")
 @accounts_app.callback()
 def accounts(
     ctx: typer.Context,
-    as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
+    as_json: JsonOpt = False,
 ) -> None:
     """Every account's health (ok, degraded, paused: why, and the fix), in flight against
     its cap, the workers holding its key; the scheduler and workers alive."""
@@ -297,10 +361,14 @@ def accounts(
 
 @accounts_app.command("resume")
 def accounts_resume(provider: Annotated[str, typer.Argument(
-        help="the paused account (novita, highwayapi, wavespeed, byteplus)")]) -> None:
+        help="the paused account (novita, highwayapi, wavespeed, byteplus)")],
+        as_json: JsonOpt = False) -> None:
     """Lift a pause once its cause is fixed (key set, balance topped up): the account takes
     work again at once."""
     Client().resume_account(provider)
+    if as_json:
+        emit({"account": provider, "resumed": True})
+        return
     out.print(f"account {provider}: resumed; its pending items dispatch at the next tick")
 
 
@@ -463,7 +531,12 @@ def _root(version: Annotated[bool, typer.Option(
     """Run CSV/JSONL manifests through asynchronous image-to-video APIs."""
 
 
-def _fail(message: str, code: int = 2) -> NoReturn:
+def emit(obj: Mapping[str, Any]) -> None:
+    """One JSON object, one line, flushed (a pipeline may read it while the command runs)."""
+    print(json.dumps(obj, ensure_ascii=False), flush=True)
+
+
+def _fail(message: str, code: int = EXIT_USER_ERROR) -> NoReturn:
     err.print(f"[bold red]error:[/] {message}", highlight=False)
     sys.exit(code)
 
@@ -481,5 +554,5 @@ def main() -> None:
         _fail(str(exc))
     except GenbatchError as exc:
         _fail(str(exc))
-    except redis.ConnectionError as exc:
+    except redis.ConnectionError as exc:  # lost after the first ping
         _fail(f"cannot reach Redis ({exc}); is it running, and is GENBATCH_REDIS_URL right?")

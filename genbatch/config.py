@@ -58,6 +58,12 @@ class Settings(BaseSettings):
         default=None, description="S3-compatible endpoint (MinIO, moto); unset = AWS"
     )
     s3_region: str | None = Field(default=None, description="S3 region name")
+    s3_images: Literal["presign", "inline"] = Field(
+        default="presign", description="how an s3:// input image reaches the provider: "
+        "presign = a presigned GET URL living as long as the generation may (the provider "
+        "must reach the endpoint); inline = its bytes as a data URI, or through the "
+        "provider's upload where it takes URLs only (WaveSpeed)"
+    )
     presign_results_s: int = Field(
         default=0, ge=0, description="with S3 storage, add a presigned URL valid this long to "
         "each results row (0 = off)"

@@ -6,6 +6,8 @@
      ├── RequestInvalid           a request the chosen provider/model does not accept
      ├── NotFoundError            a batch or item id that does not exist
      ├── StorageError             object storage failed
+     ├── StoreUnavailable         the job store (Redis) cannot be reached
+     ├── WaitTimeout              a batch was not finished when a wait ran out
      └── ProviderError            a provider call failed; `code` and `message` from its envelope
           ├── RetryableProviderError    safe to try again (429, 5xx on GET, connect error)
           │    └── RateLimited          429: shrink the rate, requeue, count no failure
@@ -33,6 +35,14 @@ class NotFoundError(GenbatchError):
 
 class StorageError(GenbatchError):
     """Raised when object storage cannot read or write."""
+
+
+class StoreUnavailable(GenbatchError):
+    """Raised when the job store (Redis) cannot be reached."""
+
+
+class WaitTimeout(GenbatchError):
+    """Raised when a batch is not finished when `wait(timeout=...)` runs out."""
 
 
 class FieldProblem:

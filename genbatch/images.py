@@ -90,6 +90,14 @@ def probe_data_uri(ref: str) -> ImageInfo:
         return _probe(f, len(data))
 
 
+def probe_head(head: bytes, size: int) -> ImageInfo:
+    """Check an image from its first bytes (`head`) and its full size, as read from object
+    storage with a ranged GET; raise ImageProblem naming the first break."""
+    _check_size(size)
+    with io.BytesIO(head) as f:
+        return _probe(f, size)
+
+
 def is_remote(ref: str) -> bool:
     """True for an http(s) URL with a host."""
     try:

@@ -8,15 +8,16 @@ import io
 import json
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from PIL import Image
 
 from genbatch import Client
+from genbatch.client import SubmitOutcome
 from genbatch.config import Settings
 from genbatch.errors import ManifestRejected
 from genbatch.producer.ingest import ingest_manifest
-from genbatch.producer.options import BatchOptions
 from genbatch.store import JobStore
 from genbatch.store.heartbeats import Beat
 
@@ -49,9 +50,19 @@ def png_uri(width: int, height: int) -> str:
     return "data:image/png;base64," + base64.b64encode(out.getvalue()).decode()
 
 
-def rejected(client: Client, path: Path, **kw: object) -> ManifestRejected:
+def go(client: Client, path: Path, *, dry_run: bool = False,
+       **kw: Any) -> SubmitOutcome:
+    """A submit (its outcome) or, with `dry_run`, an estimate."""
+    if dry_run:
+        return client.estimate(path, **kw)
+    handle = client.submit(path, **kw)
+    assert handle.submitted is not None
+    return handle.submitted
+
+
+def rejected(client: Client, path: Path, **kw: Any) -> ManifestRejected:
     with pytest.raises(ManifestRejected) as info:
-        client.submit(path, **kw)  # type: ignore[arg-type]
+        go(client, path, **kw)
     return info.value
 
 
@@ -117,7 +128,7 @@ def test_a_good_data_uri_passes(client: Client, folder: Path) -> None:
     path = folder / "m.jsonl"
     path.write_text(json.dumps({"prompt": "p", "image": png_uri(640, 360)}) + "\n",
                     encoding="utf-8")
-    assert client.submit(path, provider="novita", dry_run=True).valid == 1
+    assert go(client, path, provider="novita", dry_run=True).valid == 1
 
 
 # -- keys on live workers ----------------------------------------------------------------
@@ -135,13 +146,13 @@ def test_a_provider_no_live_worker_holds_a_key_for_is_refused(client: Client, st
     # once a worker with that key is up, the same (fixed) rows go through
     worker(store, "byteplus", name="w2")
     path = manifest(folder, "a,novita,p,images/sneaker.jpg,,5", "b,byteplus,p,images/watch.jpg,,5")
-    outcome = client.submit(path)
+    outcome = go(client, path)
     assert outcome.batch_id is not None and outcome.warnings == []
 
 
 def test_no_worker_up_is_a_warning_only(client: Client, store: JobStore, folder: Path) -> None:
     path = manifest(folder, "a,byteplus,p,images/sneaker.jpg,,5")
-    outcome = client.submit(path)
+    outcome = go(client, path)
     assert outcome.batch_id is not None
     assert outcome.warnings == ["no worker is running: the batch waits until one starts "
                                 "(with GENBATCH_BYTEPLUS_API_KEY)"]
@@ -151,7 +162,7 @@ def test_a_dry_run_reports_a_missing_key_as_a_warning(client: Client, store: Job
                                                       folder: Path) -> None:
     worker(store, "novita")
     path = manifest(folder, "a,byteplus,p,images/sneaker.jpg,,5")
-    outcome = client.submit(path, dry_run=True)
+    outcome = go(client, path, dry_run=True)
     [warning] = outcome.warnings
     assert warning.startswith("would be refused: no running worker holds a key for byteplus")
     assert nothing_written(store)
@@ -162,16 +173,16 @@ def test_a_budget_that_fits_no_row_is_refused(client: Client, store: JobStore,
                                               folder: Path) -> None:
     path = manifest(folder, "a,novita,p,images/sneaker.jpg,480p,5",
                     "b,novita,p,images/watch.jpg,480p,4")
-    exc = rejected(client, path, options=BatchOptions.build(budget_usd=0.01))
+    exc = rejected(client, path, budget_usd=0.01)
     [error] = exc.errors
     assert "--budget $0.01 fits no row: the first row (line 2, novita " in str(error)
     assert "is estimated at $" in str(error)
     assert "nothing was submitted" in str(exc) and "--skip-invalid" not in str(exc)
     assert nothing_written(store)
-    dry = client.submit(path, dry_run=True, options=BatchOptions.build(budget_usd=0.01))
+    dry = go(client, path, dry_run=True, budget_usd=0.01)
     assert any(w.startswith("would be refused: --budget $0.01 fits no row")
                for w in dry.warnings)
-    fits = client.submit(path, options=BatchOptions.build(budget_usd=100.0))
+    fits = go(client, path, budget_usd=100.0)
     assert fits.batch_id is not None
 
 
@@ -183,9 +194,8 @@ def test_rows_that_cannot_fail_over_are_warned_about(client: Client, store: JobS
     path = manifest(folder, "a,novita,p,images/sneaker.jpg,480p,5",
                     "b,novita,p,https://example.com/a.jpg,720p,5",
                     "c,novita,p,images/watch.jpg,480p,5")
-    options = BatchOptions.build(fallback=fallback)
     for dry_run in (True, False):
-        outcome = client.submit(path, dry_run=dry_run, options=options)
+        outcome = go(client, path, dry_run=dry_run, fallback=fallback)
         [warning] = outcome.warnings[1:]  # the first says no worker is running
         assert warning.startswith(f"2 row(s) cannot fail over to {fallback} (resolution: ")
         assert warning.endswith("lines 2, 4; they run on their own provider only")
@@ -196,7 +206,7 @@ def test_a_fallback_no_worker_holds_a_key_for_is_a_warning(client: Client, store
                                                           folder: Path) -> None:
     worker(store, "novita")
     path = manifest(folder, "a,novita,p,https://example.com/a.jpg,720p,5")
-    outcome = client.submit(path, options=BatchOptions.build(fallback=f"byteplus:{MODEL}"))
+    outcome = go(client, path, fallback=f"byteplus:{MODEL}")
     assert outcome.batch_id is not None
     assert outcome.warnings == ["no running worker holds a key for byteplus (--fallback): "
                                 "set GENBATCH_BYTEPLUS_API_KEY on a worker, or items cannot "

@@ -14,7 +14,6 @@ from genbatch.client import submit_options
 from genbatch.config import Settings
 from genbatch.demo import SAMPLES
 from genbatch.errors import GenbatchError
-from genbatch.producer.options import BatchOptions
 from genbatch.store import JobStore
 
 DEMO = SAMPLES / "demo.csv"  # 20 priced rows on novita, byteplus and highwayapi
@@ -27,7 +26,7 @@ def client(redis_url: str, tmp_storage: Path) -> Client:
 
 def test_a_dry_run_counts_and_estimates_and_writes_nothing(client: Client,
                                                            store: JobStore) -> None:
-    outcome = client.submit(DEMO, dry_run=True, options=BatchOptions.build(budget_usd=1.0))
+    outcome = client.estimate(DEMO, budget_usd=1.0)
     assert outcome.batch_id is None
     assert (outcome.rows, outcome.valid, outcome.invalid, outcome.unpriced) == (20, 20, 0, 0)
     assert outcome.est_cost == pytest.approx(sum(c for _, c in outcome.by_model.values()))
@@ -38,25 +37,26 @@ def test_a_dry_run_counts_and_estimates_and_writes_nothing(client: Client,
 
 def test_a_dry_run_needs_no_redis(tmp_storage: Path) -> None:
     offline = Client(Settings(redis_url="redis://127.0.0.1:1/0", storage_url=str(tmp_storage)))
-    assert offline.submit(DEMO, dry_run=True).valid == 20
+    assert offline.estimate(DEMO).valid == 20
 
 
 def test_submit_writes_a_batch(client: Client, store: JobStore) -> None:
-    outcome = client.submit(DEMO)
-    assert outcome.batch_id is not None
+    handle = client.submit(DEMO)
+    outcome = handle.submitted
+    assert outcome is not None and outcome.batch_id == handle.id
     assert (outcome.valid, outcome.invalid) == (20, 0) and outcome.est_cost > 0
-    batch = client.batch(outcome.batch_id)
-    assert batch["id"] == outcome.batch_id and batch.total == 20
-    assert [b["id"] for b in client.batches()] == [outcome.batch_id]
-    assert store.get_batch(outcome.batch_id)["status"] == "in_progress"
+    info = client.batch(handle.id).status()
+    assert info.id == handle.id and info.total == info.pending == 20
+    assert info.status == "in_progress" and not info.finished
+    assert [b.id for b in client.batches()] == [handle.id]
+    assert store.get_batch(handle.id)["status"] == "in_progress"
 
 
 def test_resume_keeps_rows_that_are_still_running(client: Client) -> None:
-    batch_id = client.submit(DEMO).batch_id
-    assert batch_id is not None
+    batch_id = client.submit(DEMO).id
     resumed = client.resume(DEMO, batch_id)
     assert (resumed.added, resumed.replaced, resumed.kept) == (0, 0, 20)
-    assert client.batch(batch_id).total == 20
+    assert client.record(batch_id).total == 20
 
 
 @pytest.mark.parametrize("given", [{"tier": "flex"}, {"priority": "normal"},
@@ -75,36 +75,35 @@ def test_resume_takes_a_budget() -> None:
 
 def test_notify_without_a_signing_secret_is_refused(redis_url: str, tmp_storage: Path,
                                                     store: JobStore) -> None:
-    options = BatchOptions.build(notify_url="https://hooks.example.com/genbatch")
+    hook = "https://hooks.example.com/genbatch"
     unsigned = Client(Settings(redis_url=redis_url, storage_url=str(tmp_storage),
                                notify_secret=None))
-    for dry_run in (True, False):
-        with pytest.raises(GenbatchError, match="--notify needs GENBATCH_NOTIFY_SECRET"):
-            unsigned.submit(DEMO, dry_run=dry_run, options=options)
+    with pytest.raises(GenbatchError, match="--notify needs GENBATCH_NOTIFY_SECRET"):
+        unsigned.estimate(DEMO, notify_url=hook)
+    with pytest.raises(GenbatchError, match="--notify needs GENBATCH_NOTIFY_SECRET"):
+        unsigned.submit(DEMO, notify_url=hook)
     assert store.list_batches() == []
     signed = Client(Settings(redis_url=redis_url, storage_url=str(tmp_storage),
                              notify_secret="s3cret-signing-key"))
-    assert signed.submit(DEMO, dry_run=True, options=options).valid == 20
+    assert signed.estimate(DEMO, notify_url=hook).valid == 20
 
 
 def test_write_results_is_atomic_and_counts_rows(client: Client, tmp_path: Path) -> None:
-    batch_id = client.submit(DEMO).batch_id
-    assert batch_id is not None
+    batch_id = client.submit(DEMO).id
     path = tmp_path / "results.jsonl"
     path.write_text("an older file\n")
     assert client.write_results(batch_id, path) == 20
     rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
-    assert rows == client.results(batch_id)
+    assert rows == list(client.rows(batch_id))
     assert [r["status"] for r in rows] == ["pending"] * 20
     assert list(tmp_path.glob("*.part")) == []
 
 
 def test_budget_stop_says_how_to_go_on(client: Client, store: JobStore) -> None:
-    batch_id = client.submit(DEMO, options=BatchOptions.build(budget_usd=1.0)).batch_id
-    assert batch_id is not None
-    assert client.budget_stop(client.batch(batch_id)) is None  # nothing dispatched yet
+    batch_id = client.submit(DEMO, budget_usd=1.0).id
+    assert client.budget_stop(client.record(batch_id)) is None  # nothing dispatched yet
     assert store.dispatch("novita", batch_id, 100, 100, 1e12)  # reserves until 1.0 is used
-    batch = client.batch(batch_id)
+    batch = client.record(batch_id)
     message = client.budget_stop(batch)
     assert message is not None
     assert message.startswith(f"batch {batch_id} stopped at its budget ($1.00, spent $0.00): "

@@ -35,7 +35,7 @@ def everysec(tmp_path: Path) -> Iterator[RedisServer]:
 def test_a_redis_without_aof_is_refused_unless_allowed(volatile: RedisServer) -> None:
     store = JobStore.from_url(volatile.url)
     assert not store.durability().aof
-    with pytest.raises(ConfigError, match="keeps no append-only file.*appendfsync always"):
+    with pytest.raises(ConfigError, match=r"keeps no append-only file.*appendfsync always"):
         check_durability(store, Settings(redis_url=volatile.url))
     warning = check_durability(store, Settings(redis_url=volatile.url,
                                                allow_volatile_redis=True))

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from genbatch.errors import GenbatchError, ManifestError, ManifestRejected
 from genbatch.producer.checks import ManifestChecks
-from genbatch.producer.manifest import Row, iter_rows
+from genbatch.producer.manifest import ManifestSource, Row, iter_rows, manifest_source
 from genbatch.producer.options import BatchOptions
 from genbatch.producer.records import ImageUploader, invalid_record, item_record
 from genbatch.producer.validate import (
@@ -30,6 +30,7 @@ from genbatch.producer.validate import (
     duplicate_reason,
 )
 from genbatch.storage import ObjectStorage
+from genbatch.storage.urls import ObjectUrls
 from genbatch.store import JobStore, item_id
 from genbatch.store.budget import unpriced_message
 from genbatch.store.heartbeats import Beat
@@ -83,7 +84,7 @@ def new_batch_id() -> str:
 
 
 def ingest_manifest(
-    path: Path,
+    path: Path | str | ManifestSource,
     *,
     store: JobStore | None,
     storage: ObjectStorage | None,
@@ -95,6 +96,7 @@ def ingest_manifest(
     options: BatchOptions | None = None,
     workers: list[Beat] | None = None,
     batch_id: str | None = None,
+    objects: ObjectUrls | None = None,
 ) -> IngestResult:
     """Validate every row of `path`; unless `dry_run`, write them as a new batch.
 
@@ -103,24 +105,25 @@ def ingest_manifest(
     the key check; None skips it).
     custom_ids are made unique in Redis as the chunks are written (a dry run keeps them in
     a temporary file instead, see validate.py), so the producer's memory stays flat.
+    `path` may be an object URL (`s3://…`, read through `objects`), as may its images.
     """
-    path = path.resolve()
+    source = manifest_source(path, objects)
     options = options or BatchOptions()
     result = IngestResult(None, budget_usd=options.budget_usd)
     writer = None
     if not dry_run:
         if store is None or storage is None:
             raise ValueError("ingest needs a store and a storage unless dry_run")
-        writer = _BatchWriter(store, storage, path, provider, model, options, result,
+        writer = _BatchWriter(store, storage, source.name, provider, model, options, result,
                               batch_id)
         result.batch_id = writer.batch_id
-    validator = RowValidator(path, provider, model, options.row_defaults(),
-                             check_ids=writer is None)
+    validator = RowValidator(source.location, provider, model, options.row_defaults(),
+                             check_ids=writer is None, objects=objects)
     checks = ManifestChecks(workers, options.budget_usd, options.fallback)
     providers_used: set[str] = set()
     committed = False
     try:
-        for seq, row in enumerate(iter_rows(path), start=1):
+        for seq, row in enumerate(iter_rows(source), start=1):
             result.rows = seq
             outcome = validator.validate(row)
             if isinstance(outcome, ValidRow):
@@ -146,7 +149,7 @@ def ingest_manifest(
         if writer is not None:
             writer.drain()
             result.errors.sort(key=lambda e: e.line or 0)  # repeats are found a chunk late
-        _conclude(path, result, checks, skip_invalid=skip_invalid, dry_run=dry_run)
+        _conclude(source.name, result, checks, skip_invalid=skip_invalid, dry_run=dry_run)
         if writer is not None and options.budget_usd is not None and result.unpriced:
             raise GenbatchError(unpriced_message(result.unpriced))
         if writer is not None:
@@ -161,7 +164,7 @@ def ingest_manifest(
     return result
 
 
-def _conclude(path: Path, result: IngestResult, checks: ManifestChecks, *,
+def _conclude(path: str, result: IngestResult, checks: ManifestChecks, *,
               skip_invalid: bool, dry_run: bool) -> None:
     """Warn, or refuse the manifest: its bad rows (unless skipped), and what the
     manifest-wide checks refuse (a dry run shows those as warnings)."""
@@ -199,19 +202,19 @@ class _BatchWriter:
     """
 
     def __init__(
-        self, store: JobStore, storage: ObjectStorage, path: Path,
+        self, store: JobStore, storage: ObjectStorage, path: str,
         provider: str | None, model: str | None, options: BatchOptions, result: IngestResult,
         batch_id: str | None = None,
     ) -> None:
         self.store = store
-        self.path = str(path)
+        self.path = path
         self.result = result
         self.batch_id = batch_id or new_batch_id()
         self.uploads = ImageUploader(storage)
         self.chunk = _Chunk()
         self._written: _Chunk | None = None
         self._meta: dict[str, str] | None = {
-            "provider": provider or "", "model": model or "", "manifest": str(path),
+            "provider": provider or "", "model": model or "", "manifest": path,
             **options.meta()}
         self._writer = store.item_writer()
 

@@ -4,6 +4,8 @@ Rows come out one at a time with the line number where they start, so memory sta
 whatever the file's size. Format errors become `ManifestError(path, line, field, reason)`.
 Local image paths come out absolute (relative ones resolved against the manifest's folder),
 so the row stored with its item — and written back to errors.jsonl — works from anywhere.
+A manifest is a local file or an object (`s3://bucket/key`, read as a stream: never
+downloaded whole first); `file:///abs/path` names a local file.
 """
 
 from __future__ import annotations
@@ -13,12 +15,14 @@ import json
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any, BinaryIO
+from urllib.parse import unquote, urlsplit
 
-from genbatch.errors import ManifestError
+from genbatch.errors import ManifestError, StorageError
 from genbatch.images import is_data_uri, is_remote
 from genbatch.models import REQUEST_FIELDS
+from genbatch.storage.urls import ObjectUrls, is_object_url
 
 ID_FIELDS: tuple[str, ...] = ("custom_id", "provider", "model")
 # Columns genbatch itself writes into errors.jsonl; ignored so that file can be resubmitted.
@@ -42,8 +46,52 @@ class Row:
     unknown: tuple[str, ...] = ()  # JSONL: keys that are no column (each one a problem)
 
 
-def manifest_format(path: Path) -> str:
-    suffix = path.suffix.lower()
+@dataclass(frozen=True, slots=True)
+class ManifestSource:
+    """Where a manifest's bytes come from: `location` is the absolute local path, or the
+    object URL (read through `objects`). `name` is what messages and the batch show."""
+
+    location: Path | str
+    objects: ObjectUrls | None = None
+
+    @property
+    def name(self) -> str:
+        return str(self.location)
+
+    def __str__(self) -> str:
+        return self.name
+
+    def open(self) -> BinaryIO:
+        try:
+            if isinstance(self.location, Path):
+                return self.location.open("rb")
+            if self.objects is None:
+                raise StorageError("manifests in object storage need the storage settings")
+            return self.objects.open_read(self.location)
+        except OSError as exc:
+            raise ManifestError(self.name, None, None, f"cannot open: {exc.strerror}") from exc
+        except StorageError as exc:
+            raise ManifestError(self.name, None, None, f"cannot open: {exc}") from exc
+
+
+def manifest_source(target: str | Path | ManifestSource,
+                    objects: ObjectUrls | None = None) -> ManifestSource:
+    """The manifest named by `target`: a path, `file:///abs/path` or `s3://bucket/key`."""
+    if isinstance(target, ManifestSource):
+        return target
+    text = str(target)
+    if isinstance(target, str) and is_object_url(text):
+        return ManifestSource(text.strip(), objects)
+    if isinstance(target, str) and text[:7].lower() == "file://":
+        parts = urlsplit(text)
+        if parts.netloc not in ("", "localhost") or not parts.path.startswith("/"):
+            raise ManifestError(text, None, None, "a file URL must be file:///absolute/path")
+        return ManifestSource(Path(unquote(parts.path)), objects)
+    return ManifestSource(Path(target).expanduser().resolve(), objects)
+
+
+def manifest_format(path: str | Path) -> str:
+    suffix = PurePosixPath(str(path)).suffix.lower()
     if suffix == ".csv":
         return "csv"
     if suffix in (".jsonl", ".ndjson"):
@@ -51,23 +99,23 @@ def manifest_format(path: Path) -> str:
     raise ManifestError(str(path), None, None, "unknown manifest type: use a .csv or .jsonl file")
 
 
-def iter_rows(path: Path) -> Iterator[Row]:
-    """Yield every data row of the manifest at `path`."""
-    fmt = manifest_format(path)
-    try:
-        handle = path.open("rb")
-    except OSError as exc:
-        raise ManifestError(str(path), None, None, f"cannot open: {exc.strerror}") from exc
-    with handle:
-        lines = _decoded_lines(path, handle)
-        rows = _csv_rows(path, lines) if fmt == "csv" else _jsonl_rows(path, lines)
-        absolute = AbsoluteImages(path.parent)
+def iter_rows(manifest: str | Path | ManifestSource) -> Iterator[Row]:
+    """Yield every data row of the manifest (a path, or a source from `manifest_source`);
+    a local manifest's image paths come out absolute."""
+    source = manifest_source(manifest)
+    fmt = manifest_format(source.name)
+    with source.open() as handle:
+        name = source.name
+        lines = _decoded_lines(name, handle)
+        rows = _csv_rows(name, lines) if fmt == "csv" else _jsonl_rows(name, lines)
+        absolute = AbsoluteImages(source.location.parent) \
+            if isinstance(source.location, Path) else None
         yielded = False
         for row in rows:
             yielded = True
-            yield absolute.row(row)
+            yield absolute.row(row) if absolute is not None else row
         if not yielded:
-            raise ManifestError(str(path), None, None, "the manifest has no rows")
+            raise ManifestError(name, None, None, "the manifest has no rows")
 
 
 class AbsoluteImages:
@@ -119,14 +167,14 @@ def unknown_column_reason() -> str:
     return f"unknown column; the known ones are {', '.join(sorted(KNOWN_FIELDS))}"
 
 
-def _unknown_column(path: Path, line: int, keys: list[str]) -> ManifestError | None:
+def _unknown_column(path: str, line: int, keys: list[str]) -> ManifestError | None:
     unknown = [k for k in keys if k not in _ALLOWED_FIELDS]
     if not unknown:
         return None
     return ManifestError(str(path), line, unknown[0], unknown_column_reason())
 
 
-def _decoded_lines(path: Path, handle: BinaryIO) -> Iterator[str]:
+def _decoded_lines(path: str, handle: BinaryIO) -> Iterator[str]:
     """Physical lines as text; a byte that is not UTF-8 is reported with its line number."""
     for line_no, raw in enumerate(handle, start=1):
         if len(raw) > MAX_FIELD_CHARS:
@@ -144,7 +192,7 @@ def _decoded_lines(path: Path, handle: BinaryIO) -> Iterator[str]:
         yield text
 
 
-def _csv_rows(path: Path, handle: Iterator[str]) -> Iterator[Row]:
+def _csv_rows(path: str, handle: Iterator[str]) -> Iterator[Row]:
     csv.field_size_limit(MAX_FIELD_CHARS)
     reader = csv.reader(handle)
     try:
@@ -195,7 +243,7 @@ def _encodable(data: Any) -> bool:
     return True
 
 
-def _jsonl_rows(path: Path, lines: Iterator[str]) -> Iterator[Row]:
+def _jsonl_rows(path: str, lines: Iterator[str]) -> Iterator[Row]:
     for line_no, text in enumerate(lines, start=1):
         if not text.strip():
             continue

@@ -10,12 +10,15 @@ so every process sees the same values without them travelling in task arguments.
 - `budget_usd` caps the batch's spend (the dispatcher reserves each item's estimate).
 - `notify_url` receives a signed event when the batch finishes.
 - `fallback` is a `provider:model` that an item failing at its provider is retried on once.
+- `output` is the batch's own output folder (`s3://bucket/prefix`, `file:///abs/path` or a
+  folder): its videos and output manifests go there instead of `<storage>/<batch_id>/`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -34,12 +37,13 @@ class BatchOptions:
     budget_usd: float | None = None
     notify_url: str | None = None
     fallback: tuple[str, str] | None = None  # (provider, model)
+    output: str | None = None  # the batch's output folder URL (absolute)
 
     @classmethod
     def build(
         cls, *, priority: str | None = None, tier: str | None = None,
         expires_after: int | None = None, budget_usd: float | None = None,
-        notify_url: str | None = None, fallback: str | None = None,
+        notify_url: str | None = None, fallback: str | None = None, output: str | None = None,
     ) -> BatchOptions:
         """Check the options as the user typed them; a problem is one GenbatchError line."""
         if tier is not None and tier not in SERVICE_TIERS:
@@ -62,7 +66,8 @@ class BatchOptions:
                 raise GenbatchError(f"--notify must be an http(s) URL (got {notify_url!r})")
         return cls(priority=priority, tier=tier, expires_after=expires_after,
                    budget_usd=budget_usd, notify_url=notify_url,
-                   fallback=parse_fallback(fallback) if fallback else None)
+                   fallback=parse_fallback(fallback) if fallback else None,
+                   output=parse_output(output) if output else None)
 
     def row_defaults(self) -> dict[str, Any]:
         """Request fields every row gets unless it sets its own."""
@@ -82,6 +87,7 @@ class BatchOptions:
             "budget_usd": "" if self.budget_usd is None else repr(self.budget_usd),
             "notify_url": self.notify_url or "",
             "fallback": ":".join(self.fallback) if self.fallback else "",
+            "output_url": self.output or "",
         }
 
     @classmethod
@@ -97,6 +103,7 @@ class BatchOptions:
             budget_usd=float(budget) if budget else None,
             notify_url=batch.get("notify_url") or None,
             fallback=parse_fallback(fallback) if fallback else None,
+            output=batch.get("output_url") or None,
         )
 
 
@@ -110,3 +117,19 @@ def parse_fallback(text: str) -> tuple[str, str]:
     except ConfigError as exc:
         raise GenbatchError(f"--fallback {text}: {exc}") from exc
     return provider, model
+
+
+def parse_output(text: str) -> str:
+    """The batch's output folder as an absolute URL or path: `s3://bucket[/prefix]`,
+    `file:///abs/path`, or a folder (made absolute: workers may run elsewhere)."""
+    value = text.strip()
+    parts = urlsplit(value)
+    scheme = parts.scheme.lower() if len(parts.scheme) > 1 else ""  # "C:" is a drive
+    if scheme == "s3" and parts.netloc and not parts.query and not parts.fragment:
+        return value.rstrip("/")
+    if scheme == "file" and parts.netloc in ("", "localhost") and parts.path.startswith("/"):
+        return value.rstrip("/")
+    if not scheme and value:
+        return str(Path(value).expanduser().resolve())
+    raise GenbatchError("--output must be s3://bucket/prefix, file:///absolute/path or a "
+                        f"folder (got {text!r})")

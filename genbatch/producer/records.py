@@ -20,6 +20,7 @@ from genbatch.models import GenerationRequest, ItemState
 from genbatch.producer.manifest import IMAGE_FIELDS
 from genbatch.producer.validate import MAX_CACHED_REFS, ValidRow
 from genbatch.storage import ObjectStorage
+from genbatch.storage.urls import is_object_url
 
 # One encoder each, built once: json.dumps with options builds a new one per call.
 _row_json = json.JSONEncoder(ensure_ascii=False, default=str).encode
@@ -78,7 +79,7 @@ class ImageUploader:
             if ref in self.done:
                 updates[name] = self.done[ref]
                 continue
-            if is_remote(ref) or is_data_uri(ref):
+            if is_remote(ref) or is_data_uri(ref) or is_object_url(ref):
                 if len(self.remote) >= MAX_CACHED_REFS:
                     self.remote.clear()
                 self.remote.add(ref)

@@ -14,11 +14,12 @@ from pathlib import Path
 from genbatch.errors import GenbatchError
 from genbatch.models import BatchStatus, ItemState
 from genbatch.producer.ingest import IngestResult, ingest_manifest
-from genbatch.producer.manifest import iter_rows
+from genbatch.producer.manifest import ManifestSource, iter_rows, manifest_source
 from genbatch.producer.options import BatchOptions
 from genbatch.producer.records import ImageUploader, invalid_record, item_record
 from genbatch.producer.validate import RowValidator, ValidRow
 from genbatch.storage import ObjectStorage
+from genbatch.storage.urls import ObjectUrls
 from genbatch.store import JobStore
 from genbatch.store.budget import set_budget, unpriced_message
 from genbatch.store.history import attempt_reset
@@ -27,19 +28,21 @@ REPLACEABLE = (ItemState.FAILED, ItemState.EXPIRED, ItemState.CANCELLED, ItemSta
 
 
 def resume_manifest(
-    path: Path, batch_id: str, *, store: JobStore, storage: ObjectStorage,
-    provider: str | None, model: str | None, skip_invalid: bool = False,
-    budget_usd: float | None = None,
+    path: Path | str | ManifestSource, batch_id: str, *, store: JobStore,
+    storage: ObjectStorage, provider: str | None, model: str | None,
+    skip_invalid: bool = False, budget_usd: float | None = None,
+    objects: ObjectUrls | None = None,
 ) -> tuple[IngestResult, dict[str, int]]:
     """Apply `path` to batch `batch_id`; returns the validation result and what changed.
 
     `budget_usd` (submit --resume --budget) becomes the batch's budget once the manifest is
     known to be good, before anything is queued: a refused manifest changes nothing."""
+    source = manifest_source(path, objects)
     batch = store.get_batch(batch_id)
     if batch.status is BatchStatus.VALIDATING:
         raise GenbatchError(f"batch {batch_id} never finished validating; submit it again")
     options = BatchOptions.from_meta(batch)  # the batch's --tier etc. apply to new rows too
-    checked = ingest_manifest(path, store=None, storage=None, provider=provider, model=model,
+    checked = ingest_manifest(source, store=None, storage=None, provider=provider, model=model,
                               skip_invalid=skip_invalid, dry_run=True, options=options)
     if (budget_usd is not None or options.budget_usd is not None) and checked.unpriced:
         raise GenbatchError(unpriced_message(checked.unpriced))
@@ -47,13 +50,14 @@ def resume_manifest(
         set_budget(store, batch_id, budget_usd)
     existing = {rec.custom_id: rec for rec in store.iter_items(batch_id, batch.total)}
     uploads = ImageUploader(storage)
-    validator = RowValidator(path.resolve(), provider, model, options.row_defaults())
+    validator = RowValidator(source.location, provider, model, options.row_defaults(),
+                             objects=objects)
     counts = {"added": 0, "replaced": 0, "kept": 0}
     new_records: list[dict[str, str]] = []
     seq = batch.total
     reopened = False
     try:
-        for row in iter_rows(path.resolve()):
+        for row in iter_rows(source):
             outcome = validator.validate(row)
             custom_id = outcome.custom_id if isinstance(outcome, ValidRow) else \
                 str(row.data.get("custom_id") or f"line-{row.line}")

@@ -28,6 +28,8 @@ from genbatch.errors import ConfigError, ManifestError
 from genbatch.images import ImageProblem, is_data_uri, is_remote, probe_data_uri, probe_image
 from genbatch.models import REQUEST_FIELDS, GenerationRequest
 from genbatch.producer.manifest import IMAGE_FIELDS, Row, unknown_column_reason
+from genbatch.producer.objects import object_image_problem
+from genbatch.storage.urls import ObjectUrls, is_object_url, sibling_url
 
 MAX_CUSTOM_ID = 256
 # Per-row results that repeat across a manifest are cached; caches keyed by a row's own
@@ -90,12 +92,13 @@ class RowValidator:
     With `check_ids` off the caller checks custom_id uniqueness itself (ingest, in Redis).
     """
 
-    path: Path
+    path: Path | str  # a str: the manifest's object URL (relative images sit beside it)
     default_provider: str | None
     default_model: str | None
     # Request fields a row gets when it leaves them out (batch options: --tier, ...).
     request_defaults: dict[str, Any] = field(default_factory=dict)
     check_ids: bool = True
+    objects: ObjectUrls | None = None  # reads `s3://` images (their headers only)
     _ids: SeenIds | None = None
     _image_checks: dict[Path, str | None] = field(default_factory=dict)
     # image reference as written -> (absolute path, or None for a URL / data URI; problem)
@@ -235,6 +238,8 @@ class RowValidator:
             return known
         if is_remote(ref):
             known = (None, None)
+        elif is_object_url(ref) or isinstance(self.path, str):
+            known = self._object_ref(ref)
         else:
             path = Path(ref).expanduser()
             if not path.is_absolute():
@@ -258,6 +263,15 @@ class RowValidator:
             except ImageProblem as exc:
                 self._uri_checks[digest] = str(exc)
         return self._uri_checks[digest]
+
+    def _object_ref(self, ref: str) -> tuple[str | None, str | None]:
+        """An `s3://` image, or a relative one beside a manifest in object storage."""
+        if is_object_url(ref):
+            return ref, object_image_problem(self.objects, ref)
+        if ref.startswith(("/", "~", "..")):
+            return None, f"a manifest in object storage cannot name a local file ({ref})"
+        url = sibling_url(str(self.path), ref)
+        return url, object_image_problem(self.objects, url)
 
     def _probe(self, path: Path) -> str | None:
         if path not in self._image_checks:

@@ -50,7 +50,8 @@ def validate(provider: str, spec: ModelSpec, request: GenerationRequest) -> list
 
     for field in ("image", "last_image"):
         ref = getattr(request, field)
-        if ref is None or _is_http_url(ref) or spec.accepts_data_uri:
+        # An s3:// image goes to a URL-only provider as a presigned https URL.
+        if ref is None or _is_http_url(ref) or _is_object_url(ref) or spec.accepts_data_uri:
             continue
         if spec.upload_max_bytes is None:
             got = "a data URI" if _is_data_uri(ref) else "a local file"
@@ -112,6 +113,10 @@ def validate(provider: str, spec: ModelSpec, request: GenerationRequest) -> list
 
 def _is_http_url(ref: str) -> bool:
     return ref.strip().lower().startswith(("http://", "https://"))
+
+
+def _is_object_url(ref: str) -> bool:
+    return ref.strip().lower().startswith("s3://")
 
 
 def _is_data_uri(ref: str) -> bool:

@@ -47,6 +47,10 @@ class ObjectStorage(Protocol):
     def open_read(self, key: str) -> BinaryIO:
         """A binary file object streaming the object's bytes; the caller closes it."""
 
+    def read_head(self, key: str, length: int) -> tuple[bytes, int]:
+        """The first `length` bytes of the object (fewer if it is shorter) and its full
+        size, without reading the rest (a ranged GET on S3)."""
+
     def exists(self, key: str) -> bool: ...
 
     def uri(self, key: str) -> str:

@@ -73,6 +73,11 @@ class LocalStorage(StreamingPuts):
         with self._os_errors("read", key):
             return path.open("rb")
 
+    def read_head(self, key: str, length: int) -> tuple[bytes, int]:
+        path = self._path(key)
+        with self._os_errors("read", key), path.open("rb") as f:
+            return f.read(length), os.fstat(f.fileno()).st_size
+
     def exists(self, key: str) -> bool:
         return self._path(key).is_file()
 

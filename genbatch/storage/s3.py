@@ -59,6 +59,10 @@ class S3Storage(StreamingPuts):
     def __repr__(self) -> str:
         return f"S3Storage({self.uri_prefix!r})"
 
+    def under(self, prefix: str) -> S3Storage:
+        """The same bucket and client, at another prefix."""
+        return S3Storage(self.bucket, prefix, self._client, part_size=self.part_size)
+
     @property
     def uri_prefix(self) -> str:
         return f"s3://{self.bucket}/{self.prefix}" if self.prefix else f"s3://{self.bucket}"
@@ -106,6 +110,16 @@ class S3Storage(StreamingPuts):
         with self._errors("read", key):
             body = self._client.get_object(Bucket=self.bucket, Key=full)["Body"]
         return io.BufferedReader(_BodyReader(body), buffer_size=1024 * 1024)
+
+    def read_head(self, key: str, length: int) -> tuple[bytes, int]:
+        full = self._full_key(key)
+        with self._errors("read", key):
+            answer = self._client.get_object(Bucket=self.bucket, Key=full,
+                                             Range=f"bytes=0-{max(length, 1) - 1}")
+            data = answer["Body"].read()
+        # "bytes 0-65535/1234567": the size is after the slash; a whole-object answer has none.
+        total = str(answer.get("ContentRange", "")).rpartition("/")[2]
+        return data[:length], int(total) if total.isdigit() else len(data)
 
     def exists(self, key: str) -> bool:
         full = self._full_key(key)

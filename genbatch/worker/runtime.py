@@ -23,6 +23,8 @@ from genbatch.images import STORED_PREFIX, data_uri, is_data_uri, is_remote, sni
 from genbatch.models import GenerationRequest
 from genbatch.providers.base import Provider
 from genbatch.storage import ObjectStorage, open_storage
+from genbatch.storage.folder import BatchFolder
+from genbatch.storage.urls import MAX_PRESIGN_S, ObjectUrls, is_object_url
 from genbatch.store import JobStore
 from genbatch.worker.app import connect, send
 
@@ -70,6 +72,20 @@ class Runtime:
         )
         return storage
 
+    @property
+    def objects(self) -> ObjectUrls:
+        """Objects named by URL (`s3://` input images), in any bucket."""
+        s = self.settings
+        objects: ObjectUrls = self._get(
+            "objects", lambda: ObjectUrls(endpoint_url=s.s3_endpoint_url, region=s.s3_region))
+        return objects
+
+    def output_storage(self, batch_id: str) -> ObjectStorage:
+        """Where batch `batch_id` keeps its videos and output manifests: its own folder when
+        it was submitted with `--output URL`, else the storage (`<batch_id>/` in it)."""
+        url = self.store.get_batch(batch_id).get("output_url")
+        return BatchFolder(self.objects.folder(url), batch_id) if url else self.storage
+
     def provider(self, name: str) -> Provider:
         def build() -> Provider:
             ps = self.settings.provider(name)
@@ -107,14 +123,28 @@ class Runtime:
     def enqueue(self, kind: str, ident: str) -> None:
         self._enqueue(kind, ident)
 
-    def wire_request(self, request: GenerationRequest) -> GenerationRequest:
-        """The request with stored images turned into data URIs (URLs pass through)."""
+    def wire_request(self, request: GenerationRequest, *,
+                     inline: bool = True) -> GenerationRequest:
+        """The request with stored images turned into data URIs and `s3://` images into
+        presigned URLs (data URIs with GENBATCH_S3_IMAGES=inline, when `inline`: the
+        provider takes them); URLs and data URIs pass through."""
         updates = {}
         for name in ("image", "last_image"):
             ref = getattr(request, name)
-            if ref and not is_remote(ref) and not is_data_uri(ref):
+            if not ref or is_remote(ref) or is_data_uri(ref):
+                continue
+            if is_object_url(ref):
+                updates[name] = self.object_image(ref, request, inline=inline)
+            else:
                 updates[name] = self._stored_data_uri(ref)
         return request.model_copy(update=updates) if updates else request
+
+    def object_image(self, ref: str, request: GenerationRequest, *, inline: bool) -> str:
+        """An `s3://` image as the provider gets it: a presigned URL that outlives the
+        generation (the provider may fetch it only when a queued task starts), or inline."""
+        if inline and self.settings.s3_images == "inline":
+            return _to_data_uri(self.objects.get_bytes(ref))
+        return self.objects.presigned_url(ref, presign_lifetime_s(self.settings, request))
 
     def _stored_data_uri(self, ref: str) -> str:
         key = ref.removeprefix(STORED_PREFIX)
@@ -151,6 +181,13 @@ def configure(settings: Settings) -> Runtime:
     """A process runtime whose `enqueue` sends Celery tasks to the settings' Redis."""
     connect(settings)
     return Runtime(settings, enqueue=send)
+
+
+def presign_lifetime_s(settings: Settings, request: GenerationRequest) -> int:
+    """How long an input image's URL must work: the generation's longest life (its
+    execution_expires_after, else GENBATCH_ITEM_DEADLINE_S) plus an hour, at most 7 days."""
+    limit = request.execution_expires_after or settings.item_deadline_s
+    return int(min(float(limit) + 3600.0, MAX_PRESIGN_S))
 
 
 def _to_data_uri(data: bytes) -> str:

@@ -249,7 +249,7 @@ def download_item(rt: Runtime, iid: str) -> str:
             if resp.status_code in URL_GONE:
                 return _url_gone(rt, iid, attempt, resp.status_code)
             resp.raise_for_status()
-            stored = rt.storage.put_stream(key, resp.iter_bytes(1 << 20))
+            stored = rt.output_storage(item.batch_id).put_stream(key, resp.iter_bytes(1 << 20))
     except (httpx.HTTPError, StorageError) as exc:
         if isinstance(exc, httpx.TransportError):  # no answer: not counted above
             metrics.record_request(rt.store, item.provider, "download", None)
@@ -367,7 +367,8 @@ def finalize_batch(rt: Runtime, batch_id: str) -> str:
     ok, _ = rt.store.batch_cas(batch_id, [IN_PROGRESS, FINALIZING], FINALIZING)
     if not ok:
         return "skipped"
-    files = write_outputs(rt.storage, batch_id, rt.store.iter_items(batch_id, batch.total),
+    files = write_outputs(rt.output_storage(batch_id), batch_id,
+                          rt.store.iter_items(batch_id, batch.total),
                           presign_s=rt.settings.presign_results_s)
     final = BatchStatus.CANCELLED if batch.cancel_requested else BatchStatus.COMPLETED
     notify.arm(rt, batch)  # before the batch is final: a crash after it still notifies

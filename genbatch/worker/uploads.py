@@ -21,6 +21,7 @@ from genbatch.models import GenerationRequest
 from genbatch.providers import get_spec
 from genbatch.providers.base import Provider
 from genbatch.records import Item
+from genbatch.storage.urls import is_object_url
 from genbatch.worker.runtime import Runtime
 
 KEEP_S = 5 * 24 * 3600.0
@@ -37,15 +38,25 @@ def wire_request(rt: Runtime, item: Item) -> GenerationRequest:
     PermanentProviderError when the provider refused the file, GenbatchError when the
     stored image cannot be read."""
     request = item.request
-    if get_spec(item.provider, item.model).upload_max_bytes is None:
-        return rt.wire_request(request)
+    spec = get_spec(item.provider, item.model)
+    if spec.upload_max_bytes is None:
+        return rt.wire_request(request, inline=spec.accepts_data_uri)
     adapter = rt.provider(item.provider)
     updates = {
         name: hosted_url(rt, item.provider, adapter, ref)
         for name in IMAGE_FIELDS
-        if (ref := getattr(request, name)) and not is_remote(ref)
+        if (ref := getattr(request, name)) and _uploaded(rt, ref)
     }
-    return request.model_copy(update=updates) if updates else request
+    request = request.model_copy(update=updates) if updates else request
+    return rt.wire_request(request)  # s3:// images left: presigned URLs
+
+
+def _uploaded(rt: Runtime, ref: str) -> bool:
+    """Whether the provider must host `ref` itself: a stored image or data URI, or an
+    `s3://` image with GENBATCH_S3_IMAGES=inline (else it gets a presigned URL)."""
+    if is_object_url(ref):
+        return rt.settings.s3_images == "inline"
+    return not is_remote(ref)
 
 
 def hosted_url(rt: Runtime, provider: str, adapter: Provider, ref: str) -> str:
@@ -79,7 +90,10 @@ def _known_or_claimed(rt: Runtime, account: str, digest: str) -> str | None:
 
 
 def input_bytes(rt: Runtime, ref: str) -> bytes:
-    """The bytes of a stored image (`stored:<key>` or a bare key) or a data URI."""
+    """The bytes of a stored image (`stored:<key>` or a bare key), an `s3://` image or a
+    data URI."""
+    if is_object_url(ref):
+        return rt.objects.get_bytes(ref)
     if is_data_uri(ref):
         try:
             return base64.b64decode(ref.partition(",")[2], validate=True)

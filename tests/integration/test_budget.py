@@ -89,7 +89,7 @@ def test_budget_stops_dispatch_and_a_raised_budget_completes_the_batch(
             assert f"{each * K:.2f} ({each * K:.2f}) / {budget:.2f}" in row
             assert c.sim_stats()["submits"] == K
             watched = genbatch(c, "watch", batch_id)  # returns: nothing left running
-            assert watched.returncode == 0, watched.stderr
+            assert watched.returncode == 3, watched.stderr  # not finished: budget
             assert "stopped at its budget" in watched.stderr
 
             too_low = genbatch(c, "retry", batch_id, "--budget", f"{each:.6f}")

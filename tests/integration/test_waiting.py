@@ -47,7 +47,7 @@ def cluster(redis_url: str, folder: Path, profile: SimProfile, *, worker: bool =
 
 def reasons(c: Cluster, batch_id: str) -> tuple[str, ...]:
     client = Client(c.settings)
-    return client.diagnose(client.batch(batch_id)).reasons
+    return client.diagnose(client.record(batch_id)).reasons
 
 
 def said(c: Cluster, batch_id: str, words: str) -> bool:

@@ -1,139 +1,72 @@
-"""`Client`: what the `genbatch` commands do, as one function per command.
+"""`genbatch.Client`: the Python API, and the one code path behind the `genbatch` commands.
 
 The command line (cli.py) parses its options, calls one method here and prints what comes
-back; a program can do the same without a shell::
+back; a program does the same without a shell::
 
-    from genbatch import Client
-    from genbatch.producer.options import BatchOptions
+    import genbatch
 
-    client = Client()  # settings from GENBATCH_* (or Client(Settings(...)))
-    outcome = client.submit(Path("manifest.csv"), options=BatchOptions(tier="flex"))
-    client.batch(outcome.batch_id)["status"]
+    client = genbatch.Client()  # settings from GENBATCH_* (or Client(Settings(...)))
+    batch = client.submit("s3://bucket/in/manifest.csv", provider="byteplus", tier="flex",
+                          output="s3://bucket/run-42/")
+    info = batch.wait(on_progress=lambda s: print(s.done, "/", s.total))
+    for row in batch.results():
+        print(row.custom_id, row.output_uri)
 
-Methods return data (dataclasses, records, rows) and never print. A mistake is a
-`GenbatchError` with the same one-line message the CLI shows; an unreachable Redis is a
-`redis.ConnectionError` at the first method that needs the job store. The job store and
-object storage are opened on first use, so a dry run needs neither.
+`submit` and `batch(id)` give a `BatchHandle` (status, wait, results, errors, cancel,
+retry); rows and statuses are typed (`client/rows.py`). Methods never print. Every mistake
+is a `GenbatchError` (`genbatch.errors`) with the one-line message the CLI shows, an
+unreachable Redis included (`StoreUnavailable`). The job store and object storage are
+opened on first use, so an estimate (a dry run) needs neither.
 """
 
 from __future__ import annotations
 
 import json
 from collections import Counter
-from dataclasses import dataclass, field
+from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Unpack
 
 import redis
 
+from genbatch.client.handle import BatchHandle
+from genbatch.client.options import SubmitOptions, submit_options
+from genbatch.client.outcomes import AccountsReport, ErrorCount, ResumeOutcome, SubmitOutcome
+from genbatch.client.rows import BatchInfo
 from genbatch.config import Settings, load_settings
-from genbatch.errors import GenbatchError, ManifestError
+from genbatch.errors import GenbatchError, StorageError, StoreUnavailable
 from genbatch.models import ItemState
 from genbatch.records import Batch
 from genbatch.store import JobStore
-from genbatch.store.health import AccountHealth
-from genbatch.store.heartbeats import Beat
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
     from genbatch.console.health import Diagnosis
-    from genbatch.producer.ingest import IngestResult
-    from genbatch.producer.options import BatchOptions
     from genbatch.storage import ObjectStorage
+    from genbatch.storage.urls import ObjectUrls
     from genbatch.store.heartbeats import Beat
     from genbatch.worker.control import CancelReport, RetryReport
     from genbatch.worker.reconcile import BatchReport
     from genbatch.worker.runtime import Runtime
 
+__all__ = ["AccountsReport", "BatchHandle", "BatchInfo", "Client", "ErrorCount",
+           "ResumeOutcome", "SubmitOptions", "SubmitOutcome", "open_store", "submit_options"]
+
 DEFAULT_MODEL = "seedance-v1.5-pro-i2v"  # for rows that name no model
 ERRORS_SCANNED = 20_000  # items `errors` looks at (a detail view, not a report)
 DEFAULT_RETRY_STATES = ("failed", "expired")
-
-
-@dataclass(frozen=True)
-class SubmitOutcome:
-    """A submit or dry run: the new batch's id (None on a dry run), row counts and the
-    estimated cost. `errors` are the first rows refused (with skip_invalid); `warnings`
-    what the batch may run into (no worker up yet, rows that cannot fail over; on a dry
-    run also what would refuse it)."""
-
-    batch_id: str | None
-    rows: int
-    valid: int
-    invalid: int
-    est_cost: float  # USD, rows with a known price
-    unpriced: int  # valid rows without a known price
-    by_model: dict[tuple[str, str], tuple[int, float]]  # (provider, model) -> (rows, USD)
-    errors: list[ManifestError] = field(default_factory=list)
-    budget_usd: float | None = None
-    fit: int = 0  # with a budget: the first `fit` valid rows fit in it ...
-    fit_cost: float = 0.0  # ... at this estimated cost
-    warnings: list[str] = field(default_factory=list)
-
-    @classmethod
-    def of(cls, result: IngestResult, warnings: list[str] | None = None) -> SubmitOutcome:
-        return cls(batch_id=result.batch_id, rows=result.rows, valid=result.valid,
-                   invalid=result.invalid, est_cost=result.est_cost, unpriced=result.unpriced,
-                   by_model=dict(result.by_model), errors=list(result.errors),
-                   budget_usd=result.budget_usd, fit=result.fit, fit_cost=result.fit_cost,
-                   warnings=[*(warnings or ()), *result.warnings])
-
-
-@dataclass(frozen=True)
-class ErrorCount:
-    """One kind of error in a batch and how many items ended with it."""
-
-    code: str
-    message: str
-    count: int
-
-
-@dataclass(frozen=True)
-class AccountsReport:
-    """Provider accounts' health with (in flight, cap) per account, in PROVIDER_NAMES order,
-    and the processes alive now."""
-
-    health: tuple[AccountHealth, ...]
-    load: tuple[tuple[int, int], ...]
-    workers: tuple[Beat, ...]
-    scheduler: Beat | None
-
-
-@dataclass(frozen=True)
-class ResumeOutcome:
-    """A manifest applied to an existing batch (`submit --resume`): rows added as new
-    items, failed rows replaced and queued again, rows kept (succeeded or still running)."""
-
-    batch_id: str
-    added: int
-    replaced: int
-    kept: int
-    budget_usd: float | None = None  # the batch's new budget, when one was given
-    errors: list[ManifestError] = field(default_factory=list)
-
-
-def submit_options(
-    *, resume: bool = False, priority: str | None = None, tier: str | None = None,
-    expires_after: int | None = None, budget_usd: float | None = None,
-    notify_url: str | None = None, fallback: str | None = None,
-) -> BatchOptions:
-    """The batch options of a submit, checked as the user typed them (None = not given).
-    A resumed batch keeps its own options: with `resume`, only a budget may be given."""
-    from genbatch.producer.options import BatchOptions
-
-    if resume and any(v is not None for v in (priority, tier, expires_after, notify_url,
-                                              fallback)):
-        raise GenbatchError("--resume keeps the batch's own --priority, --tier, "
-                            "--expires-after, --notify and --fallback; leave them out")
-    return BatchOptions.build(priority=priority, tier=tier, expires_after=expires_after,
-                              budget_usd=budget_usd, notify_url=notify_url, fallback=fallback)
+OUTPUT_CHECK_KEY = ".genbatch-write-check"  # written and removed to prove --output works
 
 
 def open_store(settings: Settings) -> JobStore:
     """The job store of `settings`, pinged so that an unreachable Redis fails now."""
     store = JobStore.from_url(settings.require_redis_url())
-    store.ping()
+    try:
+        store.ping()
+    except redis.ConnectionError as exc:
+        raise StoreUnavailable(f"cannot reach Redis ({exc}); is it running, and is "
+                               "GENBATCH_REDIS_URL right?") from exc
     return store
 
 
@@ -144,6 +77,7 @@ class Client:
         self.settings = settings if settings is not None else load_settings()
         self._store: JobStore | None = None
         self._storage: ObjectStorage | None = None
+        self._objects: ObjectUrls | None = None
         self._rt: Runtime | None = None
 
     @property
@@ -164,29 +98,55 @@ class Client:
                                          region=s.s3_region)
         return self._storage
 
+    @property
+    def objects(self) -> ObjectUrls:
+        """Manifests and images named by `s3://` URL, in any bucket of the S3 endpoint."""
+        if self._objects is None:
+            from genbatch.storage.urls import ObjectUrls
+
+            s = self.settings
+            self._objects = ObjectUrls(endpoint_url=s.s3_endpoint_url, region=s.s3_region)
+        return self._objects
+
     # -- submit ----------------------------------------------------------------------
     def submit(
-        self, manifest: Path, *, provider: str | None = None, model: str | None = DEFAULT_MODEL,
-        skip_invalid: bool = False, dry_run: bool = False, options: BatchOptions | None = None,
+        self, manifest: str | Path, *, provider: str | None = None,
+        model: str | None = DEFAULT_MODEL, skip_invalid: bool = False,
+        **options: Unpack[SubmitOptions],
+    ) -> BatchHandle:
+        """Validate `manifest` (a path, `file:///…` or `s3://bucket/key`, streamed) and
+        enqueue it as a new batch. `provider` / `model` apply to rows without one; `options`
+        are the batch's (`SubmitOptions`). Raises ManifestRejected (nothing submitted) when
+        rows are bad and not `skip_invalid`; the handle's `submitted` has the counts."""
+        outcome = self._ingest(manifest, provider, model, skip_invalid, False, options)
+        assert outcome.batch_id is not None
+        return BatchHandle(self, outcome.batch_id, outcome)
+
+    def estimate(
+        self, manifest: str | Path, *, provider: str | None = None,
+        model: str | None = DEFAULT_MODEL, skip_invalid: bool = False,
+        **options: Unpack[SubmitOptions],
     ) -> SubmitOutcome:
-        """Validate `manifest` and enqueue it as a new batch; with `dry_run`, only validate
-        and estimate (nothing is written, no Redis needed: the worker keys are checked when
-        Redis is set and answers). `provider` / `model` apply to rows without one. Raises
-        ManifestRejected when rows are bad and not `skip_invalid`, or when no live worker
-        holds a key the rows need, or the budget fits no row.
-        """
+        """Validate `manifest` and estimate its cost (`submit --dry-run`): nothing is
+        written, no Redis is needed."""
+        return self._ingest(manifest, provider, model, skip_invalid, True, options)
+
+    def _ingest(self, manifest: str | Path, provider: str | None, model: str | None,
+                skip_invalid: bool, dry_run: bool, given: SubmitOptions) -> SubmitOutcome:
         from genbatch.producer.ingest import ingest_manifest
         from genbatch.producer.options import BatchOptions
 
-        options = options or BatchOptions()
+        options = BatchOptions.build(**given)
         if options.notify_url and self.settings.notify_secret is None:
             raise GenbatchError("--notify needs GENBATCH_NOTIFY_SECRET (the key that signs "
                                 "the event; set the same one on the workers)")
         store, storage = (None, None) if dry_run else (self.store, self.storage)
         workers, notes = self._live_workers(dry_run)
+        if options.output and not dry_run:
+            self._check_output(options.output)
         result = ingest_manifest(manifest, store=store, storage=storage, provider=provider,
                                  model=model, skip_invalid=skip_invalid, dry_run=dry_run,
-                                 options=options, workers=workers)
+                                 options=options, objects=self.objects, workers=workers)
         return SubmitOutcome.of(result, notes)
 
     def _live_workers(self, dry_run: bool) -> tuple[list[Beat] | None, list[str]]:
@@ -198,11 +158,21 @@ class Client:
             return None, []
         try:
             return self.store.heartbeats.workers(), []
-        except redis.RedisError as exc:
-            return None, [f"worker keys not checked: cannot reach Redis ({exc})"]
+        except (redis.RedisError, StoreUnavailable) as exc:
+            return None, [f"worker keys not checked: {exc}"]
+
+    def _check_output(self, url: str) -> None:
+        """A batch's --output folder must take writes: better refused now than at its
+        first video."""
+        try:
+            folder = self.objects.folder(url)
+            folder.put_bytes(OUTPUT_CHECK_KEY, b"", "text/plain")
+            folder.delete(OUTPUT_CHECK_KEY)
+        except StorageError as exc:
+            raise GenbatchError(f"--output {url}: cannot write there: {exc}") from exc
 
     def resume(
-        self, manifest: Path, batch_id: str, *, provider: str | None = None,
+        self, manifest: str | Path, batch_id: str, *, provider: str | None = None,
         model: str | None = DEFAULT_MODEL, skip_invalid: bool = False,
         budget_usd: float | None = None,
     ) -> ResumeOutcome:
@@ -217,39 +187,52 @@ class Client:
             check_budget(budget_usd)
         checked, changes = resume_manifest(
             manifest, batch_id, store=self.store, storage=self.storage, provider=provider,
-            model=model, skip_invalid=skip_invalid, budget_usd=budget_usd)
+            model=model, skip_invalid=skip_invalid, budget_usd=budget_usd,
+            objects=self.objects)
         return ResumeOutcome(batch_id=batch_id, added=changes["added"],
                              replaced=changes["replaced"], kept=changes["kept"],
                              budget_usd=budget_usd, errors=list(checked.errors))
 
     # -- read ------------------------------------------------------------------------
-    def batch(self, batch_id: str) -> Batch:
-        """The batch record (a `dict[str, str]`); NotFoundError for an unknown id."""
+    def batch(self, batch_id: str) -> BatchHandle:
+        """A handle on batch `batch_id`; NotFoundError for an unknown id."""
+        self.record(batch_id)
+        return BatchHandle(self, batch_id)
+
+    def batches(self, limit: int = 20) -> list[BatchInfo]:
+        """The most recent batches' status, newest first (`batch(info.id)` for a handle)."""
+        return [BatchInfo.of(b) for b in self.records(limit)]
+
+    def record(self, batch_id: str) -> Batch:
+        """The batch record as stored (a `dict[str, str]`); NotFoundError for an unknown id."""
         return self.store.get_batch(batch_id)
 
-    def batches(self, limit: int = 20) -> list[Batch]:
-        """The most recent batches, newest first."""
+    def records(self, limit: int = 20) -> list[Batch]:
+        """The most recent batch records, newest first."""
         return self.store.list_batches(limit)
 
-    def results(self, batch_id: str) -> list[dict[str, Any]]:
-        """Every item of the batch as a results.jsonl row, in manifest order."""
+    def rows(self, batch_id: str, failed_only: bool = False) -> Iterator[dict[str, Any]]:
+        """Every item of the batch as a results.jsonl row (with `failed_only`, the items
+        that did not succeed), in manifest order, read a chunk at a time."""
         from genbatch.worker.finalize import result_row
 
-        record = self.batch(batch_id)
-        return [result_row(item) for item in self.store.iter_items(batch_id, record.total)]
+        record = self.record(batch_id)
+        for item in self.store.iter_items(batch_id, record.total):
+            if not failed_only or item.state is not ItemState.SUCCEEDED:
+                yield result_row(item)
 
     def write_results(self, batch_id: str, path: Path, failed_only: bool = False) -> int:
         """Write every row (results and errors; with `failed_only`, the items that did not
-        succeed) as JSONL to `path`, all at once (through `<path>.part`, so a reader never
-        sees half a file); returns the number of rows."""
-        rows = [r for r in self.results(batch_id)
-                if not failed_only or r["status"] != ItemState.SUCCEEDED]
+        succeed) as JSONL to `path` (through `<path>.part`, so a reader never sees half a
+        file); returns the number of rows."""
         tmp = path.with_name(path.name + ".part")
+        written = 0
         with tmp.open("w", encoding="utf-8") as fh:
-            for row in rows:
+            for row in self.rows(batch_id, failed_only):
                 fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+                written += 1
         tmp.replace(path)
-        return len(rows)
+        return written
 
     @staticmethod
     def budget_stop(batch: Mapping[str, str]) -> str | None:

@@ -1,0 +1,46 @@
+"""The client's outcomes as JSON objects: what the commands print with `--json`, with the
+field names the README's "JSON output" section documents (stable; fields may be added)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from genbatch.client.outcomes import ResumeOutcome, SubmitOutcome
+from genbatch.errors import ManifestError
+from genbatch.worker.control import CancelReport, RetryReport
+
+
+def problem_json(e: ManifestError) -> dict[str, Any]:
+    return {"manifest": e.path, "line": e.line, "field": e.field, "reason": e.reason}
+
+
+def submit_json(result: SubmitOutcome, dry_run: bool) -> dict[str, Any]:
+    return {
+        "batch_id": result.batch_id, "dry_run": dry_run, "rows": result.rows,
+        "valid": result.valid, "invalid": result.invalid,
+        "estimated_cost_usd": round(result.est_cost, 6), "unpriced": result.unpriced,
+        "by_model": [{"provider": p, "model": m, "rows": n, "estimated_cost_usd": round(c, 6)}
+                     for (p, m), (n, c) in sorted(result.by_model.items())],
+        "budget_usd": result.budget_usd,
+        "budget_fit": {"rows": result.fit, "estimated_cost_usd": round(result.fit_cost, 6)}
+        if result.budget_usd is not None else None,
+        "skipped": [problem_json(e) for e in result.errors],
+    }
+
+
+def resume_json(result: ResumeOutcome) -> dict[str, Any]:
+    return {"batch_id": result.batch_id, "added": result.added, "replaced": result.replaced,
+            "kept": result.kept, "budget_usd": result.budget_usd,
+            "skipped": [problem_json(e) for e in result.errors]}
+
+
+def cancel_json(batch_id: str, report: CancelReport) -> dict[str, Any]:
+    return {"batch_id": batch_id, "already": report.already, "cancelled": report.cancelled,
+            "cancelled_remote": report.cancelled_remote, "finishing": report.finishing}
+
+
+def retry_json(batch_id: str, states: tuple[str, ...], budget_usd: float | None,
+               report: RetryReport) -> dict[str, Any]:
+    return {"batch_id": batch_id, "states": list(states), "requeued": report.requeued,
+            "invalid_rows": report.invalid_rows, "budget_usd": budget_usd,
+            "continued": report.continued}
