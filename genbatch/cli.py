@@ -98,6 +98,13 @@ def submit(
         metavar="URL", help="the batch's output folder (s3://bucket/prefix, file:///path or a "
         "folder): videos and output manifests go there [default: GENBATCH_STORAGE_URL/"
         "<batch id>/]", show_default=False)] = None,
+    allow_duplicate: Annotated[bool, typer.Option(
+        "--allow-duplicate", help="submit even when this manifest, with these options, was "
+        "submitted within GENBATCH_DUPLICATE_WINDOW_S")] = False,
+    idempotency_key: Annotated[str | None, typer.Option(
+        "--idempotency-key", metavar="KEY", help="a submit whose KEY was used before "
+        "prints that batch and submits nothing (a retried pipeline step)",
+        show_default=False)] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Validate MANIFEST and enqueue it as a new batch; prints the batch id."""
@@ -130,9 +137,17 @@ def submit(
         handle = None
     else:
         handle = client.submit(manifest, provider=provider, model=model,
-                               skip_invalid=skip_invalid, **given)
+                               skip_invalid=skip_invalid, allow_duplicate=allow_duplicate,
+                               idempotency_key=idempotency_key, **given)
         assert handle.submitted is not None
         result = handle.submitted
+        if result.duplicate_of and not as_json:
+            err.print(f"already submitted as batch {result.duplicate_of} (same "
+                      "--idempotency-key): nothing new submitted", highlight=False)
+            print(result.duplicate_of, flush=True)
+            if wait:
+                _exit(_watch(client, result.duplicate_of, summary=True))
+            return
     if as_json:
         emit(submit_json(result, dry_run))
         if handle is not None and wait:

@@ -112,15 +112,55 @@ class Client:
     def submit(
         self, manifest: str | Path, *, provider: str | None = None,
         model: str | None = DEFAULT_MODEL, skip_invalid: bool = False,
+        allow_duplicate: bool = False, idempotency_key: str | None = None,
         **options: Unpack[SubmitOptions],
     ) -> BatchHandle:
         """Validate `manifest` (a path, `file:///…` or `s3://bucket/key`, streamed) and
         enqueue it as a new batch. `provider` / `model` apply to rows without one; `options`
         are the batch's (`SubmitOptions`). Raises ManifestRejected (nothing submitted) when
-        rows are bad and not `skip_invalid`; the handle's `submitted` has the counts."""
-        outcome = self._ingest(manifest, provider, model, skip_invalid, False, options)
+        rows are bad and not `skip_invalid`; the handle's `submitted` has the counts.
+
+        The same manifest with the same options submitted again within
+        GENBATCH_DUPLICATE_WINDOW_S is refused, naming its batch, unless `allow_duplicate`.
+        With `idempotency_key`, a submit whose key was used before returns that batch
+        (`submitted.duplicate_of`) and submits nothing; another key is a new batch."""
+        from genbatch.producer.dedupe import submission_key
+        from genbatch.producer.ingest import new_batch_id
+        from genbatch.producer.manifest import manifest_source
+
+        batch_id, key = new_batch_id(), None
+        if not allow_duplicate:
+            source = manifest_source(manifest, self.objects)
+            key = submission_key(source, provider, model, submit_options(**options),
+                                 idempotency_key)
+            earlier = self._claim(key, batch_id)
+            if earlier is not None:
+                if idempotency_key:
+                    return BatchHandle(self, earlier, SubmitOutcome.already(earlier))
+                raise GenbatchError(
+                    f"{source.name}: this manifest was already submitted with the same "
+                    f"options as batch {earlier} (`genbatch status {earlier}`); pass "
+                    "--allow-duplicate to submit it again, or --idempotency-key")
+        try:
+            outcome = self._ingest(manifest, provider, model, skip_invalid, False, options,
+                                   batch_id)
+        except BaseException:
+            if key is not None:
+                self.store.submissions.forget(key, batch_id)
+            raise
         assert outcome.batch_id is not None
         return BatchHandle(self, outcome.batch_id, outcome)
+
+    def _claim(self, key: str, batch_id: str) -> str | None:
+        """The batch `key` was already submitted as (when it still exists), else None
+        with `key` now recorded as `batch_id`."""
+        subs = self.store.submissions
+        window = self.settings.duplicate_window_s
+        earlier = subs.claim(key, batch_id, window)
+        if earlier is not None and not self.store.batch_exists(earlier):
+            subs.forget(key, earlier)  # discarded (bad manifest) or expired: not a batch
+            earlier = subs.claim(key, batch_id, window)
+        return earlier
 
     def estimate(
         self, manifest: str | Path, *, provider: str | None = None,
@@ -132,7 +172,8 @@ class Client:
         return self._ingest(manifest, provider, model, skip_invalid, True, options)
 
     def _ingest(self, manifest: str | Path, provider: str | None, model: str | None,
-                skip_invalid: bool, dry_run: bool, given: SubmitOptions) -> SubmitOutcome:
+                skip_invalid: bool, dry_run: bool, given: SubmitOptions,
+                batch_id: str | None = None) -> SubmitOutcome:
         from genbatch.producer.ingest import ingest_manifest
         from genbatch.producer.options import BatchOptions
 
@@ -146,7 +187,8 @@ class Client:
             self._check_output(options.output)
         result = ingest_manifest(manifest, store=store, storage=storage, provider=provider,
                                  model=model, skip_invalid=skip_invalid, dry_run=dry_run,
-                                 options=options, objects=self.objects, workers=workers)
+                                 options=options, objects=self.objects, workers=workers,
+                                 batch_id=batch_id)
         return SubmitOutcome.of(result, notes)
 
     def _live_workers(self, dry_run: bool) -> tuple[list[Beat] | None, list[str]]:

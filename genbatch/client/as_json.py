@@ -25,6 +25,8 @@ def submit_json(result: SubmitOutcome, dry_run: bool) -> dict[str, Any]:
         "budget_fit": {"rows": result.fit, "estimated_cost_usd": round(result.fit_cost, 6)}
         if result.budget_usd is not None else None,
         "skipped": [problem_json(e) for e in result.errors],
+        "warnings": list(result.warnings),
+        "duplicate_of": result.duplicate_of,
     }
 
 

@@ -32,6 +32,13 @@ class SubmitOutcome:
     fit: int = 0  # with a budget: the first `fit` valid rows fit in it ...
     fit_cost: float = 0.0  # ... at this estimated cost
     warnings: list[str] = field(default_factory=list)
+    duplicate_of: str | None = None  # the batch an idempotency key already made: nothing new
+
+    @classmethod
+    def already(cls, batch_id: str) -> SubmitOutcome:
+        """A submit that found its idempotency key used: that batch, nothing submitted."""
+        return cls(batch_id=batch_id, rows=0, valid=0, invalid=0, est_cost=0.0, unpriced=0,
+                   by_model={}, duplicate_of=batch_id)
 
     @classmethod
     def of(cls, result: IngestResult, warnings: list[str] | None = None) -> SubmitOutcome:

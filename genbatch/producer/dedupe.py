@@ -6,21 +6,21 @@ from __future__ import annotations
 
 import hashlib
 import json
-from pathlib import Path
 
+from genbatch.producer.manifest import ManifestSource
 from genbatch.producer.options import BatchOptions
 
 CHUNK = 1 << 20
 
 
-def submission_key(path: Path, provider: str | None, model: str | None,
+def submission_key(source: ManifestSource, provider: str | None, model: str | None,
                    options: BatchOptions, idempotency_key: str | None = None) -> str:
     """`key:<sha256 of the idempotency key>`, else `content:<sha256 of the manifest's bytes,
     the default provider and model, and the batch options>` (read in chunks)."""
     if idempotency_key:
         return "key:" + hashlib.sha256(idempotency_key.encode()).hexdigest()
     digest = hashlib.sha256()
-    with path.open("rb") as fh:
+    with source.open() as fh:
         while chunk := fh.read(CHUNK):
             digest.update(chunk)
     digest.update(json.dumps([provider, model, options.meta()], sort_keys=True).encode())

@@ -385,6 +385,9 @@ class JobStore:
             raise NotFoundError(f"no batch {batch_id!r} in the job store")
         return Batch(rec)
 
+    def batch_exists(self, batch_id: str) -> bool:
+        return bool(self.r.exists(self.k("batch", batch_id)))
+
     def list_batches(self, limit: int = 20) -> list[Batch]:
         ids: list[str] = self.r.zrevrange(self.k("batches"), 0, limit - 1)  # type: ignore[assignment]
         pipe = self.r.pipeline(transaction=False)
