@@ -6,6 +6,10 @@
      ├── RequestInvalid           a request the chosen provider/model does not accept
      ├── NotFoundError            a batch or item id that does not exist
      ├── StorageError             object storage failed
+     ├── BadOutput                a video URL or body genbatch refuses to store (host,
+     │                            address, size, not a video)
+     ├── UrlGone                  a video URL answered 401/403/404/410 (lapsed): ask the
+     │                            provider for a fresh one
      └── ProviderError            a provider call failed; `code` and `message` from its envelope
           ├── RetryableProviderError    safe to try again (429, 5xx on GET, connect error)
           │    └── RateLimited          429: shrink the rate, requeue, count no failure
@@ -33,6 +37,18 @@ class NotFoundError(GenbatchError):
 
 class StorageError(GenbatchError):
     """Raised when object storage cannot read or write."""
+
+
+class BadOutput(GenbatchError):
+    """Raised when a video URL, a redirect or the body it serves fails a download check."""
+
+
+class UrlGone(GenbatchError):
+    """Raised when a video URL answers 401, 403, 404 or 410: it lapsed or was withdrawn."""
+
+    def __init__(self, status: int) -> None:
+        super().__init__(f"the video URL answered HTTP {status}")
+        self.status = status
 
 
 class FieldProblem:

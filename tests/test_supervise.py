@@ -10,8 +10,6 @@ import sys
 import time
 from pathlib import Path
 
-from genbatch.worker.supervise import supervise
-
 PY = sys.executable
 
 

@@ -21,6 +21,7 @@ step is idempotent and the job store's timers send again whatever a lost message
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from typing import Any
 
 from kombu.transport import redis as kombu_redis
@@ -32,7 +33,7 @@ _MARK = "_genbatch_detached_guard"
 def apply() -> None:
     """Install the guard on kombu's Redis channel (once per process; idempotent)."""
     channel = kombu_redis.Channel
-    original = channel._connparams
+    original: Callable[..., Any] = channel._connparams
     if getattr(original, _MARK, False):
         return
 
@@ -43,4 +44,4 @@ def apply() -> None:
         return original(self, asynchronous=asynchronous)
 
     setattr(connparams, _MARK, True)
-    channel._connparams = connparams
+    channel._connparams = connparams  # type: ignore[method-assign]

@@ -89,7 +89,8 @@ class Scheduler:
         rt = self.rt
         now = rt.now()
         due = self.limits.claim_due(now, now + rt.settings.task_lease_s, 2000,
-                                    poll_rates(rt.settings, PROVIDER_NAMES))
+                                    poll_rates(rt.settings, PROVIDER_NAMES),
+                                    download_lease_until=now + rt.settings.download_lease_s)
         ambiguous = fired = 0
         for iid, state in due:
             fired += bool(iid)

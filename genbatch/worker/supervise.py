@@ -8,8 +8,9 @@ code). Nothing is lost when that happens (messages are acked late and every step
 idempotent), but a worker that is gone does no more work. So `genbatch worker` runs the
 Celery worker as a child and starts it again on every exit nobody asked for, whatever its
 code, with a growing pause; only a stop request to the supervisor (SIGTERM, SIGINT) ends
-it: the request is passed on to the child and ends both. The child is killed with its parent (Linux PR_SET_PDEATHSIG), so `kill -9` of
-`genbatch worker` never leaves an orphan consuming the queues.
+it: the request is passed on to the child and ends both. The child is killed with its
+parent (Linux PR_SET_PDEATHSIG), so `kill -9` of `genbatch worker` never leaves an orphan
+consuming the queues.
 """
 
 from __future__ import annotations

@@ -7,6 +7,7 @@ from typing import Any
 from celery import signals
 
 from genbatch.config import Settings
+from genbatch.worker import download as download_steps
 from genbatch.worker import notify as webhook_out
 from genbatch.worker import steps
 from genbatch.worker.app import QUEUES, app, worker_argv
@@ -59,7 +60,7 @@ def poll(item_id: str) -> str:
 
 @app.task(name="genbatch.download")
 def download(item_id: str) -> str:
-    return steps.download_item(runtime(), item_id)
+    return download_steps.download_item(runtime(), item_id)
 
 
 @app.task(name="genbatch.finalize")
