@@ -159,14 +159,18 @@ def video_chunks(response: httpx.Response, policy: VideoPolicy) -> Iterator[byte
     if not looks_like_video(head):
         kind = response.headers.get("content-type", "no Content-Type")
         raise BadOutput(f"the body is not an MP4/MOV video ({kind}, starts {head[:8]!r})")
-    size = len(head)
-    yield head
-    for chunk in body:
+    size = 0
+    for chunk in _chain(head, body):
         size += len(chunk)
         if size > policy.max_bytes:
             raise BadOutput(f"the video is over the {policy.max_bytes}-byte limit "
                             "(GENBATCH_DOWNLOAD_MAX_BYTES)")
         yield chunk
+
+
+def _chain(head: bytes, rest: Iterator[bytes]) -> Iterator[bytes]:
+    yield head
+    yield from rest
 
 
 def looks_like_video(head: bytes) -> bool:
