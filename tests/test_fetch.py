@@ -93,7 +93,7 @@ def test_a_lapsed_url_is_url_gone_and_a_5xx_an_http_error() -> None:
 
 def test_a_body_that_is_not_a_video_is_refused_before_storage_sees_it() -> None:
     page = b"<!doctype html><html>" + b"x" * 500
-    with pytest.raises(BadOutput, match="not an MP4/MOV video.*text/html"):
+    with pytest.raises(BadOutput, match=r"not an MP4/MOV video.*text/html"):
         fetch(WAVESPEED, "https://cdn.wavespeed.ai/v.mp4", lambda r: httpx.Response(
             200, content=page, headers={"content-type": "text/html"}))
 
