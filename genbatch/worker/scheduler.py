@@ -7,7 +7,8 @@ time under a Redis lock (`genbatch scheduler`; start several for failover).
   worker that frees a slot runs the same function for its account at once).
 - Timers: claims due items from the timers zset (polls only within the account's poll
   budget; the rest stay due) and acts by state: `submitted` → poll,
-  `downloading` → download, `dispatched` → submit again (message lost), `submitting` past
+  `downloading` → download (earliest URL expiry first, with the downloads' own short
+  lease), `dispatched` → submit again (message lost), `submitting` past
   its lease → ambiguous (the worker died mid-submit; the task may exist).
 - Sweep: samples every active batch's counters into its chart series (store/series.py),
   finalizes batches with no open items whose finalize message was lost, continues
