@@ -296,15 +296,19 @@ def retry(
         metavar="USD", help="set the batch's budget (at least spent + reserved) and continue "
         "the items it held back; alone, retries no failed items", show_default=False)
     ] = None,
+    regenerate: Annotated[bool, typer.Option(
+        "--regenerate", help="generate again (and pay again) items whose task succeeded but "
+        "whose video was not stored, instead of downloading them again")] = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Resubmit a batch's failed (default: failed and expired) items, in the same batch;
-    with --budget, continue a batch stopped by its budget."""
+    """Resubmit a batch's failed (default: failed and expired) items, in the same batch
+    (a paid video that was not stored is downloaded again); with --budget, continue a
+    batch stopped by its budget."""
     states = tuple(s for s, on in (("failed", failed), ("expired", expired),
                                    ("ambiguous", ambiguous)) if on)
     if not states and budget is None:
         states = ("failed", "expired")
-    report = Client().retry(batch, states, budget_usd=budget)
+    report = Client().retry(batch, states, budget_usd=budget, regenerate=regenerate)
     if as_json:
         emit(retry_json(batch, states, budget, report))
         return
@@ -313,6 +317,8 @@ def retry(
                   "may dispatch again")
     if states:
         out.print(f"batch {batch}: {report.requeued} items ({', '.join(states)}) queued again"
+                  + (f", {report.redownload} paid videos downloaded again"
+                     if report.redownload else "")
                   + (f"; {report.invalid_rows} invalid rows skipped (fix them and submit "
                      "again)" if report.invalid_rows else ""))
 

@@ -75,21 +75,37 @@ class Settings(BaseSettings):
     novita_max_in_flight: int = Field(default=20, ge=1)
     novita_submit_rpm: float = Field(default=20, gt=0)
     novita_poll_rpm: float = Field(default=600, gt=0)
+    novita_video_hosts: str | None = Field(
+        default=None, description="comma-separated host patterns video URLs may point at "
+        "(fnmatch: *.example.com; * = any public host); unset = the provider's CDN defaults"
+    )
     highwayapi_api_key: SecretStr | None = None
     highwayapi_base_url: str = "https://api.highwayapi.ai"
     highwayapi_max_in_flight: int = Field(default=20, ge=1)
     highwayapi_submit_rpm: float = Field(default=200, gt=0)
     highwayapi_poll_rpm: float = Field(default=1200, gt=0)
+    highwayapi_video_hosts: str | None = Field(
+        default=None, description="comma-separated host patterns video URLs may point at "
+        "(fnmatch: *.example.com; * = any public host); unset = the provider's CDN defaults"
+    )
     wavespeed_api_key: SecretStr | None = None
     wavespeed_base_url: str = "https://api.wavespeed.ai"
     wavespeed_max_in_flight: int = Field(default=2, ge=1)
     wavespeed_submit_rpm: float = Field(default=2, gt=0)
     wavespeed_poll_rpm: float = Field(default=120, gt=0)
+    wavespeed_video_hosts: str | None = Field(
+        default=None, description="comma-separated host patterns video URLs may point at "
+        "(fnmatch: *.example.com; * = any public host); unset = the provider's CDN defaults"
+    )
     byteplus_api_key: SecretStr | None = None
     byteplus_base_url: str = "https://ark.ap-southeast.bytepluses.com"
     byteplus_max_in_flight: int = Field(default=20, ge=1)
     byteplus_submit_rpm: float = Field(default=60, gt=0)
     byteplus_poll_rpm: float = Field(default=600, gt=0)
+    byteplus_video_hosts: str | None = Field(
+        default=None, description="comma-separated host patterns video URLs may point at "
+        "(fnmatch: *.example.com; * = any public host); unset = the provider's CDN defaults"
+    )
 
     # HTTP.
     connect_timeout_s: float = Field(default=10.0, gt=0)
@@ -116,7 +132,32 @@ class Settings(BaseSettings):
         description="a queued submit/poll/download not done in this time is re-sent; a submit "
         "in progress this long is declared ambiguous",
     )
-    download_max_attempts: int = Field(default=5, ge=1)
+    download_max_attempts: int = Field(
+        default=5, ge=1, description="re-polls for a fresh video URL (after the URL lapsed, "
+        "or storage kept failing until it was about to) before an item ends output_gone or "
+        "download_failed"
+    )
+    download_lease_s: float = Field(
+        default=10.0, gt=0, description="a download is re-sent this long after its worker "
+        "stopped renewing it (renewed while it streams)"
+    )
+    video_url_ttl_s: float = Field(
+        default=3600.0, gt=0, description="lifetime of a video URL whose provider states "
+        "none (Novita/HighwayAPI send video_url_ttl; BytePlus 24 h, WaveSpeed 7 days)"
+    )
+    download_expiry_margin_s: float = Field(
+        default=60.0, ge=0, description="stop retrying a download this long (at most a tenth "
+        "of the URL's lifetime) before its URL expires, and ask the provider for a fresh one"
+    )
+    download_max_bytes: int = Field(
+        default=2 * 1024**3, gt=0, description="largest video accepted (a 1080p 12 s video is "
+        "about 10-40 MB); bigger ends the item bad_output"
+    )
+    download_allow_private: bool = Field(
+        default=False, description="let video URLs and their redirects reach loopback, "
+        "link-local and private addresses (off: only public ones, and the simulator's "
+        "loopback when a provider's base URL is loopback)"
+    )
     validating_timeout_s: float = Field(
         default=900.0, gt=0, description="a batch still being ingested whose producer has "
         "written nothing for this long (it died) is discarded by the scheduler"

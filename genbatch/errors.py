@@ -8,6 +8,10 @@
      ├── StorageError             object storage failed
      ├── StoreUnavailable         the job store (Redis) cannot be reached
      ├── WaitTimeout              a batch was not finished when a wait ran out
+     ├── BadOutput                a video URL or body genbatch refuses to store (host,
+     │                            address, size, not a video)
+     ├── UrlGone                  a video URL answered 401/403/404/410 (lapsed): ask the
+     │                            provider for a fresh one
      └── ProviderError            a provider call failed; `code` and `message` from its envelope
           ├── RetryableProviderError    safe to try again (429, 5xx on GET, connect error)
           │    └── RateLimited          429: shrink the rate, requeue, count no failure
@@ -43,6 +47,18 @@ class StoreUnavailable(GenbatchError):
 
 class WaitTimeout(GenbatchError):
     """Raised when a batch is not finished when `wait(timeout=...)` runs out."""
+
+
+class BadOutput(GenbatchError):
+    """Raised when a video URL, a redirect or the body it serves fails a download check."""
+
+
+class UrlGone(GenbatchError):
+    """Raised when a video URL answers 401, 403, 404 or 410: it lapsed or was withdrawn."""
+
+    def __init__(self, status: int) -> None:
+        super().__init__(f"the video URL answered HTTP {status}")
+        self.status = status
 
 
 class FieldProblem:

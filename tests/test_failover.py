@@ -57,7 +57,8 @@ NEVER = [
     # ours, or already paid for
     ("dispatched", "input_unavailable"),
     ("downloading", "download_failed"),
-    ("downloading", "url_expired"),
+    ("downloading", "output_gone"),
+    ("downloading", "bad_output"),
     # unknown codes never qualify
     ("submitting", "SOMETHING_NEW"),
     ("submitted", "SOMETHING_NEW"),

@@ -382,3 +382,21 @@ def test_bad_suffixes_are_refused(suffix: str) -> None:
 def test_batch_key() -> None:
     assert batch_key("b1", "results.jsonl") == "b1/results.jsonl"
     assert object_key("b1", "x", ".webm") == "b1/x.webm"
+
+
+def test_discard_partial_removes_what_a_killed_write_left_of_that_key_only(
+        tmp_path: Path) -> None:
+    # Given the temporary files of two killed writes of one key, and another key's
+    storage = LocalStorage(tmp_path)
+    storage.put_bytes("b1/a.mp4", b"old", "video/mp4")
+    folder = tmp_path / "b1"
+    left = [folder / ".a.mp4.0123456789ab.part", folder / ".a.mp4.ba9876543210.part"]
+    other = folder / ".b.mp4.0123456789ab.part"
+    for path in [*left, other]:
+        path.write_bytes(b"half a video")
+    # When the next download of the key cleans up
+    removed = storage.discard_partial("b1/a.mp4")
+    # Then only that key's leftovers are gone; the object itself stays
+    assert removed == 2 and not any(p.exists() for p in left)
+    assert other.exists() and storage.get_bytes("b1/a.mp4") == b"old"
+    assert storage.discard_partial("b2/never.mp4") == 0

@@ -186,3 +186,17 @@ def test_open_storage_reaches_the_server(
 
     body = client.get_object(Bucket=BUCKET, Key="out/b1/results.jsonl")["Body"].read()
     assert body == b"{}\n"
+
+
+def test_discard_partial_aborts_the_key_s_unfinished_multipart_uploads(
+        storage: S3Storage, client: S3Client) -> None:
+    # Given uploads of a killed writer (never completed nor aborted), one for another key
+    full = f"{PREFIX}/b1/a.mp4"
+    for key in (full, full, f"{PREFIX}/b1/other.mp4"):
+        client.create_multipart_upload(Bucket=BUCKET, Key=key)
+    # When the next download of the key cleans up
+    assert storage.discard_partial("b1/a.mp4") == 2
+    # Then only the other key's upload is left
+    left = client.list_multipart_uploads(Bucket=BUCKET).get("Uploads", [])
+    assert [u["Key"] for u in left] == [f"{PREFIX}/b1/other.mp4"]
+    client.abort_multipart_upload(Bucket=BUCKET, Key=left[0]["Key"], UploadId=left[0]["UploadId"])

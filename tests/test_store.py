@@ -94,6 +94,23 @@ def test_claim_due_leases_timers_and_drops_terminal(store: JobStore) -> None:
     assert store.r.zscore(store.k("timers"), item_id("b5", 3)) is None
 
 
+def test_downloads_are_claimed_earliest_url_expiry_first_with_their_own_lease(
+        store: JobStore) -> None:
+    # Given three downloads due, their URLs expiring in another order than their ids
+    make_batch(store, "b6", 4)
+    store.dispatch("novita", "b6", limit=5, max_n=5, lease_until=5.0)
+    for seq, expires in ((1, 900.0), (2, 300.0), (3, 600.0)):
+        store.transition(item_id("b6", seq), "*", "downloading", timer=5.0,
+                         fields={"url_expires_at": expires})
+    # When the scheduler claims them
+    due = store.limits.claim_due(6.0, 100.0, 10, {}, download_lease_until=16.0)
+    # Then the other timers come first, downloads last by deadline, on the short lease
+    assert due == [(item_id("b6", 4), "dispatched"), (item_id("b6", 2), "downloading"),
+                   (item_id("b6", 3), "downloading"), (item_id("b6", 1), "downloading")]
+    assert store.r.zscore(store.k("timers"), item_id("b6", 2)) == 16.0
+    assert store.r.zscore(store.k("timers"), item_id("b6", 4)) == 100.0
+
+
 def test_unknown_ids_raise_not_found(store: JobStore) -> None:
     with pytest.raises(NotFoundError):
         store.get_batch("nope")

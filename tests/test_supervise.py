@@ -10,8 +10,6 @@ import sys
 import time
 from pathlib import Path
 
-from genbatch.worker.supervise import supervise
-
 PY = sys.executable
 
 
@@ -28,14 +26,6 @@ def alive(pid: int) -> bool:
     except OSError:
         return False
     return state != "Z"
-
-
-def test_a_child_that_dies_on_its_own_is_started_again(tmp_path: Path) -> None:
-    runs = tmp_path / "runs"
-    child = ("import pathlib, sys; p = pathlib.Path(sys.argv[1]); n = len(p.read_text()) "
-             "if p.exists() else 0; p.write_text('x' * (n + 1)); sys.exit(0 if n >= 2 else 1)")
-    assert supervise([PY, "-c", child, str(runs)], first_pause_s=0.01) == 0
-    assert runs.read_text() == "xxx"  # died twice, started again twice, then exited cleanly
 
 
 def supervisor(tmp_path: Path, child: str) -> subprocess.Popen[bytes]:
@@ -56,6 +46,22 @@ signal.signal(signal.SIGTERM, on_term)
 while True:
     time.sleep(0.05)
 """
+
+
+def test_every_exit_nobody_asked_for_is_restarted_whatever_its_code(tmp_path: Path) -> None:
+    # Given a child that exits cleanly (0), then with 1, then 0 again, then stays up
+    child = ("import pathlib, sys; p = pathlib.Path(sys.argv[1]) / 'runs'; "
+             "n = len(p.read_text()) if p.exists() else 0; p.write_text('x' * (n + 1)); "
+             "n < 3 and sys.exit(n % 2)\n" + CHILD)
+    sup = supervisor(tmp_path, child)
+    # Then each exit is followed by a new child, the clean ones too
+    wait_for(lambda: (tmp_path / "pid").exists())
+    assert (tmp_path / "runs").read_text() == "xxxx"
+    assert sup.poll() is None
+    # And only a stop request ends the supervisor, with the child's exit code
+    sup.send_signal(signal.SIGTERM)
+    assert sup.wait(30) == 0
+    assert (tmp_path / "term").read_text() == "got it"
 
 
 def test_a_stop_request_reaches_the_child_and_ends_both(tmp_path: Path) -> None:

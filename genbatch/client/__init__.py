@@ -335,13 +335,15 @@ class Client:
         return cancel_batch(self._runtime(), batch_id)
 
     def retry(self, batch_id: str, states: tuple[str, ...] = DEFAULT_RETRY_STATES,
-              budget_usd: float | None = None) -> RetryReport:
+              budget_usd: float | None = None, *, regenerate: bool = False) -> RetryReport:
         """Queue the batch's items in `states` (failed, expired, ambiguous) again, in the
-        same batch; with `budget_usd`, first set the batch's budget and let the items it
-        held back dispatch again (pass `states=()` for the budget alone)."""
+        same batch (items whose task succeeded are downloaded again, not regenerated,
+        unless `regenerate`); with `budget_usd`, first set the batch's budget and let the
+        items it held back dispatch again (pass `states=()` for the budget alone)."""
         from genbatch.worker.control import retry_batch
 
-        return retry_batch(self._runtime(), batch_id, states, budget_usd=budget_usd)
+        return retry_batch(self._runtime(), batch_id, states, budget_usd=budget_usd,
+                           regenerate=regenerate)
 
     def reconcile(self, batch_id: str) -> BatchReport:
         """Look for the tasks of the batch's ambiguous items in their providers' task lists

@@ -34,7 +34,8 @@ class BatchOps(Protocol):
     def cancel(self, batch_id: str) -> CancelReport: ...
 
     def retry(self, batch_id: str, states: tuple[str, ...] = ...,
-              budget_usd: float | None = None) -> RetryReport: ...
+              budget_usd: float | None = None, *, regenerate: bool = False
+              ) -> RetryReport: ...
 
 
 class BatchHandle:

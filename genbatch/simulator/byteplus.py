@@ -208,7 +208,8 @@ def _task_json(sim: Simulator, task: Task, origin: str) -> dict[str, Any]:
         "draft": False,
     }
     if phase is Phase.SUCCEEDED:
-        out["content"] = {"video_url": sim.media.video_url(origin, task.id, task.url_expires)}
+        expires = task.url_expires(sim.clock())
+        out["content"] = {"video_url": sim.media.video_url(origin, task.id, expires)}
         if params["return_last_frame"]:
             out["content"]["last_frame_url"] = f"{origin}/_sim/assets/landscape.png"
         width, height = _pixels(params["resolution"], ratio)

@@ -213,7 +213,7 @@ def _result(sim: Simulator, task: Task, origin: str) -> dict[str, Any]:
         reason = f"task expired: not finished within execution_expires_after ({expires} s)"
     videos = []
     if phase is Phase.SUCCEEDED:
-        url = sim.media.video_url(origin, task.id, task.url_expires)
+        url = sim.media.video_url(origin, task.id, task.url_expires(sim.clock()))
         videos.append({"video_url": url, "video_url_ttl": f"{task.url_ttl_s:.0f}",
                        "video_type": "mp4"})
     return {

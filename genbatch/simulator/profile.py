@@ -43,6 +43,11 @@ class Behaviour(BaseModel):
         description="output URL lifetime; unset = the provider's own (Novita and HighwayAPI "
         "3600 s, BytePlus 24 h, WaveSpeed 7 days)",
     )
+    fresh_url_per_poll: bool | None = Field(
+        default=None, description="each poll of a finished task signs a fresh output URL "
+        "(valid url_ttl_s from then); unset = the provider's way: Novita, HighwayAPI and "
+        "BytePlus presign per request, WaveSpeed serves one fixed CDN URL",
+    )
     # Limits.
     rpm: int | None = Field(default=None, ge=1, description="accepted submits per minute")
     concurrency: int | None = Field(

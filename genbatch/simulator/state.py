@@ -21,6 +21,8 @@ from genbatch.simulator.tasks import Phase, Task, sample_run_s
 
 Clock = Callable[[], float]
 MINUTE_S = 60.0
+# Providers whose output URLs are presigned per request (a fresh one on each poll).
+SIGNS_PER_REQUEST = frozenset({"novita", "highwayapi", "byteplus"})
 
 
 class Simulator:
@@ -109,6 +111,8 @@ class Simulator:
             fingerprint=fingerprint, params=params, created=now, start=start, end=end,
             outcome=outcome, time_factor=factor,
             url_ttl_s=url_ttl_s if behaviour.url_ttl_s is None else behaviour.url_ttl_s,
+            fresh_urls=(provider in SIGNS_PER_REQUEST if behaviour.fresh_url_per_poll is None
+                        else behaviour.fresh_url_per_poll),
         )
         if outcome is Phase.FAILED:
             task.error_code, task.error_message = self.rng.choice(failures)

@@ -36,6 +36,7 @@ class Task:
     outcome: Phase
     time_factor: float
     url_ttl_s: float  # simulated seconds
+    fresh_urls: bool = False  # each poll signs a new URL valid url_ttl_s from then
     error_code: str = ""
     error_message: str = ""
     video_sha256: str = ""
@@ -66,10 +67,11 @@ class Task:
             return self.end
         return self.start if now >= self.start else self.created
 
-    @property
-    def url_expires(self) -> float:
-        """Wall-clock time the output URL stops working (from completion, not per poll)."""
-        return self.end + self.url_ttl_s / self.time_factor
+    def url_expires(self, now: float) -> float:
+        """Wall-clock time the output URL handed out at `now` stops working: from the
+        task's completion, or from `now` for a provider that signs a URL per request."""
+        signed = max(self.end, now) if self.fresh_urls else self.end
+        return signed + self.url_ttl_s / self.time_factor
 
     def cancel(self, now: float) -> None:
         self.start = self.end = now

@@ -234,7 +234,8 @@ def _data(
         "timings": {"inference": 0},
     }
     if phase is Phase.SUCCEEDED:
-        data["outputs"] = [sim.media.video_url(origin, task.id, task.url_expires)]
+        expires = task.url_expires(sim.clock())
+        data["outputs"] = [sim.media.video_url(origin, task.id, expires)]
         data["has_nsfw_contents"] = [False]
         data["timings"]["inference"] = round(task.simulated(task.end - task.start) * 1000)
     elif phase is Phase.FAILED:

@@ -62,6 +62,11 @@ class ObjectStorage(Protocol):
     def delete(self, key: str) -> None:
         """Remove the object; removing a missing object is not an error."""
 
+    def discard_partial(self, key: str) -> int:
+        """Remove what unfinished writes of `key` left behind (a writer killed mid-stream:
+        a local `.part` file, an S3 multipart upload). Only call it while no other write of
+        `key` runs. Returns how many were removed."""
+
 
 class Digest:
     """The sha256 and byte count of a stream, fed one chunk at a time."""

@@ -59,3 +59,6 @@ class BatchFolder:
 
     def delete(self, key: str) -> None:
         self.storage.delete(self._key(key))
+
+    def discard_partial(self, key: str) -> int:
+        return self.storage.discard_partial(self._key(key))

@@ -93,6 +93,21 @@ class LocalStorage(StreamingPuts):
         with self._os_errors("delete", key):
             path.unlink(missing_ok=True)
 
+    def discard_partial(self, key: str) -> int:
+        path = self._path(key)
+        prefix = f".{path.name[:100]}."
+        removed = 0
+        with self._os_errors("clean up", key):
+            if not path.parent.is_dir():
+                return 0
+            for tmp in path.parent.iterdir():
+                token = tmp.name.removeprefix(prefix).removesuffix(".part")
+                if tmp.name.startswith(prefix) and tmp.name.endswith(".part") \
+                        and len(token) == 12 and all(c in "0123456789abcdef" for c in token):
+                    tmp.unlink(missing_ok=True)
+                    removed += 1
+        return removed
+
     def _path(self, key: str) -> Path:
         check_key(key)
         # resolve() follows symlinks, so a link inside root that points outside is caught too.

@@ -148,6 +148,18 @@ class S3Storage(StreamingPuts):
         with self._errors("delete", key):
             self._client.delete_object(Bucket=self.bucket, Key=full)
 
+    def discard_partial(self, key: str) -> int:
+        full = self._full_key(key)
+        removed = 0
+        with self._errors("clean up", key):
+            listing = self._client.list_multipart_uploads(Bucket=self.bucket, Prefix=full)
+            for upload in listing.get("Uploads", []):
+                if upload.get("Key") == full and upload.get("UploadId"):
+                    self._client.abort_multipart_upload(Bucket=self.bucket, Key=full,
+                                                        UploadId=upload["UploadId"])
+                    removed += 1
+        return removed
+
     def _full_key(self, key: str) -> str:
         check_key(key)
         return f"{self.prefix}/{key}" if self.prefix else key

@@ -108,14 +108,16 @@ class Limits:
         return min(1.0, value + max(0.0, now - since) / recover_s) if value < 1 else 1.0
 
     def claim_due(self, now: float, lease_until: float, max_n: int,
-                  poll_rates: Mapping[str, Rate], max_scan: int = 5000
-                  ) -> list[tuple[str, str]]:
+                  poll_rates: Mapping[str, Rate], max_scan: int = 5000,
+                  download_lease_until: float | None = None) -> list[tuple[str, str]]:
         """Due timers, polls only within each account's poll budget (see the script):
-        (item id, state) pairs, then ("", provider) for each account whose poll budget
-        held a due poll back."""
+        (item id, state) pairs, downloads last and earliest URL expiry first (leased until
+        `download_lease_until`, default `lease_until`), then ("", provider) for each
+        account whose poll budget held a due poll back."""
         any_rate = next(iter(poll_rates.values()), Rate(0.0, 60.0, 1.0))
+        dl_lease = "" if download_lease_until is None else repr(download_lease_until)
         args: list[Any] = [self.prefix, repr(now), repr(lease_until), max_n, max_scan,
-                           any_rate.period, any_rate.recover_s, any_rate.tolerance]
+                           any_rate.period, any_rate.recover_s, any_rate.tolerance, dl_lease]
         for provider, rate in poll_rates.items():
             args += [provider, rate.rpm]
         flat = self._claim(keys=[f"{self.prefix}timers"], args=args)

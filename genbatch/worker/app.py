@@ -10,6 +10,9 @@ from __future__ import annotations
 from celery import Celery
 
 from genbatch.config import Settings
+from genbatch.worker import broker_fix
+
+broker_fix.apply()  # kombu 5.7 + celery 5.7 crash on a lost Redis connection (see module)
 
 QUEUES: dict[str, str] = {
     "submit": "genbatch.submit",

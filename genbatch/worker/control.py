@@ -70,13 +70,16 @@ class RetryReport:
     requeued: int = 0
     invalid_rows: int = 0  # failed at validation: fix the row and use submit --resume
     continued: int = 0  # pending items held by the budget that may dispatch again
+    redownload: int = 0  # their task succeeded (paid): downloaded again, not regenerated
 
 
 def retry_batch(rt: Runtime, batch_id: str, states: tuple[str, ...],
-                budget_usd: float | None = None) -> RetryReport:
-    """Put the batch's items in `states` back to pending, recording each past attempt.
-    With `budget_usd`, first set the batch's budget (never below spent + reserved) and let
-    the pending items it held back dispatch again."""
+                budget_usd: float | None = None, *, regenerate: bool = False) -> RetryReport:
+    """Put the batch's items in `states` back to pending, recording each past attempt;
+    an item whose task succeeded (paid) but whose video was not stored is downloaded again
+    instead (asking the provider for a fresh URL), unless `regenerate`. With `budget_usd`,
+    first set the batch's budget (never below spent + reserved) and let the pending items it
+    held back dispatch again."""
     unknown = set(states) - set(RETRYABLE_STATES)
     if unknown:
         raise GenbatchError(f"cannot retry items in state {sorted(unknown)[0]!r}")
@@ -99,8 +102,28 @@ def retry_batch(rt: Runtime, batch_id: str, states: tuple[str, ...],
         if not reopened:  # before the first item is queued, so it can finish normally
             rt.store.reopen_batch(batch_id)
             reopened = True
+        if not regenerate and paid_output(item):
+            report.redownload += _redownload(rt, item)
+            continue
         # Back to pending and onto its queue in one step: a crash leaves no item stranded.
         if rt.store.transition(item.id, [item["state"]], ItemState.PENDING, timer="-",
                                fields=attempt_reset(item), queue="back").applied:
             report.requeued += 1
     return report
+
+
+def paid_output(item: Item) -> bool:
+    """The item's task succeeded at the provider (it was paid for): its video may still be
+    fetched, so retry downloads it rather than generating it again."""
+    return item.state is ItemState.FAILED and bool(item.remote_id and item.get("generated_at"))
+
+
+def _redownload(rt: Runtime, item: Item) -> int:
+    """failed → downloading, asking the provider for a fresh URL first."""
+    moved = rt.store.transition(item.id, [ItemState.FAILED], ItemState.DOWNLOADING,
+                                timer=rt.now(), fields={
+                                    "dl_repoll": "1", "url_repolls": 0, "dl_attempts": 0,
+                                    "error_code": "", "error_message": "", "finished_at": ""})
+    if moved.applied:
+        rt.enqueue("download", item.id)
+    return int(moved.applied)

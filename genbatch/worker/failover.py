@@ -23,8 +23,8 @@ code the provider adapters produce (`genbatch/providers/http.py` envelopes, poll
                  auth: the task may still run and bill), success
                  without a video URL (no_output: billed)
     anything else: unknown codes, ambiguous submits, 5xx on submit, deadline or provider
-    expiry, cancel, invalid_row, input_unavailable, download_failed / url_expired (the video
-    was generated and paid for): no.
+    expiry, cancel, invalid_row, input_unavailable, download_failed / output_gone /
+    bad_output (the video was generated and paid for): no.
 
 The move itself (`fail_over`) happens instead of the terminal `failed` transition, as one
 compare-and-set straight from the in-flight state to `pending` on the fallback account's

@@ -99,8 +99,10 @@ class Runtime:
 
     @property
     def downloads(self) -> httpx.Client:
+        """The client for video URLs: no provider key, redirects followed by hand (each hop
+        is checked, worker/fetch.py)."""
         client: httpx.Client = self._get("downloads",
-                                         lambda: self._client(64, follow_redirects=True))
+                                         lambda: self._client(64, follow_redirects=False))
         return client
 
     def _client(self, pool: int, *, follow_redirects: bool,

@@ -7,7 +7,8 @@ time under a Redis lock (`genbatch scheduler`; start several for failover).
   worker that frees a slot runs the same function for its account at once).
 - Timers: claims due items from the timers zset (polls only within the account's poll
   budget; the rest stay due) and acts by state: `submitted` → poll,
-  `downloading` → download, `dispatched` → submit again (message lost), `submitting` past
+  `downloading` → download (earliest URL expiry first, with the downloads' own short
+  lease), `dispatched` → submit again (message lost), `submitting` past
   its lease → ambiguous (the worker died mid-submit; the task may exist).
 - Sweep: samples every active batch's counters into its chart series (store/series.py),
   finalizes batches with no open items whose finalize message was lost, continues
@@ -90,7 +91,8 @@ class Scheduler:
         rt = self.rt
         now = rt.now()
         due = self.limits.claim_due(now, now + rt.settings.task_lease_s, 2000,
-                                    poll_rates(rt.settings, PROVIDER_NAMES))
+                                    poll_rates(rt.settings, PROVIDER_NAMES),
+                                    download_lease_until=now + rt.settings.download_lease_s)
         ambiguous = fired = 0
         for iid, state in due:
             fired += bool(iid)

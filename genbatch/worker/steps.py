@@ -11,8 +11,6 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-import httpx
-
 from genbatch import metrics
 from genbatch.errors import (
     AmbiguousSubmit,
@@ -22,7 +20,6 @@ from genbatch.errors import (
     ProviderError,
     RateLimited,
     RetryableProviderError,
-    StorageError,
 )
 from genbatch.models import (
     IN_FLIGHT_STATES,
@@ -34,22 +31,20 @@ from genbatch.models import (
 from genbatch.providers import can_list, get_spec
 from genbatch.providers.failures import FailureClass, failure_class
 from genbatch.records import Item
-from genbatch.storage import object_key
 from genbatch.store.health import AccountHealth
 from genbatch.webhooks import callback_url
 from genbatch.worker import accounts, failover, notify, reconcile, uploads
 from genbatch.worker.dispatch import refill
+from genbatch.worker.fetch import url_fields
 from genbatch.worker.polling import (
     deadline_s,
     first_poll_delay,
     next_poll_delay,
-    retry_delay,
     safety_poll_delay,
 )
 from genbatch.worker.runtime import Runtime
 
 log = logging.getLogger(__name__)
-URL_GONE = frozenset({401, 403, 404, 410})
 EARLY = 0.8  # first poll at this share of the learned generation time
 TERMINAL_TASK_STATE = {
     TaskStatus.FAILED: ItemState.FAILED,
@@ -179,9 +174,9 @@ def apply_poll(rt: Runtime, item: Item, iid: str, result: PollResult,
             return finish(rt, iid, [SUBMITTED], ItemState.FAILED, "no_output",
                            "the provider reported success without a video URL")
         cost = _cost(rt, item, result)
-        moved = rt.store.transition(
-            iid, [SUBMITTED], DOWNLOADING, timer=now + rt.settings.task_lease_s,
-            fields={"video_url": result.video_url, "video_ttl": result.video_ttl_s or "",
+        moved = rt.store.transition(  # downloads have their own short lease (download.py)
+            iid, [SUBMITTED], DOWNLOADING, timer=now + rt.settings.download_lease_s,
+            fields={**url_fields(rt.settings, now, item.provider, result),
                     "seed": "" if result.seed is None else result.seed,
                     "cost": "" if cost is None else repr(cost), "generated_at": now},
             incr=seen,
@@ -233,53 +228,6 @@ def _learn_gen_time(rt: Runtime, item: Item, now: float, polls: int,
     seconds = (done_at - submitted) * rt.settings.time_factor
     tier = json.loads(item.get("req") or "{}").get("service_tier")
     rt.store.gen_times.observe(item.provider, _gen_key(item.model, tier), seconds)
-
-
-def download_item(rt: Runtime, iid: str) -> str:
-    """downloading → succeeded | submitted (URL expired: poll again) | failed."""
-    item = rt.store.get_item(iid)
-    if item.state is not DOWNLOADING:
-        return "skipped"
-    attempt = item.dl_attempts + 1
-    key = object_key(item.batch_id, item.custom_id)
-    try:
-        with rt.downloads.stream("GET", item.video_url,
-                                 timeout=rt.settings.download_timeout_s) as resp:
-            metrics.record_request(rt.store, item.provider, "download", resp.status_code)
-            if resp.status_code in URL_GONE:
-                return _url_gone(rt, iid, attempt, resp.status_code)
-            resp.raise_for_status()
-            stored = rt.output_storage(item.batch_id).put_stream(key, resp.iter_bytes(1 << 20))
-    except (httpx.HTTPError, StorageError) as exc:
-        if isinstance(exc, httpx.TransportError):  # no answer: not counted above
-            metrics.record_request(rt.store, item.provider, "download", None)
-        metrics.record_download_failure(rt.store, item.provider)
-        if attempt >= rt.settings.download_max_attempts:
-            return finish(rt, iid, [DOWNLOADING], ItemState.FAILED, "download_failed",
-                           f"gave up after {attempt} attempts: {_describe(exc)}")
-        rt.store.transition(iid, [DOWNLOADING], DOWNLOADING,
-                            timer=rt.now() + retry_delay(attempt, rt.settings),
-                            fields={"last_error": _describe(exc)}, incr={"dl_attempts": 1})
-        return "retry"
-    state = finish(rt, iid, [DOWNLOADING], ItemState.SUCCEEDED, "", "", fields={
-        "output_uri": stored.uri, "sha256": stored.sha256, "bytes": stored.size,
-    })
-    if state == ItemState.SUCCEEDED:
-        metrics.record_success(rt.store, item, stored.size)
-    return state
-
-
-def _url_gone(rt: Runtime, iid: str, attempt: int, status: int) -> str:
-    if attempt >= rt.settings.download_max_attempts:
-        return finish(rt, iid, [DOWNLOADING], ItemState.FAILED, "url_expired",
-                       f"the video URL answered HTTP {status} {attempt} times")
-    # The URL expired before we fetched it: poll the task again for a fresh one.
-    now = rt.now()
-    rt.store.transition(iid, [DOWNLOADING], SUBMITTED, timer=now,
-                        fields={"last_error": f"video URL answered HTTP {status}",
-                                "poll_due": now},
-                        incr={"dl_attempts": 1})
-    return "repoll"
 
 
 def _not_created(rt: Runtime, item: Item, iid: str, exc: RetryableProviderError,

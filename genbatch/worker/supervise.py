@@ -1,13 +1,16 @@
 """`genbatch worker` keeps its Celery worker alive.
 
-Celery reconnects to Redis by itself after most outages, but some kombu versions crash the
-worker process while it restores unacked messages on a lost connection ("Unrecoverable
-error: AttributeError ... 'hostname'"). Nothing is lost when that happens (messages are
-acked late and every step is idempotent), but a worker that is gone does no more work. So
-`genbatch worker` runs the Celery worker as a child and starts it again when it dies on its
-own, with a growing pause; a stop request (SIGTERM, SIGINT) is passed on to the child and
-ends both. The child is killed with its parent (Linux PR_SET_PDEATHSIG), so `kill -9` of
-`genbatch worker` never leaves an orphan consuming the queues.
+Celery reconnects to Redis by itself after most outages, but a Celery worker can still end
+on its own: celery/kombu 5.7 crashed while restoring unacked messages on a lost connection
+("Unrecoverable error: AttributeError ... 'hostname'", worked around in `broker_fix`), and
+a future bug may end it with any exit code, 0 included (`app.worker_main` used to drop the
+code). Nothing is lost when that happens (messages are acked late and every step is
+idempotent), but a worker that is gone does no more work. So `genbatch worker` runs the
+Celery worker as a child and starts it again on every exit nobody asked for, whatever its
+code, with a growing pause; only a stop request to the supervisor (SIGTERM, SIGINT) ends
+it: the request is passed on to the child and ends both. The child is killed with its
+parent (Linux PR_SET_PDEATHSIG), so `kill -9` of `genbatch worker` never leaves an orphan
+consuming the queues.
 """
 
 from __future__ import annotations
@@ -40,8 +43,8 @@ def _die_with_parent(parent: int) -> None:
 
 def supervise(argv: Sequence[str], *, first_pause_s: float = 1.0,
               max_pause_s: float = 30.0) -> int:
-    """Run `argv` until it exits cleanly or a stop is requested; restart it when it dies
-    on its own. Returns the child's last exit code."""
+    """Run `argv` until a stop is requested; restart it whenever it exits on its own,
+    whatever its exit code. Returns the child's last exit code."""
     stop = threading.Event()
     child: subprocess.Popen[bytes] | None = None
 
@@ -58,12 +61,12 @@ def supervise(argv: Sequence[str], *, first_pause_s: float = 1.0,
             started = time.monotonic()
             child = subprocess.Popen(list(argv), preexec_fn=lambda: _die_with_parent(parent))
             code = child.wait()
-            if stop.is_set() or code == 0:
+            if stop.is_set():
                 return code
             if time.monotonic() - started >= HEALTHY_RUN_S:
                 pause = first_pause_s
-            log.warning("the Celery worker exited with code %s; starting it again in %.0f s",
-                        code, pause)
+            log.warning("the Celery worker exited on its own (code %s); starting it again "
+                        "in %.1f s", code, pause)
             if stop.wait(pause):
                 return code
             pause = min(max_pause_s, pause * 2)

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from celery import signals
+
 from genbatch.config import Settings
+from genbatch.worker import download as download_steps
 from genbatch.worker import notify as webhook_out
 from genbatch.worker import steps
 from genbatch.worker.app import QUEUES, app, worker_argv
@@ -28,15 +31,22 @@ def runtime() -> Runtime:
 
 
 def run_worker(settings: Settings, **kwargs: Any) -> None:
-    """Run a Celery worker in this process with the tasks below, beating its heartbeat."""
+    """Run a Celery worker in this process with the tasks below, beating its heartbeat.
+    Exits with the worker's own exit code when it is not 0 (`app.worker_main` drops it: an
+    "Unrecoverable error" would otherwise end the process with 0, like a requested stop)."""
     rt = configure(settings)
     rt.name = process_name(kwargs.get("hostname"))
     install(rt)
     stop = start_worker_heartbeat(rt, rt.name, tuple(dict.fromkeys(QUEUES.values())))
+    workers: list[Any] = []
+    signals.worker_init.connect(lambda sender, **_: workers.append(sender), weak=False)
     try:
         app.worker_main(worker_argv(settings, kwargs.get("hostname")))
     finally:
         stop.set()
+    code = getattr(workers[-1], "exitcode", 0) if workers else 0
+    if code:
+        raise SystemExit(code)
 
 
 @app.task(name="genbatch.submit")
@@ -51,7 +61,7 @@ def poll(item_id: str) -> str:
 
 @app.task(name="genbatch.download")
 def download(item_id: str) -> str:
-    return steps.download_item(runtime(), item_id)
+    return download_steps.download_item(runtime(), item_id)
 
 
 @app.task(name="genbatch.finalize")

@@ -58,6 +58,8 @@ def test_worker_and_scheduler_carry_on_after_redis_restarts(tmp_path: Path) -> N
             finally:
                 cluster.stop_all()
             stats = cluster.sim_stats()
+        # the Celery worker reconnected by itself: not merely restarted by its supervisor
+        assert "Unrecoverable error" not in (tmp_path / "worker.log").read_text(errors="replace")
         assert before["succeeded"] + before["failed"] < n  # work was left for after
         done = [json.loads(line) for name in ("results_jsonl", "errors_jsonl")
                 for line in Path(urlparse(batch[name]).path).read_text().splitlines()]

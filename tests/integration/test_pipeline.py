@@ -18,7 +18,7 @@ from genbatch.config import Settings
 from genbatch.demo import SAMPLES
 from genbatch.simulator import SimProfile
 from genbatch.store import item_id
-from genbatch.worker import steps
+from genbatch.worker import download, steps
 from genbatch.worker.runtime import Runtime
 from tests.integration.cluster import Cluster, running_cluster
 
@@ -93,7 +93,7 @@ def test_duplicate_and_late_messages_change_nothing(cluster: Cluster, tmp_path: 
 
     outcomes = [step(rt, item_id(batch_id, s))
                 for s in range(1, 6)
-                for step in (steps.submit_item, steps.poll_item, steps.download_item)]
+                for step in (steps.submit_item, steps.poll_item, download.download_item)]
     outcomes.append(steps.finalize_batch(rt, batch_id))
 
     assert set(outcomes) == {"skipped"}

@@ -61,7 +61,8 @@ def test_latency_is_reproducible_for_a_seed(local: Callable[..., Sim], clock: Fa
 
 
 def test_output_urls_expire(local: Callable[..., Sim], clock: FakeClock) -> None:
-    sim = local(time_factor=10, url_ttl_s=600, latency_sigma=0)  # a 60 s real lifetime
+    sim = local(time_factor=10, url_ttl_s=600, latency_sigma=0,  # a 60 s real lifetime
+                fresh_url_per_poll=False)
     with sim.client() as client:
         task_id = client.post(NOVITA_SUBMIT, json=novita_body()).json()["task_id"]
         clock.advance(1)
@@ -80,6 +81,28 @@ def test_output_urls_expire(local: Callable[..., Sim], clock: FakeClock) -> None
     assert sim.get(tampered).status_code == 403
     stats = sim.stats()
     assert (stats["downloads"], stats["downloads_refused"]) == (2, 2)
+
+
+def test_providers_that_presign_per_request_hand_out_a_fresh_url_per_poll(
+    local: Callable[..., Sim], clock: FakeClock
+) -> None:
+    sim = local(time_factor=10, url_ttl_s=600, latency_sigma=0)  # the providers' own way
+    with sim.client() as client:
+        novita = client.post(NOVITA_SUBMIT, json=novita_body()).json()["task_id"]
+        wavespeed = client.post(
+            "/api/v3/bytedance/seedance-v1.5-pro/image-to-video",
+            json={"image": "https://x/a.png", "prompt": "p"},
+        ).json()["data"]["urls"]["get"]
+        clock.advance(1)
+        first = client.get("/v3/async/task-result", params={"task_id": novita}).json()
+        fixed = client.get(wavespeed).json()["data"]["outputs"][0]
+        clock.advance(61)  # both first URLs have lapsed
+        again = client.get("/v3/async/task-result", params={"task_id": novita}).json()
+        fixed_again = client.get(wavespeed).json()["data"]["outputs"][0]
+    old, fresh = first["videos"][0]["video_url"], again["videos"][0]["video_url"]
+    assert fresh != old and sim.get(fresh).status_code == 200
+    assert sim.get(old).status_code == 403
+    assert fixed_again == fixed and sim.get(fixed).status_code == 403  # WaveSpeed: one URL
 
 
 def test_byteplus_cancels_only_queued_tasks(local: Callable[..., Sim], clock: FakeClock) -> None:
@@ -137,7 +160,8 @@ def test_novita_reports_expiry_as_failed_with_a_reason(
 def test_each_provider_has_its_own_url_lifetime(
     local: Callable[..., Sim], clock: FakeClock
 ) -> None:
-    sim = local(time_factor=1, latency_mean_s=1, queue_delay_s=0, latency_sigma=0, url_ttl_s=None)
+    sim = local(time_factor=1, latency_mean_s=1, queue_delay_s=0, latency_sigma=0, url_ttl_s=None,
+                fresh_url_per_poll=False)
     with sim.client() as client:
         novita = client.post(NOVITA_SUBMIT, json=novita_body()).json()["task_id"]
         byteplus = client.post(BP_TASKS, json=byteplus_body()).json()["id"]
