@@ -228,6 +228,8 @@ def check(cluster: Cluster, chaos: Chaos, batch_id: str) -> None:
     for cid, item in items.items():
         statuses = posts.get(cid, [])
         attempts, not_created = int(item.get("attempts") or 0), int(item.get("not_created") or 0)
+        if item.get("reconciled") == "resubmitted":  # the task list proved nothing created
+            not_created += 1
         # Every request is recorded as an attempt before it is sent ...
         assert len(statuses) <= attempts, (cid, statuses, item)
         # ... and only an attempt that provably created nothing is ever followed by another.
@@ -246,6 +248,22 @@ def check(cluster: Cluster, chaos: Chaos, batch_id: str) -> None:
     recount = store.recount(batch_id)
     assert recount == {k: int(v) for k, v in batch.items() if k in recount}
 
+    # What matters to the payer: a succeeded task owned by an item whose video was never
+    # stored though the provider still serves it (WaveSpeed's fixed URLs do lapse: those
+    # end output_gone), and ambiguous items left unresolved — each on a provider without a
+    # task list, or with several candidates, or a list that could not be read at the end.
+    stored_tasks = {r["remote_task_id"] for r in results}
+    owner = {it["remote_id"]: it for it in items.values() if it.get("remote_id")}
+    paid_lost = [t for t in videos if t not in stored_tasks and t in owner
+                 and not (owner[t]["provider"] == "wavespeed"
+                          and owner[t].get("error_code") == "output_gone")]
+    unresolved = [it for it in items.values() if it["state"] == "ambiguous"]
+    for it in unresolved:
+        assert it["provider"] in ("novita", "highwayapi") or any(
+            words in it.get("error_message", "") for words in (
+                "unowned tasks of this model", "could not be read", "does not yet cover",
+                "no task found again")), it
+
     faults = (stats["responses_429"] + stats["responses_5xx"] + stats["malformed"]
               + stats["submit_timeouts"] + stats["downloads_refused"])
     codes = Counter(f"{e['status']}/{e['error_code']}" for e in errors)
@@ -256,9 +274,15 @@ def check(cluster: Cluster, chaos: Chaos, batch_id: str) -> None:
                f"expired_urls={stats['downloads_refused']}) "
                f"kills={sum(chaos.kills.values())} (worker={chaos.kills['worker']} "
                f"scheduler={chaos.kills['scheduler']} redis_restarts={chaos.kills['redis']}) "
-               f"lost={lost} duplicates={duplicates} ambiguous={len(ambiguous)}")
+               f"lost={lost} duplicates={duplicates} ambiguous={len(ambiguous)} "
+               f"adopted={batch.get('adopted') or 0} "
+               f"reconciled_resubmits={batch.get('reconciled_resubmits') or 0} "
+               f"paid_lost={len(paid_lost)} paid_twice={duplicates} "
+               f"ambiguous_unresolved={len(unresolved)}")
     print("\n" + summary)
     Path(os.environ.get("GENBATCH_CHAOS_SUMMARY", os.devnull)).write_text(summary + "\n")
     assert duplicates == 0, resubmitted[:10]
+    assert not paid_lost, [(t, owner[t].get("state"), owner[t].get("error_code"))
+                           for t in paid_lost[:10]]
     assert chaos.kills["scheduler"] == 1 and chaos.kills["redis"] == 1
     store.r.close()
