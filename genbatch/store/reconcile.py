@@ -7,6 +7,9 @@ Keys (under the store's prefix):
     reconcile                 zset item id -> when to look at the ambiguous item again
     reconciling:{bid}         set of the batch's items waiting for their first look: the
                               batch is not finalized while it holds any
+    ambiguous:{provider}      zset item id -> when its submit started, of every submit whose
+                              outcome is not known yet (kept 9 days): a task in a window
+                              two of them share cannot be told whose it is
 
 An item's task is recorded as owned before the item is marked submitted, so a crash in
 between leaves a task owned by the item whose submit then ends `ambiguous` — and that item
@@ -53,6 +56,22 @@ class ReconcileBook:
             if hit is not None:
                 owners[remote_id] = hit
         return owners
+
+    def mark_unknown(self, provider: str, iid: str, started: float) -> None:
+        key = f"{self.prefix}ambiguous:{provider}"
+        pipe = self.r.pipeline(transaction=False)
+        pipe.zadd(key, {iid: started})
+        pipe.zremrangebyscore(key, "-inf", started - KEEP_S)
+        pipe.execute()
+
+    def mark_known(self, provider: str, iid: str) -> None:
+        self.r.zrem(f"{self.prefix}ambiguous:{provider}", iid)
+
+    def unknown_between(self, provider: str, start: float, end: float) -> list[str]:
+        """Items whose submit outcome is unknown and whose submit started in [start, end]."""
+        found: list[str] = self.r.zrangebyscore(  # type: ignore[assignment]
+            f"{self.prefix}ambiguous:{provider}", start, end)
+        return found
 
     def schedule(self, iid: str, due: float, *, hold: bool = False) -> None:
         """Look at `iid` at `due`; with `hold`, its batch waits for that first look."""

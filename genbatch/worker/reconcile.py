@@ -55,6 +55,8 @@ class Verdict:
 def schedule(rt: Runtime, iid: str, provider: str) -> None:
     """An item just became ambiguous: look at it once the provider's list has settled."""
     if provider and providers.can_list(provider):  # its batch waits for this first look
+        started, _ = _window(rt.store.get_item(iid))
+        rt.store.reconcile.mark_unknown(provider, iid, started)
         rt.store.reconcile.schedule(iid, rt.now() + _settle(rt), hold=True)
 
 
@@ -85,6 +87,11 @@ def reconcile_item(rt: Runtime, iid: str, *, on_demand: bool = False) -> Verdict
         return _leave(rt, item, f"the task list could not be read ({exc})", now)
     candidates = _candidates(rt, item, listing, started - margin, ended + margin)
     covered = listing.complete and now >= ended + _settle(rt)
+    rivals = _rivals(rt, item, started - 2 * margin - _longest(rt), ended + 2 * margin)
+    if len(candidates) == 1 and rivals:
+        return _leave(rt, item, f"task {candidates[0].id} could also be that of "
+                      + ", ".join(rivals[:5]) + " (submits of unknown outcome at the same time)",
+                      now)
     if len(candidates) == 1:
         return _adopt(rt, item, candidates[0], now)
     if not candidates and covered:
@@ -103,6 +110,29 @@ def _window(item: Item) -> tuple[float, float]:
 
 def _settle(rt: Runtime) -> float:
     return rt.settings.reconcile_settle_s / rt.settings.time_factor
+
+
+def _longest(rt: Runtime) -> float:
+    """How long a submit may take (its read timeout): windows this far apart can overlap."""
+    return rt.settings.submit_timeout_s + rt.settings.connect_timeout_s
+
+
+def _rivals(rt: Runtime, item: Item, start: float, end: float) -> list[str]:
+    """Other items of the same account and model whose submit outcome is unknown and whose
+    window overlaps this one (and, where seeds tell tasks apart, with the same seed or
+    none): a lone candidate could be theirs as well."""
+    others = [iid for iid in rt.store.reconcile.unknown_between(item.provider, start, end)
+              if iid != item.id]
+    rivals = []
+    for iid in others:
+        try:
+            other = rt.store.get_item(iid)
+        except GenbatchError:
+            continue
+        if other.state is AMBIGUOUS and other.model == item.model and (
+                item.request.seed is None or other.request.seed in (None, item.request.seed)):
+            rivals.append(iid)
+    return rivals
 
 
 def _poll_grant(rt: Runtime, provider: str, now: float) -> bool:
@@ -138,6 +168,7 @@ def _adopt(rt: Runtime, item: Item, task: RemoteTask, now: float) -> Verdict:
         incr={"batch:spent_micro": -held, "batch:spent_est_micro": -held,
               "batch:reserved_micro": held, "batch:adopted": 1})
     rt.store.reconcile.unschedule(item.id)
+    rt.store.reconcile.mark_known(item.provider, item.id)
     if moved.applied:
         log.info("item %s: adopted task %s of %s", item.id, task.id, item.provider)
     return Verdict("adopted" if moved.applied else "skipped", task.id)
@@ -157,6 +188,7 @@ def _resubmit(rt: Runtime, item: Item, now: float) -> Verdict:
         incr={"batch:spent_micro": -held, "batch:spent_est_micro": -held,
               "batch:reconciled_resubmits": 1})
     rt.store.reconcile.unschedule(item.id)
+    rt.store.reconcile.mark_known(item.provider, item.id)
     return Verdict("resubmitted" if moved.applied else "skipped")
 
 
