@@ -149,7 +149,7 @@ class AbsoluteImages:
         if known is not None:
             return known
         text = ref.strip()
-        if not text or is_remote(text) or is_data_uri(text):
+        if not text or is_remote(text) or is_data_uri(text) or is_object_url(text):
             known = ref
         else:
             local = Path(text).expanduser()

@@ -58,7 +58,9 @@ def test_submit_wait_and_read_typed_rows(cluster: Cluster, tmp_path: Path) -> No
         assert row.attempt_history[-1].state == "succeeded"
     [bad] = list(batch.errors())
     assert (bad.custom_id, bad.line, bad.status) == ("clip-1", 3, "failed")
-    assert bad.row["image"] == "images/bottle.png" and bad.error_code
+    # the row as submitted, its local image path made absolute (resubmittable from anywhere)
+    assert str(bad.row["image"]).endswith("/images/bottle.png") and bad.error_code
+    assert Path(str(bad.row["image"])).is_absolute()
     assert [b.id for b in client.batches()] == [batch.id]
     assert info.results_jsonl and info.results_jsonl.endswith(f"{batch.id}/results.jsonl")
 
