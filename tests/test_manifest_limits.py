@@ -64,7 +64,7 @@ def test_a_wide_header_is_checked_in_linear_time(tmp_path: Path) -> None:
 @pytest.mark.parametrize("brackets", ["[]", "{}"])
 def test_deep_nesting_is_a_problem_of_that_row(tmp_path: Path, depth: int,
                                                brackets: str) -> None:
-    opening, closing = brackets
+    opening, closing = brackets[0], brackets[1]
     key = '"k":' if opening == "{" else ""
     nested = (opening + key) * (depth - 1) + "1" + closing * (depth - 1)  # + the row: depth
     path = tmp_path / "deep.jsonl"
