@@ -77,6 +77,10 @@ def submit(
         metavar="PROVIDER:MODEL",
         help="resubmit an item that fails at its provider once to this provider and model",
         show_default=False)] = None,
+    input_root: Annotated[list[Path] | None, typer.Option(
+        "--input-root", metavar="DIR", help="a folder local images may also come from, besides "
+        "the manifest's (repeatable; GENBATCH_INPUT_ROOTS adds more)", show_default=False)
+    ] = None,
     resume: Annotated[str | None, typer.Option(
         "--resume", metavar="BATCH",
         help="apply to an existing batch: skip rows already succeeded or running (by "
@@ -90,7 +94,8 @@ def submit(
     client = Client()
     if resume is not None and not dry_run:
         resumed = client.resume(manifest, resume, provider=provider, model=model,
-                                skip_invalid=skip_invalid, budget_usd=options.budget_usd)
+                                skip_invalid=skip_invalid, budget_usd=options.budget_usd,
+                                input_roots=tuple(input_root or ()))
         if resumed.budget_usd is not None:
             err.print(f"batch {resume}: budget ${resumed.budget_usd:.2f}", highlight=False)
         err.print(f"batch {resume}: {resumed.added} rows added, {resumed.replaced} failed "
@@ -101,7 +106,8 @@ def submit(
             _watch(client, resume)
         return
     result = client.submit(manifest, provider=provider, model=model, skip_invalid=skip_invalid,
-                           dry_run=dry_run, options=options)
+                           dry_run=dry_run, options=options,
+                           input_roots=tuple(input_root or ()))
     for e in result.errors:
         err.print(f"[yellow]skipped[/] {e}", highlight=False)
     for warning in result.warnings:

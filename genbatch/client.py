@@ -168,10 +168,12 @@ class Client:
     def submit(
         self, manifest: Path, *, provider: str | None = None, model: str | None = DEFAULT_MODEL,
         skip_invalid: bool = False, dry_run: bool = False, options: BatchOptions | None = None,
+        input_roots: tuple[Path, ...] = (),
     ) -> SubmitOutcome:
         """Validate `manifest` and enqueue it as a new batch; with `dry_run`, only validate
         and estimate (nothing is written, no Redis needed: the worker keys are checked when
-        Redis is set and answers). `provider` / `model` apply to rows without one. Raises
+        Redis is set and answers). `provider` / `model` apply to rows without one; local
+        images may come from the manifest's folder, `input_roots` and the settings'. Raises
         ManifestRejected when rows are bad and not `skip_invalid`, or when no live worker
         holds a key the rows need, or the budget fits no row.
         """
@@ -186,8 +188,13 @@ class Client:
         workers, notes = self._live_workers(dry_run)
         result = ingest_manifest(manifest, store=store, storage=storage, provider=provider,
                                  model=model, skip_invalid=skip_invalid, dry_run=dry_run,
-                                 options=options, workers=workers)
+                                 options=options, workers=workers,
+                                 input_roots=self._input_roots(input_roots))
         return SubmitOutcome.of(result, notes)
+
+    def _input_roots(self, given: tuple[Path, ...]) -> tuple[Path, ...]:
+        """Folders local images may come from, besides the manifest's own."""
+        return (*self.settings.input_root_paths(), *given)
 
     def _live_workers(self, dry_run: bool) -> tuple[list[Beat] | None, list[str]]:
         """The live workers' heartbeats, for the key check. A dry run reads them only
@@ -204,7 +211,7 @@ class Client:
     def resume(
         self, manifest: Path, batch_id: str, *, provider: str | None = None,
         model: str | None = DEFAULT_MODEL, skip_invalid: bool = False,
-        budget_usd: float | None = None,
+        budget_usd: float | None = None, input_roots: tuple[Path, ...] = (),
     ) -> ResumeOutcome:
         """Apply `manifest` to batch `batch_id` (matched by custom_id): new rows are added,
         rows whose item ended failed/expired/cancelled/ambiguous are replaced and queued
@@ -217,7 +224,8 @@ class Client:
             check_budget(budget_usd)
         checked, changes = resume_manifest(
             manifest, batch_id, store=self.store, storage=self.storage, provider=provider,
-            model=model, skip_invalid=skip_invalid, budget_usd=budget_usd)
+            model=model, skip_invalid=skip_invalid, budget_usd=budget_usd,
+            input_roots=self._input_roots(input_roots))
         return ResumeOutcome(batch_id=batch_id, added=changes["added"],
                              replaced=changes["replaced"], kept=changes["kept"],
                              budget_usd=budget_usd, errors=list(checked.errors))
