@@ -130,6 +130,21 @@ def submit_options(
                               budget_usd=budget_usd, notify_url=notify_url, fallback=fallback)
 
 
+def check_notify_url(url: str) -> None:
+    """Refuse a --notify URL whose host is not public (GENBATCH_NOTIFY_ALLOW_PRIVATE allows
+    it); the worker checks again, after resolving the host, before each delivery. A host
+    that does not resolve yet passes here: each delivery attempt resolves it again."""
+    from genbatch.addresses import UnresolvedHost, non_public
+
+    try:
+        why = non_public(url)
+    except UnresolvedHost:
+        return
+    if why:
+        raise GenbatchError(f"--notify {why}: refused (set GENBATCH_NOTIFY_ALLOW_PRIVATE=true "
+                            "to allow a receiver on your own network)")
+
+
 def open_store(settings: Settings) -> JobStore:
     """The job store of `settings`, pinged so that an unreachable Redis fails now."""
     store = JobStore.from_url(settings.require_redis_url())
@@ -184,6 +199,8 @@ class Client:
         if options.notify_url and self.settings.notify_secret is None:
             raise GenbatchError("--notify needs GENBATCH_NOTIFY_SECRET (the key that signs "
                                 "the event; set the same one on the workers)")
+        if options.notify_url and not self.settings.notify_allow_private:
+            check_notify_url(options.notify_url)
         store, storage = (None, None) if dry_run else (self.store, self.storage)
         workers, notes = self._live_workers(dry_run)
         result = ingest_manifest(manifest, store=store, storage=storage, provider=provider,
