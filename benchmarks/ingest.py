@@ -1,6 +1,6 @@
 """Ingest benchmark: CSV and JSONL manifests of 10k and 100k rows into a private Redis.
 
-    .venv/bin/python benchmarks/ingest.py [--sizes 10000,100000] [--repeat 3]
+    .venv/bin/python benchmarks/ingest.py [--sizes 10000,100000] [--repeat 3] [--distinct]
 
 Each case runs `ingest_manifest` (validate, persist, queue) in a fresh subprocess, so the
 peak RSS (`ru_maxrss`) is the producer's alone. Redis bytes per item is the change in
@@ -10,20 +10,29 @@ rows/CPU-s is rows per second of the producer's own CPU time (user + sys), which
 machine disturbs less than wall time; Redis µs/row is the Redis server's CPU time (INFO
 cpu) per row, on the same cores. Each case runs `--repeat` times and the table shows the
 median run (by rows/s): other work on a shared 2-core machine moves single runs by ±25 %.
-Rows mix local sample images (copied once each into storage) and image URLs.
+Rows mix local sample images (copied once each into storage) and image URLs. With
+`--distinct`, every row names a local image of its own instead (small 300x300 PNGs made
+beside the manifest, each different), so each is probed and copied into storage: the peak
+RSS then shows whether the producer's caches stay bounded.
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import io
 import json
+import os
 import resource
+import struct
 import subprocess
 import sys
 import tempfile
 import time
+import zlib
 from pathlib import Path
+
+from PIL import Image
 
 from genbatch.demo import SAMPLES
 
@@ -42,14 +51,35 @@ def make_row(i: int) -> dict[str, object]:
             "duration": 5, "seed": i, "generate_audio": bool(i % 2)}
 
 
-def write_manifest(folder: Path, fmt: str, n: int) -> Path:
+def distinct_png(png: bytes, n: int) -> bytes:
+    """`png` with a text chunk naming `n` after its header: a different file, same pixels."""
+    body = b"n\x00" + str(n).encode()
+    text = struct.pack(">I", len(body)) + b"tEXt" + body + \
+        struct.pack(">I", zlib.crc32(b"tEXt" + body))
+    return png[:33] + text + png[33:]
+
+
+def write_images(folder: Path, n: int) -> None:
+    """images/i<k>.png for k in 1..n, each a distinct small PNG."""
+    (folder / "images").mkdir(exist_ok=True)
+    out = io.BytesIO()
+    Image.new("L", (300, 300), 128).save(out, "PNG")
+    for i in range(1, n + 1):
+        (folder / "images" / f"i{i}.png").write_bytes(distinct_png(out.getvalue(), i))
+
+
+def write_manifest(folder: Path, fmt: str, n: int, distinct: bool = False) -> Path:
     path = folder / f"manifest-{n}.{fmt}"
+    if distinct:
+        write_images(folder, n)
     with path.open("w", encoding="utf-8", newline="") as fh:
         if fmt == "csv":
             w = csv.writer(fh)
             w.writerow(COLUMNS)
             for i in range(1, n + 1):
                 row = make_row(i)
+                if distinct:
+                    row["image"] = f"images/i{i}.png"
                 w.writerow([str(row[c]).lower() if isinstance(row[c], bool) else row[c]
                             for c in COLUMNS])
         else:
@@ -64,13 +94,14 @@ def child(manifest: str, redis_url: str, storage_url: str) -> None:
     from genbatch.storage import open_storage
     from genbatch.store import JobStore
 
-    store = JobStore.from_url(redis_url)
+    store = JobStore.from_url(os.environ["GENBATCH_REDIS_URL"] if redis_url == "env"
+                              else redis_url)
     storage = open_storage(storage_url)
     usage0 = resource.getrusage(resource.RUSAGE_SELF)
     cpu0 = usage0.ru_utime + usage0.ru_stime
     start = time.perf_counter()
     result = ingest_manifest(Path(manifest), store=store, storage=storage,
-                             provider=PROVIDER, model=MODEL)
+                             provider=PROVIDER, model=MODEL, input_roots=(SAMPLES,))
     elapsed = time.perf_counter() - start
     if result.invalid or result.valid != result.rows:
         raise SystemExit(f"bad rows: {result.errors[:3]}")
@@ -83,6 +114,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="10000,100000")
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--distinct", action="store_true",
+                        help="CSV only, a distinct local image on every row")
     parser.add_argument("--child", nargs=3, metavar=("MANIFEST", "REDIS", "STORAGE"))
     args = parser.parse_args()
     if args.child:
@@ -99,18 +132,19 @@ def main() -> None:
         try:
             r = JobStore.from_url(server.url).r
             rows = []
-            for fmt in ("csv", "jsonl"):
+            for fmt in ("csv",) if args.distinct else ("csv", "jsonl"):
                 for n in sizes:
-                    manifest = write_manifest(folder, fmt, n)
+                    manifest = write_manifest(folder, fmt, n, args.distinct)
                     runs = []
                     for _ in range(args.repeat):
                         r.flushdb()
                         before = int(r.info("memory")["used_memory"])
                         redis_cpu = _cpu(r.info("cpu"))
-                        out = subprocess.run(
-                            [sys.executable, __file__, "--child", str(manifest), server.url,
+                        out = subprocess.run(  # the URL (with its password) in the environment
+                            [sys.executable, __file__, "--child", str(manifest), "env",
                              str(folder / "storage")],
                             check=True, capture_output=True, text=True, cwd=ROOT,
+                            env={**os.environ, "GENBATCH_REDIS_URL": server.url},
                         ).stdout
                         m = json.loads(out.strip().splitlines()[-1])
                         redis_us = (_cpu(r.info("cpu")) - redis_cpu) / n * 1e6

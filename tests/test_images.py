@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from genbatch.errors import GenbatchError
+from genbatch.image_data import png_raw_size
 from genbatch.images import (
     FORMATS,
     ImageInfo,
@@ -43,15 +44,19 @@ def write_image(folder: Path, width: int, height: int, fmt: str = "png") -> Path
     return path
 
 
-def png_header(width: int, height: int) -> bytes:
-    """A PNG whose header claims width x height, followed by pixel data that is garbage."""
+def chunk(kind: bytes, body: bytes) -> bytes:
+    crc = zlib.crc32(kind + body)
+    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", crc)
 
-    def chunk(kind: bytes, body: bytes) -> bytes:
-        crc = zlib.crc32(kind + body)
-        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", crc)
 
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", b"not zlib at all")
+def png_header(width: int, height: int, pixels: bytes | None = None) -> bytes:
+    """A 1-bit grey PNG of width x height built by hand (cheap at any size): all black, or
+    with `pixels` as its IDAT data as given."""
+    ihdr = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)
+    if pixels is None:
+        row = b"\x00" * (1 + (width + 7) // 8)
+        pixels = zlib.compress(row * height, 1)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", pixels)
             + chunk(b"IEND", b""))
 
 
@@ -93,11 +98,11 @@ def test_boundaries_that_are_allowed(width: int, height: int) -> None:
     assert (info.width, info.height) == (width, height)
 
 
-def test_only_the_header_is_read(tmp_path: Path) -> None:
+def test_a_sound_header_over_garbage_pixels_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "header-only.png"
-    path.write_bytes(png_header(5000, 2000))  # decoding these pixels would fail
+    path.write_bytes(png_header(5000, 2000, b"not zlib at all"))
 
-    assert probe_image(path) == ImageInfo("png", 5000, 2000, path.stat().st_size)
+    assert problem(path) == "png pixel data is corrupt (not a zlib stream)"
 
 
 # --- probe_image: refused images --------------------------------------------------------------
@@ -140,8 +145,9 @@ def test_size_limit_boundary(tmp_path: Path, size: int, ok: bool) -> None:
     with path.open("r+b") as f:
         f.truncate(size)
 
-    if ok:
-        assert probe_image(path).size_bytes == size
+    if ok:  # past the size check: refused for the padding after the image's end instead
+        padding = size - len(image_bytes(640, 480))
+        assert problem(path) == f"png has {padding} bytes after its end (IEND)"
     else:
         assert "must be under 30 MB" in problem(path)
 
@@ -261,3 +267,87 @@ def test_is_remote(ref: str, remote: bool) -> None:
 )
 def test_is_data_uri(ref: str, inline: bool) -> None:
     assert is_data_uri(ref) is inline
+
+
+# --- past the header: complete files, no bombs ------------------------------------------------
+
+
+@pytest.mark.parametrize("mode", ["1", "L", "LA", "P", "RGB", "RGBA", "I;16"])
+def test_pngs_of_every_colour_type_inflate_to_their_size(tmp_path: Path, mode: str) -> None:
+    path = tmp_path / f"{mode.replace(';', '')}.png"
+    if mode == "I;16":
+        Image.new("I;16", (641, 479), 300).save(path)
+    else:
+        Image.effect_noise((641, 479), 64).convert(mode).save(path)
+
+    assert probe_image(path).size_bytes == path.stat().st_size
+
+
+def test_an_interlaced_png_is_counted_pass_by_pass() -> None:
+    width, height = 641, 479
+    raw = png_raw_size(width, height, 1, 0, interlaced=True)
+    ihdr = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 1)
+    data = (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr)
+            + chunk(b"IDAT", zlib.compress(b"\x00" * raw)) + chunk(b"IEND", b""))
+
+    assert probe_data_uri(data_uri(data, "png")).width == width
+
+
+def test_a_png_cut_short_is_refused(tmp_path: Path) -> None:
+    whole = image_bytes(640, 480)
+    path = tmp_path / "cut.png"
+    path.write_bytes(whole[:60])
+
+    assert problem(path) == "png data is truncated (a chunk is cut short)"
+
+
+def test_a_png_whose_pixels_are_cut_is_refused() -> None:
+    row = b"\x00" * (1 + 640 // 8)
+    cut = png_header(640, 480, zlib.compress(row * 100))  # 100 of its 480 rows
+
+    with pytest.raises(ImageProblem, match="fewer pixels than its size"):
+        probe_data_uri(data_uri(cut, "png"))
+
+
+def test_a_zlib_bomb_is_refused_once_it_passes_the_size(tmp_path: Path) -> None:
+    bomb = zlib.compressobj(9)
+    pixels = b"".join(bomb.compress(b"\x00" * (1 << 20)) for _ in range(1024)) + bomb.flush()
+    path = tmp_path / "bomb.png"
+    path.write_bytes(png_header(640, 480, pixels))  # 1 GiB of zeros for a 38 KB image
+
+    assert problem(path) == "png pixel data inflates past what its size needs " \
+        "(a decompression bomb)"
+    assert path.stat().st_size < 2_000_000
+
+
+@pytest.mark.parametrize("fmt", ["png", "jpeg"])
+def test_bytes_after_the_end_are_refused(tmp_path: Path, fmt: str) -> None:
+    path = tmp_path / f"tail.{fmt}"
+    path.write_bytes(image_bytes(640, 480, fmt) + b"secret appended after the image")
+
+    assert "after its end" in problem(path)
+
+
+def test_a_jpeg_without_its_end_marker_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "cut.jpg"
+    whole = image_bytes(640, 480, "jpeg")
+    path.write_bytes(whole[: len(whole) * 2 // 3])
+
+    assert "jpeg data is truncated" in problem(path)
+
+
+@pytest.mark.parametrize("fmt", ["webp", "gif", "bmp", "tiff"])
+def test_other_formats_cut_short_are_refused(tmp_path: Path, fmt: str) -> None:
+    path = tmp_path / f"cut.{fmt}"
+    noisy = io.BytesIO()
+    Image.effect_noise((640, 480), 64).convert("RGB").save(noisy, PILLOW_NAME[fmt])
+    path.write_bytes(noisy.getvalue()[: len(noisy.getvalue()) * 2 // 3])
+
+    assert problem(path) in (f"{fmt} data is truncated or corrupt",
+                             f"{fmt} header is truncated or corrupt")
+
+
+def test_a_data_uri_gets_the_same_checks_as_a_file() -> None:
+    cut = image_bytes(640, 480)[:-12]  # no IEND
+    with pytest.raises(ImageProblem, match="no IEND chunk"):
+        probe_data_uri(data_uri(cut, "png"))

@@ -139,7 +139,8 @@ def test_dashboard_pages_api_metrics_and_result_links(store: JobStore, tmp_path:
 
 
 def _url(store: JobStore) -> str:
-    return f"redis://{_addr(store)}"
+    password = store.r.connection_pool.connection_kwargs.get("password") or ""
+    return f"redis://:{password}@{_addr(store)}"
 
 
 def test_dispatch_held_back_by_a_cooldown_counts_a_limiter_wait(store: JobStore) -> None:

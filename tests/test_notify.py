@@ -16,8 +16,11 @@ from typing import Any
 import httpx
 import pytest
 
+from genbatch import addresses
+from genbatch.client import Client
 from genbatch.config import Settings
 from genbatch.console.views import batch_summary
+from genbatch.demo import SAMPLES
 from genbatch.errors import GenbatchError
 from genbatch.store import JobStore
 from genbatch.worker import notify
@@ -25,6 +28,7 @@ from genbatch.worker.runtime import Runtime
 
 SECRET = "whsec-test-0123456789"
 URL = "https://hooks.example.com/genbatch?token=abc"
+DEMO = SAMPLES / "demo.csv"
 
 
 def independent_signature(secret: str, timestamp: str, body: bytes) -> str:
@@ -32,11 +36,20 @@ def independent_signature(secret: str, timestamp: str, body: bytes) -> str:
     return "sha256=" + digest.hexdigest()
 
 
+def public(host: str) -> list[str]:
+    """A resolver that finds every host public (no DNS in tests)."""
+    return ["93.184.215.14"]
+
+
+def deliver(rt: Runtime, batch_id: str, transport: httpx.BaseTransport | None = None) -> str:
+    return notify.deliver(rt, batch_id, transport, resolver=public)
+
+
 def make_runtime(store: JobStore, **overrides: object) -> tuple[Runtime, list[tuple[str, str]]]:
     url = store.r.connection_pool.connection_kwargs
     values: dict[str, object] = {
-        "redis_url": f"redis://{url.get('host', '127.0.0.1')}:{url.get('port', 6379)}/"
-                     f"{url.get('db', 0)}",
+        "redis_url": f"redis://:{url.get('password') or ''}@{url.get('host', '127.0.0.1')}:"
+                     f"{url.get('port', 6379)}/{url.get('db', 0)}",
         "notify_secret": SECRET, "time_factor": 1000.0, **overrides}
     sent: list[tuple[str, str]] = []
     rt = Runtime(Settings(**values),  # type: ignore[arg-type]
@@ -159,14 +172,14 @@ def test_a_5xx_is_retried_later_with_the_same_event_then_delivered(store: JobSto
     bid = finished_batch(store)
     receiver = Receiver(500, 200)
 
-    assert notify.deliver(rt, bid, receiver.transport) == "retry"
+    assert deliver(rt, bid, receiver.transport) == "retry"
     mid = store.get_batch(bid)
     due = store.r.zscore(store.k("notify"), bid)
     assert mid["notify_status"] == "pending" and mid["notify_attempts"] == "1"
     assert mid["notify_error"] == "HTTP 500"
     assert due is not None and due > rt.now()  # backoff, not an immediate resend
 
-    assert notify.deliver(rt, bid, receiver.transport) == "delivered"
+    assert deliver(rt, bid, receiver.transport) == "delivered"
 
     first, second = receiver.requests
     assert first.content == second.content
@@ -184,7 +197,7 @@ def test_a_5xx_is_retried_later_with_the_same_event_then_delivered(store: JobSto
     assert batch_summary(done)["notify"] == {"status": "delivered", "attempts": 2,
                                              "event_id": event["id"], "error": None}
     # A duplicate message after delivery sends nothing.
-    assert notify.deliver(rt, bid, receiver.transport) == "delivered"
+    assert deliver(rt, bid, receiver.transport) == "delivered"
     assert len(receiver.requests) == 2
 
 
@@ -193,7 +206,7 @@ def test_a_4xx_gives_up_at_once(store: JobStore) -> None:
     bid = finished_batch(store)
     receiver = Receiver(404)
 
-    assert notify.deliver(rt, bid, receiver.transport) == "failed"
+    assert deliver(rt, bid, receiver.transport) == "failed"
 
     batch = store.get_batch(bid)
     assert batch["notify_error"] == "HTTP 404 (not retried)"
@@ -206,13 +219,13 @@ def test_gives_up_after_max_attempts(store: JobStore) -> None:
     bid = finished_batch(store)
     receiver = Receiver(503)
 
-    results = [notify.deliver(rt, bid, receiver.transport) for _ in range(3)]
+    results = [deliver(rt, bid, receiver.transport) for _ in range(3)]
 
     assert results == ["retry", "retry", "failed"]
     batch = store.get_batch(bid)
     assert batch["notify_error"] == "HTTP 503 after 3 attempts"
     assert batch_summary(batch)["notify"]["status"] == "failed"  # type: ignore[index]
-    assert notify.deliver(rt, bid, receiver.transport) == "failed"
+    assert deliver(rt, bid, receiver.transport) == "failed"
     assert len(receiver.requests) == 3
 
 
@@ -223,7 +236,7 @@ def test_no_secret_sends_nothing_and_says_why(store: JobStore,
     receiver = Receiver(200)
 
     with caplog.at_level(logging.INFO):
-        assert notify.deliver(rt, bid, receiver.transport) == "failed"
+        assert deliver(rt, bid, receiver.transport) == "failed"
 
     assert receiver.requests == []
     assert "GENBATCH_NOTIFY_SECRET is not set" in store.get_batch(bid)["notify_error"]
@@ -236,8 +249,8 @@ def test_the_secret_and_the_url_token_are_never_logged(store: JobStore,
     bid = finished_batch(store)
 
     with caplog.at_level(logging.DEBUG):
-        notify.deliver(rt, bid, Receiver(500).transport)
-        notify.deliver(rt, bid, Receiver(200).transport)
+        deliver(rt, bid, Receiver(500).transport)
+        deliver(rt, bid, Receiver(200).transport)
 
     assert "hooks.example.com" in caplog.text
     assert SECRET not in caplog.text and "token=abc" not in caplog.text
@@ -250,11 +263,11 @@ def test_a_batch_still_finalizing_waits_and_a_reopened_one_is_dropped(store: Job
     store.batch_cas("b2", ["validating"], "finalizing")
     receiver = Receiver(200)
 
-    assert notify.deliver(rt, "b2", receiver.transport) == "waiting"
+    assert deliver(rt, "b2", receiver.transport) == "waiting"
     assert store.r.zscore(store.k("notify"), "b2") is not None
 
     store.batch_cas("b2", ["finalizing"], "in_progress")
-    assert notify.deliver(rt, "b2", receiver.transport) == "skipped"
+    assert deliver(rt, "b2", receiver.transport) == "skipped"
     assert store.r.zscore(store.k("notify"), "b2") is None
     assert receiver.requests == []
 
@@ -263,11 +276,11 @@ def test_a_batch_that_finishes_again_gets_a_new_event(store: JobStore) -> None:
     rt, _ = make_runtime(store)
     bid = finished_batch(store)
     receiver = Receiver(200)
-    notify.deliver(rt, bid, receiver.transport)
+    deliver(rt, bid, receiver.transport)
 
     store.reopen_batch(bid)  # `genbatch retry`, then the batch finishes again
     store.batch_cas(bid, ["in_progress"], "completed", {"finished_at": "1700000999.0"})
-    assert notify.deliver(rt, bid, receiver.transport) == "delivered"
+    assert deliver(rt, bid, receiver.transport) == "delivered"
 
     first, second = (r.headers["x-genbatch-event-id"] for r in receiver.requests)
     assert first != second
@@ -322,14 +335,14 @@ def test_an_attempt_that_dies_is_resent_after_its_lease_with_the_same_event(
         raise RuntimeError("worker killed mid-request")
 
     with pytest.raises(RuntimeError):
-        notify.deliver(rt, bid, httpx.MockTransport(dies))
+        deliver(rt, bid, httpx.MockTransport(dies))
     persisted = store.get_batch(bid)["notify_event_id"]
     assert notify.enqueue_due(rt) == 0  # the lease of the dead attempt still holds
 
     store.r.zadd(store.k("notify"), {bid: rt.now() - 1})  # ... until it lapses
     assert notify.enqueue_due(rt) == 1 and sent == [("notify", bid)]
     receiver = Receiver(200)
-    assert notify.deliver(rt, bid, receiver.transport) == "delivered"
+    assert deliver(rt, bid, receiver.transport) == "delivered"
     assert receiver.requests[0].headers["x-genbatch-event-id"] == persisted
 
 
@@ -339,14 +352,14 @@ def test_resend_delivers_the_same_event_again_after_giving_up(store: JobStore) -
     rt, _ = make_runtime(store, notify_max_attempts=2)
     bid = finished_batch(store)
     down = Receiver(503)
-    assert [notify.deliver(rt, bid, down.transport) for _ in range(2)] == ["retry", "failed"]
+    assert [deliver(rt, bid, down.transport) for _ in range(2)] == ["retry", "failed"]
     first_id = down.requests[0].headers["X-Genbatch-Event-Id"]
 
     assert notify.resend(rt, bid) == first_id
     assert store.r.zscore(store.k("notify"), bid) is not None  # due now for the scheduler
     assert store.get_batch(bid)["notify_status"] == "pending"
     up = Receiver(200)
-    assert notify.deliver(rt, bid, up.transport) == "delivered"
+    assert deliver(rt, bid, up.transport) == "delivered"
     assert up.requests[0].headers["X-Genbatch-Event-Id"] == first_id
     assert up.requests[0].content == down.requests[0].content
     assert store.get_batch(bid)["notify_attempts"] == "1"
@@ -360,3 +373,57 @@ def test_resend_refuses_a_batch_without_notify_or_not_finished(store: JobStore) 
         notify.resend(rt, "plain")
     with pytest.raises(GenbatchError, match="running is validating: its event is sent when"):
         notify.resend(rt, "running")
+
+
+# --- where an event may go ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("address", "kind"), [
+    ("127.0.0.1", "loopback"), ("::1", "loopback"), ("10.1.2.3", "private"),
+    ("192.168.0.10", "private"), ("172.16.5.4", "private"), ("fd00::1", "private"),
+    ("169.254.169.254", "link-local"), ("fe80::1", "link-local"), ("0.0.0.0", "unspecified"),
+    ("::ffff:127.0.0.1", "loopback"), ("100.64.0.1", "non-public"), ("224.0.0.1", "multicast"),
+    ("93.184.215.14", None), ("2606:4700::1111", None)])
+def test_addresses_are_told_apart(address: str, kind: str | None) -> None:
+    assert addresses.kind(address) == kind
+
+
+def test_a_name_that_resolves_inside_is_refused_at_delivery(store: JobStore) -> None:
+    rt, _ = make_runtime(store)
+    bid = finished_batch(store, url="https://rebinding.example/hook")
+    receiver = Receiver(200)
+
+    outcome = notify.deliver(rt, bid, receiver.transport, resolver=lambda host: ["10.0.0.7"])
+
+    assert outcome == "failed" and receiver.requests == []
+    assert store.get_batch(bid)["notify_error"] == (
+        "host rebinding.example resolves to a private address; GENBATCH_NOTIFY_ALLOW_PRIVATE "
+        "is off (not retried)")
+
+
+def test_a_name_that_does_not_resolve_is_retried(store: JobStore) -> None:
+    rt, _ = make_runtime(store)
+    bid = finished_batch(store)
+
+    def unresolved(host: str) -> list[str]:
+        raise addresses.UnresolvedHost(f"host {host} does not resolve")
+
+    assert notify.deliver(rt, bid, Receiver(200).transport, resolver=unresolved) == "retry"
+
+
+def test_the_setting_lets_a_receiver_on_loopback_in(store: JobStore) -> None:
+    rt, _ = make_runtime(store, notify_allow_private=True)
+    bid = finished_batch(store, url="http://127.0.0.1:9/hook")
+    receiver = Receiver(200)
+
+    assert notify.deliver(rt, bid, receiver.transport) == "delivered"
+    assert len(receiver.requests) == 1
+
+
+@pytest.mark.parametrize("url", ["http://127.0.0.1:8080/x", "http://[::1]/x",
+                                 "http://169.254.169.254/latest/meta-data",
+                                 "http://localhost:9/x"])
+def test_submit_refuses_a_receiver_inside(url: str, tmp_path: Path) -> None:
+    client = Client(Settings(storage_url=str(tmp_path), notify_secret="s3cret-signing-key"))
+    with pytest.raises(GenbatchError, match=r"refused \(set GENBATCH_NOTIFY_ALLOW_PRIVATE=true"):
+        client.estimate(DEMO, notify_url=url)

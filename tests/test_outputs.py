@@ -55,9 +55,11 @@ def test_a_fixed_errors_jsonl_resubmits_from_its_own_folder(store: JobStore,
     assert all(Path(r["image"]).is_absolute() and Path(r["image"]).is_file() for r in rows)
     rows[1]["duration"] = 5
     errors_path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
-    # Then it is a valid manifest from its own folder, and --resume matches it by custom_id
+    # Then it is a valid manifest from its own folder (its images allowed by --input-root),
+    # and --resume matches it by custom_id (the batch's own image folders are allowed)
     checked = ingest_manifest(errors_path, store=None, storage=None, provider="novita",
-                              model="seedance-v1.5-pro-i2v", dry_run=True)
+                              model="seedance-v1.5-pro-i2v", dry_run=True,
+                              input_roots=(folder,))
     assert (checked.valid, checked.invalid) == (2, 0)
     _, changes = resume_manifest(errors_path, batch_id, store=store, storage=storage,
                                  provider="novita", model="seedance-v1.5-pro-i2v")

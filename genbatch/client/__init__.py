@@ -59,6 +59,21 @@ DEFAULT_RETRY_STATES = ("failed", "expired")
 OUTPUT_CHECK_KEY = ".genbatch-write-check"  # written and removed to prove --output works
 
 
+def check_notify_url(url: str) -> None:
+    """Refuse a --notify URL whose host is not public (GENBATCH_NOTIFY_ALLOW_PRIVATE allows
+    it); the worker checks again, after resolving the host, before each delivery. A host
+    that does not resolve yet passes here: each delivery attempt resolves it again."""
+    from genbatch.addresses import UnresolvedHost, non_public
+
+    try:
+        why = non_public(url)
+    except UnresolvedHost:
+        return
+    if why:
+        raise GenbatchError(f"--notify {why}: refused (set GENBATCH_NOTIFY_ALLOW_PRIVATE=true "
+                            "to allow a receiver on your own network)")
+
+
 def open_store(settings: Settings) -> JobStore:
     """The job store of `settings`, pinged so that an unreachable Redis fails now."""
     store = JobStore.from_url(settings.require_redis_url())
@@ -113,11 +128,12 @@ class Client:
         self, manifest: str | Path, *, provider: str | None = None,
         model: str | None = DEFAULT_MODEL, skip_invalid: bool = False,
         allow_duplicate: bool = False, idempotency_key: str | None = None,
-        **options: Unpack[SubmitOptions],
+        input_roots: tuple[Path, ...] = (), **options: Unpack[SubmitOptions],
     ) -> BatchHandle:
         """Validate `manifest` (a path, `file:///…` or `s3://bucket/key`, streamed) and
         enqueue it as a new batch. `provider` / `model` apply to rows without one; `options`
-        are the batch's (`SubmitOptions`). Raises ManifestRejected (nothing submitted) when
+        are the batch's (`SubmitOptions`); local images may come from the manifest's folder,
+        `input_roots` and GENBATCH_INPUT_ROOTS. Raises ManifestRejected (nothing submitted) when
         rows are bad and not `skip_invalid`; the handle's `submitted` has the counts.
 
         The same manifest with the same options submitted again within
@@ -143,7 +159,7 @@ class Client:
                     "--allow-duplicate to submit it again, or --idempotency-key")
         try:
             outcome = self._ingest(manifest, provider, model, skip_invalid, False, options,
-                                   batch_id)
+                                   batch_id, input_roots)
         except BaseException:
             if key is not None:
                 self.store.submissions.forget(key, batch_id)
@@ -165,15 +181,17 @@ class Client:
     def estimate(
         self, manifest: str | Path, *, provider: str | None = None,
         model: str | None = DEFAULT_MODEL, skip_invalid: bool = False,
-        **options: Unpack[SubmitOptions],
+        input_roots: tuple[Path, ...] = (), **options: Unpack[SubmitOptions],
     ) -> SubmitOutcome:
         """Validate `manifest` and estimate its cost (`submit --dry-run`): nothing is
         written, no Redis is needed."""
-        return self._ingest(manifest, provider, model, skip_invalid, True, options)
+        return self._ingest(manifest, provider, model, skip_invalid, True, options,
+                            input_roots=input_roots)
 
     def _ingest(self, manifest: str | Path, provider: str | None, model: str | None,
                 skip_invalid: bool, dry_run: bool, given: SubmitOptions,
-                batch_id: str | None = None) -> SubmitOutcome:
+                batch_id: str | None = None,
+                input_roots: tuple[Path, ...] = ()) -> SubmitOutcome:
         from genbatch.producer.ingest import ingest_manifest
         from genbatch.producer.options import BatchOptions
 
@@ -181,6 +199,8 @@ class Client:
         if options.notify_url and self.settings.notify_secret is None:
             raise GenbatchError("--notify needs GENBATCH_NOTIFY_SECRET (the key that signs "
                                 "the event; set the same one on the workers)")
+        if options.notify_url and not self.settings.notify_allow_private:
+            check_notify_url(options.notify_url)
         store, storage = (None, None) if dry_run else (self.store, self.storage)
         workers, notes = self._live_workers(dry_run)
         if options.output and not dry_run:
@@ -188,8 +208,12 @@ class Client:
         result = ingest_manifest(manifest, store=store, storage=storage, provider=provider,
                                  model=model, skip_invalid=skip_invalid, dry_run=dry_run,
                                  options=options, objects=self.objects, workers=workers,
-                                 batch_id=batch_id)
+                                 batch_id=batch_id, input_roots=self._input_roots(input_roots))
         return SubmitOutcome.of(result, notes)
+
+    def _input_roots(self, given: tuple[Path, ...]) -> tuple[Path, ...]:
+        """Folders local images may come from, besides the manifest's own."""
+        return (*self.settings.input_root_paths(), *given)
 
     def _live_workers(self, dry_run: bool) -> tuple[list[Beat] | None, list[str]]:
         """The live workers' heartbeats, for the key check. A dry run reads them only
@@ -216,7 +240,7 @@ class Client:
     def resume(
         self, manifest: str | Path, batch_id: str, *, provider: str | None = None,
         model: str | None = DEFAULT_MODEL, skip_invalid: bool = False,
-        budget_usd: float | None = None,
+        budget_usd: float | None = None, input_roots: tuple[Path, ...] = (),
     ) -> ResumeOutcome:
         """Apply `manifest` to batch `batch_id` (matched by custom_id): new rows are added,
         rows whose item ended failed/expired/cancelled/ambiguous are replaced and queued
@@ -230,7 +254,7 @@ class Client:
         checked, changes = resume_manifest(
             manifest, batch_id, store=self.store, storage=self.storage, provider=provider,
             model=model, skip_invalid=skip_invalid, budget_usd=budget_usd,
-            objects=self.objects)
+            objects=self.objects, input_roots=self._input_roots(input_roots))
         return ResumeOutcome(batch_id=batch_id, added=changes["added"],
                              replaced=changes["replaced"], kept=changes["kept"],
                              budget_usd=budget_usd, errors=list(checked.errors))

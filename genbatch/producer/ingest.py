@@ -13,6 +13,7 @@ machines can read them.
 from __future__ import annotations
 
 import contextlib
+import os
 import secrets
 import time
 from collections.abc import Callable
@@ -97,12 +98,14 @@ def ingest_manifest(
     workers: list[Beat] | None = None,
     batch_id: str | None = None,
     objects: ObjectUrls | None = None,
+    input_roots: tuple[Path, ...] = (),
 ) -> IngestResult:
     """Validate every row of `path`; unless `dry_run`, write them as a new batch.
 
     Raises ManifestRejected (nothing written) when rows are bad and `skip_invalid` is off,
     or when a manifest-wide check refuses it (`workers`: the live workers' heartbeats, for
-    the key check; None skips it).
+    the key check; None skips it). Local images must lie in the manifest's folder or one of
+    `input_roots`.
     custom_ids are made unique in Redis as the chunks are written (a dry run keeps them in
     a temporary file instead, see validate.py), so the producer's memory stays flat.
     `path` may be an object URL (`s3://…`, read through `objects`), as may its images.
@@ -116,9 +119,11 @@ def ingest_manifest(
             raise ValueError("ingest needs a store and a storage unless dry_run")
         writer = _BatchWriter(store, storage, source.name, provider, model, options, result,
                               batch_id)
+        writer.note_input_roots(input_roots)
         result.batch_id = writer.batch_id
     validator = RowValidator(source.location, provider, model, options.row_defaults(),
-                             check_ids=writer is None, objects=objects)
+                             check_ids=writer is None, objects=objects,
+                             input_roots=input_roots)
     checks = ManifestChecks(workers, options.budget_usd, options.fallback)
     providers_used: set[str] = set()
     committed = False
@@ -217,6 +222,12 @@ class _BatchWriter:
             "provider": provider or "", "model": model or "", "manifest": path,
             **options.meta()}
         self._writer = store.item_writer()
+
+    def note_input_roots(self, roots: tuple[Path, ...]) -> None:
+        """Record the batch's input folders: `submit --resume` of its errors.jsonl (whose
+        image paths point into them) may read them again."""
+        if self._meta is not None:
+            self._meta["input_roots"] = os.pathsep.join(str(r.resolve()) for r in roots)
 
     def _create(self) -> None:
         """Create the batch (`validating`) once, just before its first chunk is written."""

@@ -6,6 +6,11 @@ Local image paths come out absolute (relative ones resolved against the manifest
 so the row stored with its item — and written back to errors.jsonl — works from anywhere.
 A manifest is a local file or an object (`s3://bucket/key`, read as a stream: never
 downloaded whole first); `file:///abs/path` names a local file.
+
+Hostile files stay cheap: a line is read with a bounded buffer (a longer one is refused at
+MAX_LINE_BYTES without reading the rest), a CSV row spanning lines is bounded the same way,
+the header's duplicate check is linear, and a JSONL row nested deeper than MAX_JSON_DEPTH is
+a problem of that row (skippable), never a RecursionError.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from __future__ import annotations
 import csv
 import json
 import re
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -31,6 +37,8 @@ ERROR_FILE_FIELDS: frozenset[str] = frozenset(
 )
 KNOWN_FIELDS: frozenset[str] = frozenset(REQUEST_FIELDS) | frozenset(ID_FIELDS)
 MAX_FIELD_CHARS = 1_000_000  # a cell larger than this is a mistake, not a prompt
+MAX_LINE_BYTES = 1_000_000  # a line (or a CSV row over several lines) larger than this: refused
+MAX_JSON_DEPTH = 32  # a request is flat; nesting deeper than this is a mistake or an attack
 IMAGE_FIELDS = ("image", "last_image")
 MAX_CACHED_PATHS = 4096  # distinct image references remembered (cleared past this)
 
@@ -106,7 +114,7 @@ def iter_rows(manifest: str | Path | ManifestSource) -> Iterator[Row]:
     fmt = manifest_format(source.name)
     with source.open() as handle:
         name = source.name
-        lines = _decoded_lines(name, handle)
+        lines = _Lines(name, handle)
         rows = _csv_rows(name, lines) if fmt == "csv" else _jsonl_rows(name, lines)
         absolute = AbsoluteImages(source.location.parent) \
             if isinstance(source.location, Path) else None
@@ -167,34 +175,57 @@ def unknown_column_reason() -> str:
     return f"unknown column; the known ones are {', '.join(sorted(KNOWN_FIELDS))}"
 
 
-def _unknown_column(path: str, line: int, keys: list[str]) -> ManifestError | None:
+def _unknown_column(path: str | Path, line: int, keys: list[str]) -> ManifestError | None:
     unknown = [k for k in keys if k not in _ALLOWED_FIELDS]
     if not unknown:
         return None
     return ManifestError(str(path), line, unknown[0], unknown_column_reason())
 
 
-def _decoded_lines(path: str, handle: BinaryIO) -> Iterator[str]:
-    """Physical lines as text; a byte that is not UTF-8 is reported with its line number."""
-    for line_no, raw in enumerate(handle, start=1):
-        if len(raw) > MAX_FIELD_CHARS:
-            raise ManifestError(str(path), line_no, None, "line is longer than 1,000,000 bytes")
+class _Lines:
+    """Physical lines as text, each read with a bounded buffer: a line longer than
+    MAX_LINE_BYTES is refused once that many bytes are read, without reading the rest. A
+    byte that is not UTF-8 is reported with its line number. `row_start()` marks where a
+    CSV row begins, so a quoted row spanning many lines is bounded as one line is."""
+
+    def __init__(self, path: str | Path, handle: BinaryIO) -> None:
+        self.path = path
+        self.handle = handle
+        self.line_no = 0
+        self._row_bytes = 0
+
+    def row_start(self) -> None:
+        self._row_bytes = 0
+
+    def __iter__(self) -> Iterator[str]:
+        return self
+
+    def __next__(self) -> str:
+        raw = self.handle.readline(MAX_LINE_BYTES + 1)
+        if not raw:
+            raise StopIteration
+        self.line_no += 1
+        self._row_bytes += len(raw)
+        if len(raw) > MAX_LINE_BYTES or self._row_bytes > MAX_LINE_BYTES:
+            raise self._error("line is longer than 1,000,000 bytes" if len(raw) > MAX_LINE_BYTES
+                              else "row is longer than 1,000,000 bytes")
         try:
-            text = raw.decode("utf-8-sig" if line_no == 1 else "utf-8")
+            text = raw.decode("utf-8-sig" if self.line_no == 1 else "utf-8")
         except UnicodeDecodeError as exc:
-            raise ManifestError(
-                str(path), line_no, None,
+            raise self._error(
                 f"not UTF-8 text (byte 0x{raw[exc.start]:02x} at column {exc.start + 1}); "
-                "save the file as UTF-8",
-            ) from exc
+                "save the file as UTF-8") from exc
         if "\x00" in text:
-            raise ManifestError(str(path), line_no, None, "contains a NUL byte")
-        yield text
+            raise self._error("contains a NUL byte")
+        return text
+
+    def _error(self, reason: str) -> ManifestError:
+        return ManifestError(str(self.path), self.line_no, None, reason)
 
 
-def _csv_rows(path: str, handle: Iterator[str]) -> Iterator[Row]:
+def _csv_rows(path: str | Path, lines: _Lines) -> Iterator[Row]:
     csv.field_size_limit(MAX_FIELD_CHARS)
-    reader = csv.reader(handle)
+    reader = csv.reader(lines)
     try:
         header = next(reader)
     except StopIteration:
@@ -204,9 +235,9 @@ def _csv_rows(path: str, handle: Iterator[str]) -> Iterator[Row]:
     header = [h.strip() for h in header]
     if not any(header):
         raise ManifestError(str(path), 1, None, "the first line must be a header row")
-    duplicates = {h for h in header if header.count(h) > 1}
+    duplicates = [h for h, n in Counter(header).items() if n > 1]
     if duplicates:
-        raise ManifestError(str(path), 1, sorted(duplicates)[0], "column appears twice")
+        raise ManifestError(str(path), 1, min(duplicates), "column appears twice")
     bad_column = _unknown_column(path, 1, [h for h in header if h])
     if bad_column:
         raise bad_column
@@ -214,6 +245,7 @@ def _csv_rows(path: str, handle: Iterator[str]) -> Iterator[Row]:
         raise ManifestError(str(path), 1, "image", "required column is missing")
     while True:
         start = reader.line_num + 1
+        lines.row_start()
         try:
             cells = next(reader)
         except StopIteration:
@@ -247,20 +279,43 @@ def _jsonl_rows(path: str, lines: Iterator[str]) -> Iterator[Row]:
     for line_no, text in enumerate(lines, start=1):
         if not text.strip():
             continue
-        problem: ManifestError | None = None
-        data: Any = {}
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            problem = ManifestError(str(path), line_no, None, f"not valid JSON: {exc.msg}")
-        if problem is None and not isinstance(data, dict):
-            problem = ManifestError(str(path), line_no, None, "each line must be a JSON object")
-        if problem is None and _SURROGATE_ESCAPE.search(text) and not _encodable(data):
-            problem = ManifestError(str(path), line_no, None,
-                                    "contains a lone UTF-16 surrogate escape (like \\ud800)")
+        data, problem = _parse_object(text)
         if problem is None:
             unknown = () if data.keys() <= _ALLOWED_FIELDS else \
                 tuple(k for k in data if k not in _ALLOWED_FIELDS)
             yield Row(line_no, data, None, text.strip(), unknown)
         else:
-            yield Row(line_no, {}, problem)
+            yield Row(line_no, {}, ManifestError(str(path), line_no, None, problem))
+
+
+def _parse_object(text: str) -> tuple[dict[str, Any], str | None]:
+    """One JSONL line as a dict, or what is wrong with it."""
+    too_deep = f"JSON nested deeper than {MAX_JSON_DEPTH} levels"
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        return {}, f"not valid JSON: {exc.msg}"
+    except RecursionError:  # the decoder's own guard, far below what any row needs
+        return {}, too_deep
+    if not isinstance(data, dict):
+        return {}, "each line must be a JSON object"
+    # Only a line with that many brackets can be that deep: the walk is rarely needed.
+    if text.count("[") + text.count("{") > MAX_JSON_DEPTH and _depth(data) > MAX_JSON_DEPTH:
+        return {}, too_deep
+    if _SURROGATE_ESCAPE.search(text) and not _encodable(data):
+        return {}, "contains a lone UTF-16 surrogate escape (like \\ud800)"
+    return data, None
+
+
+def _depth(value: Any) -> int:
+    """How deeply lists and objects nest in a parsed JSON value (iterative: no recursion)."""
+    deepest = 0
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        node, level = stack.pop()
+        children = node.values() if isinstance(node, dict) else node
+        deepest = max(deepest, level)
+        if deepest > MAX_JSON_DEPTH:
+            break
+        stack.extend((c, level + 1) for c in children if isinstance(c, dict | list))
+    return deepest

@@ -66,7 +66,7 @@ class ImageUploader:
 
     def __init__(self, storage: ObjectStorage | None) -> None:
         self.storage = storage
-        self.done: dict[str, str] = {}
+        self.done: dict[str, str] = {}  # local path -> stored reference (bounded)
         self.remote: set[str] = set()  # references seen to be URLs (bounded, see below)
 
     def request_json(self, request: GenerationRequest) -> str:
@@ -98,6 +98,8 @@ class ImageUploader:
         key = str(path)
         if key not in self.done:
             assert self.storage is not None
+            if len(self.done) >= MAX_CACHED_REFS:
+                self.done.clear()  # bounded: a repeat after this costs one `exists` call
             with path.open("rb") as fh:
                 digest = hashlib.file_digest(fh, "sha256").hexdigest()
                 fh.seek(0)

@@ -2,13 +2,15 @@
 
 Rows are matched to the batch's items by custom_id. A row whose item already succeeded, or
 is still running, is left alone. A row whose item ended failed, expired, cancelled or
-ambiguous is replaced by the row as it is now (so a fixed errors.jsonl can be resubmitted)
+ambiguous is replaced by the row as it is now (so a fixed errors.jsonl can be resubmitted:
+its images may come from the folders the batch's own came from)
 and queued again, its past attempt kept in the item's history. A new custom_id becomes a
 new item of the batch. The whole manifest is validated first: a bad row changes nothing.
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from genbatch.errors import GenbatchError
@@ -18,6 +20,7 @@ from genbatch.producer.manifest import ManifestSource, iter_rows, manifest_sourc
 from genbatch.producer.options import BatchOptions
 from genbatch.producer.records import ImageUploader, invalid_record, item_record
 from genbatch.producer.validate import RowValidator, ValidRow
+from genbatch.records import Batch
 from genbatch.storage import ObjectStorage
 from genbatch.storage.urls import ObjectUrls
 from genbatch.store import JobStore
@@ -27,11 +30,20 @@ from genbatch.store.history import attempt_reset
 REPLACEABLE = (ItemState.FAILED, ItemState.EXPIRED, ItemState.CANCELLED, ItemState.AMBIGUOUS)
 
 
+def batch_input_roots(batch: Batch) -> tuple[Path, ...]:
+    """The folders the batch's own images came from (its manifest's, its --input-root ones):
+    a resumed manifest (often the batch's errors.jsonl, which names them) may use them."""
+    manifest = batch.get("manifest") or ""
+    roots = [Path(manifest).parent] if manifest else []
+    roots += [Path(r) for r in (batch.get("input_roots") or "").split(os.pathsep) if r]
+    return tuple(roots)
+
+
 def resume_manifest(
     path: Path | str | ManifestSource, batch_id: str, *, store: JobStore,
     storage: ObjectStorage, provider: str | None, model: str | None,
     skip_invalid: bool = False, budget_usd: float | None = None,
-    objects: ObjectUrls | None = None,
+    objects: ObjectUrls | None = None, input_roots: tuple[Path, ...] = (),
 ) -> tuple[IngestResult, dict[str, int]]:
     """Apply `path` to batch `batch_id`; returns the validation result and what changed.
 
@@ -42,8 +54,10 @@ def resume_manifest(
     if batch.status is BatchStatus.VALIDATING:
         raise GenbatchError(f"batch {batch_id} never finished validating; submit it again")
     options = BatchOptions.from_meta(batch)  # the batch's --tier etc. apply to new rows too
+    input_roots = (*batch_input_roots(batch), *input_roots)
     checked = ingest_manifest(source, store=None, storage=None, provider=provider, model=model,
-                              skip_invalid=skip_invalid, dry_run=True, options=options)
+                              skip_invalid=skip_invalid, dry_run=True, options=options,
+                              input_roots=input_roots)
     if (budget_usd is not None or options.budget_usd is not None) and checked.unpriced:
         raise GenbatchError(unpriced_message(checked.unpriced))
     if budget_usd is not None:
@@ -51,7 +65,7 @@ def resume_manifest(
     existing = {rec.custom_id: rec for rec in store.iter_items(batch_id, batch.total)}
     uploads = ImageUploader(storage)
     validator = RowValidator(source.location, provider, model, options.row_defaults(),
-                             objects=objects)
+                             objects=objects, input_roots=input_roots)
     counts = {"added": 0, "replaced": 0, "kept": 0}
     new_records: list[dict[str, str]] = []
     seq = batch.total

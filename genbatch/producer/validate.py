@@ -2,7 +2,10 @@
 
 Checks, in order: unknown columns, custom_id (default `line-<n>`, unique), provider and
 model, the row's types (pydantic), the provider/model's parameter rules, and images (local
-files and data URIs, header only). A row gets every problem it has, not only the first.
+files and data URIs, past the header where cheap: genbatch/image_data.py). A row gets every
+problem it has, not only the first.
+
+Local images are confined to the manifest's folder and the `input_roots` (inputs.py).
 
 custom_id uniqueness takes memory that grows with the manifest, so it is kept out of the
 producer's RAM: a real ingest checks it in Redis as it writes each chunk (ADD_ITEMS, see
@@ -25,8 +28,9 @@ from pydantic import ValidationError
 
 from genbatch import providers
 from genbatch.errors import ConfigError, ManifestError
-from genbatch.images import ImageProblem, is_data_uri, is_remote, probe_data_uri, probe_image
+from genbatch.images import ImageProblem, is_data_uri, is_remote, probe_data_uri
 from genbatch.models import REQUEST_FIELDS, GenerationRequest
+from genbatch.producer.inputs import LocalImages
 from genbatch.producer.manifest import IMAGE_FIELDS, Row, unknown_column_reason
 from genbatch.producer.objects import object_image_problem
 from genbatch.storage.urls import ObjectUrls, is_object_url, sibling_url
@@ -99,12 +103,18 @@ class RowValidator:
     request_defaults: dict[str, Any] = field(default_factory=dict)
     check_ids: bool = True
     objects: ObjectUrls | None = None  # reads `s3://` images (their headers only)
+    # Folders local images may come from besides the manifest's own.
+    input_roots: tuple[Path, ...] = ()
     _ids: SeenIds | None = None
-    _image_checks: dict[Path, str | None] = field(default_factory=dict)
     # image reference as written -> (absolute path, or None for a URL / data URI; problem)
     _refs: dict[str, tuple[str | None, str | None]] = field(default_factory=dict)
     _costs: dict[tuple[Any, ...], float | None] = field(default_factory=dict)
     _uri_checks: dict[bytes, str | None] = field(default_factory=dict)  # digest -> problem
+    _local: LocalImages | None = None
+
+    def __post_init__(self) -> None:
+        if isinstance(self.path, Path):  # a manifest in object storage names no local file
+            self._local = LocalImages(self.path.parent, self.input_roots)
 
     def validate(self, row: Row) -> ValidRow | list[ManifestError]:
         """The row as a request, or every problem it has (not only the first)."""
@@ -238,13 +248,10 @@ class RowValidator:
             return known
         if is_remote(ref):
             known = (None, None)
-        elif is_object_url(ref) or isinstance(self.path, str):
+        elif is_object_url(ref) or self._local is None:
             known = self._object_ref(ref)
         else:
-            path = Path(ref).expanduser()
-            if not path.is_absolute():
-                path = (self.path.parent / path).resolve()
-            known = (str(path), self._probe(path))
+            known = self._local.check(ref)
         if len(self._refs) >= MAX_CACHED_REFS:
             self._refs.clear()
         self._refs[ref] = known
@@ -272,19 +279,6 @@ class RowValidator:
             return None, f"a manifest in object storage cannot name a local file ({ref})"
         url = sibling_url(str(self.path), ref)
         return url, object_image_problem(self.objects, url)
-
-    def _probe(self, path: Path) -> str | None:
-        if path not in self._image_checks:
-            problem: str | None = None
-            if not path.is_file():
-                problem = f"file not found: {path}"
-            else:
-                try:
-                    probe_image(path)
-                except ImageProblem as exc:
-                    problem = str(exc)
-            self._image_checks[path] = problem
-        return self._image_checks[path]
 
 
 def _text(value: Any) -> str | None:

@@ -43,6 +43,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from genbatch.addresses import Resolver, UnresolvedHost, non_public, resolve
 from genbatch.errors import GenbatchError, NotFoundError
 from genbatch.models import BATCH_COUNTERS, OPEN_COUNTERS, BatchStatus
 from genbatch.records import Batch
@@ -194,7 +195,8 @@ def _unschedule(rt: Runtime, batch_id: str) -> None:
 
 
 # -- delivery ----------------------------------------------------------------------------
-def deliver(rt: Runtime, batch_id: str, transport: httpx.BaseTransport | None = None) -> str:
+def deliver(rt: Runtime, batch_id: str, transport: httpx.BaseTransport | None = None,
+            resolver: Resolver = resolve) -> str:
     """One delivery attempt of the batch's event; returns what happened."""
     try:
         batch = rt.store.get_batch(batch_id)
@@ -221,10 +223,15 @@ def deliver(rt: Runtime, batch_id: str, transport: httpx.BaseTransport | None = 
         return _record(rt, batch_id, "failed", "notify_url is not an http(s) URL")
     _schedule(rt, batch_id, rt.now() + rt.settings.task_lease_s)  # the lease of this attempt
     attempts = rt.store.outbox.count_attempt(batch_id)
-    timeout = httpx.Timeout(rt.settings.request_timeout_s, connect=rt.settings.connect_timeout_s)
-    with httpx.Client(timeout=timeout, follow_redirects=False, transport=transport) as client:
-        outcome, what = post_event(client, url, event_id, body,
-                                   secret.get_secret_value(), int(time.time()))
+    refused = None if rt.settings.notify_allow_private else _refused(url, resolver)
+    if refused is not None:
+        outcome, what = refused
+    else:
+        timeout = httpx.Timeout(rt.settings.request_timeout_s,
+                                connect=rt.settings.connect_timeout_s)
+        with httpx.Client(timeout=timeout, follow_redirects=False, transport=transport) as client:
+            outcome, what = post_event(client, url, event_id, body,
+                                       secret.get_secret_value(), int(time.time()))
     log.info("notify %s: event %s attempt %d to %s: %s", batch_id, event_id, attempts,
              _host(url), what)
     if outcome is Outcome.DELIVERED:
@@ -236,6 +243,19 @@ def deliver(rt: Runtime, batch_id: str, transport: httpx.BaseTransport | None = 
     rt.store.set_batch_fields(batch_id, {"notify_error": what})
     _schedule(rt, batch_id, rt.now() + backoff_s(attempts, rt.settings))
     return "retry"
+
+
+def _refused(url: str, resolver: Resolver) -> tuple[Outcome, str] | None:
+    """The outcome of a URL that may not be called now: its host resolves to a non-public
+    address (given up: GENBATCH_NOTIFY_ALLOW_PRIVATE is off), or does not resolve (retried).
+    Checked again at every attempt, after DNS, since a name can change what it points to."""
+    try:
+        why = non_public(url, resolver)
+    except UnresolvedHost as exc:
+        return Outcome.RETRY, str(exc)
+    if why is None:
+        return None
+    return Outcome.GIVE_UP, f"{why}; GENBATCH_NOTIFY_ALLOW_PRIVATE is off"
 
 
 def _persisted_event(rt: Runtime, batch: Batch) -> tuple[str, bytes]:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import resource
 from pathlib import Path
 
 import pytest
@@ -141,6 +142,55 @@ def test_every_nasty_id_is_stored_inside_the_batch(store: JobStore, tmp_path: Pa
                              provider="novita", model="seedance-v1.5-pro-i2v")
     assert result.batch_id and result.valid == len(nasty)
     check_batch(store, (tmp_path / "storage").resolve(), result.batch_id)
+
+
+@SETTINGS
+@given(depth=st.integers(1, 150_000), opening=st.sampled_from(["[", "{"]),
+       where=st.sampled_from(["prompt", "image", "custom_id", "seed"]))
+def test_deep_nesting_is_one_skippable_row(store: JobStore,
+                                           tmp_path_factory: pytest.TempPathFactory,
+                                           depth: int, opening: str, where: str) -> None:
+    folder = tmp_path_factory.mktemp("deep")
+    key, closing = ('"":', "}") if opening == "{" else ("", "]")
+    nested = (opening + key) * depth + "1" + closing * depth
+    path = folder / "m.jsonl"
+    path.write_text(json.dumps({"custom_id": "ok", "image": IMAGE, "prompt": "p"}) + "\n"
+                    + f'{{"{where}": {nested}}}\n', encoding="utf-8")
+    ingest(path, store, folder / "storage")
+
+
+@SETTINGS
+@given(columns=st.integers(1, 170_000), repeat=st.sampled_from(["", "image", "custom_id"]),
+       width=st.integers(1, 6))
+def test_a_wide_header_gives_a_clear_error(store: JobStore,
+                                           tmp_path_factory: pytest.TempPathFactory,
+                                           columns: int, repeat: str, width: int) -> None:
+    folder = tmp_path_factory.mktemp("wide")
+    names = ["image", *(f"{n:0{width}x}" for n in range(columns)), repeat]
+    path = folder / "m.csv"
+    path.write_text(",".join(names) + "\n" + ",".join([IMAGE] * len(names)) + "\n")
+    ingest(path, store, folder / "storage")
+
+
+@SETTINGS
+@given(size=st.sampled_from([999_999, 1_000_001, 50_000_000, 1 << 30]),
+       fmt=st.sampled_from(FORMATS), newline=st.booleans())
+def test_a_huge_line_is_refused_at_the_limit(store: JobStore,
+                                             tmp_path_factory: pytest.TempPathFactory,
+                                             size: int, fmt: str, newline: bool) -> None:
+    folder = tmp_path_factory.mktemp("huge")
+    path = folder / f"m.{fmt}"
+    head = b"image,prompt\n" if fmt == "csv" else b""
+    with path.open("wb") as f:
+        f.write(head + b"x" * 64)
+        f.truncate(size)  # sparse: no disk, and nothing worth reading
+        if newline:
+            f.seek(0, 2)
+            f.write(b"\n")
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    ingest(path, store, folder / "storage")
+    grown_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
+    assert grown_mb < 100  # at most the 1 MB line buffer and the row it makes
 
 
 def test_a_lone_surrogate_escape_is_a_clear_error(store: JobStore, tmp_path: Path) -> None:
