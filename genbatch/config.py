@@ -197,6 +197,10 @@ class Settings(BaseSettings):
         default=86400.0, gt=0, description="a manifest submitted again with the same options "
         "within this time is refused (naming its batch) unless --allow-duplicate"
     )
+    clock_skew_s: float = Field(
+        default=0.0, description="pretend this process's clock is off by this many seconds "
+        "(for tests of the one-clock rule: every process works on Redis's clock)"
+    )
     allow_volatile_redis: bool = Field(
         default=False, description="let workers run against a Redis without an append-only "
         "file (a restart can then forget submitted tasks, which are paid twice)"

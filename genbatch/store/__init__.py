@@ -179,6 +179,11 @@ class JobStore:
     def _waitaof(self) -> bool:
         return self.durability().waitaof
 
+    def server_time(self) -> float:
+        """Redis's clock (`TIME`), in Unix seconds."""
+        seconds, micros = self.r.time()
+        return seconds + micros / 1_000_000
+
     def ping(self) -> None:
         """Fail now rather than at first use: redis.ConnectionError when nothing answers,
         ConfigError when what answers is not Redis (or not in PING_TIMEOUT_S)."""

@@ -16,9 +16,11 @@ from collections.abc import Callable
 from typing import Any
 
 import httpx
+import redis
 
 from genbatch import metrics, providers
 from genbatch.config import Settings
+from genbatch.errors import GenbatchError
 from genbatch.images import STORED_PREFIX, data_uri, is_data_uri, is_remote, sniff_format
 from genbatch.models import GenerationRequest
 from genbatch.providers.base import Provider
@@ -29,6 +31,8 @@ from genbatch.store import JobStore
 from genbatch.worker.app import connect, send
 
 Enqueue = Callable[[str, str], None]  # (task kind, id) -> None
+
+CLOCK_CHECK_S = 30.0  # how often a process re-measures its offset to Redis's clock
 
 
 class Runtime:
@@ -42,9 +46,25 @@ class Runtime:
         self._cache: dict[str, Any] = {}
         self.name = f"{socket.gethostname()}:{os.getpid()}"  # set by the worker to its node
         self.health_seen: dict[str, float] = {}  # account -> when its health was last written
+        self._clock_offset = 0.0  # Redis's clock minus this process's (see `now`)
+        self._clock_checked = -1e18
 
     def now(self) -> float:
-        return time.time()
+        """Redis's clock, the one clock of every process: timers, leases, rate windows and
+        deadlines compare times written by different machines, so a worker whose own clock
+        is off must neither flood a provider nor stall the scheduler. The offset to Redis's
+        `TIME` is measured at first use and every CLOCK_CHECK_S (kept while Redis is away)."""
+        local = time.time() + self.settings.clock_skew_s
+        if time.monotonic() >= self._clock_checked + CLOCK_CHECK_S:
+            self._clock_checked = time.monotonic()
+            try:
+                before = time.time() + self.settings.clock_skew_s
+                server = self.store.server_time()
+                after = time.time() + self.settings.clock_skew_s
+                self._clock_offset = server - (before + after) / 2
+            except (redis.RedisError, GenbatchError):
+                pass
+        return local + self._clock_offset
 
     def _get(self, key: str, build: Callable[[], Any]) -> Any:
         with self._lock:
