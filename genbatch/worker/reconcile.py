@@ -41,6 +41,8 @@ from genbatch.worker.runtime import Runtime
 
 log = logging.getLogger(__name__)
 AMBIGUOUS = ItemState.AMBIGUOUS
+# A submit whose outcome is not known: ambiguous, or its POST still on the way.
+UNKNOWN = (ItemState.AMBIGUOUS, ItemState.SUBMITTING)
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,9 +120,9 @@ def _longest(rt: Runtime) -> float:
 
 
 def _rivals(rt: Runtime, item: Item, start: float, end: float) -> list[str]:
-    """Other items of the same account and model whose submit outcome is unknown and whose
-    window overlaps this one (and, where seeds tell tasks apart, with the same seed or
-    none): a lone candidate could be theirs as well."""
+    """Other items of the same account and model whose submit outcome is unknown —
+    ambiguous, or still submitting — and whose window overlaps this one (and, where seeds
+    tell tasks apart, with the same seed or none): a lone candidate could be theirs."""
     others = [iid for iid in rt.store.reconcile.unknown_between(item.provider, start, end)
               if iid != item.id]
     rivals = []
@@ -129,7 +131,7 @@ def _rivals(rt: Runtime, item: Item, start: float, end: float) -> list[str]:
             other = rt.store.get_item(iid)
         except GenbatchError:
             continue
-        if other.state is AMBIGUOUS and other.model == item.model and (
+        if other.state in UNKNOWN and other.model == item.model and (
                 item.request.seed is None or other.request.seed in (None, item.request.seed)):
             rivals.append(iid)
     return rivals

@@ -85,11 +85,16 @@ def submit_item(rt: Runtime, iid: str) -> str:
         return accounts.requeue(rt, item, iid, [SUBMITTING], "the submit record did not "
                                 "reach Redis's append-only file in time; not sent", 1.0)
     hook = callback_url(rt.settings, item.provider, iid)  # None: webhooks off
+    listed = can_list(item.provider)
+    if listed:  # until its outcome is known, a task of this window may be its (reconcile.py)
+        rt.store.reconcile.mark_unknown(item.provider, iid, now)
     try:
         remote_id = adapter.submit(item.model, request, webhook_url=hook)
     except RetryableProviderError as exc:
+        _outcome_known(rt, item, listed)
         return _not_created(rt, item, iid, exc)
     except PermanentProviderError as exc:
+        _outcome_known(rt, item, listed)
         cls = failure_class(exc)
         if cls is not None and cls.pauses:  # the account's problem: never the item's
             return accounts.refused(rt, item, iid, SUBMITTING, exc, cls)
@@ -107,8 +112,9 @@ def submit_item(rt: Runtime, iid: str) -> str:
     if hook:  # the provider calls back: poll only as a slow safety net
         first = safety_poll_delay(rt.settings)
     due = rt.now() + first
-    if can_list(item.provider):  # owned before it is submitted: see store/reconcile.py
+    if listed:  # owned before it is submitted: see store/reconcile.py
         rt.store.reconcile.own(item.provider, remote_id, iid, now)
+        _outcome_known(rt, item, listed)
     done = rt.store.transition(
         iid, [SUBMITTING], SUBMITTED, timer=due,
         fields={"remote_id": remote_id, "submitted_at": now, "first_poll_s": first,
@@ -228,6 +234,11 @@ def _learn_gen_time(rt: Runtime, item: Item, now: float, polls: int,
     seconds = (done_at - submitted) * rt.settings.time_factor
     tier = json.loads(item.get("req") or "{}").get("service_tier")
     rt.store.gen_times.observe(item.provider, _gen_key(item.model, tier), seconds)
+
+
+def _outcome_known(rt: Runtime, item: Item, listed: bool) -> None:
+    if listed:
+        rt.store.reconcile.mark_known(item.provider, item.id)
 
 
 def _not_created(rt: Runtime, item: Item, iid: str, exc: RetryableProviderError,
