@@ -113,14 +113,18 @@ class Cluster:
 
 
 @contextmanager
-def running_cluster(redis_url: str, workdir: Path, profile: SimProfile,
+def running_cluster(redis_url: str, workdir: Path, profile: SimProfile, *,
+                    worker: bool = True, scheduler: bool = True,
                     **overrides: str) -> Iterator[Cluster]:
-    """A simulator with `profile`, a worker and a scheduler (settings `overrides`), stopped
-    again on exit: the set-up most integration tests share."""
+    """A simulator with `profile`, a worker and a scheduler (settings `overrides`; either
+    process left out on request), stopped again on exit: the set-up most integration tests
+    share."""
     with running_simulator(profile) as sim_url:
         c = Cluster(redis_url, sim_url, workdir, **overrides)
-        c.start_worker()
-        c.start_scheduler()
+        if worker:
+            c.start_worker()
+        if scheduler:
+            c.start_scheduler()
         try:
             yield c
         finally:

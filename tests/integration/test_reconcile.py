@@ -15,8 +15,8 @@ import pytest
 
 from genbatch.client import Client
 from genbatch.models import ItemState
-from genbatch.simulator import SimProfile, running_simulator
-from tests.integration.cluster import Cluster
+from genbatch.simulator import SimProfile
+from tests.integration.cluster import Cluster, running_cluster
 
 pytestmark = pytest.mark.integration
 MODEL = "seedance-v1.5-pro-i2v"
@@ -37,14 +37,10 @@ def manifest(folder: Path, sim_url: str, provider: str, n: int, seeds: bool = Fa
 @contextmanager
 def cluster(redis_url: str, folder: Path, settings: dict[str, str] | None = None,
             **profile: object) -> Iterator[Cluster]:
-    with running_simulator(SimProfile(**{**BASE, **profile})) as sim_url:
-        c = Cluster(redis_url, sim_url, folder, **{**FAST, **(settings or {})})
-        c.start_worker()
-        c.start_scheduler()
-        try:
-            yield c
-        finally:
-            c.stop_all()
+    with running_cluster(redis_url, folder, SimProfile.model_validate({**BASE, **profile}),
+                         worker=True, scheduler=True,
+                         **{**FAST, **(settings or {})}) as c:
+        yield c
 
 
 def set_profile(c: Cluster, **fields: object) -> None:

@@ -15,8 +15,8 @@ import pytest
 from genbatch.client import Client
 from genbatch.demo.redis_server import free_port
 from genbatch.models import ItemState
-from genbatch.simulator import SimProfile, running_simulator
-from tests.integration.cluster import Cluster
+from genbatch.simulator import SimProfile
+from tests.integration.cluster import Cluster, running_cluster
 
 pytestmark = pytest.mark.integration
 FAST_HEALTH = {"heartbeat_s": "0.5", "account_probe_s": "100"}  # a probe every 2 s real
@@ -33,16 +33,9 @@ def manifest(folder: Path, n: int, provider: str = "novita") -> Path:
 @contextmanager
 def cluster(redis_url: str, folder: Path, profile: SimProfile, *, worker: bool = True,
             scheduler: bool = True, **overrides: str) -> Iterator[Cluster]:
-    with running_simulator(profile) as sim_url:
-        c = Cluster(redis_url, sim_url, folder, **{**FAST_HEALTH, **overrides})
-        if worker:
-            c.start_worker()
-        if scheduler:
-            c.start_scheduler()
-        try:
-            yield c
-        finally:
-            c.stop_all()
+    with running_cluster(redis_url, folder, profile, worker=worker, scheduler=scheduler,
+                         **{**FAST_HEALTH, **overrides}) as c:
+        yield c
 
 
 def reasons(c: Cluster, batch_id: str) -> tuple[str, ...]:
