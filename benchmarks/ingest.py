@@ -31,6 +31,7 @@ import tempfile
 import time
 import zlib
 from pathlib import Path
+from typing import Any
 
 from PIL import Image
 
@@ -116,52 +117,67 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--distinct", action="store_true",
                         help="CSV only, a distinct local image on every row")
+    parser.add_argument("--fsync", default="always",
+                        help="Redis appendfsync modes to measure, comma-separated "
+                        "(always,everysec: the cost of durable submit records side by side)")
     parser.add_argument("--child", nargs=3, metavar=("MANIFEST", "REDIS", "STORAGE"))
     args = parser.parse_args()
     if args.child:
         child(*args.child)
         return
     sys.path.insert(0, str(ROOT))
+    sizes = [int(s) for s in args.sizes.split(",")]
+    rows = []
+    for fsync in args.fsync.split(","):
+        with tempfile.TemporaryDirectory(prefix="genbatch-bench-") as tmp:
+            rows += measure(Path(tmp), sizes, args.repeat, args.distinct, fsync)
+    print(f"{'fsync':<10}{'format':<7}{'rows':>9}{'rows/s':>10}{'seconds':>9}{'rows/CPU-s':>12}"
+          f"{'Redis µs/row':>14}{'peak RSS MB':>13}{'Redis B/item':>14}")
+    for fsync, fmt, n, rate, rss, per_item, secs, per_cpu, redis_us in rows:
+        print(f"{fsync:<10}{fmt:<7}{n:>9,}{rate:>10,.0f}{secs:>9.2f}{per_cpu:>12,.0f}"
+              f"{redis_us:>14.1f}{rss:>13.1f}{per_item:>14,.0f}")
+
+
+def measure(folder: Path, sizes: list[int], repeat: int, distinct: bool,
+            fsync: str) -> list[tuple[Any, ...]]:
+    """Each manifest ingested `repeat` times into a Redis fsyncing its AOF `fsync`; the
+    median run of each."""
     from genbatch.demo.redis_server import start_redis
     from genbatch.store import JobStore
 
-    sizes = [int(s) for s in args.sizes.split(",")]
-    with tempfile.TemporaryDirectory(prefix="genbatch-bench-") as tmp:
-        folder = Path(tmp)
-        server = start_redis(folder / "redis")  # AOF on, as deployed
-        try:
-            r = JobStore.from_url(server.url).r
-            rows = []
-            for fmt in ("csv",) if args.distinct else ("csv", "jsonl"):
-                for n in sizes:
-                    manifest = write_manifest(folder, fmt, n, args.distinct)
-                    runs = []
-                    for _ in range(args.repeat):
-                        r.flushdb()
-                        before = int(r.info("memory")["used_memory"])
-                        redis_cpu = _cpu(r.info("cpu"))
-                        out = subprocess.run(  # the URL (with its password) in the environment
-                            [sys.executable, __file__, "--child", str(manifest), "env",
-                             str(folder / "storage")],
-                            check=True, capture_output=True, text=True, cwd=ROOT,
-                            env={**os.environ, "GENBATCH_REDIS_URL": server.url},
-                        ).stdout
-                        m = json.loads(out.strip().splitlines()[-1])
-                        redis_us = (_cpu(r.info("cpu")) - redis_cpu) / n * 1e6
-                        after = int(r.info("memory")["used_memory"])
-                        runs.append((fmt, n, m["rows"] / m["seconds"], m["rss_kb"] / 1024,
-                                     (after - before) / n, m["seconds"], m["rows"] / m["cpu"],
-                                     redis_us))
-                    runs.sort(key=lambda run: run[2])
-                    rows.append(runs[len(runs) // 2])
-                    manifest.unlink()
-        finally:
-            server.stop()
-    print(f"{'format':<7}{'rows':>9}{'rows/s':>10}{'seconds':>9}{'rows/CPU-s':>12}"
-          f"{'Redis µs/row':>14}{'peak RSS MB':>13}{'Redis B/item':>14}")
-    for fmt, n, rate, rss, per_item, secs, per_cpu, redis_us in rows:
-        print(f"{fmt:<7}{n:>9,}{rate:>10,.0f}{secs:>9.2f}{per_cpu:>12,.0f}{redis_us:>14.1f}"
-              f"{rss:>13.1f}{per_item:>14,.0f}")
+    rows: list[tuple[Any, ...]] = []
+    server = start_redis(folder / "redis", fsync=fsync)  # AOF on, as deployed
+    try:
+        r = JobStore.from_url(server.url).r
+        for fmt in ("csv",) if distinct else ("csv", "jsonl"):
+            for n in sizes:
+                manifest = write_manifest(folder, fmt, n, distinct)
+                runs = [one_run(r, folder, manifest, server.url, n, fsync, fmt)
+                        for _ in range(repeat)]
+                runs.sort(key=lambda run: run[3])
+                rows.append(runs[len(runs) // 2])
+                manifest.unlink()
+    finally:
+        server.stop()
+    return rows
+
+
+def one_run(r: Any, folder: Path, manifest: Path, url: str, n: int, fsync: str,
+            fmt: str) -> tuple[Any, ...]:
+    """One producer process ingesting `manifest` into the flushed Redis at `url`."""
+    r.flushdb()
+    before = int(r.info("memory")["used_memory"])
+    redis_cpu = _cpu(r.info("cpu"))
+    out = subprocess.run(  # the URL (with its password) in the environment
+        [sys.executable, __file__, "--child", str(manifest), "env", str(folder / "storage")],
+        check=True, capture_output=True, text=True, cwd=ROOT,
+        env={**os.environ, "GENBATCH_REDIS_URL": url},
+    ).stdout
+    m = json.loads(out.strip().splitlines()[-1])
+    redis_us = (_cpu(r.info("cpu")) - redis_cpu) / n * 1e6
+    after = int(r.info("memory")["used_memory"])
+    return (fsync, fmt, n, m["rows"] / m["seconds"], m["rss_kb"] / 1024, (after - before) / n,
+            m["seconds"], m["rows"] / m["cpu"], redis_us)
 
 
 def _cpu(info: dict[str, float]) -> float:

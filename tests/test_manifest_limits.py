@@ -89,3 +89,20 @@ def test_nesting_up_to_the_limit_is_read(tmp_path: Path) -> None:
     (row,) = rows(path)
 
     assert row.problem is None
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "csv"])
+def test_a_manifest_bigger_than_the_line_limit_is_read_whole(tmp_path: Path, fmt: str) -> None:
+    """The limit bounds one line (one row), not the file: 3 MB of short rows read fine."""
+    n = 3 * MAX_LINE_BYTES // 100
+    path = tmp_path / f"big.{fmt}"
+    with path.open("w", encoding="utf-8") as fh:
+        if fmt == "csv":
+            fh.write("custom_id,prompt,image\n")
+        for i in range(n):
+            fh.write(f"c{i},{'p' * 60},https://example.com/a.png\n" if fmt == "csv" else
+                     json.dumps({"custom_id": f"c{i}", "prompt": "p" * 40,
+                                 "image": "https://example.com/a.png"}) + "\n")
+    assert path.stat().st_size > 2 * MAX_LINE_BYTES
+    read = rows(path)
+    assert len(read) == n and all(r.problem is None for r in read)

@@ -275,8 +275,9 @@ def _encodable(data: Any) -> bool:
     return True
 
 
-def _jsonl_rows(path: str, lines: Iterator[str]) -> Iterator[Row]:
+def _jsonl_rows(path: str | Path, lines: _Lines) -> Iterator[Row]:
     for line_no, text in enumerate(lines, start=1):
+        lines.row_start()  # each line is a row: bound it alone, not the file so far
         if not text.strip():
             continue
         data, problem = _parse_object(text)
