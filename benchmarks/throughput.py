@@ -162,10 +162,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--jobs", type=int, default=5000)
     parser.add_argument("--workers", type=int, default=4)
+    parser.add_argument("--fsync", default="always",
+                        help="Redis appendfsync modes to run genbatch with, comma-separated "
+                        "(always,everysec: the cost of durable submit records side by side)")
     args = parser.parse_args()
+    timings: dict[str, float] = {}
     with tempfile.TemporaryDirectory(prefix="genbatch-bench-") as tmp:
         folder = Path(tmp)
-        redis = start_redis(folder / "redis")
         profile = folder / "sim.json"
         profile.write_text(json.dumps(SIM_PROFILE))
         port = free_port()
@@ -174,17 +177,25 @@ def main() -> None:
         sim_url = f"http://127.0.0.1:{port}"
         try:
             wait_http(f"{sim_url}/_sim/stats")
-            gb = run_genbatch(folder, sim_url, redis.url, args.jobs, args.workers)
+            for fsync in args.fsync.split(","):
+                redis = start_redis(folder / f"redis-{fsync}", fsync=fsync)
+                try:
+                    (folder / fsync).mkdir()
+                    timings[fsync] = run_genbatch(folder / fsync, sim_url, redis.url,
+                                                  args.jobs, args.workers)
+                finally:
+                    redis.stop()
             plain = asyncio.run(run_plain(folder, sim_url, args.jobs, THREADS * args.workers))
         finally:
             stop(sim)
-            redis.stop()
-    print(f"{'pipeline':<44}{'jobs':>7}{'seconds':>9}{'jobs/s':>9}")
-    print(f"{f'genbatch ({args.workers} workers x {THREADS} threads + scheduler)':<44}"
-          f"{args.jobs:>7}{gb:>9.1f}{args.jobs / gb:>9.1f}")
-    print(f"{'plain asyncio + httpx script':<44}{args.jobs:>7}{plain:>9.1f}"
+    print(f"{'pipeline':<52}{'jobs':>7}{'seconds':>9}{'jobs/s':>9}")
+    for fsync, gb in timings.items():
+        label = f"genbatch ({args.workers} workers x {THREADS} threads, fsync {fsync})"
+        print(f"{label:<52}{args.jobs:>7}{gb:>9.1f}{args.jobs / gb:>9.1f}")
+    print(f"{'plain asyncio + httpx script':<52}{args.jobs:>7}{plain:>9.1f}"
           f"{args.jobs / plain:>9.1f}")
-    print(f"ratio genbatch / plain: {plain / gb:.2f}")
+    for fsync, gb in timings.items():
+        print(f"ratio genbatch (fsync {fsync}) / plain: {plain / gb:.2f}")
 
 
 if __name__ == "__main__":
