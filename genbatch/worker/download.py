@@ -65,6 +65,10 @@ class Transient:
     storage: bool
 
 
+# A storage outage may outlast this many times GENBATCH_DOWNLOAD_MAX_ATTEMPTS fresh URLs.
+STORAGE_REPOLLS = 10
+
+
 def download_item(rt: Runtime, iid: str) -> str:
     """downloading → succeeded | downloading (later) | failed (see the module docstring)."""
     item = rt.store.get_item(iid)
@@ -173,19 +177,28 @@ def _transient(rt: Runtime, item: Item, iid: str, problem: Transient) -> str:
 
 
 def _lapsed(rt: Runtime, item: Item, iid: str, why: str, *, storage: bool = False) -> str:
-    """The URL is gone or about to be: re-poll the task for a fresh one, with backoff."""
+    """The URL is gone or about to be: re-poll the task for a fresh one, with backoff.
+
+    A URL that lapsed while storage was failing (this attempt's error, or the one before a
+    URL answered gone) says nothing about the output: those re-polls are counted apart,
+    with a bound STORAGE_REPOLLS times larger, so an outage of storage never turns a video
+    the provider still serves into `output_gone`."""
+    storage_caused = storage or item.get("dl_storage_error") == "1"
     repolls = int(item.get("url_repolls") or 0)
-    if repolls >= rt.settings.download_max_attempts:
-        if storage:
-            return _fail(rt, item, iid, "download_failed",
-                         f"{PAID}, but storing its video kept failing ({why}); " + RETRY_HINT)
+    waits = int(item.get("storage_repolls") or 0)
+    limit = rt.settings.download_max_attempts
+    if storage_caused and waits >= limit * STORAGE_REPOLLS:
+        return _fail(rt, item, iid, "download_failed",
+                     f"{PAID}, but storing its video kept failing ({why}); " + RETRY_HINT)
+    if not storage_caused and repolls >= limit:
         return _fail(rt, item, iid, "output_gone",
                      f"{PAID}, but its video URL stayed unusable after {repolls} fresh "
                      f"ones ({why})")
-    due = rt.now() + retry_delay(repolls + 1, rt.settings)
+    due = rt.now() + retry_delay((waits if storage_caused else repolls) + 1, rt.settings)
     rt.store.transition(iid, [DOWNLOADING], DOWNLOADING, timer=due,
-                        fields={"dl_repoll": "1", "last_error": why},
-                        incr={"url_repolls": 1})
+                        fields={"dl_repoll": "1", "last_error": why,
+                                "dl_storage_error": "1" if storage else ""},
+                        incr={"storage_repolls" if storage_caused else "url_repolls": 1})
     return "repoll"
 
 

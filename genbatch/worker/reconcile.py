@@ -89,7 +89,8 @@ def reconcile_item(rt: Runtime, iid: str, *, on_demand: bool = False) -> Verdict
         return _leave(rt, item, f"the task list could not be read ({exc})", now)
     candidates = _candidates(rt, item, listing, started - margin, ended + margin)
     covered = listing.complete and now >= ended + _settle(rt)
-    rivals = _rivals(rt, item, started - 2 * margin - _longest(rt), ended + 2 * margin)
+    rivals = _rivals(rt, item, started - 2 * margin - _longest(rt), ended + 2 * margin,
+                     by_seed=len(candidates) == 1 and candidates[0].seed is not None)
     if len(candidates) == 1 and rivals:
         return _leave(rt, item, f"task {candidates[0].id} could also be that of "
                       + ", ".join(rivals[:5]) + " (submits of unknown outcome at the same time)",
@@ -119,10 +120,12 @@ def _longest(rt: Runtime) -> float:
     return rt.settings.submit_timeout_s + rt.settings.connect_timeout_s
 
 
-def _rivals(rt: Runtime, item: Item, start: float, end: float) -> list[str]:
+def _rivals(rt: Runtime, item: Item, start: float, end: float, *,
+            by_seed: bool) -> list[str]:
     """Other items of the same account and model whose submit outcome is unknown —
-    ambiguous, or still submitting — and whose window overlaps this one (and, where seeds
-    tell tasks apart, with the same seed or none): a lone candidate could be theirs."""
+    ambiguous, or still submitting — and whose window overlaps this one: a lone candidate
+    could be theirs. With `by_seed` (the list shows the candidate's seed, and it is this
+    row's), only rivals with the same seed or none count."""
     others = [iid for iid in rt.store.reconcile.unknown_between(item.provider, start, end)
               if iid != item.id]
     rivals = []
@@ -132,7 +135,8 @@ def _rivals(rt: Runtime, item: Item, start: float, end: float) -> list[str]:
         except GenbatchError:
             continue
         if other.state in UNKNOWN and other.model == item.model and (
-                item.request.seed is None or other.request.seed in (None, item.request.seed)):
+                not by_seed or item.request.seed is None
+                or other.request.seed in (None, item.request.seed)):
             rivals.append(iid)
     return rivals
 

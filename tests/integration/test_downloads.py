@@ -47,7 +47,7 @@ def test_a_storage_outage_longer_than_the_urls_loses_nothing(redis_url: str,
     profile = SimProfile.model_validate({"time_factor": 50.0, "latency_mean_s": 20.0,
                                          "url_ttl_s": 100.0, "seed": 5})
     with running_simulator(profile) as sim_url:
-        cluster = Cluster(redis_url, sim_url, tmp_path, download_max_attempts="30")
+        cluster = Cluster(redis_url, sim_url, tmp_path, download_max_attempts="2")
         batch_id = str(cluster.submit(manifest(tmp_path, sim_url), provider=None,
                                       model=None).batch_id)
         blocker = tmp_path / "storage" / batch_id  # a file where the batch folder goes
@@ -55,8 +55,9 @@ def test_a_storage_outage_longer_than_the_urls_loses_nothing(redis_url: str,
         cluster.start_worker()
         cluster.start_scheduler()
         try:
-            # When the downloads have outlived at least two URLs each for some items
-            cluster.wait_until(lambda: sum(int(i.get("url_repolls") or 0) >= 2
+            # When the downloads have outlived more URLs than GENBATCH_DOWNLOAD_MAX_ATTEMPTS
+            # for some items (re-polls caused by storage do not count toward output_gone)
+            cluster.wait_until(lambda: sum(int(i.get("storage_repolls") or 0) >= 3
                                            for i in items(cluster, batch_id)) >= 3,
                                what="downloads re-polled for fresh URLs")
             blocker.unlink()  # storage is back
