@@ -10,7 +10,8 @@ re-sent message from fetching the same video twice at once.
     downloading ─ stored ──────────────────────────────────────────────▶ succeeded
         │ storage error, CDN 5xx, no answer: back off, until shortly before the URL expires
         │ URL lapsed (401/403/404/410) or about to: re-poll the task for a fresh URL, with
-        │   backoff (GENBATCH_DOWNLOAD_MAX_ATTEMPTS re-polls at most)
+        │   backoff (GENBATCH_DOWNLOAD_MAX_ATTEMPTS re-polls at most; those storage caused
+        │   are counted apart, STORAGE_REPOLLS times as many at most)
         ├─ the provider no longer serves it ──────────────────────────▶ failed/output_gone
         ├─ storage kept failing through every URL ────────────────────▶ failed/download_failed
         └─ URL, redirect or body refused (worker/fetch.py) ───────────▶ failed/bad_output
