@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import random
 import re
 import signal
 import threading
@@ -88,6 +89,7 @@ class Chaos:
         self.outage = threading.Thread(target=self._storage_outage, args=(STORAGE_OUTAGE_S,),
                                        name="storage-outage", daemon=True)
         self.workers = 0
+        self.torn_bytes = 0
 
     def done_fraction(self) -> float:
         try:
@@ -100,13 +102,11 @@ class Chaos:
 
     def _run(self) -> None:
         try:
-            scheduler_killed = redis_restarted = False
-            victim = 0
+            scheduler_killed = redis_restarted = power_lost = False
             while not self.stop.wait(KILL_EVERY_S):
                 with self.lock:
-                    name = f"worker{victim}"
-                    victim += 1
-                    self.cluster.stop(name, signal.SIGKILL)
+                    name = next(n for n in self.cluster.procs if n.startswith("worker"))
+                    self.cluster.stop(name, signal.SIGKILL)  # the oldest
                     self.kills["worker"] += 1
                     self.workers += 1
                     self.cluster.start_worker(f"worker{self.workers + WORKERS - 1}")
@@ -125,10 +125,30 @@ class Chaos:
                     self.server = start_redis(self.redis_dir, self.server.port)
                     self.kills["redis"] += 1
                     redis_restarted = True
+                elif redis_restarted and not power_lost and done >= 0.6:
+                    self._power_loss()
+                    power_lost = True
 
         except BaseException as exc:  # reported by the test
             self.errors.append(exc)
 
+
+    def _power_loss(self) -> None:
+        """The machine loses power: Redis, every worker and the scheduler die at the same
+        instant, and the AOF's last write is torn (with `appendfsync always` Redis answers a
+        write only once it is on disk, so power can cut only a write not yet answered);
+        then everything starts again."""
+        with self.lock:
+            self.server.kill()
+            for name in list(self.cluster.procs):
+                self.cluster.stop(name, signal.SIGKILL)
+            self.torn_bytes = tear_last_write(self.redis_dir)
+            self.kills["power"] += 1
+            self.server = start_redis(self.redis_dir, self.server.port)
+            for _ in range(WORKERS):
+                self.workers += 1
+                self.cluster.start_worker(f"worker{self.workers + WORKERS - 1}")
+            self.cluster.start_scheduler()
 
     def _storage_outage(self, seconds: float) -> None:
         """The storage folder is gone for `seconds` (moved away, a file in its place: every
@@ -143,6 +163,22 @@ class Chaos:
         finally:
             storage.unlink()
             away.rename(storage)
+
+
+def tear_last_write(redis_dir: Path) -> int:
+    """Cut the AOF inside its last command, as a power loss mid-write leaves it (Redis loads
+    such a file up to its last whole command: `aof-load-truncated yes`, the default); the
+    number of bytes cut."""
+    files = sorted(redis_dir.glob("appendonlydir/*.incr.aof"), key=lambda f: f.stat().st_mtime)
+    aof = files[-1] if files else redis_dir / "appendonly.aof"
+    data = aof.read_bytes()
+    last = data.rfind(b"\r\n*", 0, len(data) - 2) + 2  # where the last command begins
+    if last < 2:
+        return 0
+    keep = random.Random(len(data)).randrange(last + 1, len(data))
+    with aof.open("r+b") as fh:
+        fh.truncate(keep)
+    return len(data) - keep
 
 
 def wait_completed(cluster: Cluster, chaos: Chaos, batch_id: str, timeout: float) -> None:
@@ -302,7 +338,7 @@ def check(cluster: Cluster, chaos: Chaos, batch_id: str) -> None:
                f"expired_urls={stats['downloads_refused']}) "
                f"kills={sum(chaos.kills.values())} (worker={chaos.kills['worker']} "
                f"scheduler={chaos.kills['scheduler']} redis_restarts={chaos.kills['redis']} "
-               f"storage_outages={chaos.kills['storage']}) "
+               f"storage_outages={chaos.kills['storage']} power_losses={chaos.kills['power']}) "
                f"lost={lost} duplicates={duplicates} ambiguous={len(ambiguous)} "
                f"adopted={batch.get('adopted') or 0} "
                f"reconciled_resubmits={batch.get('reconciled_resubmits') or 0} "
@@ -314,5 +350,5 @@ def check(cluster: Cluster, chaos: Chaos, batch_id: str) -> None:
     assert not paid_lost, [(t, owner[t].get("state"), owner[t].get("error_code"))
                            for t in paid_lost[:10]]
     assert chaos.kills["scheduler"] == 1 and chaos.kills["redis"] == 1
-    assert chaos.kills["storage"] == 1
+    assert chaos.kills["storage"] == 1 and chaos.kills["power"] == 1
     store.r.close()
