@@ -243,12 +243,11 @@ def test_chaos_nothing_lost_nothing_paid_twice(tmp_path: Path) -> None:
                     chaos.thread.join(60)
                     if chaos.outage.is_alive():
                         chaos.outage.join(60)
-                server = chaos.server
                 check(cluster, chaos, batch_id)
             finally:
                 cluster.stop_all()
     finally:
-        server.stop()
+        (chaos.server if chaos else server).stop()  # the one running after its restarts
 
 
 def check(cluster: Cluster, chaos: Chaos, batch_id: str) -> None:
