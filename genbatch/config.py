@@ -16,6 +16,7 @@ from urllib.parse import urlsplit, urlunsplit
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from genbatch.accounts import QUEUEING_PROVIDERS, AccountSpec, ModelLimits, accounts_file
 from genbatch.errors import ConfigError
 
 PROVIDER_NAMES: tuple[str, ...] = ("novita", "highwayapi", "wavespeed", "byteplus")
@@ -24,7 +25,12 @@ REDIS_SCHEMES: tuple[str, ...] = ("redis://", "rediss://", "unix://")
 
 @dataclass(frozen=True, slots=True)
 class ProviderSettings:
-    """One provider account: where it lives, its key, and how much it may run at once."""
+    """One provider account: where it lives, its key, and how much it may run at once.
+
+    `name` is the provider (it picks the adapter), `account` the account's own name (the
+    provider's name for the account of GENBATCH_<PROVIDER>_API_KEY; see genbatch/accounts.py).
+    `max_in_flight` is the account's concurrency; the in-flight cap may run up to
+    `queue_ahead_max` above it on providers that queue (worker/queue_ahead.py)."""
 
     name: str
     base_url: str
@@ -32,12 +38,24 @@ class ProviderSettings:
     max_in_flight: int
     submit_rpm: float = 60.0
     poll_rpm: float = 600.0
+    account: str = ""
+    queue_ahead_max: int = 0
+    drain: bool = False
+    models: tuple[tuple[str, ModelLimits], ...] = ()
+    key_source: str = ""
+
+    @property
+    def label(self) -> str:
+        """The account's name."""
+        return self.account or self.name
+
+    def model_limits(self, model: str) -> ModelLimits | None:
+        return next((limits for m, limits in self.models if m == model), None)
 
     def require_key(self) -> SecretStr:
         if self.api_key is None or not self.api_key.get_secret_value():
-            raise ConfigError(
-                f"no API key for provider {self.name!r}: set GENBATCH_{self.name.upper()}_API_KEY"
-            )
+            source = self.key_source or f"GENBATCH_{self.name.upper()}_API_KEY"
+            raise ConfigError(f"no API key for account {self.label!r} here: set {source}")
         return self.api_key
 
 
@@ -111,6 +129,16 @@ class Settings(BaseSettings):
     byteplus_video_hosts: str | None = Field(
         default=None, description="comma-separated host patterns video URLs may point at "
         "(fnmatch: *.example.com; * = any public host); unset = the provider's CDN defaults"
+    )
+
+    accounts_file: str | None = Field(
+        default=None, description="a TOML file of named provider accounts, several per "
+        "provider (README \"Accounts\"); read again when it changes"
+    )
+    queue_ahead_max: int = Field(
+        default=20, ge=0, description="on providers that queue over-concurrency tasks "
+        "(WaveSpeed, BytePlus), keep at most this many tasks per account queued at the "
+        "provider beyond its concurrency (sized from the learned generation time; 0 = off)"
     )
 
     # HTTP.
@@ -291,6 +319,7 @@ class Settings(BaseSettings):
         return url or None
 
     def provider(self, name: str) -> ProviderSettings:
+        """The account of GENBATCH_<NAME>_* (the defaults of the provider's other accounts)."""
         if name not in PROVIDER_NAMES:
             raise ConfigError(
                 f"unknown provider {name!r}; choose one of {', '.join(PROVIDER_NAMES)}"
@@ -302,16 +331,41 @@ class Settings(BaseSettings):
             max_in_flight=int(getattr(self, f"{name}_max_in_flight")),
             submit_rpm=float(getattr(self, f"{name}_submit_rpm")),
             poll_rpm=float(getattr(self, f"{name}_poll_rpm")),
+            account=name,
+            queue_ahead_max=self.queue_ahead_max if name in QUEUEING_PROVIDERS else 0,
         )
+
+    def accounts(self, provider: str | None = None) -> tuple[ProviderSettings, ...]:
+        """Every account (of `provider`, or of all providers in PROVIDER_NAMES order): the
+        accounts file's for a provider it names, else the provider's environment account."""
+        specs = accounts_file(self.accounts_file, PROVIDER_NAMES).specs() \
+            if self.accounts_file else ()
+        out: list[ProviderSettings] = []
+        for name in (provider,) if provider else PROVIDER_NAMES:
+            base = self.provider(name)
+            mine = [_from_spec(base, spec) for spec in specs if spec.provider == name]
+            out.extend(mine or [base])
+        return tuple(out)
+
+    def account(self, name: str) -> ProviderSettings:
+        """The account named `name` (ConfigError naming the known ones otherwise)."""
+        found = self.find_account(name)
+        if found is None:
+            known = ", ".join(a.label for a in self.accounts())
+            raise ConfigError(f"no account {name!r} here; known: {known}")
+        return found
+
+    def find_account(self, name: str) -> ProviderSettings | None:
+        return next((a for a in self.accounts() if a.label == name), None)
 
     def input_root_paths(self) -> tuple[Path, ...]:
         """GENBATCH_INPUT_ROOTS as folders (empty parts ignored)."""
         return tuple(Path(part) for part in self.input_roots.split(os.pathsep) if part.strip())
 
     def keys_held(self) -> tuple[str, ...]:
-        """Providers whose API key these settings hold (names only, never the values)."""
-        return tuple(p for p in PROVIDER_NAMES if (key := getattr(self, f"{p}_api_key"))
-                     is not None and key.get_secret_value())
+        """Accounts whose API key these settings hold (names only, never the values)."""
+        return tuple(a.label for a in self.accounts()
+                     if a.api_key is not None and a.api_key.get_secret_value())
 
     def configure_logging(self) -> None:
         """Log lines of the long-running commands (scheduler, worker supervisor, webhooks)."""
@@ -327,6 +381,19 @@ class Settings(BaseSettings):
                 "other commands need yours)"
             )
         return self.redis_url
+
+
+def _from_spec(base: ProviderSettings, spec: AccountSpec) -> ProviderSettings:
+    """A file's account, its unset limits taken from the provider's environment ones."""
+    queue_ahead = spec.queue_ahead_max if spec.queue_ahead_max is not None \
+        else base.queue_ahead_max
+    return ProviderSettings(
+        name=base.name, base_url=(spec.base_url or base.base_url).rstrip("/"),
+        api_key=spec.api_key, max_in_flight=spec.max_in_flight or base.max_in_flight,
+        submit_rpm=spec.submit_rpm or base.submit_rpm, poll_rpm=spec.poll_rpm or base.poll_rpm,
+        account=spec.name, drain=spec.drain, models=spec.models, key_source=spec.key_source,
+        queue_ahead_max=queue_ahead if base.name in QUEUEING_PROVIDERS else 0,
+    )
 
 
 def load_settings(**overrides: object) -> Settings:

@@ -10,6 +10,9 @@ through the store (`JobStore.transition`, `set_batch_fields`), never through the
 The item schema (fields of `item:{bid}:{seq}`):
     batch, seq, line, custom_id     where the line came from (`batch` is the batch id)
     provider, model                 where it runs now (failover may change both)
+    account                         the provider account it was dispatched to (its polls
+                                    use that account's key; unset before the first dispatch
+                                    = the provider's own account)
     state                           an `ItemState`
     req, row, est_cost              the normalised request (JSON), the original row (JSON
                                     or its text), the price estimate (USD)
@@ -69,6 +72,7 @@ class Item(dict[str, str]):
         self.line = _int(get("line"))
         self.custom_id = get("custom_id") or ""
         self.provider = get("provider") or ""
+        self.account = get("account") or self.provider
         self.model = get("model") or ""
         self.remote_id = get("remote_id") or ""
         self.attempts = _int(get("attempts"))

@@ -23,8 +23,9 @@ from genbatch.producer.options import BatchOptions
 from genbatch.storage import open_storage
 from genbatch.store import JobStore, budget, item_id
 from genbatch.store.budget import set_budget, summary
-from genbatch.worker.dispatch import dispatch_account
+from genbatch.worker.dispatch import dispatch_provider
 from genbatch.worker.runtime import Runtime
+from tests.dispatching import dispatch_items
 
 EST = 0.25  # every item's estimate
 
@@ -40,7 +41,7 @@ def make_batch(store: JobStore, bid: str, n: int, budget: float | None,
 
 
 def dispatch(store: JobStore, bid: str, n: int = 100) -> list[str]:
-    return store.dispatch("novita", bid, 1000, n, 1e12)
+    return dispatch_items(store, "novita", bid, 1000, n, 1e12)
 
 
 def queued(store: JobStore, bid: str) -> bool:
@@ -165,7 +166,7 @@ def test_a_stopped_batch_does_not_hold_up_the_others(store: JobStore, redis_url:
     sent: list[str] = []
     rt = Runtime(Settings(redis_url=redis_url, novita_max_in_flight=20,
                           novita_submit_rpm=100000), enqueue=lambda kind, i: sent.append(i))
-    assert dispatch_account(rt, "novita") == 20
+    assert dispatch_provider(rt, "novita") == 20
     assert sum(i.startswith("a:") for i in sent) == 2
     assert sum(i.startswith("z:") for i in sent) == 18
 
@@ -183,7 +184,7 @@ def test_racing_dispatchers_never_pass_the_budget(store: JobStore) -> None:
         while True:
             if not queued(store, "b"):
                 return
-            ids = store.dispatch("novita", "b", 10**6, 3, 1e12)
+            ids = dispatch_items(store, "novita", "b", 10**6, 3, 1e12)
             with lock:
                 dispatched.extend(ids)
 
@@ -255,7 +256,7 @@ def test_resume_with_budget_raises_it_and_continues(store: JobStore, redis_url: 
                              options=BatchOptions.build(budget_usd=0.2), **kw)
     bid = str(result.batch_id)
     each = result.est_cost / 4
-    assert store.dispatch("highwayapi", bid, 100, 100, 1e12) == [item_id(bid, 1)]
+    assert dispatch_items(store, "highwayapi", bid, 100, 100, 1e12) == [item_id(bid, 1)]
     assert budget.stopped(store.get_batch(bid))
     env = {**os.environ, "GENBATCH_REDIS_URL": redis_url, "GENBATCH_STORAGE_URL": storage_url}
 
@@ -276,7 +277,7 @@ def test_resume_with_budget_raises_it_and_continues(store: JobStore, redis_url: 
     assert ok.returncode == 0, ok.stderr
     batch = store.get_batch(bid)
     assert not budget.stopped(batch) and queued_on(store, "highwayapi", bid)
-    assert len(store.dispatch("highwayapi", bid, 100, 100, 1e12)) == 3
+    assert len(dispatch_items(store, "highwayapi", bid, 100, 100, 1e12)) == 3
 
 
 def _flags(kw: dict[str, Any]) -> list[str]:

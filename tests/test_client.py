@@ -15,6 +15,7 @@ from genbatch.config import Settings
 from genbatch.demo import SAMPLES
 from genbatch.errors import GenbatchError
 from genbatch.store import JobStore
+from tests.dispatching import dispatch_items
 
 DEMO = SAMPLES / "demo.csv"  # 20 priced rows on novita, byteplus and highwayapi
 
@@ -102,7 +103,7 @@ def test_write_results_is_atomic_and_counts_rows(client: Client, tmp_path: Path)
 def test_budget_stop_says_how_to_go_on(client: Client, store: JobStore) -> None:
     batch_id = client.submit(DEMO, budget_usd=1.0).id
     assert client.budget_stop(client.record(batch_id)) is None  # nothing dispatched yet
-    assert store.dispatch("novita", batch_id, 100, 100, 1e12)  # reserves until 1.0 is used
+    assert dispatch_items(store, "novita", batch_id, 100, 100, 1e12)  # reserves until 1.0 is used
     batch = client.record(batch_id)
     message = client.budget_stop(batch)
     assert message is not None

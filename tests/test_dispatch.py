@@ -7,7 +7,6 @@ import pytest
 
 from genbatch.config import Settings
 from genbatch.store import JobStore
-from genbatch.worker.dispatch import _feed
 from genbatch.worker.runtime import Runtime
 from genbatch.worker.scheduler import Scheduler
 
@@ -56,10 +55,11 @@ def test_round_robin_rotates_when_the_budget_is_one_per_tick(store: JobStore,
                                                              redis_url: str) -> None:
     for bid in ("a", "b", "c"):
         make_batch(store, bid, 5)
-    sched, sent = scheduler(redis_url, novita_max_in_flight=100, novita_submit_rpm=10000)
+    sched, sent = scheduler(redis_url, novita_max_in_flight=100, novita_submit_rpm=10000,
+                            dispatch_batch_size=1)
     for _ in range(6):
-        _feed(sched.rt, "novita", store.queued_batches("novita"), 100, 1, 1e12)
-    assert sorted(batches_of(sent)) == ["a", "a", "b", "b", "c", "c"]
+        sched.dispatch()
+    assert batches_of(sent) == ["a", "b", "c", "a", "b", "c"]
 
 
 def test_submit_budget_limits_dispatch(store: JobStore, redis_url: str) -> None:

@@ -15,6 +15,7 @@ from genbatch.worker.failover import failover_reason as classify
 from genbatch.worker.finalize import result_row
 from genbatch.worker.runtime import Runtime
 from genbatch.worker.steps import finish
+from tests.dispatching import dispatch_items
 
 QUALIFYING = [
     # submit refused for the account or the model: nothing was created
@@ -90,7 +91,7 @@ def setup(store: JobStore, redis_url: str, fallback: str, req: dict[str, object]
                            "req": json.dumps(req), "row": "{}", "est_cost": "0.1"}])
     store.commit_batch(bid, ["novita"])
     iid = f"{bid}:1"
-    assert store.dispatch("novita", bid, 10, 10, 1e12) == [iid]
+    assert dispatch_items(store, "novita", bid, 10, 10, 1e12) == [iid]
     store.transition(iid, ["dispatched"], "submitting", incr={"attempts": 1})
     if state == "submitted":
         store.transition(iid, ["submitting"], "submitted", fields={"remote_id": "r-1"})
@@ -128,7 +129,7 @@ def test_task_failure_moves_the_item_to_the_fallback_queue_in_one_step(
     assert item["remote_id"] == "" and item["error_code"] == ""
     assert float(item["est_cost"]) > 0
     assert store.r.lrange(store.k("pending", "byteplus", "b1"), 0, -1) == [iid]
-    assert "b1" in store.queued_batches("byteplus")
+    assert store.queued_accounts("b1", ["byteplus"]) == ["byteplus"]
     assert (batch["pending"], batch["in_flight"], batch["failed"]) == ("1", "0", "0")
     assert batch_summary(batch)["failover"] == {
         "fallback": "byteplus:seedance-v1.5-pro-i2v", "failed_over": 1}
@@ -137,7 +138,7 @@ def test_task_failure_moves_the_item_to_the_fallback_queue_in_one_step(
     assert store.recount("b1") == {k: int(batch[k]) for k in store.recount("b1")}
 
     # The fallback fails too: the item ends failed, exactly once failed over.
-    assert store.dispatch("byteplus", "b1", 10, 10, 1e12) == [iid]
+    assert dispatch_items(store, "byteplus", "b1", 10, 10, 1e12) == [iid]
     store.transition(iid, ["dispatched"], "submitting", incr={"attempts": 1})
     store.transition(iid, ["submitting"], "submitted", fields={"remote_id": "r-2"})
     assert finish(rt, iid, ["submitted"], "failed", "InternalServiceError", "again") == "failed"

@@ -142,7 +142,7 @@ def test_claim_due_polls_within_budget_others_unlimited(store: JobStore,
 
 def test_settings_rates() -> None:
     s = Settings(time_factor=10, wavespeed_submit_rpm=2, scheduler_tick_s=0.5)
-    r = rates_for(s, "wavespeed")
+    r = rates_for(s, s.provider("wavespeed"))
     assert (r["submit"].rpm, r["submit"].period, r["submit"].tolerance) == (2, 6.0, 1.0)
     assert r["poll"].rpm == s.wavespeed_poll_rpm
 

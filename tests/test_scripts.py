@@ -23,6 +23,7 @@ from genbatch.models import (
     ItemState,
 )
 from genbatch.store import JobStore, item_id, scripts
+from tests.dispatching import dispatch_items
 
 STORE = Path(genbatch.store.__file__).parent
 STATES = {s.value for s in ItemState}
@@ -141,7 +142,7 @@ def test_a_loaded_script_runs_on_redis(store: JobStore) -> None:
     store.add_items("b1", [{"seq": "1", "state": "pending", "provider": "novita",
                             "line": "2"}])
     store.commit_batch("b1", ["novita"])
-    assert store.dispatch("novita", "b1", limit=5, max_n=5, lease_until=9.0) == ["b1:1"]
+    assert dispatch_items(store, "novita", "b1", limit=5, max_n=5, lease_until=9.0) == ["b1:1"]
     moved = store.transition(item_id("b1", 1), "*", "succeeded")
     assert moved.applied and moved.previous == "dispatched" and moved.open_items == 0
     assert not store.transition(item_id("b1", 1), "*", "failed").applied  # terminal now

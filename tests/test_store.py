@@ -8,6 +8,7 @@ import pytest
 
 from genbatch.errors import NotFoundError
 from genbatch.store import COUNTERS, JobStore, item_id
+from tests.dispatching import dispatch_items
 
 
 def make_batch(store: JobStore, bid: str, n: int, provider: str = "novita") -> None:
@@ -22,10 +23,10 @@ def make_batch(store: JobStore, bid: str, n: int, provider: str = "novita") -> N
 
 def test_dispatch_respects_in_flight_limit_and_moves_counters(store: JobStore) -> None:
     make_batch(store, "b1", 10)
-    got = store.dispatch("novita", "b1", limit=4, max_n=100, lease_until=99.0)
+    got = dispatch_items(store, "novita", "b1", limit=4, max_n=100, lease_until=99.0)
     assert got == [item_id("b1", i) for i in range(1, 5)]
     assert store.in_flight("novita") == 4
-    assert store.dispatch("novita", "b1", limit=4, max_n=100, lease_until=99.0) == []
+    assert dispatch_items(store, "novita", "b1", limit=4, max_n=100, lease_until=99.0) == []
     batch = store.get_batch("b1")
     assert (batch["pending"], batch["in_flight"], batch["total"]) == ("6", "4", "10")
     assert store.recount("b1") == {c: int(batch[c]) for c in COUNTERS}
@@ -34,7 +35,7 @@ def test_dispatch_respects_in_flight_limit_and_moves_counters(store: JobStore) -
 def test_transition_is_compare_and_set(store: JobStore) -> None:
     make_batch(store, "b2", 1)
     iid = item_id("b2", 1)
-    store.dispatch("novita", "b2", limit=5, max_n=5, lease_until=10.0)
+    dispatch_items(store, "novita", "b2", limit=5, max_n=5, lease_until=10.0)
     first = store.transition(iid, ["dispatched"], "submitting", fields={"x": "1"})
     second = store.transition(iid, ["dispatched"], "submitting")
     assert first.applied and first.previous == "dispatched"
@@ -45,7 +46,7 @@ def test_transition_is_compare_and_set(store: JobStore) -> None:
 def test_transition_counts_on_the_item_or_its_batch_in_the_same_step(store: JobStore) -> None:
     make_batch(store, "b5", 1)
     iid = item_id("b5", 1)
-    store.dispatch("novita", "b5", limit=5, max_n=5, lease_until=10.0)
+    dispatch_items(store, "novita", "b5", limit=5, max_n=5, lease_until=10.0)
     store.transition(iid, ["dispatched"], "submitting", incr={"polls": 2, "batch:hops": 1})
     missed = store.transition(iid, ["dispatched"], "submitting", incr={"batch:hops": 1})
     assert not missed.applied  # a move that does not apply counts nothing
@@ -55,7 +56,7 @@ def test_transition_counts_on_the_item_or_its_batch_in_the_same_step(store: JobS
 
 def test_terminal_transition_releases_slot_and_reports_open_items(store: JobStore) -> None:
     make_batch(store, "b3", 2)
-    store.dispatch("novita", "b3", limit=5, max_n=5, lease_until=10.0)
+    dispatch_items(store, "novita", "b3", limit=5, max_n=5, lease_until=10.0)
     one = store.transition(item_id("b3", 1), "*", "failed", timer="-")
     two = store.transition(item_id("b3", 2), "*", "succeeded", timer="-")
     assert (one.open_items, two.open_items) == (1, 0)
@@ -69,7 +70,7 @@ def test_terminal_transition_releases_slot_and_reports_open_items(store: JobStor
 def test_concurrent_transitions_apply_exactly_once(store: JobStore) -> None:
     make_batch(store, "b4", 1)
     iid = item_id("b4", 1)
-    store.dispatch("novita", "b4", limit=5, max_n=5, lease_until=10.0)
+    dispatch_items(store, "novita", "b4", limit=5, max_n=5, lease_until=10.0)
     results: list[bool] = []
 
     def worker() -> None:
@@ -86,7 +87,7 @@ def test_concurrent_transitions_apply_exactly_once(store: JobStore) -> None:
 
 def test_claim_due_leases_timers_and_drops_terminal(store: JobStore) -> None:
     make_batch(store, "b5", 3)
-    store.dispatch("novita", "b5", limit=5, max_n=5, lease_until=5.0)
+    dispatch_items(store, "novita", "b5", limit=5, max_n=5, lease_until=5.0)
     store.transition(item_id("b5", 3), "*", "failed")  # timer kept on purpose: stale
     due = store.claim_due(now=6.0, lease_until=100.0, max_n=10)
     assert sorted(due) == [(item_id("b5", 1), "dispatched"), (item_id("b5", 2), "dispatched")]
@@ -98,7 +99,7 @@ def test_downloads_are_claimed_earliest_url_expiry_first_with_their_own_lease(
         store: JobStore) -> None:
     # Given three downloads due, their URLs expiring in another order than their ids
     make_batch(store, "b6", 4)
-    store.dispatch("novita", "b6", limit=5, max_n=5, lease_until=5.0)
+    dispatch_items(store, "novita", "b6", limit=5, max_n=5, lease_until=5.0)
     for seq, expires in ((1, 900.0), (2, 300.0), (3, 600.0)):
         store.transition(item_id("b6", seq), "*", "downloading", timer=5.0,
                          fields={"url_expires_at": expires})
@@ -152,7 +153,7 @@ def test_back_to_pending_and_onto_a_queue_is_one_step(store: JobStore) -> None:
     """An item moved back to pending is on its queue in the same atomic step (front for a
     429, back for a retry, on the account named by the fields it gets)."""
     make_batch(store, "b9", 3)
-    store.dispatch("novita", "b9", limit=5, max_n=2, lease_until=10.0)
+    dispatch_items(store, "novita", "b9", limit=5, max_n=2, lease_until=10.0)
     first, second = item_id("b9", 1), item_id("b9", 2)
     store.transition(first, ["dispatched"], "submitting")
     assert store.transition(first, ["submitting"], "pending", timer="-",

@@ -21,6 +21,7 @@ from genbatch.store import item_id
 from genbatch.worker.runtime import Runtime
 from genbatch.worker.steps import submit_item
 from genbatch.worker.uploads import account_id
+from tests.dispatching import dispatch_items
 
 PNG = (SAMPLES / "images" / "bottle.png").read_bytes()
 JPEG = (SAMPLES / "images" / "sneaker.jpg").read_bytes()
@@ -49,7 +50,7 @@ def dispatched(rt: Runtime, bid: str, images: list[dict[str, str]]) -> list[str]
          "req": json.dumps({"prompt": "a slow pan", **fields})}
         for n, fields in enumerate(images, 1)])
     store.commit_batch(bid, ["wavespeed"])
-    ids = store.dispatch("wavespeed", bid, limit=99, max_n=99, lease_until=1e12)
+    ids = dispatch_items(store, "wavespeed", bid, limit=99, max_n=99, lease_until=1e12)
     assert ids == [item_id(bid, n) for n in range(1, len(images) + 1)]
     return ids
 

@@ -19,6 +19,7 @@ from genbatch.store import JobStore, item_id
 from genbatch.webhooks import callback_url, token
 from genbatch.webhooks.receiver import create_app
 from genbatch.worker.runtime import Runtime
+from tests.dispatching import dispatch_items
 
 SECRET = "s3cret-0123456789-abcdef"
 BASE = "https://hooks.example.test/gb"
@@ -58,7 +59,7 @@ def submitted_item(store: JobStore, provider: str, remote_id: str, bid: str = "w
                            "custom_id": "c1", "model": "seedance-v1.5-pro-i2v", "req": REQ}])
     store.commit_batch(bid, [provider])
     iid = item_id(bid, 1)
-    assert store.dispatch(provider, bid, limit=5, max_n=5, lease_until=1e12) == [iid]
+    assert dispatch_items(store, provider, bid, 5, 5, 1e12) == [iid]
     store.transition(iid, ["dispatched"], "submitting")
     store.transition(iid, ["submitting"], "submitted", timer=1e12,
                      fields={"remote_id": remote_id, "submitted_at": 1.0, "webhook": 1})

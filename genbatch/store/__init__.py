@@ -11,24 +11,29 @@ Keys (prefix `gb:` by default):
                              is the producer's heartbeat; stale ones are reaped)
     item:{bid}:{seq}         hash: state, batch, seq, line, custom_id, provider, model, req
                              (normalised request JSON), row (original row JSON), results...
-    pending:{provider}:{bid} list of item ids waiting for a dispatch slot
+    pending:{provider}:{bid} list of item ids waiting for a dispatch slot (at any of the
+                             provider's accounts; `account` on the item once dispatched)
     ids:{bid}                hash custom_id -> first line, only while a batch is being
                              ingested (duplicate check; deleted at commit/discard)
-    queues:{provider}        set of batch ids with a pending list for that account
-    inflight:{provider}      generations in flight at that account (moved only by Lua)
+    queues:{provider}        set of batch ids with a pending list for that provider
+    ring:{provider}:{prio}   the same ids, one list per priority: the dispatch round-robin
+                             (lua/queues.lua keeps set and rings equal)
+    inflight:{account}       generations in flight at that account (moved only by Lua), and
+    inflight:{account}@{model}   ... of one model there (for per-model limits)
     timers                   zset item id -> when the scheduler must next act on it
-    cooldown:{provider}      present while an account is backing off after a 429
-    rr:{provider}:{priority} round-robin position over an account's batches of one priority
+    cooldown:{account}       present while an account is backing off after a 429
+    rr:{provider}            where ties between a provider's accounts start (dispatch.lua)
     lock:{name}              leader locks (store/locks.py)
-    rate:{provider}:{kind}   request-rate limiter state and its `:log` (store/limits.py)
+    rate:{account}:{kind}    request-rate limiter state and its `:log` (store/limits.py);
+                             `rate:{account}:submit@{model}` for a per-model submit rate
     gentime                  learned generation times (store/limits.py)
     metrics:{name}, metrics:batch:{bid}, metrics:hist:{name}   counters and histograms for
                              Prometheus (store/counters.py)
     series:{bid}             a bounded time series of the batch's counters (store/series.py)
     notify                   zset of batch-finished events due for delivery (store/outbox.py)
-    health:{provider}        account health: state, failure streaks (store/health.py)
+    health:{account}         account health: state, failure streaks (store/health.py)
     hb:worker:{name}, hb:scheduler   heartbeats with a TTL (store/heartbeats.py)
-    owners:{provider}:{day}, reconcile   remote task owners; ambiguous items due for
+    owners:{account}:{day}, reconcile    remote task owners; ambiguous items due for
                              reconciling (store/reconcile.py)
     submitted:{key}          the batch a manifest was submitted as (store/submissions.py)
     upload:*, seen:*         hosted copies of uploaded inputs, webhook ids seen (store/memo.py)
@@ -60,6 +65,7 @@ from genbatch.models import (
     BATCH_COUNTERS,
     FINISHED_STATUSES,
     OPEN_COUNTERS,
+    PRIORITIES,
     STATE_COUNTER,
     BatchStatus,
 )
@@ -68,7 +74,7 @@ from genbatch.store import scripts
 from genbatch.store.counters import Counters
 from genbatch.store.health import Health
 from genbatch.store.heartbeats import Heartbeats
-from genbatch.store.limits import GenTimes, Limits
+from genbatch.store.limits import GenTimes, Limits, Rate
 from genbatch.store.locks import Locks
 from genbatch.store.memo import Memo
 from genbatch.store.monitor import Monitor
@@ -118,6 +124,27 @@ class Transition:
     provider: str = ""  # the item's account before the move (when applied)
 
 
+@dataclass(frozen=True, slots=True)
+class DispatchAccount:
+    """One account as dispatch sees it: its name, in-flight cap, submit rpm, whether it may
+    take only one item (a probe of a paused account), and per-model (model, cap, rpm)."""
+
+    name: str
+    cap: int
+    submit_rpm: float
+    probe: bool = False
+    models: tuple[tuple[str, int | None, float | None], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Dispatched:
+    """What a dispatch did: (item id, account) pairs, and the accounts whose submit rate
+    held an item back."""
+
+    items: list[tuple[str, str]]
+    rate_limited: list[str]
+
+
 def _m(mapping: Mapping[str, Any]) -> Any:
     """redis-py's Mapping types are invariant in the key; our keys are always str."""
     return mapping
@@ -140,6 +167,7 @@ class JobStore:
         self._add_items = client.register_script(scripts.ADD_ITEMS)
         self._raise_budget = client.register_script(scripts.RAISE_BUDGET)
         self._resume_if_room = client.register_script(scripts.RESUME_IF_ROOM)
+        self._queue_batch = client.register_script(scripts.QUEUE_BATCH)
 
     @classmethod
     def from_url(cls, url: str, prefix: str = "gb:") -> JobStore:
@@ -346,8 +374,8 @@ class JobStore:
         pipe.delete(self.k("ids", batch_id))
         pipe.srem(self.k("validating"), batch_id)
         pipe.sadd(self.k("active"), batch_id)
-        for p in providers:
-            pipe.sadd(self.k("queues", p), batch_id)
+        self._queue_batch(keys=[self.k("batch", batch_id)],
+                          args=[self.prefix, batch_id, "on", *providers], client=pipe)
         pipe.execute()
 
     def discard_batch(self, batch_id: str, n_items: int, providers: Sequence[str]) -> None:
@@ -478,12 +506,9 @@ class JobStore:
         self.r.zadd(self.k("timers"), {iid: due})
 
     def unqueue_batch(self, batch_id: str, providers: Sequence[str]) -> None:
-        """Stop dispatching a batch: take it off every account's round-robin."""
-        pipe = self.r.pipeline(transaction=True)
-        for p in providers:
-            pipe.srem(self.k("queues", p), batch_id)
-            pipe.delete(self.k("pending", p, batch_id))
-        pipe.execute()
+        """Stop dispatching a batch: take it off every provider's round-robin."""
+        self._queue_batch(keys=[self.k("batch", batch_id)],
+                          args=[self.prefix, batch_id, "off", *providers])
 
     def reopen_batch(self, batch_id: str) -> bool:
         """Make a finished or cancelled batch run again (for retry)."""
@@ -515,51 +540,69 @@ class JobStore:
 
     # -- scheduling ------------------------------------------------------------------
     def queued_accounts(self, batch_id: str, providers: Sequence[str]) -> list[str]:
-        """The accounts where the batch has pending items on the round-robin."""
+        """The providers where the batch has pending items on the round-robin."""
         pipe = self.r.pipeline(transaction=False)
         for p in providers:
             pipe.sismember(self.k("queues", p), batch_id)
         return [p for p, member in zip(providers, pipe.execute(), strict=True) if member]
 
-    def queued_batches(self, provider: str) -> list[str]:
-        return sorted(self.r.smembers(self.k("queues", provider)))  # type: ignore[arg-type]
+    def has_queued(self, provider: str) -> bool:
+        """Some batch has items waiting for `provider` (O(1))."""
+        return bool(self.r.scard(self.k("queues", provider)))
 
-    def drop_queue_if_empty(self, provider: str, batch_id: str) -> None:
-        key = self.k("pending", provider, batch_id)
-        with self.r.pipeline(transaction=True) as pipe:
-            while True:
-                try:
-                    pipe.watch(key)  # type: ignore[no-untyped-call]
-                    if pipe.llen(key) > 0:
-                        pipe.unwatch()
-                        return
-                    pipe.multi()
-                    pipe.srem(self.k("queues", provider), batch_id)
-                    pipe.execute()
-                    return
-                except redis.WatchError:
-                    continue
+    def rebuild_rings(self, provider: str) -> int:
+        """Put every batch of `provider`'s queues set that is on no ring back on its ring
+        (a job store written before the rings existed); returns how many were added."""
+        members: set[str] = self.r.smembers(self.k("queues", provider))  # type: ignore[assignment]
+        if not members:
+            return 0
+        ringed: set[str] = set()
+        for prio in PRIORITIES:
+            ringed.update(self.r.lrange(self.k("ring", provider, prio), 0, -1))  # type: ignore[arg-type]
+        missing = sorted(members - ringed)
+        for bid in missing:
+            self.r.srem(self.k("queues", provider), bid)
+            self._queue_batch(keys=[self.k("batch", bid)], args=[self.prefix, bid, "on", provider])
+        return len(missing)
 
-    def dispatch(
-        self, provider: str, batch_id: str, limit: int, max_n: int, lease_until: float
-    ) -> list[str]:
-        keys = [self.k("pending", provider, batch_id), self.k("timers")]
-        args: list[Any] = [self.prefix, provider, limit, max_n, repr(lease_until)]
-        return [str(x) for x in self._dispatch(keys=keys, args=args)]
+    def dispatch(self, provider: str, accounts: Sequence[DispatchAccount], max_n: int,
+                 now: float, lease_until: float, rate: Rate) -> Dispatched:
+        """Up to `max_n` pending items of `provider` to `dispatched`, spread over
+        `accounts` (lua/dispatch.lua); `rate` gives the submit buckets' period, recovery
+        and tolerance (each account and model brings its own rpm)."""
+        args: list[Any] = [self.prefix, provider, repr(now), repr(lease_until), max_n,
+                           rate.period, rate.recover_s, rate.tolerance, len(accounts)]
+        for a in accounts:
+            args += [a.name, a.cap, a.submit_rpm, "1" if a.probe else "0", len(a.models)]
+            for model, cap, rpm in a.models:
+                args += [model, "" if cap is None else cap, "" if rpm is None else rpm]
+        flat = [str(x) for x in self._dispatch(keys=[self.k("timers")], args=args)]
+        pairs = [(flat[i], flat[i + 1]) for i in range(0, len(flat), 2)]
+        return Dispatched(items=[(i, a) for i, a in pairs if i],
+                          rate_limited=[a for i, a in pairs if not i])
 
-    def in_flight(self, provider: str) -> int:
-        return int(self.r.get(self.k("inflight", provider)) or 0)
+    def in_flight(self, account: str, model: str | None = None) -> int:
+        """Generations in flight at `account` (of `model` there, when given)."""
+        key = self.k("inflight", account) + (f"@{model}" if model is not None else "")
+        return int(self.r.get(key) or 0)
 
     def claim_due(self, now: float, lease_until: float, max_n: int) -> list[tuple[str, str]]:
         """Due timers with no poll budget applied (the scheduler uses Limits.claim_due)."""
         return [(i, st) for i, st in self.limits.claim_due(
             now, lease_until, max_n, {}) if i]
 
-    def set_cooldown(self, provider: str, seconds: float) -> None:
-        self.r.set(self.k("cooldown", provider), "1", px=max(1, int(seconds * 1000)))
+    def set_cooldown(self, account: str, seconds: float) -> None:
+        self.r.set(self.k("cooldown", account), "1", px=max(1, int(seconds * 1000)))
 
-    def in_cooldown(self, provider: str) -> bool:
-        return bool(self.r.exists(self.k("cooldown", provider)))
+    def in_cooldown(self, account: str) -> bool:
+        return bool(self.r.exists(self.k("cooldown", account)))
+
+    def cooling(self, accounts: Sequence[str]) -> list[bool]:
+        """Which of `accounts` are backing off now, in one round trip."""
+        pipe = self.r.pipeline(transaction=False)
+        for account in accounts:
+            pipe.exists(self.k("cooldown", account))
+        return [bool(x) for x in pipe.execute()]
 
     def batch_fields(self, batch_ids: Sequence[str],
                      fields: Sequence[str]) -> list[list[str | None]]:
@@ -569,23 +612,10 @@ class JobStore:
             pipe.hmget(self.k("batch", bid), list(fields))
         return list(pipe.execute())
 
-    def in_flight_counts(self, providers: Sequence[str]) -> list[int]:
-        return [int(v or 0) for v in self.r.mget([self.k("inflight", p) for p in providers])]
-
-    def still_queued(self, provider: str, batch_id: str) -> bool:
-        """The batch has pending items at `provider` and is on its round-robin."""
-        pipe = self.r.pipeline(transaction=False)
-        pipe.llen(self.k("pending", provider, batch_id))
-        pipe.sismember(self.k("queues", provider), batch_id)
-        n, member = pipe.execute()
-        return bool(n) and bool(member)
-
-    def rr_position(self, provider: str, priority: str) -> int:
-        """Where the round-robin over `provider`'s batches of one priority starts next."""
-        return int(self.r.get(self.k("rr", provider, priority)) or 0)
-
-    def advance_rr(self, provider: str, priority: str, n: int) -> None:
-        self.r.incrby(self.k("rr", provider, priority), n)
+    def in_flight_counts(self, accounts: Sequence[str]) -> list[int]:
+        if not accounts:
+            return []
+        return [int(v or 0) for v in self.r.mget([self.k("inflight", a) for a in accounts])]
 
     # -- checks ----------------------------------------------------------------------
     def recount(self, batch_id: str) -> dict[str, int]:

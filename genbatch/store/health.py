@@ -103,8 +103,10 @@ class Health:
             fix = FIXES[cls].format(ACCOUNT=account.upper(), account=account)
             self._enter(account, "paused", now, reason, fix, probe_at=now + probe_s)
         elif current.state == "ok" and cls in DEGRADING and streak >= degrade_after:
-            self._enter(account, "degraded", now, reason, "")
-        elif current.state == "paused":  # a failed probe: wait a whole interval again
+            # probe_at: while another account of the provider is ok, a degraded one takes
+            # only a probe per interval (worker/dispatch.py)
+            self._enter(account, "degraded", now, reason, "", probe_at=now + probe_s)
+        elif current.state == "degraded" or current.state == "paused":
             self.r.hset(key, "probe_at", repr(now + probe_s))
         return self.get(account)
 

@@ -1,8 +1,8 @@
 """Global request-rate limits per provider account: a sliding-window log with AIMD, in Lua.
 
 One bucket per (account, kind), kind = `submit` or `poll`. The sorted set
-`rate:{provider}:{kind}:log` holds the time of every grant of the last window; the hash
-`rate:{provider}:{kind}` holds the AIMD state:
+`rate:{account}:{kind}:log` holds the time of every grant of the last window; the hash
+`rate:{account}:{kind}` holds the AIMD state:
 
     f      AIMD factor in (0, 1]: the share of the configured rate currently allowed
     fts    when `f` was last written; `f` grows back linearly from there (additive increase)
@@ -124,9 +124,9 @@ class Limits:
         return [(str(flat[i]), str(flat[i + 1])) for i in range(0, len(flat), 2)]
 
 
-def rates_for(settings: Any, provider: str) -> dict[str, Rate]:
-    """The submit and poll buckets of one account from Settings."""
-    ps = settings.provider(provider)
+def rates_for(settings: Any, account: Any) -> dict[str, Rate]:
+    """The submit and poll buckets of one account (config.ProviderSettings) from Settings."""
+    ps = account
     period = 60.0 / settings.time_factor
     recover = settings.aimd_recover_s / settings.time_factor
     tolerance = 2.0 * float(settings.scheduler_tick_s)  # grants go out once per tick
@@ -134,8 +134,9 @@ def rates_for(settings: Any, provider: str) -> dict[str, Rate]:
             "poll": Rate(ps.poll_rpm, period, recover, tolerance)}
 
 
-def poll_rates(settings: Any, providers: Sequence[str]) -> dict[str, Rate]:
-    return {p: rates_for(settings, p)["poll"] for p in providers}
+def poll_rates(settings: Any, accounts: Sequence[Any]) -> dict[str, Rate]:
+    """The poll bucket of each account (config.ProviderSettings), by account name."""
+    return {a.label: rates_for(settings, a)["poll"] for a in accounts}
 
 
 class GenTimes:
@@ -156,3 +157,9 @@ class GenTimes:
     def typical(self, provider: str, model: str) -> float | None:
         value = self.r.hget(self.key, f"{provider}:{model}")
         return float(value) if value else None
+
+    def fastest(self, provider: str) -> float | None:
+        """The shortest learned time of any of the provider's models (None: none yet)."""
+        learned: dict[str, str] = self.r.hgetall(self.key)  # type: ignore[assignment]
+        times = [float(v) for k, v in learned.items() if k.startswith(f"{provider}:") and v]
+        return min(times, default=None)

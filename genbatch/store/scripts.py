@@ -11,9 +11,11 @@ include before it), then the file itself. An include is either
     states   generated here from genbatch/models.py, so the Lua cannot drift from the
              Python states: S (every item state by name: `S.pending`), COUNTER (state ->
              the batch counter it is counted in), INFLIGHT and TERMINAL (sets of states),
-             OPEN (the counters of items not yet terminal);
+             OPEN (the counters of items not yet terminal), PRIORITIES (in dispatch
+             order) and PRIORITY (the set of them);
     a file   of `lua/`: `common` (state moves and money, for the item scripts), `window`
-             (a rate bucket, for store/limits.py's scripts).
+             (a rate bucket, for store/limits.py's scripts and dispatch), `queues` (the
+             dispatch queues of batches).
 Each file starts with a comment block giving its KEYS, ARGV and return value. The files
 are read through importlib.resources, so an installed wheel loads them the same way.
 
@@ -31,6 +33,7 @@ from importlib import resources
 from genbatch.models import (
     IN_FLIGHT_STATES,
     OPEN_COUNTERS,
+    PRIORITIES,
     STATE_COUNTER,
     TERMINAL_STATES,
     BatchStatus,
@@ -80,6 +83,8 @@ def states_lua() -> str:
         f"local INFLIGHT = {_table((s.value, 'true') for s in states if s in IN_FLIGHT_STATES)}",
         f"local TERMINAL = {_table((s.value, 'true') for s in states if s in TERMINAL_STATES)}",
         "local OPEN = { " + ", ".join(_q(c) for c in OPEN_COUNTERS) + " }",
+        "local PRIORITIES = { " + ", ".join(_q(p) for p in PRIORITIES) + " }",
+        f"local PRIORITY = {_table((p, 'true') for p in PRIORITIES)}",
         "",
     ])
 
@@ -113,3 +118,4 @@ RESUME_IF_ROOM = load("resume_if_room")
 BATCH_STATUS = load("batch_status")
 RENEW_LOCK = load("renew_lock")
 ADD_ITEMS = load("add_items")
+QUEUE_BATCH = load("queue_batch")

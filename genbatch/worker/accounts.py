@@ -8,10 +8,11 @@ connect error, an auth or balance refusal, a 5xx, a 429) is counted in the accou
   GENBATCH_ACCOUNT_BACKOFF_MAX_S) instead of a submit every half second, and after
   GENBATCH_ACCOUNT_DEGRADE_AFTER in a row it shows `degraded` with the error;
 - auth and balance refusals (nothing was created): the item goes back to the head of its
-  queue instead of failing — or to the batch's `--fallback` — and after
-  GENBATCH_ACCOUNT_PAUSE_AFTER in a row the account is `paused`: dispatch skips it, the
-  batch waits and says why, and one item is let through every GENBATCH_ACCOUNT_PROBE_S
-  (a probe) until `genbatch accounts resume` or a probe succeeds;
+  queue (where another account of the provider may take it) instead of failing — or to
+  the batch's `--fallback` — and after GENBATCH_ACCOUNT_PAUSE_AFTER in a row the account
+  is `paused`: dispatch skips it, the batch waits and says why, and one item is let
+  through every GENBATCH_ACCOUNT_PROBE_S (a probe) until `genbatch accounts resume` or a
+  probe succeeds;
 - a worker without the account's key: the same as an auth refusal, naming the worker.
 
 Successes clear the streaks; each process writes one at most once per heartbeat per account
@@ -36,28 +37,28 @@ log = logging.getLogger(__name__)
 BACKOFF_BASE_S = 2.0
 
 
-def note_failure(rt: Runtime, provider: str, cls: FailureClass, error: str) -> AccountHealth:
+def note_failure(rt: Runtime, account: str, cls: FailureClass, error: str) -> AccountHealth:
     """Count a failure of the account; log when it changes the account's state."""
     s = rt.settings
-    before = rt.store.health.get(provider).state
+    before = rt.store.health.get(account).state
     health = rt.store.health.record_failure(
-        provider, cls.value, error, rt.now(), degrade_after=s.account_degrade_after,
+        account, cls.value, error, rt.now(), degrade_after=s.account_degrade_after,
         pause_after=s.account_pause_after, probe_s=s.account_probe_s / s.time_factor)
-    rt.health_seen[provider] = 0.0  # the next success must clear it
+    rt.health_seen[account] = 0.0  # the next success must clear it
     if health.state != before:
-        log.warning("account %s is %s: %s%s", provider, health.state, health.reason,
+        log.warning("account %s is %s: %s%s", account, health.state, health.reason,
                     f" — {health.fix}" if health.fix else "")
     return health
 
 
-def note_success(rt: Runtime, provider: str) -> None:
+def note_success(rt: Runtime, account: str) -> None:
     """The account worked. Written only when this process saw it fail or a heartbeat has
     passed since its last check (another process may have recorded failures)."""
     now = time.monotonic()
-    if now - rt.health_seen.get(provider, -1e9) < rt.settings.heartbeat_s:
+    if now - rt.health_seen.get(account, -1e9) < rt.settings.heartbeat_s:
         return
-    rt.health_seen[provider] = now
-    rt.store.health.record_success(provider, rt.now())
+    rt.health_seen[account] = now
+    rt.store.health.record_success(account, rt.now())
 
 
 def backoff_s(rt: Runtime, exc: RetryableProviderError, health: AccountHealth | None) -> float:
@@ -79,7 +80,7 @@ def requeue(rt: Runtime, item: Item, iid: str, states: list[ItemState], reason: 
                                 fields={"last_error": reason[:500]}, incr={"not_created": 1},
                                 queue="front")
     if moved.applied:
-        rt.store.set_cooldown(item.provider, rest_s / rt.settings.time_factor)
+        rt.store.set_cooldown(item.account, rest_s / rt.settings.time_factor)
     return "requeued" if moved.applied else "skipped"
 
 
@@ -91,7 +92,7 @@ def refused(rt: Runtime, item: Item, iid: str, state: ItemState, exc: ProviderEr
     if moved.moved == "failed_over":
         refill(rt, moved.origin)
         refill(rt, moved.target)
-    note_failure(rt, item.provider, cls, f"{exc.code}: {exc.message}")
+    note_failure(rt, item.account, cls, f"{exc.code}: {exc.message}")
     if moved.moved:
         return moved.moved
     return requeue(rt, item, iid, [state], f"{exc.code}: {exc.message}", BACKOFF_BASE_S)
@@ -100,6 +101,6 @@ def refused(rt: Runtime, item: Item, iid: str, state: ItemState, exc: ProviderEr
 def no_key(rt: Runtime, item: Item, iid: str, message: str) -> str:
     """This worker holds no key for the item's account: counted as an auth failure naming
     the worker, the item back on its queue (another worker, or a fixed one, takes it)."""
-    note_failure(rt, item.provider, FailureClass.AUTH, f"{message} (worker {rt.name})")
+    note_failure(rt, item.account, FailureClass.AUTH, f"{message} (worker {rt.name})")
     return requeue(rt, item, iid, [ItemState.DISPATCHED], message, BACKOFF_BASE_S)
 

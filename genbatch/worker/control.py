@@ -60,7 +60,7 @@ def cancel_batch(rt: Runtime, batch_id: str) -> CancelReport:
 
 def _cancel_remote(rt: Runtime, item: Item) -> bool:
     try:
-        return rt.provider(item.provider).cancel(item.model, item.remote_id)
+        return rt.provider(item.account).cancel(item.model, item.remote_id)
     except GenbatchError:
         return False
 

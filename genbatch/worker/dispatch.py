@@ -1,105 +1,107 @@
-"""Dispatch: move pending items of one provider account to `dispatched` and send their
-submit tasks, within the account's in-flight cap and submit budget.
+"""Dispatch: move pending items of one provider to `dispatched` at its accounts and send
+their submit tasks, within each account's in-flight cap, submit rate and per-model limits.
 
 Order: priority first (high, normal, low), then round-robin across the batches of one
-priority, so a 100k-row batch cannot starve a 10-row one. The round-robin position lives in
-Redis (`rr:{provider}:{priority}`), so every process that dispatches shares it.
+priority, so a 100k-row batch cannot starve a 10-row one; each item goes to the account
+with the most free slots that can take its model (store/lua/dispatch.lua). The round-robin
+is a list per provider and priority in Redis, so every process that dispatches shares it
+and a call costs what it dispatches, however many batches wait.
 
-Two callers: the scheduler's tick, for every account, and a worker the moment it frees a
-slot (a generation finished), for that account only — so a freed slot is refilled one
-Celery hop later instead of at the next tick. Both may run at once: the in-flight cap
-(DISPATCH) and the submit budget (sliding window) are each taken atomically in Redis, and a batch's
-queue is dropped only when Redis says its list is empty.
+Accounts: every account of the provider (settings.accounts, re-read when the accounts file
+changes) except drained ones, backing-off ones (a 429 or connect error set their cooldown),
+and paused ones (one probe per GENBATCH_ACCOUNT_PROBE_S). A degraded account is treated
+like a paused one while another account of the provider is ok: its pending work goes to
+the others, and a probe tells when it healed.
+
+Two callers: the scheduler's tick, for every provider, and a worker the moment it frees a
+slot (a generation finished), for that provider only — so a freed slot is refilled one
+Celery hop later instead of at the next tick. Both may run at once: the whole decision is
+one Lua call.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 
 from genbatch import metrics
-from genbatch.models import PRIORITIES
-from genbatch.store.limits import Limits, rates_for
+from genbatch.config import ProviderSettings
+from genbatch.providers import model_specs
+from genbatch.store import DispatchAccount
+from genbatch.store.health import AccountHealth
+from genbatch.store.limits import rates_for
+from genbatch.worker.queue_ahead import in_flight_cap
 from genbatch.worker.runtime import Runtime
 
 log = logging.getLogger(__name__)
+TYPICAL_TTL_S = 10.0  # how long a process trusts its reading of the learned times
 
 
-def dispatch_account(rt: Runtime, provider: str, limits: Limits | None = None) -> int:
-    """As many submits for `provider` as its in-flight cap and submit budget allow now;
-    returns how many were dispatched."""
+def dispatch_provider(rt: Runtime, provider: str) -> int:
+    """As many submits for `provider` as its accounts' caps and rates allow now; returns
+    how many were dispatched."""
     store = rt.store
-    batches = store.queued_batches(provider)
-    if not batches:
+    if not store.has_queued(provider):
         return 0
-    if store.in_cooldown(provider):
-        metrics.record_limiter_wait(store, provider)
-        return 0
-    limit = rt.settings.provider(provider).max_in_flight
-    free = min(limit - store.in_flight(provider), rt.settings.dispatch_batch_size)
-    if free <= 0:
+    accounts = [a for a in rt.settings.accounts(provider) if not a.drain]
+    if not accounts:
         return 0
     now = rt.now()
-    if store.health.get(provider).state == "paused":  # one probe per interval, else nothing
-        if not store.health.claim_probe(provider, now, rt.settings.account_probe_s
-                                        / rt.settings.time_factor):
-            return 0
-        free = 1
-    limits = limits or store.limits
-    granted, _ = limits.take(provider, "submit", free, rates_for(rt.settings, provider)["submit"],
-                             now)
-    if granted < free:  # the submit rate, not the in-flight cap, holds it back
-        metrics.record_limiter_wait(store, provider)
-    used = _feed(rt, provider, batches, limit, granted, now + rt.settings.task_lease_s) \
-        if granted else 0
-    limits.refund(provider, "submit", granted - used)
-    return used
+    usable = _usable(rt, accounts, now)
+    if not usable:
+        return 0
+    typical = _typical(rt, provider)
+    chosen = [DispatchAccount(
+        a.label, in_flight_cap(a, typical, rt.settings), a.submit_rpm, probe,
+        tuple((m, lim.max_in_flight, lim.submit_rpm) for m, lim in a.models))
+        for a, probe in usable]
+    rate = rates_for(rt.settings, usable[0][0])["submit"]
+    done = store.dispatch(provider, chosen, rt.settings.dispatch_batch_size, now,
+                          now + rt.settings.task_lease_s, rate)
+    for iid, _account in done.items:
+        rt.enqueue("submit", iid)
+    for account in done.rate_limited:
+        metrics.record_limiter_wait(store, account)
+    return len(done.items)
 
 
-def _priority_groups(rt: Runtime, batches: list[str]) -> list[tuple[str, list[str]]]:
-    groups: dict[str, list[str]] = {p: [] for p in PRIORITIES}
-    for bid, (prio,) in zip(batches, rt.store.batch_fields(batches, ["priority"]),
-                            strict=True):
-        groups[prio if prio in groups else "normal"].append(bid)
-    return [(p, groups[p]) for p in PRIORITIES if groups[p]]
+def _usable(rt: Runtime, accounts: list[ProviderSettings],
+            now: float) -> list[tuple[ProviderSettings, bool]]:
+    """The accounts that may take work now, each with whether it takes only a probe."""
+    store = rt.store
+    names = [a.label for a in accounts]
+    healths = store.health.get_many(names)
+    cooling = store.cooling(names)
+    some_ok = any(h.state == "ok" and not c for h, c in zip(healths, cooling, strict=True))
+    probe_s = rt.settings.account_probe_s / rt.settings.time_factor
+    out: list[tuple[ProviderSettings, bool]] = []
+    for account, health, cool in zip(accounts, healths, cooling, strict=True):
+        if cool:
+            metrics.record_limiter_wait(store, account.label)
+        elif _resting(health, some_ok):
+            if store.health.claim_probe(account.label, now, probe_s):
+                out.append((account, True))
+        else:
+            out.append((account, False))
+    return out
 
 
-def _feed(rt: Runtime, provider: str, batches: list[str], limit: int, budget: int,
-          lease_until: float) -> int:
-    """Hand `budget` submits to the queued batches; returns how many were dispatched."""
-    store, used = rt.store, 0
-    for prio, group in _priority_groups(rt, batches):
-        start = store.rr_position(provider, prio) % len(group)
-        order = group[start:] + group[:start]
-        served = 0
-        first_pass = True
-        while used < budget and order:
-            share = max(1, (budget - used) // len(order))
-            keep: list[str] = []
-            for bid in order:
-                if used >= budget:
-                    keep.append(bid)
-                    continue
-                want = min(share, budget - used)
-                ids = store.dispatch(provider, bid, limit, want, lease_until)
-                for iid in ids:
-                    rt.enqueue("submit", iid)
-                used += len(ids)
-                served += int(first_pass and bool(ids))
-                if len(ids) == want:
-                    keep.append(bid)
-                else:
-                    store.drop_queue_if_empty(provider, bid)
-                    # Items left and still queued: the in-flight cap is reached. (A batch
-                    # stopped by its budget has left the queue: go on with the others.)
-                    if store.still_queued(provider, bid):
-                        store.advance_rr(provider, prio, max(served, 1))
-                        return used
-            order = keep
-            first_pass = False
-        store.advance_rr(provider, prio, max(served, 1))
-        if used >= budget:
-            break
-    return used
+def _resting(health: AccountHealth, some_ok: bool) -> bool:
+    return health.state == "paused" or (health.state == "degraded" and some_ok)
+
+
+def _typical(rt: Runtime, provider: str) -> float:
+    """The provider's shortest learned generation time (its models' typical time before any
+    is learned), re-read at most every TYPICAL_TTL_S."""
+    key = f"typical:{provider}"
+    seen = rt.recent.get(key)
+    if seen is not None and time.monotonic() - seen[0] < TYPICAL_TTL_S:
+        return seen[1]
+    learned = rt.store.gen_times.fastest(provider)
+    typical = learned or min((s.typical_seconds for s in model_specs(provider).values()),
+                             default=60.0)
+    rt.recent[key] = (time.monotonic(), typical)
+    return typical
 
 
 def refill(rt: Runtime, provider: str) -> None:
@@ -109,7 +111,7 @@ def refill(rt: Runtime, provider: str) -> None:
     if not rt.settings.dispatch_on_free or not provider:
         return
     try:
-        dispatch_account(rt, provider)
+        dispatch_provider(rt, provider)
     except Exception as exc:  # the item's own transition already happened
         log.warning("dispatch after a freed %s slot failed (the scheduler will retry): %s",
                     provider, type(exc).__name__)

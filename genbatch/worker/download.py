@@ -207,13 +207,13 @@ def _fresh_url(rt: Runtime, item: Item, iid: str) -> Item | None:
     """Poll the task again for a fresh video URL (within the account's poll budget); the
     item with it, or None when the item was rescheduled or ended."""
     now = rt.now()
-    granted, wait_s = rt.store.limits.take(item.provider, "poll", 1,
-                                           rates_for(rt.settings, item.provider)["poll"], now)
+    rate = rates_for(rt.settings, rt.account_settings(item.account, item.provider))["poll"]
+    granted, wait_s = rt.store.limits.take(item.account, "poll", 1, rate, now)
     if not granted:
         rt.store.set_timer(iid, now + max(wait_s, 0.05))
         return None
     try:
-        result = rt.provider(item.provider).poll(item.model, item.remote_id)
+        result = rt.provider(item.account).poll(item.model, item.remote_id)
     except PermanentProviderError as exc:
         _gone_or_later(rt, item, iid, exc)
         return None

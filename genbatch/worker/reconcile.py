@@ -57,8 +57,9 @@ class Verdict:
 def schedule(rt: Runtime, iid: str, provider: str) -> None:
     """An item just became ambiguous: look at it once the provider's list has settled."""
     if provider and providers.can_list(provider):  # its batch waits for this first look
-        started, _ = _window(rt.store.get_item(iid))
-        rt.store.reconcile.mark_unknown(provider, iid, started)
+        item = rt.store.get_item(iid)
+        started, _ = _window(item)
+        rt.store.reconcile.mark_unknown(item.account, iid, started)
         rt.store.reconcile.schedule(iid, rt.now() + _settle(rt), hold=True)
 
 
@@ -78,12 +79,12 @@ def reconcile_item(rt: Runtime, iid: str, *, on_demand: bool = False) -> Verdict
         if now < ended + _settle(rt):
             rt.store.reconcile.schedule(iid, ended + _settle(rt))
             return Verdict("later", "settling")
-        if not _poll_grant(rt, item.provider, now):
+        if not _poll_grant(rt, item.account, item.provider, now):
             rt.store.reconcile.schedule(iid, now + 1.0 / rt.settings.time_factor)
             return Verdict("later", "no poll budget")
     margin = rt.settings.reconcile_margin_s
     try:
-        listing = rt.provider(item.provider).list_tasks(item.model, item.request,
+        listing = rt.provider(item.account).list_tasks(item.model, item.request,
                                                         since=started - margin)
     except (ProviderError, GenbatchError, ValueError) as exc:
         return _leave(rt, item, f"the task list could not be read ({exc})", now)
@@ -126,7 +127,7 @@ def _rivals(rt: Runtime, item: Item, start: float, end: float, *,
     ambiguous, or still submitting — and whose window overlaps this one: a lone candidate
     could be theirs. With `by_seed` (the list shows the candidate's seed, and it is this
     row's), only rivals with the same seed or none count."""
-    others = [iid for iid in rt.store.reconcile.unknown_between(item.provider, start, end)
+    others = [iid for iid in rt.store.reconcile.unknown_between(item.account, start, end)
               if iid != item.id]
     rivals = []
     for iid in others:
@@ -141,9 +142,9 @@ def _rivals(rt: Runtime, item: Item, start: float, end: float, *,
     return rivals
 
 
-def _poll_grant(rt: Runtime, provider: str, now: float) -> bool:
-    granted, _ = rt.store.limits.take(provider, "poll", 1, rates_for(rt.settings,
-                                                                     provider)["poll"], now)
+def _poll_grant(rt: Runtime, account: str, provider: str, now: float) -> bool:
+    granted, _ = rt.store.limits.take(account, "poll", 1, rates_for(
+        rt.settings, rt.account_settings(account, provider))["poll"], now)
     return granted > 0
 
 
@@ -154,14 +155,14 @@ def _candidates(rt: Runtime, item: Item, listing: TaskListing, start: float,
     seed = item.request.seed
     inside = [t for t in listing.tasks if start <= t.created_at <= end
               and (seed is None or t.seed is None or t.seed == seed)]
-    owners = rt.store.reconcile.owners(item.provider, [(t.id, t.created_at) for t in inside])
+    owners = rt.store.reconcile.owners(item.account, [(t.id, t.created_at) for t in inside])
     return [t for t in inside if owners.get(t.id, item.id) == item.id]
 
 
 def _adopt(rt: Runtime, item: Item, task: RemoteTask, now: float) -> Verdict:
     """The item's task exists: the item is `submitted` with it again. Its estimate, counted
     as spent when it turned ambiguous, is reserved again, so the cost counts once."""
-    rt.store.reconcile.own(item.provider, task.id, item.id, now)
+    rt.store.reconcile.own(item.account, task.id, item.id, now)
     held = _micro(item.est_cost)
     history = _history(item, f"adopted task {task.id} from the task list")
     rt.store.reopen_batch(item.batch_id)
@@ -174,9 +175,9 @@ def _adopt(rt: Runtime, item: Item, task: RemoteTask, now: float) -> Verdict:
         incr={"batch:spent_micro": -held, "batch:spent_est_micro": -held,
               "batch:reserved_micro": held, "batch:adopted": 1})
     rt.store.reconcile.unschedule(item.id)
-    rt.store.reconcile.mark_known(item.provider, item.id)
+    rt.store.reconcile.mark_known(item.account, item.id)
     if moved.applied:
-        log.info("item %s: adopted task %s of %s", item.id, task.id, item.provider)
+        log.info("item %s: adopted task %s of %s", item.id, task.id, item.account)
     return Verdict("adopted" if moved.applied else "skipped", task.id)
 
 
@@ -194,7 +195,7 @@ def _resubmit(rt: Runtime, item: Item, now: float) -> Verdict:
         incr={"batch:spent_micro": -held, "batch:spent_est_micro": -held,
               "batch:reconciled_resubmits": 1})
     rt.store.reconcile.unschedule(item.id)
-    rt.store.reconcile.mark_known(item.provider, item.id)
+    rt.store.reconcile.mark_known(item.account, item.id)
     return Verdict("resubmitted" if moved.applied else "skipped")
 
 
@@ -235,16 +236,16 @@ class BatchReport:
     adopted: list[tuple[str, str]]  # (item id, task id)
     resubmitted: list[str]
     left: list[tuple[str, str]]  # (item id, why)
-    orphans: list[tuple[str, str]]  # (provider, task id)
+    orphans: list[tuple[str, str]]  # (account, task id)
 
 
 def reconcile_batch(rt: Runtime, batch_id: str) -> BatchReport:
     batch = rt.store.get_batch(batch_id)
     report = BatchReport([], [], [], [])
-    kinds: dict[tuple[str, str, str], Item] = {}  # (provider, model, resolution) -> an item
+    kinds: dict[tuple[str, str, str], Item] = {}  # (account, model, resolution) -> an item
     for item in rt.store.iter_items(batch_id, batch.total):
         if item.provider and item.get("req") and providers.can_list(item.provider):
-            kinds.setdefault((item.provider, item.model, item.request.resolution or ""), item)
+            kinds.setdefault((item.account, item.model, item.request.resolution or ""), item)
         if item.state is not AMBIGUOUS:
             continue
         verdict = reconcile_item(rt, item.id, on_demand=True)
@@ -255,13 +256,13 @@ def reconcile_batch(rt: Runtime, batch_id: str) -> BatchReport:
         else:
             report.left.append((item.id, verdict.detail))
     since = (batch.created_at or rt.now()) - rt.settings.reconcile_margin_s
-    for (provider, _, _), item in sorted(kinds.items()):
+    for (account, _, _), item in sorted(kinds.items()):
         try:
-            listing = rt.provider(provider).list_tasks(item.model, item.request, since=since)
+            listing = rt.provider(account).list_tasks(item.model, item.request, since=since)
         except (ProviderError, GenbatchError, ValueError) as exc:
-            report.left.append(("-", f"{provider}: the task list could not be read ({exc})"))
+            report.left.append(("-", f"{account}: the task list could not be read ({exc})"))
             continue
-        owners = rt.store.reconcile.owners(provider, [(t.id, t.created_at)
-                                                      for t in listing.tasks])
-        report.orphans += [(provider, t.id) for t in listing.tasks if t.id not in owners]
+        owners = rt.store.reconcile.owners(account, [(t.id, t.created_at)
+                                                     for t in listing.tasks])
+        report.orphans += [(account, t.id) for t in listing.tasks if t.id not in owners]
     return report

@@ -8,6 +8,7 @@ downloads, so a provider's key is never sent to the CDN that serves the video.
 from __future__ import annotations
 
 import functools
+import hashlib
 import os
 import socket
 import threading
@@ -19,7 +20,7 @@ import httpx
 import redis
 
 from genbatch import metrics, providers
-from genbatch.config import Settings
+from genbatch.config import ProviderSettings, Settings
 from genbatch.errors import GenbatchError
 from genbatch.images import STORED_PREFIX, data_uri, is_data_uri, is_remote, sniff_format
 from genbatch.models import GenerationRequest
@@ -46,6 +47,7 @@ class Runtime:
         self._cache: dict[str, Any] = {}
         self.name = f"{socket.gethostname()}:{os.getpid()}"  # set by the worker to its node
         self.health_seen: dict[str, float] = {}  # account -> when its health was last written
+        self.recent: dict[str, tuple[float, float]] = {}  # short-lived readings (monotonic, value)
         self._clock_offset = 0.0  # Redis's clock minus this process's (see `now`)
         self._clock_checked = -1e18
 
@@ -106,16 +108,26 @@ class Runtime:
         url = self.store.get_batch(batch_id).get("output_url")
         return BatchFolder(self.objects.folder(url), batch_id) if url else self.storage
 
-    def provider(self, name: str) -> Provider:
+    def provider(self, account: str) -> Provider:
+        """The adapter of provider account `account` (ConfigError: this process holds no
+        key for it, or does not know it). Built again when the account's key or base URL
+        changes in the accounts file."""
+        ps = self.settings.account(account)
+        key = ps.require_key().get_secret_value()
+        stamp = hashlib.sha256(f"{ps.base_url}\n{key}".encode()).hexdigest()[:16]
+
         def build() -> Provider:
-            ps = self.settings.provider(name)
-            ps.require_key()
             return providers.make_provider(
-                ps, self._client(ps.max_in_flight, follow_redirects=False, count_as=name),
+                ps, self._client(ps.max_in_flight, follow_redirects=False, count_as=account),
                 submit_timeout_s=self.settings.submit_timeout_s)
 
-        adapter: Provider = self._get(f"provider:{name}", build)
+        adapter: Provider = self._get(f"provider:{account}:{stamp}", build)
         return adapter
+
+    def account_settings(self, account: str, provider: str) -> ProviderSettings:
+        """The settings of `account`; the provider's own defaults when this process does not
+        know it (an account removed while its tasks run)."""
+        return self.settings.find_account(account) or self.settings.provider(provider)
 
     @property
     def downloads(self) -> httpx.Client:

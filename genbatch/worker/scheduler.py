@@ -34,7 +34,7 @@ from genbatch.store import budget
 from genbatch.store.limits import Limits, poll_rates
 from genbatch.store.series import MIN_STEP_S
 from genbatch.worker import notify
-from genbatch.worker.dispatch import dispatch_account
+from genbatch.worker.dispatch import dispatch_provider
 from genbatch.worker.heartbeat import process_name, scheduler_beat
 from genbatch.worker.runtime import Runtime
 from genbatch.worker.steps import finish
@@ -62,6 +62,7 @@ class Scheduler:
         self.ticks = 0
         self.name = process_name("scheduler")
         self._beat_at = -1e9
+        self._rings_checked = False
 
     def tick(self) -> TickStats:
         if time.monotonic() - self._beat_at >= self.rt.settings.heartbeat_s:
@@ -82,16 +83,19 @@ class Scheduler:
         return self.rt.store.limits  # the process's store (fork-safe) owns its limiter
 
     def dispatch(self) -> int:
-        """Per account: as many submits as the in-flight cap and the submit budget allow
-        (priority first, round-robin across the batches of one priority)."""
-        return sum(dispatch_account(self.rt, provider, self.limits)
-                   for provider in PROVIDER_NAMES)
+        """Per provider: as many submits as its accounts' in-flight caps and submit rates
+        allow (priority first, round-robin across the batches of one priority)."""
+        if not self._rings_checked:  # a job store from before the rings: put batches on
+            for provider in PROVIDER_NAMES:
+                self.rt.store.rebuild_rings(provider)
+            self._rings_checked = True
+        return sum(dispatch_provider(self.rt, provider) for provider in PROVIDER_NAMES)
 
     def fire_timers(self) -> tuple[int, int]:
         rt = self.rt
         now = rt.now()
         due = self.limits.claim_due(now, now + rt.settings.task_lease_s, 2000,
-                                    poll_rates(rt.settings, PROVIDER_NAMES),
+                                    poll_rates(rt.settings, rt.settings.accounts()),
                                     download_lease_until=now + rt.settings.download_lease_s)
         ambiguous = fired = 0
         for iid, state in due:

@@ -63,7 +63,7 @@ def submit_item(rt: Runtime, iid: str) -> str:
         return "skipped"
     now = rt.now()
     try:
-        adapter = rt.provider(item.provider)
+        adapter = rt.provider(item.account)
     except ConfigError as exc:  # this worker holds no key for the account
         return accounts.no_key(rt, item, iid, str(exc))
     try:
@@ -87,7 +87,7 @@ def submit_item(rt: Runtime, iid: str) -> str:
     hook = callback_url(rt.settings, item.provider, iid)  # None: webhooks off
     listed = can_list(item.provider)
     if listed:  # until its outcome is known, a task of this window may be its (reconcile.py)
-        rt.store.reconcile.mark_unknown(item.provider, iid, now)
+        rt.store.reconcile.mark_unknown(item.account, iid, now)
     try:
         remote_id = adapter.submit(item.model, request, webhook_url=hook)
     except RetryableProviderError as exc:
@@ -100,9 +100,9 @@ def submit_item(rt: Runtime, iid: str) -> str:
             return accounts.refused(rt, item, iid, SUBMITTING, exc, cls)
         return finish(rt, iid, [SUBMITTING], ItemState.FAILED, exc.code, exc.message)
     except AmbiguousSubmit as exc:
-        _count_failure(rt, item.provider, exc)
+        _count_failure(rt, item.account, exc)
         return finish(rt, iid, [SUBMITTING], ItemState.AMBIGUOUS, exc.code, exc.message)
-    accounts.note_success(rt, item.provider)
+    accounts.note_success(rt, item.account)
     spec = get_spec(item.provider, item.model)
     learned = rt.store.gen_times.typical(item.provider, _gen_key(item.model, request.service_tier))
     typical = learned or spec.typical_seconds
@@ -113,7 +113,7 @@ def submit_item(rt: Runtime, iid: str) -> str:
         first = safety_poll_delay(rt.settings)
     due = rt.now() + first
     if listed:  # owned before it is submitted: see store/reconcile.py
-        rt.store.reconcile.own(item.provider, remote_id, iid, now)
+        rt.store.reconcile.own(item.account, remote_id, iid, now)
         _outcome_known(rt, item, listed)
     done = rt.store.transition(
         iid, [SUBMITTING], SUBMITTED, timer=due,
@@ -138,27 +138,27 @@ def poll_item(rt: Runtime, iid: str) -> str:
         return finish(rt, iid, [SUBMITTED], ItemState.EXPIRED, "deadline_exceeded",
                        "the task did not finish before its deadline")
     try:
-        result = rt.provider(item.provider).poll(item.model, item.remote_id)
+        result = rt.provider(item.account).poll(item.model, item.remote_id)
     except ConfigError as exc:  # no key on this worker: the task runs on; ask again later
-        accounts.note_failure(rt, item.provider, FailureClass.AUTH, f"{exc} (worker {rt.name})")
+        accounts.note_failure(rt, item.account, FailureClass.AUTH, f"{exc} (worker {rt.name})")
         return _poll_later(rt, iid, now + next_poll_delay(polls, None, rt.settings))
     except RetryableProviderError as exc:
-        _count_failure(rt, item.provider, exc)
+        _count_failure(rt, item.account, exc)
         if isinstance(exc, RateLimited):
-            metrics.record_429(rt.store, item.provider, "poll", item.batch_id)
+            metrics.record_429(rt.store, item.account, "poll", item.batch_id)
         delay = next_poll_delay(polls, None, rt.settings)
         if isinstance(exc, RateLimited):
-            slow_down(rt, item.provider, "poll")
+            slow_down(rt, item.account, "poll")
             if exc.retry_after:
                 delay = max(delay, exc.retry_after / rt.settings.time_factor)
         return _poll_later(rt, iid, now + delay)
     except PermanentProviderError as exc:
         cls = failure_class(exc)
         if cls is not None and cls.pauses:  # the key, not the task: it may run and bill
-            accounts.note_failure(rt, item.provider, cls, f"{exc.code}: {exc.message}")
+            accounts.note_failure(rt, item.account, cls, f"{exc.code}: {exc.message}")
             return _poll_later(rt, iid, now + next_poll_delay(polls, None, rt.settings))
         return finish(rt, iid, [SUBMITTED], ItemState.FAILED, exc.code, exc.message)
-    accounts.note_success(rt, item.provider)
+    accounts.note_success(rt, item.account)
     return apply_poll(rt, item, iid, result, polls)
 
 
@@ -238,7 +238,7 @@ def _learn_gen_time(rt: Runtime, item: Item, now: float, polls: int,
 
 def _outcome_known(rt: Runtime, item: Item, listed: bool) -> None:
     if listed:
-        rt.store.reconcile.mark_known(item.provider, item.id)
+        rt.store.reconcile.mark_known(item.account, item.id)
 
 
 def _not_created(rt: Runtime, item: Item, iid: str, exc: RetryableProviderError,
@@ -246,31 +246,31 @@ def _not_created(rt: Runtime, item: Item, iid: str, exc: RetryableProviderError,
     """The provider provably created nothing: back to the head of the queue, no failure;
     the account rests (longer after each connect error in a row) and its health counts it."""
     if isinstance(exc, RateLimited):
-        metrics.record_429(rt.store, item.provider, "submit", item.batch_id)
-    health = _count_failure(rt, item.provider, exc)
+        metrics.record_429(rt.store, item.account, "submit", item.batch_id)
+    health = _count_failure(rt, item.account, exc)
     rest_s = accounts.backoff_s(rt, exc, health)
     if accounts.requeue(rt, item, iid, [allowed], f"{exc.code}: {exc.message}",
                         rest_s) == "requeued" and isinstance(exc, RateLimited):
-        slow_down(rt, item.provider, "submit")
+        slow_down(rt, item.account, "submit")
     return "requeued"
 
 
-def _count_failure(rt: Runtime, provider: str, exc: ProviderError) -> AccountHealth | None:
+def _count_failure(rt: Runtime, account: str, exc: ProviderError) -> AccountHealth | None:
     """Count a failure in the account's health when it says something about the account."""
     cls = failure_class(exc)
-    return accounts.note_failure(rt, provider, cls, f"{exc.code}: {exc.message}") if cls \
+    return accounts.note_failure(rt, account, cls, f"{exc.code}: {exc.message}") if cls \
         else None
 
 
-def slow_down(rt: Runtime, provider: str, kind: str) -> float:
+def slow_down(rt: Runtime, account: str, kind: str) -> float:
     """AIMD: a 429 cuts the account's `kind` rate (at most once per 10 s); it grows back
     linearly over GENBATCH_AIMD_RECOVER_S. Returns the new share of the configured rate."""
     s = rt.settings
     factor = rt.store.limits.decrease(
-        provider, kind, rt.now(), beta=s.aimd_decrease, min_factor=s.aimd_min_factor,
+        account, kind, rt.now(), beta=s.aimd_decrease, min_factor=s.aimd_min_factor,
         hold=10.0 / s.time_factor, recover_s=s.aimd_recover_s / s.time_factor)
-    log.info("429 from %s (%s): rate now %.0f%% of the configured limit",
-             provider, kind, factor * 100)
+    log.info("429 from account %s (%s): rate now %.0f%% of the configured limit",
+             account, kind, factor * 100)
     return factor
 
 
@@ -303,7 +303,7 @@ def finish(rt: Runtime, iid: str, allowed: Sequence[str], state: str, code: str,
 
 def _cost(rt: Runtime, item: Item, result: PollResult) -> float | None:
     try:
-        return rt.provider(item.provider).actual_cost(item.model, item.request, result)
+        return rt.provider(item.account).actual_cost(item.model, item.request, result)
     except (GenbatchError, ValueError):
         return item.est_cost
 

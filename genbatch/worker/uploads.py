@@ -41,9 +41,9 @@ def wire_request(rt: Runtime, item: Item) -> GenerationRequest:
     spec = get_spec(item.provider, item.model)
     if spec.upload_max_bytes is None:
         return rt.wire_request(request, inline=spec.accepts_data_uri)
-    adapter = rt.provider(item.provider)
+    adapter = rt.provider(item.account)
     updates = {
-        name: hosted_url(rt, item.provider, adapter, ref)
+        name: hosted_url(rt, item.account, item.provider, adapter, ref)
         for name in IMAGE_FIELDS
         if (ref := getattr(request, name)) and _uploaded(rt, ref)
     }
@@ -59,11 +59,12 @@ def _uploaded(rt: Runtime, ref: str) -> bool:
     return not is_remote(ref)
 
 
-def hosted_url(rt: Runtime, provider: str, adapter: Provider, ref: str) -> str:
-    """The URL `provider` hosts the image `ref` at, uploading it unless it is known."""
+def hosted_url(rt: Runtime, account_name: str, provider: str, adapter: Provider,
+               ref: str) -> str:
+    """The URL the account hosts the image `ref` at, uploading it unless it is known."""
     data = input_bytes(rt, ref)
     digest = hashlib.sha256(data).hexdigest()
-    account = account_id(rt.settings.provider(provider))
+    account = account_id(rt.account_settings(account_name, provider))
     known = _known_or_claimed(rt, account, digest)
     if known:
         return known

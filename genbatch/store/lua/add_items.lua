@@ -1,4 +1,4 @@
--- include: states
+-- include: states, queues
 -- ADD_ITEMS: write a chunk of new item records of a batch in one call. ARGV[4] and ARGV[5]
 -- are strings of length-prefixed tokens (`<bytes>:<value>`), parsed with string.find/sub:
 -- cheaper inside Redis than cjson-decoding records whose values are themselves JSON.
@@ -99,7 +99,7 @@ for _, p in ipairs(order) do
                unpack(list, i, math.min(i + 499, #list)))
   end
   if live then  -- items added to a running batch (submit --resume) are dispatchable now
-    redis.call('SADD', prefix .. 'queues:' .. p, bid)
+    queue_batch(prefix, p, bid)
   end
 end
 if written > 0 then

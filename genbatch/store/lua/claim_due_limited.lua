@@ -10,8 +10,8 @@
 -- downloads come last, earliest video-URL expiry (`url_expires_at`) first.
 -- KEYS: timers ZSET.
 -- ARGV: prefix, now, lease, max_n, max_scan, period, recover_s, tolerance, dl_lease
---       ('' = lease), then per account: provider, poll rpm.
--- Returns: {id1, state1, ...} (downloads last, earliest deadline first), then {'', provider}
+--       ('' = lease), then per account: account name, poll rpm.
+-- Returns: {id1, state1, ...} (downloads last, earliest deadline first), then {'', account}
 -- for each account whose poll budget held a due poll back.
 
 local timers = KEYS[1]
@@ -30,8 +30,9 @@ while claimed < max_n and scanned < max_scan do
   for _, id in ipairs(ids) do
     scanned = scanned + 1
     local f = redis.call('HMGET', prefix .. 'item:' .. id, 'state', 'provider',
-                         'url_expires_at')
+                         'url_expires_at', 'account')
     local state, provider = f[1], f[2]
+    if f[4] and f[4] ~= '' then provider = f[4] end  -- the account it was submitted with
     if (not state) or TERMINAL[state] or state == S.pending then  -- done, or on a list
       redis.call('ZREM', timers, id)
     else

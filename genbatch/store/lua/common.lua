@@ -50,14 +50,26 @@ local function open_count(batch_key)
   return n
 end
 
-local function move(item_key, batch_key, inflight_prefix, cur, new, provider)
+-- Move an item's state with its batch counters and the in-flight counts of its account
+-- (`inflight:{account}`) and of the account's model (`inflight:{account}@{model}`, for
+-- per-model limits; never below 0, items dispatched before it existed did not count).
+local function move(item_key, batch_key, inflight_prefix, cur, new, account, model)
   if cur == new then return end
   redis.call('HINCRBY', batch_key, COUNTER[cur], -1)
   redis.call('HINCRBY', batch_key, COUNTER[new], 1)
+  local per_model = inflight_prefix .. account .. '@' .. (model or '')
   if INFLIGHT[cur] and not INFLIGHT[new] then
-    redis.call('DECR', inflight_prefix .. provider)
+    redis.call('DECR', inflight_prefix .. account)
+    if redis.call('DECR', per_model) < 0 then redis.call('SET', per_model, 0) end
   elseif INFLIGHT[new] and not INFLIGHT[cur] then
-    redis.call('INCR', inflight_prefix .. provider)
+    redis.call('INCR', inflight_prefix .. account)
+    redis.call('INCR', per_model)
   end
   redis.call('HSET', item_key, 'state', new)
+end
+
+-- The account an item is (or was last) at: its `account`, else its provider's own one.
+local function account_of(account, provider)
+  if account and account ~= '' then return account end
+  return provider or ''
 end

@@ -1,4 +1,4 @@
--- include: common
+-- include: common, queues
 -- RAISE_BUDGET: set a batch's budget (raise it to continue a batch stopped by its budget).
 -- Refused when the new budget is below what is already spent plus reserved; else clears
 -- `budget_exhausted` and puts the batch back on the round-robin of every account where it
@@ -19,7 +19,7 @@ redis.call('HDEL', batch_key, 'budget_exhausted')
 if not b[4] and b[1] ~= B.validating then
   for i = 4, #ARGV do
     if redis.call('LLEN', prefix .. 'pending:' .. ARGV[i] .. ':' .. bid) > 0 then
-      redis.call('SADD', prefix .. 'queues:' .. ARGV[i], bid)
+      queue_batch(prefix, ARGV[i], bid)
     end
   end
 end

@@ -1,4 +1,4 @@
--- include: common
+-- include: common, queues
 -- RESUME_IF_ROOM: continue a batch stopped by its budget once released reservations (items
 -- that failed unbilled) leave room again: for each account with pending items of the
 -- batch, if the item at the head of its queue fits (spent + reserved + its estimate <=
@@ -17,7 +17,7 @@ local n = 0
 for i = 3, #ARGV do
   local head = redis.call('LINDEX', prefix .. 'pending:' .. ARGV[i] .. ':' .. bid, 0)
   if head and micro(redis.call('HGET', prefix .. 'item:' .. head, 'est_cost')) <= room then
-    redis.call('SADD', prefix .. 'queues:' .. ARGV[i], bid)
+    queue_batch(prefix, ARGV[i], bid)
     n = n + 1
   end
 end

@@ -1,23 +1,25 @@
--- include: common
+-- include: common, queues
 -- TRANSITION: compare-and-set of one item's state. Every state change of an item goes
--- through here: it compares the current state, moves the batch counters and the account's
--- in-flight count in the same step, and sets the item's timer, so counters can never
--- drift from the item records.
+-- through here: it compares the current state, moves the batch counters and the in-flight
+-- counts of the item's account (its `account`, set at dispatch) in the same step, and sets
+-- the item's timer, so counters can never drift from the item records.
 -- KEYS: item, timers ZSET.
 -- ARGV: item_id, key prefix, allowed states (comma separated, '*' = any non-terminal),
 --       new state, timer ('' keep, '-' remove, else a score), n, field1, value1, ...,
 --       then incr-field pairs: m, field1, delta1, ... (a field named 'batch:<name>' counts
 --       on the item's batch instead), then queue ('' none, 'front' or
---       'back': with new state 'pending', push the item onto its account's pending list
---       of its batch, in the same step, so a crash cannot leave it pending on no queue).
--- Returns: {1, old_state, open_count, provider} on success (the account the item was at
+--       'back': with new state 'pending', push the item onto its provider's pending list
+--       of its batch (any account of the provider may take it), in the same step, so a
+--       crash cannot leave it pending on no queue).
+-- Returns: {1, old_state, open_count, provider} on success (the provider the item was at
 -- before `fields` applied: the one whose slot a move out of flight frees), {0,
 -- current_state, -1} when the state did not match, {-1, '', -1} when the item does not exist.
 
 local item_key, timers = KEYS[1], KEYS[2]
 local item_id, prefix, allowed, new, timer = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
-local fields = redis.call('HMGET', item_key, 'state', 'batch', 'provider')
+local fields = redis.call('HMGET', item_key, 'state', 'batch', 'provider', 'account', 'model')
 local cur, batch, provider = fields[1], fields[2], fields[3]
+local account = account_of(fields[4], provider)
 if not cur then return {-1, '', -1} end
 local ok = false
 if allowed == '*' then
@@ -27,7 +29,7 @@ else
 end
 if not ok then return {0, cur, -1} end
 local batch_key = prefix .. 'batch:' .. batch
-move(item_key, batch_key, prefix .. 'inflight:', cur, new, provider)
+move(item_key, batch_key, prefix .. 'inflight:', cur, new, account, fields[5])
 local n = tonumber(ARGV[6])
 local i = 7
 for _ = 1, n do
@@ -51,14 +53,14 @@ elseif timer ~= '' then
 end
 local queue = ARGV[i] or ''
 if queue ~= '' and new == S.pending then
-  local account = redis.call('HGET', item_key, 'provider')  -- may have just been set
-  local list = prefix .. 'pending:' .. account .. ':' .. batch
+  local target = redis.call('HGET', item_key, 'provider')  -- may have just been set
+  local list = prefix .. 'pending:' .. target .. ':' .. batch
   if queue == 'front' then
     redis.call('LPUSH', list, item_id)
   else
     redis.call('RPUSH', list, item_id)
   end
-  redis.call('SADD', prefix .. 'queues:' .. account, batch)
+  queue_batch(prefix, target, batch)
 end
 settle(item_key, batch_key, cur, new)  -- after the fields: a retry has cleared `cost`
 return {1, cur, open_count(batch_key), provider or ''}

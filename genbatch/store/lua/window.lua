@@ -4,6 +4,7 @@
 -- KEYS: none of its own (`take` is given its bucket's key).
 -- ARGV: none of its own (the including script passes `now` and the settings).
 -- Returns: nothing: it only defines local functions for the script it is prepended to.
+-- (`take` and `refund` are the bucket's two operations.)
 
 local MARGIN = 1.01
 local function num(x) return string.format('%.17g', x) end
@@ -62,4 +63,15 @@ local function take(key, now, n, rpm, period, recover_s, tolerance)
   redis.call('EXPIRE', key, 86400)
   redis.call('PEXPIRE', log, math.ceil(window * 1000) + 1000)
   return k, wait
+end
+
+-- Give back the m newest grants of bucket `key`, unused, and their share of the spacing
+-- after a 429 (`take` never lets `nxt` lag behind `now`).
+local function refund(key, m)
+  if m <= 0 then return end
+  redis.call('ZPOPMAX', key .. ':log', m)
+  local h = redis.call('HMGET', key, 'nxt', 'iv')
+  if h[1] and h[2] then
+    redis.call('HSET', key, 'nxt', num(tonumber(h[1]) - m * tonumber(h[2])))
+  end
 end
