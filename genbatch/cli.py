@@ -388,16 +388,17 @@ def accounts(
 
 
 @accounts_app.command("resume")
-def accounts_resume(provider: Annotated[str, typer.Argument(
-        help="the paused account (novita, highwayapi, wavespeed, byteplus)")],
+def accounts_resume(account: Annotated[str, typer.Argument(
+        help="the paused account (a provider's name for its GENBATCH_<P>_API_KEY account, "
+             "or a name from the accounts file)")],
         as_json: JsonOpt = False) -> None:
     """Lift a pause once its cause is fixed (key set, balance topped up): the account takes
     work again at once."""
-    Client().resume_account(provider)
+    Client().resume_account(account)
     if as_json:
-        emit({"account": provider, "resumed": True})
+        emit({"account": account, "resumed": True})
         return
-    out.print(f"account {provider}: resumed; its pending items dispatch at the next tick")
+    out.print(f"account {account}: resumed; its pending items dispatch at the next tick")
 
 
 def accounts_json(report: AccountsReport) -> dict[str, object]:
@@ -430,7 +431,7 @@ def worker(
     if warning:
         err.print(f"[yellow]warning:[/] {warning}", highlight=False)
     err.print(f"worker: taking tasks from {_redis_host(settings)} with keys for "
-              f"{', '.join(settings.keys_held()) or 'no provider (set GENBATCH_<P>_API_KEY)'}; "
+              f"{', '.join(settings.keys_held()) or 'no account (set GENBATCH_<P>_API_KEY)'}; "
               "logs to stderr (Ctrl-C stops it)", highlight=False)
     if supervise:
         from genbatch.worker.supervise import supervise as keep_alive

@@ -367,6 +367,11 @@ class Settings(BaseSettings):
         return tuple(a.label for a in self.accounts()
                      if a.api_key is not None and a.api_key.get_secret_value())
 
+    def providers_held(self) -> tuple[str, ...]:
+        """Providers with at least one account whose key these settings hold."""
+        return tuple(dict.fromkeys(a.name for a in self.accounts()
+                                   if a.api_key is not None and a.api_key.get_secret_value()))
+
     def configure_logging(self) -> None:
         """Log lines of the long-running commands (scheduler, worker supervisor, webhooks)."""
         import logging

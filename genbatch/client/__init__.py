@@ -317,7 +317,7 @@ class Client:
         """What the batch's open items wait on: processes, keys, account health."""
         from genbatch.console.health import diagnose
 
-        return diagnose(self.store, batch)
+        return diagnose(self.store, batch, self._account_names)
 
     def errors(self, batch: Batch, limit: int = 5, scan: int = ERRORS_SCANNED) -> list[ErrorCount]:
         """The batch's most frequent (error code, message) pairs among its first `scan`
@@ -330,25 +330,27 @@ class Client:
                 seen[(item.error_code, item.get("error_message", ""))] += 1
         return [ErrorCount(code, message, n) for (code, message), n in seen.most_common(limit)]
 
+    def _account_names(self, provider: str) -> list[str]:
+        return [a.label for a in self.settings.accounts(provider)]
+
     # -- accounts --------------------------------------------------------------------
     def accounts(self) -> AccountsReport:
         """Every provider account's health, the live workers and the scheduler leader."""
-        from genbatch.config import PROVIDER_NAMES
-
         store = self.store
-        health = store.health.get_many(PROVIDER_NAMES)
-        in_flight = store.in_flight_counts(PROVIDER_NAMES)
-        caps = [self.settings.provider(p).max_in_flight for p in PROVIDER_NAMES]
+        names = [a.label for a in self.settings.accounts()]
+        health = store.health.get_many(names)
+        in_flight = store.in_flight_counts(names)
+        caps = [a.max_in_flight for a in self.settings.accounts()]
         return AccountsReport(tuple(health), tuple(zip(in_flight, caps, strict=True)),
                               tuple(store.heartbeats.workers()), store.heartbeats.scheduler())
 
-    def resume_account(self, provider: str) -> None:
+    def resume_account(self, account: str) -> None:
         """A person fixed what paused the account (its key, its balance): it takes work
         again at once."""
         import time
 
-        self.settings.provider(provider)  # an unknown name is a clear ConfigError
-        self.store.health.resume(provider, time.time())
+        self.settings.account(account)  # an unknown name is a clear ConfigError
+        self.store.health.resume(account, time.time())
 
     # -- act on a batch --------------------------------------------------------------
     def cancel(self, batch_id: str) -> CancelReport:

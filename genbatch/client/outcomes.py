@@ -60,8 +60,8 @@ class ErrorCount:
 
 @dataclass(frozen=True)
 class AccountsReport:
-    """Provider accounts' health with (in flight, cap) per account, in PROVIDER_NAMES order,
-    and the processes alive now."""
+    """Provider accounts' health with (in flight, concurrency) per account, in provider
+    order, and the processes alive now."""
 
     health: tuple[AccountHealth, ...]
     load: tuple[tuple[int, int], ...]

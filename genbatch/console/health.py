@@ -7,7 +7,7 @@ Read from heartbeats (`store/heartbeats.py`) and account health (`store/health.p
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from rich.table import Table
@@ -29,16 +29,20 @@ class Diagnosis:
     scheduler: Beat | None
 
 
-def batch_accounts(store: JobStore, batch: Batch) -> list[str]:
-    """The accounts a batch has work waiting at (its queues), its default provider and its
-    fallback, in provider order."""
+def batch_accounts(store: JobStore, batch: Batch,
+                   accounts_of: Callable[[str], Sequence[str]] | None = None) -> list[str]:
+    """The accounts of the providers a batch has work waiting at (its queues), of its
+    default provider and of its fallback, in provider order. `accounts_of` names a
+    provider's accounts (default: the one named after the provider)."""
     wanted = set(store.queued_accounts(batch.id, PROVIDER_NAMES))
     wanted.update(p for p in (batch.get("provider"), batch.fallback.partition(":")[0]) if p)
-    return [p for p in PROVIDER_NAMES if p in wanted]
+    names = accounts_of or (lambda provider: [provider])
+    return [a for p in PROVIDER_NAMES if p in wanted for a in names(p)]
 
 
-def diagnose(store: JobStore, batch: Batch) -> Diagnosis:
-    accounts = batch_accounts(store, batch)
+def diagnose(store: JobStore, batch: Batch,
+             accounts_of: Callable[[str], Sequence[str]] | None = None) -> Diagnosis:
+    accounts = batch_accounts(store, batch, accounts_of)
     health = store.health.get_many(accounts)
     workers = tuple(store.heartbeats.workers())
     scheduler = store.heartbeats.scheduler()
@@ -61,8 +65,10 @@ def waiting_reasons(batch: Batch, health: Sequence[AccountHealth], workers: Sequ
         held = {key for w in workers for key in w.keys}
         for h in health:
             if h.account not in held:
-                reasons.append(f"no worker holds a key for {h.account} (set "
-                               f"GENBATCH_{h.account.upper()}_API_KEY on a worker)")
+                where = f"GENBATCH_{h.account.upper()}_API_KEY" \
+                    if h.account in PROVIDER_NAMES else "its key from the accounts file"
+                reasons.append(f"no worker holds a key for {h.account} (set {where} on a "
+                               "worker)")
     for h in health:
         if h.state == "paused":
             reasons.append(f"account {h.account} is paused: {h.reason}"

@@ -82,7 +82,7 @@ class ManifestChecks:
 
     # -- keys --------------------------------------------------------------------------
     def _held(self) -> set[str]:
-        return {key for beat in self.workers or () for key in beat.keys}
+        return {p for beat in self.workers or () for p in beat.providers}
 
     def _missing_keys(self) -> list[str]:
         if not self.workers:

@@ -35,8 +35,8 @@ PAUSING: frozenset[str] = frozenset({"auth", "balance"})
 # A 429 streak is the limiter's business (AIMD), not a sign of a sick account.
 DEGRADING: frozenset[str] = frozenset({"connect", "5xx"})
 FIXES: dict[str, str] = {
-    "auth": "check GENBATCH_{ACCOUNT}_API_KEY on the workers, then run "
-            "`genbatch accounts resume {account}`",
+    "auth": "check the key of {account} on the workers (GENBATCH_{ACCOUNT}_API_KEY, or "
+            "its entry in the accounts file), then run `genbatch accounts resume {account}`",
     "balance": "top up the account, then run `genbatch accounts resume {account}`",
 }
 

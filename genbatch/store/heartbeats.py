@@ -24,7 +24,8 @@ class Beat:
     pid: int = 0
     host: str = ""
     queues: tuple[str, ...] = ()
-    keys: tuple[str, ...] = ()  # providers whose API key the process holds (names only)
+    keys: tuple[str, ...] = ()  # accounts whose API key the process holds (names only)
+    providers: tuple[str, ...] = ()  # providers it holds a key of at least one account of
 
 
 class Heartbeats:
@@ -58,11 +59,13 @@ class Heartbeats:
 
 def _dump(beat: Beat) -> str:
     return json.dumps({"name": beat.name, "at": beat.at, "pid": beat.pid, "host": beat.host,
-                       "queues": list(beat.queues), "keys": list(beat.keys)})
+                       "queues": list(beat.queues), "keys": list(beat.keys),
+                       "providers": list(beat.providers)})
 
 
 def _load(text: str) -> Beat:
     data = json.loads(text)
     return Beat(name=str(data.get("name", "")), at=float(data.get("at") or 0),
                 pid=int(data.get("pid") or 0), host=str(data.get("host", "")),
-                queues=tuple(data.get("queues") or ()), keys=tuple(data.get("keys") or ()))
+                queues=tuple(data.get("queues") or ()), keys=tuple(data.get("keys") or ()),
+                providers=tuple(data.get("providers") or data.get("keys") or ()))

@@ -30,7 +30,8 @@ def process_name(node: str | None = None) -> str:
 
 def worker_beat(rt: Runtime, name: str, queues: tuple[str, ...]) -> Beat:
     return Beat(name=name, at=rt.now(), pid=os.getpid(), host=socket.gethostname(),
-                queues=queues, keys=rt.settings.keys_held())
+                queues=queues, keys=rt.settings.keys_held(),
+                providers=rt.settings.providers_held())
 
 
 def start_worker_heartbeat(rt: Runtime, name: str, queues: tuple[str, ...]) -> threading.Event:
