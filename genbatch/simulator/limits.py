@@ -5,11 +5,18 @@ A task is *in flight* from its submit until its (simulated) terminal time, and *
 its start time. Both sets are dicts with a min-heap of (time, task id) beside them; entries
 whose time has passed are dropped lazily, and a cancelled task is removed from the dict at
 once (its stale heap entry is skipped when it surfaces).
+
+Queueing providers (WaveSpeed, BytePlus) fix a task's start when it is submitted: the key's
+concurrency slots are a heap of (time the slot frees, task occupying it until then), and a
+task starts when one is free. A task cancelled while queued gives its slot back (free from its
+planned start, since nothing queued behind it on that slot); tasks already planned behind it
+keep their times, as their timelines are fixed.
 """
 
 from __future__ import annotations
 
 import heapq
+import math
 from collections import deque
 from dataclasses import dataclass, field
 
@@ -46,7 +53,8 @@ class KeyLedger:
     in_flight: _ExpiringSet = field(default_factory=_ExpiringSet)
     queued: _ExpiringSet = field(default_factory=_ExpiringSet)
     max_in_flight: int = 0
-    slot_ends: list[float] = field(default_factory=list)  # heap; WaveSpeed-style queueing only
+    # heap of (free time, occupant task id); queueing providers only
+    slot_ends: list[tuple[float, str]] = field(default_factory=list)
 
     def submits_in_window(self, now: float, window_s: float) -> int:
         times = self.submit_times
@@ -54,24 +62,31 @@ class KeyLedger:
             times.popleft()
         return len(times)
 
-    def slot_start(self, ready: float, concurrency: int | None) -> float:
-        """When a task ready at `ready` gets a generation slot (first come, first served).
-
-        The caller must `take_slot(end)` with the task's end time afterwards.
-        """
-        if concurrency is None:
-            self.slot_ends.clear()
-            return ready
+    def slot_free(self, concurrency: int | None) -> float:
+        """The earliest time one of `concurrency` slots is free (-inf: one is free already,
+        or there is no limit). A task starts no earlier; then it must `take_slot`."""
         ends = self.slot_ends
+        if concurrency is None:
+            ends.clear()
+            return -math.inf
         while len(ends) > concurrency:  # the limit shrank at runtime
             heapq.heappop(ends)
-        if len(ends) < concurrency:
-            return ready
-        return max(ready, heapq.heappop(ends))
+        return ends[0][0] if len(ends) == concurrency else -math.inf
 
-    def take_slot(self, end: float, concurrency: int | None) -> None:
-        if concurrency is not None:
-            heapq.heappush(self.slot_ends, end)
+    def take_slot(self, task_id: str, start: float, end: float, concurrency: int | None) -> None:
+        """Occupy a slot from `start` (not before `slot_free`) until `end`: the slot freed
+        last by `start`, so slots freed earlier stay for tasks that can start earlier (a
+        task may start after `slot_free` when another limit holds it back)."""
+        if concurrency is None:
+            return
+        ends = self.slot_ends
+        if len(ends) < concurrency:
+            heapq.heappush(ends, (end, task_id))
+            return
+        latest = max((i for i, slot in enumerate(ends) if slot[0] <= start),
+                     key=lambda i: ends[i][0])
+        ends[latest] = (end, task_id)
+        heapq.heapify(ends)
 
     def admit(self, task_id: str, now: float, start: float, end: float, window_s: float) -> None:
         """Record an accepted submit."""
@@ -84,7 +99,14 @@ class KeyLedger:
             self.queued.add(task_id, start)
         self.max_in_flight = max(self.max_in_flight, self.in_flight.count(now))
 
-    def release(self, task_id: str) -> None:
-        """A task ended early (cancelled)."""
+    def release(self, task_id: str, start: float) -> None:
+        """A task planned to start at `start` ended early (cancelled while queued): it leaves
+        the counts and gives back its slot, unless another task is planned on it already."""
         self.in_flight.discard(task_id)
         self.queued.discard(task_id)
+        ends = self.slot_ends
+        for i, (_, occupant) in enumerate(ends):
+            if occupant == task_id:
+                ends[i] = (start, "")
+                heapq.heapify(ends)
+                break

@@ -52,7 +52,8 @@ class Behaviour(BaseModel):
     rpm: int | None = Field(default=None, ge=1, description="accepted submits per minute")
     concurrency: int | None = Field(
         default=None, ge=1,
-        description="unfinished tasks per key; WaveSpeed queues beyond it, the others answer 429",
+        description="running tasks per key; WaveSpeed and BytePlus queue submits beyond it, "
+        "Novita and HighwayAPI answer 429 once this many are unfinished",
     )
     queue_cap: int = Field(default=120, ge=1, description="BytePlus: queued tasks per key")
     retry_after_s: float | None = Field(

@@ -98,13 +98,14 @@ class Simulator:
         ledger = self.ledgers[provider, api_key]
         concurrency = behaviour.concurrency if queue_for_slot else None
         ready = now + behaviour.queue_delay_s / factor
-        start = ledger.slot_start(ready, concurrency)
+        start = max(ready, ledger.slot_free(concurrency))
         run = sample_run_s(self.rng, behaviour.latency_mean_s, behaviour.latency_sigma) / factor
         end = start + run
         outcome = Phase.FAILED if self.roll(behaviour.p_task_fail) else Phase.SUCCEEDED
         if expires_after_s is not None and end > (deadline := now + expires_after_s / factor):
             start, end, outcome = min(start, deadline), deadline, Phase.EXPIRED
-        ledger.take_slot(end, concurrency)
+        if end > start:  # a task expiring before its start never occupies a slot
+            ledger.take_slot(task_id, start, end, concurrency)
         ledger.admit(task_id, now, start, end, MINUTE_S / factor)
         task = Task(
             id=task_id, provider=provider, model=model, api_key=api_key,
@@ -132,8 +133,9 @@ class Simulator:
         return task
 
     def cancel(self, task: Task) -> None:
+        planned_start = task.start
         task.cancel(self.clock())
-        self.ledgers[task.provider, task.api_key].release(task.id)
+        self.ledgers[task.provider, task.api_key].release(task.id, planned_start)
         self.stats.cancels += 1
 
     def delete(self, task: Task) -> None:
