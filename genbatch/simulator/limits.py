@@ -1,16 +1,23 @@
-"""Per-API-key accounting: the submit-rate window, concurrency slots, in-flight and queued
-counts. Everything is computed from timestamps when asked, so no timer runs per task.
+"""Per-account (and per model at an account) accounting: the submit-rate window, concurrency
+slots, in-flight and queued counts. Everything is computed from timestamps when asked, so no
+timer runs per task.
 
 A task is *in flight* from its submit until its (simulated) terminal time, and *queued* until
 its start time. Both sets are dicts with a min-heap of (time, task id) beside them; entries
 whose time has passed are dropped lazily, and a cancelled task is removed from the dict at
 once (its stale heap entry is skipped when it surfaces).
 
-Queueing providers (WaveSpeed, BytePlus) fix a task's start when it is submitted: the key's
+Queueing providers (WaveSpeed, BytePlus) fix a task's start when it is submitted: a ledger's
 concurrency slots are a heap of (time the slot frees, task occupying it until then), and a
-task starts when one is free. A task cancelled while queued gives its slot back (free from its
-planned start, since nothing queued behind it on that slot); tasks already planned behind it
-keep their times, as their timelines are fixed.
+task starts once a slot of its account and, if its model has a limit, a slot of its model at
+the account are free (first come, first served). Of the slots free by its start it takes the
+one freed last, and a new one (while fewer than the limit exist) only if none is, so a task
+held back by its model's limit leaves earlier-freed account slots to others. A
+simplification: the slot such a task takes idles from when it freed (a new one: from now)
+until the task starts, and no other task can use that gap, so the account may run below its
+limit while both limits bind (neither limit is ever exceeded). A task cancelled while queued
+gives its slot back (free from its planned start, since nothing is planned behind it on that
+slot); tasks already planned keep their times, as timelines are fixed.
 """
 
 from __future__ import annotations
@@ -46,7 +53,8 @@ class _ExpiringSet:
 
 @dataclass(slots=True)
 class KeyLedger:
-    """What one API key has in progress and how fast it has been submitting."""
+    """What one account, or one model at an account, has in progress and how fast it has
+    been submitting."""
 
     submit_times: deque[float] = field(default_factory=deque)
     max_submits_per_window: int = 0
@@ -74,19 +82,20 @@ class KeyLedger:
         return ends[0][0] if len(ends) == concurrency else -math.inf
 
     def take_slot(self, task_id: str, start: float, end: float, concurrency: int | None) -> None:
-        """Occupy a slot from `start` (not before `slot_free`) until `end`: the slot freed
-        last by `start`, so slots freed earlier stay for tasks that can start earlier (a
-        task may start after `slot_free` when another limit holds it back)."""
+        """Occupy a slot from `start` (not before `slot_free`) until `end`: of the slots free
+        by `start`, the one freed last, so slots freed earlier stay for tasks that can start
+        earlier; a new slot only when none is free by then. (A task may start after
+        `slot_free` when another limit, its model's, holds it back.)"""
         if concurrency is None:
             return
         ends = self.slot_ends
-        if len(ends) < concurrency:
-            heapq.heappush(ends, (end, task_id))
-            return
         latest = max((i for i, slot in enumerate(ends) if slot[0] <= start),
-                     key=lambda i: ends[i][0])
-        ends[latest] = (end, task_id)
-        heapq.heapify(ends)
+                     key=lambda i: ends[i][0], default=None)
+        if latest is None:  # there is room for one more: `slot_free` was -inf
+            heapq.heappush(ends, (end, task_id))
+        else:
+            ends[latest] = (end, task_id)
+            heapq.heapify(ends)
 
     def admit(self, task_id: str, now: float, start: float, end: float, window_s: float) -> None:
         """Record an accepted submit."""
