@@ -18,6 +18,15 @@ until the task starts, and no other task can use that gap, so the account may ru
 limit while both limits bind (neither limit is ever exceeded). A task cancelled while queued
 gives its slot back (free from its planned start, since nothing is planned behind it on that
 slot); tasks already planned keep their times, as timelines are fixed.
+
+The most tasks *running* at once (started, not finished: what a queueing provider's
+concurrency limit counts) is swept from (start, end) intervals when asked, not counted per
+event. Every instant before `now` is final by then: a later submit starts no earlier than
+it is made, and a cancel shortens a run only from its own time. So a sweep folds the
+instants since the previous sweep into the peak and keeps only the intervals still unfinished
+at `now`. A ledger whose stats are never asked sweeps itself whenever its intervals reach
+twice what the last sweep kept (at least `SWEEP_AT`): memory stays within about twice the
+tasks in flight, and each interval is sorted a bounded number of times on average.
 """
 
 from __future__ import annotations
@@ -51,6 +60,61 @@ class _ExpiringSet:
         return len(until)
 
 
+SWEEP_AT = 4096  # intervals a ledger collects before it sweeps unasked
+
+
+@dataclass(slots=True)
+class _RunPeak:
+    """The most tasks running at once, from their (start, end) intervals (half-open: a task
+    ending as another starts is not running beside it)."""
+
+    runs: dict[str, tuple[float, float]] = field(default_factory=dict)  # unswept, unfinished
+    swept_until: float = -math.inf
+    peak: int = 0
+    kept: int = 0  # intervals the last sweep kept
+
+    def add(self, task_id: str, start: float, end: float, now: float) -> None:
+        if end > start:  # a task expiring before its start never runs
+            self.runs[task_id] = (start, end)
+        if len(self.runs) >= max(SWEEP_AT, 2 * self.kept):
+            self.sweep(now)
+
+    def cut(self, task_id: str, now: float) -> None:
+        """The task ended at `now` (cancelled): it runs no longer, or never if not started."""
+        run = self.runs.get(task_id)
+        if run is None:
+            return
+        start, end = run
+        if now <= start:
+            del self.runs[task_id]
+        else:
+            self.runs[task_id] = (start, min(end, now))
+
+    def max_running(self, now: float) -> int:
+        self.sweep(now)
+        return self.peak
+
+    def sweep(self, now: float) -> None:
+        """Fold the instants in [swept_until, now) into the peak."""
+        since = self.swept_until
+        if now <= since:
+            return
+        events: list[tuple[float, int]] = []
+        for start, end in self.runs.values():
+            if start < now and end > since:
+                events.append((max(start, since), 1))
+                if end < now:
+                    events.append((end, -1))
+        events.sort()  # at one instant, ends (-1) before starts (+1)
+        running, peak = 0, self.peak
+        for _, delta in events:
+            running += delta
+            peak = max(peak, running)
+        self.peak = peak
+        self.runs = {task_id: run for task_id, run in self.runs.items() if run[1] > now}
+        self.swept_until, self.kept = now, len(self.runs)
+
+
 @dataclass(slots=True)
 class KeyLedger:
     """What one account, or one model at an account, has in progress and how fast it has
@@ -61,6 +125,7 @@ class KeyLedger:
     in_flight: _ExpiringSet = field(default_factory=_ExpiringSet)
     queued: _ExpiringSet = field(default_factory=_ExpiringSet)
     max_in_flight: int = 0
+    running: _RunPeak = field(default_factory=_RunPeak)
     # heap of (free time, occupant task id); queueing providers only
     slot_ends: list[tuple[float, str]] = field(default_factory=list)
 
@@ -107,12 +172,19 @@ class KeyLedger:
         if start > now:
             self.queued.add(task_id, start)
         self.max_in_flight = max(self.max_in_flight, self.in_flight.count(now))
+        self.running.add(task_id, start, end, now)
 
-    def release(self, task_id: str, start: float) -> None:
-        """A task planned to start at `start` ended early (cancelled while queued): it leaves
-        the counts and gives back its slot, unless another task is planned on it already."""
+    def max_running(self, now: float) -> int:
+        """The most tasks running at once until `now`."""
+        return self.running.max_running(now)
+
+    def release(self, task_id: str, start: float, now: float) -> None:
+        """A task planned to start at `start` ended early, at `now` (cancelled while queued):
+        it leaves the counts and gives back its slot, unless another task is planned on it
+        already."""
         self.in_flight.discard(task_id)
         self.queued.discard(task_id)
+        self.running.cut(task_id, now)
         ends = self.slot_ends
         for i, (_, occupant) in enumerate(ends):
             if occupant == task_id:

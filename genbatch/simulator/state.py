@@ -164,11 +164,11 @@ class Simulator:
         return task
 
     def cancel(self, task: Task) -> None:
-        planned_start = task.start
-        task.cancel(self.clock())
-        self.ledgers[task.provider, task.api_key].release(task.id, planned_start)
+        planned_start, now = task.start, self.clock()
+        task.cancel(now)
+        self.ledgers[task.provider, task.api_key].release(task.id, planned_start, now)
         self.model_ledgers[task.provider, task.api_key, task.model].release(
-            task.id, planned_start
+            task.id, planned_start, now
         )
         self.stats.cancels += 1
 
@@ -178,8 +178,10 @@ class Simulator:
     def stats_json(self) -> dict[str, Any]:
         """`GET /_sim/stats`: the counters of `Stats.as_json` plus, read off the tasks now,
         `tasks_by_status`, `videos` ({task id: sha256} of succeeded tasks),
-        `downloads_by_task`, and per account ({provider: {api key: n}}) `in_flight`,
-        `max_in_flight`, `queued` and `max_submits_per_minute` (simulated minute)."""
+        `downloads_by_task`; per account ({provider: {api key: n}}) `in_flight`,
+        `max_in_flight`, `queued`, `max_running` (the most tasks started and not finished
+        at once) and `max_submits_per_minute` (simulated minute); and `by_model`, the same
+        five per model at an account ({provider: {api key: {model: {measure: n}}}})."""
         now = self.clock()
         statuses: defaultdict[str, int] = defaultdict(int)
         videos: dict[str, str] = {}
@@ -193,10 +195,9 @@ class Simulator:
             tasks_by_status=dict(statuses),
             videos=videos,
             downloads_by_task={t.id: t.downloads for t in self.tasks.values() if t.downloads},
-            in_flight=self._per_account(lambda led: led.in_flight.count(now)),
-            max_in_flight=self._per_account(lambda led: led.max_in_flight),
-            queued=self._per_account(lambda led: led.queued.count(now)),
-            max_submits_per_minute=self._per_account(lambda led: led.max_submits_per_window),
+            **{name: self._per_account(measure)
+               for name, measure in _measures(now).items()},
+            by_model=self._per_model(now),
         )
         return out
 
@@ -206,6 +207,29 @@ class Simulator:
         for (provider, api_key), ledger in self.ledgers.items():
             out[provider][api_key] = measure(ledger)
         return dict(out)
+
+    def _per_model(self, now: float) -> dict[str, dict[str, dict[str, dict[str, int]]]]:
+        """{provider: {api key: {model: {measure: n}}}} over every model seen at an account."""
+        measures = _measures(now)
+        out: defaultdict[str, defaultdict[str, dict[str, dict[str, int]]]] = defaultdict(
+            lambda: defaultdict(dict)
+        )
+        for (provider, api_key, model), ledger in self.model_ledgers.items():
+            out[provider][api_key][model] = {
+                name: measure(ledger) for name, measure in measures.items()
+            }
+        return {provider: dict(keys) for provider, keys in out.items()}
+
+
+def _measures(now: float) -> dict[str, Callable[[KeyLedger], int]]:
+    """What stats report of each ledger, by name."""
+    return {
+        "in_flight": lambda led: led.in_flight.count(now),
+        "max_in_flight": lambda led: led.max_in_flight,
+        "queued": lambda led: led.queued.count(now),
+        "max_running": lambda led: led.max_running(now),
+        "max_submits_per_minute": lambda led: led.max_submits_per_window,
+    }
 
 
 def simulator_of(request: Request) -> Simulator:
