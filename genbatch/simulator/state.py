@@ -47,7 +47,9 @@ class Simulator:
         self.stats = Stats(log_size=self.profile.request_log_size)
 
     def replace_profile(self, profile: SimProfile) -> None:
-        """Swap the profile; tasks already created keep their timelines."""
+        """Swap the profile; tasks already created keep their timelines. The next request
+        sees it whole: per-key behaviours are resolved afresh (the cache of `for_key` lives
+        on the profile), so a key dropped from `api_keys` answers auth errors at once."""
         self.profile = profile
         self.stats.resize_log(profile.request_log_size)
 
