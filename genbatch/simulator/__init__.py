@@ -14,12 +14,19 @@ Routes: see `app.py`; control routes: see `control.py`; profile fields: see `pro
 from __future__ import annotations
 
 from genbatch.simulator.app import create_app
-from genbatch.simulator.profile import Behaviour, ProfileError, SimProfile, load_profile
+from genbatch.simulator.profile import (
+    Behaviour,
+    ModelLimit,
+    ProfileError,
+    SimProfile,
+    load_profile,
+)
 from genbatch.simulator.server import running_simulator, serve
 from genbatch.simulator.stats import request_fingerprint
 
 __all__ = [
     "Behaviour",
+    "ModelLimit",
     "ProfileError",
     "SimProfile",
     "create_app",

@@ -1,11 +1,15 @@
 """BytePlus ModelArk's `contents/generations/tasks` protocol (providers.md §5).
 
-Parameters are top-level fields; the prompt and the frames travel in `content[]`. At most
-`queue_cap` (120) tasks per key may be `queued`; DELETE cancels a queued task, deletes a
-finished task's record, and refuses a running one. Tasks not finished within
-`execution_expires_after` (simulated seconds) end `expired`. The list endpoint answers
-`{"items": [task objects], "total"}`, newest first, filtered as the Ark SDK's `tasks.list`
-asks. A `callback_url` gets the task object POSTed when the task ends (webhooks.py).
+Parameters are top-level fields; the prompt and the frames travel in `content[]`. A submit
+over the key's `concurrency` (or a model's, `model_limits`: BytePlus states its limits per
+account and model) is accepted and stays `queued` until a slot frees, as ModelArk's `queued`
+status suggests; over a model's rpm it is answered 429 EndpointRPMExceeded. At most
+`queue_cap` (120) tasks per key may be `queued`, beyond that a submit is answered 429.
+DELETE cancels a queued task (its slot is given back), deletes a finished task's record, and
+refuses a running one. Tasks not finished within `execution_expires_after` (simulated
+seconds) end `expired`. The list endpoint answers `{"items": [task objects], "total"}`,
+newest first, filtered as the Ark SDK's `tasks.list` asks. A `callback_url` gets the task
+object POSTed when the task ends (webhooks.py).
 Unsupported: the legacy `--rs 720p`-style parameters inside the prompt text.
 """
 
@@ -75,7 +79,7 @@ def routes() -> list[Route]:
         problems = request_problems(body)
         if problems:
             raise gate.refuse_problems(DIALECT, problems)
-        gate.refuse_over_concurrency(sim, api_key, behaviour, DIALECT)
+        gate.refuse_over_limits(sim, api_key, str(model), behaviour, DIALECT, queues=True)
         if sim.queued(DIALECT.provider, api_key) >= behaviour.queue_cap:
             raise gate.rate_limited(
                 DIALECT, behaviour, f"too many queued tasks: at most {behaviour.queue_cap}"
@@ -84,7 +88,7 @@ def routes() -> list[Route]:
         task = sim.create_task(
             task_id=sim.unique_id(lambda rng: _task_id(rng, sim.clock())),
             provider=DIALECT.provider, model=str(model), api_key=api_key,
-            fingerprint=fingerprint, params=params, queue_for_slot=False,
+            fingerprint=fingerprint, params=params, queue_for_slot=True,
             expires_after_s=params["execution_expires_after"], failures=TASK_FAILURES,
             url_ttl_s=URL_TTL_S,
         )

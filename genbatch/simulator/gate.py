@@ -151,12 +151,28 @@ def admit_submit(sim: Simulator, api_key: str, behaviour: Behaviour, dialect: Di
     inject(sim, behaviour, "submit", dialect)
 
 
-def refuse_over_concurrency(
-    sim: Simulator, api_key: str, behaviour: Behaviour, dialect: Dialect
+def refuse_over_limits(
+    sim: Simulator, api_key: str, model: str, behaviour: Behaviour, dialect: Dialect,
+    *, queues: bool,
 ) -> None:
-    limit = behaviour.concurrency
-    if limit is not None and sim.in_flight(dialect.provider, api_key) >= limit:
-        raise rate_limited(dialect, behaviour, f"concurrency limit exceeded: {limit} tasks")
+    """The model's own submit rate at the account (`model_limits`), then the account's and
+    the model's concurrency, each answered with the provider's 429. A provider that `queues`
+    accepts submits over concurrency (the task waits for a slot, see `create_task`)."""
+    provider = dialect.provider
+    limit = behaviour.model_limits.get(model)
+    if limit is not None and sim.rpm_exceeded(provider, api_key, behaviour, model):
+        raise rate_limited(
+            dialect, behaviour, f"rate limit exceeded: {limit.rpm} RPM for model {model}"
+        )
+    if queues:
+        return
+    if (cap := behaviour.concurrency) is not None and sim.in_flight(provider, api_key) >= cap:
+        raise rate_limited(dialect, behaviour, f"concurrency limit exceeded: {cap} tasks")
+    if (limit is not None and (cap := limit.concurrency) is not None
+            and sim.in_flight(provider, api_key, model) >= cap):
+        raise rate_limited(
+            dialect, behaviour, f"concurrency limit exceeded: {cap} tasks of model {model}"
+        )
 
 
 def refuse_problems(dialect: Dialect, problems: list[Problem], code: str = "") -> Refusal:

@@ -143,7 +143,7 @@ def routes(fixed: str | None = None) -> list[Route]:
         problems = check_body(body, RULES[dialect.provider][model])
         if problems:
             raise gate.refuse_problems(dialect, problems, code=problems[0].reason)
-        gate.refuse_over_concurrency(sim, api_key, behaviour, dialect)
+        gate.refuse_over_limits(sim, api_key, model, behaviour, dialect, queues=False)
         params = _params(sim.rng, model, body)
         task = sim.create_task(
             task_id=sim.unique_id(_task_id), provider=dialect.provider, model=model,

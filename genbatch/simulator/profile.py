@@ -6,6 +6,14 @@ for every key) and again under `keys.<api key>` (only the fields given there ove
     {"time_factor": 100, "latency_mean_s": 30, "rpm": 60,
      "keys": {"hw-key": {"provider": "highwayapi"}, "slow-key": {"concurrency": 2}}}
 
+`model_limits` adds limits of one model at a key, on top of the key's own (BytePlus states
+its limits per account and model); a model is named as the provider's request names it
+(BytePlus's `model` field, WaveSpeed's path after `/api/v3/`, Novita's after `/v3/async/`):
+
+    {"concurrency": 10, "model_limits": {"seedance-1-0-pro-250528": {"rpm": 30, "concurrency": 2}}}
+
+Under `keys.<api key>`, `model_limits` replaces the default's whole map (like any field).
+
 Durations are simulated seconds; the simulator divides every one of them by `time_factor`
 (so `time_factor: 100` turns a 30 s generation into 0.3 s of real time). `submit_hang_s` is
 the exception: it is real seconds, because it exists to trip a client's read timeout.
@@ -21,6 +29,21 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
 Provider = Literal["novita", "highwayapi", "wavespeed", "byteplus"]
 Operation = Literal["submit", "poll", "cancel", "download"]
 Probability = float
+
+
+class ModelLimit(BaseModel):
+    """Limits of one model at one API key, applied on top of the key's own limits."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    rpm: int | None = Field(
+        default=None, ge=1, description="accepted submits of this model per minute; over it "
+        "the provider's 429 (BytePlus RateLimitExceeded.EndpointRPMExceeded)",
+    )
+    concurrency: int | None = Field(
+        default=None, ge=1, description="running tasks of this model; WaveSpeed and BytePlus "
+        "queue submits beyond it, Novita and HighwayAPI answer 429 once this many are unfinished",
+    )
 
 
 class Behaviour(BaseModel):
@@ -52,7 +75,11 @@ class Behaviour(BaseModel):
     rpm: int | None = Field(default=None, ge=1, description="accepted submits per minute")
     concurrency: int | None = Field(
         default=None, ge=1,
-        description="unfinished tasks per key; WaveSpeed queues beyond it, the others answer 429",
+        description="running tasks per key; WaveSpeed and BytePlus queue submits beyond it, "
+        "Novita and HighwayAPI answer 429 once this many are unfinished",
+    )
+    model_limits: dict[str, ModelLimit] = Field(
+        default_factory=dict, description="per-model limits at the key, by model name",
     )
     queue_cap: int = Field(default=120, ge=1, description="BytePlus: queued tasks per key")
     retry_after_s: float | None = Field(

@@ -1,5 +1,9 @@
-"""The simulator's whole state, in memory: profile, random generator, tasks, per-key ledgers
-and stats. One instance per app; everything runs on one event loop, so no locks.
+"""The simulator's whole state, in memory: profile, random generator, tasks, ledgers and
+stats. One instance per app; everything runs on one event loop, so no locks.
+
+There is a ledger per account (provider, API key) and one per model at an account (provider,
+API key, model): every task is counted in both, so a model's own limits (`model_limits`)
+apply on top of the account's, and stats can be read at either level.
 """
 
 from __future__ import annotations
@@ -39,10 +43,13 @@ class Simulator:
         self.tasks: dict[str, Task] = {}
         self.uploads: dict[str, Upload] = {}  # WaveSpeed media uploads by id (uploads.py)
         self.ledgers: defaultdict[tuple[str, str], KeyLedger] = defaultdict(KeyLedger)
+        self.model_ledgers: defaultdict[tuple[str, str, str], KeyLedger] = defaultdict(KeyLedger)
         self.stats = Stats(log_size=self.profile.request_log_size)
 
     def replace_profile(self, profile: SimProfile) -> None:
-        """Swap the profile; tasks already created keep their timelines."""
+        """Swap the profile; tasks already created keep their timelines. The next request
+        sees it whole: per-key behaviours are resolved afresh (the cache of `for_key` lives
+        on the profile), so a key dropped from `api_keys` answers auth errors at once."""
         self.profile = profile
         self.stats.resize_log(profile.request_log_size)
 
@@ -59,18 +66,36 @@ class Simulator:
             pass
         return task_id
 
-    def rpm_exceeded(self, provider: str, api_key: str, behaviour: Behaviour) -> bool:
-        if behaviour.rpm is None:
+    def ledger(self, provider: str, api_key: str, model: str | None = None) -> KeyLedger:
+        """The account's ledger, or with `model` that model's at the account. Reading does
+        not create one, so refused submits leave no trace in the stats."""
+        if model is None:
+            found = self.ledgers.get((provider, api_key))
+        else:
+            found = self.model_ledgers.get((provider, api_key, model))
+        return KeyLedger() if found is None else found
+
+    def rpm_exceeded(
+        self, provider: str, api_key: str, behaviour: Behaviour, model: str | None = None
+    ) -> bool:
+        """Whether one more submit would pass the account's rpm or, with `model`, that
+        model's own rpm at the account (`model_limits`)."""
+        if model is None:
+            rpm = behaviour.rpm
+        else:
+            limit = behaviour.model_limits.get(model)
+            rpm = None if limit is None else limit.rpm
+        if rpm is None:
             return False
         window = MINUTE_S / behaviour.time_factor
-        ledger = self.ledgers[provider, api_key]
-        return ledger.submits_in_window(self.clock(), window) >= behaviour.rpm
+        ledger = self.ledger(provider, api_key, model)
+        return ledger.submits_in_window(self.clock(), window) >= rpm
 
-    def in_flight(self, provider: str, api_key: str) -> int:
-        return self.ledgers[provider, api_key].in_flight.count(self.clock())
+    def in_flight(self, provider: str, api_key: str, model: str | None = None) -> int:
+        return self.ledger(provider, api_key, model).in_flight.count(self.clock())
 
     def queued(self, provider: str, api_key: str) -> int:
-        return self.ledgers[provider, api_key].queued.count(self.clock())
+        return self.ledger(provider, api_key).queued.count(self.clock())
 
     def create_task(
         self,
@@ -88,24 +113,33 @@ class Simulator:
     ) -> Task:
         """Create a task and fix its timeline.
 
-        `queue_for_slot`: wait (queued) for a free concurrency slot instead of the caller
-        refusing over-concurrency submits. `expires_after_s` (simulated): a task not finished
+        `queue_for_slot`: wait (queued) for a free concurrency slot of the account, and of
+        the model at the account if it has a limit, instead of the caller refusing
+        over-concurrency submits. `expires_after_s` (simulated): a task not finished
         by then ends `expired`. `failures`: (code, message) pairs a failed task picks from.
         `url_ttl_s`: the provider's output URL lifetime, unless the profile sets one.
         """
         behaviour = self.behaviour(api_key)
         now, factor = self.clock(), behaviour.time_factor
         ledger = self.ledgers[provider, api_key]
+        model_ledger = self.model_ledgers[provider, api_key, model]
+        model_limit = behaviour.model_limits.get(model)
         concurrency = behaviour.concurrency if queue_for_slot else None
+        model_concurrency = (model_limit.concurrency
+                             if queue_for_slot and model_limit is not None else None)
         ready = now + behaviour.queue_delay_s / factor
-        start = ledger.slot_start(ready, concurrency)
+        start = max(ready, ledger.slot_free(concurrency),
+                    model_ledger.slot_free(model_concurrency))
         run = sample_run_s(self.rng, behaviour.latency_mean_s, behaviour.latency_sigma) / factor
         end = start + run
         outcome = Phase.FAILED if self.roll(behaviour.p_task_fail) else Phase.SUCCEEDED
         if expires_after_s is not None and end > (deadline := now + expires_after_s / factor):
             start, end, outcome = min(start, deadline), deadline, Phase.EXPIRED
-        ledger.take_slot(end, concurrency)
+        if end > start:  # a task expiring before its start never occupies a slot
+            ledger.take_slot(task_id, start, end, concurrency)
+            model_ledger.take_slot(task_id, start, end, model_concurrency)
         ledger.admit(task_id, now, start, end, MINUTE_S / factor)
+        model_ledger.admit(task_id, now, start, end, MINUTE_S / factor)
         task = Task(
             id=task_id, provider=provider, model=model, api_key=api_key,
             fingerprint=fingerprint, params=params, created=now, start=start, end=end,
@@ -132,8 +166,12 @@ class Simulator:
         return task
 
     def cancel(self, task: Task) -> None:
-        task.cancel(self.clock())
-        self.ledgers[task.provider, task.api_key].release(task.id)
+        planned_start, now = task.start, self.clock()
+        task.cancel(now)
+        self.ledgers[task.provider, task.api_key].release(task.id, planned_start, now)
+        self.model_ledgers[task.provider, task.api_key, task.model].release(
+            task.id, planned_start, now
+        )
         self.stats.cancels += 1
 
     def delete(self, task: Task) -> None:
@@ -142,8 +180,10 @@ class Simulator:
     def stats_json(self) -> dict[str, Any]:
         """`GET /_sim/stats`: the counters of `Stats.as_json` plus, read off the tasks now,
         `tasks_by_status`, `videos` ({task id: sha256} of succeeded tasks),
-        `downloads_by_task`, and per account ({provider: {api key: n}}) `in_flight`,
-        `max_in_flight`, `queued` and `max_submits_per_minute` (simulated minute)."""
+        `downloads_by_task`; per account ({provider: {api key: n}}) `in_flight`,
+        `max_in_flight`, `queued`, `max_running` (the most tasks started and not finished
+        at once) and `max_submits_per_minute` (simulated minute); and `by_model`, the same
+        five per model at an account ({provider: {api key: {model: {measure: n}}}})."""
         now = self.clock()
         statuses: defaultdict[str, int] = defaultdict(int)
         videos: dict[str, str] = {}
@@ -157,10 +197,9 @@ class Simulator:
             tasks_by_status=dict(statuses),
             videos=videos,
             downloads_by_task={t.id: t.downloads for t in self.tasks.values() if t.downloads},
-            in_flight=self._per_account(lambda led: led.in_flight.count(now)),
-            max_in_flight=self._per_account(lambda led: led.max_in_flight),
-            queued=self._per_account(lambda led: led.queued.count(now)),
-            max_submits_per_minute=self._per_account(lambda led: led.max_submits_per_window),
+            **{name: self._per_account(measure)
+               for name, measure in _measures(now).items()},
+            by_model=self._per_model(now),
         )
         return out
 
@@ -170,6 +209,29 @@ class Simulator:
         for (provider, api_key), ledger in self.ledgers.items():
             out[provider][api_key] = measure(ledger)
         return dict(out)
+
+    def _per_model(self, now: float) -> dict[str, dict[str, dict[str, dict[str, int]]]]:
+        """{provider: {api key: {model: {measure: n}}}} over every model seen at an account."""
+        measures = _measures(now)
+        out: defaultdict[str, defaultdict[str, dict[str, dict[str, int]]]] = defaultdict(
+            lambda: defaultdict(dict)
+        )
+        for (provider, api_key, model), ledger in self.model_ledgers.items():
+            out[provider][api_key][model] = {
+                name: measure(ledger) for name, measure in measures.items()
+            }
+        return {provider: dict(keys) for provider, keys in out.items()}
+
+
+def _measures(now: float) -> dict[str, Callable[[KeyLedger], int]]:
+    """What stats report of each ledger, by name."""
+    return {
+        "in_flight": lambda led: led.in_flight.count(now),
+        "max_in_flight": lambda led: led.max_in_flight,
+        "queued": lambda led: led.queued.count(now),
+        "max_running": lambda led: led.max_running(now),
+        "max_submits_per_minute": lambda led: led.max_submits_per_window,
+    }
 
 
 def simulator_of(request: Request) -> Simulator:

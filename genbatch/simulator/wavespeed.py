@@ -1,7 +1,8 @@
 """WaveSpeed's `/api/v3` protocol (providers.md §4).
 
-Over-concurrency submits are accepted and wait in `created` until a slot frees (WS-LVL);
-over-RPM submits get 429. Failed tasks answer HTTP 200 with `data.status: "failed"`, a numeric
+Over-concurrency submits (the key's `concurrency`, or a model's in `model_limits`) are
+accepted and wait in `created` until a slot frees (WS-LVL); over-RPM submits (the key's or
+the model's) get 429. Failed tasks answer HTTP 200 with `data.status: "failed"`, a numeric
 `data.code` and a `data.error` string. Results are served at both documented paths. Input
 images must be URLs (base64 acceptance is undocumented): the media upload (uploads.py) makes
 one of a file; `/_sim/assets/` serves some. `GET /api/v3/webhook/secret` answers the key's
@@ -115,6 +116,7 @@ def routes(prefix: str = "") -> list[Route]:
         problems = check_body(body, RULES[model])
         if problems:
             raise gate.refuse_problems(DIALECT, problems)
+        gate.refuse_over_limits(sim, api_key, model, behaviour, DIALECT, queues=True)
         task = sim.create_task(
             task_id=sim.unique_id(_task_id), provider=DIALECT.provider, model=model,
             api_key=api_key, fingerprint=fingerprint, params=_params(sim.rng, model, body),
