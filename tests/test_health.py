@@ -113,7 +113,7 @@ def test_connect_backoff_doubles_up_to_its_cap(redis_url: str) -> None:
 
 def test_heartbeats_live_their_ttl_and_carry_key_names_only(store: JobStore) -> None:
     beat = Beat(name="w1@h:1", at=5.0, pid=1, host="h", queues=("genbatch.submit",),
-                keys=("novita",))
+                keys=("novita", "ws-a"), providers=("novita", "wavespeed"))
     store.heartbeats.beat_worker(beat, ttl_s=30)
     store.heartbeats.beat_scheduler(Beat(name="s@h:2", at=6.0), ttl_s=30)
     assert store.heartbeats.workers() == [beat]
