@@ -1,0 +1,138 @@
+"""Provider accounts from the accounts file: what it may say, the errors it gets, how it
+combines with the environment's accounts, and that a change is seen without a restart."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from genbatch import accounts
+from genbatch.config import Settings, load_settings
+from genbatch.errors import ConfigError
+from genbatch.worker.queue_ahead import queue_ahead
+
+PROVIDERS = ("novita", "highwayapi", "wavespeed", "byteplus")
+GOOD = """
+[ws-a]
+provider = "wavespeed"
+api_key = "key-a"
+tier = "silver"
+
+[ws-b]
+provider = "wavespeed"
+api_key_env = "TEST_WS_KEY_B"
+concurrency = 3
+queue_ahead_max = 0
+drain = true
+
+[bp-1]
+provider = "byteplus"
+api_key = "key-bp"
+submit_rpm = 180
+[bp-1.models."seedance-1-5-pro-251215"]
+concurrency = 3
+submit_rpm = 30
+"""
+
+
+def write(tmp_path: Path, text: str) -> str:
+    path = tmp_path / "accounts.toml"
+    path.write_text(text, encoding="utf-8")
+    return str(path)
+
+
+def settings(path: str, **more: object) -> Settings:
+    return load_settings(accounts_file=path, novita_api_key="env-novita", **more)
+
+
+def test_the_file_names_accounts_and_the_environment_fills_the_rest(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TEST_WS_KEY_B", "key-b")
+    s = settings(write(tmp_path, GOOD), wavespeed_api_key="env-ws", byteplus_max_in_flight=7)
+    names = [a.label for a in s.accounts()]
+    # novita and highwayapi keep their environment accounts; wavespeed and byteplus have
+    # exactly the file's (the environment's wavespeed key is not an account any more)
+    assert names == ["novita", "highwayapi", "ws-a", "ws-b", "bp-1"]
+    ws_a, ws_b, bp = (s.account(n) for n in ("ws-a", "ws-b", "bp-1"))
+    assert (ws_a.name, ws_a.max_in_flight, ws_a.submit_rpm) == ("wavespeed", 300, 500.0)
+    assert ws_a.queue_ahead_max == 20 and ws_b.queue_ahead_max == 0  # default, and set
+    assert ws_b.api_key is not None and ws_b.api_key.get_secret_value() == "key-b"
+    assert ws_b.drain and not ws_a.drain
+    assert bp.max_in_flight == 7 and bp.submit_rpm == 180.0  # env default, file value
+    limits = bp.model_limits("seedance-1-5-pro-251215")
+    assert limits is not None and (limits.max_in_flight, limits.submit_rpm) == (3, 30.0)
+    assert s.account("novita").queue_ahead_max == 0  # Novita: unknown over-concurrency
+    assert s.keys_held() == ("novita", "ws-a", "ws-b", "bp-1")  # names, never keys
+    assert s.providers_held() == ("novita", "wavespeed", "byteplus")
+
+
+def test_an_account_whose_variable_is_unset_has_no_key_here(tmp_path: Path) -> None:
+    os.environ.pop("TEST_WS_KEY_B", None)
+    s = settings(write(tmp_path, GOOD))
+    with pytest.raises(ConfigError, match="no API key for account 'ws-b' here: set "
+                                          "TEST_WS_KEY_B"):
+        s.account("ws-b").require_key()
+    assert "ws-b" not in s.keys_held()
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ('[Bad]\nprovider = "wavespeed"\napi_key = "k"', r"\[Bad\]: an account name is a-z"),
+    ('[a]\nprovider = "nope"\napi_key = "k"', r"\[a\] provider: must be one of novita"),
+    ('[a]\nprovider = "novita"\napi_key = "k"\nspeed = 3', r"\[a\] speed: unknown setting"),
+    ('[a]\nprovider = "novita"', r"\[a\]: give exactly one of api_key and api_key_env"),
+    ('[a]\nprovider = "novita"\napi_key = "k"\napi_key_env = "X"', "exactly one of"),
+    ('[a]\nprovider = "novita"\napi_key = "k"\nconcurrency = 0',
+     r"\[a\] concurrency: must be a whole number of at least 1"),
+    ('[a]\nprovider = "novita"\napi_key = "k"\nconcurrency = 2.5', "a whole number"),
+    ('[a]\nprovider = "byteplus"\napi_key = "k"\ntier = "gold"',
+     r"\[a\] tier: only WaveSpeed accounts have a tier"),
+    ('[a]\nprovider = "wavespeed"\napi_key = "k"\ntier = "platinum"', "must be one of bronze"),
+    ('[novita]\nprovider = "byteplus"\napi_key = "k"', "the name of another provider"),
+    ('[a]\nprovider = "byteplus"\napi_key = "k"\n[a.models.m]\nburst = 1',
+     r"\[a\] models.'m' burst: unknown setting"),
+    ('[a\nprovider = "novita"', "not valid TOML"),
+])
+def test_a_bad_file_is_one_line_naming_file_account_and_field(
+        tmp_path: Path, text: str, message: str) -> None:
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError, match=message) as err:
+        settings(path).accounts()
+    assert str(err.value).startswith(path) and "\n" not in str(err.value)
+
+
+def test_a_missing_file_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"GENBATCH_ACCOUNTS_FILE: cannot read .*nope\.toml"):
+        settings(str(tmp_path / "nope.toml")).accounts()
+
+
+def test_a_change_is_seen_without_a_restart_and_a_bad_edit_keeps_what_was_read(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(accounts, "RECHECK_S", 0.0)
+    path = write(tmp_path, '[ws-a]\nprovider = "wavespeed"\napi_key = "a"\n')
+    s = settings(path)
+    assert [a.label for a in s.accounts("wavespeed")] == ["ws-a"]
+    Path(path).write_text('[ws-a]\nprovider = "wavespeed"\napi_key = "a"\n'
+                          '[ws-new]\nprovider = "wavespeed"\napi_key = "n"\n', encoding="utf-8")
+    assert [a.label for a in s.accounts("wavespeed")] == ["ws-a", "ws-new"]
+    Path(path).write_text("[ws-a\n", encoding="utf-8")  # a half-saved edit
+    assert [a.label for a in s.accounts("wavespeed")] == ["ws-a", "ws-new"]
+
+
+def test_unknown_account_names_the_known_ones(tmp_path: Path) -> None:
+    s = settings(write(tmp_path, GOOD))
+    with pytest.raises(ConfigError, match="no account 'ws-z' here; known: novita, "
+                                          "highwayapi, ws-a, ws-b, bp-1"):
+        s.account("ws-z")
+
+
+def test_queue_ahead_is_sized_from_the_generation_time_and_bounded() -> None:
+    s = Settings(poll_min_interval_s=5.0)
+    # C x 2 poll spacings / T: spacing max(5 s, 0.15 T)
+    assert queue_ahead(20, 50, 60.0, s) == 6   # 20 x 2 x 9 / 60
+    assert queue_ahead(20, 50, 20.0, s) == 10  # 20 x 2 x 5 / 20
+    assert queue_ahead(20, 4, 20.0, s) == 4    # bounded
+    assert queue_ahead(20, 0, 20.0, s) == 0    # off
+    assert queue_ahead(2, 50, 3600.0, s) == 1  # a long (flex) generation: one ahead
+    assert accounts.parse_accounts("", "f", PROVIDERS, {}) == ()
