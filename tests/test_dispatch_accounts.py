@@ -15,8 +15,8 @@ from genbatch.worker.dispatch import dispatch_provider
 from genbatch.worker.runtime import Runtime
 from genbatch.worker.steps import finish
 
-MODEL = "seedance-1-5-pro-251215"
-OTHER = "seedance-1-0-pro-250528"
+MODEL, MODEL_ID = "seedance-v1.5-pro-i2v", "seedance-1-5-pro-251215"  # genbatch's, BytePlus's
+OTHER, OTHER_ID = "seedance-v1-pro-i2v", "seedance-1-0-pro-250528"
 
 
 def make_batch(store: JobStore, bid: str, n: int, model: str = MODEL,
@@ -110,7 +110,7 @@ provider = "byteplus"
 api_key = "k"
 concurrency = 20
 submit_rpm = 100000
-[bp-1.models."{MODEL}"]
+[bp-1.models."{MODEL_ID}"]
 concurrency = 3
 [bp-1.models."{OTHER}"]
 submit_rpm = 4

@@ -26,7 +26,8 @@ import time
 
 from genbatch import metrics
 from genbatch.config import ProviderSettings
-from genbatch.providers import model_specs
+from genbatch.errors import GenbatchError
+from genbatch.providers import get_spec, model_specs
 from genbatch.store import DispatchAccount
 from genbatch.store.health import AccountHealth
 from genbatch.store.limits import rates_for
@@ -53,7 +54,8 @@ def dispatch_provider(rt: Runtime, provider: str) -> int:
     typical = _typical(rt, provider)
     chosen = [DispatchAccount(
         a.label, in_flight_cap(a, typical, rt.settings), a.submit_rpm, probe,
-        tuple((m, lim.max_in_flight, lim.submit_rpm) for m, lim in a.models))
+        tuple((_model_name(provider, m), lim.max_in_flight, lim.submit_rpm)
+              for m, lim in a.models))
         for a, probe in usable]
     rate = rates_for(rt.settings, usable[0][0])["submit"]
     done = store.dispatch(provider, chosen, rt.settings.dispatch_batch_size, now,
@@ -63,6 +65,15 @@ def dispatch_provider(rt: Runtime, provider: str) -> int:
     for account in done.rate_limited:
         metrics.record_limiter_wait(store, account)
     return len(done.items)
+
+
+def _model_name(provider: str, model: str) -> str:
+    """The genbatch name items carry for `model` (the accounts file may give the provider's
+    own id, e.g. BytePlus's dated `seedance-1-5-pro-251215`)."""
+    try:
+        return get_spec(provider, model).name
+    except GenbatchError:
+        return model
 
 
 def _usable(rt: Runtime, accounts: list[ProviderSettings],

@@ -26,8 +26,8 @@ from genbatch.store.history import attempt_history, compact_history, failed_over
 # Every key of `result_row`, in its order: the header of results.csv, so the CSV has every
 # field of results.jsonl (tests/test_outputs.py holds the two together).
 RESULT_FIELDS: tuple[str, ...] = (
-    "custom_id", "line", "status", "output_uri", "sha256", "bytes", "provider", "model",
-    "provider_model", "remote_task_id", "seed", "cost_usd", "submitted_at", "finished_at",
+    "custom_id", "line", "status", "output_uri", "sha256", "bytes", "provider", "account",
+    "model", "provider_model", "remote_task_id", "seed", "cost_usd", "submitted_at", "finished_at",
     "error_code", "error_message", "attempts", "failed_over_from", "attempt_history",
 )
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
@@ -52,6 +52,7 @@ def result_row(item: Mapping[str, str]) -> dict[str, Any]:
         "sha256": item.get("sha256") or None,
         "bytes": _int(item.get("bytes")),
         "provider": item.get("provider") or None,
+        "account": item.get("account") or None,
         "model": item.get("model") or None,
         "provider_model": provider_model(item),
         "remote_task_id": item.get("remote_id") or None,
