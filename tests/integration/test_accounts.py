@@ -23,7 +23,7 @@ pytestmark = pytest.mark.integration
 R, C, AHEAD, MODEL_CAP = 40, 4, 2, 2
 MODEL_ID = "seedance-1-5-pro-251215"
 KEYS = {"bp-1": "key-one", "bp-2": "key-two", "bp-3": "key-three"}
-PROFILE = {"time_factor": 50.0, "latency_mean_s": 10.0, "latency_sigma": 0.3,
+PROFILE: dict[str, Any] = {"time_factor": 50.0, "latency_mean_s": 10.0, "latency_sigma": 0.3,
            "queue_delay_s": 0.0, "seed": 7, "rpm": R, "concurrency": C,
            "keys": {KEYS["bp-1"]: {"model_limits": {MODEL_ID: {"concurrency": MODEL_CAP}}}}}
 
