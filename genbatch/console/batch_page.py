@@ -75,15 +75,16 @@ def life(store: JobStore, batch: Batch, now: float) -> list[Point]:
 
 def accounts_health(store: JobStore, providers: Sequence[str], limits: Mapping[str, int],
                     now: float, recover_s: float) -> list[dict[str, Any]]:
-    """Each account's health (state, why, the fix), in-flight count against its cap,
-    cooldown, submit rate and 429s."""
+    """Each account's health (state, why, the fix), in-flight count against its
+    concurrency, cooldown, submit rate and 429s."""
     in_flight = store.in_flight_counts(providers)
     healths = store.health.get_many(providers)
     (rate_limited,) = store.counters.read(["provider_429"])
     rows = []
     for p, n, h in zip(providers, in_flight, healths, strict=True):
         rows.append({
-            "provider": p, "state": h.state, "why": h.reason or None, "fix": h.fix or None,
+            "provider": p, "account": p, "state": h.state, "why": h.reason or None,
+            "fix": h.fix or None,
             "in_flight": n, "max_in_flight": limits.get(p),
             "cooling_down": store.in_cooldown(p),
             "submit_rate_share": round(store.limits.factor(p, "submit", now, recover_s), 3),
@@ -93,11 +94,15 @@ def accounts_health(store: JobStore, providers: Sequence[str], limits: Mapping[s
     return rows
 
 
-def batch_providers(batch: Batch, configured: Sequence[str]) -> list[str]:
-    """The accounts a batch uses: its --provider and --fallback, or (a manifest naming its
-    provider per row) every configured account."""
+def batch_accounts(batch: Batch, configured: Sequence[str],
+                   by_provider: Mapping[str, Sequence[str]] | None = None) -> list[str]:
+    """The accounts a batch uses: those of its --provider and --fallback, or (a manifest
+    naming its provider per row) every configured account."""
     named = [p for p in (batch.get("provider") or "", batch.fallback.split(":", 1)[0]) if p]
-    return list(dict.fromkeys(named)) if batch.get("provider") else list(configured)
+    if not batch.get("provider"):
+        return list(configured)
+    found = [a for p in dict.fromkeys(named) for a in (by_provider or {}).get(p) or [p]]
+    return list(dict.fromkeys(found))
 
 
 def render(view: Mapping[str, Any], points: Sequence[Point],

@@ -52,16 +52,24 @@ NUMERIC_COLUMNS = ", ".join(f"td.{s}" for s in STATE_COLUMNS) + " { text-align: 
 def configured_accounts(settings: Settings) -> list[str]:
     """Provider accounts with an API key; all of them when none has one (a dashboard run
     without the workers' keys)."""
-    keyed = [p for p in PROVIDER_NAMES if settings.provider(p).api_key]
-    return keyed or list(PROVIDER_NAMES)
+    every = settings.accounts()
+    keyed = [a.label for a in every if a.api_key]
+    return keyed or [a.label for a in every]
+
+
+def accounts_by_provider(settings: Settings) -> dict[str, list[str]]:
+    """Each provider's account names."""
+    return {p: [a.label for a in settings.accounts(p)] for p in PROVIDER_NAMES}
 
 
 def create_app(settings: Settings, store: JobStore | None = None,
                storage: ObjectStorage | None = None) -> Starlette:
     js = store or JobStore.from_url(settings.require_redis_url())
-    limits = {p: settings.provider(p).max_in_flight for p in PROVIDER_NAMES}
+    limits = {a.label: a.max_in_flight for a in settings.accounts()}
     accounts = configured_accounts(settings)
-    prom = metrics.registry(js, limits, {p: sorted(providers.model_specs(p)) for p in accounts})
+    kinds = {a.label: a.name for a in settings.accounts()}
+    prom = metrics.registry(js, limits, {a: sorted(providers.model_specs(kinds[a]))
+                                         for a in accounts})
     storages: list[ObjectStorage] = [storage] if storage is not None else []
 
     def get_storage() -> ObjectStorage:
@@ -93,7 +101,8 @@ def create_app(settings: Settings, store: JobStore | None = None,
         js.get_batch(bid)
         return files.stored_object(get_storage(), batch_key(bid, name), confine_to=bid)
 
-    batch_routes = BatchRoutes(js, get_storage, limits, accounts, settings.aimd_recover_s)
+    batch_routes = BatchRoutes(js, get_storage, limits, accounts, settings.aimd_recover_s,
+                               accounts_by_provider(settings))
     routes = [
         Route("/", home), Route("/api/batches", api_batches), Route("/metrics", metrics_text),
         Route("/results/{batch_id}/{name}", result_file), *batch_routes.routes(),

@@ -59,6 +59,7 @@ def history(item: Item) -> list[dict[str, Any]]:
                                                 "error_message", "submitted_at",
                                                 "finished_at")}
     current["provider"], current["model"] = item.provider, item.model
+    current["account"] = item.get("account") or None
     return [*(p for p in past if isinstance(p, dict)), current]
 
 
@@ -67,7 +68,8 @@ def item_row(item: Item) -> dict[str, Any]:
     req = request_fields(item)
     return {
         "seq": item.seq, "line": item.line, "custom_id": item.custom_id,
-        "state": item.get("state"), "provider": item.provider, "model": item.model,
+        "state": item.get("state"), "provider": item.provider,
+        "account": item.get("account") or None, "model": item.model,
         "provider_model": provider_model(item), "prompt": req.get("prompt", ""),
         "parameters": {k: v for k, v in req.items() if k not in MEDIA_FIELDS},
         "attempts": item.attempts, "polls": item.polls, "cost_usd": item.cost,
@@ -141,7 +143,8 @@ def _row(bid: str, row: Mapping[str, Any]) -> str:
     est = "" if row["cost_usd"] is not None else " <span class=muted>est.</span>"
     return (f'<tr id="item-{row["seq"]}"><td class=n><a href="/batches/{esc(bid)}/items/'
             f'{row["seq"]}">{row["seq"]}</a></td><td><code>{esc(row["custom_id"])}</code></td>'
-            f"<td>{state_label(str(row['state']))}</td><td>{esc(row['provider'])}<br>"
+            f"<td>{state_label(str(row['state']))}</td><td>{esc(row['provider'])}"
+            f"{_account_note(row)}<br>"
             f'<span class="muted">{esc(row["provider_model"] or row["model"])}</span></td>'
             f"<td>{esc(_cut(str(row['prompt']), 120))}</td><td>{esc(params)}</td>"
             f"<td class=n>{row['attempts']}{earlier}</td><td class=n>{usd(cost)}{est}</td>"
@@ -190,3 +193,12 @@ def _float(value: object) -> float | None:
         return float(str(value)) if value not in (None, "") else None
     except ValueError:
         return None
+
+
+def _account_note(row: Mapping[str, Any]) -> str:
+    """` (account)` after the provider when an account other than the provider's own served
+    the item."""
+    account = row.get("account")
+    if not account or account == row.get("provider"):
+        return ""
+    return f' <span class="muted">({esc(str(account))})</span>'

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from starlette.requests import Request
@@ -37,9 +37,13 @@ VIEWABLE = ("results.jsonl", "errors.jsonl")
 class BatchRoutes:
     store: JobStore
     storage: Callable[[], ObjectStorage]
-    limits: Mapping[str, int]  # provider -> max in flight
+    limits: Mapping[str, int]  # account -> its concurrency
     accounts: Sequence[str]  # configured provider accounts
     recover_s: float  # AIMD recovery, for the submit-rate share shown per account
+    by_provider: Mapping[str, Sequence[str]] = field(default_factory=dict)  # its accounts
+
+    def _accounts_of(self, provider: str) -> Sequence[str]:
+        return self.by_provider.get(provider) or [provider]
 
     def routes(self) -> list[Route]:
         b = "/batches/{batch_id}"
@@ -61,9 +65,9 @@ class BatchRoutes:
         view = batch_page.batch_view(batch, metrics.batch_spend(self.store, [batch.id])[batch.id],
                                      now)
         health = batch_page.accounts_health(
-            self.store, batch_page.batch_providers(batch, self.accounts), self.limits, now,
-            self.recover_s)
-        view["waiting"] = list(diagnose(self.store, batch).reasons)
+            self.store, batch_page.batch_accounts(batch, self.accounts, self.by_provider),
+            self.limits, now, self.recover_s)
+        view["waiting"] = list(diagnose(self.store, batch, self._accounts_of).reasons)
         return view, batch_page.life(self.store, batch, now), health
 
     def batch_html(self, request: Request) -> Response:
