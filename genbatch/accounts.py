@@ -213,9 +213,12 @@ class AccountsFile:
         self._checked = -1e18
         self._specs: tuple[AccountSpec, ...] | None = None
 
-    def specs(self) -> tuple[AccountSpec, ...]:
+    def specs(self, *, fresh: bool = False) -> tuple[AccountSpec, ...]:
+        """The accounts, read again when the file changed (looked at every RECHECK_S, or
+        now with `fresh`)."""
         with self._lock:
-            if self._specs is not None and time.monotonic() - self._checked < RECHECK_S:
+            recent = time.monotonic() - self._checked < RECHECK_S
+            if self._specs is not None and recent and not fresh:
                 return self._specs
             self._checked = time.monotonic()
             try:

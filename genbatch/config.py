@@ -335,10 +335,12 @@ class Settings(BaseSettings):
             queue_ahead_max=self.queue_ahead_max if name in QUEUEING_PROVIDERS else 0,
         )
 
-    def accounts(self, provider: str | None = None) -> tuple[ProviderSettings, ...]:
+    def accounts(self, provider: str | None = None, *,
+                 fresh: bool = False) -> tuple[ProviderSettings, ...]:
         """Every account (of `provider`, or of all providers in PROVIDER_NAMES order): the
-        accounts file's for a provider it names, else the provider's environment account."""
-        specs = accounts_file(self.accounts_file, PROVIDER_NAMES).specs() \
+        accounts file's for a provider it names, else the provider's environment account.
+        `fresh`: look at the file now rather than within its re-read interval."""
+        specs = accounts_file(self.accounts_file, PROVIDER_NAMES).specs(fresh=fresh) \
             if self.accounts_file else ()
         out: list[ProviderSettings] = []
         for name in (provider,) if provider else PROVIDER_NAMES:
@@ -356,7 +358,12 @@ class Settings(BaseSettings):
         return found
 
     def find_account(self, name: str) -> ProviderSettings | None:
-        return next((a for a in self.accounts() if a.label == name), None)
+        """The account named `name`; when unknown, the accounts file is looked at again at
+        once (another process may have dispatched to an account just added to it)."""
+        found = next((a for a in self.accounts() if a.label == name), None)
+        if found is None and self.accounts_file:
+            found = next((a for a in self.accounts(fresh=True) if a.label == name), None)
+        return found
 
     def input_root_paths(self) -> tuple[Path, ...]:
         """GENBATCH_INPUT_ROOTS as folders (empty parts ignored)."""

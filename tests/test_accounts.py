@@ -120,6 +120,18 @@ def test_a_change_is_seen_without_a_restart_and_a_bad_edit_keeps_what_was_read(
     assert [a.label for a in s.accounts("wavespeed")] == ["ws-a", "ws-new"]
 
 
+def test_an_account_asked_for_by_name_is_looked_for_in_the_file_at_once(
+        tmp_path: Path) -> None:
+    """The scheduler may dispatch to an account just added before a worker re-read the
+    file: the worker must find it, not count it as a missing key."""
+    path = write(tmp_path, '[ws-a]\nprovider = "wavespeed"\napi_key = "a"\n')
+    s = settings(path)
+    assert [a.label for a in s.accounts("wavespeed")] == ["ws-a"]  # read: cached 2 s now
+    Path(path).write_text('[ws-a]\nprovider = "wavespeed"\napi_key = "a"\n'
+                          '[ws-b]\nprovider = "wavespeed"\napi_key = "b"\n', encoding="utf-8")
+    assert s.account("ws-b").label == "ws-b"
+
+
 def test_unknown_account_names_the_known_ones(tmp_path: Path) -> None:
     s = settings(write(tmp_path, GOOD))
     with pytest.raises(ConfigError, match="no account 'ws-z' here; known: novita, "
