@@ -418,6 +418,14 @@ class JobStore:
             raise NotFoundError(f"no batch {batch_id!r} in the job store")
         return Batch(rec)
 
+    def get_batches(self, batch_ids: Sequence[str], chunk: int = 500) -> Iterator[Batch]:
+        """The batches that still exist of `batch_ids`, `chunk` per round trip."""
+        for start in range(0, len(batch_ids), chunk):
+            pipe = self.r.pipeline(transaction=False)
+            for bid in batch_ids[start:start + chunk]:
+                pipe.hgetall(self.k("batch", bid))
+            yield from (Batch(rec) for rec in pipe.execute() if rec)
+
     def batch_exists(self, batch_id: str) -> bool:
         return bool(self.r.exists(self.k("batch", batch_id)))
 

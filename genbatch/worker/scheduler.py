@@ -131,8 +131,8 @@ class Scheduler:
                         batch_id)
         active = rt.store.active_batches()
         rt.store.series.sample(active, rt.now(), MIN_STEP_S / rt.settings.time_factor)
-        for batch_id in active:
-            batch = rt.store.get_batch(batch_id)
+        for batch in rt.store.get_batches(active):  # pipelined: thousands of batches wait
+            batch_id = batch.id
             if budget.stopped(batch) and rt.store.resume_if_room(batch_id, PROVIDER_NAMES):
                 log.info("batch %s continues: failed items left room in its budget", batch_id)
             elif batch.status in FINALIZABLE and batch.open_items == 0:
