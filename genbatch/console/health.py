@@ -15,7 +15,7 @@ from rich.table import Table
 from genbatch.config import PROVIDER_NAMES
 from genbatch.records import Batch
 from genbatch.store import JobStore
-from genbatch.store.health import AccountHealth
+from genbatch.store.health import AccountHealth, key_hint
 from genbatch.store.heartbeats import Beat
 
 
@@ -65,10 +65,8 @@ def waiting_reasons(batch: Batch, health: Sequence[AccountHealth], workers: Sequ
         held = {key for w in workers for key in w.keys}
         for h in health:
             if h.account not in held:
-                where = f"GENBATCH_{h.account.upper()}_API_KEY" \
-                    if h.account in PROVIDER_NAMES else "its key from the accounts file"
-                reasons.append(f"no worker holds a key for {h.account} (set {where} on a "
-                               "worker)")
+                reasons.append(f"no worker holds a key for {h.account} (set "
+                               f"{key_hint(h.account)} on a worker)")
     for h in health:
         if h.state == "paused":
             reasons.append(f"account {h.account} is paused: {h.reason}"

@@ -29,14 +29,15 @@ from typing import Any
 
 import redis
 
+from genbatch.config import PROVIDER_NAMES
+
 STATES: tuple[str, ...] = ("ok", "degraded", "paused")
 CLASSES: tuple[str, ...] = ("connect", "auth", "balance", "5xx", "429")
 PAUSING: frozenset[str] = frozenset({"auth", "balance"})
 # A 429 streak is the limiter's business (AIMD), not a sign of a sick account.
 DEGRADING: frozenset[str] = frozenset({"connect", "5xx"})
 FIXES: dict[str, str] = {
-    "auth": "check the key of {account} on the workers (GENBATCH_{ACCOUNT}_API_KEY, or "
-            "its entry in the accounts file), then run `genbatch accounts resume {account}`",
+    "auth": "check {key} on the workers, then run `genbatch accounts resume {account}`",
     "balance": "top up the account, then run `genbatch accounts resume {account}`",
 }
 
@@ -60,6 +61,14 @@ class AccountHealth:
     def streak(self) -> int:
         """The longest run of consecutive failures of one class."""
         return max(self.failures.values(), default=0)
+
+
+def key_hint(account: str) -> str:
+    """Where an account's key is set: GENBATCH_<PROVIDER>_API_KEY for the account named
+    after its provider, else the accounts file."""
+    if account in PROVIDER_NAMES:
+        return f"GENBATCH_{account.upper()}_API_KEY"
+    return f"the key of {account} in the accounts file (api_key or api_key_env)"
 
 
 def _float(value: str | None) -> float | None:
@@ -100,7 +109,7 @@ class Health:
         current = self.get(account)
         reason = f"{cls}: {error[:300]}"
         if cls in PAUSING and streak >= pause_after:
-            fix = FIXES[cls].format(ACCOUNT=account.upper(), account=account)
+            fix = FIXES[cls].format(key=key_hint(account), account=account)
             self._enter(account, "paused", now, reason, fix, probe_at=now + probe_s)
         elif current.state == "ok" and cls in DEGRADING and streak >= degrade_after:
             # probe_at: while another account of the provider is ok, a degraded one takes
