@@ -24,8 +24,8 @@ def attempt_reset(item: Mapping[str, str]) -> dict[str, str]:
     """Fields that start a new attempt of `item`, its last attempt appended to `history`."""
     history = json.loads(item.get("history") or "[]")
     history.append({k: item.get(k) for k in
-                    ("state", "remote_id", "error_code", "error_message", "submitted_at",
-                     "finished_at", "attempts")})
+                    ("state", "account", "remote_id", "error_code", "error_message",
+                     "submitted_at", "finished_at", "attempts")})
     fields = dict.fromkeys(ATTEMPT_FIELDS, "")
     fields.update(history=json.dumps(history), polls="0", dl_attempts="0")
     return fields
@@ -40,8 +40,8 @@ def failed_over_from(item: Mapping[str, str]) -> str | None:
 
 
 def attempt_history(item: Mapping[str, str]) -> list[dict[str, Any]]:
-    """Every attempt of an item, oldest first, the current one last: provider, model,
-    remote_task_id, state, error_code, error_message. Past attempts recorded before
+    """Every attempt of an item, oldest first, the current one last: provider, account,
+    model, remote_task_id, state, error_code, error_message. Past attempts recorded before
     failover existed (retry) carry no provider: they ran where the next recorded one did."""
     past: list[dict[str, Any]] = json.loads(item.get("history") or "[]")
     rows: list[dict[str, Any]] = []
@@ -51,6 +51,7 @@ def attempt_history(item: Mapping[str, str]) -> list[dict[str, Any]]:
             later_provider, later_model = entry["provider"], entry.get("model")
         rows.append({
             "provider": entry.get("provider") or later_provider,
+            "account": entry.get("account") or None,
             "model": entry.get("model") or later_model,
             "remote_task_id": entry.get("remote_id") or None,
             "state": entry.get("state") or None,
@@ -59,7 +60,8 @@ def attempt_history(item: Mapping[str, str]) -> list[dict[str, Any]]:
         })
     rows.reverse()
     rows.append({
-        "provider": item.get("provider") or None, "model": item.get("model") or None,
+        "provider": item.get("provider") or None, "account": item.get("account") or None,
+        "model": item.get("model") or None,
         "remote_task_id": item.get("remote_id") or None, "state": item.get("state") or None,
         "error_code": item.get("error_code") or None,
         "error_message": item.get("error_message") or None,
