@@ -1,4 +1,4 @@
--- include: common, window, queues
+-- include: common, window
 -- DISPATCH: move pending items of one provider to `dispatched`, each at one of the
 -- provider's accounts, within every account's in-flight cap and submit rate, the per-model
 -- caps and rates of the account, and each batch's budget.
@@ -136,8 +136,9 @@ for _, prio in ipairs(PRIORITIES) do
         got, left = got + 1, left - 1
       end
     end
-    if leave or redis.call('LLEN', pending) == 0 then
-      unqueue_batch(prefix, provider, bid)
+    if leave or redis.call('LLEN', pending) == 0 then  -- off the queues (it is the head)
+      redis.call('LPOP', ring)
+      redis.call('SREM', prefix .. 'queues:' .. provider, bid)
       waiting, stalled = waiting - 1, 0
     else
       redis.call('RPUSH', ring, redis.call('LPOP', ring))  -- to the back of the round
