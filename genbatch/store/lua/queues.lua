@@ -4,7 +4,8 @@
 -- for the dispatcher's round-robin, one list per priority `ring:{provider}:{priority}`
 -- holding the same batch ids: the dispatcher serves the head and moves it to the tail, so
 -- a call costs what it dispatches, not the number of batches waiting. Both change only
--- through these two helpers, so the set and the rings always hold the same ids.
+-- through these two helpers and dispatch.lua (which takes an emptied batch, its ring's
+-- head, off both), so the set and the rings always hold the same ids.
 -- KEYS: none of its own (the helpers derive their keys from the prefix).
 -- ARGV: none of its own.
 -- Returns: nothing: it only defines local functions for the script it is prepended to.
