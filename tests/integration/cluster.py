@@ -7,7 +7,9 @@ restarted like in production.
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -20,6 +22,7 @@ from typing import Any
 import httpx
 
 from genbatch.config import PROVIDER_NAMES, Settings
+from genbatch.demo import SAMPLES
 from genbatch.producer.ingest import IngestResult, ingest_manifest
 from genbatch.records import Batch
 from genbatch.simulator import SimProfile, running_simulator
@@ -110,6 +113,17 @@ class Cluster:
     def sim_stats(self) -> dict[str, Any]:
         stats: dict[str, Any] = httpx.get(f"{self.sim_url}/_sim/stats", timeout=10).json()
         return stats
+
+
+def sample_manifest(folder: Path, n: int, prefix: str = "q") -> Path:
+    """A JSONL manifest of `n` rows on the bundled sample image (copied next to it), custom
+    ids `<prefix>-000`..."""
+    shutil.copytree(SAMPLES / "images", folder / "images", dirs_exist_ok=True)
+    path = folder / "manifest.jsonl"
+    path.write_text("".join(json.dumps({
+        "custom_id": f"{prefix}-{i:03d}", "prompt": f"shot {i}", "image": "images/sneaker.jpg",
+        "resolution": "480p", "duration": 5, "seed": i}) + "\n" for i in range(n)))
+    return path
 
 
 @contextmanager

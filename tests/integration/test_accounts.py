@@ -6,7 +6,6 @@ loses no item; a key added while running starts taking work."""
 from __future__ import annotations
 
 import json
-import shutil
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,9 +14,8 @@ from typing import Any
 import httpx
 import pytest
 
-from genbatch.demo import SAMPLES
 from genbatch.simulator import SimProfile, running_simulator
-from tests.integration.cluster import Cluster
+from tests.integration.cluster import Cluster, sample_manifest
 
 pytestmark = pytest.mark.integration
 R, C, AHEAD, MODEL_CAP = 40, 4, 2, 2
@@ -40,12 +38,7 @@ def accounts_file(path: Path, names: list[str]) -> Path:
 
 
 def manifest(folder: Path, n: int) -> Path:
-    shutil.copytree(SAMPLES / "images", folder / "images", dirs_exist_ok=True)
-    path = folder / "manifest.jsonl"
-    path.write_text("".join(json.dumps({
-        "custom_id": f"a-{i:03d}", "prompt": f"shot {i}", "image": "images/sneaker.jpg",
-        "resolution": "480p", "duration": 5, "seed": i}) + "\n" for i in range(n)))
-    return path
+    return sample_manifest(folder, n, "a")
 
 
 @pytest.fixture

@@ -4,8 +4,6 @@ either), with time compressed."""
 
 from __future__ import annotations
 
-import json
-import shutil
 import signal
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,10 +11,9 @@ from typing import Any
 
 import pytest
 
-from genbatch.demo import SAMPLES
 from genbatch.simulator import SimProfile, running_simulator
 from genbatch.store.limits import Limits
-from tests.integration.cluster import Cluster
+from tests.integration.cluster import Cluster, sample_manifest
 
 pytestmark = pytest.mark.integration
 KEY = "test-novita-key"
@@ -24,12 +21,7 @@ R, C = 60, 6
 
 
 def manifest(folder: Path, n: int) -> Path:
-    shutil.copytree(SAMPLES / "images", folder / "images", dirs_exist_ok=True)
-    path = folder / "manifest.jsonl"
-    path.write_text("".join(json.dumps({
-        "custom_id": f"q-{i:03d}", "prompt": f"shot {i}", "image": "images/sneaker.jpg",
-        "resolution": "480p", "duration": 5, "seed": i}) + "\n" for i in range(n)))
-    return path
+    return sample_manifest(folder, n, "q")
 
 
 @pytest.fixture
