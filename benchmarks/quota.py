@@ -359,7 +359,8 @@ def run_genbatch(a: argparse.Namespace, url: str, workdir: Path, webhooks: bool 
         if os.environ.get("BENCH_DUMP"):
             items = [store.get_item(f"{batch_id}:{s}") for s in range(1, a.jobs + 1)]
             Path(os.environ["BENCH_DUMP"]).write_text(json.dumps(
-                {"items": items, "batch": store.get_batch(batch_id), "t": [
+                {"items": items, "batch": store.get_batch(batch_id),
+                 "runs": sim_stats(url)["run_seconds"], "t": [
                     time.time() - time.monotonic() + x for x in (started, ingested, ended)]}))
         return row_from(name, url, started, ended, done, a, note, keys=keys, stops=stops,
                         bound_keys=len(keys) - (1 if fail_after is not None else 0))
