@@ -1,7 +1,7 @@
 # One command surface; CI (.ci/run) calls the same targets.
 PY ?= .venv/bin/python
 
-.PHONY: install test lint typecheck unit bench demo chaos
+.PHONY: install test lint typecheck unit bench bench-dispatch demo chaos
 
 install:
 	python3 -m venv .venv
@@ -23,6 +23,10 @@ test: lint typecheck unit
 
 bench:
 	$(PY) benchmarks/quota.py
+
+# Dispatch CPU per item: 1 batch of 10,000 items vs 10,000 batches of 1 (goal: ratio <= 1.2).
+bench-dispatch:
+	$(PY) benchmarks/dispatch.py
 
 # The full chaos run (2,000 jobs, kills and faults; prints one summary line). `make test`
 # runs the same test at GENBATCH_CHAOS_JOBS=150.

@@ -8,13 +8,28 @@ time runs `time_factor` times faster than the wall clock.
 
     lower bound = max(N / R, N * t_mean / C)      (simulated seconds)
 
-Clients: genbatch (Redis, one worker and the scheduler as child processes), genbatch with
-webhooks on (the same plus `genbatch webhooks`: the simulator calls back when a task ends and
-polling drops to the safety cadence), genbatch polling with its in-flight cap `--ahead`
-above C (WaveSpeed queues the surplus and starts it the instant a slot frees), the official
-`wavespeed` SDK (`Client(base_url=...).run`, a pool of C threads, its 1 s poll interval
-compressed by the same factor), and a plain asyncio + httpx submit/poll loop (C at a time,
-1 s polls, 429 → retry in 1 s). Every client downloads each video.
+Clients: genbatch with its default settings (Redis, one worker and the scheduler as child
+processes; polling, and queueing ahead: its in-flight cap runs up to
+GENBATCH_QUEUE_AHEAD_MAX above C, sized from the learned generation time, and WaveSpeed
+queues the surplus and starts it the instant a slot frees), genbatch with webhooks on (the
+same plus `genbatch webhooks`: the simulator calls back when a task ends and polling drops
+to the safety cadence), genbatch with queueing ahead off (cap = C: each slot idles from a
+generation's end to the poll that sees it), genbatch with a fixed in-flight cap `--ahead`
+above C (queueing ahead off), the official `wavespeed` SDK (`Client(base_url=...).run`, a
+pool of C threads, its 1 s poll interval compressed by the same factor), and a plain
+asyncio + httpx submit/poll loop (C at a time, 1 s polls, 429 → retry in 1 s). Every client
+downloads each video.
+
+Then genbatch (defaults) with an accounts file of three WaveSpeed accounts, three keys each
+with the same R and C at the simulator (its limits are per key), against the combined quota
+
+    bound of k keys = max(N / (k R), N * t_mean / (k C))
+
+and the same run with one key refused for want of balance (`out_of_balance`, replaced into
+the simulator's profile at runtime) once a third of the jobs were submitted; its bound is
+the simplest honest one: all N jobs on the two remaining keys' quota. Per key, the table
+shows the simulator's maxima (in flight, running, submits per simulated minute) against the
+key's limits and says whether every key kept them.
 
     python benchmarks/quota.py [--jobs 300 --rpm 120 --concurrency 20 --mean 20 ...]
 """
@@ -25,6 +40,7 @@ import argparse
 import asyncio
 import heapq
 import json
+import math
 import os
 import socket
 import subprocess
@@ -32,7 +48,8 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -45,26 +62,43 @@ from genbatch.simulator import SimProfile
 
 MODEL_PATH = "bytedance/seedance-v1.5-pro/image-to-video"
 KEY = "bench-key"
+ACCOUNT_LETTERS = "abcdefgh"
+
+
+@dataclass(frozen=True)
+class Key:
+    """One API key at the simulator, as a client uses it."""
+
+    api_key: str
+    account: str  # genbatch's name for it (the provider's for the environment's key)
+    cap: int  # the most tasks the client may ever hold in flight at it (queued + running)
 
 
 @dataclass
 class Row:
     client: str
+    bound_s: float  # the lower bound of this row's quota (one key, or k keys combined)
     makespan_s: float  # simulated seconds
     oracle_s: float  # the best any client could reach on this run's generation times
     done: int
     polls: int
     r429: int
-    max_in_flight: int
-    max_rpm: int
+    keys: list[Key]
+    max_in_flight: list[int]  # per key, from the simulator's stats
+    max_running: list[int]
+    max_rpm: list[int]
+    over: list[str]  # the limits a key exceeded (empty: every key kept its own)
     note: str = ""
 
 
-def profile(a: argparse.Namespace) -> SimProfile:
-    return SimProfile.model_validate({
+def profile(a: argparse.Namespace, api_keys: Sequence[str] | None = None) -> SimProfile:
+    values: dict[str, Any] = {
         "rpm": a.rpm, "concurrency": a.concurrency, "latency_mean_s": a.mean,
         "latency_sigma": a.sigma, "queue_delay_s": 0.0, "time_factor": a.time_factor,
-        "seed": a.seed})
+        "seed": a.seed}
+    if api_keys:
+        values["api_keys"] = list(api_keys)
+    return SimProfile.model_validate(values)
 
 
 def sim_stats(url: str) -> dict[str, Any]:
@@ -72,35 +106,68 @@ def sim_stats(url: str) -> dict[str, Any]:
     return stats
 
 
+def bound_of(a: argparse.Namespace, keys: int) -> float:
+    """max(N / (k R), N * t_mean / (k C)): the lower bound of k keys' combined quota."""
+    jobs, rpm, mean, concurrency = int(a.jobs), int(a.rpm), float(a.mean), int(a.concurrency)
+    return max(jobs / (keys * rpm) * 60.0, jobs * mean / (keys * concurrency))
+
+
 def row_from(name: str, url: str, started: float, ended: float, done: int,
-             a: argparse.Namespace, note: str = "") -> Row:
+             a: argparse.Namespace, note: str = "", keys: Sequence[Key] | None = None,
+             stops: dict[str, float] | None = None, bound_keys: int | None = None) -> Row:
+    """The row of one run. `stops`: api key -> simulated second (from `started`) from which
+    that key takes no new task (for the oracle); `bound_keys`: the keys the bound counts
+    (default: all of `keys`)."""
+    keys = list(keys or [Key(KEY, "wavespeed", a.concurrency)])
     s = sim_stats(url)
 
-    def per_key(field: str) -> int:
-        return max((v for acct in s[field].values() for v in acct.values()), default=0)
+    def per_key(field: str) -> list[int]:
+        return [int(s[field].get("wavespeed", {}).get(k.api_key, 0)) for k in keys]
 
-    return Row(name, (ended - started) * a.time_factor,
-               oracle_makespan(s["run_seconds"], a.concurrency, a.rpm), done, s["polls"],
-               s["responses_429"], per_key("max_in_flight"), per_key("max_submits_per_minute"),
-               note)
+    in_flight, running, rpm = (per_key("max_in_flight"), per_key("max_running"),
+                               per_key("max_submits_per_minute"))
+    over = []
+    for k, f, r, m in zip(keys, in_flight, running, rpm, strict=True):
+        over += [f"{k.account} in flight {f} > cap {k.cap}"] if f > k.cap else []
+        over += [f"{k.account} running {r} > C {a.concurrency}"] if r > a.concurrency else []
+        over += [f"{k.account} {m} submits/min > R {a.rpm}"] if m > a.rpm else []
+    stops = stops or {}
+    oracle = oracle_accounts(s["run_seconds"], [(a.concurrency, a.rpm,
+                                                 stops.get(k.api_key, math.inf)) for k in keys])
+    return Row(name, bound_of(a, bound_keys or len(keys)), (ended - started) * a.time_factor,
+               oracle, done, s["polls"], s["responses_429"], keys, in_flight, running, rpm,
+               over, note)
 
 
 def oracle_makespan(runs: list[float], concurrency: int, rpm: int) -> float:
     """The makespan of a client with no overhead at all that knows the instant each task
     ends: tasks in submit order, each started as soon as a slot is free and the sliding
     minute allows (the simulator's own rules), on the generation times this run drew."""
-    slots = [0.0] * concurrency
-    starts: list[float] = []
-    end = 0.0
+    return oracle_accounts(runs, [(concurrency, rpm, math.inf)])
+
+
+def oracle_accounts(runs: list[float], keys: Sequence[tuple[int, int, float]]) -> float:
+    """`oracle_makespan` over several keys, each (concurrency, rpm, stop) with its own slots
+    and sliding minute: each task, in submit order, goes to the key where it can start
+    first; a key starts nothing at or after its `stop` (simulated seconds; inf = never),
+    while the tasks it started run on."""
+    slots = [[0.0] * concurrency for concurrency, _, _ in keys]
+    starts: list[list[float]] = [[] for _ in keys]
+    last = end = 0.0
     for run in runs:
-        start = heapq.heappop(slots)
-        if starts:
-            start = max(start, starts[-1])
-        if len(starts) >= rpm:
-            start = max(start, starts[-rpm] + 60.0)
-        starts.append(start)
-        end = max(end, start + run)
-        heapq.heappush(slots, start + run)
+        best: tuple[float, int] | None = None
+        for i, (_, rpm, stop) in enumerate(keys):
+            start = max(slots[i][0], last)
+            if len(starts[i]) >= rpm:
+                start = max(start, starts[i][-rpm] + 60.0)
+            if start < stop and (best is None or start < best[0]):
+                best = (start, i)
+        if best is None:
+            raise ValueError("no key can take the remaining tasks")
+        start, i = best
+        heapq.heapreplace(slots[i], start + run)
+        starts[i].append(start)
+        last, end = start, max(end, start + run)
     return end
 
 
@@ -109,45 +176,124 @@ def job_input(url: str, i: int) -> dict[str, Any]:
             "duration": 5, "resolution": "480p", "seed": i}
 
 
-# -- genbatch ----------------------------------------------------------------------------
+# -- ports -------------------------------------------------------------------------------
+PORTS: list[int] = []  # --ports LO-HI: listen on these only (empty: any the OS gives)
+_handed_out: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    if not PORTS:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            return int(sock.getsockname()[1])
+    for port in PORTS:
+        if port in _handed_out:  # handed to a child that may not listen yet
+            continue
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _handed_out.add(port)
+        return port
+    raise RuntimeError("no free port left in --ports")
+
+
+# -- genbatch ----------------------------------------------------------------------------
+def genbatch_label(webhooks: bool = False, ahead: int | None = None, accounts: int = 1,
+                   fail_after: float | None = None) -> str:
+    name = "genbatch + webhooks" if webhooks else "genbatch"
+    if ahead == 0:
+        name += ", queue-ahead off (cap C)"
+    elif ahead:
+        name += f", fixed cap C+{ahead} (queue-ahead off)"
+    if accounts > 1:
+        name += f", {accounts} accounts"
+    if fail_after is not None:
+        name += f", one out of balance after {fail_after:.0%} submitted"
+    return name
+
+
+def default_queue_ahead_max() -> int:
+    from genbatch.config import Settings
+
+    return int(Settings.model_fields["queue_ahead_max"].default)
+
+
+def learned_cap(a: argparse.Namespace, typical_s: float) -> int:
+    """The in-flight cap genbatch's defaults give one key at generations of `typical_s`."""
+    from genbatch.config import Settings
+    from genbatch.worker.queue_ahead import queue_ahead
+
+    concurrency = int(a.concurrency)
+    return concurrency + queue_ahead(concurrency, default_queue_ahead_max(), typical_s,
+                                     Settings())
+
+
+def count_submitted(store: Any, batch_id: str, n: int) -> int:
+    """Items of the batch with a task at the provider (their submit record's `submitted_at`)."""
+    pipe = store.r.pipeline(transaction=False)
+    for seq in range(1, n + 1):
+        pipe.hexists(store.k("item", f"{batch_id}:{seq}"), "submitted_at")
+    return sum(bool(x) for x in pipe.execute())
 
 
 def run_genbatch(a: argparse.Namespace, url: str, workdir: Path, webhooks: bool = False,
-                 ahead: int = 0) -> Row:
-    """`ahead` > 0 sets genbatch's in-flight cap that many above the account's concurrency:
-    WaveSpeed queues the surplus and starts it the instant a slot frees, so the lag between
-    a generation ending and a poll seeing it no longer leaves the slot idle."""
+                 ahead: int | None = None, accounts: int = 1,
+                 fail_after: float | None = None) -> Row:
+    """genbatch with its defaults, polling, one key, unless told otherwise.
+
+    `ahead` None keeps queueing ahead (the default: the cap runs up to
+    GENBATCH_QUEUE_AHEAD_MAX above C, sized from the learned generation time); 0 turns it
+    off (cap = C); K > 0 sets a fixed cap C + K with it off. `accounts` > 1: an accounts
+    file of that many WaveSpeed accounts, one simulator key each. `fail_after`: once this
+    share of the jobs has a task at the provider, the last key runs out of balance (the
+    simulator's profile replaced at runtime): its submits are refused with 402, polls of
+    its tasks still work."""
     from genbatch.demo.redis_server import start_redis
     from genbatch.producer.ingest import ingest_manifest
     from genbatch.storage import open_storage
     from genbatch.store import JobStore
 
-    redis = start_redis(workdir / "redis")
+    name = genbatch_label(webhooks, ahead, accounts, fail_after)
+    slug = "genbatch" + ("-webhooks" if webhooks else "") + \
+        (f"-ahead{ahead}" if ahead is not None else "") + \
+        (f"-accounts{accounts}" if accounts > 1 else "") + ("-fail" if fail_after else "")
+    workdir = workdir / slug
+    workdir.mkdir(parents=True, exist_ok=True)
+    cap = a.concurrency + (default_queue_ahead_max() if ahead is None else ahead)
     env = {k: v for k, v in os.environ.items() if not k.startswith("GENBATCH_")}
+    if accounts > 1:
+        keys = [Key(f"{KEY}-{c}", f"ws-{c}", cap) for c in ACCOUNT_LETTERS[:accounts]]
+        accounts_file = workdir / "accounts.toml"
+        accounts_file.touch(mode=0o600)
+        accounts_file.write_text("".join(
+            f'[{k.account}]\nprovider = "wavespeed"\napi_key = "{k.api_key}"\n'
+            f"concurrency = {a.concurrency}\nsubmit_rpm = {a.rpm}\npoll_rpm = {a.poll_rpm}\n\n"
+            for k in keys))
+        env["GENBATCH_ACCOUNTS_FILE"] = str(accounts_file)
+    else:
+        keys = [Key(KEY, "wavespeed", cap)]
+        env.update({"GENBATCH_WAVESPEED_API_KEY": KEY})
+    if ahead is not None:  # a fixed cap: queueing ahead off
+        env["GENBATCH_QUEUE_AHEAD_MAX"] = "0"
+    redis = start_redis(workdir / "redis", port=free_port())
     env.update({
         "GENBATCH_REDIS_URL": redis.url, "GENBATCH_STORAGE_URL": str(workdir / "storage"),
-        "GENBATCH_WAVESPEED_BASE_URL": url, "GENBATCH_WAVESPEED_API_KEY": KEY,
-        "GENBATCH_WAVESPEED_MAX_IN_FLIGHT": str(a.concurrency + ahead),
+        "GENBATCH_WAVESPEED_BASE_URL": url,
+        "GENBATCH_WAVESPEED_MAX_IN_FLIGHT": str(a.concurrency + (ahead or 0)),
         "GENBATCH_WAVESPEED_SUBMIT_RPM": str(a.rpm),
         "GENBATCH_WAVESPEED_POLL_RPM": str(a.poll_rpm),
         "GENBATCH_TIME_FACTOR": str(a.time_factor), "GENBATCH_SCHEDULER_TICK_S": "0.05",
-        "GENBATCH_WORKER_CONCURRENCY": str(a.concurrency + 8), "GENBATCH_LOG_LEVEL": "WARNING",
+        "GENBATCH_WORKER_CONCURRENCY": str(a.concurrency * accounts + 8),
+        "GENBATCH_LOG_LEVEL": "WARNING",
     })
     commands = [["worker", "--hostname", "bench@%h"], ["scheduler"]]
-    hook_port = free_port()
     if webhooks:  # the simulator calls back; polling drops to the safety cadence
+        hook_port = free_port()
         env.update({"GENBATCH_WEBHOOK_BASE_URL": f"http://127.0.0.1:{hook_port}",
                     "GENBATCH_WEBHOOK_SECRET": "bench-webhook-secret-0123456789"})
         commands.append(["webhooks", "--port", str(hook_port)])
-    name = "genbatch + webhooks" if webhooks else "genbatch"
-    name += f", cap C+{ahead}" if ahead else ""
-    workdir = workdir / ("genbatch" + ("-webhooks" if webhooks else "")
-                         + (f"-ahead{ahead}" if ahead else ""))
-    workdir.mkdir(parents=True, exist_ok=True)
     procs = []
     try:
         for what in commands:
@@ -169,21 +315,55 @@ def run_genbatch(a: argparse.Namespace, url: str, workdir: Path, webhooks: bool 
                                        provider="wavespeed", model="seedance-v1.5-pro-i2v"
                                        ).batch_id)
         ingested = time.monotonic()
+        failed_at: float | None = None
+        checked = 0.0
         while store.get_batch(batch_id)["status"] != "completed":
             if any(p.poll() is not None for p in procs):
                 raise RuntimeError("a genbatch process died; see " + str(workdir))
+            if fail_after is not None and failed_at is None \
+                    and time.monotonic() - checked > 0.1:
+                checked = time.monotonic()
+                if count_submitted(store, batch_id, a.jobs) >= fail_after * a.jobs:
+                    broke = json.loads(profile(a, [k.api_key for k in keys])
+                                       .model_dump_json(exclude_defaults=True))
+                    broke["keys"] = {keys[-1].api_key: {"out_of_balance": True}}
+                    httpx.put(f"{url}/_sim/profile", json=broke, timeout=10).raise_for_status()
+                    failed_at = time.monotonic()
             time.sleep(0.02)
         ended = time.monotonic()
-        done = int(store.get_batch(batch_id)["succeeded"])
+        batch = store.get_batch(batch_id)
+        done = int(batch["succeeded"])
         learned = store.r.hvals(store.k("gentime"))
         note = f"ingest {(ingested - started) * a.time_factor:.0f} s (included)"
-        note += f"; learned t = {float(learned[0]):.1f} s" if learned else ""
+        if learned:
+            typical = float(learned[0])
+            note += f"; learned t = {typical:.1f} s"
+            if ahead is None:
+                note += f" → cap C+{learned_cap(a, typical) - a.concurrency} per key" \
+                        f" (at most C+{default_queue_ahead_max()})"
+        failed = int(batch.get("failed") or 0)
+        note += f"; {failed} failed" if failed or accounts > 1 else ""
+        stops: dict[str, float] = {}
+        if accounts > 1:
+            pipe = store.r.pipeline(transaction=False)
+            for seq in range(1, a.jobs + 1):
+                pipe.hget(store.k("item", f"{batch_id}:{seq}"), "account")
+            per = Counter(pipe.execute())
+            note += "; jobs per account " + " / ".join(f"{per[k.account]}" for k in keys)
+        if failed_at is not None:
+            stops[keys[-1].api_key] = (failed_at - started) * a.time_factor
+            note += (f"; {keys[-1].account} refused (402, out of balance) from "
+                     f"{stops[keys[-1].api_key]:.0f} s on, its tasks still polled (a key "
+                     "dropped from api_keys instead would refuse the polls of tasks it "
+                     "already created too: no client recovers those without paying twice)")
         if os.environ.get("BENCH_DUMP"):
             items = [store.get_item(f"{batch_id}:{s}") for s in range(1, a.jobs + 1)]
             Path(os.environ["BENCH_DUMP"]).write_text(json.dumps(
-                {"items": items, "batch": store.get_batch(batch_id), "t": [
+                {"items": items, "batch": store.get_batch(batch_id),
+                 "runs": sim_stats(url)["run_seconds"], "t": [
                     time.time() - time.monotonic() + x for x in (started, ingested, ended)]}))
-        return row_from(name, url, started, ended, done, a, note)
+        return row_from(name, url, started, ended, done, a, note, keys=keys, stops=stops,
+                        bound_keys=len(keys) - (1 if fail_after is not None else 0))
     finally:
         for p in procs:
             p.terminate()
@@ -261,11 +441,11 @@ def run_httpx(a: argparse.Namespace, url: str) -> Row:
 
 
 @contextmanager
-def simulator(a: argparse.Namespace) -> Iterator[str]:
+def simulator(prof: SimProfile) -> Iterator[str]:
     """A fresh simulator in its own process, so no client competes with it for the GIL."""
     with tempfile.TemporaryDirectory(prefix="genbatch-sim-") as tmp:
         path = Path(tmp) / "profile.json"
-        path.write_text(profile(a).model_dump_json(exclude_defaults=True))
+        path.write_text(prof.model_dump_json(exclude_defaults=True))
         port = free_port()
         proc = subprocess.Popen([sys.executable, "-m", "genbatch", "simulate", "--port",
                                  str(port), "--profile", str(path)],
@@ -288,13 +468,22 @@ def simulator(a: argparse.Namespace) -> Iterator[str]:
             proc.wait(10)
 
 
-def measure(name: str, a: argparse.Namespace, fn: Callable[[str], Row]) -> Row:
+def measure(name: str, a: argparse.Namespace, fn: Callable[[str], Row],
+            keys: int = 1) -> Row:
+    """One client against a fresh simulator; with `keys` > 1 it accepts that many keys
+    (those of run_genbatch's accounts file), each with the profile's R and C."""
     print(f"running {name} ...", file=sys.stderr, flush=True)
-    with simulator(a) as url:
+    api_keys = [f"{KEY}-{c}" for c in ACCOUNT_LETTERS[:keys]] if keys > 1 else None
+    with simulator(profile(a, api_keys)) as url:
         return fn(url)
 
 
-CLIENTS = ("genbatch", "webhooks", "ahead", "sdk", "httpx")
+CLIENTS = ("genbatch", "webhooks", "no-ahead", "ahead", "sdk", "httpx", "accounts",
+           "accounts-fail")
+
+
+def per_key(values: list[int], limit: int) -> str:
+    return f"{'·'.join(str(v) for v in values)} (≤ {limit})"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -308,42 +497,77 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--poll-rpm", type=int, default=600, help="genbatch's poll budget")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--ahead", type=int, default=10,
-                   help="the 'ahead' client: genbatch polling with its in-flight cap this many "
-                        "above C (WaveSpeed queues the surplus); 10 = C x 2 poll intervals / "
-                        "t_mean, the slots that free while a poll is still to come")
+                   help="the 'ahead' client: genbatch polling with a fixed in-flight cap this "
+                        "many above C and queueing ahead off (WaveSpeed queues the surplus); "
+                        "10 = C x 2 poll intervals / t_mean at t_mean 20 s")
+    p.add_argument("--accounts", type=int, default=3,
+                   help="keys (genbatch accounts) of the 'accounts' and 'accounts-fail' rows")
+    p.add_argument("--fail-after", type=float, default=1 / 3,
+                   help="'accounts-fail': the share of jobs submitted before the last key "
+                        "runs out of balance")
+    p.add_argument("--ports", help="LO-HI: listen on ports of this range only (default: any)")
     p.add_argument("--only", choices=list(CLIENTS), action="append")
     a = p.parse_args(argv)
-    bound = max(a.jobs / a.rpm * 60.0, a.jobs * a.mean / a.concurrency)
+    if not 2 <= a.accounts <= len(ACCOUNT_LETTERS):
+        p.error(f"--accounts must be 2 to {len(ACCOUNT_LETTERS)}")
+    if a.ports:
+        lo, _, hi = a.ports.partition("-")
+        PORTS[:] = range(int(lo), int(hi or lo) + 1)
+    bound = bound_of(a, 1)
     only = set(a.only or CLIENTS)
     rows: list[Row] = []
+    k = a.accounts
     with tempfile.TemporaryDirectory(prefix="genbatch-bench-") as tmp:
         if "genbatch" in only:
-            rows.append(measure("genbatch", a, lambda u: run_genbatch(a, u, Path(tmp))))
+            rows.append(measure(genbatch_label(), a,
+                                lambda u: run_genbatch(a, u, Path(tmp))))
         if "webhooks" in only:
-            rows.append(measure("genbatch + webhooks", a,
+            rows.append(measure(genbatch_label(webhooks=True), a,
                                 lambda u: run_genbatch(a, u, Path(tmp), webhooks=True)))
+        if "no-ahead" in only:
+            rows.append(measure(genbatch_label(ahead=0), a,
+                                lambda u: run_genbatch(a, u, Path(tmp), ahead=0)))
         if "ahead" in only:
-            rows.append(measure(f"genbatch, cap C+{a.ahead}", a,
+            rows.append(measure(genbatch_label(ahead=a.ahead), a,
                                 lambda u: run_genbatch(a, u, Path(tmp), ahead=a.ahead)))
         if "sdk" in only:
             rows.append(measure("wavespeed SDK", a, lambda u: run_sdk(a, u)))
         if "httpx" in only:
             rows.append(measure("asyncio + httpx", a, lambda u: run_httpx(a, u)))
-    print(f"N={a.jobs} jobs, R={a.rpm} submits/min, C={a.concurrency} concurrent, "
+        if "accounts" in only:
+            rows.append(measure(genbatch_label(accounts=k), a,
+                                lambda u: run_genbatch(a, u, Path(tmp), accounts=k), keys=k))
+        if "accounts-fail" in only:
+            rows.append(measure(
+                genbatch_label(accounts=k, fail_after=a.fail_after), a,
+                lambda u: run_genbatch(a, u, Path(tmp), accounts=k, fail_after=a.fail_after),
+                keys=k))
+    print(f"N={a.jobs} jobs, R={a.rpm} submits/min, C={a.concurrency} concurrent per key, "
           f"lognormal t_mean={a.mean:g} s sigma={a.sigma:g}; simulated time "
           f"{a.time_factor:g}x faster than the wall clock (figures in simulated seconds); "
-          f"lower bound max(N/R, N*t/C) = {bound:.0f} s")
+          f"lower bound max(N/R, N*t/C) = {bound:.0f} s for one key, max(N/(kR), N*t/(kC)) "
+          f"for k keys' combined quota (the 'out of balance' row: all N jobs on the k-1 "
+          f"keys left)")
     print("oracle = a client with no overhead that knows the instant each task ends, on the "
-          "generation times this very run drew (its ÷ bound shows the tail the bound ignores)")
-    print("| client | makespan s | ÷ bound | oracle s (÷ bound) | ÷ oracle | done | polls/job "
-          "| 429s | max in flight | max submits/min | note |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+          "generation times this very run drew (its ÷ bound shows the tail the bound "
+          "ignores); with several keys each task goes to the key where it starts first, and "
+          "a key out of balance starts nothing from the moment it was in this run")
+    print("per key: the simulator's maxima, every key against its own limits (in flight: "
+          "the client's cap; running: C; submits per simulated minute: R)")
+    print("| client | bound s | makespan s | ÷ bound | oracle s (÷ bound) | ÷ oracle | done "
+          "| polls/job | 429s | max in flight | max running | max submits/min "
+          "| limits kept | note |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r.client} | {r.makespan_s:.0f} | {r.makespan_s / bound:.3f} | "
-              f"{r.oracle_s:.0f} ({r.oracle_s / bound:.3f}) | "
+        kept = "yes" if not r.over else "NO: " + ", ".join(r.over)
+        print(f"| {r.client} | {r.bound_s:.0f} | {r.makespan_s:.0f} | "
+              f"{r.makespan_s / r.bound_s:.3f} | "
+              f"{r.oracle_s:.0f} ({r.oracle_s / r.bound_s:.3f}) | "
               f"{r.makespan_s / max(r.oracle_s, 1e-9):.3f} | "
               f"{r.done}/{a.jobs} | {r.polls / max(r.done, 1):.2f} | {r.r429} | "
-              f"{r.max_in_flight} | {r.max_rpm} | {r.note} |")
+              f"{per_key(r.max_in_flight, r.keys[0].cap)} | "
+              f"{per_key(r.max_running, a.concurrency)} | {per_key(r.max_rpm, a.rpm)} | "
+              f"{kept} | {r.note} |")
     return 0
 
 

@@ -28,3 +28,15 @@ def test_oracle_fills_free_slots_greedily_in_submit_order() -> None:
 def test_oracle_honours_the_sliding_minute() -> None:
     # 2 submits per minute, 10 slots: the 3rd and 4th wait for the window to slide.
     assert quota().oracle_makespan([1.0] * 4, 10, 2) == 61.0
+
+
+def test_oracle_spreads_over_keys_and_a_stopped_key_starts_nothing() -> None:
+    oracle = quota().oracle_accounts
+    # Two keys of one slot each: two tasks at a time, like one key of two slots.
+    assert oracle([10.0] * 4, [(1, 1000, float("inf"))] * 2) == 20.0
+    assert oracle([10.0] * 4, [(1, 1000, float("inf"))] * 2) \
+        == quota().oracle_makespan([10.0] * 4, 2, 1000)
+    # Each key has its own sliding minute: 1 submit per minute each, 2 keys → 2 at once.
+    assert oracle([1.0] * 4, [(10, 1, float("inf"))] * 2) == 61.0
+    # The second key stops at 5 s: its first task still runs, the rest go to the first.
+    assert oracle([10.0] * 4, [(1, 1000, float("inf")), (1, 1000, 5.0)]) == 30.0
