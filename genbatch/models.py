@@ -93,6 +93,7 @@ class PollResult:
     usage_tokens: int | None = None
     usage_seconds: float | None = None
     seed: int | None = None
+    run_s: float | None = None  # seconds the provider spent generating, queue time excluded
 
 
 class ItemState(StrEnum):

@@ -182,7 +182,17 @@ def parse_prediction(data: dict[str, Any]) -> PollResult:
         video_ttl_s=RETENTION_S if video_url else None,
         error_code=code if failed or status is TaskStatus.EXPIRED else None,
         error_message=message if failed or status is TaskStatus.EXPIRED else None,
+        run_s=_run_seconds(data) if status is TaskStatus.SUCCEEDED else None,
     )
+
+
+def _run_seconds(data: dict[str, Any]) -> float | None:
+    """`timings.inference` (ms): how long the generation ran, without the time it queued
+    (WaveSpeed queues tasks over the account's concurrency); None when absent or 0."""
+    inference = as_dict(data.get("timings")).get("inference")
+    if isinstance(inference, bool) or not isinstance(inference, int | float) or inference <= 0:
+        return None
+    return float(inference) / 1000.0
 
 
 def _failure(data: dict[str, Any], raw: str) -> tuple[str, str]:

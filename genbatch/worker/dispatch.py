@@ -27,7 +27,7 @@ import time
 from genbatch import metrics
 from genbatch.config import ProviderSettings
 from genbatch.errors import GenbatchError
-from genbatch.providers import get_spec, model_specs
+from genbatch.providers import get_spec
 from genbatch.store import DispatchAccount
 from genbatch.store.health import AccountHealth
 from genbatch.store.limits import rates_for
@@ -101,18 +101,16 @@ def _resting(health: AccountHealth, some_ok: bool) -> bool:
     return health.state == "paused" or (health.state == "degraded" and some_ok)
 
 
-def _typical(rt: Runtime, provider: str) -> float:
-    """The provider's shortest learned generation time (its models' typical time before any
-    is learned), re-read at most every TYPICAL_TTL_S."""
+def _typical(rt: Runtime, provider: str) -> float | None:
+    """The provider's shortest learned generation time (None before any is learned),
+    re-read at most every TYPICAL_TTL_S."""
     key = f"typical:{provider}"
     seen = rt.recent.get(key)
     if seen is not None and time.monotonic() - seen[0] < TYPICAL_TTL_S:
-        return seen[1]
+        return seen[1] or None
     learned = rt.store.gen_times.fastest(provider)
-    typical = learned or min((s.typical_seconds for s in model_specs(provider).values()),
-                             default=60.0)
-    rt.recent[key] = (time.monotonic(), typical)
-    return typical
+    rt.recent[key] = (time.monotonic(), learned or 0.0)
+    return learned
 
 
 def refill(rt: Runtime, provider: str) -> None:

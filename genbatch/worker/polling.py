@@ -13,6 +13,7 @@ from genbatch.models import GenerationRequest
 # about 2-3 polls at any length.
 REPOLL_SHARE = 0.15
 REPOLLS_BEFORE_BACKOFF = 3
+EARLY = 0.8  # first poll at this share of the learned generation time
 
 
 def first_poll_delay(typical_s: float, eta_s: float | None, settings: Settings, *,
@@ -47,6 +48,16 @@ def next_poll_delay(
         base = step * (1.5 ** max(polls - REPOLLS_BEFORE_BACKOFF, 0))
     jitter = (rng or random).uniform(0.9, 1.1)
     return _clamp(base * jitter, settings) / settings.time_factor
+
+
+def queued_poll_delay(typical_s: float, settings: Settings,
+                      rng: random.Random | None = None) -> float:
+    """Seconds to the next poll of a task its provider still queues (over the account's
+    concurrency, see queue_ahead.py): once it starts it needs a whole generation, so re-polls
+    15 % of a generation apart would only count its wait. Not before `EARLY` x its typical
+    time, ±10 % jitter, within [min, max] interval."""
+    jitter = (rng or random).uniform(0.9, 1.1)
+    return _clamp(EARLY * typical_s * jitter, settings) / settings.time_factor
 
 
 def safety_poll_delay(settings: Settings, rng: random.Random | None = None) -> float:

@@ -20,16 +20,36 @@ from genbatch.config import ProviderSettings, Settings
 from genbatch.worker.polling import REPOLL_SHARE
 
 
-def queue_ahead(concurrency: int, bound: int, typical_s: float, settings: Settings) -> int:
+def queue_ahead(concurrency: int, bound: int, typical_s: float | None,
+                settings: Settings) -> int:
     """Tasks to keep queued at the provider beyond `concurrency` for generations of about
-    `typical_s` seconds, at most `bound`."""
-    if bound <= 0 or typical_s <= 0:
+    `typical_s` seconds, at most `bound`; `bound` itself while no generation time is learned
+    (the first wave's polls come late, at GENBATCH_FIRST_POLL_S: without tasks waiting, the
+    slots it frees meanwhile would idle)."""
+    if bound <= 0:
         return 0
+    if typical_s is None or typical_s <= 0:
+        return bound
     spacing = max(settings.poll_min_interval_s, REPOLL_SHARE * typical_s)
     return min(bound, math.ceil(concurrency * 2.0 * spacing / typical_s))
 
 
-def in_flight_cap(account: ProviderSettings, typical_s: float, settings: Settings) -> int:
+def queue_wait_s(in_flight: int, concurrency: int, typical_s: float,
+                 settings: Settings) -> float:
+    """Seconds a task just submitted to an account with `in_flight` tasks (itself included)
+    is expected to wait at the provider before it starts: the tasks ahead of it beyond the
+    concurrency, less those already finished that genbatch has not seen yet (about half a
+    poll spacing's worth of slots), one slot freeing every typical_s / concurrency. Its
+    polls count from when it is likely to start, not from its submit."""
+    if concurrency <= 0 or typical_s <= 0:
+        return 0.0
+    spacing = max(settings.poll_min_interval_s, REPOLL_SHARE * typical_s)
+    unseen = concurrency * spacing / (2.0 * typical_s)
+    return max(0.0, in_flight - concurrency - unseen) * typical_s / concurrency
+
+
+def in_flight_cap(account: ProviderSettings, typical_s: float | None,
+                  settings: Settings) -> int:
     """The account's in-flight cap: its concurrency plus what may wait at the provider."""
     return account.max_in_flight + queue_ahead(account.max_in_flight,
                                                account.queue_ahead_max, typical_s, settings)

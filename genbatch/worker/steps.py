@@ -37,15 +37,17 @@ from genbatch.worker import accounts, failover, notify, reconcile, uploads
 from genbatch.worker.dispatch import refill
 from genbatch.worker.fetch import url_fields
 from genbatch.worker.polling import (
+    EARLY,
     deadline_s,
     first_poll_delay,
     next_poll_delay,
+    queued_poll_delay,
     safety_poll_delay,
 )
+from genbatch.worker.queue_ahead import queue_wait_s
 from genbatch.worker.runtime import Runtime
 
 log = logging.getLogger(__name__)
-EARLY = 0.8  # first poll at this share of the learned generation time
 TERMINAL_TASK_STATE = {
     TaskStatus.FAILED: ItemState.FAILED,
     TaskStatus.EXPIRED: ItemState.EXPIRED,
@@ -109,6 +111,8 @@ def submit_item(rt: Runtime, iid: str) -> str:
     # A little before the learned mean: a job done early then waits less for its poll, and
     # one not done yet is re-polled soon (≈ 2 polls per job measured).
     first = first_poll_delay(EARLY * typical, None, rt.settings, learned=bool(learned))
+    if learned:  # a guess of the generation time would misplace it by much more
+        first += _queue_wait(rt, item, typical)
     if hook:  # the provider calls back: poll only as a slow safety net
         first = safety_poll_delay(rt.settings)
     due = rt.now() + first
@@ -190,14 +194,18 @@ def apply_poll(rt: Runtime, item: Item, iid: str, result: PollResult,
         if moved.applied:
             rt.enqueue("download", iid)
             metrics.record_generation(rt.store, item, now)
-            _learn_gen_time(rt, item, now, polls, pushed)
+            _learn_gen_time(rt, item, now, polls, pushed, result.run_s)
             refill(rt, item.provider)
         return "downloading" if moved.applied else "skipped"
     if result.status in TERMINAL_TASK_STATE:
         return finish(rt, iid, [SUBMITTED], TERMINAL_TASK_STATE[result.status],
                        result.error_code or result.status.value,
                        result.error_message or f"the provider reports {result.raw_status}")
-    delay = next_poll_delay(polls, result.eta_s, rt.settings, typical_s=item.typical_s or 0.0)
+    if result.status is TaskStatus.QUEUED and item.typical_s and not result.eta_s:
+        delay = queued_poll_delay(item.typical_s, rt.settings)  # not started yet
+    else:
+        delay = next_poll_delay(polls, result.eta_s, rt.settings,
+                                typical_s=item.typical_s or 0.0)
     if item.webhook:
         delay = max(delay, safety_poll_delay(rt.settings))
     rt.store.transition(
@@ -209,19 +217,36 @@ def apply_poll(rt: Runtime, item: Item, iid: str, result: PollResult,
     return "running"
 
 
+def _queue_wait(rt: Runtime, item: Item, typical_s: float) -> float:
+    """How long (scaled) the task will likely queue at its provider before it starts: on an
+    account whose in-flight cap runs ahead of its concurrency (queue_ahead.py), else 0."""
+    account = rt.account_settings(item.account, item.provider)
+    if account.queue_ahead_max <= 0:
+        return 0.0
+    wait = queue_wait_s(rt.store.in_flight(item.account), account.max_in_flight, typical_s,
+                        rt.settings)
+    return wait / rt.settings.time_factor
+
+
 def _gen_key(model: str, tier: str | None) -> str:
     """Generation times are learned per model and tier: a flex task may queue for hours."""
     return f"{model}@flex" if tier == "flex" else model
 
 
 def _learn_gen_time(rt: Runtime, item: Item, now: float, polls: int,
-                    pushed: bool = False) -> None:
-    """Estimate when the generation really finished and feed the model's running mean:
-    between the last 'still running' poll and this one; when the first poll already found
-    it done, a little before it (so the estimate can move down as well as up). A webhook
-    callback comes when it finished; a safety poll of a webhook item says too little."""
+                    pushed: bool = False, run_s: float | None = None) -> None:
+    """Feed the model's running mean of generation time: the provider's own run time when
+    it states one (WaveSpeed: without the time the task queued); else estimate when the
+    generation finished: between the last 'still running' poll and this one; when the first
+    poll already found it done, a little before it (so the estimate can move down as well
+    as up). A webhook callback comes when it finished; a safety poll of a webhook item says
+    too little."""
     if item.submitted_at is None or item.dl_attempts:
         return  # a re-poll for a fresh URL says nothing about generation time
+    tier = json.loads(item.get("req") or "{}").get("service_tier")
+    if run_s:
+        rt.store.gen_times.observe(item.provider, _gen_key(item.model, tier), run_s)
+        return
     submitted = item.submitted_at
     if pushed:
         done_at = now
@@ -232,7 +257,6 @@ def _learn_gen_time(rt: Runtime, item: Item, now: float, polls: int,
     else:  # measured from when the poll was due, so queueing delays do not inflate it
         done_at = submitted + 0.85 * (item.first_poll_s or now - submitted)
     seconds = (done_at - submitted) * rt.settings.time_factor
-    tier = json.loads(item.get("req") or "{}").get("service_tier")
     rt.store.gen_times.observe(item.provider, _gen_key(item.model, tier), seconds)
 
 
