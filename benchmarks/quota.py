@@ -21,7 +21,8 @@ asyncio + httpx submit/poll loop (C at a time, 1 s polls, 429 → retry in 1 s).
 downloads each video.
 
 Then genbatch (defaults) with an accounts file of three WaveSpeed accounts, three keys each
-with the same R and C at the simulator (its limits are per key), against the combined quota
+with the same R and C at the simulator (its limits are per key) and each with the one-key
+rows' load (3 N jobs, `--account-jobs`), against the combined quota
 
     bound of k keys = max(N / (k R), N * t_mean / (k C))
 
@@ -89,6 +90,7 @@ class Row:
     max_rpm: list[int]
     over: list[str]  # the limits a key exceeded (empty: every key kept its own)
     note: str = ""
+    jobs: int = 0  # N of this row (the accounts rows: --account-jobs)
 
 
 def profile(a: argparse.Namespace, api_keys: Sequence[str] | None = None) -> SimProfile:
@@ -475,7 +477,9 @@ def measure(name: str, a: argparse.Namespace, fn: Callable[[str], Row],
     print(f"running {name} ...", file=sys.stderr, flush=True)
     api_keys = [f"{KEY}-{c}" for c in ACCOUNT_LETTERS[:keys]] if keys > 1 else None
     with simulator(profile(a, api_keys)) as url:
-        return fn(url)
+        row = fn(url)
+    row.jobs = a.jobs
+    return row
 
 
 CLIENTS = ("genbatch", "webhooks", "no-ahead", "ahead", "sdk", "httpx", "accounts",
@@ -502,6 +506,9 @@ def main(argv: list[str] | None = None) -> int:
                         "10 = C x 2 poll intervals / t_mean at t_mean 20 s")
     p.add_argument("--accounts", type=int, default=3,
                    help="keys (genbatch accounts) of the 'accounts' and 'accounts-fail' rows")
+    p.add_argument("--account-jobs", type=int, default=None,
+                   help="N of the 'accounts' and 'accounts-fail' rows (default: --jobs x "
+                        "--accounts: each key carries the one-key rows' load)")
     p.add_argument("--fail-after", type=float, default=1 / 3,
                    help="'accounts-fail': the share of jobs submitted before the last key "
                         "runs out of balance")
@@ -534,15 +541,19 @@ def main(argv: list[str] | None = None) -> int:
             rows.append(measure("wavespeed SDK", a, lambda u: run_sdk(a, u)))
         if "httpx" in only:
             rows.append(measure("asyncio + httpx", a, lambda u: run_httpx(a, u)))
+        many = argparse.Namespace(**{**vars(a), "jobs": a.account_jobs or a.jobs * k})
         if "accounts" in only:
-            rows.append(measure(genbatch_label(accounts=k), a,
-                                lambda u: run_genbatch(a, u, Path(tmp), accounts=k), keys=k))
+            rows.append(measure(genbatch_label(accounts=k), many,
+                                lambda u: run_genbatch(many, u, Path(tmp), accounts=k), keys=k))
         if "accounts-fail" in only:
             rows.append(measure(
-                genbatch_label(accounts=k, fail_after=a.fail_after), a,
-                lambda u: run_genbatch(a, u, Path(tmp), accounts=k, fail_after=a.fail_after),
+                genbatch_label(accounts=k, fail_after=a.fail_after), many,
+                lambda u: run_genbatch(many, u, Path(tmp), accounts=k,
+                                       fail_after=a.fail_after),
                 keys=k))
-    print(f"N={a.jobs} jobs, R={a.rpm} submits/min, C={a.concurrency} concurrent per key, "
+    many_jobs = a.account_jobs or a.jobs * k
+    print(f"N={a.jobs} jobs ({many_jobs} for the {k}-account rows: each key carries the "
+          f"one-key load), R={a.rpm} submits/min, C={a.concurrency} concurrent per key, "
           f"lognormal t_mean={a.mean:g} s sigma={a.sigma:g}; simulated time "
           f"{a.time_factor:g}x faster than the wall clock (figures in simulated seconds); "
           f"lower bound max(N/R, N*t/C) = {bound:.0f} s for one key, max(N/(kR), N*t/(kC)) "
@@ -564,7 +575,7 @@ def main(argv: list[str] | None = None) -> int:
               f"{r.makespan_s / r.bound_s:.3f} | "
               f"{r.oracle_s:.0f} ({r.oracle_s / r.bound_s:.3f}) | "
               f"{r.makespan_s / max(r.oracle_s, 1e-9):.3f} | "
-              f"{r.done}/{a.jobs} | {r.polls / max(r.done, 1):.2f} | {r.r429} | "
+              f"{r.done}/{r.jobs} | {r.polls / max(r.done, 1):.2f} | {r.r429} | "
               f"{per_key(r.max_in_flight, r.keys[0].cap)} | "
               f"{per_key(r.max_running, a.concurrency)} | {per_key(r.max_rpm, a.rpm)} | "
               f"{kept} | {r.note} |")
