@@ -147,6 +147,7 @@ def test_queue_ahead_is_sized_from_the_generation_time_and_bounded() -> None:
     assert queue_ahead(20, 4, 20.0, s) == 4    # bounded
     assert queue_ahead(20, 0, 20.0, s) == 0    # off
     assert queue_ahead(2, 50, 3600.0, s) == 1  # a long (flex) generation: one ahead
+    assert queue_ahead(20, 12, None, s) == 12  # nothing learned yet: the bound
     assert accounts.parse_accounts("", "f", PROVIDERS, {}) == ()
 
 

@@ -161,11 +161,12 @@ def test_a_store_from_before_the_rings_is_put_back_on_them(store: JobStore) -> N
     assert store.rebuild_rings("byteplus") == 0
 
 
-@pytest.mark.parametrize("learned", [20.0, 60.0])
+@pytest.mark.parametrize("learned", [20.0, 60.0, None])
 def test_queueing_ahead_raises_the_cap_on_providers_that_queue(
-        store: JobStore, redis_url: str, tmp_path: Path, learned: float) -> None:
+        store: JobStore, redis_url: str, tmp_path: Path, learned: float | None) -> None:
     make_batch(store, "b", 100)
-    store.gen_times.observe("byteplus", MODEL, learned)
+    if learned is not None:
+        store.gen_times.observe("byteplus", MODEL, learned)
     path = tmp_path / "accounts.toml"
     path.write_text('[bp-1]\nprovider = "byteplus"\napi_key = "k"\nconcurrency = 20\n'
                     'submit_rpm = 100000\n', encoding="utf-8")
@@ -173,4 +174,4 @@ def test_queueing_ahead_raises_the_cap_on_providers_that_queue(
     rt = Runtime(Settings(redis_url=redis_url, accounts_file=str(path)),
                  enqueue=lambda kind, ident: sent.append(ident))
     dispatch_provider(rt, "byteplus")
-    assert len(sent) == 20 + {20.0: 10, 60.0: 6}[learned]
+    assert len(sent) == 20 + {20.0: 10, 60.0: 6, None: 20}[learned]  # None: the bound

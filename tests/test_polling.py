@@ -6,7 +6,8 @@ import math
 import random
 
 from genbatch.config import Settings
-from genbatch.worker.polling import first_poll_delay, next_poll_delay
+from genbatch.worker.polling import first_poll_delay, next_poll_delay, queued_poll_delay
+from genbatch.worker.queue_ahead import queue_wait_s
 
 S = Settings(poll_min_interval_s=5, poll_max_interval_s=60, first_poll_s=30)
 
@@ -72,3 +73,57 @@ def test_generation_times_are_learned_per_tier() -> None:
 
     assert _gen_key("m", None) == _gen_key("m", "default") == "m"
     assert _gen_key("m", "flex") == "m@flex"
+
+
+def test_a_task_still_queued_is_polled_after_most_of_a_generation() -> None:
+    s = Settings(poll_min_interval_s=5.0, poll_max_interval_s=60.0)
+    rng = random.Random(1)
+    delays = [queued_poll_delay(20.0, s, rng) for _ in range(50)]
+    assert all(0.8 * 20 * 0.9 <= d <= 0.8 * 20 * 1.1 for d in delays)  # not 15 % apart
+    assert queued_poll_delay(3.0, s, rng) == 5.0  # never below the minimum interval
+
+
+def test_the_expected_queue_wait_counts_the_tasks_ahead_less_those_unseen() -> None:
+    s = Settings(poll_min_interval_s=5.0)
+    # C=20, T=20 s: unseen finished ≈ 20 x 5 / 40 = 2.5; 30 in flight: 7.5 ahead, 1 s each
+    assert math.isclose(queue_wait_s(30, 20, 20.0, s), 7.5)
+    assert queue_wait_s(20, 20, 20.0, s) == 0.0  # within the concurrency: starts at once
+    assert queue_wait_s(22, 20, 20.0, s) == 0.0  # fewer ahead than already finished
+    assert queue_wait_s(30, 0, 20.0, s) == 0.0
+
+
+def test_a_stated_run_time_is_learned_and_a_queued_task_polled_late(redis_url: str) -> None:
+    """WaveSpeed's `timings.inference` is learned as it is (its queue time left out); a
+    poll that finds the task still queued comes back after most of a generation."""
+    import time
+
+    from genbatch.models import PollResult, TaskStatus
+    from genbatch.store import JobStore
+    from genbatch.worker.runtime import Runtime
+    from genbatch.worker.steps import apply_poll
+    from tests.dispatching import dispatch_items
+
+    store = JobStore.from_url(redis_url)
+    model = "seedance-v1.5-pro-i2v"
+    store.create_batch("b", {}, created_at=1.0)
+    store.add_items("b", [{"seq": str(n), "state": "pending", "provider": "wavespeed",
+                           "model": model, "req": "{}"} for n in (1, 2)])
+    store.commit_batch("b", ["wavespeed"])
+    assert dispatch_items(store, "wavespeed", "b", 5, 5, 1e12) == ["b:1", "b:2"]
+    now = time.time()
+    for iid in ("b:1", "b:2"):
+        store.transition(iid, ["dispatched"], "submitting")
+        store.transition(iid, ["submitting"], "submitted",
+                         fields={"submitted_at": now - 30, "typical_s": 40.0})
+    rt = Runtime(Settings(redis_url=redis_url, poll_min_interval_s=5.0),
+                 enqueue=lambda kind, ident: None)
+
+    done = PollResult(TaskStatus.SUCCEEDED, "completed", video_url="https://v/x.mp4",
+                      run_s=12.5)
+    assert apply_poll(rt, store.get_item("b:1"), "b:1", done, 1) == "downloading"
+    assert store.gen_times.typical("wavespeed", model) == 12.5  # not the 30 s it took
+
+    queued = PollResult(TaskStatus.QUEUED, "created")
+    assert apply_poll(rt, store.get_item("b:2"), "b:2", queued, 1) == "running"
+    due = float(store.get_item("b:2")["poll_due"]) - time.time()
+    assert 0.8 * 40 * 0.85 <= due <= 0.8 * 40 * 1.1  # not a re-poll 15 % of it later

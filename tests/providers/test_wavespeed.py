@@ -140,6 +140,16 @@ def test_completed_gives_the_first_output(adapter: Build, fake: FakeProvider) ->
     assert result.video_url == "https://cdn.wavespeed.test/video.mp4"
     assert result.video_ttl_s == 7 * 24 * 3600
     assert (result.error_code, result.error_message) == (None, None)
+    assert result.run_s == 2.5  # timings.inference: the run, without the time it queued
+
+
+@pytest.mark.parametrize("timings", [{}, {"inference": 0}, {"inference": "2"},
+                                     {"inference": True}, "soon"])
+def test_a_missing_or_odd_run_time_is_none(adapter: Build, fake: FakeProvider,
+                                           timings: object) -> None:
+    data = {"status": "completed", "outputs": ["https://cdn.wavespeed.test/v.mp4"],
+            "timings": timings}
+    assert polled(adapter, fake, data).run_s is None
 
 
 def test_outputs_as_a_bare_string_is_read(adapter: Build, fake: FakeProvider) -> None:
