@@ -171,7 +171,9 @@ def _table(title: str, rows: Sequence[tuple[str, object]], css_id: str) -> str:
 
 
 def _health(rows: Sequence[Mapping[str, Any]]) -> str:
-    head = ("<tr><th>account</th><th>state</th><th class=n>in flight / cap</th>"
+    head = ("<tr><th>account</th><th>state</th><th class=n title=\"WaveSpeed and BytePlus "
+            "accounts run up to the queue-ahead above their concurrency: those tasks wait at "
+            "the provider\">in flight / concurrency</th>"
             "<th>cooling down</th>"
             "<th class=n>submit rate (share of configured)</th><th class=n>429s (all time)</th>"
             "<th>why / fix</th></tr>")

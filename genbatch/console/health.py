@@ -78,14 +78,15 @@ def waiting_reasons(batch: Batch, health: Sequence[AccountHealth], workers: Sequ
 
 def health_table(health: Sequence[AccountHealth], load: Sequence[tuple[int, int]] = (),
                  holders: Sequence[Beat] | None = None) -> Table:
-    """One row per account: state, since when, in flight / cap, workers holding its key,
+    """One row per account: state, since when, in flight / concurrency (WaveSpeed and
+    BytePlus run up to their queue-ahead above it), workers holding its key,
     failure streaks, and why (with the fix for a paused account)."""
     table = Table(title="accounts", expand=False)
     table.add_column("account", no_wrap=True)
     table.add_column("state", no_wrap=True)
     table.add_column("since", no_wrap=True)
     if load:
-        table.add_column("in flight", justify="right", no_wrap=True)
+        table.add_column("in flight/conc.", justify="right", no_wrap=True)
     if holders is not None:
         table.add_column("keys on", justify="right", no_wrap=True)
     table.add_column("failing", overflow="fold")
