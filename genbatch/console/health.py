@@ -86,7 +86,7 @@ def health_table(health: Sequence[AccountHealth], load: Sequence[tuple[int, int]
     table.add_column("state", no_wrap=True)
     table.add_column("since", no_wrap=True)
     if load:
-        table.add_column("in flight/conc.", justify="right", no_wrap=True)
+        table.add_column("in flight", justify="right", no_wrap=True)
     if holders is not None:
         table.add_column("keys on", justify="right", no_wrap=True)
     table.add_column("failing", overflow="fold")
