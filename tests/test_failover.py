@@ -129,7 +129,7 @@ def test_task_failure_moves_the_item_to_the_fallback_queue_in_one_step(
     assert item["remote_id"] == "" and item["error_code"] == ""
     assert float(item["est_cost"]) > 0
     assert store.r.lrange(store.k("pending", "byteplus", "b1"), 0, -1) == [iid]
-    assert store.queued_accounts("b1", ["byteplus"]) == ["byteplus"]
+    assert store.queued_providers("b1", ["byteplus"]) == ["byteplus"]
     assert (batch["pending"], batch["in_flight"], batch["failed"]) == ("1", "0", "0")
     assert batch_summary(batch)["failover"] == {
         "fallback": "byteplus:seedance-v1.5-pro-i2v", "failed_over": 1}

@@ -73,20 +73,21 @@ def life(store: JobStore, batch: Batch, now: float) -> list[Point]:
     return points
 
 
-def accounts_health(store: JobStore, providers: Sequence[str], limits: Mapping[str, int],
+def accounts_health(store: JobStore, accounts: Sequence[str], limits: Mapping[str, int],
                     now: float, recover_s: float) -> list[dict[str, Any]]:
     """Each account's health (state, why, the fix), in-flight count against its
     concurrency, cooldown, submit rate and 429s."""
-    in_flight = store.in_flight_counts(providers)
-    healths = store.health.get_many(providers)
+    in_flight = store.in_flight_counts(accounts)
+    healths = store.health.get_many(accounts)
+    cooling = store.cooling(accounts)
     (rate_limited,) = store.counters.read(["provider_429"])
     rows = []
-    for p, n, h in zip(providers, in_flight, healths, strict=True):
+    for p, n, h, cool in zip(accounts, in_flight, healths, cooling, strict=True):
         rows.append({
             "provider": p, "account": p, "state": h.state, "why": h.reason or None,
             "fix": h.fix or None,
             "in_flight": n, "max_in_flight": limits.get(p),
-            "cooling_down": store.in_cooldown(p),
+            "cooling_down": cool,
             "submit_rate_share": round(store.limits.factor(p, "submit", now, recover_s), 3),
             "rate_limited_total": sum(int(float(v)) for f, v in rate_limited.items()
                                       if f.split(":", 1)[0] == p),

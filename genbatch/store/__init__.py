@@ -547,7 +547,7 @@ class JobStore:
         return int(res) > 0
 
     # -- scheduling ------------------------------------------------------------------
-    def queued_accounts(self, batch_id: str, providers: Sequence[str]) -> list[str]:
+    def queued_providers(self, batch_id: str, providers: Sequence[str]) -> list[str]:
         """The providers where the batch has pending items on the round-robin."""
         pipe = self.r.pipeline(transaction=False)
         for p in providers:
@@ -601,9 +601,6 @@ class JobStore:
 
     def set_cooldown(self, account: str, seconds: float) -> None:
         self.r.set(self.k("cooldown", account), "1", px=max(1, int(seconds * 1000)))
-
-    def in_cooldown(self, account: str) -> bool:
-        return bool(self.r.exists(self.k("cooldown", account)))
 
     def cooling(self, accounts: Sequence[str]) -> list[bool]:
         """Which of `accounts` are backing off now, in one round trip."""
