@@ -21,6 +21,8 @@ from genbatch.errors import ConfigError
 
 PROVIDER_NAMES: tuple[str, ...] = ("novita", "highwayapi", "wavespeed", "byteplus")
 REDIS_SCHEMES: tuple[str, ...] = ("redis://", "rediss://", "unix://")
+VIDEO_HOSTS_HELP = ("comma-separated host patterns video URLs may point at (fnmatch: "
+                    "*.example.com; * = any public host); unset = the provider's CDN defaults")
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,37 +101,25 @@ class Settings(BaseSettings):
     novita_max_in_flight: int = Field(default=20, ge=1)
     novita_submit_rpm: float = Field(default=20, gt=0)
     novita_poll_rpm: float = Field(default=600, gt=0)
-    novita_video_hosts: str | None = Field(
-        default=None, description="comma-separated host patterns video URLs may point at "
-        "(fnmatch: *.example.com; * = any public host); unset = the provider's CDN defaults"
-    )
+    novita_video_hosts: str | None = Field(default=None, description=VIDEO_HOSTS_HELP)
     highwayapi_api_key: SecretStr | None = None
     highwayapi_base_url: str = "https://api.highwayapi.ai"
     highwayapi_max_in_flight: int = Field(default=20, ge=1)
     highwayapi_submit_rpm: float = Field(default=200, gt=0)
     highwayapi_poll_rpm: float = Field(default=1200, gt=0)
-    highwayapi_video_hosts: str | None = Field(
-        default=None, description="comma-separated host patterns video URLs may point at "
-        "(fnmatch: *.example.com; * = any public host); unset = the provider's CDN defaults"
-    )
+    highwayapi_video_hosts: str | None = Field(default=None, description=VIDEO_HOSTS_HELP)
     wavespeed_api_key: SecretStr | None = None
     wavespeed_base_url: str = "https://api.wavespeed.ai"
     wavespeed_max_in_flight: int = Field(default=2, ge=1)
     wavespeed_submit_rpm: float = Field(default=2, gt=0)
     wavespeed_poll_rpm: float = Field(default=120, gt=0)
-    wavespeed_video_hosts: str | None = Field(
-        default=None, description="comma-separated host patterns video URLs may point at "
-        "(fnmatch: *.example.com; * = any public host); unset = the provider's CDN defaults"
-    )
+    wavespeed_video_hosts: str | None = Field(default=None, description=VIDEO_HOSTS_HELP)
     byteplus_api_key: SecretStr | None = None
     byteplus_base_url: str = "https://ark.ap-southeast.bytepluses.com"
     byteplus_max_in_flight: int = Field(default=20, ge=1)
     byteplus_submit_rpm: float = Field(default=60, gt=0)
     byteplus_poll_rpm: float = Field(default=600, gt=0)
-    byteplus_video_hosts: str | None = Field(
-        default=None, description="comma-separated host patterns video URLs may point at "
-        "(fnmatch: *.example.com; * = any public host); unset = the provider's CDN defaults"
-    )
+    byteplus_video_hosts: str | None = Field(default=None, description=VIDEO_HOSTS_HELP)
 
     accounts_file: str | None = Field(
         default=None, description="a TOML file of named provider accounts, several per "

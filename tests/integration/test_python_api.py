@@ -85,15 +85,6 @@ def upload_run(endpoint: str, folder: Path) -> str:
     return "s3://pipeline-in/run/manifest.csv"
 
 
-@pytest.fixture
-def s3_cluster(redis_url: str, tmp_path: Path, s3: str) -> Iterator[Cluster]:
-    profile = SimProfile.model_validate({"time_factor": 50.0, "latency_mean_s": 20.0,
-                                         "latency_sigma": 0.3, "seed": 7})
-    with running_cluster(redis_url, tmp_path, profile, storage_url="s3://pipeline-out/store",
-                         s3_endpoint_url=s3, s3_region="us-east-1") as c:
-        yield c
-
-
 def test_manifest_images_and_outputs_in_s3(s3_cluster: Cluster, s3: str,
                                            tmp_path: Path) -> None:
     manifest = upload_run(s3, tmp_path / "in")
