@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from genbatch.config import Settings
     from genbatch.errors import GenbatchError
 
-__version__ = "0.1.0"
+from genbatch.version import __version__ as __version__
 
 _LAZY = {
     "Client": "genbatch.client", "SubmitOptions": "genbatch.client",

@@ -16,8 +16,8 @@ from starlette.testclient import TestClient
 from genbatch.config import Settings
 from genbatch.errors import ConfigError
 from genbatch.store import JobStore, item_id
-from genbatch.webhooks import callback_url, token
 from genbatch.webhooks.receiver import create_app
+from genbatch.worker.callbacks import callback_url, token
 from genbatch.worker.runtime import Runtime
 from tests.dispatching import dispatch_items
 

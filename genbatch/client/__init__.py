@@ -31,9 +31,10 @@ import redis
 
 from genbatch.client.handle import BatchHandle
 from genbatch.client.options import SubmitOptions, submit_options
-from genbatch.client.outcomes import AccountsReport, ErrorCount, ResumeOutcome, SubmitOutcome
+from genbatch.client.outcomes import AccountsReport, ResumeOutcome, SubmitOutcome
 from genbatch.client.rows import BatchInfo
 from genbatch.config import Settings, load_settings
+from genbatch.console.detail import ErrorCount
 from genbatch.errors import GenbatchError, StorageError, StoreUnavailable
 from genbatch.models import ItemState
 from genbatch.records import Batch

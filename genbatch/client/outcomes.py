@@ -50,15 +50,6 @@ class SubmitOutcome:
 
 
 @dataclass(frozen=True)
-class ErrorCount:
-    """One kind of error in a batch and how many items ended with it."""
-
-    code: str
-    message: str
-    count: int
-
-
-@dataclass(frozen=True)
 class AccountsReport:
     """Provider accounts' health with (in flight, concurrency) per account, in provider
     order, and the processes alive now."""

@@ -19,6 +19,7 @@ from genbatch.console.html import (
     usd,
 )
 from genbatch.console.views import STATE_COLUMNS, batch_summary, done_count
+from genbatch.models import FINISHED_STATUSES
 from genbatch.records import Batch
 from genbatch.store import JobStore
 from genbatch.store.series import SERIES_FIELDS, Point
@@ -110,7 +111,7 @@ def render(view: Mapping[str, Any], points: Sequence[Point],
            health: Sequence[Mapping[str, Any]]) -> str:
     bid = str(view["id"])
     base = f"/batches/{bid}"
-    live = view["status"] not in ("completed", "cancelled")
+    live = view["status"] not in FINISHED_STATUSES
     body = [f'<nav><a href="/">all batches</a><a href="{esc(base)}/items">items</a>'
             f'<a href="{esc(base)}/gallery">gallery</a>'
             f'<a href="/api/batches/{esc(bid)}">JSON</a></nav>',

@@ -4,18 +4,28 @@ its accounts, its most frequent errors and where its outputs are."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from rich.console import Group, RenderableType
 from rich.table import Table
 
-from genbatch.client import ErrorCount
 from genbatch.console.health import Diagnosis, health_table
 from genbatch.console.views import STATE_COLUMNS, clock, counts, eta, shown_status, since_created
 from genbatch.errors import GenbatchError
 from genbatch.providers import provider_model_id
 from genbatch.records import Batch
 from genbatch.store import budget
+
+
+@dataclass(frozen=True)
+class ErrorCount:
+    """One kind of error in a batch and how many items ended with it."""
+
+    code: str
+    message: str
+    count: int
+
 
 COLOURS = {"succeeded": "green", "failed": "red", "expired": "magenta",
            "cancelled": "bright_black", "ambiguous": "yellow"}

@@ -11,6 +11,8 @@ import time
 from collections.abc import Mapping
 from urllib.parse import urlencode
 
+from genbatch.models import OPEN_COUNTERS, STATE_COUNTER, TERMINAL_STATES
+
 # One colour per place an item can be, the same on every page and in the chart.
 STATE_COLOURS: dict[str, str] = {
     "succeeded": "#2f9e44", "failed": "#e03131", "expired": "#f08c00",
@@ -18,13 +20,15 @@ STATE_COLOURS: dict[str, str] = {
     "downloading": "#15aabf", "pending": "#ced4da",
 }
 # Batch counter -> the item states it counts (for links to the filtered items table).
-COUNTER_STATES: dict[str, tuple[str, ...]] = {
-    "pending": ("pending",), "in_flight": ("dispatched", "submitting", "submitted"),
-    "downloading": ("downloading",), "succeeded": ("succeeded",), "failed": ("failed",),
-    "expired": ("expired",), "cancelled": ("cancelled",), "ambiguous": ("ambiguous",),
+COUNTER_STATES: Mapping[str, tuple[str, ...]] = {
+    counter: tuple(s.value for s, c in STATE_COUNTER.items() if c == counter)
+    for counter in dict.fromkeys(STATE_COUNTER.values())
 }
-BAR_ORDER: tuple[str, ...] = ("succeeded", "failed", "expired", "cancelled", "ambiguous",
-                              "downloading", "in_flight", "pending")
+# Finished counters first (in state order), then the open ones, newest step first.
+BAR_ORDER: tuple[str, ...] = (
+    *dict.fromkeys(c for s, c in STATE_COUNTER.items() if s in TERMINAL_STATES),
+    *reversed(OPEN_COUNTERS),
+)
 
 CSS = """
 body { font: 13px system-ui, sans-serif; margin: 1.2em 1.5em; color: #212529; }

@@ -24,6 +24,7 @@ from genbatch import metrics
 from genbatch.console import batch_page, files, gallery, items_page
 from genbatch.console.health import diagnose
 from genbatch.errors import NotFoundError, StorageError
+from genbatch.models import ItemState
 from genbatch.records import Batch, Item
 from genbatch.storage import ObjectStorage, batch_key
 from genbatch.store import JobStore
@@ -125,7 +126,7 @@ class BatchRoutes:
 
     # -- gallery and files -------------------------------------------------------------------
     def gallery_html(self, request: Request) -> Response:
-        batch, _, page, _ = self._page(request, ItemFilter(states=("succeeded",)),
+        batch, _, page, _ = self._page(request, ItemFilter(states=(ItemState.SUCCEEDED,)),
                                        gallery.GALLERY_LIMIT)
         return HTMLResponse(gallery.render_gallery(batch.id, page))
 

@@ -38,9 +38,12 @@ from genbatch.errors import (
     RateLimited,
     RetryableProviderError,
 )
+from genbatch.version import __version__
 
 ErrorParser = Callable[[Any], "tuple[str, str] | None"]
 _EXCERPT_CHARS = 200
+# Every request to a provider says who sends it (and nothing meant for the simulator).
+USER_AGENT = f"genbatch/{__version__}"
 # Raised before a single byte of the request reached the server: nothing can exist remotely.
 _NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.ProxyError)
 
@@ -192,7 +195,7 @@ class JsonApi:
             "Authorization": f"Bearer {key}",
             "Content-Type": "application/json",  # Novita requires it on GET too (NOV-TR)
             "Accept": "application/json",
-            "X-Genbatch-Provider": self.provider,  # tells the simulator whose rules apply
+            "User-Agent": USER_AGENT,
         }
         if "files" in kwargs:  # httpx writes the multipart boundary itself
             del headers["Content-Type"]

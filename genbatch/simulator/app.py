@@ -1,16 +1,17 @@
 """The Starlette app: every provider's routes at the root and under a per-provider prefix.
 
-    /v3/async/...                       Novita family; the key's profile `provider`, else the
-                                        X-Genbatch-Provider header, else a `highwayapi` host
-                                        picks Novita's or HighwayAPI's rules (default Novita)
+    /v3/async/...                       Novita family; the key's profile `provider`, else a
+                                        `highwayapi` host picks Novita's or HighwayAPI's
+                                        rules (default Novita)
     /novita/v3/async/...                Novita rules
     /highwayapi/v3/async/...            HighwayAPI rules
     /api/v3/bytedance/..., /api/v3/predictions/...          WaveSpeed (also under /wavespeed)
     /api/v3/contents/generations/tasks...                   BytePlus (also under /byteplus)
     /_sim/...                           the simulator's own routes (see control.py)
 
-So every provider of genbatch works at one base URL, `http://127.0.0.1:8700`; a base URL of
-`http://127.0.0.1:8700/highwayapi` selects HighwayAPI's rules for any client.
+So every provider of genbatch works at one base URL, `http://127.0.0.1:8700`, but HighwayAPI,
+which shares Novita's paths: its base URL is `http://127.0.0.1:8700/highwayapi` (any prefix
+`/<provider>` works for its own provider).
 """
 
 from __future__ import annotations

@@ -1,9 +1,9 @@
 """Novita's `/v3/async` protocol, also spoken by HighwayAPI (providers.md §2, §3).
 
 The two share paths, so the un-prefixed routes pick the rules, first match wins: the API
-key's profile (`provider: ...`), the `X-Genbatch-Provider` header (genbatch's adapters send
-their provider's name), a host name containing `highwayapi`; else Novita's. The `/novita` and
-`/highwayapi` mounts fix them. So one base URL serves both providers by their own rules.
+key's profile (`provider: ...`), a host name containing `highwayapi`; else Novita's. The
+`/novita` and `/highwayapi` mounts fix them: point HighwayAPI's base URL at
+`{simulator}/highwayapi`. Nothing in a client's request is there for the simulator alone.
 The rules differ in two places: HighwayAPI's 1.5-pro accepts 1080p (its English page; the
 Chinese page disagrees, providers.md §8.1), and HighwayAPI refuses bare base64 images (data
 URIs and URLs only).
@@ -36,7 +36,6 @@ from genbatch.simulator.rules import (
 from genbatch.simulator.state import Simulator, simulator_of
 from genbatch.simulator.tasks import Phase, Task, pick_seed
 
-PROVIDER_HEADER = "x-genbatch-provider"
 RATIOS = ("21:9", "16:9", "4:3", "1:1", "3:4", "9:16")
 URL_TTL_S = 3600  # JK-TR; NOV-TR's sample URL says X-Amz-Expires=3600
 TASK_FAILURES = (
@@ -125,7 +124,6 @@ def routes(fixed: str | None = None) -> list[Route]:
     def provider_for(sim: Simulator, api_key: str, request: Request) -> str:
         host = request.url.hostname or ""
         chosen = (fixed or sim.behaviour(api_key).provider
-                  or request.headers.get(PROVIDER_HEADER, "").strip().lower()
                   or ("highwayapi" if "highwayapi" in host else ""))
         return "highwayapi" if chosen == "highwayapi" else "novita"
 

@@ -49,8 +49,8 @@ from genbatch.errors import NotFoundError
 from genbatch.models import ItemState, PollResult
 from genbatch.providers import byteplus, novita, wavespeed
 from genbatch.records import Item
-from genbatch.webhooks import HOOK_PATH, WEBHOOK_PROVIDERS, check_settings, token_ok
 from genbatch.webhooks.signing import MAX_AGE_S, BadSignature, verify
+from genbatch.worker.callbacks import HOOK_PATH, WEBHOOK_PROVIDERS, check_settings, token_ok
 from genbatch.worker.runtime import Runtime
 
 log = logging.getLogger(__name__)

@@ -32,8 +32,8 @@ from genbatch.providers import can_list, get_spec
 from genbatch.providers.failures import FailureClass, failure_class
 from genbatch.records import Item
 from genbatch.store.health import AccountHealth
-from genbatch.webhooks import callback_url
 from genbatch.worker import accounts, failover, notify, reconcile, uploads
+from genbatch.worker.callbacks import callback_url
 from genbatch.worker.dispatch import refill
 from genbatch.worker.fetch import url_fields
 from genbatch.worker.polling import (

@@ -172,11 +172,11 @@ def test_provider_model_ids_reach_the_simulator_as_themselves(
     assert wire in log[-1]["path"] or json.loads(log[-1]["body"])["model"] == wire
 
 
-def test_one_base_url_serves_highwayapi_by_its_own_rules(sim: Sim) -> None:
-    """Pointed at the simulator's root, HighwayAPI's adapter gets HighwayAPI's rules (1.5 pro
-    at 1080p, its seed page) and Novita's gets Novita's (no 1080p)."""
+def test_the_highwayapi_prefix_serves_highwayapi_by_its_own_rules(sim: Sim) -> None:
+    """Pointed at the simulator's /highwayapi, HighwayAPI's adapter gets HighwayAPI's rules
+    (1.5 pro at 1080p, its seed page); the root serves Novita's (no 1080p)."""
     request = GenerationRequest(prompt="a cat", image=sim.asset(), resolution="1080p")
-    hw = make_provider(ProviderSettings("highwayapi", sim.url, SecretStr(KEY), 10),
+    hw = make_provider(ProviderSettings("highwayapi", sim.url + "/highwayapi", SecretStr(KEY), 10),
                        httpx.Client(timeout=10, verify=TLS))
 
     remote_id = hw.submit(V15, request)

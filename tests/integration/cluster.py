@@ -40,8 +40,10 @@ class Cluster:
         self.sim_url = sim_url
         self.workdir = workdir
         self.values = {"redis_url": redis_url, "storage_url": str(workdir / "storage"), **FAST}
-        for name in PROVIDER_NAMES:  # one base URL for all: the simulator tells them apart
-            self.values[f"{name}_base_url"] = sim_url
+        for name in PROVIDER_NAMES:  # one base URL for all but HighwayAPI, which shares
+            # Novita's paths: the simulator's /highwayapi prefix serves its rules
+            self.values[f"{name}_base_url"] = sim_url + ("/highwayapi" if name == "highwayapi"
+                                                         else "")
             self.values[f"{name}_api_key"] = f"test-{name}-key"
         self.values.update(overrides)
         self.settings = Settings(**self.values)  # type: ignore[arg-type]

@@ -17,7 +17,7 @@ import pytest
 from genbatch.demo import SAMPLES
 from genbatch.simulator import SimProfile, running_simulator
 from genbatch.store import item_id
-from genbatch.webhooks import callback_url
+from genbatch.worker.callbacks import callback_url
 from tests.integration.cluster import Cluster
 
 pytestmark = pytest.mark.integration
