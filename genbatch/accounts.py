@@ -12,7 +12,7 @@ A provider's accounts come from one of two places:
     [ws-a]                       # the account's name: a-z 0-9 _ -, at most 40 characters
     provider = "wavespeed"
     api_key_env = "WS_KEY_A"     # or api_key = "..." (then keep the file private)
-    tier = "silver"              # WaveSpeed level: concurrency and videos/min from it
+    tier = "silver"              # the provider's account level (WaveSpeed): its limits
     concurrency = 300            # generation slots (default GENBATCH_<P>_MAX_IN_FLIGHT)
     submit_rpm = 500             # default GENBATCH_<P>_SUBMIT_RPM
     poll_rpm = 1200              # default GENBATCH_<P>_POLL_RPM
@@ -53,14 +53,8 @@ N = TypeVar("N", int, float)
 
 RECHECK_S = 2.0  # how often a process looks at the accounts file's modification time
 NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,39}")
-# Providers whose over-concurrency tasks wait at the provider (WaveSpeed documents it;
-# BytePlus has a `queued` state): the in-flight cap may run ahead of the concurrency.
-QUEUEING_PROVIDERS = frozenset({"wavespeed", "byteplus"})
-# WaveSpeed account levels (providers.md §4): concurrency and videos per minute.
-WAVESPEED_TIERS: dict[str, tuple[int, float]] = {
-    "bronze": (2, 2.0), "silver": (300, 500.0), "gold": (3000, 3000.0),
-    "ultra": (10000, 5000.0),
-}
+# A provider's account levels (its plugin's `limits.tiers`): level -> (concurrency, rpm).
+Tiers = Mapping[str, tuple[int, float]]
 ACCOUNT_FIELDS = frozenset({"provider", "api_key", "api_key_env", "tier", "concurrency",
                             "submit_rpm", "poll_rpm", "queue_ahead_max", "base_url", "drain",
                             "models"})
@@ -94,18 +88,20 @@ class AccountSpec:
 
 
 def parse_accounts(text: str, source: str, providers: tuple[str, ...],
-                   environ: Mapping[str, str]) -> tuple[AccountSpec, ...]:
+                   environ: Mapping[str, str],
+                   tiers: Mapping[str, Tiers] | None = None) -> tuple[AccountSpec, ...]:
     """The accounts of a file's text; ConfigError naming the file, account and field."""
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{source}: not valid TOML: {exc}") from None
-    specs = [_account(source, name, table, providers, environ) for name, table in data.items()]
+    specs = [_account(source, name, table, providers, environ, tiers or {})
+             for name, table in data.items()]
     return tuple(specs)
 
 
 def _account(source: str, name: str, table: Any, providers: tuple[str, ...],
-             environ: Mapping[str, str]) -> AccountSpec:
+             environ: Mapping[str, str], tiers: Mapping[str, Tiers]) -> AccountSpec:
     where = f"{source}: [{name}]"
     if not isinstance(table, dict):
         raise ConfigError(f"{where}: must be a table of settings")
@@ -121,7 +117,7 @@ def _account(source: str, name: str, table: Any, providers: tuple[str, ...],
     if name in providers and name != provider:
         raise ConfigError(f"{where}: the name of another provider cannot name an account")
     key, key_source = _key(where, table, environ)
-    concurrency, rpm = _tier(where, provider, table.get("tier"))
+    concurrency, rpm = _tier(where, tiers, provider, table.get("tier"))
     return AccountSpec(
         name=name, provider=provider, api_key=key, key_source=key_source,
         base_url=_text(where, table, "base_url"),
@@ -148,14 +144,17 @@ def _key(where: str, table: dict[str, Any], environ: Mapping[str, str]
     return (SecretStr(found) if found else None), variable
 
 
-def _tier(where: str, provider: str, tier: Any) -> tuple[int | None, float | None]:
+def _tier(where: str, tiers: Mapping[str, Tiers], provider: str, tier: Any
+          ) -> tuple[int | None, float | None]:
     if tier is None:
         return None, None
-    if provider != "wavespeed":
-        raise ConfigError(f"{where} tier: only WaveSpeed accounts have a tier")
-    if tier not in WAVESPEED_TIERS:
-        raise ConfigError(f"{where} tier: must be one of {', '.join(WAVESPEED_TIERS)}")
-    return WAVESPEED_TIERS[tier]
+    levels = tiers.get(provider)
+    if not levels:
+        having = ", ".join(tiers) or "no provider's"
+        raise ConfigError(f"{where} tier: only {having} accounts have a tier")
+    if tier not in levels:
+        raise ConfigError(f"{where} tier: must be one of {', '.join(levels)}")
+    return levels[tier]
 
 
 def _text(where: str, table: Mapping[str, Any], field: str) -> str | None:
@@ -205,9 +204,11 @@ class AccountsFile:
     """An accounts file, read again when it changes. A bad file at the first read is a
     ConfigError; a bad edit later is logged and the accounts read before stay."""
 
-    def __init__(self, path: str, providers: tuple[str, ...]) -> None:
+    def __init__(self, path: str, providers: tuple[str, ...],
+                 tiers: Mapping[str, Tiers] | None = None) -> None:
         self.path = Path(path)
         self.providers = providers
+        self.tiers = tiers or {}
         self._lock = threading.Lock()
         self._stamp: tuple[int, int] | None = None
         self._checked = -1e18
@@ -227,7 +228,7 @@ class AccountsFile:
                 if stamp != self._stamp or self._specs is None:
                     text = self.path.read_text(encoding="utf-8")
                     self._specs = parse_accounts(text, str(self.path), self.providers,
-                                                 os.environ)
+                                                 os.environ, self.tiers)
                     self._stamp = stamp
             except (OSError, ConfigError) as exc:
                 message = exc if isinstance(exc, ConfigError) else ConfigError(
@@ -242,10 +243,11 @@ _FILES: dict[tuple[str, tuple[str, ...]], AccountsFile] = {}
 _FILES_LOCK = threading.Lock()
 
 
-def accounts_file(path: str, providers: tuple[str, ...]) -> AccountsFile:
+def accounts_file(path: str, providers: tuple[str, ...],
+                  tiers: Mapping[str, Tiers] | None = None) -> AccountsFile:
     """The process's one reader of `path` (shared by every Settings naming it)."""
     with _FILES_LOCK:
         found = _FILES.get((path, providers))
         if found is None:
-            found = _FILES[path, providers] = AccountsFile(path, providers)
+            found = _FILES[path, providers] = AccountsFile(path, providers, tiers)
         return found

@@ -30,6 +30,7 @@ from genbatch.client.handle import BatchHandle
 from genbatch.client.rows import EXIT_USER_ERROR, BatchInfo
 from genbatch.config import Settings, load_settings, redact_url
 from genbatch.errors import ConfigError, GenbatchError, ManifestRejected
+from genbatch.providers import accounts as provider_accounts
 from genbatch.records import Batch
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -430,8 +431,9 @@ def worker(
     warning = check_durability(open_store(settings), settings)
     if warning:
         err.print(f"[yellow]warning:[/] {warning}", highlight=False)
+    held = ", ".join(provider_accounts.keys_held(settings))
     err.print(f"worker: taking tasks from {_redis_host(settings)} with keys for "
-              f"{', '.join(settings.keys_held()) or 'no account (set GENBATCH_<P>_API_KEY)'}; "
+              f"{held or 'no account (set GENBATCH_<P>_API_KEY)'}; "
               "logs to stderr (Ctrl-C stops it)", highlight=False)
     if supervise:
         from genbatch.worker.supervise import supervise as keep_alive

@@ -13,16 +13,22 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from dotenv import dotenv_values
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic.fields import FieldInfo
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 
-from genbatch.accounts import QUEUEING_PROVIDERS, AccountSpec, ModelLimits, accounts_file
+from genbatch.accounts import ModelLimits
 from genbatch.errors import ConfigError
 
-PROVIDER_NAMES: tuple[str, ...] = ("novita", "highwayapi", "wavespeed", "byteplus")
 REDIS_SCHEMES: tuple[str, ...] = ("redis://", "rediss://", "unix://")
 VIDEO_HOSTS_HELP = ("comma-separated host patterns video URLs may point at (fnmatch: "
                     "*.example.com; * = any public host); unset = the provider's CDN defaults")
+DEFAULT_HELP = "unset = the provider's default (`genbatch providers`)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +51,8 @@ class ProviderSettings:
     drain: bool = False
     models: tuple[tuple[str, ModelLimits], ...] = ()
     key_source: str = ""
+    # The provider's own further settings (a plugin's `settings`, e.g. a second secret).
+    options: tuple[tuple[str, SecretStr], ...] = ()
 
     @property
     def label(self) -> str:
@@ -53,6 +61,11 @@ class ProviderSettings:
 
     def model_limits(self, model: str) -> ModelLimits | None:
         return next((limits for m, limits in self.models if m == model), None)
+
+    def option(self, name: str) -> str | None:
+        """The value of the provider's own setting `name` (GENBATCH_<PROVIDER>_<NAME>)."""
+        found = next((value for key, value in self.options if key == name), None)
+        return None if found is None else found.get_secret_value()
 
     def require_key(self) -> SecretStr:
         if self.api_key is None or not self.api_key.get_secret_value():
@@ -95,31 +108,37 @@ class Settings(BaseSettings):
         "each results row (0 = off)"
     )
 
-    # Provider accounts.
+    # Provider accounts of genbatch's own providers (any provider, a plugin's too, also takes
+    # GENBATCH_<PROVIDER>_API_KEY, _BASE_URL, _MAX_IN_FLIGHT, _SUBMIT_RPM, _POLL_RPM and
+    # _VIDEO_HOSTS: see `provider_env`). Unset limits are the provider plugin's defaults.
     novita_api_key: SecretStr | None = None
-    novita_base_url: str = "https://api.novita.ai"
-    novita_max_in_flight: int = Field(default=20, ge=1)
-    novita_submit_rpm: float = Field(default=20, gt=0)
-    novita_poll_rpm: float = Field(default=600, gt=0)
+    novita_base_url: str | None = Field(default=None, description=DEFAULT_HELP)
+    novita_max_in_flight: int | None = Field(default=None, ge=1, description=DEFAULT_HELP)
+    novita_submit_rpm: float | None = Field(default=None, gt=0, description=DEFAULT_HELP)
+    novita_poll_rpm: float | None = Field(default=None, gt=0, description=DEFAULT_HELP)
     novita_video_hosts: str | None = Field(default=None, description=VIDEO_HOSTS_HELP)
     highwayapi_api_key: SecretStr | None = None
-    highwayapi_base_url: str = "https://api.highwayapi.ai"
-    highwayapi_max_in_flight: int = Field(default=20, ge=1)
-    highwayapi_submit_rpm: float = Field(default=200, gt=0)
-    highwayapi_poll_rpm: float = Field(default=1200, gt=0)
+    highwayapi_base_url: str | None = Field(default=None, description=DEFAULT_HELP)
+    highwayapi_max_in_flight: int | None = Field(default=None, ge=1, description=DEFAULT_HELP)
+    highwayapi_submit_rpm: float | None = Field(default=None, gt=0, description=DEFAULT_HELP)
+    highwayapi_poll_rpm: float | None = Field(default=None, gt=0, description=DEFAULT_HELP)
     highwayapi_video_hosts: str | None = Field(default=None, description=VIDEO_HOSTS_HELP)
     wavespeed_api_key: SecretStr | None = None
-    wavespeed_base_url: str = "https://api.wavespeed.ai"
-    wavespeed_max_in_flight: int = Field(default=2, ge=1)
-    wavespeed_submit_rpm: float = Field(default=2, gt=0)
-    wavespeed_poll_rpm: float = Field(default=120, gt=0)
+    wavespeed_base_url: str | None = Field(default=None, description=DEFAULT_HELP)
+    wavespeed_max_in_flight: int | None = Field(default=None, ge=1, description=DEFAULT_HELP)
+    wavespeed_submit_rpm: float | None = Field(default=None, gt=0, description=DEFAULT_HELP)
+    wavespeed_poll_rpm: float | None = Field(default=None, gt=0, description=DEFAULT_HELP)
     wavespeed_video_hosts: str | None = Field(default=None, description=VIDEO_HOSTS_HELP)
     byteplus_api_key: SecretStr | None = None
-    byteplus_base_url: str = "https://ark.ap-southeast.bytepluses.com"
-    byteplus_max_in_flight: int = Field(default=20, ge=1)
-    byteplus_submit_rpm: float = Field(default=60, gt=0)
-    byteplus_poll_rpm: float = Field(default=600, gt=0)
+    byteplus_base_url: str | None = Field(default=None, description=DEFAULT_HELP)
+    byteplus_max_in_flight: int | None = Field(default=None, ge=1, description=DEFAULT_HELP)
+    byteplus_submit_rpm: float | None = Field(default=None, gt=0, description=DEFAULT_HELP)
+    byteplus_poll_rpm: float | None = Field(default=None, gt=0, description=DEFAULT_HELP)
     byteplus_video_hosts: str | None = Field(default=None, description=VIDEO_HOSTS_HELP)
+    provider_env: dict[str, SecretStr] = Field(
+        default_factory=dict, description="every other GENBATCH_<PROVIDER>_<SETTING> (a "
+        "plugin provider's), by lower-case name without the prefix; read by the provider"
+    )
 
     accounts_file: str | None = Field(
         default=None, description="a TOML file of named provider accounts, several per "
@@ -301,6 +320,28 @@ class Settings(BaseSettings):
         "(HTTP basic auth, for a dashboard exposed behind a proxy); unset = none"
     )
 
+    @classmethod
+    def settings_customise_sources(
+        cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource, dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, dotenv_settings, file_secret_settings,
+                _ProviderEnv(settings_cls))
+
+    @model_validator(mode="before")
+    @classmethod
+    def _undeclared_to_provider_env(cls, data: Any) -> Any:
+        """Keyword arguments no field declares join `provider_env` (over the environment's)."""
+        if not isinstance(data, dict):
+            return data
+        extra = {k: v for k, v in data.items() if k not in cls.model_fields}
+        if not extra:
+            return data
+        env = dict(data.get("provider_env") or {})
+        env.update({k.lower(): v for k, v in extra.items() if v is not None})
+        return {**{k: v for k, v in data.items() if k not in extra}, "provider_env": env}
+
     @field_validator("redis_url")
     @classmethod
     def _redis_scheme(cls, url: str | None) -> str | None:
@@ -308,66 +349,18 @@ class Settings(BaseSettings):
             raise ValueError(f"must start with {', '.join(REDIS_SCHEMES)}")
         return url or None
 
-    def provider(self, name: str) -> ProviderSettings:
-        """The account of GENBATCH_<NAME>_* (the defaults of the provider's other accounts)."""
-        if name not in PROVIDER_NAMES:
-            raise ConfigError(
-                f"unknown provider {name!r}; choose one of {', '.join(PROVIDER_NAMES)}"
-            )
-        return ProviderSettings(
-            name=name,
-            base_url=str(getattr(self, f"{name}_base_url")).rstrip("/"),
-            api_key=getattr(self, f"{name}_api_key"),
-            max_in_flight=int(getattr(self, f"{name}_max_in_flight")),
-            submit_rpm=float(getattr(self, f"{name}_submit_rpm")),
-            poll_rpm=float(getattr(self, f"{name}_poll_rpm")),
-            account=name,
-            queue_ahead_max=self.queue_ahead_max if name in QUEUEING_PROVIDERS else 0,
-        )
-
-    def accounts(self, provider: str | None = None, *,
-                 fresh: bool = False) -> tuple[ProviderSettings, ...]:
-        """Every account (of `provider`, or of all providers in PROVIDER_NAMES order): the
-        accounts file's for a provider it names, else the provider's environment account.
-        `fresh`: look at the file now rather than within its re-read interval."""
-        specs = accounts_file(self.accounts_file, PROVIDER_NAMES).specs(fresh=fresh) \
-            if self.accounts_file else ()
-        out: list[ProviderSettings] = []
-        for name in (provider,) if provider else PROVIDER_NAMES:
-            base = self.provider(name)
-            mine = [_from_spec(base, spec) for spec in specs if spec.provider == name]
-            out.extend(mine or [base])
-        return tuple(out)
-
-    def account(self, name: str) -> ProviderSettings:
-        """The account named `name` (ConfigError naming the known ones otherwise)."""
-        found = self.find_account(name)
-        if found is None:
-            known = ", ".join(a.label for a in self.accounts())
-            raise ConfigError(f"no account {name!r} here; known: {known}")
-        return found
-
-    def find_account(self, name: str) -> ProviderSettings | None:
-        """The account named `name`; when unknown, the accounts file is looked at again at
-        once (another process may have dispatched to an account just added to it)."""
-        found = next((a for a in self.accounts() if a.label == name), None)
-        if found is None and self.accounts_file:
-            found = next((a for a in self.accounts(fresh=True) if a.label == name), None)
-        return found
+    def provider_value(self, provider: str, setting: str) -> Any:
+        """GENBATCH_<PROVIDER>_<SETTING>: the field where Settings declares one, else the
+        raw text from `provider_env`; None when unset."""
+        name = f"{provider}_{setting}"
+        if name in type(self).model_fields:
+            return getattr(self, name)
+        value = self.provider_env.get(name)
+        return None if value is None else value.get_secret_value()
 
     def input_root_paths(self) -> tuple[Path, ...]:
         """GENBATCH_INPUT_ROOTS as folders (empty parts ignored)."""
         return tuple(Path(part) for part in self.input_roots.split(os.pathsep) if part.strip())
-
-    def keys_held(self) -> tuple[str, ...]:
-        """Accounts whose API key these settings hold (names only, never the values)."""
-        return tuple(a.label for a in self.accounts()
-                     if a.api_key is not None and a.api_key.get_secret_value())
-
-    def providers_held(self) -> tuple[str, ...]:
-        """Providers with at least one account whose key these settings hold."""
-        return tuple(dict.fromkeys(a.name for a in self.accounts()
-                                   if a.api_key is not None and a.api_key.get_secret_value()))
 
     def configure_logging(self) -> None:
         """Log lines of the long-running commands (scheduler, worker supervisor, webhooks)."""
@@ -385,17 +378,25 @@ class Settings(BaseSettings):
         return self.redis_url
 
 
-def _from_spec(base: ProviderSettings, spec: AccountSpec) -> ProviderSettings:
-    """A file's account, its unset limits taken from the provider's environment ones."""
-    queue_ahead = spec.queue_ahead_max if spec.queue_ahead_max is not None \
-        else base.queue_ahead_max
-    return ProviderSettings(
-        name=base.name, base_url=(spec.base_url or base.base_url).rstrip("/"),
-        api_key=spec.api_key, max_in_flight=spec.max_in_flight or base.max_in_flight,
-        submit_rpm=spec.submit_rpm or base.submit_rpm, poll_rpm=spec.poll_rpm or base.poll_rpm,
-        account=spec.name, drain=spec.drain, models=spec.models, key_source=spec.key_source,
-        queue_ahead_max=queue_ahead if base.name in QUEUEING_PROVIDERS else 0,
-    )
+class _ProviderEnv(PydanticBaseSettingsSource):
+    """GENBATCH_* variables (environment, then `.env`) that no field declares: a plugin
+    provider's settings, kept as secrets in `provider_env` for its plugin to read."""
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        declared = {f"GENBATCH_{name.upper()}" for name in self.settings_cls.model_fields}
+        env_file = self.config.get("env_file")
+        dotenv = dotenv_values(env_file) if isinstance(env_file, str) and \
+            Path(env_file).is_file() else {}
+        found: dict[str, str] = {}
+        for source in (dotenv, os.environ):  # the environment wins over .env
+            for key, value in source.items():
+                upper = key.upper()
+                if upper.startswith("GENBATCH_") and upper not in declared and value:
+                    found[upper.removeprefix("GENBATCH_").lower()] = value
+        return {"provider_env": found} if found else {}
 
 
 def load_settings(**overrides: object) -> Settings:

@@ -14,7 +14,8 @@
      │                            provider for a fresh one
      └── ProviderError            a provider call failed; `code` and `message` from its envelope
           ├── RetryableProviderError    safe to try again (429, 5xx on GET, connect error)
-          │    └── RateLimited          429: shrink the rate, requeue, count no failure
+          │    ├── RateLimited          429: shrink the rate, requeue, count no failure
+          │    └── SlotFull             over the account's concurrency: requeue, no rate cut
           ├── PermanentProviderError    the request will never succeed as sent (4xx)
           └── AmbiguousSubmit           a submit whose outcome is unknown: it may have
                                         created (and billed) a task; never retry blindly
@@ -47,6 +48,10 @@ class StoreUnavailable(GenbatchError):
 
 class WaitTimeout(GenbatchError):
     """Raised when a batch is not finished when `wait(timeout=...)` runs out."""
+
+
+class BadSignature(GenbatchError):
+    """Raised when a callback's signature headers are missing, stale or wrong."""
 
 
 class BadOutput(GenbatchError):
@@ -139,6 +144,11 @@ class RateLimited(RetryableProviderError):
     ) -> None:
         super().__init__(provider, code, message, status_code)
         self.retry_after = retry_after
+
+
+class SlotFull(RetryableProviderError):
+    """Raised when a submit is refused because the account's concurrency is used up (e.g.
+    Kling's 1303): nothing was created; requeue without a failure and without a rate cut."""
 
 
 class PermanentProviderError(ProviderError):

@@ -11,9 +11,12 @@ import pytest
 from genbatch import accounts
 from genbatch.config import Settings, load_settings
 from genbatch.errors import ConfigError
+from genbatch.providers import accounts as provider_accounts
+from genbatch.providers import wavespeed
 from genbatch.worker.queue_ahead import queue_ahead
 
 PROVIDERS = ("novita", "highwayapi", "wavespeed", "byteplus")
+TIERS = {"wavespeed": wavespeed.TIERS}
 GOOD = """
 [ws-a]
 provider = "wavespeed"
@@ -51,11 +54,11 @@ def test_the_file_names_accounts_and_the_environment_fills_the_rest(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TEST_WS_KEY_B", "key-b")
     s = settings(write(tmp_path, GOOD), wavespeed_api_key="env-ws", byteplus_max_in_flight=7)
-    names = [a.label for a in s.accounts()]
+    names = [a.label for a in provider_accounts.accounts(s)]
     # novita and highwayapi keep their environment accounts; wavespeed and byteplus have
     # exactly the file's (the environment's wavespeed key is not an account any more)
     assert names == ["novita", "highwayapi", "ws-a", "ws-b", "bp-1"]
-    ws_a, ws_b, bp = (s.account(n) for n in ("ws-a", "ws-b", "bp-1"))
+    ws_a, ws_b, bp = (provider_accounts.account(s, n) for n in ("ws-a", "ws-b", "bp-1"))
     assert (ws_a.name, ws_a.max_in_flight, ws_a.submit_rpm) == ("wavespeed", 300, 500.0)
     assert ws_a.queue_ahead_max == 20 and ws_b.queue_ahead_max == 0  # default, and set
     assert ws_b.api_key is not None and ws_b.api_key.get_secret_value() == "key-b"
@@ -63,9 +66,10 @@ def test_the_file_names_accounts_and_the_environment_fills_the_rest(
     assert bp.max_in_flight == 7 and bp.submit_rpm == 180.0  # env default, file value
     limits = bp.model_limits("seedance-1-5-pro-251215")
     assert limits is not None and (limits.max_in_flight, limits.submit_rpm) == (3, 30.0)
-    assert s.account("novita").queue_ahead_max == 0  # Novita: unknown over-concurrency
-    assert s.keys_held() == ("novita", "ws-a", "ws-b", "bp-1")  # names, never keys
-    assert s.providers_held() == ("novita", "wavespeed", "byteplus")
+    # Novita: what it does over its concurrency is unknown: no queueing ahead
+    assert provider_accounts.account(s, "novita").queue_ahead_max == 0
+    assert provider_accounts.keys_held(s) == ("novita", "ws-a", "ws-b", "bp-1")  # names, never keys
+    assert provider_accounts.providers_held(s) == ("novita", "wavespeed", "byteplus")
 
 
 def test_an_account_whose_variable_is_unset_has_no_key_here(tmp_path: Path) -> None:
@@ -73,8 +77,8 @@ def test_an_account_whose_variable_is_unset_has_no_key_here(tmp_path: Path) -> N
     s = settings(write(tmp_path, GOOD))
     with pytest.raises(ConfigError, match="no API key for account 'ws-b' here: set "
                                           "TEST_WS_KEY_B"):
-        s.account("ws-b").require_key()
-    assert "ws-b" not in s.keys_held()
+        provider_accounts.account(s, "ws-b").require_key()
+    assert "ws-b" not in provider_accounts.keys_held(s)
 
 
 @pytest.mark.parametrize(("text", "message"), [
@@ -87,7 +91,7 @@ def test_an_account_whose_variable_is_unset_has_no_key_here(tmp_path: Path) -> N
      r"\[a\] concurrency: must be a whole number of at least 1"),
     ('[a]\nprovider = "novita"\napi_key = "k"\nconcurrency = 2.5', "a whole number"),
     ('[a]\nprovider = "byteplus"\napi_key = "k"\ntier = "gold"',
-     r"\[a\] tier: only WaveSpeed accounts have a tier"),
+     r"\[a\] tier: only wavespeed accounts have a tier"),
     ('[a]\nprovider = "wavespeed"\napi_key = "k"\ntier = "platinum"', "must be one of bronze"),
     ('[novita]\nprovider = "byteplus"\napi_key = "k"', "the name of another provider"),
     ('[a]\nprovider = "byteplus"\napi_key = "k"\n[a.models.m]\nburst = 1',
@@ -98,13 +102,13 @@ def test_a_bad_file_is_one_line_naming_file_account_and_field(
         tmp_path: Path, text: str, message: str) -> None:
     path = write(tmp_path, text)
     with pytest.raises(ConfigError, match=message) as err:
-        settings(path).accounts()
+        provider_accounts.accounts(settings(path))
     assert str(err.value).startswith(path) and "\n" not in str(err.value)
 
 
 def test_a_missing_file_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"GENBATCH_ACCOUNTS_FILE: cannot read .*nope\.toml"):
-        settings(str(tmp_path / "nope.toml")).accounts()
+        provider_accounts.accounts(settings(str(tmp_path / "nope.toml")))
 
 
 def test_a_change_is_seen_without_a_restart_and_a_bad_edit_keeps_what_was_read(
@@ -112,12 +116,12 @@ def test_a_change_is_seen_without_a_restart_and_a_bad_edit_keeps_what_was_read(
     monkeypatch.setattr(accounts, "RECHECK_S", 0.0)
     path = write(tmp_path, '[ws-a]\nprovider = "wavespeed"\napi_key = "a"\n')
     s = settings(path)
-    assert [a.label for a in s.accounts("wavespeed")] == ["ws-a"]
+    assert [a.label for a in provider_accounts.accounts(s, "wavespeed")] == ["ws-a"]
     Path(path).write_text('[ws-a]\nprovider = "wavespeed"\napi_key = "a"\n'
                           '[ws-new]\nprovider = "wavespeed"\napi_key = "n"\n', encoding="utf-8")
-    assert [a.label for a in s.accounts("wavespeed")] == ["ws-a", "ws-new"]
+    assert [a.label for a in provider_accounts.accounts(s, "wavespeed")] == ["ws-a", "ws-new"]
     Path(path).write_text("[ws-a\n", encoding="utf-8")  # a half-saved edit
-    assert [a.label for a in s.accounts("wavespeed")] == ["ws-a", "ws-new"]
+    assert [a.label for a in provider_accounts.accounts(s, "wavespeed")] == ["ws-a", "ws-new"]
 
 
 def test_an_account_asked_for_by_name_is_looked_for_in_the_file_at_once(
@@ -126,17 +130,18 @@ def test_an_account_asked_for_by_name_is_looked_for_in_the_file_at_once(
     file: the worker must find it, not count it as a missing key."""
     path = write(tmp_path, '[ws-a]\nprovider = "wavespeed"\napi_key = "a"\n')
     s = settings(path)
-    assert [a.label for a in s.accounts("wavespeed")] == ["ws-a"]  # read: cached 2 s now
+    # read: cached 2 s now
+    assert [a.label for a in provider_accounts.accounts(s, "wavespeed")] == ["ws-a"]
     Path(path).write_text('[ws-a]\nprovider = "wavespeed"\napi_key = "a"\n'
                           '[ws-b]\nprovider = "wavespeed"\napi_key = "b"\n', encoding="utf-8")
-    assert s.account("ws-b").label == "ws-b"
+    assert provider_accounts.account(s, "ws-b").label == "ws-b"
 
 
 def test_unknown_account_names_the_known_ones(tmp_path: Path) -> None:
     s = settings(write(tmp_path, GOOD))
     with pytest.raises(ConfigError, match="no account 'ws-z' here; known: novita, "
                                           "highwayapi, ws-a, ws-b, bp-1"):
-        s.account("ws-z")
+        provider_accounts.account(s, "ws-z")
 
 
 def test_queue_ahead_is_sized_from_the_generation_time_and_bounded() -> None:
@@ -154,10 +159,10 @@ def test_queue_ahead_is_sized_from_the_generation_time_and_bounded() -> None:
 def test_the_shipped_example_and_the_readme_example_parse() -> None:
     root = Path(__file__).resolve().parents[1]
     example = (root / "config" / "accounts.example.toml").read_text(encoding="utf-8")
-    names = [a.name for a in accounts.parse_accounts(example, "example", PROVIDERS, {})]
+    names = [a.name for a in accounts.parse_accounts(example, "example", PROVIDERS, {}, TIERS)]
     assert names == ["ws-a", "ws-b", "bp-1"]
     readme = (root / "README.md").read_text(encoding="utf-8")
     block = readme.split("### Accounts: several keys per provider", 1)[1]
     toml = block.split("```toml\n", 1)[1].split("```", 1)[0]
-    assert [a.name for a in accounts.parse_accounts(toml, "README", PROVIDERS, {})] == \
+    assert [a.name for a in accounts.parse_accounts(toml, "README", PROVIDERS, {}, TIERS)] == \
         ["ws-a", "ws-b", "bp-1"]

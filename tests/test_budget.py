@@ -20,6 +20,7 @@ from genbatch.demo import SAMPLES
 from genbatch.errors import GenbatchError
 from genbatch.producer.ingest import ingest_manifest
 from genbatch.producer.options import BatchOptions
+from genbatch.providers import names
 from genbatch.storage import open_storage
 from genbatch.store import JobStore, budget, item_id
 from genbatch.store.budget import set_budget, summary
@@ -109,9 +110,9 @@ def test_raise_continues_and_is_refused_below_spent_plus_reserved(store: JobStor
     first = dispatch(store, "b")
     succeed(store, first[0], 0.5)  # spent 0.5, reserved 0.75
     with pytest.raises(GenbatchError, match=r"at least \$1\.25"):
-        set_budget(store, "b", 1.2)
+        set_budget(store, "b", 1.2, names())
     assert store.get_batch("b")["budget_usd"] == "1.0"
-    set_budget(store, "b", 2.0)
+    set_budget(store, "b", 2.0, names())
     batch = store.get_batch("b")
     assert "budget_exhausted" not in batch and queued(store, "b")
     assert len(dispatch(store, "b")) == 3  # 0.5 + 0.75 + 3 * 0.25 = 2.0

@@ -11,8 +11,8 @@ import pytest
 from genbatch.config import Settings
 from genbatch.errors import BadOutput, UrlGone
 from genbatch.models import PollResult, TaskStatus
+from genbatch.providers import plugin
 from genbatch.worker.fetch import (
-    DEFAULT_VIDEO_HOSTS,
     VideoPolicy,
     open_video,
     policy_for,
@@ -40,7 +40,7 @@ def fetch(policy: VideoPolicy, url: str,
         return b"".join(video_chunks(resp, policy))
 
 
-WAVESPEED = VideoPolicy(hosts=DEFAULT_VIDEO_HOSTS["wavespeed"], max_bytes=10_000)
+WAVESPEED = VideoPolicy(hosts=plugin("wavespeed").outputs.video_hosts, max_bytes=10_000)
 
 
 def test_a_video_on_the_provider_s_cdn_is_fetched() -> None:
@@ -114,7 +114,7 @@ def test_the_size_cap_holds_with_and_without_a_declared_length() -> None:
 
 def test_policy_from_settings_defaults_overrides_and_the_simulator_s_loopback() -> None:
     real = policy_for(Settings(), "novita")
-    assert real.hosts == DEFAULT_VIDEO_HOSTS["novita"] and not real.allow_loopback
+    assert real.hosts == plugin("novita").outputs.video_hosts and not real.allow_loopback
     with pytest.raises(BadOutput, match="allow-list"):
         real.check_url("http://127.0.0.1:9000/v.mp4", resolve)
     real.check_url("https://faas-output-video.s3.ap-southeast-1.amazonaws.com/v.mp4?X=1",

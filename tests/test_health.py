@@ -18,6 +18,8 @@ from genbatch.errors import (
     RateLimited,
     RetryableProviderError,
 )
+from genbatch.providers import accounts as provider_accounts
+from genbatch.providers.accounts import key_hint
 from genbatch.providers.failures import FailureClass, failure_class
 from genbatch.records import Batch
 from genbatch.store import JobStore
@@ -83,8 +85,10 @@ def test_another_class_ends_a_streak(store: JobStore) -> None:
 
 def test_auth_refusals_pause_with_the_fix_then_a_probe_every_interval(store: JobStore) -> None:
     h = store.health
-    h.record_failure("wavespeed", "auth", "HTTP_401: unauthorized", 10.0, **LIMITS)
-    got = h.record_failure("wavespeed", "auth", "HTTP_401: unauthorized", 11.0, **LIMITS)
+    hint = key_hint("wavespeed")
+    h.record_failure("wavespeed", "auth", "HTTP_401: unauthorized", 10.0, **LIMITS, key_hint=hint)
+    got = h.record_failure("wavespeed", "auth", "HTTP_401: unauthorized", 11.0, **LIMITS,
+                           key_hint=hint)
     assert got.state == "paused" and got.probe_at == 71.0
     assert "GENBATCH_WAVESPEED_API_KEY" in got.fix and "accounts resume wavespeed" in got.fix
     assert not h.claim_probe("wavespeed", 70.0, 60.0)  # not yet
@@ -124,7 +128,7 @@ def test_heartbeats_live_their_ttl_and_carry_key_names_only(store: JobStore) -> 
 
 def test_settings_name_the_keys_they_hold_never_the_values() -> None:
     s = Settings(novita_api_key=SecretStr("sk-secret"), byteplus_api_key=SecretStr(""))
-    assert s.keys_held() == ("novita",)
+    assert provider_accounts.keys_held(s) == ("novita",)
 
 
 def _batch(**fields: str) -> Batch:

@@ -8,6 +8,7 @@ from itertools import pairwise
 import pytest
 
 from genbatch.config import Settings
+from genbatch.providers.accounts import env_account
 from genbatch.store import JobStore
 from genbatch.store.limits import Limits, Rate, rates_for
 
@@ -142,9 +143,9 @@ def test_claim_due_polls_within_budget_others_unlimited(store: JobStore,
 
 def test_settings_rates() -> None:
     s = Settings(time_factor=10, wavespeed_submit_rpm=2, scheduler_tick_s=0.5)
-    r = rates_for(s, s.provider("wavespeed"))
+    r = rates_for(s, env_account(s, "wavespeed"))
     assert (r["submit"].rpm, r["submit"].period, r["submit"].tolerance) == (2, 6.0, 1.0)
-    assert r["poll"].rpm == s.wavespeed_poll_rpm
+    assert r["poll"].rpm == env_account(s, "wavespeed").poll_rpm == 120
 
 
 def test_after_a_429_grants_are_spaced_until_the_rate_recovers(limits: Limits) -> None:

@@ -12,15 +12,15 @@ from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import CollectorRegistry
 from starlette.testclient import TestClient
 
-from genbatch import metrics
-from genbatch.config import PROVIDER_NAMES, Settings
+from genbatch import metrics, providers
+from genbatch.config import Settings
 from genbatch.console.dashboard import create_app
 from genbatch.storage import LocalStorage
 from genbatch.store import JobStore, item_id
 from genbatch.worker.finalize import write_outputs
 from tests.dispatching import dispatch_items
 
-LIMITS = dict.fromkeys(PROVIDER_NAMES, 20)
+LIMITS = dict.fromkeys(providers.names(), 20)
 
 # A scraped sample: its name and its labels as sorted (label, value) pairs.
 SampleKey = tuple[str, tuple[tuple[str, str], ...]]

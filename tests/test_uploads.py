@@ -16,6 +16,7 @@ import pytest
 
 from genbatch.config import Settings
 from genbatch.demo import SAMPLES
+from genbatch.providers.accounts import env_account
 from genbatch.simulator import SimProfile, running_simulator
 from genbatch.store import item_id
 from genbatch.worker.runtime import Runtime
@@ -89,7 +90,7 @@ def test_each_distinct_image_is_uploaded_once_and_its_url_submitted(
     assert httpx.get(first_url, timeout=10).content == PNG  # the simulator serves it
     uploads = [e for e in stats["request_log"] if e["path"] == "/api/v3/media/upload/binary"]
     assert all("multipart/form-data" in e["headers"]["content-type"] for e in uploads)
-    account = account_id(rt.settings.provider("wavespeed"))
+    account = account_id(env_account(rt.settings, "wavespeed"))
     assert "ws-key" not in account
     assert rt.store.memo.upload_url(account, hashlib.sha256(PNG).hexdigest()) == first_url
 

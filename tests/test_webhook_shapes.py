@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 from starlette.testclient import TestClient
 
+from genbatch.providers.signing import signature
 from genbatch.store import JobStore
 from genbatch.webhooks.receiver import create_app
-from genbatch.webhooks.signing import signature
 from genbatch.worker.runtime import Runtime
 from tests.test_webhooks import Sent, hook_path, novita_result, settings, submitted_item, ws_done
 

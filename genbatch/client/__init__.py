@@ -37,6 +37,7 @@ from genbatch.config import Settings, load_settings
 from genbatch.console.detail import ErrorCount
 from genbatch.errors import GenbatchError, StorageError, StoreUnavailable
 from genbatch.models import ItemState
+from genbatch.providers import accounts as provider_accounts
 from genbatch.records import Batch
 from genbatch.store import JobStore
 
@@ -332,16 +333,16 @@ class Client:
         return [ErrorCount(code, message, n) for (code, message), n in seen.most_common(limit)]
 
     def _account_names(self, provider: str) -> list[str]:
-        return [a.label for a in self.settings.accounts(provider)]
+        return [a.label for a in provider_accounts.accounts(self.settings, provider)]
 
     # -- accounts --------------------------------------------------------------------
     def accounts(self) -> AccountsReport:
         """Every provider account's health, the live workers and the scheduler leader."""
         store = self.store
-        names = [a.label for a in self.settings.accounts()]
+        names = [a.label for a in provider_accounts.accounts(self.settings)]
         health = store.health.get_many(names)
         in_flight = store.in_flight_counts(names)
-        caps = [a.max_in_flight for a in self.settings.accounts()]
+        caps = [a.max_in_flight for a in provider_accounts.accounts(self.settings)]
         return AccountsReport(tuple(health), tuple(zip(in_flight, caps, strict=True)),
                               tuple(store.heartbeats.workers()), store.heartbeats.scheduler())
 
@@ -350,7 +351,7 @@ class Client:
         again at once."""
         import time
 
-        self.settings.account(account)  # an unknown name is a clear ConfigError
+        provider_accounts.account(self.settings, account)  # an unknown name is a clear ConfigError
         self.store.health.resume(account, time.time())
 
     # -- act on a batch --------------------------------------------------------------

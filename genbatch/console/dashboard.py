@@ -32,7 +32,7 @@ from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, R
 from starlette.routing import Route
 
 from genbatch import metrics, providers
-from genbatch.config import PROVIDER_NAMES, Settings
+from genbatch.config import Settings
 from genbatch.console import files
 from genbatch.console.batch_page import RESULT_FILES, batch_view
 from genbatch.console.html import counts_bar, duration, esc, page
@@ -40,6 +40,7 @@ from genbatch.console.items_page import BadQuery
 from genbatch.console.routes import BatchRoutes
 from genbatch.console.views import STATE_COLUMNS
 from genbatch.errors import NotFoundError
+from genbatch.providers import accounts as provider_accounts
 from genbatch.storage import ObjectStorage, batch_key, open_storage
 from genbatch.store import JobStore
 
@@ -52,22 +53,23 @@ NUMERIC_COLUMNS = ", ".join(f"td.{s}" for s in STATE_COLUMNS) + " { text-align: 
 def configured_accounts(settings: Settings) -> list[str]:
     """Provider accounts with an API key; all of them when none has one (a dashboard run
     without the workers' keys)."""
-    every = settings.accounts()
+    every = provider_accounts.accounts(settings)
     keyed = [a.label for a in every if a.api_key]
     return keyed or [a.label for a in every]
 
 
 def accounts_by_provider(settings: Settings) -> dict[str, list[str]]:
     """Each provider's account names."""
-    return {p: [a.label for a in settings.accounts(p)] for p in PROVIDER_NAMES}
+    return {p: [a.label for a in provider_accounts.accounts(settings, p)]
+            for p in providers.names()}
 
 
 def create_app(settings: Settings, store: JobStore | None = None,
                storage: ObjectStorage | None = None) -> Starlette:
     js = store or JobStore.from_url(settings.require_redis_url())
-    limits = {a.label: a.max_in_flight for a in settings.accounts()}
+    limits = {a.label: a.max_in_flight for a in provider_accounts.accounts(settings)}
     accounts = configured_accounts(settings)
-    kinds = {a.label: a.name for a in settings.accounts()}
+    kinds = {a.label: a.name for a in provider_accounts.accounts(settings)}
     prom = metrics.registry(js, limits, {a: sorted(providers.model_specs(kinds[a]))
                                          for a in accounts})
     storages: list[ObjectStorage] = [storage] if storage is not None else []

@@ -12,10 +12,11 @@ from dataclasses import dataclass
 
 from rich.table import Table
 
-from genbatch.config import PROVIDER_NAMES
+from genbatch import providers
+from genbatch.providers.accounts import key_hint
 from genbatch.records import Batch
 from genbatch.store import JobStore
-from genbatch.store.health import AccountHealth, key_hint
+from genbatch.store.health import AccountHealth
 from genbatch.store.heartbeats import Beat
 
 
@@ -34,10 +35,10 @@ def batch_accounts(store: JobStore, batch: Batch,
     """The accounts of the providers a batch has work waiting at (its queues), of its
     default provider and of its fallback, in provider order. `accounts_of` names a
     provider's accounts (default: the one named after the provider)."""
-    wanted = set(store.queued_providers(batch.id, PROVIDER_NAMES))
+    wanted = set(store.queued_providers(batch.id, providers.names()))
     wanted.update(p for p in (batch.get("provider"), batch.fallback.partition(":")[0]) if p)
     names = accounts_of or (lambda provider: [provider])
-    return [a for p in PROVIDER_NAMES if p in wanted for a in names(p)]
+    return [a for p in providers.names() if p in wanted for a in names(p)]
 
 
 def diagnose(store: JobStore, batch: Batch,

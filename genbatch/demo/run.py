@@ -21,7 +21,8 @@ from types import FrameType
 import httpx
 from rich.console import Console
 
-from genbatch.config import PROVIDER_NAMES, Settings, redact_url
+from genbatch import providers
+from genbatch.config import Settings, redact_url
 from genbatch.demo import SAMPLES
 from genbatch.demo.redis_server import free_port, start_redis
 from genbatch.errors import GenbatchError
@@ -75,7 +76,7 @@ def demo_settings(redis_url: str, sim_url: str, workdir: Path) -> dict[str, str]
     values = {"redis_url": redis_url, "storage_url": str(workdir / "output"),
               "time_factor": str(TIME_FACTOR), "log_level": "WARNING",
               "worker_concurrency": "8"}
-    for name in PROVIDER_NAMES:
+    for name in providers.names():
         suffix = "/highwayapi" if name == "highwayapi" else ""
         values[f"{name}_base_url"] = sim_url + suffix
         values[f"{name}_api_key"] = f"demo-{name}-key"

@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from genbatch import providers
 from genbatch.errors import GenbatchError
 from genbatch.models import BatchStatus, ItemState
 from genbatch.producer.ingest import IngestResult, ingest_manifest
@@ -61,7 +62,7 @@ def resume_manifest(
     if (budget_usd is not None or options.budget_usd is not None) and checked.unpriced:
         raise GenbatchError(unpriced_message(checked.unpriced))
     if budget_usd is not None:
-        set_budget(store, batch_id, budget_usd)
+        set_budget(store, batch_id, budget_usd, providers.names())
     existing = {rec.custom_id: rec for rec in store.iter_items(batch_id, batch.total)}
     uploads = ImageUploader(storage)
     validator = RowValidator(source.location, provider, model, options.row_defaults(),

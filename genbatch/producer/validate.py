@@ -176,7 +176,7 @@ class RowValidator:
         try:
             problems = providers.validate_request(provider, model, request)
         except ConfigError as exc:
-            err("model" if provider in providers.PROVIDERS else "provider", str(exc))
+            err("model" if provider in providers.names() else "provider", str(exc))
             return
         for p in problems:
             err(p.field, p.message)

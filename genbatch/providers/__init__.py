@@ -1,8 +1,9 @@
-"""Provider adapters and the static registry the rest of genbatch calls.
+"""Providers: the plugin registry and the static calls the rest of genbatch makes.
 
-Everything here but `make_provider` is static: no network, no API key. Models are stored
-under genbatch's provider-neutral names (`seedance-v1.5-pro-i2v`, `seedance-v1-pro-i2v`,
-`seedance-v1-lite-i2v`); every function taking a model also takes the provider's own id
+Every provider is a plugin (`plugin.py` holds the contract, `registry.py` finds them by
+entry point); genbatch's own four are in this package. Everything here but `make_provider`
+is static: no network, no API key. Models are stored under genbatch's provider-neutral names
+(`seedance-v1.5-pro-i2v`, …); every function taking a model also takes the provider's own id
 (naming.py); each provider's `ModelSpec` says what goes on its wire.
 """
 
@@ -13,58 +14,53 @@ from collections.abc import Mapping
 import httpx
 
 from genbatch.config import ProviderSettings
-from genbatch.errors import ConfigError, FieldProblem
-from genbatch.models import GenerationRequest
-from genbatch.providers import pricing
-from genbatch.providers.adapter import Adapter, check_model, resolve_model
+from genbatch.errors import FieldProblem
+from genbatch.models import GenerationRequest, PollResult
+from genbatch.providers import pricing, registry
+from genbatch.providers.adapter import check_model, resolve_model
 from genbatch.providers.base import ModelSpec, Provider
-from genbatch.providers.byteplus import BytePlusProvider
-from genbatch.providers.highwayapi import HighwayAPIProvider
 from genbatch.providers.naming import provider_model
-from genbatch.providers.novita import NovitaProvider
-from genbatch.providers.wavespeed import WaveSpeedProvider
+from genbatch.providers.plugin import Capability, ProviderPlugin
 
 __all__ = [
-    "PROVIDERS",
+    "Capability",
     "ModelSpec",
     "Provider",
+    "ProviderPlugin",
+    "actual_cost",
+    "can_list",
     "canonical",
     "estimate_cost",
     "get_spec",
     "make_provider",
     "model_specs",
+    "names",
+    "plugin",
     "provider_model_id",
     "validate_request",
 ]
 
-PROVIDERS: tuple[str, ...] = ("novita", "highwayapi", "wavespeed", "byteplus")
 _NO_REQUEST = GenerationRequest(image="-")
 
-_ADAPTERS: dict[str, type[Adapter]] = {
-    "novita": NovitaProvider,
-    "highwayapi": HighwayAPIProvider,
-    "wavespeed": WaveSpeedProvider,
-    "byteplus": BytePlusProvider,
-}
+
+def names() -> tuple[str, ...]:
+    """Every installed provider's name: genbatch's own first, then plugins by name."""
+    return registry.names()
 
 
-def _adapter(provider: str) -> type[Adapter]:
-    try:
-        return _ADAPTERS[provider]
-    except KeyError:
-        raise ConfigError(
-            f"unknown provider {provider!r}; choose one of {', '.join(PROVIDERS)}"
-        ) from None
+def plugin(provider: str) -> ProviderPlugin:
+    """The provider's declaration; ConfigError naming the known ones when unknown."""
+    return registry.get(provider)
 
 
 def can_list(provider: str) -> bool:
     """`provider` documents a task list (reconciliation of ambiguous submits works there)."""
-    return bool(_adapter(provider).can_list)
+    return plugin(provider).has(Capability.LIST)
 
 
 def model_specs(provider: str) -> Mapping[str, ModelSpec]:
     """The models `provider` serves, by genbatch model name."""
-    return _adapter(provider).specs
+    return plugin(provider).models
 
 
 def get_spec(provider: str, model: str) -> ModelSpec:
@@ -108,10 +104,18 @@ def make_provider(
     (Settings.submit_timeout_s); every other timeout is the client's. The API key is read at
     the first call, which raises ConfigError when it is missing.
     """
-    return _adapter(settings.name)(settings, client, submit_timeout_s=submit_timeout_s)
+    return plugin(settings.name).make(settings, client, submit_timeout_s=submit_timeout_s)
 
 
 def estimate_cost(provider: str, model: str, request: GenerationRequest) -> float | None:
     """Estimated USD for `request` (see pricing.py for how rough); None when no price is known."""
     spec, request = resolve_model(provider, model_specs(provider), model, request)
-    return pricing.estimate(provider, spec, request)
+    return pricing.estimate(plugin(provider).prices, spec, request)
+
+
+def actual_cost(provider: str, model: str, request: GenerationRequest,
+                result: PollResult) -> float | None:
+    """USD for a finished task: from its reported usage where the provider prices that,
+    else the estimate; 0 when it was not billed."""
+    spec, request = resolve_model(provider, model_specs(provider), model, request)
+    return pricing.actual(plugin(provider).prices, spec, request, result)

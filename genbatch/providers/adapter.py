@@ -15,7 +15,6 @@ import httpx
 from genbatch.config import ProviderSettings
 from genbatch.errors import ConfigError, FieldProblem, PermanentProviderError, RequestInvalid
 from genbatch.models import GenerationRequest, PollResult
-from genbatch.providers import pricing
 from genbatch.providers.base import ModelSpec, TaskListing
 from genbatch.providers.http import Envelope, JsonApi
 from genbatch.providers.naming import lookup, pin_conflict, unknown_model
@@ -129,18 +128,8 @@ class Adapter:
         """Most providers document no cancel call: nothing is sent."""
         return False
 
-    can_list = False  # Novita and HighwayAPI document no task list
-
     def list_tasks(self, model: str, request: GenerationRequest, since: float) -> TaskListing:
         raise NotImplementedError(f"{self.name} documents no task list")
-
-    def estimate_cost(self, model: str, request: GenerationRequest) -> float | None:
-        return pricing.estimate(self.name, self.spec(model), request)
-
-    def actual_cost(
-        self, model: str, request: GenerationRequest, result: PollResult
-    ) -> float | None:
-        return pricing.actual(self.name, self.spec(model), request, result)
 
 
 def check_model(provider: str, specs: Mapping[str, ModelSpec], model: str,

@@ -115,19 +115,7 @@ class Provider(Protocol):
     def cancel(self, model: str, remote_id: str) -> bool:
         """Cancel a remote task where the provider allows it; False when it cannot."""
 
-    @property
-    def can_list(self) -> bool:
-        """The provider documents a task list (WaveSpeed, BytePlus)."""
-
     def list_tasks(self, model: str, request: GenerationRequest, since: float) -> TaskListing:
         """The account's tasks of the model `request` runs on, created at or after `since`,
         newest first (a read: it never polls a task). NotImplementedError where the provider
         has no task list; RetryableProviderError / PermanentProviderError as for poll."""
-
-    def estimate_cost(self, model: str, request: GenerationRequest) -> float | None:
-        """Estimated USD for this request from the price table; None when unknown."""
-
-    def actual_cost(
-        self, model: str, request: GenerationRequest, result: PollResult
-    ) -> float | None:
-        """USD from the provider's reported usage where it reports one, else the estimate."""

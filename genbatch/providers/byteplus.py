@@ -18,11 +18,12 @@ import httpx
 
 from genbatch.config import ProviderSettings
 from genbatch.models import GenerationRequest, PollResult, TaskStatus
-from genbatch.providers import listing
+from genbatch.providers import listing, pricing
 from genbatch.providers.adapter import Adapter, as_dict, as_int, as_str, flat_body
 from genbatch.providers.base import ModelSpec, RemoteTask, TaskListing
 from genbatch.providers.http import BYTEPLUS_ENVELOPE
 from genbatch.providers.novita import RATIOS_V15
+from genbatch.providers.plugin import Callbacks, Capability, Limits, Outputs, ProviderPlugin
 
 API_PREFIX = "/api/v3"
 # Conflicting sources give 24 h or 14 days (§5.3, §8 q12); we report the shorter.
@@ -131,8 +132,6 @@ class BytePlusProvider(Adapter):
             return False
         return self.api.delete(self._task_path(remote_id))
 
-    can_list = True
-
     def list_tasks(self, model: str, request: GenerationRequest, since: float) -> TaskListing:
         """`GET …/tasks?page_num&page_size&filter.model` (§9), newest first."""
         wire = self.checked(model, request)[0].wire_model
@@ -207,3 +206,19 @@ def parse_task(body: dict[str, Any]) -> PollResult:
         usage_tokens=as_int(as_dict(body.get("usage")).get("completion_tokens")),
         seed=as_int(body.get("seed")),
     )
+
+
+PLUGIN = ProviderPlugin(
+    name="byteplus",
+    summary="BytePlus ModelArk, the upstream Seedance API: 1.5 pro, 1.0 pro and 1.0 lite",
+    adapter=BytePlusProvider,
+    models=MODELS,
+    # Over its concurrency a task waits `queued` at ModelArk.
+    limits=Limits(base_url="https://ark.ap-southeast.bytepluses.com", max_in_flight=20,
+                  submit_rpm=60, poll_rpm=600, queues=True),
+    outputs=Outputs(video_hosts=("*.bytepluses.com", "*.byteplus.com", "*.volces.com"),
+                    url_ttl_s=float(VIDEO_URL_TTL_S)),
+    prices=pricing.SEEDANCE_TOKENS,
+    callbacks=Callbacks(parse=parse_callback),
+    capabilities=frozenset({Capability.CALLBACKS, Capability.CANCEL, Capability.LIST}),
+)

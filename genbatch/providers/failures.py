@@ -11,7 +11,9 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-from genbatch.errors import ProviderError, RateLimited
+from genbatch.errors import ProviderError, RateLimited, SlotFull
+from genbatch.providers import registry
+from genbatch.providers.plugin import AccountCodes
 
 # Submit refused because the key cannot be used: missing, wrong, or without permission.
 AUTH_CODES = frozenset({
@@ -47,15 +49,28 @@ class FailureClass(StrEnum):
 
 def failure_class(exc: ProviderError) -> FailureClass | None:
     """The account-level kind of `exc`; None for a failure of the request itself."""
+    if isinstance(exc, SlotFull):
+        return None  # the account is busy, not unwell
     if isinstance(exc, RateLimited):
         return FailureClass.RATE
     folded = (exc.code or "").strip().casefold()
-    if folded in _AUTH:
+    codes = _plugin_codes(exc.provider)
+    if folded in _AUTH or folded in codes.auth:
         return FailureClass.AUTH
-    if folded in _BALANCE:
+    if folded in _BALANCE or folded in codes.balance or folded in codes.daily_cap:
         return FailureClass.BALANCE
     if exc.status_code is None:
         return None if folded in ("invalid_url", "unsupported_protocol") else FailureClass.CONNECT
     if exc.status_code >= 500:
         return FailureClass.SERVER
     return None
+
+
+def _plugin_codes(provider: str) -> AccountCodes:
+    """The provider's own account codes (its plugin's `account_codes`), case-folded."""
+    plugin = registry.plugins().get(provider)
+    if plugin is None:
+        return AccountCodes()
+    codes = plugin.account_codes
+    return AccountCodes(*(frozenset(c.casefold() for c in group)
+                          for group in (codes.auth, codes.balance, codes.daily_cap)))

@@ -9,7 +9,8 @@ from __future__ import annotations
 from dataclasses import replace
 from types import MappingProxyType
 
-from genbatch.providers import novita
+from genbatch.providers import novita, pricing
+from genbatch.providers.plugin import Callbacks, Capability, Limits, Outputs, ProviderPlugin
 
 # 1.5 pro at 1080p is in conflict (§8 q1): the English page (SEED-HW15) lists 480p/720p/1080p,
 # the Chinese page crawled 2026-02-26 (JK-15ZH) says 1080p is "not yet supported". We follow
@@ -28,3 +29,18 @@ class HighwayAPIProvider(novita.NovitaProvider):
 
     name = "highwayapi"
     specs = MODELS
+
+
+PLUGIN = ProviderPlugin(
+    name="highwayapi",
+    summary="HighwayAPI (jiekou.ai): Seedance 1.5 pro, V1 pro and V1 lite on Novita's protocol",
+    adapter=HighwayAPIProvider,
+    models=MODELS,
+    limits=Limits(base_url="https://api.highwayapi.ai", max_in_flight=20, submit_rpm=200,
+                  poll_rpm=1200),
+    outputs=Outputs(video_hosts=(*novita.VIDEO_HOSTS, "*.highwayapi.ai", "*.jiekou.ai",
+                                 "*.novita.ai")),
+    prices=pricing.HIGHWAYAPI,
+    callbacks=Callbacks(parse=novita.parse_callback),
+    capabilities=frozenset({Capability.CALLBACKS}),
+)

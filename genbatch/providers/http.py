@@ -37,6 +37,7 @@ from genbatch.errors import (
     ProviderError,
     RateLimited,
     RetryableProviderError,
+    SlotFull,
 )
 from genbatch.version import __version__
 
@@ -58,10 +59,12 @@ class Envelope:
 
     `parse` turns a decoded error body into (code, message), or None when it is not this shape.
     `in_band_status` returns an HTTP-like status for a 2xx body that is really an error.
+    `slot_full`: error codes meaning "the account's concurrency is used up" (SlotFull).
     """
 
     parse: ErrorParser
     in_band_status: Callable[[Mapping[str, Any]], int | None] = _no_in_band_error
+    slot_full: frozenset[str] = frozenset()
 
 
 def _nested_error(body: Any) -> tuple[str, str] | None:
@@ -256,6 +259,8 @@ class JsonApi:
         code = code or f"HTTP_{status}"
         message = message or _excerpt(response.text) or response.reason_phrase or "no detail"
         http_status = response.status_code
+        if code in self.envelope.slot_full:
+            return self._error(SlotFull, code, message, http_status)
         if status == 429:
             return RateLimited(
                 self.provider,

@@ -20,6 +20,7 @@ from urllib.parse import quote
 
 from genbatch.errors import RetryableProviderError
 from genbatch.models import GenerationRequest, PollResult, TaskStatus
+from genbatch.providers import pricing
 from genbatch.providers.adapter import (
     Adapter,
     as_dict,
@@ -32,6 +33,7 @@ from genbatch.providers.adapter import (
 )
 from genbatch.providers.base import ModelSpec
 from genbatch.providers.http import NOVITA_ENVELOPE
+from genbatch.providers.plugin import Callbacks, Capability, Limits, Outputs, ProviderPlugin
 
 CALLBACK_EVENT = "ASYNC_TASK_RESULT"
 RATIOS_V1 = frozenset({"21:9", "16:9", "4:3", "1:1", "3:4", "9:16"})
@@ -167,3 +169,19 @@ def parse_callback(body: dict[str, Any]) -> tuple[str | None, PollResult] | None
         if "task" not in body and isinstance(inner, dict) and "task" in inner:
             body = inner
     return as_str(as_dict(body.get("task")).get("task_id")), parse_task_result(body)
+
+
+# Novita's outputs are presigned URLs of its faas-output S3 buckets (NOV-TR).
+VIDEO_HOSTS = ("faas-output-*.s3.amazonaws.com", "faas-output-*.s3.*.amazonaws.com")
+PLUGIN = ProviderPlugin(
+    name="novita",
+    summary="Novita AI: Seedance 1.5 pro, V1 pro and V1 lite image-to-video",
+    adapter=NovitaProvider,
+    models=MODELS,
+    limits=Limits(base_url="https://api.novita.ai", max_in_flight=20, submit_rpm=20,
+                  poll_rpm=600),
+    outputs=Outputs(video_hosts=(*VIDEO_HOSTS, "*.novita.ai")),
+    prices=pricing.SEEDANCE_TOKENS,
+    callbacks=Callbacks(parse=parse_callback),
+    capabilities=frozenset({Capability.CALLBACKS}),
+)

@@ -12,10 +12,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 from genbatch.models import GenerationRequest, PollResult, TaskStatus
 from genbatch.providers.base import ModelSpec
+from genbatch.providers.plugin import Prices
 
 V15_PRO, V1_PRO, V1_LITE = "seedance-v1.5-pro-i2v", "seedance-v1-pro-i2v", "seedance-v1-lite-i2v"
 
@@ -55,21 +54,31 @@ def estimate_tokens(resolution: str, duration_s: int, fps: int = _FPS) -> int | 
     return None if pixels is None else round(pixels * fps * duration_s / 1024)
 
 
-def estimate(provider: str, spec: ModelSpec, request: GenerationRequest) -> float | None:
+def estimate(prices: Prices | None, spec: ModelSpec, request: GenerationRequest
+             ) -> float | None:
     """Estimated USD for one request; None when no price is known."""
-    price = _ESTIMATORS.get(provider)
-    return None if price is None else _round(price(spec, request))
+    return None if prices is None else _round(prices.estimate(spec, request))
 
 
-def actual(
-    provider: str, spec: ModelSpec, request: GenerationRequest, result: PollResult
-) -> float | None:
-    """USD from reported usage where there is one (BytePlus tokens), else the estimate."""
+def actual(prices: Prices | None, spec: ModelSpec, request: GenerationRequest,
+           result: PollResult) -> float | None:
+    """USD from reported usage where the provider prices it, else the estimate; 0 for a
+    task that was not billed."""
     if result.status in _UNBILLED:
         return 0.0
-    if result.usage_tokens is not None and provider in ("byteplus", "novita"):
-        return _round(_token_cost(spec, request, result.usage_tokens))
-    return estimate(provider, spec, request)
+    if prices is not None and prices.actual is not None:
+        cost = prices.actual(spec, request, result)
+        if cost is not None:
+            return _round(cost)
+    return estimate(prices, spec, request)
+
+
+def by_reported_tokens(spec: ModelSpec, request: GenerationRequest, result: PollResult
+                       ) -> float | None:
+    """Seedance's reported `completion_tokens` at the token price (BytePlus, Novita)."""
+    if result.usage_tokens is None:
+        return None
+    return _token_cost(spec, request, result.usage_tokens)
 
 
 def _audio(spec: ModelSpec, request: GenerationRequest) -> bool:
@@ -92,13 +101,13 @@ def _token_cost(spec: ModelSpec, request: GenerationRequest, tokens: int) -> flo
     return tokens * (flex if _flex(request) else default) / 1_000_000
 
 
-def _by_tokens(spec: ModelSpec, request: GenerationRequest) -> float | None:
+def by_tokens(spec: ModelSpec, request: GenerationRequest) -> float | None:
     resolution, duration = _shape(spec, request)
     tokens = estimate_tokens(resolution, duration) if resolution else None
     return None if tokens is None else _token_cost(spec, request, tokens)
 
 
-def _highwayapi(spec: ModelSpec, request: GenerationRequest) -> float | None:
+def highwayapi(spec: ModelSpec, request: GenerationRequest) -> float | None:
     resolution, duration = _shape(spec, request)
     rate = _HIGHWAY_PER_SECOND.get(resolution or "") if spec.name == V15_PRO else None
     if rate is None:
@@ -110,7 +119,7 @@ def _highwayapi(spec: ModelSpec, request: GenerationRequest) -> float | None:
     return rate * duration
 
 
-def _wavespeed(spec: ModelSpec, request: GenerationRequest) -> float | None:
+def wavespeed(spec: ModelSpec, request: GenerationRequest) -> float | None:
     resolution, duration = _shape(spec, request)
     rate = _WAVESPEED_PER_SECOND.get((spec.name, resolution or ""))
     if rate is None:
@@ -124,9 +133,7 @@ def _round(value: float | None) -> float | None:
     return None if value is None else round(value, 6)
 
 
-_ESTIMATORS: dict[str, Callable[[ModelSpec, GenerationRequest], float | None]] = {
-    "byteplus": _by_tokens,
-    "novita": _by_tokens,
-    "highwayapi": _highwayapi,
-    "wavespeed": _wavespeed,
-}
+# The price tables of genbatch's own providers (each plugin's `prices`).
+SEEDANCE_TOKENS = Prices(by_tokens, by_reported_tokens)
+HIGHWAYAPI = Prices(highwayapi)
+WAVESPEED = Prices(wavespeed)

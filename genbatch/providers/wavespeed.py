@@ -19,7 +19,7 @@ from urllib.parse import quote, urlencode
 
 from genbatch.errors import PermanentProviderError, RetryableProviderError
 from genbatch.models import GenerationRequest, PollResult, TaskStatus
-from genbatch.providers import listing
+from genbatch.providers import listing, pricing, signing
 from genbatch.providers.adapter import (
     Adapter,
     as_dict,
@@ -31,6 +31,7 @@ from genbatch.providers.adapter import (
 from genbatch.providers.base import ModelSpec, RemoteTask, TaskListing
 from genbatch.providers.http import WAVESPEED_ENVELOPE
 from genbatch.providers.novita import RATIOS_V1
+from genbatch.providers.plugin import Callbacks, Capability, Limits, Outputs, ProviderPlugin
 
 # Predictions and their outputs are deleted after 7 days (WS-PRED); so are uploads (§9).
 RETENTION_S = 7 * 24 * 3600
@@ -137,8 +138,6 @@ class WaveSpeedProvider(Adapter):
                                          "the upload answered without data.download_url")
         return url
 
-    can_list = True
-
     def list_tasks(self, model: str, request: GenerationRequest, since: float) -> TaskListing:
         """`POST /api/v3/predictions {page, page_size, model}` (§9), newest first."""
         spec, request = self.checked(model, request)
@@ -212,3 +211,28 @@ def parse_callback(body: dict[str, Any]) -> tuple[str | None, PollResult]:
     one) as (task id, PollResult)."""
     data = as_dict(body.get("data")) if "id" not in body and "data" in body else body
     return as_str(data.get("id")), parse_prediction(data)
+
+
+# WaveSpeed account levels (providers.md §4): concurrency and videos per minute.
+TIERS: dict[str, tuple[int, float]] = {
+    "bronze": (2, 2.0), "silver": (300, 500.0), "gold": (3000, 3000.0),
+    "ultra": (10000, 5000.0),
+}
+PLUGIN = ProviderPlugin(
+    name="wavespeed",
+    summary="WaveSpeed AI: Seedance 1.5 pro and the V1 pro / lite per-resolution endpoints",
+    adapter=WaveSpeedProvider,
+    models=MODELS,
+    # Bronze, the level of a new account; over its concurrency tasks wait in its queue.
+    limits=Limits(base_url="https://api.wavespeed.ai", max_in_flight=2, submit_rpm=2,
+                  poll_rpm=120, queues=True, tiers=TIERS),
+    outputs=Outputs(video_hosts=("*.wavespeed.ai",), url_ttl_s=float(RETENTION_S)),
+    prices=pricing.WAVESPEED,
+    callbacks=Callbacks(parse=parse_callback, verify=signing.verify,
+                        secret_setting="webhook_secret"),  # noqa: S106 - a setting's name
+    capabilities=frozenset({Capability.CALLBACKS, Capability.SIGNED_CALLBACKS,
+                            Capability.UPLOAD, Capability.LIST}),
+    settings={"webhook_secret": "WaveSpeed's webhook signing secret (GET /api/v3/webhook/"
+              "secret; with or without whsec_): when set, the receiver also verifies each "
+              "callback's webhook-signature, its age (5 min) and that its webhook-id is new"},
+)

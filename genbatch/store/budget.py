@@ -23,10 +23,9 @@ A batch stopped by its budget keeps its pending items, so it never finalizes; `r
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-from genbatch.config import PROVIDER_NAMES
 from genbatch.errors import GenbatchError
 from genbatch.models import BatchStatus
 from genbatch.store import JobStore
@@ -73,11 +72,12 @@ def check_budget(budget_usd: float) -> None:
         raise GenbatchError(f"--budget must be a positive amount in USD (got {budget_usd})")
 
 
-def set_budget(store: JobStore, batch_id: str, budget_usd: float) -> None:
+def set_budget(store: JobStore, batch_id: str, budget_usd: float,
+               providers: Sequence[str]) -> None:
     """Give the batch a (new) budget and let it dispatch again; a clear error when the
     amount is below what it has already spent and reserved."""
     check_budget(budget_usd)
-    ok, spent, reserved = store.set_budget(batch_id, budget_usd, PROVIDER_NAMES)
+    ok, spent, reserved = store.set_budget(batch_id, budget_usd, providers)
     if not ok:
         raise GenbatchError(
             f"--budget {budget_usd:.2f} is below what batch {batch_id} has already spent "

@@ -29,8 +29,6 @@ from typing import Any
 
 import redis
 
-from genbatch.config import PROVIDER_NAMES
-
 STATES: tuple[str, ...] = ("ok", "degraded", "paused")
 CLASSES: tuple[str, ...] = ("connect", "auth", "balance", "5xx", "429")
 PAUSING: frozenset[str] = frozenset({"auth", "balance"})
@@ -63,14 +61,6 @@ class AccountHealth:
         return max(self.failures.values(), default=0)
 
 
-def key_hint(account: str) -> str:
-    """Where an account's key is set: GENBATCH_<PROVIDER>_API_KEY for the account named
-    after its provider, else the accounts file."""
-    if account in PROVIDER_NAMES:
-        return f"GENBATCH_{account.upper()}_API_KEY"
-    return f"the key of {account} in the accounts file (api_key or api_key_env)"
-
-
 def _float(value: str | None) -> float | None:
     return float(value) if value else None
 
@@ -96,9 +86,11 @@ class Health:
                                                               strict=True)]
 
     def record_failure(self, account: str, cls: str, error: str, now: float, *,
-                       degrade_after: int, pause_after: int, probe_s: float) -> AccountHealth:
+                       degrade_after: int, pause_after: int, probe_s: float,
+                       key_hint: str = "its API key") -> AccountHealth:
         """Count one failure of class `cls`; other classes' streaks end. Returns the health
-        after it (a move to degraded or paused happens here)."""
+        after it (a move to degraded or paused happens here). `key_hint` says where the
+        account's key is set, for the fix a pause names."""
         key = self._key(account)
         pipe = self.r.pipeline(transaction=True)
         pipe.hincrby(key, f"fail:{cls}", 1)
@@ -109,7 +101,7 @@ class Health:
         current = self.get(account)
         reason = f"{cls}: {error[:300]}"
         if cls in PAUSING and streak >= pause_after:
-            fix = FIXES[cls].format(key=key_hint(account), account=account)
+            fix = FIXES[cls].format(key=key_hint, account=account)
             self._enter(account, "paused", now, reason, fix, probe_at=now + probe_s)
         elif current.state == "ok" and cls in DEGRADING and streak >= degrade_after:
             # probe_at: while another account of the provider is ok, a degraded one takes

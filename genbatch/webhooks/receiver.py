@@ -33,38 +33,46 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 from urllib.parse import unquote
 
 import redis
+from pydantic import SecretStr
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from genbatch import providers
 from genbatch.config import Settings
-from genbatch.errors import NotFoundError
+from genbatch.errors import BadSignature, NotFoundError
 from genbatch.models import ItemState, PollResult
-from genbatch.providers import byteplus, novita, wavespeed
 from genbatch.records import Item
-from genbatch.webhooks.signing import MAX_AGE_S, BadSignature, verify
-from genbatch.worker.callbacks import HOOK_PATH, WEBHOOK_PROVIDERS, check_settings, token_ok
+from genbatch.worker.callbacks import HOOK_PATH, check_settings, takes_callbacks, token_ok
 from genbatch.worker.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
-# (task id, result), or None for a delivery to acknowledge and ignore (another event type).
-Parser = Callable[[dict[str, Any]], "tuple[str | None, PollResult] | None"]
-PARSERS: dict[str, Parser] = {"novita": novita.parse_callback,
-                              "highwayapi": novita.parse_callback,
-                              "wavespeed": wavespeed.parse_callback,
-                              "byteplus": byteplus.parse_callback}
 MAX_BODY_BYTES = 1 << 20
 RETRY_AFTER_S = 5
 NOT_YET_SUBMITTED = (ItemState.DISPATCHED, ItemState.SUBMITTING)
-SEEN_KIND = "wavespeed-webhook"
+# A signed delivery's id is remembered this long (a verify refuses older signatures).
+REPLAY_WINDOW_S = 600
+
+
+def parse_callback(provider: str, body: dict[str, Any]) -> tuple[str | None, PollResult] | None:
+    """(task id, result) of a delivery, by the provider plugin's parser; None for one to
+    acknowledge and ignore (another event type)."""
+    callbacks = providers.plugin(provider).callbacks
+    if callbacks is None:
+        raise Rejected(404, "not found")
+    return callbacks.parse(body)
+
+
+def _seen_kind(provider: str) -> str:
+    return f"{provider}-webhook"
 
 
 class Rejected(Exception):
@@ -85,7 +93,7 @@ class Receiver:
                headers: Mapping[str, str] | None = None) -> str:
         """The outcome of `steps.apply_poll` ("downloading", "failed", "running", ...),
         "skipped" for a duplicate or "ignored" for another event type; raises Rejected."""
-        if provider not in WEBHOOK_PROVIDERS or not token_ok(self.rt.settings, provider, iid,
+        if not takes_callbacks(provider) or not token_ok(self.rt.settings, provider, iid,
                                                              token):
             raise Rejected(404, "not found")
         delivery = self._signed_delivery(provider, raw, headers or {})
@@ -93,13 +101,13 @@ class Receiver:
             return self._apply(provider, iid, raw)
         except BaseException:
             if delivery:  # not applied: the provider's retry of it must get through
-                self._forget(delivery)
+                self._forget(provider, delivery)
             raise
 
     def _apply(self, provider: str, iid: str, raw: bytes) -> str:
         from genbatch.worker.steps import apply_poll  # imports the worker's dependencies
 
-        parsed = PARSERS[provider](_json_object(raw))
+        parsed = parse_callback(provider, _json_object(raw))
         if parsed is None:
             return "ignored"
         task_id, result = parsed
@@ -119,22 +127,27 @@ class Receiver:
 
     def _signed_delivery(self, provider: str, raw: bytes,
                          headers: Mapping[str, str]) -> str | None:
-        """WaveSpeed with a signing secret set: the verified, first-seen `webhook-id`."""
-        secret = self.rt.settings.wavespeed_webhook_secret
-        if provider != "wavespeed" or secret is None or not secret.get_secret_value():
+        """A provider that signs its callbacks, with its signing secret set: the verified,
+        first-seen delivery id (WaveSpeed's `webhook-id`)."""
+        callbacks = providers.plugin(provider).callbacks
+        if callbacks is None or callbacks.verify is None:
+            return None
+        secret = self.rt.settings.provider_value(provider, callbacks.secret_setting)
+        text = secret.get_secret_value() if isinstance(secret, SecretStr) else secret
+        if not text:
             return None
         try:
-            delivery = verify(secret.get_secret_value(), headers, raw, self.rt.now())
+            delivery = callbacks.verify(text, headers, raw, self.rt.now())
         except BadSignature as exc:
             raise Rejected(401, str(exc)) from None
-        if not self.rt.store.memo.first_sight(SEEN_KIND, delivery, 2 * MAX_AGE_S):
+        if not self.rt.store.memo.first_sight(_seen_kind(provider), delivery, REPLAY_WINDOW_S):
             raise Rejected(409, "this webhook-id was already applied (a replay)")
         return delivery
 
-    def _forget(self, delivery: str) -> None:
+    def _forget(self, provider: str, delivery: str) -> None:
         # On a Redis error it expires on its own; a retry after that is verified as new.
         with contextlib.suppress(redis.RedisError):
-            self.rt.store.memo.forget(SEEN_KIND, delivery)
+            self.rt.store.memo.forget(_seen_kind(provider), delivery)
 
     def _item(self, iid: str) -> Item:
         try:

@@ -26,6 +26,7 @@ import time
 
 from genbatch.errors import ProviderError, RateLimited, RetryableProviderError
 from genbatch.models import ItemState
+from genbatch.providers import accounts as provider_accounts
 from genbatch.providers.failures import FailureClass
 from genbatch.records import Item
 from genbatch.store.health import AccountHealth
@@ -43,7 +44,8 @@ def note_failure(rt: Runtime, account: str, cls: FailureClass, error: str) -> Ac
     before = rt.store.health.get(account).state
     health = rt.store.health.record_failure(
         account, cls.value, error, rt.now(), degrade_after=s.account_degrade_after,
-        pause_after=s.account_pause_after, probe_s=s.account_probe_s / s.time_factor)
+        pause_after=s.account_pause_after, probe_s=s.account_probe_s / s.time_factor,
+        key_hint=provider_accounts.key_hint(account))
     rt.health_seen[account] = 0.0  # the next success must clear it
     if health.state != before:
         log.warning("account %s is %s: %s%s", account, health.state, health.reason,

@@ -18,12 +18,10 @@ import logging
 import re
 from urllib.parse import quote
 
+from genbatch import providers
 from genbatch.config import Settings
 from genbatch.errors import ConfigError
 
-# Providers whose callbacks the receiver understands (providers.md §9): Novita and HighwayAPI
-# (`extra.webhook.url`), WaveSpeed (`?webhook=`), BytePlus (`callback_url`).
-WEBHOOK_PROVIDERS = frozenset({"novita", "highwayapi", "wavespeed", "byteplus"})
 HOOK_PATH = "/hooks"
 MIN_SECRET_CHARS = 16
 _TOKEN = re.compile(r"[0-9a-f]{64}")
@@ -72,11 +70,17 @@ def token_ok(settings: Settings, provider: str, iid: str, given: str) -> bool:
 def callback_url(settings: Settings, provider: str, iid: str) -> str | None:
     """The callback URL to send with this item's submit; None when webhooks are off or the
     provider has none (the item is then polled as usual)."""
-    if provider not in WEBHOOK_PROVIDERS or not enabled(settings):
+    if not takes_callbacks(provider) or not enabled(settings):
         return None
     base = str(settings.webhook_base_url).rstrip("/")
     return (f"{base}{HOOK_PATH}/{provider}/{quote(iid, safe='')}/"
             f"{token(settings, provider, iid)}")
+
+
+def takes_callbacks(provider: str) -> bool:
+    """The provider calls back a URL given with the submit (its plugin declares callbacks)."""
+    return provider in providers.names() and \
+        providers.plugin(provider).has(providers.Capability.CALLBACKS)
 
 
 def check_settings(settings: Settings) -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from genbatch.config import PROVIDER_NAMES
+from genbatch import providers
 from genbatch.errors import GenbatchError
 from genbatch.models import BatchStatus, ItemState
 from genbatch.records import Item
@@ -40,7 +40,7 @@ def cancel_batch(rt: Runtime, batch_id: str) -> CancelReport:
     if batch.finished:
         return CancelReport(already=batch["status"])
     rt.store.set_batch_fields(batch_id, {"cancel_requested": repr(rt.now())})
-    rt.store.unqueue_batch(batch_id, PROVIDER_NAMES)
+    rt.store.unqueue_batch(batch_id, providers.names())
     report = CancelReport()
     for item in rt.store.iter_items(batch_id, batch.total):
         state = item.state
@@ -88,7 +88,7 @@ def retry_batch(rt: Runtime, batch_id: str, states: tuple[str, ...],
         raise GenbatchError(f"batch {batch_id} never finished validating; submit it again")
     report = RetryReport()
     if budget_usd is not None:
-        set_budget(rt.store, batch_id, budget_usd)
+        set_budget(rt.store, batch_id, budget_usd, providers.names())
         report.continued = batch.count("pending")
     if not states:
         return report

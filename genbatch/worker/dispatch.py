@@ -27,6 +27,7 @@ import time
 from genbatch import metrics
 from genbatch.config import ProviderSettings
 from genbatch.errors import GenbatchError
+from genbatch.providers import accounts as provider_accounts
 from genbatch.providers import get_spec
 from genbatch.store import DispatchAccount
 from genbatch.store.health import AccountHealth
@@ -44,7 +45,7 @@ def dispatch_provider(rt: Runtime, provider: str) -> int:
     store = rt.store
     if not store.has_queued(provider):
         return 0
-    accounts = [a for a in rt.settings.accounts(provider) if not a.drain]
+    accounts = [a for a in provider_accounts.accounts(rt.settings, provider) if not a.drain]
     if not accounts:
         return 0
     now = rt.now()

@@ -4,9 +4,9 @@ A video URL comes from a provider's answer or from a webhook callback (anyone ho
 callback URL can send one), so it is checked like untrusted input:
 
 - only `http` and `https`;
-- the host must match the provider's allow-list (`GENBATCH_<P>_VIDEO_HOSTS`, defaults
-  below from the providers' CDNs; a provider whose base URL is on loopback, the simulator,
-  may also serve from that host);
+- the host must match the provider's allow-list (`GENBATCH_<P>_VIDEO_HOSTS`, default the
+  plugin's `outputs.video_hosts`, its CDNs; a provider whose base URL is on loopback, the
+  simulator, may also serve from that host);
 - every address the host resolves to must be public: never loopback, link-local, private,
   multicast or reserved, unless `GENBATCH_DOWNLOAD_ALLOW_PRIVATE` (loopback is allowed
   for a loopback base URL);
@@ -31,23 +31,12 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from genbatch import providers
 from genbatch.config import Settings
 from genbatch.errors import BadOutput, UrlGone
 from genbatch.models import PollResult
+from genbatch.providers.accounts import env_account
 
-# Where each provider's videos are served from (providers.md: Novita/HighwayAPI presigned
-# S3 URLs of the faas-output buckets, WaveSpeed's CDN, BytePlus's TOS object storage).
-DEFAULT_VIDEO_HOSTS: dict[str, tuple[str, ...]] = {
-    "novita": ("faas-output-*.s3.amazonaws.com", "faas-output-*.s3.*.amazonaws.com",
-               "*.novita.ai"),
-    "highwayapi": ("faas-output-*.s3.amazonaws.com", "faas-output-*.s3.*.amazonaws.com",
-                   "*.highwayapi.ai", "*.jiekou.ai", "*.novita.ai"),
-    "wavespeed": ("*.wavespeed.ai",),
-    "byteplus": ("*.bytepluses.com", "*.byteplus.com", "*.volces.com"),
-}
-# How long a provider keeps a video URL valid when its answer does not say (providers.md;
-# Novita and HighwayAPI send `video_url_ttl`).
-PROVIDER_URL_TTL_S: dict[str, float] = {"byteplus": 24 * 3600.0, "wavespeed": 7 * 86400.0}
 URL_GONE = frozenset({401, 403, 404, 410})
 MAX_REDIRECTS = 5
 # Atom types an MP4 (ISO-BMFF) or QuickTime file starts with, at byte offset 4.
@@ -95,10 +84,10 @@ class VideoPolicy:
 
 def policy_for(settings: Settings, provider: str) -> VideoPolicy:
     """The provider's video policy from the settings (see the module docstring)."""
-    configured = getattr(settings, f"{provider}_video_hosts", None)
+    configured = settings.provider_value(provider, "video_hosts")
     hosts = tuple(h.strip().lower() for h in configured.split(",") if h.strip()) \
-        if configured else DEFAULT_VIDEO_HOSTS.get(provider, ())
-    base_host = (urlsplit(settings.provider(provider).base_url).hostname or "").lower()
+        if configured else providers.plugin(provider).outputs.video_hosts
+    base_host = (urlsplit(env_account(settings, provider).base_url).hostname or "").lower()
     loopback = _is_loopback(base_host)
     if loopback:
         hosts = (*hosts, base_host)
@@ -110,7 +99,7 @@ def url_fields(settings: Settings, now: float, provider: str,
                result: PollResult) -> dict[str, Any]:
     """The item fields for a (fresh) video URL: the URL, its lifetime and when it expires
     (GENBATCH_VIDEO_URL_TTL_S when neither the answer nor the provider says)."""
-    ttl = (result.video_ttl_s or PROVIDER_URL_TTL_S.get(provider)
+    ttl = (result.video_ttl_s or providers.plugin(provider).outputs.url_ttl_s
            or settings.video_url_ttl_s) / settings.time_factor
     return {"video_url": result.video_url, "video_ttl": result.video_ttl_s or "",
             "url_ttl_s": round(ttl, 3), "url_expires_at": now + ttl, "dl_repoll": "",

@@ -16,6 +16,7 @@ import threading
 
 import redis
 
+from genbatch.providers import accounts as provider_accounts
 from genbatch.store.heartbeats import Beat
 from genbatch.worker.runtime import Runtime
 
@@ -30,8 +31,8 @@ def process_name(node: str | None = None) -> str:
 
 def worker_beat(rt: Runtime, name: str, queues: tuple[str, ...]) -> Beat:
     return Beat(name=name, at=rt.now(), pid=os.getpid(), host=socket.gethostname(),
-                queues=queues, keys=rt.settings.keys_held(),
-                providers=rt.settings.providers_held())
+                queues=queues, keys=provider_accounts.keys_held(rt.settings),
+                providers=provider_accounts.providers_held(rt.settings))
 
 
 def start_worker_heartbeat(rt: Runtime, name: str, queues: tuple[str, ...]) -> threading.Event:

@@ -24,6 +24,7 @@ from genbatch.config import ProviderSettings, Settings
 from genbatch.errors import GenbatchError
 from genbatch.images import STORED_PREFIX, data_uri, is_data_uri, is_remote, sniff_format
 from genbatch.models import GenerationRequest
+from genbatch.providers import accounts as provider_accounts
 from genbatch.providers.base import Provider
 from genbatch.storage import ObjectStorage, open_storage
 from genbatch.storage.folder import BatchFolder
@@ -112,7 +113,7 @@ class Runtime:
         """The adapter of provider account `account` (ConfigError: this process holds no
         key for it, or does not know it). Built again when the account's key or base URL
         changes in the accounts file."""
-        ps = self.settings.account(account)
+        ps = provider_accounts.account(self.settings, account)
         key = ps.require_key().get_secret_value()
         stamp = hashlib.sha256(f"{ps.base_url}\n{key}".encode()).hexdigest()[:16]
 
@@ -127,7 +128,8 @@ class Runtime:
     def account_settings(self, account: str, provider: str) -> ProviderSettings:
         """The settings of `account`; the provider's own defaults when this process does not
         know it (an account removed while its tasks run)."""
-        return self.settings.find_account(account) or self.settings.provider(provider)
+        return (provider_accounts.find_account(self.settings, account)
+                or provider_accounts.env_account(self.settings, provider))
 
     @property
     def downloads(self) -> httpx.Client:

@@ -27,9 +27,9 @@ from dataclasses import dataclass
 
 import redis
 
-from genbatch import metrics
-from genbatch.config import PROVIDER_NAMES
+from genbatch import metrics, providers
 from genbatch.models import BatchStatus, ItemState
+from genbatch.providers import accounts as provider_accounts
 from genbatch.store import budget
 from genbatch.store.limits import Limits, poll_rates
 from genbatch.store.series import MIN_STEP_S
@@ -86,16 +86,16 @@ class Scheduler:
         """Per provider: as many submits as its accounts' in-flight caps and submit rates
         allow (priority first, round-robin across the batches of one priority)."""
         if not self._rings_checked:  # a job store from before the rings: put batches on
-            for provider in PROVIDER_NAMES:
+            for provider in providers.names():
                 self.rt.store.rebuild_rings(provider)
             self._rings_checked = True
-        return sum(dispatch_provider(self.rt, provider) for provider in PROVIDER_NAMES)
+        return sum(dispatch_provider(self.rt, provider) for provider in providers.names())
 
     def fire_timers(self) -> tuple[int, int]:
         rt = self.rt
         now = rt.now()
-        due = self.limits.claim_due(now, now + rt.settings.task_lease_s, 2000,
-                                    poll_rates(rt.settings, rt.settings.accounts()),
+        rates = poll_rates(rt.settings, provider_accounts.accounts(rt.settings))
+        due = self.limits.claim_due(now, now + rt.settings.task_lease_s, 2000, rates,
                                     download_lease_until=now + rt.settings.download_lease_s)
         ambiguous = fired = 0
         for iid, state in due:
@@ -126,14 +126,14 @@ class Scheduler:
     def sweep(self) -> int:
         rt, n = self.rt, 0
         for batch_id in rt.store.reap_validating(rt.now(), rt.settings.validating_timeout_s,
-                                                 PROVIDER_NAMES):
+                                                 providers.names()):
             log.warning("discarded batch %s: its producer stopped while ingesting it",
                         batch_id)
         active = rt.store.active_batches()
         rt.store.series.sample(active, rt.now(), MIN_STEP_S / rt.settings.time_factor)
         for batch in rt.store.get_batches(active):  # pipelined: thousands of batches wait
             batch_id = batch.id
-            if budget.stopped(batch) and rt.store.resume_if_room(batch_id, PROVIDER_NAMES):
+            if budget.stopped(batch) and rt.store.resume_if_room(batch_id, providers.names()):
                 log.info("batch %s continues: failed items left room in its budget", batch_id)
             elif batch.status in FINALIZABLE and batch.open_items == 0:
                 rt.enqueue("finalize", batch_id)

@@ -11,7 +11,7 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-from genbatch import metrics
+from genbatch import metrics, providers
 from genbatch.errors import (
     AmbiguousSubmit,
     ConfigError,
@@ -327,7 +327,7 @@ def finish(rt: Runtime, iid: str, allowed: Sequence[str], state: str, code: str,
 
 def _cost(rt: Runtime, item: Item, result: PollResult) -> float | None:
     try:
-        return rt.provider(item.account).actual_cost(item.model, item.request, result)
+        return providers.actual_cost(item.provider, item.model, item.request, result)
     except (GenbatchError, ValueError):
         return item.est_cost
 

@@ -21,7 +21,8 @@ from typing import Any
 
 import httpx
 
-from genbatch.config import PROVIDER_NAMES, Settings
+from genbatch import providers
+from genbatch.config import Settings
 from genbatch.demo import SAMPLES
 from genbatch.producer.ingest import IngestResult, ingest_manifest
 from genbatch.records import Batch
@@ -40,7 +41,7 @@ class Cluster:
         self.sim_url = sim_url
         self.workdir = workdir
         self.values = {"redis_url": redis_url, "storage_url": str(workdir / "storage"), **FAST}
-        for name in PROVIDER_NAMES:  # one base URL for all but HighwayAPI, which shares
+        for name in providers.names():  # one base URL for all but HighwayAPI, which shares
             # Novita's paths: the simulator's /highwayapi prefix serves its rules
             self.values[f"{name}_base_url"] = sim_url + ("/highwayapi" if name == "highwayapi"
                                                          else "")

@@ -16,6 +16,7 @@ import pytest
 
 from genbatch.config import Settings
 from genbatch.demo import SAMPLES
+from genbatch.providers.accounts import env_account
 from genbatch.simulator import SimProfile
 from genbatch.store import item_id
 from genbatch.worker import download, steps
@@ -128,4 +129,4 @@ def test_worker_replaced_mid_batch_finishes_with_nothing_lost(
 def test_settings_never_hold_a_key_in_text() -> None:
     s = Settings(novita_api_key="sk-very-secret")
     assert "sk-very-secret" not in repr(s)
-    assert "sk-very-secret" not in str(s.provider("novita"))
+    assert "sk-very-secret" not in str(env_account(s, "novita"))

@@ -12,6 +12,7 @@ import pytest
 from genbatch.config import Settings
 from genbatch.models import GenerationRequest
 from genbatch.providers import can_list, make_provider
+from genbatch.providers.accounts import env_account
 from genbatch.providers.base import RemoteTask
 from genbatch.providers.listing import PAGE_SIZE, timestamp, walk
 
@@ -61,7 +62,7 @@ def test_only_wavespeed_and_byteplus_have_task_lists() -> None:
 def adapter(provider: str, handler: Any) -> Any:
     settings = Settings(**{f"{provider}_api_key": "k", f"{provider}_base_url":  # type: ignore[arg-type]
                            "https://api.example.com"})
-    return make_provider(settings.provider(provider),
+    return make_provider(env_account(settings, provider),
                          httpx.Client(transport=httpx.MockTransport(handler)))
 
 

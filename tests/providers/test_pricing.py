@@ -7,9 +7,9 @@ from collections.abc import Callable
 import pytest
 
 from genbatch.models import GenerationRequest, PollResult, TaskStatus
-from genbatch.providers import estimate_cost, get_spec
+from genbatch.providers import actual_cost, estimate_cost
 from genbatch.providers.base import Provider
-from genbatch.providers.pricing import actual, estimate_tokens
+from genbatch.providers.pricing import estimate_tokens
 
 Build = Callable[..., Provider]
 Req = Callable[..., GenerationRequest]
@@ -90,18 +90,18 @@ def test_wavespeed_per_video_prices(
     assert cost == (None if usd is None else pytest.approx(usd))
 
 
-def test_actual_cost_prefers_reported_tokens(adapter: Build, req: Req) -> None:
+def test_actual_cost_prefers_reported_tokens(req: Req) -> None:
     result = PollResult(status=TaskStatus.SUCCEEDED, usage_tokens=108_900)
-    cost = adapter("byteplus").actual_cost(V15, req(service_tier="flex"), result)
+    cost = actual_cost("byteplus", V15, req(service_tier="flex"), result)
     assert cost == pytest.approx(108_900 * 1.2e-6)
 
 
-def test_actual_cost_falls_back_to_the_estimate(adapter: Build, req: Req) -> None:
+def test_actual_cost_falls_back_to_the_estimate(req: Req) -> None:
     result = PollResult(status=TaskStatus.SUCCEEDED)
-    assert adapter("wavespeed").actual_cost(V15, req(), result) == pytest.approx(0.26)
+    assert actual_cost("wavespeed", V15, req(), result) == pytest.approx(0.26)
 
 
 @pytest.mark.parametrize("status", [TaskStatus.FAILED, TaskStatus.EXPIRED, TaskStatus.CANCELLED])
 def test_unsuccessful_tasks_cost_nothing(req: Req, status: TaskStatus) -> None:
     result = PollResult(status=status, usage_tokens=5000)
-    assert actual("byteplus", get_spec("byteplus", V15), req(), result) == 0.0
+    assert actual_cost("byteplus", V15, req(), result) == 0.0

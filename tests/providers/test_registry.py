@@ -8,14 +8,15 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-from genbatch.config import PROVIDER_NAMES, ProviderSettings
+from genbatch import providers
+from genbatch.config import ProviderSettings
 from genbatch.errors import ConfigError, FieldProblem
 from genbatch.models import GenerationRequest
 from genbatch.providers import (
-    PROVIDERS,
     get_spec,
     make_provider,
     model_specs,
+    names,
     validate_request,
 )
 from genbatch.providers.base import Provider
@@ -26,11 +27,11 @@ MODELS = ("seedance-v1.5-pro-i2v", "seedance-v1-pro-i2v", "seedance-v1-lite-i2v"
 
 
 def test_providers_match_the_settings_names() -> None:
-    assert PROVIDERS == ("novita", "highwayapi", "wavespeed", "byteplus")
-    assert PROVIDERS == PROVIDER_NAMES
+    assert names() == ("novita", "highwayapi", "wavespeed", "byteplus")
+    assert names() == providers.names()
 
 
-@pytest.mark.parametrize("provider", PROVIDERS)
+@pytest.mark.parametrize("provider", names())
 def test_every_provider_serves_the_three_seedance_models(provider: str) -> None:
     assert tuple(model_specs(provider)) == MODELS
 
@@ -56,7 +57,7 @@ def test_validate_request_on_an_unknown_provider_raises(req: Req) -> None:
         validate_request("nope", "seedance-v1-pro-i2v", req())
 
 
-@pytest.mark.parametrize("provider", PROVIDERS)
+@pytest.mark.parametrize("provider", names())
 @pytest.mark.parametrize("model", MODELS)
 def test_specs_are_self_consistent(provider: str, model: str) -> None:
     spec = get_spec(provider, model)
@@ -80,7 +81,7 @@ def test_byteplus_wire_model_ids(model: str, wire: str) -> None:
     assert get_spec("byteplus", model).wire_model == wire
 
 
-@pytest.mark.parametrize("provider", PROVIDERS)
+@pytest.mark.parametrize("provider", names())
 def test_make_provider_returns_a_provider_for_the_settings(adapter: Build, provider: str) -> None:
     made = adapter(provider)
     assert isinstance(made, Provider)

@@ -16,13 +16,11 @@ import hashlib
 import hmac
 from collections.abc import Mapping
 
+from genbatch.errors import BadSignature
+
 MAX_AGE_S = 300
 SCHEME = "v3"
 SECRET_PREFIX = "whsec_"  # noqa: S105 - a prefix, not a secret
-
-
-class BadSignature(Exception):
-    """Raised when a callback's signature headers are missing, stale or wrong."""
 
 
 def signature(secret: str, webhook_id: str, timestamp: str, body: bytes) -> str:
