@@ -26,7 +26,7 @@ def env_account(settings: Settings, provider: str) -> ProviderSettings:
     ConfigError for an unknown provider or a bad value, naming the variable."""
     plugin = registry.get(provider)
     limits = plugin.limits
-    key = settings.provider_value(provider, "api_key")
+    key = settings.provider_value(provider, plugin.key_setting)
     return ProviderSettings(
         name=provider,
         base_url=str(settings.provider_value(provider, "base_url") or limits.base_url)
@@ -37,6 +37,7 @@ def env_account(settings: Settings, provider: str) -> ProviderSettings:
         submit_rpm=_number(settings, provider, "submit_rpm", float, 0) or limits.submit_rpm,
         poll_rpm=_number(settings, provider, "poll_rpm", float, 0) or limits.poll_rpm,
         account=provider,
+        key_source=f"GENBATCH_{provider.upper()}_{plugin.key_setting.upper()}",
         queue_ahead_max=settings.queue_ahead_max if limits.queues else 0,
         options=tuple((name, SecretStr(str(value))) for name in plugin.settings
                       if (value := settings.provider_value(provider, name))),
@@ -88,10 +89,11 @@ def providers_held(settings: Settings) -> tuple[str, ...]:
 
 
 def key_hint(account: str) -> str:
-    """Where an account's key is set: GENBATCH_<PROVIDER>_API_KEY for the account named
-    after its provider, else the accounts file."""
-    if account in registry.names():
-        return f"GENBATCH_{account.upper()}_API_KEY"
+    """Where an account's key is set: GENBATCH_<PROVIDER>_API_KEY (or the provider's own key
+    setting) for the account named after its provider, else the accounts file."""
+    plugin = registry.plugins().get(account)
+    if plugin is not None:
+        return f"GENBATCH_{account.upper()}_{plugin.key_setting.upper()}"
     return f"the key of {account} in the accounts file (api_key or api_key_env)"
 
 

@@ -53,6 +53,15 @@ def _no_in_band_error(body: Mapping[str, Any]) -> int | None:
     return None
 
 
+# The headers that authenticate one request of an account (default: `bearer`).
+Auth = Callable[[ProviderSettings], Mapping[str, str]]
+
+
+def bearer(settings: ProviderSettings) -> dict[str, str]:
+    """`Authorization: Bearer <key>`; ConfigError when the account has no key here."""
+    return {"Authorization": f"Bearer {settings.require_key().get_secret_value()}"}
+
+
 @dataclass(frozen=True, slots=True)
 class Envelope:
     """How one provider shapes its errors.
@@ -130,12 +139,14 @@ class JsonApi:
         envelope: Envelope,
         *,
         submit_timeout_s: float | None = None,
+        auth: Auth | None = None,
     ) -> None:
         self.settings = settings
         self.provider = settings.name
         self.client = client
         self.envelope = envelope
         self.submit_timeout_s = submit_timeout_s
+        self.auth = auth or bearer
 
     def submit(
         self, path: str, body: Mapping[str, Any], task_id: Callable[[dict[str, Any]], Any]
@@ -193,9 +204,8 @@ class JsonApi:
     # -- internals --------------------------------------------------------------------------
 
     def _send(self, method: str, path: str, *, submit: bool, **kwargs: Any) -> httpx.Response:
-        key = self.settings.require_key().get_secret_value()
         headers = {
-            "Authorization": f"Bearer {key}",
+            **self.auth(self.settings),
             "Content-Type": "application/json",  # Novita requires it on GET too (NOV-TR)
             "Accept": "application/json",
             "User-Agent": USER_AGENT,
@@ -280,8 +290,14 @@ class JsonApi:
         return cls(self.provider, self._redact(code), self._redact(message), status)
 
     def _redact(self, text: str) -> str:
-        key = self.settings.api_key.get_secret_value() if self.settings.api_key else ""
-        return text.replace(key, "***") if key else text
+        """`text` without the account's key or any other secret setting of its provider."""
+        secrets = [value.get_secret_value() for _, value in self.settings.options]
+        if self.settings.api_key is not None:
+            secrets.append(self.settings.api_key.get_secret_value())
+        for secret in secrets:
+            if secret:
+                text = text.replace(secret, "***")
+        return text
 
 
 def _text(value: Any) -> str:

@@ -129,6 +129,9 @@ class ProviderPlugin:
     account_codes: AccountCodes = AccountCodes()
     capabilities: frozenset[Capability] = frozenset()
     settings: Mapping[str, str] = field(default_factory=dict)  # extra setting: description
+    # The setting holding the account's key (GENBATCH_<PROVIDER>_<KEY_SETTING>; an accounts
+    # file's api_key). Kling names it access_key, its secret_key being one of `settings`.
+    key_setting: str = "api_key"
     package: str = ""  # the distribution it came from (filled in by the registry)
 
     def make(self, settings: ProviderSettings, client: httpx.Client, *,
