@@ -92,12 +92,15 @@ VerifyCallback = Callable[[str, Mapping[str, str], bytes, float], str]
 @dataclass(frozen=True, slots=True)
 class Callbacks:
     """How the provider calls back: the adapter puts the URL into the submit; `parse` reads a
-    delivery; `verify` checks its signature under the secret of the provider setting
-    `secret_setting` (GENBATCH_<PROVIDER>_<SETTING>) where the provider signs."""
+    delivery; `verify` checks its signature under the value of the provider setting
+    `secret_setting` (GENBATCH_<PROVIDER>_<SETTING>) where the provider signs: while that is
+    unset nothing is verified, unless `verify_unset` (a provider that signs with a published
+    key, such as fal's JWKS, verifies every delivery; `verify` then gets "")."""
 
     parse: ParseCallback
     verify: VerifyCallback | None = None
     secret_setting: str = ""
+    verify_unset: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -177,7 +177,8 @@ def _check_capabilities(plugin: ProviderPlugin) -> None:
     signed = callbacks is not None and callbacks.verify is not None
     if plugin.has(Capability.SIGNED_CALLBACKS) != signed:
         raise PluginError("declares signed callbacks without a verify function, or the reverse")
-    if signed and callbacks is not None and not callbacks.secret_setting:
+    if signed and callbacks is not None and not callbacks.secret_setting \
+            and not callbacks.verify_unset:
         raise PluginError("signed callbacks need the setting that holds the secret")
     adapter = plugin.adapter
     if not isinstance(adapter, type):

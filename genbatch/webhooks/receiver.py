@@ -133,8 +133,8 @@ class Receiver:
         if callbacks is None or callbacks.verify is None:
             return None
         secret = self.rt.settings.provider_value(provider, callbacks.secret_setting)
-        text = secret.get_secret_value() if isinstance(secret, SecretStr) else secret
-        if not text:
+        text = secret.get_secret_value() if isinstance(secret, SecretStr) else secret or ""
+        if not text and not callbacks.verify_unset:
             return None
         try:
             delivery = callbacks.verify(text, headers, raw, self.rt.now())
