@@ -117,10 +117,11 @@ def _catalog() -> Catalog:
 
 
 def _sources() -> Iterable[tuple[str, str, functools.partial[object]]]:
-    """(name, package, loader) of each entry point; genbatch's own by module path when the
-    installed metadata does not list them (a source tree on sys.path)."""
-    points = list(entry_points(group=GROUP))
-    listed = {p.name for p in points}
+    """(name, package, loader) of each entry point, genbatch's own first (by module path when
+    the installed metadata does not list them: a source tree on sys.path)."""
+    # genbatch's own first: another package cannot take one of their names
+    points = sorted(entry_points(group=GROUP), key=lambda p: _package(p) != "genbatch")
+    listed = {p.name for p in points if _package(p) == "genbatch"}
     for name, target in BUILTIN.items():
         if name not in listed:
             yield name, "genbatch", functools.partial(_load_path, target)
