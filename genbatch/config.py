@@ -7,6 +7,7 @@ the working directory. Nothing below the entry points reads `os.environ`.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +27,7 @@ from genbatch.accounts import ModelLimits
 from genbatch.errors import ConfigError
 
 REDIS_SCHEMES: tuple[str, ...] = ("redis://", "rediss://", "unix://")
+LOG_LEVELS: tuple[str, ...] = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 VIDEO_HOSTS_HELP = ("comma-separated host patterns video URLs may point at (fnmatch: "
                     "*.example.com; * = any public host); unset = the provider's CDN defaults")
 DEFAULT_HELP = "unset = the provider's default (`genbatch providers`)"
@@ -290,7 +292,7 @@ class Settings(BaseSettings):
     # Worker.
     worker_concurrency: int = Field(default=8, ge=1)
     worker_pool: Literal["threads", "prefork", "solo"] = "threads"
-    log_level: str = "INFO"
+    log_level: str = Field(default="INFO", description="DEBUG, INFO, WARNING, ERROR or CRITICAL")
 
     # Time compression for tests and the demo against the simulator (1 = real time).
     time_factor: float = Field(default=1.0, gt=0, description="divide every wait by this")
@@ -347,7 +349,33 @@ class Settings(BaseSettings):
     def _redis_scheme(cls, url: str | None) -> str | None:
         if url and not url.startswith(REDIS_SCHEMES):
             raise ValueError(f"must start with {', '.join(REDIS_SCHEMES)}")
+        if url and not url.startswith("unix://"):
+            _check_redis_address(url)
         return url or None
+
+    @field_validator("log_level")
+    @classmethod
+    def _known_level(cls, level: str) -> str:
+        upper = level.strip().upper()
+        if upper not in LOG_LEVELS:
+            raise ValueError(f"must be one of {', '.join(LOG_LEVELS)}")
+        return upper
+
+    @field_validator("storage_url")
+    @classmethod
+    def _storage_scheme(cls, url: str) -> str:
+        scheme = re.match(r"([A-Za-z][A-Za-z0-9+.-]*)://", url.strip())
+        if not url.strip() or (scheme and scheme.group(1).lower() not in ("file", "s3")):
+            raise ValueError("must be a folder, file:///absolute/path or s3://bucket/prefix")
+        return url
+
+    @model_validator(mode="after")
+    def _poll_bounds(self) -> Settings:
+        if self.poll_min_interval_s > self.poll_max_interval_s:
+            raise ValueError(
+                f"GENBATCH_POLL_MIN_INTERVAL_S ({self.poll_min_interval_s:g}) is above "
+                f"GENBATCH_POLL_MAX_INTERVAL_S ({self.poll_max_interval_s:g})")
+        return self
 
     def provider_value(self, provider: str, setting: str) -> Any:
         """GENBATCH_<PROVIDER>_<SETTING>: the field where Settings declares one, else the
@@ -410,9 +438,11 @@ def load_settings(**overrides: object) -> Settings:
 
 def _setting_problem(error: Mapping[str, Any]) -> str:
     """`GENBATCH_X=value: what is wrong` (never the value of a secret)."""
-    field = str(error["loc"][0]) if error.get("loc") else "?"
-    name = f"GENBATCH_{field.upper()}"
     message = str(error.get("msg", "invalid")).removeprefix("Value error, ")
+    if not error.get("loc"):  # a rule between settings: its message names them
+        return message
+    field = str(error["loc"][0])
+    name = f"GENBATCH_{field.upper()}"
     secret = "key" in field or "secret" in field
     value = error.get("input")
     if secret or not isinstance(value, str | int | float):
@@ -421,12 +451,25 @@ def _setting_problem(error: Mapping[str, Any]) -> str:
     return f"{name}={shown[:80]}: {message}"
 
 
+def _check_redis_address(url: str) -> None:
+    """A port that is a number in range, a database that is a number (redis-py would raise
+    a bare ValueError, or silently use database 0)."""
+    parts = urlsplit(url)
+    try:
+        parts.port  # noqa: B018 - parsing is the check
+    except ValueError:
+        raise ValueError("the port must be a number from 1 to 65535") from None
+    database = parts.path.strip("/")
+    if database and not database.isdigit():
+        raise ValueError(f"the database after the last / must be a number (got {database!r})")
+
+
 def redact_url(url: str) -> str:
-    """The URL without a password (`redis://:***@host`), for messages and logs."""
+    """The URL without a password (`redis://:***@host`), for messages and logs; works on a
+    URL whose port or database is not valid too."""
     parts = urlsplit(url)
     if parts.password is None:
         return url
-    host = parts.hostname or ""
-    port = f":{parts.port}" if parts.port else ""
-    user = parts.username or ""
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}{port}"))
+    userinfo, _, hostport = parts.netloc.rpartition("@")
+    user = userinfo.partition(":")[0]
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{hostport}"))

@@ -77,3 +77,29 @@ def test_the_cli_names_a_port_that_is_not_redis(silent_port: int) -> None:
     done = cli("status", GENBATCH_REDIS_URL=f"redis://127.0.0.1:{silent_port}/0")
     assert done.returncode == 2
     assert "does not answer like Redis" in done.stderr and "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize(("setting", "expected"), [
+    ({"redis_url": "redis://h:abc/0"},
+     "GENBATCH_REDIS_URL=redis://h:abc/0: the port must be a number from 1 to 65535"),
+    ({"redis_url": "redis://:pw@h:99999/0"},
+     "GENBATCH_REDIS_URL=redis://:***@h:99999/0: the port must be a number from 1 to 65535"),
+    ({"redis_url": "redis://h:6379/abc"},
+     "GENBATCH_REDIS_URL=redis://h:6379/abc: the database after the last / must be a number"),
+    ({"log_level": "LOUD"},
+     "GENBATCH_LOG_LEVEL=LOUD: must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL"),
+    ({"storage_url": "ftp://files/out"}, "GENBATCH_STORAGE_URL=ftp://files/out: must be a "
+                                         "folder, file:///absolute/path or s3://bucket/prefix"),
+    ({"poll_min_interval_s": 90, "poll_max_interval_s": 30},
+     "GENBATCH_POLL_MIN_INTERVAL_S (90) is above GENBATCH_POLL_MAX_INTERVAL_S (30)"),
+])
+def test_settings_that_would_fail_later_are_refused_when_read(
+        setting: dict[str, object], expected: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        load_settings(**setting)
+    assert str(err.value).startswith(expected) and "\n" not in str(err.value)
+    assert "pw" not in str(err.value)
+
+
+def test_a_log_level_in_lower_case_is_read() -> None:
+    assert load_settings(log_level="debug").log_level == "DEBUG"
