@@ -1,7 +1,8 @@
 """Input images: the providers' rules, checked locally before anything is submitted.
 
 The rules (providers.md §2.2, the strictest common reading): jpeg, png, webp, bmp, tiff or
-gif; under 30 MB; each side 300-6000 px; width/height between 0.4 and 2.5. The header is
+gif; under 30 MB; each side in (300, 6000) px and width/height in (0.4, 2.5), both open
+intervals as the providers write them ("shorter side > 300 px, longer side < 6000 px"). The header is
 checked first (Pillow's `Image.open` is lazy); then the data past it, where that is cheap
 (image_data.py: complete file, nothing after its end, no decompression bomb).
 """
@@ -28,7 +29,7 @@ FORMATS: tuple[str, ...] = ("jpeg", "png", "webp", "bmp", "tiff", "gif")
 MAX_BYTES = 30_000_000  # "< 30 MB"; decimal megabytes, the stricter reading
 MIN_SIDE = 300
 MAX_SIDE = 6000
-# Aspect ratio bounds 0.4 and 2.5 as exact fractions, so 750x300 is in and 751x300 is out.
+# Aspect ratio bounds 0.4 and 2.5 as exact fractions, both excluded: 2.5 itself is out.
 _MIN_RATIO = (2, 5)
 _MAX_RATIO = (5, 2)
 
@@ -167,15 +168,16 @@ def _check_size(size: int) -> None:
 
 
 def _check_dimensions(width: int, height: int) -> None:
-    if not (MIN_SIDE <= width <= MAX_SIDE and MIN_SIDE <= height <= MAX_SIDE):
+    if not (MIN_SIDE < width < MAX_SIDE and MIN_SIDE < height < MAX_SIDE):
         raise ImageProblem(
-            f"image is {width}x{height} px; each side must be {MIN_SIDE}-{MAX_SIDE} px"
+            f"image is {width}x{height} px; each side must be over {MIN_SIDE} and under "
+            f"{MAX_SIDE} px"
         )
     low_num, low_den = _MIN_RATIO
     high_num, high_den = _MAX_RATIO
-    if width * low_den < height * low_num or width * high_den > height * high_num:
+    if width * low_den <= height * low_num or width * high_den >= height * high_num:
         raise ImageProblem(
             f"image is {width}x{height} px (aspect ratio {width / height:.2f}); "
-            "width/height must be 0.4-2.5"
+            "width/height must be over 0.4 and under 2.5"
         )
 
