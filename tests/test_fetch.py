@@ -122,6 +122,8 @@ def test_policy_from_settings_defaults_overrides_and_the_simulator_s_loopback() 
 
     sim = policy_for(Settings(novita_base_url="http://127.0.0.1:9000"), "novita")
     sim.check_url("http://127.0.0.1:9000/_sim/videos/t.mp4", resolve)  # the simulator
+    with pytest.raises(BadOutput, match="'127.0.0.1:6379': not on the provider's allow-list"):
+        sim.check_url("http://127.0.0.1:6379/", resolve)  # another service on loopback
     with pytest.raises(BadOutput, match="non-public"):  # loopback only, not private
         VideoPolicy(hosts=("*",), allow_loopback=True).check_url("http://10.1.1.1/", resolve)
 
@@ -141,3 +143,13 @@ def test_url_lifetime_comes_from_the_answer_the_provider_or_the_setting() -> Non
     assert url_fields(s, 100.0, "byteplus", done)["url_expires_at"] == 100.0 + 8640.0
     assert url_fields(s, 100.0, "wavespeed", done)["url_ttl_s"] == 7 * 8640.0
     assert url_fields(s, 100.0, "highwayapi", done)["url_expires_at"] == 190.0
+
+
+def test_an_allowed_host_on_another_port_is_refused_unless_named_with_it() -> None:
+    with pytest.raises(BadOutput, match="'cdn.wavespeed.ai:8443': not on the provider's"):
+        WAVESPEED.check_url("https://cdn.wavespeed.ai:8443/v.mp4", lambda h, p: ["52.1.1.1"])
+    WAVESPEED.check_url("https://cdn.wavespeed.ai:443/v.mp4", lambda h, p: ["52.1.1.1"])
+    named = VideoPolicy(hosts=("cdn.example.com:8443",))
+    named.check_url("https://cdn.example.com:8443/v.mp4", lambda h, p: ["52.1.1.1"])
+    with pytest.raises(BadOutput, match="not on the provider's allow-list"):
+        named.check_url("https://cdn.example.com/v.mp4", lambda h, p: ["52.1.1.1"])

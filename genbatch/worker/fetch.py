@@ -49,7 +49,7 @@ Resolve = Callable[[str, int], list[str]]
 class VideoPolicy:
     """What one provider's video downloads may reach and store."""
 
-    hosts: tuple[str, ...]  # fnmatch patterns, lower case
+    hosts: tuple[str, ...]  # fnmatch patterns, lower case; `host:port` for another port
     allow_private: bool = False
     allow_loopback: bool = False
     max_bytes: int = 2 * 1024**3
@@ -63,10 +63,17 @@ class VideoPolicy:
         host = (parts.hostname or "").lower().rstrip(".")
         if not host:
             raise BadOutput("refused a video URL without a host")
-        if not any(fnmatch.fnmatchcase(host, p) for p in self.hosts):
-            raise BadOutput(f"refused video host {host!r}: not on the provider's allow-list "
-                            "(GENBATCH_<PROVIDER>_VIDEO_HOSTS)")
-        port = parts.port or (443 if parts.scheme == "https" else 80)
+        default_port = 443 if parts.scheme == "https" else 80
+        try:
+            port = parts.port or default_port
+        except ValueError:
+            raise BadOutput("refused a video URL whose port is not a number") from None
+        # A pattern without a port allows the scheme's own port only: another port on an
+        # allowed host is another service.
+        target = host if port == default_port else f"{host}:{port}"
+        if not any(fnmatch.fnmatchcase(target, p) for p in self.hosts):
+            raise BadOutput(f"refused video host {target!r}: not on the provider's allow-list "
+                            "(GENBATCH_<PROVIDER>_VIDEO_HOSTS; name a port as host:port)")
         for address in (resolve or _resolve)(host, port):
             self._check_address(host, ipaddress.ip_address(address))
 
@@ -87,10 +94,11 @@ def policy_for(settings: Settings, provider: str) -> VideoPolicy:
     configured = settings.provider_value(provider, "video_hosts")
     hosts = tuple(h.strip().lower() for h in configured.split(",") if h.strip()) \
         if configured else providers.plugin(provider).outputs.video_hosts
-    base_host = (urlsplit(env_account(settings, provider).base_url).hostname or "").lower()
+    base = urlsplit(env_account(settings, provider).base_url)
+    base_host = (base.hostname or "").lower()
     loopback = _is_loopback(base_host)
-    if loopback:
-        hosts = (*hosts, base_host)
+    if loopback:  # the simulator serves its videos where it answers
+        hosts = (*hosts, base.netloc.rpartition("@")[2].lower())
     return VideoPolicy(hosts=hosts, allow_private=settings.download_allow_private,
                        allow_loopback=loopback, max_bytes=settings.download_max_bytes)
 
