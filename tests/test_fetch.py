@@ -122,7 +122,7 @@ def test_policy_from_settings_defaults_overrides_and_the_simulator_s_loopback() 
 
     sim = policy_for(Settings(novita_base_url="http://127.0.0.1:9000"), "novita")
     sim.check_url("http://127.0.0.1:9000/_sim/videos/t.mp4", resolve)  # the simulator
-    with pytest.raises(BadOutput, match="'127.0.0.1:6379': not on the provider's allow-list"):
+    with pytest.raises(BadOutput, match=r"'127\.0\.0\.1:6379': not on the provider's allow-list"):
         sim.check_url("http://127.0.0.1:6379/", resolve)  # another service on loopback
     with pytest.raises(BadOutput, match="non-public"):  # loopback only, not private
         VideoPolicy(hosts=("*",), allow_loopback=True).check_url("http://10.1.1.1/", resolve)
@@ -146,7 +146,7 @@ def test_url_lifetime_comes_from_the_answer_the_provider_or_the_setting() -> Non
 
 
 def test_an_allowed_host_on_another_port_is_refused_unless_named_with_it() -> None:
-    with pytest.raises(BadOutput, match="'cdn.wavespeed.ai:8443': not on the provider's"):
+    with pytest.raises(BadOutput, match=r"'cdn\.wavespeed\.ai:8443': not on the provider's"):
         WAVESPEED.check_url("https://cdn.wavespeed.ai:8443/v.mp4", lambda h, p: ["52.1.1.1"])
     WAVESPEED.check_url("https://cdn.wavespeed.ai:443/v.mp4", lambda h, p: ["52.1.1.1"])
     named = VideoPolicy(hosts=("cdn.example.com:8443",))
