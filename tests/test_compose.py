@@ -5,18 +5,22 @@ Debian's `docker-compose`, which `.ci/run` installs)."""
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
+import redis as redis_py
 import typer
 import yaml
 
 from genbatch.cli import app
 from genbatch.config import Settings
+from genbatch.demo.redis_server import free_port, redis_server_binary
 
 ROOT = Path(__file__).parents[1]
 GENBATCH_SERVICES = ("worker", "scheduler", "simulator", "dashboard", "webhooks")
@@ -42,8 +46,43 @@ def test_the_services_are_all_there(compose: dict[str, Any]) -> None:
     assert set(compose["services"]) == {"redis", "worker", "scheduler", "simulator", "dashboard",
                                         "webhooks", "flower", "minio", "createbucket"}
     redis = compose["services"]["redis"]
-    assert {"--appendonly", "yes", "--requirepass"} <= set(redis["command"])
+    assert "--appendonly yes --appendfsync always" in " ".join(redis["command"])
     assert redis["healthcheck"]
+
+
+def test_redis_gets_its_password_without_showing_it_on_a_command_line(
+        compose: dict[str, Any], tmp_path: Path) -> None:
+    """The compose command run as the container would (a real redis-server): it asks for the
+    password, and no process's arguments hold it."""
+    redis = compose["services"]["redis"]
+    shell, flag, script = redis["command"]
+    script = script.replace("$$", "$").replace("exec redis-server",
+                                               f"exec {redis_server_binary()}")
+    port = free_port()
+    script += f" --port {port} --dir {tmp_path} --save ''"
+    secret = "compose-secret-0123456789"
+    server = subprocess.Popen([shell, flag, script], env={**os.environ, "REDIS_PASSWORD": secret},
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        client = redis_py.Redis(port=port, password=secret, socket_timeout=5)
+        for _ in range(100):
+            try:
+                if client.ping():
+                    break
+            except redis_py.ConnectionError:
+                time.sleep(0.05)
+        with pytest.raises(redis_py.AuthenticationError):
+            redis_py.Redis(port=port, password="wrong").ping()
+        args = proc_args(server.pid)
+        assert args and secret not in args
+    finally:
+        server.terminate()
+        server.wait(10)
+
+
+def proc_args(pid: int) -> str:
+    """The command line of a process as `ps` shows it."""
+    return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
 
 
 def test_genbatch_services_run_real_commands_with_valid_options(compose: dict[str, Any]) -> None:
