@@ -166,3 +166,24 @@ def test_the_shipped_example_and_the_readme_example_parse() -> None:
     toml = block.split("```toml\n", 1)[1].split("```", 1)[0]
     assert [a.name for a in accounts.parse_accounts(toml, "README", PROVIDERS, {}, TIERS)] == \
         ["ws-a", "ws-b", "bp-1"]
+
+
+def test_probable_mistakes_are_warned_about_naming_the_closest_setting(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    for variable in [v for v in os.environ if v.startswith("GENBATCH_")]:
+        monkeypatch.delenv(variable)
+    monkeypatch.chdir(tmp_path)  # no .env
+    path = write(tmp_path, '[bp-1]\nprovider = "byteplus"\napi_key_env = "GB_TEST_UNSET_KEY"\n'
+                           '[bp-2]\nprovider = "byteplus"\napi_key = "k"\n')
+    s = Settings(accounts_file=path, novta_api_key="k", wavespeed_webhok_secret="s",
+                 totally_unknown="1")
+
+    assert provider_accounts.setting_warnings(s) == [
+        "GENBATCH_NOVTA_API_KEY is not a genbatch setting and is ignored; did you mean "
+        "GENBATCH_NOVITA_API_KEY?",
+        "GENBATCH_TOTALLY_UNKNOWN is not a genbatch setting and is ignored",
+        "GENBATCH_WAVESPEED_WEBHOK_SECRET is not a genbatch setting and is ignored; did you "
+        "mean GENBATCH_WAVESPEED_WEBHOOK_SECRET?",
+        "account bp-1: GB_TEST_UNSET_KEY is not set here, so this process cannot use it",
+    ]
+    assert provider_accounts.setting_warnings(Settings(novita_api_key="k")) == []

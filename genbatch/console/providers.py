@@ -9,15 +9,14 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 
 from genbatch.providers import registry
+from genbatch.providers.accounts import PROVIDER_SETTINGS
 from genbatch.providers.naming import provider_ids
 from genbatch.providers.plugin import ProviderPlugin
-
-COMMON_SETTINGS = ("base_url", "max_in_flight", "submit_rpm", "poll_rpm", "video_hosts")
 
 
 def settings_of(plugin: ProviderPlugin) -> list[str]:
     """The environment variables that configure the provider's default account."""
-    names = (plugin.key_setting, *COMMON_SETTINGS, *plugin.settings)
+    names = (plugin.key_setting, *PROVIDER_SETTINGS, *plugin.settings)
     return [f"GENBATCH_{plugin.name.upper()}_{name.upper()}" for name in names]
 
 

@@ -8,6 +8,7 @@ left unset is the plugin's (`ProviderPlugin.limits`).
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -19,6 +20,9 @@ from genbatch.errors import ConfigError
 from genbatch.providers import registry
 
 N = TypeVar("N", int, float)
+# The settings every provider's environment account reads (GENBATCH_<PROVIDER>_<SETTING>),
+# besides its key.
+PROVIDER_SETTINGS = ("base_url", "max_in_flight", "submit_rpm", "poll_rpm", "video_hosts")
 
 
 def env_account(settings: Settings, provider: str) -> ProviderSettings:
@@ -95,6 +99,43 @@ def key_hint(account: str) -> str:
     if plugin is not None:
         return f"GENBATCH_{account.upper()}_{plugin.key_setting.upper()}"
     return f"the key of {account} in the accounts file (api_key or api_key_env)"
+
+
+def setting_warnings(settings: Settings) -> list[str]:
+    """What is probably a mistake but not an error, one line each: a GENBATCH_ variable that
+    is no setting (naming the closest one), an account whose api_key_env is unset here."""
+    return [*_unknown_variables(settings), *_unset_key_variables(settings)]
+
+
+def known_variables() -> list[str]:
+    """Every GENBATCH_ variable: Settings' fields and each installed provider's settings."""
+    names = [f"GENBATCH_{name.upper()}" for name in Settings.model_fields
+             if name != "provider_env"]
+    for plugin in registry.plugins().values():
+        for setting in (plugin.key_setting, *PROVIDER_SETTINGS, *plugin.settings):
+            names.append(f"GENBATCH_{plugin.name.upper()}_{setting.upper()}")
+    return list(dict.fromkeys(names))
+
+
+def _unknown_variables(settings: Settings) -> list[str]:
+    known = known_variables()
+    out = []
+    for name in sorted(settings.provider_env):
+        variable = f"GENBATCH_{name.upper()}"
+        if variable in known:
+            continue
+        close = difflib.get_close_matches(variable, known, n=1, cutoff=0.8)
+        hint = f"; did you mean {close[0]}?" if close else ""
+        out.append(f"{variable} is not a genbatch setting and is ignored{hint}")
+    return out
+
+
+def _unset_key_variables(settings: Settings) -> list[str]:
+    if not settings.accounts_file:
+        return []
+    return [f"account {a.label}: {a.key_source} is not set here, so this process cannot use it"
+            for a in accounts(settings) if not _has_key(a) and a.key_source.isupper()
+            and a.account != a.name]
 
 
 def _has_key(account: ProviderSettings) -> bool:
