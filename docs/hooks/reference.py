@@ -8,6 +8,9 @@ file, so they cannot drift from the code:
 - `reference/configuration.md`: every field of `genbatch.config.Settings`, with its
   environment variable, type, default, bounds and description.
 
+At `on_page_markdown` a line `<!-- settings: PROVIDER -->` (the provider pages) becomes the
+table of that provider's settings.
+
 `tests/test_docs.py` imports this module by path and checks both pages name every command and
 every setting.
 """
@@ -245,6 +248,22 @@ def settings_reference() -> str:
     return "\n".join(out) + "\n"
 
 
+def provider_settings(provider: str) -> str:
+    """The table of one provider's settings (`GENBATCH_<PROVIDER>_*`), for its page."""
+    rows = ["| variable | default | meaning |", "|---|---|---|"]
+    for row in settings_fields():
+        if row["name"].startswith(f"{provider}_"):
+            bounds = f" ({row['bounds']})" if row["bounds"] else ""
+            rows.append(f"| `{row['env']}` | {row['default']}{bounds} | "
+                        f"{_cell(row['description'])} |")
+    if len(rows) == 2:
+        raise ValueError(f"no settings for provider {provider!r}")
+    return "\n".join(rows) + "\n"
+
+
+SETTINGS_MARK = re.compile(r"^<!-- settings: ([a-z]+) -->$", re.MULTILINE)
+
+
 # ---------------------------------------------------------------- the hook
 
 
@@ -254,3 +273,8 @@ def on_files(files: Any, config: Any) -> Any:
     files.append(File.generated(config, CLI_PAGE, content=cli_reference()))
     files.append(File.generated(config, SETTINGS_PAGE, content=settings_reference()))
     return files
+
+
+def on_page_markdown(markdown: str, page: Any, config: Any, files: Any) -> str:
+    """`<!-- settings: wavespeed -->` on a line of its own becomes that provider's settings."""
+    return SETTINGS_MARK.sub(lambda m: provider_settings(m.group(1)), markdown)
