@@ -1,4 +1,4 @@
-"""WaveSpeed (providers.md §4).
+"""WaveSpeed (docs/wire/wavespeed.md, §4).
 
 Submit `POST {base}/api/v3/{model path}` with a flat body → `{"code": 200, "message",
 "data": {"id", "status": "created", …}}`. Poll `GET {base}/api/v3/predictions/{id}/result`
