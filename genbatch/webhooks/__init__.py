@@ -20,7 +20,7 @@ from urllib.parse import quote
 from genbatch.config import Settings
 from genbatch.errors import ConfigError
 
-# Providers whose callbacks the receiver understands (providers.md §9): Novita and HighwayAPI
+# Providers whose callbacks the receiver understands (docs/wire/notes.md §9): Novita and HighwayAPI
 # (`extra.webhook.url`), WaveSpeed (`?webhook=`), BytePlus (`callback_url`).
 WEBHOOK_PROVIDERS = frozenset({"novita", "highwayapi", "wavespeed", "byteplus"})
 HOOK_PATH = "/hooks"

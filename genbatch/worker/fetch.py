@@ -35,7 +35,7 @@ from genbatch.config import Settings
 from genbatch.errors import BadOutput, UrlGone
 from genbatch.models import PollResult
 
-# Where each provider's videos are served from (providers.md: Novita/HighwayAPI presigned
+# Where each provider's videos are served from (docs/wire/: Novita/HighwayAPI presigned
 # S3 URLs of the faas-output buckets, WaveSpeed's CDN, BytePlus's TOS object storage).
 DEFAULT_VIDEO_HOSTS: dict[str, tuple[str, ...]] = {
     "novita": ("faas-output-*.s3.amazonaws.com", "faas-output-*.s3.*.amazonaws.com",
@@ -45,7 +45,7 @@ DEFAULT_VIDEO_HOSTS: dict[str, tuple[str, ...]] = {
     "wavespeed": ("*.wavespeed.ai",),
     "byteplus": ("*.bytepluses.com", "*.byteplus.com", "*.volces.com"),
 }
-# How long a provider keeps a video URL valid when its answer does not say (providers.md;
+# How long a provider keeps a video URL valid when its answer does not say (docs/wire/;
 # Novita and HighwayAPI send `video_url_ttl`).
 PROVIDER_URL_TTL_S: dict[str, float] = {"byteplus": 24 * 3600.0, "wavespeed": 7 * 86400.0}
 URL_GONE = frozenset({401, 403, 404, 410})
