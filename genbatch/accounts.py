@@ -56,7 +56,7 @@ NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,39}")
 # Providers whose over-concurrency tasks wait at the provider (WaveSpeed documents it;
 # BytePlus has a `queued` state): the in-flight cap may run ahead of the concurrency.
 QUEUEING_PROVIDERS = frozenset({"wavespeed", "byteplus"})
-# WaveSpeed account levels (providers.md §4): concurrency and videos per minute.
+# WaveSpeed account levels (docs/wire/wavespeed.md §4.4): concurrency and videos per minute.
 WAVESPEED_TIERS: dict[str, tuple[int, float]] = {
     "bronze": (2, 2.0), "silver": (300, 500.0), "gold": (3000, 3000.0),
     "ultra": (10000, 5000.0),

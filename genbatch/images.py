@@ -1,6 +1,6 @@
 """Input images: the providers' rules, checked locally before anything is submitted.
 
-The rules (providers.md §2.2, the strictest common reading): jpeg, png, webp, bmp, tiff or
+The rules (docs/wire/novita.md §2.2, the strictest common reading): jpeg, png, webp, bmp, tiff or
 gif; under 30 MB; each side 300-6000 px; width/height between 0.4 and 2.5. The header is
 checked first (Pillow's `Image.open` is lazy); then the data past it, where that is cheap
 (image_data.py: complete file, nothing after its end, no decompression bomb).
