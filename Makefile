@@ -21,7 +21,7 @@ unit:
 # The documentation site (mkdocs.yml, docs/): --strict fails on a broken link or anchor and on
 # a page left out of the nav; the CLI and configuration references are generated at build.
 docs:
-	NO_MKDOCS_2_WARNING=1 $(dir $(PY))mkdocs build --strict --quiet
+	NO_MKDOCS_2_WARNING=1 $(dir $(PY))mkdocs build --strict
 
 docs-serve:
 	NO_MKDOCS_2_WARNING=1 $(dir $(PY))mkdocs serve
