@@ -1,6 +1,6 @@
 """genbatch: run large manifests through asynchronous image-to-video generation APIs.
 
-The Python API (README "Use from Python")::
+The Python API (docs/python-api.md)::
 
     import genbatch
 

@@ -77,7 +77,7 @@ class ProviderSettings:
 
 
 class Settings(BaseSettings):
-    """All genbatch settings. See the README's Configuration section for each one."""
+    """All genbatch settings. docs/reference/configuration.md lists each one."""
 
     model_config = SettingsConfigDict(
         env_prefix="GENBATCH_", env_file=".env", extra="ignore", validate_default=True
@@ -144,7 +144,7 @@ class Settings(BaseSettings):
 
     accounts_file: str | None = Field(
         default=None, description="a TOML file of named provider accounts, several per "
-        "provider (README \"Accounts\"); read again when it changes"
+        "provider (docs/operating/accounts.md); read again when it changes"
     )
     queue_ahead_max: int = Field(
         default=20, ge=0, description="on providers that queue over-concurrency tasks "
@@ -213,7 +213,7 @@ class Settings(BaseSettings):
         "at once instead of waiting for the scheduler's tick"
     )
 
-    # Reconciliation of ambiguous submits (README "Reconciliation").
+    # Reconciliation of ambiguous submits (docs/reliability.md).
     reconcile_settle_s: float = Field(
         default=30.0, ge=0, description="wait this long after an ambiguous submit before "
         "looking for its task in the provider's task list (lists lag behind creates)"
@@ -245,7 +245,7 @@ class Settings(BaseSettings):
         "file (a restart can then forget submitted tasks, which are paid twice)"
     )
 
-    # Account health (README "Account health").
+    # Account health (docs/operating/accounts.md).
     account_degrade_after: int = Field(
         default=3, ge=1, description="consecutive connect/5xx/429 failures that mark an "
         "account degraded (it keeps working, with backoff)"
@@ -297,7 +297,7 @@ class Settings(BaseSettings):
     # Time compression for tests and the demo against the simulator (1 = real time).
     time_factor: float = Field(default=1.0, gt=0, description="divide every wait by this")
 
-    # Webhooks in (`genbatch webhooks`; README "Webhooks"). Unset base URL = webhooks off.
+    # Webhooks in (`genbatch webhooks`; docs/webhooks-in.md). Unset base URL = webhooks off.
     webhook_base_url: str | None = Field(
         default=None, description="public URL of the webhook receiver, sent to every provider "
         "as the callback address; unset = webhooks off, polling only"
@@ -316,7 +316,7 @@ class Settings(BaseSettings):
         "(a safety net for lost callbacks)"
     )
 
-    # Dashboard (`genbatch dashboard`; README "Monitoring").
+    # Dashboard (`genbatch dashboard`; docs/operating/monitoring.md).
     dashboard_basic_auth: SecretStr | None = Field(
         default=None, description="`user:password` every dashboard route then asks for "
         "(HTTP basic auth, for a dashboard exposed behind a proxy); unset = none"

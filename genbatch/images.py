@@ -1,10 +1,11 @@
 """Input images: the providers' rules, checked locally before anything is submitted.
 
-The rules (providers.md §2.2, the strictest common reading): jpeg, png, webp, bmp, tiff or
-gif; under 30 MB; each side in (300, 6000) px and width/height in (0.4, 2.5), both open
-intervals as the providers write them ("shorter side > 300 px, longer side < 6000 px").
-The header is checked first (Pillow's `Image.open` is lazy); then the data past it, where
-that is cheap (image_data.py: complete file, nothing after its end, no decompression bomb).
+The rules (docs/wire/novita.md §2.2, the strictest common reading): jpeg, png, webp, bmp,
+tiff or gif; under 30 MB; each side in (300, 6000) px and width/height in (0.4, 2.5), both
+open intervals as the providers write them ("shorter side > 300 px, longer side < 6000
+px"). The header is checked first (Pillow's `Image.open` is lazy); then the data past it,
+where that is cheap (image_data.py: complete file, nothing after its end, no decompression
+bomb).
 """
 
 from __future__ import annotations

@@ -97,7 +97,7 @@ class PollResult:
 
 
 class ItemState(StrEnum):
-    """Where one manifest line is in genbatch's own pipeline (see DESIGN.md)."""
+    """Where one manifest line is in genbatch's own pipeline (see docs/design.md)."""
 
     PENDING = "pending"  # validated, waiting for a dispatch slot
     DISPATCHED = "dispatched"  # a submit task is queued

@@ -156,15 +156,14 @@ def test_queue_ahead_is_sized_from_the_generation_time_and_bounded() -> None:
     assert accounts.parse_accounts("", "f", PROVIDERS, {}) == ()
 
 
-def test_the_shipped_example_and_the_readme_example_parse() -> None:
+def test_the_shipped_example_and_the_documented_example_parse() -> None:
     root = Path(__file__).resolve().parents[1]
     example = (root / "config" / "accounts.example.toml").read_text(encoding="utf-8")
     names = [a.name for a in accounts.parse_accounts(example, "example", PROVIDERS, {}, TIERS)]
     assert names == ["ws-a", "ws-b", "bp-1"]
-    readme = (root / "README.md").read_text(encoding="utf-8")
-    block = readme.split("### Accounts: several keys per provider", 1)[1]
-    toml = block.split("```toml\n", 1)[1].split("```", 1)[0]
-    assert [a.name for a in accounts.parse_accounts(toml, "README", PROVIDERS, {}, TIERS)] == \
+    page = (root / "docs" / "operating" / "accounts.md").read_text(encoding="utf-8")
+    toml = page.split("```toml\n", 1)[1].split("```", 1)[0]
+    assert [a.name for a in accounts.parse_accounts(toml, "docs", PROVIDERS, {}, TIERS)] == \
         ["ws-a", "ws-b", "bp-1"]
 
 

@@ -1,5 +1,5 @@
 """Local images on WaveSpeed: the worker uploads each distinct image once per account
-through the documented upload and submits its URL (providers.md §9). Real Redis, the
+through the documented upload and submits its URL (docs/wire/notes.md §9). Real Redis, the
 simulator on loopback, local object storage; only Celery's enqueue is a list."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Callbacks from all four providers in their documented shapes (providers.md §9), through
+"""Callbacks from all four providers in their documented shapes (docs/wire/notes.md §9), through
 the real receiver app on a real Redis: Novita/HighwayAPI's envelope and event types,
 BytePlus's task object, WaveSpeed's signature (GENBATCH_WAVESPEED_WEBHOOK_SECRET)."""
 

@@ -1,5 +1,5 @@
 """The client's outcomes as JSON objects: what the commands print with `--json`, with the
-field names the README's "JSON output" section documents (stable; fields may be added)."""
+field names docs/pipelines.md ("JSON output") documents (stable; fields may be added)."""
 
 from __future__ import annotations
 

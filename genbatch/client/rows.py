@@ -1,5 +1,5 @@
 """Typed views the Python API returns and `--json` prints: a batch's status, its result and
-error rows. Field names are stable (README "JSON output"); new fields may be added.
+error rows. Field names are stable (docs/pipelines.md, "JSON output"); new fields may be added.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from genbatch.models import ItemState
 from genbatch.records import Batch
 from genbatch.worker.finalize import error_row, result_row
 
-# Exit codes of the commands that wait for a batch (README "Exit codes").
+# Exit codes of the commands that wait for a batch (docs/pipelines.md, "Exit codes").
 EXIT_SUCCEEDED = 0  # finished, every item succeeded
 EXIT_FAILURES = 1  # finished, some items did not succeed (see errors)
 EXIT_USER_ERROR = 2  # a mistake: bad manifest, option, batch id, setting; Redis unreachable

@@ -1,4 +1,4 @@
-"""Account health and process heartbeats as Prometheus gauges (README "Account health").
+"""Account health and process heartbeats as Prometheus gauges (docs/operating/accounts.md).
 
     genbatch_account_state{provider,state}          1 for the account's state, 0 for the others
     genbatch_account_failures{provider,class}       consecutive failures of each class

@@ -5,6 +5,9 @@ entry point); genbatch's own four are in this package. Everything here but `make
 is static: no network, no API key. Models are stored under genbatch's provider-neutral names
 (`seedance-v1.5-pro-i2v`, …); every function taking a model also takes the provider's own id
 (naming.py); each provider's `ModelSpec` says what goes on its wire.
+
+Comments cite the provider wire notes, docs/wire/ (§2 Novita … §9), and their sources by
+tag (NOV-ERR, WS-CLI, …: the source key, docs/wire/index.md §0).
 """
 
 from __future__ import annotations

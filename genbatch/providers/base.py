@@ -45,7 +45,7 @@ class ModelSpec:
     supports_expires_after: bool = False
     accepts_data_uri: bool = True
     # Local files and data URIs are uploaded first and sent as the URL the provider hosts
-    # (WaveSpeed, providers.md §9); at most this many bytes each.
+    # (WaveSpeed, docs/wire/notes.md §9); at most this many bytes each.
     upload_max_bytes: int | None = None
     default_resolution: str | None = None
     default_duration: int = 5

@@ -1,4 +1,4 @@
-"""BytePlus ModelArk, the upstream Seedance API (providers.md §5).
+"""BytePlus ModelArk, the upstream Seedance API (docs/wire/byteplus.md, §5).
 
 Submit `POST {base}/api/v3/contents/generations/tasks` with `{"model": <id>, "content": [text,
 first_frame, last_frame?], <top-level parameters>}` → `{"id": "cgt-…"}`.
@@ -47,7 +47,7 @@ SEEDANCE_V15_PRO = ModelSpec(
     default_resolution="720p",
     typical_seconds=60.0,
 )
-# 1.0 models: duration 2-12 (3P-ACE). Their default resolution is not in providers.md, so
+# 1.0 models: duration 2-12 (3P-ACE). Their default resolution is not in docs/wire/, so
 # estimates assume 1080p and err high; the field is still left out when unset.
 SEEDANCE_V1_PRO = ModelSpec(
     name="seedance-v1-pro-i2v",
@@ -100,7 +100,7 @@ class BytePlusProvider(Adapter):
         submit_timeout_s: float | None = None,
     ) -> None:
         super().__init__(settings, client, submit_timeout_s=submit_timeout_s)
-        # providers.md writes the base URL with /api/v3, our setting without: accept both.
+        # docs/wire/byteplus.md writes the base URL with /api/v3, our setting without: accept both.
         self._tasks = "/contents/generations/tasks"
         if not settings.base_url.rstrip("/").endswith(API_PREFIX):
             self._tasks = API_PREFIX + self._tasks

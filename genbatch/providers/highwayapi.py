@@ -1,7 +1,7 @@
 """HighwayAPI (api.highwayapi.ai, jiekou.ai's China domain): Novita's protocol, its own rules.
 
 Same `/v3/async` submit and task-result calls and, inferred, the same error envelope
-(providers.md §3), so the adapter is Novita's with a different model table.
+(docs/wire/highwayapi.md), so the adapter is Novita's with a different model table.
 """
 
 from __future__ import annotations

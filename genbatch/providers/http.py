@@ -2,7 +2,7 @@
 
 Every adapter talks to its provider through a `JsonApi`. Submits (POST) and reads (GET,
 DELETE) are classified differently, because a submit is the one call that costs money and
-has no idempotency key (providers.md §7, DESIGN.md principle 3):
+has no idempotency key (docs/wire/notes.md §7, docs/design.md principle 3):
 
     outcome                                     submit (POST)         read (GET / DELETE)
     connect error/timeout, pool timeout         Retryable (not sent)  Retryable
@@ -124,7 +124,7 @@ def _wavespeed_in_band(body: Mapping[str, Any]) -> int | None:
     return code
 
 
-NOVITA_ENVELOPE = Envelope(parse=_novita_error)  # also HighwayAPI (inferred, providers.md §3)
+NOVITA_ENVELOPE = Envelope(parse=_novita_error)  # also HighwayAPI (inferred, docs/wire/ §3)
 WAVESPEED_ENVELOPE = Envelope(parse=_wavespeed_error, in_band_status=_wavespeed_in_band)
 BYTEPLUS_ENVELOPE = Envelope(parse=_nested_error)
 

@@ -1,7 +1,7 @@
 """Model names: genbatch's short names and each provider's own ids name the same model.
 
 A user copies the model id from the provider's page, so every place that takes a model
-(manifest `model`, `--model`, `--fallback`) accepts either spelling (providers.md §9):
+(manifest `model`, `--model`, `--fallback`) accepts either spelling (docs/wire/notes.md §9):
 
     genbatch name          Novita, HighwayAPI     WaveSpeed                 BytePlus
     seedance-v1.5-pro-i2v  seedance-v1.5-pro-i2v  bytedance/seedance-v1.5-  seedance-1-5-pro-251215

@@ -1,4 +1,4 @@
-"""Novita's `/v3/async` protocol (providers.md §2); HighwayAPI speaks it too (§3).
+"""Novita's `/v3/async` protocol (docs/wire/novita.md); HighwayAPI speaks it too (§3).
 
 Submit `POST {base}/v3/async/{slug}` with a flat body → `{"task_id": "…"}`.
 Poll `GET {base}/v3/async/task-result?task_id=…` → `{"task": {status, reason, eta,
@@ -8,7 +8,7 @@ Numbers may arrive as strings and any key may be missing. No cancel call is docu
 Webhook: `"extra": {"webhook": {"url": …}}` in the submit body (NOV-SKILL; whether each
 Seedance endpoint honours it is not stated on its page). The callback body is
 `{"event_type": "ASYNC_TASK_RESULT", "payload": <the task-result body>}`; other event types
-are to be ignored; Novita retries up to 5 times with a 5 s timeout (providers.md §9).
+are to be ignored; Novita retries up to 5 times with a 5 s timeout (docs/wire/notes.md §9).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Price tables in USD. Every number here is an ESTIMATE from providers.md, never a quote.
+"""Price tables in USD. Every number here is an ESTIMATE from docs/wire/, never a quote.
 
 * BytePlus (§5.5): USD per 1M output tokens, tokens ≈ W * H * fps * duration / 1024 (3P-302).
   The real count comes back as `usage.completion_tokens`, which `actual` prefers.
@@ -49,7 +49,7 @@ _UNBILLED = frozenset({TaskStatus.FAILED, TaskStatus.EXPIRED, TaskStatus.CANCELL
 
 
 def estimate_tokens(resolution: str, duration_s: int, fps: int = _FPS) -> int | None:
-    """Seedance output tokens ≈ W * H * fps * duration / 1024 (providers.md §5.5)."""
+    """Seedance output tokens ≈ W * H * fps * duration / 1024 (docs/wire/byteplus.md §5.5)."""
     pixels = _PIXELS.get(resolution)
     return None if pixels is None else round(pixels * fps * duration_s / 1024)
 

@@ -1,4 +1,4 @@
-"""WaveSpeed's callback signatures (providers.md §9, https://wavespeed.ai/docs/docs-api/
+"""WaveSpeed's callback signatures (docs/wire/notes.md §9, https://wavespeed.ai/docs/docs-api/
 verifying_webhook), the Standard Webhooks scheme:
 
     webhook-id: <delivery id>            the same on every retry of one delivery

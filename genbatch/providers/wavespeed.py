@@ -1,4 +1,4 @@
-"""WaveSpeed (providers.md §4).
+"""WaveSpeed (docs/wire/wavespeed.md, §4).
 
 Submit `POST {base}/api/v3/{model path}` with a flat body → `{"code": 200, "message",
 "data": {"id", "status": "created", …}}`. Poll `GET {base}/api/v3/predictions/{id}/result`
@@ -213,7 +213,7 @@ def parse_callback(body: dict[str, Any]) -> tuple[str | None, PollResult]:
     return as_str(data.get("id")), parse_prediction(data)
 
 
-# WaveSpeed account levels (providers.md §4): concurrency and videos per minute.
+# WaveSpeed account levels (docs/wire/wavespeed.md §4.4): concurrency and videos per minute.
 TIERS: dict[str, tuple[int, float]] = {
     "bronze": (2, 2.0), "silver": (300, 500.0), "gold": (3000, 3000.0),
     "ultra": (10000, 5000.0),

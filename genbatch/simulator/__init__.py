@@ -9,6 +9,8 @@ image-to-video protocols, with configurable latency, limits and failure injectio
     request_fingerprint(provider, model, body)   the key of `/_sim/stats` submit counters
 
 Routes: see `app.py`; control routes: see `control.py`; profile fields: see `profile.py`.
+Comments cite the provider wire notes, docs/wire/ (the simulator checklist is §7 of
+docs/wire/notes.md), and their sources by tag (WS-HOOK, NOV-TR, …: docs/wire/index.md §0).
 """
 
 from __future__ import annotations

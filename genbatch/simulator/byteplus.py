@@ -1,4 +1,4 @@
-"""BytePlus ModelArk's `contents/generations/tasks` protocol (providers.md §5).
+"""BytePlus ModelArk's `contents/generations/tasks` protocol (docs/wire/byteplus.md, §5).
 
 Parameters are top-level fields; the prompt and the frames travel in `content[]`. A submit
 over the key's `concurrency` (or a model's, `model_limits`: BytePlus states its limits per

@@ -1,4 +1,4 @@
-"""What BytePlus accepts in a create-task body (providers.md §5.2): per-model top-level
+"""What BytePlus accepts in a create-task body (docs/wire/byteplus.md §5.2): per-model top-level
 parameters, the `content[]` items, and the task parameters the simulator keeps from them."""
 
 from __future__ import annotations

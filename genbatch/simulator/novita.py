@@ -1,11 +1,11 @@
-"""Novita's `/v3/async` protocol, also spoken by HighwayAPI (providers.md §2, §3).
+"""Novita's `/v3/async` protocol, also spoken by HighwayAPI (docs/wire/novita.md, highwayapi.md).
 
 The two share paths, so the un-prefixed routes pick the rules, first match wins: the API
 key's profile (`provider: ...`), a host name containing `highwayapi`; else Novita's. The
 `/novita` and `/highwayapi` mounts fix them: point HighwayAPI's base URL at
 `{simulator}/highwayapi`. Nothing in a client's request is there for the simulator alone.
 The rules differ in two places: HighwayAPI's 1.5-pro accepts 1080p (its English page; the
-Chinese page disagrees, providers.md §8.1), and HighwayAPI refuses bare base64 images (data
+Chinese page disagrees, docs/wire/notes.md §8.1), and HighwayAPI refuses bare base64 images (data
 URIs and URLs only).
 """
 
@@ -47,7 +47,7 @@ STATUS = {
     Phase.RUNNING: "TASK_STATUS_PROCESSING",
     Phase.SUCCEEDED: "TASK_STATUS_SUCCEED",
     Phase.FAILED: "TASK_STATUS_FAILED",
-    Phase.EXPIRED: "TASK_STATUS_FAILED",  # the enum has no EXPIRED (providers.md §8.2)
+    Phase.EXPIRED: "TASK_STATUS_FAILED",  # the enum has no EXPIRED (docs/wire/notes.md §8.2)
     Phase.CANCELLED: "TASK_STATUS_FAILED",
 }
 

@@ -1,4 +1,4 @@
-"""WaveSpeed's media upload (providers.md §9): local files become URLs a submit may name.
+"""WaveSpeed's media upload (docs/wire/notes.md §9): local files become URLs a submit may name.
 
     POST /api/v3/media/upload/binary     multipart/form-data, one field `file` (the API
                                          reference) → {"code": 200, "message": "success",

@@ -1,4 +1,4 @@
-"""WaveSpeed's `/api/v3` protocol (providers.md §4).
+"""WaveSpeed's `/api/v3` protocol (docs/wire/wavespeed.md, §4).
 
 Over-concurrency submits (the key's `concurrency`, or a model's in `model_limits`) are
 accepted and wait in `created` until a slot frees (WS-LVL); over-RPM submits (the key's or

@@ -1,6 +1,6 @@
 """Webhook callbacks: when a task that was given a webhook URL finishes (succeeded, failed,
 expired or cancelled), POST its final status there in its provider's documented shape
-(providers.md §9), and retry a failed delivery as the provider does:
+(docs/wire/notes.md §9), and retry a failed delivery as the provider does:
 
     Novita, HighwayAPI  `{"event_type": "ASYNC_TASK_RESULT", "payload": <task result>}`;
                         up to 5 retries, 5 s timeout (documented)
@@ -53,7 +53,7 @@ class Delivery:
     signed: bool = False
 
 
-NOVITA = Delivery(timeout_s=5.0, retries=5)  # documented (providers.md §9)
+NOVITA = Delivery(timeout_s=5.0, retries=5)  # documented (docs/wire/notes.md §9)
 WAVESPEED = Delivery(signed=True)  # retries undocumented: assumed
 BYTEPLUS = Delivery()  # nothing published: assumed
 

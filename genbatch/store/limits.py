@@ -19,7 +19,7 @@ a provider's RPM limit states, and the one the simulator enforces. Unlike a GCRA
 space grants evenly: a fresh batch fills all its free slots at once and a cluster of tasks
 ending together is refilled together, as long as the minute has room. (A GCRA strict enough
 never to exceed R in a sliding minute must either spread a fresh batch's first submits over
-seconds or give up part of the rate; see the README's Performance section.) The in-flight
+seconds or give up part of the rate; see docs/performance.md.) The in-flight
 cap bounds every burst: the dispatcher never asks for more grants than free slots. Bursts
 last only until the provider objects: after a 429 cuts `f`, and until it has grown back to 1,
 grants are also spaced evenly by a GCRA of one per window / (rpm * f), with a tolerance of two

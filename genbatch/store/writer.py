@@ -4,7 +4,7 @@
 The chunk travels as two string arguments: field names once per distinct record shape
 (schema), then each record as its values, every token as `<length in UTF-8 bytes>:<text>`.
 Per-item commands and replies were most of ingest's time, and cjson-decoding the records
-most of Redis's (README, Performance).
+most of Redis's (docs/performance.md).
 """
 
 from __future__ import annotations

@@ -4,8 +4,8 @@ A provider that queues over-concurrency tasks (WaveSpeed documents it; BytePlus 
 `queued` state) starts a waiting task the moment a slot frees, while genbatch only learns
 that a slot freed at its next poll of the finished task. Without tasks waiting at the
 provider, each slot idles from a generation's end to that poll, about one poll spacing p
-per generation of length T: a share p / T of the quota (10-20 % measured, README
-"Performance"). Keeping about C x 2p / T tasks queued at the provider covers it: those
+per generation of length T: a share p / T of the quota (10-20 % measured,
+docs/performance.md). Keeping about C x 2p / T tasks queued at the provider covers it: those
 start at once while genbatch catches up. The learned generation time sizes it (short
 generations need more ahead), GENBATCH_QUEUE_AHEAD_MAX (or the account's `queue_ahead_max`)
 bounds it, and providers whose over-concurrency behaviour is unknown (Novita, HighwayAPI)

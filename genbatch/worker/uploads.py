@@ -1,5 +1,5 @@
 """Input images a provider must host before a submit may name them (WaveSpeed takes image
-URLs only; its documented upload turns a file into one, providers.md §9).
+URLs only; its documented upload turns a file into one, docs/wire/notes.md §9).
 
 The producer already copied every local image into object storage (`stored:<key>`), so any
 worker on any machine uploads from there. Each distinct content is uploaded once per

@@ -1,4 +1,4 @@
-"""Contract: callbacks, uploads and model ids, adapters and simulator, against providers.md §9.
+"""Contract: callbacks, uploads and model ids, adapters and simulator, against docs/wire §9.
 
 A recording receiver on loopback stands in for `genbatch webhooks`; each callback the
 simulator sends is read by the parser the receiver uses for that provider, and compared value

@@ -1,10 +1,10 @@
 """Contract: the provider adapters (genbatch/providers) against the simulator
-(genbatch/simulator), two implementations written independently from providers.md.
+(genbatch/simulator), two implementations written independently from docs/wire/.
 
 For every provider and model: a valid request goes all the way (submit, poll to a terminal
 status, download bytes whose sha256 the simulator recorded); the two validators agree on
 every documented value and on the values next to them; and each simulated failure is
-classified the way DESIGN.md needs (429 → RateLimited, an unanswered or 5xx or garbled submit
+classified the way docs/design.md needs (429 → RateLimited, an unanswered or 5xx or garbled submit
 → AmbiguousSubmit, 5xx or garbled poll → Retryable, refusals → Permanent with the provider's
 own code, task failure → a FAILED poll result with code and message).
 """

@@ -42,7 +42,7 @@ def test_a_skewed_worker_polls_normally_and_finishes(redis_url: str, folder: Pat
             items = list(c.store.iter_items(batch_id, batch.total))
             assert all(i.state is ItemState.SUCCEEDED for i in items), [
                 (i.custom_id, i.state, i.error_code) for i in items]
-            # About 2-3 polls a job on time (README, Performance); 553 polls for 57 were
+            # About 2-3 polls a job on time (docs/performance.md); 553 polls for 57 were
             # needed when a worker ran 120 s behind on its own clock.
             assert sum(i.polls for i in items) <= 5 * len(items)
             assert c.sim_stats()["submits"] == 12

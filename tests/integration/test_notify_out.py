@@ -69,7 +69,8 @@ class Receiver:
 
 
 def verify(headers: dict[str, str], body: bytes) -> dict[str, Any]:
-    """What a receiver does (README): recompute the HMAC and compare in constant time."""
+    """What a receiver does (docs/notifications.md): recompute the HMAC, compare in constant
+    time."""
     signed = headers["x-genbatch-timestamp"].encode() + b"." + body
     expected = "sha256=" + hmac.new(SECRET.encode(), signed, hashlib.sha256).hexdigest()
     assert hmac.compare_digest(expected, headers["x-genbatch-signature"])

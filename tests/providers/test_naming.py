@@ -1,5 +1,5 @@
 """Provider model ids: every provider's own id names the same model as genbatch's short
-name, everywhere a model is named (providers.md §9)."""
+name, everywhere a model is named (docs/wire/notes.md §9)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Price estimates (USD) from the providers.md tables, and actual cost from reported usage."""
+"""Price estimates (USD) from the docs/wire/ tables, and actual cost from reported usage."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ V15, V1_PRO, V1_LITE = "seedance-v1.5-pro-i2v", "seedance-v1-pro-i2v", "seedance
 
 
 def test_token_formula_matches_the_worked_example() -> None:
-    # providers.md §5.5: 1280 x 720 x 24 x 5 / 1024 = 108,000 tokens.
+    # docs/wire/byteplus.md §5.5: 1280 x 720 x 24 x 5 / 1024 = 108,000 tokens.
     assert estimate_tokens("720p", 5) == 108_000
     assert estimate_tokens("4k", 5) is None
 

@@ -1,4 +1,5 @@
-"""The README's "Use from Python" example, run as it is printed, against a real cluster."""
+"""The "Use from Python" example of docs/python-api.md, run as it is printed, against a real
+cluster."""
 
 from __future__ import annotations
 
@@ -18,9 +19,9 @@ pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def readme_block(section: str, language: str = "python") -> str:
-    """The first ```language block under the README heading `section`."""
-    text = (ROOT / "README.md").read_text(encoding="utf-8")
+def docs_block(page: str, section: str, language: str = "python") -> str:
+    """The first ```language block under the heading `## section` of docs/`page`."""
+    text = (ROOT / "docs" / page).read_text(encoding="utf-8")
     body = text.split(f"\n## {section}\n", 1)[1].split("\n## ", 1)[0]
     found = re.search(rf"```{language}\n(.*?)```", body, re.DOTALL)
     assert found, f"no {language} block under {section}"
@@ -38,7 +39,7 @@ def cluster(redis_url: str, tmp_path: Path) -> Iterator[Cluster]:
 def test_use_from_python_runs_as_printed(cluster: Cluster, tmp_path: Path) -> None:
     folder = tmp_path / "project"
     write_manifest(folder, [("novita", "images/sneaker.jpg"), ("novita", "images/bottle.png")])
-    ran = subprocess.run([sys.executable, "-c", readme_block("Use from Python")],
+    ran = subprocess.run([sys.executable, "-c", docs_block("python-api.md", "Use from Python")],
                          env={**cluster.env, "PYTHONPATH": str(ROOT)}, cwd=folder,
                          capture_output=True, text=True, timeout=300, check=False)
     assert ran.returncode == 0, ran.stdout + ran.stderr
