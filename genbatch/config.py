@@ -27,10 +27,11 @@ from genbatch.accounts import ModelLimits
 from genbatch.errors import ConfigError
 
 REDIS_SCHEMES: tuple[str, ...] = ("redis://", "rediss://", "unix://")
+# Settings fields that no single variable sets (`provider_env` gathers the others).
+NOT_VARIABLES = frozenset({"provider_env"})
 LOG_LEVELS: tuple[str, ...] = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 VIDEO_HOSTS_HELP = ("comma-separated host patterns video URLs may point at (fnmatch: "
                     "*.example.com; * = any public host); unset = the provider's CDN defaults")
-DEFAULT_HELP = "unset = the provider's default (`genbatch providers`)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,28 +115,28 @@ class Settings(BaseSettings):
     # GENBATCH_<PROVIDER>_API_KEY, _BASE_URL, _MAX_IN_FLIGHT, _SUBMIT_RPM, _POLL_RPM and
     # _VIDEO_HOSTS: see `provider_env`). Unset limits are the provider plugin's defaults.
     novita_api_key: SecretStr | None = None
-    novita_base_url: str | None = Field(default=None, description=DEFAULT_HELP)
-    novita_max_in_flight: int | None = Field(default=None, ge=1, description=DEFAULT_HELP)
-    novita_submit_rpm: float | None = Field(default=None, gt=0, description=DEFAULT_HELP)
-    novita_poll_rpm: float | None = Field(default=None, gt=0, description=DEFAULT_HELP)
+    novita_base_url: str | None = None
+    novita_max_in_flight: int | None = Field(default=None, ge=1)
+    novita_submit_rpm: float | None = Field(default=None, gt=0)
+    novita_poll_rpm: float | None = Field(default=None, gt=0)
     novita_video_hosts: str | None = Field(default=None, description=VIDEO_HOSTS_HELP)
     highwayapi_api_key: SecretStr | None = None
-    highwayapi_base_url: str | None = Field(default=None, description=DEFAULT_HELP)
-    highwayapi_max_in_flight: int | None = Field(default=None, ge=1, description=DEFAULT_HELP)
-    highwayapi_submit_rpm: float | None = Field(default=None, gt=0, description=DEFAULT_HELP)
-    highwayapi_poll_rpm: float | None = Field(default=None, gt=0, description=DEFAULT_HELP)
+    highwayapi_base_url: str | None = None
+    highwayapi_max_in_flight: int | None = Field(default=None, ge=1)
+    highwayapi_submit_rpm: float | None = Field(default=None, gt=0)
+    highwayapi_poll_rpm: float | None = Field(default=None, gt=0)
     highwayapi_video_hosts: str | None = Field(default=None, description=VIDEO_HOSTS_HELP)
     wavespeed_api_key: SecretStr | None = None
-    wavespeed_base_url: str | None = Field(default=None, description=DEFAULT_HELP)
-    wavespeed_max_in_flight: int | None = Field(default=None, ge=1, description=DEFAULT_HELP)
-    wavespeed_submit_rpm: float | None = Field(default=None, gt=0, description=DEFAULT_HELP)
-    wavespeed_poll_rpm: float | None = Field(default=None, gt=0, description=DEFAULT_HELP)
+    wavespeed_base_url: str | None = None
+    wavespeed_max_in_flight: int | None = Field(default=None, ge=1)
+    wavespeed_submit_rpm: float | None = Field(default=None, gt=0)
+    wavespeed_poll_rpm: float | None = Field(default=None, gt=0)
     wavespeed_video_hosts: str | None = Field(default=None, description=VIDEO_HOSTS_HELP)
     byteplus_api_key: SecretStr | None = None
-    byteplus_base_url: str | None = Field(default=None, description=DEFAULT_HELP)
-    byteplus_max_in_flight: int | None = Field(default=None, ge=1, description=DEFAULT_HELP)
-    byteplus_submit_rpm: float | None = Field(default=None, gt=0, description=DEFAULT_HELP)
-    byteplus_poll_rpm: float | None = Field(default=None, gt=0, description=DEFAULT_HELP)
+    byteplus_base_url: str | None = None
+    byteplus_max_in_flight: int | None = Field(default=None, ge=1)
+    byteplus_submit_rpm: float | None = Field(default=None, gt=0)
+    byteplus_poll_rpm: float | None = Field(default=None, gt=0)
     byteplus_video_hosts: str | None = Field(default=None, description=VIDEO_HOSTS_HELP)
     provider_env: dict[str, SecretStr] = Field(
         default_factory=dict, description="every other GENBATCH_<PROVIDER>_<SETTING> (a "

@@ -19,7 +19,7 @@ import typer
 import yaml
 
 from genbatch.cli import app
-from genbatch.config import Settings
+from genbatch.config import NOT_VARIABLES, Settings
 from genbatch.demo.redis_server import free_port, redis_server_binary
 
 ROOT = Path(__file__).parents[1]
@@ -122,8 +122,7 @@ def test_flower_has_basic_auth_and_no_provider_keys(compose: dict[str, Any]) -> 
 
 def test_every_variable_is_a_setting_and_documented(compose: dict[str, Any]) -> None:
     example = env_example()
-    fields = {f"GENBATCH_{name.upper()}" for name in Settings.model_fields
-              if name != "provider_env"}  # not a variable: the others of plugin providers
+    fields = {f"GENBATCH_{name.upper()}" for name in set(Settings.model_fields) - NOT_VARIABLES}
     used = set(re.findall(r"\$\{([A-Z0-9_]+)", (ROOT / "docker-compose.yml").read_text()))
     environment_keys = {k for s in compose["services"].values()
                         for k in (s.get("environment") or {})}

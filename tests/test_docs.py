@@ -12,7 +12,7 @@ from types import ModuleType
 import pytest
 import yaml
 
-from genbatch.config import Settings
+from genbatch.config import NOT_VARIABLES, Settings
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
@@ -33,7 +33,7 @@ def test_the_configuration_reference_names_every_setting_with_a_description(
     page = reference.settings_reference()
     rows = {line.split("`")[1]: line for line in page.splitlines() if line.startswith("| `")}
 
-    for field in Settings.model_fields:
+    for field in set(Settings.model_fields) - NOT_VARIABLES:
         env = f"GENBATCH_{field.upper()}"
         assert env in rows, f"{env} missing from the configuration reference"
         meaning = rows[env].rstrip(" |").rsplit(" | ", 1)[1]
@@ -79,3 +79,15 @@ def test_every_page_is_in_the_nav_and_every_nav_entry_exists() -> None:
     in_nav = set(entries(config["nav"]))
     on_disk = {str(p.relative_to(DOCS)) for p in DOCS.rglob("*.md")}
     assert on_disk | generated == in_nav
+
+
+def test_each_provider_page_lists_its_settings_with_the_plugins_defaults(
+    reference: ModuleType,
+) -> None:
+    from genbatch.providers import registry
+
+    for name, plugin in registry.plugins().items():
+        table = reference.provider_settings(name)
+        assert f"`GENBATCH_{name.upper()}_{plugin.key_setting.upper()}`" in table
+        assert f"`{plugin.limits.base_url}`" in table
+        assert f"| `{plugin.limits.max_in_flight}` |" in table

@@ -194,12 +194,14 @@ def _sections(cls: type) -> dict[str, str]:
 
 def settings_fields() -> list[dict[str, str]]:
     """One row per Settings field: env, type, default, bounds, description, group."""
-    from genbatch.config import Settings
+    from genbatch.config import NOT_VARIABLES, Settings
 
     prefix = str(Settings.model_config.get("env_prefix", ""))
     groups = _sections(Settings)
     rows = []
     for name, field in Settings.model_fields.items():
+        if name in NOT_VARIABLES:
+            continue
         provider = name.split("_", 1)[0]
         description = field.description or FALLBACK_DESCRIPTIONS.get(name, "")
         if not description and provider in PROVIDER_LABELS:
@@ -214,6 +216,8 @@ def settings_fields() -> list[dict[str, str]]:
         secret = "SecretStr" in _type_name(field.annotation)
         default = field.get_default(call_default_factory=True)
         shown = "unset" if default is None else ("`\"\"`" if default == "" else f"`{default}`")
+        if default is None and provider in PROVIDER_LABELS and not secret:
+            shown = f"the provider's ([{PROVIDER_LABELS[provider]}](../providers/{provider}.md))"
         rows.append({
             "name": name, "env": f"{prefix}{name.upper()}", "type": _type_name(field.annotation),
             "default": shown, "bounds": _bounds(field.metadata),
@@ -249,16 +253,40 @@ def settings_reference() -> str:
 
 
 def provider_settings(provider: str) -> str:
-    """The table of one provider's settings (`GENBATCH_<PROVIDER>_*`), for its page."""
+    """The table of one provider's settings (`GENBATCH_<PROVIDER>_*`), for its page: the ones
+    every provider reads and its plugin's own, with the plugin's defaults."""
+    from genbatch.providers import registry
+    from genbatch.providers.accounts import PROVIDER_SETTINGS
+
+    plugin = registry.get(provider)
+    limits = plugin.limits
+    defaults = {
+        plugin.key_setting: "unset", "base_url": f"`{limits.base_url}`",
+        "max_in_flight": f"`{limits.max_in_flight}`", "submit_rpm": f"`{limits.submit_rpm:g}`",
+        "poll_rpm": f"`{limits.poll_rpm:g}`",
+        "video_hosts": ", ".join(f"`{h}`" for h in plugin.outputs.video_hosts),
+    }
+    declared = {row["name"]: row for row in settings_fields()}
     rows = ["| variable | default | meaning |", "|---|---|---|"]
-    for row in settings_fields():
-        if row["name"].startswith(f"{provider}_"):
-            bounds = f" ({row['bounds']})" if row["bounds"] else ""
-            rows.append(f"| `{row['env']}` | {row['default']}{bounds} | "
-                        f"{_cell(row['description'])} |")
-    if len(rows) == 2:
-        raise ValueError(f"no settings for provider {provider!r}")
+    for name in (plugin.key_setting, *PROVIDER_SETTINGS, *plugin.settings):
+        field = f"{provider}_{name}"
+        meaning = plugin.settings.get(name) or (declared[field]["description"] if field in
+                                                declared else GENERIC_MEANINGS.get(name, ""))
+        if name == plugin.key_setting and "secret" not in meaning:
+            meaning = f"{meaning or 'the API key'} (secret: never logged or shown)"
+        env = f"GENBATCH_{field.upper()}"
+        rows.append(f"| `{env}` | {defaults.get(name, 'unset')} | {_cell(meaning)} |")
     return "\n".join(rows) + "\n"
+
+
+GENERIC_MEANINGS = {
+    "api_key": "the account's API key",
+    "base_url": "API base URL",
+    "max_in_flight": "the account's concurrency: generations in flight at once",
+    "submit_rpm": "submits per minute for the account, all workers together",
+    "poll_rpm": "polls per minute for the account",
+    "video_hosts": "comma-separated host patterns video URLs may point at",
+}
 
 
 SETTINGS_MARK = re.compile(r"^<!-- settings: ([a-z]+) -->$", re.MULTILINE)

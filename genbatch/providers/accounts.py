@@ -15,7 +15,7 @@ from typing import TypeVar
 from pydantic import SecretStr
 
 from genbatch.accounts import AccountSpec, accounts_file
-from genbatch.config import ProviderSettings, Settings
+from genbatch.config import NOT_VARIABLES, ProviderSettings, Settings
 from genbatch.errors import ConfigError
 from genbatch.providers import registry
 
@@ -110,7 +110,7 @@ def setting_warnings(settings: Settings) -> list[str]:
 def known_variables() -> list[str]:
     """Every GENBATCH_ variable: Settings' fields and each installed provider's settings."""
     names = [f"GENBATCH_{name.upper()}" for name in Settings.model_fields
-             if name != "provider_env"]
+             if name not in NOT_VARIABLES]
     for plugin in registry.plugins().values():
         for setting in (plugin.key_setting, *PROVIDER_SETTINGS, *plugin.settings):
             names.append(f"GENBATCH_{plugin.name.upper()}_{setting.upper()}")
