@@ -56,7 +56,8 @@ def _float(value: str | None) -> float | None:
         return None
 
 
-def _state(value: str | None) -> ItemState | None:
+def parse_state(value: str | None) -> ItemState | None:
+    """A stored state as an ItemState (None when missing or not one)."""
     return ItemState(value) if value and value in ItemState._value2member_map_ else None
 
 
@@ -66,7 +67,7 @@ class Item(dict[str, str]):
     def __init__(self, record: Mapping[str, str]) -> None:
         super().__init__(record)
         get = record.get
-        self.state: ItemState | None = _state(get("state"))
+        self.state: ItemState | None = parse_state(get("state"))
         self.batch_id = get("batch") or ""
         self.seq = _int(get("seq"))
         self.line = _int(get("line"))

@@ -173,7 +173,7 @@ class Client:
         subs = self.store.submissions
         window = self.settings.duplicate_window_s
         earlier = subs.claim(key, batch_id, window)
-        if earlier is not None and not self.store.batch_exists(earlier):
+        if earlier is not None and not self.store.batches.exists(earlier):
             subs.forget(key, earlier)  # discarded (bad manifest) or expired: not a batch
             earlier = subs.claim(key, batch_id, window)
         return earlier
@@ -271,11 +271,11 @@ class Client:
 
     def record(self, batch_id: str) -> Batch:
         """The batch record as stored (a `dict[str, str]`); NotFoundError for an unknown id."""
-        return self.store.get_batch(batch_id)
+        return self.store.batches.get(batch_id)
 
     def records(self, limit: int = 20) -> list[Batch]:
         """The most recent batch records, newest first."""
-        return self.store.list_batches(limit)
+        return self.store.batches.recent(limit)
 
     def rows(self, batch_id: str, failed_only: bool = False) -> Iterator[dict[str, Any]]:
         """Every item of the batch as a results.jsonl row (with `failed_only`, the items
@@ -283,7 +283,7 @@ class Client:
         from genbatch.worker.finalize import result_row
 
         record = self.record(batch_id)
-        for item in self.store.iter_items(batch_id, record.total):
+        for item in self.store.items.of_batch(batch_id, record.total):
             if not failed_only or item.state is not ItemState.SUCCEEDED:
                 yield result_row(item)
 
@@ -323,7 +323,7 @@ class Client:
         """The batch's most frequent (error code, message) pairs among its first `scan`
         items, most frequent first."""
         seen: Counter[tuple[str, str]] = Counter()
-        for n, item in enumerate(self.store.iter_items(batch.id, batch.total)):
+        for n, item in enumerate(self.store.items.of_batch(batch.id, batch.total)):
             if n >= scan:
                 break
             if item.error_code:
@@ -339,7 +339,7 @@ class Client:
         store = self.store
         names = [a.label for a in self.settings.accounts()]
         health = store.health.get_many(names)
-        in_flight = store.in_flight_counts(names)
+        in_flight = store.queues.in_flight_counts(names)
         caps = [a.max_in_flight for a in self.settings.accounts()]
         return AccountsReport(tuple(health), tuple(zip(in_flight, caps, strict=True)),
                               tuple(store.heartbeats.workers()), store.heartbeats.scheduler())

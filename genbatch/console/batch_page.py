@@ -77,9 +77,9 @@ def accounts_health(store: JobStore, accounts: Sequence[str], limits: Mapping[st
                     now: float, recover_s: float) -> list[dict[str, Any]]:
     """Each account's health (state, why, the fix), in-flight count against its
     concurrency, cooldown, submit rate and 429s."""
-    in_flight = store.in_flight_counts(accounts)
+    in_flight = store.queues.in_flight_counts(accounts)
     healths = store.health.get_many(accounts)
-    cooling = store.cooling(accounts)
+    cooling = store.queues.cooling(accounts)
     (rate_limited,) = store.counters.read(["provider_429"])
     rows = []
     for p, n, h, cool in zip(accounts, in_flight, healths, cooling, strict=True):

@@ -34,7 +34,7 @@ def batch_accounts(store: JobStore, batch: Batch,
     """The accounts of the providers a batch has work waiting at (its queues), of its
     default provider and of its fallback, in provider order. `accounts_of` names a
     provider's accounts (default: the one named after the provider)."""
-    wanted = set(store.queued_providers(batch.id, PROVIDER_NAMES))
+    wanted = set(store.queues.queued_providers(batch.id, PROVIDER_NAMES))
     wanted.update(p for p in (batch.get("provider"), batch.fallback.partition(":")[0]) if p)
     names = accounts_of or (lambda provider: [provider])
     return [a for p in PROVIDER_NAMES if p in wanted for a in names(p)]

@@ -79,7 +79,7 @@ def record_429(store: JobStore, provider: str, kind: str, batch_id: str = "") ->
 def record_completion(store: JobStore, iid: str, state: str) -> None:
     """Item `iid` reached the terminal `state` (read back for its provider and model)."""
     with _best_effort("items_completed"):
-        outcomes.completion(store, store.get_item(iid), state)
+        outcomes.completion(store, store.items.get(iid), state)
 
 
 def record_request(store: JobStore, provider: str, kind: str, status: int | None) -> None:
@@ -151,7 +151,7 @@ class StoreCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         now = self.clock()
-        active = self.store.active_batches()
+        active = self.store.batches.active()
         yield from self._items_by_state(now, active)
         yield from self._batch_spend(active)
         yield from self._in_flight()
@@ -162,7 +162,7 @@ class StoreCollector(Collector):
         yield from health.collect(self.store, sorted(self.limits))
 
     def _items_by_state(self, now: float, ids: list[str]) -> Iterator[Metric]:
-        rows = self.store.batch_fields(ids, ("created_at", *COUNTERS))
+        rows = self.store.batches.fields(ids, ("created_at", *COUNTERS))
         totals = dict.fromkeys(COUNTERS, 0)
         per_batch = GaugeMetricFamily("genbatch_batch_items", "items of an active batch by state",
                                       labels=["batch", "state"])
@@ -185,7 +185,7 @@ class StoreCollector(Collector):
 
     def _batch_spend(self, ids: list[str]) -> Iterator[Metric]:
         """Spend of each active batch against its estimate and its budget (budget.summary)."""
-        rows = self.store.batch_fields(ids, BATCH_MONEY_FIELDS)
+        rows = self.store.batches.fields(ids, BATCH_MONEY_FIELDS)
         families = {name: GaugeMetricFamily(f"genbatch_batch_{name}", doc, labels=["batch"])
                     for name, doc in BATCH_MONEY_HELP.items()}
         for bid, values in zip(ids, rows, strict=True):
@@ -200,7 +200,7 @@ class StoreCollector(Collector):
 
     def _in_flight(self) -> Iterator[Metric]:
         providers = sorted(self.limits)
-        values = self.store.in_flight_counts(providers)
+        values = self.store.queues.in_flight_counts(providers)
         in_flight = GaugeMetricFamily("genbatch_in_flight", "generations in flight per provider "
                                       "account", labels=["provider"])
         limit = GaugeMetricFamily("genbatch_in_flight_limit", "in-flight cap per provider "

@@ -77,7 +77,7 @@ def set_budget(store: JobStore, batch_id: str, budget_usd: float) -> None:
     """Give the batch a (new) budget and let it dispatch again; a clear error when the
     amount is below what it has already spent and reserved."""
     check_budget(budget_usd)
-    ok, spent, reserved = store.set_budget(batch_id, budget_usd, PROVIDER_NAMES)
+    ok, spent, reserved = store.batches.set_budget(batch_id, budget_usd, PROVIDER_NAMES)
     if not ok:
         raise GenbatchError(
             f"--budget {budget_usd:.2f} is below what batch {batch_id} has already spent "

@@ -138,7 +138,7 @@ class Receiver:
 
     def _item(self, iid: str) -> Item:
         try:
-            return self.rt.store.get_item(iid)
+            return self.rt.store.items.get(iid)
         except NotFoundError:
             raise Rejected(404, "not found") from None
 

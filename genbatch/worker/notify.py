@@ -174,14 +174,14 @@ def resend(rt: Runtime, batch_id: str) -> str:
     attempt (after a receiver outage longer than the retries). The event keeps its id, so a
     receiver that did get it can drop the repeat. Returns the event id ("" when no event
     was made yet: the first attempt makes it)."""
-    batch = rt.store.get_batch(batch_id)
+    batch = rt.store.batches.get(batch_id)
     if not batch.notify_url:
         raise GenbatchError(f"batch {batch_id} was submitted without --notify")
     if not batch.finished:
         raise GenbatchError(f"batch {batch_id} is {batch.get('status')}: its event is sent "
                             "when it finishes")
-    rt.store.set_batch_fields(batch_id, {"notify_status": "pending", "notify_attempts": "0",
-                                         "notify_error": "", "notify_done_at": ""})
+    rt.store.batches.set_fields(batch_id, {"notify_status": "pending", "notify_attempts": "0",
+                                           "notify_error": "", "notify_done_at": ""})
     _schedule(rt, batch_id, rt.now())
     return batch.get("notify_event_id") or ""
 
@@ -199,7 +199,7 @@ def deliver(rt: Runtime, batch_id: str, transport: httpx.BaseTransport | None = 
             resolver: Resolver = resolve) -> str:
     """One delivery attempt of the batch's event; returns what happened."""
     try:
-        batch = rt.store.get_batch(batch_id)
+        batch = rt.store.batches.get(batch_id)
     except NotFoundError:
         _unschedule(rt, batch_id)
         return "skipped"
@@ -211,7 +211,7 @@ def deliver(rt: Runtime, batch_id: str, transport: httpx.BaseTransport | None = 
         _unschedule(rt, batch_id)
         return "skipped"
     event_id, body = _persisted_event(rt, batch)
-    batch = rt.store.get_batch(batch_id)
+    batch = rt.store.batches.get(batch_id)
     if batch.get("notify_status") in ("delivered", "failed"):
         _unschedule(rt, batch_id)
         return str(batch["notify_status"])
@@ -240,7 +240,7 @@ def deliver(rt: Runtime, batch_id: str, transport: httpx.BaseTransport | None = 
         return _record(rt, batch_id, "failed", f"{what} (not retried)")
     if attempts >= rt.settings.notify_max_attempts:
         return _record(rt, batch_id, "failed", f"{what} after {attempts} attempts")
-    rt.store.set_batch_fields(batch_id, {"notify_error": what})
+    rt.store.batches.set_fields(batch_id, {"notify_error": what})
     _schedule(rt, batch_id, rt.now() + backoff_s(attempts, rt.settings))
     return "retry"
 
@@ -269,8 +269,8 @@ def _persisted_event(rt: Runtime, batch: Batch) -> tuple[str, bytes]:
 
 
 def _record(rt: Runtime, batch_id: str, status: str, error: str) -> str:
-    rt.store.set_batch_fields(batch_id, {"notify_status": status, "notify_error": error,
-                                         "notify_done_at": repr(rt.now())})
+    rt.store.batches.set_fields(batch_id, {"notify_status": status, "notify_error": error,
+                                           "notify_done_at": repr(rt.now())})
     _unschedule(rt, batch_id)
     if status == "failed":
         log.warning("notify %s failed: %s", batch_id, error)

@@ -60,7 +60,7 @@ IN_PROGRESS, FINALIZING = BatchStatus.IN_PROGRESS, BatchStatus.FINALIZING
 
 def submit_item(rt: Runtime, iid: str) -> str:
     """dispatched → submitting → submitted | pending (not created) | failed | ambiguous."""
-    item = rt.store.get_item(iid)
+    item = rt.store.items.get(iid)
     if item.state is not DISPATCHED:
         return "skipped"
     now = rt.now()
@@ -77,13 +77,13 @@ def submit_item(rt: Runtime, iid: str) -> str:
                       f"image upload refused: {exc.message}")
     except GenbatchError as exc:  # nothing was sent: a clear failure, not a mystery
         return finish(rt, iid, [DISPATCHED], ItemState.FAILED, "input_unavailable", str(exc))
-    claim = rt.store.transition(
+    claim = rt.store.items.transition(
         iid, [DISPATCHED], SUBMITTING, timer=now + rt.settings.task_lease_s,
         fields={"submit_started_at": now}, incr={"attempts": 1},
     )
     if not claim.applied:
         return "skipped"
-    if not rt.store.wait_durable():  # the record must be on disk before the POST (durable.py)
+    if not rt.store.server.wait_durable():  # on disk before the POST (durable.py)
         return accounts.requeue(rt, item, iid, [SUBMITTING], "the submit record did not "
                                 "reach Redis's append-only file in time; not sent", 1.0)
     hook = callback_url(rt.settings, item.provider, iid)  # None: webhooks off
@@ -119,7 +119,7 @@ def submit_item(rt: Runtime, iid: str) -> str:
     if listed:  # owned before it is submitted: see store/reconcile.py
         rt.store.reconcile.own(item.account, remote_id, iid, now)
         _outcome_known(rt, item, listed)
-    done = rt.store.transition(
+    done = rt.store.items.transition(
         iid, [SUBMITTING], SUBMITTED, timer=due,
         fields={"remote_id": remote_id, "submitted_at": now, "first_poll_s": first,
                 "poll_due": due,
@@ -132,7 +132,7 @@ def submit_item(rt: Runtime, iid: str) -> str:
 
 def poll_item(rt: Runtime, iid: str) -> str:
     """submitted → submitted (rescheduled) | downloading | failed | expired | cancelled."""
-    item = rt.store.get_item(iid)
+    item = rt.store.items.get(iid)
     if item.state is not SUBMITTED:
         return "skipped"
     now = rt.now()
@@ -168,8 +168,8 @@ def poll_item(rt: Runtime, iid: str) -> str:
 
 def _poll_later(rt: Runtime, iid: str, due: float) -> str:
     """This poll told nothing about the task: ask again at `due`."""
-    rt.store.transition(iid, [SUBMITTED], SUBMITTED, timer=due, fields={"poll_due": due},
-                        incr={"polls": 1, "poll_errors": 1})
+    rt.store.items.transition(iid, [SUBMITTED], SUBMITTED, timer=due,
+                              fields={"poll_due": due}, incr={"polls": 1, "poll_errors": 1})
     return "retry"
 
 
@@ -184,7 +184,7 @@ def apply_poll(rt: Runtime, item: Item, iid: str, result: PollResult,
             return finish(rt, iid, [SUBMITTED], ItemState.FAILED, "no_output",
                            "the provider reported success without a video URL")
         cost = _cost(rt, item, result)
-        moved = rt.store.transition(  # downloads have their own short lease (download.py)
+        moved = rt.store.items.transition(  # downloads have their own short lease (download.py)
             iid, [SUBMITTED], DOWNLOADING, timer=now + rt.settings.download_lease_s,
             fields={**url_fields(rt.settings, now, item.provider, result),
                     "seed": "" if result.seed is None else result.seed,
@@ -208,7 +208,7 @@ def apply_poll(rt: Runtime, item: Item, iid: str, result: PollResult,
                                 typical_s=item.typical_s or 0.0)
     if item.webhook:
         delay = max(delay, safety_poll_delay(rt.settings))
-    rt.store.transition(
+    rt.store.items.transition(
         iid, [SUBMITTED], SUBMITTED, timer=now + delay,
         fields={"remote_status": result.raw_status, "polled_at": now, "poll_due": now + delay,
                 "progress": "" if result.progress is None else result.progress},
@@ -223,8 +223,8 @@ def _queue_wait(rt: Runtime, item: Item, typical_s: float) -> float:
     account = rt.account_settings(item.account, item.provider)
     if account.queue_ahead_max <= 0:
         return 0.0
-    wait = queue_wait_s(rt.store.in_flight(item.account), account.max_in_flight, typical_s,
-                        rt.settings)
+    wait = queue_wait_s(rt.store.queues.in_flight(item.account), account.max_in_flight,
+                        typical_s, rt.settings)
     return wait / rt.settings.time_factor
 
 
@@ -298,11 +298,11 @@ def slow_down(rt: Runtime, account: str, kind: str) -> float:
     return factor
 
 
-def finish(rt: Runtime, iid: str, allowed: Sequence[str], state: str, code: str,
+def finish(rt: Runtime, iid: str, allowed: Sequence[ItemState], state: ItemState, code: str,
            message: str, fields: dict[str, Any] | None = None) -> str:
-    """Move an item from one of the `allowed` states to the terminal `state` (ItemState
-    names); finalize its batch when it was the last open one."""
-    if ItemState(state) is ItemState.FAILED:  # or on to the batch's --fallback (failover.py)
+    """Move an item from one of the `allowed` states to the terminal `state`; finalize its
+    batch when it was the last open one."""
+    if state is ItemState.FAILED:  # or on to the batch's --fallback (failover.py)
         outcome = failover.fail_over(rt, iid, allowed, code, message)
         if outcome.moved == "failed_over":  # a slot freed at the origin, work for the fallback
             refill(rt, outcome.origin)
@@ -313,10 +313,10 @@ def finish(rt: Runtime, iid: str, allowed: Sequence[str], state: str, code: str,
     values: dict[str, Any] = {"finished_at": rt.now(), "error_code": code,
                               "error_message": message[:2000]}
     values.update(fields or {})
-    moved = rt.store.transition(iid, allowed, state, timer="-", fields=values)
+    moved = rt.store.items.transition(iid, allowed, state, timer="-", fields=values)
     if moved.applied:
         metrics.record_completion(rt.store, iid, state)
-        if ItemState(state) is ItemState.AMBIGUOUS:
+        if state is ItemState.AMBIGUOUS:
             reconcile.schedule(rt, iid, moved.provider)
     if moved.applied and moved.open_items == 0:
         rt.enqueue("finalize", iid.rsplit(":", 1)[0])
@@ -332,34 +332,29 @@ def _cost(rt: Runtime, item: Item, result: PollResult) -> float | None:
         return item.est_cost
 
 
-def _describe(exc: BaseException) -> str:
-    text = str(exc) or type(exc).__name__
-    return text.split("?", 1)[0][:300]  # never echo a presigned query string
-
-
 def finalize_batch(rt: Runtime, batch_id: str) -> str:
     """in_progress → finalizing → completed, writing the output manifests once no item is
     open. Safe to repeat: a crash while finalizing is redone by the next finalize."""
     from genbatch.worker.finalize import write_outputs  # only the control queue needs it
 
-    batch = rt.store.get_batch(batch_id)
+    batch = rt.store.batches.get(batch_id)
     if batch.status not in (IN_PROGRESS, FINALIZING) or batch.open_items:
         return "skipped"
     if rt.store.reconcile.holding(batch_id):  # ambiguous items not looked at yet
         return "skipped"
-    ok, _ = rt.store.batch_cas(batch_id, [IN_PROGRESS, FINALIZING], FINALIZING)
+    ok, _ = rt.store.batches.cas(batch_id, [IN_PROGRESS, FINALIZING], FINALIZING)
     if not ok:
         return "skipped"
     files = write_outputs(rt.output_storage(batch_id), batch_id,
-                          rt.store.iter_items(batch_id, batch.total),
+                          rt.store.items.of_batch(batch_id, batch.total),
                           presign_s=rt.settings.presign_results_s)
     final = BatchStatus.CANCELLED if batch.cancel_requested else BatchStatus.COMPLETED
     notify.arm(rt, batch)  # before the batch is final: a crash after it still notifies
-    done, _ = rt.store.batch_cas(batch_id, [FINALIZING], final, {
+    done, _ = rt.store.batches.cas(batch_id, [FINALIZING], final, {
         "finished_at": repr(rt.now()), "results_jsonl": files.results_jsonl,
         "results_csv": files.results_csv, "errors_jsonl": files.errors_jsonl,
     })
-    rt.store.deactivate(batch_id)
+    rt.store.batches.deactivate(batch_id)
     if done and batch.notify_url:
         rt.enqueue("notify", batch_id)
     return final

@@ -49,7 +49,7 @@ def set_profile(c: Cluster, **fields: object) -> None:
 
 
 def items(c: Cluster, batch_id: str) -> list:  # type: ignore[type-arg]
-    return list(c.store.iter_items(batch_id, c.store.get_batch(batch_id).total))
+    return list(c.store.items.of_batch(batch_id, c.store.batches.get(batch_id).total))
 
 
 # WaveSpeed's list shows no seeds: one ambiguous submit at a time can be told apart. BytePlus
@@ -86,7 +86,7 @@ def test_a_submit_that_created_nothing_is_resubmitted_once(redis_url: str,
                  inject_on=["submit"]) as c:
         batch_id = str(c.submit(manifest(folder, c.sim_url, "wavespeed", 2), provider=None,
                                 model=MODEL).batch_id)
-        c.wait_until(lambda: c.store.get_batch(batch_id).count("ambiguous") == 2,
+        c.wait_until(lambda: c.store.batches.get(batch_id).count("ambiguous") == 2,
                      what="two ambiguous submits")
         assert c.sim_stats()["submits"] == 0
         set_profile(c)
@@ -123,7 +123,7 @@ def test_novita_has_no_task_list_so_ambiguous_stays(redis_url: str, folder: Path
     with cluster(redis_url, folder, p_submit_timeout=1.0, submit_timeout_mode="drop") as c:
         batch_id = str(c.submit(manifest(folder, c.sim_url, "novita", 1), provider=None,
                                 model=MODEL).batch_id)
-        c.wait_until(lambda: c.store.get_batch(batch_id).count("ambiguous") == 1,
+        c.wait_until(lambda: c.store.batches.get(batch_id).count("ambiguous") == 1,
                      what="an ambiguous submit")
         report = Client(c.settings).reconcile(batch_id)
         assert report.left == [(f"{batch_id}:1", "novita documents no task list")]
