@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import pickle
 import threading
 
 import pytest
 
-from genbatch.errors import NotFoundError
+from genbatch.errors import NotFoundError, StoreError, StoreUnavailable
 from genbatch.models import ItemState
 from genbatch.store import COUNTERS, JobStore, item_id
 from tests.dispatching import claimed, dispatch_items
@@ -206,3 +207,21 @@ def test_a_batch_whose_producer_died_mid_ingest_is_reaped(store: JobStore) -> No
     assert store.debug.batch_keys("dead") == []
     store.ingest.commit("alive", ["novita"])
     assert store.debug.validating() == set()
+
+
+def test_an_unreachable_redis_is_a_store_unavailable_that_pickles() -> None:
+    """Every store call translates redis-py's errors, pipelines included, into
+    StoreUnavailable: the worker, scheduler and CLI catch that and import no redis."""
+    down = JobStore.from_url("redis://127.0.0.1:1/0")
+    with pytest.raises(StoreUnavailable, match="cannot reach Redis") as single:
+        down.batches.get("b1")
+    with pytest.raises(StoreUnavailable):
+        down.batches.recent()  # a pipeline
+    again = pickle.loads(pickle.dumps(single.value))  # noqa: S301 (Celery's pool pickles it)
+    assert isinstance(again, StoreUnavailable) and str(again) == str(single.value)
+
+
+def test_other_redis_errors_are_store_errors(store: JobStore) -> None:
+    store.debug.client.set(store.debug.key("batch", "b1"), "not a hash")
+    with pytest.raises(StoreError):
+        store.batches.get("b1")

@@ -19,10 +19,10 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
-import redis
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector, CollectorRegistry
 
+from genbatch.errors import StoreError
 from genbatch.metrics import health, outcomes
 from genbatch.metrics.outcomes import KIND_OF_METHOD as KIND_OF_METHOD
 from genbatch.records import Item
@@ -125,7 +125,7 @@ def batch_spend(store: JobStore, batch_ids: Iterable[str]) -> dict[str, tuple[fl
 def _best_effort(what: str) -> Iterator[None]:
     try:
         yield
-    except redis.RedisError as exc:
+    except StoreError as exc:
         log.warning("metric %s not recorded: %s", what, exc)
 
 

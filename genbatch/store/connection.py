@@ -5,13 +5,16 @@ and Lua scripts included): a lost connection, a timeout or a Redis still loading
 raises `StoreUnavailable`, any other Redis error `StoreError`. The raised exception is also
 an instance of redis-py's own class (a subclass of both), so the store's modules, and
 redis-py's Script (which loads a script on NoScriptError), still catch what they caught;
-the rest of genbatch catches `StoreUnavailable` / `StoreError` and imports no redis.
+the rest of genbatch catches `StoreUnavailable` / `StoreError` and imports no redis. A
+StoreUnavailable says what to check ("cannot reach Redis (...); is it running, ..."), as the
+CLI prints it.
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -26,25 +29,39 @@ PING_TIMEOUT_S = 3.0  # the entry points' first check (`ping`)
 
 
 _TRANSLATED: dict[type[redis.RedisError], type[Exception]] = {}
+_TRANSLATING = threading.Lock()
+
+
+def _unavailable(cls: type[redis.RedisError]) -> bool:
+    """Errors of reaching Redis (BusyLoadingError, a Redis loading its data, included)."""
+    return issubclass(cls, redis.ConnectionError | redis.TimeoutError)
 
 
 def _translated_class(cls: type[redis.RedisError]) -> type[Exception]:
-    """`cls` made a StoreUnavailable (connection lost, timeout, loading) or a StoreError."""
-    made = _TRANSLATED.get(cls)
-    if made is None:
-        base = StoreUnavailable if issubclass(cls, redis.ConnectionError | redis.TimeoutError) \
-            else StoreError
-        made = _TRANSLATED[cls] = type(cls.__name__, (base, cls), {"__module__": __name__})
-    return made
+    """`cls` made a StoreUnavailable (connection lost, timeout, loading) or a StoreError.
+    It keeps redis-py's name (logs say `ConnectionError`); it is a global of this module
+    under `Store<name>`, so it pickles (Celery's pool sends exceptions between processes)."""
+    with _TRANSLATING:
+        made = _TRANSLATED.get(cls)
+        if made is not None:
+            return made
+        base = StoreUnavailable if _unavailable(cls) else StoreError
+        qualname = f"Store{cls.__name__}"
+        made = type(cls.__name__, (base, cls), {"__module__": __name__,
+                                                "__qualname__": qualname})
+        _TRANSLATED[cls] = globals()[qualname] = made
+        return made
 
 
 def translate(exc: redis.RedisError) -> Exception:
     """`exc` as the same error that is also a StoreUnavailable or StoreError."""
     if isinstance(exc, StoreError):
         return exc
-    new = _translated_class(type(exc))(*exc.args)
-    new.__cause__ = exc
-    return new
+    args = exc.args
+    if _unavailable(type(exc)):
+        args = (f"cannot reach Redis ({exc}); is it running, and is GENBATCH_REDIS_URL "
+                "right?",)
+    return _translated_class(type(exc))(*args)
 
 
 @contextlib.contextmanager

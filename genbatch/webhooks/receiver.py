@@ -37,7 +37,6 @@ from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import unquote
 
-import redis
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -45,7 +44,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from genbatch.config import Settings
-from genbatch.errors import NotFoundError
+from genbatch.errors import NotFoundError, StoreError
 from genbatch.models import ItemState, PollResult
 from genbatch.providers import byteplus, novita, wavespeed
 from genbatch.records import Item
@@ -133,7 +132,7 @@ class Receiver:
 
     def _forget(self, delivery: str) -> None:
         # On a Redis error it expires on its own; a retry after that is verified as new.
-        with contextlib.suppress(redis.RedisError):
+        with contextlib.suppress(StoreError):
             self.rt.store.memo.forget(SEEN_KIND, delivery)
 
     def _item(self, iid: str) -> Item:
@@ -179,7 +178,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> Starlette:
         except Rejected as exc:
             extra = {} if exc.retry_after is None else {"Retry-After": str(exc.retry_after)}
             return JSONResponse({"error": exc.message}, status_code=exc.status, headers=extra)
-        except redis.RedisError as exc:
+        except StoreError as exc:
             log.warning("callback for item %s not applied, Redis error: %s", iid, exc)
             return JSONResponse({"error": "job store unavailable, retry"}, status_code=503)
         log.info("callback from %s for item %s: %s", provider, iid, outcome)

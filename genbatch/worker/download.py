@@ -30,7 +30,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
-import redis
 
 from genbatch import metrics
 from genbatch.errors import (
@@ -40,6 +39,7 @@ from genbatch.errors import (
     PermanentProviderError,
     ProviderError,
     StorageError,
+    StoreError,
     UrlGone,
 )
 from genbatch.models import ItemState, TaskStatus
@@ -98,7 +98,7 @@ def _lease(rt: Runtime, iid: str) -> Iterator[bool]:
         while not stop.wait(lease / 3):
             try:
                 renew()
-            except redis.RedisError as exc:  # the lease lapses: another worker takes over
+            except StoreError as exc:  # the lease lapses: another worker takes over
                 log.warning("could not renew the download lease of %s: %s", iid, exc)
 
     renew()

@@ -17,7 +17,6 @@ from collections.abc import Callable
 from typing import Any
 
 import httpx
-import redis
 
 from genbatch import metrics, providers
 from genbatch.config import ProviderSettings, Settings
@@ -64,7 +63,7 @@ class Runtime:
                 server = self.store.server.time()
                 after = time.time() + self.settings.clock_skew_s
                 self._clock_offset = server - (before + after) / 2
-            except (redis.RedisError, GenbatchError):
+            except GenbatchError:  # StoreError included
                 pass
         return local + self._clock_offset
 

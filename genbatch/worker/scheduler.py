@@ -25,10 +25,9 @@ import threading
 import time
 from dataclasses import dataclass
 
-import redis
-
 from genbatch import metrics
 from genbatch.config import PROVIDER_NAMES
+from genbatch.errors import StoreUnavailable
 from genbatch.models import BatchStatus, ItemState
 from genbatch.store import budget
 from genbatch.store.limits import Limits, poll_rates
@@ -153,8 +152,8 @@ class Scheduler:
                         leading = now_leading
                     if leading:
                         self.tick()
-                except (redis.ConnectionError, redis.TimeoutError) as exc:
-                    # Redis restarting (BusyLoadingError is a ConnectionError): one line, not
+                except StoreUnavailable as exc:
+                    # Redis restarting (a BusyLoadingError is a StoreUnavailable too): one line, not
                     # a traceback per tick.
                     log.warning("scheduler: Redis unavailable (%s); retrying",
                                 type(exc).__name__)
