@@ -165,5 +165,13 @@ class BatchStatus(StrEnum):
     COMPLETED = "completed"
     CANCELLED = "cancelled"
 
+class NotifyStatus(StrEnum):
+    """Where the delivery of a batch's finished event is (`notify_status` on the batch)."""
+
+    PENDING = "pending"
+    DELIVERED = "delivered"
+    FAILED = "failed"
+
+
 # A batch in one of these is done: its output manifests are written.
 FINISHED_STATUSES = frozenset({BatchStatus.COMPLETED, BatchStatus.CANCELLED})

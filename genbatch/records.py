@@ -37,6 +37,7 @@ from genbatch.models import (
     FINISHED_STATUSES,
     OPEN_COUNTERS,
     BatchStatus,
+    Counter,
     GenerationRequest,
     ItemState,
 )
@@ -134,7 +135,7 @@ class Batch(dict[str, str]):
         """`record` as a Batch (itself when it already is one)."""
         return record if isinstance(record, Batch) else cls(record)
 
-    def count(self, counter: str) -> int:
+    def count(self, counter: Counter) -> int:
         """One of the batch's counters (`total`, `pending`, `in_flight`, `succeeded`, …)."""
         return _int(self.get(counter))
 

@@ -21,7 +21,7 @@ from genbatch.console.html import (
 from genbatch.console.views import STATE_COLUMNS, batch_summary, done_count
 from genbatch.records import Batch
 from genbatch.store import JobStore
-from genbatch.store.series import SERIES_FIELDS, Point
+from genbatch.store.series import SERIES_COUNTERS, SERIES_FIELDS, Point
 
 RESULT_FILES = {"results.jsonl": "application/x-ndjson", "results.csv": "text/csv",
                 "errors.jsonl": "application/x-ndjson"}
@@ -62,7 +62,7 @@ def life(store: JobStore, batch: Batch, now: float) -> list[Point]:
     finished)."""
     points = store.series.read(batch.id)
     extra = store.counters.batch_counts(batch.id)
-    current = {f: batch.count(f) for f in SERIES_FIELDS[:-1]}
+    current: dict[str, int] = {f: batch.count(f) for f in SERIES_COUNTERS}
     current["rate_limited"] = int(float(extra.get("rate_limited") or 0))
     start = batch.created_at or now
     if not points or points[0].t > start:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from rich.table import Table
 
 from genbatch.config import PROVIDER_NAMES
+from genbatch.models import Counter
 from genbatch.records import Batch
 from genbatch.store import JobStore
 from genbatch.store.health import AccountHealth, key_hint
@@ -54,7 +55,7 @@ def waiting_reasons(batch: Batch, health: Sequence[AccountHealth], workers: Sequ
                     scheduler: Beat | None) -> list[str]:
     """What holds the batch's open items back, most basic first."""
     reasons: list[str] = []
-    pending = batch.count("pending")
+    pending = batch.count(Counter.PENDING)
     if scheduler is None and batch.open_items:
         reasons.append("no scheduler running: nothing is dispatched or polled "
                        "(start `genbatch scheduler`)")

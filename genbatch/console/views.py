@@ -23,7 +23,7 @@ DONE = tuple(c for c in STATE_COLUMNS if c in TERMINAL_COUNTERS)
 
 def counts(batch: Mapping[str, str]) -> dict[str, int]:
     b = Batch.view(batch)
-    return {k: b.count(k) for k in ("total", *STATE_COLUMNS)}
+    return {k: b.count(k) for k in BATCH_COUNTERS}
 
 
 def done_count(batch: Mapping[str, str]) -> int:
@@ -184,8 +184,8 @@ class _Reasons:
 
 def _finished(batch: Batch) -> bool:
     """Completed, cancelled, or stopped by its budget with nothing left running."""
-    return batch.finished or (budget.stopped(batch) and batch.count("in_flight") == 0
-                              and batch.count("downloading") == 0)
+    return batch.finished or (budget.stopped(batch) and batch.count(Counter.IN_FLIGHT) == 0
+                              and batch.count(Counter.DOWNLOADING) == 0)
 
 
 def _short_counts(batch: Batch) -> str:

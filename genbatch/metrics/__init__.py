@@ -25,6 +25,7 @@ from prometheus_client.registry import Collector, CollectorRegistry
 from genbatch.errors import StoreError
 from genbatch.metrics import health, outcomes
 from genbatch.metrics.outcomes import KIND_OF_METHOD as KIND_OF_METHOD
+from genbatch.models import Counter
 from genbatch.records import Item
 from genbatch.store import COUNTERS, JobStore, budget
 
@@ -50,7 +51,7 @@ COUNTERS_HELP: dict[str, tuple[str, str]] = {
 }
 
 
-BATCH_MONEY_FIELDS: tuple[str, ...] = ("status", "pending", "spent_micro", "spent_est_micro",
+BATCH_MONEY_FIELDS: tuple[str, ...] = ("status", Counter.PENDING, "spent_micro", "spent_est_micro",
                                        "reserved_micro", "budget_usd", "budget_exhausted")
 BATCH_MONEY_HELP: dict[str, str] = {
     "spent_usd": "what an active batch has spent (provider usage, else the estimate)",

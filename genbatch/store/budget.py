@@ -28,7 +28,7 @@ from typing import Any
 
 from genbatch.config import PROVIDER_NAMES
 from genbatch.errors import GenbatchError
-from genbatch.models import BatchStatus
+from genbatch.models import BatchStatus, Counter
 from genbatch.store import JobStore
 
 MICRO = 1_000_000
@@ -42,7 +42,7 @@ def usd(micro: str | int | None) -> float:
 def stopped(batch: Mapping[str, str]) -> bool:
     """Dispatch of this batch is stopped by its budget: pending items wait for a raise."""
     return (bool(batch.get("budget_exhausted")) and batch.get("status") == BatchStatus.IN_PROGRESS
-            and int(batch.get("pending") or 0) > 0)
+            and int(batch.get(Counter.PENDING) or 0) > 0)
 
 
 def summary(batch: Mapping[str, str]) -> dict[str, Any]:

@@ -13,6 +13,7 @@ from typing import Any
 
 import redis
 
+from genbatch.models import BatchStatus, ItemState
 from genbatch.store.items import as_mapping, item_id
 
 
@@ -36,7 +37,7 @@ class Debug:
                  if self.client.exists(k)]
         found += self.keys("item", batch_id, "*")
         for provider in providers:
-            found += self.keys("pending", provider, batch_id)
+            found += self.keys(ItemState.PENDING, provider, batch_id)
         return found
 
     def timer(self, iid: str) -> float | None:
@@ -49,7 +50,7 @@ class Debug:
     def pending(self, provider: str, batch_id: str) -> list[str]:
         """The ids on the batch's pending list for `provider`, head first."""
         return self.client.lrange(  # type: ignore[return-value]
-            self.key("pending", provider, batch_id), 0, -1)
+            self.key(ItemState.PENDING, provider, batch_id), 0, -1)
 
     def queued(self, provider: str) -> set[str]:
         """The batches on `provider`'s queues set (those with a pending list there)."""
@@ -71,7 +72,7 @@ class Debug:
 
     def validating(self) -> set[str]:
         """The batches still being ingested."""
-        return self.client.smembers(self.key("validating"))  # type: ignore[return-value]
+        return self.client.smembers(self.key(BatchStatus.VALIDATING))  # type: ignore[return-value]
 
     def notify_due(self, batch_id: str) -> float | None:
         """When the batch's finished event is due for delivery (None: not in the outbox)."""

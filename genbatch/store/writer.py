@@ -18,7 +18,7 @@ import redis
 from redis.commands.core import Script
 
 from genbatch.errors import GenbatchError
-from genbatch.models import BATCH_COUNTERS, BatchStatus
+from genbatch.models import BATCH_COUNTERS, BatchStatus, ItemState
 from genbatch.store import scripts
 from genbatch.store.connection import translated
 from genbatch.store.items import as_mapping, item_id
@@ -175,7 +175,7 @@ class Ingest:
         pipe = self._r.pipeline(transaction=True)
         pipe.hset(self._k("batch", batch_id), mapping=as_mapping(record))
         pipe.zadd(self._k("batches"), {batch_id: created_at})
-        pipe.sadd(self._k("validating"), batch_id)
+        pipe.sadd(self._k(BatchStatus.VALIDATING), batch_id)
         pipe.execute()
 
     def add_items(
@@ -229,7 +229,7 @@ class Ingest:
         pipe = self._r.pipeline(transaction=True)
         pipe.hset(self._k("batch", batch_id), "status", BatchStatus.IN_PROGRESS.value)
         pipe.delete(self._k("ids", batch_id))
-        pipe.srem(self._k("validating"), batch_id)
+        pipe.srem(self._k(BatchStatus.VALIDATING), batch_id)
         pipe.sadd(self._k("active"), batch_id)
         self._queues.queue(batch_id, providers, pipe=pipe)
         pipe.execute()
@@ -242,10 +242,10 @@ class Ingest:
             if seq % 1000 == 0:
                 pipe.execute()
         for p in providers:
-            pipe.delete(self._k("pending", p, batch_id))
+            pipe.delete(self._k(ItemState.PENDING, p, batch_id))
         pipe.delete(self._k("batch", batch_id), self._k("ids", batch_id))
         pipe.zrem(self._k("batches"), batch_id)
-        pipe.srem(self._k("validating"), batch_id)
+        pipe.srem(self._k(BatchStatus.VALIDATING), batch_id)
         pipe.execute()
 
     def reap_validating(self, now: float, timeout_s: float,
@@ -253,17 +253,17 @@ class Ingest:
         """Discard batches still `validating` whose producer has written nothing for
         `timeout_s` (it died mid-ingest: the batch would never run). Returns their ids."""
         reaped: list[str] = []
-        members: set[str] = self._r.smembers(self._k("validating"))  # type: ignore[assignment]
+        members: set[str] = self._r.smembers(self._k(BatchStatus.VALIDATING))  # type: ignore[assignment]
         for batch_id in sorted(members):
             status, created, touched, total = self._r.hmget(
                 self._k("batch", batch_id), ["status", "created_at", "touched", "total"])
             if status is None:  # gone already
-                self._r.srem(self._k("validating"), batch_id)
+                self._r.srem(self._k(BatchStatus.VALIDATING), batch_id)
                 continue
             last = max(float(created or 0), float(touched or 0))
             if status == BatchStatus.VALIDATING and now - last > timeout_s:
                 self.discard(batch_id, int(total or 0), providers)
                 reaped.append(batch_id)
             elif status != BatchStatus.VALIDATING:
-                self._r.srem(self._k("validating"), batch_id)
+                self._r.srem(self._k(BatchStatus.VALIDATING), batch_id)
         return reaped

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from genbatch.config import PROVIDER_NAMES
 from genbatch.errors import GenbatchError
-from genbatch.models import BatchStatus, ItemState
+from genbatch.models import BatchStatus, Counter, ItemState
 from genbatch.records import Item
 from genbatch.store.budget import set_budget
 from genbatch.store.history import attempt_reset
@@ -45,11 +45,11 @@ def cancel_batch(rt: Runtime, batch_id: str) -> CancelReport:
     for item in rt.store.items.of_batch(batch_id, batch.total):
         state = item.state
         if state in NOT_SUBMITTED:
-            moved = finish(rt, item.id, [state], ItemState.CANCELLED, "cancelled",
+            moved = finish(rt, item.id, [state], ItemState.CANCELLED, ItemState.CANCELLED,
                            "the batch was cancelled before this item was submitted")
             report.cancelled += moved == ItemState.CANCELLED
         elif state is ItemState.SUBMITTED and _cancel_remote(rt, item):
-            moved = finish(rt, item.id, [state], ItemState.CANCELLED, "cancelled",
+            moved = finish(rt, item.id, [state], ItemState.CANCELLED, ItemState.CANCELLED,
                            "cancelled at the provider while still queued")
             report.cancelled_remote += moved == ItemState.CANCELLED
         elif state in STILL_RUNNING:
@@ -89,7 +89,7 @@ def retry_batch(rt: Runtime, batch_id: str, states: tuple[str, ...],
     report = RetryReport()
     if budget_usd is not None:
         set_budget(rt.store, batch_id, budget_usd)
-        report.continued = batch.count("pending")
+        report.continued = batch.count(Counter.PENDING)
     if not states:
         return report
     reopened = False

@@ -59,7 +59,8 @@ MODEL_UNAVAILABLE_CODES = frozenset({
 # The remote task reported FAILED for a reason on the provider's side. Novita and HighwayAPI
 # report every failure as TASK_STATUS_FAILED (the reason is free text), so all of theirs count.
 GENERATION_FAILED_CODES = frozenset({
-    "TASK_STATUS_FAILED", "TASK_FAILED", "failed",
+    "TASK_STATUS_FAILED", "TASK_FAILED",
+    "failed",  # a provider's code (an empty-coded FAILED task), not an item state
     "InternalServiceError", "ServiceUnavailable", "InternalError",
     "1403", "1405", "5000", "5003", "5004",  # WaveSpeed: execution failed, internal, timeout
 })

@@ -127,7 +127,7 @@ def submit_item(rt: Runtime, iid: str) -> str:
                 "deadline": now + deadline_s(request, rt.settings),
                 **({"webhook": 1} if hook else {})},
     )
-    return "submitted" if done.applied else "skipped"
+    return ItemState.SUBMITTED if done.applied else "skipped"
 
 
 def poll_item(rt: Runtime, iid: str) -> str:
@@ -196,7 +196,7 @@ def apply_poll(rt: Runtime, item: Item, iid: str, result: PollResult,
             metrics.record_generation(rt.store, item, now)
             _learn_gen_time(rt, item, now, polls, pushed, result.run_s)
             refill(rt, item.provider)
-        return "downloading" if moved.applied else "skipped"
+        return ItemState.DOWNLOADING if moved.applied else "skipped"
     if result.status in TERMINAL_TASK_STATE:
         return finish(rt, iid, [SUBMITTED], TERMINAL_TASK_STATE[result.status],
                        result.error_code or result.status.value,
