@@ -16,6 +16,7 @@ from genbatch import metrics
 from genbatch.config import PROVIDER_NAMES, Settings
 from genbatch.console.dashboard import create_app
 from genbatch.models import BatchStatus, ItemState
+from genbatch.records import Item
 from genbatch.storage import LocalStorage
 from genbatch.store import JobStore, item_id
 from genbatch.worker.finalize import write_outputs
@@ -80,7 +81,7 @@ def test_counters_recorded_by_any_process_add_up(store: JobStore) -> None:
     metrics.record_429(store, "wavespeed", "poll")
     metrics.record_limiter_wait(store, "byteplus")
     metrics.record_download_failure(store, "novita")
-    item = {"provider": "novita", "batch": "b1", "cost": "0.30", "est_cost": "0.25"}
+    item = Item({"provider": "novita", "batch": "b1", "cost": "0.30", "est_cost": "0.25"})
     metrics.record_success(store, item, 1000)
     metrics.record_success(other_process, item, 500)
 
@@ -116,8 +117,8 @@ def test_dashboard_pages_api_metrics_and_result_links(store: JobStore, tmp_path:
     store.batches.cas("b-done", [BatchStatus.IN_PROGRESS], BatchStatus.COMPLETED, {
         "results_jsonl": files.results_jsonl, "results_csv": files.results_csv,
         "errors_jsonl": files.errors_jsonl})
-    metrics.record_success(store, {"provider": "novita", "batch": "b-done", "cost": "0.5",
-                                   "est_cost": "0.25"}, 10)
+    metrics.record_success(store, Item({"provider": "novita", "batch": "b-done", "cost": "0.5",
+                                        "est_cost": "0.25"}), 10)
     app = create_app(Settings(redis_url=_url(store)), store=store, storage=storage)
 
     with TestClient(app) as client:

@@ -106,11 +106,11 @@ def record_download_failure(store: JobStore, provider: str) -> None:
     count(store, "download_failures", provider)
 
 
-def record_success(store: JobStore, item: Mapping[str, str], size: int) -> None:
+def record_success(store: JobStore, item: Item, size: int) -> None:
     """An item's video is stored: its bytes, and its spend against its estimate (overall per
     provider, and per batch in `gb:metrics:batch:<id>` for the dashboard)."""
-    provider, batch = item.get("provider", ""), item.get("batch", "")
-    cost, estimate = _money(item.get("cost")), _money(item.get("est_cost"))
+    provider, batch = item.provider, item.batch_id
+    cost, estimate = item.cost or 0.0, item.est_cost or 0.0
     with _best_effort("record_success"):
         store.counters.add_stored_video(provider, batch, size, cost, estimate)
 

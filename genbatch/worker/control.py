@@ -115,7 +115,7 @@ def retry_batch(rt: Runtime, batch_id: str, states: tuple[str, ...],
 def paid_output(item: Item) -> bool:
     """The item's task succeeded at the provider (it was paid for): its video may still be
     fetched, so retry downloads it rather than generating it again."""
-    return item.state is ItemState.FAILED and bool(item.remote_id and item.get("generated_at"))
+    return item.state is ItemState.FAILED and bool(item.remote_id and item.generated_at is not None)
 
 
 def _redownload(rt: Runtime, item: Item) -> int:

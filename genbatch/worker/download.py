@@ -113,7 +113,7 @@ def _lease(rt: Runtime, iid: str) -> Iterator[bool]:
 
 
 def _download(rt: Runtime, item: Item, iid: str) -> str:
-    if item.get("dl_repoll"):
+    if item.dl_repoll:
         fresh = _fresh_url(rt, item, iid)
         if fresh is None:
             return "repoll"
@@ -184,9 +184,8 @@ def _lapsed(rt: Runtime, item: Item, iid: str, why: str, *, storage: bool = Fals
     URL answered gone) says nothing about the output: those re-polls are counted apart,
     with a bound STORAGE_REPOLLS times larger, so an outage of storage never turns a video
     the provider still serves into `output_gone`."""
-    storage_caused = storage or item.get("dl_storage_error") == "1"
-    repolls = int(item.get("url_repolls") or 0)
-    waits = int(item.get("storage_repolls") or 0)
+    storage_caused = storage or item.dl_storage_error
+    repolls, waits = item.url_repolls, item.storage_repolls
     limit = rt.settings.download_max_attempts
     if storage_caused and waits >= limit * STORAGE_REPOLLS:
         return _fail(rt, item, iid, "download_failed",
@@ -259,8 +258,8 @@ def _fail(rt: Runtime, item: Item, iid: str, code: str, message: str) -> str:
 
 def _retry_until(rt: Runtime, item: Item) -> float:
     """Shortly before the URL expires: the margin, at most a tenth of the URL's lifetime."""
-    expires = float(item.get("url_expires_at") or 0) or rt.now()
-    ttl = float(item.get("url_ttl_s") or 0)
+    expires = item.url_expires_at or rt.now()
+    ttl = item.url_ttl_s or 0.0
     margin = min(rt.settings.download_expiry_margin_s / rt.settings.time_factor, ttl / 10)
     return expires - margin
 

@@ -107,8 +107,8 @@ def reconcile_item(rt: Runtime, iid: str, *, on_demand: bool = False) -> Verdict
 
 
 def _window(item: Item) -> tuple[float, float]:
-    started = float(item.get("submit_started_at") or item.get("finished_at") or 0)
-    ended = float(item.get("finished_at") or started)
+    started = item.submit_started_at or item.finished_at or 0.0
+    ended = item.finished_at or started
     return started, max(started, ended)
 
 
@@ -183,7 +183,7 @@ def _adopt(rt: Runtime, item: Item, task: RemoteTask, now: float) -> Verdict:
 
 def _resubmit(rt: Runtime, item: Item, now: float) -> Verdict:
     """Nothing was created: back to pending, once."""
-    if item.get("reconciled") == "resubmitted":
+    if item.reconciled == "resubmitted":
         return _leave(rt, item, "no task found again after one automatic resubmit", now,
                       final=True)
     held = _micro(item.est_cost)
@@ -216,10 +216,11 @@ def _leave(rt: Runtime, item: Item, why: str, now: float, final: bool = False) -
 
 
 def _history(item: Item, note: str) -> str:
-    past = json.loads(item.get("history") or "[]")
+    past = item.history
     past.append({"state": AMBIGUOUS.value, "error_code": item.error_code,
-                 "error_message": item.get("error_message", ""), "note": note,
-                 "submitted_at": item.get("submit_started_at")})
+                 "error_message": item.error_message, "note": note,
+                 "submitted_at": None if item.submit_started_at is None
+                 else repr(item.submit_started_at)})
     return json.dumps(past)
 
 
@@ -244,7 +245,7 @@ def reconcile_batch(rt: Runtime, batch_id: str) -> BatchReport:
     report = BatchReport([], [], [], [])
     kinds: dict[tuple[str, str, str], Item] = {}  # (account, model, resolution) -> an item
     for item in rt.store.items.of_batch(batch_id, batch.total):
-        if item.provider and item.get("req") and providers.can_list(item.provider):
+        if item.provider and item.has_request and providers.can_list(item.provider):
             kinds.setdefault((item.account, item.model, item.request.resolution or ""), item)
         if item.state is not AMBIGUOUS:
             continue

@@ -6,7 +6,6 @@ duplicate or late message is harmless), and records the outcome with one compare
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Sequence
 from typing import Any
@@ -243,7 +242,7 @@ def _learn_gen_time(rt: Runtime, item: Item, now: float, polls: int,
     too little."""
     if item.submitted_at is None or item.dl_attempts:
         return  # a re-poll for a fresh URL says nothing about generation time
-    tier = json.loads(item.get("req") or "{}").get("service_tier")
+    tier = item.tier
     if run_s:
         rt.store.gen_times.observe(item.provider, _gen_key(item.model, tier), run_s)
         return
