@@ -23,6 +23,7 @@ from genbatch.errors import (
 from genbatch.models import (
     IN_FLIGHT_STATES,
     BatchStatus,
+    GenerationRequest,
     ItemState,
     PollResult,
     TaskStatus,
@@ -76,15 +77,9 @@ def submit_item(rt: Runtime, iid: str) -> str:
                       f"image upload refused: {exc.message}")
     except GenbatchError as exc:  # nothing was sent: a clear failure, not a mystery
         return finish(rt, iid, [DISPATCHED], ItemState.FAILED, "input_unavailable", str(exc))
-    claim = rt.store.items.transition(
-        iid, [DISPATCHED], SUBMITTING, timer=now + rt.settings.task_lease_s,
-        fields={"submit_started_at": now}, incr={"attempts": 1},
-    )
-    if not claim.applied:
-        return "skipped"
-    if not rt.store.server.wait_durable():  # on disk before the POST (durable.py)
-        return accounts.requeue(rt, item, iid, [SUBMITTING], "the submit record did not "
-                                "reach Redis's append-only file in time; not sent", 1.0)
+    stopped = _claim(rt, item, iid, now)
+    if stopped:
+        return stopped
     hook = callback_url(rt.settings, item.provider, iid)  # None: webhooks off
     listed = can_list(item.provider)
     if listed:  # until its outcome is known, a task of this window may be its (reconcile.py)
@@ -104,6 +99,30 @@ def submit_item(rt: Runtime, iid: str) -> str:
         _count_failure(rt, item.account, exc)
         return finish(rt, iid, [SUBMITTING], ItemState.AMBIGUOUS, exc.code, exc.message)
     accounts.note_success(rt, item.account)
+    if listed:  # owned before it is submitted: see store/reconcile.py
+        rt.store.reconcile.own(item.account, remote_id, iid, now)
+        _outcome_known(rt, item, listed)
+    return _submitted(rt, item, iid, request, remote_id, webhook=bool(hook), now=now)
+
+
+def _claim(rt: Runtime, item: Item, iid: str, now: float) -> str | None:
+    """dispatched → submitting, the attempt counted and on disk before anything is sent;
+    the step's outcome when it must stop there, None to go on and submit."""
+    claim = rt.store.items.transition(
+        iid, [DISPATCHED], SUBMITTING, timer=now + rt.settings.task_lease_s,
+        fields={"submit_started_at": now}, incr={"attempts": 1},
+    )
+    if not claim.applied:
+        return "skipped"
+    if not rt.store.server.wait_durable():  # on disk before the POST (durable.py)
+        return accounts.requeue(rt, item, iid, [SUBMITTING], "the submit record did not "
+                                "reach Redis's append-only file in time; not sent", 1.0)
+    return None
+
+
+def _submitted(rt: Runtime, item: Item, iid: str, request: GenerationRequest, remote_id: str,
+               *, webhook: bool, now: float) -> str:
+    """submitting → submitted, its first poll timed by the model's generation time."""
     spec = get_spec(item.provider, item.model)
     learned = rt.store.gen_times.typical(item.provider, _gen_key(item.model, request.service_tier))
     typical = learned or spec.typical_seconds
@@ -112,19 +131,16 @@ def submit_item(rt: Runtime, iid: str) -> str:
     first = first_poll_delay(EARLY * typical, None, rt.settings, learned=bool(learned))
     if learned:  # a guess of the generation time would misplace it by much more
         first += _queue_wait(rt, item, typical)
-    if hook:  # the provider calls back: poll only as a slow safety net
+    if webhook:  # the provider calls back: poll only as a slow safety net
         first = safety_poll_delay(rt.settings)
     due = rt.now() + first
-    if listed:  # owned before it is submitted: see store/reconcile.py
-        rt.store.reconcile.own(item.account, remote_id, iid, now)
-        _outcome_known(rt, item, listed)
     done = rt.store.items.transition(
         iid, [SUBMITTING], SUBMITTED, timer=due,
         fields={"remote_id": remote_id, "submitted_at": now, "first_poll_s": first,
                 "poll_due": due,
                 "typical_s": round(typical, 1),
                 "deadline": now + deadline_s(request, rt.settings),
-                **({"webhook": 1} if hook else {})},
+                **({"webhook": 1} if webhook else {})},
     )
     return ItemState.SUBMITTED if done.applied else "skipped"
 
