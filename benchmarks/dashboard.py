@@ -7,7 +7,7 @@ A private Redis (AOF off: nothing here needs it) holds one batch of N items in r
 shape (93 % succeeded, 4 % failed, 2 % pending, 1 % expired) and a full chart series; the
 dashboard app answers in-process (Starlette's test client, no network). Every figure is
 the median of `--runs` requests, measured in this one run; the last column is that median
-divided by the time to read all N items (`JobStore.iter_items`).
+divided by the time to read all N items (`store.items.of_batch`).
 """
 
 from __future__ import annotations
@@ -118,7 +118,7 @@ def run(url: str, tmp: Path, n: int, runs: int) -> None:
             shown = len(answer.json()["items"]) if path.startswith(api) else "-"
             ms = median_ms(lambda p=path: client.get(p), runs)  # type: ignore[misc]
             rows.append((label, shown, ms))
-    print(f"\nloading all {n:,} items (iter_items): {full:,.0f} ms\n")
+    print(f"\nloading all {n:,} items (items.of_batch): {full:,.0f} ms\n")
     print("| request | items shown | median ms | ÷ loading all |")
     print("|---|---|---|---|")
     for label, shown, ms in rows:

@@ -9,7 +9,7 @@ pending novita items, each on an emptied Redis:
     (i)  1 batch of N items          (ii)  N batches of 1 item each
 
 One novita account, in-flight cap `--cap`, submit rpm very high (no rate wait). The clock
-starts after the setup (create_batch / add_items / commit_batch, not measured): one
+starts after the setup (ingest create / add_items / commit, not measured): one
 dispatch fills the cap, then, as workers do, one dispatched item at a time ends
 (`steps.finish` dispatched → failed, the worker's own step: it moves the item and refills the
 freed slot through `dispatch.refill`), oldest first, until all N items were dispatched: one

@@ -5,7 +5,8 @@ it, into one of these views; the rest of genbatch reads `item.state`, `item.poll
 `batch.total` … instead of re-parsing strings where they are used. A view is still the
 record itself (a `dict[str, str]`), so the output manifests can copy fields as stored and a
 record prints and serialises as it is in Redis. Views are read-only snapshots: a change goes
-through the store (`JobStore.transition`, `set_batch_fields`), never through the view.
+through the store (`store.items.transition`, `store.batches.set_fields`), never through
+the view.
 
 The item schema (fields of `item:{bid}:{seq}`):
     batch, seq, line, custom_id     where the line came from (`batch` is the batch id)

@@ -47,7 +47,7 @@ prefix: str, batch_id: str, ids_key: str, items: Sequence[Mapping[str, str]], *,
     check_only: Sequence[tuple[str, int]] = (),
 ) -> list[str]:
     """The arguments of ADD_ITEMS (pure CPU work, no I/O): `ids_key` is the batch's
-    custom_id hash when `unique` is given, else "" (see JobStore.add_items)."""
+    custom_id hash when `unique` is given, else "" (see Ingest.add_items)."""
     # Field names go once per distinct list (schema), then each record is its values.
     schemas: dict[tuple[str, ...], str] = {}
     head: list[str] = []
