@@ -7,7 +7,7 @@ A private Redis (AOF off: nothing here needs it) holds one batch of N items in r
 shape (93 % succeeded, 4 % failed, 2 % pending, 1 % expired) and a full chart series; the
 dashboard app answers in-process (Starlette's test client, no network). Every figure is
 the median of `--runs` requests, measured in this one run; the last column is that median
-divided by the time to read all N items (`JobStore.iter_items`).
+divided by the time to read all N items (`store.items.of_batch`).
 """
 
 from __future__ import annotations
@@ -55,11 +55,11 @@ def record(i: int) -> dict[str, str]:
 
 
 def fill(store: JobStore, n: int) -> None:
-    store.create_batch(BID, {"manifest": "/bench.csv", "provider": "novita"},
-                       created_at=time.time() - 3600)
+    store.ingest.create(BID, {"manifest": "/bench.csv", "provider": "novita"},
+                        created_at=time.time() - 3600)
     for start in range(1, n + 1, CHUNK):
-        store.add_items(BID, [record(i) for i in range(start, min(start + CHUNK, n + 1))])
-    store.commit_batch(BID, ["novita", "byteplus"])
+        store.ingest.add_items(BID, [record(i) for i in range(start, min(start + CHUNK, n + 1))])
+    store.ingest.commit(BID, ["novita", "byteplus"])
     t0 = time.time() - 3600
     for k in range(2000):  # an hour of samples: the series thins itself to its cap
         store.series.sample([BID], t0 + k * 1.8, 1.0)
@@ -93,9 +93,9 @@ def run(url: str, tmp: Path, n: int, runs: int) -> None:
     fill(store, n)
     print(f"batch of {n:,} items written in {time.perf_counter() - t:.1f} s; series: "
           f"{len(store.series.read(BID))} points, "
-          f"{store.r.memory_usage(f'gb:series:{BID}')} bytes in Redis")
+          f"{store.debug.client.memory_usage(f'gb:series:{BID}')} bytes in Redis")
     app = create_app(Settings(redis_url=url), store=store, storage=LocalStorage(tmp / "out"))
-    full = median_ms(lambda: sum(1 for _ in store.iter_items(BID, n)), max(3, runs // 2))
+    full = median_ms(lambda: sum(1 for _ in store.items.of_batch(BID, n)), max(3, runs // 2))
     api = f"/api/batches/{BID}/items"
     cases = [
         ("batch page (HTML)", f"/batches/{BID}"),
@@ -118,7 +118,7 @@ def run(url: str, tmp: Path, n: int, runs: int) -> None:
             shown = len(answer.json()["items"]) if path.startswith(api) else "-"
             ms = median_ms(lambda p=path: client.get(p), runs)  # type: ignore[misc]
             rows.append((label, shown, ms))
-    print(f"\nloading all {n:,} items (iter_items): {full:,.0f} ms\n")
+    print(f"\nloading all {n:,} items (items.of_batch): {full:,.0f} ms\n")
     print("| request | items shown | median ms | ÷ loading all |")
     print("|---|---|---|---|")
     for label, shown, ms in rows:

@@ -9,7 +9,7 @@ pending novita items, each on an emptied Redis:
     (i)  1 batch of N items          (ii)  N batches of 1 item each
 
 One novita account, in-flight cap `--cap`, submit rpm very high (no rate wait). The clock
-starts after the setup (create_batch / add_items / commit_batch, not measured): one
+starts after the setup (ingest create / add_items / commit, not measured): one
 dispatch fills the cap, then, as workers do, one dispatched item at a time ends
 (`steps.finish` dispatched → failed, the worker's own step: it moves the item and refills the
 freed slot through `dispatch.refill`), oldest first, until all N items were dispatched: one
@@ -50,6 +50,7 @@ sys.path.insert(0, str(ROOT))
 import genbatch.worker.dispatch as dispatch_module  # noqa: E402
 from genbatch.config import Settings  # noqa: E402
 from genbatch.demo.redis_server import free_port, start_redis  # noqa: E402
+from genbatch.models import ItemState  # noqa: E402
 from genbatch.store import JobStore  # noqa: E402
 from genbatch.worker.runtime import Runtime  # noqa: E402
 from genbatch.worker.steps import finish  # noqa: E402
@@ -109,24 +110,24 @@ def setup(store: JobStore, batches: int, per_batch: int) -> None:
     make_batch, the items of a big batch written CHUNK at a time)."""
     for b in range(batches):
         bid = "one" if batches == 1 else f"b{b:05d}"
-        store.create_batch(bid, {"priority": "normal"}, created_at=1.0)
+        store.ingest.create(bid, {"priority": "normal"}, created_at=1.0)
         for first in range(1, per_batch + 1, CHUNK):
-            store.add_items(bid, item_records(first, min(CHUNK, per_batch - first + 1)))
-        store.commit_batch(bid, [PROVIDER])
+            store.ingest.add_items(bid, item_records(first, min(CHUNK, per_batch - first + 1)))
+        store.ingest.commit(bid, [PROVIDER])
 
 
 def redis_readings(store: JobStore) -> tuple[float, float]:
     """(used_cpu_sys + used_cpu_user, usec in EVALSHA) of the server, in microseconds. (The
     commands a script calls are counted in commandstats too: EVALSHA's time includes them.)"""
-    cpu = store.r.info("cpu")
-    lua = store.r.info("commandstats").get("cmdstat_evalsha", {}).get("usec", 0)
+    cpu = store.debug.client.info("cpu")
+    lua = store.debug.client.info("commandstats").get("cmdstat_evalsha", {}).get("usec", 0)
     return (float(cpu["used_cpu_sys"]) + float(cpu["used_cpu_user"])) * 1e6, float(lua)
 
 
 def run(scenario: str, redis_url: str, n: int, cap: int) -> Result:
     batches, per_batch = (1, n) if scenario == "i" else (n, 1)
     store = JobStore.from_url(redis_url)
-    store.r.flushall()
+    store.debug.client.flushall()
     t0 = time.perf_counter()
     setup(store, batches, per_batch)
     setup_s = time.perf_counter() - t0
@@ -171,16 +172,17 @@ def run(scenario: str, redis_url: str, n: int, cap: int) -> Result:
             if not sent:
                 raise RuntimeError(f"nothing in flight with {n - dispatched} not dispatched")
             iid = sent.popleft()
-            if finish(rt, iid, ["dispatched"], "failed", "bench", "slot freed") != "failed":
+            if finish(rt, iid, [ItemState.DISPATCHED], ItemState.FAILED, "bench",
+                      "slot freed") != "failed":
                 raise RuntimeError(f"{iid} did not end failed")
             if dispatched >= marks[len(samples) - 1] and dispatched < n:
                 samples.append(sample())
         samples.append(sample())
     finally:
         vars(dispatch_module)["dispatch_provider"] = real_dispatch
-    if store.in_flight(PROVIDER) != min(cap, n) or dispatched != n:
+    if store.queues.in_flight(PROVIDER) != min(cap, n) or dispatched != n:
         raise RuntimeError(f"dispatched {dispatched} of {n}; "
-                           f"{store.in_flight(PROVIDER)} in flight (cap {cap})")
+                           f"{store.queues.in_flight(PROVIDER)} in flight (cap {cap})")
 
     def waiting(at: Sample) -> int:
         return 1 if batches == 1 else n - at.dispatched

@@ -96,7 +96,7 @@ def main() -> None:
                 for i in range(1, n + 1):
                     fh.write(json.dumps(body(i)) + "\n")
             time.sleep(3)
-            base_mem = int(store.r.info("memory")["used_memory"])
+            base_mem = int(store.debug.client.info("memory")["used_memory"])
             idle = (max(rss_mb(p.pid) for p in procs[:-1]), rss_mb(sched.pid))
             table.append((0, 0, *idle, 0.0, 0.0))
             t0 = time.perf_counter()
@@ -116,8 +116,8 @@ def main() -> None:
                     time.sleep(1)
                 time.sleep(2)  # let the submits in progress land
                 submits = int(httpx.get(f"{sim_url}/_sim/stats", timeout=30).json()["submits"])
-                mem = int(store.r.info("memory")["used_memory"])
-                in_flight = store.in_flight("novita")
+                mem = int(store.debug.client.info("memory")["used_memory"])
+                in_flight = store.queues.in_flight("novita")
                 table.append((in_flight, submits, max(rss_mb(p.pid) for p in procs[:-1]),
                               rss_mb(sched.pid), (mem - base_mem) / n,
                               time.perf_counter() - t0))

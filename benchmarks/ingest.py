@@ -148,7 +148,7 @@ def measure(folder: Path, sizes: list[int], repeat: int, distinct: bool,
     rows: list[tuple[Any, ...]] = []
     server = start_redis(folder / "redis", fsync=fsync)  # AOF on, as deployed
     try:
-        r = JobStore.from_url(server.url).r
+        r = JobStore.from_url(server.url).debug.client
         for fmt in ("csv",) if distinct else ("csv", "jsonl"):
             for n in sizes:
                 manifest = write_manifest(folder, fmt, n, distinct)

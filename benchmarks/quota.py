@@ -235,9 +235,9 @@ def learned_cap(a: argparse.Namespace, typical_s: float) -> int:
 
 def count_submitted(store: Any, batch_id: str, n: int) -> int:
     """Items of the batch with a task at the provider (their submit record's `submitted_at`)."""
-    pipe = store.r.pipeline(transaction=False)
+    pipe = store.debug.client.pipeline(transaction=False)
     for seq in range(1, n + 1):
-        pipe.hexists(store.k("item", f"{batch_id}:{seq}"), "submitted_at")
+        pipe.hexists(store.debug.key("item", f"{batch_id}:{seq}"), "submitted_at")
     return sum(bool(x) for x in pipe.execute())
 
 
@@ -320,7 +320,7 @@ def run_genbatch(a: argparse.Namespace, url: str, workdir: Path, webhooks: bool 
         ingested = time.monotonic()
         failed_at: float | None = None
         checked = 0.0
-        while store.get_batch(batch_id)["status"] != "completed":
+        while store.batches.get(batch_id)["status"] != "completed":
             if any(p.poll() is not None for p in procs):
                 raise RuntimeError("a genbatch process died; see " + str(workdir))
             if fail_after is not None and failed_at is None \
@@ -334,9 +334,9 @@ def run_genbatch(a: argparse.Namespace, url: str, workdir: Path, webhooks: bool 
                     failed_at = time.monotonic()
             time.sleep(0.02)
         ended = time.monotonic()
-        batch = store.get_batch(batch_id)
+        batch = store.batches.get(batch_id)
         done = int(batch["succeeded"])
-        learned = store.r.hvals(store.k("gentime"))
+        learned = store.debug.client.hvals(store.debug.key("gentime"))
         note = f"ingest {(ingested - started) * a.time_factor:.0f} s (included)"
         if learned:
             typical = float(learned[0])
@@ -348,9 +348,9 @@ def run_genbatch(a: argparse.Namespace, url: str, workdir: Path, webhooks: bool 
         note += f"; {failed} failed" if failed or accounts > 1 else ""
         stops: dict[str, float] = {}
         if accounts > 1:
-            pipe = store.r.pipeline(transaction=False)
+            pipe = store.debug.client.pipeline(transaction=False)
             for seq in range(1, a.jobs + 1):
-                pipe.hget(store.k("item", f"{batch_id}:{seq}"), "account")
+                pipe.hget(store.debug.key("item", f"{batch_id}:{seq}"), "account")
             per = Counter(pipe.execute())
             note += "; jobs per account " + " / ".join(f"{per[k.account]}" for k in keys)
         if failed_at is not None:
@@ -360,9 +360,9 @@ def run_genbatch(a: argparse.Namespace, url: str, workdir: Path, webhooks: bool 
                      "dropped from api_keys instead would refuse the polls of tasks it "
                      "already created too: no client recovers those without paying twice)")
         if os.environ.get("BENCH_DUMP"):
-            items = [store.get_item(f"{batch_id}:{s}") for s in range(1, a.jobs + 1)]
+            items = [store.items.get(f"{batch_id}:{s}") for s in range(1, a.jobs + 1)]
             Path(os.environ["BENCH_DUMP"]).write_text(json.dumps(
-                {"items": items, "batch": store.get_batch(batch_id),
+                {"items": items, "batch": store.batches.get(batch_id),
                  "runs": sim_stats(url)["run_seconds"], "t": [
                     time.time() - time.monotonic() + x for x in (started, ingested, ended)]}))
         return row_from(name, url, started, ended, done, a, note, keys=keys, stops=stops,

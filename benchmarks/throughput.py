@@ -102,7 +102,7 @@ def run_genbatch(folder: Path, sim_url: str, redis_url: str, jobs: int, workers:
                                  provider="novita", model=MODEL)
         assert result.batch_id is not None
         while True:
-            batch = store.get_batch(result.batch_id)
+            batch = store.batches.get(result.batch_id)
             if batch["status"] == "completed":
                 break
             for p in procs:

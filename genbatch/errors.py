@@ -6,7 +6,9 @@
      ├── RequestInvalid           a request the chosen provider/model does not accept
      ├── NotFoundError            a batch or item id that does not exist
      ├── StorageError             object storage failed
-     ├── StoreUnavailable         the job store (Redis) cannot be reached
+     ├── StoreError               the job store (Redis) failed a command
+ │    └── StoreUnavailable    ... because it cannot be reached (connection lost,
+ │                            timeout, still loading its data)
      ├── WaitTimeout              a batch was not finished when a wait ran out
      ├── BadOutput                a video URL or body genbatch refuses to store (host,
      │                            address, size, not a video)
@@ -42,7 +44,11 @@ class StorageError(GenbatchError):
     """Raised when object storage cannot read or write."""
 
 
-class StoreUnavailable(GenbatchError):
+class StoreError(GenbatchError):
+    """Raised when the job store (Redis) fails a command (genbatch/store/connection.py)."""
+
+
+class StoreUnavailable(StoreError):
     """Raised when the job store (Redis) cannot be reached."""
 
 

@@ -126,16 +126,34 @@ TERMINAL_STATES = frozenset(
 )
 # States that hold a generation slot at the provider account.
 IN_FLIGHT_STATES = frozenset({ItemState.DISPATCHED, ItemState.SUBMITTING, ItemState.SUBMITTED})
+
+
+class Counter(StrEnum):
+    """A batch record's counters: `total`, and one per state (STATE_COUNTER)."""
+
+    TOTAL = "total"
+    PENDING = ItemState.PENDING.value
+    IN_FLIGHT = "in_flight"  # the states holding a slot (IN_FLIGHT_STATES)
+    DOWNLOADING = ItemState.DOWNLOADING.value
+    SUCCEEDED = ItemState.SUCCEEDED.value
+    FAILED = ItemState.FAILED.value
+    EXPIRED = ItemState.EXPIRED.value
+    CANCELLED = ItemState.CANCELLED.value
+    AMBIGUOUS = ItemState.AMBIGUOUS.value
+
+
 # The batch counter an item in each state is counted in: the states holding a slot share
 # `in_flight`, every other state has a counter of its own name. The job store's Lua scripts
 # get their state tables generated from these (store/scripts.py), so they cannot drift.
-STATE_COUNTER: Mapping[ItemState, str] = MappingProxyType(
-    {s: "in_flight" if s in IN_FLIGHT_STATES else s.value for s in ItemState}
+STATE_COUNTER: Mapping[ItemState, Counter] = MappingProxyType(
+    {s: Counter.IN_FLIGHT if s in IN_FLIGHT_STATES else Counter(s.value) for s in ItemState}
 )
 # A batch record's counters, in the order screens and metrics list them.
-BATCH_COUNTERS: tuple[str, ...] = ("total", *dict.fromkeys(STATE_COUNTER.values()))
+BATCH_COUNTERS: tuple[Counter, ...] = (Counter.TOTAL, *dict.fromkeys(STATE_COUNTER.values()))
+# The counters of items in a terminal state (each one's own).
+TERMINAL_COUNTERS: tuple[Counter, ...] = tuple(STATE_COUNTER[s] for s in ItemState if s.terminal)
 # The counters of items not yet in a terminal state (a batch is done when they are all 0).
-OPEN_COUNTERS: tuple[str, ...] = tuple(
+OPEN_COUNTERS: tuple[Counter, ...] = tuple(
     dict.fromkeys(c for s, c in STATE_COUNTER.items() if s not in TERMINAL_STATES)
 )
 
@@ -146,6 +164,14 @@ class BatchStatus(StrEnum):
     FINALIZING = "finalizing"
     COMPLETED = "completed"
     CANCELLED = "cancelled"
+
+class NotifyStatus(StrEnum):
+    """Where the delivery of a batch's finished event is (`notify_status` on the batch)."""
+
+    PENDING = "pending"
+    DELIVERED = "delivered"
+    FAILED = "failed"
+
 
 # A batch in one of these is done: its output manifests are written.
 FINISHED_STATUSES = frozenset({BatchStatus.COMPLETED, BatchStatus.CANCELLED})

@@ -5,7 +5,8 @@ it, into one of these views; the rest of genbatch reads `item.state`, `item.poll
 `batch.total` … instead of re-parsing strings where they are used. A view is still the
 record itself (a `dict[str, str]`), so the output manifests can copy fields as stored and a
 record prints and serialises as it is in Redis. Views are read-only snapshots: a change goes
-through the store (`JobStore.transition`, `set_batch_fields`), never through the view.
+through the store (`store.items.transition`, `store.batches.set_fields`), never through
+the view.
 
 The item schema (fields of `item:{bid}:{seq}`):
     batch, seq, line, custom_id     where the line came from (`batch` is the batch id)
@@ -17,9 +18,15 @@ The item schema (fields of `item:{bid}:{seq}`):
     req, row, est_cost              the normalised request (JSON), the original row (JSON
                                     or its text), the price estimate (USD)
     attempts, polls, callbacks, dl_attempts, poll_errors, not_created   counters
+    submit_started_at               when the current attempt's submit began
     remote_id, submitted_at, first_poll_s, typical_s, deadline, webhook, remote_status,
     progress, polled_at, poll_due   the remote task of the current attempt
     video_url, video_ttl, generated_at, cost, seed   what the finished task reported
+    url_expires_at, url_ttl_s       when the video URL lapses, and its lifetime
+    dl_repoll, dl_storage_error     the download must re-poll for a fresh URL first; the last
+                                    attempt failed on storage ("1"), not on the URL
+    url_repolls, storage_repolls    fresh URLs asked for, by cause
+    reconciled                      what reconciling an ambiguous submit did
     output_uri, sha256, bytes       the stored video
     finished_at, error_code, error_message, last_error   how it ended / the last problem
     history, failed_over_from, failed_over_at, fallback_used   past attempts (store/history)
@@ -31,12 +38,15 @@ The batch schema: see `genbatch/store/__init__.py` and `BATCH_COUNTERS` in model
 from __future__ import annotations
 
 import functools
+import json
 from collections.abc import Mapping
+from typing import Any
 
 from genbatch.models import (
     FINISHED_STATUSES,
     OPEN_COUNTERS,
     BatchStatus,
+    Counter,
     GenerationRequest,
     ItemState,
 )
@@ -56,7 +66,8 @@ def _float(value: str | None) -> float | None:
         return None
 
 
-def _state(value: str | None) -> ItemState | None:
+def parse_state(value: str | None) -> ItemState | None:
+    """A stored state as an ItemState (None when missing or not one)."""
     return ItemState(value) if value and value in ItemState._value2member_map_ else None
 
 
@@ -66,7 +77,7 @@ class Item(dict[str, str]):
     def __init__(self, record: Mapping[str, str]) -> None:
         super().__init__(record)
         get = record.get
-        self.state: ItemState | None = _state(get("state"))
+        self.state: ItemState | None = parse_state(get("state"))
         self.batch_id = get("batch") or ""
         self.seq = _int(get("seq"))
         self.line = _int(get("line"))
@@ -88,6 +99,19 @@ class Item(dict[str, str]):
         self.est_cost = _float(get("est_cost"))
         self.cost = _float(get("cost"))
         self.error_code = get("error_code") or ""
+        self.error_message = get("error_message") or ""
+        self.submit_started_at = _float(get("submit_started_at"))
+        self.finished_at = _float(get("finished_at"))
+        self.generated_at = _float(get("generated_at"))
+        self.poll_due = _float(get("poll_due"))
+        self.url_expires_at = _float(get("url_expires_at"))
+        self.url_ttl_s = _float(get("url_ttl_s"))
+        self.dl_repoll = bool(get("dl_repoll"))
+        self.dl_storage_error = get("dl_storage_error") == "1"
+        self.url_repolls = _int(get("url_repolls"))
+        self.storage_repolls = _int(get("storage_repolls"))
+        self.reconciled = get("reconciled") or ""
+        self.has_request = bool(get("req"))
 
     @classmethod
     def view(cls, record: Mapping[str, str]) -> Item:
@@ -106,7 +130,14 @@ class Item(dict[str, str]):
     @property
     def tier(self) -> str | None:
         """The request's service_tier, without validating the whole request."""
-        return self.request.service_tier if self.get("req") else None
+        tier = json.loads(self.get("req") or "{}").get("service_tier")
+        return str(tier) if tier is not None else None
+
+    @property
+    def history(self) -> list[dict[str, Any]]:
+        """The past attempts (store/history.py), oldest first."""
+        past: list[dict[str, Any]] = json.loads(self.get("history") or "[]")
+        return past
 
 
 class Batch(dict[str, str]):
@@ -133,7 +164,7 @@ class Batch(dict[str, str]):
         """`record` as a Batch (itself when it already is one)."""
         return record if isinstance(record, Batch) else cls(record)
 
-    def count(self, counter: str) -> int:
+    def count(self, counter: Counter) -> int:
         """One of the batch's counters (`total`, `pending`, `in_flight`, `succeeded`, …)."""
         return _int(self.get(counter))
 

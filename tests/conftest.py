@@ -34,7 +34,7 @@ def redis_url(redis_server: RedisServer) -> Iterator[str]:
 def store(redis_url: str) -> Iterator[JobStore]:
     js = JobStore.from_url(redis_url)
     yield js
-    js.r.close()
+    js.close()
 
 
 @pytest.fixture

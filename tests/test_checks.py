@@ -41,7 +41,7 @@ def worker(store: JobStore, *keys: str, name: str = "w1") -> None:
 
 
 def nothing_written(store: JobStore) -> bool:
-    return store.list_batches() == [] and not list(store.r.scan_iter("gb:item:*"))
+    return store.batches.recent() == [] and not store.debug.keys("item", "*")
 
 
 def png_uri(width: int, height: int) -> str:

@@ -33,7 +33,7 @@ def test_a_dry_run_counts_and_estimates_and_writes_nothing(client: Client,
     assert outcome.est_cost == pytest.approx(sum(c for _, c in outcome.by_model.values()))
     assert sum(n for n, _ in outcome.by_model.values()) == 20
     assert outcome.budget_usd == 1.0 and 0 < outcome.fit < 20 and outcome.fit_cost <= 1.0
-    assert store.list_batches() == []
+    assert store.batches.recent() == []
 
 
 def test_a_dry_run_needs_no_redis(tmp_storage: Path) -> None:
@@ -50,7 +50,7 @@ def test_submit_writes_a_batch(client: Client, store: JobStore) -> None:
     assert info.id == handle.id and info.total == info.pending == 20
     assert info.status == "in_progress" and not info.finished
     assert [b.id for b in client.batches()] == [handle.id]
-    assert store.get_batch(handle.id)["status"] == "in_progress"
+    assert store.batches.get(handle.id)["status"] == "in_progress"
 
 
 def test_resume_keeps_rows_that_are_still_running(client: Client) -> None:
@@ -83,7 +83,7 @@ def test_notify_without_a_signing_secret_is_refused(redis_url: str, tmp_storage:
         unsigned.estimate(DEMO, notify_url=hook)
     with pytest.raises(GenbatchError, match="--notify needs GENBATCH_NOTIFY_SECRET"):
         unsigned.submit(DEMO, notify_url=hook)
-    assert store.list_batches() == []
+    assert store.batches.recent() == []
     signed = Client(Settings(redis_url=redis_url, storage_url=str(tmp_storage),
                              notify_secret="s3cret-signing-key"))
     assert signed.estimate(DEMO, notify_url=hook).valid == 20

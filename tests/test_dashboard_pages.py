@@ -17,6 +17,7 @@ from starlette.testclient import TestClient
 from genbatch.config import Settings
 from genbatch.console.dashboard import create_app
 from genbatch.demo import SAMPLES
+from genbatch.models import ItemState
 from genbatch.storage import LocalStorage, ObjectStorage, object_key
 from genbatch.store import JobStore, item_id
 from genbatch.worker.finalize import write_outputs
@@ -40,23 +41,25 @@ def storage(tmp_path: Path) -> LocalStorage:
 def make_batch(store: JobStore, storage: ObjectStorage, bid: str = "b1", n: int = 12) -> None:
     """n items: 1-6 succeeded (videos stored), 7 failed, 8 expired, the rest pending."""
     stored = storage.put_bytes("inputs/abc.png", PNG, "image/png")
-    store.create_batch(bid, {"manifest": "/m.csv", "provider": "novita", "priority": "low",
-                             "tier": "flex", "notify_url": NOTIFY}, created_at=time.time() - 60)
+    store.ingest.create(bid, {"manifest": "/m.csv", "provider": "novita", "priority": "low",
+                              "tier": "flex", "notify_url": NOTIFY}, created_at=time.time() - 60)
     req = {"prompt": "a bottle on a rock", "image": f"stored:{stored.key}", "duration": 5,
            "resolution": "720p"}
-    store.add_items(bid, [{"seq": str(i), "state": "pending", "provider": "novita",
-                           "model": "seedance-v1.5-pro-i2v", "custom_id": custom_id(i),
-                           "line": str(i + 1), "est_cost": "0.25", "req": json.dumps(req)}
+    store.ingest.add_items(bid, [{"seq": str(i), "state": "pending", "provider": "novita",
+                                  "model": "seedance-v1.5-pro-i2v", "custom_id": custom_id(i),
+                                  "line": str(i + 1), "est_cost": "0.25", "req": json.dumps(req)}
                           for i in range(1, n + 1)])
-    store.commit_batch(bid, ["novita"])
+    store.ingest.commit(bid, ["novita"])
     for i in range(1, 7):
         video = storage.put_bytes(object_key(bid, custom_id(i)), b"mp4-bytes-%d" % i, "video/mp4")
-        store.transition(item_id(bid, i), ["pending"], "succeeded", timer="-", fields={
+        store.items.transition(item_id(bid, i), [ItemState.PENDING], ItemState.SUCCEEDED,
+                               timer="-", fields={
             "output_uri": video.uri, "cost": "0.3",
             "video_url": "https://cdn.example.com/v.mp4?X-Signature=abc"})
-    store.transition(item_id(bid, 7), ["pending"], "failed", timer="-", fields={
+    store.items.transition(item_id(bid, 7), [ItemState.PENDING], ItemState.FAILED, timer="-",
+                           fields={
         "error_code": "TASK_FAILED", "error_message": "the <b>model</b> refused"})
-    store.transition(item_id(bid, 8), ["pending"], "expired", timer="-")
+    store.items.transition(item_id(bid, 8), [ItemState.PENDING], ItemState.EXPIRED, timer="-")
 
 
 @pytest.fixture
@@ -149,9 +152,9 @@ def test_files_outside_the_batch_prefix_are_refused(client: TestClient, store: J
 def test_output_manifests_show_as_tables(client: TestClient, store: JobStore,
                                          storage: LocalStorage) -> None:
     before = client.get("/batches/b1/view/errors.jsonl")
-    files = write_outputs(storage, "b1", store.iter_items("b1", 12))
-    store.set_batch_fields("b1", {"results_jsonl": files.results_jsonl,
-                                  "errors_jsonl": files.errors_jsonl})
+    files = write_outputs(storage, "b1", store.items.of_batch("b1", 12))
+    store.batches.set_fields("b1", {"results_jsonl": files.results_jsonl,
+                                    "errors_jsonl": files.errors_jsonl})
 
     results = client.get("/batches/b1/view/results.jsonl")
     errors = client.get("/batches/b1/view/errors.jsonl")

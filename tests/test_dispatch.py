@@ -6,17 +6,18 @@ from __future__ import annotations
 import pytest
 
 from genbatch.config import Settings
+from genbatch.models import ItemState
 from genbatch.store import JobStore
 from genbatch.worker.runtime import Runtime
 from genbatch.worker.scheduler import Scheduler
 
 
 def make_batch(store: JobStore, bid: str, n: int, priority: str = "normal") -> None:
-    store.create_batch(bid, {"priority": priority}, created_at=1.0)
-    store.add_items(bid, [{"seq": str(s), "state": "pending", "provider": "novita",
-                           "model": "seedance-v1.5-pro-i2v"}
+    store.ingest.create(bid, {"priority": priority}, created_at=1.0)
+    store.ingest.add_items(bid, [{"seq": str(s), "state": "pending", "provider": "novita",
+                                  "model": "seedance-v1.5-pro-i2v"}
                           for s in range(1, n + 1)])
-    store.commit_batch(bid, ["novita"])
+    store.ingest.commit(bid, ["novita"])
 
 
 def scheduler(redis_url: str, **settings: object) -> tuple[Scheduler, list[str]]:
@@ -71,8 +72,8 @@ def test_submit_budget_limits_dispatch(store: JobStore, redis_url: str) -> None:
     assert len(sent) == 60
     sched.dispatch()
     assert len(sent) == 60
-    assert store.in_flight("novita") == len(sent)
-    assert int(store.get_batch("b")["pending"]) == 100 - len(sent)
+    assert store.queues.in_flight("novita") == len(sent)
+    assert int(store.batches.get("b")["pending"]) == 100 - len(sent)
 
 
 def test_in_flight_cap(store: JobStore, redis_url: str) -> None:
@@ -80,7 +81,7 @@ def test_in_flight_cap(store: JobStore, redis_url: str) -> None:
     sched, sent = scheduler(redis_url, novita_max_in_flight=7, novita_submit_rpm=10000)
     sched.dispatch()
     sched.dispatch()
-    assert len(sent) == 7 == store.in_flight("novita")
+    assert len(sent) == 7 == store.queues.in_flight("novita")
 
 
 def test_a_freed_slot_is_refilled_at_once_by_the_worker(store: JobStore,
@@ -93,17 +94,18 @@ def test_a_freed_slot_is_refilled_at_once_by_the_worker(store: JobStore,
     sched, sent = scheduler(redis_url, novita_max_in_flight=1, novita_submit_rpm=10000)
     sched.dispatch()
     assert sent == ["b:1"]
-    finish(sched.rt, "b:1", ["dispatched"], "failed", "x", "boom")
+    finish(sched.rt, "b:1", [ItemState.DISPATCHED], ItemState.FAILED, "x", "boom")
     assert sent == ["b:1", "b:2"]  # refilled by the finishing step, no tick in between
-    assert store.in_flight("novita") == 1
-    finish(sched.rt, "b:1", ["dispatched"], "failed", "x", "again")  # not applied: no refill
+    assert store.queues.in_flight("novita") == 1
+    # not applied: no refill
+    finish(sched.rt, "b:1", [ItemState.DISPATCHED], ItemState.FAILED, "x", "again")
     assert sent == ["b:1", "b:2"]
 
     quiet, quiet_sent = scheduler(redis_url, novita_max_in_flight=1, novita_submit_rpm=10000,
                                   dispatch_on_free=False)
-    finish(quiet.rt, "b:2", ["dispatched"], "failed", "x", "boom")
+    finish(quiet.rt, "b:2", [ItemState.DISPATCHED], ItemState.FAILED, "x", "boom")
     assert quiet_sent == []
-    assert store.get_item("b:3")["state"] == "pending"
+    assert store.items.get("b:3")["state"] == "pending"
 
 
 def test_scheduler_logs_one_line_while_redis_is_down(caplog: pytest.LogCaptureFixture) -> None:

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from genbatch.config import Settings
+from genbatch.models import ItemState
 from genbatch.store import JobStore
 from genbatch.worker.dispatch import dispatch_provider
 from genbatch.worker.runtime import Runtime
@@ -21,10 +22,10 @@ OTHER, OTHER_ID = "seedance-v1-pro-i2v", "seedance-1-0-pro-250528"
 
 def make_batch(store: JobStore, bid: str, n: int, model: str = MODEL,
                priority: str = "normal") -> None:
-    store.create_batch(bid, {"priority": priority}, created_at=1.0)
-    store.add_items(bid, [{"seq": str(s), "state": "pending", "provider": "byteplus",
-                           "model": model} for s in range(1, n + 1)])
-    store.commit_batch(bid, ["byteplus"])
+    store.ingest.create(bid, {"priority": priority}, created_at=1.0)
+    store.ingest.add_items(bid, [{"seq": str(s), "state": "pending", "provider": "byteplus",
+                                  "model": model} for s in range(1, n + 1)])
+    store.ingest.commit(bid, ["byteplus"])
 
 
 def runtime(redis_url: str, tmp_path: Path, text: str) -> tuple[Runtime, list[str]]:
@@ -36,7 +37,7 @@ def runtime(redis_url: str, tmp_path: Path, text: str) -> tuple[Runtime, list[st
 
 
 def accounts_of(store: JobStore, ids: list[str]) -> Counter[str]:
-    return Counter(store.get_item(i)["account"] for i in ids)
+    return Counter(store.items.get(i)["account"] for i in ids)
 
 
 THREE = "".join(f'[bp-{n}]\nprovider = "byteplus"\napi_key = "k{n}"\nconcurrency = {c}\n'
@@ -49,14 +50,14 @@ def test_items_spread_over_accounts_up_to_each_cap(store: JobStore, redis_url: s
     rt, sent = runtime(redis_url, tmp_path, THREE)
     assert dispatch_provider(rt, "byteplus") == 20
     assert accounts_of(store, sent) == {"bp-1": 5, "bp-2": 5, "bp-3": 10}
-    assert [store.in_flight(a) for a in ("bp-1", "bp-2", "bp-3")] == [5, 5, 10]
-    assert store.in_flight("bp-3", MODEL) == 10
+    assert [store.queues.in_flight(a) for a in ("bp-1", "bp-2", "bp-3")] == [5, 5, 10]
+    assert store.queues.in_flight("bp-3", MODEL) == 10
     assert dispatch_provider(rt, "byteplus") == 0  # every account full
     # a slot freed at bp-2 is refilled at bp-2 (by the finishing step itself)
-    freed = next(i for i in sent if store.get_item(i)["account"] == "bp-2")
-    finish(rt, freed, ["dispatched"], "failed", "x", "boom")
-    assert store.in_flight("bp-2") == 5 and len(sent) == 21
-    assert store.get_item(sent[-1])["account"] == "bp-2"
+    freed = next(i for i in sent if store.items.get(i)["account"] == "bp-2")
+    finish(rt, freed, [ItemState.DISPATCHED], ItemState.FAILED, "x", "boom")
+    assert store.queues.in_flight("bp-2") == 5 and len(sent) == 21
+    assert store.items.get(sent[-1])["account"] == "bp-2"
 
 
 def test_spread_follows_free_capacity_not_turns(store: JobStore, redis_url: str,
@@ -79,7 +80,7 @@ def test_a_paused_account_takes_nothing_but_its_probe(store: JobStore, redis_url
     assert store.health.get("bp-3").state == "paused"
     dispatch_provider(rt, "byteplus")
     assert accounts_of(store, sent) == {"bp-1": 5, "bp-2": 5}
-    store.r.hset(store.k("health", "bp-3"), "probe_at", "1")  # its probe is due
+    store.debug.set_health("bp-3", {"probe_at": "1"})  # its probe is due
     dispatch_provider(rt, "byteplus")
     assert accounts_of(store, sent) == {"bp-1": 5, "bp-2": 5, "bp-3": 1}
 
@@ -96,7 +97,8 @@ def test_a_degraded_account_rests_while_another_is_ok(store: JobStore, redis_url
     assert accounts_of(store, sent) == {"bp-3": 10}
     store.health.record_failure("bp-3", "5xx", "502", 1e12, degrade_after=1,
                                 pause_after=3, probe_s=1e9)
-    finish(rt, sent[0], ["dispatched"], "failed", "x", "boom")  # all degraded: all work
+    # all degraded: all work
+    finish(rt, sent[0], [ItemState.DISPATCHED], ItemState.FAILED, "x", "boom")
     assert set(accounts_of(store, sent)) == {"bp-1", "bp-2", "bp-3"}
 
 
@@ -116,9 +118,9 @@ concurrency = 3
 submit_rpm = 4
 """)
     dispatch_provider(rt, "byteplus")
-    models = Counter(store.get_item(i)["model"] for i in sent)
+    models = Counter(store.items.get(i)["model"] for i in sent)
     assert models == {MODEL: 3, OTHER: 4}  # its cap; its rate's minute
-    assert store.in_flight("bp-1", MODEL) == 3
+    assert store.queues.in_flight("bp-1", MODEL) == 3
     dispatch_provider(rt, "byteplus")
     assert len(sent) == 7
 
@@ -140,25 +142,25 @@ def test_rings_hold_what_the_queues_set_holds(store: JobStore, redis_url: str,
 
     def rings() -> set[str]:
         return {str(b) for p in ("high", "normal", "low")
-                for b in store.r.lrange(store.k("ring", "byteplus", p), 0, -1)}
+                for b in store.debug.ring("byteplus", p)}
 
-    assert rings() == store.r.smembers(store.k("queues", "byteplus"))
-    store.unqueue_batch("big", ["byteplus"])
+    assert rings() == store.debug.queued("byteplus")
+    store.queues.unqueue("big", ["byteplus"])
     assert "big" not in rings()
     rt, sent = runtime(redis_url, tmp_path, THREE)
     dispatch_provider(rt, "byteplus")
     assert len(sent) == 20
     assert [i.rsplit(":", 1)[0] for i in sent[:10]] == [f"b{n}" for n in range(0, 30, 3)]
-    assert rings() == store.r.smembers(store.k("queues", "byteplus"))  # emptied ones left
+    assert rings() == store.debug.queued("byteplus")  # emptied ones left
     assert len(rings()) == 10
 
 
 def test_a_store_from_before_the_rings_is_put_back_on_them(store: JobStore) -> None:
     make_batch(store, "old", 3)
-    store.r.delete(store.k("ring", "byteplus", "normal"))  # as an older genbatch left it
-    assert store.rebuild_rings("byteplus") == 1
-    assert store.r.lrange(store.k("ring", "byteplus", "normal"), 0, -1) == ["old"]
-    assert store.rebuild_rings("byteplus") == 0
+    store.debug.drop_queues("byteplus", priority="normal")  # as an older genbatch left it
+    assert store.queues.rebuild_rings("byteplus") == 1
+    assert store.debug.ring("byteplus", "normal") == ["old"]
+    assert store.queues.rebuild_rings("byteplus") == 0
 
 
 @pytest.mark.parametrize("learned", [20.0, 60.0, None])

@@ -27,7 +27,7 @@ def manifest(folder: Path, *rows: str) -> Path:
 
 
 def batches(store: JobStore) -> int:
-    return len(store.list_batches(100))
+    return len(store.batches.recent(100))
 
 
 def test_the_same_manifest_twice_is_refused_naming_its_batch(client: Client, store: JobStore,

@@ -34,7 +34,7 @@ def everysec(tmp_path: Path) -> Iterator[RedisServer]:
 
 def test_a_redis_without_aof_is_refused_unless_allowed(volatile: RedisServer) -> None:
     store = JobStore.from_url(volatile.url)
-    assert not store.durability().aof
+    assert not store.server.durability().aof
     with pytest.raises(ConfigError, match=r"keeps no append-only file.*appendfsync always"):
         check_durability(store, Settings(redis_url=volatile.url))
     warning = check_durability(store, Settings(redis_url=volatile.url,
@@ -45,21 +45,21 @@ def test_a_redis_without_aof_is_refused_unless_allowed(volatile: RedisServer) ->
 def test_everysec_is_a_warning_and_always_is_durable(everysec: RedisServer,
                                                      redis_url: str) -> None:
     lax = JobStore.from_url(everysec.url)
-    d = lax.durability()
+    d = lax.server.durability()
     assert d.aof and d.fsync == "everysec"
     warning = check_durability(lax, Settings(redis_url=everysec.url))
     assert warning is not None and "last second" in warning
     strict = JobStore.from_url(redis_url)  # the suite's Redis: as `genbatch demo` starts it
-    assert strict.durability().fsync == "always"
+    assert strict.server.durability().fsync == "always"
     assert check_durability(strict, Settings(redis_url=redis_url)) is None
 
 
 def test_wait_durable_holds_without_waitaof(redis_url: str) -> None:
     store = JobStore.from_url(redis_url)
-    if store.durability().waitaof:  # Redis 7.2+: WAITAOF confirms the local fsync
-        assert store.wait_durable()
+    if store.server.durability().waitaof:  # Redis 7.2+: WAITAOF confirms the local fsync
+        assert store.server.wait_durable()
     else:  # older: `appendfsync always` makes every answered write durable
-        assert store.wait_durable() and store.durability().fsync == "always"
+        assert store.server.wait_durable() and store.server.durability().fsync == "always"
 
 
 def test_the_worker_command_refuses_a_volatile_redis_in_one_line(volatile: RedisServer) -> None:

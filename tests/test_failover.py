@@ -9,6 +9,7 @@ import pytest
 
 from genbatch.config import Settings
 from genbatch.console.views import batch_summary
+from genbatch.models import ItemState
 from genbatch.store import JobStore
 from genbatch.store.history import attempt_history, compact_history, failed_over_from
 from genbatch.worker.failover import failover_reason as classify
@@ -69,12 +70,12 @@ NEVER = [
 
 @pytest.mark.parametrize(("where", "code", "reason"), QUALIFYING)
 def test_qualifying_failures(where: str, code: str, reason: str) -> None:
-    assert classify(where, code) == reason
+    assert classify(ItemState(where), code) == reason
 
 
 @pytest.mark.parametrize(("where", "code"), NEVER)
 def test_failures_that_never_fail_over(where: str, code: str) -> None:
-    assert classify(where, code) is None
+    assert classify(ItemState(where), code) is None
 
 
 # -- the move, on a real Redis -------------------------------------------------------------
@@ -85,16 +86,17 @@ def setup(store: JobStore, redis_url: str, fallback: str, req: dict[str, object]
           state: str = "submitted", on_free: bool = False
           ) -> tuple[Runtime, list[tuple[str, str]], str]:
     bid = "b1"
-    store.create_batch(bid, {"fallback": fallback}, created_at=1.0)
-    store.add_items(bid, [{"seq": "1", "state": "pending", "provider": "novita",
-                           "model": "seedance-v1.5-pro-i2v", "custom_id": "a", "line": "2",
-                           "req": json.dumps(req), "row": "{}", "est_cost": "0.1"}])
-    store.commit_batch(bid, ["novita"])
+    store.ingest.create(bid, {"fallback": fallback}, created_at=1.0)
+    store.ingest.add_items(bid, [{"seq": "1", "state": "pending", "provider": "novita",
+                                  "model": "seedance-v1.5-pro-i2v", "custom_id": "a", "line": "2",
+                                  "req": json.dumps(req), "row": "{}", "est_cost": "0.1"}])
+    store.ingest.commit(bid, ["novita"])
     iid = f"{bid}:1"
     assert dispatch_items(store, "novita", bid, 10, 10, 1e12) == [iid]
-    store.transition(iid, ["dispatched"], "submitting", incr={"attempts": 1})
+    store.items.transition(iid, [ItemState.DISPATCHED], ItemState.SUBMITTING, incr={"attempts": 1})
     if state == "submitted":
-        store.transition(iid, ["submitting"], "submitted", fields={"remote_id": "r-1"})
+        store.items.transition(iid, [ItemState.SUBMITTING], ItemState.SUBMITTED,
+                               fields={"remote_id": "r-1"})
     sent: list[tuple[str, str]] = []
     rt = Runtime(Settings(redis_url=redis_url, dispatch_on_free=on_free),
                  enqueue=lambda kind, ident: sent.append((kind, ident)))
@@ -107,42 +109,46 @@ def test_a_failed_over_item_is_dispatched_to_the_fallback_at_once(
     to the fallback account itself, without waiting for the scheduler's tick."""
     rt, sent, iid = setup(store, redis_url, "byteplus:seedance-v1.5-pro-i2v", on_free=True)
 
-    assert finish(rt, iid, ["submitted"], "failed", "TASK_STATUS_FAILED", "boom") == "failed_over"
+    assert finish(rt, iid, [ItemState.SUBMITTED], ItemState.FAILED, "TASK_STATUS_FAILED",
+                  "boom") == "failed_over"
 
     assert sent == [("submit", iid)]
-    assert store.get_item(iid)["state"] == "dispatched"
-    assert (store.in_flight("novita"), store.in_flight("byteplus")) == (0, 1)
+    assert store.items.get(iid)["state"] == "dispatched"
+    assert (store.queues.in_flight("novita"), store.queues.in_flight("byteplus")) == (0, 1)
 
 
 def test_task_failure_moves_the_item_to_the_fallback_queue_in_one_step(
         store: JobStore, redis_url: str) -> None:
     rt, sent, iid = setup(store, redis_url, "byteplus:seedance-v1.5-pro-i2v")
 
-    assert finish(rt, iid, ["submitted"], "failed", "TASK_STATUS_FAILED", "boom") == "failed_over"
+    assert finish(rt, iid, [ItemState.SUBMITTED], ItemState.FAILED, "TASK_STATUS_FAILED",
+                  "boom") == "failed_over"
 
-    item = store.get_item(iid)
-    batch = store.get_batch("b1")
+    item = store.items.get(iid)
+    batch = store.batches.get("b1")
     assert (item["state"], item["provider"], item["model"]) == (
         "pending", "byteplus", "seedance-v1.5-pro-i2v")
     assert item["fallback_used"] == "1"
     assert item["failed_over_from"] == "novita:seedance-v1.5-pro-i2v"
     assert item["remote_id"] == "" and item["error_code"] == ""
     assert float(item["est_cost"]) > 0
-    assert store.r.lrange(store.k("pending", "byteplus", "b1"), 0, -1) == [iid]
-    assert store.queued_providers("b1", ["byteplus"]) == ["byteplus"]
+    assert store.debug.pending("byteplus", "b1") == [iid]
+    assert store.queues.queued_providers("b1", ["byteplus"]) == ["byteplus"]
     assert (batch["pending"], batch["in_flight"], batch["failed"]) == ("1", "0", "0")
     assert batch_summary(batch)["failover"] == {
         "fallback": "byteplus:seedance-v1.5-pro-i2v", "failed_over": 1}
-    assert store.in_flight("novita") == 0  # the old account's slot is free
+    assert store.queues.in_flight("novita") == 0  # the old account's slot is free
     assert sent == []  # the batch was never seen with no open item: no finalize
-    assert store.recount("b1") == {k: int(batch[k]) for k in store.recount("b1")}
+    assert store.batches.recount("b1") == {k: int(batch[k]) for k in store.batches.recount("b1")}
 
     # The fallback fails too: the item ends failed, exactly once failed over.
     assert dispatch_items(store, "byteplus", "b1", 10, 10, 1e12) == [iid]
-    store.transition(iid, ["dispatched"], "submitting", incr={"attempts": 1})
-    store.transition(iid, ["submitting"], "submitted", fields={"remote_id": "r-2"})
-    assert finish(rt, iid, ["submitted"], "failed", "InternalServiceError", "again") == "failed"
-    item = store.get_item(iid)
+    store.items.transition(iid, [ItemState.DISPATCHED], ItemState.SUBMITTING, incr={"attempts": 1})
+    store.items.transition(iid, [ItemState.SUBMITTING], ItemState.SUBMITTED,
+                           fields={"remote_id": "r-2"})
+    assert finish(rt, iid, [ItemState.SUBMITTED], ItemState.FAILED, "InternalServiceError",
+                  "again") == "failed"
+    item = store.items.get(iid)
     assert item["state"] == "failed" and item["provider"] == "byteplus"
     assert "failing over from novita:seedance-v1.5-pro-i2v" in item["error_message"]
     assert sent == [("finalize", "b1")]
@@ -161,16 +167,17 @@ def test_task_failure_moves_the_item_to_the_fallback_queue_in_one_step(
 
 def test_balance_refusal_on_submit_fails_over(store: JobStore, redis_url: str) -> None:
     rt, _, iid = setup(store, redis_url, "highwayapi:seedance-v1.5-pro-i2v", state="submitting")
-    assert finish(rt, iid, ["submitting"], "failed", "BILLING_BALANCE_NOT_ENOUGH",
+    assert finish(rt, iid, [ItemState.SUBMITTING], ItemState.FAILED, "BILLING_BALANCE_NOT_ENOUGH",
                   "no money") == "failed_over"
-    assert store.get_item(iid)["provider"] == "highwayapi"
+    assert store.items.get(iid)["provider"] == "highwayapi"
 
 
 def test_a_row_error_is_not_failed_over(store: JobStore, redis_url: str) -> None:
     rt, sent, iid = setup(store, redis_url, "byteplus:seedance-v1.5-pro-i2v",
                           state="submitting")
-    assert finish(rt, iid, ["submitting"], "failed", "INVALID_REQUEST_BODY", "bad") == "failed"
-    item = store.get_item(iid)
+    assert finish(rt, iid, [ItemState.SUBMITTING], ItemState.FAILED, "INVALID_REQUEST_BODY",
+                  "bad") == "failed"
+    item = store.items.get(iid)
     assert (item["state"], item["provider"], item.get("fallback_used")) == (
         "failed", "novita", None)
     assert item["error_message"] == "bad"
@@ -181,8 +188,9 @@ def test_a_row_that_does_not_fit_the_fallback_stays_failed_with_the_reason(
         store: JobStore, redis_url: str) -> None:
     # This WaveSpeed id is the 1080p endpoint; the row asks 720p.
     rt, _, iid = setup(store, redis_url, "wavespeed:bytedance/seedance-v1-pro-i2v-1080p")
-    assert finish(rt, iid, ["submitted"], "failed", "TASK_STATUS_FAILED", "boom") == "failed"
-    item = store.get_item(iid)
+    assert finish(rt, iid, [ItemState.SUBMITTED], ItemState.FAILED, "TASK_STATUS_FAILED",
+                  "boom") == "failed"
+    item = store.items.get(iid)
     assert item["state"] == "failed" and item["provider"] == "novita"
     assert item["error_message"].startswith("boom (not failed over to wavespeed:")
     assert "resolution: " in item["error_message"] and "1080p endpoint" in item["error_message"]
@@ -192,33 +200,38 @@ def test_a_fallback_named_by_a_pinning_id_moves_the_item_with_that_resolution(
         store: JobStore, redis_url: str) -> None:
     req = {**REQ, "resolution": None}
     rt, _, iid = setup(store, redis_url, "wavespeed:bytedance/seedance-v1-lite-i2v-480p", req)
-    assert finish(rt, iid, ["submitted"], "failed", "TASK_STATUS_FAILED", "boom") == "failed_over"
-    item = store.get_item(iid)
+    assert finish(rt, iid, [ItemState.SUBMITTED], ItemState.FAILED, "TASK_STATUS_FAILED",
+                  "boom") == "failed_over"
+    item = store.items.get(iid)
     assert (item["provider"], item["model"]) == ("wavespeed", "seedance-v1-lite-i2v")
     assert item.request.resolution == "480p"
 
 
 def test_no_fallback_just_fails(store: JobStore, redis_url: str) -> None:
     rt, _, iid = setup(store, redis_url, "")
-    assert finish(rt, iid, ["submitted"], "failed", "TASK_STATUS_FAILED", "boom") == "failed"
-    assert store.get_item(iid)["error_message"] == "boom"
+    assert finish(rt, iid, [ItemState.SUBMITTED], ItemState.FAILED, "TASK_STATUS_FAILED",
+                  "boom") == "failed"
+    assert store.items.get(iid)["error_message"] == "boom"
 
 
 def test_a_cancelled_batch_does_not_fail_over(store: JobStore, redis_url: str) -> None:
     rt, _, iid = setup(store, redis_url, "byteplus:seedance-v1.5-pro-i2v")
-    store.set_batch_fields("b1", {"cancel_requested": "1.0"})
-    assert finish(rt, iid, ["submitted"], "failed", "TASK_STATUS_FAILED", "boom") == "failed"
+    store.batches.set_fields("b1", {"cancel_requested": "1.0"})
+    assert finish(rt, iid, [ItemState.SUBMITTED], ItemState.FAILED, "TASK_STATUS_FAILED",
+                  "boom") == "failed"
 
 
 def test_expired_never_fails_over(store: JobStore, redis_url: str) -> None:
     rt, _, iid = setup(store, redis_url, "byteplus:seedance-v1.5-pro-i2v")
-    assert finish(rt, iid, ["submitted"], "expired", "TASK_STATUS_FAILED", "late") == "expired"
+    assert finish(rt, iid, [ItemState.SUBMITTED], ItemState.EXPIRED, "TASK_STATUS_FAILED",
+                  "late") == "expired"
 
 
 def test_ambiguous_never_fails_over(store: JobStore, redis_url: str) -> None:
     rt, _, iid = setup(store, redis_url, "byteplus:seedance-v1.5-pro-i2v", state="submitting")
-    assert finish(rt, iid, ["submitting"], "ambiguous", "HTTP_502", "?") == "ambiguous"
-    assert store.get_item(iid)["provider"] == "novita"
+    assert finish(rt, iid, [ItemState.SUBMITTING], ItemState.AMBIGUOUS, "HTTP_502",
+                  "?") == "ambiguous"
+    assert store.items.get(iid)["provider"] == "novita"
 
 
 def test_history_of_a_retried_item_without_provider_fields() -> None:

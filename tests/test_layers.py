@@ -7,6 +7,7 @@ import ast
 from pathlib import Path
 
 import genbatch
+from genbatch.models import BatchStatus, Counter, ItemState
 
 ROOT = Path(genbatch.__file__).parent
 
@@ -111,11 +112,11 @@ def test_no_import_cycles_in_genbatch() -> None:
 
 
 def store_internals_used(source: str) -> list[int]:
-    """Lines that reach into a job store's Redis client or key builder (`store.r`,
-    `rt.store.k(...)`, `self.store.prefix`)."""
+    """Lines that reach into a job store's Redis client, key builder or raw keys
+    (`store._r`, `rt.store.debug...`, `self.store.prefix`)."""
     lines = []
     for node in ast.walk(ast.parse(source)):
-        if isinstance(node, ast.Attribute) and node.attr in ("r", "k", "prefix"):
+        if isinstance(node, ast.Attribute) and node.attr in ("r", "_r", "k", "prefix", "debug"):
             owner = node.value
             name = owner.attr if isinstance(owner, ast.Attribute) else getattr(owner, "id", "")
             if name == "store":
@@ -124,7 +125,8 @@ def store_internals_used(source: str) -> list[int]:
 
 
 def test_the_store_check_sees_a_leak() -> None:
-    assert store_internals_used("rt.store.r.get('x')\nstore.k('a')\nstore.get_item('i')") == [1, 2]
+    source = "rt.store._r.get('x')\nstore.debug.pending('p', 'b')\nstore.items.get('i')"
+    assert store_internals_used(source) == [1, 2]
 
 
 def test_only_the_store_touches_redis_keys() -> None:
@@ -134,3 +136,60 @@ def test_only_the_store_touches_redis_keys() -> None:
         and (lines := store_internals_used(path.read_text(encoding="utf-8")))
     }
     assert leaks == {}
+
+
+def redis_imported(source: str) -> bool:
+    """Whether a module imports redis-py (or one of its modules), anywhere in the file."""
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import) and any(
+                a.name.split(".")[0] == "redis" for a in node.names):
+            return True
+        if isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "redis":
+            return True
+    return False
+
+
+# Outside the store, only these talk to Redis themselves: Celery's broker connection (a
+# kombu workaround) and the demo's launcher of a Redis server.
+REDIS_OUTSIDE_STORE = {"genbatch.worker.broker_fix", "genbatch.demo.redis_server"}
+
+
+def test_only_the_store_imports_redis() -> None:
+    """Redis errors reach the rest of genbatch as StoreUnavailable / StoreError
+    (store/connection.py), so nothing else needs redis-py."""
+    assert redis_imported("def f():\n    from redis.exceptions import ConnectionError\n")
+    importers = {name for name, path in module_names().items()
+                 if not name.startswith("genbatch.store")
+                 and redis_imported(path.read_text(encoding="utf-8"))}
+    assert importers == REDIS_OUTSIDE_STORE
+
+
+STATE_WORDS = frozenset(
+    {*(s.value for s in ItemState), *(s.value for s in BatchStatus), *(c.value for c in Counter)}
+) - {Counter.TOTAL.value}
+
+
+def state_literals(source: str) -> list[int]:
+    """Lines of string literals that are an item state, batch status or counter name
+    (docstrings aside), but for those whose line says why in a comment."""
+    tree = ast.parse(source)
+    docs = {id(n.body[0].value) for n in ast.walk(tree)
+            if isinstance(n, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef)
+            and n.body and isinstance(n.body[0], ast.Expr)}
+    lines = source.splitlines()
+    return sorted(n.lineno for n in ast.walk(tree)
+                  if isinstance(n, ast.Constant) and n.value in STATE_WORDS
+                  and id(n) not in docs and "#" not in lines[n.lineno - 1])
+
+
+def test_the_state_literal_check_sees_one() -> None:
+    assert state_literals('"""pending"""\nx = "pending"\ny = "failed"  # a provider code\n') \
+        == [2]
+
+
+def test_store_and_worker_name_states_by_their_enums() -> None:
+    """A misspelled state is then a mypy error, not a silent no-op transition."""
+    found = {name: lines for name, path in module_names().items()
+             if name.startswith(("genbatch.store", "genbatch.worker"))
+             and (lines := state_literals(path.read_text(encoding="utf-8")))}
+    assert found == {}

@@ -8,6 +8,7 @@ from itertools import pairwise
 import pytest
 
 from genbatch.config import Settings
+from genbatch.models import ItemState
 from genbatch.providers.accounts import env_account
 from genbatch.store import JobStore
 from genbatch.store.limits import Limits, Rate, rates_for
@@ -18,7 +19,7 @@ WINDOW = 60.0 * 1.01  # the period stretched by the 1 % jitter margin
 
 @pytest.fixture
 def limits(store: JobStore) -> Limits:
-    return Limits(store.r, store.prefix)
+    return Limits(store.debug.client, store.prefix)
 
 
 def test_a_full_minute_at_once_then_as_grants_age_out(limits: Limits) -> None:
@@ -121,13 +122,11 @@ def test_decrease_pause_blocks_grants(limits: Limits) -> None:
 def test_claim_due_polls_within_budget_others_unlimited(store: JobStore,
                                                         limits: Limits) -> None:
     for i in range(10):
-        store.r.hset(store.k("item", f"b:{i}"), mapping={"state": "submitted",
-                                                         "provider": "novita"})
-        store.set_timer(f"b:{i}", 1.0)
+        store.debug.set_item(f"b:{i}", {"state": ItemState.SUBMITTED, "provider": "novita"})
+        store.items.set_timer(f"b:{i}", 1.0)
     for i in range(3):
-        store.r.hset(store.k("item", f"d:{i}"), mapping={"state": "downloading",
-                                                         "provider": "novita"})
-        store.set_timer(f"d:{i}", 1.0)
+        store.debug.set_item(f"d:{i}", {"state": ItemState.DOWNLOADING, "provider": "novita"})
+        store.items.set_timer(f"d:{i}", 1.0)
     rate = Rate(rpm=2, period=60.0, recover_s=120.0)
     got = limits.claim_due(10.0, 100.0, 100, {"novita": rate})
     polls = [i for i, s in got if s == "submitted"]
@@ -135,7 +134,7 @@ def test_claim_due_polls_within_budget_others_unlimited(store: JobStore,
     assert sorted(i for i, s in got if s == "downloading") == ["d:0", "d:1", "d:2"]
     assert ("", "novita") in got  # the account whose poll budget held polls back
     # The rest stay due and come out as the budget refills.
-    assert store.r.zcount(store.k("timers"), "-inf", 10.0) == 8
+    assert store.debug.timers_due(10.0) == 8
     assert not [i for i, _ in limits.claim_due(30.0, 100.0, 100, {"novita": rate}) if i]
     later = limits.claim_due(10.0 + WINDOW + 1e-6, 100.0, 100, {"novita": rate})
     assert len([i for i, _ in later if i]) == 2

@@ -15,6 +15,8 @@ from starlette.testclient import TestClient
 from genbatch import metrics, providers
 from genbatch.config import Settings
 from genbatch.console.dashboard import create_app
+from genbatch.models import BatchStatus, ItemState
+from genbatch.records import Item
 from genbatch.storage import LocalStorage
 from genbatch.store import JobStore, item_id
 from genbatch.worker.finalize import write_outputs
@@ -35,22 +37,24 @@ def scrape(store: JobStore, now: float | None = None) -> dict[SampleKey, float]:
 
 
 def make_batch(store: JobStore, bid: str, n: int, provider: str = "novita") -> None:
-    store.create_batch(bid, {"manifest": "/m.csv"}, created_at=time.time() - 100)
-    store.add_items(bid, [{"seq": str(i), "state": "pending", "provider": provider,
-                           "model": "seedance-v1.5-pro-i2v", "custom_id": f"c{i}",
-                           "line": str(i + 1), "est_cost": "0.25"} for i in range(1, n + 1)])
-    store.commit_batch(bid, [provider])
+    store.ingest.create(bid, {"manifest": "/m.csv"}, created_at=time.time() - 100)
+    store.ingest.add_items(bid, [{"seq": str(i), "state": "pending", "provider": provider,
+                                  "model": "seedance-v1.5-pro-i2v", "custom_id": f"c{i}",
+                                  "line": str(i + 1), "est_cost": "0.25"} for i in range(1, n + 1)])
+    store.ingest.commit(bid, [provider])
 
 
 def test_scrape_reads_counts_in_flight_timers_and_queues(store: JobStore) -> None:
     make_batch(store, "b1", 4)
     now = time.time()
-    store.transition(item_id("b1", 1), ["pending"], "submitted", timer=now - 7,
-                     fields={"submitted_at": now - 50, "deadline": now + 950})
-    store.transition(item_id("b1", 2), ["pending"], "submitted", timer=now + 30,
-                     fields={"submitted_at": now - 10, "deadline": now + 990})
-    store.r.rpush("genbatch.poll", "m1", "m2")
-    store.r.rpush("genbatch.submit\x06\x163", "m3")
+    store.items.transition(item_id("b1", 1), [ItemState.PENDING], ItemState.SUBMITTED,
+                           timer=now - 7,
+                           fields={"submitted_at": now - 50, "deadline": now + 950})
+    store.items.transition(item_id("b1", 2), [ItemState.PENDING], ItemState.SUBMITTED,
+                           timer=now + 30,
+                           fields={"submitted_at": now - 10, "deadline": now + 990})
+    store.debug.client.rpush("genbatch.poll", "m1", "m2")
+    store.debug.client.rpush("genbatch.submit\x06\x163", "m3")
 
     got = scrape(store, now)
 
@@ -77,7 +81,7 @@ def test_counters_recorded_by_any_process_add_up(store: JobStore) -> None:
     metrics.record_429(store, "wavespeed", "poll")
     metrics.record_limiter_wait(store, "byteplus")
     metrics.record_download_failure(store, "novita")
-    item = {"provider": "novita", "batch": "b1", "cost": "0.30", "est_cost": "0.25"}
+    item = Item({"provider": "novita", "batch": "b1", "cost": "0.30", "est_cost": "0.25"})
     metrics.record_success(store, item, 1000)
     metrics.record_success(other_process, item, 500)
 
@@ -96,7 +100,7 @@ def test_counters_recorded_by_any_process_add_up(store: JobStore) -> None:
 
 
 def _addr(store: JobStore) -> str:
-    kw = store.r.connection_pool.connection_kwargs
+    kw = store.debug.client.connection_pool.connection_kwargs
     return f"{kw['host']}:{kw['port']}/{kw.get('db', 0)}"
 
 
@@ -105,15 +109,16 @@ def test_dashboard_pages_api_metrics_and_result_links(store: JobStore, tmp_path:
     make_batch(store, "b-done", 2)
     now = time.time()
     for seq in (1, 2):
-        store.transition(item_id("b-done", seq), ["pending"], "succeeded", timer="-",
-                         fields={"finished_at": now})
+        store.items.transition(item_id("b-done", seq), [ItemState.PENDING], ItemState.SUCCEEDED,
+                               timer="-",
+                               fields={"finished_at": now})
     storage = LocalStorage(tmp_path / "out")
-    files = write_outputs(storage, "b-done", store.iter_items("b-done", 2))
-    store.batch_cas("b-done", ["in_progress"], "completed", {
+    files = write_outputs(storage, "b-done", store.items.of_batch("b-done", 2))
+    store.batches.cas("b-done", [BatchStatus.IN_PROGRESS], BatchStatus.COMPLETED, {
         "results_jsonl": files.results_jsonl, "results_csv": files.results_csv,
         "errors_jsonl": files.errors_jsonl})
-    metrics.record_success(store, {"provider": "novita", "batch": "b-done", "cost": "0.5",
-                                   "est_cost": "0.25"}, 10)
+    metrics.record_success(store, Item({"provider": "novita", "batch": "b-done", "cost": "0.5",
+                                        "est_cost": "0.25"}), 10)
     app = create_app(Settings(redis_url=_url(store)), store=store, storage=storage)
 
     with TestClient(app) as client:
@@ -140,7 +145,7 @@ def test_dashboard_pages_api_metrics_and_result_links(store: JobStore, tmp_path:
 
 
 def _url(store: JobStore) -> str:
-    password = store.r.connection_pool.connection_kwargs.get("password") or ""
+    password = store.debug.client.connection_pool.connection_kwargs.get("password") or ""
     return f"redis://:{password}@{_addr(store)}"
 
 
@@ -149,7 +154,7 @@ def test_dispatch_held_back_by_a_cooldown_counts_a_limiter_wait(store: JobStore)
     from genbatch.worker.scheduler import Scheduler
 
     make_batch(store, "b1", 3)
-    store.set_cooldown("novita", 30)
+    store.queues.set_cooldown("novita", 30)
     sent: list[tuple[str, str]] = []
     scheduler = Scheduler(Runtime(Settings(redis_url=_url(store)),
                                   enqueue=lambda kind, ident: sent.append((kind, ident))))
@@ -167,8 +172,8 @@ def test_polls_held_back_by_the_poll_budget_count_a_limiter_wait(store: JobStore
 
     make_batch(store, "b1", 5)
     for i in range(1, 6):
-        store.r.hset(store.k("item", item_id("b1", i)), "state", "submitted")
-        store.set_timer(item_id("b1", i), 1.0)
+        store.debug.set_item(item_id("b1", i), {"state": "submitted"})
+        store.items.set_timer(item_id("b1", i), 1.0)
     sent: list[tuple[str, str]] = []
     scheduler = Scheduler(Runtime(Settings(redis_url=_url(store), novita_poll_rpm=1),
                                   enqueue=lambda kind, ident: sent.append((kind, ident))))
@@ -185,13 +190,14 @@ def test_spend_against_budget_per_active_batch(store: JobStore) -> None:
     budget Lua moves them, one gauge each per active batch."""
     make_batch(store, "b1", 3)
     make_batch(store, "b2", 1)  # no budget: no budget gauges for it
-    store.set_batch_fields("b1", {"budget_usd": "0.6"})  # two estimates of 0.25 fit
+    store.batches.set_fields("b1", {"budget_usd": "0.6"})  # two estimates of 0.25 fit
     got_ids = dispatch_items(store, "novita", None, 10, 10, 1e12)
     assert [i for i in got_ids if i.startswith("b1:")] == [item_id("b1", 1), item_id("b1", 2)]
     first = item_id("b1", 1)
-    store.transition(first, ["dispatched"], "submitted", fields={"cost": "0.3"})
-    store.transition(first, ["submitted"], "downloading")
-    store.transition(first, ["downloading"], "succeeded")
+    store.items.transition(first, [ItemState.DISPATCHED], ItemState.SUBMITTED,
+                           fields={"cost": "0.3"})
+    store.items.transition(first, [ItemState.SUBMITTED], ItemState.DOWNLOADING)
+    store.items.transition(first, [ItemState.DOWNLOADING], ItemState.SUCCEEDED)
 
     got = scrape(store)
 

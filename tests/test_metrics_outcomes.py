@@ -10,6 +10,7 @@ import pytest
 
 from genbatch import metrics
 from genbatch.config import Settings
+from genbatch.models import ItemState
 from genbatch.records import Item
 from genbatch.store import JobStore, item_id
 from genbatch.worker.runtime import CountingTransport, Runtime
@@ -50,11 +51,14 @@ def test_completions_are_counted_where_items_end_and_outlive_the_batch(store: Jo
     make_batch(store, "b1", 3)
     rt = Runtime(Settings(redis_url=_url(store)), enqueue=lambda kind, ident: None)
     for seq in (1, 2):
-        store.transition(item_id("b1", seq), ["pending"], "submitted", timer="-")
-    finish(rt, item_id("b1", 1), ["submitted"], "failed", "TASK_FAILED", "no")
-    finish(rt, item_id("b1", 2), ["submitted"], "expired", "deadline_exceeded", "late")
-    finish(rt, item_id("b1", 2), ["submitted"], "failed", "again", "not applied: skipped")
-    store.deactivate("b1")
+        store.items.transition(item_id("b1", seq), [ItemState.PENDING], ItemState.SUBMITTED,
+                               timer="-")
+    finish(rt, item_id("b1", 1), [ItemState.SUBMITTED], ItemState.FAILED, "TASK_FAILED", "no")
+    finish(rt, item_id("b1", 2), [ItemState.SUBMITTED], ItemState.EXPIRED, "deadline_exceeded",
+           "late")
+    finish(rt, item_id("b1", 2), [ItemState.SUBMITTED], ItemState.FAILED, "again",
+           "not applied: skipped")
+    store.batches.deactivate("b1")
 
     got = scrape(store)
 

@@ -22,6 +22,7 @@ from genbatch.config import Settings
 from genbatch.console.views import batch_summary
 from genbatch.demo import SAMPLES
 from genbatch.errors import GenbatchError
+from genbatch.models import BatchStatus
 from genbatch.store import JobStore
 from genbatch.worker import notify
 from genbatch.worker.runtime import Runtime
@@ -46,7 +47,7 @@ def deliver(rt: Runtime, batch_id: str, transport: httpx.BaseTransport | None = 
 
 
 def make_runtime(store: JobStore, **overrides: object) -> tuple[Runtime, list[tuple[str, str]]]:
-    url = store.r.connection_pool.connection_kwargs
+    url = store.debug.client.connection_pool.connection_kwargs
     values: dict[str, object] = {
         "redis_url": f"redis://:{url.get('password') or ''}@{url.get('host', '127.0.0.1')}:"
                      f"{url.get('port', 6379)}/{url.get('db', 0)}",
@@ -57,10 +58,11 @@ def make_runtime(store: JobStore, **overrides: object) -> tuple[Runtime, list[tu
     return rt, sent
 
 
-def finished_batch(store: JobStore, bid: str = "b1", status: str = "completed",
+def finished_batch(store: JobStore, bid: str = "b1",
+                   status: BatchStatus = BatchStatus.COMPLETED,
                    finished_at: float = 1_700_000_000.5, url: str = URL) -> str:
-    store.create_batch(bid, {"notify_url": url, "budget_usd": "12.5"}, created_at=1.0)
-    ok, _ = store.batch_cas(bid, ["validating"], status, {
+    store.ingest.create(bid, {"notify_url": url, "budget_usd": "12.5"}, created_at=1.0)
+    ok, _ = store.batches.cas(bid, [BatchStatus.VALIDATING], status, {
         "finished_at": repr(finished_at), "total": "5", "succeeded": "3", "failed": "1",
         "cancelled": "1", "results_jsonl": "file:///out/b1/results.jsonl",
         "results_csv": "file:///out/b1/results.csv", "errors_jsonl": "file:///out/b1/errors.jsonl",
@@ -173,8 +175,8 @@ def test_a_5xx_is_retried_later_with_the_same_event_then_delivered(store: JobSto
     receiver = Receiver(500, 200)
 
     assert deliver(rt, bid, receiver.transport) == "retry"
-    mid = store.get_batch(bid)
-    due = store.r.zscore(store.k("notify"), bid)
+    mid = store.batches.get(bid)
+    due = store.debug.notify_due(bid)
     assert mid["notify_status"] == "pending" and mid["notify_attempts"] == "1"
     assert mid["notify_error"] == "HTTP 500"
     assert due is not None and due > rt.now()  # backoff, not an immediate resend
@@ -191,9 +193,9 @@ def test_a_5xx_is_retried_later_with_the_same_event_then_delivered(store: JobSto
     assert event["id"] == second.headers["x-genbatch-event-id"]
     assert event["type"] == "batch.completed" and event["counts"]["succeeded"] == 3
     assert event["cost"]["budget_usd"] == 12.5
-    done = store.get_batch(bid)
+    done = store.batches.get(bid)
     assert done["notify_status"] == "delivered" and done["notify_attempts"] == "2"
-    assert store.r.zscore(store.k("notify"), bid) is None
+    assert store.debug.notify_due(bid) is None
     assert batch_summary(done)["notify"] == {"status": "delivered", "attempts": 2,
                                              "event_id": event["id"], "error": None}
     # A duplicate message after delivery sends nothing.
@@ -208,9 +210,9 @@ def test_a_4xx_gives_up_at_once(store: JobStore) -> None:
 
     assert deliver(rt, bid, receiver.transport) == "failed"
 
-    batch = store.get_batch(bid)
+    batch = store.batches.get(bid)
     assert batch["notify_error"] == "HTTP 404 (not retried)"
-    assert store.r.zscore(store.k("notify"), bid) is None
+    assert store.debug.notify_due(bid) is None
     assert len(receiver.requests) == 1
 
 
@@ -222,7 +224,7 @@ def test_gives_up_after_max_attempts(store: JobStore) -> None:
     results = [deliver(rt, bid, receiver.transport) for _ in range(3)]
 
     assert results == ["retry", "retry", "failed"]
-    batch = store.get_batch(bid)
+    batch = store.batches.get(bid)
     assert batch["notify_error"] == "HTTP 503 after 3 attempts"
     assert batch_summary(batch)["notify"]["status"] == "failed"  # type: ignore[index]
     assert deliver(rt, bid, receiver.transport) == "failed"
@@ -239,7 +241,7 @@ def test_no_secret_sends_nothing_and_says_why(store: JobStore,
         assert deliver(rt, bid, receiver.transport) == "failed"
 
     assert receiver.requests == []
-    assert "GENBATCH_NOTIFY_SECRET is not set" in store.get_batch(bid)["notify_error"]
+    assert "GENBATCH_NOTIFY_SECRET is not set" in store.batches.get(bid)["notify_error"]
     assert "GENBATCH_NOTIFY_SECRET" in caplog.text
 
 
@@ -254,21 +256,21 @@ def test_the_secret_and_the_url_token_are_never_logged(store: JobStore,
 
     assert "hooks.example.com" in caplog.text
     assert SECRET not in caplog.text and "token=abc" not in caplog.text
-    assert SECRET not in json.dumps(store.get_batch(bid))
+    assert SECRET not in json.dumps(store.batches.get(bid))
 
 
 def test_a_batch_still_finalizing_waits_and_a_reopened_one_is_dropped(store: JobStore) -> None:
     rt, _ = make_runtime(store)
-    store.create_batch("b2", {"notify_url": URL}, created_at=1.0)
-    store.batch_cas("b2", ["validating"], "finalizing")
+    store.ingest.create("b2", {"notify_url": URL}, created_at=1.0)
+    store.batches.cas("b2", [BatchStatus.VALIDATING], BatchStatus.FINALIZING)
     receiver = Receiver(200)
 
     assert deliver(rt, "b2", receiver.transport) == "waiting"
-    assert store.r.zscore(store.k("notify"), "b2") is not None
+    assert store.debug.notify_due("b2") is not None
 
-    store.batch_cas("b2", ["finalizing"], "in_progress")
+    store.batches.cas("b2", [BatchStatus.FINALIZING], BatchStatus.IN_PROGRESS)
     assert deliver(rt, "b2", receiver.transport) == "skipped"
-    assert store.r.zscore(store.k("notify"), "b2") is None
+    assert store.debug.notify_due("b2") is None
     assert receiver.requests == []
 
 
@@ -278,24 +280,25 @@ def test_a_batch_that_finishes_again_gets_a_new_event(store: JobStore) -> None:
     receiver = Receiver(200)
     deliver(rt, bid, receiver.transport)
 
-    store.reopen_batch(bid)  # `genbatch retry`, then the batch finishes again
-    store.batch_cas(bid, ["in_progress"], "completed", {"finished_at": "1700000999.0"})
+    store.batches.reopen(bid)  # `genbatch retry`, then the batch finishes again
+    store.batches.cas(bid, [BatchStatus.IN_PROGRESS], BatchStatus.COMPLETED,
+                      {"finished_at": "1700000999.0"})
     assert deliver(rt, bid, receiver.transport) == "delivered"
 
     first, second = (r.headers["x-genbatch-event-id"] for r in receiver.requests)
     assert first != second
-    assert store.get_batch(bid)["notify_attempts"] == "1"
+    assert store.batches.get(bid)["notify_attempts"] == "1"
 
 
 def test_scheduler_hook_enqueues_only_due_deliveries_under_a_lease(store: JobStore) -> None:
     rt, sent = make_runtime(store)
     now = rt.now()
-    store.r.zadd(store.k("notify"), {"due": now - 1, "later": now + 3600})
+    store.debug.set_notify_due({"due": now - 1, "later": now + 3600})
 
     assert notify.enqueue_due(rt) == 1
 
     assert sent == [("notify", "due")]
-    lease = store.r.zscore(store.k("notify"), "due")
+    lease = store.debug.notify_due("due")
     assert lease is not None and lease > now  # re-sent only if this attempt never reports
     assert notify.enqueue_due(rt) == 0
 
@@ -306,7 +309,7 @@ def test_arm_schedules_only_batches_that_asked(store: JobStore) -> None:
     notify.arm(rt, {"id": "with", "notify_url": URL})
     notify.arm(rt, {"id": "without", "notify_url": ""})
 
-    assert store.r.zrange(store.k("notify"), 0, -1) == ["with"]
+    assert store.debug.notify_ids() == ["with"]
     assert batch_summary({"id": "without", "created_at": "1"})["notify"] is None
 
 
@@ -335,10 +338,10 @@ def test_an_attempt_that_dies_is_resent_after_its_lease_with_the_same_event(
 
     with pytest.raises(RuntimeError):
         deliver(rt, bid, httpx.MockTransport(dies))
-    persisted = store.get_batch(bid)["notify_event_id"]
+    persisted = store.batches.get(bid)["notify_event_id"]
     assert notify.enqueue_due(rt) == 0  # the lease of the dead attempt still holds
 
-    store.r.zadd(store.k("notify"), {bid: rt.now() - 1})  # ... until it lapses
+    store.debug.set_notify_due({bid: rt.now() - 1})  # ... until it lapses
     assert notify.enqueue_due(rt) == 1 and sent == [("notify", bid)]
     receiver = Receiver(200)
     assert deliver(rt, bid, receiver.transport) == "delivered"
@@ -355,19 +358,19 @@ def test_resend_delivers_the_same_event_again_after_giving_up(store: JobStore) -
     first_id = down.requests[0].headers["X-Genbatch-Event-Id"]
 
     assert notify.resend(rt, bid) == first_id
-    assert store.r.zscore(store.k("notify"), bid) is not None  # due now for the scheduler
-    assert store.get_batch(bid)["notify_status"] == "pending"
+    assert store.debug.notify_due(bid) is not None  # due now for the scheduler
+    assert store.batches.get(bid)["notify_status"] == "pending"
     up = Receiver(200)
     assert deliver(rt, bid, up.transport) == "delivered"
     assert up.requests[0].headers["X-Genbatch-Event-Id"] == first_id
     assert up.requests[0].content == down.requests[0].content
-    assert store.get_batch(bid)["notify_attempts"] == "1"
+    assert store.batches.get(bid)["notify_attempts"] == "1"
 
 
 def test_resend_refuses_a_batch_without_notify_or_not_finished(store: JobStore) -> None:
     rt, _ = make_runtime(store)
     finished_batch(store, "plain", url="")
-    store.create_batch("running", {"notify_url": URL}, created_at=1.0)
+    store.ingest.create("running", {"notify_url": URL}, created_at=1.0)
     with pytest.raises(GenbatchError, match="submitted without --notify"):
         notify.resend(rt, "plain")
     with pytest.raises(GenbatchError, match="running is validating: its event is sent when"):
@@ -395,7 +398,7 @@ def test_a_name_that_resolves_inside_is_refused_at_delivery(store: JobStore) -> 
     outcome = notify.deliver(rt, bid, receiver.transport, resolver=lambda host: ["10.0.0.7"])
 
     assert outcome == "failed" and receiver.requests == []
-    assert store.get_batch(bid)["notify_error"] == (
+    assert store.batches.get(bid)["notify_error"] == (
         "host rebinding.example resolves to a private address; GENBATCH_NOTIFY_ALLOW_PRIVATE "
         "is off (not retried)")
 

@@ -62,13 +62,13 @@ def test_tier_applies_to_rows_without_one_and_is_stored(store: JobStore, folder:
     result = ingest_manifest(path, store=store, storage=open_storage(str(folder / "out")),
                              provider=None, model="seedance-v1.5-pro-i2v", options=opts)
     bid = str(result.batch_id)
-    batch = store.get_batch(bid)
+    batch = store.batches.get(bid)
     assert (batch["tier"], batch["priority"], batch["expires_after"]) == ("flex", "low", "7200")
     summary = batch_summary(batch)  # what `status --json` shows
     assert (summary["tier"], summary["priority"], summary["expires_after"]) == (
         "flex", "low", 7200)
-    first = json.loads(store.get_item(item_id(bid, 1))["req"])
-    second = json.loads(store.get_item(item_id(bid, 2))["req"])
+    first = json.loads(store.items.get(item_id(bid, 1))["req"])
+    second = json.loads(store.items.get(item_id(bid, 2))["req"])
     assert (first["service_tier"], first["execution_expires_after"]) == ("flex", 7200)
     assert second["service_tier"] == "default"  # the row's own value wins
 
@@ -84,4 +84,4 @@ def test_flex_is_refused_row_by_row_on_wavespeed(store: JobStore, folder: Path) 
     [problem] = info.value.errors
     assert (problem.line, problem.field) == (3, "service_tier")
     assert "wavespeed" in str(problem)
-    assert store.list_batches() == []  # nothing half-written
+    assert store.batches.recent() == []  # nothing half-written

@@ -46,9 +46,9 @@ def test_a_fixed_errors_jsonl_resubmits_from_its_own_folder(store: JobStore,
     result = ingest_manifest(manifest, store=store, storage=storage, provider="novita",
                              model="seedance-v1.5-pro-i2v", skip_invalid=True)
     batch_id = str(result.batch_id)
-    store.transition(item_id(batch_id, 1), [ItemState.PENDING], ItemState.CANCELLED)
+    store.items.transition(item_id(batch_id, 1), [ItemState.PENDING], ItemState.CANCELLED)
     # When its outputs are written, and the user fixes errors.jsonl where it lies
-    write_outputs(storage, batch_id, store.iter_items(batch_id, 2))
+    write_outputs(storage, batch_id, store.items.of_batch(batch_id, 2))
     errors_path = folder / "out" / batch_id / "errors.jsonl"
     rows = [json.loads(x) for x in errors_path.read_text(encoding="utf-8").splitlines()]
     assert [r["custom_id"] for r in rows] == ["a", "b"]

@@ -6,6 +6,7 @@ import math
 import random
 
 from genbatch.config import Settings
+from genbatch.models import ItemState
 from genbatch.worker.polling import first_poll_delay, next_poll_delay, queued_poll_delay
 from genbatch.worker.queue_ahead import queue_wait_s
 
@@ -105,25 +106,25 @@ def test_a_stated_run_time_is_learned_and_a_queued_task_polled_late(redis_url: s
 
     store = JobStore.from_url(redis_url)
     model = "seedance-v1.5-pro-i2v"
-    store.create_batch("b", {}, created_at=1.0)
-    store.add_items("b", [{"seq": str(n), "state": "pending", "provider": "wavespeed",
-                           "model": model, "req": "{}"} for n in (1, 2)])
-    store.commit_batch("b", ["wavespeed"])
+    store.ingest.create("b", {}, created_at=1.0)
+    store.ingest.add_items("b", [{"seq": str(n), "state": "pending", "provider": "wavespeed",
+                                  "model": model, "req": "{}"} for n in (1, 2)])
+    store.ingest.commit("b", ["wavespeed"])
     assert dispatch_items(store, "wavespeed", "b", 5, 5, 1e12) == ["b:1", "b:2"]
     now = time.time()
     for iid in ("b:1", "b:2"):
-        store.transition(iid, ["dispatched"], "submitting")
-        store.transition(iid, ["submitting"], "submitted",
-                         fields={"submitted_at": now - 30, "typical_s": 40.0})
+        store.items.transition(iid, [ItemState.DISPATCHED], ItemState.SUBMITTING)
+        store.items.transition(iid, [ItemState.SUBMITTING], ItemState.SUBMITTED,
+                               fields={"submitted_at": now - 30, "typical_s": 40.0})
     rt = Runtime(Settings(redis_url=redis_url, poll_min_interval_s=5.0),
                  enqueue=lambda kind, ident: None)
 
     done = PollResult(TaskStatus.SUCCEEDED, "completed", video_url="https://v/x.mp4",
                       run_s=12.5)
-    assert apply_poll(rt, store.get_item("b:1"), "b:1", done, 1) == "downloading"
+    assert apply_poll(rt, store.items.get("b:1"), "b:1", done, 1) == "downloading"
     assert store.gen_times.typical("wavespeed", model) == 12.5  # not the 30 s it took
 
     queued = PollResult(TaskStatus.QUEUED, "created")
-    assert apply_poll(rt, store.get_item("b:2"), "b:2", queued, 1) == "running"
-    due = float(store.get_item("b:2")["poll_due"]) - time.time()
+    assert apply_poll(rt, store.items.get("b:2"), "b:2", queued, 1) == "running"
+    due = float(store.items.get("b:2")["poll_due"]) - time.time()
     assert 0.8 * 40 * 0.85 <= due <= 0.8 * 40 * 1.1  # not a re-poll 15 % of it later

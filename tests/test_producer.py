@@ -33,7 +33,7 @@ def ingest(store: JobStore, path: Path, provider: str = "novita",
 
 
 def nothing_written(store: JobStore) -> bool:
-    return store.list_batches() == [] and not list(store.r.scan_iter("gb:item:*"))
+    return store.batches.recent() == [] and not store.debug.keys("item", "*")
 
 
 def test_good_csv_becomes_a_pending_batch(store: JobStore, folder: Path) -> None:
@@ -41,9 +41,9 @@ def test_good_csv_becomes_a_pending_batch(store: JobStore, folder: Path) -> None
                  + "a,novita,seedance-v1.5-pro-i2v,hello,images/sneaker.jpg,720p,5\n"
                  + ",byteplus,seedance-v1.5-pro-i2v,\"multi\nline\",images/bottle.png,480p,4\n")
     result = ingest(store, path)
-    batch = store.get_batch(str(result.batch_id))
+    batch = store.batches.get(str(result.batch_id))
     assert (batch["status"], batch["total"], batch["pending"]) == ("in_progress", "2", "2")
-    second = store.get_item(item_id(batch["id"], 2))
+    second = store.items.get(item_id(batch["id"], 2))
     assert second["custom_id"] == "line-3"  # defaults to line-<n>, n = where the row starts
     assert second["provider"] == "byteplus"
     assert json.loads(second["req"])["image"].startswith("stored:inputs/")
@@ -54,7 +54,7 @@ def test_jsonl_with_bom_and_types(store: JobStore, folder: Path) -> None:
              "generate_audio": False}]
     path = write(folder, "m.jsonl", b"\xef\xbb\xbf" + json.dumps(rows[0]).encode() + b"\n")
     result = ingest(store, path)
-    req = json.loads(store.get_item(item_id(str(result.batch_id), 1))["req"])
+    req = json.loads(store.items.get(item_id(str(result.batch_id), 1))["req"])
     assert (req["duration"], req["generate_audio"]) == (6, False)
 
 
@@ -124,9 +124,9 @@ def test_skip_invalid_submits_good_rows_and_records_bad_ones(store: JobStore,
     path = write(folder, "m.csv", HEADER + "good,,,p,images/sneaker.jpg,,5\n"
                  + "bad,,,p,images/sneaker.jpg,,99\n")
     result = ingest(store, path, skip_invalid=True)
-    batch = store.get_batch(str(result.batch_id))
+    batch = store.batches.get(str(result.batch_id))
     assert (batch["pending"], batch["failed"], batch["total"]) == ("1", "1", "2")
-    bad = store.get_item(item_id(batch["id"], 2))
+    bad = store.items.get(item_id(batch["id"], 2))
     assert bad["error_code"] == "invalid_row"
     assert "duration" in bad["error_message"]
 
@@ -161,7 +161,7 @@ def test_repeated_custom_id_is_checked_in_redis_across_chunks(
     assert "(first on line 3)" in errors[2].reason
     assert info.value.total_errors == 3
     assert nothing_written(store)
-    assert not list(store.r.scan_iter("gb:ids:*"))
+    assert not store.debug.keys("ids", "*")
 
 
 def test_skip_invalid_repeat_becomes_an_invalid_row_item(
@@ -174,15 +174,15 @@ def test_skip_invalid_repeat_becomes_an_invalid_row_item(
     result = ingest(store, path, skip_invalid=True)
     assert (result.valid, result.invalid) == (2, 1)
     assert [(e.line, e.field) for e in result.errors] == [(4, "custom_id")]
-    batch = store.get_batch(str(result.batch_id))
+    batch = store.batches.get(str(result.batch_id))
     assert (batch["total"], batch["pending"], batch["failed"]) == ("3", "2", "1")
-    repeat = store.get_item(item_id(batch["id"], 3))
+    repeat = store.items.get(item_id(batch["id"], 3))
     assert (repeat["state"], repeat["error_code"]) == ("failed", "invalid_row")
     assert repeat["error_message"] == (
         "custom_id: duplicate custom_id 'a' (first on line 2); each must be unique")
-    assert store.r.lrange(f"gb:pending:novita:{batch['id']}", 0, -1) == [
+    assert store.debug.pending("novita", batch["id"]) == [
         item_id(batch["id"], 1), item_id(batch["id"], 2)]
-    assert not list(store.r.scan_iter("gb:ids:*"))  # the temporary check hash is gone
+    assert not store.debug.keys("ids", "*")  # the temporary check hash is gone
 
 
 def test_dry_run_finds_repeats_without_redis(folder: Path) -> None:
@@ -202,7 +202,7 @@ def test_jsonl_row_is_stored_as_written(store: JobStore, folder: Path) -> None:
                       ensure_ascii=False)
     path = write(folder, "m.jsonl", line + "\n")
     result = ingest(store, path)
-    item = store.get_item(item_id(str(result.batch_id), 1))
+    item = store.items.get(item_id(str(result.batch_id), 1))
     assert json.loads(item["row"]) == json.loads(line)
 
 
@@ -214,7 +214,7 @@ def test_provider_model_ids_are_stored_under_genbatchs_name(store: JobStore,
                  + "a,wavespeed,bytedance/seedance-v1-pro-i2v-1080p,hi,images/sneaker.jpg,,5\n"
                  + "b,byteplus,,hi,images/bottle.png,480p,4\n")
     result = ingest(store, path, provider="byteplus", model="seedance-1-5-pro-251215")
-    first, second = (store.get_item(item_id(str(result.batch_id), n)) for n in (1, 2))
+    first, second = (store.items.get(item_id(str(result.batch_id), n)) for n in (1, 2))
     assert (first["model"], json.loads(first["req"])["resolution"]) == (
         "seedance-v1-pro-i2v", "1080p")
     assert second["model"] == "seedance-v1.5-pro-i2v"
@@ -232,8 +232,8 @@ def test_stored_rows_carry_absolute_image_paths(store: JobStore, folder: Path) -
     first = ingest(store, csv_path, skip_invalid=True)
     second = ingest(store, jsonl_path)
     # Then every stored row names its local images by absolute path; URLs stay as they are
-    rows = [json.loads(store.get_item(item_id(str(first.batch_id), n))["row"]) for n in (1, 2)]
-    rows.append(json.loads(store.get_item(item_id(str(second.batch_id), 1))["row"]))
+    rows = [json.loads(store.items.get(item_id(str(first.batch_id), n))["row"]) for n in (1, 2)]
+    rows.append(json.loads(store.items.get(item_id(str(second.batch_id), 1))["row"]))
     images = folder.resolve() / "images"
     assert [r["image"] for r in rows] == [str(images / "sneaker.jpg"),
                                           str(images / "watch.jpg"),

@@ -23,7 +23,7 @@ from genbatch.models import (
     ItemState,
 )
 from genbatch.store import JobStore, item_id, scripts
-from tests.dispatching import dispatch_items
+from tests.dispatching import claimed, dispatch_items
 
 STORE = Path(genbatch.store.__file__).parent
 STATES = {s.value for s in ItemState}
@@ -138,47 +138,48 @@ def test_the_literal_check_sees_a_spelled_out_state() -> None:
 
 
 def test_a_loaded_script_runs_on_redis(store: JobStore) -> None:
-    store.create_batch("b1", {"provider": "novita", "model": "m"}, created_at=1.0)
-    store.add_items("b1", [{"seq": "1", "state": "pending", "provider": "novita",
-                            "line": "2"}])
-    store.commit_batch("b1", ["novita"])
+    store.ingest.create("b1", {"provider": "novita", "model": "m"}, created_at=1.0)
+    store.ingest.add_items("b1", [{"seq": "1", "state": "pending", "provider": "novita",
+                                   "line": "2"}])
+    store.ingest.commit("b1", ["novita"])
     assert dispatch_items(store, "novita", "b1", limit=5, max_n=5, lease_until=9.0) == ["b1:1"]
-    moved = store.transition(item_id("b1", 1), "*", "succeeded")
+    moved = store.items.transition(item_id("b1", 1), "*", ItemState.SUCCEEDED)
     assert moved.applied and moved.previous == "dispatched" and moved.open_items == 0
-    assert not store.transition(item_id("b1", 1), "*", "failed").applied  # terminal now
+    # terminal now
+    assert not store.items.transition(item_id("b1", 1), "*", ItemState.FAILED).applied
 
 
 def test_claim_due_drops_the_timer_of_a_pending_item(store: JobStore) -> None:
     """A pending item waits on its account's pending list, not on a timer: a stale timer
     of one is dropped, not claimed (pending is not terminal, but has nothing due)."""
-    store.create_batch("b1", {"provider": "novita", "model": "m"}, created_at=1.0)
-    store.add_items("b1", [{"seq": "1", "state": "pending", "provider": "novita",
-                            "line": "2"}])
-    store.set_timer(item_id("b1", 1), 1.0)
-    assert store.claim_due(now=5.0, lease_until=50.0, max_n=10) == []
-    assert store.r.zscore(store.k("timers"), item_id("b1", 1)) is None
+    store.ingest.create("b1", {"provider": "novita", "model": "m"}, created_at=1.0)
+    store.ingest.add_items("b1", [{"seq": "1", "state": "pending", "provider": "novita",
+                                   "line": "2"}])
+    store.items.set_timer(item_id("b1", 1), 1.0)
+    assert claimed(store, 5.0, 50.0, 10) == []
+    assert store.debug.timer(item_id("b1", 1)) is None
 
 
 def test_the_item_writer_shares_the_stores_add_items_script(store: JobStore) -> None:
-    store.create_batch("b1", {"provider": "novita", "model": "m"}, created_at=1.0)
-    writer = store.item_writer()
+    store.ingest.create("b1", {"provider": "novita", "model": "m"}, created_at=1.0)
+    writer = store.ingest.writer()
     try:
-        assert writer.script is store._add_items  # one Script object, one sha
-        store.r.script_flush()  # a restarted Redis: the writer loads the script again
-        writer.send(store.pack_items("b1", [{"seq": "1", "state": "pending",
-                                             "provider": "novita", "line": "2"}]))
+        assert writer.script is store.ingest._add_items  # one Script object, one sha
+        store.debug.client.script_flush()  # a restarted Redis: the writer loads the script again
+        writer.send(store.ingest.pack("b1", [{"seq": "1", "state": "pending",
+                                              "provider": "novita", "line": "2"}]))
         assert writer.receive() == []
     finally:
         writer.close()
-    assert store.get_batch("b1")["pending"] == "1"
+    assert store.batches.get("b1")["pending"] == "1"
 
 
 def test_the_item_writer_loads_the_script_even_for_a_gone_batch(store: JobStore) -> None:
-    writer = store.item_writer()
+    writer = store.ingest.writer()
     try:
-        store.r.script_flush()
-        writer.send(store.pack_items("gone", [{"seq": "1", "state": "pending",
-                                               "provider": "novita", "line": "2"}]))
+        store.debug.client.script_flush()
+        writer.send(store.ingest.pack("gone", [{"seq": "1", "state": "pending",
+                                                "provider": "novita", "line": "2"}]))
         with pytest.raises(GenbatchError, match="discarded while it was being written"):
             writer.receive()
     finally:

@@ -5,18 +5,19 @@ from __future__ import annotations
 
 import itertools
 
+from genbatch.models import ItemState
 from genbatch.store import JobStore, item_id
 from genbatch.store.pages import ItemFilter, Pages
 from genbatch.store.series import Series
 
 
 def make_items(store: JobStore, bid: str, n: int) -> None:
-    store.create_batch(bid, {"manifest": "/m.csv"}, created_at=1000.0)
-    store.add_items(bid, [{"seq": str(i), "state": "pending",
-                           "provider": "novita" if i % 2 else "byteplus",
-                           "model": "m1" if i % 3 else "m2", "custom_id": f"Shot-{i:03d}",
-                           "line": str(i + 1)} for i in range(1, n + 1)])
-    store.commit_batch(bid, ["novita", "byteplus"])
+    store.ingest.create(bid, {"manifest": "/m.csv"}, created_at=1000.0)
+    store.ingest.add_items(bid, [{"seq": str(i), "state": "pending",
+                                  "provider": "novita" if i % 2 else "byteplus",
+                                  "model": "m1" if i % 3 else "m2", "custom_id": f"Shot-{i:03d}",
+                                  "line": str(i + 1)} for i in range(1, n + 1)])
+    store.ingest.commit(bid, ["novita", "byteplus"])
 
 
 def seqs(page: object) -> list[int]:
@@ -40,7 +41,7 @@ def test_unfiltered_pages_walk_forward_and_back(store: JobStore) -> None:
 def test_filters_by_state_provider_model_and_search(store: JobStore) -> None:
     make_items(store, "b", 30)
     for seq in (4, 9, 27):
-        store.transition(item_id("b", seq), ["pending"], "failed", timer="-")
+        store.items.transition(item_id("b", seq), [ItemState.PENDING], ItemState.FAILED, timer="-")
 
     failed = store.pages.page("b", 30, ItemFilter(states=("failed",)), 10)
     novita_m2 = store.pages.page("b", 30, ItemFilter(provider="novita", model="m2"), 10)
@@ -55,8 +56,8 @@ def test_filters_by_state_provider_model_and_search(store: JobStore) -> None:
 
 def test_a_rare_match_stops_at_the_scan_budget_and_goes_on(store: JobStore) -> None:
     make_items(store, "b", 50)
-    store.transition(item_id("b", 45), ["pending"], "failed", timer="-")
-    pages = Pages(store.r, store.prefix, budget=20)
+    store.items.transition(item_id("b", 45), [ItemState.PENDING], ItemState.FAILED, timer="-")
+    pages = Pages(store.debug.client, store.prefix, budget=20)
     flt = ItemFilter(states=("failed",))
 
     first = pages.page("b", 50, flt, 10)
@@ -70,9 +71,9 @@ def test_a_rare_match_stops_at_the_scan_budget_and_goes_on(store: JobStore) -> N
 
 def test_series_samples_counters_and_stays_bounded(store: JobStore) -> None:
     make_items(store, "b", 4)
-    store.transition(item_id("b", 1), ["pending"], "succeeded", timer="-")
+    store.items.transition(item_id("b", 1), [ItemState.PENDING], ItemState.SUCCEEDED, timer="-")
     store.counters.add_for_batch("provider_429", "novita:submit", "b", "rate_limited")
-    series = Series(store.r, store.prefix, cap=16, min_step_s=1.0)
+    series = Series(store.debug.client, store.prefix, cap=16, min_step_s=1.0)
 
     series.sample(["b"], 0.0)
     series.sample(["b"], 0.5)  # too soon after the only point: skipped

@@ -44,13 +44,13 @@ def runtime(redis_url: str, tmp_path: Path, base_url: str) -> Runtime:
 def dispatched(rt: Runtime, bid: str, images: list[dict[str, str]]) -> list[str]:
     """A batch of WaveSpeed items with these image fields, all dispatched."""
     store = rt.store
-    store.create_batch(bid, {"provider": "wavespeed", "model": "seedance-v1.5-pro-i2v"}, 1.0)
-    store.add_items(bid, [
+    store.ingest.create(bid, {"provider": "wavespeed", "model": "seedance-v1.5-pro-i2v"}, 1.0)
+    store.ingest.add_items(bid, [
         {"seq": str(n), "state": "pending", "provider": "wavespeed", "line": str(n + 1),
          "custom_id": f"c{n}", "model": "seedance-v1.5-pro-i2v",
          "req": json.dumps({"prompt": "a slow pan", **fields})}
         for n, fields in enumerate(images, 1)])
-    store.commit_batch(bid, ["wavespeed"])
+    store.ingest.commit(bid, ["wavespeed"])
     ids = dispatch_items(store, "wavespeed", bid, limit=99, max_n=99, lease_until=1e12)
     assert ids == [item_id(bid, n) for n in range(1, len(images) + 1)]
     return ids
@@ -103,7 +103,7 @@ def test_a_refused_file_fails_the_item_with_the_providers_message(
 
     assert submit_item(rt, iid) == "failed"
 
-    item = rt.store.get_item(iid)
+    item = rt.store.items.get(iid)
     assert item["error_code"] == "400"
     assert item["error_message"].startswith("image upload refused: unsupported file")
     assert sim_stats(sim_url)["submit_attempts"] == 0
@@ -116,6 +116,6 @@ def test_an_upload_that_cannot_reach_the_provider_is_tried_again(
 
     assert submit_item(rt, iid) == "requeued"
 
-    item = rt.store.get_item(iid)
+    item = rt.store.items.get(iid)
     assert item["state"] == "pending" and not item.get("attempts")
     assert item["last_error"].startswith("CONNECT_ERROR")

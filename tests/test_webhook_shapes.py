@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from starlette.testclient import TestClient
 
+from genbatch.models import ItemState
 from genbatch.providers.signing import signature
 from genbatch.store import JobStore
 from genbatch.webhooks.receiver import create_app
@@ -53,7 +54,7 @@ def test_novita_family_envelope_and_other_event_types(
     ignored = client.post(path, json=other)
 
     assert (ignored.status_code, ignored.json()["outcome"]) == (200, "ignored")
-    assert store.get_item(iid)["state"] == "submitted"
+    assert store.items.get(iid)["state"] == "submitted"
     done = client.post(path, json=novita_result("task-1", "TASK_STATUS_SUCCEED"))
     assert (done.status_code, done.json()["outcome"]) == (200, "downloading")
 
@@ -68,7 +69,7 @@ def test_byteplus_callback_is_the_task_object_with_or_without_a_wrapper(
                          json=task if wrapper is None else {wrapper: task})
 
     assert (answer.status_code, answer.json()["outcome"]) == (200, "downloading")
-    item = store.get_item(iid)
+    item = store.items.get(iid)
     assert (item["video_url"], item["seed"]) == ("https://cdn.example.com/b.mp4", "7")
 
 
@@ -81,7 +82,7 @@ def test_byteplus_running_then_failed(client: TestClient, store: JobStore,
     failed = bp_task("cgt-2", "failed")
     failed["error"] = {"code": "InternalServiceError", "message": "boom"}
     assert client.post(path, json=failed).json()["outcome"] == "failed"
-    assert store.get_item(iid)["error_code"] == "InternalServiceError"
+    assert store.items.get(iid)["error_code"] == "InternalServiceError"
 
 
 # -- WaveSpeed signatures ---------------------------------------------------------------
@@ -120,7 +121,7 @@ def test_unsigned_stale_or_wrongly_signed_wavespeed_callbacks_change_nothing(
     iid = submitted_item(store, "wavespeed", "pred-2")
     path = hook_path(settings(redis_url), "wavespeed", iid)
     body = json.dumps(ws_done("pred-2")).encode()
-    before = store.get_item(iid)
+    before = store.items.get(iid)
     other_body = json.dumps(ws_done("pred-2", "failed")).encode()
     bad = {
         "unsigned": {"content-type": "application/json"},
@@ -134,7 +135,7 @@ def test_unsigned_stale_or_wrongly_signed_wavespeed_callbacks_change_nothing(
     for what, headers in bad.items():
         answer = signed.post(path, content=body, headers=headers)
         assert answer.status_code == 401, what
-    assert store.get_item(iid) == before
+    assert store.items.get(iid) == before
     ok = signed.post(path, content=body, headers=sign(body, "m-ok", at=time.time() - 290))
     assert ok.status_code == 200  # inside the 300 s window, the `whsec_` prefix stripped
 
@@ -142,12 +143,14 @@ def test_unsigned_stale_or_wrongly_signed_wavespeed_callbacks_change_nothing(
 def test_a_signed_delivery_not_applied_may_be_retried_with_the_same_id(
         signed: TestClient, store: JobStore, redis_url: str) -> None:
     iid = submitted_item(store, "wavespeed", "pred-3")
-    store.transition(iid, ["submitted"], "submitting", fields={"remote_id": ""})
+    store.items.transition(iid, [ItemState.SUBMITTED], ItemState.SUBMITTING,
+                           fields={"remote_id": ""})
     path = hook_path(settings(redis_url), "wavespeed", iid)
     body = json.dumps(ws_done("pred-3")).encode()
 
     assert signed.post(path, content=body, headers=sign(body, "m-3")).status_code == 503
-    store.transition(iid, ["submitting"], "submitted", fields={"remote_id": "pred-3"})
+    store.items.transition(iid, [ItemState.SUBMITTING], ItemState.SUBMITTED,
+                           fields={"remote_id": "pred-3"})
     assert signed.post(path, content=body, headers=sign(body, "m-3")).status_code == 200
 
 

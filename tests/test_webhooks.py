@@ -15,6 +15,7 @@ from starlette.testclient import TestClient
 
 from genbatch.config import Settings
 from genbatch.errors import ConfigError
+from genbatch.models import ItemState
 from genbatch.store import JobStore, item_id
 from genbatch.webhooks.receiver import create_app
 from genbatch.worker.callbacks import callback_url, token
@@ -54,15 +55,15 @@ def client(redis_url: str, sent: Sent) -> Iterator[TestClient]:
 
 def submitted_item(store: JobStore, provider: str, remote_id: str, bid: str = "wb1") -> str:
     """One item of a one-item batch, in flight as `submitted` with `remote_id`."""
-    store.create_batch(bid, {"provider": provider, "model": "seedance-v1.5-pro-i2v"}, 1.0)
-    store.add_items(bid, [{"seq": "1", "state": "pending", "provider": provider, "line": "2",
-                           "custom_id": "c1", "model": "seedance-v1.5-pro-i2v", "req": REQ}])
-    store.commit_batch(bid, [provider])
+    store.ingest.create(bid, {"provider": provider, "model": "seedance-v1.5-pro-i2v"}, 1.0)
+    store.ingest.add_items(bid, [{"seq": "1", "state": "pending", "provider": provider, "line": "2",
+                                  "custom_id": "c1", "model": "seedance-v1.5-pro-i2v", "req": REQ}])
+    store.ingest.commit(bid, [provider])
     iid = item_id(bid, 1)
     assert dispatch_items(store, provider, bid, 5, 5, 1e12) == [iid]
-    store.transition(iid, ["dispatched"], "submitting")
-    store.transition(iid, ["submitting"], "submitted", timer=1e12,
-                     fields={"remote_id": remote_id, "submitted_at": 1.0, "webhook": 1})
+    store.items.transition(iid, [ItemState.DISPATCHED], ItemState.SUBMITTING)
+    store.items.transition(iid, [ItemState.SUBMITTING], ItemState.SUBMITTED, timer=1e12,
+                           fields={"remote_id": remote_id, "submitted_at": 1.0, "webhook": 1})
     return iid
 
 
@@ -133,7 +134,7 @@ def test_wavespeed_callback_moves_the_item_as_a_poll_would(
     answer = client.post(path, json=ws_done("pred-1"))
 
     assert answer.status_code == 200 and answer.json()["outcome"] == "downloading"
-    item = store.get_item(iid)
+    item = store.items.get(iid)
     assert item["state"] == "downloading"
     assert item["video_url"] == "https://cdn.example.com/v.mp4"
     assert (item.get("callbacks"), item.get("polls")) == ("1", None)
@@ -141,7 +142,7 @@ def test_wavespeed_callback_moves_the_item_as_a_poll_would(
     # A duplicate delivery (providers retry) changes nothing.
     again = client.post(path, json=ws_done("pred-1"))
     assert again.status_code == 200 and again.json()["outcome"] == "skipped"
-    assert store.get_item(iid) == item and sent == [("download", iid)]
+    assert store.items.get(iid) == item and sent == [("download", iid)]
 
 
 def test_wavespeed_envelope_and_failed_callback(client: TestClient, store: JobStore,
@@ -152,9 +153,9 @@ def test_wavespeed_envelope_and_failed_callback(client: TestClient, store: JobSt
     answer = client.post(hook_path(settings(redis_url), "wavespeed", iid), json=envelope)
 
     assert answer.status_code == 200 and answer.json()["outcome"] == "failed"
-    item = store.get_item(iid)
+    item = store.items.get(iid)
     assert (item["state"], item["error_code"]) == ("failed", "1403")
-    assert store.get_batch("wb1")["failed"] == "1"
+    assert store.batches.get("wb1")["failed"] == "1"
 
 
 def test_novita_task_result_callbacks(client: TestClient, store: JobStore, redis_url: str,
@@ -168,9 +169,9 @@ def test_novita_task_result_callbacks(client: TestClient, store: JobStore, redis
     assert client.post(hook_path(s, "novita", bad),
                        json=novita_result("task-bad", "TASK_STATUS_FAILED")).status_code == 200
 
-    assert store.get_item(ok)["state"] == "downloading"
-    assert store.get_item(ok)["seed"] == "42"
-    failed = store.get_item(bad)
+    assert store.items.get(ok)["state"] == "downloading"
+    assert store.items.get(ok)["seed"] == "42"
+    failed = store.items.get(bad)
     assert (failed["state"], failed["error_message"]) == ("failed", "moderation said no")
     assert ("download", ok) in sent and ("finalize", "nb2") in sent
 
@@ -184,8 +185,8 @@ def test_a_running_callback_keeps_the_slow_safety_cadence(client: TestClient, st
     answer = client.post(hook_path(settings(redis_url), "novita", iid), json=body)
 
     assert answer.json()["outcome"] == "running"
-    item = store.get_item(iid)
-    due = store.r.zscore(store.k("timers"), iid)
+    item = store.items.get(iid)
+    due = store.debug.timer(iid)
     assert item["state"] == "submitted" and due is not None
     assert due - float(item["polled_at"]) >= 0.9 * settings(redis_url).webhook_safety_poll_s
 
@@ -204,7 +205,7 @@ def test_forged_callbacks_are_rejected_and_change_nothing(
             else novita_result("real-task", "TASK_STATUS_SUCCEED"))
     forged = (ws_done("someone-elses") if provider == "wavespeed"
               else novita_result("someone-elses", "TASK_STATUS_SUCCEED"))
-    before = store.get_item(iid)
+    before = store.items.get(iid)
 
     wrong_token = path[: -len(right_token)] + "0" * 64
     assert client.post(wrong_token, json=done).status_code == 404
@@ -217,7 +218,7 @@ def test_forged_callbacks_are_rejected_and_change_nothing(
     assert client.post(path, json={"no": "task id"}).status_code == 401
     assert client.get(path).status_code == 405
 
-    assert store.get_item(iid) == before and sent == []
+    assert store.items.get(iid) == before and sent == []
     assert right_token not in caplog.text and SECRET not in caplog.text
 
 
@@ -228,13 +229,15 @@ def test_a_callback_before_the_submit_is_recorded_is_answered_at_once_for_a_retr
     and the provider's retry applies it."""
     s = settings(redis_url)
     iid = submitted_item(store, "wavespeed", "pred-9")
-    store.transition(iid, ["submitted"], "submitting", fields={"remote_id": ""})
+    store.items.transition(iid, [ItemState.SUBMITTED], ItemState.SUBMITTING,
+                           fields={"remote_id": ""})
 
     early = client.post(hook_path(s, "wavespeed", iid), json=ws_done("pred-9"))
 
     assert early.status_code == 503 and early.headers["retry-after"] == "5"
-    assert store.get_item(iid)["state"] == "submitting" and sent == []
-    store.transition(iid, ["submitting"], "submitted", fields={"remote_id": "pred-9"})
+    assert store.items.get(iid)["state"] == "submitting" and sent == []
+    store.items.transition(iid, [ItemState.SUBMITTING], ItemState.SUBMITTED,
+                           fields={"remote_id": "pred-9"})
     retry = client.post(hook_path(s, "wavespeed", iid), json=ws_done("pred-9"))
     assert retry.status_code == 200 and retry.json()["outcome"] == "downloading"
-    assert store.get_item(iid)["state"] == "downloading"
+    assert store.items.get(iid)["state"] == "downloading"

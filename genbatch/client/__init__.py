@@ -27,15 +27,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Unpack
 
-import redis
-
 from genbatch.client.handle import BatchHandle
 from genbatch.client.options import SubmitOptions, submit_options
 from genbatch.client.outcomes import AccountsReport, ResumeOutcome, SubmitOutcome
 from genbatch.client.rows import BatchInfo
 from genbatch.config import Settings, load_settings
 from genbatch.console.detail import ErrorCount
-from genbatch.errors import GenbatchError, StorageError, StoreUnavailable
+from genbatch.errors import GenbatchError, StorageError, StoreError
 from genbatch.models import ItemState
 from genbatch.providers import accounts as provider_accounts
 from genbatch.records import Batch
@@ -79,11 +77,7 @@ def check_notify_url(url: str) -> None:
 def open_store(settings: Settings) -> JobStore:
     """The job store of `settings`, pinged so that an unreachable Redis fails now."""
     store = JobStore.from_url(settings.require_redis_url())
-    try:
-        store.ping()
-    except redis.ConnectionError as exc:
-        raise StoreUnavailable(f"cannot reach Redis ({exc}); is it running, and is "
-                               "GENBATCH_REDIS_URL right?") from exc
+    store.ping()  # StoreUnavailable says what to check
     return store
 
 
@@ -175,7 +169,7 @@ class Client:
         subs = self.store.submissions
         window = self.settings.duplicate_window_s
         earlier = subs.claim(key, batch_id, window)
-        if earlier is not None and not self.store.batch_exists(earlier):
+        if earlier is not None and not self.store.batches.exists(earlier):
             subs.forget(key, earlier)  # discarded (bad manifest) or expired: not a batch
             earlier = subs.claim(key, batch_id, window)
         return earlier
@@ -226,7 +220,7 @@ class Client:
             return None, []
         try:
             return self.store.heartbeats.workers(), []
-        except (redis.RedisError, StoreUnavailable) as exc:
+        except StoreError as exc:
             return None, [f"worker keys not checked: {exc}"]
 
     def _check_output(self, url: str) -> None:
@@ -273,11 +267,11 @@ class Client:
 
     def record(self, batch_id: str) -> Batch:
         """The batch record as stored (a `dict[str, str]`); NotFoundError for an unknown id."""
-        return self.store.get_batch(batch_id)
+        return self.store.batches.get(batch_id)
 
     def records(self, limit: int = 20) -> list[Batch]:
         """The most recent batch records, newest first."""
-        return self.store.list_batches(limit)
+        return self.store.batches.recent(limit)
 
     def rows(self, batch_id: str, failed_only: bool = False) -> Iterator[dict[str, Any]]:
         """Every item of the batch as a results.jsonl row (with `failed_only`, the items
@@ -285,7 +279,7 @@ class Client:
         from genbatch.worker.finalize import result_row
 
         record = self.record(batch_id)
-        for item in self.store.iter_items(batch_id, record.total):
+        for item in self.store.items.of_batch(batch_id, record.total):
             if not failed_only or item.state is not ItemState.SUCCEEDED:
                 yield result_row(item)
 
@@ -325,7 +319,7 @@ class Client:
         """The batch's most frequent (error code, message) pairs among its first `scan`
         items, most frequent first."""
         seen: Counter[tuple[str, str]] = Counter()
-        for n, item in enumerate(self.store.iter_items(batch.id, batch.total)):
+        for n, item in enumerate(self.store.items.of_batch(batch.id, batch.total)):
             if n >= scan:
                 break
             if item.error_code:
@@ -341,7 +335,7 @@ class Client:
         store = self.store
         names = [a.label for a in provider_accounts.accounts(self.settings)]
         health = store.health.get_many(names)
-        in_flight = store.in_flight_counts(names)
+        in_flight = store.queues.in_flight_counts(names)
         caps = [a.max_in_flight for a in provider_accounts.accounts(self.settings)]
         return AccountsReport(tuple(health), tuple(zip(in_flight, caps, strict=True)),
                               tuple(store.heartbeats.workers()), store.heartbeats.scheduler())

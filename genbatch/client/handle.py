@@ -77,13 +77,13 @@ class BatchHandle:
     def rows(self) -> Iterator[ResultRow]:
         """Every item, in manifest order, as a results row (what `results --json` prints)."""
         total = self._client.record(self.id).total
-        for item in self._client.store.iter_items(self.id, total):
+        for item in self._client.store.items.of_batch(self.id, total):
             yield ResultRow.of(item)
 
     def results(self) -> Iterator[ResultRow]:
         """The items that succeeded, in manifest order (results.jsonl once finished)."""
         total = self._client.record(self.id).total
-        for item in self._client.store.iter_items(self.id, total):
+        for item in self._client.store.items.of_batch(self.id, total):
             if item.state is ItemState.SUCCEEDED:
                 yield ResultRow.of(item)
 
@@ -91,7 +91,7 @@ class BatchHandle:
         """Every other item, in manifest order (errors.jsonl once finished; while the batch
         runs, also the items not finished yet)."""
         total = self._client.record(self.id).total
-        for item in self._client.store.iter_items(self.id, total):
+        for item in self._client.store.items.of_batch(self.id, total):
             if item.state is not ItemState.SUCCEEDED:
                 yield ErrorRow.of(item)
 

@@ -22,7 +22,7 @@ from genbatch.console.views import STATE_COLUMNS, batch_summary, done_count
 from genbatch.models import FINISHED_STATUSES
 from genbatch.records import Batch
 from genbatch.store import JobStore
-from genbatch.store.series import SERIES_FIELDS, Point
+from genbatch.store.series import SERIES_COUNTERS, SERIES_FIELDS, Point
 
 RESULT_FILES = {"results.jsonl": "application/x-ndjson", "results.csv": "text/csv",
                 "errors.jsonl": "application/x-ndjson"}
@@ -63,7 +63,7 @@ def life(store: JobStore, batch: Batch, now: float) -> list[Point]:
     finished)."""
     points = store.series.read(batch.id)
     extra = store.counters.batch_counts(batch.id)
-    current = {f: batch.count(f) for f in SERIES_FIELDS[:-1]}
+    current: dict[str, int] = {f: batch.count(f) for f in SERIES_COUNTERS}
     current["rate_limited"] = int(float(extra.get("rate_limited") or 0))
     start = batch.created_at or now
     if not points or points[0].t > start:
@@ -78,9 +78,9 @@ def accounts_health(store: JobStore, accounts: Sequence[str], limits: Mapping[st
                     now: float, recover_s: float) -> list[dict[str, Any]]:
     """Each account's health (state, why, the fix), in-flight count against its
     concurrency, cooldown, submit rate and 429s."""
-    in_flight = store.in_flight_counts(accounts)
+    in_flight = store.queues.in_flight_counts(accounts)
     healths = store.health.get_many(accounts)
-    cooling = store.cooling(accounts)
+    cooling = store.queues.cooling(accounts)
     (rate_limited,) = store.counters.read(["provider_429"])
     rows = []
     for p, n, h, cool in zip(accounts, in_flight, healths, cooling, strict=True):

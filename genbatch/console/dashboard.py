@@ -82,7 +82,7 @@ def create_app(settings: Settings, store: JobStore | None = None,
         return storages[0]
 
     def views(limit: int) -> list[dict[str, Any]]:
-        batches = js.list_batches(limit)
+        batches = js.batches.recent(limit)
         spend = metrics.batch_spend(js, [b.id for b in batches])
         now = time.time()
         return [batch_view(b, spend[b.id], now) for b in batches]
@@ -100,7 +100,7 @@ def create_app(settings: Settings, store: JobStore | None = None,
         bid, name = request.path_params["batch_id"], request.path_params["name"]
         if name not in RESULT_FILES:
             return files.not_found()
-        js.get_batch(bid)
+        js.batches.get(bid)
         return files.stored_object(get_storage(), batch_key(bid, name), confine_to=bid)
 
     batch_routes = BatchRoutes(js, get_storage, limits, accounts, settings.aimd_recover_s,

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from rich.table import Table
 
 from genbatch import providers
+from genbatch.models import Counter
 from genbatch.providers.accounts import key_hint
 from genbatch.records import Batch
 from genbatch.store import JobStore
@@ -35,7 +36,7 @@ def batch_accounts(store: JobStore, batch: Batch,
     """The accounts of the providers a batch has work waiting at (its queues), of its
     default provider and of its fallback, in provider order. `accounts_of` names a
     provider's accounts (default: the one named after the provider)."""
-    wanted = set(store.queued_providers(batch.id, providers.names()))
+    wanted = set(store.queues.queued_providers(batch.id, providers.names()))
     wanted.update(p for p in (batch.get("provider"), batch.fallback.partition(":")[0]) if p)
     names = accounts_of or (lambda provider: [provider])
     return [a for p in providers.names() if p in wanted for a in names(p)]
@@ -55,7 +56,7 @@ def waiting_reasons(batch: Batch, health: Sequence[AccountHealth], workers: Sequ
                     scheduler: Beat | None) -> list[str]:
     """What holds the batch's open items back, most basic first."""
     reasons: list[str] = []
-    pending = batch.count("pending")
+    pending = batch.count(Counter.PENDING)
     if scheduler is None and batch.open_items:
         reasons.append("no scheduler running: nothing is dispatched or polled "
                        "(start `genbatch scheduler`)")

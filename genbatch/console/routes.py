@@ -59,7 +59,7 @@ class BatchRoutes:
 
     # -- the batch ---------------------------------------------------------------------------
     def _batch(self, request: Request) -> Batch:
-        return self.store.get_batch(request.path_params["batch_id"])
+        return self.store.batches.get(request.path_params["batch_id"])
 
     def _detail(self, batch: Batch) -> tuple[dict[str, Any], list[Point], list[dict[str, Any]]]:
         now = time.time()

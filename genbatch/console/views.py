@@ -12,18 +12,18 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
 from genbatch.console.health import diagnose
-from genbatch.models import BATCH_COUNTERS, TERMINAL_STATES, BatchStatus
+from genbatch.models import BATCH_COUNTERS, TERMINAL_COUNTERS, BatchStatus, Counter
 from genbatch.records import Batch
 from genbatch.store import JobStore, budget
 from genbatch.worker import failover, notify
 
-STATE_COLUMNS = tuple(c for c in BATCH_COUNTERS if c != "total")
-DONE = tuple(c for c in STATE_COLUMNS if c in TERMINAL_STATES)
+STATE_COLUMNS = tuple(c for c in BATCH_COUNTERS if c is not Counter.TOTAL)
+DONE = tuple(c for c in STATE_COLUMNS if c in TERMINAL_COUNTERS)
 
 
 def counts(batch: Mapping[str, str]) -> dict[str, int]:
     b = Batch.view(batch)
-    return {k: b.count(k) for k in ("total", *STATE_COLUMNS)}
+    return {k: b.count(k) for k in BATCH_COUNTERS}
 
 
 def done_count(batch: Mapping[str, str]) -> int:
@@ -60,7 +60,7 @@ def batches_table(batches: Sequence[Mapping[str, str]], width: int = 120) -> Tab
     """Newest first. Batch ids are never cut: at a narrow `width` the state columns that
     are zero everywhere go first, then the rest fold into one `open / done` column."""
     rows = [counts(b) for b in batches]
-    states = [k for k in STATE_COLUMNS if any(c[k] for c in rows)] or ["pending"]
+    states = [k for k in STATE_COLUMNS if any(c[k] for c in rows)] or [Counter.PENDING]
     id_width = max((len(b.get("id", "")) for b in batches), default=5)
     wide = id_width + 16 + 6 + 7 * len(states) + 26 <= width
     table = Table(title="batches (newest first)", expand=False)
@@ -111,7 +111,7 @@ def watch_batch(store: JobStore, batch_id: str, console: Console,
     seconds. Whenever what the batch waits on changes (no worker, a paused account …), a
     line says so above the bar.
     """
-    batch = store.get_batch(batch_id)
+    batch = store.batches.get(batch_id)
     reasons = _Reasons(store, console)
     if console.is_terminal:
         columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
@@ -121,7 +121,7 @@ def watch_batch(store: JobStore, batch_id: str, console: Console,
             task = progress.add_task(batch_id, total=batch.total, counts="", elapsed="",
                                      eta="?")
             while True:
-                batch = store.get_batch(batch_id)
+                batch = store.batches.get(batch_id)
                 done = done_count(batch)
                 progress.update(task, completed=done, counts=_short_counts(batch),
                                 elapsed=clock(since_created(batch)), eta=eta(batch))
@@ -131,7 +131,7 @@ def watch_batch(store: JobStore, batch_id: str, console: Console,
                 time.sleep(poll_s)
     last = 0.0
     while True:
-        batch = store.get_batch(batch_id)
+        batch = store.batches.get(batch_id)
         reasons.check(batch)
         if time.monotonic() - last > 5 or _finished(batch):
             print(f"{batch_id}: {done_count(batch)}/{batch.total} done, "
@@ -184,8 +184,8 @@ class _Reasons:
 
 def _finished(batch: Batch) -> bool:
     """Completed, cancelled, or stopped by its budget with nothing left running."""
-    return batch.finished or (budget.stopped(batch) and batch.count("in_flight") == 0
-                              and batch.count("downloading") == 0)
+    return batch.finished or (budget.stopped(batch) and batch.count(Counter.IN_FLIGHT) == 0
+                              and batch.count(Counter.DOWNLOADING) == 0)
 
 
 def _short_counts(batch: Batch) -> str:

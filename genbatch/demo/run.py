@@ -141,7 +141,7 @@ def run_demo(workdir: Path, out: Console, err: Console) -> int:
         if batch.status is not BatchStatus.COMPLETED:
             err.print(f"[red]the {children.dead()} process stopped; see {children.logdir}")
             return 1
-        rows = [result_row(i) for i in store.iter_items(result.batch_id, int(batch["total"]))]
+        rows = [result_row(i) for i in store.items.of_batch(result.batch_id, int(batch["total"]))]
         out.print(results_table(rows))
         out.print(f"videos and manifests: {workdir / 'output' / result.batch_id}")
         for name in ("results_jsonl", "results_csv", "errors_jsonl"):

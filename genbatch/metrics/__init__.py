@@ -19,12 +19,13 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
-import redis
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector, CollectorRegistry
 
+from genbatch.errors import StoreError
 from genbatch.metrics import health, outcomes
 from genbatch.metrics.outcomes import KIND_OF_METHOD as KIND_OF_METHOD
+from genbatch.models import Counter
 from genbatch.records import Item
 from genbatch.store import COUNTERS, JobStore, budget
 
@@ -50,7 +51,7 @@ COUNTERS_HELP: dict[str, tuple[str, str]] = {
 }
 
 
-BATCH_MONEY_FIELDS: tuple[str, ...] = ("status", "pending", "spent_micro", "spent_est_micro",
+BATCH_MONEY_FIELDS: tuple[str, ...] = ("status", Counter.PENDING, "spent_micro", "spent_est_micro",
                                        "reserved_micro", "budget_usd", "budget_exhausted")
 BATCH_MONEY_HELP: dict[str, str] = {
     "spent_usd": "what an active batch has spent (provider usage, else the estimate)",
@@ -79,7 +80,7 @@ def record_429(store: JobStore, provider: str, kind: str, batch_id: str = "") ->
 def record_completion(store: JobStore, iid: str, state: str) -> None:
     """Item `iid` reached the terminal `state` (read back for its provider and model)."""
     with _best_effort("items_completed"):
-        outcomes.completion(store, store.get_item(iid), state)
+        outcomes.completion(store, store.items.get(iid), state)
 
 
 def record_request(store: JobStore, provider: str, kind: str, status: int | None) -> None:
@@ -105,11 +106,11 @@ def record_download_failure(store: JobStore, provider: str) -> None:
     count(store, "download_failures", provider)
 
 
-def record_success(store: JobStore, item: Mapping[str, str], size: int) -> None:
+def record_success(store: JobStore, item: Item, size: int) -> None:
     """An item's video is stored: its bytes, and its spend against its estimate (overall per
     provider, and per batch in `gb:metrics:batch:<id>` for the dashboard)."""
-    provider, batch = item.get("provider", ""), item.get("batch", "")
-    cost, estimate = _money(item.get("cost")), _money(item.get("est_cost"))
+    provider, batch = item.provider, item.batch_id
+    cost, estimate = item.cost or 0.0, item.est_cost or 0.0
     with _best_effort("record_success"):
         store.counters.add_stored_video(provider, batch, size, cost, estimate)
 
@@ -125,7 +126,7 @@ def batch_spend(store: JobStore, batch_ids: Iterable[str]) -> dict[str, tuple[fl
 def _best_effort(what: str) -> Iterator[None]:
     try:
         yield
-    except redis.RedisError as exc:
+    except StoreError as exc:
         log.warning("metric %s not recorded: %s", what, exc)
 
 
@@ -151,7 +152,7 @@ class StoreCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         now = self.clock()
-        active = self.store.active_batches()
+        active = self.store.batches.active()
         yield from self._items_by_state(now, active)
         yield from self._batch_spend(active)
         yield from self._in_flight()
@@ -162,7 +163,7 @@ class StoreCollector(Collector):
         yield from health.collect(self.store, sorted(self.limits))
 
     def _items_by_state(self, now: float, ids: list[str]) -> Iterator[Metric]:
-        rows = self.store.batch_fields(ids, ("created_at", *COUNTERS))
+        rows = self.store.batches.fields(ids, ("created_at", *COUNTERS))
         totals = dict.fromkeys(COUNTERS, 0)
         per_batch = GaugeMetricFamily("genbatch_batch_items", "items of an active batch by state",
                                       labels=["batch", "state"])
@@ -185,7 +186,7 @@ class StoreCollector(Collector):
 
     def _batch_spend(self, ids: list[str]) -> Iterator[Metric]:
         """Spend of each active batch against its estimate and its budget (budget.summary)."""
-        rows = self.store.batch_fields(ids, BATCH_MONEY_FIELDS)
+        rows = self.store.batches.fields(ids, BATCH_MONEY_FIELDS)
         families = {name: GaugeMetricFamily(f"genbatch_batch_{name}", doc, labels=["batch"])
                     for name, doc in BATCH_MONEY_HELP.items()}
         for bid, values in zip(ids, rows, strict=True):
@@ -200,7 +201,7 @@ class StoreCollector(Collector):
 
     def _in_flight(self) -> Iterator[Metric]:
         providers = sorted(self.limits)
-        values = self.store.in_flight_counts(providers)
+        values = self.store.queues.in_flight_counts(providers)
         in_flight = GaugeMetricFamily("genbatch_in_flight", "generations in flight per provider "
                                       "account", labels=["provider"])
         limit = GaugeMetricFamily("genbatch_in_flight_limit", "in-flight cap per provider "

@@ -61,9 +61,8 @@ def generation(store: JobStore, item: Item, now: float) -> None:
 
 def poll_lag(store: JobStore, item: Item, now: float) -> None:
     """A poll of `item` starts at `now`; it was due at the item's `poll_due`."""
-    due = item.get("poll_due")
-    if due:
-        _observe(store, "item_poll_lag_seconds", item, max(0.0, now - float(due)))
+    if item.poll_due:
+        _observe(store, "item_poll_lag_seconds", item, max(0.0, now - item.poll_due))
 
 
 def _observe(store: JobStore, name: str, item: Item, value: float) -> None:

@@ -221,7 +221,7 @@ class _BatchWriter:
         self._meta: dict[str, str] | None = {
             "provider": provider or "", "model": model or "", "manifest": path,
             **options.meta()}
-        self._writer = store.item_writer()
+        self._writer = store.ingest.writer()
 
     def note_input_roots(self, roots: tuple[Path, ...]) -> None:
         """Record the batch's input folders: `submit --resume` of its errors.jsonl (whose
@@ -232,7 +232,7 @@ class _BatchWriter:
     def _create(self) -> None:
         """Create the batch (`validating`) once, just before its first chunk is written."""
         if self._meta is not None:
-            self.store.create_batch(self.batch_id, self._meta, created_at=time.time())
+            self.store.ingest.create(self.batch_id, self._meta, created_at=time.time())
             self._meta = None
 
     def add(
@@ -262,8 +262,8 @@ class _BatchWriter:
             self._wait()
             self._create()
             chunk, self.chunk = self.chunk, _Chunk()
-            args = self.store.pack_items(self.batch_id, chunk.records, unique=chunk.unique,
-                                         check_only=chunk.check_only)
+            args = self.store.ingest.pack(self.batch_id, chunk.records, unique=chunk.unique,
+                                          check_only=chunk.check_only)
             chunk.records, chunk.unique, chunk.check_only = [], [], []
             self._written = chunk
             self._writer.send(args)
@@ -276,7 +276,7 @@ class _BatchWriter:
             for d in dups if d.seq is not None
         }
         if fixes:
-            self.store.set_item_fields(fixes)
+            self.store.items.set_fields(fixes)
 
     def _wait(self) -> None:
         """Wait for the write in flight and count its rows; its error is raised here."""
@@ -305,7 +305,7 @@ class _BatchWriter:
             self.drain()
         finally:
             self._writer.close()
-        self.store.commit_batch(self.batch_id, providers)
+        self.store.ingest.commit(self.batch_id, providers)
 
     def discard(self, rows: int, providers: list[str]) -> None:
         # The write in flight must land before the batch is deleted, or it would leave
@@ -314,4 +314,4 @@ class _BatchWriter:
             self._wait()
         self._writer.close()
         if self._meta is None:  # created
-            self.store.discard_batch(self.batch_id, rows, providers)
+            self.store.ingest.discard(self.batch_id, rows, providers)

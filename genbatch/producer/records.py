@@ -1,6 +1,6 @@
 """Item records as the producer writes them, and the local images they refer to.
 
-A record is what `JobStore.add_items` stores for one manifest row: every value a string.
+A record is what `store.ingest.add_items` stores for one manifest row: every value a string.
 A valid row's record is `pending` with its normalised request (`req`); a bad row's is
 `failed` with `error_code` `invalid_row`, so the row still lands in errors.jsonl. Local
 images are copied once each into object storage (`inputs/<sha256>.<ext>`) and the request

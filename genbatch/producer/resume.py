@@ -51,7 +51,7 @@ def resume_manifest(
     `budget_usd` (submit --resume --budget) becomes the batch's budget once the manifest is
     known to be good, before anything is queued: a refused manifest changes nothing."""
     source = manifest_source(path, objects)
-    batch = store.get_batch(batch_id)
+    batch = store.batches.get(batch_id)
     if batch.status is BatchStatus.VALIDATING:
         raise GenbatchError(f"batch {batch_id} never finished validating; submit it again")
     options = BatchOptions.from_meta(batch)  # the batch's --tier etc. apply to new rows too
@@ -63,7 +63,7 @@ def resume_manifest(
         raise GenbatchError(unpriced_message(checked.unpriced))
     if budget_usd is not None:
         set_budget(store, batch_id, budget_usd, providers.names())
-    existing = {rec.custom_id: rec for rec in store.iter_items(batch_id, batch.total)}
+    existing = {rec.custom_id: rec for rec in store.items.of_batch(batch_id, batch.total)}
     uploads = ImageUploader(storage)
     validator = RowValidator(source.location, provider, model, options.row_defaults(),
                              objects=objects, input_roots=input_roots)
@@ -86,15 +86,15 @@ def resume_manifest(
                     new_records.append(invalid_record(seq, row.line, row.data, outcome,
                                                        row.text))
                 counts["added"] += 1
-            elif isinstance(outcome, ValidRow) and old.state in REPLACEABLE:
+            elif isinstance(outcome, ValidRow) and old.state and old.state in REPLACEABLE:
                 record = item_record(old.seq, outcome, uploads.request_json(outcome.request))
                 record.pop("state")
                 record.update(attempt_reset(old), error_code="", error_message="")
                 if not reopened:  # before the first item is queued, so it can finish normally
-                    store.reopen_batch(batch_id)
+                    store.batches.reopen(batch_id)
                     reopened = True
-                if store.transition(old.id, [old["state"]], ItemState.PENDING, timer="-",
-                                    fields=record, queue="back").applied:
+                if store.items.transition(old.id, [old.state], ItemState.PENDING, timer="-",
+                                          fields=record, queue="back").applied:
                     counts["replaced"] += 1
             else:
                 counts["kept"] += 1
@@ -102,6 +102,6 @@ def resume_manifest(
         validator.close()  # its temporary custom_id file
     if new_records:
         if not reopened:
-            store.reopen_batch(batch_id)
-        store.add_items(batch_id, new_records)  # pending ones go onto their queues with it
+            store.batches.reopen(batch_id)
+        store.ingest.add_items(batch_id, new_records)  # pending ones go onto their queues with it
     return checked, counts

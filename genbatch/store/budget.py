@@ -27,7 +27,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from genbatch.errors import GenbatchError
-from genbatch.models import BatchStatus
+from genbatch.models import BatchStatus, Counter
 from genbatch.store import JobStore
 
 MICRO = 1_000_000
@@ -41,7 +41,7 @@ def usd(micro: str | int | None) -> float:
 def stopped(batch: Mapping[str, str]) -> bool:
     """Dispatch of this batch is stopped by its budget: pending items wait for a raise."""
     return (bool(batch.get("budget_exhausted")) and batch.get("status") == BatchStatus.IN_PROGRESS
-            and int(batch.get("pending") or 0) > 0)
+            and int(batch.get(Counter.PENDING) or 0) > 0)
 
 
 def summary(batch: Mapping[str, str]) -> dict[str, Any]:
@@ -77,7 +77,7 @@ def set_budget(store: JobStore, batch_id: str, budget_usd: float,
     """Give the batch a (new) budget and let it dispatch again; a clear error when the
     amount is below what it has already spent and reserved."""
     check_budget(budget_usd)
-    ok, spent, reserved = store.set_budget(batch_id, budget_usd, providers)
+    ok, spent, reserved = store.batches.set_budget(batch_id, budget_usd, providers)
     if not ok:
         raise GenbatchError(
             f"--budget {budget_usd:.2f} is below what batch {batch_id} has already spent "

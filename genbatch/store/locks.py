@@ -6,14 +6,16 @@ Keys (under the store's prefix): `lock:{name}` holding the owner's token, with a
 from __future__ import annotations
 
 import redis
-from redis.commands.core import Script
+
+from genbatch.store import scripts
 
 
 class Locks:
-    def __init__(self, client: redis.Redis, prefix: str, renew: Script) -> None:
+    def __init__(self, client: redis.Redis, prefix: str) -> None:
         self.r = client
         self.prefix = prefix
-        self._renew = renew  # RENEW_LOCK: extend the TTL if the token still owns the key
+        # RENEW_LOCK: extend the TTL if the token still owns the key
+        self._renew = client.register_script(scripts.RENEW_LOCK)
 
     def acquire(self, name: str, token: str, ttl_s: float) -> bool:
         key = f"{self.prefix}lock:{name}"

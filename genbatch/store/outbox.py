@@ -15,6 +15,8 @@ from collections.abc import Callable
 
 import redis
 
+from genbatch.models import NotifyStatus
+
 
 class Outbox:
     """Due times and persisted bodies of webhook-out events."""
@@ -64,7 +66,7 @@ class Outbox:
                     pipe.multi()
                     pipe.hset(key, mapping={
                         "notify_for": finished_at, "notify_event_id": event_id,
-                        "notify_event": body, "notify_status": "pending",
+                        "notify_event": body, "notify_status": NotifyStatus.PENDING,
                         "notify_attempts": "0", "notify_error": "", "notify_done_at": "",
                     })
                     pipe.execute()

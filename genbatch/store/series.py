@@ -22,13 +22,12 @@ from dataclasses import dataclass
 
 import redis
 
+from genbatch.models import OPEN_COUNTERS, TERMINAL_COUNTERS, Counter
 from genbatch.store import scripts
 
 # Counters of a batch sampled into its series, in this order after the time.
-SERIES_FIELDS: tuple[str, ...] = (
-    "succeeded", "failed", "expired", "cancelled", "ambiguous",
-    "pending", "in_flight", "downloading", "rate_limited",
-)
+SERIES_COUNTERS: tuple[Counter, ...] = (*TERMINAL_COUNTERS, *OPEN_COUNTERS)
+SERIES_FIELDS: tuple[str, ...] = (*SERIES_COUNTERS, "rate_limited")
 MAX_POINTS = 240
 MIN_STEP_S = 5.0
 

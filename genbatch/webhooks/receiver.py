@@ -37,7 +37,6 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import unquote
 
-import redis
 from pydantic import SecretStr
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
@@ -47,7 +46,7 @@ from starlette.routing import Route
 
 from genbatch import providers
 from genbatch.config import Settings
-from genbatch.errors import BadSignature, NotFoundError
+from genbatch.errors import BadSignature, NotFoundError, StoreError
 from genbatch.models import ItemState, PollResult
 from genbatch.records import Item
 from genbatch.worker.callbacks import HOOK_PATH, check_settings, takes_callbacks, token_ok
@@ -146,12 +145,12 @@ class Receiver:
 
     def _forget(self, provider: str, delivery: str) -> None:
         # On a Redis error it expires on its own; a retry after that is verified as new.
-        with contextlib.suppress(redis.RedisError):
+        with contextlib.suppress(StoreError):
             self.rt.store.memo.forget(_seen_kind(provider), delivery)
 
     def _item(self, iid: str) -> Item:
         try:
-            return self.rt.store.get_item(iid)
+            return self.rt.store.items.get(iid)
         except NotFoundError:
             raise Rejected(404, "not found") from None
 
@@ -192,7 +191,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> Starlette:
         except Rejected as exc:
             extra = {} if exc.retry_after is None else {"Retry-After": str(exc.retry_after)}
             return JSONResponse({"error": exc.message}, status_code=exc.status, headers=extra)
-        except redis.RedisError as exc:
+        except StoreError as exc:
             log.warning("callback for item %s not applied, Redis error: %s", iid, exc)
             return JSONResponse({"error": "job store unavailable, retry"}, status_code=503)
         log.info("callback from %s for item %s: %s", provider, iid, outcome)

@@ -78,11 +78,11 @@ def requeue(rt: Runtime, item: Item, iid: str, states: list[ItemState], reason: 
             rest_s: float) -> str:
     """Nothing was created: the item goes back to the head of its queue, no failure counted,
     and the account rests `rest_s` (real seconds)."""
-    moved = rt.store.transition(iid, states, ItemState.PENDING, timer="-",
-                                fields={"last_error": reason[:500]}, incr={"not_created": 1},
-                                queue="front")
+    moved = rt.store.items.transition(iid, states, ItemState.PENDING, timer="-",
+                                      fields={"last_error": reason[:500]}, incr={"not_created": 1},
+                                      queue="front")
     if moved.applied:
-        rt.store.set_cooldown(item.account, rest_s / rt.settings.time_factor)
+        rt.store.queues.set_cooldown(item.account, rest_s / rt.settings.time_factor)
     return "requeued" if moved.applied else "skipped"
 
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from genbatch import providers
 from genbatch.errors import GenbatchError
-from genbatch.models import BatchStatus, ItemState
+from genbatch.models import BatchStatus, Counter, ItemState
 from genbatch.records import Item
 from genbatch.store.budget import set_budget
 from genbatch.store.history import attempt_reset
@@ -36,20 +36,20 @@ def cancel_batch(rt: Runtime, batch_id: str) -> CancelReport:
     cancel (BytePlus) are cancelled there. Generations already running are paid for: they
     finish and are downloaded. The batch ends `cancelled` with its output manifests.
     """
-    batch = rt.store.get_batch(batch_id)
+    batch = rt.store.batches.get(batch_id)
     if batch.finished:
         return CancelReport(already=batch["status"])
-    rt.store.set_batch_fields(batch_id, {"cancel_requested": repr(rt.now())})
-    rt.store.unqueue_batch(batch_id, providers.names())
+    rt.store.batches.set_fields(batch_id, {"cancel_requested": repr(rt.now())})
+    rt.store.queues.unqueue(batch_id, providers.names())
     report = CancelReport()
-    for item in rt.store.iter_items(batch_id, batch.total):
+    for item in rt.store.items.of_batch(batch_id, batch.total):
         state = item.state
         if state in NOT_SUBMITTED:
-            moved = finish(rt, item.id, [state], ItemState.CANCELLED, "cancelled",
+            moved = finish(rt, item.id, [state], ItemState.CANCELLED, ItemState.CANCELLED,
                            "the batch was cancelled before this item was submitted")
             report.cancelled += moved == ItemState.CANCELLED
         elif state is ItemState.SUBMITTED and _cancel_remote(rt, item):
-            moved = finish(rt, item.id, [state], ItemState.CANCELLED, "cancelled",
+            moved = finish(rt, item.id, [state], ItemState.CANCELLED, ItemState.CANCELLED,
                            "cancelled at the provider while still queued")
             report.cancelled_remote += moved == ItemState.CANCELLED
         elif state in STILL_RUNNING:
@@ -83,31 +83,31 @@ def retry_batch(rt: Runtime, batch_id: str, states: tuple[str, ...],
     unknown = set(states) - set(RETRYABLE_STATES)
     if unknown:
         raise GenbatchError(f"cannot retry items in state {sorted(unknown)[0]!r}")
-    batch = rt.store.get_batch(batch_id)
+    batch = rt.store.batches.get(batch_id)
     if batch.status is BatchStatus.VALIDATING:
         raise GenbatchError(f"batch {batch_id} never finished validating; submit it again")
     report = RetryReport()
     if budget_usd is not None:
         set_budget(rt.store, batch_id, budget_usd, providers.names())
-        report.continued = batch.count("pending")
+        report.continued = batch.count(Counter.PENDING)
     if not states:
         return report
     reopened = False
-    for item in rt.store.iter_items(batch_id, batch.total):
-        if item.state not in states:
+    for item in rt.store.items.of_batch(batch_id, batch.total):
+        if item.state is None or item.state not in states:
             continue
         if item.error_code == "invalid_row":
             report.invalid_rows += 1
             continue
         if not reopened:  # before the first item is queued, so it can finish normally
-            rt.store.reopen_batch(batch_id)
+            rt.store.batches.reopen(batch_id)
             reopened = True
         if not regenerate and paid_output(item):
             report.redownload += _redownload(rt, item)
             continue
         # Back to pending and onto its queue in one step: a crash leaves no item stranded.
-        if rt.store.transition(item.id, [item["state"]], ItemState.PENDING, timer="-",
-                               fields=attempt_reset(item), queue="back").applied:
+        if rt.store.items.transition(item.id, [item.state], ItemState.PENDING, timer="-",
+                                     fields=attempt_reset(item), queue="back").applied:
             report.requeued += 1
     return report
 
@@ -115,13 +115,13 @@ def retry_batch(rt: Runtime, batch_id: str, states: tuple[str, ...],
 def paid_output(item: Item) -> bool:
     """The item's task succeeded at the provider (it was paid for): its video may still be
     fetched, so retry downloads it rather than generating it again."""
-    return item.state is ItemState.FAILED and bool(item.remote_id and item.get("generated_at"))
+    return item.state is ItemState.FAILED and bool(item.remote_id and item.generated_at is not None)
 
 
 def _redownload(rt: Runtime, item: Item) -> int:
     """failed → downloading, asking the provider for a fresh URL first."""
-    moved = rt.store.transition(item.id, [ItemState.FAILED], ItemState.DOWNLOADING,
-                                timer=rt.now(), fields={
+    moved = rt.store.items.transition(item.id, [ItemState.FAILED], ItemState.DOWNLOADING,
+                                      timer=rt.now(), fields={
                                     "dl_repoll": "1", "url_repolls": 0, "dl_attempts": 0,
                                     "error_code": "", "error_message": "", "finished_at": ""})
     if moved.applied:

@@ -43,7 +43,7 @@ def dispatch_provider(rt: Runtime, provider: str) -> int:
     """As many submits for `provider` as its accounts' caps and rates allow now; returns
     how many were dispatched."""
     store = rt.store
-    if not store.has_queued(provider):
+    if not store.queues.has_queued(provider):
         return 0
     accounts = [a for a in provider_accounts.accounts(rt.settings, provider) if not a.drain]
     if not accounts:
@@ -59,8 +59,8 @@ def dispatch_provider(rt: Runtime, provider: str) -> int:
               for m, lim in a.models))
         for a, probe in usable]
     rate = rates_for(rt.settings, usable[0][0])["submit"]
-    done = store.dispatch(provider, chosen, rt.settings.dispatch_batch_size, now,
-                          now + rt.settings.task_lease_s, rate)
+    done = store.queues.dispatch(provider, chosen, rt.settings.dispatch_batch_size, now,
+                                 now + rt.settings.task_lease_s, rate)
     for iid, _account in done.items:
         rt.enqueue("submit", iid)
     for account in done.rate_limited:
@@ -83,7 +83,7 @@ def _usable(rt: Runtime, accounts: list[ProviderSettings],
     store = rt.store
     names = [a.label for a in accounts]
     healths = store.health.get_many(names)
-    cooling = store.cooling(names)
+    cooling = store.queues.cooling(names)
     some_ok = any(h.state == "ok" and not c for h, c in zip(healths, cooling, strict=True))
     probe_s = rt.settings.account_probe_s / rt.settings.time_factor
     out: list[tuple[ProviderSettings, bool]] = []

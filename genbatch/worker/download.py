@@ -30,7 +30,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
-import redis
 
 from genbatch import metrics
 from genbatch.errors import (
@@ -40,6 +39,7 @@ from genbatch.errors import (
     PermanentProviderError,
     ProviderError,
     StorageError,
+    StoreError,
     UrlGone,
 )
 from genbatch.models import ItemState, TaskStatus
@@ -72,7 +72,7 @@ STORAGE_REPOLLS = 10
 
 def download_item(rt: Runtime, iid: str) -> str:
     """downloading → succeeded | downloading (later) | failed (see the module docstring)."""
-    item = rt.store.get_item(iid)
+    item = rt.store.items.get(iid)
     if item.state is not DOWNLOADING:
         return "skipped"
     with _lease(rt, iid) as held:
@@ -85,20 +85,20 @@ def _lease(rt: Runtime, iid: str) -> Iterator[bool]:
     lease, from a thread, so a stalled read keeps it too) until the download ends."""
     token, lease = secrets.token_hex(8), rt.settings.download_lease_s
     name = f"download:{iid}"
-    if not rt.store.acquire_lock(name, token, lease):
+    if not rt.store.locks.acquire(name, token, lease):
         yield False
         return
     stop = threading.Event()
 
     def renew() -> None:
-        rt.store.acquire_lock(name, token, lease)
-        rt.store.set_timer(iid, rt.now() + lease)
+        rt.store.locks.acquire(name, token, lease)
+        rt.store.items.set_timer(iid, rt.now() + lease)
 
     def beat() -> None:
         while not stop.wait(lease / 3):
             try:
                 renew()
-            except redis.RedisError as exc:  # the lease lapses: another worker takes over
+            except StoreError as exc:  # the lease lapses: another worker takes over
                 log.warning("could not renew the download lease of %s: %s", iid, exc)
 
     renew()
@@ -109,11 +109,11 @@ def _lease(rt: Runtime, iid: str) -> Iterator[bool]:
     finally:
         stop.set()
         beater.join(timeout=5)
-        rt.store.release_lock(name, token)
+        rt.store.locks.release(name, token)
 
 
 def _download(rt: Runtime, item: Item, iid: str) -> str:
-    if item.get("dl_repoll"):
+    if item.dl_repoll:
         fresh = _fresh_url(rt, item, iid)
         if fresh is None:
             return "repoll"
@@ -172,8 +172,8 @@ def _transient(rt: Runtime, item: Item, iid: str, problem: Transient) -> str:
     if due >= _retry_until(rt, item):
         return _lapsed(rt, item, iid, f"{problem.what}, and the URL is about to expire",
                        storage=problem.storage)
-    rt.store.transition(iid, [DOWNLOADING], DOWNLOADING, timer=due, fields=fields,
-                        incr={"dl_attempts": 1})
+    rt.store.items.transition(iid, [DOWNLOADING], DOWNLOADING, timer=due, fields=fields,
+                              incr={"dl_attempts": 1})
     return "retry"
 
 
@@ -184,9 +184,8 @@ def _lapsed(rt: Runtime, item: Item, iid: str, why: str, *, storage: bool = Fals
     URL answered gone) says nothing about the output: those re-polls are counted apart,
     with a bound STORAGE_REPOLLS times larger, so an outage of storage never turns a video
     the provider still serves into `output_gone`."""
-    storage_caused = storage or item.get("dl_storage_error") == "1"
-    repolls = int(item.get("url_repolls") or 0)
-    waits = int(item.get("storage_repolls") or 0)
+    storage_caused = storage or item.dl_storage_error
+    repolls, waits = item.url_repolls, item.storage_repolls
     limit = rt.settings.download_max_attempts
     if storage_caused and waits >= limit * STORAGE_REPOLLS:
         return _fail(rt, item, iid, "download_failed",
@@ -196,9 +195,9 @@ def _lapsed(rt: Runtime, item: Item, iid: str, why: str, *, storage: bool = Fals
                      f"{PAID}, but its video URL stayed unusable after {repolls} fresh "
                      f"ones ({why})")
     due = rt.now() + retry_delay((waits if storage_caused else repolls) + 1, rt.settings)
-    rt.store.transition(iid, [DOWNLOADING], DOWNLOADING, timer=due,
-                        fields={"dl_repoll": "1", "last_error": why,
-                                "dl_storage_error": "1" if storage else ""},
+    rt.store.items.transition(iid, [DOWNLOADING], DOWNLOADING, timer=due,
+                              fields={"dl_repoll": "1", "last_error": why,
+                                      "dl_storage_error": "1" if storage else ""},
                         incr={"storage_repolls" if storage_caused else "url_repolls": 1})
     return "repoll"
 
@@ -210,7 +209,7 @@ def _fresh_url(rt: Runtime, item: Item, iid: str) -> Item | None:
     rate = rates_for(rt.settings, rt.account_settings(item.account, item.provider))["poll"]
     granted, wait_s = rt.store.limits.take(item.account, "poll", 1, rate, now)
     if not granted:
-        rt.store.set_timer(iid, now + max(wait_s, 0.05))
+        rt.store.items.set_timer(iid, now + max(wait_s, 0.05))
         return None
     try:
         result = rt.provider(item.account).poll(item.model, item.remote_id)
@@ -221,10 +220,10 @@ def _fresh_url(rt: Runtime, item: Item, iid: str) -> Item | None:
         _repoll_later(rt, item, iid, f"re-poll for a fresh URL failed: {exc}")
         return None
     if result.status is TaskStatus.SUCCEEDED and result.video_url:
-        moved = rt.store.transition(iid, [DOWNLOADING], DOWNLOADING,
-                                    fields=url_fields(rt.settings, rt.now(), item.provider, result),
-                                    incr={"polls": 1})
-        return rt.store.get_item(iid) if moved.applied else None
+        fields = url_fields(rt.settings, rt.now(), item.provider, result)
+        moved = rt.store.items.transition(iid, [DOWNLOADING], DOWNLOADING, fields=fields,
+                                          incr={"polls": 1})
+        return rt.store.items.get(iid) if moved.applied else None
     if result.status.terminal:
         _fail(rt, item, iid, "output_gone", f"{PAID}, but the provider now reports it "
               f"{result.raw_status or result.status.value}: its video is gone")
@@ -245,8 +244,8 @@ def _gone_or_later(rt: Runtime, item: Item, iid: str, exc: PermanentProviderErro
 def _repoll_later(rt: Runtime, item: Item, iid: str, why: str) -> None:
     """The re-poll told nothing (provider down, task busy): ask again after a backoff."""
     due = rt.now() + retry_delay(item.dl_attempts + 1, rt.settings)
-    rt.store.transition(iid, [DOWNLOADING], DOWNLOADING, timer=due,
-                        fields={"last_error": why[:300]}, incr={"dl_attempts": 1})
+    rt.store.items.transition(iid, [DOWNLOADING], DOWNLOADING, timer=due,
+                              fields={"last_error": why[:300]}, incr={"dl_attempts": 1})
 
 
 def _fail(rt: Runtime, item: Item, iid: str, code: str, message: str) -> str:
@@ -259,8 +258,8 @@ def _fail(rt: Runtime, item: Item, iid: str, code: str, message: str) -> str:
 
 def _retry_until(rt: Runtime, item: Item) -> float:
     """Shortly before the URL expires: the margin, at most a tenth of the URL's lifetime."""
-    expires = float(item.get("url_expires_at") or 0) or rt.now()
-    ttl = float(item.get("url_ttl_s") or 0)
+    expires = item.url_expires_at or rt.now()
+    ttl = item.url_ttl_s or 0.0
     margin = min(rt.settings.download_expiry_margin_s / rt.settings.time_factor, ttl / 10)
     return expires - margin
 

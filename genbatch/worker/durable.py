@@ -3,7 +3,7 @@ last writes (a power cut, a restart without its append-only file) forgets a paid
 the item is submitted — and paid — again.
 
 Redis 7.2+ confirms it per write: after the `submitting` record, `WAITAOF 1 0` waits until
-the local append-only file has it (`JobStore.wait_durable`). Older Redis has no such command:
+the local append-only file has it (`Server.wait_durable`). Older Redis has no such command:
 there the record is durable only with `appendfsync always` (each write fsynced before Redis
 answers), which `genbatch demo`, `genbatch redis` and docker-compose.yml configure. A worker
 refuses to start against a Redis without an append-only file, in one line, unless
@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 def check_durability(store: JobStore, settings: Settings) -> str | None:
     """ConfigError when Redis keeps no append-only file (unless allowed); the warning to
     print when a submit's record could still lose its last second; None when durable."""
-    d = store.durability()
+    d = store.server.durability()
     if not d.aof:
         if settings.allow_volatile_redis:
             return ("Redis keeps no append-only file (GENBATCH_ALLOW_VOLATILE_REDIS is set): "

@@ -59,7 +59,8 @@ MODEL_UNAVAILABLE_CODES = frozenset({
 # The remote task reported FAILED for a reason on the provider's side. Novita and HighwayAPI
 # report every failure as TASK_STATUS_FAILED (the reason is free text), so all of theirs count.
 GENERATION_FAILED_CODES = frozenset({
-    "TASK_STATUS_FAILED", "TASK_FAILED", "failed",
+    "TASK_STATUS_FAILED", "TASK_FAILED",
+    "failed",  # a provider's code (an empty-coded FAILED task), not an item state
     "InternalServiceError", "ServiceUnavailable", "InternalError",
     "1403", "1405", "5000", "5003", "5004",  # WaveSpeed: execution failed, internal, timeout
 })
@@ -70,15 +71,15 @@ _FOLD = {
 }
 
 
-def failover_reason(where: str, code: str) -> str | None:
+def failover_reason(where: ItemState, code: str) -> str | None:
     """Why a failure with `code`, raised while the item was in state `where`, may fail
     over: "account", "model_unavailable" or "generation_failed"; None when it never does."""
     folded = (code or "").strip().casefold()
-    if where == "submitting":
+    if where is ItemState.SUBMITTING:
         for reason in ("account", "model_unavailable"):
             if folded in _FOLD[reason]:
                 return reason
-    elif where == "submitted" and folded in _FOLD["generation_failed"]:
+    elif where is ItemState.SUBMITTED and folded in _FOLD["generation_failed"]:
         return "generation_failed"
     return None
 
@@ -97,14 +98,14 @@ class Failover:
     target: str = ""
 
 
-def fail_over(rt: Runtime, iid: str, allowed: Sequence[str], code: str,
+def fail_over(rt: Runtime, iid: str, allowed: Sequence[ItemState], code: str,
               message: str) -> Failover:
     """Instead of ending `iid` failed, move it to the batch's fallback when it qualifies."""
     stay = Failover(None, message)
     if len(allowed) != 1:
         return stay
-    item = rt.store.get_item(iid)
-    batch = rt.store.get_batch(item.batch_id)
+    item = rt.store.items.get(iid)
+    batch = rt.store.batches.get(item.batch_id)
     target = batch.fallback
     origin = f"{item.provider}:{item.model}"
     if not target or item.state != allowed[0]:
@@ -134,8 +135,9 @@ def fail_over(rt: Runtime, iid: str, allowed: Sequence[str], code: str,
     fields.update(provider=provider, model=model, est_cost="" if cost is None else repr(cost))
     if request != item.request:  # the fallback's id pins a resolution
         fields["req"] = request.model_dump_json(exclude_none=True)
-    moved = rt.store.transition(iid, list(allowed), ItemState.PENDING, timer="-", fields=fields,
-                                incr={"batch:failed_over": 1}, queue="back")
+    moved = rt.store.items.transition(iid, list(allowed), ItemState.PENDING, timer="-",
+                                      fields=fields, incr={"batch:failed_over": 1},
+                                      queue="back")
     if not moved.applied:
         return Failover("skipped", message)
     return Failover("failed_over", message, origin=item.provider, target=provider)

@@ -14,8 +14,7 @@ import os
 import socket
 import threading
 
-import redis
-
+from genbatch.errors import StoreError
 from genbatch.providers import accounts as provider_accounts
 from genbatch.store.heartbeats import Beat
 from genbatch.worker.runtime import Runtime
@@ -45,11 +44,11 @@ def start_worker_heartbeat(rt: Runtime, name: str, queues: tuple[str, ...]) -> t
         while True:
             try:
                 rt.store.heartbeats.beat_worker(worker_beat(rt, name, queues), every * LIVES)
-            except redis.RedisError as exc:  # Redis away: beat again when it is back
+            except StoreError as exc:  # Redis away: beat again when it is back
                 log.debug("heartbeat not written: %s", exc)
             if stop.wait(every):
                 break
-        with contextlib.suppress(redis.RedisError):
+        with contextlib.suppress(StoreError):
             rt.store.heartbeats.stop_worker(name)
 
     threading.Thread(target=run, name="genbatch-heartbeat", daemon=True).start()

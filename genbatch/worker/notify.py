@@ -45,7 +45,7 @@ import httpx
 
 from genbatch.addresses import Resolver, UnresolvedHost, non_public, resolve
 from genbatch.errors import GenbatchError, NotFoundError
-from genbatch.models import BATCH_COUNTERS, OPEN_COUNTERS, BatchStatus
+from genbatch.models import BATCH_COUNTERS, OPEN_COUNTERS, BatchStatus, NotifyStatus
 from genbatch.records import Batch
 from genbatch.store import budget
 
@@ -174,14 +174,15 @@ def resend(rt: Runtime, batch_id: str) -> str:
     attempt (after a receiver outage longer than the retries). The event keeps its id, so a
     receiver that did get it can drop the repeat. Returns the event id ("" when no event
     was made yet: the first attempt makes it)."""
-    batch = rt.store.get_batch(batch_id)
+    batch = rt.store.batches.get(batch_id)
     if not batch.notify_url:
         raise GenbatchError(f"batch {batch_id} was submitted without --notify")
     if not batch.finished:
         raise GenbatchError(f"batch {batch_id} is {batch.get('status')}: its event is sent "
                             "when it finishes")
-    rt.store.set_batch_fields(batch_id, {"notify_status": "pending", "notify_attempts": "0",
-                                         "notify_error": "", "notify_done_at": ""})
+    rt.store.batches.set_fields(batch_id, {"notify_status": NotifyStatus.PENDING,
+                                           "notify_attempts": "0", "notify_error": "",
+                                           "notify_done_at": ""})
     _schedule(rt, batch_id, rt.now())
     return batch.get("notify_event_id") or ""
 
@@ -199,7 +200,7 @@ def deliver(rt: Runtime, batch_id: str, transport: httpx.BaseTransport | None = 
             resolver: Resolver = resolve) -> str:
     """One delivery attempt of the batch's event; returns what happened."""
     try:
-        batch = rt.store.get_batch(batch_id)
+        batch = rt.store.batches.get(batch_id)
     except NotFoundError:
         _unschedule(rt, batch_id)
         return "skipped"
@@ -211,16 +212,16 @@ def deliver(rt: Runtime, batch_id: str, transport: httpx.BaseTransport | None = 
         _unschedule(rt, batch_id)
         return "skipped"
     event_id, body = _persisted_event(rt, batch)
-    batch = rt.store.get_batch(batch_id)
-    if batch.get("notify_status") in ("delivered", "failed"):
+    batch = rt.store.batches.get(batch_id)
+    if batch.get("notify_status") in (NotifyStatus.DELIVERED, NotifyStatus.FAILED):
         _unschedule(rt, batch_id)
         return str(batch["notify_status"])
     secret = rt.settings.notify_secret
     if secret is None or not secret.get_secret_value():
-        return _record(rt, batch_id, "failed", "GENBATCH_NOTIFY_SECRET is not set on the "
-                       "worker: the event was not sent (events are always signed)")
+        return _record(rt, batch_id, NotifyStatus.FAILED, "GENBATCH_NOTIFY_SECRET is not set "
+                       "on the worker: the event was not sent (events are always signed)")
     if urlsplit(url).scheme not in ("http", "https"):
-        return _record(rt, batch_id, "failed", "notify_url is not an http(s) URL")
+        return _record(rt, batch_id, NotifyStatus.FAILED, "notify_url is not an http(s) URL")
     _schedule(rt, batch_id, rt.now() + rt.settings.task_lease_s)  # the lease of this attempt
     attempts = rt.store.outbox.count_attempt(batch_id)
     refused = None if rt.settings.notify_allow_private else _refused(url, resolver)
@@ -235,12 +236,12 @@ def deliver(rt: Runtime, batch_id: str, transport: httpx.BaseTransport | None = 
     log.info("notify %s: event %s attempt %d to %s: %s", batch_id, event_id, attempts,
              _host(url), what)
     if outcome is Outcome.DELIVERED:
-        return _record(rt, batch_id, "delivered", "")
+        return _record(rt, batch_id, NotifyStatus.DELIVERED, "")
     if outcome is Outcome.GIVE_UP:
-        return _record(rt, batch_id, "failed", f"{what} (not retried)")
+        return _record(rt, batch_id, NotifyStatus.FAILED, f"{what} (not retried)")
     if attempts >= rt.settings.notify_max_attempts:
-        return _record(rt, batch_id, "failed", f"{what} after {attempts} attempts")
-    rt.store.set_batch_fields(batch_id, {"notify_error": what})
+        return _record(rt, batch_id, NotifyStatus.FAILED, f"{what} after {attempts} attempts")
+    rt.store.batches.set_fields(batch_id, {"notify_error": what})
     _schedule(rt, batch_id, rt.now() + backoff_s(attempts, rt.settings))
     return "retry"
 
@@ -268,11 +269,11 @@ def _persisted_event(rt: Runtime, batch: Batch) -> tuple[str, bytes]:
     return rt.store.outbox.persisted_event(batch["id"], batch.get("finished_at", ""), build)
 
 
-def _record(rt: Runtime, batch_id: str, status: str, error: str) -> str:
-    rt.store.set_batch_fields(batch_id, {"notify_status": status, "notify_error": error,
-                                         "notify_done_at": repr(rt.now())})
+def _record(rt: Runtime, batch_id: str, status: NotifyStatus, error: str) -> str:
+    rt.store.batches.set_fields(batch_id, {"notify_status": status, "notify_error": error,
+                                           "notify_done_at": repr(rt.now())})
     _unschedule(rt, batch_id)
-    if status == "failed":
+    if status is NotifyStatus.FAILED:
         log.warning("notify %s failed: %s", batch_id, error)
     return status
 
@@ -281,7 +282,7 @@ def delivery_summary(batch: Mapping[str, str]) -> dict[str, object] | None:
     """What `status --json` shows about the notification (None when none was asked)."""
     if not batch.get("notify_url"):
         return None
-    return {"status": batch.get("notify_status") or "pending",
+    return {"status": batch.get("notify_status") or NotifyStatus.PENDING,
             "attempts": int(batch.get("notify_attempts") or 0),
             "event_id": batch.get("notify_event_id") or None,
             "error": batch.get("notify_error") or None}

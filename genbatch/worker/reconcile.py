@@ -57,7 +57,7 @@ class Verdict:
 def schedule(rt: Runtime, iid: str, provider: str) -> None:
     """An item just became ambiguous: look at it once the provider's list has settled."""
     if provider and providers.can_list(provider):  # its batch waits for this first look
-        item = rt.store.get_item(iid)
+        item = rt.store.items.get(iid)
         started, _ = _window(item)
         rt.store.reconcile.mark_unknown(item.account, iid, started)
         rt.store.reconcile.schedule(iid, rt.now() + _settle(rt), hold=True)
@@ -66,7 +66,7 @@ def schedule(rt: Runtime, iid: str, provider: str) -> None:
 def reconcile_item(rt: Runtime, iid: str, *, on_demand: bool = False) -> Verdict:
     """Look for the task of ambiguous item `iid` (see the module docstring). `on_demand`
     (`genbatch reconcile`) skips the settle wait, the deadline and the poll budget."""
-    item = rt.store.get_item(iid)
+    item = rt.store.items.get(iid)
     if item.state is not AMBIGUOUS:
         rt.store.reconcile.unschedule(iid)
         return Verdict("skipped", f"the item is {item.state}")
@@ -107,8 +107,8 @@ def reconcile_item(rt: Runtime, iid: str, *, on_demand: bool = False) -> Verdict
 
 
 def _window(item: Item) -> tuple[float, float]:
-    started = float(item.get("submit_started_at") or item.get("finished_at") or 0)
-    ended = float(item.get("finished_at") or started)
+    started = item.submit_started_at or item.finished_at or 0.0
+    ended = item.finished_at or started
     return started, max(started, ended)
 
 
@@ -132,7 +132,7 @@ def _rivals(rt: Runtime, item: Item, start: float, end: float, *,
     rivals = []
     for iid in others:
         try:
-            other = rt.store.get_item(iid)
+            other = rt.store.items.get(iid)
         except GenbatchError:
             continue
         if other.state in UNKNOWN and other.model == item.model and (
@@ -165,8 +165,8 @@ def _adopt(rt: Runtime, item: Item, task: RemoteTask, now: float) -> Verdict:
     rt.store.reconcile.own(item.account, task.id, item.id, now)
     held = _micro(item.est_cost)
     history = _history(item, f"adopted task {task.id} from the task list")
-    rt.store.reopen_batch(item.batch_id)
-    moved = rt.store.transition(
+    rt.store.batches.reopen(item.batch_id)
+    moved = rt.store.items.transition(
         item.id, [AMBIGUOUS], ItemState.SUBMITTED, timer=now,
         fields={"remote_id": task.id, "submitted_at": now, "adopted": task.id,
                 "deadline": now + deadline_s(item.request, rt.settings), "error_code": "",
@@ -183,14 +183,14 @@ def _adopt(rt: Runtime, item: Item, task: RemoteTask, now: float) -> Verdict:
 
 def _resubmit(rt: Runtime, item: Item, now: float) -> Verdict:
     """Nothing was created: back to pending, once."""
-    if item.get("reconciled") == "resubmitted":
+    if item.reconciled == "resubmitted":
         return _leave(rt, item, "no task found again after one automatic resubmit", now,
                       final=True)
     held = _micro(item.est_cost)
     fields = dict(attempt_reset(item))
     fields.update(reconciled="resubmitted", error_code="", error_message="")
-    rt.store.reopen_batch(item.batch_id)
-    moved = rt.store.transition(
+    rt.store.batches.reopen(item.batch_id)
+    moved = rt.store.items.transition(
         item.id, [AMBIGUOUS], ItemState.PENDING, timer="-", fields=fields, queue="front",
         incr={"batch:spent_micro": -held, "batch:spent_est_micro": -held,
               "batch:reconciled_resubmits": 1})
@@ -205,7 +205,7 @@ def _leave(rt: Runtime, item: Item, why: str, now: float, final: bool = False) -
     deadline = started + rt.settings.reconcile_deadline_s / rt.settings.time_factor
     again = now + rt.settings.reconcile_every_s / rt.settings.time_factor
     message = f"submit outcome unknown; reconciliation: {why}"
-    rt.store.set_item_fields({item.id: {"error_message": message[:2000]}})
+    rt.store.items.set_fields({item.id: {"error_message": message[:2000]}})
     if final or again > deadline:
         rt.store.reconcile.unschedule(item.id)
     else:
@@ -216,10 +216,11 @@ def _leave(rt: Runtime, item: Item, why: str, now: float, final: bool = False) -
 
 
 def _history(item: Item, note: str) -> str:
-    past = json.loads(item.get("history") or "[]")
+    past = item.history
     past.append({"state": AMBIGUOUS.value, "error_code": item.error_code,
-                 "error_message": item.get("error_message", ""), "note": note,
-                 "submitted_at": item.get("submit_started_at")})
+                 "error_message": item.error_message, "note": note,
+                 "submitted_at": None if item.submit_started_at is None
+                 else repr(item.submit_started_at)})
     return json.dumps(past)
 
 
@@ -240,11 +241,11 @@ class BatchReport:
 
 
 def reconcile_batch(rt: Runtime, batch_id: str) -> BatchReport:
-    batch = rt.store.get_batch(batch_id)
+    batch = rt.store.batches.get(batch_id)
     report = BatchReport([], [], [], [])
     kinds: dict[tuple[str, str, str], Item] = {}  # (account, model, resolution) -> an item
-    for item in rt.store.iter_items(batch_id, batch.total):
-        if item.provider and item.get("req") and providers.can_list(item.provider):
+    for item in rt.store.items.of_batch(batch_id, batch.total):
+        if item.provider and item.has_request and providers.can_list(item.provider):
             kinds.setdefault((item.account, item.model, item.request.resolution or ""), item)
         if item.state is not AMBIGUOUS:
             continue

@@ -17,7 +17,6 @@ from collections.abc import Callable
 from typing import Any
 
 import httpx
-import redis
 
 from genbatch import metrics, providers
 from genbatch.config import ProviderSettings, Settings
@@ -62,10 +61,10 @@ class Runtime:
             self._clock_checked = time.monotonic()
             try:
                 before = time.time() + self.settings.clock_skew_s
-                server = self.store.server_time()
+                server = self.store.server.time()
                 after = time.time() + self.settings.clock_skew_s
                 self._clock_offset = server - (before + after) / 2
-            except (redis.RedisError, GenbatchError):
+            except GenbatchError:  # StoreError included
                 pass
         return local + self._clock_offset
 
@@ -106,7 +105,7 @@ class Runtime:
     def output_storage(self, batch_id: str) -> ObjectStorage:
         """Where batch `batch_id` keeps its videos and output manifests: its own folder when
         it was submitted with `--output URL`, else the storage (`<batch_id>/` in it)."""
-        url = self.store.get_batch(batch_id).get("output_url")
+        url = self.store.batches.get(batch_id).get("output_url")
         return BatchFolder(self.objects.folder(url), batch_id) if url else self.storage
 
     def provider(self, account: str) -> Provider:

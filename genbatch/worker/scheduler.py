@@ -25,9 +25,8 @@ import threading
 import time
 from dataclasses import dataclass
 
-import redis
-
 from genbatch import metrics, providers
+from genbatch.errors import StoreUnavailable
 from genbatch.models import BatchStatus, ItemState
 from genbatch.providers import accounts as provider_accounts
 from genbatch.store import budget
@@ -87,7 +86,7 @@ class Scheduler:
         allow (priority first, round-robin across the batches of one priority)."""
         if not self._rings_checked:  # a job store from before the rings: put batches on
             for provider in providers.names():
-                self.rt.store.rebuild_rings(provider)
+                self.rt.store.queues.rebuild_rings(provider)
             self._rings_checked = True
         return sum(dispatch_provider(self.rt, provider) for provider in providers.names())
 
@@ -125,15 +124,16 @@ class Scheduler:
 
     def sweep(self) -> int:
         rt, n = self.rt, 0
-        for batch_id in rt.store.reap_validating(rt.now(), rt.settings.validating_timeout_s,
-                                                 providers.names()):
+        for batch_id in rt.store.ingest.reap_validating(rt.now(), rt.settings.validating_timeout_s,
+                                                        providers.names()):
             log.warning("discarded batch %s: its producer stopped while ingesting it",
                         batch_id)
-        active = rt.store.active_batches()
+        active = rt.store.batches.active()
         rt.store.series.sample(active, rt.now(), MIN_STEP_S / rt.settings.time_factor)
-        for batch in rt.store.get_batches(active):  # pipelined: thousands of batches wait
+        for batch in rt.store.batches.get_many(active):  # pipelined: thousands of batches wait
             batch_id = batch.id
-            if budget.stopped(batch) and rt.store.resume_if_room(batch_id, providers.names()):
+            if budget.stopped(batch) and rt.store.batches.resume_if_room(batch_id,
+                                                                         providers.names()):
                 log.info("batch %s continues: failed items left room in its budget", batch_id)
             elif batch.status in FINALIZABLE and batch.open_items == 0:
                 rt.enqueue("finalize", batch_id)
@@ -147,14 +147,14 @@ class Scheduler:
         try:
             while not stop.is_set():
                 try:
-                    now_leading = self.rt.store.acquire_lock(LOCK, self.token, tick_s * 10 + 5)
+                    now_leading = self.rt.store.locks.acquire(LOCK, self.token, tick_s * 10 + 5)
                     if now_leading != leading:
                         log.info("scheduler %s leader", "is" if now_leading else "is not")
                         leading = now_leading
                     if leading:
                         self.tick()
-                except (redis.ConnectionError, redis.TimeoutError) as exc:
-                    # Redis restarting (BusyLoadingError is a ConnectionError): one line, not
+                except StoreUnavailable as exc:
+                    # Redis restarting (a BusyLoadingError is a StoreUnavailable too): one line, not
                     # a traceback per tick.
                     log.warning("scheduler: Redis unavailable (%s); retrying",
                                 type(exc).__name__)
@@ -165,4 +165,4 @@ class Scheduler:
                 stop.wait(tick_s)
         finally:
             with contextlib.suppress(Exception):  # best effort on shutdown
-                self.rt.store.release_lock(LOCK, self.token)
+                self.rt.store.locks.release(LOCK, self.token)

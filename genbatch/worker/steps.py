@@ -6,7 +6,6 @@ duplicate or late message is harmless), and records the outcome with one compare
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Sequence
 from typing import Any
@@ -24,6 +23,7 @@ from genbatch.errors import (
 from genbatch.models import (
     IN_FLIGHT_STATES,
     BatchStatus,
+    GenerationRequest,
     ItemState,
     PollResult,
     TaskStatus,
@@ -60,7 +60,7 @@ IN_PROGRESS, FINALIZING = BatchStatus.IN_PROGRESS, BatchStatus.FINALIZING
 
 def submit_item(rt: Runtime, iid: str) -> str:
     """dispatched → submitting → submitted | pending (not created) | failed | ambiguous."""
-    item = rt.store.get_item(iid)
+    item = rt.store.items.get(iid)
     if item.state is not DISPATCHED:
         return "skipped"
     now = rt.now()
@@ -77,15 +77,9 @@ def submit_item(rt: Runtime, iid: str) -> str:
                       f"image upload refused: {exc.message}")
     except GenbatchError as exc:  # nothing was sent: a clear failure, not a mystery
         return finish(rt, iid, [DISPATCHED], ItemState.FAILED, "input_unavailable", str(exc))
-    claim = rt.store.transition(
-        iid, [DISPATCHED], SUBMITTING, timer=now + rt.settings.task_lease_s,
-        fields={"submit_started_at": now}, incr={"attempts": 1},
-    )
-    if not claim.applied:
-        return "skipped"
-    if not rt.store.wait_durable():  # the record must be on disk before the POST (durable.py)
-        return accounts.requeue(rt, item, iid, [SUBMITTING], "the submit record did not "
-                                "reach Redis's append-only file in time; not sent", 1.0)
+    stopped = _claim(rt, item, iid, now)
+    if stopped:
+        return stopped
     hook = callback_url(rt.settings, item.provider, iid)  # None: webhooks off
     listed = can_list(item.provider)
     if listed:  # until its outcome is known, a task of this window may be its (reconcile.py)
@@ -105,6 +99,30 @@ def submit_item(rt: Runtime, iid: str) -> str:
         _count_failure(rt, item.account, exc)
         return finish(rt, iid, [SUBMITTING], ItemState.AMBIGUOUS, exc.code, exc.message)
     accounts.note_success(rt, item.account)
+    if listed:  # owned before it is submitted: see store/reconcile.py
+        rt.store.reconcile.own(item.account, remote_id, iid, now)
+        _outcome_known(rt, item, listed)
+    return _submitted(rt, item, iid, request, remote_id, webhook=bool(hook), now=now)
+
+
+def _claim(rt: Runtime, item: Item, iid: str, now: float) -> str | None:
+    """dispatched → submitting, the attempt counted and on disk before anything is sent;
+    the step's outcome when it must stop there, None to go on and submit."""
+    claim = rt.store.items.transition(
+        iid, [DISPATCHED], SUBMITTING, timer=now + rt.settings.task_lease_s,
+        fields={"submit_started_at": now}, incr={"attempts": 1},
+    )
+    if not claim.applied:
+        return "skipped"
+    if not rt.store.server.wait_durable():  # on disk before the POST (durable.py)
+        return accounts.requeue(rt, item, iid, [SUBMITTING], "the submit record did not "
+                                "reach Redis's append-only file in time; not sent", 1.0)
+    return None
+
+
+def _submitted(rt: Runtime, item: Item, iid: str, request: GenerationRequest, remote_id: str,
+               *, webhook: bool, now: float) -> str:
+    """submitting → submitted, its first poll timed by the model's generation time."""
     spec = get_spec(item.provider, item.model)
     learned = rt.store.gen_times.typical(item.provider, _gen_key(item.model, request.service_tier))
     typical = learned or spec.typical_seconds
@@ -113,26 +131,23 @@ def submit_item(rt: Runtime, iid: str) -> str:
     first = first_poll_delay(EARLY * typical, None, rt.settings, learned=bool(learned))
     if learned:  # a guess of the generation time would misplace it by much more
         first += _queue_wait(rt, item, typical)
-    if hook:  # the provider calls back: poll only as a slow safety net
+    if webhook:  # the provider calls back: poll only as a slow safety net
         first = safety_poll_delay(rt.settings)
     due = rt.now() + first
-    if listed:  # owned before it is submitted: see store/reconcile.py
-        rt.store.reconcile.own(item.account, remote_id, iid, now)
-        _outcome_known(rt, item, listed)
-    done = rt.store.transition(
+    done = rt.store.items.transition(
         iid, [SUBMITTING], SUBMITTED, timer=due,
         fields={"remote_id": remote_id, "submitted_at": now, "first_poll_s": first,
                 "poll_due": due,
                 "typical_s": round(typical, 1),
                 "deadline": now + deadline_s(request, rt.settings),
-                **({"webhook": 1} if hook else {})},
+                **({"webhook": 1} if webhook else {})},
     )
-    return "submitted" if done.applied else "skipped"
+    return ItemState.SUBMITTED if done.applied else "skipped"
 
 
 def poll_item(rt: Runtime, iid: str) -> str:
     """submitted → submitted (rescheduled) | downloading | failed | expired | cancelled."""
-    item = rt.store.get_item(iid)
+    item = rt.store.items.get(iid)
     if item.state is not SUBMITTED:
         return "skipped"
     now = rt.now()
@@ -168,8 +183,8 @@ def poll_item(rt: Runtime, iid: str) -> str:
 
 def _poll_later(rt: Runtime, iid: str, due: float) -> str:
     """This poll told nothing about the task: ask again at `due`."""
-    rt.store.transition(iid, [SUBMITTED], SUBMITTED, timer=due, fields={"poll_due": due},
-                        incr={"polls": 1, "poll_errors": 1})
+    rt.store.items.transition(iid, [SUBMITTED], SUBMITTED, timer=due,
+                              fields={"poll_due": due}, incr={"polls": 1, "poll_errors": 1})
     return "retry"
 
 
@@ -184,7 +199,7 @@ def apply_poll(rt: Runtime, item: Item, iid: str, result: PollResult,
             return finish(rt, iid, [SUBMITTED], ItemState.FAILED, "no_output",
                            "the provider reported success without a video URL")
         cost = _cost(rt, item, result)
-        moved = rt.store.transition(  # downloads have their own short lease (download.py)
+        moved = rt.store.items.transition(  # downloads have their own short lease (download.py)
             iid, [SUBMITTED], DOWNLOADING, timer=now + rt.settings.download_lease_s,
             fields={**url_fields(rt.settings, now, item.provider, result),
                     "seed": "" if result.seed is None else result.seed,
@@ -196,7 +211,7 @@ def apply_poll(rt: Runtime, item: Item, iid: str, result: PollResult,
             metrics.record_generation(rt.store, item, now)
             _learn_gen_time(rt, item, now, polls, pushed, result.run_s)
             refill(rt, item.provider)
-        return "downloading" if moved.applied else "skipped"
+        return ItemState.DOWNLOADING if moved.applied else "skipped"
     if result.status in TERMINAL_TASK_STATE:
         return finish(rt, iid, [SUBMITTED], TERMINAL_TASK_STATE[result.status],
                        result.error_code or result.status.value,
@@ -208,7 +223,7 @@ def apply_poll(rt: Runtime, item: Item, iid: str, result: PollResult,
                                 typical_s=item.typical_s or 0.0)
     if item.webhook:
         delay = max(delay, safety_poll_delay(rt.settings))
-    rt.store.transition(
+    rt.store.items.transition(
         iid, [SUBMITTED], SUBMITTED, timer=now + delay,
         fields={"remote_status": result.raw_status, "polled_at": now, "poll_due": now + delay,
                 "progress": "" if result.progress is None else result.progress},
@@ -223,8 +238,8 @@ def _queue_wait(rt: Runtime, item: Item, typical_s: float) -> float:
     account = rt.account_settings(item.account, item.provider)
     if account.queue_ahead_max <= 0:
         return 0.0
-    wait = queue_wait_s(rt.store.in_flight(item.account), account.max_in_flight, typical_s,
-                        rt.settings)
+    wait = queue_wait_s(rt.store.queues.in_flight(item.account), account.max_in_flight,
+                        typical_s, rt.settings)
     return wait / rt.settings.time_factor
 
 
@@ -243,7 +258,7 @@ def _learn_gen_time(rt: Runtime, item: Item, now: float, polls: int,
     too little."""
     if item.submitted_at is None or item.dl_attempts:
         return  # a re-poll for a fresh URL says nothing about generation time
-    tier = json.loads(item.get("req") or "{}").get("service_tier")
+    tier = item.tier
     if run_s:
         rt.store.gen_times.observe(item.provider, _gen_key(item.model, tier), run_s)
         return
@@ -298,11 +313,11 @@ def slow_down(rt: Runtime, account: str, kind: str) -> float:
     return factor
 
 
-def finish(rt: Runtime, iid: str, allowed: Sequence[str], state: str, code: str,
+def finish(rt: Runtime, iid: str, allowed: Sequence[ItemState], state: ItemState, code: str,
            message: str, fields: dict[str, Any] | None = None) -> str:
-    """Move an item from one of the `allowed` states to the terminal `state` (ItemState
-    names); finalize its batch when it was the last open one."""
-    if ItemState(state) is ItemState.FAILED:  # or on to the batch's --fallback (failover.py)
+    """Move an item from one of the `allowed` states to the terminal `state`; finalize its
+    batch when it was the last open one."""
+    if state is ItemState.FAILED:  # or on to the batch's --fallback (failover.py)
         outcome = failover.fail_over(rt, iid, allowed, code, message)
         if outcome.moved == "failed_over":  # a slot freed at the origin, work for the fallback
             refill(rt, outcome.origin)
@@ -313,10 +328,10 @@ def finish(rt: Runtime, iid: str, allowed: Sequence[str], state: str, code: str,
     values: dict[str, Any] = {"finished_at": rt.now(), "error_code": code,
                               "error_message": message[:2000]}
     values.update(fields or {})
-    moved = rt.store.transition(iid, allowed, state, timer="-", fields=values)
+    moved = rt.store.items.transition(iid, allowed, state, timer="-", fields=values)
     if moved.applied:
         metrics.record_completion(rt.store, iid, state)
-        if ItemState(state) is ItemState.AMBIGUOUS:
+        if state is ItemState.AMBIGUOUS:
             reconcile.schedule(rt, iid, moved.provider)
     if moved.applied and moved.open_items == 0:
         rt.enqueue("finalize", iid.rsplit(":", 1)[0])
@@ -332,34 +347,29 @@ def _cost(rt: Runtime, item: Item, result: PollResult) -> float | None:
         return item.est_cost
 
 
-def _describe(exc: BaseException) -> str:
-    text = str(exc) or type(exc).__name__
-    return text.split("?", 1)[0][:300]  # never echo a presigned query string
-
-
 def finalize_batch(rt: Runtime, batch_id: str) -> str:
     """in_progress → finalizing → completed, writing the output manifests once no item is
     open. Safe to repeat: a crash while finalizing is redone by the next finalize."""
     from genbatch.worker.finalize import write_outputs  # only the control queue needs it
 
-    batch = rt.store.get_batch(batch_id)
+    batch = rt.store.batches.get(batch_id)
     if batch.status not in (IN_PROGRESS, FINALIZING) or batch.open_items:
         return "skipped"
     if rt.store.reconcile.holding(batch_id):  # ambiguous items not looked at yet
         return "skipped"
-    ok, _ = rt.store.batch_cas(batch_id, [IN_PROGRESS, FINALIZING], FINALIZING)
+    ok, _ = rt.store.batches.cas(batch_id, [IN_PROGRESS, FINALIZING], FINALIZING)
     if not ok:
         return "skipped"
     files = write_outputs(rt.output_storage(batch_id), batch_id,
-                          rt.store.iter_items(batch_id, batch.total),
+                          rt.store.items.of_batch(batch_id, batch.total),
                           presign_s=rt.settings.presign_results_s)
     final = BatchStatus.CANCELLED if batch.cancel_requested else BatchStatus.COMPLETED
     notify.arm(rt, batch)  # before the batch is final: a crash after it still notifies
-    done, _ = rt.store.batch_cas(batch_id, [FINALIZING], final, {
+    done, _ = rt.store.batches.cas(batch_id, [FINALIZING], final, {
         "finished_at": repr(rt.now()), "results_jsonl": files.results_jsonl,
         "results_csv": files.results_csv, "errors_jsonl": files.errors_jsonl,
     })
-    rt.store.deactivate(batch_id)
+    rt.store.batches.deactivate(batch_id)
     if done and batch.notify_url:
         rt.enqueue("notify", batch_id)
     return final

@@ -40,8 +40,8 @@ def check_batch(store: JobStore, root: Path, batch_id: str) -> None:
     """Store a video for every item and write the output manifests: nothing may land
     outside `<root>/<batch_id>/`, and results.csv may hold no formula."""
     storage = LocalStorage(root)
-    batch = store.get_batch(batch_id)
-    items = list(store.iter_items(batch_id, int(batch["total"])))
+    batch = store.batches.get(batch_id)
+    items = list(store.items.of_batch(batch_id, int(batch["total"])))
     for item in items:
         key = object_key(batch_id, item["custom_id"])
         check_key(key)

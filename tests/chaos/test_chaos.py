@@ -93,7 +93,7 @@ class Chaos:
 
     def done_fraction(self) -> float:
         try:
-            batch = self.cluster.store.get_batch(self.batch_id)
+            batch = self.cluster.store.batches.get(self.batch_id)
         except redis.RedisError:
             return 0.0
         done = sum(int(batch.get(k) or 0)
@@ -191,13 +191,13 @@ def wait_completed(cluster: Cluster, chaos: Chaos, batch_id: str, timeout: float
             print(f"  {time.monotonic() - start:.0f}s done={chaos.done_fraction():.0%} "
                   f"kills={dict(chaos.kills)}", flush=True)
         try:
-            if cluster.store.get_batch(batch_id).get("status") == "completed":
+            if cluster.store.batches.get(batch_id).get("status") == "completed":
                 return
         except redis.RedisError:
             pass  # Redis is being restarted
         time.sleep(0.5)
     raise AssertionError(f"batch {batch_id} did not complete in {timeout:.0f} s: "
-                         f"{cluster.store.get_batch(batch_id)}\n{cluster.log_tail('scheduler')}")
+                         f"{cluster.store.batches.get(batch_id)}\n{cluster.log_tail('scheduler')}")
 
 
 def submits_per_item(log: list[dict[str, Any]]) -> tuple[dict[str, list[Any]], list[Any]]:
@@ -252,7 +252,7 @@ def test_chaos_nothing_lost_nothing_paid_twice(tmp_path: Path) -> None:
 
 def check(cluster: Cluster, chaos: Chaos, batch_id: str) -> None:
     store = JobStore.from_url(chaos.server.url)
-    batch = store.get_batch(batch_id)
+    batch = store.batches.get(batch_id)
     stats = cluster.sim_stats()
     results = read_jsonl(batch["results_jsonl"])
     errors = read_jsonl(batch["errors_jsonl"])
@@ -281,7 +281,7 @@ def check(cluster: Cluster, chaos: Chaos, batch_id: str) -> None:
     posts, unread = submits_per_item(log)
     # A request refused before its body was read created nothing (and names no item).
     assert all(s == 429 or (isinstance(s, int) and s >= 500) for s in unread), Counter(unread)
-    items = {it["custom_id"]: it for it in store.iter_items(batch_id, int(batch["total"]))}
+    items = {it["custom_id"]: it for it in store.items.of_batch(batch_id, int(batch["total"]))}
     assert sum(map(len, posts.values())) + len(unread) <= sum(
         int(it.get("attempts") or 0) for it in items.values())
     resubmitted = []
@@ -308,7 +308,7 @@ def check(cluster: Cluster, chaos: Chaos, batch_id: str) -> None:
     assert created and len(created) >= len(results)
 
     # Counters equal a recount of the item records.
-    recount = store.recount(batch_id)
+    recount = store.batches.recount(batch_id)
     assert recount == {k: int(v) for k, v in batch.items() if k in recount}
 
     # What matters to the payer: a succeeded task owned by an item whose video was never
@@ -350,4 +350,4 @@ def check(cluster: Cluster, chaos: Chaos, batch_id: str) -> None:
                            for t in paid_lost[:10]]
     assert chaos.kills["scheduler"] == 1 and chaos.kills["redis"] == 1
     assert chaos.kills["storage"] == 1 and chaos.kills["power"] == 1
-    store.r.close()
+    store.close()

@@ -12,6 +12,7 @@ import pytest
 import redis
 
 from genbatch.demo.redis_server import start_redis
+from genbatch.models import Counter
 from genbatch.simulator import SimProfile, running_simulator
 from tests.integration.cluster import Cluster
 
@@ -36,36 +37,36 @@ def test_worker_and_scheduler_carry_on_after_redis_restarts(tmp_path: Path) -> N
             cluster.start_worker()
             cluster.start_scheduler()
             try:
-                cluster.wait_until(lambda: int(cluster.store.get_batch(batch_id)["succeeded"])
+                cluster.wait_until(lambda: int(cluster.store.batches.get(batch_id)["succeeded"])
                                    >= 5, what="first results")
-                before = cluster.store.recount(batch_id)
+                before = cluster.store.batches.recount(batch_id)
                 server.stop()
                 time.sleep(3.0)  # both processes see the connection refused for a while
                 server = start_redis(tmp_path / "redis", server.port)
-                cluster.store.r.connection_pool.disconnect()
+                cluster.store.debug.client.connection_pool.disconnect()
                 deadline = time.monotonic() + 180
                 while time.monotonic() < deadline:
                     try:
-                        if cluster.store.get_batch(batch_id)["status"] == "completed":
+                        if cluster.store.batches.get(batch_id)["status"] == "completed":
                             break
                     except redis.ConnectionError:
                         pass
                     assert all(p.poll() is None for p in cluster.procs.values()), \
                         cluster.log_tail("worker") + cluster.log_tail("scheduler")
                     time.sleep(0.2)
-                batch = cluster.store.get_batch(batch_id)
+                batch = cluster.store.batches.get(batch_id)
                 assert batch["status"] == "completed", batch
             finally:
                 cluster.stop_all()
             stats = cluster.sim_stats()
         # the Celery worker reconnected by itself: not merely restarted by its supervisor
         assert "Unrecoverable error" not in (tmp_path / "worker.log").read_text(errors="replace")
-        assert before["succeeded"] + before["failed"] < n  # work was left for after
+        assert before[Counter.SUCCEEDED] + before[Counter.FAILED] < n  # work was left for after
         done = [json.loads(line) for name in ("results_jsonl", "errors_jsonl")
                 for line in Path(urlparse(batch[name]).path).read_text().splitlines()]
         assert sorted(d["custom_id"] for d in done) == sorted(f"r-{i}" for i in range(n))
         assert all(v == 1 for v in stats["submits_by_fingerprint"].values())
-        assert cluster.store.recount(batch_id) == {
-            k: int(v) for k, v in batch.items() if k in cluster.store.recount(batch_id)}
+        assert cluster.store.batches.recount(batch_id) == {
+            k: int(v) for k, v in batch.items() if k in cluster.store.batches.recount(batch_id)}
     finally:
         server.stop()

@@ -86,7 +86,7 @@ def test_api_keys_appear_only_in_the_authorization_header(tmp_path: Path) -> Non
                 cluster.start_worker()
                 batch = cluster.wait_batch(batch_id, timeout=180)
                 assert int(batch["succeeded"]) > 0 and int(batch["failed"]) > 0
-                cluster.wait_until(lambda: int(cluster.store.get_batch(batch_id).get(
+                cluster.wait_until(lambda: int(cluster.store.batches.get(batch_id).get(
                     "notify_attempts") or 0) > 0, what="a notification attempt")
             finally:
                 cluster.stop("worker", signal.SIGTERM)

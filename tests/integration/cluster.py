@@ -102,12 +102,12 @@ class Cluster:
                                          + self.log_tail(name))
             time.sleep(0.1)
         raise AssertionError(f"timed out waiting for {what}; batches: "
-                             f"{self.store.list_batches()}\n" + self.log_tail("worker"))
+                             f"{self.store.batches.recent()}\n" + self.log_tail("worker"))
 
     def wait_batch(self, batch_id: str, timeout: float = 120.0) -> Batch:
-        self.wait_until(lambda: self.store.get_batch(batch_id)["status"] == "completed",
+        self.wait_until(lambda: self.store.batches.get(batch_id)["status"] == "completed",
                         timeout, f"batch {batch_id} to complete")
-        return self.store.get_batch(batch_id)
+        return self.store.batches.get(batch_id)
 
     def log_tail(self, name: str, chars: int = 3000) -> str:
         path = self.workdir / f"{name}.log"

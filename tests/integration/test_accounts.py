@@ -69,7 +69,7 @@ def submit(c: Cluster, tmp_path: Path, n: int) -> str:
 
 
 def served_by(c: Cluster, batch_id: str) -> Counter[str]:
-    return Counter(item.account for item in c.store.iter_items(batch_id, 10_000))
+    return Counter(item.account for item in c.store.items.of_batch(batch_id, 10_000))
 
 
 def assert_within_limits(c: Cluster) -> None:
@@ -101,13 +101,13 @@ def test_three_accounts_share_a_batch_within_their_own_limits(cluster: Any,
     assert Counter(r["account"] for r in rows) == by_account  # results say who served it
     text = json.dumps(rows) + c.log_tail("worker-1", 10**6) + c.log_tail("scheduler", 10**6)
     assert not any(key in text for key in KEYS.values())  # names, never keys
-    assert all(c.store.in_flight(n) == 0 for n in KEYS)
+    assert all(c.store.queues.in_flight(n) == 0 for n in KEYS)
 
 
 def test_an_account_refused_mid_batch_loses_no_item(cluster: Any, tmp_path: Path) -> None:
     c = cluster(["bp-1", "bp-2", "bp-3"])
     batch_id = submit(c, tmp_path, 60)
-    c.wait_until(lambda: int(c.store.get_batch(batch_id)["succeeded"]) >= 10,
+    c.wait_until(lambda: int(c.store.batches.get(batch_id)["succeeded"]) >= 10,
                  what="a first part done")
     broke = {**PROFILE, "keys": {**PROFILE["keys"], KEYS["bp-2"]: {"out_of_balance": True}}}
     httpx.put(f"{c.sim_url}/_sim/profile", json=broke, timeout=10).raise_for_status()
@@ -123,7 +123,7 @@ def test_an_account_refused_mid_batch_loses_no_item(cluster: Any, tmp_path: Path
 def test_a_key_added_while_running_starts_taking_work(cluster: Any, tmp_path: Path) -> None:
     c = cluster(["bp-1"])
     batch_id = submit(c, tmp_path, 150)  # long enough to outlast the file's re-read (2 s)
-    c.wait_until(lambda: int(c.store.get_batch(batch_id)["succeeded"]) >= 3,
+    c.wait_until(lambda: int(c.store.batches.get(batch_id)["succeeded"]) >= 3,
                  what="work under one account")
     accounts_file(tmp_path / "accounts.toml", ["bp-1", "bp-2"])  # no restart
 

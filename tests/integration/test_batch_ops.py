@@ -50,7 +50,7 @@ def test_cancel_stops_dispatch_cancels_queued_remote_tasks_and_keeps_outputs(
     manifest = tmp_path / "cancel.jsonl"
     manifest.write_text("\n".join(rows) + "\n")
     batch_id = str(c.submit(manifest, provider=None, model="seedance-v1.5-pro-i2v").batch_id)
-    c.wait_until(lambda: int(c.store.get_batch(batch_id)["succeeded"]) >= 2
+    c.wait_until(lambda: int(c.store.batches.get(batch_id)["succeeded"]) >= 2
                  and c.sim_stats()["tasks_by_status"].get("queued", 0) >= 2,
                  what="some novita results and queued byteplus tasks")
 
@@ -58,9 +58,9 @@ def test_cancel_stops_dispatch_cancels_queued_remote_tasks_and_keeps_outputs(
 
     assert report.cancelled_remote >= 2  # queued BytePlus tasks cancelled at the provider
     assert report.cancelled > 0  # pending items never submitted
-    c.wait_until(lambda: c.store.get_batch(batch_id)["status"] == "cancelled",
+    c.wait_until(lambda: c.store.batches.get(batch_id)["status"] == "cancelled",
                  what="batch cancelled")
-    batch = c.store.get_batch(batch_id)
+    batch = c.store.batches.get(batch_id)
     results = read_jsonl(batch["results_jsonl"])
     errors = read_jsonl(batch["errors_jsonl"])
     assert len(results) >= 2
@@ -93,7 +93,7 @@ def test_retry_failed_resubmits_only_those_and_records_attempts(
         batch = c.wait_batch(batch_id)
         assert (batch["succeeded"], batch["failed"]) == ("10", "0")
         assert c.sim_stats()["submits"] == submits_before + 2
-        retried = [c.store.get_item(item_id(batch_id, s)) for s in (2, 7)]
+        retried = [c.store.items.get(item_id(batch_id, s)) for s in (2, 7)]
         for item in retried:
             history = json.loads(item["history"])
             assert [h["state"] for h in history] == ["failed"]
@@ -152,11 +152,11 @@ def test_resume_with_a_bad_row_changes_nothing(tmp_path: Path, redis_url: str) -
                   + "\n")
     batch_id = str(ingest_manifest(ok, store=js, storage=storage, provider="novita",
                                    model="seedance-v1.5-pro-i2v").batch_id)
-    before = js.get_batch(batch_id)
+    before = js.batches.get(batch_id)
     bad = tmp_path / "bad.jsonl"
     bad.write_text(json.dumps({"custom_id": "n", "prompt": "p", "image": "images/lamp.webp",
                                "resolution": "4k"}) + "\n")
     with pytest.raises(ManifestRejected):
         resume_manifest(bad, batch_id, store=js, storage=storage, provider="novita",
                         model="seedance-v1.5-pro-i2v")
-    assert js.get_batch(batch_id) == before
+    assert js.batches.get(batch_id) == before

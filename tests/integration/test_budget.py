@@ -64,9 +64,9 @@ def test_budget_stops_dispatch_and_a_raised_budget_completes_the_batch(
         try:
             batch_id = str(c.submit(manifest, options=BatchOptions.build(budget_usd=budget),
                                     **kw).batch_id)
-            c.wait_until(lambda: c.store.get_batch(batch_id)["succeeded"] == str(K),
+            c.wait_until(lambda: c.store.batches.get(batch_id)["succeeded"] == str(K),
                          what=f"{K} items succeeded")
-            batch = c.store.get_batch(batch_id)
+            batch = c.store.batches.get(batch_id)
             assert (batch["pending"], batch["in_flight"], batch["downloading"]) == \
                 (str(N - K), "0", "0")
             assert batch["status"] == "in_progress"  # not complete: it must not finalize

@@ -165,5 +165,5 @@ def test_submit_warns_and_refuses_on_worker_keys_in_one_line_each(redis_url: str
     assert "Traceback" not in res.stderr
     assert (f"{manifest}: no running worker holds a key for byteplus: set "
             "GENBATCH_BYTEPLUS_API_KEY on a worker") in res.stderr
-    assert store.list_batches() == []
-    store.r.close()
+    assert store.batches.recent() == []
+    store.close()

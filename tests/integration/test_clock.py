@@ -39,7 +39,7 @@ def test_a_skewed_worker_polls_normally_and_finishes(redis_url: str, folder: Pat
             batch_id = str(c.submit(manifest(folder, sim_url, 12), provider=None,
                                     model=MODEL).batch_id)
             batch = c.wait_batch(batch_id, timeout=90)
-            items = list(c.store.iter_items(batch_id, batch.total))
+            items = list(c.store.items.of_batch(batch_id, batch.total))
             assert all(i.state is ItemState.SUCCEEDED for i in items), [
                 (i.custom_id, i.state, i.error_code) for i in items]
             # About 2-3 polls a job on time (docs/performance.md); 553 polls for 57 were

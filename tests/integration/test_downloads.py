@@ -32,7 +32,7 @@ def manifest(folder: Path, sim_url: str) -> Path:
 
 
 def items(cluster: Cluster, batch_id: str) -> list[dict[str, Any]]:
-    return [cluster.store.get_item(item_id(batch_id, s)) for s in range(1, N + 1)]
+    return [cluster.store.items.get(item_id(batch_id, s)) for s in range(1, N + 1)]
 
 
 def errors_of(batch: dict[str, str]) -> list[dict[str, Any]]:

@@ -79,7 +79,7 @@ def test_failover_once_to_the_fallback(failing_cluster: Cluster, tmp_path: Path)
     for e in errors:
         assert (e["status"], e["attempts"]) == ("failed", 2)
         assert f"after failing over from novita:{MODEL}" in str(e["error_message"])
-    items = list(c.store.iter_items(doomed, 4))
+    items = list(c.store.items.of_batch(doomed, 4))
     assert {i["provider"] for i in items} == {"highwayapi"}
     assert all(len(json.loads(i["history"])) == 1 for i in items)
 
@@ -92,11 +92,11 @@ def test_failover_once_to_the_fallback(failing_cluster: Cluster, tmp_path: Path)
         assert f"not failed over to wavespeed:{UNFIT}" in str(e["error_message"])
         assert "resolution: bytedance/seedance-v1-pro-i2v-1080p is the 1080p endpoint" in str(
             e["error_message"])
-    assert {i["provider"] for i in c.store.iter_items(unfit, 3)} == {"novita"}
+    assert {i["provider"] for i in c.store.items.of_batch(unfit, 3)} == {"novita"}
 
     # One submit per attempt, nothing more: 6 * 2 + 4 * 2 + 3 * 1.
     assert c.sim_stats()["submits"] == 23
     for bid in (rescued, doomed, unfit):
-        batch = c.store.get_batch(bid)
-        assert c.store.recount(bid) == {
-            k: int(v) for k, v in batch.items() if k in c.store.recount(bid)}
+        batch = c.store.batches.get(bid)
+        assert c.store.batches.recount(bid) == {
+            k: int(v) for k, v in batch.items() if k in c.store.batches.recount(bid)}

@@ -99,7 +99,7 @@ def test_completed_batch_notifies_through_two_500s_while_other_work_goes_on(
         batch = c.wait_batch(notified)
         c.wait_until(lambda: bool(receiver.accepted()), what="the event to be accepted")
         c.wait_batch(other)
-        c.wait_until(lambda: c.store.get_batch(notified).get("notify_status") == "delivered",
+        c.wait_until(lambda: c.store.batches.get(notified).get("notify_status") == "delivered",
                      what="notify_status delivered")
 
     assert [code for _, _, code in receiver.deliveries] == [500, 500, 200]
@@ -117,14 +117,14 @@ def test_completed_batch_notifies_through_two_500s_while_other_work_goes_on(
     spend = budget.summary(batch)
     assert event["cost"] == {"spent_usd": spend["spent_usd"],
                              "estimated_usd": spend["spent_estimate_usd"]}
-    final = c.store.get_batch(notified)
+    final = c.store.batches.get(notified)
     assert final["notify_attempts"] == "3" and final["notify_event_id"] == event["id"]
     # The other batch, which asked for nothing, ran to the end meanwhile and sent nothing.
-    other_batch = c.store.get_batch(other)
+    other_batch = c.store.batches.get(other)
     assert other_batch["status"] == "completed"
     assert int(other_batch["succeeded"]) + int(other_batch["failed"]) == 10
     assert "notify_status" not in other_batch
-    assert c.store.r.zcard(c.store.k("notify")) == 0
+    assert len(c.store.debug.notify_ids()) == 0
 
 
 def test_cancelled_batch_notifies_batch_cancelled(cluster: Cluster, tmp_path: Path) -> None:
@@ -146,14 +146,14 @@ def test_cancelled_batch_notifies_batch_cancelled(cluster: Cluster, tmp_path: Pa
     with Receiver() as receiver:
         batch_id = str(c.submit(manifest, provider=None, model="seedance-v1.5-pro-i2v",
                                 options=BatchOptions.build(notify_url=receiver.url)).batch_id)
-        c.wait_until(lambda: int(c.store.get_batch(batch_id)["succeeded"]) >= 1,
+        c.wait_until(lambda: int(c.store.batches.get(batch_id)["succeeded"]) >= 1,
                      what="a first result")
         cancel_batch(rt, batch_id)
         c.wait_until(lambda: bool(receiver.accepted()), what="the cancelled event")
 
     (headers, body, _), = receiver.accepted()
     event = verify(headers, body)
-    batch = c.store.get_batch(batch_id)
+    batch = c.store.batches.get(batch_id)
     assert event["type"] == "batch.cancelled" and batch["status"] == "cancelled"
     assert event["counts"]["cancelled"] == int(batch["cancelled"]) > 0
     assert sum(event["counts"][k] for k in notify.COUNT_FIELDS[1:]) == 60

@@ -77,8 +77,8 @@ def test_mixed_manifest_every_line_accounted_and_bytes_match(cluster: Cluster,
     for r in results:
         stored = Path(urlparse(str(r["output_uri"])).path).read_bytes()
         assert hashlib.sha256(stored).hexdigest() == r["sha256"] == videos[r["remote_task_id"]]
-    assert cluster.store.recount(batch_id) == {
-        k: int(v) for k, v in batch.items() if k in cluster.store.recount(batch_id)}
+    assert cluster.store.batches.recount(batch_id) == {
+        k: int(v) for k, v in batch.items() if k in cluster.store.batches.recount(batch_id)}
     csv_lines = Path(urlparse(batch["results_csv"]).path).read_text().splitlines()
     assert len(csv_lines) == len(results) + 1
     assert all(n == 1 for n in cluster.sim_stats()["submits_by_fingerprint"].values())
@@ -88,7 +88,7 @@ def test_duplicate_and_late_messages_change_nothing(cluster: Cluster, tmp_path: 
     manifest = mixed_manifest(tmp_path, cluster.sim_url, 5)
     batch_id = str(cluster.submit(manifest, provider=None, model=None).batch_id)
     cluster.wait_batch(batch_id)
-    before_items = [cluster.store.get_item(item_id(batch_id, s)) for s in range(1, 6)]
+    before_items = [cluster.store.items.get(item_id(batch_id, s)) for s in range(1, 6)]
     before_stats = cluster.sim_stats()
     rt = Runtime(cluster.settings, enqueue=lambda kind, ident: None)
 
@@ -98,7 +98,7 @@ def test_duplicate_and_late_messages_change_nothing(cluster: Cluster, tmp_path: 
     outcomes.append(steps.finalize_batch(rt, batch_id))
 
     assert set(outcomes) == {"skipped"}
-    assert [cluster.store.get_item(item_id(batch_id, s)) for s in range(1, 6)] == before_items
+    assert [cluster.store.items.get(item_id(batch_id, s)) for s in range(1, 6)] == before_items
     after = cluster.sim_stats()
     assert (after["submits"], after["polls"], after["downloads"]) == (
         before_stats["submits"], before_stats["polls"], before_stats["downloads"])
@@ -109,7 +109,7 @@ def test_worker_replaced_mid_batch_finishes_with_nothing_lost(
         cluster: Cluster, tmp_path: Path, sig: int) -> None:
     manifest = mixed_manifest(tmp_path, cluster.sim_url, 60)
     batch_id = str(cluster.submit(manifest, provider=None, model=None).batch_id)
-    cluster.wait_until(lambda: int(cluster.store.get_batch(batch_id)["succeeded"]) >= 5,
+    cluster.wait_until(lambda: int(cluster.store.batches.get(batch_id)["succeeded"]) >= 5,
                        what="first results")
 
     cluster.stop("worker", sig)

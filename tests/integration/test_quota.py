@@ -65,7 +65,7 @@ def test_two_workers_stay_within_rpm_and_concurrency(make_cluster: Any,
     assert stats["max_submits_per_minute"]["novita"][KEY] <= R
     assert stats["responses_429"] == 0
     assert all(n == 1 for n in stats["submits_by_fingerprint"].values())
-    assert c.store.in_flight("novita") == 0
+    assert c.store.queues.in_flight("novita") == 0
 
 
 def test_a_burst_of_429s_slows_down_and_fails_nothing(make_cluster: Any,
@@ -78,8 +78,8 @@ def test_a_burst_of_429s_slows_down_and_fails_nothing(make_cluster: Any,
 
     assert int(batch["succeeded"]) == 30  # every 429 was put back, none counted as failure
     assert c.sim_stats()["responses_429"] > 0
-    limits = Limits(c.store.r, c.store.prefix)
-    now = float(c.store.r.time()[0])
+    limits = Limits(c.store.debug.client, c.store.prefix)
+    now = float(c.store.server.time())
     assert (limits.factor("novita", "submit", now, 600 / 50) < 1.0
             or limits.factor("novita", "poll", now, 600 / 50) < 1.0)
 
@@ -88,15 +88,15 @@ def test_a_killed_workers_slots_come_back(make_cluster: Any, tmp_path: Path) -> 
     c = make_cluster(BASE, task_lease_s="3")
     batch_id = str(c.submit(manifest(tmp_path, 40), provider="novita",
                             model="seedance-v1.5-pro-i2v").batch_id)
-    c.wait_until(lambda: c.store.in_flight("novita") > 0, what="work in flight")
+    c.wait_until(lambda: c.store.queues.in_flight("novita") > 0, what="work in flight")
     c.stop("worker-1", signal.SIGKILL)
     c.stop("worker-2", signal.SIGKILL)
-    held = c.store.in_flight("novita")
+    held = c.store.queues.in_flight("novita")
     assert held > 0
     c.start_worker("worker-3")
 
     batch = c.wait_batch(batch_id, timeout=120)
 
-    assert c.store.in_flight("novita") == 0  # every slot the dead workers held came back
+    assert c.store.queues.in_flight("novita") == 0  # every slot the dead workers held came back
     assert int(batch["succeeded"]) + int(batch["ambiguous"]) == 40
     assert c.sim_stats()["max_in_flight"]["novita"][KEY] <= C

@@ -9,7 +9,6 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import cast
 
 import pytest
 
@@ -36,26 +35,23 @@ def test_batch_of_a_killed_producer_is_reaped_by_the_scheduler(redis_url: str,
     store = JobStore.from_url(redis_url)
     deadline = time.monotonic() + 120
     batch_id: str | None = None
-    while batch_id is None or int(store.get_batch(batch_id).get("total") or 0) < 2000:
+    while batch_id is None or int(store.batches.get(batch_id).get("total") or 0) < 2000:
         assert producer.poll() is None, "the producer finished before it could be killed"
         assert time.monotonic() < deadline, "no chunk was written in time"
         # redis-py types members as bytes | str; this client decodes responses to str
-        ids = cast("set[str]", store.r.smembers(store.k("validating")))
+        ids = store.debug.validating()
         batch_id = next(iter(ids)) if ids else None
         time.sleep(0.05)
     producer.send_signal(signal.SIGKILL)
     producer.wait()
-    assert store.get_batch(batch_id)["status"] == "validating"
+    assert store.batches.get(batch_id)["status"] == "validating"
 
     scheduler = Scheduler(Runtime(Settings(redis_url=redis_url, validating_timeout_s=1.0),
                                   enqueue=lambda kind, ident: None))
-    while batch_id in store.r.smembers(store.k("validating")):
+    while batch_id in store.debug.validating():
         assert time.monotonic() < deadline + 60, "the batch was never reaped"
         scheduler.sweep()
         time.sleep(0.2)
 
-    assert not store.r.exists(store.k("batch", batch_id))
-    assert not list(store.r.scan_iter(store.k("item", batch_id, "*")))
-    assert not list(store.r.scan_iter(store.k("pending", "*", batch_id)))
-    assert not store.r.exists(store.k("ids", batch_id))
-    assert batch_id not in [b["id"] for b in store.list_batches()]
+    assert store.debug.batch_keys(batch_id) == []
+    assert batch_id not in [b["id"] for b in store.batches.recent()]

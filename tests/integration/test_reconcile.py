@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from genbatch.client import Client
-from genbatch.models import ItemState
+from genbatch.models import Counter, ItemState
 from genbatch.simulator import SimProfile
 from tests.integration.cluster import Cluster, running_cluster
 
@@ -49,7 +49,7 @@ def set_profile(c: Cluster, **fields: object) -> None:
 
 
 def items(c: Cluster, batch_id: str) -> list:  # type: ignore[type-arg]
-    return list(c.store.iter_items(batch_id, c.store.get_batch(batch_id).total))
+    return list(c.store.items.of_batch(batch_id, c.store.batches.get(batch_id).total))
 
 
 # WaveSpeed's list shows no seeds: one ambiguous submit at a time can be told apart. BytePlus
@@ -65,7 +65,7 @@ def test_a_created_task_whose_answer_was_lost_is_adopted(
                      what="every task adopted")
         set_profile(c)  # answers are no longer lost: nothing else changes
         batch = c.wait_batch(batch_id)
-        assert batch.count("succeeded") == n and batch.count("ambiguous") == 0
+        assert batch.count(Counter.SUCCEEDED) == n and batch.count(Counter.AMBIGUOUS) == 0
         assert c.sim_stats()["submits"] == n  # created once each, paid once each
         assert batch.get("adopted") == str(n)
         for item in items(c, batch_id):
@@ -86,12 +86,12 @@ def test_a_submit_that_created_nothing_is_resubmitted_once(redis_url: str,
                  inject_on=["submit"]) as c:
         batch_id = str(c.submit(manifest(folder, c.sim_url, "wavespeed", 2), provider=None,
                                 model=MODEL).batch_id)
-        c.wait_until(lambda: c.store.get_batch(batch_id).count("ambiguous") == 2,
+        c.wait_until(lambda: c.store.batches.get(batch_id).count(Counter.AMBIGUOUS) == 2,
                      what="two ambiguous submits")
         assert c.sim_stats()["submits"] == 0
         set_profile(c)
         batch = c.wait_batch(batch_id)
-        assert batch.count("succeeded") == 2
+        assert batch.count(Counter.SUCCEEDED) == 2
         assert batch["reconciled_resubmits"] == "2"
         assert c.sim_stats()["submits"] == 2
         assert all(i["reconciled"] == "resubmitted" for i in items(c, batch_id))
@@ -123,7 +123,7 @@ def test_novita_has_no_task_list_so_ambiguous_stays(redis_url: str, folder: Path
     with cluster(redis_url, folder, p_submit_timeout=1.0, submit_timeout_mode="drop") as c:
         batch_id = str(c.submit(manifest(folder, c.sim_url, "novita", 1), provider=None,
                                 model=MODEL).batch_id)
-        c.wait_until(lambda: c.store.get_batch(batch_id).count("ambiguous") == 1,
+        c.wait_until(lambda: c.store.batches.get(batch_id).count(Counter.AMBIGUOUS) == 1,
                      what="an ambiguous submit")
         report = Client(c.settings).reconcile(batch_id)
         assert report.left == [(f"{batch_id}:1", "novita documents no task list")]

@@ -14,7 +14,7 @@ import pytest
 
 from genbatch.client import Client
 from genbatch.demo.redis_server import free_port
-from genbatch.models import ItemState
+from genbatch.models import Counter, ItemState
 from genbatch.simulator import SimProfile
 from tests.integration.cluster import Cluster, running_cluster
 
@@ -48,8 +48,8 @@ def said(c: Cluster, batch_id: str, words: str) -> bool:
 
 
 def no_item_failed(c: Cluster, batch_id: str) -> bool:
-    batch = c.store.get_batch(batch_id)
-    return batch.count("failed") == 0 and batch.count("ambiguous") == 0
+    batch = c.store.batches.get(batch_id)
+    return batch.count(Counter.FAILED) == 0 and batch.count(Counter.AMBIGUOUS) == 0
 
 
 MODEL = "seedance-v1.5-pro-i2v"
@@ -66,7 +66,8 @@ def test_a_dead_base_url_backs_off_and_says_degraded(redis_url: str, folder: Pat
         assert health.reason.startswith("connect: ")
         assert health.failures["connect"] >= 3
         assert said(c, batch_id, "account novita is degraded: connect")
-        assert c.store.get_batch(batch_id).count("pending") == 2  # nothing lost, nothing failed
+        # nothing lost, nothing failed
+        assert c.store.batches.get(batch_id).count(Counter.PENDING) == 2
 
 
 def test_no_scheduler_is_named(redis_url: str, folder: Path) -> None:
@@ -82,7 +83,7 @@ def test_no_worker_is_named(redis_url: str, folder: Path) -> None:
         c.wait_until(lambda: c.store.heartbeats.scheduler() is not None,
                      what="the scheduler's heartbeat")
         batch_id = str(c.submit(manifest(folder, 2), provider=None, model=MODEL).batch_id)
-        c.wait_until(lambda: c.store.get_batch(batch_id).count("in_flight") == 2,
+        c.wait_until(lambda: c.store.batches.get(batch_id).count(Counter.IN_FLIGHT) == 2,
                      what="items dispatched")
         assert said(c, batch_id, "no worker running")
         assert not said(c, batch_id, "no scheduler running")
@@ -115,7 +116,7 @@ def test_a_wrong_key_pauses_after_three_refusals_not_item_by_item(
         health = c.store.health.get("novita")
         assert health.reason.startswith("auth: INVALID_API_KEY")
         assert no_item_failed(c, batch_id)
-        assert c.store.get_batch(batch_id).count("pending") == 8
+        assert c.store.batches.get(batch_id).count(Counter.PENDING) == 8
         assert c.sim_stats()["submits"] == 0
 
 
@@ -135,7 +136,7 @@ def test_an_account_out_of_money_pauses_then_a_probe_resumes_it(
         httpx.put(f"{c.sim_url}/_sim/profile", timeout=10,
                   json={"time_factor": 50.0, "latency_mean_s": 20.0}).raise_for_status()
         batch = c.wait_batch(batch_id)
-        assert batch.count("succeeded") == 5
+        assert batch.count(Counter.SUCCEEDED) == 5
         assert c.store.health.get("novita").state == "ok"
 
 
@@ -149,6 +150,6 @@ def test_accounts_resume_lifts_a_pause(redis_url: str, folder: Path) -> None:
                   json={"time_factor": 50.0, "latency_mean_s": 20.0}).raise_for_status()
         Client(c.settings).resume_account("novita")
         batch = c.wait_batch(batch_id)
-        assert batch.count("succeeded") == 3
-        items = list(c.store.iter_items(batch_id, batch.total))
+        assert batch.count(Counter.SUCCEEDED) == 3
+        items = list(c.store.items.of_batch(batch_id, batch.total))
         assert all(i.state is ItemState.SUCCEEDED for i in items)

@@ -107,7 +107,7 @@ def test_items_complete_via_callbacks_with_far_fewer_polls_and_forgeries_fail(
     hooked_batch, with_hooks = run_batch(hooked, path)
 
     assert with_hooks["webhooks_delivered"] == with_hooks["webhooks_sent"] == N
-    items = [hooked.store.get_item(item_id(hooked_batch, s)) for s in range(1, N + 1)]
+    items = [hooked.store.items.get(item_id(hooked_batch, s)) for s in range(1, N + 1)]
     assert {i["provider"] for i in items} == {p for p, _ in ROWS}
     # Every item finished by its callback, none polled before its safety poll was due.
     assert all(i["state"] == "succeeded" and i.get("callbacks") == "1" for i in items)
@@ -125,12 +125,12 @@ def test_items_complete_via_callbacks_with_far_fewer_polls_and_forgeries_fail(
     iid = item_id(hooked_batch, 1)
     url = callback_url(hooked.settings, items[0]["provider"], iid)
     assert url is not None
-    before = hooked.store.get_item(iid)
+    before = hooked.store.items.get(iid)
     forged = {"event_type": "ASYNC_TASK_RESULT", "payload": {"task": {
         "task_id": "not-" + before["remote_id"], "status": "TASK_STATUS_FAILED"}}}
     assert httpx.post(url, json=forged, timeout=10).status_code == 401
     assert httpx.post(url[:-64] + "f" * 64, json=forged, timeout=10).status_code == 404
-    assert hooked.store.get_item(iid) == before
+    assert hooked.store.items.get(iid) == before
 
     # The same manifest with webhooks off: every item is found done by polling.
     hooked.stop("scheduler")
@@ -143,7 +143,7 @@ def test_items_complete_via_callbacks_with_far_fewer_polls_and_forgeries_fail(
     print("with webhooks", with_hooks, "without", without)
     assert without["webhooks_sent"] == 0 and without["uploads"] == 0  # uploads remembered
     assert without["polls"] >= N  # at least one poll per item
-    polled = hooked.store.get_item(item_id(polled_batch, 1))
+    polled = hooked.store.items.get(item_id(polled_batch, 1))
     assert polled.get("polls") and not polled.get("callbacks")
     tokens = _tokens(hooked, hooked_batch)
     for name in ("worker", "webhooks", "scheduler"):  # never a token (nor the secret) in a log
@@ -152,7 +152,7 @@ def test_items_complete_via_callbacks_with_far_fewer_polls_and_forgeries_fail(
 
 
 def _tokens(c: Cluster, batch_id: str) -> list[str]:
-    urls = [callback_url(c.settings, c.store.get_item(item_id(batch_id, s))["provider"],
+    urls = [callback_url(c.settings, c.store.items.get(item_id(batch_id, s))["provider"],
                          item_id(batch_id, s)) for s in range(1, N + 1)]
     return [u.rsplit("/", 1)[1] for u in urls if u]
 
@@ -173,6 +173,6 @@ def test_a_lost_callback_is_caught_by_the_safety_poll(redis_url: str, tmp_path: 
         finally:
             c.stop_all()
     assert cost["webhooks_sent"] == 0
-    items = [c.store.get_item(item_id(batch_id, s)) for s in range(1, N + 1)]
+    items = [c.store.items.get(item_id(batch_id, s)) for s in range(1, N + 1)]
     assert all(i["state"] == "succeeded" and i.get("webhook") == "1" for i in items)
     assert all(int(i["polls"]) >= 1 and not i.get("callbacks") for i in items)

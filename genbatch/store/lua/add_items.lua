@@ -109,6 +109,6 @@ for counter, k in pairs(counts) do
   redis.call('HINCRBY', KEYS[1], counter, k)
 end
 -- The producer's heartbeat: a `validating` batch not touched for a while is one whose
--- producer died; the scheduler's sweep discards it (JobStore.reap_validating).
+-- producer died; the scheduler's sweep discards it (Ingest.reap_validating, store/writer.py).
 redis.call('HSET', KEYS[1], 'touched', redis.call('TIME')[1])
 return dups
