@@ -111,6 +111,11 @@ class Item(dict[str, str]):
         self.url_repolls = _int(get("url_repolls"))
         self.storage_repolls = _int(get("storage_repolls"))
         self.reconciled = get("reconciled") or ""
+        # What an unverified callback claimed (worker/hints.py): a status, or an ambiguous
+        # attempt's task id and that attempt's number.
+        self.cb_status = get("cb_status") or ""
+        self.cb_task = get("cb_task") or ""
+        self.cb_attempt = _int(get("cb_attempt"))
         self.has_request = bool(get("req"))
 
     @classmethod

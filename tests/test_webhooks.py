@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -61,14 +62,14 @@ def submitted_item(store: JobStore, provider: str, remote_id: str, bid: str = "w
     store.ingest.commit(bid, [provider])
     iid = item_id(bid, 1)
     assert dispatch_items(store, provider, bid, 5, 5, 1e12) == [iid]
-    store.items.transition(iid, [ItemState.DISPATCHED], ItemState.SUBMITTING)
+    store.items.transition(iid, [ItemState.DISPATCHED], ItemState.SUBMITTING, incr={"attempts": 1})
     store.items.transition(iid, [ItemState.SUBMITTING], ItemState.SUBMITTED, timer=1e12,
                            fields={"remote_id": remote_id, "submitted_at": 1.0, "webhook": 1})
     return iid
 
 
-def hook_path(s: Settings, provider: str, iid: str) -> str:
-    url = callback_url(s, provider, iid)
+def hook_path(s: Settings, provider: str, iid: str, attempt: int = 1) -> str:
+    url = callback_url(s, provider, iid, attempt)
     assert url is not None and url.startswith(BASE + "/hooks/")
     return url.removeprefix(BASE)
 
@@ -94,26 +95,28 @@ def novita_result(task_id: str, status: str) -> dict[str, Any]:
 
 
 def test_webhooks_are_off_unless_base_url_and_secret_are_set(redis_url: str) -> None:
-    assert callback_url(Settings(redis_url=redis_url), "wavespeed", "b:1") is None
-    assert callback_url(settings(redis_url, webhook_secret=None), "wavespeed", "b:1") is None
-    assert callback_url(settings(redis_url, webhook_base_url=None), "novita", "b:1") is None
+    assert callback_url(Settings(redis_url=redis_url), "wavespeed", "b:1", 1) is None
+    assert callback_url(settings(redis_url, webhook_secret=None), "wavespeed", "b:1", 1) is None
+    assert callback_url(settings(redis_url, webhook_base_url=None), "novita", "b:1", 1) is None
 
 
 def test_every_provider_gets_its_own_callback_url(redis_url: str) -> None:
     s = settings(redis_url)
-    urls = {callback_url(s, p, "b:1") for p in ("novita", "highwayapi", "wavespeed", "byteplus")}
+    urls = {callback_url(s, p, "b:1", 1)
+            for p in ("novita", "highwayapi", "wavespeed", "byteplus")}
     assert None not in urls and len(urls) == 4
-    expected = f"{BASE}/hooks/novita/b%3A1/{token(s, 'novita', 'b:1')}"
-    assert callback_url(s, "novita", "b:1") == expected
+    expected = f"{BASE}/hooks/novita/b%3A1/2/{token(s, 'novita', 'b:1', 2)}"
+    assert callback_url(s, "novita", "b:1", 2) == expected
 
 
-def test_tokens_are_per_item_and_provider_and_hide_the_secret(redis_url: str) -> None:
+def test_tokens_are_per_attempt_item_and_provider_and_hide_the_secret(redis_url: str) -> None:
     s = settings(redis_url)
-    tokens = {token(s, p, i) for p in ("novita", "wavespeed") for i in ("b:1", "b:2", "c:1")}
-    assert len(tokens) == 6
+    tokens = {token(s, p, i, a) for p in ("novita", "wavespeed") for i in ("b:1", "b:2", "c:1")
+              for a in (1, 2)}
+    assert len(tokens) == 12
     assert all(len(t) == 64 and SECRET not in t for t in tokens)
     other = settings(redis_url, webhook_secret="another-secret-0123456789")
-    assert token(other, "novita", "b:1") != token(s, "novita", "b:1")
+    assert token(other, "novita", "b:1", 1) != token(s, "novita", "b:1", 1)
 
 
 def test_receiver_refuses_to_start_without_a_usable_secret(redis_url: str) -> None:
@@ -126,69 +129,62 @@ def test_receiver_refuses_to_start_without_a_usable_secret(redis_url: str) -> No
 # -- the receiver -----------------------------------------------------------------------------
 
 
-def test_wavespeed_callback_moves_the_item_as_a_poll_would(
+def test_an_unsigned_callback_only_wakes_the_item_for_its_poll(
         client: TestClient, store: JobStore, redis_url: str, sent: Sent) -> None:
+    """A callback with a valid URL token but no verified signature changes nothing by
+    itself: it notes its claim and makes the item's poll due now."""
     iid = submitted_item(store, "wavespeed", "pred-1")
     path = hook_path(settings(redis_url), "wavespeed", iid)
+    assert store.debug.timer(iid) == 1e12  # its next safety poll
 
     answer = client.post(path, json=ws_done("pred-1"))
 
-    assert answer.status_code == 200 and answer.json()["outcome"] == "downloading"
+    assert answer.status_code == 200 and answer.json()["outcome"] == "woken"
     item = store.items.get(iid)
-    assert item["state"] == "downloading"
-    assert item["video_url"] == "https://cdn.example.com/v.mp4"
-    assert (item.get("callbacks"), item.get("polls")) == ("1", None)
-    assert sent == [("download", iid)]
-    # A duplicate delivery (providers retry) changes nothing.
-    again = client.post(path, json=ws_done("pred-1"))
-    assert again.status_code == 200 and again.json()["outcome"] == "skipped"
-    assert store.items.get(iid) == item and sent == [("download", iid)]
+    assert (item.state, item.video_url, item.cb_status) == (ItemState.SUBMITTED, "",
+                                                           "succeeded")
+    due = store.debug.timer(iid)
+    assert due is not None and due <= time.time() + 5 and sent == []  # due now
 
 
-def test_wavespeed_envelope_and_failed_callback(client: TestClient, store: JobStore,
-                                                redis_url: str) -> None:
-    iid = submitted_item(store, "wavespeed", "pred-2")
-    envelope = {"code": 200, "message": "success", "data": ws_done("pred-2", "failed")}
+@pytest.mark.parametrize(("provider", "body"), [
+    ("wavespeed", {"code": 200, "message": "success", "data": ws_done("task-x", "failed")}),
+    ("novita", novita_result("task-x", "TASK_STATUS_FAILED")),
+    ("novita", novita_result("task-x", "TASK_STATUS_SUCCEED")),
+])
+def test_a_forged_result_for_the_items_own_task_fails_or_finishes_nothing(
+        client: TestClient, store: JobStore, redis_url: str, sent: Sent, provider: str,
+        body: dict[str, Any]) -> None:
+    iid = submitted_item(store, provider, "task-x")
 
-    answer = client.post(hook_path(settings(redis_url), "wavespeed", iid), json=envelope)
+    answer = client.post(hook_path(settings(redis_url), provider, iid), json=body)
 
-    assert answer.status_code == 200 and answer.json()["outcome"] == "failed"
-    item = store.items.get(iid)
-    assert (item["state"], item["error_code"]) == ("failed", "1403")
-    assert store.batches.get("wb1")["failed"] == "1"
-
-
-def test_novita_task_result_callbacks(client: TestClient, store: JobStore, redis_url: str,
-                                      sent: Sent) -> None:
-    ok = submitted_item(store, "novita", "task-ok", bid="nb1")
-    bad = submitted_item(store, "novita", "task-bad", bid="nb2")
-    s = settings(redis_url)
-
-    assert client.post(hook_path(s, "novita", ok),
-                       json=novita_result("task-ok", "TASK_STATUS_SUCCEED")).status_code == 200
-    assert client.post(hook_path(s, "novita", bad),
-                       json=novita_result("task-bad", "TASK_STATUS_FAILED")).status_code == 200
-
-    assert store.items.get(ok)["state"] == "downloading"
-    assert store.items.get(ok)["seed"] == "42"
-    failed = store.items.get(bad)
-    assert (failed["state"], failed["error_message"]) == ("failed", "moderation said no")
-    assert ("download", ok) in sent and ("finalize", "nb2") in sent
+    assert answer.json()["outcome"] == "woken"
+    assert store.items.get(iid).state is ItemState.SUBMITTED
+    assert store.batches.get("wb1")["failed"] == "0" and sent == []
 
 
-def test_a_running_callback_keeps_the_slow_safety_cadence(client: TestClient, store: JobStore,
-                                                         redis_url: str) -> None:
+def test_a_progress_callback_is_no_reason_to_poll_early(client: TestClient, store: JobStore,
+                                                        redis_url: str) -> None:
     iid = submitted_item(store, "novita", "task-run")
     body = novita_result("task-run", "TASK_STATUS_PROCESSING")
-    body["payload"]["task"]["eta"] = 1
 
     answer = client.post(hook_path(settings(redis_url), "novita", iid), json=body)
 
-    assert answer.json()["outcome"] == "running"
-    item = store.items.get(iid)
-    due = store.debug.timer(iid)
-    assert item["state"] == "submitted" and due is not None
-    assert due - float(item["polled_at"]) >= 0.9 * settings(redis_url).webhook_safety_poll_s
+    assert answer.json()["outcome"] == "noted"
+    assert store.debug.timer(iid) == 1e12 and store.items.get(iid).cb_status == ""
+
+
+def test_an_earlier_attempts_callback_is_stale(client: TestClient, store: JobStore,
+                                               redis_url: str) -> None:
+    iid = submitted_item(store, "novita", "task-2")
+    store.items.set_fields({iid: {"attempts": "2"}})
+
+    answer = client.post(hook_path(settings(redis_url), "novita", iid, attempt=1),
+                         json=novita_result("task-1", "TASK_STATUS_SUCCEED"))
+
+    assert answer.json()["outcome"] == "stale"
+    assert store.items.get(iid).state is ItemState.SUBMITTED
 
 
 @pytest.mark.parametrize("provider", ["wavespeed", "novita"])
@@ -200,7 +196,7 @@ def test_forged_callbacks_are_rejected_and_change_nothing(
     s = settings(redis_url)
     path = hook_path(s, provider, iid)
     other = "novita" if provider == "wavespeed" else "wavespeed"
-    right_token = token(s, provider, iid)
+    right_token = token(s, provider, iid, 1)
     done = (ws_done("real-task") if provider == "wavespeed"
             else novita_result("real-task", "TASK_STATUS_SUCCEED"))
     forged = (ws_done("someone-elses") if provider == "wavespeed"
@@ -220,6 +216,8 @@ def test_forged_callbacks_are_rejected_and_change_nothing(
 
     assert store.items.get(iid) == before and sent == []
     assert right_token not in caplog.text and SECRET not in caplog.text
+    counted = store.counters.read(["callback_disagreements"])[0]
+    assert counted == {provider: "2"}  # the two that named another task (or none)
 
 
 def test_a_callback_before_the_submit_is_recorded_is_answered_at_once_for_a_retry(
@@ -239,5 +237,4 @@ def test_a_callback_before_the_submit_is_recorded_is_answered_at_once_for_a_retr
     store.items.transition(iid, [ItemState.SUBMITTING], ItemState.SUBMITTED,
                            fields={"remote_id": "pred-9"})
     retry = client.post(hook_path(s, "wavespeed", iid), json=ws_done("pred-9"))
-    assert retry.status_code == 200 and retry.json()["outcome"] == "downloading"
-    assert store.items.get(iid)["state"] == "downloading"
+    assert retry.status_code == 200 and retry.json()["outcome"] == "woken"

@@ -44,6 +44,9 @@ COUNTERS_HELP: dict[str, tuple[str, str]] = {
                       "by kind: submit (cooldown or submit rate) or poll (poll rate)"),
     "download_bytes": ("genbatch_download_bytes", "bytes of video stored"),
     "download_failures": ("genbatch_download_failures", "failed video download attempts"),
+    "callback_disagreements": ("genbatch_callback_disagreements", "callbacks the provider's "
+                               "own answer contradicts (or whose task it does not know); "
+                               "they change nothing"),
     "spend_usd": ("genbatch_spend_usd", "cost of succeeded items (reported usage, else the "
                   "estimate)"),
     "spend_estimate_usd": ("genbatch_spend_estimate_usd", "estimated cost of the same "

@@ -1,18 +1,23 @@
 """The webhook receiver (`genbatch webhooks --port 8900`):
 
-    POST /hooks/{provider}/{item id}/{token}   a callback from any of the four providers
-    GET  /healthz                              liveness
+    POST /hooks/{provider}/{item id}/{attempt}/{token}   a provider's callback
+    GET  /healthz                                        liveness
 
-A callback is accepted only when all of these hold, else it changes nothing:
+A callback is looked at only when all of these hold, else it changes nothing:
 
-* the token is the item's HMAC under GENBATCH_WEBHOOK_SECRET (else 404, as for any unknown
-  path: a wrong token and an unknown item look the same);
-* WaveSpeed, when GENBATCH_WAVESPEED_WEBHOOK_SECRET is set: the `webhook-signature` is
-  good and under 5 minutes old (else 401) and its `webhook-id` was not applied before
-  (else 409; see signing.py);
+* the token is the attempt's HMAC under GENBATCH_WEBHOOK_SECRET (else 404, as for any
+  unknown path: a wrong token and an unknown item look the same);
+* a provider that signs its callbacks, when its signing secret is set (WaveSpeed:
+  GENBATCH_WAVESPEED_WEBHOOK_SECRET): the signature is good and under 5 minutes old (else
+  401) and the delivery id was not applied before (else 409; see providers/signing.py);
 * the item exists and belongs to that provider (else 404);
-* the body names the item's own remote task id (else 401: a forged or stale callback, e.g.
-  one from a task an earlier attempt created).
+* the body names the item's own remote task id (else 401, counted as a disagreement).
+
+Then a signed delivery is applied as a poll's answer would be. Any other is a hint
+(worker/hints.py): it wakes the item, whose poll (the provider's own answer) moves it; on an
+`ambiguous` item a callback on the URL of the attempt that went ambiguous has a worker ask
+the provider for the task it names, and adopt it when it exists. A callback of an earlier
+attempt changes nothing (`stale`).
 
 Bodies, each read by the provider adapter's own parser: Novita and HighwayAPI
 `{"event_type": "ASYNC_TASK_RESULT", "payload": <task-result body>}` (another event type is
@@ -49,6 +54,7 @@ from genbatch.config import Settings
 from genbatch.errors import BadSignature, NotFoundError, StoreError
 from genbatch.models import ItemState, PollResult
 from genbatch.records import Item
+from genbatch.worker import hints, steps
 from genbatch.worker.callbacks import HOOK_PATH, check_settings, takes_callbacks, token_ok
 from genbatch.worker.runtime import Runtime
 
@@ -88,24 +94,25 @@ class Receiver:
     def __init__(self, rt: Runtime) -> None:
         self.rt = rt
 
-    def handle(self, provider: str, iid: str, token: str, raw: bytes,
+    def handle(self, provider: str, iid: str, attempt: int, token: str, raw: bytes,
                headers: Mapping[str, str] | None = None) -> str:
-        """The outcome of `steps.apply_poll` ("downloading", "failed", "running", ...),
-        "skipped" for a duplicate or "ignored" for another event type; raises Rejected."""
+        """What the callback did: the outcome of `steps.apply_poll` for a signed delivery
+        ("downloading", "failed", "running", ...), "woken" or "confirming" for a hint,
+        "skipped" for one the item is past, "stale" for an earlier attempt's, "ignored" for
+        another event type; raises Rejected."""
         if not takes_callbacks(provider) or not token_ok(self.rt.settings, provider, iid,
-                                                             token):
+                                                             attempt, token):
             raise Rejected(404, "not found")
         delivery = self._signed_delivery(provider, raw, headers or {})
         try:
-            return self._apply(provider, iid, raw)
+            return self._apply(provider, iid, attempt, raw, signed=delivery is not None)
         except BaseException:
             if delivery:  # not applied: the provider's retry of it must get through
                 self._forget(provider, delivery)
             raise
 
-    def _apply(self, provider: str, iid: str, raw: bytes) -> str:
-        from genbatch.worker.steps import apply_poll  # imports the worker's dependencies
-
+    def _apply(self, provider: str, iid: str, attempt: int, raw: bytes, *,
+               signed: bool) -> str:
         parsed = parse_callback(provider, _json_object(raw))
         if parsed is None:
             return "ignored"
@@ -116,13 +123,19 @@ class Receiver:
         if item.state in NOT_YET_SUBMITTED:
             raise Rejected(503, "the submit is not recorded yet; send it again",
                            retry_after=RETRY_AFTER_S)
+        if attempt != item.attempts:
+            return "stale"  # an earlier attempt's task: this item has moved on from it
+        if item.state is ItemState.AMBIGUOUS and task_id:
+            return hints.hold_for_adoption(self.rt, item, attempt, task_id)
         if not task_id or task_id != item.remote_id:
-            log.warning("callback for item %s rejected: task id %r is not the item's task",
-                        iid, (task_id or "")[:80])
+            hints.disagree(self.rt, item, f"the callback names task {(task_id or '')[:80]!r}, "
+                                          "not the item's")
             raise Rejected(401, "the task id is not this item's task")
         if item.state is not ItemState.SUBMITTED:
             return "skipped"  # already moved on by a poll or an earlier callback
-        return apply_poll(self.rt, item, iid, result, item.polls + 1, pushed=True)
+        if not signed:
+            return hints.wake(self.rt, item, result)
+        return steps.apply_poll(self.rt, item, iid, result, item.polls + 1, pushed=True)
 
     def _signed_delivery(self, provider: str, raw: bytes,
                          headers: Mapping[str, str]) -> str | None:
@@ -186,6 +199,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> Starlette:
             chunks.append(chunk)
         try:
             outcome = await run_in_threadpool(receiver.handle, provider, iid,
+                                              request.path_params["attempt"],
                                               request.path_params["token"], b"".join(chunks),
                                               request.headers)
         except Rejected as exc:
@@ -201,7 +215,8 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> Starlette:
         return JSONResponse({"ok": True})
 
     return Starlette(routes=[
-        Route(HOOK_PATH + "/{provider}/{item}/{token}", callback, methods=["POST"]),
+        Route(HOOK_PATH + "/{provider}/{item}/{attempt:int}/{token}", callback,
+              methods=["POST"]),
         Route("/healthz", healthz, methods=["GET"]),
     ])
 

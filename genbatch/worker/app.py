@@ -21,6 +21,7 @@ QUEUES: dict[str, str] = {
     "finalize": "genbatch.control",
     "notify": "genbatch.control",
     "reconcile": "genbatch.control",
+    "adopt": "genbatch.control",
 }
 TASK_NAMES: dict[str, str] = {kind: f"genbatch.{kind}" for kind in QUEUES}
 

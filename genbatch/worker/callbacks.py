@@ -1,10 +1,12 @@
 """The callback URL each submitted item gives its provider (webhooks in).
 
 With `GENBATCH_WEBHOOK_BASE_URL` and `GENBATCH_WEBHOOK_SECRET` set, every submit carries
-`{base}/hooks/{provider}/{item id}/{token}`, where the token is an HMAC-SHA256 of the
-provider and item id under the secret: nobody without the secret can make a URL the
-receiver (`genbatch.webhooks.receiver`) accepts, and one item's URL says nothing about
-another's. The token is a credential: never log it.
+`{base}/hooks/{provider}/{item id}/{attempt}/{token}`, where the token is an HMAC-SHA256 of
+the provider, item id and attempt number under the secret: nobody without the secret can
+make a URL the receiver (`genbatch.webhooks.receiver`) accepts, one item's URL says nothing
+about another's, and each submit attempt has a URL of its own, so a callback on it says
+which attempt created its task (that settles an ambiguous submit: worker/hints.py). The
+token is a credential: never log it.
 
 Kept free of web-framework imports: the worker builds URLs, only the receiver
 (`genbatch.webhooks.receiver`) serves them.
@@ -52,29 +54,29 @@ def enabled(settings: Settings) -> bool:
     return bool(settings.webhook_base_url and secret and secret.get_secret_value())
 
 
-def token(settings: Settings, provider: str, iid: str) -> str:
-    """The unguessable path segment for one item's callbacks (hex HMAC-SHA256)."""
+def token(settings: Settings, provider: str, iid: str, attempt: int) -> str:
+    """The unguessable path segment for one attempt's callbacks (hex HMAC-SHA256)."""
     secret = settings.webhook_secret
     if secret is None or not secret.get_secret_value():
         raise ConfigError("GENBATCH_WEBHOOK_SECRET is not set")
-    message = f"genbatch-webhook\n{provider}\n{iid}".encode()
+    message = f"genbatch-webhook\n{provider}\n{iid}\n{attempt}".encode()
     return hmac.new(secret.get_secret_value().encode(), message, hashlib.sha256).hexdigest()
 
 
-def token_ok(settings: Settings, provider: str, iid: str, given: str) -> bool:
-    """True when `given` is this item's token (compared in constant time)."""
-    return hmac.compare_digest(token(settings, provider, iid).encode(),
+def token_ok(settings: Settings, provider: str, iid: str, attempt: int, given: str) -> bool:
+    """True when `given` is this attempt's token (compared in constant time)."""
+    return hmac.compare_digest(token(settings, provider, iid, attempt).encode(),
                                given.encode("utf-8", "replace"))
 
 
-def callback_url(settings: Settings, provider: str, iid: str) -> str | None:
-    """The callback URL to send with this item's submit; None when webhooks are off or the
-    provider has none (the item is then polled as usual)."""
+def callback_url(settings: Settings, provider: str, iid: str, attempt: int) -> str | None:
+    """The callback URL to send with the item's submit `attempt`; None when webhooks are
+    off or the provider has none (the item is then polled as usual)."""
     if not takes_callbacks(provider) or not enabled(settings):
         return None
     base = str(settings.webhook_base_url).rstrip("/")
-    return (f"{base}{HOOK_PATH}/{provider}/{quote(iid, safe='')}/"
-            f"{token(settings, provider, iid)}")
+    return (f"{base}{HOOK_PATH}/{provider}/{quote(iid, safe='')}/{attempt}/"
+            f"{token(settings, provider, iid, attempt)}")
 
 
 def takes_callbacks(provider: str) -> bool:

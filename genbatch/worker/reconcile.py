@@ -97,7 +97,8 @@ def reconcile_item(rt: Runtime, iid: str, *, on_demand: bool = False) -> Verdict
                       + ", ".join(rivals[:5]) + " (submits of unknown outcome at the same time)",
                       now)
     if len(candidates) == 1:
-        return _adopt(rt, item, candidates[0], now)
+        return adopt(rt, item, candidates[0].id, now, note=f"adopted task "
+                     f"{candidates[0].id} from the task list")
     if not candidates and covered:
         return _resubmit(rt, item, now)
     why = (f"{len(candidates)} unowned tasks of this model in the submit's window: "
@@ -159,16 +160,17 @@ def _candidates(rt: Runtime, item: Item, listing: TaskListing, start: float,
     return [t for t in inside if owners.get(t.id, item.id) == item.id]
 
 
-def _adopt(rt: Runtime, item: Item, task: RemoteTask, now: float) -> Verdict:
-    """The item's task exists: the item is `submitted` with it again. Its estimate, counted
-    as spent when it turned ambiguous, is reserved again, so the cost counts once."""
-    rt.store.reconcile.own(item.account, task.id, item.id, now)
+def adopt(rt: Runtime, item: Item, task_id: str, now: float, *, note: str) -> Verdict:
+    """The item's task exists: the item is `submitted` with it again (from the task list, or
+    confirmed after its attempt's callback: worker/hints.py). Its estimate, counted as spent
+    when it turned ambiguous, is reserved again, so the cost counts once."""
+    rt.store.reconcile.own(item.account, task_id, item.id, now)
     held = _micro(item.est_cost)
-    history = _history(item, f"adopted task {task.id} from the task list")
+    history = _history(item, note)
     rt.store.batches.reopen(item.batch_id)
     moved = rt.store.items.transition(
         item.id, [AMBIGUOUS], ItemState.SUBMITTED, timer=now,
-        fields={"remote_id": task.id, "submitted_at": now, "adopted": task.id,
+        fields={"remote_id": task_id, "submitted_at": now, "adopted": task_id,
                 "deadline": now + deadline_s(item.request, rt.settings), "error_code": "",
                 "error_message": "", "finished_at": "", "reserved_micro": held,
                 "history": history},
@@ -177,8 +179,8 @@ def _adopt(rt: Runtime, item: Item, task: RemoteTask, now: float) -> Verdict:
     rt.store.reconcile.unschedule(item.id)
     rt.store.reconcile.mark_known(item.account, item.id)
     if moved.applied:
-        log.info("item %s: adopted task %s of %s", item.id, task.id, item.account)
-    return Verdict("adopted" if moved.applied else "skipped", task.id)
+        log.info("item %s: adopted task %s of %s", item.id, task_id, item.account)
+    return Verdict("adopted" if moved.applied else "skipped", task_id)
 
 
 def _resubmit(rt: Runtime, item: Item, now: float) -> Verdict:

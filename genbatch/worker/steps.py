@@ -32,7 +32,7 @@ from genbatch.providers import can_list, get_spec
 from genbatch.providers.failures import FailureClass, failure_class
 from genbatch.records import Item
 from genbatch.store.health import AccountHealth
-from genbatch.worker import accounts, failover, notify, reconcile, uploads
+from genbatch.worker import accounts, failover, hints, notify, reconcile, uploads
 from genbatch.worker.callbacks import callback_url
 from genbatch.worker.dispatch import refill
 from genbatch.worker.fetch import url_fields
@@ -80,7 +80,8 @@ def submit_item(rt: Runtime, iid: str) -> str:
     stopped = _claim(rt, item, iid, now)
     if stopped:
         return stopped
-    hook = callback_url(rt.settings, item.provider, iid)  # None: webhooks off
+    # this attempt's own URL (None: webhooks off); the claim counted the attempt
+    hook = callback_url(rt.settings, item.provider, iid, item.attempts + 1)
     listed = can_list(item.provider)
     if listed:  # until its outcome is known, a task of this window may be its (reconcile.py)
         rt.store.reconcile.mark_unknown(item.account, iid, now)
@@ -178,6 +179,7 @@ def poll_item(rt: Runtime, iid: str) -> str:
             return _poll_later(rt, iid, now + next_poll_delay(polls, None, rt.settings))
         return finish(rt, iid, [SUBMITTED], ItemState.FAILED, exc.code, exc.message)
     accounts.note_success(rt, item.account)
+    hints.compare(rt, item, result)  # a callback woke it: did it tell the truth?
     return apply_poll(rt, item, iid, result, polls)
 
 

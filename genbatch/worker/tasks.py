@@ -8,8 +8,8 @@ from celery import signals
 
 from genbatch.config import Settings
 from genbatch.worker import download as download_steps
+from genbatch.worker import hints, steps
 from genbatch.worker import notify as webhook_out
-from genbatch.worker import steps
 from genbatch.worker.app import QUEUES, app, worker_argv
 from genbatch.worker.heartbeat import process_name, start_worker_heartbeat
 from genbatch.worker.reconcile import reconcile_item
@@ -72,6 +72,11 @@ def finalize(batch_id: str) -> str:
 @app.task(name="genbatch.reconcile")
 def reconcile(item_id: str) -> str:
     return reconcile_item(runtime(), item_id).outcome
+
+
+@app.task(name="genbatch.adopt")
+def adopt(item_id: str) -> str:
+    return hints.adopt(runtime(), item_id)
 
 
 @app.task(name="genbatch.notify")
