@@ -294,8 +294,13 @@ def run_genbatch(a: argparse.Namespace, url: str, workdir: Path, webhooks: bool 
     commands = [["worker", "--hostname", "bench@%h"], ["scheduler"]]
     if webhooks:  # the simulator calls back; polling drops to the safety cadence
         hook_port = free_port()
+        # WaveSpeed signs its callbacks with the account's secret: with it set, a verified
+        # callback finishes its item (an unsigned one would only wake the item's poll).
+        secret = httpx.get(f"{url}/api/v3/webhook/secret", timeout=10,
+                           headers={"Authorization": f"Bearer {KEY}"}).json()["data"]["secret"]
         env.update({"GENBATCH_WEBHOOK_BASE_URL": f"http://127.0.0.1:{hook_port}",
-                    "GENBATCH_WEBHOOK_SECRET": "bench-webhook-secret-0123456789"})
+                    "GENBATCH_WEBHOOK_SECRET": "bench-webhook-secret-0123456789",
+                    "GENBATCH_WAVESPEED_WEBHOOK_SECRET": secret})
         commands.append(["webhooks", "--port", str(hook_port)])
     procs = []
     try:
