@@ -221,4 +221,5 @@ PLUGIN = ProviderPlugin(
     prices=pricing.SEEDANCE_TOKENS,
     callbacks=Callbacks(parse=parse_callback),
     capabilities=frozenset({Capability.CALLBACKS, Capability.CANCEL, Capability.LIST}),
+    lists_seeds=True,
 )

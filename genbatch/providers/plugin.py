@@ -135,6 +135,10 @@ class ProviderPlugin:
     # The setting holding the account's key (GENBATCH_<PROVIDER>_<KEY_SETTING>; an accounts
     # file's api_key). Kling names it access_key, its secret_key being one of `settings`.
     key_setting: str = "api_key"
+    # Its task list shows each task's seed (BytePlus): every submit then carries one (the
+    # row's, else a random one recorded with the item), so reconciliation can tell
+    # concurrent ambiguous submits of one model apart.
+    lists_seeds: bool = False
     package: str = ""  # the distribution it came from (filled in by the registry)
 
     def make(self, settings: ProviderSettings, client: httpx.Client, *,

@@ -7,6 +7,7 @@ duplicate or late message is harmless), and records the outcome with one compare
 from __future__ import annotations
 
 import logging
+import random
 from collections.abc import Sequence
 from typing import Any
 
@@ -48,6 +49,7 @@ from genbatch.worker.queue_ahead import queue_wait_s
 from genbatch.worker.runtime import Runtime
 
 log = logging.getLogger(__name__)
+_SEEDS = random.SystemRandom()
 TERMINAL_TASK_STATE = {
     TaskStatus.FAILED: ItemState.FAILED,
     TaskStatus.EXPIRED: ItemState.EXPIRED,
@@ -77,7 +79,10 @@ def submit_item(rt: Runtime, iid: str) -> str:
                       f"image upload refused: {exc.message}")
     except GenbatchError as exc:  # nothing was sent: a clear failure, not a mystery
         return finish(rt, iid, [DISPATCHED], ItemState.FAILED, "input_unavailable", str(exc))
-    stopped = _claim(rt, item, iid, now)
+    seeded = identifying_seed(item)  # BytePlus: a seed on every submit
+    if seeded is not None:
+        request = request.model_copy(update={"seed": seeded.seed})
+    stopped = _claim(rt, item, iid, now, seeded)
     if stopped:
         return stopped
     # this attempt's own URL (None: webhooks off); the claim counted the attempt
@@ -106,12 +111,27 @@ def submit_item(rt: Runtime, iid: str) -> str:
     return _submitted(rt, item, iid, request, remote_id, webhook=bool(hook), now=now)
 
 
-def _claim(rt: Runtime, item: Item, iid: str, now: float) -> str | None:
-    """dispatched → submitting, the attempt counted and on disk before anything is sent;
-    the step's outcome when it must stop there, None to go on and submit."""
+def identifying_seed(item: Item) -> GenerationRequest | None:
+    """The item's request with a random seed, where its provider's task list shows seeds and
+    the row set none (the provider would have drawn one anyway); None otherwise."""
+    if item.request.seed is not None or not providers.plugin(item.provider).lists_seeds:
+        return None
+    spec = get_spec(item.provider, item.model)
+    upper = min(spec.seed_max if spec.seed_max is not None else 2**31 - 1, 2**31 - 1)
+    return item.request.model_copy(update={"seed": _SEEDS.randrange(0, upper + 1)})
+
+
+def _claim(rt: Runtime, item: Item, iid: str, now: float,
+           seeded: GenerationRequest | None = None) -> str | None:
+    """dispatched → submitting, the attempt counted and on disk before anything is sent (a
+    seed drawn for it included); the step's outcome when it must stop there, None to go on
+    and submit."""
+    fields: dict[str, object] = {"submit_started_at": now}
+    if seeded is not None:
+        fields["req"] = seeded.model_dump_json(exclude_none=True)
     claim = rt.store.items.transition(
         iid, [DISPATCHED], SUBMITTING, timer=now + rt.settings.task_lease_s,
-        fields={"submit_started_at": now}, incr={"attempts": 1},
+        fields=fields, incr={"attempts": 1},
     )
     if not claim.applied:
         return "skipped"

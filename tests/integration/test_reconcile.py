@@ -53,13 +53,15 @@ def items(c: Cluster, batch_id: str) -> list:  # type: ignore[type-arg]
 
 
 # WaveSpeed's list shows no seeds: one ambiguous submit at a time can be told apart. BytePlus
-# shows them: three concurrent ones with seeds are.
-@pytest.mark.parametrize(("provider", "mode", "n"), [("wavespeed", "drop", 1),
-                                                     ("byteplus", "error", 3)])
+# shows them: three concurrent ones are, with the rows' seeds or, where the rows set none,
+# with the seeds genbatch drew for them.
+@pytest.mark.parametrize(("provider", "mode", "n", "seeds"), [
+    ("wavespeed", "drop", 1, True), ("byteplus", "error", 3, True),
+    ("byteplus", "drop", 3, False)])
 def test_a_created_task_whose_answer_was_lost_is_adopted(
-        redis_url: str, folder: Path, provider: str, mode: str, n: int) -> None:
+        redis_url: str, folder: Path, provider: str, mode: str, n: int, seeds: bool) -> None:
     with cluster(redis_url, folder, p_submit_timeout=1.0, submit_timeout_mode=mode) as c:
-        batch_id = str(c.submit(manifest(folder, c.sim_url, provider, n, seeds=True),
+        batch_id = str(c.submit(manifest(folder, c.sim_url, provider, n, seeds=seeds),
                                 provider=None, model=MODEL).batch_id)
         c.wait_until(lambda: sum(bool(i.get("adopted")) for i in items(c, batch_id)) == n,
                      what="every task adopted")
