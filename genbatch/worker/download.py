@@ -192,8 +192,8 @@ def _lapsed(rt: Runtime, item: Item, iid: str, why: str, *, storage: bool = Fals
                      f"{PAID}, but storing its video kept failing ({why}); " + RETRY_HINT)
     if not storage_caused and repolls >= limit:
         return _fail(rt, item, iid, "output_gone",
-                     f"{PAID}, but its video URL stayed unusable after {repolls} fresh "
-                     f"ones ({why})")
+                     f"{PAID}, but its video URL stayed unusable after {repolls} re-polls "
+                     f"of the task ({why}); " + RETRY_HINT)
     due = rt.now() + retry_delay((waits if storage_caused else repolls) + 1, rt.settings)
     rt.store.items.transition(iid, [DOWNLOADING], DOWNLOADING, timer=due,
                               fields={"dl_repoll": "1", "last_error": why,
