@@ -1,6 +1,6 @@
 """`genbatch.Client`: the Python API, and the one code path behind the `genbatch` commands.
 
-The command line (cli.py) parses its options, calls one method here and prints what comes
+The command line (genbatch/cli/) parses its options, calls one method here and prints what comes
 back; a program does the same without a shell::
 
     import genbatch
