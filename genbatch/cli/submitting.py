@@ -31,6 +31,54 @@ class Tier(StrEnum):
     flex = "flex"
 
 
+# The options of `submit`, in the order its --help lists them.
+ProviderOpt = Annotated[str | None, typer.Option(help="default provider for rows without one")]
+ModelOpt = Annotated[str | None, typer.Option(help="default model for rows without one")]
+SkipInvalidOpt = Annotated[bool, typer.Option(
+    "--skip-invalid", help="submit the good rows; bad ones go to errors.jsonl")]
+DryRunOpt = Annotated[bool, typer.Option(
+    "--dry-run", help="validate and estimate cost; submit nothing")]
+WaitOpt = Annotated[bool, typer.Option("--wait", help="watch until the batch finishes")]
+PriorityOpt = Annotated[Priority | None, typer.Option(
+    help="dispatch order: high before normal before low; round-robin within one "
+         "[default: normal; low with --tier flex]", show_default=False)]
+TierOpt = Annotated[Tier | None, typer.Option(
+    help="service_tier for rows without one; flex = offline, half price, up to 72 h "
+         "(Novita, HighwayAPI, BytePlus; refused on WaveSpeed)", show_default=False)]
+ExpiresAfterOpt = Annotated[int | None, typer.Option(
+    "--expires-after", metavar="SECONDS",
+    help="execution_expires_after for rows without one (3600-259200; default the "
+         "provider's, 172800 on BytePlus)", show_default=False)]
+BudgetOpt = Annotated[float | None, typer.Option(
+    metavar="USD", help="stop submitting once spent + reserved estimates would pass "
+    "this (every row needs a known price); with --resume: the batch's new budget",
+    show_default=False)]
+NotifyOpt = Annotated[str | None, typer.Option(
+    metavar="URL", help="POST a signed event here when the batch finishes",
+    show_default=False)]
+FallbackOpt = Annotated[str | None, typer.Option(
+    metavar="PROVIDER:MODEL",
+    help="resubmit an item that fails at its provider once to this provider and model",
+    show_default=False)]
+InputRootOpt = Annotated[list[Path] | None, typer.Option(
+    "--input-root", metavar="DIR", help="a folder local images may also come from, besides "
+    "the manifest's (repeatable; GENBATCH_INPUT_ROOTS adds more)", show_default=False)]
+ResumeOpt = Annotated[str | None, typer.Option(
+    "--resume", metavar="BATCH",
+    help="apply to an existing batch: skip rows already succeeded or running (by "
+         "custom_id), replace and requeue failed ones, add new ones")]
+OutputOpt = Annotated[str | None, typer.Option(
+    metavar="URL", help="the batch's output folder (s3://bucket/prefix, file:///path or a "
+    "folder): videos and output manifests go there [default: GENBATCH_STORAGE_URL/"
+    "<batch id>/]", show_default=False)]
+AllowDuplicateOpt = Annotated[bool, typer.Option(
+    "--allow-duplicate", help="submit even when this manifest, with these options, was "
+    "submitted within GENBATCH_DUPLICATE_WINDOW_S")]
+IdempotencyKeyOpt = Annotated[str | None, typer.Option(
+    "--idempotency-key", metavar="KEY", help="a submit whose KEY was used before "
+    "prints that batch and submits nothing (a retried pipeline step)", show_default=False)]
+
+
 class RowDefaults(TypedDict):
     """How the manifest's rows are read, the same for a new, estimated or resumed batch."""
 
@@ -42,57 +90,22 @@ class RowDefaults(TypedDict):
 
 def submit(
     manifest: ManifestArg,
-    provider: Annotated[str | None, typer.Option(help="default provider for rows without one")
-                        ] = None,
-    model: Annotated[str | None, typer.Option(help="default model for rows without one")
-                     ] = DEFAULT_MODEL,
-    skip_invalid: Annotated[bool, typer.Option(
-        "--skip-invalid", help="submit the good rows; bad ones go to errors.jsonl")] = False,
-    dry_run: Annotated[bool, typer.Option(
-        "--dry-run", help="validate and estimate cost; submit nothing")] = False,
-    wait: Annotated[bool, typer.Option("--wait", help="watch until the batch finishes")
-                    ] = False,
-    priority: Annotated[Priority | None, typer.Option(
-        help="dispatch order: high before normal before low; round-robin within one "
-             "[default: normal; low with --tier flex]", show_default=False)] = None,
-    tier: Annotated[Tier | None, typer.Option(
-        help="service_tier for rows without one; flex = offline, half price, up to 72 h "
-             "(Novita, HighwayAPI, BytePlus; refused on WaveSpeed)", show_default=False)
-                    ] = None,
-    expires_after: Annotated[int | None, typer.Option(
-        "--expires-after", metavar="SECONDS",
-        help="execution_expires_after for rows without one (3600-259200; default the "
-             "provider's, 172800 on BytePlus)", show_default=False)] = None,
-    budget: Annotated[float | None, typer.Option(
-        metavar="USD", help="stop submitting once spent + reserved estimates would pass "
-        "this (every row needs a known price); with --resume: the batch's new budget",
-        show_default=False)] = None,
-    notify: Annotated[str | None, typer.Option(
-        metavar="URL", help="POST a signed event here when the batch finishes",
-        show_default=False)] = None,
-    fallback: Annotated[str | None, typer.Option(
-        metavar="PROVIDER:MODEL",
-        help="resubmit an item that fails at its provider once to this provider and model",
-        show_default=False)] = None,
-    input_root: Annotated[list[Path] | None, typer.Option(
-        "--input-root", metavar="DIR", help="a folder local images may also come from, besides "
-        "the manifest's (repeatable; GENBATCH_INPUT_ROOTS adds more)", show_default=False)
-    ] = None,
-    resume: Annotated[str | None, typer.Option(
-        "--resume", metavar="BATCH",
-        help="apply to an existing batch: skip rows already succeeded or running (by "
-             "custom_id), replace and requeue failed ones, add new ones")] = None,
-    output: Annotated[str | None, typer.Option(
-        metavar="URL", help="the batch's output folder (s3://bucket/prefix, file:///path or a "
-        "folder): videos and output manifests go there [default: GENBATCH_STORAGE_URL/"
-        "<batch id>/]", show_default=False)] = None,
-    allow_duplicate: Annotated[bool, typer.Option(
-        "--allow-duplicate", help="submit even when this manifest, with these options, was "
-        "submitted within GENBATCH_DUPLICATE_WINDOW_S")] = False,
-    idempotency_key: Annotated[str | None, typer.Option(
-        "--idempotency-key", metavar="KEY", help="a submit whose KEY was used before "
-        "prints that batch and submits nothing (a retried pipeline step)",
-        show_default=False)] = None,
+    provider: ProviderOpt = None,
+    model: ModelOpt = DEFAULT_MODEL,
+    skip_invalid: SkipInvalidOpt = False,
+    dry_run: DryRunOpt = False,
+    wait: WaitOpt = False,
+    priority: PriorityOpt = None,
+    tier: TierOpt = None,
+    expires_after: ExpiresAfterOpt = None,
+    budget: BudgetOpt = None,
+    notify: NotifyOpt = None,
+    fallback: FallbackOpt = None,
+    input_root: InputRootOpt = None,
+    resume: ResumeOpt = None,
+    output: OutputOpt = None,
+    allow_duplicate: AllowDuplicateOpt = False,
+    idempotency_key: IdempotencyKeyOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Validate MANIFEST and enqueue it as a new batch; prints the batch id."""
