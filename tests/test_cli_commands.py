@@ -10,6 +10,9 @@ from typer.main import get_command
 from typer.testing import CliRunner
 
 from genbatch.cli import app
+from genbatch.cli.submitting import Priority, Tier
+from genbatch.models import PRIORITIES
+from genbatch.providers.validation import SERVICE_TIERS
 
 COMMANDS = ["submit", "status", "watch", "results", "cancel", "retry", "reconcile", "notify",
             "worker", "scheduler", "simulate", "redis", "demo", "dashboard", "webhooks",
@@ -46,3 +49,8 @@ def test_version() -> None:
     res = CliRunner().invoke(app, ["--version"])
     assert res.exit_code == 0
     assert res.output.startswith("genbatch ")
+
+
+def test_priority_and_tier_choices_are_the_vocabulary() -> None:
+    assert tuple(Priority) == PRIORITIES
+    assert tuple(Tier) == SERVICE_TIERS
