@@ -9,7 +9,8 @@ from typing import Annotated
 import typer
 
 from genbatch.cli.shared import JsonOpt, emit, out
-from genbatch.client import AccountsReport, Client
+from genbatch.client import Client
+from genbatch.client.as_json import accounts_json
 
 accounts_app = typer.Typer(rich_markup_mode=None, invoke_without_command=True,
                            help="Provider accounts: their health, and the processes alive.")
@@ -48,17 +49,3 @@ def accounts_resume(account: Annotated[str, typer.Argument(
         return
     out.print(f"account {account}: resumed; its pending items dispatch at the next tick")
 
-
-def accounts_json(report: AccountsReport) -> dict[str, object]:
-    return {
-        "accounts": [{"account": h.account, "state": h.state, "since": h.since,
-                      "reason": h.reason or None, "fix": h.fix or None,
-                      "failures": h.failures, "last_error": h.last_error or None,
-                      "in_flight": load[0], "max_in_flight": load[1],
-                      "workers_with_key": sum(h.account in w.keys for w in report.workers)}
-                     for h, load in zip(report.health, report.load, strict=True)],
-        "workers": [{"name": w.name, "queues": list(w.queues), "keys": list(w.keys),
-                     "at": w.at} for w in report.workers],
-        "scheduler": None if report.scheduler is None else
-        {"name": report.scheduler.name, "at": report.scheduler.at},
-    }
