@@ -1,6 +1,6 @@
 """`genbatch.Client`: the Python API, and the one code path behind the `genbatch` commands.
 
-The command line (cli.py) parses its options, calls one method here and prints what comes
+The command line (genbatch/cli/) parses its options, calls one method here and prints what comes
 back; a program does the same without a shell::
 
     import genbatch
@@ -55,7 +55,7 @@ __all__ = ["AccountsReport", "BatchHandle", "BatchInfo", "Client", "ErrorCount",
 
 DEFAULT_MODEL = "seedance-v1.5-pro-i2v"  # for rows that name no model
 ERRORS_SCANNED = 20_000  # items `errors` looks at (a detail view, not a report)
-DEFAULT_RETRY_STATES = ("failed", "expired")
+DEFAULT_RETRY_STATES: tuple[ItemState, ...] = (ItemState.FAILED, ItemState.EXPIRED)
 OUTPUT_CHECK_KEY = ".genbatch-write-check"  # written and removed to prove --output works
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from genbatch.client.outcomes import ResumeOutcome, SubmitOutcome
+from genbatch.client.outcomes import AccountsReport, ResumeOutcome, SubmitOutcome
 from genbatch.errors import ManifestError
 from genbatch.worker.control import CancelReport, RetryReport
 
@@ -46,3 +46,18 @@ def retry_json(batch_id: str, states: tuple[str, ...], budget_usd: float | None,
     return {"batch_id": batch_id, "states": list(states), "requeued": report.requeued,
             "invalid_rows": report.invalid_rows, "budget_usd": budget_usd,
             "continued": report.continued}
+
+
+def accounts_json(report: AccountsReport) -> dict[str, Any]:
+    return {
+        "accounts": [{"account": h.account, "state": h.state, "since": h.since,
+                      "reason": h.reason or None, "fix": h.fix or None,
+                      "failures": h.failures, "last_error": h.last_error or None,
+                      "in_flight": load[0], "max_in_flight": load[1],
+                      "workers_with_key": sum(h.account in w.keys for w in report.workers)}
+                     for h, load in zip(report.health, report.load, strict=True)],
+        "workers": [{"name": w.name, "queues": list(w.queues), "keys": list(w.keys),
+                     "at": w.at} for w in report.workers],
+        "scheduler": None if report.scheduler is None else
+        {"name": report.scheduler.name, "at": report.scheduler.at},
+    }

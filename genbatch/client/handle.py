@@ -104,6 +104,6 @@ class BatchHandle:
         """Queue the items in the chosen states again, in this batch. `ambiguous` may pay
         twice. With `budget_usd`, first set the batch's budget (continues a batch its
         budget stopped)."""
-        states = tuple(s for s, on in (("failed", failed), ("expired", expired),
-                                       ("ambiguous", ambiguous)) if on)
+        states = tuple(s for s, on in ((ItemState.FAILED, failed), (ItemState.EXPIRED, expired),
+                                       (ItemState.AMBIGUOUS, ambiguous)) if on)
         return self._client.retry(self.id, states, budget_usd=budget_usd)

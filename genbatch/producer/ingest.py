@@ -128,37 +128,11 @@ def ingest_manifest(
     providers_used: set[str] = set()
     committed = False
     try:
-        for seq, row in enumerate(iter_rows(source), start=1):
-            result.rows = seq
-            outcome = validator.validate(row)
-            if isinstance(outcome, ValidRow):
-                providers_used.add(outcome.provider)
-                checks.see(outcome)
-                if writer is None:
-                    result.count(outcome)  # else once its chunk is written (no repeat)
-            else:
-                result.invalid += 1
-                result.report(outcome)
-            if writer is not None:
-                # Once a row is bad and will not be skipped, nothing more is written: the
-                # rest is only validated (custom_ids still checked), so every problem is
-                # reported in one go.
-                custom_id = outcome.custom_id if isinstance(outcome, ValidRow) else \
-                    validator.custom_id_of(row)
-                if skip_invalid or not result.invalid:
-                    writer.add(seq, row, outcome, custom_id)
-                elif custom_id is not None:
-                    writer.check(row.line, custom_id, outcome)
-            if progress is not None and seq % CHUNK == 0:
-                progress(seq)
-        if writer is not None:
-            writer.drain()
-            result.errors.sort(key=lambda e: e.line or 0)  # repeats are found a chunk late
+        _validate_rows(source, validator, checks, result, writer, providers_used,
+                       skip_invalid=skip_invalid, progress=progress)
         _conclude(source.name, result, checks, skip_invalid=skip_invalid, dry_run=dry_run)
-        if writer is not None and options.budget_usd is not None and result.unpriced:
-            raise GenbatchError(unpriced_message(result.unpriced))
         if writer is not None:
-            writer.commit(sorted(providers_used))
+            _commit(writer, result, options.budget_usd, sorted(providers_used))
         committed = True
     finally:
         validator.close()
@@ -167,6 +141,53 @@ def ingest_manifest(
     if progress is not None:
         progress(result.rows)
     return result
+
+
+def _validate_rows(source: ManifestSource, validator: RowValidator, checks: ManifestChecks,
+                   result: IngestResult, writer: _BatchWriter | None, providers_used: set[str],
+                   *, skip_invalid: bool, progress: Callable[[int], None] | None) -> None:
+    """Validate each row in turn, tally it in `result` and `checks` and, with a `writer`,
+    write it; with a writer, every row is counted when this returns."""
+    for seq, row in enumerate(iter_rows(source), start=1):
+        result.rows = seq
+        outcome = validator.validate(row)
+        if isinstance(outcome, ValidRow):
+            providers_used.add(outcome.provider)
+            checks.see(outcome)
+            if writer is None:
+                result.count(outcome)  # else once its chunk is written (no repeat)
+        else:
+            result.invalid += 1
+            result.report(outcome)
+        if writer is not None:
+            _write_row(writer, validator, seq, row, outcome,
+                       write=skip_invalid or not result.invalid)
+        if progress is not None and seq % CHUNK == 0:
+            progress(seq)
+    if writer is not None:
+        writer.drain()
+        result.errors.sort(key=lambda e: e.line or 0)  # repeats are found a chunk late
+
+
+def _write_row(writer: _BatchWriter, validator: RowValidator, seq: int, row: Row,
+               outcome: ValidRow | list[ManifestError], *, write: bool) -> None:
+    """Write the row, or (once a row is bad and will not be skipped, so nothing more is
+    written) only check its custom_id: the rest is still validated, so every problem is
+    reported in one go."""
+    custom_id = outcome.custom_id if isinstance(outcome, ValidRow) else \
+        validator.custom_id_of(row)
+    if write:
+        writer.add(seq, row, outcome, custom_id)
+    elif custom_id is not None:
+        writer.check(row.line, custom_id, outcome)
+
+
+def _commit(writer: _BatchWriter, result: IngestResult, budget_usd: float | None,
+            providers: list[str]) -> None:
+    """Make the batch visible to the dispatcher; a budget needs every row priced."""
+    if budget_usd is not None and result.unpriced:
+        raise GenbatchError(unpriced_message(result.unpriced))
+    writer.commit(providers)
 
 
 def _conclude(path: str, result: IngestResult, checks: ManifestChecks, *,

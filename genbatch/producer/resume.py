@@ -14,14 +14,14 @@ import os
 from pathlib import Path
 
 from genbatch import providers
-from genbatch.errors import GenbatchError
+from genbatch.errors import GenbatchError, ManifestError
 from genbatch.models import BatchStatus, ItemState
 from genbatch.producer.ingest import IngestResult, ingest_manifest
-from genbatch.producer.manifest import ManifestSource, iter_rows, manifest_source
+from genbatch.producer.manifest import ManifestSource, Row, iter_rows, manifest_source
 from genbatch.producer.options import BatchOptions
 from genbatch.producer.records import ImageUploader, invalid_record, item_record
 from genbatch.producer.validate import RowValidator, ValidRow
-from genbatch.records import Batch
+from genbatch.records import Batch, Item
 from genbatch.storage import ObjectStorage
 from genbatch.storage.urls import ObjectUrls
 from genbatch.store import JobStore
@@ -64,44 +64,76 @@ def resume_manifest(
     if budget_usd is not None:
         set_budget(store, batch_id, budget_usd, providers.names())
     existing = {rec.custom_id: rec for rec in store.items.of_batch(batch_id, batch.total)}
-    uploads = ImageUploader(storage)
     validator = RowValidator(source.location, provider, model, options.row_defaults(),
                              objects=objects, input_roots=input_roots)
-    counts = {"added": 0, "replaced": 0, "kept": 0}
-    new_records: list[dict[str, str]] = []
-    seq = batch.total
-    reopened = False
+    changes = _Changes(store, batch_id, batch.total, ImageUploader(storage))
     try:
-        for row in iter_rows(source):
-            outcome = validator.validate(row)
-            custom_id = outcome.custom_id if isinstance(outcome, ValidRow) else \
-                str(row.data.get("custom_id") or f"line-{row.line}")
-            old = existing.get(custom_id)
-            if old is None:
-                seq += 1
-                if isinstance(outcome, ValidRow):
-                    req = uploads.request_json(outcome.request)
-                    new_records.append(item_record(seq, outcome, req))
-                else:
-                    new_records.append(invalid_record(seq, row.line, row.data, outcome,
-                                                       row.text))
-                counts["added"] += 1
-            elif isinstance(outcome, ValidRow) and old.state and old.state in REPLACEABLE:
-                record = item_record(old.seq, outcome, uploads.request_json(outcome.request))
-                record.pop("state")
-                record.update(attempt_reset(old), error_code="", error_message="")
-                if not reopened:  # before the first item is queued, so it can finish normally
-                    store.batches.reopen(batch_id)
-                    reopened = True
-                if store.items.transition(old.id, [old.state], ItemState.PENDING, timer="-",
-                                          fields=record, queue="back").applied:
-                    counts["replaced"] += 1
-            else:
-                counts["kept"] += 1
+        _apply_rows(source, validator, existing, changes)
     finally:
         validator.close()  # its temporary custom_id file
-    if new_records:
-        if not reopened:
-            store.batches.reopen(batch_id)
-        store.ingest.add_items(batch_id, new_records)  # pending ones go onto their queues with it
-    return checked, counts
+    changes.write_new_items()
+    return checked, changes.counts
+
+
+def _apply_rows(source: ManifestSource, validator: RowValidator, existing: dict[str, Item],
+                changes: _Changes) -> None:
+    """Match each row to the batch's item by custom_id: add it, replace the item, or keep it."""
+    for row in iter_rows(source):
+        outcome = validator.validate(row)
+        custom_id = outcome.custom_id if isinstance(outcome, ValidRow) else \
+            str(row.data.get("custom_id") or f"line-{row.line}")
+        old = existing.get(custom_id)
+        if old is None:
+            changes.add(row, outcome)
+        elif isinstance(outcome, ValidRow) and old.state in REPLACEABLE:
+            changes.replace(old, outcome)
+        else:
+            changes.counts["kept"] += 1
+
+
+class _Changes:
+    """What a resumed manifest does to its batch: replaced items are queued again at once,
+    new ones are gathered and written together at the end."""
+
+    def __init__(self, store: JobStore, batch_id: str, total: int,
+                 uploads: ImageUploader) -> None:
+        self.store = store
+        self.batch_id = batch_id
+        self.seq = total  # the last item's seq; new items follow it
+        self.uploads = uploads
+        self.counts = {"added": 0, "replaced": 0, "kept": 0}
+        self.new_records: list[dict[str, str]] = []
+        self.reopened = False
+
+    def add(self, row: Row, outcome: ValidRow | list[ManifestError]) -> None:
+        """A new custom_id: a new item (an invalid one records its problems)."""
+        self.seq += 1
+        if isinstance(outcome, ValidRow):
+            req = self.uploads.request_json(outcome.request)
+            self.new_records.append(item_record(self.seq, outcome, req))
+        else:
+            self.new_records.append(invalid_record(self.seq, row.line, row.data, outcome,
+                                                   row.text))
+        self.counts["added"] += 1
+
+    def replace(self, old: Item, outcome: ValidRow) -> None:
+        """An item that ended without a video: the row as it is now, queued again."""
+        record = item_record(old.seq, outcome, self.uploads.request_json(outcome.request))
+        record.pop("state")
+        record.update(attempt_reset(old), error_code="", error_message="")
+        self._reopen()  # before the first item is queued, so it can finish normally
+        if old.state is not None and self.store.items.transition(
+                old.id, [old.state], ItemState.PENDING, timer="-", fields=record,
+                queue="back").applied:
+            self.counts["replaced"] += 1
+
+    def write_new_items(self) -> None:
+        if self.new_records:
+            self._reopen()
+            # pending ones go onto their queues with it
+            self.store.ingest.add_items(self.batch_id, self.new_records)
+
+    def _reopen(self) -> None:
+        if not self.reopened:
+            self.store.batches.reopen(self.batch_id)
+            self.reopened = True

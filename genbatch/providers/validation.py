@@ -10,7 +10,7 @@ of what a provider's upload takes (WaveSpeed: 20 MB).
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
 from genbatch.errors import FieldProblem
 from genbatch.models import GenerationRequest
@@ -31,23 +31,34 @@ def validate(provider: str, spec: ModelSpec, request: GenerationRequest) -> list
     """Every reason `request` does not fit `spec` on `provider`; empty when it fits."""
     where = f"{spec.name} on {provider}"
     display = DISPLAY_NAMES.get(provider, provider)
-    problems: list[FieldProblem] = []
+    return [
+        *_prompt_problems(spec, request, where),
+        *_image_problems(spec, request, where, display),
+        *_shape_problems(spec, request, where),
+        *_feature_problems(spec, request, where),
+        *_tier_problems(spec, request, where, display, provider),
+    ]
 
-    def add(field: str, message: str) -> None:
-        problems.append(FieldProblem(field, message))
 
-    def unsupported(field: str) -> None:
-        add(field, f"{where} does not take {field}; leave it unset")
+def _unsupported(field: str, where: str) -> FieldProblem:
+    return FieldProblem(field, f"{where} does not take {field}; leave it unset")
 
+
+def _prompt_problems(spec: ModelSpec, request: GenerationRequest,
+                     where: str) -> Iterator[FieldProblem]:
     if spec.prompt_required and not request.prompt.strip():
-        add("prompt", f"is required for {where}")
+        yield FieldProblem("prompt", f"is required for {where}")
     if spec.prompt_max_chars is not None and len(request.prompt) > spec.prompt_max_chars:
-        add(
+        yield FieldProblem(
             "prompt",
             f"must be at most {spec.prompt_max_chars} characters for {where}, "
             f"got {len(request.prompt)}",
         )
 
+
+def _image_problems(spec: ModelSpec, request: GenerationRequest, where: str,
+                    display: str) -> Iterator[FieldProblem]:
+    """The kind of each image reference the provider takes, and the size it uploads."""
     for field in ("image", "last_image"):
         ref = getattr(request, field)
         # An s3:// image goes to a URL-only provider as a presigned https URL.
@@ -55,60 +66,74 @@ def validate(provider: str, spec: ModelSpec, request: GenerationRequest) -> list
             continue
         if spec.upload_max_bytes is None:
             got = "a data URI" if _is_data_uri(ref) else "a local file"
-            add(field, f"{display} takes image URLs (http/https) only, got {got}; "
-                "upload the image and give its URL")
+            yield FieldProblem(field, f"{display} takes image URLs (http/https) only, got "
+                               f"{got}; upload the image and give its URL")
         elif (size := _local_size(ref)) is not None and size > spec.upload_max_bytes:
-            add(field, f"{display} uploads images up to {_mb(spec.upload_max_bytes)}, "
-                f"got {_mb(size)}")
+            yield FieldProblem(field, f"{display} uploads images up to "
+                               f"{_mb(spec.upload_max_bytes)}, got {_mb(size)}")
     if request.last_image is not None and not spec.supports_last_image:
-        unsupported("last_image")
+        yield _unsupported("last_image", where)
 
+
+def _shape_problems(spec: ModelSpec, request: GenerationRequest,
+                    where: str) -> Iterator[FieldProblem]:
+    """The video's resolution, ratio and duration, and the seed."""
     if request.resolution is not None and request.resolution not in spec.resolutions:
-        add("resolution", _one_of(_by_number(spec.resolutions), where, request.resolution))
+        yield FieldProblem("resolution",
+                           _one_of(_by_number(spec.resolutions), where, request.resolution))
     if request.ratio is not None and request.ratio not in spec.ratios:
-        add("ratio", _one_of(_ratios(spec.ratios), where, request.ratio))
+        yield FieldProblem("ratio", _one_of(_ratios(spec.ratios), where, request.ratio))
     if request.duration is not None and request.duration not in spec.durations:
-        add("duration", _ints_message(spec.durations, where, request.duration))
+        yield FieldProblem("duration", _ints_message(spec.durations, where, request.duration))
     if request.seed is not None and not _in_range(request.seed, spec.seed_min, spec.seed_max):
         if spec.seed_max is None:
-            add("seed", f"must be at least {spec.seed_min} for {where}, got {request.seed}")
+            yield FieldProblem(
+                "seed", f"must be at least {spec.seed_min} for {where}, got {request.seed}")
         else:
-            add(
+            yield FieldProblem(
                 "seed",
                 f"must be between {spec.seed_min} and {spec.seed_max} for {where}, "
                 f"got {request.seed}",
             )
 
+
+def _feature_problems(spec: ModelSpec, request: GenerationRequest,
+                      where: str) -> Iterator[FieldProblem]:
+    """The options only some models take: fps, audio, watermark."""
     if request.fps is not None:
         if not spec.supports_fps:
-            unsupported("fps")
+            yield _unsupported("fps", where)
         elif request.fps not in spec.fps_values:
-            add("fps", _ints_message(spec.fps_values, where, request.fps))
+            yield FieldProblem("fps", _ints_message(spec.fps_values, where, request.fps))
     if request.generate_audio is not None and not spec.supports_audio:
-        unsupported("generate_audio")
+        yield _unsupported("generate_audio", where)
     if request.watermark is not None and not spec.supports_watermark:
-        unsupported("watermark")
+        yield _unsupported("watermark", where)
 
+
+def _tier_problems(spec: ModelSpec, request: GenerationRequest, where: str, display: str,
+                   provider: str) -> Iterator[FieldProblem]:
+    """The service tier and how long the provider may take (execution_expires_after)."""
     if request.service_tier is not None:
         if not spec.supports_service_tier:
-            add(
+            yield FieldProblem(
                 "service_tier",
                 f"{display} has no flex tier for {spec.name}; service_tier is "
                 f"not accepted on {provider}, leave it unset (got {request.service_tier!r})",
             )
         elif request.service_tier not in SERVICE_TIERS:
-            add("service_tier", _one_of(list(SERVICE_TIERS), where, request.service_tier))
+            yield FieldProblem("service_tier",
+                               _one_of(list(SERVICE_TIERS), where, request.service_tier))
     if request.execution_expires_after is not None:
         low, high = EXPIRES_AFTER_RANGE
         if not spec.supports_expires_after:
-            unsupported("execution_expires_after")
+            yield _unsupported("execution_expires_after", where)
         elif not low <= request.execution_expires_after <= high:
-            add(
+            yield FieldProblem(
                 "execution_expires_after",
                 f"must be between {low} and {high} seconds for "
                 f"{where}, got {request.execution_expires_after}",
             )
-    return problems
 
 
 def _is_http_url(ref: str) -> bool:
