@@ -50,15 +50,17 @@ def providers_json() -> dict[str, Any]:
 def providers_view() -> RenderableType:
     """The providers as a table, then one line per broken plugin."""
     table = Table(title="providers", title_justify="left", show_lines=True)
-    for column in ("provider", "models", "limits", "capabilities"):
-        table.add_column(column, overflow="fold")
+    table.add_column("provider", no_wrap=True)
+    table.add_column("models", no_wrap=True)
+    table.add_column("limits", overflow="fold")
+    table.add_column("capabilities", overflow="fold")
     for plugin in registry.plugins().values():
         limits = plugin.limits
-        over = "queues over it" if limits.queues else "refused over it"
+        over = "more wait" if limits.queues else "more refused"
         table.add_row(
             f"[bold]{plugin.name}[/]\n[dim]{plugin.package}[/]",
             "\n".join(plugin.models),
-            f"{limits.max_in_flight} at once ({over})\n{limits.submit_rpm:g} submits/min",
+            f"{limits.max_in_flight} at once,\n{over};\n{limits.submit_rpm:g} submits/min",
             ", ".join(sorted(plugin.capabilities)) or "-",
         )
     parts: list[RenderableType] = [table]

@@ -3,6 +3,7 @@ real distribution on sys.path), and broken ones named in one line while the othe
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 import textwrap
@@ -134,3 +135,33 @@ def test_the_built_ins_declare_what_their_adapters_do() -> None:
     assert have["byteplus"] >= {Capability.CANCEL, Capability.LIST}
     assert Capability.LIST not in have["novita"] and Capability.UPLOAD not in have["novita"]
     assert registry.get("wavespeed").limits.queues and not registry.get("novita").limits.queues
+
+
+def test_genbatch_providers_lists_each_with_its_package_and_names_the_broken(
+        site: Path) -> None:
+    from typer.testing import CliRunner
+
+    from genbatch.cli import app
+
+    install(site, "genbatch-zeta", "gbplug_zeta", GOOD, {"zeta": "gbplug_zeta:PLUGIN"})
+    install(site, "genbatch-bad", "gbplug_bad", "PLUGIN = 42\n", {"bad": "gbplug_bad:PLUGIN"})
+    registry.reload()
+    runner = CliRunner()
+
+    listed = runner.invoke(app, ["providers", "--json"])
+    text = runner.invoke(app, ["providers"], env={"COLUMNS": "120"})
+
+    assert listed.exit_code == 0 and text.exit_code == 0
+    data = json.loads(listed.stdout)
+    by_name = {p["name"]: p for p in data["providers"]}
+    assert list(by_name)[:4] == list(BUILTINS) and by_name["zeta"]["package"] == "genbatch-zeta"
+    assert by_name["zeta"]["models"][0]["name"] == "zeta-1"
+    assert by_name["zeta"]["limits"]["concurrency"] == 7
+    assert "GENBATCH_ZETA_API_KEY" in by_name["zeta"]["settings"]
+    assert set(by_name["wavespeed"]["capabilities"]) >= {"upload", "list_tasks"}
+    assert by_name["wavespeed"]["limits"]["over_concurrency"] == "queues"
+    assert data["broken"] == [{"name": "bad", "package": "genbatch-bad",
+                               "reason": "the entry point gives int, not a ProviderPlugin"}]
+    assert "zeta" in text.stdout and "genbatch-zeta" in text.stdout
+    assert "broken: provider 'bad' (package genbatch-bad): the entry point gives int" in \
+        text.stdout
