@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -103,3 +104,16 @@ def test_settings_that_would_fail_later_are_refused_when_read(
 
 def test_a_log_level_in_lower_case_is_read() -> None:
     assert load_settings(log_level="debug").log_level == "DEBUG"
+
+
+def test_a_long_running_process_warns_of_probable_mistakes_before_it_starts(
+        tmp_path: Path) -> None:
+    """The worker's start checks every setting: a misspelt variable is named with the
+    closest real one (one line), and the worker still starts (here: refuses for want of
+    Redis, with its own one-line error)."""
+    done = cli("scheduler", GENBATCH_NOVTA_API_KEY="k",
+               GENBATCH_REDIS_URL="redis://127.0.0.1:1/0")
+    lines = done.stderr.strip().splitlines()
+    assert lines[0] == ("warning: GENBATCH_NOVTA_API_KEY is not a genbatch setting and is "
+                        "ignored; did you mean GENBATCH_NOVITA_API_KEY?")
+    assert done.returncode == 2 and "Traceback" not in done.stderr

@@ -11,9 +11,9 @@ from typing import Annotated
 
 import typer
 
-from genbatch.cli.shared import err, out
+from genbatch.cli.shared import err, out, process_settings
 from genbatch.client import open_store
-from genbatch.config import Settings, load_settings, redact_url
+from genbatch.config import Settings, redact_url
 from genbatch.errors import ConfigError
 from genbatch.providers import accounts as provider_accounts
 
@@ -25,7 +25,7 @@ def worker(
              "(--no-supervise: in this process, for a supervisor of your own)")] = True,
 ) -> None:
     """Run a Celery worker consuming the submit, poll, download and control queues."""
-    settings = load_settings()
+    settings = process_settings()
     from genbatch.worker.durable import check_durability
 
     warning = check_durability(open_store(settings), settings)
@@ -53,7 +53,7 @@ def scheduler() -> None:
     from genbatch.worker.runtime import configure
     from genbatch.worker.scheduler import Scheduler
 
-    settings = load_settings()
+    settings = process_settings()
     settings.configure_logging()
     open_store(settings)
     err.print(f"scheduler: dispatching and polling for {redis_host(settings)}; logs to "
@@ -115,7 +115,7 @@ def dashboard(
     """Serve the batch dashboard (/), Prometheus metrics (/metrics) and /api/batches."""
     from genbatch.console.dashboard import serve
 
-    settings = load_settings()
+    settings = process_settings()
     open_store(settings)
     err.print(f"dashboard: http://{host}:{port}/ (metrics at /metrics; Ctrl-C stops it)",
               highlight=False)
@@ -126,11 +126,12 @@ def webhooks(
     port: Annotated[int, typer.Option(help="port to listen on")] = 8900,
     host: Annotated[str, typer.Option(help="address to bind")] = "127.0.0.1",
 ) -> None:
-    """Receive WaveSpeed and Novita webhook callbacks (needs GENBATCH_WEBHOOK_BASE_URL and
-    GENBATCH_WEBHOOK_SECRET); each moves its item as a poll would."""
+    """Receive the providers' callbacks (every provider that declares them; needs
+    GENBATCH_WEBHOOK_BASE_URL and GENBATCH_WEBHOOK_SECRET): a signed one moves its item as a
+    poll would, any other wakes the item's poll."""
     from genbatch.webhooks.receiver import serve
 
-    settings = load_settings()
+    settings = process_settings()
     open_store(settings)
     err.print(f"webhooks: receiving callbacks on http://{host}:{port} for "
               f"{settings.webhook_base_url or '(GENBATCH_WEBHOOK_BASE_URL unset)'}; "

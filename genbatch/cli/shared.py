@@ -12,8 +12,10 @@ from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from genbatch.client.rows import EXIT_USER_ERROR
+from genbatch.config import Settings, load_settings
 from genbatch.errors import GenbatchError, ManifestRejected
 
 out = Console(soft_wrap=True)
@@ -53,3 +55,16 @@ def errors_as_exit() -> Iterator[None]:
         fail(str(exc))
     except GenbatchError as exc:  # Redis lost after the first ping included (StoreUnavailable)
         fail(str(exc))
+
+
+def process_settings() -> Settings:
+    """The settings of a long-running process, checked whole before it starts: every
+    provider's account settings too (a bad one is a ConfigError naming its variable), and
+    each probable mistake (a misspelt variable, an unset api_key_env) one warning line."""
+    from genbatch.providers import accounts
+
+    settings = load_settings()
+    accounts.accounts(settings)
+    for warning in accounts.setting_warnings(settings):
+        err.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False)
+    return settings
