@@ -8,7 +8,6 @@ import socket
 import subprocess
 import sys
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
@@ -106,8 +105,7 @@ def test_a_log_level_in_lower_case_is_read() -> None:
     assert load_settings(log_level="debug").log_level == "DEBUG"
 
 
-def test_a_long_running_process_warns_of_probable_mistakes_before_it_starts(
-        tmp_path: Path) -> None:
+def test_a_long_running_process_warns_of_probable_mistakes_before_it_starts() -> None:
     """The worker's start checks every setting: a misspelt variable is named with the
     closest real one (one line), and the worker still starts (here: refuses for want of
     Redis, with its own one-line error)."""
