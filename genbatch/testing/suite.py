@@ -121,7 +121,12 @@ class ProviderConformance(CapabilityChecks):
                 f"limits.queues is False, so a submit over the concurrency must raise "
                 f"RateLimited or SlotFull, not {type(exc).__name__}: {exc}")
             return
-        second = adapter.submit(kit.model, kit.request())
+        try:
+            second = adapter.submit(kit.model, kit.request())
+        except ProviderError as exc:
+            raise AssertionError(
+                "limits.queues is True, so a submit over the concurrency must be accepted "
+                f"and wait queued, not raise {type(exc).__name__}: {exc}") from exc
         assert adapter.poll(kit.model, second).status is TaskStatus.QUEUED
         assert adapter.poll(kit.model, first).status is TaskStatus.RUNNING
 
