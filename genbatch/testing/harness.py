@@ -124,10 +124,11 @@ class Harness:
         stats: dict[str, Any] = self.http.get(self.sim_url + "/_sim/stats").json()
         return stats
 
-    def tasks_of(self, key: str) -> int:
-        """How many tasks the simulator created for `key` (under any provider name)."""
+    def has_tasks(self, key: str) -> bool:
+        """Whether the simulator created any task for `key` (under any provider name): an
+        account's ledger exists only once a task was created for it."""
         per_provider: dict[str, dict[str, int]] = self.stats()["max_in_flight"]
-        return sum(1 for keys in per_provider.values() if keys.get(key, 0) > 0)
+        return any(keys.get(key, 0) > 0 for keys in per_provider.values())
 
     # -- genbatch's own download and storage -------------------------------------------------
 
