@@ -7,6 +7,7 @@ install:
 	python3 -m venv .venv
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e ".[dev]"
+	$(PY) -m pip install -q -e examples/provider-plugin
 
 lint:
 	$(PY) -m ruff check .

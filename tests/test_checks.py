@@ -70,7 +70,7 @@ def rejected(client: Client, path: Path, **kw: Any) -> ManifestRejected:
 def test_a_row_reports_every_mistake(client: Client, store: JobStore, folder: Path) -> None:
     path = manifest(folder, "x" * 300 + ",novita,p,images/nope.png,9000p,99",
                     "ok,novita,p,images/sneaker.jpg,720p,5",
-                    "b,acme,p,images/nope.png,,")
+                    "b,nosuchco,p,images/nope.png,,")
     exc = rejected(client, path)
     found = [(e.line, e.field) for e in exc.errors]
     assert found == [(2, "custom_id"), (2, "resolution"), (2, "duration"), (2, "image"),

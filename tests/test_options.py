@@ -28,7 +28,7 @@ HEADER = "custom_id,provider,prompt,image,service_tier\n"
     ({"notify_url": "ftp://x"}, "--notify must be an http(s) URL"),
     ({"notify_url": "hooks.example.com"}, "--notify must be an http(s) URL"),
     ({"fallback": "byteplus"}, "--fallback must be PROVIDER:MODEL"),
-    ({"fallback": "acme:m"}, "unknown provider 'acme'"),
+    ({"fallback": "nosuchco:m"}, "unknown provider 'nosuchco'"),
     ({"fallback": "byteplus:nope"}, "--fallback byteplus:nope"),
 ])
 def test_bad_options_are_one_clear_error(kwargs: dict[str, object], message: str) -> None:

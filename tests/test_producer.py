@@ -71,8 +71,8 @@ def test_jsonl_with_bom_and_types(store: JobStore, folder: Path) -> None:
          1, "duration", "integer"),
         ("v1-duration.csv", HEADER + "a,novita,seedance-v1-pro-i2v,p,images/sneaker.jpg,720p,7\n",
          2, "duration", "10"),
-        ("unknown-provider.csv", HEADER + "a,acme,m,p,images/sneaker.jpg,,\n", 2, "provider",
-         "acme"),
+        ("unknown-provider.csv", HEADER + "a,nosuchco,m,p,images/sneaker.jpg,,\n", 2, "provider",
+         "nosuchco"),
     ],
 )
 def test_bad_rows_are_reported_and_nothing_is_created(

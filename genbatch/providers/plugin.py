@@ -21,6 +21,9 @@ through this declaration and the `Provider` adapter it makes (`base.py`):
 - `capabilities`: the optional parts it has, declared and checked against the adapter.
 
 What two providers share (HTTP, retries, quotas, failover, storage) stays in genbatch.
+A provider's package also ships its simulated protocol (entry-point group
+`genbatch.simulators`, `genbatch/simulator/plugins.py`) and proves both with the conformance
+kit (`genbatch.testing`). docs/writing-a-provider.md walks through all of it.
 """
 
 from __future__ import annotations

@@ -7,6 +7,9 @@ image-to-video protocols, with configurable latency, limits and failure injectio
     load_profile(path)                   a `SimProfile` from a JSON file (None = defaults;
                                          ProfileError when unreadable or invalid)
     request_fingerprint(provider, model, body)   the key of `/_sim/stats` submit counters
+    SimulatorPlugin(name, routes)        another provider's protocol, found by the entry-point
+                                         group `genbatch.simulators` and served under
+                                         `/<name>` (plugins.py; built on gate.py)
 
 Routes: see `app.py`; control routes: see `control.py`; profile fields: see `profile.py`.
 Comments cite the provider wire notes, docs/wire/ (the simulator checklist is §7 of
@@ -16,6 +19,7 @@ docs/wire/notes.md), and their sources by tag (WS-HOOK, NOV-TR, …: docs/wire/i
 from __future__ import annotations
 
 from genbatch.simulator.app import create_app
+from genbatch.simulator.plugins import SimulatorPlugin
 from genbatch.simulator.profile import (
     Behaviour,
     ModelLimit,
@@ -31,6 +35,7 @@ __all__ = [
     "ModelLimit",
     "ProfileError",
     "SimProfile",
+    "SimulatorPlugin",
     "create_app",
     "load_profile",
     "request_fingerprint",

@@ -7,6 +7,8 @@
     /highwayapi/v3/async/...            HighwayAPI rules
     /api/v3/bytedance/..., /api/v3/predictions/...          WaveSpeed (also under /wavespeed)
     /api/v3/contents/generations/tasks...                   BytePlus (also under /byteplus)
+    /<name>/...                         each simulator plugin (`genbatch.simulators`
+                                        entry points, plugins.py)
     /_sim/...                           the simulator's own routes (see control.py)
 
 So every provider of genbatch works at one base URL, `http://127.0.0.1:8700`, but HighwayAPI,
@@ -18,7 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 from starlette.applications import Starlette
@@ -26,17 +28,21 @@ from starlette.middleware import Middleware
 from starlette.routing import BaseRoute, Mount
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from genbatch.simulator import byteplus, control, novita, uploads, wavespeed, webhooks
+from genbatch.simulator import byteplus, control, novita, plugins, uploads, wavespeed, webhooks
 from genbatch.simulator.gate import ConnectionDropped
 from genbatch.simulator.media import ASSET_PATH, VIDEO_PATH
+from genbatch.simulator.plugins import SimulatorPlugin
 from genbatch.simulator.profile import SimProfile
 from genbatch.simulator.state import Clock, Simulator
 
 
-def create_app(profile: SimProfile | None = None, *, clock: Clock = time.time) -> Starlette:
+def create_app(profile: SimProfile | None = None, *, clock: Clock = time.time,
+               simulators: Sequence[SimulatorPlugin] = ()) -> Starlette:
     """A simulator app with its own in-memory state. `clock` (wall-clock seconds) is
-    injectable so tests can move time by hand."""
+    injectable so tests can move time by hand. Every installed simulator plugin is mounted
+    under `/<name>` (plugins.py), with `simulators` (for tests) besides."""
     sim = Simulator(profile or SimProfile(), clock)
+    found = plugins.mounts(simulators)
     routes: list[BaseRoute] = [
         *control.routes(),
         *uploads.file_routes(),
@@ -47,10 +53,12 @@ def create_app(profile: SimProfile | None = None, *, clock: Clock = time.time) -
         Mount("/highwayapi", routes=novita.routes("highwayapi")),
         Mount("/wavespeed", routes=wavespeed.routes("/wavespeed")),
         Mount("/byteplus", routes=byteplus.routes()),
+        *found.mounts,
     ]
     app = Starlette(routes=routes, middleware=[Middleware(RequestLog, sim=sim)],
                     lifespan=_lifespan)
     app.state.sim = sim
+    app.state.simulators = found
     return app
 
 

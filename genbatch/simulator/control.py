@@ -5,7 +5,8 @@
     GET  /_sim/stats                          counters, fingerprints, video hashes, request log
     POST /_sim/reset                          forget all tasks and counters
     GET  /_sim/profile, PUT /_sim/profile     read or replace the profile at runtime
-    GET  /_sim/health                         {"ok": true}
+    GET  /_sim/health                         {"ok": true, "simulators": [...], "broken":
+                                              [...]}: the plugins served and those left out
 
 None of these needs an API key: downloads are authorised by their signature, like the
 presigned object-store URLs the providers return.
@@ -91,7 +92,13 @@ async def put_profile(request: Request) -> Response:
 
 
 async def health(request: Request) -> Response:
-    return JSONResponse({"ok": True})
+    """`{"ok": true, "simulators": [plugin names], "broken": [one line each]}`."""
+    found = getattr(request.app.state, "simulators", None)
+    return JSONResponse({
+        "ok": True,
+        "simulators": list(found.names) if found is not None else [],
+        "broken": [bad.line() for bad in found.broken] if found is not None else [],
+    })
 
 
 def routes() -> list[Route]:

@@ -7,13 +7,14 @@ import logging
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
 import uvicorn
 
 from genbatch.simulator.app import create_app
 from genbatch.simulator.gate import ConnectionDropped
+from genbatch.simulator.plugins import SimulatorPlugin
 from genbatch.simulator.profile import SimProfile
 from genbatch.simulator.state import Clock
 
@@ -51,10 +52,12 @@ def running_simulator(
     port: int = 0,
     *,
     clock: Clock = time.time,
+    simulators: Sequence[SimulatorPlugin] = (),
 ) -> Iterator[str]:
     """Run the simulator on a background thread; yields its base URL (port 0 = a free one).
 
-    `clock` (wall-clock seconds) lets a test move simulated time by hand."""
+    `clock` (wall-clock seconds) lets a test move simulated time by hand; `simulators` are
+    served besides the installed simulator plugins."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     # IPPROTO_TCP explicitly: asyncio sets TCP_NODELAY only on sockets that say so, and
     # without it every answer waits ~40 ms for a delayed ACK.
@@ -62,8 +65,8 @@ def running_simulator(
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, port))
     config = uvicorn.Config(
-        create_app(profile, clock=clock), access_log=False, log_level="warning", log_config=None,
-        lifespan="off", timeout_graceful_shutdown=1,
+        create_app(profile, clock=clock, simulators=simulators), access_log=False,
+        log_level="warning", log_config=None, lifespan="off", timeout_graceful_shutdown=1,
     )
     _quiet_dropped_connections()
     server = uvicorn.Server(config)

@@ -30,7 +30,7 @@ import hmac
 import json
 import secrets
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,17 +40,22 @@ from genbatch.simulator.state import Simulator
 from genbatch.simulator.tasks import Phase, Task
 
 Payload = Callable[[], dict[str, Any]]
+# (simulator, task, webhook id, timestamp, body) -> headers that sign one delivery: a
+# simulator plugin's own scheme (plugins.py).
+Sign = Callable[[Simulator, Task, str, str, bytes], Mapping[str, str]]
 RETRY_DELAYS_S = (5.0, 10.0, 30.0, 60.0, 120.0)
 SECRET_PREFIX = "whsec_"  # noqa: S105 - a prefix, not a secret
 
 
 @dataclass(frozen=True, slots=True)
 class Delivery:
-    """How one provider delivers: the per-attempt timeout, the retries, whether it signs."""
+    """How one provider delivers: the per-attempt timeout, the retries, whether it signs
+    (`signed`: WaveSpeed's scheme below; `sign`: any other, a plugin's)."""
 
     timeout_s: float = 10.0
     retries: int = 3
     signed: bool = False
+    sign: Sign | None = None
 
 
 NOVITA = Delivery(timeout_s=5.0, retries=5)  # documented (docs/wire/notes.md §9)
@@ -134,6 +139,8 @@ async def _attempt(sim: Simulator, task: Task, url: str, body: bytes, webhook_id
         mac = signature(signing_secret(sim, task.api_key), webhook_id, stamp, body)
         headers.update({"webhook-id": webhook_id, "webhook-timestamp": stamp,
                         "webhook-signature": f"v3,{mac}"})
+    if delivery.sign is not None:
+        headers.update(delivery.sign(sim, task, webhook_id, str(int(sim.clock())), body))
     sim.stats.webhooks_sent += 1
     try:
         response = await _client().post(url, content=body, headers=headers,

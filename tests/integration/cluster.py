@@ -33,6 +33,7 @@ from genbatch.store import JobStore
 FAST = {"time_factor": "50", "first_poll_s": "20", "poll_min_interval_s": "3",
         "task_lease_s": "30", "scheduler_tick_s": "0.1", "log_level": "INFO",
         "worker_concurrency": "8", "download_max_attempts": "3"}
+AT_ROOT = frozenset({"novita", "wavespeed", "byteplus"})
 
 
 class Cluster:
@@ -41,10 +42,10 @@ class Cluster:
         self.sim_url = sim_url
         self.workdir = workdir
         self.values = {"redis_url": redis_url, "storage_url": str(workdir / "storage"), **FAST}
-        for name in providers.names():  # one base URL for all but HighwayAPI, which shares
-            # Novita's paths: the simulator's /highwayapi prefix serves its rules
-            self.values[f"{name}_base_url"] = sim_url + ("/highwayapi" if name == "highwayapi"
-                                                         else "")
+        for name in providers.names():  # one base URL for the three genbatch serves at the
+            # root; HighwayAPI (which shares Novita's paths) and every installed plugin
+            # provider (examples/provider-plugin) under the simulator's /<name> prefix
+            self.values[f"{name}_base_url"] = sim_url + ("" if name in AT_ROOT else f"/{name}")
             self.values[f"{name}_api_key"] = f"test-{name}-key"
         self.values.update(overrides)
         self.settings = Settings(**self.values)  # type: ignore[arg-type]
