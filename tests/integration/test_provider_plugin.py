@@ -83,7 +83,7 @@ def test_signed_callbacks_of_the_plugin_complete_items_without_polls(
 
     assert int(batch["succeeded"]) == N, batch
     assert stats["webhooks_delivered"] == N and stats["polls"] == 0
-    items = [c.store.get_item(item_id(batch_id, s)) for s in range(1, N + 1)]
+    items = [c.store.items.get(item_id(batch_id, s)) for s in range(1, N + 1)]
     assert all(i["state"] == "succeeded" and i.get("callbacks") == "1" for i in items)
 
 
