@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -115,3 +116,15 @@ def test_a_long_running_process_warns_of_probable_mistakes_before_it_starts() ->
     assert lines[0] == ("warning: GENBATCH_NOVTA_API_KEY is not a genbatch setting and is "
                         "ignored; did you mean GENBATCH_NOVITA_API_KEY?")
     assert done.returncode == 2 and "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize("command", [["simulate", "--port"], ["redis", "--port"]])
+def test_a_busy_port_is_one_line_before_any_banner(silent_port: int, tmp_path: Path,
+                                                   command: list[str]) -> None:
+    done = cli(*command, str(silent_port), *(["--data", str(tmp_path)]
+                                             if command[0] == "redis" else []))
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        f"error: cannot serve {'the simulator' if command[0] == 'simulate' else 'Redis'} on "
+        f"127.0.0.1:{silent_port}: Address already in use; is another one running? choose a "
+        "port with --port"]

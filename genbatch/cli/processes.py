@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from genbatch.cli.shared import err, out, process_settings
 from genbatch.client import open_store
@@ -69,16 +70,36 @@ def simulate(
     host: Annotated[str, typer.Option(help="address to bind")] = "127.0.0.1",
     profile: Annotated[Path | None, typer.Option(help="simulator profile (JSON)")] = None,
 ) -> None:
-    """Serve the provider simulator (all four providers' protocols) on HOST:PORT."""
+    """Serve the provider simulator (genbatch's four providers' protocols and every installed
+    simulator plugin's, each also under /<name>) on HOST:PORT."""
     from genbatch.simulator import ProfileError, load_profile, serve
+    from genbatch.simulator.plugins import mounts
 
     try:
         sim_profile = load_profile(str(profile) if profile else None)
     except ProfileError as exc:
         raise ConfigError(str(exc)) from None
-    err.print(f"simulator: Novita, HighwayAPI, WaveSpeed and BytePlus on http://{host}:{port} "
-              "(Ctrl-C stops it)", highlight=False)
+    port_free(host, port, "the simulator")
+    found = mounts()
+    plugins = "".join(f", {name}" for name in found.names)
+    err.print(f"simulator: Novita, HighwayAPI, WaveSpeed, BytePlus{plugins} on "
+              f"http://{host}:{port} (Ctrl-C stops it)", highlight=False)
+    for bad in found.broken:
+        err.print(f"[yellow]warning:[/] {escape(bad.line())}", highlight=False)
     serve(host, port, sim_profile)
+
+
+def port_free(host: str, port: int, what: str) -> None:
+    """ConfigError (one line, exit 2) when `port` is taken: said before any banner."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the servers bind
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise ConfigError(f"cannot serve {what} on {host}:{port}: {exc.strerror}; "
+                              "is another one running? choose a port with --port") from None
 
 
 def redis_server(
@@ -92,6 +113,7 @@ def redis_server(
     from genbatch.demo.redis_server import PASSWORD_FILE, redis_server_binary, write_config
 
     binary = redis_server_binary()
+    port_free("127.0.0.1", port, "Redis")
     config = write_config(data.resolve(), port)
     err.print(f"redis: redis://:***@127.0.0.1:{port}/0, the password in {data / PASSWORD_FILE} "
               f"(data in {data}; Ctrl-C stops it)", highlight=False)
