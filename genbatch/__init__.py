@@ -25,10 +25,25 @@ if TYPE_CHECKING:
     from genbatch.client.outcomes import ResumeOutcome, SubmitOutcome
     from genbatch.client.rows import Attempt, BatchInfo, ErrorRow, ResultRow
     from genbatch.config import Settings
-    from genbatch.errors import GenbatchError
+    from genbatch.errors import (
+        ConfigError,
+        GenbatchError,
+        ManifestError,
+        ManifestRejected,
+        NotFoundError,
+        ProviderError,
+        RequestInvalid,
+        StorageError,
+        StoreError,
+        StoreUnavailable,
+        WaitTimeout,
+    )
 
 from genbatch.version import __version__ as __version__
 
+# The errors a caller of the Python API may want to catch (all GenbatchError).
+ERRORS = ("ConfigError", "ManifestError", "ManifestRejected", "NotFoundError", "ProviderError",
+          "RequestInvalid", "StorageError", "StoreError", "StoreUnavailable", "WaitTimeout")
 _LAZY = {
     "Client": "genbatch.client", "SubmitOptions": "genbatch.client",
     "BatchHandle": "genbatch.client.handle", "SubmitOutcome": "genbatch.client.outcomes",
@@ -36,10 +51,13 @@ _LAZY = {
     "ResultRow": "genbatch.client.rows", "ErrorRow": "genbatch.client.rows",
     "Attempt": "genbatch.client.rows", "Settings": "genbatch.config",
     "GenbatchError": "genbatch.errors",
+    **dict.fromkeys(ERRORS, "genbatch.errors"),
 }
-__all__ = ["Attempt", "BatchHandle", "BatchInfo", "Client", "ErrorRow", "GenbatchError",
-           "ResultRow", "ResumeOutcome", "Settings", "SubmitOptions", "SubmitOutcome",
-           "__version__"]
+__all__ = ["Attempt", "BatchHandle", "BatchInfo", "Client", "ConfigError", "ErrorRow",
+           "GenbatchError", "ManifestError", "ManifestRejected", "NotFoundError",
+           "ProviderError", "RequestInvalid", "ResultRow", "ResumeOutcome", "Settings",
+           "StorageError", "StoreError", "StoreUnavailable", "SubmitOptions", "SubmitOutcome",
+           "WaitTimeout", "__version__"]
 
 
 def __getattr__(name: str) -> Any:

@@ -119,3 +119,21 @@ def test_import_genbatch_leaves_the_client_for_first_use() -> None:
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          timeout=60, check=True)
     assert run.stdout.split() == ["False", "True"]
+
+
+def test_results_to_a_folder_that_does_not_exist_is_one_clear_error(
+        client: Client, tmp_path: Path) -> None:
+    batch_id = client.submit(DEMO).id
+    target = tmp_path / "no" / "such" / "x.jsonl"
+    with pytest.raises(GenbatchError, match=r"^cannot write .*x\.jsonl: No such file"):
+        client.write_results(batch_id, target)
+    assert not (tmp_path / "no").exists()
+
+
+def test_the_errors_a_caller_catches_are_importable_from_the_package() -> None:
+    import genbatch
+    from genbatch import errors
+
+    for name in genbatch.ERRORS:
+        assert getattr(genbatch, name) is getattr(errors, name)
+        assert issubclass(getattr(genbatch, name), errors.GenbatchError)

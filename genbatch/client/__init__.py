@@ -21,6 +21,7 @@ opened on first use, so an estimate (a dry run) needs neither.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections import Counter
 from collections.abc import Iterator
@@ -289,11 +290,16 @@ class Client:
         file); returns the number of rows."""
         tmp = path.with_name(path.name + ".part")
         written = 0
-        with tmp.open("w", encoding="utf-8") as fh:
-            for row in self.rows(batch_id, failed_only):
-                fh.write(json.dumps(row, ensure_ascii=False) + "\n")
-                written += 1
-        tmp.replace(path)
+        try:
+            with tmp.open("w", encoding="utf-8") as fh:
+                for row in self.rows(batch_id, failed_only):
+                    fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+                    written += 1
+            tmp.replace(path)
+        except OSError as exc:  # a folder that does not exist, no permission, a full disk
+            with contextlib.suppress(OSError):
+                tmp.unlink(missing_ok=True)  # no half-written file left behind
+            raise GenbatchError(f"cannot write {path}: {exc.strerror or exc}") from None
         return written
 
     @staticmethod
