@@ -17,6 +17,7 @@ import sys
 import time
 from pathlib import Path
 from types import FrameType
+from typing import TYPE_CHECKING
 
 import httpx
 from rich.console import Console
@@ -25,8 +26,11 @@ from genbatch import providers
 from genbatch.config import Settings, redact_url
 from genbatch.demo import SAMPLES
 from genbatch.demo.redis_server import free_port, start_redis
-from genbatch.errors import GenbatchError
+from genbatch.errors import ConfigError, GenbatchError
 from genbatch.models import BatchStatus
+
+if TYPE_CHECKING:
+    from genbatch.store import JobStore
 
 SAMPLE_MANIFEST = SAMPLES / "demo.csv"
 TIME_FACTOR = 20.0  # the demo compresses time: a 40 s generation takes 2 s
@@ -97,6 +101,20 @@ def _wait_http(url: str, children: Children, timeout: float = 30.0) -> None:
     raise GenbatchError(f"{url} did not answer in {timeout:.0f} s")
 
 
+def _wait_alive(store: JobStore, children: Children, timeout: float = 60.0) -> None:
+    """Until the worker and the scheduler have each written a heartbeat: a batch watched
+    before then would be said to wait for processes the demo has just started."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if children.dead():
+            raise GenbatchError(f"the {children.dead()} process exited at start; see its log")
+        if store.heartbeats.workers() and store.heartbeats.scheduler() is not None:
+            return
+        time.sleep(0.1)
+    raise GenbatchError(f"the worker and scheduler did not start in {timeout:.0f} s; see "
+                        f"{children.logdir}")
+
+
 def _on_sigterm(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt
 
@@ -109,6 +127,10 @@ def run_demo(workdir: Path, out: Console, err: Console) -> int:
     from genbatch.worker.finalize import result_row
 
     workdir = workdir.resolve()
+    try:
+        (workdir / "logs").mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"--workdir {workdir}: cannot create it: {exc.strerror}") from None
     children = Children(workdir / "logs")
     previous = signal.signal(signal.SIGTERM, _on_sigterm)
     redis_server = None
@@ -130,6 +152,7 @@ def run_demo(workdir: Path, out: Console, err: Console) -> int:
                   f"1 scheduler (time compressed {TIME_FACTOR:g}x); logs in {children.logdir}")
         settings = Settings(**values)  # type: ignore[arg-type]
         store = JobStore.from_url(redis_server.url)
+        _wait_alive(store, children)
         storage = open_storage(settings.storage_url)
         result = ingest_manifest(SAMPLE_MANIFEST, store=store, storage=storage,
                                  provider=None, model=None)
