@@ -137,3 +137,28 @@ def test_the_errors_a_caller_catches_are_importable_from_the_package() -> None:
     for name in genbatch.ERRORS:
         assert getattr(genbatch, name) is getattr(errors, name)
         assert issubclass(getattr(genbatch, name), errors.GenbatchError)
+
+
+def test_batch_wide_options_are_checked_once_before_the_manifest_is_read(
+        client: Client, tmp_path: Path) -> None:
+    with pytest.raises(GenbatchError, match=r"^--provider nosuchco: unknown provider; "
+                                            r"choose one of novita, highwayapi, "):
+        client.submit(DEMO, provider="nosuchco")
+    with pytest.raises(GenbatchError, match=r"^--input-root .*nowhere: no such folder$"):
+        client.submit(DEMO, input_roots=(tmp_path / "nowhere",))
+    assert client.batches() == []
+
+
+def test_skip_invalid_with_no_valid_row_submits_nothing_and_says_why(
+        client: Client, tmp_path: Path) -> None:
+    from genbatch.errors import ManifestRejected
+
+    manifest = tmp_path / "bad.csv"
+    manifest.write_text("custom_id,prompt,image,duration\na,p,https://x.test/a.png,99\n"
+                        "b,p,https://x.test/b.png,98\n")
+    with pytest.raises(ManifestRejected) as err:
+        client.submit(manifest, provider="novita", skip_invalid=True)
+    lines = [str(e) for e in err.value.errors]
+    assert [e.line for e in err.value.errors[:2]] == [2, 3]  # each row's problem
+    assert lines[-1].endswith("no valid row to submit (all 2 are invalid)")
+    assert client.batches() == []

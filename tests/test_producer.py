@@ -26,10 +26,11 @@ def write(folder: Path, name: str, text: str | bytes) -> Path:
 
 
 def ingest(store: JobStore, path: Path, provider: str = "novita",
-           model: str = "seedance-v1.5-pro-i2v", skip_invalid: bool = False) -> IngestResult:
+           model: str = "seedance-v1.5-pro-i2v", skip_invalid: bool = False,
+           input_roots: tuple[Path, ...] = ()) -> IngestResult:
     storage = open_storage(str(path.parent / "out"))
     return ingest_manifest(path, store=store, storage=storage, provider=provider, model=model,
-                           skip_invalid=skip_invalid)
+                           skip_invalid=skip_invalid, input_roots=input_roots)
 
 
 def nothing_written(store: JobStore) -> bool:
@@ -229,7 +230,7 @@ def test_stored_rows_carry_absolute_image_paths(store: JobStore, folder: Path) -
         {"custom_id": "c", "prompt": "p", "image": "images/sneaker.jpg",
          "last_image": "https://example.com/x.jpg"}) + "\n")
     # When they are ingested
-    first = ingest(store, csv_path, skip_invalid=True)
+    first = ingest(store, csv_path, skip_invalid=True, input_roots=(folder / "images",))
     second = ingest(store, jsonl_path)
     # Then every stored row names its local images by absolute path; URLs stay as they are
     rows = [json.loads(store.items.get(item_id(str(first.batch_id), n))["row"]) for n in (1, 2)]

@@ -193,6 +193,7 @@ class Client:
         from genbatch.producer.options import BatchOptions
 
         options = BatchOptions.build(**given)
+        check_batch_wide(provider, input_roots)
         if options.notify_url and self.settings.notify_secret is None:
             raise GenbatchError("--notify needs GENBATCH_NOTIFY_SECRET (the key that signs "
                                 "the event; set the same one on the workers)")
@@ -409,3 +410,16 @@ class Client:
             rt.store.ping()
             self._rt = rt
         return self._rt
+
+
+def check_batch_wide(provider: str | None, input_roots: tuple[Path, ...]) -> None:
+    """Batch-wide options, checked once before the manifest is read (a bad one would
+    otherwise be reported on every row): a known provider, input folders that exist."""
+    from genbatch import providers
+
+    if provider is not None and provider not in providers.names():
+        raise GenbatchError(f"--provider {provider}: unknown provider; choose one of "
+                            f"{', '.join(providers.names())}")
+    for root in input_roots:
+        if not root.expanduser().is_dir():
+            raise GenbatchError(f"--input-root {root}: no such folder")

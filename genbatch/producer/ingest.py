@@ -201,6 +201,12 @@ def _conclude(path: str, result: IngestResult, checks: ManifestChecks, *,
     else:
         refused = [ManifestError(str(path), None, None, r) for r in checks.refusals()]
     rows = 0 if skip_invalid else result.invalid
+    if not dry_run and not result.valid and not refused and (skip_invalid or not result.rows):
+        # An empty batch helps nobody: the rows' problems are why nothing was submitted.
+        why = ManifestError(str(path), None, None, "no valid row to submit" + (
+            f" (all {result.invalid} are invalid)" if result.invalid else " (it has no row)"))
+        raise ManifestRejected(str(path), [*result.errors[:MAX_REPORTED_ERRORS - 1], why],
+                               result.problems + 1, result.invalid)
     if refused or rows:
         errors = refused + ([] if skip_invalid else result.errors)
         problems = len(refused) + (0 if skip_invalid else result.problems)
