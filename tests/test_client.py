@@ -162,3 +162,12 @@ def test_skip_invalid_with_no_valid_row_submits_nothing_and_says_why(
     assert [e.line for e in err.value.errors[:2]] == [2, 3]  # each row's problem
     assert lines[-1].endswith("no valid row to submit (all 2 are invalid)")
     assert client.batches() == []
+
+
+def test_an_idempotency_key_is_honoured_with_allow_duplicate_too(client: Client) -> None:
+    first = client.submit(DEMO, idempotency_key="run-7", allow_duplicate=True)
+    again = client.submit(DEMO, idempotency_key="run-7", allow_duplicate=True)
+
+    assert again.id == first.id and again.submitted is not None
+    assert again.submitted.duplicate_of == first.id
+    assert [b.id for b in client.batches()] == [first.id]

@@ -136,13 +136,14 @@ class Client:
         The same manifest with the same options submitted again within
         GENBATCH_DUPLICATE_WINDOW_S is refused, naming its batch, unless `allow_duplicate`.
         With `idempotency_key`, a submit whose key was used before returns that batch
-        (`submitted.duplicate_of`) and submits nothing; another key is a new batch."""
+        (`submitted.duplicate_of`) and submits nothing, `allow_duplicate` or not; another key
+        is a new batch."""
         from genbatch.producer.dedupe import submission_key
         from genbatch.producer.ingest import new_batch_id
         from genbatch.producer.manifest import manifest_source
 
         batch_id, key = new_batch_id(), None
-        if not allow_duplicate:
+        if idempotency_key or not allow_duplicate:  # a key is honoured whatever else is given
             source = manifest_source(manifest, self.objects)
             key = submission_key(source, provider, model, submit_options(**options),
                                  idempotency_key)
