@@ -21,6 +21,8 @@ DISPLAY_NAMES = {
     "highwayapi": "HighwayAPI",
     "wavespeed": "WaveSpeed",
     "byteplus": "BytePlus",
+    "fal": "fal",
+    "runway": "Runway",
 }
 SERVICE_TIERS = ("default", "flex")
 EXPIRES_AFTER_RANGE = (3600, 259200)  # seconds, counted from the task's created_at
