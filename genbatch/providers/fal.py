@@ -34,14 +34,13 @@ from urllib.parse import quote, urlencode
 import httpx
 
 from genbatch.config import ProviderSettings
-from genbatch.errors import FieldProblem, PermanentProviderError
+from genbatch.errors import PermanentProviderError
 from genbatch.models import GenerationRequest, PollResult, TaskStatus
 from genbatch.providers import fal_hooks
 from genbatch.providers.adapter import Adapter, as_dict, as_float, as_int, as_str
 from genbatch.providers.base import ModelSpec
 from genbatch.providers.fal_models import MODELS, PRICES
 from genbatch.providers.http import Envelope, JsonApi
-from genbatch.providers.naming import lookup
 from genbatch.providers.plugin import (
     AccountCodes,
     Callbacks,
@@ -96,24 +95,6 @@ class FalProvider(Adapter):
         super().__init__(settings, client, submit_timeout_s=submit_timeout_s)
         self.api = JsonApi(settings, client, ENVELOPE, submit_timeout_s=submit_timeout_s,
                            auth=key_auth)
-
-    def validate(self, model: str, request: GenerationRequest) -> list[FieldProblem]:
-        """The common rules, plus the fields a model has no wire name for."""
-        found = lookup(self.specs, model)
-        if found is None:
-            return super().validate(model, request)
-        spec = found.spec
-        where = f"{spec.name} on fal"
-        missing = {
-            "ratio": not spec.ratio_field,
-            "resolution": not spec.resolutions,
-            "seed": not spec.extra.get("seed"),
-            "camera_fixed": not spec.extra.get("camera_fixed"),
-        }
-        problems = [FieldProblem(f, f"{where} does not take {f}; leave it unset")
-                    for f, absent in missing.items() if absent and getattr(request, f) is not None]
-        cleared = request.model_copy(update={f: None for f, absent in missing.items() if absent})
-        return problems + super().validate(model, cleared)
 
     def build_body(self, model: str, request: GenerationRequest) -> dict[str, Any]:
         return body(*self.checked(model, request))

@@ -26,8 +26,8 @@ KLING_RATIOS = frozenset({"16:9", "9:16", "1:1"})  # the clip follows the image;
 SEEDANCE_RATIOS = frozenset({"21:9", "16:9", "4:3", "1:1", "3:4", "9:16", "adaptive"})
 
 # Kling 2.1 standard i2v: prompt up to 2500 characters, duration "5" | "10"; no aspect
-# ratio or resolution (the image's), no seed, no end frame on the standard tier (fal.py
-# refuses those fields); $0.28 per 5 s, +$0.056/s.
+# ratio or resolution (the image's), no seed, no end frame on the standard tier (refused
+# by validation.py: `not_taken`); $0.28 per 5 s, +$0.056/s.
 KLING_V21_STD = ModelSpec(
     name="kling-v2.1-std-i2v",
     wire_model="fal-ai/kling-video/v2.1/standard/image-to-video",
@@ -42,7 +42,7 @@ KLING_V21_STD = ModelSpec(
     supports_expires_after=True,  # X-Fal-Request-Start-Timeout
     default_duration=5,
     typical_seconds=120.0,
-    extra={"base_usd": 0.28, "per_s_usd": 0.056, "seed": False},
+    extra={"base_usd": 0.28, "per_s_usd": 0.056, "not_taken": ("seed", "camera_fixed")},
 )
 # Kling 2.5 turbo pro i2v: as 2.1 standard, plus an end frame (`tail_image_url`);
 # $0.35 per 5 s, +$0.07/s.
@@ -60,7 +60,7 @@ KLING_V25_TURBO_PRO = ModelSpec(
     supports_expires_after=True,
     default_duration=5,
     typical_seconds=90.0,
-    extra={"base_usd": 0.35, "per_s_usd": 0.07, "seed": False,
+    extra={"base_usd": 0.35, "per_s_usd": 0.07, "not_taken": ("seed", "camera_fixed"),
            "last_image_field": "tail_image_url"},
 )
 # Seedance 1.0 pro i2v on fal: aspect_ratio (auto = genbatch's adaptive), resolution
@@ -83,8 +83,8 @@ SEEDANCE_V1_PRO = ModelSpec(
     default_resolution="1080p",
     default_duration=5,
     typical_seconds=90.0,
-    extra={"usd_per_m_tokens": 2.5, "seed": True, "camera_fixed": True,
-           "last_image_field": "end_image_url", "ratio_wire": {"adaptive": "auto"}},
+    extra={"usd_per_m_tokens": 2.5, "last_image_field": "end_image_url",
+           "ratio_wire": {"adaptive": "auto"}},
 )
 
 MODELS = MappingProxyType({s.name: s for s in (KLING_V21_STD, KLING_V25_TURBO_PRO,

@@ -20,7 +20,6 @@ providers that have one. Output URLs "expire within 24-48 hours" (24 h kept).
 
 from __future__ import annotations
 
-import os
 from types import MappingProxyType
 from typing import Any
 from urllib.parse import quote
@@ -28,9 +27,8 @@ from urllib.parse import quote
 import httpx
 
 from genbatch.config import ProviderSettings
-from genbatch.errors import FieldProblem, PermanentProviderError, RateLimited
+from genbatch.errors import PermanentProviderError, RateLimited
 from genbatch.models import GenerationRequest, PollResult, TaskStatus
-from genbatch.providers import registry
 from genbatch.providers.adapter import Adapter, as_dict, as_float, as_str, first
 from genbatch.providers.base import ModelSpec
 from genbatch.providers.http import Envelope, JsonApi, bearer
@@ -70,7 +68,8 @@ GEN4_TURBO = ModelSpec(
     default_resolution="720p",
     default_duration=5,
     typical_seconds=45.0,
-    extra={"usd_per_s": 0.05, "default_ratio": "1280:720", "ratio_wire": GEN4_RATIOS},
+    extra={"usd_per_s": 0.05, "default_ratio": "1280:720", "ratio_wire": GEN4_RATIOS,
+           "not_taken": ("camera_fixed",), "data_uri_max_chars": DATA_URI_MAX_CHARS},
 )
 MODELS = MappingProxyType({GEN4_TURBO.name: GEN4_TURBO})
 
@@ -118,16 +117,6 @@ class RunwayProvider(Adapter):
         super().__init__(settings, client, submit_timeout_s=submit_timeout_s)
         self.api = JsonApi(settings, client, ENVELOPE, submit_timeout_s=submit_timeout_s,
                            auth=runway_auth)
-
-    def validate(self, model: str, request: GenerationRequest) -> list[FieldProblem]:
-        problems = [p if p.field != "service_tier" else _no_flex(request)
-                    for p in super().validate(model, request)]
-        size = _data_uri_chars(request.image)
-        if size is not None and size > DATA_URI_MAX_CHARS:
-            problems.append(FieldProblem(
-                "image", f"Runway takes data URIs up to 5 MB and this image makes one of "
-                f"{size / 1048576:.1f} MB; give an https URL (up to 16 MB) instead"))
-        return problems
 
     def build_body(self, model: str, request: GenerationRequest) -> dict[str, Any]:
         return body(*self.checked(model, request))
@@ -178,26 +167,6 @@ def body(spec: ModelSpec, request: GenerationRequest) -> dict[str, Any]:
     if request.seed is not None:
         out["seed"] = request.seed
     return out
-
-
-def _no_flex(request: GenerationRequest) -> FieldProblem:
-    flex = [name for name, plugin in registry.plugins().items()
-            if any(s.supports_service_tier for s in plugin.models.values())]
-    return FieldProblem("service_tier", f"Runway has no flex or low-priority tier; leave "
-                        f"service_tier unset, or run the row on {', '.join(flex) or 'none'} "
-                        f"(got {request.service_tier!r})")
-
-
-def _data_uri_chars(ref: str) -> int | None:
-    """The length of the data URI `ref` is or becomes (a local file, base64-encoded)."""
-    if ref.lstrip().lower().startswith("data:"):
-        return len(ref)
-    if ref.lower().startswith(("http://", "https://", "s3://")):
-        return None
-    try:
-        return (os.stat(ref).st_size + 2) // 3 * 4 + 32
-    except (OSError, ValueError):
-        return None
 
 
 def estimate(spec: ModelSpec, request: GenerationRequest) -> float | None:

@@ -29,6 +29,17 @@ EXPIRES_AFTER_RANGE = (3600, 259200)  # seconds, counted from the task's created
 _RATIO_ORDER = ("21:9", "16:9", "4:3", "1:1", "3:4", "9:16", "9:21", "adaptive")
 
 
+def not_taken(spec: ModelSpec) -> frozenset[str]:
+    """Request fields `spec` has no wire name for: `extra["not_taken"]`, and ratio or
+    resolution when it lists none (the clip follows the image, e.g. Kling on fal)."""
+    fields = set(spec.extra.get("not_taken", ()))
+    if not spec.ratios:
+        fields.add("ratio")
+    if not spec.resolutions:
+        fields.add("resolution")
+    return frozenset(fields)
+
+
 def validate(provider: str, spec: ModelSpec, request: GenerationRequest) -> list[FieldProblem]:
     """Every reason `request` does not fit `spec` on `provider`; empty when it fits."""
     where = f"{spec.name} on {provider}"
@@ -41,6 +52,12 @@ def validate(provider: str, spec: ModelSpec, request: GenerationRequest) -> list
     def unsupported(field: str) -> None:
         add(field, f"{where} does not take {field}; leave it unset")
 
+    absent = not_taken(spec)
+    for field in sorted(absent):
+        if getattr(request, field, None) is not None:
+            unsupported(field)
+    request = request.model_copy(update=dict.fromkeys(absent & _CLEARABLE))
+
     if spec.prompt_required and not request.prompt.strip():
         add("prompt", f"is required for {where}")
     if spec.prompt_max_chars is not None and len(request.prompt) > spec.prompt_max_chars:
@@ -50,8 +67,13 @@ def validate(provider: str, spec: ModelSpec, request: GenerationRequest) -> list
             f"got {len(request.prompt)}",
         )
 
+    limit = spec.extra.get("data_uri_max_chars")
     for field in ("image", "last_image"):
         ref = getattr(request, field)
+        if limit is not None and ref is not None and spec.accepts_data_uri \
+                and (chars := _data_uri_chars(ref)) is not None and chars > limit:
+            add(field, f"{display} takes data URIs up to {_mb(limit)} and this image makes "
+                f"one of {_mb(chars)}; give an https URL instead")
         # An s3:// image goes to a URL-only provider as a presigned https URL.
         if ref is None or _is_http_url(ref) or _is_object_url(ref) or spec.accepts_data_uri:
             continue
@@ -111,6 +133,19 @@ def validate(provider: str, spec: ModelSpec, request: GenerationRequest) -> list
                 f"{where}, got {request.execution_expires_after}",
             )
     return problems
+
+
+_CLEARABLE = frozenset({"ratio", "resolution", "seed", "camera_fixed", "last_image"})
+
+
+def _data_uri_chars(ref: str) -> int | None:
+    """The length of the data URI `ref` is, or that a local file becomes (base64)."""
+    if _is_data_uri(ref):
+        return len(ref)
+    if _is_http_url(ref) or _is_object_url(ref):
+        return None
+    size = _local_size(ref)
+    return None if size is None else (size + 2) // 3 * 4 + 32
 
 
 def _is_http_url(ref: str) -> bool:

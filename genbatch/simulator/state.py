@@ -110,6 +110,7 @@ class Simulator:
         expires_after_s: float | None,
         failures: Sequence[tuple[str, str]],
         url_ttl_s: float,
+        start_by_s: float | None = None,
     ) -> Task:
         """Create a task and fix its timeline.
 
@@ -118,6 +119,8 @@ class Simulator:
         over-concurrency submits. `expires_after_s` (simulated): a task not finished
         by then ends `expired`. `failures`: (code, message) pairs a failed task picks from.
         `url_ttl_s`: the provider's output URL lifetime, unless the profile sets one.
+        `start_by_s` (simulated): a task not started by then ends `expired` without running
+        (fal's X-Fal-Request-Start-Timeout).
         """
         behaviour = self.behaviour(api_key)
         now, factor = self.clock(), behaviour.time_factor
@@ -133,6 +136,8 @@ class Simulator:
         run = sample_run_s(self.rng, behaviour.latency_mean_s, behaviour.latency_sigma) / factor
         end = start + run
         outcome = Phase.FAILED if self.roll(behaviour.p_task_fail) else Phase.SUCCEEDED
+        if start_by_s is not None and start > (start_by := now + start_by_s / factor):
+            start, end, outcome = start_by, start_by, Phase.EXPIRED
         if expires_after_s is not None and end > (deadline := now + expires_after_s / factor):
             start, end, outcome = min(start, deadline), deadline, Phase.EXPIRED
         if end > start:  # a task expiring before its start never occupies a slot

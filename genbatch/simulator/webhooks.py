@@ -44,13 +44,19 @@ RETRY_DELAYS_S = (5.0, 10.0, 30.0, 60.0, 120.0)
 SECRET_PREFIX = "whsec_"  # noqa: S105 - a prefix, not a secret
 
 
+# The headers that sign one attempt of a delivery (fal: ED25519, see fal_keys.py).
+Signer = Callable[[Simulator, Task, bytes], dict[str, str]]
+
+
 @dataclass(frozen=True, slots=True)
 class Delivery:
-    """How one provider delivers: the per-attempt timeout, the retries, whether it signs."""
+    """How one provider delivers: the per-attempt timeout, the retries, whether it signs
+    (`signed`: WaveSpeed's HMAC; `signer`: a provider's own scheme)."""
 
     timeout_s: float = 10.0
     retries: int = 3
     signed: bool = False
+    signer: Signer | None = None
 
 
 NOVITA = Delivery(timeout_s=5.0, retries=5)  # documented (providers.md §9)
@@ -134,6 +140,8 @@ async def _attempt(sim: Simulator, task: Task, url: str, body: bytes, webhook_id
         mac = signature(signing_secret(sim, task.api_key), webhook_id, stamp, body)
         headers.update({"webhook-id": webhook_id, "webhook-timestamp": stamp,
                         "webhook-signature": f"v3,{mac}"})
+    if delivery.signer is not None:  # signed afresh per attempt: its timestamp is now
+        headers.update(delivery.signer(sim, task, body))
     sim.stats.webhooks_sent += 1
     try:
         response = await _client().post(url, content=body, headers=headers,
