@@ -116,6 +116,9 @@ def routes() -> list[Route]:
             raise DIALECT.refuse(ErrorKind.UNKNOWN_MODEL, f"Application '{model}' not found")
         body = await gate.read_json(request, DIALECT)
         fingerprint = gate.count_attempt(sim, DIALECT.provider, model, body)
+        if behaviour.out_of_balance:  # fal locks the user
+            raise DIALECT.refuse(ErrorKind.NO_BALANCE, "User is locked. Reason: Exhausted "
+                                 "balance. Top up your balance at fal.ai/dashboard/billing.")
         gate.admit_submit(sim, api_key, behaviour, DIALECT)
         problems = check_body(body, RULES[model])
         if problems:

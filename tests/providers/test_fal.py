@@ -208,7 +208,7 @@ def jwks(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[int]]:
                               request=httpx.Request("GET", url))
 
     fal_hooks.KEYS.clear()
-    monkeypatch.setattr(fal_hooks.httpx, "get", get)
+    monkeypatch.setattr(httpx, "get", get)
     yield fetches
     fal_hooks.KEYS.clear()
 
