@@ -33,6 +33,7 @@ from genbatch.store import JobStore
 FAST = {"time_factor": "50", "first_poll_s": "20", "poll_min_interval_s": "3",
         "task_lease_s": "30", "scheduler_tick_s": "0.1", "log_level": "INFO",
         "worker_concurrency": "8", "download_max_attempts": "3"}
+PREFIXES = {"highwayapi": "/highwayapi", "fal": "/fal", "runway": "/runway"}
 
 
 class Cluster:
@@ -42,10 +43,11 @@ class Cluster:
         self.workdir = workdir
         self.values = {"redis_url": redis_url, "storage_url": str(workdir / "storage"), **FAST}
         for name in providers.names():  # one base URL for all but HighwayAPI, which shares
-            # Novita's paths: the simulator's /highwayapi prefix serves its rules
-            self.values[f"{name}_base_url"] = sim_url + ("/highwayapi" if name == "highwayapi"
-                                                         else "")
+            # Novita's paths (the simulator's /highwayapi prefix serves its rules), and fal
+            # and Runway, which live only under their prefix
+            self.values[f"{name}_base_url"] = sim_url + PREFIXES.get(name, "")
             self.values[f"{name}_api_key"] = f"test-{name}-key"
+        self.values["fal_jwks_url"] = f"{sim_url}/fal/.well-known/jwks.json"
         self.values.update(overrides)
         self.settings = Settings(**self.values)  # type: ignore[arg-type]
         self.store = JobStore.from_url(redis_url)
