@@ -12,7 +12,9 @@ A callback is accepted only when all of these hold, else it changes nothing:
   (else 409; see signing.py);
 * the item exists and belongs to that provider (else 404);
 * the body names the item's own remote task id (else 401: a forged or stale callback, e.g.
-  one from a task an earlier attempt created).
+  one from a task an earlier attempt created) — except that a *verified* callback (fal's,
+  always signed) for an `ambiguous` item naming a task no earlier attempt had settles that
+  submit: the task is adopted (`worker/reconcile.adopt_from_callback`) and applied.
 
 Bodies, each read by the provider adapter's own parser: Novita and HighwayAPI
 `{"event_type": "ASYNC_TASK_RESULT", "payload": <task-result body>}` (another event type is
@@ -98,20 +100,27 @@ class Receiver:
             raise Rejected(404, "not found")
         delivery = self._signed_delivery(provider, raw, headers or {})
         try:
-            return self._apply(provider, iid, raw)
+            return self._apply(provider, iid, raw, signed=delivery is not None)
         except BaseException:
             if delivery:  # not applied: the provider's retry of it must get through
                 self._forget(provider, delivery)
             raise
 
-    def _apply(self, provider: str, iid: str, raw: bytes) -> str:
-        from genbatch.worker.steps import apply_poll  # imports the worker's dependencies
+    def _apply(self, provider: str, iid: str, raw: bytes, *, signed: bool) -> str:
+        from genbatch.worker.reconcile import adopt_from_callback  # the worker's dependencies
+        from genbatch.worker.steps import apply_poll
 
         parsed = parse_callback(provider, _json_object(raw))
         if parsed is None:
             return "ignored"
         task_id, result = parsed
         item = self._item(iid)
+        # A verified callback on this item's URL settles its ambiguous submit.
+        if signed and task_id and item.state is ItemState.AMBIGUOUS \
+                and item.provider == provider \
+                and adopt_from_callback(self.rt, item, task_id, self.rt.now()).outcome \
+                == "adopted":
+            item = self._item(iid)
         if item.provider != provider:
             raise Rejected(404, "not found")
         if item.state in NOT_YET_SUBMITTED:

@@ -159,12 +159,23 @@ def _candidates(rt: Runtime, item: Item, listing: TaskListing, start: float,
     return [t for t in inside if owners.get(t.id, item.id) == item.id]
 
 
-def _adopt(rt: Runtime, item: Item, task: RemoteTask, now: float) -> Verdict:
+def adopt_from_callback(rt: Runtime, item: Item, task_id: str, now: float) -> Verdict:
+    """A verified callback on the item's own URL names a task no earlier attempt of the item
+    had: it is the task of the ambiguous submit (DESIGN.md principle 9; fal, with no task
+    list, is settled only this way). Adopted as from a task list."""
+    earlier = {entry.get("remote_id") for entry in json.loads(item.get("history") or "[]")}
+    if item.state is not AMBIGUOUS or task_id in earlier:
+        return Verdict("skipped")
+    return _adopt(rt, item, RemoteTask(task_id, item.model, now), now, "its signed callback")
+
+
+def _adopt(rt: Runtime, item: Item, task: RemoteTask, now: float,
+           source: str = "the task list") -> Verdict:
     """The item's task exists: the item is `submitted` with it again. Its estimate, counted
     as spent when it turned ambiguous, is reserved again, so the cost counts once."""
     rt.store.reconcile.own(item.account, task.id, item.id, now)
     held = _micro(item.est_cost)
-    history = _history(item, f"adopted task {task.id} from the task list")
+    history = _history(item, f"adopted task {task.id} from {source}")
     rt.store.reopen_batch(item.batch_id)
     moved = rt.store.transition(
         item.id, [AMBIGUOUS], ItemState.SUBMITTED, timer=now,

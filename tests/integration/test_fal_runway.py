@@ -17,9 +17,10 @@ import json
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urlparse
 
+import httpx
 import pytest
 
 from genbatch.demo import SAMPLES
@@ -122,3 +123,26 @@ def test_a_seedance_row_falls_back_to_fal(cluster: Cluster, tmp_path: Path) -> N
         assert (r["provider"], r["status"]) == ("fal", "succeeded")
         assert r["failed_over_from"] == "novita:seedance-v1-pro-i2v"
         assert Path(urlparse(str(r["output_uri"])).path).stat().st_size > 0
+
+
+def test_an_ambiguous_fal_submit_is_settled_by_its_signed_webhook(cluster: Cluster,
+                                                                  tmp_path: Path) -> None:
+    # Every fal submit creates its request, then answers 500: the outcome is unknown.
+    keys: dict[str, Any] = {**cast(dict[str, Any], PROFILE["keys"]),
+                            "test-fal-key": {"p_submit_timeout": 1.0,
+                                             "submit_timeout_mode": "error"}}
+    answer = httpx.put(f"{cluster.sim_url}/_sim/profile", json={**PROFILE, "keys": keys},
+                       timeout=10)
+    assert answer.status_code == 200, answer.text
+    rows = [{"provider": "fal", "model": "kling-v2.1-std-i2v"} for _ in range(2)]
+    batch_id = str(cluster.submit(write(tmp_path, "amb", rows), provider=None,
+                                  model=None).batch_id)
+    # The batch may complete with both items ambiguous first; their webhooks reopen it.
+    cluster.wait_until(lambda: cluster.store.get_batch(batch_id)["succeeded"] == "2", 240,
+                       "both ambiguous items to be adopted and succeed")
+    for slot in (1, 2):
+        item = cluster.store.get_item(item_id(batch_id, slot))
+        assert item["state"] == "succeeded" and item["adopted"] == item["remote_id"]
+        (past,) = json.loads(item["history"])
+        assert past["state"] == "ambiguous" and "signed callback" in past["note"]
+    assert cluster.sim_stats()["submits"] == 2  # settled, not submitted again
