@@ -17,8 +17,11 @@ requests only; "requests are never rejected due to concurrency limits" (they wai
 and no requests-per-minute limit is published, so `queues=True` and a generous submit rate.
 Options as headers: a row's `service_tier: flex` is `X-Fal-Queue-Priority: low` ("use low
 for background work"; no discount); `execution_expires_after` is
-`X-Fal-Request-Start-Timeout` (seconds until the request must have started, queue wait
-included; past it fal ends the request with a timeout, read here as `expired`).
+`X-Fal-Request-Timeout` (fal's "common parameters" page and its Python client's
+`start_timeout`: a time-to-start deadline, queue wait included; past it fal answers 504 with
+`X-Fal-Request-Timeout-Type: user`, read here as `expired`). Conflict: the research notes
+(video-apis.md §1.1) name it `X-Fal-Request-Start-Timeout`; fal's own page and client say
+`X-Fal-Request-Timeout`, which is what is sent.
 Images: URLs or data URIs, which every fal endpoint takes ("Base64 data URI" file inputs),
 so local images go as data URIs; fal's storage upload is not used.
 Reconciliation: fal has no request list and echoes nothing of ours but the webhook URL, so
@@ -178,7 +181,7 @@ def headers(request: GenerationRequest) -> dict[str, str]:
     if request.service_tier == "flex":
         out["X-Fal-Queue-Priority"] = "low"
     if request.execution_expires_after is not None:
-        out["X-Fal-Request-Start-Timeout"] = str(request.execution_expires_after)
+        out["X-Fal-Request-Timeout"] = str(request.execution_expires_after)
     return out
 
 

@@ -15,7 +15,7 @@
 Auth `Authorization: Key <key>`. Limits as fal keeps them: the key's `concurrency` counts
 running requests only; over it a request waits IN_QUEUE, never refused (fal: "requests are
 never rejected due to concurrency limits"); an `rpm` still answers 429 if a profile sets
-one. `X-Fal-Request-Start-Timeout: <s>`: a request not started by then ends with
+one. `X-Fal-Request-Timeout: <s>`: a request not started by then ends with
 `error_type: request_timeout` (its result a 504 with `X-Fal-Request-Timeout-Type: user`).
 `X-Fal-Queue-Priority` is accepted (normal | low) and recorded, not reordered. Failures are
 injected through `gate` (429, 5xx, malformed bodies, submit timeouts); a finished request
@@ -201,17 +201,17 @@ def _request_id(rng: random.Random) -> str:
 
 
 def _start_timeout(request: Request) -> float | None:
-    value = request.headers.get("x-fal-request-start-timeout")
+    value = request.headers.get("x-fal-request-timeout")
     if value is None:
         return None
     try:
         seconds = float(value)
     except ValueError:
-        raise DIALECT.refuse(ErrorKind.INVALID, "X-Fal-Request-Start-Timeout must be a "
-                             "number of seconds", "X-Fal-Request-Start-Timeout") from None
+        raise DIALECT.refuse(ErrorKind.INVALID, "X-Fal-Request-Timeout must be a "
+                             "number of seconds", "X-Fal-Request-Timeout") from None
     if seconds <= 0:
-        raise DIALECT.refuse(ErrorKind.INVALID, "X-Fal-Request-Start-Timeout must be > 0",
-                             "X-Fal-Request-Start-Timeout")
+        raise DIALECT.refuse(ErrorKind.INVALID, "X-Fal-Request-Timeout must be > 0",
+                             "X-Fal-Request-Timeout")
     return seconds
 
 

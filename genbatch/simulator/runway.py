@@ -2,8 +2,9 @@
 
     POST   /v1/image_to_video  {model, promptImage, promptText?, ratio, duration?, seed?,
                                 contentModeration?}            -> {"id"}
-    GET    /v1/tasks/{id}      -> {id, status, createdAt, progress?, output?, failure?,
-                                   failureCode?}
+    GET    /v1/tasks/{id}      -> {id, status, createdAt, estimatedCost | cost, progress?,
+                                   output?, failure?, failureCode?} (the shapes of Runway's
+                                   own SDK, runwayml 5.x: tests/contract)
     DELETE /v1/tasks/{id}      -> 204: cancels a task not finished, deletes a finished one
     GET    /v1/organization    -> the key's tier limits and today's use, per model
 
@@ -38,6 +39,7 @@ API_VERSION = "2024-11-06"
 DAY_S = 24 * 3600
 URL_TTL_S = 24 * 3600  # "expire within 24-48 hours"
 DATA_URI_MAX_CHARS = 5 * 1024 * 1024
+CREDITS_PER_S = 5  # gen4_turbo
 TASK_FAILURES = (
     ("SAFETY.INPUT.IMAGE", "The input image did not pass content moderation."),
     ("INTERNAL.BAD_OUTPUT.CODE01", "An unexpected error occurred while generating."),
@@ -203,6 +205,11 @@ def _task_json(sim: Simulator, task: Task, origin: str) -> dict[str, Any]:
         "createdAt": datetime.fromtimestamp(task.created, UTC).isoformat(
             timespec="milliseconds").replace("+00:00", "Z"),
     }
+    credits = CREDITS_PER_S * int(task.params["duration"])
+    if phase in (Phase.QUEUED, Phase.RUNNING):
+        out["estimatedCost"] = {"credits": credits}
+    else:  # only a succeeded task is charged
+        out["cost"] = {"credits": credits if phase is Phase.SUCCEEDED else 0}
     if phase is Phase.RUNNING:
         out["progress"] = round(task.progress(now), 3)
     elif phase is Phase.SUCCEEDED:

@@ -120,7 +120,7 @@ class Simulator:
         by then ends `expired`. `failures`: (code, message) pairs a failed task picks from.
         `url_ttl_s`: the provider's output URL lifetime, unless the profile sets one.
         `start_by_s` (simulated): a task not started by then ends `expired` without running
-        (fal's X-Fal-Request-Start-Timeout).
+        (fal's X-Fal-Request-Timeout).
         """
         behaviour = self.behaviour(api_key)
         now, factor = self.clock(), behaviour.time_factor

@@ -240,7 +240,7 @@ def test_fal_start_timeout_expires_a_request_still_queued(sim: Sim) -> None:
     result = poll_to_end(provider, KLING, remote_id)
     assert (result.status, result.error_code) == (TaskStatus.EXPIRED, "request_timeout")
     log = [e for e in sim.stats()["request_log"] if e["method"] == "POST"]
-    assert log[0]["headers"]["x-fal-request-start-timeout"] == "3600"
+    assert log[0]["headers"]["x-fal-request-timeout"] == "3600"
 
 
 def test_fal_cancel_only_while_queued(sim: Sim) -> None:

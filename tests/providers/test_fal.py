@@ -69,7 +69,7 @@ def test_flex_and_deadline_travel_as_headers(adapter: Build, req: Req,
     adapter("fal").submit(KLING, req(service_tier="flex", execution_expires_after=7200),
                           webhook_url="https://hooks.example.com/h/fal/1/tok")
     assert fake.last.headers["x-fal-queue-priority"] == "low"
-    assert fake.last.headers["x-fal-request-start-timeout"] == "7200"
+    assert fake.last.headers["x-fal-request-timeout"] == "7200"
     assert fake.last.url.params["fal_webhook"] == "https://hooks.example.com/h/fal/1/tok"
     assert "service_tier" not in fake.body() and "execution_expires_after" not in fake.body()
 
