@@ -1,6 +1,6 @@
 """The webhook receiver (`genbatch webhooks --port 8900`):
 
-    POST /hooks/{provider}/{item id}/{token}   a callback from any of the four providers
+    POST /hooks/{provider}/{item id}/{token}   a callback from a provider that calls back
     GET  /healthz                              liveness
 
 A callback is accepted only when all of these hold, else it changes nothing:
@@ -10,6 +10,8 @@ A callback is accepted only when all of these hold, else it changes nothing:
 * WaveSpeed, when GENBATCH_WAVESPEED_WEBHOOK_SECRET is set: the `webhook-signature` is
   good and under 5 minutes old (else 401) and its `webhook-id` was not applied before
   (else 409; see signing.py);
+* fal: always, its `X-Fal-Webhook-Signature` (ED25519) verifies under fal's published key
+  set (GENBATCH_FAL_JWKS_URL) and is under 5 minutes old (else 401), not replayed (409);
 * the item exists and belongs to that provider (else 404);
 * the body names the item's own remote task id (else 401: a forged or stale callback, e.g.
   one from a task an earlier attempt created) — except that a *verified* callback (fal's,
