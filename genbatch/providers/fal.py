@@ -139,6 +139,8 @@ class FalProvider(Adapter):
         try:
             result = self.api.get(base)
         except PermanentProviderError as exc:  # the request's own failure, e.g. a 422
+            if exc.status_code in (401, 403):  # the key's, not the request's
+                raise
             return _failed(exc.code, exc.message, "COMPLETED")
         url = fal_hooks.video_url(result)
         if url is None:

@@ -175,6 +175,15 @@ def test_exhausted_balance_pauses_the_account(adapter: Build, req: Req,
     assert failure_class(raised.value) is FailureClass.BALANCE
 
 
+def test_a_refused_key_on_the_result_is_not_the_requests_failure(
+        adapter: Build, fake: FakeProvider) -> None:
+    fake.reply(200, {"status": "COMPLETED"})
+    fake.reply(401, {"detail": "Invalid API key"})
+    with pytest.raises(PermanentProviderError) as raised:
+        adapter("fal").poll(KLING, RID)
+    assert failure_class(raised.value) is FailureClass.AUTH
+
+
 def test_poll_errors_are_retryable(adapter: Build, fake: FakeProvider) -> None:
     fake.reply(503, {"detail": "unavailable"})
     with pytest.raises(RetryableProviderError):
