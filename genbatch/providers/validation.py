@@ -52,11 +52,9 @@ def validate(provider: str, spec: ModelSpec, request: GenerationRequest) -> list
     def unsupported(field: str) -> None:
         add(field, f"{where} does not take {field}; leave it unset")
 
-    absent = not_taken(spec)
-    for field in sorted(absent):
-        if getattr(request, field, None) is not None:
-            unsupported(field)
-    request = request.model_copy(update=dict.fromkeys(absent & _CLEARABLE))
+    problems += _not_taken(where, spec, request)
+    request = request.model_copy(update=dict.fromkeys(not_taken(spec) & _CLEARABLE))
+    problems += _too_big_for_a_data_uri(display, spec, request)
 
     if spec.prompt_required and not request.prompt.strip():
         add("prompt", f"is required for {where}")
@@ -67,13 +65,8 @@ def validate(provider: str, spec: ModelSpec, request: GenerationRequest) -> list
             f"got {len(request.prompt)}",
         )
 
-    limit = spec.extra.get("data_uri_max_chars")
     for field in ("image", "last_image"):
         ref = getattr(request, field)
-        if limit is not None and ref is not None and spec.accepts_data_uri \
-                and (chars := _data_uri_chars(ref)) is not None and chars > limit:
-            add(field, f"{display} takes data URIs up to {_mb(limit)} and this image makes "
-                f"one of {_mb(chars)}; give an https URL instead")
         # An s3:// image goes to a URL-only provider as a presigned https URL.
         if ref is None or _is_http_url(ref) or _is_object_url(ref) or spec.accepts_data_uri:
             continue
@@ -132,6 +125,28 @@ def validate(provider: str, spec: ModelSpec, request: GenerationRequest) -> list
                 f"must be between {low} and {high} seconds for "
                 f"{where}, got {request.execution_expires_after}",
             )
+    return problems
+
+
+def _not_taken(where: str, spec: ModelSpec, request: GenerationRequest) -> list[FieldProblem]:
+    return [FieldProblem(field, f"{where} does not take {field}; leave it unset")
+            for field in sorted(not_taken(spec)) if getattr(request, field, None) is not None]
+
+
+def _too_big_for_a_data_uri(display: str, spec: ModelSpec, request: GenerationRequest
+                            ) -> list[FieldProblem]:
+    """Images over the model's data URI limit (`extra["data_uri_max_chars"]`, Runway)."""
+    limit = spec.extra.get("data_uri_max_chars")
+    if limit is None or not spec.accepts_data_uri:
+        return []
+    problems = []
+    for field in ("image", "last_image"):
+        ref = getattr(request, field)
+        chars = None if ref is None else _data_uri_chars(ref)
+        if chars is not None and chars > limit:
+            problems.append(FieldProblem(
+                field, f"{display} takes data URIs up to {_mb(limit)} and this image makes "
+                f"one of {_mb(chars)}; give an https URL instead"))
     return problems
 
 

@@ -147,32 +147,6 @@ def routes() -> list[Route]:
             response.status_code = 202
         return response
 
-    @gate.endpoint
-    async def result(request: Request) -> Response:
-        sim, task, behaviour = _task(request, "poll")
-        phase = task.phase(sim.clock())
-        if phase in (Phase.QUEUED, Phase.RUNNING):
-            return JSONResponse({"detail": "Request is still in progress"}, 400)
-        if phase is Phase.EXPIRED:
-            return JSONResponse({"detail": _START_TIMEOUT[1]}, 504,
-                                headers={"X-Fal-Request-Timeout-Type": "user"})
-        if phase is not Phase.SUCCEEDED:
-            code, message = _error_of(task, phase)
-            status_code = 422 if code == "content_policy_violation" else 500
-            return JSONResponse({"detail": message, "error_type": code}, status_code)
-        return gate.answer(sim, behaviour, "poll", _output(sim, task, gate.origin(request)))
-
-    @gate.endpoint
-    async def cancel(request: Request) -> Response:
-        sim, task, _ = _task(request, "cancel")
-        if task.phase(sim.clock()) is not Phase.QUEUED:
-            return JSONResponse({"status": "ALREADY_COMPLETED"}, 400)
-        sim.cancel(task)
-        return JSONResponse({"status": "CANCELLATION_REQUESTED"}, 202)
-
-    async def keys(request: Request) -> Response:
-        return JSONResponse(fal_keys.jwks(simulator_of(request)))
-
     base = "/{owner}/{app}/requests/{request_id}"
     return [
         Route("/.well-known/jwks.json", keys, methods=["GET"]),
@@ -181,6 +155,35 @@ def routes() -> list[Route]:
         Route(base, result, methods=["GET"]),
         Route("/{model:path}", submit, methods=["POST"]),
     ]
+
+
+@gate.endpoint
+async def result(request: Request) -> Response:
+    sim, task, behaviour = _task(request, "poll")
+    phase = task.phase(sim.clock())
+    if phase in (Phase.QUEUED, Phase.RUNNING):
+        return JSONResponse({"detail": "Request is still in progress"}, 400)
+    if phase is Phase.EXPIRED:
+        return JSONResponse({"detail": _START_TIMEOUT[1]}, 504,
+                            headers={"X-Fal-Request-Timeout-Type": "user"})
+    if phase is not Phase.SUCCEEDED:
+        code, message = _error_of(task, phase)
+        status_code = 422 if code == "content_policy_violation" else 500
+        return JSONResponse({"detail": message, "error_type": code}, status_code)
+    return gate.answer(sim, behaviour, "poll", _output(sim, task, gate.origin(request)))
+
+
+@gate.endpoint
+async def cancel(request: Request) -> Response:
+    sim, task, _ = _task(request, "cancel")
+    if task.phase(sim.clock()) is not Phase.QUEUED:
+        return JSONResponse({"status": "ALREADY_COMPLETED"}, 400)
+    sim.cancel(task)
+    return JSONResponse({"status": "CANCELLATION_REQUESTED"}, 202)
+
+
+async def keys(request: Request) -> Response:
+    return JSONResponse(fal_keys.jwks(simulator_of(request)))
 
 
 def _task(request: Request, op: Any) -> tuple[Simulator, Task, Any]:

@@ -136,31 +136,33 @@ def routes() -> list[Route]:
         sim.stats.polls += 1
         return gate.answer(sim, behaviour, "poll", _task_json(sim, task, gate.origin(request)))
 
-    @gate.endpoint
-    async def task_delete(request: Request) -> Response:
-        sim, task, _ = _find(request, "cancel")
-        if task.phase(sim.clock()) in (Phase.QUEUED, Phase.RUNNING):
-            sim.cancel(task)
-        else:
-            sim.delete(task)
-        return Response(status_code=204)
-
-    @gate.endpoint
-    async def organization(request: Request) -> Response:
-        sim, api_key, behaviour = _caller(request)
-        model = "gen4_turbo"
-        limits = {"maxConcurrentGenerations": behaviour.concurrency,
-                  "maxDailyGenerations": behaviour.daily_cap}
-        return JSONResponse({"tier": {"models": {model: limits}},
-                             "usage": {"models": {model: {
-                                 "dailyGenerations": _today(sim, api_key, model)}}}})
-
     return [
         Route("/v1/image_to_video", create, methods=["POST"]),
         Route("/v1/tasks/{task_id}", task_get, methods=["GET"]),
         Route("/v1/tasks/{task_id}", task_delete, methods=["DELETE"]),
         Route("/v1/organization", organization, methods=["GET"]),
     ]
+
+
+@gate.endpoint
+async def task_delete(request: Request) -> Response:
+    sim, task, _ = _find(request, "cancel")
+    if task.phase(sim.clock()) in (Phase.QUEUED, Phase.RUNNING):
+        sim.cancel(task)
+    else:
+        sim.delete(task)
+    return Response(status_code=204)
+
+
+@gate.endpoint
+async def organization(request: Request) -> Response:
+    sim, api_key, behaviour = _caller(request)
+    model = "gen4_turbo"
+    limits = {"maxConcurrentGenerations": behaviour.concurrency,
+              "maxDailyGenerations": behaviour.daily_cap}
+    return JSONResponse({"tier": {"models": {model: limits}},
+                         "usage": {"models": {model: {
+                             "dailyGenerations": _today(sim, api_key, model)}}}})
 
 
 def _caller(request: Request) -> tuple[Simulator, str, Any]:
