@@ -45,7 +45,8 @@ API_VERSION = "2024-11-06"
 URL_TTL_S = 24 * 3600
 DAILY_CAP = "DAILY_GENERATION_LIMIT"  # our name for the creation 429 (Runway sends none)
 NO_CREDITS = "INSUFFICIENT_CREDITS"
-DATA_URI_MAX_CHARS = 5 * 1024 * 1024  # "data URIs up to 5 MB" (assets/inputs)
+DATA_URI_MAX_CHARS = 5 * 1024 * 1024  # "up to 5MB" (runwayml SDK's prompt_image, inputs)
+CREDITS_PER_S = 5  # gen4_turbo; a credit is $0.01
 
 # gen4_turbo output sizes (API reference, image_to_video); a genbatch ratio names one.
 GEN4_RATIOS = {"16:9": "1280:720", "9:16": "720:1280", "4:3": "1104:832",
@@ -147,8 +148,11 @@ def parse_task(task: dict[str, Any]) -> PollResult:
     progress = as_float(task.get("progress"))
     if status is TaskStatus.SUCCEEDED:
         url = as_str(first(task.get("output")))
+        # `cost.credits` (runwayml 5.x): the credits charged, kept as the seconds they pay for
+        credits = as_float(as_dict(task.get("cost")).get("credits"))
         return PollResult(status, raw_status=raw, progress=100.0, video_url=url,
-                          video_ttl_s=URL_TTL_S if url else None)
+                          video_ttl_s=URL_TTL_S if url else None,
+                          usage_seconds=None if credits is None else credits / CREDITS_PER_S)
     if status is TaskStatus.FAILED:
         return PollResult(status, raw_status=raw,
                           error_code=as_str(task.get("failureCode")) or "FAILED",
@@ -173,6 +177,12 @@ def estimate(spec: ModelSpec, request: GenerationRequest) -> float | None:
     return float(spec.extra["usd_per_s"]) * (request.duration or spec.default_duration)
 
 
+def charged(spec: ModelSpec, request: GenerationRequest, result: PollResult) -> float | None:
+    """What the task cost by its reported credits (None: not reported, the estimate)."""
+    seconds = result.usage_seconds
+    return None if seconds is None else float(spec.extra["usd_per_s"]) * seconds
+
+
 PLUGIN = ProviderPlugin(
     name="runway",
     summary="Runway API: gen4_turbo image to video",
@@ -184,7 +194,7 @@ PLUGIN = ProviderPlugin(
                   poll_rpm=600, queues=True),
     outputs=Outputs(video_hosts=("*.cloudfront.net", "*.runwayml.com"),
                     url_ttl_s=float(URL_TTL_S)),
-    prices=Prices(estimate),
+    prices=Prices(estimate, charged),
     account_codes=AccountCodes(balance=frozenset({NO_CREDITS}),
                                daily_cap=frozenset({DAILY_CAP})),
     capabilities=frozenset({Capability.CANCEL}),

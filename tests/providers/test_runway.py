@@ -14,7 +14,7 @@ from genbatch.errors import (
     RetryableProviderError,
 )
 from genbatch.models import GenerationRequest, TaskStatus
-from genbatch.providers import estimate_cost, validate_request
+from genbatch.providers import actual_cost, estimate_cost, validate_request
 from genbatch.providers.base import Provider
 from genbatch.providers.failures import FailureClass, failure_class
 
@@ -148,5 +148,9 @@ def test_cancel_is_a_delete(adapter: Build, fake: FakeProvider) -> None:
     assert fake.last.method == "DELETE"
 
 
-def test_price(req: Req) -> None:
+def test_price(req: Req, adapter: Build, fake: FakeProvider) -> None:
     assert estimate_cost("runway", GEN4, req(duration=10)) == pytest.approx(0.5)
+    fake.reply(200, {"id": TID, "status": "SUCCEEDED", "output": ["https://x.runwayml.com/v"],
+                     "cost": {"credits": 30}})
+    result = adapter("runway").poll(GEN4, TID)
+    assert actual_cost("runway", GEN4, req(duration=5), result) == pytest.approx(0.30)
