@@ -5,7 +5,8 @@
     poll    GET  /v1/tasks/{id} -> {id, status, createdAt, progress?, output?: [url],
             failure?, failureCode?}; status PENDING | THROTTLED | RUNNING | SUCCEEDED |
             FAILED | CANCELLED
-    cancel  DELETE /v1/tasks/{id} (cancels a task not finished; deletes one that is)
+    cancel  DELETE /v1/tasks/{id} (cancels a task not finished; deletes one that is): sent
+            only for a task still PENDING or THROTTLED (see `cancel`)
 
 Every request carries `Authorization: Bearer <key>` and `X-Runway-Version: 2024-11-06`.
 Errors are `{"error": "…"}` (400s add `issues`). Limits are the organisation's, per model
@@ -139,7 +140,13 @@ class RunwayProvider(Adapter):
         return parse_task(self.api.get(f"/v1/tasks/{quote(remote_id, safe='')}"))
 
     def cancel(self, model: str, remote_id: str) -> bool:
-        return self.api.delete(f"/v1/tasks/{quote(remote_id, safe='')}")
+        """Cancel a task still waiting (PENDING or THROTTLED). Runway's DELETE would also
+        stop a running one, but genbatch lets a running generation finish (it is paid for),
+        so the task is read first; one that starts in between is cancelled all the same."""
+        path = f"/v1/tasks/{quote(remote_id, safe='')}"
+        if self.poll(model, remote_id).status is not TaskStatus.QUEUED:
+            return False
+        return self.api.delete(path)
 
 
 def parse_task(task: dict[str, Any]) -> PollResult:

@@ -277,6 +277,10 @@ def test_runway_cancel_and_version_header(sim: Sim) -> None:
     queued = provider.submit(GEN4, request(sim))
     assert provider.cancel(GEN4, queued) is True
     assert provider.poll(GEN4, queued).status is TaskStatus.CANCELLED
+    sim.profile(queue_delay_s=0, latency_mean_s=100_000)
+    running = provider.submit(GEN4, request(sim))
+    wait_until(lambda: provider.poll(GEN4, running).status, lambda s: s is TaskStatus.RUNNING)
+    assert provider.cancel(GEN4, running) is False  # a running generation finishes
     with sim.client(prefix="/runway") as client:
         answer = client.post("/v1/image_to_video", json={"model": GEN4})
     assert answer.status_code == 400 and "X-Runway-Version" in answer.json()["error"]

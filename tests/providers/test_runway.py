@@ -142,10 +142,14 @@ def test_poll_errors(adapter: Build, fake: FakeProvider) -> None:
         adapter("runway").poll(GEN4, TID)
 
 
-def test_cancel_is_a_delete(adapter: Build, fake: FakeProvider) -> None:
+def test_cancel_deletes_a_waiting_task_only(adapter: Build, fake: FakeProvider) -> None:
+    fake.reply(200, {"id": TID, "status": "THROTTLED"})
     fake.reply(204)
     assert adapter("runway").cancel(GEN4, TID) is True
-    assert fake.last.method == "DELETE"
+    assert [r.method for r in fake.requests] == ["GET", "DELETE"]
+    fake.reply(200, {"id": TID, "status": "RUNNING", "progress": 0.5})
+    assert adapter("runway").cancel(GEN4, TID) is False
+    assert fake.last.method == "GET"
 
 
 def test_price(req: Req, adapter: Build, fake: FakeProvider) -> None:
