@@ -73,7 +73,8 @@ def test_every_command_speaks_json_and_exit_codes_say_how_it_ended(cluster: Clus
     assert cancelled["already"] == "completed"
     accounts = json.loads(genbatch(cluster, "accounts", "--json").stdout)
     assert [a["account"] for a in accounts["accounts"]] == ["novita", "highwayapi",
-                                                            "wavespeed", "byteplus"]
+                                                            "wavespeed", "byteplus", "fal",
+                                                            "runway"]
 
     unknown = genbatch(cluster, "status", "nope", "--json")
     assert unknown.returncode == 2 and unknown.stdout == ""
