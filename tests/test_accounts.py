@@ -57,9 +57,10 @@ def test_the_file_names_accounts_and_the_environment_fills_the_rest(
     s = settings(write(tmp_path, GOOD), wavespeed_api_key="env-ws", byteplus_max_in_flight=7)
     # (genbatch's own providers: an installed plugin's environment account follows them)
     names = [a.label for a in provider_accounts.accounts(s) if a.name in BUILTIN]
-    # novita and highwayapi keep their environment accounts; wavespeed and byteplus have
-    # exactly the file's (the environment's wavespeed key is not an account any more)
-    assert names == ["novita", "highwayapi", "ws-a", "ws-b", "bp-1"]
+    # novita and highwayapi (and fal, runway) keep their environment accounts; wavespeed
+    # and byteplus have exactly the file's (the environment's wavespeed key is not an
+    # account any more)
+    assert names == ["novita", "highwayapi", "ws-a", "ws-b", "bp-1", "fal", "runway"]
     ws_a, ws_b, bp = (provider_accounts.account(s, n) for n in ("ws-a", "ws-b", "bp-1"))
     assert (ws_a.name, ws_a.max_in_flight, ws_a.submit_rpm) == ("wavespeed", 300, 500.0)
     assert ws_a.queue_ahead_max == 20 and ws_b.queue_ahead_max == 0  # default, and set

@@ -22,7 +22,7 @@ from genbatch.models import GenerationRequest, PollResult
 from genbatch.providers import pricing, registry
 from genbatch.providers.adapter import check_model, resolve_model
 from genbatch.providers.base import ModelSpec, Provider
-from genbatch.providers.naming import provider_model
+from genbatch.providers.naming import lookup, provider_model
 from genbatch.providers.plugin import Capability, ProviderPlugin
 
 __all__ = [
@@ -34,6 +34,7 @@ __all__ = [
     "can_list",
     "canonical",
     "estimate_cost",
+    "flex_providers",
     "get_spec",
     "make_provider",
     "model_specs",
@@ -92,7 +93,30 @@ def validate_request(provider: str, model: str, request: GenerationRequest) -> l
     than the one a provider id pins as one with `resolution`; an unknown provider raises
     ConfigError.
     """
-    return check_model(provider, model_specs(provider), model, request)
+    problems = check_model(provider, model_specs(provider), model, request)
+    return [_flex_elsewhere(provider, p) if p.field == "service_tier" and
+            request.service_tier is not None and not _takes_flex(provider, model) else p
+            for p in problems]
+
+
+def flex_providers() -> tuple[str, ...]:
+    """Providers with a model that takes `service_tier` (a flex tier or a low priority)."""
+    return tuple(name for name, p in registry.plugins().items()
+                 if any(spec.supports_service_tier for spec in p.models.values()))
+
+
+def _takes_flex(provider: str, model: str) -> bool:
+    found = lookup(model_specs(provider), model)
+    return found is not None and found.spec.supports_service_tier
+
+
+def _flex_elsewhere(provider: str, problem: FieldProblem) -> FieldProblem:
+    """A refused service_tier, naming where a flex row can run instead."""
+    others = [name for name in flex_providers() if name != provider]
+    if not others:
+        return problem
+    return FieldProblem(problem.field, f"{problem.message}; providers that take it: "
+                        f"{', '.join(others)}")
 
 
 def make_provider(

@@ -149,16 +149,19 @@ class JsonApi:
         self.auth = auth or bearer
 
     def submit(
-        self, path: str, body: Mapping[str, Any], task_id: Callable[[dict[str, Any]], Any]
+        self, path: str, body: Mapping[str, Any], task_id: Callable[[dict[str, Any]], Any],
+        *, headers: Mapping[str, str] | None = None,
     ) -> str:
-        """POST a task; return the id that `task_id` finds in the answer."""
+        """POST a task; return the id that `task_id` finds in the answer. `headers`: the
+        provider's per-request options that travel as headers (fal's queue priority)."""
         timeout: httpx.Timeout | None = None
         if self.submit_timeout_s is not None:
             t = self.client.timeout
             timeout = httpx.Timeout(
                 connect=t.connect, read=self.submit_timeout_s, write=t.write, pool=t.pool
             )
-        response = self._send("POST", path, submit=True, json=dict(body), timeout=timeout)
+        response = self._send("POST", path, submit=True, json=dict(body), timeout=timeout,
+                              extra_headers=headers)
         answer = self._json_object(response, submit=True)
         remote_id = task_id(answer)
         if isinstance(remote_id, int) and not isinstance(remote_id, bool):
@@ -191,9 +194,10 @@ class JsonApi:
         response = self._send("POST", path, submit=False, json=body)
         return self._json_object(response, submit=False)
 
-    def delete(self, path: str) -> bool:
-        """DELETE; True on 2xx, False on a 4xx refusal (e.g. the task is past cancelling)."""
-        response = self._send("DELETE", path, submit=False)
+    def delete(self, path: str, *, method: str = "DELETE") -> bool:
+        """DELETE (or `method`, e.g. fal's PUT .../cancel); True on 2xx, False on a 4xx
+        refusal (e.g. the task is past cancelling)."""
+        response = self._send(method, path, submit=False)
         if response.is_success:
             return True
         status = response.status_code
@@ -203,8 +207,10 @@ class JsonApi:
 
     # -- internals --------------------------------------------------------------------------
 
-    def _send(self, method: str, path: str, *, submit: bool, **kwargs: Any) -> httpx.Response:
+    def _send(self, method: str, path: str, *, submit: bool,
+              extra_headers: Mapping[str, str] | None = None, **kwargs: Any) -> httpx.Response:
         headers = {
+            **(extra_headers or {}),
             **self.auth(self.settings),
             "Content-Type": "application/json",  # Novita requires it on GET too (NOV-TR)
             "Accept": "application/json",

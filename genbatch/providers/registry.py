@@ -36,6 +36,8 @@ BUILTIN: Mapping[str, str] = {
     "highwayapi": "genbatch.providers.highwayapi:PLUGIN",
     "wavespeed": "genbatch.providers.wavespeed:PLUGIN",
     "byteplus": "genbatch.providers.byteplus:PLUGIN",
+    "fal": "genbatch.providers.fal:PLUGIN",
+    "runway": "genbatch.providers.runway:PLUGIN",
 }
 NAME = re.compile(r"[a-z][a-z0-9_]{0,30}")
 # The adapter method each capability needs (it must be the adapter's own, not the base's).

@@ -21,17 +21,34 @@ DISPLAY_NAMES = {
     "highwayapi": "HighwayAPI",
     "wavespeed": "WaveSpeed",
     "byteplus": "BytePlus",
+    "fal": "fal",
+    "runway": "Runway",
 }
 SERVICE_TIERS = ("default", "flex")
 EXPIRES_AFTER_RANGE = (3600, 259200)  # seconds, counted from the task's created_at
 _RATIO_ORDER = ("21:9", "16:9", "4:3", "1:1", "3:4", "9:16", "9:21", "adaptive")
 
 
+def not_taken(spec: ModelSpec) -> frozenset[str]:
+    """Request fields `spec` has no wire name for: `extra["not_taken"]`, and ratio or
+    resolution when it lists none (the clip follows the image, e.g. Kling on fal)."""
+    fields = set(spec.extra.get("not_taken", ()))
+    if not spec.ratios:
+        fields.add("ratio")
+    if not spec.resolutions:
+        fields.add("resolution")
+    return frozenset(fields)
+
+
 def validate(provider: str, spec: ModelSpec, request: GenerationRequest) -> list[FieldProblem]:
     """Every reason `request` does not fit `spec` on `provider`; empty when it fits."""
     where = f"{spec.name} on {provider}"
     display = DISPLAY_NAMES.get(provider, provider)
+    problems = _not_taken(where, spec, request)
+    request = request.model_copy(update=dict.fromkeys(not_taken(spec) & _CLEARABLE))
     return [
+        *problems,
+        *_too_big_for_a_data_uri(display, spec, request),
         *_prompt_problems(spec, request, where),
         *_image_problems(spec, request, where, display),
         *_shape_problems(spec, request, where),
@@ -134,6 +151,41 @@ def _tier_problems(spec: ModelSpec, request: GenerationRequest, where: str, disp
                 f"must be between {low} and {high} seconds for "
                 f"{where}, got {request.execution_expires_after}",
             )
+
+
+def _not_taken(where: str, spec: ModelSpec, request: GenerationRequest) -> list[FieldProblem]:
+    return [FieldProblem(field, f"{where} does not take {field}; leave it unset")
+            for field in sorted(not_taken(spec)) if getattr(request, field, None) is not None]
+
+
+def _too_big_for_a_data_uri(display: str, spec: ModelSpec, request: GenerationRequest
+                            ) -> list[FieldProblem]:
+    """Images over the model's data URI limit (`extra["data_uri_max_chars"]`, Runway)."""
+    limit = spec.extra.get("data_uri_max_chars")
+    if limit is None or not spec.accepts_data_uri:
+        return []
+    problems = []
+    for field in ("image", "last_image"):
+        ref = getattr(request, field)
+        chars = None if ref is None else _data_uri_chars(ref)
+        if chars is not None and chars > limit:
+            problems.append(FieldProblem(
+                field, f"{display} takes data URIs up to {_mb(limit)} and this image makes "
+                f"one of {_mb(chars)}; give an https URL instead"))
+    return problems
+
+
+_CLEARABLE = frozenset({"ratio", "resolution", "seed", "camera_fixed", "last_image"})
+
+
+def _data_uri_chars(ref: str) -> int | None:
+    """The length of the data URI `ref` is, or that a local file becomes (base64)."""
+    if _is_data_uri(ref):
+        return len(ref)
+    if _is_http_url(ref) or _is_object_url(ref):
+        return None
+    size = _local_size(ref)
+    return None if size is None else (size + 2) // 3 * 4 + 32
 
 
 def _is_http_url(ref: str) -> bool:

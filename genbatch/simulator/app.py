@@ -7,13 +7,16 @@
     /highwayapi/v3/async/...            HighwayAPI rules
     /api/v3/bytedance/..., /api/v3/predictions/...          WaveSpeed (also under /wavespeed)
     /api/v3/contents/generations/tasks...                   BytePlus (also under /byteplus)
+    /fal/...                            fal's queue (only there: `/fal/<model id>`)
+    /runway/v1/...                      Runway (only there)
     /<name>/...                         each simulator plugin (`genbatch.simulators`
                                         entry points, plugins.py)
     /_sim/...                           the simulator's own routes (see control.py)
 
-So every provider of genbatch works at one base URL, `http://127.0.0.1:8700`, but HighwayAPI,
-which shares Novita's paths: its base URL is `http://127.0.0.1:8700/highwayapi` (any prefix
-`/<provider>` works for its own provider).
+So the first four providers of genbatch work at one base URL, `http://127.0.0.1:8700`, but
+HighwayAPI, which shares Novita's paths: its base URL is `http://127.0.0.1:8700/highwayapi`
+(any prefix `/<provider>` works for its own provider); fal's and Runway's are
+`http://127.0.0.1:8700/fal` and `http://127.0.0.1:8700/runway`.
 """
 
 from __future__ import annotations
@@ -28,7 +31,17 @@ from starlette.middleware import Middleware
 from starlette.routing import BaseRoute, Mount
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from genbatch.simulator import byteplus, control, novita, plugins, uploads, wavespeed, webhooks
+from genbatch.simulator import (
+    byteplus,
+    control,
+    fal,
+    novita,
+    plugins,
+    runway,
+    uploads,
+    wavespeed,
+    webhooks,
+)
 from genbatch.simulator.gate import ConnectionDropped
 from genbatch.simulator.media import ASSET_PATH, VIDEO_PATH
 from genbatch.simulator.plugins import SimulatorPlugin
@@ -53,6 +66,8 @@ def create_app(profile: SimProfile | None = None, *, clock: Clock = time.time,
         Mount("/highwayapi", routes=novita.routes("highwayapi")),
         Mount("/wavespeed", routes=wavespeed.routes("/wavespeed")),
         Mount("/byteplus", routes=byteplus.routes()),
+        Mount("/fal", routes=fal.routes()),  # only there: its submit path is any model id
+        Mount("/runway", routes=runway.routes()),
         *found.mounts,
     ]
     app = Starlette(routes=routes, middleware=[Middleware(RequestLog, sim=sim)],

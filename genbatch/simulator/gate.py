@@ -93,14 +93,17 @@ def origin(request: Request) -> str:
     return f"{request.url.scheme}://{request.url.netloc}"
 
 
-def authenticate(request: Request, sim: Simulator, dialect: Dialect) -> tuple[str, Behaviour]:
-    """The caller's API key (from `Authorization: Bearer`) and its behaviour."""
+def authenticate(request: Request, sim: Simulator, dialect: Dialect, *,
+                 scheme: str = "Bearer") -> tuple[str, Behaviour]:
+    """The caller's API key (from `Authorization: <scheme> <key>`; fal's scheme is `Key`)
+    and its behaviour."""
     header = request.headers.get("authorization", "")
     if not header.strip():
-        raise dialect.refuse(ErrorKind.MISSING_KEY, "missing API key: send Authorization: Bearer")
-    scheme, _, token = header.partition(" ")
+        raise dialect.refuse(ErrorKind.MISSING_KEY,
+                             f"missing API key: send Authorization: {scheme}")
+    given, _, token = header.partition(" ")
     token = token.strip()
-    if scheme.lower() != "bearer" or not sim.profile.accepts(token):
+    if given.lower() != scheme.lower() or not sim.profile.accepts(token):
         raise dialect.refuse(ErrorKind.BAD_KEY, "invalid API key")
     return token, sim.behaviour(token)
 

@@ -14,7 +14,7 @@ per API key) and the `Simulator` state (`state.py`: tasks, their timelines, stat
 `http://127.0.0.1:8700` is `http://127.0.0.1:8700/<name>`. Every installed one is served
 by `genbatch simulate`, the tests and the conformance kit (`genbatch.testing`).
 
-genbatch's own four protocols (`BUILTIN`) are mounted by `app.py` itself (also at the root,
+genbatch's own protocols (`BUILTIN`) are mounted by `app.py` itself (also at the root,
 as on their real hosts); their names, and `_sim`, are taken. A plugin that fails to load, is
 not a `SimulatorPlugin`, takes a taken name or whose routes fail to build is left out and
 named in one line (the log and `GET /_sim/health`); the others keep serving.
@@ -36,7 +36,7 @@ from starlette.routing import BaseRoute, Mount
 log = logging.getLogger(__name__)
 
 GROUP = "genbatch.simulators"
-BUILTIN = ("novita", "highwayapi", "wavespeed", "byteplus")
+BUILTIN = ("novita", "highwayapi", "wavespeed", "byteplus", "fal", "runway")
 RESERVED = frozenset({*BUILTIN, "_sim"})
 NAME = re.compile(r"[a-z][a-z0-9_]{0,30}")
 Routes = Callable[[str], Sequence[BaseRoute]]  # (the mount prefix, e.g. "/acme") -> routes

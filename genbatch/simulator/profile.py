@@ -26,7 +26,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
 
-Provider = Literal["novita", "highwayapi", "wavespeed", "byteplus"]
+Provider = Literal["novita", "highwayapi", "wavespeed", "byteplus", "fal", "runway"]
 Operation = Literal["submit", "poll", "cancel", "download"]
 Probability = float
 
@@ -75,13 +75,18 @@ class Behaviour(BaseModel):
     rpm: int | None = Field(default=None, ge=1, description="accepted submits per minute")
     concurrency: int | None = Field(
         default=None, ge=1,
-        description="running tasks per key; WaveSpeed and BytePlus queue submits beyond it, "
-        "Novita and HighwayAPI answer 429 once this many are unfinished",
+        description="running tasks per key; WaveSpeed, BytePlus, fal (IN_QUEUE) and Runway "
+        "(THROTTLED) queue submits beyond it, Novita and HighwayAPI answer 429 once this "
+        "many are unfinished",
     )
     model_limits: dict[str, ModelLimit] = Field(
         default_factory=dict, description="per-model limits at the key, by model name",
     )
     queue_cap: int = Field(default=120, ge=1, description="BytePlus: queued tasks per key")
+    daily_cap: int | None = Field(
+        default=None, ge=1, description="Runway: tasks of one model a key may create per "
+        "(simulated) 24 hours; over it the task creation answers 429",
+    )
     retry_after_s: float | None = Field(
         default=None, gt=0, description="send Retry-After on 429s (default: no header)"
     )

@@ -110,6 +110,7 @@ class Simulator:
         expires_after_s: float | None,
         failures: Sequence[tuple[str, str]],
         url_ttl_s: float,
+        start_by_s: float | None = None,
     ) -> Task:
         """Create a task and fix its timeline.
 
@@ -118,6 +119,8 @@ class Simulator:
         over-concurrency submits. `expires_after_s` (simulated): a task not finished
         by then ends `expired`. `failures`: (code, message) pairs a failed task picks from.
         `url_ttl_s`: the provider's output URL lifetime, unless the profile sets one.
+        `start_by_s` (simulated): a task not started by then ends `expired` without running
+        (fal's X-Fal-Request-Timeout).
         """
         behaviour = self.behaviour(api_key)
         now, factor = self.clock(), behaviour.time_factor
@@ -133,6 +136,8 @@ class Simulator:
         run = sample_run_s(self.rng, behaviour.latency_mean_s, behaviour.latency_sigma) / factor
         end = start + run
         outcome = Phase.FAILED if self.roll(behaviour.p_task_fail) else Phase.SUCCEEDED
+        if start_by_s is not None and start > (start_by := now + start_by_s / factor):
+            start, end, outcome = start_by, start_by, Phase.EXPIRED
         if expires_after_s is not None and end > (deadline := now + expires_after_s / factor):
             start, end, outcome = min(start, deadline), deadline, Phase.EXPIRED
         if end > start:  # a task expiring before its start never occupies a slot
@@ -148,15 +153,19 @@ class Simulator:
             fresh_urls=(provider in SIGNS_PER_REQUEST if behaviour.fresh_url_per_poll is None
                         else behaviour.fresh_url_per_poll),
         )
-        if outcome is Phase.FAILED:
-            task.error_code, task.error_message = self.rng.choice(failures)
-        elif outcome is Phase.SUCCEEDED:
-            task.video_sha256 = self.media.video_sha256(task_id)
-        self.tasks[task_id] = task
-        self.stats.submits += 1
-        self.stats.record_run((task.end - task.start) * factor)
-        self.stats.submits_by_fingerprint[fingerprint] += 1
+        self._record(task, failures)
         return task
+
+    def _record(self, task: Task, failures: Sequence[tuple[str, str]]) -> None:
+        """Keep a new task, with its failure or its video, and count it."""
+        if task.outcome is Phase.FAILED:
+            task.error_code, task.error_message = self.rng.choice(failures)
+        elif task.outcome is Phase.SUCCEEDED:
+            task.video_sha256 = self.media.video_sha256(task.id)
+        self.tasks[task.id] = task
+        self.stats.submits += 1
+        self.stats.record_run((task.end - task.start) * task.time_factor)
+        self.stats.submits_by_fingerprint[task.fingerprint] += 1
 
     def find(self, provider: str, api_key: str, task_id: str) -> Task | None:
         """The task, if it exists for this provider and account."""

@@ -40,8 +40,8 @@ from genbatch.simulator.state import Simulator
 from genbatch.simulator.tasks import Phase, Task
 
 Payload = Callable[[], dict[str, Any]]
-# (simulator, task, webhook id, timestamp, body) -> headers that sign one delivery: a
-# simulator plugin's own scheme (plugins.py).
+# (simulator, task, webhook id, timestamp, body) -> headers that sign one delivery attempt:
+# a provider's own scheme (fal's ED25519 in fal_keys.py, a simulator plugin's).
 Sign = Callable[[Simulator, Task, str, str, bytes], Mapping[str, str]]
 RETRY_DELAYS_S = (5.0, 10.0, 30.0, 60.0, 120.0)
 SECRET_PREFIX = "whsec_"  # noqa: S105 - a prefix, not a secret
@@ -50,7 +50,8 @@ SECRET_PREFIX = "whsec_"  # noqa: S105 - a prefix, not a secret
 @dataclass(frozen=True, slots=True)
 class Delivery:
     """How one provider delivers: the per-attempt timeout, the retries, whether it signs
-    (`signed`: WaveSpeed's scheme below; `sign`: any other, a plugin's)."""
+    (`signed`: WaveSpeed's scheme below; `sign`: any other provider's own, fal's or a
+    plugin's))."""
 
     timeout_s: float = 10.0
     retries: int = 3

@@ -8,16 +8,17 @@ A callback is looked at only when all of these hold, else it changes nothing:
 * the token is the attempt's HMAC under GENBATCH_WEBHOOK_SECRET (else 404, as for any
   unknown path: a wrong token and an unknown item look the same);
 * a provider that signs its callbacks, when its signing secret is set (WaveSpeed:
-  GENBATCH_WAVESPEED_WEBHOOK_SECRET): the signature is good and under 5 minutes old (else
-  401) and the delivery id was not applied before (else 409; see providers/signing.py);
+  GENBATCH_WAVESPEED_WEBHOOK_SECRET), or always where it signs with a published key (fal:
+  ED25519 under the key set at GENBATCH_FAL_JWKS_URL): the signature is good and under 5
+  minutes old (else 401) and the delivery id was not applied before (else 409);
 * the item exists and belongs to that provider (else 404);
 * the body names the item's own remote task id (else 401, counted as a disagreement).
 
 Then a signed delivery is applied as a poll's answer would be. Any other is a hint
 (worker/hints.py): it wakes the item, whose poll (the provider's own answer) moves it; on an
-`ambiguous` item a callback on the URL of the attempt that went ambiguous has a worker ask
-the provider for the task it names, and adopt it when it exists. A callback of an earlier
-attempt changes nothing (`stale`).
+`ambiguous` item a callback (signed or not) on the URL of the attempt that went ambiguous
+has a worker ask the provider for the task it names, and adopt it when it exists. A
+callback of an earlier attempt changes nothing (`stale`).
 
 Bodies, each read by the provider adapter's own parser: Novita and HighwayAPI
 `{"event_type": "ASYNC_TASK_RESULT", "payload": <task-result body>}` (another event type is
@@ -54,7 +55,7 @@ from genbatch.config import Settings
 from genbatch.errors import BadSignature, NotFoundError, StoreError
 from genbatch.models import ItemState, PollResult
 from genbatch.records import Item
-from genbatch.worker import hints, steps
+from genbatch.worker import hints, reconcile, steps
 from genbatch.worker.callbacks import HOOK_PATH, check_settings, takes_callbacks, token_ok
 from genbatch.worker.runtime import Runtime
 
@@ -126,7 +127,12 @@ class Receiver:
         if attempt != item.attempts:
             return "stale"  # an earlier attempt's task: this item has moved on from it
         if item.state is ItemState.AMBIGUOUS and task_id:
-            return hints.hold_for_adoption(self.rt, item, attempt, task_id)
+            if not signed:  # a worker confirms the task with the provider first
+                return hints.hold_for_adoption(self.rt, item, attempt, task_id)
+            # A verified callback on this attempt's own URL: its task is the submit's.
+            reconcile.adopt(self.rt, item, task_id, self.rt.now(),
+                            note=f"adopted task {task_id} from its attempt's signed callback")
+            item = self._item(iid)
         if not task_id or task_id != item.remote_id:
             hints.disagree(self.rt, item, f"the callback names task {(task_id or '')[:80]!r}, "
                                           "not the item's")

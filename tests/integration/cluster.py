@@ -47,6 +47,7 @@ class Cluster:
             # provider (examples/provider-plugin) under the simulator's /<name> prefix
             self.values[f"{name}_base_url"] = sim_url + ("" if name in AT_ROOT else f"/{name}")
             self.values[f"{name}_api_key"] = f"test-{name}-key"
+        self.values["fal_jwks_url"] = f"{sim_url}/fal/.well-known/jwks.json"
         self.values.update(overrides)
         self.settings = Settings(**self.values)  # type: ignore[arg-type]
         self.store = JobStore.from_url(redis_url)

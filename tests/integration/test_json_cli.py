@@ -72,9 +72,9 @@ def test_every_command_speaks_json_and_exit_codes_say_how_it_ended(cluster: Clus
     [cancelled] = lines(genbatch(cluster, "cancel", batch_id, "--json").stdout)
     assert cancelled["already"] == "completed"
     accounts = json.loads(genbatch(cluster, "accounts", "--json").stdout)
-    # genbatch's own four, then any installed plugin's (examples/provider-plugin: acme)
-    assert [a["account"] for a in accounts["accounts"]][:4] == ["novita", "highwayapi",
-                                                                "wavespeed", "byteplus"]
+    # genbatch's own six, then any installed plugin's (examples/provider-plugin: acme)
+    assert [a["account"] for a in accounts["accounts"]][:6] == [
+        "novita", "highwayapi", "wavespeed", "byteplus", "fal", "runway"]
 
     unknown = genbatch(cluster, "status", "nope", "--json")
     assert unknown.returncode == 2 and unknown.stdout == ""

@@ -21,6 +21,8 @@ BASE_URLS = {
     "highwayapi": "https://api.highwayapi.test",
     "wavespeed": "https://api.wavespeed.test",
     "byteplus": "https://ark.byteplus.test",
+    "fal": "https://queue.fal.test",
+    "runway": "https://api.runway.test",
 }
 IMAGE = "https://cdn.example.com/first.png"
 

@@ -25,18 +25,19 @@ from genbatch.providers.registry import BUILTIN as BUILTINS
 Build = Callable[..., Provider]
 Req = Callable[..., GenerationRequest]
 MODELS = ("seedance-v1.5-pro-i2v", "seedance-v1-pro-i2v", "seedance-v1-lite-i2v")
-# genbatch's own providers; installed plugins (examples/provider-plugin) follow them.
-BUILTIN = tuple(BUILTINS)
+# The providers of the three Seedance models (fal and Runway serve others: test_fal.py,
+# test_runway.py); installed plugins (examples/provider-plugin) follow genbatch's own.
+SEEDANCE = ("novita", "highwayapi", "wavespeed", "byteplus")
 
 
 def test_providers_match_the_settings_names() -> None:
-    assert names()[:4] == BUILTIN == ("novita", "highwayapi", "wavespeed", "byteplus")
-    assert list(names()[4:]) == sorted(names()[4:])
+    assert names()[:6] == tuple(BUILTINS) == (*SEEDANCE, "fal", "runway")
+    assert list(names()[6:]) == sorted(names()[6:])
     assert names() == providers.names()
 
 
-@pytest.mark.parametrize("provider", BUILTIN)
-def test_every_provider_serves_the_three_seedance_models(provider: str) -> None:
+@pytest.mark.parametrize("provider", SEEDANCE)
+def test_every_seedance_provider_serves_the_three_seedance_models(provider: str) -> None:
     assert tuple(model_specs(provider)) == MODELS
 
 
@@ -61,7 +62,7 @@ def test_validate_request_on_an_unknown_provider_raises(req: Req) -> None:
         validate_request("nope", "seedance-v1-pro-i2v", req())
 
 
-@pytest.mark.parametrize("provider", BUILTIN)
+@pytest.mark.parametrize("provider", SEEDANCE)
 @pytest.mark.parametrize("model", MODELS)
 def test_specs_are_self_consistent(provider: str, model: str) -> None:
     spec = get_spec(provider, model)
@@ -85,7 +86,7 @@ def test_byteplus_wire_model_ids(model: str, wire: str) -> None:
     assert get_spec("byteplus", model).wire_model == wire
 
 
-@pytest.mark.parametrize("provider", BUILTIN)
+@pytest.mark.parametrize("provider", SEEDANCE)
 def test_make_provider_returns_a_provider_for_the_settings(adapter: Build, provider: str) -> None:
     made = adapter(provider)
     assert isinstance(made, Provider)

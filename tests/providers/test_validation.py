@@ -10,18 +10,18 @@ import pytest
 from genbatch.errors import FieldProblem
 from genbatch.models import GenerationRequest
 from genbatch.providers import model_specs, validate_request
-from genbatch.providers.registry import BUILTIN
 
 Req = Callable[..., GenerationRequest]
 V15, V1_PRO, V1_LITE = "seedance-v1.5-pro-i2v", "seedance-v1-pro-i2v", "seedance-v1-lite-i2v"
 DATA_URI = "data:image/png;base64,iVBORw0KGgo="
+SEEDANCE = ("novita", "highwayapi", "wavespeed", "byteplus")  # fal, Runway: their own tests
 
 
 def fields(problems: list[FieldProblem]) -> list[str]:
     return [p.field for p in problems]
 
 
-@pytest.mark.parametrize(("provider", "model"), [(p, m) for p in BUILTIN for m in model_specs(p)])
+@pytest.mark.parametrize(("provider", "model"), [(p, m) for p in SEEDANCE for m in model_specs(p)])
 def test_a_plain_request_is_valid_everywhere(req: Req, provider: str, model: str) -> None:
     assert validate_request(provider, model, req(duration=5, resolution="720p", seed=-1)) == []
 
@@ -138,7 +138,7 @@ def test_data_uris_are_fine_elsewhere(req: Req, provider: str) -> None:
     assert validate_request(provider, V15, req(image=DATA_URI, last_image=DATA_URI)) == []
 
 
-@pytest.mark.parametrize("provider", list(BUILTIN))
+@pytest.mark.parametrize("provider", SEEDANCE)
 @pytest.mark.parametrize("prompt", ["", "   "])
 def test_15_pro_requires_a_prompt(req: Req, provider: str, prompt: str) -> None:
     assert validate_request(provider, V15, req(prompt=prompt)) == [
