@@ -88,8 +88,19 @@ class ProviderConformance(CapabilityChecks):
         assert failure_class(exc) is FailureClass.BALANCE, exc
 
     def test_429_is_rate_limited(self, kit: Harness) -> None:
+        """A 429 created nothing: RateLimited (the rate is cut, the item requeued) — or, on
+        a provider that declares its 429 a daily cap (Runway: it has no per-minute limit),
+        that cap, which pauses the account and fails no item."""
         adapter = kit.adapter("rate")
-        expect(RateLimited, lambda: adapter.submit(kit.model, kit.request()))
+        daily = {c.casefold() for c in kit.plugin.account_codes.daily_cap}
+        refusal = expect(ProviderError, lambda: adapter.submit(kit.model, kit.request()))
+        if not isinstance(refusal, RateLimited):
+            cls = failure_class(refusal)
+            declared = isinstance(refusal, PermanentProviderError) \
+                and refusal.code.casefold() in daily and cls is not None and cls.pauses
+            if not declared:
+                raise AssertionError(f"a 429 must be RateLimited or a declared daily cap, "
+                                     f"got {type(refusal).__name__}: {refusal}")
         assert not kit.has_tasks(kit.keys["rate"])
 
     # -- ambiguous submits: never retried blindly ---------------------------------------------

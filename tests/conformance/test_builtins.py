@@ -1,4 +1,4 @@
-"""genbatch's own four providers pass the conformance kit (genbatch.testing) against the
+"""genbatch's own providers pass the conformance kit (genbatch.testing) against the
 simulator, exactly as a third-party plugin does."""
 
 from __future__ import annotations
@@ -23,6 +23,8 @@ TARGETS = {
     "highwayapi": Target("highwayapi"),
     "wavespeed": Target("wavespeed", callback_secret=wavespeed_secret),
     "byteplus": Target("byteplus"),
+    "fal": Target("fal", callback_secret=lambda base_url, key: f"{base_url}/.well-known/jwks.json"),
+    "runway": Target("runway"),
 }
 
 
