@@ -35,6 +35,7 @@ from genbatch.client.rows import BatchInfo
 from genbatch.config import Settings, load_settings
 from genbatch.console.detail import ErrorCount
 from genbatch.errors import GenbatchError, StorageError, StoreError
+from genbatch.models import Counter as BatchCounter
 from genbatch.models import ItemState
 from genbatch.providers import accounts as provider_accounts
 from genbatch.records import Batch
@@ -313,8 +314,9 @@ class Client:
         if not budget.stopped(batch):
             return None
         money = budget.summary(batch)
+        pending = batch.get(BatchCounter.PENDING)
         return (f"batch {batch.get('id')} stopped at its budget (${money['budget_usd']:.2f}, "
-                f"spent ${money['spent_usd']:.2f}): {batch.get('pending')} items pending; "
+                f"spent ${money['spent_usd']:.2f}): {pending} items pending; "
                 f"`genbatch retry {batch.get('id')} --budget USD` continues it")
 
     def diagnose(self, batch: Batch) -> Diagnosis:

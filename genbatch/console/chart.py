@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from itertools import pairwise
 
 from genbatch.console.html import STATE_COLOURS, esc
+from genbatch.models import Counter
 from genbatch.store.series import Point
 
 WIDTH, PANEL_H, PAD_L, PAD_R, GAP = 760, 110, 48, 12, 26
@@ -33,14 +34,14 @@ def rates(points: Sequence[Point]) -> Rates:
     out.t.append(0.0)
     out.done_per_min.append(0.0)
     out.limited_per_min.append(0.0)
-    out.in_flight.append(float(points[0].values.get("in_flight", 0)))
+    out.in_flight.append(float(points[0].values.get(Counter.IN_FLIGHT, 0)))
     for a, b in pairwise(points):
         dt = max(b.t - a.t, 1e-9)
         out.t.append(b.t - t0)
         out.done_per_min.append(max(0, b.done - a.done) * 60 / dt)
         limited = b.values.get("rate_limited", 0) - a.values.get("rate_limited", 0)
         out.limited_per_min.append(max(0, limited) * 60 / dt)
-        out.in_flight.append(float(b.values.get("in_flight", 0)))
+        out.in_flight.append(float(b.values.get(Counter.IN_FLIGHT, 0)))
     return out
 
 
@@ -51,9 +52,9 @@ def svg(points: Sequence[Point]) -> str:
         return '<p class="muted">Not enough samples yet for a chart (one every few seconds ' \
                "while the batch runs).</p>"
     span = r.t[-1] or 1.0
-    top = _panel(r.t, span, [(r.done_per_min, STATE_COLOURS["succeeded"], "completed / min"),
+    top = _panel(r.t, span, [(r.done_per_min, STATE_COLOURS[Counter.SUCCEEDED], "completed / min"),
                              (r.limited_per_min, RATE_LIMITED, "429s / min")], y0=0)
-    bottom = _panel(r.t, span, [(r.in_flight, STATE_COLOURS["in_flight"], "in flight")],
+    bottom = _panel(r.t, span, [(r.in_flight, STATE_COLOURS[Counter.IN_FLIGHT], "in flight")],
                     y0=PANEL_H + GAP)
     height = 2 * PANEL_H + GAP + 20
     axis = (f'<text x="{PAD_L}" y="{height - 4}">0</text>'

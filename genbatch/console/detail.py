@@ -13,6 +13,7 @@ from rich.table import Table
 from genbatch.console.health import Diagnosis, health_table
 from genbatch.console.views import STATE_COLUMNS, clock, counts, eta, shown_status, since_created
 from genbatch.errors import GenbatchError
+from genbatch.models import Counter
 from genbatch.providers import provider_model_id
 from genbatch.records import Batch
 from genbatch.store import budget
@@ -27,8 +28,8 @@ class ErrorCount:
     count: int
 
 
-COLOURS = {"succeeded": "green", "failed": "red", "expired": "magenta",
-           "cancelled": "bright_black", "ambiguous": "yellow"}
+COLOURS = {Counter.SUCCEEDED: "green", Counter.FAILED: "red", Counter.EXPIRED: "magenta",
+           Counter.CANCELLED: "bright_black", Counter.AMBIGUOUS: "yellow"}
 
 
 def batch_detail(batch: Batch, diagnosis: Diagnosis, errors: Sequence[ErrorCount]) -> Group:

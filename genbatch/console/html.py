@@ -11,13 +11,13 @@ import time
 from collections.abc import Mapping
 from urllib.parse import urlencode
 
-from genbatch.models import OPEN_COUNTERS, STATE_COUNTER, TERMINAL_STATES
+from genbatch.models import OPEN_COUNTERS, STATE_COUNTER, TERMINAL_STATES, Counter
 
 # One colour per place an item can be, the same on every page and in the chart.
 STATE_COLOURS: dict[str, str] = {
-    "succeeded": "#2f9e44", "failed": "#e03131", "expired": "#f08c00",
-    "cancelled": "#868e96", "ambiguous": "#9c36b5", "in_flight": "#1c7ed6",
-    "downloading": "#15aabf", "pending": "#ced4da",
+    Counter.SUCCEEDED: "#2f9e44", Counter.FAILED: "#e03131", Counter.EXPIRED: "#f08c00",
+    Counter.CANCELLED: "#868e96", Counter.AMBIGUOUS: "#9c36b5", Counter.IN_FLIGHT: "#1c7ed6",
+    Counter.DOWNLOADING: "#15aabf", Counter.PENDING: "#ced4da",
 }
 # Batch counter -> the item states it counts (for links to the filtered items table).
 COUNTER_STATES: Mapping[str, tuple[str, ...]] = {
