@@ -53,7 +53,13 @@ def watch_until_done(client: Client, batch_id: str, summary: bool = False) -> in
     Returns the exit code its end calls for."""
     from genbatch.console.views import results_table, watch_batch
 
-    batch = watch_batch(client.store, batch_id, err)
+    try:
+        batch = watch_batch(client.store, batch_id, err)
+    except KeyboardInterrupt:  # only the watching stops: the batch is in Redis, not here
+        err.print(f"\nstopped watching; batch {batch_id} keeps running (`genbatch watch "
+                  f"{batch_id}` to follow it again, `genbatch cancel {batch_id}` to stop it)",
+                  highlight=False)
+        return 130
     stop = client.budget_stop(batch)
     if stop is not None:
         err.print(stop, highlight=False)

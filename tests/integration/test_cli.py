@@ -167,3 +167,32 @@ def test_submit_warns_and_refuses_on_worker_keys_in_one_line_each(redis_url: str
             "GENBATCH_BYTEPLUS_API_KEY on a worker") in res.stderr
     assert store.batches.recent() == []
     store.close()
+
+
+def test_ctrl_c_on_submit_wait_says_the_batch_keeps_running(redis_url: str,
+                                                             tmp_path: Path) -> None:
+    from genbatch.demo import SAMPLES
+
+    base = {k: v for k, v in os.environ.items() if not k.startswith("GENBATCH_")}
+    env = {**base, "GENBATCH_REDIS_URL": redis_url,
+           "GENBATCH_STORAGE_URL": str(tmp_path / "out")}
+    proc = subprocess.Popen([sys.executable, "-m", "genbatch", "submit",
+                             str(SAMPLES / "demo.csv"), "--wait"], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            stdin=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        lines: list[str] = []
+        while time.monotonic() < deadline:  # until it watches (no worker: it would wait on)
+            line = proc.stderr.readline() if proc.stderr else ""
+            lines.append(line)
+            if "0/20 done" in line:
+                break
+        proc.send_signal(signal.SIGINT)
+        _, rest = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+    batch_id = lines[-1].split(":")[0]  # "<batch>: 0/20 done, ..."
+    assert proc.returncode == 130
+    assert f"stopped watching; batch {batch_id} keeps running (`genbatch watch {batch_id}`" \
+        in rest and "Traceback" not in rest
