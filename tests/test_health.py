@@ -19,7 +19,7 @@ from genbatch.errors import (
     RetryableProviderError,
 )
 from genbatch.providers import accounts as provider_accounts
-from genbatch.providers.accounts import key_hint
+from genbatch.providers.accounts import base_url_hint, key_hint
 from genbatch.providers.failures import FailureClass, failure_class
 from genbatch.records import Batch
 from genbatch.store import JobStore
@@ -60,10 +60,13 @@ def test_failure_classes(exc: RetryableProviderError, cls: FailureClass | None) 
 def test_connect_failures_degrade_and_a_success_clears_them(store: JobStore) -> None:
     h = store.health
     for n in range(1, 4):
-        got = h.record_failure("novita", "connect", "CONNECT_ERROR: refused", float(n), **LIMITS)
+        got = h.record_failure("novita", "connect", "CONNECT_ERROR: refused", float(n), **LIMITS,
+                               base_hint=base_url_hint("novita"))
         assert got.failures == {"connect": n}
         assert got.state == ("degraded" if n >= 3 else "ok")
     assert got.reason == "connect: CONNECT_ERROR: refused" and got.since == 3.0
+    assert got.fix == ("check that GENBATCH_NOVITA_BASE_URL is right and reachable from the "
+                       "workers")
     h.record_success("novita", 4.0)
     after = h.get("novita")
     assert (after.state, after.failures, after.last_ok_at) == ("ok", {}, 4.0)

@@ -74,7 +74,8 @@ def waiting_reasons(batch: Batch, health: Sequence[AccountHealth], workers: Sequ
             reasons.append(f"account {h.account} is paused: {h.reason}"
                            + (f"; {h.fix}" if h.fix else ""))
         elif h.state == "degraded":
-            reasons.append(f"account {h.account} is degraded: {h.reason}")
+            reasons.append(f"account {h.account} is degraded: {h.reason}"
+                           + (f"; {h.fix}" if h.fix else ""))
     return reasons
 
 

@@ -138,6 +138,14 @@ def _unset_key_variables(settings: Settings) -> list[str]:
             and a.account != a.name]
 
 
+def base_url_hint(account: str) -> str:
+    """Where an account's base URL is set: GENBATCH_<PROVIDER>_BASE_URL for the account named
+    after its provider, else the accounts file (its base_url, or the provider's variable)."""
+    if account in registry.plugins():
+        return f"GENBATCH_{account.upper()}_BASE_URL"
+    return f"the base_url of {account} in the accounts file (or its provider's _BASE_URL)"
+
+
 def _has_key(account: ProviderSettings) -> bool:
     return account.api_key is not None and bool(account.api_key.get_secret_value())
 

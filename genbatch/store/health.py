@@ -37,6 +37,7 @@ DEGRADING: frozenset[str] = frozenset({"connect", "5xx"})
 FIXES: dict[str, str] = {
     "auth": "check {key} on the workers, then run `genbatch accounts resume {account}`",
     "balance": "top up the account, then run `genbatch accounts resume {account}`",
+    "connect": "check that {base} is right and reachable from the workers",
 }
 
 
@@ -87,7 +88,8 @@ class Health:
 
     def record_failure(self, account: str, cls: str, error: str, now: float, *,
                        degrade_after: int, pause_after: int, probe_s: float,
-                       key_hint: str = "its API key") -> AccountHealth:
+                       key_hint: str = "its API key",
+                       base_hint: str = "its base URL") -> AccountHealth:
         """Count one failure of class `cls`; other classes' streaks end. Returns the health
         after it (a move to degraded or paused happens here). `key_hint` says where the
         account's key is set, for the fix a pause names."""
@@ -106,7 +108,8 @@ class Health:
         elif current.state == "ok" and cls in DEGRADING and streak >= degrade_after:
             # probe_at: while another account of the provider is ok, a degraded one takes
             # only a probe per interval (worker/dispatch.py)
-            self._enter(account, "degraded", now, reason, "", probe_at=now + probe_s)
+            fix = FIXES.get(cls, "").format(base=base_hint, key=key_hint, account=account)
+            self._enter(account, "degraded", now, reason, fix, probe_at=now + probe_s)
         elif current.state == "degraded" or current.state == "paused":
             self.r.hset(key, "probe_at", repr(now + probe_s))
         return self.get(account)

@@ -45,7 +45,8 @@ def note_failure(rt: Runtime, account: str, cls: FailureClass, error: str) -> Ac
     health = rt.store.health.record_failure(
         account, cls.value, error, rt.now(), degrade_after=s.account_degrade_after,
         pause_after=s.account_pause_after, probe_s=s.account_probe_s / s.time_factor,
-        key_hint=provider_accounts.key_hint(account))
+        key_hint=provider_accounts.key_hint(account),
+        base_hint=provider_accounts.base_url_hint(account))
     rt.health_seen[account] = 0.0  # the next success must clear it
     if health.state != before:
         log.warning("account %s is %s: %s%s", account, health.state, health.reason,
