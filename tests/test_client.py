@@ -171,3 +171,13 @@ def test_an_idempotency_key_is_honoured_with_allow_duplicate_too(client: Client)
     assert again.id == first.id and again.submitted is not None
     assert again.submitted.duplicate_of == first.id
     assert [b.id for b in client.batches()] == [first.id]
+
+
+def test_a_provider_no_row_uses_is_said_once(client: Client, tmp_path: Path) -> None:
+    manifest = tmp_path / "own.csv"
+    manifest.write_text("custom_id,provider,prompt,image\n"
+                        "a,novita,p,https://cdn.example.com/a.png\n"
+                        "b,novita,p,https://cdn.example.com/b.png\n")
+    outcome = client.estimate(manifest, provider="byteplus")
+    assert outcome.warnings.count(
+        "--provider byteplus applies to no row: every row names its own provider") == 1

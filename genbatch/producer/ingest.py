@@ -130,6 +130,9 @@ def ingest_manifest(
     try:
         _validate_rows(source, validator, checks, result, writer, providers_used,
                        skip_invalid=skip_invalid, progress=progress)
+        if provider and result.valid and provider not in providers_used:
+            result.warnings.append(f"--provider {provider} applies to no row: every row "
+                                   "names its own provider")
         _conclude(source.name, result, checks, skip_invalid=skip_invalid, dry_run=dry_run)
         if writer is not None:
             _commit(writer, result, options.budget_usd, sorted(providers_used))
