@@ -80,9 +80,9 @@ def demo_settings(redis_url: str, sim_url: str, workdir: Path) -> dict[str, str]
     values = {"redis_url": redis_url, "storage_url": str(workdir / "output"),
               "time_factor": str(TIME_FACTOR), "log_level": "WARNING",
               "worker_concurrency": "8"}
-    for name in providers.names():
-        suffix = "/highwayapi" if name == "highwayapi" else ""
-        values[f"{name}_base_url"] = sim_url + suffix
+    for name in providers.names():  # the simulator serves each under /<name> (and three
+        # at the root, as on their own hosts)
+        values[f"{name}_base_url"] = f"{sim_url}/{name}"
         values[f"{name}_api_key"] = f"demo-{name}-key"
     return values
 
