@@ -36,11 +36,14 @@ BUILTIN: Mapping[str, str] = {
     "highwayapi": "genbatch.providers.highwayapi:PLUGIN",
     "wavespeed": "genbatch.providers.wavespeed:PLUGIN",
     "byteplus": "genbatch.providers.byteplus:PLUGIN",
+    "kling": "genbatch.providers.kling:PLUGIN",
+    "veo": "genbatch.providers.veo:PLUGIN",
 }
 NAME = re.compile(r"[a-z][a-z0-9_]{0,30}")
 # The adapter method each capability needs (it must be the adapter's own, not the base's).
 _METHODS = {Capability.LIST: "list_tasks", Capability.CANCEL: "cancel",
-            Capability.UPLOAD: "upload"}
+            Capability.UPLOAD: "upload", Capability.LOOKUP: "lookup",
+            Capability.KEYED_DOWNLOAD: "download_headers"}
 
 
 class PluginError(ConfigError):

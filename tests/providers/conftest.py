@@ -21,6 +21,8 @@ BASE_URLS = {
     "highwayapi": "https://api.highwayapi.test",
     "wavespeed": "https://api.wavespeed.test",
     "byteplus": "https://ark.byteplus.test",
+    "kling": "https://api.kling.test",
+    "veo": "https://gemini.test",
 }
 IMAGE = "https://cdn.example.com/first.png"
 
