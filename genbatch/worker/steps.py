@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -28,7 +29,7 @@ from genbatch.models import (
     PollResult,
     TaskStatus,
 )
-from genbatch.providers import can_list, get_spec
+from genbatch.providers import can_list, can_lookup, get_spec
 from genbatch.providers.failures import FailureClass, failure_class
 from genbatch.records import Item
 from genbatch.store.health import AccountHealth
@@ -77,9 +78,11 @@ def submit_item(rt: Runtime, iid: str) -> str:
                       f"image upload refused: {exc.message}")
     except GenbatchError as exc:  # nothing was sent: a clear failure, not a mystery
         return finish(rt, iid, [DISPATCHED], ItemState.FAILED, "input_unavailable", str(exc))
+    ref = client_ref(iid, item.attempts + 1) if can_lookup(item.provider) else None
     claim = rt.store.transition(
         iid, [DISPATCHED], SUBMITTING, timer=now + rt.settings.task_lease_s,
-        fields={"submit_started_at": now}, incr={"attempts": 1},
+        fields={"submit_started_at": now, **({"client_ref": ref} if ref else {})},
+        incr={"attempts": 1},
     )
     if not claim.applied:
         return "skipped"
@@ -91,7 +94,8 @@ def submit_item(rt: Runtime, iid: str) -> str:
     if listed:  # until its outcome is known, a task of this window may be its (reconcile.py)
         rt.store.reconcile.mark_unknown(item.account, iid, now)
     try:
-        remote_id = adapter.submit(item.model, request, webhook_url=hook)
+        remote_id = adapter.submit(item.model, request, webhook_url=hook,
+                                   **({"client_ref": ref} if ref else {}))
     except RetryableProviderError as exc:
         _outcome_known(rt, item, listed)
         return _not_created(rt, item, iid, exc)
@@ -128,6 +132,12 @@ def submit_item(rt: Runtime, iid: str) -> str:
                 **({"webhook": 1} if hook else {})},
     )
     return "submitted" if done.applied else "skipped"
+
+
+def client_ref(iid: str, attempt: int) -> str:
+    """The id one submit attempt carries where the provider echoes it (Kling's
+    external_task_id): the item and the attempt, in characters any API takes."""
+    return re.sub(r"[^A-Za-z0-9_.-]", "-", f"gb-{iid}-{attempt}")[:64]
 
 
 def poll_item(rt: Runtime, iid: str) -> str:
