@@ -7,6 +7,8 @@
     /highwayapi/v3/async/...            HighwayAPI rules
     /api/v3/bytedance/..., /api/v3/predictions/...          WaveSpeed (also under /wavespeed)
     /api/v3/contents/generations/tasks...                   BytePlus (also under /byteplus)
+    /kling/v1/videos/image2video...     Kling (JWT auth; 1303 over concurrency)
+    /veo/v1beta/models/...:predictLongRunning, /veo/v1beta/files/...   Veo (Gemini API)
     /_sim/...                           the simulator's own routes (see control.py)
 
 So every provider of genbatch works at one base URL, `http://127.0.0.1:8700`, but HighwayAPI,
@@ -26,7 +28,16 @@ from starlette.middleware import Middleware
 from starlette.routing import BaseRoute, Mount
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from genbatch.simulator import byteplus, control, novita, uploads, wavespeed, webhooks
+from genbatch.simulator import (
+    byteplus,
+    control,
+    kling,
+    novita,
+    uploads,
+    veo,
+    wavespeed,
+    webhooks,
+)
 from genbatch.simulator.gate import ConnectionDropped
 from genbatch.simulator.media import ASSET_PATH, VIDEO_PATH
 from genbatch.simulator.profile import SimProfile
@@ -47,6 +58,8 @@ def create_app(profile: SimProfile | None = None, *, clock: Clock = time.time) -
         Mount("/highwayapi", routes=novita.routes("highwayapi")),
         Mount("/wavespeed", routes=wavespeed.routes("/wavespeed")),
         Mount("/byteplus", routes=byteplus.routes()),
+        Mount("/kling", routes=kling.routes()),
+        Mount("/veo", routes=veo.routes()),
     ]
     app = Starlette(routes=routes, middleware=[Middleware(RequestLog, sim=sim)],
                     lifespan=_lifespan)

@@ -26,7 +26,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
 
-Provider = Literal["novita", "highwayapi", "wavespeed", "byteplus"]
+Provider = Literal["novita", "highwayapi", "wavespeed", "byteplus", "kling", "veo"]
 Operation = Literal["submit", "poll", "cancel", "download"]
 Probability = float
 
@@ -76,12 +76,16 @@ class Behaviour(BaseModel):
     concurrency: int | None = Field(
         default=None, ge=1,
         description="running tasks per key; WaveSpeed and BytePlus queue submits beyond it, "
-        "Novita and HighwayAPI answer 429 once this many are unfinished",
+        "Novita, HighwayAPI and Veo answer 429 once this many are unfinished, Kling 1303",
     )
     model_limits: dict[str, ModelLimit] = Field(
         default_factory=dict, description="per-model limits at the key, by model name",
     )
     queue_cap: int = Field(default=120, ge=1, description="BytePlus: queued tasks per key")
+    secret_key: str = Field(
+        default="sim-kling-secret", min_length=1,
+        description="Kling: the secret key the JWT of this access key must be signed with",
+    )
     retry_after_s: float | None = Field(
         default=None, gt=0, description="send Retry-After on 429s (default: no header)"
     )

@@ -35,17 +35,20 @@ FAST = {"time_factor": "50", "first_poll_s": "20", "poll_min_interval_s": "3",
         "worker_concurrency": "8", "download_max_attempts": "3"}
 
 
+SIM_PREFIXES = {"highwayapi": "/highwayapi", "kling": "/kling", "veo": "/veo"}
+
+
 class Cluster:
     def __init__(self, redis_url: str, sim_url: str, workdir: Path, **overrides: str) -> None:
         self.redis_url = redis_url
         self.sim_url = sim_url
         self.workdir = workdir
         self.values = {"redis_url": redis_url, "storage_url": str(workdir / "storage"), **FAST}
-        for name in providers.names():  # one base URL for all but HighwayAPI, which shares
-            # Novita's paths: the simulator's /highwayapi prefix serves its rules
-            self.values[f"{name}_base_url"] = sim_url + ("/highwayapi" if name == "highwayapi"
-                                                         else "")
-            self.values[f"{name}_api_key"] = f"test-{name}-key"
+        for name in providers.names():  # one base URL for most; HighwayAPI shares Novita's
+            # paths (the simulator's /highwayapi prefix serves its rules); Kling, Veo: own
+            self.values[f"{name}_base_url"] = sim_url + SIM_PREFIXES.get(name, "")
+            self.values[f"{name}_{providers.plugin(name).key_setting}"] = f"test-{name}-key"
+        self.values["kling_secret_key"] = "sim-kling-secret"  # the simulator's default
         self.values.update(overrides)
         self.settings = Settings(**self.values)  # type: ignore[arg-type]
         self.store = JobStore.from_url(redis_url)
