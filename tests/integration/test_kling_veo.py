@@ -106,9 +106,9 @@ def test_ambiguous_kling_submits_are_settled_exactly_and_veo_s_stay_ambiguous(
         redis_url: str, tmp_path: Path) -> None:
     base = {"time_factor": 50.0, "latency_mean_s": 20.0, "seed": 3, "p_submit_timeout": 1.0,
             "submit_timeout_mode": "drop"}
-    settings = {"reconcile_settle_s": "20", "reconcile_every_s": "50", "submit_timeout_s": "2"}
     with running_cluster(redis_url, tmp_path, SimProfile.model_validate(base),
-                         **settings) as c:
+                         reconcile_settle_s="20", reconcile_every_s="50",
+                         submit_timeout_s="2") as c:
         mixed_manifest(tmp_path, c.sim_url, 1)
         rows: list[dict[str, object]] = [
             {"custom_id": f"k{i}", "provider": "kling", "model": "kling-v2-1",
