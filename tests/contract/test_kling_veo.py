@@ -10,6 +10,7 @@ needs; a failed task is a FAILED poll with code and message.
 from __future__ import annotations
 
 import hashlib
+import json
 import time
 
 import httpx
@@ -25,9 +26,11 @@ from genbatch.errors import (
     SlotFull,
 )
 from genbatch.models import GenerationRequest, PollResult, TaskStatus
-from genbatch.providers import make_provider, model_specs
+from genbatch.providers import make_provider, model_specs, plugin
 from genbatch.providers.base import Provider
 from genbatch.providers.kling_wire import encode_jwt
+from genbatch.webhooks.receiver import parse_callback
+from tests.contract.test_callbacks import Recorder, recorder  # noqa: F401
 from tests.simulator.helpers import KEY, TLS, Sim, wait_until
 
 SECRET = "sim-kling-secret"  # the simulator's default secret_key
@@ -163,3 +166,20 @@ def test_a_wrong_key_is_refused_with_the_providers_code(sim: Sim, provider_name:
         adapter(sim, provider_name, key="wrong-key").submit(
             next(iter(model_specs(provider_name))), request_for(sim, provider_name))
     assert auth.value.code == code
+
+
+def test_kling_calls_back_with_the_task_object_unsigned(
+        sim: Sim, recorder: Recorder) -> None:  # noqa: F811 - the fixture
+
+    provider = adapter(sim, "kling")
+    remote_id = provider.submit("kling-v2-1", request_for(sim, "kling"),
+                                webhook_url=recorder.url)
+    [(headers, raw)] = recorder.wait(1)
+    parsed = parse_callback("kling", json.loads(raw))
+    assert parsed is not None
+    task_id, result = parsed
+    assert (task_id, result.status) == (remote_id, TaskStatus.SUCCEEDED)
+    assert result == provider.poll("kling-v2-1", remote_id)  # the same report a poll gives
+    assert not any(h.startswith("webhook-") or h == "x-signature" for h in headers)
+    callbacks = plugin("kling").callbacks
+    assert callbacks is not None and callbacks.verify is None
