@@ -1,5 +1,6 @@
 """A loopback server speaking Novita's, HighwayAPI's, WaveSpeed's and BytePlus's Seedance
-image-to-video protocols, with configurable latency, limits and failure injection.
+image-to-video protocols, Kling's (under /kling) and Veo's on the Gemini API (under /veo),
+with configurable latency, limits and failure injection.
 
     create_app(profile)                  the Starlette app (state in memory)
     serve(host, port, profile)           run it in the foreground
