@@ -90,6 +90,10 @@ def test_kling_jwt_signature_and_expiry_are_checked(sim: Sim) -> None:
         answer = client.get(f"{sim.url}/kling/v1/videos/image2video/x",
                             headers={"Authorization": f"Bearer {expired}"})
         assert (answer.status_code, answer.json()["code"]) == (401, 1004)
+        early = encode_jwt(KEY, SECRET, now=time.time() + 3600)
+        answer = client.get(f"{sim.url}/kling/v1/videos/image2video/x",
+                            headers={"Authorization": f"Bearer {early}"})
+        assert (answer.status_code, answer.json()["code"]) == (401, 1003)
         empty = client.get(f"{sim.url}/kling/v1/videos/image2video/x")
         assert (empty.status_code, empty.json()["code"]) == (401, 1001)
     assert sim.stats()["submits"] == 0

@@ -87,9 +87,12 @@ def test_a_seedance_row_falls_back_to_kling_where_kling_accepts_it(
          "resolution": "720p", "duration": 5},
         {"custom_id": "unfit", "prompt": "a watch", "image": "images/watch.jpg",
          "resolution": "720p", "duration": 8}]
-    batch_id = str(c.submit(write(tmp_path, "fallback", rows), provider="novita",
-                            model=SEEDANCE,
-                            options=BatchOptions.build(fallback="kling:kling-v2-1")).batch_id)
+    ingest = c.submit(write(tmp_path, "fallback", rows), provider="novita", model=SEEDANCE,
+                      options=BatchOptions.build(fallback="kling:kling-v2-1"))
+    # Checked at submit: the row Kling would refuse is named before anything runs.
+    (warning,) = [w for w in ingest.warnings if "kling" in w]
+    assert "duration: must be 5 or 10 for kling-v2-1 on kling" in warning
+    batch_id = str(ingest.batch_id)
 
     batch = c.wait_batch(batch_id, timeout=240)
     (result,) = read_jsonl(batch["results_jsonl"])
