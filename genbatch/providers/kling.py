@@ -28,6 +28,7 @@ from genbatch.config import ProviderSettings
 from genbatch.errors import FieldProblem, PermanentProviderError, RateLimited
 from genbatch.models import GenerationRequest, PollResult
 from genbatch.providers import kling_wire as wire
+from genbatch.providers import registry
 from genbatch.providers.adapter import Adapter, as_dict
 from genbatch.providers.base import ModelSpec
 from genbatch.providers.http import JsonApi
@@ -144,7 +145,8 @@ def kling_problems(spec: ModelSpec, request: GenerationRequest) -> list[FieldPro
         problems.append(FieldProblem("last_image", f"an end frame (image_tail) needs pro "
                                      f"mode on {where}: set resolution 1080p"))
     if request.service_tier is not None:
-        problems.append(no_flex("Kling", "kling", request.service_tier))
+        problems.append(no_flex("Kling", "kling", request.service_tier,
+                                 registry.with_flex_tier()))
     return problems
 
 

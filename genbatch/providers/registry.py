@@ -90,6 +90,12 @@ def get(name: str) -> ProviderPlugin:
     raise ConfigError(f"unknown provider {name!r}; choose one of {', '.join(names())}")
 
 
+def with_flex_tier() -> tuple[str, ...]:
+    """The providers with a model that takes `service_tier: flex` (named where one is refused)."""
+    return tuple(name for name, plugin in plugins().items()
+                 if any(spec.supports_service_tier for spec in plugin.models.values()))
+
+
 def reload() -> None:
     """Look at the installed packages again (after installing a plugin in-process)."""
     _catalog.cache_clear()

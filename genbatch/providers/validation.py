@@ -24,7 +24,6 @@ DISPLAY_NAMES = {
     "kling": "Kling",
     "veo": "Veo (Gemini API)",
 }
-FLEX_PROVIDERS = ("byteplus",)  # genbatch's providers with a service_tier flex
 SERVICE_TIERS = ("default", "flex")
 EXPIRES_AFTER_RANGE = (3600, 259200)  # seconds, counted from the task's created_at
 Rules = Callable[[ModelSpec, GenerationRequest], list[FieldProblem]]
@@ -182,10 +181,11 @@ def _ratios(values: frozenset[str]) -> list[str]:
     return known + sorted(values - set(known))
 
 
-def no_flex(display: str, provider: str, got: str) -> FieldProblem:
-    """service_tier on a provider without a flex tier (Kling, Veo): refused, naming where
-    one exists. Overnight work there is a client-side deadline (execution_expires_after)."""
+def no_flex(display: str, provider: str, got: str, offered: Iterable[str]) -> FieldProblem:
+    """service_tier on a provider without a flex tier (Kling, Veo): refused, naming the
+    providers that `offered` one. Overnight work there is a client-side deadline
+    (execution_expires_after)."""
     return FieldProblem("service_tier", f"{display} has no flex tier; service_tier is not "
                         f"accepted on {provider} (got {got!r}). Among genbatch's providers "
-                        f"only {', '.join(FLEX_PROVIDERS)} offers service_tier flex; on "
+                        f"{', '.join(offered)} offer service_tier flex; on "
                         f"{provider} use execution_expires_after for an overnight deadline")

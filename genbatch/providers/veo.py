@@ -29,6 +29,7 @@ import httpx
 from genbatch.config import ProviderSettings
 from genbatch.errors import FieldProblem
 from genbatch.models import GenerationRequest, PollResult
+from genbatch.providers import registry
 from genbatch.providers import veo_wire as wire
 from genbatch.providers.adapter import Adapter
 from genbatch.providers.base import ModelSpec
@@ -130,7 +131,8 @@ def veo_problems(spec: ModelSpec, request: GenerationRequest) -> list[FieldProbl
         problems.append(FieldProblem("camera_fixed", f"{where} does not take camera_fixed; "
                                      "leave it unset"))
     if request.service_tier is not None:
-        problems.append(no_flex("Veo (Gemini API)", "veo", request.service_tier))
+        problems.append(no_flex("Veo (Gemini API)", "veo", request.service_tier,
+                                 registry.with_flex_tier()))
     return problems
 
 
