@@ -1,5 +1,6 @@
-"""A download that needs the provider's key (Veo's file URI, Capability.KEYED_DOWNLOAD):
-the key goes to the provider's own host only, and a redirect elsewhere drops it."""
+"""The worker's two hooks for Kling and Veo: a download that needs the provider's key (Veo's
+file URI, Capability.KEYED_DOWNLOAD) sends it to the provider's own host only, a redirect
+elsewhere drops it; and each submit attempt's client_ref (Kling's external_task_id)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from pydantic import SecretStr
 from genbatch.config import ProviderSettings
 from genbatch.providers import Capability, make_provider, plugin
 from genbatch.worker.fetch import VideoPolicy, open_video, video_chunks
+from genbatch.worker.steps import client_ref
 
 MP4 = b"\x00\x00\x00\x18ftypisom\x00\x00\x02\x00isomiso2" + b"\x00" * 100
 KEY = "AIza-test-KEY-0123"
@@ -60,3 +62,10 @@ def test_without_the_hook_no_key_is_sent() -> None:
             open_video(client, f"{API}/v1beta/files/f1", POLICY, 5.0, resolve) as response:
         assert b"".join(video_chunks(response, POLICY)) == MP4
     assert seen == [None]
+
+
+def test_each_submit_attempt_has_its_own_client_ref() -> None:
+    assert client_ref("b_123:7", 1) == "gb-b_123-7-1"
+    assert client_ref("b_123:7", 2) != client_ref("b_123:7", 1)
+    long = client_ref("x" * 200, 12)
+    assert long.endswith("-12") and len(long) <= 64

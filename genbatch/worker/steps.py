@@ -6,6 +6,7 @@ duplicate or late message is harmless), and records the outcome with one compare
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import re
@@ -136,8 +137,12 @@ def submit_item(rt: Runtime, iid: str) -> str:
 
 def client_ref(iid: str, attempt: int) -> str:
     """The id one submit attempt carries where the provider echoes it (Kling's
-    external_task_id): the item and the attempt, in characters any API takes."""
-    return re.sub(r"[^A-Za-z0-9_.-]", "-", f"gb-{iid}-{attempt}")[:64]
+    external_task_id): the item and the attempt, in characters any API takes (a long item
+    id by its hash: the attempt number is never cut off)."""
+    item = re.sub(r"[^A-Za-z0-9_.-]", "-", iid)
+    if len(item) > 40:
+        item = hashlib.sha256(iid.encode()).hexdigest()[:24]
+    return f"gb-{item}-{attempt}"
 
 
 def poll_item(rt: Runtime, iid: str) -> str:
