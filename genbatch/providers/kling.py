@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import PurePath
 from types import MappingProxyType
 from typing import Any
 from urllib.parse import quote
@@ -26,6 +27,7 @@ import httpx
 
 from genbatch.config import ProviderSettings
 from genbatch.errors import FieldProblem, PermanentProviderError, RateLimited
+from genbatch.images import is_data_uri, is_remote
 from genbatch.models import GenerationRequest, PollResult
 from genbatch.providers import kling_wire as wire
 from genbatch.providers import registry
@@ -45,6 +47,7 @@ from genbatch.providers.validation import common_rules, no_flex
 
 PATH = "/v1/videos/image2video"
 PROMPT_MAX_CHARS = 2500  # prompt and negative_prompt, spec changelog 2024-09-19
+IMAGE_FORMATS = frozenset({"jpeg", "jpg", "png"})  # "supports .jpg / .jpeg / .png"
 
 KLING_V2_1 = ModelSpec(
     name="kling-v2-1",
@@ -144,10 +147,26 @@ def kling_problems(spec: ModelSpec, request: GenerationRequest) -> list[FieldPro
     if request.last_image is not None and mode not in spec.extra["tail_modes"]:
         problems.append(FieldProblem("last_image", f"an end frame (image_tail) needs pro "
                                      f"mode on {where}: set resolution 1080p"))
+    problems += _image_formats(request)
     if request.service_tier is not None:
         problems.append(no_flex("Kling", "kling", request.service_tier,
                                  registry.with_flex_tier()))
     return problems
+
+
+def _image_formats(request: GenerationRequest) -> list[FieldProblem]:
+    """Kling takes JPEG and PNG (.jpg/.jpeg/.png) only: a data URI or a local file of another
+    format is refused here (by its declared type or file name; URLs are Kling's to check)."""
+    found = []
+    for field in ("image", "last_image"):
+        ref = getattr(request, field)
+        if not ref or is_remote(ref) or ref.startswith("s3://"):
+            continue
+        kind = (ref[5:].split(";")[0].split(",")[0].removeprefix("image/") if is_data_uri(ref)
+                else PurePath(ref).suffix.lower().lstrip("."))
+        if kind and kind not in IMAGE_FORMATS:
+            found.append(FieldProblem(field, f"Kling takes JPEG or PNG images, got {kind}"))
+    return found
 
 
 def estimate(spec: ModelSpec, request: GenerationRequest) -> float:

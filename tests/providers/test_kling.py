@@ -195,6 +195,15 @@ def test_validation(fields: dict[str, Any], field: str) -> None:
     assert [p.field for p in problems] == [field]
 
 
+@pytest.mark.parametrize(("image", "ok"), [
+    ("images/a.webp", False), ("data:image/gif;base64,R0lG", False), ("images/a.JPG", True),
+    ("data:image/png;base64,iVBO", True), ("https://cdn.example.com/a.webp", True),
+    ("stored:ab12", True)])
+def test_kling_takes_jpeg_and_png(image: str, ok: bool) -> None:
+    problems = validate_request("kling", MODEL, GenerationRequest(image=image))
+    assert [p.field for p in problems] == ([] if ok else ["image"])
+
+
 def test_flex_refusal_names_the_providers_that_have_one() -> None:
     problems = validate_request("kling", MODEL,
                                 GenerationRequest(image=IMAGE, service_tier="flex"))
