@@ -12,8 +12,7 @@ from genbatch import accounts
 from genbatch.config import Settings, load_settings
 from genbatch.errors import ConfigError
 from genbatch.providers import accounts as provider_accounts
-from genbatch.providers import wavespeed
-from genbatch.providers.registry import BUILTIN
+from genbatch.providers import registry, wavespeed
 from genbatch.worker.queue_ahead import queue_ahead
 
 PROVIDERS = ("novita", "highwayapi", "wavespeed", "byteplus")
@@ -55,12 +54,11 @@ def test_the_file_names_accounts_and_the_environment_fills_the_rest(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TEST_WS_KEY_B", "key-b")
     s = settings(write(tmp_path, GOOD), wavespeed_api_key="env-ws", byteplus_max_in_flight=7)
-    # (genbatch's own providers: an installed plugin's environment account follows them)
-    names = [a.label for a in provider_accounts.accounts(s) if a.name in BUILTIN]
-    # novita and highwayapi (and fal, runway) keep their environment accounts; wavespeed
-    # and byteplus have exactly the file's (the environment's wavespeed key is not an
-    # account any more)
-    assert names == ["novita", "highwayapi", "ws-a", "ws-b", "bp-1", "fal", "runway"]
+    names = [a.label for a in provider_accounts.accounts(s)]
+    # novita and highwayapi keep their environment accounts; wavespeed and byteplus have
+    # exactly the file's (the environment's wavespeed key is not an account any more)
+    assert names[:5] == ["novita", "highwayapi", "ws-a", "ws-b", "bp-1"]
+    assert names[5:] == list(registry.names()[4:])  # later providers: their environment's
     ws_a, ws_b, bp = (provider_accounts.account(s, n) for n in ("ws-a", "ws-b", "bp-1"))
     assert (ws_a.name, ws_a.max_in_flight, ws_a.submit_rpm) == ("wavespeed", 300, 500.0)
     assert ws_a.queue_ahead_max == 20 and ws_b.queue_ahead_max == 0  # default, and set

@@ -32,6 +32,7 @@ __all__ = [
     "ProviderPlugin",
     "actual_cost",
     "can_list",
+    "can_lookup",
     "canonical",
     "estimate_cost",
     "flex_providers",
@@ -60,6 +61,12 @@ def plugin(provider: str) -> ProviderPlugin:
 def can_list(provider: str) -> bool:
     """`provider` documents a task list (reconciliation of ambiguous submits works there)."""
     return plugin(provider).has(Capability.LIST)
+
+
+def can_lookup(provider: str) -> bool:
+    """`provider` finds a task by the attempt id its submit carried (Kling's
+    external_task_id): an ambiguous submit there is settled exactly."""
+    return plugin(provider).has(Capability.LOOKUP)
 
 
 def model_specs(provider: str) -> Mapping[str, ModelSpec]:

@@ -131,6 +131,13 @@ class Adapter:
     def list_tasks(self, model: str, request: GenerationRequest, since: float) -> TaskListing:
         raise NotImplementedError(f"{self.name} documents no task list")
 
+    def lookup(self, model: str, client_ref: str) -> str | None:
+        raise NotImplementedError(f"{self.name} documents no lookup by a client task id")
+
+    def download_headers(self, url: str) -> dict[str, str]:
+        """Headers a download of `url` needs (Capability.KEYED_DOWNLOAD); most need none."""
+        return {}
+
 
 def check_model(provider: str, specs: Mapping[str, ModelSpec], model: str,
                 request: GenerationRequest) -> list[FieldProblem]:

@@ -96,7 +96,8 @@ class Provider(Protocol):
         """Create the remote task; return its id.
 
         `webhook_url`: where the provider should POST the finished task (WaveSpeed, Novita);
-        providers without webhooks ignore it.
+        providers without webhooks ignore it. A provider declaring Capability.LOOKUP also
+        takes `client_ref=` (our attempt id, sent where the provider echoes it back).
 
         Raises RateLimited / RetryableProviderError when the request provably created
         nothing, PermanentProviderError when it was refused, AmbiguousSubmit when the task
@@ -119,3 +120,11 @@ class Provider(Protocol):
         """The account's tasks of the model `request` runs on, created at or after `since`,
         newest first (a read: it never polls a task). NotImplementedError where the provider
         has no task list; RetryableProviderError / PermanentProviderError as for poll."""
+
+    def lookup(self, model: str, client_ref: str) -> str | None:
+        """The id of the task a submit with `client_ref` created; None when the provider
+        says there is none (Capability.LOOKUP). RetryableProviderError when it cannot tell."""
+
+    def download_headers(self, url: str) -> dict[str, str]:
+        """Headers (the key) a download of `url` needs; sent only to the provider's own
+        host, never after a redirect to another (Capability.KEYED_DOWNLOAD)."""

@@ -49,6 +49,9 @@ class Capability(StrEnum):
     CALLBACKS = "callbacks"  # calls back a URL given with the submit
     SIGNED_CALLBACKS = "signed_callbacks"  # ... and signs the callback
     KEYED_DOWNLOAD = "keyed_download"  # its video URL needs the key (sent to its host only)
+    # Each submit carries our attempt id (`submit(client_ref=)`, Kling's external_task_id)
+    # and `lookup(model, client_ref)` finds its task: an ambiguous submit is settled exactly.
+    LOOKUP = "lookup"
 
 
 @dataclass(frozen=True, slots=True)

@@ -38,11 +38,14 @@ BUILTIN: Mapping[str, str] = {
     "byteplus": "genbatch.providers.byteplus:PLUGIN",
     "fal": "genbatch.providers.fal:PLUGIN",
     "runway": "genbatch.providers.runway:PLUGIN",
+    "kling": "genbatch.providers.kling:PLUGIN",
+    "veo": "genbatch.providers.veo:PLUGIN",
 }
 NAME = re.compile(r"[a-z][a-z0-9_]{0,30}")
 # The adapter method each capability needs (it must be the adapter's own, not the base's).
 _METHODS = {Capability.LIST: "list_tasks", Capability.CANCEL: "cancel",
-            Capability.UPLOAD: "upload"}
+            Capability.UPLOAD: "upload", Capability.LOOKUP: "lookup",
+            Capability.KEYED_DOWNLOAD: "download_headers"}
 
 
 class PluginError(ConfigError):
@@ -87,6 +90,12 @@ def get(name: str) -> ProviderPlugin:
         raise PluginError(f"provider {name!r} (package {bad.package}) is not usable: "
                           f"{bad.reason}")
     raise ConfigError(f"unknown provider {name!r}; choose one of {', '.join(names())}")
+
+
+def with_flex_tier() -> tuple[str, ...]:
+    """The providers with a model that takes `service_tier: flex` (named where one is refused)."""
+    return tuple(name for name, plugin in plugins().items()
+                 if any(spec.supports_service_tier for spec in plugin.models.values()))
 
 
 def reload() -> None:

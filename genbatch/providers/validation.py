@@ -10,7 +10,7 @@ of what a provider's upload takes (WaveSpeed: 20 MB).
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 from genbatch.errors import FieldProblem
 from genbatch.models import GenerationRequest
@@ -23,9 +23,12 @@ DISPLAY_NAMES = {
     "byteplus": "BytePlus",
     "fal": "fal",
     "runway": "Runway",
+    "kling": "Kling",
+    "veo": "Veo (Gemini API)",
 }
 SERVICE_TIERS = ("default", "flex")
 EXPIRES_AFTER_RANGE = (3600, 259200)  # seconds, counted from the task's created_at
+Rules = Callable[[ModelSpec, GenerationRequest], list[FieldProblem]]
 _RATIO_ORDER = ("21:9", "16:9", "4:3", "1:1", "3:4", "9:16", "9:21", "adaptive")
 
 
@@ -41,7 +44,16 @@ def not_taken(spec: ModelSpec) -> frozenset[str]:
 
 
 def validate(provider: str, spec: ModelSpec, request: GenerationRequest) -> list[FieldProblem]:
-    """Every reason `request` does not fit `spec` on `provider`; empty when it fits."""
+    """Every reason `request` does not fit `spec` on `provider`; empty when it fits. A model
+    with rules of its own (`spec.extra["rules"]`, a function of (spec, request); Kling, Veo)
+    is checked by them: they call `common_rules` for what they share."""
+    rules: Rules | None = spec.extra.get("rules")
+    return rules(spec, request) if rules is not None else common_rules(provider, spec, request)
+
+
+def common_rules(provider: str, spec: ModelSpec, request: GenerationRequest
+                 ) -> list[FieldProblem]:
+    """The rules every provider shares, driven by `spec`."""
     where = f"{spec.name} on {provider}"
     display = DISPLAY_NAMES.get(provider, provider)
     problems = _not_taken(where, spec, request)
@@ -244,3 +256,13 @@ def _by_number(values: frozenset[str]) -> list[str]:
 def _ratios(values: frozenset[str]) -> list[str]:
     known = [r for r in _RATIO_ORDER if r in values]
     return known + sorted(values - set(known))
+
+
+def no_flex(display: str, provider: str, got: str, offered: Iterable[str]) -> FieldProblem:
+    """service_tier on a provider without a flex tier (Kling, Veo): refused, naming the
+    providers that `offered` one. Overnight work there is a client-side deadline
+    (execution_expires_after)."""
+    return FieldProblem("service_tier", f"{display} has no flex tier; service_tier is not "
+                        f"accepted on {provider} (got {got!r}). Among genbatch's providers "
+                        f"{', '.join(offered)} offer service_tier flex; on "
+                        f"{provider} use execution_expires_after for an overnight deadline")

@@ -1,6 +1,6 @@
 """A loopback server speaking Novita's, HighwayAPI's, WaveSpeed's and BytePlus's Seedance
-image-to-video protocols, fal's queue (`/fal`) and Runway's API (`/runway`), with
-configurable latency, limits and failure injection.
+image-to-video protocols, fal's queue (`/fal`), Runway's API (`/runway`), Kling's (`/kling`)
+and Veo's on the Gemini API (`/veo`), with configurable latency, limits and failure injection.
 
     create_app(profile)                  the Starlette app (state in memory)
     serve(host, port, profile)           run it in the foreground

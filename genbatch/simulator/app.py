@@ -9,6 +9,8 @@
     /api/v3/contents/generations/tasks...                   BytePlus (also under /byteplus)
     /fal/...                            fal's queue (only there: `/fal/<model id>`)
     /runway/v1/...                      Runway (only there)
+    /kling/v1/videos/image2video...     Kling (JWT auth; 1303 over concurrency)
+    /veo/v1beta/models/...:predictLongRunning, /veo/v1beta/files/...   Veo (Gemini API)
     /<name>/...                         each simulator plugin (`genbatch.simulators`
                                         entry points, plugins.py)
     /_sim/...                           the simulator's own routes (see control.py)
@@ -35,10 +37,12 @@ from genbatch.simulator import (
     byteplus,
     control,
     fal,
+    kling,
     novita,
     plugins,
     runway,
     uploads,
+    veo,
     wavespeed,
     webhooks,
 )
@@ -68,6 +72,8 @@ def create_app(profile: SimProfile | None = None, *, clock: Clock = time.time,
         Mount("/byteplus", routes=byteplus.routes()),
         Mount("/fal", routes=fal.routes()),  # only there: its submit path is any model id
         Mount("/runway", routes=runway.routes()),
+        Mount("/kling", routes=kling.routes()),
+        Mount("/veo", routes=veo.routes()),
         *found.mounts,
     ]
     app = Starlette(routes=routes, middleware=[Middleware(RequestLog, sim=sim)],

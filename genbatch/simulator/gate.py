@@ -42,15 +42,20 @@ class ErrorKind(Enum):
 
 
 Envelope = Callable[[int, str, str, str], dict[str, Any]]  # (status, code, message, param)
+# How a provider's request names its key (Kling: a signed JWT, Veo: x-goog-api-key): the
+# key, or a Refusal raised in the dialect's envelope.
+KeyReader = Callable[[Request, Simulator, "Dialect"], str]
 
 
 @dataclass(frozen=True, slots=True)
 class Dialect:
-    """How one provider spells its refusals."""
+    """How one provider spells its refusals (and, where not `Authorization: Bearer <key>`,
+    how its requests carry the key)."""
 
     provider: str
     codes: Mapping[ErrorKind, tuple[int, str]]
     envelope: Envelope
+    read_key: KeyReader | None = None
 
     def refuse(
         self, kind: ErrorKind, message: str, param: str = "", code: str = "", status: int = 0
@@ -95,8 +100,11 @@ def origin(request: Request) -> str:
 
 def authenticate(request: Request, sim: Simulator, dialect: Dialect, *,
                  scheme: str = "Bearer") -> tuple[str, Behaviour]:
-    """The caller's API key (from `Authorization: <scheme> <key>`; fal's scheme is `Key`)
-    and its behaviour."""
+    """The caller's API key (from `Authorization: <scheme> <key>`; fal's scheme is `Key`;
+    or the dialect's own way: Kling's JWT, Veo's header) and its behaviour."""
+    if dialect.read_key is not None:
+        key = dialect.read_key(request, sim, dialect)
+        return key, sim.behaviour(key)
     header = request.headers.get("authorization", "")
     if not header.strip():
         raise dialect.refuse(ErrorKind.MISSING_KEY,

@@ -36,7 +36,7 @@ from starlette.routing import BaseRoute, Mount
 log = logging.getLogger(__name__)
 
 GROUP = "genbatch.simulators"
-BUILTIN = ("novita", "highwayapi", "wavespeed", "byteplus", "fal", "runway")
+BUILTIN = ("novita", "highwayapi", "wavespeed", "byteplus", "fal", "runway", "kling", "veo")
 RESERVED = frozenset({*BUILTIN, "_sim"})
 NAME = re.compile(r"[a-z][a-z0-9_]{0,30}")
 Routes = Callable[[str], Sequence[BaseRoute]]  # (the mount prefix, e.g. "/acme") -> routes

@@ -26,7 +26,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
 
-Provider = Literal["novita", "highwayapi", "wavespeed", "byteplus", "fal", "runway"]
+Provider = Literal["novita", "highwayapi", "wavespeed", "byteplus", "fal", "runway", "kling", "veo"]
 Operation = Literal["submit", "poll", "cancel", "download"]
 Probability = float
 
@@ -76,8 +76,8 @@ class Behaviour(BaseModel):
     concurrency: int | None = Field(
         default=None, ge=1,
         description="running tasks per key; WaveSpeed, BytePlus, fal (IN_QUEUE) and Runway "
-        "(THROTTLED) queue submits beyond it, Novita and HighwayAPI answer 429 once this "
-        "many are unfinished",
+        "(THROTTLED) queue submits beyond it, Novita, HighwayAPI and Veo answer 429 once "
+        "this many are unfinished, Kling 1303",
     )
     model_limits: dict[str, ModelLimit] = Field(
         default_factory=dict, description="per-model limits at the key, by model name",
@@ -86,6 +86,10 @@ class Behaviour(BaseModel):
     daily_cap: int | None = Field(
         default=None, ge=1, description="Runway: tasks of one model a key may create per "
         "(simulated) 24 hours; over it the task creation answers 429",
+    )
+    secret_key: str = Field(
+        default="sim-kling-secret", min_length=1,
+        description="Kling: the secret key the JWT of this access key must be signed with",
     )
     retry_after_s: float | None = Field(
         default=None, gt=0, description="send Retry-After on 429s (default: no header)"

@@ -9,6 +9,7 @@ expired or cancelled), POST its final status there in its provider's documented 
                         `GET /api/v3/webhook/secret`; retries assumed as below
     BytePlus            the task object GET returns (no official payload published);
                         retries assumed as below
+    Kling               the task object (its "Callback Schema"), unsigned; retries assumed
 
 A retry waits `RETRY_DELAYS_S` (simulated seconds, so divided by the time factor) and keeps
 the body and the `webhook-id`. The simulator's task timelines are fixed at creation, so the
@@ -62,6 +63,7 @@ class Delivery:
 NOVITA = Delivery(timeout_s=5.0, retries=5)  # documented (docs/wire/notes.md §9)
 WAVESPEED = Delivery(signed=True)  # retries undocumented: assumed
 BYTEPLUS = Delivery()  # nothing published: assumed
+KLING = Delivery()  # the task object, unsigned; retries undocumented: assumed
 
 _running: set[asyncio.Task[None]] = set()  # strong references until each send is done
 # One client per event loop, so callbacks reuse connections instead of building a client

@@ -31,7 +31,7 @@ from typing import Any
 
 import httpx
 
-from genbatch import metrics
+from genbatch import metrics, providers
 from genbatch.errors import (
     BadOutput,
     ConfigError,
@@ -138,9 +138,11 @@ def _download(rt: Runtime, item: Item, iid: str) -> str:
 
 def _fetch(rt: Runtime, item: Item, key: str) -> StoredObject:
     policy = policy_for(rt.settings, item.provider)
+    keyed = providers.plugin(item.provider).has(providers.Capability.KEYED_DOWNLOAD)
+    headers = rt.provider(item.account).download_headers if keyed else None
     try:
         with open_video(rt.downloads, item.video_url, policy,
-                        rt.settings.download_timeout_s) as resp:
+                        rt.settings.download_timeout_s, headers=headers) as resp:
             metrics.record_request(rt.store, item.provider, "download", resp.status_code)
             return rt.output_storage(item.batch_id).put_stream(key, video_chunks(resp, policy))
     except httpx.HTTPStatusError as exc:

@@ -23,7 +23,7 @@ from __future__ import annotations
 import fnmatch
 import ipaddress
 import socket
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -116,12 +116,18 @@ def url_fields(settings: Settings, now: float, provider: str,
 
 @contextmanager
 def open_video(client: httpx.Client, url: str, policy: VideoPolicy, timeout: float,
-               resolve: Resolve | None = None) -> Iterator[httpx.Response]:
+               resolve: Resolve | None = None,
+               headers: Callable[[str], Mapping[str, str]] | None = None,
+               ) -> Iterator[httpx.Response]:
     """The video's response, open for streaming, after following allowed redirects by
-    hand; raises UrlGone for a lapsed URL and httpx.HTTPStatusError for other failures."""
+    hand; raises UrlGone for a lapsed URL and httpx.HTTPStatusError for other failures.
+    `headers(url)` (a provider whose download needs its key, Capability.KEYED_DOWNLOAD) is
+    asked again at every hop, so a redirect to another host never carries the key."""
     for _ in range(MAX_REDIRECTS + 1):
         policy.check_url(url, resolve)
-        response = client.send(client.build_request("GET", url, timeout=timeout), stream=True)
+        extra = dict(headers(url)) if headers is not None else None
+        request = client.build_request("GET", url, timeout=timeout, headers=extra)
+        response = client.send(request, stream=True)
         if not response.is_redirect:
             break
         location = response.headers.get("location", "")

@@ -56,7 +56,7 @@ class Verdict:
 
 def schedule(rt: Runtime, iid: str, provider: str) -> None:
     """An item just became ambiguous: look at it once the provider's list has settled."""
-    if provider and providers.can_list(provider):  # its batch waits for this first look
+    if provider and _settles(provider):  # its batch waits for this first look
         item = rt.store.items.get(iid)
         started, _ = _window(item)
         rt.store.reconcile.mark_unknown(item.account, iid, started)
@@ -70,7 +70,7 @@ def reconcile_item(rt: Runtime, iid: str, *, on_demand: bool = False) -> Verdict
     if item.state is not AMBIGUOUS:
         rt.store.reconcile.unschedule(iid)
         return Verdict("skipped", f"the item is {item.state}")
-    if not providers.can_list(item.provider):
+    if not _settles(item.provider):
         rt.store.reconcile.unschedule(iid)
         return Verdict("left", f"{item.provider} documents no task list")
     started, ended = _window(item)
@@ -82,6 +82,8 @@ def reconcile_item(rt: Runtime, iid: str, *, on_demand: bool = False) -> Verdict
         if not _poll_grant(rt, item.account, item.provider, now):
             rt.store.reconcile.schedule(iid, now + 1.0 / rt.settings.time_factor)
             return Verdict("later", "no poll budget")
+    if providers.can_lookup(item.provider):
+        return _by_reference(rt, item, now)
     margin = rt.settings.reconcile_margin_s
     try:
         listing = rt.provider(item.account).list_tasks(item.model, item.request,
@@ -105,6 +107,28 @@ def reconcile_item(rt: Runtime, iid: str, *, on_demand: bool = False) -> Verdict
            + ", ".join(t.id for t in candidates[:10])) if candidates else \
         "the task list does not yet cover the submit's window"
     return _leave(rt, item, why, now)
+
+
+def _settles(provider: str) -> bool:
+    return providers.can_list(provider) or providers.can_lookup(provider)
+
+
+def _by_reference(rt: Runtime, item: Item, now: float) -> Verdict:
+    """Ask for the task the submit named with our attempt id (Capability.LOOKUP, Kling's
+    external_task_id): found, it is adopted; provably absent once settled, resubmitted."""
+    ref = item.get("client_ref")
+    if not ref:
+        return _leave(rt, item, "its submit carried no client task id", now, final=True)
+    try:
+        task = rt.provider(item.account).lookup(item.model, ref)
+    except (ProviderError, GenbatchError, NotImplementedError) as exc:
+        return _leave(rt, item, f"the lookup of {ref} failed ({exc})", now)
+    if task:
+        return adopt(rt, item, task, now, note=f"adopted task {task} by its client id {ref}")
+    if now < _window(item)[1] + _settle(rt):
+        return _leave(rt, item, f"no task {ref} yet (the provider may not have caught up)",
+                      now)
+    return _resubmit(rt, item, now)
 
 
 def _window(item: Item) -> tuple[float, float]:

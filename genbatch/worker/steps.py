@@ -6,8 +6,10 @@ duplicate or late message is harmless), and records the outcome with one compare
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import random
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -29,7 +31,7 @@ from genbatch.models import (
     PollResult,
     TaskStatus,
 )
-from genbatch.providers import can_list, get_spec
+from genbatch.providers import can_list, can_lookup, get_spec
 from genbatch.providers.failures import FailureClass, failure_class
 from genbatch.records import Item
 from genbatch.store.health import AccountHealth
@@ -82,7 +84,8 @@ def submit_item(rt: Runtime, iid: str) -> str:
     seeded = identifying_seed(item)  # BytePlus: a seed on every submit
     if seeded is not None:
         request = request.model_copy(update={"seed": seeded.seed})
-    stopped = _claim(rt, item, iid, now, seeded)
+    ref = client_ref(iid, item.attempts + 1) if can_lookup(item.provider) else None
+    stopped = _claim(rt, item, iid, now, seeded, ref)
     if stopped:
         return stopped
     # this attempt's own URL (None: webhooks off); the claim counted the attempt
@@ -91,7 +94,8 @@ def submit_item(rt: Runtime, iid: str) -> str:
     if listed:  # until its outcome is known, a task of this window may be its (reconcile.py)
         rt.store.reconcile.mark_unknown(item.account, iid, now)
     try:
-        remote_id = adapter.submit(item.model, request, webhook_url=hook)
+        remote_id = adapter.submit(item.model, request, webhook_url=hook,
+                                   **({"client_ref": ref} if ref else {}))
     except RetryableProviderError as exc:
         _outcome_known(rt, item, listed)
         return _not_created(rt, item, iid, exc)
@@ -122,13 +126,15 @@ def identifying_seed(item: Item) -> GenerationRequest | None:
 
 
 def _claim(rt: Runtime, item: Item, iid: str, now: float,
-           seeded: GenerationRequest | None = None) -> str | None:
+           seeded: GenerationRequest | None = None, ref: str | None = None) -> str | None:
     """dispatched → submitting, the attempt counted and on disk before anything is sent (a
-    seed drawn for it included); the step's outcome when it must stop there, None to go on
-    and submit."""
+    seed drawn for it and the client ref it carries included); the step's outcome when it
+    must stop there, None to go on and submit."""
     fields: dict[str, object] = {"submit_started_at": now}
     if seeded is not None:
         fields["req"] = seeded.model_dump_json(exclude_none=True)
+    if ref is not None:
+        fields["client_ref"] = ref
     claim = rt.store.items.transition(
         iid, [DISPATCHED], SUBMITTING, timer=now + rt.settings.task_lease_s,
         fields=fields, incr={"attempts": 1},
@@ -164,6 +170,16 @@ def _submitted(rt: Runtime, item: Item, iid: str, request: GenerationRequest, re
                 **({"webhook": 1} if webhook else {})},
     )
     return ItemState.SUBMITTED if done.applied else "skipped"
+
+
+def client_ref(iid: str, attempt: int) -> str:
+    """The id one submit attempt carries where the provider echoes it (Kling's
+    external_task_id): the item and the attempt, in characters any API takes (a long item
+    id by its hash: the attempt number is never cut off)."""
+    item = re.sub(r"[^A-Za-z0-9_.-]", "-", iid)
+    if len(item) > 40:
+        item = hashlib.sha256(iid.encode()).hexdigest()[:24]
+    return f"gb-{item}-{attempt}"
 
 
 def poll_item(rt: Runtime, iid: str) -> str:

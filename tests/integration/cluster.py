@@ -36,6 +36,8 @@ FAST = {"time_factor": "50", "first_poll_s": "20", "poll_min_interval_s": "3",
 AT_ROOT = frozenset({"novita", "wavespeed", "byteplus"})
 
 
+
+
 class Cluster:
     def __init__(self, redis_url: str, sim_url: str, workdir: Path, **overrides: str) -> None:
         self.redis_url = redis_url
@@ -43,11 +45,12 @@ class Cluster:
         self.workdir = workdir
         self.values = {"redis_url": redis_url, "storage_url": str(workdir / "storage"), **FAST}
         for name in providers.names():  # one base URL for the three genbatch serves at the
-            # root; HighwayAPI (which shares Novita's paths) and every installed plugin
-            # provider (examples/provider-plugin) under the simulator's /<name> prefix
+            # root; HighwayAPI (which shares Novita's paths), fal, Runway, Kling, Veo and every
+            # installed plugin provider under the simulator's /<name> prefix
             self.values[f"{name}_base_url"] = sim_url + ("" if name in AT_ROOT else f"/{name}")
-            self.values[f"{name}_api_key"] = f"test-{name}-key"
+            self.values[f"{name}_{providers.plugin(name).key_setting}"] = f"test-{name}-key"
         self.values["fal_jwks_url"] = f"{sim_url}/fal/.well-known/jwks.json"
+        self.values["kling_secret_key"] = "sim-kling-secret"  # the simulator's default
         self.values.update(overrides)
         self.settings = Settings(**self.values)  # type: ignore[arg-type]
         self.store = JobStore.from_url(redis_url)

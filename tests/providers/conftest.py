@@ -23,6 +23,8 @@ BASE_URLS = {
     "byteplus": "https://ark.byteplus.test",
     "fal": "https://queue.fal.test",
     "runway": "https://api.runway.test",
+    "kling": "https://api.kling.test",
+    "veo": "https://gemini.test",
 }
 IMAGE = "https://cdn.example.com/first.png"
 

@@ -25,14 +25,15 @@ from genbatch.providers.registry import BUILTIN as BUILTINS
 Build = Callable[..., Provider]
 Req = Callable[..., GenerationRequest]
 MODELS = ("seedance-v1.5-pro-i2v", "seedance-v1-pro-i2v", "seedance-v1-lite-i2v")
-# The providers of the three Seedance models (fal and Runway serve others: test_fal.py,
-# test_runway.py); installed plugins (examples/provider-plugin) follow genbatch's own.
-SEEDANCE = ("novita", "highwayapi", "wavespeed", "byteplus")
+# The providers of the three Seedance models (fal, Runway, Kling and Veo serve others: their
+# own tests); installed plugins (examples/provider-plugin) follow genbatch's own.
+SEEDANCE = tuple(p for p in names() if MODELS[0] in model_specs(p))
 
 
 def test_providers_match_the_settings_names() -> None:
-    assert names()[:6] == tuple(BUILTINS) == (*SEEDANCE, "fal", "runway")
-    assert list(names()[6:]) == sorted(names()[6:])
+    assert names()[:8] == tuple(BUILTINS) == (*SEEDANCE, "fal", "runway", "kling", "veo")
+    assert SEEDANCE == ("novita", "highwayapi", "wavespeed", "byteplus")
+    assert list(names()[8:]) == sorted(names()[8:])
     assert names() == providers.names()
 
 

@@ -1,0 +1,110 @@
+"""Veo's wire format on the Gemini API: the request, the operation, Google's error envelope.
+
+Errors are Google's `{"error": {"code": 400, "message": "…", "status": "INVALID_ARGUMENT",
+"details": [{"reason": "API_KEY_INVALID", …}]}}`; we report the reason where given, else the
+status. A finished operation carries either `response` or `error` (a google.rpc.Status); a
+response whose samples were all filtered (`raiMediaFilteredCount` / `…Reasons`) has no
+video and is a failure.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+
+from genbatch.config import ProviderSettings
+from genbatch.errors import PermanentProviderError, RetryableProviderError
+from genbatch.models import GenerationRequest, PollResult, TaskStatus
+from genbatch.providers.adapter import as_dict, as_str, first
+from genbatch.providers.base import ModelSpec
+from genbatch.providers.http import Envelope
+
+API_PREFIX = "/v1beta"
+VIDEO_TTL_S = 2 * 24 * 3600  # "generated videos are stored on the server for 2 days"
+IMAGE_MAX_BYTES = 20 * 1024 * 1024  # an inline request stays under the API's 20 MB
+AUTH_CODES = frozenset({"API_KEY_INVALID", "PERMISSION_DENIED", "UNAUTHENTICATED"})
+# Image-to-video takes only "allow_adult" (the docs' personGeneration row).
+PERSON_GENERATION = "allow_adult"
+ImageReader = Callable[[str], dict[str, str]]
+
+
+def key_header(settings: ProviderSettings) -> dict[str, str]:
+    """`x-goog-api-key: <key>` (the Gemini API's documented header)."""
+    return {"x-goog-api-key": settings.require_key().get_secret_value()}
+
+
+def _error(body: Any) -> tuple[str, str] | None:
+    error = body.get("error") if isinstance(body, dict) else None
+    if not isinstance(error, dict):
+        return None
+    reason = next((as_str(d.get("reason")) for d in error.get("details") or []
+                   if isinstance(d, dict) and d.get("reason")), None)
+    code = reason or as_str(error.get("status")) or as_str(error.get("code")) or ""
+    return code, as_str(error.get("message")) or ""
+
+
+ENVELOPE = Envelope(parse=_error)
+
+
+def inline_image(ref: str, client: httpx.Client) -> dict[str, str]:
+    """`{"bytesBase64Encoded", "mimeType"}` of a data URI, or of an http(s) image fetched
+    (without any key) through `client`."""
+    if ref.lstrip().lower().startswith("data:"):
+        head, _, data = ref.partition(",")
+        mime = head.strip()[5:].split(";")[0] or "image/png"
+        return {"bytesBase64Encoded": data.strip(), "mimeType": mime}
+    try:
+        response = client.get(ref, follow_redirects=True)
+    except httpx.HTTPError as exc:
+        raise RetryableProviderError("veo", "IMAGE_FETCH", f"image {ref}: {exc}") from None
+    if response.status_code >= 400:
+        cls = PermanentProviderError if response.status_code < 500 else RetryableProviderError
+        raise cls("veo", "IMAGE_FETCH", f"image {ref}: HTTP {response.status_code}")
+    if len(response.content) > IMAGE_MAX_BYTES:
+        raise PermanentProviderError("veo", "IMAGE_TOO_LARGE",
+                                     f"image {ref} is over {IMAGE_MAX_BYTES} bytes")
+    mime = response.headers.get("content-type", "image/png").split(";")[0].strip()
+    return {"bytesBase64Encoded": base64.b64encode(response.content).decode("ascii"),
+            "mimeType": mime}
+
+
+def body(spec: ModelSpec, request: GenerationRequest, image: ImageReader) -> dict[str, Any]:
+    """The predictLongRunning body: one instance, its parameters."""
+    instance: dict[str, Any] = {"image": image(request.image)}
+    if request.prompt:
+        instance["prompt"] = request.prompt
+    if request.last_image is not None:
+        instance["lastFrame"] = image(request.last_image)
+    parameters: dict[str, Any] = {
+        "durationSeconds": request.duration or spec.default_duration,
+        "resolution": request.resolution or spec.default_resolution,
+        "personGeneration": PERSON_GENERATION,
+    }
+    if request.ratio is not None:
+        parameters["aspectRatio"] = request.ratio
+    if request.seed is not None:
+        parameters["seed"] = request.seed
+    return {"instances": [instance], "parameters": parameters}
+
+
+def parse_operation(operation: dict[str, Any]) -> PollResult:
+    """An operation as a PollResult: running until `done`, then its video or its error."""
+    if operation.get("done") is not True:
+        return PollResult(status=TaskStatus.RUNNING, raw_status="running")
+    error = operation.get("error")
+    if isinstance(error, dict):
+        code = as_str(error.get("status")) or as_str(error.get("code")) or "error"
+        return PollResult(status=TaskStatus.FAILED, raw_status="error", error_code=code,
+                          error_message=as_str(error.get("message")) or "operation failed")
+    result = as_dict(as_dict(operation.get("response")).get("generateVideoResponse"))
+    uri = as_str(as_dict(as_dict(first(result.get("generatedSamples"))).get("video")).get("uri"))
+    if uri is None:
+        reasons = result.get("raiMediaFilteredReasons") or []
+        why = "; ".join(str(r) for r in reasons) if isinstance(reasons, list) else ""
+        return PollResult(status=TaskStatus.FAILED, raw_status="done", error_code="filtered",
+                          error_message=why or "the operation finished without a video")
+    return PollResult(status=TaskStatus.SUCCEEDED, raw_status="done", progress=100.0,
+                      video_url=uri, video_ttl_s=VIDEO_TTL_S)
