@@ -16,7 +16,7 @@ from genbatch.config import ProviderSettings
 from genbatch.errors import ConfigError, FieldProblem, PermanentProviderError, RequestInvalid
 from genbatch.models import GenerationRequest, PollResult
 from genbatch.providers.base import ModelSpec, TaskListing
-from genbatch.providers.http import Envelope, JsonApi
+from genbatch.providers.http import Auth, Envelope, JsonApi
 from genbatch.providers.naming import lookup, pin_conflict, unknown_model
 from genbatch.providers.validation import validate
 
@@ -65,6 +65,8 @@ class Adapter:
     name: str = ""
     specs: ClassVar[Mapping[str, ModelSpec]] = {}
     envelope: ClassVar[Envelope]
+    # How a request of an account is authenticated (None: `Authorization: Bearer <key>`).
+    auth: ClassVar[Auth | None] = None
 
     def __init__(
         self,
@@ -74,7 +76,8 @@ class Adapter:
         submit_timeout_s: float | None = None,
     ) -> None:
         self.settings = settings
-        self.api = JsonApi(settings, client, self.envelope, submit_timeout_s=submit_timeout_s)
+        self.api = JsonApi(settings, client, self.envelope, submit_timeout_s=submit_timeout_s,
+                           auth=type(self).auth)
 
     @property
     def models(self) -> Mapping[str, ModelSpec]:

@@ -34,8 +34,6 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import quote, urlencode
 
-import httpx
-
 from genbatch.config import ProviderSettings
 from genbatch.errors import PermanentProviderError
 from genbatch.models import GenerationRequest, PollResult, TaskStatus
@@ -43,7 +41,7 @@ from genbatch.providers import fal_hooks
 from genbatch.providers.adapter import Adapter, as_dict, as_float, as_int, as_str
 from genbatch.providers.base import ModelSpec
 from genbatch.providers.fal_models import MODELS, PRICES
-from genbatch.providers.http import Envelope, JsonApi
+from genbatch.providers.http import Envelope
 from genbatch.providers.plugin import (
     AccountCodes,
     Callbacks,
@@ -92,12 +90,7 @@ class FalProvider(Adapter):
     name = "fal"
     specs = MODELS
     envelope = ENVELOPE
-
-    def __init__(self, settings: ProviderSettings, client: httpx.Client, *,
-                 submit_timeout_s: float | None = None) -> None:
-        super().__init__(settings, client, submit_timeout_s=submit_timeout_s)
-        self.api = JsonApi(settings, client, ENVELOPE, submit_timeout_s=submit_timeout_s,
-                           auth=key_auth)
+    auth = key_auth
 
     def build_body(self, model: str, request: GenerationRequest) -> dict[str, Any]:
         return body(*self.checked(model, request))

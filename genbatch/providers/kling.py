@@ -23,9 +23,6 @@ from types import MappingProxyType
 from typing import Any
 from urllib.parse import quote
 
-import httpx
-
-from genbatch.config import ProviderSettings
 from genbatch.errors import FieldProblem, PermanentProviderError, RateLimited
 from genbatch.images import is_data_uri, is_remote
 from genbatch.models import GenerationRequest, PollResult
@@ -33,7 +30,6 @@ from genbatch.providers import kling_wire as wire
 from genbatch.providers import registry
 from genbatch.providers.adapter import Adapter, as_dict
 from genbatch.providers.base import ModelSpec
-from genbatch.providers.http import JsonApi
 from genbatch.providers.plugin import (
     AccountCodes,
     Callbacks,
@@ -77,12 +73,7 @@ class KlingProvider(Adapter):
     name = "kling"
     specs = MODELS
     envelope = wire.ENVELOPE
-
-    def __init__(self, settings: ProviderSettings, client: httpx.Client, *,
-                 submit_timeout_s: float | None = None) -> None:
-        super().__init__(settings, client, submit_timeout_s=submit_timeout_s)
-        self.api = JsonApi(settings, client, wire.ENVELOPE, submit_timeout_s=submit_timeout_s,
-                           auth=wire.jwt_auth)
+    auth = wire.jwt_auth
 
     def build_body(self, model: str, request: GenerationRequest) -> dict[str, Any]:
         spec, request = self.checked(model, request)

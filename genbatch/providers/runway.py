@@ -25,14 +25,12 @@ from types import MappingProxyType
 from typing import Any
 from urllib.parse import quote
 
-import httpx
-
 from genbatch.config import ProviderSettings
 from genbatch.errors import PermanentProviderError, RateLimited
 from genbatch.models import GenerationRequest, PollResult, TaskStatus
 from genbatch.providers.adapter import Adapter, as_dict, as_float, as_str, first
 from genbatch.providers.base import ModelSpec
-from genbatch.providers.http import Envelope, JsonApi, bearer
+from genbatch.providers.http import Envelope, bearer
 from genbatch.providers.plugin import (
     AccountCodes,
     Capability,
@@ -113,12 +111,7 @@ class RunwayProvider(Adapter):
     name = "runway"
     specs = MODELS
     envelope = ENVELOPE
-
-    def __init__(self, settings: ProviderSettings, client: httpx.Client, *,
-                 submit_timeout_s: float | None = None) -> None:
-        super().__init__(settings, client, submit_timeout_s=submit_timeout_s)
-        self.api = JsonApi(settings, client, ENVELOPE, submit_timeout_s=submit_timeout_s,
-                           auth=runway_auth)
+    auth = runway_auth
 
     def build_body(self, model: str, request: GenerationRequest) -> dict[str, Any]:
         return body(*self.checked(model, request))

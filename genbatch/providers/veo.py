@@ -33,7 +33,6 @@ from genbatch.providers import registry
 from genbatch.providers import veo_wire as wire
 from genbatch.providers.adapter import Adapter
 from genbatch.providers.base import ModelSpec
-from genbatch.providers.http import JsonApi
 from genbatch.providers.plugin import (
     AccountCodes,
     Capability,
@@ -74,12 +73,11 @@ class VeoProvider(Adapter):
     name = "veo"
     specs = MODELS
     envelope = wire.ENVELOPE
+    auth = wire.key_header
 
     def __init__(self, settings: ProviderSettings, client: httpx.Client, *,
                  submit_timeout_s: float | None = None) -> None:
         super().__init__(settings, client, submit_timeout_s=submit_timeout_s)
-        self.api = JsonApi(settings, client, wire.ENVELOPE, submit_timeout_s=submit_timeout_s,
-                           auth=wire.key_header)
         base = settings.base_url.rstrip("/")
         self._prefix = "" if base.endswith(wire.API_PREFIX) else wire.API_PREFIX
 
