@@ -166,10 +166,6 @@ def estimate(spec: ModelSpec, request: GenerationRequest) -> float:
     return round(per_second * (request.duration or spec.default_duration), 4)
 
 
-def _actual(spec: ModelSpec, request: GenerationRequest, result: PollResult) -> float | None:
-    return estimate(spec, request)
-
-
 PLUGIN = ProviderPlugin(
     name="kling",
     summary="Kling's official API: kling-v2-1 image-to-video (end frame in pro mode)",
@@ -181,7 +177,7 @@ PLUGIN = ProviderPlugin(
     outputs=Outputs(video_hosts=("*.klingai.com", "*.kuaishou.com", "*.kwai.com",
                                  "*.kwaicdn.com", "*.inkwai.com"),
                     url_ttl_s=float(wire.VIDEO_TTL_S)),
-    prices=Prices(estimate=estimate, actual=_actual),
+    prices=Prices(estimate=estimate),  # no usage reported: the estimate
     callbacks=Callbacks(parse=wire.parse_callback),  # unsigned: each only wakes the item
     account_codes=AccountCodes(auth=wire.AUTH_CODES, balance=wire.BALANCE_CODES),
     capabilities=frozenset({Capability.CALLBACKS, Capability.LOOKUP}),

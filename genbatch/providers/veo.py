@@ -139,10 +139,6 @@ def estimate(spec: ModelSpec, request: GenerationRequest) -> float:
     return round(per_second * (request.duration or spec.default_duration), 4)
 
 
-def _actual(spec: ModelSpec, request: GenerationRequest, result: PollResult) -> float | None:
-    return estimate(spec, request)
-
-
 PLUGIN = ProviderPlugin(
     name="veo",
     summary="Google Veo 3.1 and 3.1 Fast on the Gemini API (polling; keyed video download)",
@@ -154,7 +150,7 @@ PLUGIN = ProviderPlugin(
     outputs=Outputs(video_hosts=("generativelanguage.googleapis.com",
                                  "*.googleusercontent.com", "storage.googleapis.com"),
                     url_ttl_s=float(wire.VIDEO_TTL_S)),
-    prices=Prices(estimate=estimate, actual=_actual),
+    prices=Prices(estimate=estimate),  # no usage reported: the estimate
     account_codes=AccountCodes(auth=wire.AUTH_CODES),
     capabilities=frozenset({Capability.KEYED_DOWNLOAD}),
 )
