@@ -15,8 +15,8 @@ from genbatch.models import PRIORITIES
 from genbatch.providers.validation import SERVICE_TIERS
 
 COMMANDS = ["submit", "status", "watch", "results", "cancel", "retry", "reconcile", "notify",
-            "worker", "scheduler", "simulate", "redis", "demo", "dashboard", "webhooks",
-            "accounts"]
+            "providers", "worker", "scheduler", "simulate", "redis", "demo", "dashboard",
+            "webhooks", "accounts"]
 
 
 def commands(group: Any, prefix: str = "") -> dict[str, Any]:

@@ -113,7 +113,7 @@ def test_caches_of_image_checks_and_uploads_stay_bounded(layout: tuple[Path, Pat
     validator = RowValidator(jobs / "m.csv", "novita", MODEL)
     uploads = ImageUploader(open_storage(str(tmp_path / "out")))
     small = io.BytesIO()
-    Image.new("L", (300, 300)).save(small, "PNG")
+    Image.new("L", (320, 320)).save(small, "PNG")
     base = small.getvalue()
     for n in range(MAX_CACHED_REFS + 10):
         image = jobs / f"i{n}.png"
