@@ -17,7 +17,8 @@ from genbatch.errors import GenbatchError
 from genbatch.store import JobStore
 from tests.dispatching import dispatch_items
 
-DEMO = SAMPLES / "demo.csv"  # 20 priced rows on novita, byteplus and highwayapi
+DEMO = SAMPLES / "demo.csv"  # priced rows on novita, byteplus, highwayapi and fal
+ROWS = len(DEMO.read_text(encoding="utf-8").splitlines()) - 1  # its header aside (22)
 
 
 @pytest.fixture
@@ -29,25 +30,25 @@ def test_a_dry_run_counts_and_estimates_and_writes_nothing(client: Client,
                                                            store: JobStore) -> None:
     outcome = client.estimate(DEMO, budget_usd=1.0)
     assert outcome.batch_id is None
-    assert (outcome.rows, outcome.valid, outcome.invalid, outcome.unpriced) == (20, 20, 0, 0)
+    assert (outcome.rows, outcome.valid, outcome.invalid, outcome.unpriced) == (ROWS, ROWS, 0, 0)
     assert outcome.est_cost == pytest.approx(sum(c for _, c in outcome.by_model.values()))
-    assert sum(n for n, _ in outcome.by_model.values()) == 20
-    assert outcome.budget_usd == 1.0 and 0 < outcome.fit < 20 and outcome.fit_cost <= 1.0
+    assert sum(n for n, _ in outcome.by_model.values()) == ROWS
+    assert outcome.budget_usd == 1.0 and 0 < outcome.fit < ROWS and outcome.fit_cost <= 1.0
     assert store.batches.recent() == []
 
 
 def test_a_dry_run_needs_no_redis(tmp_storage: Path) -> None:
     offline = Client(Settings(redis_url="redis://127.0.0.1:1/0", storage_url=str(tmp_storage)))
-    assert offline.estimate(DEMO).valid == 20
+    assert offline.estimate(DEMO).valid == ROWS
 
 
 def test_submit_writes_a_batch(client: Client, store: JobStore) -> None:
     handle = client.submit(DEMO)
     outcome = handle.submitted
     assert outcome is not None and outcome.batch_id == handle.id
-    assert (outcome.valid, outcome.invalid) == (20, 0) and outcome.est_cost > 0
+    assert (outcome.valid, outcome.invalid) == (ROWS, 0) and outcome.est_cost > 0
     info = client.batch(handle.id).status()
-    assert info.id == handle.id and info.total == info.pending == 20
+    assert info.id == handle.id and info.total == info.pending == ROWS
     assert info.status == "in_progress" and not info.finished
     assert [b.id for b in client.batches()] == [handle.id]
     assert store.batches.get(handle.id)["status"] == "in_progress"
@@ -56,8 +57,8 @@ def test_submit_writes_a_batch(client: Client, store: JobStore) -> None:
 def test_resume_keeps_rows_that_are_still_running(client: Client) -> None:
     batch_id = client.submit(DEMO).id
     resumed = client.resume(DEMO, batch_id)
-    assert (resumed.added, resumed.replaced, resumed.kept) == (0, 0, 20)
-    assert client.record(batch_id).total == 20
+    assert (resumed.added, resumed.replaced, resumed.kept) == (0, 0, ROWS)
+    assert client.record(batch_id).total == ROWS
 
 
 @pytest.mark.parametrize("given", [{"tier": "flex"}, {"priority": "normal"},
@@ -86,17 +87,17 @@ def test_notify_without_a_signing_secret_is_refused(redis_url: str, tmp_storage:
     assert store.batches.recent() == []
     signed = Client(Settings(redis_url=redis_url, storage_url=str(tmp_storage),
                              notify_secret="s3cret-signing-key"))
-    assert signed.estimate(DEMO, notify_url=hook).valid == 20
+    assert signed.estimate(DEMO, notify_url=hook).valid == ROWS
 
 
 def test_write_results_is_atomic_and_counts_rows(client: Client, tmp_path: Path) -> None:
     batch_id = client.submit(DEMO).id
     path = tmp_path / "results.jsonl"
     path.write_text("an older file\n")
-    assert client.write_results(batch_id, path) == 20
+    assert client.write_results(batch_id, path) == ROWS
     rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
     assert rows == list(client.rows(batch_id))
-    assert [r["status"] for r in rows] == ["pending"] * 20
+    assert [r["status"] for r in rows] == ["pending"] * ROWS
     assert list(tmp_path.glob("*.part")) == []
 
 
