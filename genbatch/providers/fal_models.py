@@ -15,6 +15,7 @@ row is priced like any other.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from types import MappingProxyType
 
 from genbatch.models import GenerationRequest
@@ -44,21 +45,14 @@ KLING_V21_STD = ModelSpec(
     typical_seconds=120.0,
     extra={"base_usd": 0.28, "per_s_usd": 0.056, "not_taken": ("seed", "camera_fixed")},
 )
-# Kling 2.5 turbo pro i2v: as 2.1 standard, plus an end frame (`tail_image_url`);
+# Kling 2.5 turbo pro i2v: as 2.1 standard (its spec, replaced where they differ), plus an
+# end frame (`tail_image_url`);
 # $0.35 per 5 s, +$0.07/s.
-KLING_V25_TURBO_PRO = ModelSpec(
+KLING_V25_TURBO_PRO = replace(
+    KLING_V21_STD,
     name="kling-v2.5-turbo-pro-i2v",
     wire_model="fal-ai/kling-video/v2.5-turbo/pro/image-to-video",
-    ratio_field="",
-    ratios=frozenset(),
-    resolutions=frozenset(),
-    durations=frozenset({5, 10}),
-    prompt_required=True,
-    prompt_max_chars=2500,
     supports_last_image=True,
-    supports_service_tier=True,
-    supports_expires_after=True,
-    default_duration=5,
     typical_seconds=90.0,
     extra={"base_usd": 0.35, "per_s_usd": 0.07, "not_taken": ("seed", "camera_fixed"),
            "last_image_field": "tail_image_url"},
