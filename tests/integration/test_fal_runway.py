@@ -25,11 +25,10 @@ import pytest
 
 from genbatch.demo import SAMPLES
 from genbatch.producer.options import BatchOptions
-from genbatch.simulator import SimProfile, running_simulator
 from genbatch.store import item_id
 from tests.integration.cluster import Cluster
 from tests.integration.test_pipeline import read_jsonl
-from tests.integration.test_webhooks import SECRET, free_port, wait_healthy
+from tests.integration.test_webhooks import hooked_cluster
 
 pytestmark = pytest.mark.integration
 PROFILE = {"time_factor": 50.0, "latency_mean_s": 20.0, "latency_sigma": 0.3,
@@ -54,18 +53,8 @@ ROWS: list[dict[str, Any]] = [
 
 @pytest.fixture
 def cluster(redis_url: str, tmp_path: Path) -> Iterator[Cluster]:
-    port = free_port()
-    with running_simulator(SimProfile.model_validate(PROFILE)) as sim_url:
-        c = Cluster(redis_url, sim_url, tmp_path, webhook_base_url=f"http://127.0.0.1:{port}",
-                    webhook_secret=SECRET)
-        try:
-            c.start("webhooks", "webhooks", "--port", str(port))
-            wait_healthy(c, f"http://127.0.0.1:{port}/healthz")
-            c.start_worker()
-            c.start_scheduler()
-            yield c
-        finally:
-            c.stop_all()
+    with hooked_cluster(redis_url, tmp_path, PROFILE) as c:
+        yield c
 
 
 def write(folder: Path, name: str, rows: list[dict[str, Any]]) -> Path:

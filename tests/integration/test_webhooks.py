@@ -8,6 +8,7 @@ import json
 import shutil
 import socket
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -38,14 +39,16 @@ def free_port() -> int:
         return port
 
 
-@pytest.fixture
-def hooked(redis_url: str, tmp_path: Path) -> Iterator[Cluster]:
-    """A cluster whose workers send webhook URLs, with the receiver running."""
+@contextmanager
+def hooked_cluster(redis_url: str, tmp_path: Path, profile: dict[str, Any],
+                   **values: str) -> Iterator[Cluster]:
+    """A cluster whose workers send webhook URLs, with the receiver running and WaveSpeed's
+    signing secret set as its account shows it."""
     port = free_port()
-    with running_simulator(SimProfile.model_validate(PROFILE)) as sim_url:
+    with running_simulator(SimProfile.model_validate(profile)) as sim_url:
         c = Cluster(redis_url, sim_url, tmp_path, webhook_base_url=f"http://127.0.0.1:{port}",
-                    webhook_secret=SECRET)
-        c.values["wavespeed_webhook_secret"] = wavespeed_secret(sim_url)
+                    webhook_secret=SECRET, wavespeed_webhook_secret=wavespeed_secret(sim_url),
+                    **values)
         try:
             c.start("webhooks", "webhooks", "--port", str(port))
             wait_healthy(c, f"http://127.0.0.1:{port}/healthz")
@@ -54,6 +57,12 @@ def hooked(redis_url: str, tmp_path: Path) -> Iterator[Cluster]:
             yield c
         finally:
             c.stop_all()
+
+
+@pytest.fixture
+def hooked(redis_url: str, tmp_path: Path) -> Iterator[Cluster]:
+    with hooked_cluster(redis_url, tmp_path, PROFILE) as c:
+        yield c
 
 
 def wait_healthy(c: Cluster, url: str) -> None:
@@ -164,20 +173,9 @@ def _tokens(c: Cluster, batch_id: str) -> list[str]:
 
 
 def test_a_lost_callback_is_caught_by_the_safety_poll(redis_url: str, tmp_path: Path) -> None:
-    port = free_port()
     profile = {**PROFILE, "p_webhook_drop": 1.0}
-    with running_simulator(SimProfile.model_validate(profile)) as sim_url:
-        c = Cluster(redis_url, sim_url, tmp_path, webhook_base_url=f"http://127.0.0.1:{port}",
-                    webhook_secret=SECRET, webhook_safety_poll_s="60",
-                    wavespeed_webhook_secret=wavespeed_secret(sim_url))
-        try:
-            c.start("webhooks", "webhooks", "--port", str(port))
-            wait_healthy(c, f"http://127.0.0.1:{port}/healthz")
-            c.start_worker()
-            c.start_scheduler()
-            batch_id, cost = run_batch(c, manifest(tmp_path, sim_url))
-        finally:
-            c.stop_all()
+    with hooked_cluster(redis_url, tmp_path, profile, webhook_safety_poll_s="60") as c:
+        batch_id, cost = run_batch(c, manifest(tmp_path, c.sim_url))
     assert cost["webhooks_sent"] == 0
     items = [c.store.items.get(item_id(batch_id, s)) for s in range(1, N + 1)]
     assert all(i["state"] == "succeeded" and i.get("webhook") == "1" for i in items)
