@@ -66,6 +66,12 @@ def _float(value: str | None) -> float | None:
         return None
 
 
+def _opt_int(value: str | None) -> int | None:
+    """A count or a number the provider reported, None when missing (a seed of 0 is 0)."""
+    number = _float(value)
+    return int(number) if number is not None else None
+
+
 def parse_state(value: str | None) -> ItemState | None:
     """A stored state as an ItemState (None when missing or not one)."""
     return ItemState(value) if value and value in ItemState._value2member_map_ else None
@@ -117,6 +123,14 @@ class Item(dict[str, str]):
         self.cb_task = get("cb_task") or ""
         self.cb_attempt = _int(get("cb_attempt"))
         self.has_request = bool(get("req"))
+        self.request_json = get("req") or "{}"
+        self.row_text = get("row") or ""
+        self.history_json = get("history") or "[]"
+        self.client_ref = get("client_ref") or ""
+        self.output_uri = get("output_uri") or ""
+        self.sha256 = get("sha256") or ""
+        self.bytes = _opt_int(get("bytes"))
+        self.seed = _opt_int(get("seed"))
 
     @classmethod
     def view(cls, record: Mapping[str, str]) -> Item:
@@ -163,6 +177,10 @@ class Batch(dict[str, str]):
         self.notify_url = get("notify_url") or ""
         self.priority = get("priority") or "normal"
         self.budget_usd = _float(get("budget_usd"))
+        self.output_url = get("output_url") or ""  # submit --output: the batch's own folder
+        # submit --provider / --model: the defaults for rows that name none
+        self.default_provider = get("provider") or ""
+        self.default_model = get("model") or ""
 
     @classmethod
     def view(cls, record: Mapping[str, str]) -> Batch:

@@ -333,7 +333,7 @@ class Client:
             if n >= scan:
                 break
             if item.error_code:
-                seen[(item.error_code, item.get("error_message", ""))] += 1
+                seen[(item.error_code, item.error_message)] += 1
         return [ErrorCount(code, message, n) for (code, message), n in seen.most_common(limit)]
 
     def _account_names(self, provider: str) -> list[str]:

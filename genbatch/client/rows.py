@@ -4,7 +4,6 @@ error rows. Field names are stable (docs/pipelines.md, "JSON output"); new field
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from typing import Any
 
@@ -12,8 +11,8 @@ from pydantic import BaseModel, ConfigDict
 
 from genbatch.console.views import batch_summary
 from genbatch.models import ItemState
-from genbatch.records import Batch
-from genbatch.worker.finalize import error_row, result_row
+from genbatch.records import Batch, Item
+from genbatch.worker.finalize import error_row, original_row, result_row
 
 # Exit codes of the commands that wait for a batch (docs/pipelines.md, "Exit codes").
 EXIT_SUCCEEDED = 0  # finished, every item succeeded
@@ -57,7 +56,7 @@ class BatchInfo(BaseModel):
     def of(cls, batch: Mapping[str, str]) -> BatchInfo:
         record = Batch.view(batch)
         return cls.model_validate({**batch_summary(record),
-                                   "output": record.get("output_url") or None,
+                                   "output": record.output_url or None,
                                    "finished": record.finished})
 
     @property
@@ -144,7 +143,7 @@ class ErrorRow(BaseModel):
     @classmethod
     def of(cls, item: Mapping[str, str]) -> ErrorRow:
         full = error_row(item)
-        original: dict[str, Any] = json.loads(item.get("row") or "{}")
+        original = original_row(Item.view(item))
         return cls(custom_id=str(full["custom_id"]), line=full["line"], status=full["status"],
                    error_code=full["error_code"], error_message=full["error_message"],
                    attempts=full["attempts"], row=original)

@@ -100,8 +100,8 @@ def batch_accounts(batch: Batch, configured: Sequence[str],
                    by_provider: Mapping[str, Sequence[str]] | None = None) -> list[str]:
     """The accounts a batch uses: those of its --provider and --fallback, or (a manifest
     naming its provider per row) every configured account."""
-    named = [p for p in (batch.get("provider") or "", batch.fallback.split(":", 1)[0]) if p]
-    if not batch.get("provider"):
+    named = [p for p in (batch.default_provider, batch.fallback.split(":", 1)[0]) if p]
+    if not batch.default_provider:
         return list(configured)
     found = [a for p in dict.fromkeys(named) for a in (by_provider or {}).get(p) or [p]]
     return list(dict.fromkeys(found))

@@ -55,8 +55,8 @@ def _facts(batch: Batch) -> Table:
     grid.add_row("batch", batch.id)
     grid.add_row("status", shown_status(batch))
     grid.add_row("manifest", batch.get("manifest", ""))
-    if batch.get("provider") and batch.get("model"):  # --provider / --model defaults
-        grid.add_row("model", _model(batch["provider"], batch["model"]))
+    if batch.default_provider and batch.default_model:  # --provider / --model defaults
+        grid.add_row("model", _model(batch.default_provider, batch.default_model))
     grid.add_row("items", f"{c['total']} — " + ", ".join(
         f"[{COLOURS.get(k, 'white')}]{k.replace('_', ' ')} {c[k]}[/]"
         for k in STATE_COLUMNS if c[k]))

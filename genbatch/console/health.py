@@ -37,7 +37,7 @@ def batch_accounts(store: JobStore, batch: Batch,
     default provider and of its fallback, in provider order. `accounts_of` names a
     provider's accounts (default: the one named after the provider)."""
     wanted = set(store.queues.queued_providers(batch.id, providers.names()))
-    wanted.update(p for p in (batch.get("provider"), batch.fallback.partition(":")[0]) if p)
+    wanted.update(p for p in (batch.default_provider, batch.fallback.partition(":")[0]) if p)
     names = accounts_of or (lambda provider: [provider])
     return [a for p in providers.names() if p in wanted for a in names(p)]
 

@@ -43,7 +43,7 @@ def parse_query(params: Mapping[str, str]) -> tuple[ItemFilter, int, int | None,
 def request_fields(item: Item) -> dict[str, Any]:
     """The item's normalised request as stored (an unreadable one: empty)."""
     try:
-        req = json.loads(item.get("req") or "{}")
+        req = json.loads(item.request_json)
     except json.JSONDecodeError:
         return {}
     return req if isinstance(req, dict) else {}
@@ -52,14 +52,14 @@ def request_fields(item: Item) -> dict[str, Any]:
 def history(item: Item) -> list[dict[str, Any]]:
     """Past attempts, oldest first (store/history.py), then the current one."""
     try:
-        past = json.loads(item.get("history") or "[]")
+        past = json.loads(item.history_json)
     except json.JSONDecodeError:
         past = []
-    current = {k: item.get(k) or None for k in ("state", "remote_id", "error_code",
-                                                "error_message", "submitted_at",
-                                                "finished_at")}
-    current["provider"], current["model"] = item.provider, item.model
-    current["account"] = item.get("account") or None
+    current: dict[str, Any] = {
+        "state": item.state, "remote_id": item.remote_id or None,
+        "error_code": item.error_code or None, "error_message": item.error_message or None,
+        "submitted_at": item.submitted_at, "finished_at": item.finished_at,
+        "provider": item.provider, "model": item.model, "account": item.account or None}
     return [*(p for p in past if isinstance(p, dict)), current]
 
 
@@ -68,14 +68,14 @@ def item_row(item: Item) -> dict[str, Any]:
     req = request_fields(item)
     return {
         "seq": item.seq, "line": item.line, "custom_id": item.custom_id,
-        "state": item.get("state"), "provider": item.provider,
-        "account": item.get("account") or None, "model": item.model,
+        "state": item.state, "provider": item.provider,
+        "account": item.account or None, "model": item.model,
         "provider_model": provider_model(item), "prompt": req.get("prompt", ""),
         "parameters": {k: v for k, v in req.items() if k not in MEDIA_FIELDS},
         "attempts": item.attempts, "polls": item.polls, "cost_usd": item.cost,
         "estimate_usd": item.est_cost, "error_code": item.error_code or None,
-        "error_message": item.get("error_message") or None, "history": history(item),
-        "has_video": item.get("state") == ItemState.SUCCEEDED,
+        "error_message": item.error_message or None, "history": history(item),
+        "has_video": item.state is ItemState.SUCCEEDED,
     }
 
 

@@ -109,7 +109,7 @@ class BatchRoutes:
     def item_html(self, request: Request) -> Response:
         item = self._item(request)
         media = {"image": gallery.input_url(item) if items_page.input_key(item) else None,
-                 "video": gallery.video_url(item) if item.get("output_uri") else None}
+                 "video": gallery.video_url(item) if item.output_uri else None}
         return HTMLResponse(items_page.render_detail(item.batch_id, item, media))
 
     def item_json(self, request: Request) -> Response:

@@ -20,6 +20,7 @@ from typing import Any
 from genbatch import providers
 from genbatch.errors import ConfigError
 from genbatch.models import ItemState
+from genbatch.records import Item
 from genbatch.storage import ObjectStorage, batch_key, object_key
 from genbatch.store.history import attempt_history, compact_history, failed_over_from
 
@@ -42,55 +43,63 @@ class OutputFiles:
     errors: int
 
 
-def result_row(item: Mapping[str, str]) -> dict[str, Any]:
+def result_row(record: Mapping[str, str]) -> dict[str, Any]:
     """One line of results.jsonl from an item record."""
+    item = Item.view(record)
     return {
-        "custom_id": item.get("custom_id", ""),
-        "line": _int(item.get("line")),
-        "status": item.get("state", ""),
-        "output_uri": item.get("output_uri") or None,
-        "sha256": item.get("sha256") or None,
-        "bytes": _int(item.get("bytes")),
-        "provider": item.get("provider") or None,
-        "account": item.get("account") or None,
-        "model": item.get("model") or None,
+        "custom_id": item.custom_id,
+        "line": item.line or None,
+        "status": item.state or "",  # an ItemState (a StrEnum: written as its value)
+        "output_uri": item.output_uri or None,
+        "sha256": item.sha256 or None,
+        "bytes": item.bytes,
+        "provider": item.provider or None,
+        "account": item.account or None,
+        "model": item.model or None,
         "provider_model": provider_model(item),
-        "remote_task_id": item.get("remote_id") or None,
-        "seed": _int(item.get("seed")),
-        "cost_usd": _float(item.get("cost")),
-        "submitted_at": _iso(item.get("submitted_at")),
-        "finished_at": _iso(item.get("finished_at")),
-        "error_code": item.get("error_code") or None,
-        "error_message": item.get("error_message") or None,
-        "attempts": _int(item.get("attempts")),
+        "remote_task_id": item.remote_id or None,
+        "seed": item.seed,
+        "cost_usd": _round(item.cost),
+        "submitted_at": _iso(item.submitted_at),
+        "finished_at": _iso(item.finished_at),
+        "error_code": item.error_code or None,
+        "error_message": item.error_message or None,
+        "attempts": item.attempts,
         # failover (genbatch/worker/failover.py): where the first attempt ran, and every attempt
         "failed_over_from": failed_over_from(item),
         "attempt_history": attempt_history(item),
     }
 
 
-def provider_model(item: Mapping[str, str]) -> str | None:
+def provider_model(record: Mapping[str, str]) -> str | None:
     """The model as its provider names it (e.g. WaveSpeed's `bytedance/...` path)."""
-    provider, model = item.get("provider"), item.get("model")
-    if not provider or not model:
+    item = Item.view(record)
+    if not item.provider or not item.model:
         return None
     try:
-        resolution = json.loads(item.get("req") or "{}").get("resolution")
-        return providers.provider_model_id(provider, model, resolution)
+        resolution = json.loads(item.request_json).get("resolution")
+        return providers.provider_model_id(item.provider, item.model, resolution)
     except (ConfigError, ValueError, AttributeError):
-        return model
+        return item.model
 
 
-def error_row(item: Mapping[str, str]) -> dict[str, Any]:
+def error_row(record: Mapping[str, str]) -> dict[str, Any]:
     """One line of errors.jsonl: the original row, resubmittable, plus what went wrong."""
-    row: dict[str, Any] = json.loads(item.get("row") or "{}")
-    row.setdefault("custom_id", item.get("custom_id", ""))
-    row["line"] = _int(item.get("line"))
-    row["status"] = item.get("state", "")
-    row["error_code"] = item.get("error_code") or None
-    row["error_message"] = item.get("error_message") or None
-    row["attempts"] = _int(item.get("attempts"))
+    item = Item.view(record)
+    row: dict[str, Any] = original_row(item)
+    row.setdefault("custom_id", item.custom_id)
+    row["line"] = item.line or None
+    row["status"] = item.state or ""
+    row["error_code"] = item.error_code or None
+    row["error_message"] = item.error_message or None
+    row["attempts"] = item.attempts
     return row
+
+
+def original_row(item: Item) -> dict[str, Any]:
+    """The manifest row the item came from, as it was read."""
+    row = json.loads(item.row_text or "{}")
+    return row if isinstance(row, dict) else {}
 
 
 def csv_safe(value: Any) -> str:
@@ -113,12 +122,12 @@ def write_outputs(storage: ObjectStorage, batch_id: str,
               paths["errors.jsonl"].open("w", encoding="utf-8") as ej):
             writer = csv.writer(rc)
             writer.writerow(fields)
-            for item in items:
-                if item.get("state") == ItemState.SUCCEEDED:
+            for item in map(Item.view, items):
+                if item.state is ItemState.SUCCEEDED:
                     row = result_row(item)
                     if presign_s:
                         row["presigned_url"] = storage.presigned_url(
-                            object_key(batch_id, item.get("custom_id", "")), presign_s)
+                            object_key(batch_id, item.custom_id), presign_s)
                     rj.write(json.dumps(row, ensure_ascii=False) + "\n")
                     writer.writerow([csv_safe(compact_history(row[f]) if f == "attempt_history"
                                               else row.get(f)) for f in fields])
@@ -138,22 +147,11 @@ def _content_type(name: str) -> str:
     return "text/csv" if name.endswith(".csv") else "application/x-ndjson"
 
 
-def _int(value: str | None) -> int | None:
-    try:
-        return int(float(value)) if value not in (None, "") else None
-    except ValueError:
-        return None
+def _round(value: float | None) -> float | None:
+    return round(value, 6) if value is not None else None
 
 
-def _float(value: str | None) -> float | None:
-    try:
-        return round(float(value), 6) if value not in (None, "") else None
-    except ValueError:
-        return None
-
-
-def _iso(value: str | None) -> str | None:
-    ts = _float(value)
+def _iso(ts: float | None) -> str | None:
     if ts is None:
         return None
     return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace(

@@ -116,7 +116,7 @@ def _settles(provider: str) -> bool:
 def _by_reference(rt: Runtime, item: Item, now: float) -> Verdict:
     """Ask for the task the submit named with our attempt id (Capability.LOOKUP, Kling's
     external_task_id): found, it is adopted; provably absent once settled, resubmitted."""
-    ref = item.get("client_ref")
+    ref = item.client_ref
     if not ref:
         return _leave(rt, item, "its submit carried no client task id", now, final=True)
     try:

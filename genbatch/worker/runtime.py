@@ -105,7 +105,7 @@ class Runtime:
     def output_storage(self, batch_id: str) -> ObjectStorage:
         """Where batch `batch_id` keeps its videos and output manifests: its own folder when
         it was submitted with `--output URL`, else the storage (`<batch_id>/` in it)."""
-        url = self.store.batches.get(batch_id).get("output_url")
+        url = self.store.batches.get(batch_id).output_url or None
         return BatchFolder(self.objects.folder(url), batch_id) if url else self.storage
 
     def provider(self, account: str) -> Provider:
