@@ -31,6 +31,8 @@ The item schema (fields of `item:{bid}:{seq}`):
     finished_at, error_code, error_message, last_error   how it ended / the last problem
     history, failed_over_from, failed_over_at, fallback_used   past attempts (store/history)
     reserved_micro                  the budget reservation it holds (micro-USD)
+    submit_host, download_host      the host whose worker sent the current attempt's submit,
+                                    and the one that stored its video (GENBATCH_HOSTNAME)
 
 The batch schema: see `genbatch/store/__init__.py` and `BATCH_COUNTERS` in models.py.
 """
@@ -117,6 +119,8 @@ class Item(dict[str, str]):
         self.cb_task = get("cb_task") or ""
         self.cb_attempt = _int(get("cb_attempt"))
         self.has_request = bool(get("req"))
+        self.submit_host = get("submit_host") or ""
+        self.download_host = get("download_host") or ""
 
     @classmethod
     def view(cls, record: Mapping[str, str]) -> Item:
