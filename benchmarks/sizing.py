@@ -62,6 +62,7 @@ from genbatch.store import JobStore  # noqa: E402
 THREADS = 8  # GENBATCH_WORKER_CONCURRENCY per worker process
 IDLE_S = 5.0
 TICKS = os.sysconf("SC_CLK_TCK")
+PAGE = os.sysconf("SC_PAGE_SIZE")
 # Assumptions for the fleet sizing (real providers; the simulator answers in about a ms).
 GENERATION_S = (60.0, 300.0)  # Seedance's typical time, and a slow or flex-tier one
 REQUEST_S = 0.5  # one submit or poll round trip to a provider
@@ -79,6 +80,8 @@ class Reading:
     redis_cpu: float  # main thread, s
     memory: int  # used_memory, bytes
     cpu: dict[str, float] = field(default_factory=dict)  # process group -> CPU s
+    rss: dict[str, float] = field(default_factory=dict)  # process group -> RSS MB
+    calls: dict[str, int] = field(default_factory=dict)  # command -> calls (commandstats)
 
 
 @dataclass
@@ -93,9 +96,9 @@ class Run:
     requests: int  # provider requests (submits + polls) and downloads, from the simulator
 
 
-def group_cpu(pgid: int) -> float:
-    """utime + stime of every live process of process group `pgid`, in seconds."""
-    total = 0
+def group_usage(pgid: int) -> tuple[float, float]:
+    """(utime + stime in seconds, RSS in MB) of the live processes of process group `pgid`."""
+    ticks = pages = 0
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
@@ -105,18 +108,22 @@ def group_cpu(pgid: int) -> float:
             continue
         fields = stat[stat.rindex(")") + 2:].split()  # after the command name
         if int(fields[2]) == pgid:  # field 5: pgrp
-            total += int(fields[11]) + int(fields[12])  # fields 14, 15: utime, stime
-    return total / TICKS
+            ticks += int(fields[11]) + int(fields[12])  # fields 14, 15: utime, stime
+            pages += int(fields[21])  # field 24: rss (pages)
+    return ticks / TICKS, pages * PAGE / 2**20
 
 
 def read(store: JobStore, groups: dict[str, int]) -> Reading:
-    info = store.debug.client.info()
+    info = store.debug.client.info("everything")
     cpu = (float(info.get("used_cpu_sys_main_thread", info["used_cpu_sys"]))
            + float(info.get("used_cpu_user_main_thread", info["used_cpu_user"])))
+    usage = {name: group_usage(pid) for name, pid in groups.items()}
+    calls = {k.removeprefix("cmdstat_"): int(v["calls"]) for k, v in info.items()
+             if k.startswith("cmdstat_")}
     return Reading(time.perf_counter(), int(info["total_commands_processed"]),
                    int(info["total_net_input_bytes"]), int(info["total_net_output_bytes"]),
-                   cpu, int(info["used_memory"]),
-                   {name: group_cpu(pid) for name, pid in groups.items()})
+                   cpu, int(info["used_memory"]), {k: u[0] for k, u in usage.items()},
+                   {k: u[1] for k, u in usage.items()}, calls)
 
 
 def accounts_file(folder: Path, n: int, sim_url: str) -> Path:
@@ -217,6 +224,8 @@ class PerItem:
     idle_commands_s: float
     ingest_commands: float
     redis_busy: float  # share of one core Redis's main thread used during the run
+    worker_rss_mb: float  # all worker processes at the end of the run, MB
+    calls: dict[str, float]  # command -> calls per item over the run
 
     @classmethod
     def of(cls, r: Run) -> PerItem:
@@ -233,7 +242,9 @@ class PerItem:
             workers / n * 1e3, (b.cpu["scheduler"] - a.cpu["scheduler"]) / n * 1e3,
             (g1.memory - g0.memory) / n, (b.memory - g0.memory) / n, r.requests / n,
             n / run_s, idle_cmd, (g1.commands - g0.commands) / n,
-            (b.redis_cpu - a.redis_cpu) / run_s)
+            (b.redis_cpu - a.redis_cpu) / run_s,
+            sum(v for k, v in b.rss.items() if k.startswith("worker")),
+            {c: (b.calls[c] - a.calls.get(c, 0)) / n for c in b.calls})
 
 
 ROWS: tuple[tuple[str, str, str], ...] = (
@@ -250,6 +261,7 @@ ROWS: tuple[tuple[str, str, str], ...] = (
     ("scheduler CPU per item (ms)", "scheduler_cpu_ms", "{:.2f}"),
     ("provider requests per item", "requests", "{:.2f}"),
     ("idle Redis commands per second", "idle_commands_s", "{:.0f}"),
+    ("worker RSS, all worker processes (MB)", "worker_rss_mb", "{:.0f}"),
     ("items/s measured here", "items_s", "{:.1f}"),
     ("Redis busy during the run (one core)", "redis_busy", "{:.0%}"),
 )
@@ -268,6 +280,16 @@ def print_table(per: dict[str, PerItem]) -> None:
                   f"{p.commands_net / base.commands_net:.2f}, Redis CPU per item (net) "
                   f"{p.redis_cpu_us_net / base.redis_cpu_us_net:.2f}, idle commands/s "
                   f"{p.idle_commands_s / base.idle_commands_s:.2f}")
+
+
+def print_commands(per: dict[str, PerItem], top: int = 10) -> None:
+    """The commands an item costs most of (calls per item, the first run's order)."""
+    first = next(iter(per.values()))
+    names = sorted(first.calls, key=lambda c: -first.calls[c])[:top]
+    print(f"{'calls per item, by command':<40}" + "".join(f"{label:>14}" for label in per))
+    for name in names:
+        print(f"{'  ' + name:<40}" + "".join(f"{p.calls.get(name, 0.0):>14.1f}"
+                                             for p in per.values()))
 
 
 def print_derived(per: dict[str, PerItem]) -> None:
@@ -320,6 +342,7 @@ def main() -> None:
     print(f"sizing: {args.items} items per run, {args.workers} workers x {THREADS} threads, "
           f"{os.cpu_count()} CPUs")
     print_table(per)
+    print_commands(per)
     print_derived(per)
 
 
