@@ -3,20 +3,23 @@ of one host is SIGKILLed at once and the scheduler leader is SIGKILLed; nothing 
 or paid twice, and the batch's page and `genbatch status --json` name the hosts that served
 it.
 
-A "host" here is a set of worker processes with their own working folder, their own
-GENBATCH_HOSTNAME and their own process groups (killed together, as a machine that dies).
-They are not in network namespaces of their own: `unshare -n` works on this machine, but a
-new namespace holds only its own loopback, so its workers could reach neither this Redis nor
-the simulator without a veth pair into the machine's namespace (CAP_NET_ADMIN there: it
-changes the shared machine's network) or a relay per port. What a fleet shares is Redis and
-the storage (docs/operating/deploy.md, "Workers on several hosts"); that is what this runs.
+A "host" is a set of worker processes with its own working folder and process groups
+(killed together, as a machine that dies), and, where the machine lets a test make
+namespaces (`unshare -nu`; `-r` when not root), its own network and hostname: its workers
+see only their own loopback, where relays (tests/integration/netns.py) offer the Redis and
+simulator ports of the machine and nothing else. Hosts A and B are named by
+GENBATCH_HOSTNAME; host C only by its hostname (or, without namespaces, its Celery node name
+`w0@host-c`), the defaults a fleet relies on. What a fleet shares is Redis and the storage
+(docs/operating/deploy.md, "Workers on several hosts"); that is all these hosts share.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 from collections import Counter
@@ -28,7 +31,9 @@ import httpx
 import pytest
 
 from genbatch.simulator import SimProfile, running_simulator
+from tests.integration import netns
 from tests.integration.cluster import Cluster
+from tests.integration.netns import MachinePorts
 from tests.integration.test_observability import free_port, wait_http
 
 pytestmark = pytest.mark.integration
@@ -52,17 +57,27 @@ def manifest(folder: Path, sim_url: str) -> Path:
     return path
 
 
-def start_fleet(cluster: Cluster, tmp_path: Path) -> None:
-    """Each host's workers in the host's own folder under its own name; two schedulers."""
+def start_fleet(cluster: Cluster, tmp_path: Path, relays: MachinePorts | None) -> None:
+    """Each host's workers in the host's own folder (and namespaces) under its own name;
+    two schedulers on the machine."""
     for host, workers in HOSTS.items():
         home = tmp_path / host
         home.mkdir()
+        prefix = netns.host_argv(host, relays.folder, relays.ports) if relays else ()
+        named = {} if host == "host-c" else {"hostname": host}  # C: by its own name
+        node = "%h" if relays else host
         for n in range(workers):
-            name = f"{host}-worker{n}"
-            cluster.start(name, "worker", "--hostname", f"w{n}@{host}", cwd=home,
-                          hostname=host)
+            cluster.start(f"{host}-worker{n}", "worker", "--hostname", f"w{n}@{node}",
+                          cwd=home, prefix=prefix, **named)
     for n in range(2):
         cluster.start(f"scheduler{n}", "scheduler")
+
+
+def machine_ports(cluster: Cluster) -> MachinePorts | contextlib.nullcontext[None]:
+    """Relays to Redis and the simulator for hosts in namespaces, when there can be any."""
+    ports = [urlparse(cluster.redis_url).port, urlparse(cluster.sim_url).port]
+    return MachinePorts([p for p in ports if p]) if netns.available() else \
+        contextlib.nullcontext()
 
 
 def done(cluster: Cluster, batch_id: str) -> int:
@@ -107,23 +122,29 @@ def test_a_host_and_the_leader_die_nothing_lost_nothing_paid_twice(redis_url: st
         limits = {f"{p}_max_in_flight": "12" for p, _ in PROVIDERS}
         cluster = Cluster(redis_url, sim_url, tmp_path, worker_concurrency="4",
                           log_level="WARNING", task_lease_s="8", **quotas, **limits)
-        try:
-            start_fleet(cluster, tmp_path)
-            batch_id = str(cluster.submit(manifest(tmp_path, sim_url), provider=None,
-                                          model=None).batch_id)
-            # When host B has submitted some and the batch is well under way: B dies, then
-            # the leader.
-            cluster.wait_until(lambda: cluster.store.batches.served_by(batch_id).get(
-                DOOMED, {}).get("submits", 0) >= 3 and done(cluster, batch_id) >= JOBS // 5,
-                120, "host B at work")
-            kill_host(cluster, DOOMED)
-            assert done(cluster, batch_id) < JOBS  # mid-batch
-            kill_leader(cluster)
-            batch = cluster.wait_batch(batch_id, timeout=240)
-            check_outcome(cluster, batch_id, batch)
-            check_pages(cluster, batch_id)
-        finally:
-            cluster.stop_all()
+        with machine_ports(cluster) as relays:
+            run_fleet(cluster, tmp_path, sim_url, relays)
+
+
+def run_fleet(cluster: Cluster, tmp_path: Path, sim_url: str,
+              relays: MachinePorts | None) -> None:
+    try:
+        start_fleet(cluster, tmp_path, relays)
+        batch_id = str(cluster.submit(manifest(tmp_path, sim_url), provider=None,
+                                      model=None).batch_id)
+        # When host B has submitted some and the batch is well under way: B dies, then
+        # the leader.
+        cluster.wait_until(lambda: cluster.store.batches.served_by(batch_id).get(
+            DOOMED, {}).get("submits", 0) >= 3 and done(cluster, batch_id) >= JOBS // 5,
+            120, "host B at work")
+        kill_host(cluster, DOOMED)
+        assert done(cluster, batch_id) < JOBS  # mid-batch
+        kill_leader(cluster)
+        batch = cluster.wait_batch(batch_id, timeout=240)
+        check_outcome(cluster, batch_id, batch)
+        check_pages(cluster, batch_id)
+    finally:
+        cluster.stop_all()
 
 
 def check_outcome(cluster: Cluster, batch_id: str, batch: dict[str, str]) -> None:
@@ -149,7 +170,8 @@ def check_outcome(cluster: Cluster, batch_id: str, batch: dict[str, str]) -> Non
     assert all(served[h].get("submits", 0) > 0 for h in HOSTS), served
     assert sum(s.get("downloads", 0) for s in served.values()) == len(results)
     assert len(results) <= sum(s.get("submits", 0) for s in served.values()) <= stats["submits"]
-    print(f"\nfleet: jobs={JOBS} succeeded={len(results)} ambiguous={len(ambiguous)} "
+    print(f"\nfleet: namespaces={'yes' if netns.available() else 'no'} jobs={JOBS} "
+          f"succeeded={len(results)} ambiguous={len(ambiguous)} "
           f"tasks_created={stats['submits']} paid_twice={paid_twice} served_by={served}")
     hosts_of_items = Counter(it.download_host for it in cluster.store.items.of_batch(
         batch_id, JOBS) if it.download_host)
@@ -172,3 +194,29 @@ def check_pages(cluster: Cluster, batch_id: str) -> None:
         assert f"{host} {steps.get('submits', 0)} submitted" in line, line
     api = httpx.get(f"http://127.0.0.1:{port}/api/batches/{batch_id}", timeout=10).json()
     assert api["served_by"] == served
+
+
+PROBE = """
+import socket, sys
+print(socket.gethostname())
+for port in map(int, sys.argv[1:]):
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=5).close()
+        print(port, "open")
+    except OSError:
+        print(port, "closed")
+"""
+
+
+@pytest.mark.skipif(not netns.available(), reason="no namespaces here (unshare -nu fails)")
+def test_a_host_in_namespaces_reaches_only_the_ports_it_is_given(redis_url: str) -> None:
+    given, other = urlparse(redis_url).port, free_port()
+    assert given
+    with socket.socket() as listening:  # a port of the machine the host is not given
+        listening.bind(("127.0.0.1", other))
+        listening.listen()
+        with MachinePorts([given]) as relays:
+            seen = subprocess.run(
+                [*netns.host_argv("host-z", relays.folder, relays.ports), sys.executable, "-c",
+                 PROBE, str(given), str(other)], capture_output=True, text=True, timeout=30)
+    assert seen.stdout.split("\n")[:3] == ["host-z", f"{given} open", f"{other} closed"], seen
