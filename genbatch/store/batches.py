@@ -139,7 +139,7 @@ class Batches:
         """Host -> {step: items} of a batch, the hosts that submitted most first: which
         machines' workers submitted and downloaded its items (counted by TRANSITION as each
         step applied, so a step repeated after a killed worker counts once, for the host that
-        finished it)."""
+        finished it; an item retried later counts again)."""
         raw: dict[str, str] = self._r.hgetall(  # type: ignore[assignment]
             f"{self._prefix}hosts:{batch_id}")
         hosts: dict[str, dict[str, int]] = {}
