@@ -56,7 +56,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from throughput import MODEL, SIM_PROFILE, body, start, stop, wait_http  # noqa: E402
 
 from genbatch.demo.redis_server import free_port, start_redis  # noqa: E402
-from genbatch.models import Counter  # noqa: E402
+from genbatch.models import BatchStatus, Counter  # noqa: E402
 from genbatch.store import JobStore  # noqa: E402
 
 THREADS = 8  # GENBATCH_WORKER_CONCURRENCY per worker process
@@ -188,7 +188,7 @@ def wait_completed(store: JobStore, batch_id: str,
                    procs: dict[str, subprocess.Popen[bytes]], folder: Path) -> None:
     while True:
         batch = store.batches.get(batch_id)
-        if batch.get("status") == "completed":
+        if batch.status is BatchStatus.COMPLETED:
             if batch.count(Counter.SUCCEEDED) != batch.total:
                 first = next(store.items.of_batch(batch_id, 1))
                 raise SystemExit(f"only {batch.count(Counter.SUCCEEDED)} of {batch.total} "
