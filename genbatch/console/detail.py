@@ -43,9 +43,10 @@ COLOURS = {Counter.SUCCEEDED: "green", Counter.FAILED: "red", Counter.EXPIRED: "
 
 def batch_detail(batch: Batch, diagnosis: Diagnosis, errors: Sequence[ErrorCount],
                  served_by: Mapping[str, Mapping[str, int]] | None = None) -> Group:
-    parts: list[RenderableType] = [_facts(batch)]
-    if served_by:
-        parts.append(f"[bold]served by[/]  {escape(served_by_line(served_by))}")
+    facts = _facts(batch)
+    if served_by:  # which hosts' workers submitted and downloaded its items
+        facts.add_row("served by", escape(served_by_line(served_by)))
+    parts: list[RenderableType] = [facts]
     if diagnosis.reasons:
         parts.append("\n".join(f"[yellow]waiting:[/] {r}" for r in diagnosis.reasons))
     if diagnosis.accounts:

@@ -186,6 +186,12 @@ def check_pages(cluster: Cluster, batch_id: str) -> None:
                             env=cluster.env, capture_output=True, text=True, timeout=60,
                             check=True)
     assert json.loads(status.stdout)["served_by"] == served
+    shown = subprocess.run([sys.executable, "-m", "genbatch", "status", batch_id],
+                           env=cluster.env | {"COLUMNS": "250"}, capture_output=True, text=True,
+                           timeout=60, check=True).stdout
+    line = next(ln for ln in shown.splitlines() if ln.startswith("served by"))
+    assert all(f"{host} {steps.get('submits', 0)} submitted" in line
+               for host, steps in served.items()), shown
     port = free_port()
     cluster.start("dashboard", "dashboard", "--port", str(port))
     page = wait_http(f"http://127.0.0.1:{port}/batches/{batch_id}").text
