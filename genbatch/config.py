@@ -292,6 +292,11 @@ class Settings(BaseSettings):
 
     # Worker.
     worker_concurrency: int = Field(default=8, ge=1)
+    hostname: str | None = Field(
+        default=None, description="the host name a worker records on the items it submits "
+        "and downloads (batch pages: \"served by\"); unset = the host of the worker's "
+        "--hostname node@host, else the machine's hostname"
+    )
     worker_pool: Literal["threads", "prefork", "solo"] = "threads"
     log_level: str = Field(default="INFO", description="DEBUG, INFO, WARNING, ERROR or CRITICAL")
 

@@ -31,6 +31,8 @@ The item schema (fields of `item:{bid}:{seq}`):
     finished_at, error_code, error_message, last_error   how it ended / the last problem
     history, failed_over_from, failed_over_at, fallback_used   past attempts (store/history)
     reserved_micro                  the budget reservation it holds (micro-USD)
+    submit_host, download_host      the host whose worker sent the current attempt's submit,
+                                    and the one that stored its video (GENBATCH_HOSTNAME)
 
 The batch schema: see `genbatch/store/__init__.py` and `BATCH_COUNTERS` in models.py.
 """
@@ -131,6 +133,8 @@ class Item(dict[str, str]):
         self.sha256 = get("sha256") or ""
         self.bytes = _opt_int(get("bytes"))
         self.seed = _opt_int(get("seed"))
+        self.submit_host = get("submit_host") or ""
+        self.download_host = get("download_host") or ""
 
     @classmethod
     def view(cls, record: Mapping[str, str]) -> Item:

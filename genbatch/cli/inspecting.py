@@ -30,11 +30,13 @@ def status(
     client = Client()
     records = [client.record(batch)] if batch else client.records()
     if as_json:
-        summaries = [BatchInfo.of(b).model_dump(mode="json") for b in records]
+        summaries = [BatchInfo.of(b, client.store.batches.served_by(b.id) if batch else None
+                                  ).model_dump(mode="json") for b in records]
         print(json.dumps(summaries[0] if batch else summaries, indent=2))
     elif batch:
         record = records[0]
-        out.print(batch_detail(record, client.diagnose(record), client.errors(record)))
+        out.print(batch_detail(record, client.diagnose(record), client.errors(record),
+                               client.store.batches.served_by(record.id)))
     else:
         out.print(batches_table(records, width=out.width))
 

@@ -51,8 +51,10 @@ class BatchHandle:
         return f"BatchHandle({self.id!r})"
 
     def status(self) -> BatchInfo:
-        """The batch as it is now: status, counts, spend, output manifest URIs."""
-        return BatchInfo.of(self._client.record(self.id))
+        """The batch as it is now: status, counts, spend, output manifest URIs, the hosts
+        that served it."""
+        return BatchInfo.of(self._client.record(self.id),
+                            self._client.store.batches.served_by(self.id))
 
     def wait(self, timeout: float | None = None, on_progress: ProgressCallback | None = None,
              poll_s: float = 0.5) -> BatchInfo:

@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from genbatch.console.views import batch_summary
 from genbatch.models import ItemState
@@ -51,13 +51,17 @@ class BatchInfo(BaseModel):
     failover: dict[str, Any] | None
     output: str | None = None  # the batch's own output folder (submit --output)
     finished: bool = False  # completed or cancelled: its output manifests are written
+    # host -> {"submits": n, "downloads": m}: the machines whose workers served the batch
+    served_by: dict[str, dict[str, int]] = Field(default_factory=dict)
 
     @classmethod
-    def of(cls, batch: Mapping[str, str]) -> BatchInfo:
+    def of(cls, batch: Mapping[str, str],
+           served_by: Mapping[str, Mapping[str, int]] | None = None) -> BatchInfo:
         record = Batch.view(batch)
         return cls.model_validate({**batch_summary(record),
                                    "output": record.output_url or None,
-                                   "finished": record.finished})
+                                   "finished": record.finished,
+                                   "served_by": served_by or {}})
 
     @property
     def done(self) -> int:

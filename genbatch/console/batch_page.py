@@ -18,7 +18,7 @@ from genbatch.console.html import (
     query,
     usd,
 )
-from genbatch.console.views import STATE_COLUMNS, batch_summary, done_count
+from genbatch.console.views import STATE_COLUMNS, batch_summary, done_count, served_by_line
 from genbatch.models import FINISHED_STATUSES
 from genbatch.records import Batch
 from genbatch.store import JobStore
@@ -120,7 +120,7 @@ def render(view: Mapping[str, Any], points: Sequence[Point],
             f"{esc(view['created_at'])} · {view['done']}/{view['total']} done "
             f"({float(view['progress']) * 100:.0f}%) · ETA {esc(duration(view['eta_s']))}"
             f"{f' · refreshes every {REFRESH_S} s' if live else ''}</p>",
-            _waiting(view.get("waiting") or ()),
+            _waiting(view.get("waiting") or ()), _served_by(view.get("served_by") or {}),
             counts_bar(view, int(view["total"]), big=True), _tiles(view, base),
             '<div class="cols">', _money(view), _options(view), "</div>",
             "<h2>accounts</h2>", _health(health), "<h2>over time</h2>", chart.svg(points),
@@ -134,6 +134,13 @@ def _waiting(reasons: Sequence[str]) -> str:
         return ""
     items = "".join(f"<li>{esc(r)}</li>" for r in reasons)
     return f'<div id="waiting" class="waiting"><b>waiting:</b><ul>{items}</ul></div>'
+
+
+def _served_by(hosts: Mapping[str, Mapping[str, int]]) -> str:
+    """Which hosts' workers submitted and downloaded the batch's items."""
+    if not hosts:
+        return ""
+    return f'<p id="served-by"><b>served by:</b> {esc(served_by_line(hosts))}</p>'
 
 
 def _tiles(view: Mapping[str, Any], base: str) -> str:

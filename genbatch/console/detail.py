@@ -3,15 +3,24 @@ its accounts, its most frequent errors and where its outputs are."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from rich.console import Group, RenderableType
+from rich.markup import escape
 from rich.table import Table
 
 from genbatch.console.health import Diagnosis, health_table
-from genbatch.console.views import STATE_COLUMNS, clock, counts, eta, shown_status, since_created
+from genbatch.console.views import (
+    STATE_COLUMNS,
+    clock,
+    counts,
+    eta,
+    served_by_line,
+    shown_status,
+    since_created,
+)
 from genbatch.errors import GenbatchError
 from genbatch.models import Counter
 from genbatch.providers import provider_model_id
@@ -32,8 +41,12 @@ COLOURS = {Counter.SUCCEEDED: "green", Counter.FAILED: "red", Counter.EXPIRED: "
            Counter.CANCELLED: "bright_black", Counter.AMBIGUOUS: "yellow"}
 
 
-def batch_detail(batch: Batch, diagnosis: Diagnosis, errors: Sequence[ErrorCount]) -> Group:
-    parts: list[RenderableType] = [_facts(batch)]
+def batch_detail(batch: Batch, diagnosis: Diagnosis, errors: Sequence[ErrorCount],
+                 served_by: Mapping[str, Mapping[str, int]] | None = None) -> Group:
+    facts = _facts(batch)
+    if served_by:  # which hosts' workers submitted and downloaded its items
+        facts.add_row("served by", escape(served_by_line(served_by)))
+    parts: list[RenderableType] = [facts]
     if diagnosis.reasons:
         parts.append("\n".join(f"[yellow]waiting:[/] {r}" for r in diagnosis.reasons))
     if diagnosis.accounts:

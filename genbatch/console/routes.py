@@ -69,6 +69,7 @@ class BatchRoutes:
             self.store, batch_page.batch_accounts(batch, self.accounts, self.by_provider),
             self.limits, now, self.recover_s)
         view["waiting"] = list(diagnose(self.store, batch, self._accounts_of).reasons)
+        view["served_by"] = self.store.batches.served_by(batch.id)
         return view, batch_page.life(self.store, batch, now), health
 
     def batch_html(self, request: Request) -> Response:

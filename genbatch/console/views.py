@@ -56,6 +56,13 @@ def batch_summary(batch: Mapping[str, str]) -> dict[str, object]:
     }
 
 
+def served_by_line(hosts: Mapping[str, Mapping[str, int]]) -> str:
+    """`host-a 412 submitted, 410 downloaded; host-b …`: what each host's workers did for a
+    batch (store.batches.served_by), busiest first; "" before any did anything."""
+    return "; ".join(f"{host} {steps.get('submits', 0)} submitted, "
+                     f"{steps.get('downloads', 0)} downloaded" for host, steps in hosts.items())
+
+
 def batches_table(batches: Sequence[Mapping[str, str]], width: int = 120) -> Table:
     """Newest first. Batch ids are never cut: at a narrow `width` the state columns that
     are zero everywhere go first, then the rest fold into one `open / done` column."""

@@ -29,6 +29,8 @@ Keys (prefix `gb:` by default):
     gentime                  learned generation times (store/limits.py)
     metrics:{name}, metrics:batch:{bid}, metrics:hist:{name}   counters and histograms for
                              Prometheus (store/counters.py)
+    hosts:{bid}              hash `<step>:<host>` -> items that host moved through that
+                             step (submitted, downloaded): who served the batch (batches.py)
     series:{bid}             a bounded time series of the batch's counters (store/series.py)
     notify                   zset of batch-finished events due for delivery (store/outbox.py)
     health:{account}         account health: state, failure streaks (store/health.py)

@@ -24,6 +24,14 @@ from genbatch.records import Batch
 from genbatch.store import scripts
 from genbatch.store.items import Items, as_mapping
 
+# The steps `served_by` counts per host (`hosts:{bid}` fields `<step>:<host>`).
+SUBMITS, DOWNLOADS = "submits", "downloads"
+
+
+def host_count(step: str, host: str) -> str:
+    """The TRANSITION `incr` name that counts one item's `step` for `host`."""
+    return f"hosts:{step}:{host}"
+
 
 class Batches:
     """Batch records: read, list, change status and fields, budget."""
@@ -126,6 +134,19 @@ class Batches:
         res = self._resume_if_room(keys=[self._key(batch_id)],
                                    args=[self._prefix, batch_id, *providers])
         return int(res) > 0
+
+    def served_by(self, batch_id: str) -> dict[str, dict[str, int]]:
+        """Host -> {step: items} of a batch, the hosts that submitted most first: which
+        machines' workers submitted and downloaded its items (counted by TRANSITION as each
+        step applied, so a step repeated after a killed worker counts once, for the host that
+        finished it; an item retried later counts again)."""
+        raw: dict[str, str] = self._r.hgetall(  # type: ignore[assignment]
+            f"{self._prefix}hosts:{batch_id}")
+        hosts: dict[str, dict[str, int]] = {}
+        for field, count in raw.items():
+            step, _, host = field.partition(":")
+            hosts.setdefault(host, {})[step] = int(count)
+        return dict(sorted(hosts.items(), key=lambda h: (-h[1].get(SUBMITS, 0), h[0])))
 
     def recount(self, batch_id: str) -> dict[Counter, int]:
         """Counters recomputed from the item records (for tests: they must equal the

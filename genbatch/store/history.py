@@ -16,7 +16,7 @@ from typing import Any
 ATTEMPT_FIELDS: tuple[str, ...] = (
     "remote_id", "submitted_at", "finished_at", "error_code", "error_message", "video_url",
     "video_ttl", "remote_status", "progress", "deadline", "last_error", "generated_at",
-    "output_uri", "sha256", "bytes", "cost",
+    "output_uri", "sha256", "bytes", "cost", "submit_host", "download_host",
 )
 
 

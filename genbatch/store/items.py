@@ -95,7 +95,8 @@ class Items:
         `timer` is None (keep), "-" (remove) or the next due time. With `queue` and `new`
         = pending, the item also goes onto the front or back of its provider's pending
         list (its `provider` after `fields` apply) in the same atomic step. `incr` adds to
-        the item's fields, or to its batch's for a name `batch:<field>`. Returns whether it
+        the item's fields, to its batch's for a name `batch:<field>`, or to the batch's
+        work per host for `hosts:<step>:<host>` (`Batches.served_by`). Returns whether it
         applied.
         """
         allowed_arg = allowed if isinstance(allowed, str) else ",".join(allowed)

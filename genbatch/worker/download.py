@@ -46,6 +46,7 @@ from genbatch.models import ItemState, TaskStatus
 from genbatch.providers.failures import failure_class
 from genbatch.records import Item
 from genbatch.storage import StoredObject, object_key
+from genbatch.store.batches import DOWNLOADS, host_count
 from genbatch.store.limits import rates_for
 from genbatch.worker.fetch import open_video, policy_for, url_fields, video_chunks
 from genbatch.worker.polling import retry_delay
@@ -130,7 +131,8 @@ def _download(rt: Runtime, item: Item, iid: str) -> str:
     except (httpx.HTTPError, StorageError) as exc:
         return _transient(rt, item, iid, _classify(exc))
     state = finish(rt, iid, [DOWNLOADING], ItemState.SUCCEEDED, "", "", fields={
-        "output_uri": stored.uri, "sha256": stored.sha256, "bytes": stored.size})
+        "output_uri": stored.uri, "sha256": stored.sha256, "bytes": stored.size,
+        "download_host": rt.host}, incr={host_count(DOWNLOADS, rt.host): 1})
     if state == ItemState.SUCCEEDED:
         metrics.record_success(rt.store, item, stored.size)
     return state

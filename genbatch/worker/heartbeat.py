@@ -14,6 +14,9 @@ import os
 import socket
 import threading
 
+from celery.utils.nodenames import host_format
+
+from genbatch.config import Settings
 from genbatch.errors import StoreError
 from genbatch.providers import accounts as provider_accounts
 from genbatch.store.heartbeats import Beat
@@ -28,8 +31,19 @@ def process_name(node: str | None = None) -> str:
     return f"{node or 'worker'}@{socket.gethostname()}:{os.getpid()}"
 
 
+def worker_host(settings: Settings, node: str | None = None) -> str:
+    """The host a worker records its work under (items' `submit_host`/`download_host`, the
+    batch's "served by"): GENBATCH_HOSTNAME, else the host of its Celery node name
+    (`--hostname name@host`, `%h` and `%d` expanded as Celery does), else the machine's
+    hostname. Several containers on one machine tell themselves apart by it."""
+    if settings.hostname:
+        return settings.hostname
+    host = host_format(node).partition("@")[2] if node and "@" in node else ""
+    return host or socket.gethostname()
+
+
 def worker_beat(rt: Runtime, name: str, queues: tuple[str, ...]) -> Beat:
-    return Beat(name=name, at=rt.now(), pid=os.getpid(), host=socket.gethostname(),
+    return Beat(name=name, at=rt.now(), pid=os.getpid(), host=rt.host,
                 queues=queues, keys=provider_accounts.keys_held(rt.settings),
                 providers=provider_accounts.providers_held(rt.settings))
 
@@ -57,5 +71,5 @@ def start_worker_heartbeat(rt: Runtime, name: str, queues: tuple[str, ...]) -> t
 
 def scheduler_beat(rt: Runtime, name: str) -> None:
     """The leader's beat (called from its tick; the caller spaces the calls)."""
-    beat = Beat(name=name, at=rt.now(), pid=os.getpid(), host=socket.gethostname())
+    beat = Beat(name=name, at=rt.now(), pid=os.getpid(), host=rt.host)
     rt.store.heartbeats.beat_scheduler(beat, rt.settings.heartbeat_s * LIVES)

@@ -34,6 +34,7 @@ from genbatch.errors import GenbatchError, ProviderError
 from genbatch.models import ItemState
 from genbatch.providers.base import RemoteTask, TaskListing
 from genbatch.records import Item
+from genbatch.store.batches import SUBMITS, host_count
 from genbatch.store.history import attempt_reset
 from genbatch.store.limits import rates_for
 from genbatch.worker.polling import deadline_s
@@ -199,7 +200,9 @@ def adopt(rt: Runtime, item: Item, task_id: str, now: float, *, note: str) -> Ve
                 "error_message": "", "finished_at": "", "reserved_micro": held,
                 "history": history},
         incr={"batch:spent_micro": -held, "batch:spent_est_micro": -held,
-              "batch:reserved_micro": held, "batch:adopted": 1})
+              "batch:reserved_micro": held, "batch:adopted": 1,
+              # its submit counts now, for the host that sent it
+              host_count(SUBMITS, item.submit_host or rt.host): 1})
     rt.store.reconcile.unschedule(item.id)
     rt.store.reconcile.mark_known(item.account, item.id)
     if moved.applied:

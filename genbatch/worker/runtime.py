@@ -46,6 +46,8 @@ class Runtime:
         self._lock = threading.Lock()
         self._cache: dict[str, Any] = {}
         self.name = f"{socket.gethostname()}:{os.getpid()}"  # set by the worker to its node
+        # the host its work is recorded under (heartbeat.worker_host; the worker sets it)
+        self.host = settings.hostname or socket.gethostname()
         self.health_seen: dict[str, float] = {}  # account -> when its health was last written
         self.recent: dict[str, tuple[float, float]] = {}  # short-lived readings (monotonic, value)
         self._clock_offset = 0.0  # Redis's clock minus this process's (see `now`)

@@ -34,6 +34,7 @@ from genbatch.models import (
 from genbatch.providers import can_list, can_lookup, get_spec
 from genbatch.providers.failures import FailureClass, failure_class
 from genbatch.records import Item
+from genbatch.store.batches import SUBMITS, host_count
 from genbatch.store.health import AccountHealth
 from genbatch.worker import accounts, failover, hints, notify, reconcile, uploads
 from genbatch.worker.callbacks import callback_url
@@ -130,7 +131,7 @@ def _claim(rt: Runtime, item: Item, iid: str, now: float,
     """dispatched → submitting, the attempt counted and on disk before anything is sent (a
     seed drawn for it and the client ref it carries included); the step's outcome when it
     must stop there, None to go on and submit."""
-    fields: dict[str, object] = {"submit_started_at": now}
+    fields: dict[str, object] = {"submit_started_at": now, "submit_host": rt.host}
     if seeded is not None:
         fields["req"] = seeded.model_dump_json(exclude_none=True)
     if ref is not None:
@@ -168,6 +169,7 @@ def _submitted(rt: Runtime, item: Item, iid: str, request: GenerationRequest, re
                 "typical_s": round(typical, 1),
                 "deadline": now + deadline_s(request, rt.settings),
                 **({"webhook": 1} if webhook else {})},
+        incr={host_count(SUBMITS, rt.host): 1},
     )
     return ItemState.SUBMITTED if done.applied else "skipped"
 
@@ -352,9 +354,11 @@ def slow_down(rt: Runtime, account: str, kind: str) -> float:
 
 
 def finish(rt: Runtime, iid: str, allowed: Sequence[ItemState], state: ItemState, code: str,
-           message: str, fields: dict[str, Any] | None = None) -> str:
-    """Move an item from one of the `allowed` states to the terminal `state`; finalize its
-    batch when it was the last open one."""
+           message: str, fields: dict[str, Any] | None = None,
+           incr: dict[str, int] | None = None) -> str:
+    """Move an item from one of the `allowed` states to the terminal `state` (`fields` set
+    and `incr` counted in the same step); finalize its batch when it was the last open
+    one."""
     if state is ItemState.FAILED:  # or on to the batch's --fallback (failover.py)
         outcome = failover.fail_over(rt, iid, allowed, code, message)
         if outcome.moved == "failed_over":  # a slot freed at the origin, work for the fallback
@@ -366,7 +370,8 @@ def finish(rt: Runtime, iid: str, allowed: Sequence[ItemState], state: ItemState
     values: dict[str, Any] = {"finished_at": rt.now(), "error_code": code,
                               "error_message": message[:2000]}
     values.update(fields or {})
-    moved = rt.store.items.transition(iid, allowed, state, timer="-", fields=values)
+    moved = rt.store.items.transition(iid, allowed, state, timer="-", fields=values,
+                                      incr=incr)
     if moved.applied:
         metrics.record_completion(rt.store, iid, state)
         if state is ItemState.AMBIGUOUS:

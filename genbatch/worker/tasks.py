@@ -11,7 +11,7 @@ from genbatch.worker import download as download_steps
 from genbatch.worker import hints, steps
 from genbatch.worker import notify as webhook_out
 from genbatch.worker.app import QUEUES, app, worker_argv
-from genbatch.worker.heartbeat import process_name, start_worker_heartbeat
+from genbatch.worker.heartbeat import process_name, start_worker_heartbeat, worker_host
 from genbatch.worker.reconcile import reconcile_item
 from genbatch.worker.runtime import Runtime, configure
 
@@ -36,6 +36,7 @@ def run_worker(settings: Settings, **kwargs: Any) -> None:
     "Unrecoverable error" would otherwise end the process with 0, like a requested stop)."""
     rt = configure(settings)
     rt.name = process_name(kwargs.get("hostname"))
+    rt.host = worker_host(settings, kwargs.get("hostname"))
     install(rt)
     stop = start_worker_heartbeat(rt, rt.name, tuple(dict.fromkeys(QUEUES.values())))
     workers: list[Any] = []

@@ -14,7 +14,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -63,11 +63,16 @@ class Cluster:
         env.update({f"GENBATCH_{k.upper()}": v for k, v in self.values.items()})
         return env
 
-    def start(self, name: str, *args: str) -> subprocess.Popen[bytes]:
+    def start(self, name: str, *args: str, cwd: Path | None = None,
+              prefix: Sequence[str] = (), **settings: str) -> subprocess.Popen[bytes]:
+        """`python -m genbatch ARGS` as process `name` in its own session (killed as a
+        group), in `cwd` (default: the work folder, where every log is), with the cluster's
+        settings and `settings` on top; run by `prefix` (a command that runs the rest)."""
         log = (self.workdir / f"{name}.log").open("ab")
-        proc = subprocess.Popen([sys.executable, "-m", "genbatch", *args], env=self.env,
+        env = self.env | {f"GENBATCH_{k.upper()}": v for k, v in settings.items()}
+        proc = subprocess.Popen([*prefix, sys.executable, "-m", "genbatch", *args], env=env,
                                 stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                start_new_session=True, cwd=self.workdir)
+                                start_new_session=True, cwd=cwd or self.workdir)
         self.procs[name] = proc
         return proc
 

@@ -7,7 +7,8 @@
 -- ARGV: item_id, key prefix, allowed states (comma separated, '*' = any non-terminal),
 --       new state, timer ('' keep, '-' remove, else a score), n, field1, value1, ...,
 --       then incr-field pairs: m, field1, delta1, ... (a field named 'batch:<name>' counts
---       on the item's batch instead), then queue ('' none, 'front' or
+--       on the item's batch instead, 'hosts:<name>' on the batch's `hosts:{bid}` hash of
+--       work done per host), then queue ('' none, 'front' or
 --       'back': with new state 'pending', push the item onto its provider's pending list
 --       of its batch (any account of the provider may take it), in the same step, so a
 --       crash cannot leave it pending on no queue).
@@ -41,6 +42,9 @@ i = i + 1
 for _ = 1, m do
   if string.sub(ARGV[i], 1, 6) == 'batch:' then  -- a counter on the item's batch
     redis.call('HINCRBY', batch_key, string.sub(ARGV[i], 7), tonumber(ARGV[i + 1]))
+  elseif string.sub(ARGV[i], 1, 6) == 'hosts:' then  -- work done per host (batches.py)
+    redis.call('HINCRBY', prefix .. 'hosts:' .. batch, string.sub(ARGV[i], 7),
+               tonumber(ARGV[i + 1]))
   else
     redis.call('HINCRBY', item_key, ARGV[i], tonumber(ARGV[i + 1]))
   end
