@@ -14,7 +14,7 @@ from rich.markup import escape
 
 from genbatch.cli.shared import err, out, process_settings
 from genbatch.client import open_store
-from genbatch.config import Settings, redact_url
+from genbatch.config import Settings
 from genbatch.errors import ConfigError
 from genbatch.providers import accounts as provider_accounts
 
@@ -163,4 +163,4 @@ def webhooks(
 
 def redis_host(settings: Settings) -> str:
     """The Redis URL a process says it uses, its password masked."""
-    return redact_url(settings.require_redis_url())
+    return settings.redis_target().describe()

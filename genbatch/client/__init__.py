@@ -78,7 +78,7 @@ def check_notify_url(url: str) -> None:
 
 def open_store(settings: Settings) -> JobStore:
     """The job store of `settings`, pinged so that an unreachable Redis fails now."""
-    store = JobStore.from_url(settings.require_redis_url())
+    store = JobStore.from_target(settings.redis_target())
     store.ping()  # StoreUnavailable says what to check
     return store
 
@@ -220,7 +220,7 @@ class Client:
         when Redis is set, and goes on without (saying so) when it does not answer."""
         if not dry_run:
             return self.store.heartbeats.workers(), []
-        if not self.settings.redis_url:
+        if not self.settings.redis_url and not self.settings.redis_sentinels:
             return None, []
         try:
             return self.store.heartbeats.workers(), []
