@@ -29,6 +29,8 @@ def status(
 
     client = Client()
     records = [client.record(batch)] if batch else client.records()
+    if not as_json:  # JSON output stays one document
+        err.print(f"redis: {client.redis_in_use()}", highlight=False)
     if as_json:
         summaries = [BatchInfo.of(b).model_dump(mode="json") for b in records]
         print(json.dumps(summaries[0] if batch else summaries, indent=2))

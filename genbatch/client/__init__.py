@@ -305,6 +305,16 @@ class Client:
             raise GenbatchError(f"cannot write {path}: {exc.strerror or exc}") from None
         return written
 
+    def redis_in_use(self) -> str:
+        """Which Redis this client works on: the URL (password masked), or with Sentinels
+        the primary they name now (`host:port`, after a failover the promoted replica)."""
+        target = self.settings.redis_target()
+        primary = self.store.primary()
+        if primary is None:
+            return target.describe()
+        return (f"primary {primary[0]}:{primary[1]} (named {target.master_name!r} by the "
+                f"Sentinels {','.join(f'{h}:{p}' for h, p in target.sentinels)})")
+
     @staticmethod
     def budget_stop(batch: Mapping[str, str]) -> str | None:
         """Why a batch is not finishing, when its budget stopped it, and how to go on; None
