@@ -168,8 +168,8 @@ def test_the_sentinel_profile_fails_over_with_its_own_commands(
 
         shell.procs[0].kill()  # the primary dies
         shell.procs[0].wait()
-        wait_for(lambda: asked.sentinel_get_master_addr_by_name("genbatch")[1] == replica,
-                 "the replica's promotion")
+        wait_for(lambda: asked.sentinel_get_master_addr_by_name("genbatch") == (
+            b"127.0.0.1", replica), "the replica's promotion")
         promoted = redis_py.Redis(port=replica, password=secret, socket_timeout=5)
         assert wait_for(lambda: promoted.role()[0] == b"master", "the promoted primary")
     finally:
