@@ -128,3 +128,16 @@ def test_a_submit_not_acknowledged_goes_back_unsent(
     rt_auto = MockedRuntime(settings(redis_url, webhook_base_url=None),
                             enqueue=lambda kind, ident: None)
     assert rt_auto.store.server.connected_replicas_needed() == 0  # auto: none connected
+
+
+def test_no_sentinel_answering_is_one_clear_line(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GENBATCH_")}
+    env.update({"GENBATCH_REDIS_SENTINELS": "127.0.0.1:1,127.0.0.1:2",
+                "GENBATCH_REDIS_PASSWORD": "secret-not-shown"})
+    done = subprocess.run([sys.executable, "-m", "genbatch", "status"], env=env, cwd=tmp_path,
+                          capture_output=True, text=True, timeout=60, check=False,
+                          stdin=subprocess.DEVNULL)
+    assert done.returncode == 2
+    (line,) = done.stderr.strip().splitlines()
+    assert "no Sentinel of GENBATCH_REDIS_SENTINELS names a primary 'mymaster'" in line
+    assert "connecting to 127.0.0.1:2" in line and "secret-not-shown" not in line

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import re
 import threading
 import time
 from collections.abc import Iterator
@@ -62,10 +63,22 @@ def translate(exc: redis.RedisError) -> Exception:
     if isinstance(exc, StoreError):
         return exc
     args = exc.args
-    if _unavailable(type(exc)):
+    if isinstance(exc, redis.sentinel.MasterNotFoundError):
+        args = (no_primary(str(exc)),)
+    elif _unavailable(type(exc)):
         args = (f"cannot reach Redis ({exc}); is it running, and is GENBATCH_REDIS_URL "
                 "right?",)
     return _translated_class(type(exc))(*args)
+
+
+def no_primary(message: str) -> str:
+    """redis-py's MasterNotFoundError (a repr of each Sentinel's client, then its error) as
+    one line: the name asked for and each Sentinel's error."""
+    name = message.partition(" : ")[0].removeprefix("No master found for ")
+    reasons = "; ".join(re.findall(r"\)>\)>\)> - (?:\w+:)?([^,]+)", message))
+    return (f"cannot reach Redis: no Sentinel of GENBATCH_REDIS_SENTINELS names a primary "
+            f"{name}{f' ({reasons})' if reasons else ''}; are they running, and is "
+            "GENBATCH_REDIS_MASTER_NAME right?")
 
 
 @contextlib.contextmanager
