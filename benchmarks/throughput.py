@@ -34,7 +34,7 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from genbatch.demo.redis_sentinel import start_sentinel_set  # noqa: E402
+from genbatch.demo.redis_sentinel import SentinelSet, start_sentinel_set  # noqa: E402
 from genbatch.demo.redis_server import free_port, start_redis  # noqa: E402
 
 MODEL = "seedance-v1.5-pro-i2v"
@@ -225,9 +225,22 @@ def timed_run(folder: Path, sim_url: str, kind: str, fsync: str,
         raise SystemExit("--redis sentinel runs with fsync always only")
     replicated = start_sentinel_set(folder / "redis")
     try:
-        return run_genbatch(folder, sim_url, replicated.settings(), args.jobs, args.workers)
+        elapsed = run_genbatch(folder, sim_url, replicated.settings(), args.jobs, args.workers)
+        print(f"sentinel: the primary answered {waits(replicated)} WAITs (one per submit "
+              "record)")
+        return elapsed
     finally:
         replicated.stop()
+
+
+def waits(replicated: SentinelSet) -> int:
+    """WAIT commands the primary has run (INFO commandstats)."""
+    from genbatch.store import JobStore
+
+    store = JobStore.from_target(replicated.target())
+    stats = store.debug.client.info("commandstats").get("cmdstat_wait") or {}
+    store.close()
+    return int(stats.get("calls", 0))
 
 
 if __name__ == "__main__":
