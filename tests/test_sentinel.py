@@ -14,12 +14,13 @@ from pathlib import Path
 import httpx
 import pytest
 
-from genbatch.config import RedisTarget, load_settings
+from genbatch.config import RedisTarget, Settings, load_settings
 from genbatch.demo.redis_sentinel import SentinelSet, start_sentinel_set
 from genbatch.errors import ConfigError, StoreUnavailable
 from genbatch.models import ItemState
 from genbatch.store import JobStore
 from genbatch.worker.app import broker
+from genbatch.worker.durable import check_replicas
 from genbatch.worker.steps import submit_item
 from tests.test_hints import MockedRuntime
 from tests.test_identifiable import dispatched
@@ -141,3 +142,18 @@ def test_no_sentinel_answering_is_one_clear_line(tmp_path: Path) -> None:
     (line,) = done.stderr.strip().splitlines()
     assert "no Sentinel of GENBATCH_REDIS_SENTINELS names a primary 'mymaster'" in line
     assert "connecting to 127.0.0.1:2" in line and "secret-not-shown" not in line
+
+
+def test_a_worker_warns_when_records_reach_no_replica(store: JobStore, redis_url: str,
+                                                     sentinel_set: SentinelSet) -> None:
+    """The suite's Redis has no replica: asking for one means no submit goes out; with
+    Sentinels, auto with none connected means records are not copied. The set's primary has
+    its replica: no warning."""
+    lone = Settings(redis_url=redis_url, redis_min_replicas="1")
+    assert "no submit goes out" in str(check_replicas(store, lone))
+    assert check_replicas(store, Settings(redis_url=redis_url)) is None  # one Redis, auto
+    replicated = JobStore.from_target(sentinel_set.target())
+    with_set = Settings(**sentinel_set.settings())  # type: ignore[arg-type]
+    assert check_replicas(replicated, with_set) is None
+    as_if_alone = Settings(redis_url=redis_url, redis_sentinels="127.0.0.1:1")
+    assert "no replica connected" in str(check_replicas(store, as_if_alone))

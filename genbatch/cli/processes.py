@@ -27,11 +27,12 @@ def worker(
 ) -> None:
     """Run a Celery worker consuming the submit, poll, download and control queues."""
     settings = process_settings()
-    from genbatch.worker.durable import check_durability
+    from genbatch.worker.durable import check_durability, check_replicas
 
-    warning = check_durability(open_store(settings), settings)
-    if warning:
-        err.print(f"[yellow]warning:[/] {warning}", highlight=False)
+    store = open_store(settings)
+    for warning in (check_durability(store, settings), check_replicas(store, settings)):
+        if warning:
+            err.print(f"[yellow]warning:[/] {warning}", highlight=False)
     held = ", ".join(provider_accounts.keys_held(settings))
     err.print(f"worker: taking tasks from {redis_host(settings)} with keys for "
               f"{held or 'no account (set GENBATCH_<P>_API_KEY)'}; "

@@ -96,19 +96,32 @@ class SentinelSet:
         raise ConfigError(f"no replica was promoted in {timeout_s:.0f} s")
 
     def wait_replicating(self, timeout_s: float = 30.0) -> None:
-        """Wait until the primary has its replica connected (and Sentinels see both)."""
+        """Wait until the primary has its replicas connected and every Sentinel sees the
+        primary up, its replicas and the other Sentinels (so it can vote in a failover)."""
         deadline = time.monotonic() + timeout_s
         primary = self._client(self.servers[0].port)
         while time.monotonic() < deadline:
             try:
                 replicas = int(primary.info("replication").get("connected_slaves", 0))
-                known = self._sentinel().sentinel_slaves(self.master_name)
-                if replicas >= len(self.servers) - 1 and len(known) >= replicas:
+                if replicas >= len(self.servers) - 1 and all(
+                        self._sees_all(port) for port in self.sentinel_ports):
                     return
             except redis.RedisError:
                 pass
             time.sleep(0.1)
-        raise ConfigError(f"the replica did not connect in {timeout_s:.0f} s")
+        raise ConfigError(f"the replica and Sentinels did not settle in {timeout_s:.0f} s")
+
+    def _sees_all(self, port: int) -> bool:
+        """Whether the Sentinel on `port` names a healthy primary (redis-py's test of one),
+        knows its replicas and the other Sentinels."""
+        sentinel = redis.Redis(host="127.0.0.1", port=port, password=self.sentinel_password,
+                               socket_timeout=2, socket_connect_timeout=1)
+        state = sentinel.sentinel_master(self.master_name)
+        if not isinstance(state, dict):
+            return False
+        healthy = state["is_master"] and not (state["is_sdown"] or state["is_odown"])
+        return bool(healthy and state["num-slaves"] >= len(self.servers) - 1
+                    and state["num-other-sentinels"] >= len(self.sentinel_ports) - 1)
 
     def stop(self) -> None:
         for proc in self.sentinels:

@@ -238,9 +238,12 @@ class Server:
         at once every REPLICAS_RECHECK_S: a replica lost or joined counts from then on)."""
         now = time.monotonic()
         if self._replicas_checked is None or now - self._replicas_checked[0] > REPLICAS_RECHECK_S:
-            info = self._r.info("replication")
-            self._replicas_checked = (now, min(1, int(info.get("connected_slaves", 0))))
+            self._replicas_checked = (now, min(1, self.connected_replicas()))
         return self._replicas_checked[1]
+
+    def connected_replicas(self) -> int:
+        """The replicas connected to this primary now (INFO replication)."""
+        return int(self._r.info("replication").get("connected_slaves", 0))
 
     @functools.cached_property
     def _waitaof(self) -> bool:
