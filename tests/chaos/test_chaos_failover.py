@@ -162,7 +162,9 @@ def payer_figures(cluster: Cluster, batch_id: str) -> dict[str, Any]:
     stored = {r["remote_task_id"] for r in results}
     owner = {it["remote_id"] for it in items.values() if it.get("remote_id")}
     paid_lost = [t for t in stats["videos"] if t not in stored and t in owner]
+    codes = Counter(f"{e['status']}/{e['error_code']}" for e in errors)
     return {"succeeded": len(results), "errors": len(errors),
+            "error_codes": ",".join(f"{k}:{v}" for k, v in codes.most_common()) or "-",
             "lost": len(expected - set(placed)) + twice_placed, "paid_lost": len(paid_lost),
             "paid_twice": duplicates,
             "ambiguous": sum(1 for e in errors if e["status"] == "ambiguous")}
