@@ -23,7 +23,8 @@ def status(
     as_json: JsonOpt = False,
 ) -> None:
     """Show one batch in detail (counts, cost, options, what it waits on, its accounts,
-    its errors, its outputs), or the most recent batches."""
+    its errors, its outputs), or the most recent batches; first, on stderr, the Redis in
+    use (with GENBATCH_REDIS_SENTINELS, the primary they name now)."""
     from genbatch.console.detail import batch_detail
     from genbatch.console.views import batches_table
 
