@@ -37,11 +37,12 @@ bench:
 bench-dispatch:
 	$(PY) benchmarks/dispatch.py
 
-# The full chaos run (2,000 jobs, kills and faults; prints one summary line). `make test`
-# runs the same test at GENBATCH_CHAOS_JOBS=150.
+# The full chaos run (2,000 jobs, kills and faults; prints one summary line), then the
+# failover phase (a third of the jobs on a primary, replica and Sentinels; the primary
+# SIGKILLed). `make test` runs the same tests at GENBATCH_CHAOS_JOBS=150.
 CHAOS_JOBS ?= 2000
 chaos:
-	GENBATCH_CHAOS_JOBS=$(CHAOS_JOBS) $(PY) -m pytest tests/chaos/test_chaos.py -q -s --timeout=0
+	GENBATCH_CHAOS_JOBS=$(CHAOS_JOBS) $(PY) -m pytest tests/chaos/test_chaos.py tests/chaos/test_chaos_failover.py -q -s --timeout=0
 
 demo:
 	$(PY) -m genbatch demo

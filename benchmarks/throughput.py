@@ -9,6 +9,11 @@ JOBS rows (novita, image URL) is ingested, then timed from commit to `completed`
 poll, download into storage, finalize with results files). Then a plain script does the
 same submit / poll / download to a folder against the same simulator, with as many requests
 in flight as genbatch's workers have threads. Prints jobs/s of both and the ratio.
+
+`--redis single,sentinel` (the default) runs genbatch twice: on one Redis, and on a primary
+with a replica and three Sentinels (GENBATCH_REDIS_SENTINELS), where each submit's record
+waits for the replica's acknowledgement (`WAIT`) before its POST: the cost of a submit that
+survives a failover, printed as a ratio beside the single-Redis figure.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from genbatch.demo.redis_sentinel import SentinelSet, start_sentinel_set  # noqa: E402
 from genbatch.demo.redis_server import free_port, start_redis  # noqa: E402
 
 MODEL = "seedance-v1.5-pro-i2v"
@@ -74,13 +80,16 @@ def wait_http(url: str, timeout: float = 20.0) -> None:
             time.sleep(0.1)
 
 
-def run_genbatch(folder: Path, sim_url: str, redis_url: str, jobs: int, workers: int) -> float:
+def run_genbatch(folder: Path, sim_url: str, redis: dict[str, str], jobs: int,
+                 workers: int) -> float:
+    """Seconds from ingest to `completed`; `redis`: the GENBATCH_REDIS_* settings."""
+    from genbatch.config import Settings
     from genbatch.producer.ingest import ingest_manifest
     from genbatch.storage import open_storage
     from genbatch.store import JobStore
 
     values = {
-        "redis_url": redis_url, "storage_url": str(folder / "storage"),
+        **redis, "storage_url": str(folder / "storage"),
         "novita_base_url": sim_url, "novita_api_key": KEY,
         "novita_max_in_flight": "2000", "novita_submit_rpm": "10000000",
         "novita_poll_rpm": "10000000", "time_factor": "1000", "first_poll_s": "1",
@@ -94,7 +103,7 @@ def run_genbatch(folder: Path, sim_url: str, redis_url: str, jobs: int, workers:
     procs = [start(["worker", "--hostname", f"w{n}@%h"], env, folder / f"worker{n}.log")
              for n in range(workers)]
     procs.append(start(["scheduler"], env, folder / "scheduler.log"))
-    store = JobStore.from_url(redis_url)
+    store = JobStore.from_target(Settings(**redis).redis_target())  # type: ignore[arg-type]
     try:
         time.sleep(5)  # let the workers connect before the clock starts
         t0 = time.perf_counter()
@@ -165,6 +174,9 @@ def main() -> None:
     parser.add_argument("--fsync", default="always",
                         help="Redis appendfsync modes to run genbatch with, comma-separated "
                         "(always,everysec: the cost of durable submit records side by side)")
+    parser.add_argument("--redis", default="single,sentinel",
+                        help="single: one Redis; sentinel: a primary, a replica and three "
+                        "Sentinels, each submit record acknowledged by the replica")
     args = parser.parse_args()
     timings: dict[str, float] = {}
     with tempfile.TemporaryDirectory(prefix="genbatch-bench-") as tmp:
@@ -177,25 +189,58 @@ def main() -> None:
         sim_url = f"http://127.0.0.1:{port}"
         try:
             wait_http(f"{sim_url}/_sim/stats")
-            for fsync in args.fsync.split(","):
-                redis = start_redis(folder / f"redis-{fsync}", fsync=fsync)
-                try:
-                    (folder / fsync).mkdir()
-                    timings[fsync] = run_genbatch(folder / fsync, sim_url, redis.url,
-                                                  args.jobs, args.workers)
-                finally:
-                    redis.stop()
+            for kind in args.redis.split(","):
+                for fsync in args.fsync.split(","):
+                    name = f"{kind}-{fsync}"
+                    (folder / name).mkdir()
+                    timings[name] = timed_run(folder / name, sim_url, kind, fsync, args)
             plain = asyncio.run(run_plain(folder, sim_url, args.jobs, THREADS * args.workers))
         finally:
             stop(sim)
     print(f"{'pipeline':<52}{'jobs':>7}{'seconds':>9}{'jobs/s':>9}")
-    for fsync, gb in timings.items():
-        label = f"genbatch ({args.workers} workers x {THREADS} threads, fsync {fsync})"
+    for name, gb in timings.items():
+        label = f"genbatch ({args.workers}x{THREADS} threads, {name.replace('-', ', fsync ')})"
         print(f"{label:<52}{args.jobs:>7}{gb:>9.1f}{args.jobs / gb:>9.1f}")
     print(f"{'plain asyncio + httpx script':<52}{args.jobs:>7}{plain:>9.1f}"
           f"{args.jobs / plain:>9.1f}")
-    for fsync, gb in timings.items():
-        print(f"ratio genbatch (fsync {fsync}) / plain: {plain / gb:.2f}")
+    for name, gb in timings.items():
+        print(f"ratio genbatch ({name}) / plain: {plain / gb:.2f}")
+        single = timings.get(name.replace("sentinel-", "single-"))
+        if name.startswith("sentinel-") and single:
+            print(f"ratio genbatch ({name}) / ({name.replace('sentinel-', 'single-')}), "
+                  f"jobs/s: {single / gb:.2f}")
+
+
+def timed_run(folder: Path, sim_url: str, kind: str, fsync: str,
+              args: argparse.Namespace) -> float:
+    """One genbatch run on a Redis of `kind` (single, sentinel) fsyncing `fsync`."""
+    if kind == "single":
+        redis = start_redis(folder / "redis", fsync=fsync)
+        try:
+            return run_genbatch(folder, sim_url, {"redis_url": redis.url}, args.jobs,
+                                args.workers)
+        finally:
+            redis.stop()
+    if fsync != "always":
+        raise SystemExit("--redis sentinel runs with fsync always only")
+    replicated = start_sentinel_set(folder / "redis")
+    try:
+        elapsed = run_genbatch(folder, sim_url, replicated.settings(), args.jobs, args.workers)
+        print(f"sentinel: the primary answered {waits(replicated)} WAITs (one per submit "
+              "record)")
+        return elapsed
+    finally:
+        replicated.stop()
+
+
+def waits(replicated: SentinelSet) -> int:
+    """WAIT commands the primary has run (INFO commandstats)."""
+    from genbatch.store import JobStore
+
+    store = JobStore.from_target(replicated.target())
+    stats = store.debug.client.info("commandstats").get("cmdstat_wait") or {}
+    store.close()
+    return int(stats.get("calls", 0))
 
 
 if __name__ == "__main__":

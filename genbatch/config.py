@@ -88,6 +88,27 @@ class Settings(BaseSettings):
     redis_url: str | None = Field(
         default=None, description="Redis URL of the job store and broker; unset = embedded Redis"
     )
+    redis_sentinels: str | None = Field(
+        default=None, description="comma-separated host:port of Redis Sentinels: the job store "
+        "and broker then use the primary they name (following a failover without a restart); "
+        "GENBATCH_REDIS_URL then only gives the database number and the password"
+    )
+    redis_master_name: str = Field(
+        default="mymaster", description="the name the Sentinels monitor the primary under"
+    )
+    redis_password: SecretStr | None = Field(
+        default=None, description="with Sentinels: the password of the primary and its "
+        "replicas (unset = GENBATCH_REDIS_URL's, if any)"
+    )
+    redis_sentinel_password: SecretStr | None = Field(
+        default=None, description="the Sentinels' own password (their requirepass); unset = none"
+    )
+    redis_min_replicas: str = Field(
+        default="auto", description="replicas that must acknowledge a submit's record before "
+        "its POST (Redis WAIT; WAITAOF on 7.2+): a number, or auto = 1 when the primary has a "
+        "connected replica, else 0; not acknowledged in 1 s = the item goes back to its queue, "
+        "unsent"
+    )
     storage_url: str = Field(
         default="./genbatch-output",
         description="Object storage: a folder, file:///abs/path, or s3://bucket/prefix",
@@ -359,6 +380,21 @@ class Settings(BaseSettings):
             _check_redis_address(url)
         return url or None
 
+    @field_validator("redis_sentinels")
+    @classmethod
+    def _sentinel_addresses(cls, value: str | None) -> str | None:
+        if value and value.strip():
+            parse_sentinels(value)
+        return value.strip() if value and value.strip() else None
+
+    @field_validator("redis_min_replicas")
+    @classmethod
+    def _replica_count(cls, value: str) -> str:
+        value = value.strip().lower()
+        if value != "auto" and not (value.isdigit() and int(value) <= 16):
+            raise ValueError("must be auto or a number of replicas from 0 to 16")
+        return value
+
     @field_validator("log_level")
     @classmethod
     def _known_level(cls, level: str) -> str:
@@ -403,6 +439,25 @@ class Settings(BaseSettings):
         logging.basicConfig(level=self.log_level,
                             format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
+    def redis_target(self) -> RedisTarget:
+        """Where the job store and the broker are: GENBATCH_REDIS_URL's server, or the
+        primary GENBATCH_REDIS_SENTINELS name."""
+        if not self.redis_sentinels:
+            return RedisTarget(url=self.require_redis_url())
+        parts = urlsplit(self.redis_url or "redis://")
+        password = (self.redis_password.get_secret_value() if self.redis_password
+                    else parts.password)
+        sentinel = self.redis_sentinel_password
+        return RedisTarget(
+            url=None, sentinels=parse_sentinels(self.redis_sentinels),
+            master_name=self.redis_master_name, password=password or None,
+            sentinel_password=sentinel.get_secret_value() if sentinel else None,
+            db=int(parts.path.strip("/") or 0), username=parts.username or None)
+
+    def min_replicas(self) -> int | None:
+        """GENBATCH_REDIS_MIN_REPLICAS as a number; None for auto."""
+        return None if self.redis_min_replicas == "auto" else int(self.redis_min_replicas)
+
     def require_redis_url(self) -> str:
         if not self.redis_url:
             raise ConfigError(
@@ -410,6 +465,38 @@ class Settings(BaseSettings):
                 "other commands need yours)"
             )
         return self.redis_url
+
+
+@dataclass(frozen=True, slots=True)
+class RedisTarget:
+    """Where the job store and the broker are: one server (`url`), or the primary the
+    `sentinels` name as `master_name` (with the password and database of its servers)."""
+
+    url: str | None
+    sentinels: tuple[tuple[str, int], ...] = ()
+    master_name: str = ""
+    password: str | None = None
+    sentinel_password: str | None = None
+    db: int = 0
+    username: str | None = None
+
+    def describe(self) -> str:
+        """For messages and logs: the URL without its password, or the Sentinels."""
+        if self.url:
+            return redact_url(self.url)
+        hosts = ",".join(f"{h}:{p}" for h, p in self.sentinels)
+        return f"the primary Sentinels {hosts} name {self.master_name!r}"
+
+
+def parse_sentinels(value: str) -> tuple[tuple[str, int], ...]:
+    """`host:port,host:port` as pairs; ValueError naming the part that is not one."""
+    found: list[tuple[str, int]] = []
+    for part in (p.strip() for p in value.split(",")):
+        host, _, port = part.rpartition(":")
+        if not part or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError(f"{part!r} is not host:port (a Sentinel's address)")
+        found.append((host.strip("[]"), int(port)))
+    return tuple(found)
 
 
 class _ProviderEnv(PydanticBaseSettingsSource):
@@ -449,7 +536,7 @@ def _setting_problem(error: Mapping[str, Any]) -> str:
         return message
     field = str(error["loc"][0])
     name = f"GENBATCH_{field.upper()}"
-    secret = "key" in field or "secret" in field
+    secret = "key" in field or "secret" in field or "password" in field
     value = error.get("input")
     if secret or not isinstance(value, str | int | float):
         return f"{name}: {message}"

@@ -24,6 +24,7 @@ from genbatch.demo.redis_server import free_port, redis_server_binary
 
 ROOT = Path(__file__).parents[1]
 GENBATCH_SERVICES = ("worker", "scheduler", "simulator", "dashboard", "webhooks")
+SENTINEL_SERVICES = ("redis-replica", "sentinel1", "sentinel2", "sentinel3")
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +45,8 @@ def env_example() -> dict[str, str]:
 
 def test_the_services_are_all_there(compose: dict[str, Any]) -> None:
     assert set(compose["services"]) == {"redis", "worker", "scheduler", "simulator", "dashboard",
-                                        "webhooks", "flower", "minio", "createbucket"}
+                                        "webhooks", "flower", "minio", "createbucket",
+                                        *SENTINEL_SERVICES}
     redis = compose["services"]["redis"]
     assert "--appendonly yes --appendfsync always" in " ".join(redis["command"])
     assert redis["healthcheck"]
@@ -79,6 +81,99 @@ def test_redis_gets_its_password_without_showing_it_on_a_command_line(
     finally:
         server.terminate()
         server.wait(10)
+
+
+def test_the_sentinel_profile_is_opt_in_with_a_volume_each(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    for name in SENTINEL_SERVICES:
+        assert services[name]["profiles"] == ["sentinel"]
+        assert services[name]["depends_on"]["redis"] == {"condition": "service_healthy"}
+    volumes = [services[name]["volumes"][0].split(":")[0] for name in SENTINEL_SERVICES]
+    assert len(set(volumes)) == 4 and set(volumes) <= set(compose["volumes"])
+    assert "--replicaof redis 6379" in services["redis-replica"]["command"][2]
+    assert "sentinel monitor genbatch redis 6379 2" in services["sentinel1"]["command"][2]
+
+
+class Shell:
+    """Compose commands run as their containers would, on loopback with the bundled
+    redis-server (service names and fixed paths replaced); stopped at the end."""
+
+    def __init__(self, compose: dict[str, Any], folder: Path, env: dict[str, str]) -> None:
+        self.compose, self.folder, self.env = compose, folder, env
+        self.procs: list[subprocess.Popen[bytes]] = []
+
+    def run(self, service: str, port: int, replace: dict[str, str]) -> subprocess.Popen[bytes]:
+        shell, flag, script = self.compose["services"][service]["command"]
+        script = script.replace("$$", "$").replace("exec redis-server",
+                                                   f"exec {redis_server_binary()}")
+        for old, new in replace.items():
+            script = script.replace(old, new)
+        script += f" --port {port} --dir {self.folder} --save ''"
+        proc = subprocess.Popen([shell, flag, script], env={**os.environ, **self.env},
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.procs.append(proc)
+        return proc
+
+    def stop(self) -> None:
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.terminate()
+                proc.wait(10)
+
+
+def wait_for(check: Any, what: str, timeout: float = 40.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            found = check()
+            if found:
+                return found
+        except redis_py.RedisError:
+            pass
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_the_sentinel_profile_fails_over_with_its_own_commands(
+        compose: dict[str, Any], tmp_path: Path) -> None:
+    """The profile's primary, replica and one Sentinel (quorum 1 here, 2 of 3 in compose)
+    as real processes: the replica connects with the shared password, the Sentinel asks
+    for its own and names the primary, and promotes the replica when the primary dies."""
+    secret, own = "compose-secret-0123456789", "sentinel-secret-9876543210"
+    primary, replica, sentinel = free_port(), free_port(), free_port()
+    shell = Shell(compose, tmp_path, {"REDIS_PASSWORD": secret, "SENTINEL_PASSWORD": own})
+    try:
+        for n, (name, port) in enumerate((("redis", primary), ("redis-replica", replica))):
+            (tmp_path / str(n)).mkdir()
+            shell.folder = tmp_path / str(n)
+            shell.run(name, port, {"/tmp/redis-auth.conf": str(tmp_path / f"auth{n}.conf"),
+                                   "--replica-announce-ip redis-replica": "",
+                                   "--replica-announce-ip redis": "",
+                                   "--replicaof redis 6379": f"--replicaof 127.0.0.1 {primary}"})
+        shell.folder = tmp_path
+        conf = str(tmp_path / "sentinel.conf")
+        watcher = shell.run("sentinel1", sentinel, {
+            "/data/sentinel.conf": conf, "port 26379": f"port {sentinel}",
+            "genbatch redis 6379 2": f"genbatch 127.0.0.1 {primary} 1",
+            "down-after-milliseconds genbatch 5000": "down-after-milliseconds genbatch 1000"})
+        first = redis_py.Redis(port=primary, password=secret, socket_timeout=5)
+        wait_for(lambda: first.info("replication")["connected_slaves"] == 1, "the replica")
+        asked = redis_py.Redis(port=sentinel, password=own, socket_timeout=5)
+        assert wait_for(lambda: asked.sentinel_get_master_addr_by_name("genbatch"),
+                        "the Sentinel")[1] == primary
+        with pytest.raises(redis_py.AuthenticationError):
+            redis_py.Redis(port=sentinel, password="wrong").ping()
+        assert own not in proc_args(watcher.pid) and secret not in proc_args(watcher.pid)
+        wait_for(lambda: asked.sentinel_slaves("genbatch"), "the Sentinel to see the replica")
+
+        shell.procs[0].kill()  # the primary dies
+        shell.procs[0].wait()
+        wait_for(lambda: asked.sentinel_get_master_addr_by_name("genbatch") == (
+            b"127.0.0.1", replica), "the replica's promotion")
+        promoted = redis_py.Redis(port=replica, password=secret, socket_timeout=5)
+        assert wait_for(lambda: promoted.role()[0] == b"master", "the promoted primary")
+    finally:
+        shell.stop()
 
 
 def proc_args(pid: int) -> str:
@@ -193,6 +288,9 @@ def test_the_compose_cli_accepts_the_file(tmp_path: Path) -> None:
     with_hooks = config("--profile", "webhooks")
     assert with_hooks.returncode == 0, with_hooks.stderr
     assert "webhooks" in yaml.safe_load(with_hooks.stdout)["services"]
+    with_sentinels = config("--profile", "sentinel")
+    assert with_sentinels.returncode == 0, with_sentinels.stderr
+    assert set(SENTINEL_SERVICES) <= set(yaml.safe_load(with_sentinels.stdout)["services"])
 
     (tmp_path / ".env").write_text("")  # no passwords: refused, naming the variable
     empty = config()

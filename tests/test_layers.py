@@ -151,7 +151,8 @@ def redis_imported(source: str) -> bool:
 
 # Outside the store, only these talk to Redis themselves: Celery's broker connection (a
 # kombu workaround) and the demo's launcher of a Redis server.
-REDIS_OUTSIDE_STORE = {"genbatch.worker.broker_fix", "genbatch.demo.redis_server"}
+REDIS_OUTSIDE_STORE = {"genbatch.worker.broker_fix", "genbatch.demo.redis_server",
+                       "genbatch.demo.redis_sentinel"}
 
 
 def test_only_the_store_imports_redis() -> None:

@@ -23,12 +23,15 @@ def status(
     as_json: JsonOpt = False,
 ) -> None:
     """Show one batch in detail (counts, cost, options, what it waits on, its accounts,
-    its errors, its outputs), or the most recent batches."""
+    its errors, its outputs), or the most recent batches; first, on stderr, the Redis in
+    use (with GENBATCH_REDIS_SENTINELS, the primary they name now)."""
     from genbatch.console.detail import batch_detail
     from genbatch.console.views import batches_table
 
     client = Client()
     records = [client.record(batch)] if batch else client.records()
+    if not as_json:  # JSON output stays one document
+        err.print(f"redis: {client.redis_in_use()}", highlight=False)
     if as_json:
         summaries = [BatchInfo.of(b, client.store.batches.served_by(b.id) if batch else None
                                   ).model_dump(mode="json") for b in records]

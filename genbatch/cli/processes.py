@@ -14,7 +14,7 @@ from rich.markup import escape
 
 from genbatch.cli.shared import err, out, process_settings
 from genbatch.client import open_store
-from genbatch.config import Settings, redact_url
+from genbatch.config import Settings
 from genbatch.errors import ConfigError
 from genbatch.providers import accounts as provider_accounts
 
@@ -27,11 +27,12 @@ def worker(
 ) -> None:
     """Run a Celery worker consuming the submit, poll, download and control queues."""
     settings = process_settings()
-    from genbatch.worker.durable import check_durability
+    from genbatch.worker.durable import check_durability, check_replicas
 
-    warning = check_durability(open_store(settings), settings)
-    if warning:
-        err.print(f"[yellow]warning:[/] {warning}", highlight=False)
+    store = open_store(settings)
+    for warning in (check_durability(store, settings), check_replicas(store, settings)):
+        if warning:
+            err.print(f"[yellow]warning:[/] {warning}", highlight=False)
     held = ", ".join(provider_accounts.keys_held(settings))
     err.print(f"worker: taking tasks from {redis_host(settings)} with keys for "
               f"{held or 'no account (set GENBATCH_<P>_API_KEY)'}; "
@@ -163,4 +164,4 @@ def webhooks(
 
 def redis_host(settings: Settings) -> str:
     """The Redis URL a process says it uses, its password masked."""
-    return redact_url(settings.require_redis_url())
+    return settings.redis_target().describe()

@@ -78,7 +78,7 @@ def check_notify_url(url: str) -> None:
 
 def open_store(settings: Settings) -> JobStore:
     """The job store of `settings`, pinged so that an unreachable Redis fails now."""
-    store = JobStore.from_url(settings.require_redis_url())
+    store = JobStore.from_target(settings.redis_target())
     store.ping()  # StoreUnavailable says what to check
     return store
 
@@ -220,7 +220,7 @@ class Client:
         when Redis is set, and goes on without (saying so) when it does not answer."""
         if not dry_run:
             return self.store.heartbeats.workers(), []
-        if not self.settings.redis_url:
+        if not self.settings.redis_url and not self.settings.redis_sentinels:
             return None, []
         try:
             return self.store.heartbeats.workers(), []
@@ -304,6 +304,16 @@ class Client:
                 tmp.unlink(missing_ok=True)  # no half-written file left behind
             raise GenbatchError(f"cannot write {path}: {exc.strerror or exc}") from None
         return written
+
+    def redis_in_use(self) -> str:
+        """Which Redis this client works on: the URL (password masked), or with Sentinels
+        the primary they name now (`host:port`, after a failover the promoted replica)."""
+        target = self.settings.redis_target()
+        primary = self.store.primary()
+        if primary is None:
+            return target.describe()
+        return (f"primary {primary[0]}:{primary[1]} (named {target.master_name!r} by the "
+                f"Sentinels {','.join(f'{h}:{p}' for h, p in target.sentinels)})")
 
     @staticmethod
     def budget_stop(batch: Mapping[str, str]) -> str | None:

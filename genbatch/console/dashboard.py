@@ -66,7 +66,7 @@ def accounts_by_provider(settings: Settings) -> dict[str, list[str]]:
 
 def create_app(settings: Settings, store: JobStore | None = None,
                storage: ObjectStorage | None = None) -> Starlette:
-    js = store or JobStore.from_url(settings.require_redis_url())
+    js = store or JobStore.from_target(settings.redis_target())
     limits = {a.label: a.max_in_flight for a in provider_accounts.accounts(settings)}
     accounts = configured_accounts(settings)
     kinds = {a.label: a.name for a in provider_accounts.accounts(settings)}

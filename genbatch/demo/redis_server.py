@@ -114,11 +114,25 @@ class RedisServer:
 MEMORY_SETTING = "hash-max-ziplist-value 2048"
 
 
+# With replication (genbatch/demo/redis_sentinel.py) these stay, for two users of their own:
+# the replicas' (`masteruser`) and the Sentinels' (the commands Redis's Sentinel page lists).
+REPLICATION_COMMANDS: tuple[str, ...] = ("REPLICAOF", "SLAVEOF", "SYNC", "PSYNC")
+REPLICATION_USERS: tuple[str, ...] = (
+    "user replication on >{pw} +psync +replconf +ping",
+    "user sentinel on >{pw} allchannels +multi +slaveof +ping +exec +subscribe "
+    "+config|rewrite +role +publish +info +client|setname +client|kill +script|kill",
+)
+
+
 def write_config(workdir: Path, port: int, *, appendonly: bool = True,
-                 fsync: str = "always") -> Path:
+                 fsync: str = "always", replication: bool = False,
+                 replica_of: int | None = None) -> Path:
     """`redis.conf` in `workdir` (mode 0600: it holds the password; the folder, made 0700,
-    holds the data)."""
+    holds the data). `replication`: a member of a primary/replica set watched by Sentinels
+    (`replica_of`: the loopback port of its primary)."""
     workdir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    password = server_password(workdir)
+    kept = REPLICATION_COMMANDS if replication else ()
     lines = [
         f"port {port}", "bind 127.0.0.1", "protected-mode yes", "daemonize no",
         f'dir "{workdir}"', f"appendonly {'yes' if appendonly else 'no'}",
@@ -126,9 +140,15 @@ def write_config(workdir: Path, port: int, *, appendonly: bool = True,
         MEMORY_SETTING,
         # The password, and CONFIG limited to GET: `CONFIG SET dir` + SAVE would let anyone
         # who reaches the port write files; GET tells a worker how AOF is fsynced.
-        f"user default on >{server_password(workdir)} ~* &* +@all -config +config|get",
-        *(f'rename-command {name} ""' for name in DISABLED_COMMANDS),
+        f"user default on >{password} ~* &* +@all -config +config|get"
+        + "".join(f" -{name.lower()}" for name in kept),
+        *(f'rename-command {name} ""' for name in DISABLED_COMMANDS if name not in kept),
     ]
+    if replication:
+        lines += [u.format(pw=password) for u in REPLICATION_USERS]
+        lines += ["masteruser replication", f"masterauth {password}"]
+    if replica_of:
+        lines.append(f"replicaof 127.0.0.1 {replica_of}")
     path = workdir / CONFIG_FILE
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as fh:
@@ -138,13 +158,16 @@ def write_config(workdir: Path, port: int, *, appendonly: bool = True,
 
 
 def start_redis(workdir: Path, port: int | None = None, *, appendonly: bool = True,
-                fsync: str = "always", wait_s: float = 15.0) -> RedisServer:
+                fsync: str = "always", wait_s: float = 15.0, replication: bool = False,
+                replica_of: int | None = None) -> RedisServer:
     """Start redis-server on loopback with its data in `workdir`; wait until it answers.
-    `fsync` always: a submit's record is on disk before the POST (worker/durable.py)."""
+    `fsync` always: a submit's record is on disk before the POST (worker/durable.py).
+    `replication`, `replica_of`: see write_config."""
     workdir = workdir.resolve()
     port = port or free_port()
-    args = [redis_server_binary(),
-            str(write_config(workdir, port, appendonly=appendonly, fsync=fsync))]
+    config = write_config(workdir, port, appendonly=appendonly, fsync=fsync,
+                          replication=replication, replica_of=replica_of)
+    args = [redis_server_binary(), str(config)]
     proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
     server = RedisServer(proc, port, workdir, server_password(workdir))

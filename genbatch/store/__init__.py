@@ -63,6 +63,7 @@ import functools
 
 import redis
 
+from genbatch.config import RedisTarget
 from genbatch.models import BATCH_COUNTERS, Counter
 from genbatch.store import connection
 from genbatch.store.batches import Batches
@@ -104,6 +105,15 @@ class JobStore:
     @classmethod
     def from_url(cls, url: str, prefix: str = "gb:") -> JobStore:
         return cls(connection.connect(url), prefix)
+
+    @classmethod
+    def from_target(cls, target: RedisTarget, prefix: str = "gb:") -> JobStore:
+        """The store at a URL's Redis, or at the primary Sentinels name (config.RedisTarget)."""
+        return cls(connection.connect_target(target), prefix)
+
+    def primary(self) -> tuple[str, int] | None:
+        """The primary in use when Sentinels name it (asked now); None with one URL."""
+        return connection.primary_address(self._r)
 
     def ping(self) -> None:
         """Fail now rather than at first use: StoreUnavailable when nothing answers,

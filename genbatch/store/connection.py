@@ -14,18 +14,23 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import re
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import redis
+import redis.sentinel
 from redis.client import Pipeline
 
+from genbatch.config import RedisTarget
 from genbatch.errors import ConfigError, StoreError, StoreUnavailable
 
 CONNECT_TIMEOUT_S = 5.0  # a Redis that does not accept a connection in this is down
 PING_TIMEOUT_S = 3.0  # the entry points' first check (`ping`)
+REPLICAS_RECHECK_S = 5.0  # how long a count of connected replicas is trusted (auto)
 
 
 _TRANSLATED: dict[type[redis.RedisError], type[Exception]] = {}
@@ -58,10 +63,22 @@ def translate(exc: redis.RedisError) -> Exception:
     if isinstance(exc, StoreError):
         return exc
     args = exc.args
-    if _unavailable(type(exc)):
+    if isinstance(exc, redis.sentinel.MasterNotFoundError):
+        args = (no_primary(str(exc)),)
+    elif _unavailable(type(exc)):
         args = (f"cannot reach Redis ({exc}); is it running, and is GENBATCH_REDIS_URL "
                 "right?",)
     return _translated_class(type(exc))(*args)
+
+
+def no_primary(message: str) -> str:
+    """redis-py's MasterNotFoundError (a repr of each Sentinel's client, then its error) as
+    one line: the name asked for and each Sentinel's error."""
+    name = message.partition(" : ")[0].removeprefix("No master found for ")
+    reasons = "; ".join(re.findall(r"\)>\)>\)> - (?:\w+:)?([^,]+)", message))
+    return (f"cannot reach Redis: no Sentinel of GENBATCH_REDIS_SENTINELS names a primary "
+            f"{name}{f' ({reasons})' if reasons else ''}; are they running, and is "
+            "GENBATCH_REDIS_MASTER_NAME right?")
 
 
 @contextlib.contextmanager
@@ -106,6 +123,36 @@ def connect(url: str) -> StoreClient:
     )
 
 
+def connect_target(target: RedisTarget) -> StoreClient:
+    """A client for the job store at `target`: its URL, or the primary its Sentinels name.
+    With Sentinels, every new connection asks them where the primary is, so a promoted
+    replica is found without a restart: the connections to a primary that died fail (a
+    StoreUnavailable, as a restart's would) and the next ones go to the new one; a primary
+    that came back as a replica answers READONLY, which closes the connection the same way."""
+    if target.url:
+        return connect(target.url)
+    sentinel_auth = {"password": target.sentinel_password} if target.sentinel_password else {}
+    manager = redis.sentinel.Sentinel(
+        list(target.sentinels), socket_timeout=PING_TIMEOUT_S,
+        socket_connect_timeout=PING_TIMEOUT_S, sentinel_kwargs=sentinel_auth)
+    return manager.master_for(  # type: ignore[no-any-return]
+        target.master_name, redis_class=StoreClient, db=target.db,
+        username=target.username, password=target.password, decode_responses=True,
+        health_check_interval=30, socket_keepalive=True, retry_on_timeout=True,
+        socket_connect_timeout=CONNECT_TIMEOUT_S)
+
+
+def primary_address(client: redis.Redis) -> tuple[str, int] | None:
+    """The primary a Sentinel-managed client uses now (asking its Sentinels); None for a
+    client of one URL."""
+    pool = client.connection_pool
+    if not isinstance(pool, redis.sentinel.SentinelConnectionPool):
+        return None
+    with translated():
+        host, port = pool.get_master_address()  # type: ignore[no-untyped-call]
+    return str(host), int(port)
+
+
 def wrap(client: redis.Redis) -> StoreClient:
     """`client` itself when it translates errors, else one sharing its connection pool."""
     if isinstance(client, StoreClient):
@@ -146,6 +193,7 @@ class Server:
 
     def __init__(self, client: redis.Redis) -> None:
         self._r = client
+        self._replicas_checked: tuple[float, int] | None = None
 
     def time(self) -> float:
         """Redis's clock (`TIME`), in Unix seconds."""
@@ -165,14 +213,37 @@ class Server:
         return Durability(aof=bool(int(persistence.get("aof_enabled", 0))), fsync=fsync,
                           waitaof=major_minor >= (7, 2), version=version)
 
-    def wait_durable(self, timeout_ms: int = 1000) -> bool:
+    def wait_durable(self, timeout_ms: int = 1000, replicas: int | None = 0) -> bool:
         """After a write that must survive (a submit's record): with WAITAOF (Redis 7.2+),
-        wait until the local append-only file has it; True when it does (or when the
-        server cannot say: see worker/durable.py for how that case is covered)."""
-        if not self._waitaof:
+        wait until the local append-only file has it; then, with `replicas` above 0, until
+        that many replicas acknowledge it (`WAIT`: a replica has it, so the one Sentinel
+        promotes when this primary dies does too). `replicas` None = auto: 1 when the
+        primary has a connected replica, else 0. True when all of that came in time (or when
+        the server cannot say whether its file has it: see worker/durable.py)."""
+        if self._waitaof:
+            local, _ = self._r.execute_command("WAITAOF", 1, 0, timeout_ms)  # type: ignore[no-untyped-call]
+            if int(local) < 1:
+                return False
+        needed = self.connected_replicas_needed() if replicas is None else replicas
+        if needed <= 0:
             return True
-        local, _ = self._r.execute_command("WAITAOF", 1, 0, timeout_ms)  # type: ignore[no-untyped-call]
-        return int(local) >= 1
+        acked = self._r.execute_command("WAIT", needed, timeout_ms)  # type: ignore[no-untyped-call]
+        if int(acked) < needed:
+            self._replicas_checked = None  # a replica gone: auto counts again next time
+            return False
+        return True
+
+    def connected_replicas_needed(self) -> int:
+        """Auto's replica count: 1 when this primary has a connected replica, else 0 (looked
+        at once every REPLICAS_RECHECK_S: a replica lost or joined counts from then on)."""
+        now = time.monotonic()
+        if self._replicas_checked is None or now - self._replicas_checked[0] > REPLICAS_RECHECK_S:
+            self._replicas_checked = (now, min(1, self.connected_replicas()))
+        return self._replicas_checked[1]
+
+    def connected_replicas(self) -> int:
+        """The replicas connected to this primary now (INFO replication)."""
+        return int(self._r.info("replication").get("connected_slaves", 0))
 
     @functools.cached_property
     def _waitaof(self) -> bool:

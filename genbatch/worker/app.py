@@ -7,9 +7,12 @@ and download have their own queues so a poll storm cannot starve downloads.
 
 from __future__ import annotations
 
+from typing import Any
+from urllib.parse import quote
+
 from celery import Celery
 
-from genbatch.config import Settings
+from genbatch.config import RedisTarget, Settings
 from genbatch.worker import broker_fix
 
 broker_fix.apply()  # kombu 5.7 + celery 5.7 crash on a lost Redis connection (see module)
@@ -39,7 +42,7 @@ app.conf.update(
     task_send_sent_event=True,
     broker_connection_retry_on_startup=True,
     broker_connection_max_retries=None,
-    broker_transport_options={"visibility_timeout": 3600},
+    broker_transport_options={"visibility_timeout": 3600},  # BROKER_OPTIONS
     worker_hijack_root_logger=False,
     worker_soft_shutdown_timeout=10.0,
     worker_enable_soft_shutdown_on_idle=True,
@@ -47,8 +50,29 @@ app.conf.update(
 
 
 def connect(settings: Settings) -> None:
-    """Point the app at the settings' Redis (the broker)."""
-    app.conf.broker_url = settings.require_redis_url()
+    """Point the app at the settings' Redis (the broker): its URL, or with Sentinels kombu's
+    `sentinel://` transport, which asks them for the primary on each new connection (a
+    worker's consumer reconnects to a promoted replica by itself)."""
+    target = settings.redis_target()
+    app.conf.broker_url, options = broker(target)
+    app.conf.broker_transport_options = {**BROKER_OPTIONS, **options}
+
+
+BROKER_OPTIONS: dict[str, Any] = {"visibility_timeout": 3600}
+
+
+def broker(target: RedisTarget) -> tuple[str, dict[str, Any]]:
+    """Celery's broker URL and transport options for `target`."""
+    if target.url:
+        return target.url, {}
+    user = quote(target.username or "", safe="")
+    auth = f"{user}:{quote(target.password, safe='')}@" if target.password else ""
+    url = ";".join(f"sentinel://{auth}{host}:{port}/{target.db}"
+                   for host, port in target.sentinels)
+    options: dict[str, Any] = {"master_name": target.master_name}
+    if target.sentinel_password:
+        options["sentinel_kwargs"] = {"password": target.sentinel_password}
+    return url, options
 
 
 def send(kind: str, ident: str) -> None:

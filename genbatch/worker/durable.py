@@ -38,3 +38,21 @@ def check_durability(store: JobStore, settings: Settings) -> str | None:
     return (f"Redis fsyncs its append-only file `{d.fsync or 'on an unknown schedule'}` and "
             f"has no WAITAOF (Redis {d.version}): a power cut can lose the last second of "
             "submit records; `--appendfsync always` (or Redis 7.2+) closes that")
+
+
+def check_replicas(store: JobStore, settings: Settings) -> str | None:
+    """The warning to print when a submit's record will not reach a replica before its POST
+    (Sentinels given, `auto`, and no replica connected) or when no submit can go out (more
+    replicas asked for than are connected); None otherwise."""
+    wanted = settings.min_replicas()
+    connected = store.server.connected_replicas()
+    if wanted is None:
+        if settings.redis_sentinels and connected == 0:
+            return ("the Redis primary has no replica connected: submit records are not "
+                    "copied before their POST until one connects (a failover now could pay "
+                    "a row twice); GENBATCH_REDIS_MIN_REPLICAS=1 waits for one instead")
+        return None
+    if connected < wanted:
+        return (f"GENBATCH_REDIS_MIN_REPLICAS={wanted} but the Redis primary has {connected} "
+                "replica(s) connected: no submit goes out until enough connect")
+    return None

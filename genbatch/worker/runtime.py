@@ -82,7 +82,7 @@ class Runtime:
     @property
     def store(self) -> JobStore:
         store: JobStore = self._get(
-            "store", lambda: JobStore.from_url(self.settings.require_redis_url())
+            "store", lambda: JobStore.from_target(self.settings.redis_target())
         )
         return store
 

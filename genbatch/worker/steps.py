@@ -142,9 +142,12 @@ def _claim(rt: Runtime, item: Item, iid: str, now: float,
     )
     if not claim.applied:
         return "skipped"
-    if not rt.store.server.wait_durable():  # on disk before the POST (durable.py)
-        return accounts.requeue(rt, item, iid, [SUBMITTING], "the submit record did not "
-                                "reach Redis's append-only file in time; not sent", 1.0)
+    if not rt.store.server.wait_durable(replicas=rt.settings.min_replicas()):  # durable.py
+        reason = ("the submit record was not confirmed in time (on disk where Redis has "
+                  "WAITAOF, by a replica where GENBATCH_REDIS_MIN_REPLICAS asks for one); "
+                  "not sent, back to the queue")
+        log.warning("item %s: %s", iid, reason)
+        return accounts.requeue(rt, item, iid, [SUBMITTING], reason, 1.0)
     return None
 
 

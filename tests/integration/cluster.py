@@ -53,7 +53,7 @@ class Cluster:
         self.values["kling_secret_key"] = "sim-kling-secret"  # the simulator's default
         self.values.update(overrides)
         self.settings = Settings(**self.values)  # type: ignore[arg-type]
-        self.store = JobStore.from_url(redis_url)
+        self.store = JobStore.from_target(self.settings.redis_target())
         self.storage = open_storage(self.settings.storage_url)
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
 
