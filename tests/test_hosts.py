@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import socket
 
 from genbatch.config import Settings
 from genbatch.models import ItemState
 from genbatch.store import JobStore
 from genbatch.store.batches import DOWNLOADS, SUBMITS, host_count
-from genbatch.worker.heartbeat import worker_host
+from genbatch.worker.heartbeat import process_name, worker_host
 from tests.test_dispatch import make_batch
 
 
@@ -18,6 +19,14 @@ def test_the_host_setting_wins_then_the_node_name_then_the_machine() -> None:
     assert worker_host(Settings(), "w1@%h") == socket.gethostname()  # Celery's own %h
     assert worker_host(Settings(), "w1") == socket.gethostname()
     assert worker_host(Settings(), None) == socket.gethostname()
+
+
+def test_a_process_name_names_its_host_once() -> None:
+    machine, pid = socket.gethostname(), os.getpid()
+    assert process_name("w1@%h") == f"w1@{machine}:{pid}"
+    assert process_name("w1@box-a") == f"w1@box-a:{pid}"
+    assert process_name("w1") == f"w1@{machine}:{pid}"
+    assert process_name(None) == f"worker@{machine}:{pid}"
 
 
 def test_a_step_counts_for_its_host_only_when_the_transition_applies(store: JobStore) -> None:

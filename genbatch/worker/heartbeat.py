@@ -27,7 +27,10 @@ LIVES = 3  # a beat expires after this many intervals
 
 
 def process_name(node: str | None = None) -> str:
-    """`node@host:pid`: unique per process, readable in `genbatch accounts`."""
+    """`node@host:pid`: unique per process, readable in `genbatch accounts`. A Celery node
+    name that already names its host (`w1@%h`, `w1@box`) keeps it, with `%h` expanded."""
+    if node and "@" in node:
+        return f"{host_format(node)}:{os.getpid()}"
     return f"{node or 'worker'}@{socket.gethostname()}:{os.getpid()}"
 
 
