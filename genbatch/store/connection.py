@@ -139,6 +139,7 @@ class Durability:
     fsync: str | None
     waitaof: bool
     version: str
+    run_id: str = ""  # this server process's id (INFO server): a restart or failover changes it
 
 
 class Server:
@@ -163,7 +164,8 @@ class Server:
             fsync = None
         major_minor = tuple(int(p) for p in version.split(".")[:2] if p.isdigit())
         return Durability(aof=bool(int(persistence.get("aof_enabled", 0))), fsync=fsync,
-                          waitaof=major_minor >= (7, 2), version=version)
+                          waitaof=major_minor >= (7, 2), version=version,
+                          run_id=str(server.get("run_id", "")))
 
     def wait_durable(self, timeout_ms: int = 1000) -> bool:
         """After a write that must survive (a submit's record): with WAITAOF (Redis 7.2+),

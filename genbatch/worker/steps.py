@@ -35,7 +35,7 @@ from genbatch.providers import can_list, can_lookup, get_spec
 from genbatch.providers.failures import FailureClass, failure_class
 from genbatch.records import Item
 from genbatch.store.health import AccountHealth
-from genbatch.worker import accounts, failover, hints, notify, reconcile, uploads
+from genbatch.worker import accounts, durable, failover, hints, notify, reconcile, uploads
 from genbatch.worker.callbacks import callback_url
 from genbatch.worker.dispatch import refill
 from genbatch.worker.fetch import url_fields
@@ -67,6 +67,8 @@ def submit_item(rt: Runtime, iid: str) -> str:
     item = rt.store.items.get(iid)
     if item.state is not DISPATCHED:
         return "skipped"
+    if rt.store.restarts.fenced():  # a Redis restart is being recovered from (recovery.py):
+        return "later"  # the item stays dispatched; its timer sends it again
     now = rt.now()
     try:
         adapter = rt.provider(item.account)
@@ -141,10 +143,7 @@ def _claim(rt: Runtime, item: Item, iid: str, now: float,
     )
     if not claim.applied:
         return "skipped"
-    if not rt.store.server.wait_durable():  # on disk before the POST (durable.py)
-        return accounts.requeue(rt, item, iid, [SUBMITTING], "the submit record did not "
-                                "reach Redis's append-only file in time; not sent", 1.0)
-    return None
+    return durable.hold_until_durable(rt, iid, item.attempts + 1)  # on disk before the POST
 
 
 def _submitted(rt: Runtime, item: Item, iid: str, request: GenerationRequest, remote_id: str,
