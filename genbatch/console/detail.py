@@ -34,6 +34,12 @@ COLOURS = {Counter.SUCCEEDED: "green", Counter.FAILED: "red", Counter.EXPIRED: "
 
 def batch_detail(batch: Batch, diagnosis: Diagnosis, errors: Sequence[ErrorCount]) -> Group:
     parts: list[RenderableType] = [_facts(batch)]
+    twice = int(batch.get("possibly_paid_twice") or 0)
+    if twice:
+        parts.append(f"[red]possibly paid twice:[/] {twice} items (a Redis restart may have "
+                     "lost their submit; `possibly_paid_twice` in results and errors.jsonl)")
+    if diagnosis.durability:
+        parts.append(f"[bold]durability[/]  {diagnosis.durability}")
     if diagnosis.reasons:
         parts.append("\n".join(f"[yellow]waiting:[/] {r}" for r in diagnosis.reasons))
     if diagnosis.accounts:
