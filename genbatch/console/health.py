@@ -39,6 +39,8 @@ def durability(store: JobStore) -> str:
     if last is not None:
         when = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(last.at))
         line += f"; last Redis restart {when}: {last.state}"
+        if last.before:
+            line += f" (before it: {last.before})"
         if last.flagged:
             line += f", {last.flagged} items flagged possibly paid twice"
     return line

@@ -11,7 +11,8 @@ Keys (under the store's prefix):
                  what survived of it bounds when the lost writes began), guard, covers
                  ("1": a lost record was never sent), durability (the line status shows)
     restart      hash: the last restart: epoch, at, lost_from, previous_run, guard,
-                 covers, state (recovering | recovered), flagged, unowned
+                 covers, before (the old server's durability line), state (recovering |
+                 recovered), flagged, unowned
     recovering   present while a restart is being recovered from: dispatch waits
 """
 
@@ -36,6 +37,8 @@ class Restart:
     state: str
     flagged: int = 0
     unowned: int = 0
+    before: str = ""  # the old server's durability line
+
 
     @classmethod
     def of(cls, rec: dict[str, str]) -> Restart:
@@ -43,7 +46,7 @@ class Restart:
                    lost_from=float(rec["lost_from"]) if rec.get("lost_from") else None,
                    covers=rec.get("covers") == "1", guard=rec.get("guard") or "",
                    state=rec.get("state") or "", flagged=int(rec.get("flagged") or 0),
-                   unowned=int(rec.get("unowned") or 0))
+                   unowned=int(rec.get("unowned") or 0), before=rec.get("before") or "")
 
 
 class Restarts:
@@ -80,6 +83,7 @@ class Restarts:
         rec = {"epoch": str(epoch), "at": repr(now), "lost_from": seen.get("seen_at", ""),
                "previous_run": seen.get("run_id", ""), "run_id": run_id,
                "guard": seen.get("guard", ""), "covers": seen.get("covers", "0"),
+               "before": seen.get("durability", ""),
                "state": "recovering", "flagged": "0", "unowned": "0"}
         pipe.hset(self.key, "epoch", epoch)
         pipe.delete(self.last_key)
