@@ -231,3 +231,28 @@ def dispatched(store: JobStore, provider: str, bid: str) -> str:
 
 def move(store: JobStore, iid: str, state: ItemState, **fields: object) -> None:
     assert store.items.transition(iid, [ItemState.PENDING], state, fields=fields).applied
+
+
+def test_status_and_the_batch_page_show_the_durability_and_the_flagged_items(
+        store: JobStore, redis_url: str) -> None:
+    from rich.console import Console
+
+    from genbatch.console import batch_page
+    from genbatch.console.detail import batch_detail
+
+    rt = runtime(redis_url, [])
+    queue_pending(store, "novita", "shown", 2)
+    store.restarts.observe("run-before", LOST_FROM - 100, "none", False, "AOF no")
+    store.restarts.beat(LOST_FROM)
+    recovery.watch(rt)
+    batch = store.batches.get("shown")
+    diagnosis = diagnose(store, batch)
+    console = Console(width=200, record=True, force_terminal=False)
+    console.print(batch_detail(batch, diagnosis, []))
+    text = console.export_text()
+    assert "possibly paid twice: 2 items" in text
+    assert "durability  AOF always" in text and "2 items flagged" in text
+    view = batch_page.batch_view(batch, (0.0, 0.0), LOST_FROM)
+    view["durability"] = diagnosis.durability
+    html = batch_page.render(view, [], [])
+    assert "possibly paid twice: 2</b>" in html and 'id="durability"' in html
