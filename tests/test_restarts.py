@@ -256,3 +256,29 @@ def test_status_and_the_batch_page_show_the_durability_and_the_flagged_items(
     view["durability"] = diagnosis.durability
     html = batch_page.render(view, [], [])
     assert "possibly paid twice: 2</b>" in html and 'id="durability"' in html
+
+
+@pytest.mark.parametrize("case", ["stopped_waiting", "sending", "restarted", "always"])
+def test_a_worker_that_stopped_during_the_wait_sent_nothing(store: JobStore, redis_url: str,
+                                                            case: str) -> None:
+    """A `submitting` item past its lease is `ambiguous` — unless its record was still
+    waiting out the fsync (no `sending` mark) and Redis has not restarted since: then it
+    sent nothing and goes back to pending."""
+    from genbatch.worker.scheduler import Scheduler
+
+    rt = runtime(redis_url, [])
+    recovery.watch(rt)  # the server's run id recorded
+    iid = dispatched(store, "novita", f"stopped-{case}")
+    now = rt.now()
+    fields = {"submit_started_at": now, "hold": "always" if case == "always" else "wait",
+              "sending": repr(now + 2) if case == "sending" else ""}
+    store.items.transition(iid, [ItemState.DISPATCHED], ItemState.SUBMITTING, fields=fields,
+                           incr={"attempts": 1})
+    if case == "restarted":  # a restart since the claim could have lost the mark
+        store.restarts.observe("another-run", now + 1, "wait", True, "")
+    Scheduler(rt)._interrupted_submit(iid)
+    item = store.items.get(iid)
+    if case == "stopped_waiting":
+        assert item.state is ItemState.PENDING and item.get("not_created") == "1"
+    else:
+        assert item.state is ItemState.AMBIGUOUS and item.error_code == "submit_interrupted"

@@ -104,6 +104,10 @@ class Restarts:
         rec: dict[str, str] = self.r.hgetall(self.last_key)  # type: ignore[assignment]
         return Restart.of(rec) if rec else None
 
+    def run_id(self) -> str:
+        """The run id of the server last seen ("" before one was)."""
+        return str(self.r.hget(self.key, "run_id") or "")
+
     def durability(self) -> str:
         """The durability line the scheduler last recorded ("" before one ran)."""
         return str(self.r.hget(self.key, "durability") or "")

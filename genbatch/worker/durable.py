@@ -11,8 +11,10 @@ What guards the record depends on the Redis (`Guard`, shown by `genbatch status`
   once a second (a slow disk can stretch that to two). The worker waits GENBATCH_FSYNC_WAIT_S
   (2 s) after the record, reads it back, and sends only if it is still there: a record that
   has been through an fsync survives a power cut, and one a restart already lost is never
-  sent. This is a timing guarantee, not a confirmation; after a restart the scheduler checks
-  what it can anyway (worker/recovery.py).
+  sent. A worker that stops during the wait sent nothing: the item is not `ambiguous` but
+  submitted again (`never_sent`, marked by `sending` before the POST). This is a timing
+  guarantee, not a confirmation; after a restart the scheduler checks what it can anyway
+  (worker/recovery.py).
 - no append-only file, `appendfsync no` (the OS flushes when it likes), a setting that
   cannot be read, or GENBATCH_FSYNC_WAIT_S=0: nothing bounds what a restart loses. A worker
   refuses a Redis without an append-only file, in one line, unless
@@ -29,6 +31,7 @@ import time
 from genbatch.config import Settings
 from genbatch.errors import ConfigError
 from genbatch.models import ItemState
+from genbatch.records import Item
 from genbatch.store import Durability, JobStore
 from genbatch.worker import accounts
 from genbatch.worker.runtime import Runtime
@@ -124,10 +127,26 @@ def hold_until_durable(rt: Runtime, iid: str, attempt: int) -> str | None:
         return accounts.requeue(rt, item, iid, [ItemState.SUBMITTING], "the submit record did "
                                 "not reach Redis's append-only file in time; not sent", 1.0)
     if g is Guard.WAIT:
+        began = time.monotonic()
         time.sleep(rt.settings.fsync_wait_s)
         item = rt.store.items.get(iid)  # read back: still ours, so it survived an fsync
         if item.state is not ItemState.SUBMITTING or item.attempts != attempt:
             log.warning("item %s: its submit record was lost (Redis restarted?); not sent",
                         iid)
             return "skipped"
+        if time.monotonic() - began > rt.settings.task_lease_s / 2:  # stalled: the
+            return "skipped"  # scheduler may already be taking it back (never_sent)
+        rt.store.items.set_fields({iid: {"sending": repr(rt.now())}})  # the POST follows
     return None
+
+
+def never_sent(rt: Runtime, item: Item) -> bool:
+    """Whether a `submitting` item whose worker stopped provably sent nothing: its record
+    waited out the fsync (Guard.WAIT), it has no `sending` mark, and Redis has not restarted
+    since the claim (a restart could have lost the mark)."""
+    if item.hold != Guard.WAIT or item.sending is not None or item.submit_started_at is None:
+        return False
+    last = rt.store.restarts.last()
+    if last is not None and last.at >= item.submit_started_at:
+        return False
+    return rt.store.server.durability().run_id == rt.store.restarts.run_id()

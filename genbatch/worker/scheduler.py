@@ -34,7 +34,7 @@ from genbatch.providers import accounts as provider_accounts
 from genbatch.store import budget
 from genbatch.store.limits import Limits, poll_rates
 from genbatch.store.series import MIN_STEP_S
-from genbatch.worker import notify, recovery
+from genbatch.worker import durable, notify, recovery
 from genbatch.worker.dispatch import dispatch_provider
 from genbatch.worker.heartbeat import process_name, scheduler_beat
 from genbatch.worker.runtime import Runtime
@@ -122,6 +122,13 @@ class Scheduler:
         return len(due)
 
     def _interrupted_submit(self, iid: str) -> int:
+        item = self.rt.store.items.get(iid)
+        if durable.never_sent(self.rt, item):  # stopped while its record waited: not sent
+            self.rt.store.items.transition(
+                iid, [ItemState.SUBMITTING], ItemState.PENDING, timer="-", queue="front",
+                fields={"last_error": "the worker stopped before sending the submit"},
+                incr={"not_created": 1})
+            return 0
         state = finish(self.rt, iid, [ItemState.SUBMITTING], ItemState.AMBIGUOUS,
                        "submit_interrupted",
                         "the worker stopped while submitting; the task may exist at the "

@@ -132,7 +132,9 @@ def _claim(rt: Runtime, item: Item, iid: str, now: float,
     """dispatched → submitting, the attempt counted and on disk before anything is sent (a
     seed drawn for it and the client ref it carries included); the step's outcome when it
     must stop there, None to go on and submit."""
-    fields: dict[str, object] = {"submit_started_at": now}
+    # the guard it waits on, and no `sending` mark yet (durable.never_sent)
+    fields: dict[str, object] = {"submit_started_at": now, "hold": durable.current_guard(rt),
+                                 "sending": ""}
     if seeded is not None:
         fields["req"] = seeded.model_dump_json(exclude_none=True)
     if ref is not None:
