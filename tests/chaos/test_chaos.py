@@ -181,9 +181,9 @@ class Chaos:
         with self.lock:
             before = self._records()
             self.server.kill()
+            cut = time.monotonic() - LOST_S  # the disk holds what Redis had a second ago
             for name in list(self.cluster.procs):
                 self.cluster.stop(name, signal.SIGKILL)
-            cut = time.monotonic() - LOST_S
             _, files = next(s for s in reversed(self.snapshots) if s[0] <= cut)
             for f in list(self.redis_dir.glob("appendonly*")) + list(
                     self.redis_dir.glob("appendonlydir/*")):
