@@ -173,11 +173,12 @@ class Chaos:
 
     def _records(self) -> dict[str, dict[str, str]]:
         store = self.cluster.store
-        return {it.id: dict(it) for it in store.items.of_batch(self.batch_id, JOBS)}
+        total = store.batches.get(self.batch_id).total
+        return {it.id: dict(it) for it in store.items.of_batch(self.batch_id, total)}
 
-    def _power_loss_everysec(self) -> None:
+    def _power_loss_everysec(self, then: str = "always") -> None:
         """The machine loses power with Redis at `appendfsync everysec`: everything dies at
-        once and the AOF is what it was LOST_S earlier; Redis comes back with `always`."""
+        once and the AOF is what it was LOST_S earlier; Redis comes back with `then`."""
         with self.lock:
             before = self._records()
             self.server.kill()
@@ -192,7 +193,7 @@ class Chaos:
             for f, data in files.items():
                 f.write_bytes(data)
             self.kills["power_everysec"] += 1
-            self.server = start_redis(self.redis_dir, self.server.port)
+            self.server = start_redis(self.redis_dir, self.server.port, fsync=then)
             after = self._records()
             self.rewound = sum(1 for iid, rec in before.items() if after.get(iid) != rec)
             self.claims_cut = sum(1 for iid, rec in before.items() if int(
@@ -439,3 +440,78 @@ def power_loss_figures(store: JobStore, chaos: Chaos, items: Mapping[str, Mappin
             f"claims_cut={chaos.claims_cut} paid_twice_ws_bp={len(listed)} "
             f"flagged={len(flagged)} unflagged_dup={len(unflagged)} "
             f"restarts_seen={last.epoch}")
+
+
+UNGUARDED_JOBS = 40
+
+
+def test_chaos_power_loss_unguarded_flags_every_item_paid_twice(tmp_path: Path) -> None:
+    """`everysec` with the worker's wait turned off (GENBATCH_FSYNC_WAIT_S=0: nothing guards a
+    submit's record): a power loss while submits are in full swing makes items be paid
+    twice, and every one of them must be flagged `possibly_paid_twice` (its own
+    `powerloss_unguarded:` summary line)."""
+    redis_dir = tmp_path / "redis"
+    server = start_redis(redis_dir, fsync="everysec")
+    chaos: Chaos | None = None
+    profile = SimProfile.model_validate({"time_factor": TIME_FACTOR, "latency_mean_s": 20.0,
+                                         "seed": 11, "request_log_size": 4000,
+                                         "request_log_body_chars": 4096})
+    try:
+        with running_simulator(profile) as sim_url:
+            quotas = {f"{p}_{op}_rpm": "60000" for p, _ in PROVIDERS for op in ("submit", "poll")}
+            cluster = Cluster(server.url, sim_url, tmp_path, time_factor=str(TIME_FACTOR),
+                              task_lease_s=str(LEASE_S), log_level="WARNING",
+                              fsync_wait_s="0", **quotas)
+            try:
+                for w in range(WORKERS):
+                    cluster.start_worker(f"worker{w}")
+                cluster.start_scheduler()
+                cluster.wait_until(lambda: bool(cluster.store.restarts.run_id()) and len(
+                    cluster.store.heartbeats.workers()) >= WORKERS, timeout=60,
+                    what="the scheduler's note of the server, and the workers")
+                time.sleep(2 * LOST_S)  # that note is older than what the power loss takes
+                batch_id = str(cluster.submit(manifest(tmp_path, sim_url, UNGUARDED_JOBS),
+                                              provider=None, model=None).batch_id)
+                chaos = Chaos(cluster, redis_dir, server, batch_id)
+                cut_when_half_sent(chaos)
+                cluster.wait_until(lambda: cluster.store.batches.get(batch_id).get(
+                    "status") == "completed", timeout=240, what="batch completed")
+                line = unguarded_figures(cluster, chaos, batch_id)
+            finally:
+                cluster.stop_all()
+    finally:
+        (chaos.server if chaos else server).stop()
+    print("\n" + line)
+    with Path(os.environ.get("GENBATCH_CHAOS_SUMMARY", os.devnull)).open("a") as fh:
+        fh.write(line + "\n")
+
+
+def cut_when_half_sent(chaos: Chaos) -> None:
+    """Snapshots of the AOF from the start; the power loss once half the rows were sent."""
+    chaos.snapper.start()
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        batch = chaos.cluster.store.batches.get(chaos.batch_id)
+        if int(batch.get("pending") or 0) <= UNGUARDED_JOBS // 2:
+            break
+        time.sleep(0.05)
+    time.sleep(0.5)  # submits under way
+    chaos._power_loss_everysec(then="everysec")
+    chaos.stop.set()
+    chaos.snapper.join(10)
+
+
+def unguarded_figures(cluster: Cluster, chaos: Chaos, batch_id: str) -> str:
+    store = cluster.store
+    items = {it.custom_id: it for it in store.items.of_batch(batch_id, UNGUARDED_JOBS)}
+    posts, _ = submits_per_item(cluster.sim_stats()["request_log"])
+    twice = sorted(cid for cid, statuses in posts.items() if statuses.count(200) > 1)
+    flagged = {cid for cid, it in items.items() if it.possibly_paid_twice}
+    unflagged = [cid for cid in twice if cid not in flagged]
+    last = store.restarts.last()
+    assert last is not None and not last.covers, last
+    assert chaos.rewound > 0
+    assert not unflagged, [(cid, posts[cid], dict(items[cid])) for cid in unflagged[:5]]
+    return (f"powerloss_unguarded: jobs={UNGUARDED_JOBS} fsync=everysec wait=0 "
+            f"lost_s={LOST_S:g} rewound={chaos.rewound} claims_cut={chaos.claims_cut} "
+            f"paid_twice={len(twice)} flagged={len(flagged)} unflagged_dup={len(unflagged)}")
