@@ -9,7 +9,8 @@ time under a Redis lock (`genbatch scheduler`; start several for failover).
   budget; the rest stay due) and acts by state: `submitted` → poll,
   `downloading` → download (earliest URL expiry first, with the downloads' own short
   lease), `dispatched` → submit again (message lost), `submitting` past
-  its lease → ambiguous (the worker died mid-submit; the task may exist).
+  its lease → ambiguous (the worker died mid-submit; the task may exist), or back to
+  pending when its record was still waiting out the fsync (worker/durable.py never_sent).
 - Restarts: every second, notes the Redis server's run id; after a restart that could have
   lost submit records, flags what may be paid twice before dispatching (worker/recovery.py).
 - Sweep: samples every active batch's counters into its chart series (store/series.py),
