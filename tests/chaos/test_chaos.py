@@ -467,9 +467,12 @@ def test_chaos_power_loss_unguarded_flags_every_item_paid_twice(tmp_path: Path) 
     try:
         with running_simulator(profile) as sim_url:
             quotas = {f"{p}_{op}_rpm": "60000" for p, _ in PROVIDERS for op in ("submit", "poll")}
+            # a few generations at a time per provider: submits go on as slots free, so the
+            # power loss falls among them
+            caps = {f"{p}_max_in_flight": "3" for p, _ in PROVIDERS}
             cluster = Cluster(server.url, sim_url, tmp_path, time_factor=str(TIME_FACTOR),
                               task_lease_s=str(LEASE_S), log_level="WARNING",
-                              fsync_wait_s="0", **quotas)
+                              fsync_wait_s="0", **quotas, **caps)
             try:
                 for w in range(WORKERS):
                     cluster.start_worker(f"worker{w}")
@@ -498,7 +501,7 @@ def cut_when_half_sent(chaos: Chaos) -> None:
     """Snapshots of the AOF from the start; the power loss once half the rows began a
     submit; Redis comes back at `everysec`, the wait still off."""
     chaos.then = "everysec"
-    chaos.snapper = threading.Thread(target=chaos._snap, args=(0.5,), daemon=True)
+    chaos.snapper = threading.Thread(target=chaos._snap, args=(0.4,), daemon=True)
     chaos.snapper.start()
     chaos.snapper.join(120)
     assert chaos.kills["power_everysec"] == 1, "the power loss did not happen"
