@@ -282,3 +282,12 @@ def test_a_worker_that_stopped_during_the_wait_sent_nothing(store: JobStore, red
         assert item.state is ItemState.PENDING and item.get("not_created") == "1"
     else:
         assert item.state is ItemState.AMBIGUOUS and item.error_code == "submit_interrupted"
+
+
+def test_a_failover_is_a_restart_that_no_fsync_guards(store: JobStore) -> None:
+    """A replica promoted to primary loses what it had not got, whatever the old primary's
+    fsync: the restart is unguarded (its items get flagged)."""
+    assert not store.server.promoted()  # the suite's Redis is a plain primary
+    store.restarts.observe("primary", 1.0, "always", True, "AOF always")
+    seen = store.restarts.observe("replica", 2.0, "always", True, "AOF always", promoted=True)
+    assert seen is not None and not seen.covers and seen.guard == "failover"

@@ -176,6 +176,12 @@ class Server:
         local, _ = self._r.execute_command("WAITAOF", 1, 0, timeout_ms)  # type: ignore[no-untyped-call]
         return int(local) >= 1
 
+    def promoted(self) -> bool:
+        """Whether this server was a replica promoted to primary (a failover): it keeps the
+        old primary's replication id with the offset it took over at."""
+        offset = self._r.info("replication").get("second_repl_offset", -1)
+        return int(offset) >= 0
+
     @functools.cached_property
     def _waitaof(self) -> bool:
         return self.durability().waitaof

@@ -56,11 +56,12 @@ class Restarts:
         self.fence_key = f"{prefix}recovering"
 
     def observe(self, run_id: str, now: float, guard: str, covers: bool,
-                durability: str) -> Restart | None:
+                durability: str, *, promoted: bool = False) -> Restart | None:
         """Note the server's run id and guard; the restart when the run id differs from the one
         recorded (recorded once, by whichever process sees it first). The first run id a
         job store sees is only recorded: a store whose `redis` hash was itself lost (no
-        append-only file) cannot tell."""
+        append-only file) cannot tell. `promoted`: the new server is a replica that took
+        over (a failover), which loses what it had not got, whatever the old one's guard."""
         with self.r.pipeline(transaction=True) as pipe:
             try:
                 pipe.watch(self.key)  # type: ignore[no-untyped-call]
@@ -70,7 +71,7 @@ class Restarts:
                           "durability": durability}
                 restart = None
                 if seen.get("run_id", run_id) != run_id:
-                    restart = self._restart(pipe, seen, run_id, now)
+                    restart = self._restart(pipe, seen, run_id, now, promoted)
                 pipe.hset(self.key, mapping=as_mapping(fields))
                 pipe.execute()
                 return restart
@@ -78,11 +79,12 @@ class Restarts:
                 return None  # another process recorded it
 
     def _restart(self, pipe: redis.client.Pipeline, seen: dict[str, str], run_id: str,
-                 now: float) -> Restart:
+                 now: float, promoted: bool) -> Restart:
         epoch = int(seen.get("epoch") or 0) + 1
         rec = {"epoch": str(epoch), "at": repr(now), "lost_from": seen.get("seen_at", ""),
                "previous_run": seen.get("run_id", ""), "run_id": run_id,
-               "guard": seen.get("guard", ""), "covers": seen.get("covers", "0"),
+               "guard": "failover" if promoted else seen.get("guard", ""),
+               "covers": "0" if promoted else seen.get("covers", "0"),
                "before": seen.get("durability", ""),
                "state": "recovering", "flagged": "0", "unowned": "0"}
         pipe.hset(self.key, "epoch", epoch)

@@ -46,7 +46,8 @@ def watch(rt: Runtime) -> Restart | None:
     d = rt.store.server.durability()
     g = durable.guard(d, rt.settings)
     seen = rt.store.restarts.observe(d.run_id, rt.now(), g.value, g.covers,
-                                     durable.describe(d, g, rt.settings))
+                                     durable.describe(d, g, rt.settings),
+                                     promoted=rt.store.server.promoted())
     if seen is not None:
         log.warning("Redis restarted (run id changed; its submit records were %s): "
                     "recovering before more work is dispatched",
