@@ -103,6 +103,7 @@ class Chaos:
         self.workers = 0
         self.torn_bytes = 0
         self.rewound = self.claims_cut = 0  # what the everysec power loss took back
+        self.cut_bytes = 0
         self.snapshots: deque[tuple[float, dict[Path, bytes]]] = deque()
         self.snapper = threading.Thread(target=self._snap, name="aof-snapshots", daemon=True)
         self.then = "always"  # the fsync Redis comes back with after the everysec power loss
@@ -194,6 +195,9 @@ class Chaos:
             for name in list(self.cluster.procs):
                 self.cluster.stop(name, signal.SIGKILL)
             _, files = next(s for s in reversed(self.snapshots) if s[0] <= cut)
+            current = sum(f.stat().st_size for f in self.redis_dir.glob("appendonly*")
+                          if f.is_file())
+            self.cut_bytes = current - sum(len(data) for data in files.values())
             for f in list(self.redis_dir.glob("appendonly*")) + list(
                     self.redis_dir.glob("appendonlydir/*")):
                 if f.is_file():
@@ -429,7 +433,7 @@ def check(cluster: Cluster, chaos: Chaos, batch_id: str) -> None:
                            for t in paid_lost[:10]]
     assert chaos.kills["scheduler"] == 1 and chaos.kills["redis"] == 1
     assert chaos.kills["storage"] == 1 and chaos.kills["power"] == 1
-    assert chaos.kills["power_everysec"] == 1 and chaos.rewound > 0
+    assert chaos.kills["power_everysec"] == 1 and chaos.rewound > 0, chaos.cut_bytes
     store.close()
 
 
@@ -516,7 +520,7 @@ def unguarded_figures(cluster: Cluster, chaos: Chaos, batch_id: str) -> str:
     unflagged = [cid for cid in twice if cid not in flagged]
     last = store.restarts.last()
     assert last is not None and not last.covers, last
-    assert chaos.rewound > 0
+    assert chaos.rewound > 0, f"cut {chaos.cut_bytes} bytes, {len(chaos.snapshots)} snapshots"
     assert not unflagged, [(cid, posts[cid], dict(items[cid])) for cid in unflagged[:5]]
     return (f"powerloss_unguarded: jobs={UNGUARDED_JOBS} fsync=everysec wait=0 "
             f"lost_s={LOST_S:g} rewound={chaos.rewound} claims_cut={chaos.claims_cut} "
