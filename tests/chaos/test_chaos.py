@@ -151,22 +151,25 @@ class Chaos:
             self.errors.append(exc)
 
 
-    def sent_fraction(self) -> float:
-        """Items whose submit has begun at least once."""
+    def attempts(self) -> int:
+        """Submit attempts begun, over all items."""
         try:
-            records = self._records()
+            return sum(int(r.get("attempts") or 0) for r in self._records().values())
         except redis.RedisError:
-            return 0.0
-        return sum(1 for r in records.values() if r.get("attempts")) / max(len(records), 1)
+            return 0
 
     def _snap(self, trigger: float = 0.25) -> None:
         """Copies of the AOF every 0.1 s (the last few seconds'); the everysec power loss
-        once `trigger` of the items have begun a submit (submits in full swing)."""
+        once `trigger` of the items have begun a submit, the moment another one begins
+        (submits in full swing)."""
+        seen = 0
         try:
             while not self.stop.wait(0.1) and not self.kills["power_everysec"]:
-                if self.sent_fraction() >= trigger and len(self.snapshots) > 20:
+                begun = self.attempts()
+                if begun > seen >= trigger * JOBS and len(self.snapshots) > 20:
                     self._power_loss_everysec(self.then)
                     return
+                seen = begun
                 self._snap_once()
         except BaseException as exc:  # reported by the test
             self.errors.append(exc)
@@ -473,7 +476,7 @@ def test_chaos_power_loss_unguarded_flags_every_item_paid_twice(tmp_path: Path) 
             quotas = {f"{p}_{op}_rpm": "60000" for p, _ in PROVIDERS for op in ("submit", "poll")}
             # a few generations at a time per provider: submits go on as slots free, so the
             # power loss falls among them
-            caps = {f"{p}_max_in_flight": "3" for p, _ in PROVIDERS}
+            caps = {f"{p}_max_in_flight": "4" for p, _ in PROVIDERS}
             cluster = Cluster(server.url, sim_url, tmp_path, time_factor=str(TIME_FACTOR),
                               task_lease_s=str(LEASE_S), log_level="WARNING",
                               fsync_wait_s="0", **quotas, **caps)
@@ -505,7 +508,8 @@ def cut_when_half_sent(chaos: Chaos) -> None:
     """Snapshots of the AOF from the start; the power loss once half the rows began a
     submit; Redis comes back at `everysec`, the wait still off."""
     chaos.then = "everysec"
-    chaos.snapper = threading.Thread(target=chaos._snap, args=(0.4,), daemon=True)
+    chaos.snapper = threading.Thread(target=chaos._snap, args=(0.4 * UNGUARDED_JOBS / JOBS,),
+                                     daemon=True)
     chaos.snapper.start()
     chaos.snapper.join(120)
     assert chaos.kills["power_everysec"] == 1, "the power loss did not happen"
