@@ -119,14 +119,16 @@ def _unowned(rt: Runtime, account: str, items: list[Item], restart: Restart) -> 
 
 def _flag(rt: Runtime, items: list[Item], restart: Restart) -> int:
     """Mark each item `possibly_paid_twice` (once; its batch counts it)."""
+    why = (f"Redis restart {restart.epoch} may have lost a submit of this item (no durable "
+           "submit record): it may be paid twice")
     n = 0
     for item in items:
-        if item.possibly_paid_twice or item.state is None:
-            continue
-        moved = rt.store.items.transition(
-            item.id, [item.state], item.state,
-            fields={FLAG: f"Redis restart {restart.epoch} may have lost a submit of this "
-                    "item (no durable submit record): it may be paid twice"},
-            incr={f"batch:{FLAG}": 1})
-        n += moved.applied
+        for _ in range(3):  # a poll may move it meanwhile: read it again
+            if item.possibly_paid_twice or item.state is None:
+                break
+            if rt.store.items.transition(item.id, [item.state], item.state, fields={FLAG: why},
+                                         incr={f"batch:{FLAG}": 1}).applied:
+                n += 1
+                break
+            item = rt.store.items.get(item.id)
     return n
