@@ -262,6 +262,12 @@ class Settings(BaseSettings):
         default=0.0, description="pretend this process's clock is off by this many seconds "
         "(for tests of the one-clock rule: every process works on Redis's clock)"
     )
+    fsync_wait_s: float = Field(
+        default=2.0, ge=0, le=30, description="with `appendfsync everysec` and no WAITAOF, "
+        "how long (real seconds) a submit's record is left to reach the disk before the POST: "
+        "the worker then reads it back and sends only if it is still there (0: no wait, and "
+        "a Redis restart flags what could have been paid twice)"
+    )
     allow_volatile_redis: bool = Field(
         default=False, description="let workers run against a Redis without an append-only "
         "file (a restart can then forget submitted tasks, which are paid twice)"

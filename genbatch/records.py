@@ -27,6 +27,10 @@ The item schema (fields of `item:{bid}:{seq}`):
                                     attempt failed on storage ("1"), not on the URL
     url_repolls, storage_repolls    fresh URLs asked for, by cause
     reconciled                      what reconciling an ambiguous submit did
+    possibly_paid_twice             why a Redis restart may have lost a submit of it
+                                    (worker/recovery.py); counted in its batch's field
+    hold, sending                   the guard the current attempt's record waited on, and
+                                    when that wait ended (worker/durable.py)
     output_uri, sha256, bytes       the stored video
     finished_at, error_code, error_message, last_error   how it ended / the last problem
     history, failed_over_from, failed_over_at, fallback_used   past attempts (store/history)
@@ -119,6 +123,12 @@ class Item(dict[str, str]):
         self.url_repolls = _int(get("url_repolls"))
         self.storage_repolls = _int(get("storage_repolls"))
         self.reconciled = get("reconciled") or ""
+        # a Redis restart may have lost a submit of it (worker/recovery.py): why, or ""
+        self.possibly_paid_twice = get("possibly_paid_twice") or ""
+        # the guard the current attempt's record waited on, and when its wait ended (the
+        # POST follows): an attempt without it never sent anything (worker/durable.py)
+        self.hold = get("hold") or ""
+        self.sending = _float(get("sending"))
         # What an unverified callback claimed (worker/hints.py): a status, or an ambiguous
         # attempt's task id and that attempt's number.
         self.cb_status = get("cb_status") or ""

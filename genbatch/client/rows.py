@@ -50,6 +50,7 @@ class BatchInfo(BaseModel):
     budget: dict[str, Any]
     failover: dict[str, Any] | None
     output: str | None = None  # the batch's own output folder (submit --output)
+    possibly_paid_twice: int = 0  # items a Redis restart may have lost a submit of
     finished: bool = False  # completed or cancelled: its output manifests are written
     # host -> {"submits": n, "downloads": m}: the machines whose workers served the batch
     served_by: dict[str, dict[str, int]] = Field(default_factory=dict)
@@ -118,6 +119,7 @@ class ResultRow(BaseModel):
     error_code: str | None
     error_message: str | None
     attempts: int | None
+    possibly_paid_twice: bool = False  # a Redis restart may have lost a submit of it
     failed_over_from: str | None
     attempt_history: list[Attempt]
 
@@ -143,6 +145,7 @@ class ErrorRow(BaseModel):
     error_message: str | None
     attempts: int | None
     row: dict[str, Any]
+    possibly_paid_twice: bool = False  # a Redis restart may have lost a submit of it
 
     @classmethod
     def of(cls, item: Mapping[str, str]) -> ErrorRow:
@@ -150,4 +153,5 @@ class ErrorRow(BaseModel):
         original = original_row(Item.view(item))
         return cls(custom_id=str(full["custom_id"]), line=full["line"], status=full["status"],
                    error_code=full["error_code"], error_message=full["error_message"],
-                   attempts=full["attempts"], row=original)
+                   attempts=full["attempts"], row=original,
+                   possibly_paid_twice=full["possibly_paid_twice"])

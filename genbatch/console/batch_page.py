@@ -120,7 +120,8 @@ def render(view: Mapping[str, Any], points: Sequence[Point],
             f"{esc(view['created_at'])} · {view['done']}/{view['total']} done "
             f"({float(view['progress']) * 100:.0f}%) · ETA {esc(duration(view['eta_s']))}"
             f"{f' · refreshes every {REFRESH_S} s' if live else ''}</p>",
-            _waiting(view.get("waiting") or ()), _served_by(view.get("served_by") or {}),
+            _waiting(view.get("waiting") or ()), _paid_twice(view),
+            _served_by(view.get("served_by") or {}),
             counts_bar(view, int(view["total"]), big=True), _tiles(view, base),
             '<div class="cols">', _money(view), _options(view), "</div>",
             "<h2>accounts</h2>", _health(health), "<h2>over time</h2>", chart.svg(points),
@@ -141,6 +142,17 @@ def _served_by(hosts: Mapping[str, Mapping[str, int]]) -> str:
     if not hosts:
         return ""
     return f'<p id="served-by"><b>served by:</b> {esc(served_by_line(hosts))}</p>'
+
+
+def _paid_twice(view: Mapping[str, Any]) -> str:
+    """A badge for items a Redis restart may have lost a submit of, and the durability."""
+    twice = int(view.get("possibly_paid_twice") or 0)
+    badge = (f'<div id="paid-twice" class="waiting"><b>possibly paid twice: {twice}</b> '
+             "items (a Redis restart may have lost their submit; see "
+             "<code>possibly_paid_twice</code> in the output manifests)</div>") if twice else ""
+    line = view.get("durability")
+    return badge + (f'<p id="durability" class="muted">durability: {esc(line)}</p>'
+                    if line else "")
 
 
 def _tiles(view: Mapping[str, Any], base: str) -> str:

@@ -47,6 +47,12 @@ def batch_detail(batch: Batch, diagnosis: Diagnosis, errors: Sequence[ErrorCount
     if served_by:  # which hosts' workers submitted and downloaded its items
         facts.add_row("served by", escape(served_by_line(served_by)))
     parts: list[RenderableType] = [facts]
+    twice = int(batch.get("possibly_paid_twice") or 0)
+    if twice:
+        parts.append(f"[red]possibly paid twice:[/] {twice} items (a Redis restart may have "
+                     "lost their submit; `possibly_paid_twice` in results and errors.jsonl)")
+    if diagnosis.durability:
+        parts.append(f"[bold]durability[/]  {diagnosis.durability}")
     if diagnosis.reasons:
         parts.append("\n".join(f"[yellow]waiting:[/] {r}" for r in diagnosis.reasons))
     if diagnosis.accounts:

@@ -29,6 +29,21 @@ class Diagnosis:
     accounts: tuple[AccountHealth, ...]
     workers: tuple[Beat, ...]
     scheduler: Beat | None
+    durability: str = ""  # what guards submit records, and the last Redis restart
+
+
+def durability(store: JobStore) -> str:
+    """The durability in force (as the scheduler last read it) and the last restart."""
+    line = store.restarts.durability() or "not read yet (no scheduler has run)"
+    last = store.restarts.last()
+    if last is not None:
+        when = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(last.at))
+        line += f"; last Redis restart {when}: {last.state}"
+        if last.before:
+            line += f" (before it: {last.before})"
+        if last.flagged:
+            line += f", {last.flagged} items flagged possibly paid twice"
+    return line
 
 
 def batch_accounts(store: JobStore, batch: Batch,
@@ -49,7 +64,7 @@ def diagnose(store: JobStore, batch: Batch,
     workers = tuple(store.heartbeats.workers())
     scheduler = store.heartbeats.scheduler()
     reasons = waiting_reasons(batch, health, workers, scheduler) if not batch.finished else ()
-    return Diagnosis(tuple(reasons), tuple(health), workers, scheduler)
+    return Diagnosis(tuple(reasons), tuple(health), workers, scheduler, durability(store))
 
 
 def waiting_reasons(batch: Batch, health: Sequence[AccountHealth], workers: Sequence[Beat],

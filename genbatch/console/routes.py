@@ -68,7 +68,9 @@ class BatchRoutes:
         health = batch_page.accounts_health(
             self.store, batch_page.batch_accounts(batch, self.accounts, self.by_provider),
             self.limits, now, self.recover_s)
-        view["waiting"] = list(diagnose(self.store, batch, self._accounts_of).reasons)
+        diagnosis = diagnose(self.store, batch, self._accounts_of)
+        view["waiting"] = list(diagnosis.reasons)
+        view["durability"] = diagnosis.durability
         view["served_by"] = self.store.batches.served_by(batch.id)
         return view, batch_page.life(self.store, batch, now), health
 

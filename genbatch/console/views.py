@@ -53,6 +53,8 @@ def batch_summary(batch: Mapping[str, str]) -> dict[str, object]:
         "results_jsonl": batch.get("results_jsonl"), "results_csv": batch.get("results_csv"),
         "errors_jsonl": batch.get("errors_jsonl"), "notify": notify.delivery_summary(batch),
         "budget": budget.summary(batch), "failover": failover.fallback_summary(batch),
+        # items a Redis restart may have lost a submit of (worker/recovery.py)
+        "possibly_paid_twice": int(batch.get("possibly_paid_twice") or 0),
     }
 
 

@@ -33,7 +33,7 @@ from genbatch.storage.urls import ObjectUrls, is_object_url
 ID_FIELDS: tuple[str, ...] = ("custom_id", "provider", "model")
 # Columns genbatch itself writes into errors.jsonl; ignored so that file can be resubmitted.
 ERROR_FILE_FIELDS: frozenset[str] = frozenset(
-    {"line", "status", "error_code", "error_message", "attempts"}
+    {"line", "status", "error_code", "error_message", "attempts", "possibly_paid_twice"}
 )
 KNOWN_FIELDS: frozenset[str] = frozenset(REQUEST_FIELDS) | frozenset(ID_FIELDS)
 MAX_FIELD_CHARS = 1_000_000  # a cell larger than this is a mistake, not a prompt

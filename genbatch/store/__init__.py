@@ -37,6 +37,8 @@ Keys (prefix `gb:` by default):
     hb:worker:{name}, hb:scheduler   heartbeats with a TTL (store/heartbeats.py)
     owners:{account}:{day}, reconcile    remote task owners; ambiguous items due for
                              reconciling (store/reconcile.py)
+    redis, restart, recovering   the Redis server's run id and guard, its last restart and
+                             the fence dispatch waits behind (store/restarts.py)
     submitted:{key}          the batch a manifest was submitted as (store/submissions.py)
     upload:*, seen:*         hosted copies of uploaded inputs, webhook ids seen (store/memo.py)
 
@@ -81,13 +83,14 @@ from genbatch.store.outbox import Outbox
 from genbatch.store.pages import Pages
 from genbatch.store.queues import DispatchAccount, Dispatched, Queues
 from genbatch.store.reconcile import ReconcileBook
+from genbatch.store.restarts import Restart, Restarts
 from genbatch.store.series import Series
 from genbatch.store.submissions import Submissions
 from genbatch.store.writer import Duplicate, Ingest
 
 __all__ = [
     "ANY_OPEN", "COUNTERS", "DispatchAccount", "Dispatched", "Duplicate", "Durability",
-    "JobStore", "TimerArg", "Transition", "item_id",
+    "JobStore", "Restart", "TimerArg", "Transition", "item_id",
 ]
 
 # A batch's counters (defined with the item states, genbatch/models.py).
@@ -206,6 +209,12 @@ class JobStore:
         """Owners of remote tasks, ambiguous items due for reconciling
         (`store/reconcile.py`)."""
         return ReconcileBook(self._r, self.prefix)
+
+    @functools.cached_property
+    def restarts(self) -> Restarts:
+        """The Redis server last seen and the restart to recover from
+        (`store/restarts.py`)."""
+        return Restarts(self._r, self.prefix)
 
     @functools.cached_property
     def submissions(self) -> Submissions:

@@ -186,6 +186,7 @@ class Durability:
     fsync: str | None
     waitaof: bool
     version: str
+    run_id: str = ""  # this server process's id (INFO server): a restart or failover changes it
 
 
 class Server:
@@ -211,7 +212,8 @@ class Server:
             fsync = None
         major_minor = tuple(int(p) for p in version.split(".")[:2] if p.isdigit())
         return Durability(aof=bool(int(persistence.get("aof_enabled", 0))), fsync=fsync,
-                          waitaof=major_minor >= (7, 2), version=version)
+                          waitaof=major_minor >= (7, 2), version=version,
+                          run_id=str(server.get("run_id", "")))
 
     def wait_durable(self, timeout_ms: int = 1000, replicas: int | None = 0) -> bool:
         """After a write that must survive (a submit's record): with WAITAOF (Redis 7.2+),
@@ -244,6 +246,12 @@ class Server:
     def connected_replicas(self) -> int:
         """The replicas connected to this primary now (INFO replication)."""
         return int(self._r.info("replication").get("connected_slaves", 0))
+
+    def promoted(self) -> bool:
+        """Whether this server was a replica promoted to primary (a failover): it keeps the
+        old primary's replication id with the offset it took over at."""
+        offset = self._r.info("replication").get("second_repl_offset", -1)
+        return int(offset) >= 0
 
     @functools.cached_property
     def _waitaof(self) -> bool:

@@ -43,8 +43,8 @@ def dispatch_provider(rt: Runtime, provider: str) -> int:
     """As many submits for `provider` as its accounts' caps and rates allow now; returns
     how many were dispatched."""
     store = rt.store
-    if not store.queues.has_queued(provider):
-        return 0
+    if not store.queues.has_queued(provider) or store.restarts.fenced():
+        return 0  # nothing waits, or a Redis restart is being recovered from (recovery.py)
     accounts = [a for a in provider_accounts.accounts(rt.settings, provider) if not a.drain]
     if not accounts:
         return 0

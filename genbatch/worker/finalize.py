@@ -29,7 +29,8 @@ from genbatch.store.history import attempt_history, compact_history, failed_over
 RESULT_FIELDS: tuple[str, ...] = (
     "custom_id", "line", "status", "output_uri", "sha256", "bytes", "provider", "account",
     "model", "provider_model", "remote_task_id", "seed", "cost_usd", "submitted_at", "finished_at",
-    "error_code", "error_message", "attempts", "failed_over_from", "attempt_history",
+    "error_code", "error_message", "attempts", "possibly_paid_twice", "failed_over_from",
+    "attempt_history",
 )
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
@@ -65,6 +66,8 @@ def result_row(record: Mapping[str, str]) -> dict[str, Any]:
         "error_code": item.error_code or None,
         "error_message": item.error_message or None,
         "attempts": item.attempts,
+        # a Redis restart may have lost a submit of it (worker/recovery.py)
+        "possibly_paid_twice": bool(item.possibly_paid_twice),
         # failover (genbatch/worker/failover.py): where the first attempt ran, and every attempt
         "failed_over_from": failed_over_from(item),
         "attempt_history": attempt_history(item),
@@ -93,6 +96,7 @@ def error_row(record: Mapping[str, str]) -> dict[str, Any]:
     row["error_code"] = item.error_code or None
     row["error_message"] = item.error_message or None
     row["attempts"] = item.attempts
+    row["possibly_paid_twice"] = bool(item.possibly_paid_twice)
     return row
 
 

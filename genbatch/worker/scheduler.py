@@ -9,7 +9,10 @@ time under a Redis lock (`genbatch scheduler`; start several for failover).
   budget; the rest stay due) and acts by state: `submitted` → poll,
   `downloading` → download (earliest URL expiry first, with the downloads' own short
   lease), `dispatched` → submit again (message lost), `submitting` past
-  its lease → ambiguous (the worker died mid-submit; the task may exist).
+  its lease → ambiguous (the worker died mid-submit; the task may exist), or back to
+  pending when its record was still waiting out the fsync (worker/durable.py never_sent).
+- Restarts: every second, notes the Redis server's run id; after a restart that could have
+  lost submit records, flags what may be paid twice before dispatching (worker/recovery.py).
 - Sweep: samples every active batch's counters into its chart series (store/series.py),
   finalizes batches with no open items whose finalize message was lost, continues
   batches stopped by their budget once failed items have released enough of it, and
@@ -32,7 +35,7 @@ from genbatch.providers import accounts as provider_accounts
 from genbatch.store import budget
 from genbatch.store.limits import Limits, poll_rates
 from genbatch.store.series import MIN_STEP_S
-from genbatch.worker import notify
+from genbatch.worker import durable, notify, recovery
 from genbatch.worker.dispatch import dispatch_provider
 from genbatch.worker.heartbeat import process_name, scheduler_beat
 from genbatch.worker.runtime import Runtime
@@ -40,6 +43,7 @@ from genbatch.worker.steps import finish
 
 log = logging.getLogger(__name__)
 LOCK = "scheduler"
+WATCH_EVERY_S = 1.0  # how often the leader looks at the Redis server (run id, guard)
 FINALIZABLE = (BatchStatus.IN_PROGRESS, BatchStatus.FINALIZING)
 TIMER_ACTIONS: dict[str, str] = {ItemState.SUBMITTED: "poll", ItemState.DOWNLOADING: "download",
                                   ItemState.DISPATCHED: "submit"}
@@ -60,13 +64,16 @@ class Scheduler:
         self.sweep_every = sweep_every
         self.ticks = 0
         self.name = process_name("scheduler")
-        self._beat_at = -1e9
+        self._beat_at = self._watched_at = -1e9
         self._rings_checked = False
 
     def tick(self) -> TickStats:
         if time.monotonic() - self._beat_at >= self.rt.settings.heartbeat_s:
             scheduler_beat(self.rt, self.name)  # "a scheduler leads" for status and accounts
             self._beat_at = time.monotonic()
+        if time.monotonic() - self._watched_at >= WATCH_EVERY_S:
+            recovery.watch(self.rt)  # a Redis restart is recovered from before dispatch
+            self._watched_at = time.monotonic()
         stats = TickStats()
         stats.dispatched = self.dispatch()
         stats.timers, stats.ambiguous = self.fire_timers()
@@ -116,6 +123,13 @@ class Scheduler:
         return len(due)
 
     def _interrupted_submit(self, iid: str) -> int:
+        item = self.rt.store.items.get(iid)
+        if durable.never_sent(self.rt, item):  # stopped while its record waited: not sent
+            self.rt.store.items.transition(
+                iid, [ItemState.SUBMITTING], ItemState.PENDING, timer="-", queue="front",
+                fields={"last_error": "the worker stopped before sending the submit"},
+                incr={"not_created": 1})
+            return 0
         state = finish(self.rt, iid, [ItemState.SUBMITTING], ItemState.AMBIGUOUS,
                        "submit_interrupted",
                         "the worker stopped while submitting; the task may exist at the "

@@ -36,7 +36,7 @@ from genbatch.providers.failures import FailureClass, failure_class
 from genbatch.records import Item
 from genbatch.store.batches import SUBMITS, host_count
 from genbatch.store.health import AccountHealth
-from genbatch.worker import accounts, failover, hints, notify, reconcile, uploads
+from genbatch.worker import accounts, durable, failover, hints, notify, reconcile, uploads
 from genbatch.worker.callbacks import callback_url
 from genbatch.worker.dispatch import refill
 from genbatch.worker.fetch import url_fields
@@ -68,6 +68,8 @@ def submit_item(rt: Runtime, iid: str) -> str:
     item = rt.store.items.get(iid)
     if item.state is not DISPATCHED:
         return "skipped"
+    if rt.store.restarts.fenced():  # a Redis restart is being recovered from (recovery.py):
+        return "later"  # the item stays dispatched; its timer sends it again
     now = rt.now()
     try:
         adapter = rt.provider(item.account)
@@ -131,7 +133,9 @@ def _claim(rt: Runtime, item: Item, iid: str, now: float,
     """dispatched → submitting, the attempt counted and on disk before anything is sent (a
     seed drawn for it and the client ref it carries included); the step's outcome when it
     must stop there, None to go on and submit."""
-    fields: dict[str, object] = {"submit_started_at": now, "submit_host": rt.host}
+    # the guard it waits on, and no `sending` mark yet (durable.never_sent)
+    fields: dict[str, object] = {"submit_started_at": now, "submit_host": rt.host,
+                                 "hold": durable.current_guard(rt), "sending": ""}
     if seeded is not None:
         fields["req"] = seeded.model_dump_json(exclude_none=True)
     if ref is not None:
@@ -142,13 +146,7 @@ def _claim(rt: Runtime, item: Item, iid: str, now: float,
     )
     if not claim.applied:
         return "skipped"
-    if not rt.store.server.wait_durable(replicas=rt.settings.min_replicas()):  # durable.py
-        reason = ("the submit record was not confirmed in time (on disk where Redis has "
-                  "WAITAOF, by a replica where GENBATCH_REDIS_MIN_REPLICAS asks for one); "
-                  "not sent, back to the queue")
-        log.warning("item %s: %s", iid, reason)
-        return accounts.requeue(rt, item, iid, [SUBMITTING], reason, 1.0)
-    return None
+    return durable.hold_until_durable(rt, iid, item.attempts + 1)  # on disk before the POST
 
 
 def _submitted(rt: Runtime, item: Item, iid: str, request: GenerationRequest, remote_id: str,

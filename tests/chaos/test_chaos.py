@@ -2,6 +2,11 @@
 processes are SIGKILLed and replaced every few seconds, the scheduler is SIGKILLed once and
 Redis (AOF on) is restarted once. Nothing may be lost, paid twice or silently resubmitted.
 
+Redis starts with `appendfsync everysec`: while submits are in full swing the machine loses
+power and the AOF its last second (`powerloss:` in the summary line: records rewound,
+claims cut, paid twice on WaveSpeed/BytePlus, items flagged possibly paid twice, duplicates
+not flagged); it comes back with `appendfsync always` for the rest of the run.
+
 `GENBATCH_CHAOS_JOBS` sets the size (`make test`: 150; `make chaos`: 2000).
 """
 
@@ -15,7 +20,8 @@ import re
 import signal
 import threading
 import time
-from collections import Counter, defaultdict
+from collections import Counter, defaultdict, deque
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -42,6 +48,8 @@ ID = re.compile(r"chaos-\d{5}")
 # POSTs that only read (WaveSpeed's prediction history, reconciliation) or upload inputs
 READS = ("/_sim/", "/api/v3/predictions", "/api/v3/media/upload")
 NOT_CREATED = {429}  # answers that provably created nothing (all 4xx would be too)
+LOST_S = 1.0  # what a power cut takes from an `appendfsync everysec` AOF
+LISTED = ("wavespeed", "byteplus")  # providers with a task list: never paid twice
 
 
 def chaos_profile() -> SimProfile:
@@ -94,6 +102,11 @@ class Chaos:
                                        name="storage-outage", daemon=True)
         self.workers = 0
         self.torn_bytes = 0
+        self.rewound = self.claims_cut = 0  # what the everysec power loss took back
+        self.cut_bytes = 0
+        self.snapshots: deque[tuple[float, dict[Path, bytes]]] = deque()
+        self.snapper = threading.Thread(target=self._snap, name="aof-snapshots", daemon=True)
+        self.then = "always"  # the fsync Redis comes back with after the everysec power loss
 
     def done_fraction(self) -> float:
         try:
@@ -107,6 +120,7 @@ class Chaos:
     def _run(self) -> None:
         try:
             scheduler_killed = redis_restarted = power_lost = False
+            self.snapper.start()
             while not self.stop.wait(KILL_EVERY_S):
                 with self.lock:
                     name = next(n for n in self.cluster.procs if n.startswith("worker"))
@@ -136,6 +150,73 @@ class Chaos:
         except BaseException as exc:  # reported by the test
             self.errors.append(exc)
 
+
+    def attempts(self) -> int:
+        """Submit attempts begun, over all items."""
+        try:
+            return sum(int(r.get("attempts") or 0) for r in self._records().values())
+        except redis.RedisError:
+            return 0
+
+    def _snap(self, trigger: float = 0.25) -> None:
+        """Copies of the AOF every 0.1 s (the last few seconds'); the everysec power loss
+        once `trigger` of the items have begun a submit, the moment another one begins
+        (submits in full swing)."""
+        seen = 0
+        try:
+            while not self.stop.wait(0.1) and not self.kills["power_everysec"]:
+                begun = self.attempts()
+                if begun > seen >= trigger * JOBS and len(self.snapshots) > 20:
+                    self._power_loss_everysec(self.then)
+                    return
+                seen = begun
+                self._snap_once()
+        except BaseException as exc:  # reported by the test
+            self.errors.append(exc)
+
+    def _snap_once(self) -> None:
+        taken = time.monotonic()
+        files = {f: f.read_bytes() for f in self.redis_dir.glob("appendonly*") if f.is_file()}
+        files |= {f: f.read_bytes() for f in self.redis_dir.glob("appendonlydir/*")}
+        with self.lock:
+            self.snapshots.append((taken, files))
+            while self.snapshots and self.snapshots[0][0] < taken - 5 * LOST_S:
+                self.snapshots.popleft()
+
+    def _records(self) -> dict[str, dict[str, str]]:
+        store = self.cluster.store
+        total = store.batches.get(self.batch_id).total
+        return {it.id: dict(it) for it in store.items.of_batch(self.batch_id, total)}
+
+    def _power_loss_everysec(self, then: str = "always") -> None:
+        """The machine loses power with Redis at `appendfsync everysec`: everything dies at
+        once and the AOF is what it was LOST_S earlier; Redis comes back with `then`."""
+        with self.lock:
+            before = self._records()
+            self.server.kill()
+            cut = time.monotonic() - LOST_S  # the disk holds what Redis had a second ago
+            for name in list(self.cluster.procs):
+                self.cluster.stop(name, signal.SIGKILL)
+            _, files = next(s for s in reversed(self.snapshots) if s[0] <= cut)
+            current = sum(f.stat().st_size for f in self.redis_dir.glob("appendonly*")
+                          if f.is_file())
+            self.cut_bytes = current - sum(len(data) for data in files.values())
+            for f in list(self.redis_dir.glob("appendonly*")) + list(
+                    self.redis_dir.glob("appendonlydir/*")):
+                if f.is_file():
+                    f.unlink()
+            for f, data in files.items():
+                f.write_bytes(data)
+            self.kills["power_everysec"] += 1
+            self.server = start_redis(self.redis_dir, self.server.port, fsync=then)
+            after = self._records()
+            self.rewound = sum(1 for iid, rec in before.items() if after.get(iid) != rec)
+            self.claims_cut = sum(1 for iid, rec in before.items() if int(
+                (after.get(iid) or {}).get("attempts") or 0) < int(rec.get("attempts") or 0))
+            for _ in range(WORKERS):
+                self.workers += 1
+                self.cluster.start_worker(f"worker{self.workers + WORKERS - 1}")
+            self.cluster.start_scheduler()
 
     def _power_loss(self) -> None:
         """The machine loses power: Redis, every worker and the scheduler die at the same
@@ -222,7 +303,7 @@ def submits_per_item(log: list[dict[str, Any]]) -> tuple[dict[str, list[Any]], l
 
 def test_chaos_nothing_lost_nothing_paid_twice(tmp_path: Path) -> None:
     redis_dir = tmp_path / "redis"
-    server = start_redis(redis_dir)
+    server = start_redis(redis_dir, fsync="everysec")  # `always` after its power loss
     chaos: Chaos | None = None
     try:
         with running_simulator(chaos_profile()) as sim_url:
@@ -245,6 +326,7 @@ def test_chaos_nothing_lost_nothing_paid_twice(tmp_path: Path) -> None:
                 finally:
                     chaos.stop.set()
                     chaos.thread.join(60)
+                    chaos.snapper.join(10)
                     if chaos.outage.is_alive():
                         chaos.outage.join(60)
                 check(cluster, chaos, batch_id)
@@ -346,6 +428,7 @@ def check(cluster: Cluster, chaos: Chaos, batch_id: str) -> None:
                f"reconciled_resubmits={batch.get('reconciled_resubmits') or 0} "
                f"paid_lost={len(paid_lost)} paid_twice={duplicates} "
                f"ambiguous_unresolved={len(unresolved)}")
+    summary += " " + power_loss_figures(store, chaos, items, resubmitted)
     print("\n" + summary)
     Path(os.environ.get("GENBATCH_CHAOS_SUMMARY", os.devnull)).write_text(summary + "\n")
     assert duplicates == 0, resubmitted[:10]
@@ -353,4 +436,96 @@ def check(cluster: Cluster, chaos: Chaos, batch_id: str) -> None:
                            for t in paid_lost[:10]]
     assert chaos.kills["scheduler"] == 1 and chaos.kills["redis"] == 1
     assert chaos.kills["storage"] == 1 and chaos.kills["power"] == 1
+    assert chaos.kills["power_everysec"] == 1 and chaos.rewound > 0, chaos.cut_bytes
     store.close()
+
+
+def power_loss_figures(store: JobStore, chaos: Chaos, items: Mapping[str, Mapping[str, str]],
+                       resubmitted: list[tuple[str, list[Any], Any]]) -> str:
+    """The everysec power loss's line: 0 paid twice on providers with a task list, and every
+    item paid twice elsewhere flagged `possibly_paid_twice`."""
+    flagged = {cid for cid, it in items.items() if it.get("possibly_paid_twice")}
+    twice = [cid for cid, _, _ in resubmitted]
+    listed = [cid for cid in twice if items[cid].get("provider") in LISTED]
+    unflagged = [cid for cid in twice if cid not in listed and cid not in flagged]
+    last = store.restarts.last()
+    assert last is not None, "no Redis restart was seen"
+    assert not listed and not unflagged, (listed, unflagged)
+    return (f"powerloss: fsync=everysec lost_s={LOST_S:g} rewound={chaos.rewound} "
+            f"claims_cut={chaos.claims_cut} paid_twice_ws_bp={len(listed)} "
+            f"flagged={len(flagged)} unflagged_dup={len(unflagged)} "
+            f"restarts_seen={last.epoch}")
+
+
+UNGUARDED_JOBS = 40
+
+
+def test_chaos_power_loss_unguarded_flags_every_item_paid_twice(tmp_path: Path) -> None:
+    """`everysec` with the worker's wait turned off (GENBATCH_FSYNC_WAIT_S=0: nothing guards a
+    submit's record): a power loss while submits are in full swing makes items be paid
+    twice, and every one of them must be flagged `possibly_paid_twice` (its own
+    `powerloss_unguarded:` summary line)."""
+    redis_dir = tmp_path / "redis"
+    server = start_redis(redis_dir, fsync="everysec")
+    chaos: Chaos | None = None
+    profile = SimProfile.model_validate({"time_factor": TIME_FACTOR, "latency_mean_s": 20.0,
+                                         "seed": 11, "request_log_size": 4000,
+                                         "request_log_body_chars": 4096})
+    try:
+        with running_simulator(profile) as sim_url:
+            quotas = {f"{p}_{op}_rpm": "60000" for p, _ in PROVIDERS for op in ("submit", "poll")}
+            # a few generations at a time per provider: submits go on as slots free, so the
+            # power loss falls among them
+            caps = {f"{p}_max_in_flight": "4" for p, _ in PROVIDERS}
+            cluster = Cluster(server.url, sim_url, tmp_path, time_factor=str(TIME_FACTOR),
+                              task_lease_s=str(LEASE_S), log_level="WARNING",
+                              fsync_wait_s="0", **quotas, **caps)
+            try:
+                for w in range(WORKERS):
+                    cluster.start_worker(f"worker{w}")
+                cluster.start_scheduler()
+                cluster.wait_until(lambda: bool(cluster.store.restarts.run_id()) and len(
+                    cluster.store.heartbeats.workers()) >= WORKERS, timeout=60,
+                    what="the scheduler's note of the server, and the workers")
+                time.sleep(2 * LOST_S)  # that note is older than what the power loss takes
+                batch_id = str(cluster.submit(manifest(tmp_path, sim_url, UNGUARDED_JOBS),
+                                              provider=None, model=None).batch_id)
+                chaos = Chaos(cluster, redis_dir, server, batch_id)
+                cut_when_half_sent(chaos)
+                cluster.wait_until(lambda: cluster.store.batches.get(batch_id).get(
+                    "status") == "completed", timeout=240, what="batch completed")
+                line = unguarded_figures(cluster, chaos, batch_id)
+            finally:
+                cluster.stop_all()
+    finally:
+        (chaos.server if chaos else server).stop()
+    print("\n" + line)
+    with Path(os.environ.get("GENBATCH_CHAOS_SUMMARY", os.devnull)).open("a") as fh:
+        fh.write(line + "\n")
+
+
+def cut_when_half_sent(chaos: Chaos) -> None:
+    """Snapshots of the AOF from the start; the power loss once half the rows began a
+    submit; Redis comes back at `everysec`, the wait still off."""
+    chaos.then = "everysec"
+    chaos.snapper = threading.Thread(target=chaos._snap, args=(0.4 * UNGUARDED_JOBS / JOBS,),
+                                     daemon=True)
+    chaos.snapper.start()
+    chaos.snapper.join(120)
+    assert chaos.kills["power_everysec"] == 1, "the power loss did not happen"
+
+
+def unguarded_figures(cluster: Cluster, chaos: Chaos, batch_id: str) -> str:
+    store = cluster.store
+    items = {it.custom_id: it for it in store.items.of_batch(batch_id, UNGUARDED_JOBS)}
+    posts, _ = submits_per_item(cluster.sim_stats()["request_log"])
+    twice = sorted(cid for cid, statuses in posts.items() if statuses.count(200) > 1)
+    flagged = {cid for cid, it in items.items() if it.possibly_paid_twice}
+    unflagged = [cid for cid in twice if cid not in flagged]
+    last = store.restarts.last()
+    assert last is not None and not last.covers, last
+    assert chaos.rewound > 0, f"cut {chaos.cut_bytes} bytes, {len(chaos.snapshots)} snapshots"
+    assert not unflagged, [(cid, posts[cid], dict(items[cid])) for cid in unflagged[:5]]
+    return (f"powerloss_unguarded: jobs={UNGUARDED_JOBS} fsync=everysec wait=0 "
+            f"lost_s={LOST_S:g} rewound={chaos.rewound} claims_cut={chaos.claims_cut} "
+            f"paid_twice={len(twice)} flagged={len(flagged)} unflagged_dup={len(unflagged)}")
