@@ -3,8 +3,9 @@ in a wheel from PyPI: no system ffmpeg).
 
 A chain's next shot starts on the last frame of the shot before it (`last_frame`), and a
 finished chain becomes one file (`join`: stream copy when the shots' codec parameters
-match, so nothing is re-encoded; otherwise decoded and encoded once as H.264); the review page shows a poster per video so a page of a thousand videos loads as images and
-plays a video only when asked (`poster`). Both read a video genbatch already stored: a
+match, so nothing is re-encoded; otherwise decoded and encoded once as H.264). The review
+page shows a poster per video so a page of a thousand videos loads as images and plays a
+video only when asked (`poster`). All read a video genbatch already stored: a
 path on disk (object storage's local folder, or a download to a temporary file).
 
 A video PyAV cannot open or that has no decodable picture is `VideoUnreadable`, one line
