@@ -157,7 +157,8 @@ class AbsoluteImages:
         if known is not None:
             return known
         text = ref.strip()
-        if not text or is_remote(text) or is_data_uri(text) or is_object_url(text):
+        if not text or is_remote(text) or is_data_uri(text) or is_object_url(text) \
+                or text.startswith("@"):  # `@<custom_id>`: a chained shot (chains.py)
             known = ref
         else:
             local = Path(text).expanduser()
