@@ -19,7 +19,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import av
 import av.error
@@ -29,7 +29,7 @@ from genbatch.errors import GenbatchError
 
 POSTER_WIDTH = 480  # a gallery tile; the poster keeps the video's aspect ratio
 POSTER_QUALITY = 80
-JOIN_CODEC = "libx264"  # a re-encoded join: H.264 plays everywhere
+JOIN_CODEC: Final = "libx264"  # a re-encoded join: H.264 plays everywhere
 JOIN_CRF = "18"  # visually lossless: a join should not look worse than its shots
 
 

@@ -55,6 +55,9 @@ class GenerationRequest(BaseModel):
     fps: int | None = None
     service_tier: str | None = None
     execution_expires_after: int | None = None
+    # Not a manifest column: set by the worker on a chain's parent where the provider can
+    # hand back the video's last frame (BytePlus `return_last_frame`).
+    return_last_frame: bool | None = None
 
 
 class TaskStatus(StrEnum):
@@ -94,6 +97,7 @@ class PollResult:
     usage_seconds: float | None = None
     seed: int | None = None
     run_s: float | None = None  # seconds the provider spent generating, queue time excluded
+    last_frame_url: str | None = None  # the video's last frame, where the provider gives it
 
 
 class ItemState(StrEnum):

@@ -31,6 +31,11 @@ The item schema (fields of `item:{bid}:{seq}`):
     finished_at, error_code, error_message, last_error   how it ended / the last problem
     history, failed_over_from, failed_over_at, fallback_used   past attempts (store/history)
     reserved_micro                  the budget reservation it holds (micro-USD)
+    parent, parent_seq, children    chains: a child's parent (custom_id, seq); a parent's
+                                    children (seqs, comma separated)
+    last_frame_url, last_frame      the provider's last-frame URL (BytePlus); the stored
+                                    copy of the last frame its children start on
+    input_frame                     a child's first frame as released to it (stored ref)
 
 The batch schema: see `genbatch/store/__init__.py` and `BATCH_COUNTERS` in models.py.
 """
@@ -117,6 +122,12 @@ class Item(dict[str, str]):
         self.cb_task = get("cb_task") or ""
         self.cb_attempt = _int(get("cb_attempt"))
         self.has_request = bool(get("req"))
+        self.parent = get("parent") or ""
+        self.parent_seq = _int(get("parent_seq"))
+        self.children = [int(s) for s in (get("children") or "").split(",") if s]
+        self.last_frame_url = get("last_frame_url") or ""
+        self.last_frame = get("last_frame") or ""
+        self.input_frame = get("input_frame") or ""
 
     @classmethod
     def view(cls, record: Mapping[str, str]) -> Item:
