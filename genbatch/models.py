@@ -103,7 +103,7 @@ class PollResult:
 class ItemState(StrEnum):
     """Where one manifest line is in genbatch's own pipeline (see docs/design.md)."""
 
-    WAITING = "waiting"  # a chained shot waiting for its parent's last frame (chains)
+    WAITING = "waiting_parent"  # a chained shot waiting for its parent's last frame
     PENDING = "pending"  # validated, waiting for a dispatch slot
     DISPATCHED = "dispatched"  # a submit task is queued
     SUBMITTING = "submitting"  # attempt recorded, POST in progress

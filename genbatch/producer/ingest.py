@@ -133,15 +133,9 @@ def ingest_manifest(
     try:
         _validate_rows(source, validator, checks, result, writer, providers_used, graph,
                        skip_invalid=skip_invalid, progress=progress)
-        _check_chains(graph, result)
-        if provider and result.valid and provider not in providers_used:
-            result.warnings.append(f"--provider {provider} applies to no row: every row "
-                                   "names its own provider")
         _conclude(source.name, result, checks, skip_invalid=skip_invalid, dry_run=dry_run)
         if writer is not None:
-            if not graph.empty:
-                chains.write_links(writer.store, writer.batch_id, graph)
-            _commit(writer, result, options.budget_usd, sorted(providers_used))
+            _commit(writer, result, options.budget_usd, sorted(providers_used), graph)
         committed = True
     finally:
         validator.close()
@@ -156,8 +150,9 @@ def _validate_rows(source: ManifestSource, validator: RowValidator, checks: Mani
                    result: IngestResult, writer: _BatchWriter | None, providers_used: set[str],
                    graph: chains.ChainGraph, *, skip_invalid: bool,
                    progress: Callable[[int], None] | None) -> None:
-    """Validate each row in turn, tally it in `result` and `checks` and, with a `writer`,
-    write it; with a writer, every row is counted when this returns."""
+    """Validate each row in turn, tally it in `result`, `checks` and `graph` and, with a
+    `writer`, write it; with a writer, every row is counted when this returns. Then the
+    chain links are checked (a broken one makes its row invalid)."""
     for seq, row in enumerate(iter_rows(source), start=1):
         result.rows = seq
         outcome = validator.validate(row)
@@ -179,6 +174,11 @@ def _validate_rows(source: ManifestSource, validator: RowValidator, checks: Mani
     if writer is not None:
         writer.drain()
         result.errors.sort(key=lambda e: e.line or 0)  # repeats are found a chunk late
+    _check_chains(graph, result)
+    provider = validator.default_provider
+    if provider and result.valid and provider not in providers_used:
+        result.warnings.append(f"--provider {provider} applies to no row: every row "
+                               "names its own provider")
 
 
 def _check_chains(graph: chains.ChainGraph, result: IngestResult) -> None:
@@ -208,10 +208,14 @@ def _write_row(writer: _BatchWriter, validator: RowValidator, seq: int, row: Row
 
 
 def _commit(writer: _BatchWriter, result: IngestResult, budget_usd: float | None,
-            providers: list[str]) -> None:
-    """Make the batch visible to the dispatcher; a budget needs every row priced."""
+            providers: list[str], graph: chains.ChainGraph) -> None:
+    """Make the batch visible to the dispatcher, its chain links written first; a budget
+    needs every row priced."""
     if budget_usd is not None and result.unpriced:
         raise GenbatchError(unpriced_message(result.unpriced))
+    if not graph.empty:
+        writer.drain()  # every item written before its links are
+        chains.write_links(writer.store, writer.batch_id, graph)
     writer.commit(providers)
 
 

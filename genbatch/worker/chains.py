@@ -96,7 +96,7 @@ def release_children(rt: Runtime, iid: str) -> str:
         for child in waiting:
             _end(rt, child, ItemState.CANCELLED, ItemState.CANCELLED.value,
                  "the batch was cancelled before this shot's parent finished")
-        return "cancelled"
+        return "cancelled"  # the task's outcome
     try:
         ref = last_frame(rt, parent)
     except (GenbatchError, OSError) as exc:  # the video unreadable, storage failing
@@ -104,7 +104,7 @@ def release_children(rt: Runtime, iid: str) -> str:
             _end(rt, child, ItemState.FAILED, "frame_unavailable",
                  f"the last frame of {parent.custom_id!r} could not be had: {exc}; "
                  "`genbatch retry` tries again")
-        return "failed"
+        return "failed"  # the task's outcome
     uri = rt.storage.uri(ref.removeprefix(STORED_PREFIX))
     for child in waiting:
         rt.store.items.transition(child.id, [WAITING], ItemState.PENDING, timer="-", fields={
