@@ -69,8 +69,10 @@ def _png(data: bytes) -> Image.Image:
 
 
 def _same(a: Image.Image, b: Image.Image) -> bool:
-    diff = ImageChops.difference(a, b).getextrema()
-    return a.size == b.size and max(hi for _, hi in diff) <= 2  # type: ignore[union-attr]
+    if a.size != b.size:
+        return False
+    bands: Any = ImageChops.difference(a, b).getextrema()  # one (low, high) per band
+    return bool(max(high for _, high in bands) <= 2)
 
 
 def _local(uri: str) -> Path:
