@@ -10,15 +10,20 @@ import pytest
 
 from genbatch.config import Settings
 from genbatch.errors import ManifestRejected
+from genbatch.frames import last_frame
 from genbatch.models import GenerationRequest, ItemState
 from genbatch.producer.chains import ChainGraph
+from genbatch.storage import object_key
 from genbatch.store import JobStore, item_id
 from genbatch.worker import chains
 from genbatch.worker.control import cancel_batch, retry_batch
 from genbatch.worker.runtime import Runtime
+from genbatch.worker.scheduler import Scheduler
+from genbatch.worker.steps import finish
 from tests.test_producer import ingest, nothing_written, write
 
 HEADER = "custom_id,prompt,image\n"
+SAMPLE = Path(__file__).parent.parent / "genbatch" / "simulator" / "assets" / "sample.mp4"
 
 
 def graph_of(*rows: tuple[str, str]) -> ChainGraph:
@@ -107,8 +112,9 @@ class Recorder:
 
 
 def runtime(redis_url: str, tmp_path: Path, sent: Recorder) -> Runtime:
-    return Runtime(Settings(redis_url=redis_url,
-                            storage_url=str(tmp_path / "storage")), enqueue=sent)
+    """A runtime whose messages are recorded, not sent; nothing dispatches on its own."""
+    return Runtime(Settings(redis_url=redis_url, storage_url=str(tmp_path / "storage"),
+                            dispatch_on_free=False), enqueue=sent)
 
 
 def test_a_parent_without_a_video_ends_every_descendant_and_retry_brings_them_back(
@@ -172,3 +178,35 @@ def test_a_cancelled_batch_ends_the_children_of_its_cancelled_roots_parent_faile
     child = store.items.get(item_id(bid, 2))
     assert child.state is ItemState.PARENT_FAILED
     assert "its parent 'a' ended cancelled" in child.error_message
+
+
+def test_a_lost_chain_message_is_made_good_by_the_childs_timer(
+        store: JobStore, folder: Path, redis_url: str) -> None:
+    path = write(folder, "m.csv", HEADER + "a,p,images/sneaker.jpg\nb,p,@a\n")
+    bid = str(ingest(store, path).batch_id)
+    lost = Recorder()
+    rt = runtime(redis_url, folder, lost)
+    parent, child = item_id(bid, 1), item_id(bid, 2)
+    rt.output_storage(bid).put_bytes(object_key(bid, "a"), SAMPLE.read_bytes(), "video/mp4")
+    store.items.transition(parent, [ItemState.PENDING], ItemState.DOWNLOADING)
+
+    assert finish(rt, parent, [ItemState.DOWNLOADING], ItemState.SUCCEEDED, "", "") == \
+        ItemState.SUCCEEDED
+    assert ("chain", parent) in lost.sent  # ... and lost with the worker that sent it
+    armed = store.debug.timer(child)
+    assert armed is not None and armed > rt.now()
+    store.items.set_timer(child, rt.now() - 1)  # a task lease later
+    fired = Recorder()
+    Scheduler(runtime(redis_url, folder, fired)).fire_timers()
+    assert fired.sent == [("chain", child)]
+
+    assert chains.release_children(rt, child) == "released"
+
+    released = store.items.get(child)
+    assert released.state is ItemState.PENDING and store.debug.timer(child) is None
+    frame = json.loads(released["req"])["image"]
+    assert frame.startswith("stored:inputs/") and frame.endswith(".png")
+    stored = rt.storage.get_bytes(frame.removeprefix("stored:"))
+    assert stored == last_frame(SAMPLE)  # decoded from the parent's stored video
+    assert released.input_frame == rt.storage.uri(frame.removeprefix("stored:"))
+    assert chains.release_children(rt, parent) == "skipped"  # said twice: nothing more

@@ -45,6 +45,16 @@ WAITING, PARENT_FAILED = ItemState.WAITING, ItemState.PARENT_FAILED
 MAX_FRAME_BYTES = 30_000_000  # the providers' input image limit
 
 
+def arm(rt: Runtime, iid: str) -> None:
+    """Item `iid` is about to succeed: give its waiting children a timer a lease away. The
+    `chain` task that `ended` sends clears it; if that message is lost with a worker killed
+    between the two, the scheduler fires it and the children are released all the same."""
+    item = rt.store.items.get(iid)
+    due = rt.now() + rt.settings.task_lease_s
+    for seq in item.children:
+        rt.store.items.set_timer(item_id(item.batch_id, seq), due)
+
+
 def ended(rt: Runtime, iid: str, state: ItemState) -> None:
     """Item `iid` just reached the terminal `state`: release or end its children."""
     item = rt.store.items.get(iid)
@@ -84,8 +94,11 @@ def _child(rt: Runtime, parent: Item, seq: int) -> Item:
 
 
 def release_children(rt: Runtime, iid: str) -> str:
-    """The `chain` task: a succeeded parent's waiting children start on its last frame."""
+    """The `chain` task: a succeeded parent's waiting children start on its last frame.
+    Given a waiting child (its timer fired: see `arm`), it acts for the child's parent."""
     parent = rt.store.items.get(iid)
+    if parent.state is WAITING:
+        return _wake(rt, parent)
     if parent.state is not ItemState.SUCCEEDED:
         return "skipped"
     waiting = [c for c in (_child(rt, parent, s) for s in parent.children)
@@ -112,6 +125,18 @@ def release_children(rt: Runtime, iid: str) -> str:
     for provider in dict.fromkeys(c.provider for c in waiting):
         refill(rt, provider)
     return "released"
+
+
+def _wake(rt: Runtime, child: Item) -> str:
+    """A waiting child's timer fired: its parent's end was not acted on (a lost message)."""
+    parent = _child(rt, child, child.parent_seq)
+    if parent.state is ItemState.SUCCEEDED:
+        return release_children(rt, parent.id)
+    if parent.state in NO_VIDEO_STATES:
+        end_children(rt, parent, f"its parent {parent.custom_id!r} ended {parent.state}")
+        return "ended"
+    rt.store.items.transition(child.id, [WAITING], WAITING, timer="-")  # re-armed later
+    return "waiting"  # the task's outcome
 
 
 def started_on(child: Item, ref: str) -> str:

@@ -42,7 +42,8 @@ log = logging.getLogger(__name__)
 LOCK = "scheduler"
 FINALIZABLE = (BatchStatus.IN_PROGRESS, BatchStatus.FINALIZING)
 TIMER_ACTIONS: dict[str, str] = {ItemState.SUBMITTED: "poll", ItemState.DOWNLOADING: "download",
-                                  ItemState.DISPATCHED: "submit"}
+                                  ItemState.DISPATCHED: "submit",
+                                  ItemState.WAITING: "chain"}  # its parent's end (chains.arm)
 
 
 @dataclass

@@ -368,6 +368,8 @@ def finish(rt: Runtime, iid: str, allowed: Sequence[ItemState], state: ItemState
     values: dict[str, Any] = {"finished_at": rt.now(), "error_code": code,
                               "error_message": message[:2000]}
     values.update(fields or {})
+    if state is ItemState.SUCCEEDED:
+        chains.arm(rt, iid)  # the safety net of the `chain` message sent below
     moved = rt.store.items.transition(iid, allowed, state, timer="-", fields=values)
     if moved.applied:
         metrics.record_completion(rt.store, iid, state)
