@@ -13,6 +13,7 @@ from genbatch.errors import ManifestRejected
 from genbatch.frames import last_frame
 from genbatch.models import GenerationRequest, ItemState
 from genbatch.producer.chains import ChainGraph
+from genbatch.producer.ingest import ingest_manifest
 from genbatch.storage import object_key
 from genbatch.store import JobStore, item_id
 from genbatch.worker import chains
@@ -210,3 +211,14 @@ def test_a_lost_chain_message_is_made_good_by_the_childs_timer(
     assert stored == last_frame(SAMPLE)  # decoded from the parent's stored video
     assert released.input_frame == rt.storage.uri(frame.removeprefix("stored:"))
     assert chains.release_children(rt, parent) == "skipped"  # said twice: nothing more
+
+
+def test_the_documented_three_shot_manifest_is_valid(folder: Path) -> None:
+    text = (Path(__file__).parent.parent / "docs" / "manifest.md").read_text(encoding="utf-8")
+    section = text.split("\n## Chains (multi-shot)\n", 1)[1]
+    example = section.split("```json\n", 1)[1].split("```", 1)[0]
+    path = write(folder, "ad.jsonl", example)
+    result = ingest_manifest(path, store=None, storage=None, provider=None, model=None,
+                             dry_run=True)
+    assert (result.valid, result.invalid, result.chained) == (3, 0, 2)
+    assert result.errors == []
