@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from genbatch.client.rows import BatchInfo
 from genbatch.config import Settings
 from genbatch.errors import ManifestRejected
 from genbatch.frames import last_frame
@@ -102,6 +103,8 @@ def test_skipped_bad_links_fail_and_end_their_descendants(store: JobStore,
         "f": (ItemState.PARENT_FAILED, "parent_failed")}
     batch = store.batches.get(bid)
     assert (batch["waiting_parent"], batch["parent_failed"]) == ("0", "3")
+    info = BatchInfo.of(batch)  # `genbatch status --json`, progress: every ended item
+    assert (info.parent_failed, info.done, info.total) == (3, 5, 6)
 
 
 class Recorder:

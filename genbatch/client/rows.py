@@ -44,6 +44,8 @@ class BatchInfo(BaseModel):
     expired: int
     cancelled: int
     ambiguous: int
+    waiting_parent: int = 0  # chained shots waiting for their parent's last frame
+    parent_failed: int = 0  # chained shots whose parent ended without a video
     results_jsonl: str | None
     results_csv: str | None
     errors_jsonl: str | None
@@ -52,18 +54,21 @@ class BatchInfo(BaseModel):
     failover: dict[str, Any] | None
     output: str | None = None  # the batch's own output folder (submit --output)
     finished: bool = False  # completed or cancelled: its output manifests are written
+    chains_jsonl: str | None = None  # submit --join-chains: the joined chains, listed
 
     @classmethod
     def of(cls, batch: Mapping[str, str]) -> BatchInfo:
         record = Batch.view(batch)
         return cls.model_validate({**batch_summary(record),
                                    "output": record.get("output_url") or None,
-                                   "finished": record.finished})
+                                   "finished": record.finished,
+                                   "chains_jsonl": record.get("chains_jsonl") or None})
 
     @property
     def done(self) -> int:
         """Items in a terminal state."""
-        return self.succeeded + self.failed + self.expired + self.cancelled + self.ambiguous
+        return (self.succeeded + self.failed + self.expired + self.cancelled + self.ambiguous
+                + self.parent_failed)
 
     @property
     def settled(self) -> bool:
