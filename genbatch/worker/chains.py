@@ -49,17 +49,16 @@ def arm(rt: Runtime, iid: str) -> None:
     """Item `iid` is about to succeed: give its waiting children a timer a lease away. The
     `chain` task that `ended` sends clears it; if that message is lost with a worker killed
     between the two, the scheduler fires it and the children are released all the same."""
-    item = rt.store.items.get(iid)
     due = rt.now() + rt.settings.task_lease_s
-    for seq in item.children:
-        rt.store.items.set_timer(item_id(item.batch_id, seq), due)
+    for seq in rt.store.items.children(iid):
+        rt.store.items.set_timer(item_id(iid.rsplit(":", 1)[0], seq), due)
 
 
 def ended(rt: Runtime, iid: str, state: ItemState) -> None:
     """Item `iid` just reached the terminal `state`: release or end its children."""
-    item = rt.store.items.get(iid)
-    if not item.children:
+    if not rt.store.items.children(iid):
         return
+    item = rt.store.items.get(iid)
     if state is ItemState.SUCCEEDED:
         rt.enqueue("chain", iid)  # the frame may need a download or a decode: a task
     elif state in NO_VIDEO_STATES:
