@@ -94,3 +94,39 @@ def test_join_of_an_unreadable_shot_names_it(tmp_path: Path) -> None:
     bogus.write_bytes(b"expired")
     with pytest.raises(VideoUnreadable, match=r"gone\.mp4"):
         join([SAMPLE, bogus], tmp_path / "x.mp4")
+
+
+def _with_sound(path: Path, frames: int) -> Path:
+    """An MP4 of `frames` red pictures at 8 fps with as long a silent AAC track."""
+    with av.open(str(path), "w") as out:
+        video = out.add_stream("mpeg4", rate=8)
+        video.width, video.height, video.pix_fmt = 64, 48, "yuv420p"
+        sound = out.add_stream("aac", rate=16000)
+        sound.layout = "mono"
+        for _ in range(frames):
+            picture = av.VideoFrame.from_image(Image.new("RGB", (64, 48), (200, 0, 0)))  # type: ignore[no-untyped-call]
+            out.mux(video.encode(picture))
+        for n in range(0, 16000 * frames // 8, 1024):
+            chunk = av.AudioFrame(format="fltp", layout="mono", samples=1024)
+            for plane in chunk.planes:
+                plane.update(bytes(plane.buffer_size))
+            chunk.sample_rate, chunk.pts = 16000, n
+            out.mux(sound.encode(chunk))
+        out.mux(sound.encode(None))
+        out.mux(video.encode(None))
+    return path
+
+
+def _samples(path: Path) -> int:
+    with av.open(str(path)) as container:
+        return sum(f.samples for f in container.decode(audio=0))
+
+
+def test_join_by_stream_copy_keeps_the_sound(tmp_path: Path) -> None:
+    shots = [_with_sound(tmp_path / f"{n}.mp4", 8) for n in range(3)]
+    joined = join(shots, tmp_path / "joined.mp4")
+    assert (joined.reencoded, joined.frames) == (False, 24)
+    with av.open(str(joined.path)) as container:
+        assert [s.type for s in container.streams] == ["video", "audio"]
+    each = _samples(shots[0])
+    assert 3 * each <= _samples(joined.path) <= 3 * each + 3 * 2048  # + each shot's priming
