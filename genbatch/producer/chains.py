@@ -2,7 +2,7 @@
 the last frame of that row's video.
 
 The producer's part: find each chained row's parent in the same manifest and write the
-links. A chained item is written `waiting` (never queued); once the whole manifest is read
+links. A chained item is written `waiting_parent` (never queued); once the whole manifest is read
 (a parent may come after its child), `ChainGraph.resolve` checks every link and reports,
 one line each naming the file, line and field: a parent no row has, a row chained on
 itself, a loop of rows chained on each other, two different parents in one row. A parent
@@ -29,25 +29,20 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 
 from genbatch.errors import ManifestError
+from genbatch.images import CHAIN_PREFIX, is_chained
 from genbatch.models import GenerationRequest, ItemState
 from genbatch.store import JobStore, item_id
 
-CHAIN_PREFIX = "@"
 CHAIN_FIELDS = ("image", "last_image")
 # Item fields (records.Item): a child's parent custom_id and seq; a parent's children.
 PARENT, PARENT_SEQ, CHILDREN = "parent", "parent_seq", "children"
-
-
-def chained(ref: object) -> bool:
-    """Whether an image reference names a parent row (`@<custom_id>`)."""
-    return isinstance(ref, str) and ref.startswith(CHAIN_PREFIX)
 
 
 def parent_of(request: GenerationRequest) -> tuple[str, str] | None:
     """(field, parent custom_id) of a chained request's first chained image, else None."""
     for name in CHAIN_FIELDS:
         ref = getattr(request, name)
-        if chained(ref):
+        if is_chained(ref):
             return name, ref[len(CHAIN_PREFIX):].strip()
     return None
 
@@ -90,7 +85,7 @@ class ChainGraph:
             return
         self.children[seq] = _Child(line, *link)
         parents = {getattr(request, n)[len(CHAIN_PREFIX):].strip()
-                   for n in CHAIN_FIELDS if chained(getattr(request, n))}
+                   for n in CHAIN_FIELDS if is_chained(getattr(request, n))}
         if len(parents) > 1:
             self.problems[seq] = ManifestError(
                 self.path, line, "last_image", "a row chains on one parent only: image and "

@@ -30,9 +30,9 @@ import httpx
 
 from genbatch import frames, metrics
 from genbatch.errors import GenbatchError
-from genbatch.images import STORED_PREFIX, ImageProblem, sniff_format
+from genbatch.images import STORED_PREFIX, ImageProblem, is_chained, sniff_format
 from genbatch.models import NO_VIDEO_STATES, ItemState
-from genbatch.producer.chains import CHAIN_FIELDS, chained
+from genbatch.producer.chains import CHAIN_FIELDS
 from genbatch.records import Item
 from genbatch.storage import object_key
 from genbatch.store import item_id
@@ -141,7 +141,7 @@ def _wake(rt: Runtime, child: Item) -> str:
 def started_on(child: Item, ref: str) -> str:
     """The child's request (JSON) with its `@parent` images replaced by `ref`."""
     request = child.request
-    updates = {name: ref for name in CHAIN_FIELDS if chained(getattr(request, name))}
+    updates = {name: ref for name in CHAIN_FIELDS if is_chained(getattr(request, name))}
     return request.model_copy(update=updates).model_dump_json(exclude_none=True)
 
 
@@ -169,13 +169,13 @@ def _provider_frame(rt: Runtime, parent: Item) -> bytes | None:
     try:
         with open_video(rt.downloads, parent.last_frame_url, policy,
                         rt.settings.download_timeout_s) as resp:
-            data = b""
+            data = bytearray()
             for chunk in resp.iter_bytes():
                 data += chunk
                 if len(data) > MAX_FRAME_BYTES:
                     raise ImageProblem("the last frame is larger than 30 MB")
-        sniff_format(data)
-        return data
+        sniff_format(bytes(data[:16]))  # an image, not an error page
+        return bytes(data)
     except (GenbatchError, httpx.HTTPError) as exc:
         log.info("last frame of %s from its provider refused (%s): decoding the video",
                  parent.id, exc)
@@ -212,7 +212,7 @@ def reopen_children(rt: Runtime, parent: Item) -> int:
 def waits_for_frame(item: Item) -> bool:
     """A child that never got its parent's frame (its image still `@parent`)."""
     return bool(item.parent_seq) and any(
-        chained(getattr(item.request, name)) for name in CHAIN_FIELDS)
+        is_chained(getattr(item.request, name)) for name in CHAIN_FIELDS)
 
 
 def rewait(rt: Runtime, child: Item, fields: dict[str, str]) -> int:
