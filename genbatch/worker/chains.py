@@ -13,9 +13,11 @@ parent's last frame, or ends with it.
         its succeeded parent's frame is fetched anew
     the batch is cancelled ─▶ waiting children are cancelled (never submitted)
 
-Every move is a compare-and-set from `waiting` (or `parent_failed`), so a repeated `chain`
-task or a parent ending twice changes nothing. `steps.finish` calls `ended` for every item
-that reaches a terminal state; nothing here imports `steps` (it imports this).
+Every move is a compare-and-set from `waiting_parent` (or `parent_failed`), so a repeated
+`chain` task or a parent ending twice changes nothing. `steps.finish` calls `arm` before an
+item succeeds and `ended` once any item is terminal; nothing here imports `steps` (it
+imports this). The `chain` task runs on the download queue: like a download, it fetches
+or decodes a file.
 """
 
 from __future__ import annotations
@@ -50,8 +52,9 @@ def arm(rt: Runtime, iid: str) -> None:
     `chain` task that `ended` sends clears it; if that message is lost with a worker killed
     between the two, the scheduler fires it and the children are released all the same."""
     due = rt.now() + rt.settings.task_lease_s
-    for seq in rt.store.items.children(iid):
-        rt.store.items.set_timer(item_id(iid.rsplit(":", 1)[0], seq), due)
+    for seq in rt.store.items.children(iid):  # only those still waiting (compare-and-set)
+        rt.store.items.transition(item_id(iid.rsplit(":", 1)[0], seq), [WAITING], WAITING,
+                                  timer=due)
 
 
 def ended(rt: Runtime, iid: str, state: ItemState) -> None:
