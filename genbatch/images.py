@@ -26,6 +26,8 @@ from genbatch.image_data import IncompleteImage, check_complete
 
 # A local image copied into object storage by the producer: `stored:<object key>`.
 STORED_PREFIX = "stored:"
+# Another row's last frame, `@<custom_id>`: a chained shot (producer/chains.py).
+CHAIN_PREFIX = "@"
 FORMATS: tuple[str, ...] = ("jpeg", "png", "webp", "bmp", "tiff", "gif")
 MAX_BYTES = 30_000_000  # "< 30 MB"; decimal megabytes, the stricter reading
 MIN_SIDE = 300
@@ -109,6 +111,12 @@ def is_remote(ref: str) -> bool:
     except ValueError:  # e.g. an unbalanced "[" in the host
         return False
     return parts.scheme.lower() in ("http", "https") and bool(parts.netloc)
+
+
+def is_chained(ref: object) -> bool:
+    """True for `@<custom_id>`: the last frame of that row's video, which does not exist yet
+    (the worker replaces it with the stored frame: worker/chains.py)."""
+    return isinstance(ref, str) and ref.startswith(CHAIN_PREFIX)
 
 
 def is_data_uri(ref: str) -> bool:

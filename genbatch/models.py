@@ -55,6 +55,9 @@ class GenerationRequest(BaseModel):
     fps: int | None = None
     service_tier: str | None = None
     execution_expires_after: int | None = None
+    # Not a manifest column: set by the worker on a chain's parent where the provider can
+    # hand back the video's last frame (BytePlus `return_last_frame`).
+    return_last_frame: bool | None = None
 
 
 class TaskStatus(StrEnum):
@@ -94,11 +97,13 @@ class PollResult:
     usage_seconds: float | None = None
     seed: int | None = None
     run_s: float | None = None  # seconds the provider spent generating, queue time excluded
+    last_frame_url: str | None = None  # the video's last frame, where the provider gives it
 
 
 class ItemState(StrEnum):
     """Where one manifest line is in genbatch's own pipeline (see docs/design.md)."""
 
+    WAITING = "waiting_parent"  # a chained shot waiting for its parent's last frame
     PENDING = "pending"  # validated, waiting for a dispatch slot
     DISPATCHED = "dispatched"  # a submit task is queued
     SUBMITTING = "submitting"  # attempt recorded, POST in progress
@@ -109,6 +114,7 @@ class ItemState(StrEnum):
     EXPIRED = "expired"
     CANCELLED = "cancelled"
     AMBIGUOUS = "ambiguous"  # submit outcome unknown: maybe created, maybe billed
+    PARENT_FAILED = "parent_failed"  # its chain's parent ended without a video: never sent
 
     @property
     def terminal(self) -> bool:
@@ -122,8 +128,12 @@ TERMINAL_STATES = frozenset(
         ItemState.EXPIRED,
         ItemState.CANCELLED,
         ItemState.AMBIGUOUS,
+        ItemState.PARENT_FAILED,
     }
 )
+# The terminal states of an item that leave no video: its chained children end
+# `parent_failed` (genbatch/worker/chains.py).
+NO_VIDEO_STATES = TERMINAL_STATES - {ItemState.SUCCEEDED}
 # States that hold a generation slot at the provider account.
 IN_FLIGHT_STATES = frozenset({ItemState.DISPATCHED, ItemState.SUBMITTING, ItemState.SUBMITTED})
 
@@ -132,6 +142,7 @@ class Counter(StrEnum):
     """A batch record's counters: `total`, and one per state (STATE_COUNTER)."""
 
     TOTAL = "total"
+    WAITING = ItemState.WAITING.value
     PENDING = ItemState.PENDING.value
     IN_FLIGHT = "in_flight"  # the states holding a slot (IN_FLIGHT_STATES)
     DOWNLOADING = ItemState.DOWNLOADING.value
@@ -140,6 +151,7 @@ class Counter(StrEnum):
     EXPIRED = ItemState.EXPIRED.value
     CANCELLED = ItemState.CANCELLED.value
     AMBIGUOUS = ItemState.AMBIGUOUS.value
+    PARENT_FAILED = ItemState.PARENT_FAILED.value
 
 
 # The batch counter an item in each state is counted in: the states holding a slot share

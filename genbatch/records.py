@@ -37,6 +37,11 @@ The item schema (fields of `item:{bid}:{seq}`):
     reserved_micro                  the budget reservation it holds (micro-USD)
     submit_host, download_host      the host whose worker sent the current attempt's submit,
                                     and the one that stored its video (GENBATCH_HOSTNAME)
+    parent, parent_seq, children    chains: a child's parent (custom_id, seq); a parent's
+                                    children (seqs, comma separated)
+    last_frame_url, last_frame      the provider's last-frame URL (BytePlus); the stored
+                                    copy of the last frame its children start on
+    input_frame                     a child's first frame as released to it (stored ref)
 
 The batch schema: see `genbatch/store/__init__.py` and `BATCH_COUNTERS` in models.py.
 """
@@ -145,6 +150,12 @@ class Item(dict[str, str]):
         self.seed = _opt_int(get("seed"))
         self.submit_host = get("submit_host") or ""
         self.download_host = get("download_host") or ""
+        self.parent = get("parent") or ""
+        self.parent_seq = _int(get("parent_seq"))
+        self.children = [int(s) for s in (get("children") or "").split(",") if s]
+        self.last_frame_url = get("last_frame_url") or ""
+        self.last_frame = get("last_frame") or ""
+        self.input_frame = get("input_frame") or ""
 
     @classmethod
     def view(cls, record: Mapping[str, str]) -> Item:

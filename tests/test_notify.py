@@ -161,7 +161,7 @@ def test_event_body_has_counts_cost_and_results() -> None:
 
     assert event["type"] == "batch.cancelled" and event["batch_id"] == "b9"
     assert event["counts"] == {"total": 4, "succeeded": 2, "failed": 0, "expired": 0,
-                               "cancelled": 2, "ambiguous": 0}
+                               "cancelled": 2, "ambiguous": 0, "parent_failed": 0}
     assert event["cost"] == {"spent_usd": 1.25, "estimated_usd": 1.5, "budget_usd": 3.0}
     assert event["results"]["errors_jsonl"] == "s3://x/b9/errors.jsonl"
     assert notify.build_event("e-2", {"id": "b", "status": "completed"})["cost"] is None

@@ -61,9 +61,10 @@ def test_generated_state_tables_equal_the_models(redis_url: str) -> None:
 
 
 def test_the_models_counters() -> None:
-    assert BATCH_COUNTERS == ("total", "pending", "in_flight", "downloading", "succeeded",
-                              "failed", "expired", "cancelled", "ambiguous")
-    assert OPEN_COUNTERS == ("pending", "in_flight", "downloading")
+    assert BATCH_COUNTERS == ("total", "waiting_parent", "pending", "in_flight", "downloading",
+                              "succeeded", "failed", "expired", "cancelled", "ambiguous",
+                              "parent_failed")
+    assert OPEN_COUNTERS == ("waiting_parent", "pending", "in_flight", "downloading")
     assert set(STATE_COUNTER) == set(ItemState)
     assert set(STATE_COUNTER.values()) == set(BATCH_COUNTERS) - {"total"}
 

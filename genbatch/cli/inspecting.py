@@ -15,7 +15,8 @@ from genbatch.client.handle import BatchHandle
 from genbatch.client.rows import BatchInfo
 from genbatch.records import Batch
 
-OUTPUT_FIELDS = ("results_jsonl", "results_csv", "errors_jsonl")  # a batch's output manifests
+# A batch's output manifests (chains.jsonl with submit --join-chains).
+OUTPUT_FIELDS = ("results_jsonl", "results_csv", "errors_jsonl", "chains_jsonl")
 
 
 def status(

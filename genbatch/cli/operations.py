@@ -61,6 +61,8 @@ def retry(
         out.print(f"batch {batch}: {report.requeued} items ({', '.join(states)}) queued again"
                   + (f", {report.redownload} paid videos downloaded again"
                      if report.redownload else "")
+                  + (f", {report.chained} chained shots waiting for them again"
+                     if report.chained else "")
                   + (f"; {report.invalid_rows} invalid rows skipped (fix them and submit "
                      "again)" if report.invalid_rows else ""))
 

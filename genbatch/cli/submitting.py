@@ -71,6 +71,10 @@ OutputOpt = Annotated[str | None, typer.Option(
     metavar="URL", help="the batch's output folder (s3://bucket/prefix, file:///path or a "
     "folder): videos and output manifests go there [default: GENBATCH_STORAGE_URL/"
     "<batch id>/]", show_default=False)]
+JoinChainsOpt = Annotated[bool, typer.Option(
+    "--join-chains", help="when the batch finishes, join each chain (rows whose image is "
+    "@<custom_id>) whose shots all succeeded into chains/<root custom_id>.mp4, listed in "
+    "chains.jsonl (no re-encode where the shots allow it)")]
 AllowDuplicateOpt = Annotated[bool, typer.Option(
     "--allow-duplicate", help="submit even when this manifest, with these options, was "
     "submitted within GENBATCH_DUPLICATE_WINDOW_S")]
@@ -104,6 +108,7 @@ def submit(
     input_root: InputRootOpt = None,
     resume: ResumeOpt = None,
     output: OutputOpt = None,
+    join_chains: JoinChainsOpt = False,
     allow_duplicate: AllowDuplicateOpt = False,
     idempotency_key: IdempotencyKeyOpt = None,
     as_json: JsonOpt = False,
@@ -112,7 +117,8 @@ def submit(
     given: SubmitOptions = {
         "priority": priority.value if priority else None,
         "tier": tier.value if tier else None, "expires_after": expires_after,
-        "budget_usd": budget, "notify_url": notify, "fallback": fallback, "output": output}
+        "budget_usd": budget, "notify_url": notify, "fallback": fallback, "output": output,
+        "join_chains": join_chains}
     options = submit_options(resume=resume is not None, **given)
     rows: RowDefaults = {"provider": provider, "model": model, "skip_invalid": skip_invalid,
                          "input_roots": tuple(input_root or ())}

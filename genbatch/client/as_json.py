@@ -45,7 +45,7 @@ def retry_json(batch_id: str, states: tuple[str, ...], budget_usd: float | None,
                report: RetryReport) -> dict[str, Any]:
     return {"batch_id": batch_id, "states": list(states), "requeued": report.requeued,
             "invalid_rows": report.invalid_rows, "budget_usd": budget_usd,
-            "continued": report.continued}
+            "continued": report.continued, "chained": report.chained}
 
 
 def accounts_json(report: AccountsReport) -> dict[str, Any]:

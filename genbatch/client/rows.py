@@ -43,6 +43,8 @@ class BatchInfo(BaseModel):
     expired: int
     cancelled: int
     ambiguous: int
+    waiting_parent: int = 0  # chained shots waiting for their parent's last frame
+    parent_failed: int = 0  # chained shots whose parent ended without a video
     results_jsonl: str | None
     results_csv: str | None
     errors_jsonl: str | None
@@ -54,6 +56,7 @@ class BatchInfo(BaseModel):
     finished: bool = False  # completed or cancelled: its output manifests are written
     # host -> {"submits": n, "downloads": m}: the machines whose workers served the batch
     served_by: dict[str, dict[str, int]] = Field(default_factory=dict)
+    chains_jsonl: str | None = None  # submit --join-chains: the joined chains, listed
 
     @classmethod
     def of(cls, batch: Mapping[str, str],
@@ -62,12 +65,14 @@ class BatchInfo(BaseModel):
         return cls.model_validate({**batch_summary(record),
                                    "output": record.output_url or None,
                                    "finished": record.finished,
-                                   "served_by": served_by or {}})
+                                   "served_by": served_by or {},
+                                   "chains_jsonl": record.get("chains_jsonl") or None})
 
     @property
     def done(self) -> int:
         """Items in a terminal state."""
-        return self.succeeded + self.failed + self.expired + self.cancelled + self.ambiguous
+        return (self.succeeded + self.failed + self.expired + self.cancelled + self.ambiguous
+                + self.parent_failed)
 
     @property
     def settled(self) -> bool:

@@ -38,7 +38,8 @@ class ErrorCount:
 
 
 COLOURS = {Counter.SUCCEEDED: "green", Counter.FAILED: "red", Counter.EXPIRED: "magenta",
-           Counter.CANCELLED: "bright_black", Counter.AMBIGUOUS: "yellow"}
+           Counter.CANCELLED: "bright_black", Counter.AMBIGUOUS: "yellow",
+           Counter.PARENT_FAILED: "red"}
 
 
 def batch_detail(batch: Batch, diagnosis: Diagnosis, errors: Sequence[ErrorCount],

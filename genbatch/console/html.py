@@ -18,6 +18,7 @@ STATE_COLOURS: dict[str, str] = {
     Counter.SUCCEEDED: "#2f9e44", Counter.FAILED: "#e03131", Counter.EXPIRED: "#f08c00",
     Counter.CANCELLED: "#868e96", Counter.AMBIGUOUS: "#9c36b5", Counter.IN_FLIGHT: "#1c7ed6",
     Counter.DOWNLOADING: "#15aabf", Counter.PENDING: "#ced4da",
+    Counter.WAITING: "#e9ecef", Counter.PARENT_FAILED: "#ffa8a8",
 }
 # Batch counter -> the item states it counts (for links to the filtered items table).
 COUNTER_STATES: Mapping[str, tuple[str, ...]] = {

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from genbatch.errors import GenbatchError, ManifestError, ManifestRejected
+from genbatch.producer import chains
 from genbatch.producer.checks import ManifestChecks
 from genbatch.producer.manifest import ManifestSource, Row, iter_rows, manifest_source
 from genbatch.producer.options import BatchOptions
@@ -60,6 +61,7 @@ class IngestResult:
     budget_usd: float | None = None  # --budget: count the rows that fit, in manifest order
     fit: int = 0
     fit_cost: float = 0.0
+    chained: int = 0  # rows whose image is another row's last frame (`@custom_id`)
 
     def count(self, row: ValidRow) -> None:
         self.valid += 1
@@ -125,17 +127,15 @@ def ingest_manifest(
                              check_ids=writer is None, objects=objects,
                              input_roots=input_roots)
     checks = ManifestChecks(workers, options.budget_usd, options.fallback)
+    graph = chains.ChainGraph(source.name)
     providers_used: set[str] = set()
     committed = False
     try:
-        _validate_rows(source, validator, checks, result, writer, providers_used,
+        _validate_rows(source, validator, checks, result, writer, providers_used, graph,
                        skip_invalid=skip_invalid, progress=progress)
-        if provider and result.valid and provider not in providers_used:
-            result.warnings.append(f"--provider {provider} applies to no row: every row "
-                                   "names its own provider")
         _conclude(source.name, result, checks, skip_invalid=skip_invalid, dry_run=dry_run)
         if writer is not None:
-            _commit(writer, result, options.budget_usd, sorted(providers_used))
+            _commit(writer, result, options.budget_usd, sorted(providers_used), graph)
         committed = True
     finally:
         validator.close()
@@ -148,20 +148,24 @@ def ingest_manifest(
 
 def _validate_rows(source: ManifestSource, validator: RowValidator, checks: ManifestChecks,
                    result: IngestResult, writer: _BatchWriter | None, providers_used: set[str],
-                   *, skip_invalid: bool, progress: Callable[[int], None] | None) -> None:
-    """Validate each row in turn, tally it in `result` and `checks` and, with a `writer`,
-    write it; with a writer, every row is counted when this returns."""
+                   graph: chains.ChainGraph, *, skip_invalid: bool,
+                   progress: Callable[[int], None] | None) -> None:
+    """Validate each row in turn, tally it in `result`, `checks` and `graph` and, with a
+    `writer`, write it; with a writer, every row is counted when this returns. Then the
+    chain links are checked (a broken one makes its row invalid)."""
     for seq, row in enumerate(iter_rows(source), start=1):
         result.rows = seq
         outcome = validator.validate(row)
         if isinstance(outcome, ValidRow):
             providers_used.add(outcome.provider)
             checks.see(outcome)
+            graph.see(seq, row.line, outcome.custom_id, outcome.request)
             if writer is None:
                 result.count(outcome)  # else once its chunk is written (no repeat)
         else:
             result.invalid += 1
             result.report(outcome)
+            graph.see(seq, row.line, validator.custom_id_of(row), None)
         if writer is not None:
             _write_row(writer, validator, seq, row, outcome,
                        write=skip_invalid or not result.invalid)
@@ -170,6 +174,24 @@ def _validate_rows(source: ManifestSource, validator: RowValidator, checks: Mani
     if writer is not None:
         writer.drain()
         result.errors.sort(key=lambda e: e.line or 0)  # repeats are found a chunk late
+    _check_chains(graph, result)
+    provider = validator.default_provider
+    if provider and result.valid and provider not in providers_used:
+        result.warnings.append(f"--provider {provider} applies to no row: every row "
+                               "names its own provider")
+
+
+def _check_chains(graph: chains.ChainGraph, result: IngestResult) -> None:
+    """The manifest's chain links, once every row is read: a broken one makes its row
+    invalid (chains.py)."""
+    if graph.empty:
+        return
+    result.chained = len(graph.children)
+    problems = graph.resolve()
+    result.valid -= len(problems)
+    result.invalid += len(problems)
+    result.report(problems)
+    result.errors.sort(key=lambda e: e.line or 0)
 
 
 def _write_row(writer: _BatchWriter, validator: RowValidator, seq: int, row: Row,
@@ -186,10 +208,14 @@ def _write_row(writer: _BatchWriter, validator: RowValidator, seq: int, row: Row
 
 
 def _commit(writer: _BatchWriter, result: IngestResult, budget_usd: float | None,
-            providers: list[str]) -> None:
-    """Make the batch visible to the dispatcher; a budget needs every row priced."""
+            providers: list[str], graph: chains.ChainGraph) -> None:
+    """Make the batch visible to the dispatcher, its chain links written first; a budget
+    needs every row priced."""
     if budget_usd is not None and result.unpriced:
         raise GenbatchError(unpriced_message(result.unpriced))
+    if not graph.empty:
+        writer.drain()  # every item written before its links are
+        chains.write_links(writer.store, writer.batch_id, graph)
     writer.commit(providers)
 
 
@@ -270,8 +296,9 @@ class _BatchWriter:
     ) -> None:
         chunk = self.chunk
         if isinstance(outcome, ValidRow):
-            chunk.records.append(
-                item_record(seq, outcome, self.uploads.request_json(outcome.request)))
+            record = item_record(seq, outcome, self.uploads.request_json(outcome.request))
+            chains.mark(record, outcome.request)
+            chunk.records.append(record)
             chunk.valid[row.line] = outcome
         else:
             chunk.records.append(invalid_record(seq, row.line, row.data, outcome, row.text))

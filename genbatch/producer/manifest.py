@@ -26,7 +26,7 @@ from typing import Any, BinaryIO
 from urllib.parse import unquote, urlsplit
 
 from genbatch.errors import ManifestError, StorageError
-from genbatch.images import is_data_uri, is_remote
+from genbatch.images import is_chained, is_data_uri, is_remote
 from genbatch.models import REQUEST_FIELDS
 from genbatch.storage.urls import ObjectUrls, is_object_url
 
@@ -157,7 +157,8 @@ class AbsoluteImages:
         if known is not None:
             return known
         text = ref.strip()
-        if not text or is_remote(text) or is_data_uri(text) or is_object_url(text):
+        if not text or is_remote(text) or is_data_uri(text) or is_object_url(text) \
+                or is_chained(text):  # the last frame of another row (chains.py)
             known = ref
         else:
             local = Path(text).expanduser()

@@ -12,6 +12,8 @@ so every process sees the same values without them travelling in task arguments.
 - `fallback` is a `provider:model` that an item failing at its provider is retried on once.
 - `output` is the batch's own output folder (`s3://bucket/prefix`, `file:///abs/path` or a
   folder): its videos and output manifests go there instead of `<storage>/<batch_id>/`.
+- `join_chains`: when the batch finishes, each chain whose shots all succeeded is joined
+  into one video, `chains/<root custom_id>.mp4`, listed in `chains.jsonl`.
 """
 
 from __future__ import annotations
@@ -38,12 +40,14 @@ class BatchOptions:
     notify_url: str | None = None
     fallback: tuple[str, str] | None = None  # (provider, model)
     output: str | None = None  # the batch's output folder URL (absolute)
+    join_chains: bool = False
 
     @classmethod
     def build(
         cls, *, priority: str | None = None, tier: str | None = None,
         expires_after: int | None = None, budget_usd: float | None = None,
         notify_url: str | None = None, fallback: str | None = None, output: str | None = None,
+        join_chains: bool = False,
     ) -> BatchOptions:
         """Check the options as the user typed them; a problem is one GenbatchError line."""
         if tier is not None and tier not in SERVICE_TIERS:
@@ -67,7 +71,7 @@ class BatchOptions:
         return cls(priority=priority, tier=tier, expires_after=expires_after,
                    budget_usd=budget_usd, notify_url=notify_url,
                    fallback=parse_fallback(fallback) if fallback else None,
-                   output=parse_output(output) if output else None)
+                   output=parse_output(output) if output else None, join_chains=join_chains)
 
     def row_defaults(self) -> dict[str, Any]:
         """Request fields every row gets unless it sets its own."""
@@ -88,6 +92,7 @@ class BatchOptions:
             "notify_url": self.notify_url or "",
             "fallback": ":".join(self.fallback) if self.fallback else "",
             "output_url": self.output or "",
+            "join_chains": "1" if self.join_chains else "",
         }
 
     @classmethod
@@ -104,6 +109,7 @@ class BatchOptions:
             notify_url=batch.get("notify_url") or None,
             fallback=parse_fallback(fallback) if fallback else None,
             output=batch.get("output_url") or None,
+            join_chains=bool(batch.get("join_chains")),
         )
 
 

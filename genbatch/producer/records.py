@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from genbatch.errors import ManifestError
-from genbatch.images import STORED_PREFIX, is_data_uri, is_remote, sniff_format
+from genbatch.images import STORED_PREFIX, is_chained, is_data_uri, is_remote, sniff_format
 from genbatch.models import GenerationRequest, ItemState
 from genbatch.producer.manifest import IMAGE_FIELDS
 from genbatch.producer.validate import MAX_CACHED_REFS, ValidRow
@@ -74,7 +74,7 @@ class ImageUploader:
         updates = {}
         for name in IMAGE_FIELDS:
             ref = getattr(request, name)
-            if ref is None or ref in self.remote:
+            if ref is None or ref in self.remote or is_chained(ref):
                 continue
             if ref in self.done:
                 updates[name] = self.done[ref]

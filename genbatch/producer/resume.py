@@ -59,6 +59,11 @@ def resume_manifest(
     checked = ingest_manifest(source, store=None, storage=None, provider=provider, model=model,
                               skip_invalid=skip_invalid, dry_run=True, options=options,
                               input_roots=input_roots)
+    if checked.chained:
+        raise GenbatchError(
+            f"{source.name}: {checked.chained} row(s) chain on another row (@custom_id), and "
+            "a chain cannot join a running batch: `genbatch retry` brings parent_failed shots "
+            "back with their parent, or submit these rows as a new batch")
     if (budget_usd is not None or options.budget_usd is not None) and checked.unpriced:
         raise GenbatchError(unpriced_message(checked.unpriced))
     if budget_usd is not None:

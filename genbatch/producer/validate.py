@@ -28,7 +28,7 @@ from pydantic import ValidationError
 
 from genbatch import providers
 from genbatch.errors import ConfigError, ManifestError
-from genbatch.images import ImageProblem, is_data_uri, is_remote, probe_data_uri
+from genbatch.images import ImageProblem, is_chained, is_data_uri, is_remote, probe_data_uri
 from genbatch.models import REQUEST_FIELDS, GenerationRequest
 from genbatch.producer.inputs import LocalImages
 from genbatch.producer.manifest import IMAGE_FIELDS, Row, unknown_column_reason
@@ -243,6 +243,8 @@ class RowValidator:
         """(absolute path or None when not a local file, problem) for one image reference."""
         if is_data_uri(ref):
             return None, self._probe_data_uri(ref)
+        if is_chained(ref):  # the parent's last frame: it does not exist yet (chains.py)
+            return None, None
         known = self._refs.get(ref)
         if known is not None:
             return known

@@ -163,6 +163,8 @@ def content_body(spec: ModelSpec, request: GenerationRequest) -> dict[str, Any]:
     params = flat_body(spec, request)
     for key in ("prompt", "image", "last_image"):
         params.pop(key, None)
+    if request.return_last_frame:  # a chain's parent: its child starts on that frame
+        params["return_last_frame"] = True
     return {"model": spec.wire_model, "content": content, **params}
 
 
@@ -187,7 +189,8 @@ def parse_task(body: dict[str, Any]) -> PollResult:
     """A task body as a PollResult; `error` may be an object, a string or null."""
     raw = as_str(body.get("status")) or ""
     status = _STATUSES.get(raw.lower(), TaskStatus.UNKNOWN)
-    video_url = as_str(as_dict(body.get("content")).get("video_url"))
+    content = as_dict(body.get("content"))
+    video_url = as_str(content.get("video_url"))
     error = body.get("error")
     code, message = (
         (as_str(error.get("code")), as_str(error.get("message")))
@@ -205,6 +208,7 @@ def parse_task(body: dict[str, Any]) -> PollResult:
         error_message=(message or f"task {raw}") if unsuccessful else message,
         usage_tokens=as_int(as_dict(body.get("usage")).get("completion_tokens")),
         seed=as_int(body.get("seed")),
+        last_frame_url=as_str(content.get("last_frame_url")),
     )
 
 
@@ -220,6 +224,7 @@ PLUGIN = ProviderPlugin(
                     url_ttl_s=float(VIDEO_URL_TTL_S)),
     prices=pricing.SEEDANCE_TOKENS,
     callbacks=Callbacks(parse=parse_callback),
-    capabilities=frozenset({Capability.CALLBACKS, Capability.CANCEL, Capability.LIST}),
+    capabilities=frozenset({Capability.CALLBACKS, Capability.CANCEL, Capability.LIST,
+                            Capability.LAST_FRAME}),
     lists_seeds=True,
 )

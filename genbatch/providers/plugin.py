@@ -52,6 +52,9 @@ class Capability(StrEnum):
     # Each submit carries our attempt id (`submit(client_ref=)`, Kling's external_task_id)
     # and `lookup(model, client_ref)` finds its task: an ambiguous submit is settled exactly.
     LOOKUP = "lookup"
+    # Hands back the video's last frame when asked (BytePlus `return_last_frame` →
+    # `content.last_frame_url`): a chain's next shot starts on it without decoding.
+    LAST_FRAME = "last_frame"
 
 
 @dataclass(frozen=True, slots=True)

@@ -94,7 +94,8 @@ def _image_problems(spec: ModelSpec, request: GenerationRequest, where: str,
         if ref is None or _is_http_url(ref) or _is_object_url(ref) or spec.accepts_data_uri:
             continue
         if spec.upload_max_bytes is None:
-            got = "a data URI" if _is_data_uri(ref) else "a local file"
+            got = "a data URI" if _is_data_uri(ref) else \
+                "a chained frame (stored by genbatch)" if ref.startswith("@") else "a local file"
             yield FieldProblem(field, f"{display} takes image URLs (http/https) only, got "
                                f"{got}; upload the image and give its URL")
         elif (size := _local_size(ref)) is not None and size > spec.upload_max_bytes:

@@ -50,6 +50,7 @@ from genbatch.simulator.gate import ConnectionDropped
 from genbatch.simulator.media import ASSET_PATH, VIDEO_PATH
 from genbatch.simulator.plugins import SimulatorPlugin
 from genbatch.simulator.profile import SimProfile
+from genbatch.simulator.shots import FRAME_PATH
 from genbatch.simulator.state import Clock, Simulator
 
 
@@ -100,7 +101,7 @@ class RequestLog:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path: str = scope.get("path", "")
         if scope["type"] != "http" or (
-            path.startswith("/_sim/") and not path.startswith((VIDEO_PATH, ASSET_PATH))
+            path.startswith("/_sim/") and not path.startswith((VIDEO_PATH, ASSET_PATH, FRAME_PATH))
         ):
             await self.app(scope, receive, send)
             return

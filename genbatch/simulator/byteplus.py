@@ -25,7 +25,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from genbatch.simulator import gate, webhooks
+from genbatch.simulator import gate, shots, webhooks
 from genbatch.simulator.byteplus_request import MODELS, RATIOS, request_problems, task_params
 from genbatch.simulator.gate import Dialect, ErrorKind
 from genbatch.simulator.state import Simulator, simulator_of
@@ -215,7 +215,9 @@ def _task_json(sim: Simulator, task: Task, origin: str) -> dict[str, Any]:
         expires = task.url_expires(sim.clock())
         out["content"] = {"video_url": sim.media.video_url(origin, task.id, expires)}
         if params["return_last_frame"]:
-            out["content"]["last_frame_url"] = f"{origin}/_sim/assets/landscape.png"
+            out["content"]["last_frame_url"] = (
+                f"{origin}{shots.FRAME_PATH}{task.id}.png" if sim.media.distinct
+                else f"{origin}/_sim/assets/landscape.png")
         width, height = _pixels(params["resolution"], ratio)
         frames = params.get("frames") or 24 * params["duration"]
         tokens = width * height * frames // 1024

@@ -19,6 +19,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from genbatch.simulator import shots
 from genbatch.simulator.media import ASSET_PATH, VIDEO_PATH
 from genbatch.simulator.profile import SimProfile
 from genbatch.simulator.state import simulator_of
@@ -69,6 +70,15 @@ async def asset(request: Request) -> Response:
     return Response(data, media_type="image/png")
 
 
+async def frame(request: Request) -> Response:
+    """A task's last frame (BytePlus `content.last_frame_url` with distinct videos)."""
+    sim = simulator_of(request)
+    task = sim.tasks.get(request.path_params["name"].removesuffix(".png"))
+    if task is None or task.phase(sim.clock()) is not Phase.SUCCEEDED:
+        return _s3_error(404, "NoSuchKey", "The specified key does not exist.")
+    return Response(shots.last_frame(task.id), media_type="image/png")
+
+
 async def stats(request: Request) -> Response:
     return JSONResponse(simulator_of(request).stats_json())
 
@@ -105,6 +115,7 @@ def routes() -> list[Route]:
     return [
         Route(VIDEO_PATH + "{name}", video, methods=["GET"]),
         Route(ASSET_PATH + "{name}", asset, methods=["GET"]),
+        Route(shots.FRAME_PATH + "{name}", frame, methods=["GET"]),
         Route("/_sim/stats", stats, methods=["GET"]),
         Route("/_sim/reset", reset, methods=["POST"]),
         Route("/_sim/profile", get_profile, methods=["GET"]),

@@ -3,7 +3,8 @@
 Every succeeded task's video is `assets/sample.mp4` (a real 64x64, 1 s H.264 MP4) followed by
 one top-level MP4 `free` box holding the task id: still a valid MP4, and a different sha256
 per task. Output URLs are signed and expire (`/_sim/videos/<id>.mp4?expires=<unix>&sig=<hmac>`),
-like the presigned object-store URLs the providers hand out.
+like the presigned object-store URLs the providers hand out. With the profile's
+`distinct_videos`, each task's video is one of its own instead (shots.py).
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ import hmac
 import struct
 from dataclasses import dataclass
 from importlib import resources
+
+from genbatch.simulator import shots
 
 ASSETS = resources.files("genbatch.simulator") / "assets"
 VIDEO_PATH = "/_sim/videos/"
@@ -46,11 +49,16 @@ class Media:
             if entry.name.endswith(".png")
         }
         self._secret = secret
+        self.distinct = False  # the profile's distinct_videos (set by the Simulator)
 
     def video_bytes(self, task_id: str) -> bytes:
+        if self.distinct:
+            return shots.video(task_id)
         return self.sample_mp4 + free_box(task_id.encode())
 
     def video_sha256(self, task_id: str) -> str:
+        if self.distinct:
+            return hashlib.sha256(shots.video(task_id)).hexdigest()
         digest = self._sample_hash.copy()
         digest.update(free_box(task_id.encode()))
         return digest.hexdigest()

@@ -135,6 +135,9 @@ class SimProfile(Behaviour):
     )
     request_log_size: int = Field(default=1000, ge=0)
     request_log_body_chars: int = Field(default=2048, ge=0)
+    distinct_videos: bool = Field(
+        default=False, description="each task's video is its own (a colour from the task "
+        "id, darkening frame by frame; simulator/shots.py) instead of the shared sample")
 
     _resolved: dict[str, Behaviour] = PrivateAttr(default_factory=dict)
 

@@ -35,6 +35,7 @@ class Simulator:
         self.secret = secrets.token_bytes(16)  # signs video URLs and webhook secrets
         self.media = Media(self.secret)
         self.profile = profile
+        self.media.distinct = profile.distinct_videos
         self.reset()
 
     def reset(self) -> None:
@@ -51,6 +52,7 @@ class Simulator:
         sees it whole: per-key behaviours are resolved afresh (the cache of `for_key` lives
         on the profile), so a key dropped from `api_keys` answers auth errors at once."""
         self.profile = profile
+        self.media.distinct = profile.distinct_videos
         self.stats.resize_log(profile.request_log_size)
 
     def behaviour(self, api_key: str) -> Behaviour:

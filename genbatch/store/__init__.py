@@ -1,8 +1,9 @@
 """The job store: batch and item records in Redis, the single source of truth.
 
 Keys (prefix `gb:` by default):
-    batch:{bid}              hash: status, metadata and counters (total, pending, in_flight,
-                             downloading, succeeded, failed, expired, cancelled, ambiguous);
+    batch:{bid}              hash: status, metadata and counters (total, waiting_parent,
+                             pending, in_flight, downloading, succeeded, failed, expired,
+                             cancelled, ambiguous, parent_failed);
                              money in micro-USD (reserved_micro, spent_micro,
                              spent_est_micro), budget_usd, budget_exhausted
     batches                  zset of batch ids by creation time

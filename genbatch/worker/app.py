@@ -21,6 +21,7 @@ QUEUES: dict[str, str] = {
     "submit": "genbatch.submit",
     "poll": "genbatch.poll",
     "download": "genbatch.download",
+    "chain": "genbatch.download",  # a chain's next shots: their parent's last frame
     "finalize": "genbatch.control",
     "notify": "genbatch.control",
     "reconcile": "genbatch.control",

@@ -14,11 +14,12 @@ from genbatch.models import BatchStatus, Counter, ItemState
 from genbatch.records import Item
 from genbatch.store.budget import set_budget
 from genbatch.store.history import attempt_reset
+from genbatch.worker import chains
 from genbatch.worker.runtime import Runtime
 from genbatch.worker.steps import finalize_batch, finish
 
 RETRYABLE_STATES: tuple[str, ...] = (ItemState.FAILED, ItemState.EXPIRED, ItemState.AMBIGUOUS)
-NOT_SUBMITTED = (ItemState.PENDING, ItemState.DISPATCHED)
+NOT_SUBMITTED = (ItemState.WAITING, ItemState.PENDING, ItemState.DISPATCHED)
 STILL_RUNNING = (ItemState.SUBMITTING, ItemState.SUBMITTED, ItemState.DOWNLOADING)
 
 @dataclass
@@ -71,6 +72,7 @@ class RetryReport:
     invalid_rows: int = 0  # failed at validation: fix the row and use submit --resume
     continued: int = 0  # pending items held by the budget that may dispatch again
     redownload: int = 0  # their task succeeded (paid): downloaded again, not regenerated
+    chained: int = 0  # parent_failed shots waiting again for their retried parent
 
 
 def retry_batch(rt: Runtime, batch_id: str, states: tuple[str, ...],
@@ -103,12 +105,18 @@ def retry_batch(rt: Runtime, batch_id: str, states: tuple[str, ...],
             rt.store.batches.reopen(batch_id)
             reopened = True
         if not regenerate and paid_output(item):
-            report.redownload += _redownload(rt, item)
-            continue
-        # Back to pending and onto its queue in one step: a crash leaves no item stranded.
-        if rt.store.items.transition(item.id, [item.state], ItemState.PENDING, timer="-",
-                                     fields=attempt_reset(item), queue="back").applied:
-            report.requeued += 1
+            moved = _redownload(rt, item)
+            report.redownload += moved
+        elif chains.waits_for_frame(item):  # never got its parent's frame: wait for it
+            moved = chains.rewait(rt, item, attempt_reset(item))
+            report.requeued += moved
+        else:  # back to pending and onto its queue in one step: no item stranded
+            moved = int(rt.store.items.transition(
+                item.id, [item.state], ItemState.PENDING, timer="-",
+                fields=attempt_reset(item), queue="back").applied)
+            report.requeued += moved
+        if moved:
+            report.chained += chains.reopen_children(rt, item)  # parent_failed: wait again
     return report
 
 

@@ -111,7 +111,7 @@ def url_fields(settings: Settings, now: float, provider: str,
            or settings.video_url_ttl_s) / settings.time_factor
     return {"video_url": result.video_url, "video_ttl": result.video_ttl_s or "",
             "url_ttl_s": round(ttl, 3), "url_expires_at": now + ttl, "dl_repoll": "",
-            "dl_attempts": 0}
+            "dl_attempts": 0, "last_frame_url": result.last_frame_url or ""}
 
 
 @contextmanager

@@ -30,7 +30,7 @@ RESULT_FIELDS: tuple[str, ...] = (
     "custom_id", "line", "status", "output_uri", "sha256", "bytes", "provider", "account",
     "model", "provider_model", "remote_task_id", "seed", "cost_usd", "submitted_at", "finished_at",
     "error_code", "error_message", "attempts", "possibly_paid_twice", "failed_over_from",
-    "attempt_history",
+    "attempt_history", "parent_custom_id", "input_frame",
 )
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
@@ -71,6 +71,9 @@ def result_row(record: Mapping[str, str]) -> dict[str, Any]:
         # failover (genbatch/worker/failover.py): where the first attempt ran, and every attempt
         "failed_over_from": failed_over_from(item),
         "attempt_history": attempt_history(item),
+        # chains (worker/chains.py): the shot it started from, and that shot's last frame
+        "parent_custom_id": item.parent or None,
+        "input_frame": item.input_frame or None,
     }
 
 

@@ -37,6 +37,7 @@ from genbatch.records import Item
 from genbatch.store.batches import SUBMITS, host_count
 from genbatch.store.history import attempt_reset
 from genbatch.store.limits import rates_for
+from genbatch.worker import chains
 from genbatch.worker.polling import deadline_s
 from genbatch.worker.runtime import Runtime
 
@@ -207,6 +208,7 @@ def adopt(rt: Runtime, item: Item, task_id: str, now: float, *, note: str) -> Ve
     rt.store.reconcile.mark_known(item.account, item.id)
     if moved.applied:
         log.info("item %s: adopted task %s of %s", item.id, task_id, item.account)
+        chains.reopen_children(rt, item)  # they ended parent_failed when it went ambiguous
     return Verdict("adopted" if moved.applied else "skipped", task_id)
 
 
@@ -225,6 +227,8 @@ def _resubmit(rt: Runtime, item: Item, now: float) -> Verdict:
               "batch:reconciled_resubmits": 1})
     rt.store.reconcile.unschedule(item.id)
     rt.store.reconcile.mark_known(item.account, item.id)
+    if moved.applied:
+        chains.reopen_children(rt, item)
     return Verdict("resubmitted" if moved.applied else "skipped")
 
 

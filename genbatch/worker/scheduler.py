@@ -46,7 +46,8 @@ LOCK = "scheduler"
 WATCH_EVERY_S = 1.0  # how often the leader looks at the Redis server (run id, guard)
 FINALIZABLE = (BatchStatus.IN_PROGRESS, BatchStatus.FINALIZING)
 TIMER_ACTIONS: dict[str, str] = {ItemState.SUBMITTED: "poll", ItemState.DOWNLOADING: "download",
-                                  ItemState.DISPATCHED: "submit"}
+                                  ItemState.DISPATCHED: "submit",
+                                  ItemState.WAITING: "chain"}  # its parent's end (chains.arm)
 
 
 @dataclass

@@ -36,7 +36,7 @@ from genbatch.providers.failures import FailureClass, failure_class
 from genbatch.records import Item
 from genbatch.store.batches import SUBMITS, host_count
 from genbatch.store.health import AccountHealth
-from genbatch.worker import accounts, durable, failover, hints, notify, reconcile, uploads
+from genbatch.worker import accounts, chains, durable, failover, hints, notify, reconcile, uploads
 from genbatch.worker.callbacks import callback_url
 from genbatch.worker.dispatch import refill
 from genbatch.worker.fetch import url_fields
@@ -87,6 +87,8 @@ def submit_item(rt: Runtime, iid: str) -> str:
     seeded = identifying_seed(item)  # BytePlus: a seed on every submit
     if seeded is not None:
         request = request.model_copy(update={"seed": seeded.seed})
+    if item.children and providers.plugin(item.provider).has(providers.Capability.LAST_FRAME):
+        request = request.model_copy(update={"return_last_frame": True})  # chains.py
     ref = client_ref(iid, item.attempts + 1) if can_lookup(item.provider) else None
     stopped = _claim(rt, item, iid, now, seeded, ref)
     if stopped:
@@ -371,12 +373,15 @@ def finish(rt: Runtime, iid: str, allowed: Sequence[ItemState], state: ItemState
     values: dict[str, Any] = {"finished_at": rt.now(), "error_code": code,
                               "error_message": message[:2000]}
     values.update(fields or {})
+    if state is ItemState.SUCCEEDED:
+        chains.arm(rt, iid)  # the safety net of the `chain` message sent below
     moved = rt.store.items.transition(iid, allowed, state, timer="-", fields=values,
                                       incr=incr)
     if moved.applied:
         metrics.record_completion(rt.store, iid, state)
         if state is ItemState.AMBIGUOUS:
             reconcile.schedule(rt, iid, moved.provider)
+        chains.ended(rt, iid, state)  # a chain's parent: release or end its children
     if moved.applied and moved.open_items == 0:
         rt.enqueue("finalize", iid.rsplit(":", 1)[0])
     if moved.applied and moved.previous in IN_FLIGHT_STATES:
@@ -395,6 +400,7 @@ def finalize_batch(rt: Runtime, batch_id: str) -> str:
     """in_progress → finalizing → completed, writing the output manifests once no item is
     open. Safe to repeat: a crash while finalizing is redone by the next finalize."""
     from genbatch.worker.finalize import write_outputs  # only the control queue needs it
+    from genbatch.worker.joins import join_chains
 
     batch = rt.store.batches.get(batch_id)
     if batch.status not in (IN_PROGRESS, FINALIZING) or batch.open_items:
@@ -407,6 +413,11 @@ def finalize_batch(rt: Runtime, batch_id: str) -> str:
     files = write_outputs(rt.output_storage(batch_id), batch_id,
                           rt.store.items.of_batch(batch_id, batch.total),
                           presign_s=rt.settings.presign_results_s)
+    if batch.get("join_chains"):  # submit --join-chains (worker/joins.py)
+        chained = join_chains(rt.output_storage(batch_id), batch_id,
+                              rt.store.items.of_batch(batch_id, batch.total))
+        if chained:
+            rt.store.batches.set_fields(batch_id, {"chains_jsonl": chained})
     final = BatchStatus.CANCELLED if batch.cancel_requested else BatchStatus.COMPLETED
     notify.arm(rt, batch)  # before the batch is final: a crash after it still notifies
     done, _ = rt.store.batches.cas(batch_id, [FINALIZING], final, {

@@ -7,6 +7,7 @@ from typing import Any
 from celery import signals
 
 from genbatch.config import Settings
+from genbatch.worker import chains as chain_steps
 from genbatch.worker import download as download_steps
 from genbatch.worker import hints, steps
 from genbatch.worker import notify as webhook_out
@@ -63,6 +64,11 @@ def poll(item_id: str) -> str:
 @app.task(name="genbatch.download")
 def download(item_id: str) -> str:
     return download_steps.download_item(runtime(), item_id)
+
+
+@app.task(name="genbatch.chain")
+def chain(item_id: str) -> str:
+    return chain_steps.release_children(runtime(), item_id)
 
 
 @app.task(name="genbatch.finalize")

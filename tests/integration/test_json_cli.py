@@ -68,7 +68,7 @@ def test_every_command_speaks_json_and_exit_codes_say_how_it_ended(cluster: Clus
 
     [retried] = lines(genbatch(cluster, "retry", batch_id, "--json").stdout)
     assert retried == {"batch_id": batch_id, "states": ["failed", "expired"], "requeued": 1,
-                       "invalid_rows": 0, "budget_usd": None, "continued": 0}
+                       "invalid_rows": 0, "budget_usd": None, "continued": 0, "chained": 0}
     assert genbatch(cluster, "watch", batch_id, "--json").returncode == 1
     [cancelled] = lines(genbatch(cluster, "cancel", batch_id, "--json").stdout)
     assert cancelled["already"] == "completed"
