@@ -25,6 +25,10 @@ TARGETS = {
     "byteplus": Target("byteplus"),
     "fal": Target("fal", callback_secret=lambda base_url, key: f"{base_url}/.well-known/jwks.json"),
     "runway": Target("runway"),
+    # Kling signs a JWT per request with the access key (the API key here) and this secret
+    # key: the simulator's default for every key of the kit's profile.
+    "kling": Target("kling", settings={"secret_key": "sim-kling-secret"}),
+    "veo": Target("veo"),  # its downloads carry the key (Capability.KEYED_DOWNLOAD)
 }
 
 

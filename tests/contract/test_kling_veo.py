@@ -28,6 +28,7 @@ from genbatch.errors import (
 from genbatch.models import GenerationRequest, PollResult, TaskStatus
 from genbatch.providers import make_provider, model_specs, plugin
 from genbatch.providers.base import Provider
+from genbatch.providers.failures import FailureClass, failure_class
 from genbatch.providers.kling_wire import encode_jwt
 from genbatch.webhooks.receiver import parse_callback
 from tests.contract.test_callbacks import Recorder, recorder  # noqa: F401
@@ -131,6 +132,24 @@ def test_veo_limits_are_rate_limited(sim: Sim) -> None:
     sim.profile(concurrency=1, latency_mean_s=60_000)
     with pytest.raises(RateLimited):
         provider.submit(model, request_for(sim, "veo"))
+
+
+def test_veo_daily_quota_and_depleted_credits_pause_the_account(sim: Sim) -> None:
+    """The simulator's per-day quota and its out-of-balance answer are the Gemini API's 429s;
+    genbatch reads them as account refusals (a daily cap, no balance), not a rate."""
+    provider = adapter(sim, "veo")
+    model = "veo-3.1-generate-preview"
+    sim.profile(daily_cap=1, time_factor=1)
+    provider.submit(model, request_for(sim, "veo"))
+    with pytest.raises(PermanentProviderError) as daily:
+        provider.submit(model, request_for(sim, "veo"))
+    assert (daily.value.code, failure_class(daily.value)) == ("DAILY_QUOTA",
+                                                              FailureClass.BALANCE)
+    sim.profile(out_of_balance=True)
+    with pytest.raises(PermanentProviderError) as broke:
+        provider.submit(model, request_for(sim, "veo"))
+    assert (broke.value.code, failure_class(broke.value)) == ("PREPAY_DEPLETED",
+                                                              FailureClass.BALANCE)
 
 
 @pytest.mark.parametrize("provider_name", ["kling", "veo"])

@@ -91,6 +91,53 @@ def test_each_error_envelope(veo: Callable[[], Provider], fake: FakeProvider, st
     assert getattr(caught.value, "code", None) == code
 
 
+def _quota_429(quota_id: str) -> dict[str, Any]:
+    """A 429 as the Gemini API answers an exceeded quota: the QuotaFailure names it."""
+    return {"error": {"code": 429, "status": "RESOURCE_EXHAUSTED",
+                      "message": "You exceeded your current quota, please check your plan "
+                      "and billing details.",
+                      "details": [{"@type": "type.googleapis.com/google.rpc.QuotaFailure",
+                                   "violations": [{"quotaId": quota_id}]},
+                                  {"@type": "type.googleapis.com/google.rpc.RetryInfo",
+                                   "retryDelay": "22s"}]}}
+
+
+@pytest.mark.parametrize(("status", "body", "code", "kind"), [
+    # A per-day quota: the account pauses until the reset (a daily cap), no item fails.
+    (429, _quota_429("GenerateRequestsPerDayPerProjectPerModel-FreeTier"), "DAILY_QUOTA",
+     FailureClass.BALANCE),
+    # Prepaid credits used up: a bare 429 with its message, or a 402.
+    (429, {"error": {"code": 429, "status": "RESOURCE_EXHAUSTED", "message":
+                     "Your prepayment credits are depleted. Please go to AI Studio."}},
+     "PREPAY_DEPLETED", FailureClass.BALANCE),
+    (402, {"error": {"code": 402, "status": "RESOURCE_EXHAUSTED", "message": "Prepay"}},
+     "PREPAY_DEPLETED", FailureClass.BALANCE),
+    # No billing where the free tier is not offered (the troubleshooting table).
+    (400, {"error": {"code": 400, "status": "FAILED_PRECONDITION", "message":
+                     "Gemini API free tier is not available in your country. Please enable "
+                     "billing on your project in Google AI Studio."}},
+     "FAILED_PRECONDITION", FailureClass.BALANCE)])
+def test_account_refusals_pause_the_account(veo: Callable[[], Provider], fake: FakeProvider,
+                                            status: int, body: dict[str, Any], code: str,
+                                            kind: FailureClass) -> None:
+    fake.reply(status, body)
+    with pytest.raises(PermanentProviderError) as caught:
+        veo().submit(MODEL, GenerationRequest(image=PNG))
+    assert (caught.value.code, failure_class(caught.value)) == (code, kind)
+    assert failure_class(caught.value).pauses  # type: ignore[union-attr]
+
+
+def test_a_per_minute_quota_is_a_rate_limit(veo: Callable[[], Provider],
+                                            fake: FakeProvider) -> None:
+    for _ in range(2):
+        fake.reply(429, _quota_429("GenerateRequestsPerMinutePerProjectPerModel-FreeTier"))
+    with pytest.raises(RateLimited) as caught:
+        veo().submit(MODEL, GenerationRequest(image=PNG))
+    assert caught.value.code == "RESOURCE_EXHAUSTED"
+    with pytest.raises(RateLimited):
+        veo().poll(MODEL, OP)
+
+
 def test_a_bad_key_pauses_the_account(veo: Callable[[], Provider], fake: FakeProvider) -> None:
     fake.reply(400, {"error": {"code": 400, "message": "API key not valid.",
                                "status": "INVALID_ARGUMENT",
