@@ -7,8 +7,10 @@ resolution, negativePrompt?, seed?, personGeneration}}` → a long-running opera
 result is `response.generateVideoResponse.generatedSamples[0].video.uri`, a file URI that is
 downloaded with the same key (Capability.KEYED_DOWNLOAD: the key goes to the API's own host
 only, never to a host a redirect points at). Images travel inline: `bytesBase64Encoded` +
-`mimeType` (an http(s) image is fetched by the worker and inlined; the Gemini API takes no
-image URLs). No callbacks (polling only), no task list, no idempotency key: an ambiguous
+`mimeType`: the Gemini API takes no image URLs, so the worker fetches an http(s) or s3://
+image itself, confined like a video download (public addresses only, size-capped, redirects
+checked: genbatch/worker/remote_images.py) and the adapter sends data URIs only. No
+callbacks (polling only), no task list, no idempotency key: an ambiguous
 submit stays `ambiguous`. Generated videos are kept 2 days ("Limitations").
 
 Docs vs. other sources: the docs' table writes durationSeconds as strings ("4", "6", "8");
@@ -57,10 +59,12 @@ VEO_31 = ModelSpec(
     prompt_required=False,  # image-to-video may go without one
     supports_last_image=True,  # lastFrame (interpolation), with image
     supports_expires_after=True,  # kept by us: a client-side deadline, never sent
+    image_urls=False,  # inline bytes only: the worker fetches a URL's image (confined)
     default_resolution="720p",
     default_duration=8,
     typical_seconds=90.0,  # "11 s to 6 min"
     extra={"usd_per_s": 0.40, "full_hd_durations": frozenset({8}),
+           "inline_max_bytes": wire.IMAGE_MAX_BYTES,
            "rules": lambda spec, request: veo_problems(spec, request)},
 )
 VEO_31_FAST = replace(VEO_31, name="veo-3.1-fast-generate-preview",
@@ -85,12 +89,12 @@ class VeoProvider(Adapter):
 
     def build_body(self, model: str, request: GenerationRequest) -> dict[str, Any]:
         spec, request = self.checked(model, request)
-        return wire.body(spec, request, self._image)
+        return wire.body(spec, request, wire.inline_image)
 
     def submit(self, model: str, request: GenerationRequest, *,
                webhook_url: str | None = None) -> str:
         spec, request = self.submittable(model, request)
-        body = wire.body(spec, request, self._image)
+        body = wire.body(spec, request, wire.inline_image)
         path = f"{self._prefix}/models/{quote(spec.wire_model, safe='')}:predictLongRunning"
         with _account_refusals():
             return self.api.submit(path, body, task_id=lambda answer: answer.get("name"))
@@ -106,8 +110,6 @@ class VeoProvider(Adapter):
             return {}
         return wire.key_header(self.settings)
 
-    def _image(self, ref: str) -> dict[str, str]:
-        return wire.inline_image(ref, self.api.client)
 
 
 @contextmanager

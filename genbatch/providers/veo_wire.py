@@ -24,14 +24,11 @@ video and is a failure.
 
 from __future__ import annotations
 
-import base64
 from collections.abc import Callable
 from typing import Any
 
-import httpx
-
 from genbatch.config import ProviderSettings
-from genbatch.errors import PermanentProviderError, RetryableProviderError
+from genbatch.errors import PermanentProviderError
 from genbatch.models import GenerationRequest, PollResult, TaskStatus
 from genbatch.providers.adapter import as_dict, as_str, first
 from genbatch.providers.base import ModelSpec
@@ -79,26 +76,17 @@ def _quotas(details: list[dict[str, Any]]) -> list[str]:
 ENVELOPE = Envelope(parse=_error)
 
 
-def inline_image(ref: str, client: httpx.Client) -> dict[str, str]:
-    """`{"bytesBase64Encoded", "mimeType"}` of a data URI, or of an http(s) image fetched
-    (without any key) through `client`."""
-    if ref.lstrip().lower().startswith("data:"):
-        head, _, data = ref.partition(",")
-        mime = head.strip()[5:].split(";")[0] or "image/png"
-        return {"bytesBase64Encoded": data.strip(), "mimeType": mime}
-    try:
-        response = client.get(ref, follow_redirects=True)
-    except httpx.HTTPError as exc:
-        raise RetryableProviderError("veo", "IMAGE_FETCH", f"image {ref}: {exc}") from None
-    if response.status_code >= 400:
-        cls = PermanentProviderError if response.status_code < 500 else RetryableProviderError
-        raise cls("veo", "IMAGE_FETCH", f"image {ref}: HTTP {response.status_code}")
-    if len(response.content) > IMAGE_MAX_BYTES:
-        raise PermanentProviderError("veo", "IMAGE_TOO_LARGE",
-                                     f"image {ref} is over {IMAGE_MAX_BYTES} bytes")
-    mime = response.headers.get("content-type", "image/png").split(";")[0].strip()
-    return {"bytesBase64Encoded": base64.b64encode(response.content).decode("ascii"),
-            "mimeType": mime}
+def inline_image(ref: str) -> dict[str, str]:
+    """`{"bytesBase64Encoded", "mimeType"}` of a data URI. The adapter fetches nothing: an
+    http(s) or s3:// image is inlined by the worker first (`ModelSpec.image_urls` False), so
+    one reaching here was not, and is refused without a request."""
+    if not ref.lstrip().lower().startswith("data:"):
+        raise PermanentProviderError(
+            "veo", "IMAGE_NOT_INLINE", "the Gemini API takes images inline only; give a data "
+            "URI (genbatch's worker fetches a row's image URL and inlines it before the submit)")
+    head, _, data = ref.partition(",")
+    mime = head.strip()[5:].split(";")[0] or "image/png"
+    return {"bytesBase64Encoded": data.strip(), "mimeType": mime}
 
 
 def body(spec: ModelSpec, request: GenerationRequest, image: ImageReader) -> dict[str, Any]:

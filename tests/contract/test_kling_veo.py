@@ -25,6 +25,7 @@ from genbatch.errors import (
     RetryableProviderError,
     SlotFull,
 )
+from genbatch.images import data_uri, sniff_format
 from genbatch.models import GenerationRequest, PollResult, TaskStatus
 from genbatch.providers import make_provider, model_specs, plugin
 from genbatch.providers.base import Provider
@@ -48,7 +49,19 @@ def adapter(sim: Sim, provider: str, key: str = KEY, secret: str = SECRET,
 
 
 def request_for(sim: Sim, provider: str, **fields: object) -> GenerationRequest:
-    return GenerationRequest(prompt="a cat walks", image=sim.asset(), **fields)
+    """A request with the simulator's sample image: a URL for Kling, inline for Veo (the
+    worker inlines a row's image URL before the adapter sees it: remote_images.py)."""
+    request = GenerationRequest(prompt="a cat walks", image=sim.asset(), **fields)
+    if provider != "veo":
+        return request
+    return request.model_copy(update={
+        name: inline(ref) for name in ("image", "last_image")
+        if (ref := getattr(request, name))})
+
+
+def inline(url: str) -> str:
+    data = httpx.get(url, timeout=10).content
+    return data_uri(data, sniff_format(data))
 
 
 def poll_to_end(provider: Provider, model: str, remote_id: str) -> PollResult:

@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-import httpx
 import pytest
 
 from genbatch.errors import AmbiguousSubmit, PermanentProviderError, RateLimited
@@ -45,14 +44,14 @@ def test_submit_sends_the_key_header_and_inline_images(veo: Callable[[], Provide
                        "seed": 7, "personGeneration": "allow_adult"}}
 
 
-def test_an_image_url_is_fetched_without_the_key_and_inlined(
-        veo: Callable[[], Provider], fake: FakeProvider) -> None:
-    fake.replies.append(httpx.Response(200, content=b"\x89PNG....",
-                                       headers={"content-type": "image/png"}))
-    fake.reply(200, {"name": OP})
-    veo().submit(MODEL, GenerationRequest(image="https://cdn.example.com/a.png"))
-    assert "x-goog-api-key" not in fake.requests[0].headers
-    assert fake.body()["instances"][0]["image"]["mimeType"] == "image/png"
+def test_an_image_url_is_refused_without_a_request(veo: Callable[[], Provider],
+                                                  fake: FakeProvider) -> None:
+    """The adapter fetches nothing: the worker inlines a row's image URL first, confined
+    (tests/test_remote_images.py); a URL reaching the adapter is refused."""
+    with pytest.raises(PermanentProviderError) as caught:
+        veo().submit(MODEL, GenerationRequest(image="http://169.254.169.254/latest/meta-data"))
+    assert caught.value.code == "IMAGE_NOT_INLINE"
+    assert fake.requests == []
 
 
 @pytest.mark.parametrize(("operation", "status", "url"), [
