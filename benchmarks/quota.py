@@ -41,7 +41,8 @@ Runway, where a task over the concurrency waits THROTTLED at Runway (queueing ah
 and Kling, which queues nothing and refuses a submit over the concurrency with 1303 "slot
 full" (SlotFull: the item goes back to genbatch's queue, no failure and no rate cut), with
 genbatch told a concurrency `--kling-told` above the account's so it meets 1303 all along,
-as when keys share an account.
+as when keys share an account; polled, and with Kling's callbacks (unsigned: each wakes its
+item's poll at once).
 
     python benchmarks/quota.py [--jobs 300 --rpm 120 --concurrency 20 --mean 20 ...]
     python benchmarks/quota.py --only fal --only fal-webhooks --only runway --only kling
@@ -567,7 +568,7 @@ def plugin_run(a: argparse.Namespace, tmp: Path, proto: Protocol, webhooks: bool
 
 
 CLIENTS = ("genbatch", "webhooks", "no-ahead", "ahead", "sdk", "httpx", "accounts",
-           "accounts-fail", "fal", "fal-webhooks", "runway", "kling")
+           "accounts-fail", "fal", "fal-webhooks", "runway", "kling", "kling-webhooks")
 
 
 def per_key(values: list[int], limit: int) -> str:
@@ -652,7 +653,8 @@ def main(argv: list[str] | None = None) -> int:
                 keys=k))
         plugins: list[tuple[str, Protocol, bool, int | None]] = [
             ("fal", FAL, False, None), ("fal-webhooks", FAL, True, None),
-            ("runway", RUNWAY, False, None), ("kling", KLING, False, a.kling_told)]
+            ("runway", RUNWAY, False, None), ("kling", KLING, False, a.kling_told),
+            ("kling-webhooks", KLING, True, a.kling_told)]
         for client, proto, hooks, told in plugins:
             if client in only:
                 rows.append(measure(genbatch_label(hooks, proto=proto, told=told), a,
