@@ -33,7 +33,19 @@ the simplest honest one: all N jobs on the two remaining keys' quota. Per key, t
 shows the simulator's maxima (in flight, running, submits per simulated minute) against the
 key's limits and says whether every key kept them.
 
+Then the provider plugins' own limit semantics, each with genbatch's defaults against its
+simulated protocol (the same profile, without `rpm`: none of them has a per-minute limit, so
+their bound is N * t_mean / C): fal, whose queue never refuses (over the account's
+concurrency a request waits IN_QUEUE, so queueing ahead applies), polled and with webhooks;
+Runway, where a task over the concurrency waits THROTTLED at Runway (queueing ahead too);
+and Kling, which queues nothing and refuses a submit over the concurrency with 1303 "slot
+full" (SlotFull: the item goes back to genbatch's queue, no failure and no rate cut), with
+genbatch told a concurrency `--kling-told` above the account's so it meets 1303 all along,
+as when keys share an account; polled, and with Kling's callbacks (unsigned: each wakes its
+item's poll at once).
+
     python benchmarks/quota.py [--jobs 300 --rpm 120 --concurrency 20 --mean 20 ...]
+    python benchmarks/quota.py --only fal --only fal-webhooks --only runway --only kling
 """
 
 from __future__ import annotations
@@ -67,6 +79,47 @@ KEY = "bench-key"
 ACCOUNT_LETTERS = "abcdefgh"
 
 
+def job_input(url: str, i: int) -> dict[str, Any]:
+    return {"image": f"{url}/_sim/assets/landscape.png", "prompt": f"benchmark shot {i}",
+            "duration": 5, "resolution": "480p", "seed": i}
+
+
+def plain_input(url: str, i: int) -> dict[str, Any]:
+    """A row for a model that takes no resolution or seed (fal's and Kling's Kling 2.1)."""
+    return {"image": f"{url}/_sim/assets/landscape.png", "prompt": f"benchmark shot {i}",
+            "duration": 5}
+
+
+def runway_input(url: str, i: int) -> dict[str, Any]:
+    return {**plain_input(url, i), "ratio": "16:9", "seed": i}
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """A provider as the benchmark drives genbatch through it at the simulator."""
+
+    name: str  # genbatch's provider name, and the simulator's
+    model: str
+    prefix: str = ""  # where the simulator serves it
+    key_setting: str = "api_key"
+    settings: tuple[tuple[str, str], ...] = ()  # its plugin's own settings besides the key
+    rpm_limited: bool = True  # a per-minute submit limit exists (the profile's `rpm`)
+    row: Callable[[str, int], dict[str, Any]] = job_input
+
+    def var(self, setting: str) -> str:
+        return f"GENBATCH_{self.name.upper()}_{setting.upper()}"
+
+
+WAVESPEED = Protocol("wavespeed", "seedance-v1.5-pro-i2v")
+FAL = Protocol("fal", "kling-v2.1-std-i2v", "/fal", rpm_limited=False, row=plain_input)
+RUNWAY = Protocol("runway", "gen4_turbo", "/runway", rpm_limited=False, row=runway_input)
+# Kling signs a JWT per request with the access key and this secret (the simulator's).
+KLING = Protocol("kling", "kling-v2-1", "/kling", key_setting="access_key",
+                 settings=(("secret_key", "sim-kling-secret"),), rpm_limited=False,
+                 row=plain_input)
+UNLIMITED_RPM = 10**9
+
+
 @dataclass(frozen=True)
 class Key:
     """One API key at the simulator, as a client uses it."""
@@ -92,11 +145,14 @@ class Row:
     over: list[str]  # the limits a key exceeded (empty: every key kept its own)
     note: str = ""
     jobs: int = 0  # N of this row (the accounts rows: --account-jobs)
+    rpm_limited: bool = True  # the provider has a per-minute limit (R applies)
 
 
-def profile(a: argparse.Namespace, api_keys: Sequence[str] | None = None) -> SimProfile:
+def profile(a: argparse.Namespace, api_keys: Sequence[str] | None = None,
+            proto: Protocol = WAVESPEED) -> SimProfile:
     values: dict[str, Any] = {
-        "rpm": a.rpm, "concurrency": a.concurrency, "latency_mean_s": a.mean,
+        "rpm": a.rpm if proto.rpm_limited else None, "concurrency": a.concurrency,
+        "latency_mean_s": a.mean,
         "latency_sigma": a.sigma, "queue_delay_s": 0.0, "time_factor": a.time_factor,
         "seed": a.seed}
     if api_keys:
@@ -109,23 +165,27 @@ def sim_stats(url: str) -> dict[str, Any]:
     return stats
 
 
-def bound_of(a: argparse.Namespace, keys: int) -> float:
-    """max(N / (k R), N * t_mean / (k C)): the lower bound of k keys' combined quota."""
+def bound_of(a: argparse.Namespace, keys: int, rpm_limited: bool = True) -> float:
+    """max(N / (k R), N * t_mean / (k C)): the lower bound of k keys' combined quota (only
+    N * t_mean / (k C) where no per-minute limit exists)."""
     jobs, rpm, mean, concurrency = int(a.jobs), int(a.rpm), float(a.mean), int(a.concurrency)
-    return max(jobs / (keys * rpm) * 60.0, jobs * mean / (keys * concurrency))
+    by_rate = jobs / (keys * rpm) * 60.0 if rpm_limited else 0.0
+    return max(by_rate, jobs * mean / (keys * concurrency))
 
 
 def row_from(name: str, url: str, started: float, ended: float, done: int,
              a: argparse.Namespace, note: str = "", keys: Sequence[Key] | None = None,
-             stops: dict[str, float] | None = None, bound_keys: int | None = None) -> Row:
+             stops: dict[str, float] | None = None, bound_keys: int | None = None,
+             proto: Protocol = WAVESPEED) -> Row:
     """The row of one run. `stops`: api key -> simulated second (from `started`) from which
     that key takes no new task (for the oracle); `bound_keys`: the keys the bound counts
     (default: all of `keys`)."""
-    keys = list(keys or [Key(KEY, "wavespeed", a.concurrency)])
+    keys = list(keys or [Key(KEY, proto.name, a.concurrency)])
     s = sim_stats(url)
+    rpm_limit = a.rpm if proto.rpm_limited else UNLIMITED_RPM
 
     def per_key(field: str) -> list[int]:
-        return [int(s[field].get("wavespeed", {}).get(k.api_key, 0)) for k in keys]
+        return [int(s[field].get(proto.name, {}).get(k.api_key, 0)) for k in keys]
 
     in_flight, running, rpm = (per_key("max_in_flight"), per_key("max_running"),
                                per_key("max_submits_per_minute"))
@@ -133,13 +193,14 @@ def row_from(name: str, url: str, started: float, ended: float, done: int,
     for k, f, r, m in zip(keys, in_flight, running, rpm, strict=True):
         over += [f"{k.account} in flight {f} > cap {k.cap}"] if f > k.cap else []
         over += [f"{k.account} running {r} > C {a.concurrency}"] if r > a.concurrency else []
-        over += [f"{k.account} {m} submits/min > R {a.rpm}"] if m > a.rpm else []
+        over += [f"{k.account} {m} submits/min > R {a.rpm}"] if m > rpm_limit else []
     stops = stops or {}
-    oracle = oracle_accounts(s["run_seconds"], [(a.concurrency, a.rpm,
+    oracle = oracle_accounts(s["run_seconds"], [(a.concurrency, rpm_limit,
                                                  stops.get(k.api_key, math.inf)) for k in keys])
-    return Row(name, bound_of(a, bound_keys or len(keys)), (ended - started) * a.time_factor,
-               oracle, done, s["polls"], s["responses_429"], keys, in_flight, running, rpm,
-               over, note)
+    return Row(name, bound_of(a, bound_keys or len(keys), proto.rpm_limited),
+               (ended - started) * a.time_factor, oracle, done, s["polls"],
+               s["responses_429"], keys, in_flight, running, rpm, over, note,
+               rpm_limited=proto.rpm_limited)
 
 
 def oracle_makespan(runs: list[float], concurrency: int, rpm: int) -> float:
@@ -174,11 +235,6 @@ def oracle_accounts(runs: list[float], keys: Sequence[tuple[int, int, float]]) -
     return end
 
 
-def job_input(url: str, i: int) -> dict[str, Any]:
-    return {"image": f"{url}/_sim/assets/landscape.png", "prompt": f"benchmark shot {i}",
-            "duration": 5, "resolution": "480p", "seed": i}
-
-
 # -- ports -------------------------------------------------------------------------------
 PORTS: list[int] = []  # --ports LO-HI: listen on these only (empty: any the OS gives)
 _handed_out: set[int] = set()
@@ -204,8 +260,13 @@ def free_port() -> int:
 
 # -- genbatch ----------------------------------------------------------------------------
 def genbatch_label(webhooks: bool = False, ahead: int | None = None, accounts: int = 1,
-                   fail_after: float | None = None) -> str:
+                   fail_after: float | None = None, proto: Protocol = WAVESPEED,
+                   told: int | None = None) -> str:
     name = "genbatch + webhooks" if webhooks else "genbatch"
+    if proto is not WAVESPEED:
+        name += f" on {proto.name}"
+    if told is not None:
+        name += f", told C+{told} (the account has C)"
     if ahead == 0:
         name += ", queue-ahead off (cap C)"
     elif ahead:
@@ -243,7 +304,8 @@ def count_submitted(store: Any, batch_id: str, n: int) -> int:
 
 def run_genbatch(a: argparse.Namespace, url: str, workdir: Path, webhooks: bool = False,
                  ahead: int | None = None, accounts: int = 1,
-                 fail_after: float | None = None) -> Row:
+                 fail_after: float | None = None, proto: Protocol = WAVESPEED,
+                 told: int | None = None) -> Row:
     """genbatch with its defaults, polling, one key, unless told otherwise.
 
     `ahead` None keeps queueing ahead (the default: the cap runs up to
@@ -252,19 +314,22 @@ def run_genbatch(a: argparse.Namespace, url: str, workdir: Path, webhooks: bool 
     file of that many WaveSpeed accounts, one simulator key each. `fail_after`: once this
     share of the jobs has a task at the provider, the last key runs out of balance (the
     simulator's profile replaced at runtime): its submits are refused with 402, polls of
-    its tasks still work."""
+    its tasks still work. `proto`: the provider (default WaveSpeed); `told`: genbatch's
+    concurrency for the account set this many above the account's real C (Kling: 1303)."""
     from genbatch.demo.redis_server import start_redis
     from genbatch.producer.ingest import ingest_manifest
     from genbatch.storage import open_storage
     from genbatch.store import JobStore
 
-    name = genbatch_label(webhooks, ahead, accounts, fail_after)
-    slug = "genbatch" + ("-webhooks" if webhooks else "") + \
+    name = genbatch_label(webhooks, ahead, accounts, fail_after, proto, told)
+    slug = f"genbatch-{proto.name}" + ("-webhooks" if webhooks else "") + \
         (f"-ahead{ahead}" if ahead is not None else "") + \
         (f"-accounts{accounts}" if accounts > 1 else "") + ("-fail" if fail_after else "")
     workdir = workdir / slug
     workdir.mkdir(parents=True, exist_ok=True)
-    cap = a.concurrency + (default_queue_ahead_max() if ahead is None else ahead)
+    queues = proto.name in ("wavespeed", "fal", "runway")  # the plugins' limits.queues
+    cap = a.concurrency + (told or 0) + (
+        (default_queue_ahead_max() if ahead is None else ahead) if queues else 0)
     env = {k: v for k, v in os.environ.items() if not k.startswith("GENBATCH_")}
     if accounts > 1:
         keys = [Key(f"{KEY}-{c}", f"ws-{c}", cap) for c in ACCOUNT_LETTERS[:accounts]]
@@ -276,31 +341,36 @@ def run_genbatch(a: argparse.Namespace, url: str, workdir: Path, webhooks: bool 
             for k in keys))
         env["GENBATCH_ACCOUNTS_FILE"] = str(accounts_file)
     else:
-        keys = [Key(KEY, "wavespeed", cap)]
-        env.update({"GENBATCH_WAVESPEED_API_KEY": KEY})
+        keys = [Key(KEY, proto.name, cap)]
+        env.update({proto.var(proto.key_setting): KEY})
+        env.update({proto.var(setting): value for setting, value in proto.settings})
     if ahead is not None:  # a fixed cap: queueing ahead off
         env["GENBATCH_QUEUE_AHEAD_MAX"] = "0"
     redis = start_redis(workdir / "redis", port=free_port())
     env.update({
         "GENBATCH_REDIS_URL": redis.url, "GENBATCH_STORAGE_URL": str(workdir / "storage"),
-        "GENBATCH_WAVESPEED_BASE_URL": url,
-        "GENBATCH_WAVESPEED_MAX_IN_FLIGHT": str(a.concurrency + (ahead or 0)),
-        "GENBATCH_WAVESPEED_SUBMIT_RPM": str(a.rpm),
-        "GENBATCH_WAVESPEED_POLL_RPM": str(a.poll_rpm),
+        proto.var("base_url"): url + proto.prefix,
+        proto.var("max_in_flight"): str(a.concurrency + (ahead or 0) + (told or 0)),
+        proto.var("poll_rpm"): str(a.poll_rpm),
         "GENBATCH_TIME_FACTOR": str(a.time_factor), "GENBATCH_SCHEDULER_TICK_S": "0.05",
         "GENBATCH_WORKER_CONCURRENCY": str(a.concurrency * accounts + 8),
         "GENBATCH_LOG_LEVEL": "WARNING",
     })
+    if proto.rpm_limited:  # else the plugin's own generous safety valve
+        env[proto.var("submit_rpm")] = str(a.rpm)
     commands = [["worker", "--hostname", "bench@%h"], ["scheduler"]]
     if webhooks:  # the simulator calls back; polling drops to the safety cadence
         hook_port = free_port()
-        # WaveSpeed signs its callbacks with the account's secret: with it set, a verified
-        # callback finishes its item (an unsigned one would only wake the item's poll).
-        secret = httpx.get(f"{url}/api/v3/webhook/secret", timeout=10,
-                           headers={"Authorization": f"Bearer {KEY}"}).json()["data"]["secret"]
         env.update({"GENBATCH_WEBHOOK_BASE_URL": f"http://127.0.0.1:{hook_port}",
-                    "GENBATCH_WEBHOOK_SECRET": "bench-webhook-secret-0123456789",
-                    "GENBATCH_WAVESPEED_WEBHOOK_SECRET": secret})
+                    "GENBATCH_WEBHOOK_SECRET": "bench-webhook-secret-0123456789"})
+        if proto is WAVESPEED:
+            # WaveSpeed signs its callbacks with the account's secret: with it set, a
+            # verified callback finishes its item (an unsigned one only wakes its poll).
+            secret = httpx.get(f"{url}/api/v3/webhook/secret", timeout=10, headers={
+                "Authorization": f"Bearer {KEY}"}).json()["data"]["secret"]
+            env["GENBATCH_WAVESPEED_WEBHOOK_SECRET"] = secret
+        elif proto is FAL:  # fal signs with a published key set: the simulator's
+            env["GENBATCH_FAL_JWKS_URL"] = f"{url}/fal/.well-known/jwks.json"
         commands.append(["webhooks", "--port", str(hook_port)])
     procs = []
     try:
@@ -312,7 +382,7 @@ def run_genbatch(a: argparse.Namespace, url: str, workdir: Path, webhooks: bool 
                                           start_new_session=True))
         manifest = workdir / "manifest.jsonl"
         manifest.write_text("".join(
-            json.dumps({"custom_id": f"job-{i:05d}", **job_input(url, i)}) + "\n"
+            json.dumps({"custom_id": f"job-{i:05d}", **proto.row(url, i)}) + "\n"
             for i in range(a.jobs)))
         store = JobStore.from_url(redis.url)
         time.sleep(3.0)  # let the worker connect before the clock starts
@@ -320,7 +390,7 @@ def run_genbatch(a: argparse.Namespace, url: str, workdir: Path, webhooks: bool 
         started = time.monotonic()
         batch_id = str(ingest_manifest(manifest, store=store,
                                        storage=open_storage(str(workdir / "storage")),
-                                       provider="wavespeed", model="seedance-v1.5-pro-i2v"
+                                       provider=proto.name, model=proto.model
                                        ).batch_id)
         ingested = time.monotonic()
         failed_at: float | None = None
@@ -332,7 +402,7 @@ def run_genbatch(a: argparse.Namespace, url: str, workdir: Path, webhooks: bool 
                     and time.monotonic() - checked > 0.1:
                 checked = time.monotonic()
                 if count_submitted(store, batch_id, a.jobs) >= fail_after * a.jobs:
-                    broke = json.loads(profile(a, [k.api_key for k in keys])
+                    broke = json.loads(profile(a, [k.api_key for k in keys], proto)
                                        .model_dump_json(exclude_defaults=True))
                     broke["keys"] = {keys[-1].api_key: {"out_of_balance": True}}
                     httpx.put(f"{url}/_sim/profile", json=broke, timeout=10).raise_for_status()
@@ -346,9 +416,11 @@ def run_genbatch(a: argparse.Namespace, url: str, workdir: Path, webhooks: bool 
         if learned:
             typical = float(learned[0])
             note += f"; learned t = {typical:.1f} s"
-            if ahead is None:
+            if ahead is None and queues:
                 note += f" → cap C+{learned_cap(a, typical) - a.concurrency} per key" \
                         f" (at most C+{default_queue_ahead_max()})"
+        if told:
+            note += f"; {sim_stats(url)['responses_429']} refused 1303 (slot full), requeued"
         failed = int(batch.get("failed") or 0)
         note += f"; {failed} failed" if failed or accounts > 1 else ""
         stops: dict[str, float] = {}
@@ -371,7 +443,8 @@ def run_genbatch(a: argparse.Namespace, url: str, workdir: Path, webhooks: bool 
                  "runs": sim_stats(url)["run_seconds"], "t": [
                     time.time() - time.monotonic() + x for x in (started, ingested, ended)]}))
         return row_from(name, url, started, ended, done, a, note, keys=keys, stops=stops,
-                        bound_keys=len(keys) - (1 if fail_after is not None else 0))
+                        bound_keys=len(keys) - (1 if fail_after is not None else 0),
+                        proto=proto)
     finally:
         for p in procs:
             p.terminate()
@@ -477,23 +550,36 @@ def simulator(prof: SimProfile) -> Iterator[str]:
 
 
 def measure(name: str, a: argparse.Namespace, fn: Callable[[str], Row],
-            keys: int = 1) -> Row:
+            keys: int = 1, proto: Protocol = WAVESPEED) -> Row:
     """One client against a fresh simulator; with `keys` > 1 it accepts that many keys
     (those of run_genbatch's accounts file), each with the profile's R and C."""
     print(f"running {name} ...", file=sys.stderr, flush=True)
     api_keys = [f"{KEY}-{c}" for c in ACCOUNT_LETTERS[:keys]] if keys > 1 else None
-    with simulator(profile(a, api_keys)) as url:
+    with simulator(profile(a, api_keys, proto)) as url:
         row = fn(url)
     row.jobs = a.jobs
     return row
 
 
+def plugin_run(a: argparse.Namespace, tmp: Path, proto: Protocol, webhooks: bool,
+               told: int | None) -> Callable[[str], Row]:
+    """genbatch's run of one provider plugin's row, given the simulator's URL."""
+    return lambda url: run_genbatch(a, url, tmp, webhooks=webhooks, proto=proto, told=told)
+
+
 CLIENTS = ("genbatch", "webhooks", "no-ahead", "ahead", "sdk", "httpx", "accounts",
-           "accounts-fail")
+           "accounts-fail", "fal", "fal-webhooks", "runway", "kling", "kling-webhooks")
 
 
 def per_key(values: list[int], limit: int) -> str:
     return f"{'·'.join(str(v) for v in values)} (≤ {limit})"
+
+
+def rates(row: Row, rpm: int) -> str:
+    """Submits per simulated minute per key, against R where the provider has one."""
+    if row.rpm_limited:
+        return per_key(row.max_rpm, rpm)
+    return f"{'·'.join(str(v) for v in row.max_rpm)} (no limit)"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -518,6 +604,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--fail-after", type=float, default=1 / 3,
                    help="'accounts-fail': the share of jobs submitted before the last key "
                         "runs out of balance")
+    p.add_argument("--kling-told", type=int, default=10,
+                   help="'kling': genbatch's concurrency for the account this many above the "
+                        "account's C, so submits meet 1303 (slot full)")
     p.add_argument("--ports", help="LO-HI: listen on ports of this range only (default: any)")
     p.add_argument("--only", choices=list(CLIENTS), action="append")
     a = p.parse_args(argv)
@@ -562,6 +651,15 @@ def main(argv: list[str] | None = None) -> int:
                 lambda u: run_genbatch(many, u, Path(tmp), accounts=k,
                                        fail_after=a.fail_after),
                 keys=k))
+        plugins: list[tuple[str, Protocol, bool, int | None]] = [
+            ("fal", FAL, False, None), ("fal-webhooks", FAL, True, None),
+            ("runway", RUNWAY, False, None), ("kling", KLING, False, a.kling_told),
+            ("kling-webhooks", KLING, True, a.kling_told)]
+        for client, proto, hooks, told in plugins:
+            if client in only:
+                rows.append(measure(genbatch_label(hooks, proto=proto, told=told), a,
+                                    plugin_run(a, Path(tmp), proto, hooks, told),
+                                    proto=proto))
     many_jobs = a.account_jobs or a.jobs * k
     print(f"N={a.jobs} jobs ({many_jobs} for the {k}-account rows: each key carries the "
           f"one-key load, with simulated time {a.time_factor / k:g}x faster than the wall "
@@ -590,7 +688,8 @@ def main(argv: list[str] | None = None) -> int:
               f"{r.makespan_s / max(r.oracle_s, 1e-9):.3f} | "
               f"{r.done}/{r.jobs} | {r.polls / max(r.done, 1):.2f} | {r.r429} | "
               f"{per_key(r.max_in_flight, r.keys[0].cap)} | "
-              f"{per_key(r.max_running, a.concurrency)} | {per_key(r.max_rpm, a.rpm)} | "
+              f"{per_key(r.max_running, a.concurrency)} | "
+              f"{rates(r, a.rpm)} | "
               f"{kept} | {r.note} |")
     return 0
 

@@ -19,8 +19,10 @@ The item schema (fields of `item:{bid}:{seq}`):
                                     or its text), the price estimate (USD)
     attempts, polls, callbacks, dl_attempts, poll_errors, not_created   counters
     submit_started_at               when the current attempt's submit began
-    remote_id, submitted_at, first_poll_s, typical_s, deadline, webhook, remote_status,
-    progress, polled_at, poll_due   the remote task of the current attempt
+    remote_id, submitted_at, first_poll_s, queue_wait_s, typical_s, deadline, webhook,
+    remote_status, progress, polled_at, poll_due   the remote task of the current attempt
+                                    (queue_wait_s: the wait expected at a provider that
+                                    queues, scaled; not generation time)
     video_url, video_ttl, generated_at, cost, seed   what the finished task reported
     url_expires_at, url_ttl_s       when the video URL lapses, and its lifetime
     dl_repoll, dl_storage_error     the download must re-poll for a fresh URL first; the last
@@ -109,6 +111,7 @@ class Item(dict[str, str]):
         self.submitted_at = _float(get("submitted_at"))
         self.polled_at = _float(get("polled_at"))
         self.first_poll_s = _float(get("first_poll_s"))
+        self.queue_wait_s = _float(get("queue_wait_s")) or 0.0
         self.typical_s = _float(get("typical_s"))
         self.deadline = _float(get("deadline"))
         self.webhook = bool(get("webhook"))

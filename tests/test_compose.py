@@ -21,6 +21,8 @@ import yaml
 from genbatch.cli import app
 from genbatch.config import NOT_VARIABLES, Settings
 from genbatch.demo.redis_server import free_port, redis_server_binary
+from genbatch.providers import registry
+from genbatch.providers.accounts import provider_variables
 
 ROOT = Path(__file__).parents[1]
 GENBATCH_SERVICES = ("worker", "scheduler", "simulator", "dashboard", "webhooks")
@@ -219,15 +221,33 @@ def test_flower_has_basic_auth_and_no_provider_keys(compose: dict[str, Any]) -> 
 def test_every_variable_is_a_setting_and_documented(compose: dict[str, Any]) -> None:
     example = env_example()
     fields = {f"GENBATCH_{name.upper()}" for name in set(Settings.model_fields) - NOT_VARIABLES}
+    # A provider plugin's variables are no Settings field: the registry knows them.
+    plugin_variables = {v for name in registry.names() for v in provider_variables(name)}
     used = set(re.findall(r"\$\{([A-Z0-9_]+)", (ROOT / "docker-compose.yml").read_text()))
     environment_keys = {k for s in compose["services"].values()
                         for k in (s.get("environment") or {})}
-    assert {k for k in example if k.startswith("GENBATCH_")} <= fields
+    unknown = {k for k in example if k.startswith("GENBATCH_")} - fields - plugin_variables
+    assert not unknown, f"in .env.example but read by nothing: {sorted(unknown)}"
     assert fields <= set(example), f"settings missing from .env.example: {fields - set(example)}"
     assert {k for k in environment_keys if k.startswith("GENBATCH_")} <= fields
     assert used <= set(example), f"not in .env.example: {used - set(example)}"
     for key in ("GENBATCH_NOVITA_API_KEY", "GENBATCH_PRESIGN_RESULTS_S", "FLOWER_BASIC_AUTH"):
         assert key in example
+
+
+def test_every_provider_s_key_settings_and_base_url_are_in_the_example() -> None:
+    """Each built-in provider's key, its plugin's own settings (Kling's secret key) and
+    its base URL, with the plugin's default base URL (a plugin installed from another
+    package, such as the example's acme, documents its own)."""
+    example = env_example()
+    for name in registry.names():
+        plugin = registry.get(name)
+        if plugin.package != "genbatch":
+            continue
+        prefix = f"GENBATCH_{name.upper()}_"
+        for setting in (plugin.key_setting, *plugin.settings, "base_url"):
+            assert prefix + setting.upper() in example, f"{prefix}{setting.upper()} missing"
+        assert example[prefix + "BASE_URL"] == plugin.limits.base_url, name
 
 
 def test_ports_listen_on_loopback_only(compose: dict[str, Any]) -> None:

@@ -128,3 +128,36 @@ def test_a_stated_run_time_is_learned_and_a_queued_task_polled_late(redis_url: s
     assert apply_poll(rt, store.items.get("b:2"), "b:2", queued, 1) == "running"
     due = float(store.items.get("b:2")["poll_due"]) - time.time()
     assert 0.8 * 40 * 0.85 <= due <= 0.8 * 40 * 1.1  # not a re-poll 15 % of it later
+
+
+def test_the_wait_at_a_provider_that_queues_is_not_learned_as_generation(
+        redis_url: str) -> None:
+    """Runway states no run time: a task held THROTTLED before it ran is learned net of the
+    wait expected at its submit (`queue_wait_s`), on a first-poll hit as on a later one."""
+    import time
+
+    from genbatch.models import PollResult, TaskStatus
+    from genbatch.store import JobStore
+    from genbatch.worker.runtime import Runtime
+    from genbatch.worker.steps import apply_poll
+    from tests.dispatching import dispatch_items
+
+    store = JobStore.from_url(redis_url)
+    model = "gen4_turbo"
+    store.ingest.create("r", {}, created_at=1.0)
+    store.ingest.add_items("r", [{"seq": "1", "state": "pending", "provider": "runway",
+                                  "model": model, "req": "{}"}])
+    store.ingest.commit("r", ["runway"])
+    assert dispatch_items(store, "runway", "r", 5, 5, 1e12) == ["r:1"]
+    now = time.time()
+    store.items.transition("r:1", [ItemState.DISPATCHED], ItemState.SUBMITTING)
+    # Due 26 s after its submit: 10 s of expected wait, then 0.8 x a 20 s generation.
+    store.items.transition("r:1", [ItemState.SUBMITTING], ItemState.SUBMITTED,
+                           fields={"submitted_at": now - 26, "first_poll_s": 26.0,
+                                   "queue_wait_s": 10.0, "typical_s": 20.0})
+    rt = Runtime(Settings(redis_url=redis_url), enqueue=lambda kind, ident: None)
+    done = PollResult(TaskStatus.SUCCEEDED, "SUCCEEDED", video_url="https://v/x.mp4")
+    assert apply_poll(rt, store.items.get("r:1"), "r:1", done, 1) == "downloading"
+    learned = store.gen_times.typical("runway", model)
+    assert learned is not None
+    assert math.isclose(learned, 0.85 * 16.0, rel_tol=1e-6)  # not 26 x 0.85 = 22.1

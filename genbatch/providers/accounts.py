@@ -25,6 +25,15 @@ N = TypeVar("N", int, float)
 PROVIDER_SETTINGS = ("base_url", "max_in_flight", "submit_rpm", "poll_rpm", "video_hosts")
 
 
+def provider_variables(provider: str) -> tuple[str, ...]:
+    """Every GENBATCH_<PROVIDER>_* variable the provider's environment account reads: its
+    key (`key_setting`), the settings every provider reads and its plugin's own
+    (`ProviderPlugin.settings`, e.g. Kling's secret key): a plugin's need no Settings field."""
+    plugin = registry.get(provider)
+    return tuple(f"GENBATCH_{provider.upper()}_{name.upper()}"
+                 for name in (plugin.key_setting, *PROVIDER_SETTINGS, *plugin.settings))
+
+
 def env_account(settings: Settings, provider: str) -> ProviderSettings:
     """The account of GENBATCH_<PROVIDER>_* (the defaults of the provider's other accounts);
     ConfigError for an unknown provider or a bad value, naming the variable."""

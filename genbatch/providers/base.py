@@ -44,6 +44,9 @@ class ModelSpec:
     supports_service_tier: bool = False
     supports_expires_after: bool = False
     accepts_data_uri: bool = True
+    # False: the API takes image bytes only, no URL (Veo); the worker fetches an http(s) or
+    # s3:// image itself, confined, and sends it inline (worker/remote_images.py).
+    image_urls: bool = True
     # Local files and data URIs are uploaded first and sent as the URL the provider hosts
     # (WaveSpeed, docs/wire/notes.md §9); at most this many bytes each.
     upload_max_bytes: int | None = None

@@ -22,8 +22,22 @@ for background work"; no discount); `execution_expires_after` is
 `X-Fal-Request-Timeout-Type: user`, read here as `expired`). Conflict: the research notes
 (video-apis.md §1.1) name it `X-Fal-Request-Start-Timeout`; fal's own page and client say
 `X-Fal-Request-Timeout`, which is what is sent.
-Images: URLs or data URIs, which every fal endpoint takes ("Base64 data URI" file inputs),
-so local images go as data URIs; fal's storage upload is not used.
+Images: URLs as given. A local image (or a data URI) is uploaded to fal's storage first, as
+fal's own clients do (`fal_client.upload_file`, `fal.storage.upload`; the JS client's
+`transformInput` turns a data URI into an upload too, although endpoints take data URIs):
+
+    POST {rest}/storage/upload/initiate?storage_type=fal-cdn-v3   Authorization: Key <key>
+         {"content_type", "file_name"}  -> {"upload_url", "file_url"}
+    PUT  {upload_url}  the bytes, Content-Type                 (a signed URL: no key sent)
+
+and `file_url` (fal's CDN) is submitted (Capability.UPLOAD; the worker uploads each content
+once per account, worker/uploads.py). Source: fal-ai/fal-js `libs/client/src/storage.ts`
+(read 2026-12: REST host `https://rest.fal.ai`, the same flow under 90 MB, multipart above);
+fal's Python client now asks a CDN token (`/storage/auth/token`) and POSTs to
+`v3.fal.media/files/upload` instead: both end in a CDN URL. The initiate call asks for a
+7-day lifetime (`X-Fal-Object-Lifecycle`), longer than genbatch remembers an upload.
+{rest} is GENBATCH_FAL_REST_URL; unset, `https://rest.fal.ai` for fal's own queue and the
+base URL itself for any other (the simulator serves both).
 Reconciliation: fal has no request list and echoes nothing of ours but the webhook URL, so
 an ambiguous submit stays ambiguous unless the webhook given to that attempt arrives
 (DESIGN.md principles 9 and 10).
@@ -31,17 +45,21 @@ an ambiguous submit stays ambiguous unless the webhook given to that attempt arr
 
 from __future__ import annotations
 
+import json
+from dataclasses import replace
 from typing import Any
 from urllib.parse import quote, urlencode
 
+import httpx
+
 from genbatch.config import ProviderSettings
-from genbatch.errors import PermanentProviderError
+from genbatch.errors import PermanentProviderError, RetryableProviderError
 from genbatch.models import GenerationRequest, PollResult, TaskStatus
 from genbatch.providers import fal_hooks
 from genbatch.providers.adapter import Adapter, as_dict, as_float, as_int, as_str
 from genbatch.providers.base import ModelSpec
 from genbatch.providers.fal_models import MODELS, PRICES
-from genbatch.providers.http import Envelope
+from genbatch.providers.http import Envelope, JsonApi
 from genbatch.providers.plugin import (
     AccountCodes,
     Callbacks,
@@ -60,6 +78,10 @@ _STATUSES = {
 _EXPIRED_TYPES = frozenset({"request_timeout", "startup_timeout"})
 _CANCELLED_TYPES = frozenset({"client_cancelled", "request_cancelled"})
 BALANCE = "EXHAUSTED_BALANCE"  # 403 "User is locked. Reason: Exhausted balance …"
+QUEUE_URL = "https://queue.fal.run"
+REST_URL = "https://rest.fal.ai"
+UPLOAD_PATH = "/storage/upload/initiate?storage_type=fal-cdn-v3"
+UPLOAD_LIFETIME_S = 7 * 24 * 3600  # > worker/uploads.py KEEP_S
 
 
 def key_auth(settings: ProviderSettings) -> dict[str, str]:
@@ -91,6 +113,37 @@ class FalProvider(Adapter):
     specs = MODELS
     envelope = ENVELOPE
     auth = key_auth
+
+    def __init__(self, settings: ProviderSettings, client: httpx.Client, *,
+                 submit_timeout_s: float | None = None) -> None:
+        super().__init__(settings, client, submit_timeout_s=submit_timeout_s)
+        rest = replace(settings, base_url=rest_url(settings))
+        self.rest = JsonApi(rest, client, ENVELOPE, auth=key_auth)
+
+    def upload(self, data: bytes, filename: str, content_type: str) -> str:
+        """Host one image on fal's CDN (module docstring); its `file_url`. Costs nothing:
+        a refusal (4xx) is PermanentProviderError, anything else retryable."""
+        lifecycle = json.dumps({"expiration_duration_seconds": UPLOAD_LIFETIME_S})
+        answer = self.rest.read_post(UPLOAD_PATH, {"content_type": content_type,
+                                                   "file_name": filename},
+                                     headers={"X-Fal-Object-Lifecycle": lifecycle})
+        upload_url, file_url = as_str(answer.get("upload_url")), as_str(answer.get("file_url"))
+        if upload_url is None or file_url is None or not (
+                _is_http(upload_url) and _is_http(file_url)):
+            raise RetryableProviderError(self.name, "MALFORMED_RESPONSE", "the upload "
+                                         "initiate answered without upload_url and file_url")
+        try:
+            put = self.api.client.put(upload_url, content=data,
+                                      headers={"Content-Type": content_type})
+        except httpx.HTTPError as exc:
+            raise RetryableProviderError(self.name, "UPLOAD_FAILED",
+                                         f"the upload PUT failed: {type(exc).__name__}") from None
+        if put.is_success:
+            return file_url
+        status = put.status_code
+        cls = PermanentProviderError if 400 <= status < 500 and status not in (408, 429) \
+            else RetryableProviderError
+        raise cls(self.name, "UPLOAD_FAILED", f"the upload PUT answered HTTP {status}", status)
 
     def build_body(self, model: str, request: GenerationRequest) -> dict[str, Any]:
         return body(*self.checked(model, request))
@@ -145,6 +198,19 @@ class FalProvider(Adapter):
                           run_s=run_s if run_s and run_s > 0 else None)
 
 
+def rest_url(settings: ProviderSettings) -> str:
+    """fal's REST host (uploads): GENBATCH_FAL_REST_URL, else fal's own for fal's queue and
+    the base URL for any other (a proxy or the simulator serving both)."""
+    configured = settings.option("rest_url")
+    if configured:
+        return configured.rstrip("/")
+    return REST_URL if settings.base_url.rstrip("/") == QUEUE_URL else settings.base_url
+
+
+def _is_http(url: str) -> bool:
+    return url.startswith(("https://", "http://"))
+
+
 def _failed(code: str, message: str, raw: str) -> PollResult:
     status = (TaskStatus.EXPIRED if code in _EXPIRED_TYPES
               else TaskStatus.CANCELLED if code in _CANCELLED_TYPES else TaskStatus.FAILED)
@@ -187,7 +253,7 @@ PLUGIN = ProviderPlugin(
     models=MODELS,
     # fal's default concurrency is not published (it grows with credit purchases; the
     # dashboard shows it): 10 is a guess to set per account. No RPM is published.
-    limits=Limits(base_url="https://queue.fal.run", max_in_flight=10, submit_rpm=600,
+    limits=Limits(base_url=QUEUE_URL, max_in_flight=10, submit_rpm=600,
                   poll_rpm=1200, queues=True),
     # Output lifetime is not published (X-Fal-Object-Lifecycle-Preference controls it):
     # 7 days assumed; the worker downloads long before.
@@ -198,8 +264,10 @@ PLUGIN = ProviderPlugin(
                         secret_setting="jwks_url", verify_unset=True),  # noqa: S106
     account_codes=AccountCodes(balance=frozenset({BALANCE})),
     capabilities=frozenset({Capability.CALLBACKS, Capability.SIGNED_CALLBACKS,
-                            Capability.CANCEL}),
+                            Capability.CANCEL, Capability.UPLOAD}),
     settings={"jwks_url": "where fal's webhook signing keys are published (default "
               f"{fal_hooks.JWKS_URL}); point it at the simulator's "
-              "/fal/.well-known/jwks.json in tests"},
+              "/fal/.well-known/jwks.json in tests",
+              "rest_url": f"fal's REST API, where local images are uploaded (default {REST_URL}, "
+              "or the base URL when that is not fal's queue)"},
 )

@@ -3,8 +3,9 @@
 Every field below is from the model's own fal page (`fal.ai/models/<id>/api`, its
 `llms.txt`) as quoted in /work/shared/video-apis.md §1.1 and checked against the stored
 copies of those pages; where a page says nothing the comment says what is assumed.
-fal takes durations as strings ("5"), images as URLs or data URIs (`image_url`), and the
-end frame under its own name per model (`extra["last_image_field"]`).
+fal takes durations as strings ("5"), images as URLs (`image_url`; a local image or data URI
+is uploaded to fal's storage first, fal.py), and the end frame under its own name per model
+(`extra["last_image_field"]`).
 
 Prices are fal's list prices (USD): Kling per 5 s clip plus a per-second rate beyond it,
 Seedance per output token (tokens ≈ W * H * 24 * duration / 1024, the same formula as
@@ -18,11 +19,15 @@ from __future__ import annotations
 from dataclasses import replace
 from types import MappingProxyType
 
+from genbatch.images import MAX_BYTES
 from genbatch.models import GenerationRequest
 from genbatch.providers import pricing
 from genbatch.providers.base import ModelSpec
 from genbatch.providers.plugin import Prices
 
+# fal's clients upload in one part up to 90 MB (multipart above); images stay within the
+# common 30 MB rule (images.py) well before that.
+UPLOAD_MAX_BYTES = MAX_BYTES
 KLING_RATIOS = frozenset({"16:9", "9:16", "1:1"})  # the clip follows the image; see extra
 SEEDANCE_RATIOS = frozenset({"21:9", "16:9", "4:3", "1:1", "3:4", "9:16", "adaptive"})
 
@@ -41,6 +46,8 @@ KLING_V21_STD = ModelSpec(
     supports_last_image=False,
     supports_service_tier=True,  # X-Fal-Queue-Priority: low
     supports_expires_after=True,  # X-Fal-Request-Timeout
+    accepts_data_uri=False,  # uploaded to fal's storage first, as fal's clients do
+    upload_max_bytes=UPLOAD_MAX_BYTES,
     default_duration=5,
     typical_seconds=120.0,
     extra={"base_usd": 0.28, "per_s_usd": 0.056, "not_taken": ("seed", "camera_fixed")},
@@ -74,6 +81,8 @@ SEEDANCE_V1_PRO = ModelSpec(
     supports_last_image=True,
     supports_service_tier=True,
     supports_expires_after=True,
+    accepts_data_uri=False,
+    upload_max_bytes=UPLOAD_MAX_BYTES,
     default_resolution="1080p",
     default_duration=5,
     typical_seconds=90.0,

@@ -189,9 +189,11 @@ class JsonApi:
         response = self._send("POST", path, submit=False, files=files)
         return self._json_object(response, submit=False)
 
-    def read_post(self, path: str, body: Mapping[str, Any]) -> dict[str, Any]:
-        """POST that only reads (a list query): classified like a GET."""
-        response = self._send("POST", path, submit=False, json=body)
+    def read_post(self, path: str, body: Mapping[str, Any], *,
+                  headers: Mapping[str, str] | None = None) -> dict[str, Any]:
+        """POST that creates nothing that costs money (a list query, an upload ticket):
+        classified like a GET."""
+        response = self._send("POST", path, submit=False, json=body, extra_headers=headers)
         return self._json_object(response, submit=False)
 
     def delete(self, path: str, *, method: str = "DELETE") -> bool:

@@ -7,8 +7,10 @@ resolution, negativePrompt?, seed?, personGeneration}}` → a long-running opera
 result is `response.generateVideoResponse.generatedSamples[0].video.uri`, a file URI that is
 downloaded with the same key (Capability.KEYED_DOWNLOAD: the key goes to the API's own host
 only, never to a host a redirect points at). Images travel inline: `bytesBase64Encoded` +
-`mimeType` (an http(s) image is fetched by the worker and inlined; the Gemini API takes no
-image URLs). No callbacks (polling only), no task list, no idempotency key: an ambiguous
+`mimeType`: the Gemini API takes no image URLs, so the worker fetches an http(s) or s3://
+image itself, confined like a video download (public addresses only, size-capped, redirects
+checked: genbatch/worker/remote_images.py) and the adapter sends data URIs only. No
+callbacks (polling only), no task list, no idempotency key: an ambiguous
 submit stays `ambiguous`. Generated videos are kept 2 days ("Limitations").
 
 Docs vs. other sources: the docs' table writes durationSeconds as strings ("4", "6", "8");
@@ -19,6 +21,8 @@ Prices ($/s) are those summaries' figures for 720p/1080p with audio: estimates o
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from types import MappingProxyType
 from typing import Any
@@ -27,7 +31,7 @@ from urllib.parse import quote, urlsplit
 import httpx
 
 from genbatch.config import ProviderSettings
-from genbatch.errors import FieldProblem
+from genbatch.errors import FieldProblem, PermanentProviderError, RateLimited
 from genbatch.models import GenerationRequest, PollResult
 from genbatch.providers import registry
 from genbatch.providers import veo_wire as wire
@@ -55,10 +59,12 @@ VEO_31 = ModelSpec(
     prompt_required=False,  # image-to-video may go without one
     supports_last_image=True,  # lastFrame (interpolation), with image
     supports_expires_after=True,  # kept by us: a client-side deadline, never sent
+    image_urls=False,  # inline bytes only: the worker fetches a URL's image (confined)
     default_resolution="720p",
     default_duration=8,
     typical_seconds=90.0,  # "11 s to 6 min"
     extra={"usd_per_s": 0.40, "full_hd_durations": frozenset({8}),
+           "inline_max_bytes": wire.IMAGE_MAX_BYTES,
            "rules": lambda spec, request: veo_problems(spec, request)},
 )
 VEO_31_FAST = replace(VEO_31, name="veo-3.1-fast-generate-preview",
@@ -83,17 +89,20 @@ class VeoProvider(Adapter):
 
     def build_body(self, model: str, request: GenerationRequest) -> dict[str, Any]:
         spec, request = self.checked(model, request)
-        return wire.body(spec, request, self._image)
+        return wire.body(spec, request, wire.inline_image)
 
     def submit(self, model: str, request: GenerationRequest, *,
                webhook_url: str | None = None) -> str:
         spec, request = self.submittable(model, request)
-        body = wire.body(spec, request, self._image)
+        body = wire.body(spec, request, wire.inline_image)
         path = f"{self._prefix}/models/{quote(spec.wire_model, safe='')}:predictLongRunning"
-        return self.api.submit(path, body, task_id=lambda answer: answer.get("name"))
+        with _account_refusals():
+            return self.api.submit(path, body, task_id=lambda answer: answer.get("name"))
 
     def poll(self, model: str, remote_id: str) -> PollResult:
-        return wire.parse_operation(self.api.get(f"{self._prefix}/{quote(remote_id, safe='/')}"))
+        with _account_refusals():
+            answer = self.api.get(f"{self._prefix}/{quote(remote_id, safe='/')}")
+        return wire.parse_operation(answer)
 
     def download_headers(self, url: str) -> dict[str, str]:
         """The key, for a URL on the API's own host (scheme and port too); else nothing."""
@@ -101,8 +110,23 @@ class VeoProvider(Adapter):
             return {}
         return wire.key_header(self.settings)
 
-    def _image(self, ref: str) -> dict[str, str]:
-        return wire.inline_image(ref, self.api.client)
+
+
+@contextmanager
+def _account_refusals() -> Iterator[None]:
+    """A 429 for a per-day quota or depleted prepaid credits is not a rate to slow down for
+    but an account to pause: PermanentProviderError with the code, read through the
+    plugin's account codes (DAILY_QUOTA a daily cap, PREPAY_DEPLETED no balance)."""
+    try:
+        yield
+    except RateLimited as exc:
+        if exc.code not in (wire.DAILY_QUOTA, wire.PREPAY_DEPLETED):
+            raise
+        why = ("a per-day quota is used up; the account pauses until it resets (midnight "
+               "Pacific time)" if exc.code == wire.DAILY_QUOTA
+               else "the prepaid credits are used up; top them up in AI Studio")
+        raise PermanentProviderError(exc.provider, exc.code, f"{exc.message} ({why})",
+                                     exc.status_code) from None
 
 
 def _origin(url: str) -> tuple[str, str, int | None]:
@@ -144,13 +168,15 @@ PLUGIN = ProviderPlugin(
     summary="Google Veo 3.1 and 3.1 Fast on the Gemini API (polling; keyed video download)",
     adapter=VeoProvider,
     models=MODELS,
-    # Requests per minute (429 RESOURCE_EXHAUSTED cuts the rate); refused, nothing queues.
+    # Requests per minute (a per-minute 429 RESOURCE_EXHAUSTED cuts the rate; a per-day one
+    # pauses the account, veo_wire.py); over the concurrency refused, nothing queues.
     limits=Limits(base_url="https://generativelanguage.googleapis.com", max_in_flight=10,
                   submit_rpm=10, poll_rpm=600, queues=False),
     outputs=Outputs(video_hosts=("generativelanguage.googleapis.com",
                                  "*.googleusercontent.com", "storage.googleapis.com"),
                     url_ttl_s=float(wire.VIDEO_TTL_S)),
     prices=Prices(estimate=estimate),  # no usage reported: the estimate
-    account_codes=AccountCodes(auth=wire.AUTH_CODES),
+    account_codes=AccountCodes(auth=wire.AUTH_CODES, balance=wire.BALANCE_CODES,
+                               daily_cap=frozenset({wire.DAILY_QUOTA})),
     capabilities=frozenset({Capability.KEYED_DOWNLOAD}),
 )

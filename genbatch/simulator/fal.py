@@ -11,6 +11,11 @@
     PUT  /{owner}/{app}/requests/{id}/cancel   -> 202 CANCELLATION_REQUESTED (queued) or
                                                   400 ALREADY_COMPLETED
     GET  /.well-known/jwks.json                -> the simulator's webhook key (fal_keys.py)
+    POST /storage/upload/initiate?storage_type=fal-cdn-v3  {content_type, file_name}
+                                               -> {upload_url, file_url}: PUT the bytes to
+                                                  upload_url (no key), then file_url serves
+                                                  them (fal's REST storage API, as fal-js
+                                                  `storage.ts` calls it; uploads.py)
 
 Auth `Authorization: Key <key>`. Limits as fal keeps them: the key's `concurrency` counts
 running requests only; over it a request waits IN_QUEUE, never refused (fal: "requests are
@@ -33,7 +38,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from genbatch.simulator import fal_keys, gate, webhooks
+from genbatch.simulator import fal_keys, gate, uploads, webhooks
 from genbatch.simulator.gate import Dialect, ErrorKind
 from genbatch.simulator.rules import Rule, boolean, check_body, image, integer, one_of
 from genbatch.simulator.rules import string as text
@@ -147,9 +152,24 @@ def routes() -> list[Route]:
             response.status_code = 202
         return response
 
+    @gate.endpoint
+    async def initiate(request: Request) -> Response:
+        sim = simulator_of(request)
+        api_key, _ = gate.authenticate(request, sim, DIALECT, scheme="Key")
+        body = await gate.read_json(request, DIALECT)
+        name, content_type = body.get("file_name"), body.get("content_type")
+        if not isinstance(name, str) or not name.strip():
+            raise DIALECT.refuse(ErrorKind.MISSING_PARAM, "field required", param="file_name")
+        if not isinstance(content_type, str) or not content_type.strip():
+            raise DIALECT.refuse(ErrorKind.MISSING_PARAM, "field required",
+                                 param="content_type")
+        url = uploads.reserve(request, name, content_type, api_key)
+        return JSONResponse({"upload_url": url, "file_url": url})
+
     base = "/{owner}/{app}/requests/{request_id}"
     return [
         Route("/.well-known/jwks.json", keys, methods=["GET"]),
+        Route("/storage/upload/initiate", initiate, methods=["POST"]),
         Route(base + "/status", status, methods=["GET"]),
         Route(base + "/cancel", cancel, methods=["PUT"]),
         Route(base, result, methods=["GET"]),

@@ -84,8 +84,9 @@ class Behaviour(BaseModel):
     )
     queue_cap: int = Field(default=120, ge=1, description="BytePlus: queued tasks per key")
     daily_cap: int | None = Field(
-        default=None, ge=1, description="Runway: tasks of one model a key may create per "
-        "(simulated) 24 hours; over it the task creation answers 429",
+        default=None, ge=1, description="Runway and Veo: tasks of one model a key may create "
+        "per (simulated) 24 hours; over it the task creation answers 429 (Veo: naming a "
+        "per-day quota)",
     )
     secret_key: str = Field(
         default="sim-kling-secret", min_length=1,

@@ -1,4 +1,5 @@
-"""WaveSpeed's media upload (docs/wire/notes.md §9): local files become URLs a submit may name.
+"""WaveSpeed's media upload (docs/wire/notes.md §9): local files become URLs a submit may name
+(fal's storage upload, fal.py, PUTs to the same file routes).
 
     POST /api/v3/media/upload/binary     multipart/form-data, one field `file` (the API
                                          reference) → {"code": 200, "message": "success",
@@ -64,8 +65,7 @@ def routes(dialect: Dialect) -> list[Route]:
         if size > MAX_UPLOAD_BYTES:
             raise dialect.refuse(ErrorKind.INVALID, "file too large: images up to 20 MB")
         content_type = str(body.get("content_type") or "application/octet-stream")
-        ident = _store(request, Upload(_safe(name), content_type, api_key))
-        url = _url(request, ident, _safe(name))
+        url = reserve(request, name, content_type, api_key)
         return _ok({"upload": {"method": "PUT", "url": url,
                                "headers": {"Content-Type": content_type}},
                     "download_url": url})
@@ -98,6 +98,13 @@ def file_routes() -> list[Route]:
 
     path = UPLOAD_PATH + "{ident}/{name}"
     return [Route(path, put, methods=["PUT"]), Route(path, get, methods=["GET"])]
+
+
+def reserve(request: Request, name: str, content_type: str, api_key: str) -> str:
+    """A place for one file yet to be PUT: the URL it is PUT to and then served from
+    (WaveSpeed's two-step upload, fal's storage initiate)."""
+    safe = _safe(name)
+    return _url(request, _store(request, Upload(safe, content_type, api_key)), safe)
 
 
 def _store(request: Request, upload: Upload) -> str:

@@ -6,8 +6,10 @@ creates a long-running operation `models/{model}/operations/{id}`; `GET /v1beta/
 reads it (`done` once the task ends, with `response.generateVideoResponse.generatedSamples`
 or an `error`). The video URI `/v1beta/files/{id}:download?alt=media` needs the same key
 and redirects to the signed video URL. Limits: the key's `rpm` and `concurrency` are
-answered 429 RESOURCE_EXHAUSTED (nothing queues). Errors use Google's envelope
-`{"error": {"code", "message", "status"}}`. No callbacks.
+answered 429 RESOURCE_EXHAUSTED naming a per-minute quota, its `daily_cap` (operations per
+model per simulated day) one naming a per-day quota (QuotaFailure `quotaId`), and
+`out_of_balance` a 429 "Your prepayment credits are depleted" (nothing queues). Errors use
+Google's envelope `{"error": {"code", "message", "status", "details"?}}`. No callbacks.
 Unsupported: text-to-video, reference images, extension, 4k.
 """
 
@@ -26,15 +28,39 @@ from genbatch.simulator.tasks import Phase, Task
 
 MODELS = frozenset({"veo-3.1-generate-preview", "veo-3.1-fast-generate-preview"})
 URL_TTL_S = 2 * 24 * 3600.0
+DAY_S = 24 * 3600.0
 TASK_FAILURES = (("FAILED_PRECONDITION", "The video could not be generated (safety filter)."),
                  ("INTERNAL", "Internal error encountered."))
 
 
+PREPAY = "RESOURCE_EXHAUSTED/prepay"  # the dialect's code for NO_BALANCE (see _envelope)
+PER_DAY = "per_day"  # `param` of a refusal over the daily cap
+QUOTA_IDS = {"": "GenerateRequestsPerMinutePerProjectPerModel",
+             PER_DAY: "GenerateRequestsPerDayPerProjectPerModel"}
+DEPLETED = ("Your prepayment credits are depleted. Please go to AI Studio at "
+            "https://ai.studio/projects to manage your project and billing.")
+QUOTA = ("You exceeded your current quota, please check your plan and billing details. For "
+         "more information on this error, head to: https://ai.google.dev/gemini-api/docs/"
+         "rate-limits.")
+
+
 def _envelope(status: int, code: str, message: str, param: str) -> dict[str, Any]:
+    """Google's error: a 429 names the exceeded quota (QuotaFailure, per minute or per day)
+    and a retry delay; depleted prepaid credits are a bare 429 with their message."""
+    if code == PREPAY:
+        return {"error": {"code": 429, "message": DEPLETED, "status": "RESOURCE_EXHAUSTED"}}
     error: dict[str, Any] = {"code": status, "message": message, "status": code}
     if param == "key":
         error["details"] = [{"@type": "type.googleapis.com/google.rpc.ErrorInfo",
                              "reason": "API_KEY_INVALID", "domain": "googleapis.com"}]
+    if status == 429:
+        error["message"] = f"{QUOTA} {message}"
+        error["details"] = [
+            {"@type": "type.googleapis.com/google.rpc.QuotaFailure",
+             "violations": [{"quotaMetric": "generativelanguage.googleapis.com/"
+                             "generate_requests_per_model", "quotaId": QUOTA_IDS[param]}]},
+            {"@type": "type.googleapis.com/google.rpc.RetryInfo",
+             "retryDelay": "86400s" if param == PER_DAY else "30s"}]
     return {"error": error}
 
 
@@ -62,7 +88,7 @@ DIALECT = Dialect(
         ErrorKind.SERVER_READ: (503, "UNAVAILABLE"),
         ErrorKind.NOT_FOUND: (404, "NOT_FOUND"),
         ErrorKind.NOT_CANCELLABLE: (400, "FAILED_PRECONDITION"),
-        ErrorKind.NO_BALANCE: (429, "RESOURCE_EXHAUSTED"),
+        ErrorKind.NO_BALANCE: (429, PREPAY),
     },
     _envelope,
     read_key=read_key,
@@ -106,6 +132,9 @@ def routes() -> list[Route]:
                                  f"does not support {action or 'this method'}")
         if why := problems(body):
             raise DIALECT.refuse(ErrorKind.INVALID, why)
+        if behaviour.daily_cap is not None and _today(sim, key, model) >= behaviour.daily_cap:
+            raise DIALECT.refuse(ErrorKind.RATE_LIMITED, f"{behaviour.daily_cap} requests per "
+                                 f"day for {model}", param=PER_DAY)
         gate.refuse_over_limits(sim, key, model, behaviour, DIALECT, queues=False)
         task = sim.create_task(
             task_id=sim.unique_id(lambda rng: f"{rng.getrandbits(48):012x}"),
@@ -137,6 +166,14 @@ def routes() -> list[Route]:
     return [Route("/v1beta/models/{target}", create, methods=["POST"]),
             Route("/v1beta/models/{model}/operations/{op}", operation, methods=["GET"]),
             Route("/v1beta/files/{file}", download, methods=["GET"])]
+
+
+def _today(sim: Simulator, api_key: str, model: str) -> int:
+    """Operations of `model` the key created in the last simulated 24 hours (the daily cap
+    resets at midnight Pacific time; a sliding day is close enough here)."""
+    since = sim.clock() - DAY_S / sim.behaviour(api_key).time_factor
+    return sum(1 for t in sim.tasks.values() if t.provider == DIALECT.provider
+               and t.api_key == api_key and t.model == model and t.created >= since)
 
 
 def _name(task: Task) -> str:

@@ -8,7 +8,7 @@ parts: account settings as the worker builds them, the download checks of the wo
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +22,7 @@ from genbatch.errors import ProviderError
 from genbatch.models import GenerationRequest, PollResult
 from genbatch.providers.accounts import env_account
 from genbatch.providers.base import Provider
-from genbatch.providers.plugin import ProviderPlugin
+from genbatch.providers.plugin import Capability, ProviderPlugin
 from genbatch.simulator import SimulatorPlugin, running_simulator
 from genbatch.storage import LocalStorage, StoredObject
 from genbatch.testing.faults import Keys, make_keys, profile
@@ -44,8 +44,12 @@ class Target:
     `request`: a valid request given the simulator's URL (default: a prompt, the
     simulator's sample image as a URL, and the model's default resolution where it needs
     one). `callback_secret`: for signed callbacks, the account's signing secret given the
-    base URL and the API key (as the provider's simulator hands it out). `simulators`:
-    simulator plugins to serve besides the installed ones.
+    base URL and the API key (as the provider's simulator hands it out). `settings`: the
+    plugin's own further settings (its `ProviderPlugin.settings`, without the
+    GENBATCH_<PROVIDER>_ prefix), or a function of the base URL giving them: e.g. Kling's
+    `secret_key`, which signs each request with the access key; they are secrets to the
+    kit, checked never to leak like the keys. `simulators`: simulator plugins to serve
+    besides the installed ones.
     """
 
     provider: str
@@ -53,6 +57,7 @@ class Target:
     model: str | None = None
     request: Callable[[str], GenerationRequest] | None = None
     callback_secret: Callable[[str, str], str] | None = None
+    settings: Mapping[str, str] | Callable[[str], Mapping[str, str]] | None = None
     simulators: Sequence[SimulatorPlugin] = ()
 
 
@@ -71,13 +76,20 @@ class Harness:
         self.workdir = workdir
         self.http = httpx.Client(timeout=10)
         self.model = target.model or next(iter(self.plugin.models))
+        self.extra_settings = _extra_settings(target, self.plugin, self.base_url)
 
     # -- the provider, as the worker sees it -----------------------------------------------
 
     def settings(self, key: str) -> Settings:
         name = self.target.provider
-        values: dict[str, Any] = {f"{name}_base_url": self.base_url, f"{name}_api_key": key}
+        values: dict[str, Any] = {f"{name}_{setting}": value
+                                  for setting, value in self.extra_settings.items()}
+        values |= {f"{name}_base_url": self.base_url, f"{name}_{self.plugin.key_setting}": key}
         return Settings(_env_file=None, **values)
+
+    def secrets(self) -> tuple[str, ...]:
+        """Every value that must never show: the keys and the target's own settings."""
+        return (*self.keys.all(), *self.extra_settings.values())
 
     def account(self, key: str) -> ProviderSettings:
         return env_account(self.settings(key), self.target.provider)
@@ -134,16 +146,34 @@ class Harness:
 
     def download(self, result: PollResult, name: str) -> StoredObject:
         """Fetch the finished task's video as the worker does (host allow-list, loopback
-        only for a loopback base URL, an MP4 head, a size cap) into a storage folder."""
+        only for a loopback base URL, an MP4 head, a size cap; the adapter's
+        `download_headers` for a provider declaring Capability.KEYED_DOWNLOAD) into a
+        storage folder."""
         assert result.video_url, f"a succeeded task without a video URL: {result}"
         settings = self.settings(self.keys["happy"])
         policy = policy_for(settings, self.target.provider)
         storage = LocalStorage(self.workdir / "storage")
-        with open_video(self.http, result.video_url, policy, timeout=30) as response:
+        keyed = self.plugin.has(Capability.KEYED_DOWNLOAD)
+        headers = self.adapter("happy").download_headers if keyed else None
+        with open_video(self.http, result.video_url, policy, timeout=30,
+                        headers=headers) as response:
             return storage.put_stream(f"conformance/{name}.mp4", video_chunks(response, policy))
 
     def close(self) -> None:
         self.http.close()
+
+
+def _extra_settings(target: Target, plugin: ProviderPlugin, base_url: str
+                    ) -> dict[str, str]:
+    """The target's own settings, each one the plugin declares (ValueError otherwise)."""
+    given = target.settings(base_url) if callable(target.settings) else target.settings
+    values = dict(given or {})
+    unknown = sorted(set(values) - set(plugin.settings))
+    if unknown:
+        declared = ", ".join(sorted(plugin.settings)) or "none"
+        raise ValueError(f"Target {target.provider!r}: {', '.join(unknown)} is not a "
+                         f"setting of the plugin (it declares: {declared})")
+    return values
 
 
 def expect(cls: type[E], call: Callable[[], object]) -> E:

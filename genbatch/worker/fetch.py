@@ -53,27 +53,29 @@ class VideoPolicy:
     allow_private: bool = False
     allow_loopback: bool = False
     max_bytes: int = 2 * 1024**3
+    what: str = "video"  # what is fetched, for messages (`inputs.py` fetches images)
 
     def check_url(self, url: str, resolve: Resolve | None = None) -> None:
         """Raise BadOutput unless `url` is http(s) on an allowed host with allowed addresses."""
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https"):
-            raise BadOutput(f"refused a video URL with scheme {parts.scheme or 'none'!r} "
+            raise BadOutput(f"refused a {self.what} URL with scheme {parts.scheme or 'none'!r} "
                             "(only http and https)")
         host = (parts.hostname or "").lower().rstrip(".")
         if not host:
-            raise BadOutput("refused a video URL without a host")
+            raise BadOutput(f"refused a {self.what} URL without a host")
         default_port = 443 if parts.scheme == "https" else 80
         try:
             port = parts.port or default_port
         except ValueError:
-            raise BadOutput("refused a video URL whose port is not a number") from None
+            raise BadOutput(f"refused a {self.what} URL whose port is not a number") from None
         # A pattern without a port allows the scheme's own port only: another port on an
         # allowed host is another service.
         target = host if port == default_port else f"{host}:{port}"
         if not any(fnmatch.fnmatchcase(target, p) for p in self.hosts):
-            raise BadOutput(f"refused video host {target!r}: not on the provider's allow-list "
-                            "(GENBATCH_<PROVIDER>_VIDEO_HOSTS; name a port as host:port)")
+            raise BadOutput(f"refused {self.what} host {target!r}: not on the provider's "
+                            "allow-list (GENBATCH_<PROVIDER>_VIDEO_HOSTS; name a port as "
+                            "host:port)")
         for address in (resolve or _resolve)(host, port):
             self._check_address(host, ipaddress.ip_address(address))
 
@@ -85,8 +87,8 @@ class VideoPolicy:
             return
         if self.allow_private or (ip.is_loopback and self.allow_loopback):
             return
-        raise BadOutput(f"refused video host {host!r}: it resolves to a non-public address "
-                        f"({ip}); set GENBATCH_DOWNLOAD_ALLOW_PRIVATE=true to allow it")
+        raise BadOutput(f"refused {self.what} host {host!r}: it resolves to a non-public "
+                        f"address ({ip}); set GENBATCH_DOWNLOAD_ALLOW_PRIVATE=true to allow it")
 
 
 def policy_for(settings: Settings, provider: str) -> VideoPolicy:
@@ -133,10 +135,11 @@ def open_video(client: httpx.Client, url: str, policy: VideoPolicy, timeout: flo
         location = response.headers.get("location", "")
         response.close()
         if not location:
-            raise BadOutput(f"the video URL redirected (HTTP {response.status_code}) nowhere")
+            raise BadOutput(f"the {policy.what} URL redirected (HTTP {response.status_code}) "
+                            "nowhere")
         url = str(response.url.join(location))
     else:
-        raise BadOutput(f"the video URL redirected more than {MAX_REDIRECTS} times")
+        raise BadOutput(f"the {policy.what} URL redirected more than {MAX_REDIRECTS} times")
     try:
         if response.status_code in URL_GONE:
             raise UrlGone(response.status_code)

@@ -160,14 +160,15 @@ def _submitted(rt: Runtime, item: Item, iid: str, request: GenerationRequest, re
     # A little before the learned mean: a job done early then waits less for its poll, and
     # one not done yet is re-polled soon (≈ 2 polls per job measured).
     first = first_poll_delay(EARLY * typical, None, rt.settings, learned=bool(learned))
-    if learned:  # a guess of the generation time would misplace it by much more
-        first += _queue_wait(rt, item, typical)
+    wait = _queue_wait(rt, item, typical) if learned else 0.0
+    first += wait  # a guess of the generation time would misplace a wait by much more
     if webhook:  # the provider calls back: poll only as a slow safety net
         first = safety_poll_delay(rt.settings)
     due = rt.now() + first
     done = rt.store.items.transition(
         iid, [SUBMITTING], SUBMITTED, timer=due,
         fields={"remote_id": remote_id, "submitted_at": now, "first_poll_s": first,
+                "queue_wait_s": round(wait, 3),
                 "poll_due": due,
                 "typical_s": round(typical, 1),
                 "deadline": now + deadline_s(request, rt.settings),
@@ -313,9 +314,14 @@ def _learn_gen_time(rt: Runtime, item: Item, now: float, polls: int,
     elif polls > 1 and item.polled_at is not None:
         done_at = (item.polled_at + now) / 2
     else:  # measured from when the poll was due, so queueing delays do not inflate it
-        done_at = submitted + 0.85 * (item.first_poll_s or now - submitted)
-    seconds = (done_at - submitted) * rt.settings.time_factor
-    rt.store.gen_times.observe(item.provider, _gen_key(item.model, tier), seconds)
+        done_at = submitted + item.queue_wait_s + 0.85 * (
+            (item.first_poll_s or now - submitted) - item.queue_wait_s)
+    # A task that waited at its provider (queued ahead, e.g. THROTTLED at Runway) did not
+    # generate meanwhile: the expected wait is not generation time (a provider stating its
+    # run time, WaveSpeed, needs no estimate).
+    seconds = (done_at - submitted - item.queue_wait_s) * rt.settings.time_factor
+    if seconds > 0:  # a wait overestimated past the whole span says nothing
+        rt.store.gen_times.observe(item.provider, _gen_key(item.model, tier), seconds)
 
 
 def _outcome_known(rt: Runtime, item: Item, listed: bool) -> None:

@@ -22,6 +22,7 @@ from genbatch.providers import get_spec
 from genbatch.providers.base import Provider
 from genbatch.records import Item
 from genbatch.storage.urls import is_object_url
+from genbatch.worker import remote_images
 from genbatch.worker.runtime import Runtime
 
 KEEP_S = 5 * 24 * 3600.0
@@ -32,13 +33,16 @@ IMAGE_FIELDS = ("image", "last_image")
 
 def wire_request(rt: Runtime, item: Item) -> GenerationRequest:
     """The item's request as it goes on the wire: images its provider must host replaced by
-    their hosted URLs, other stored images as data URIs (`Runtime.wire_request`).
+    their hosted URLs, other stored images as data URIs (`Runtime.wire_request`), and for a
+    provider that takes no image URLs, its http(s) and s3:// images fetched and inlined.
 
     Raises RetryableProviderError when an upload failed (nothing was submitted, try again),
     PermanentProviderError when the provider refused the file, GenbatchError when the
     stored image cannot be read."""
     request = item.request
     spec = get_spec(item.provider, item.model)
+    if not spec.image_urls:  # Veo: image bytes only, fetched here confined
+        request = remote_images.inline_images(rt, item.provider, spec, request)
     if spec.upload_max_bytes is None:
         return rt.wire_request(request, inline=spec.accepts_data_uri)
     adapter = rt.provider(item.account)

@@ -6,7 +6,10 @@ from __future__ import annotations
 import httpx
 import pytest
 
+from genbatch.images import data_uri, sniff_format
+from genbatch.models import GenerationRequest
 from genbatch.testing import ProviderConformance, Target
+from genbatch.testing.harness import SAMPLE_IMAGE
 
 
 def wavespeed_secret(base_url: str, api_key: str) -> str:
@@ -18,6 +21,13 @@ def wavespeed_secret(base_url: str, api_key: str) -> str:
     return secret
 
 
+def inline_request(sim_url: str) -> GenerationRequest:
+    """The kit's request with the simulator's sample image as a data URI."""
+    data = httpx.get(sim_url + SAMPLE_IMAGE, timeout=10).content
+    return GenerationRequest(prompt="a red sneaker turns slowly on a white table",
+                             image=data_uri(data, sniff_format(data)))
+
+
 TARGETS = {
     "novita": Target("novita"),
     "highwayapi": Target("highwayapi"),
@@ -25,6 +35,12 @@ TARGETS = {
     "byteplus": Target("byteplus"),
     "fal": Target("fal", callback_secret=lambda base_url, key: f"{base_url}/.well-known/jwks.json"),
     "runway": Target("runway"),
+    # Kling signs a JWT per request with the access key (the API key here) and this secret
+    # key: the simulator's default for every key of the kit's profile.
+    "kling": Target("kling", settings={"secret_key": "sim-kling-secret"}),
+    # Its downloads carry the key (Capability.KEYED_DOWNLOAD); its images go inline (the
+    # worker fetches a row's image URL first: the adapter takes data URIs only).
+    "veo": Target("veo", request=inline_request),
 }
 
 

@@ -181,6 +181,22 @@ def test_server_errors_and_garbled_answers(sim: Sim, provider_name: str) -> None
         assert not isinstance(poll_error.value, RateLimited)
 
 
+def test_fal_storage_upload_hosts_the_bytes_a_submit_then_names(sim: Sim) -> None:
+    """fal's upload (initiate with the key, PUT the bytes to the answer's upload_url): the
+    file_url serves exactly those bytes, and a submit naming it succeeds."""
+    provider = adapter(sim, "fal")
+    image = httpx.get(sim.asset(), timeout=10, verify=TLS).content
+    url = provider.upload(image, "landscape.png", "image/png")
+    assert httpx.get(url, timeout=10, verify=TLS).content == image
+    assert sim.stats()["uploads"] == 1
+    remote_id = provider.submit(KLING, request(sim, image=url))
+    assert poll_to_end(provider, KLING, remote_id).status is TaskStatus.SUCCEEDED
+    sim.profile(api_keys=[KEY])
+    with pytest.raises(PermanentProviderError) as bad_key:
+        adapter(sim, "fal", key="not-a-key").upload(image, "landscape.png", "image/png")
+    assert failure_class(bad_key.value) is FailureClass.AUTH
+
+
 def test_fal_429_is_rate_limited(sim: Sim) -> None:
     provider = adapter(sim, "fal")
     sim.profile(p_429=1)

@@ -25,9 +25,11 @@ from genbatch.errors import (
     RetryableProviderError,
     SlotFull,
 )
+from genbatch.images import data_uri, sniff_format
 from genbatch.models import GenerationRequest, PollResult, TaskStatus
 from genbatch.providers import make_provider, model_specs, plugin
 from genbatch.providers.base import Provider
+from genbatch.providers.failures import FailureClass, failure_class
 from genbatch.providers.kling_wire import encode_jwt
 from genbatch.webhooks.receiver import parse_callback
 from tests.contract.test_callbacks import Recorder, recorder  # noqa: F401
@@ -47,7 +49,19 @@ def adapter(sim: Sim, provider: str, key: str = KEY, secret: str = SECRET,
 
 
 def request_for(sim: Sim, provider: str, **fields: object) -> GenerationRequest:
-    return GenerationRequest(prompt="a cat walks", image=sim.asset(), **fields)
+    """A request with the simulator's sample image: a URL for Kling, inline for Veo (the
+    worker inlines a row's image URL before the adapter sees it: remote_images.py)."""
+    request = GenerationRequest(prompt="a cat walks", image=sim.asset(), **fields)
+    if provider != "veo":
+        return request
+    return request.model_copy(update={
+        name: inline(ref) for name in ("image", "last_image")
+        if (ref := getattr(request, name))})
+
+
+def inline(url: str) -> str:
+    data = httpx.get(url, timeout=10).content
+    return data_uri(data, sniff_format(data))
 
 
 def poll_to_end(provider: Provider, model: str, remote_id: str) -> PollResult:
@@ -131,6 +145,24 @@ def test_veo_limits_are_rate_limited(sim: Sim) -> None:
     sim.profile(concurrency=1, latency_mean_s=60_000)
     with pytest.raises(RateLimited):
         provider.submit(model, request_for(sim, "veo"))
+
+
+def test_veo_daily_quota_and_depleted_credits_pause_the_account(sim: Sim) -> None:
+    """The simulator's per-day quota and its out-of-balance answer are the Gemini API's 429s;
+    genbatch reads them as account refusals (a daily cap, no balance), not a rate."""
+    provider = adapter(sim, "veo")
+    model = "veo-3.1-generate-preview"
+    sim.profile(daily_cap=1, time_factor=1)
+    provider.submit(model, request_for(sim, "veo"))
+    with pytest.raises(PermanentProviderError) as daily:
+        provider.submit(model, request_for(sim, "veo"))
+    assert (daily.value.code, failure_class(daily.value)) == ("DAILY_QUOTA",
+                                                              FailureClass.BALANCE)
+    sim.profile(out_of_balance=True)
+    with pytest.raises(PermanentProviderError) as broke:
+        provider.submit(model, request_for(sim, "veo"))
+    assert (broke.value.code, failure_class(broke.value)) == ("PREPAY_DEPLETED",
+                                                              FailureClass.BALANCE)
 
 
 @pytest.mark.parametrize("provider_name", ["kling", "veo"])

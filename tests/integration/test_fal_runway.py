@@ -1,7 +1,8 @@
 """fal and Runway end to end on real parts: Redis, the simulator, the `genbatch webhooks`
 receiver, worker and scheduler processes.
 
-One manifest mixes fal rows (three models; local images sent as data URIs; one row flex,
+One manifest mixes fal rows (three models; local images uploaded to fal's storage, each
+content once for the account, and submitted by their file URL; one row flex,
 which goes as fal's low queue priority), Runway rows (polled; over the key's concurrency
 they wait THROTTLED at Runway) and a Seedance row on BytePlus. fal's requests finish by
 their webhooks, each verified with ED25519 under the key set the simulator publishes.
@@ -93,6 +94,9 @@ def test_fal_runway_and_seedance_rows_end_with_stored_videos(cluster: Cluster,
     assert all(e["headers"].get("x-runway-version") == "2024-11-06"
                for e in log if e["path"].startswith("/runway/"))
     assert all(n == 1 for n in stats["submits_by_fingerprint"].values())
+    # Two images among the fal rows (sneaker, bottle): two uploads, however many rows.
+    initiated = [e for e in log if e["path"] == "/fal/storage/upload/initiate"]
+    assert len(initiated) == stats["uploads"] == 2
 
 
 def test_a_seedance_row_falls_back_to_fal(cluster: Cluster, tmp_path: Path) -> None:

@@ -79,6 +79,33 @@ def test_kling_veo_and_seedance_rows_all_succeed_with_1303_on_the_way(
     assert stats["submits"] == len(rows)  # a 1303 created nothing; nothing submitted twice
 
 
+def test_veo_image_urls_are_fetched_by_the_worker_only_from_allowed_addresses(
+        cluster: Cluster, tmp_path: Path) -> None:
+    """Veo takes image bytes only: the worker fetches a row's image URL (the simulator's, on
+    loopback like the Veo base URL) and inlines it; a URL to a private address or the cloud
+    metadata address is refused before any submit, the error naming the row's field."""
+    c = cluster
+    veo = {"provider": "veo", "model": "veo-3.1-fast-generate-preview", "prompt": "a cat"}
+    rows: list[dict[str, object]] = [
+        {**veo, "custom_id": "fetched", "image": f"{c.sim_url}/_sim/assets/landscape.png"},
+        {**veo, "custom_id": "private", "image": "http://10.0.0.7/cat.png"},
+        {**veo, "custom_id": "metadata", "image": "http://169.254.169.254/latest/meta-data"}]
+    batch_id = str(c.submit(write(tmp_path, "veo-urls", rows), provider=None,
+                            model=None).batch_id)
+
+    batch = c.wait_batch(batch_id, timeout=240)
+    (result,) = read_jsonl(batch["results_jsonl"])
+    assert (result["custom_id"], result["status"]) == ("fetched", "succeeded")
+    errors = {e["custom_id"]: e for e in read_jsonl(batch["errors_jsonl"])}
+    assert sorted(errors) == ["metadata", "private"]
+    for name, url in (("private", "http://10.0.0.7/cat.png"),
+                      ("metadata", "http://169.254.169.254/latest/meta-data")):
+        message = str(errors[name]["error_message"])
+        assert message.startswith(f"image {url}: refused image host"), message
+        assert "non-public address" in message
+    assert c.sim_stats()["submits"] == 1  # the refused rows never reached Veo
+
+
 def test_a_seedance_row_falls_back_to_kling_where_kling_accepts_it(
         cluster: Cluster, tmp_path: Path) -> None:
     c = cluster

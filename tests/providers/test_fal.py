@@ -12,7 +12,9 @@ import httpx
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from pydantic import SecretStr
 
+from genbatch.config import ProviderSettings
 from genbatch.errors import (
     AmbiguousSubmit,
     BadSignature,
@@ -21,9 +23,11 @@ from genbatch.errors import (
     RetryableProviderError,
 )
 from genbatch.models import GenerationRequest, TaskStatus
-from genbatch.providers import estimate_cost, fal_hooks, validate_request
+from genbatch.providers import estimate_cost, fal_hooks, model_specs, plugin, validate_request
 from genbatch.providers.base import Provider
 from genbatch.providers.failures import FailureClass, failure_class
+from genbatch.providers.fal import rest_url
+from genbatch.providers.plugin import Capability
 
 from .conftest import API_KEY, IMAGE, FakeProvider
 
@@ -265,3 +269,65 @@ def test_webhook_bodies() -> None:
     _, unserialisable = fal_hooks.parse_callback(
         {"request_id": RID, "status": "OK", "payload": None, "payload_error": "not JSON"})
     assert unserialisable.status is TaskStatus.UNKNOWN
+
+
+# -- local images: fal's storage upload (initiate, then PUT to the signed URL) ---------------
+
+UPLOAD_URL = "https://fal-uploads.test/put/abc?X-Signature=s"
+FILE_URL = "https://v3.fal.media/files/abc/landscape.png"
+
+
+def test_upload_initiates_with_the_key_and_puts_the_bytes_without_it(
+        adapter: Build, fake: FakeProvider) -> None:
+    fake.reply(200, {"upload_url": UPLOAD_URL, "file_url": FILE_URL})
+    fake.reply(200)
+    assert adapter("fal").upload(b"\x89PNG...", "landscape.png", "image/png") == FILE_URL
+    initiate, put = fake.requests
+    assert (initiate.method, str(initiate.url)) == (
+        "POST", "https://queue.fal.test/storage/upload/initiate?storage_type=fal-cdn-v3")
+    assert initiate.headers["authorization"] == f"Key {API_KEY}"
+    assert json.loads(initiate.content) == {"content_type": "image/png",
+                                            "file_name": "landscape.png"}
+    lifetime = json.loads(initiate.headers["x-fal-object-lifecycle"])
+    assert lifetime["expiration_duration_seconds"] >= 5 * 24 * 3600  # > worker's KEEP_S
+    assert (put.method, str(put.url), put.content) == ("PUT", UPLOAD_URL, b"\x89PNG...")
+    assert put.headers["content-type"] == "image/png"
+    assert "authorization" not in put.headers  # a signed URL: the key stays with fal's API
+
+
+@pytest.mark.parametrize(("base", "option", "rest"), [
+    ("https://queue.fal.run", None, "https://rest.fal.ai"),  # fal's own hosts
+    ("http://127.0.0.1:8700/fal", None, "http://127.0.0.1:8700/fal"),  # the simulator
+    ("https://queue.fal.run", "https://rest.alpha.fal.ai/", "https://rest.alpha.fal.ai")])
+def test_the_upload_goes_to_fal_s_rest_host(base: str, option: str | None, rest: str) -> None:
+    settings = ProviderSettings(
+        name="fal", base_url=base, api_key=SecretStr(API_KEY), max_in_flight=1,
+        options=(("rest_url", SecretStr(option)),) if option else ())
+    assert rest_url(settings) == rest
+
+
+@pytest.mark.parametrize(("initiate", "put", "error"), [
+    ((401, {"detail": "Invalid key"}), None, PermanentProviderError),
+    ((200, {"upload_url": UPLOAD_URL}), None, RetryableProviderError),  # no file_url
+    ((200, {"upload_url": "file:///etc/passwd", "file_url": FILE_URL}), None,
+     RetryableProviderError),
+    ((200, {"upload_url": UPLOAD_URL, "file_url": FILE_URL}), 403, PermanentProviderError),
+    ((200, {"upload_url": UPLOAD_URL, "file_url": FILE_URL}), 503, RetryableProviderError)])
+def test_upload_failures_are_refusals_or_retryable(
+        adapter: Build, fake: FakeProvider, initiate: tuple[int, Any], put: int | None,
+        error: type[Exception]) -> None:
+    fake.reply(*initiate)
+    if put is not None:
+        fake.reply(put)
+    with pytest.raises(error) as caught:
+        adapter("fal").upload(b"\x89PNG...", "a.png", "image/png")
+    assert API_KEY not in str(caught.value)
+    assert len(fake.requests) == (1 if put is None else 2)
+
+
+def test_local_images_are_uploaded_not_sent_inline() -> None:
+    """Every fal model declares the upload (worker/uploads.py then hosts local images and
+    data URIs at fal before the submit names them)."""
+    assert plugin("fal").has(Capability.UPLOAD)
+    for spec in model_specs("fal").values():
+        assert (spec.accepts_data_uri, spec.upload_max_bytes) == (False, 30_000_000), spec.name

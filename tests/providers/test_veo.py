@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-import httpx
 import pytest
 
 from genbatch.errors import AmbiguousSubmit, PermanentProviderError, RateLimited
@@ -45,14 +44,14 @@ def test_submit_sends_the_key_header_and_inline_images(veo: Callable[[], Provide
                        "seed": 7, "personGeneration": "allow_adult"}}
 
 
-def test_an_image_url_is_fetched_without_the_key_and_inlined(
-        veo: Callable[[], Provider], fake: FakeProvider) -> None:
-    fake.replies.append(httpx.Response(200, content=b"\x89PNG....",
-                                       headers={"content-type": "image/png"}))
-    fake.reply(200, {"name": OP})
-    veo().submit(MODEL, GenerationRequest(image="https://cdn.example.com/a.png"))
-    assert "x-goog-api-key" not in fake.requests[0].headers
-    assert fake.body()["instances"][0]["image"]["mimeType"] == "image/png"
+def test_an_image_url_is_refused_without_a_request(veo: Callable[[], Provider],
+                                                  fake: FakeProvider) -> None:
+    """The adapter fetches nothing: the worker inlines a row's image URL first, confined
+    (tests/test_remote_images.py); a URL reaching the adapter is refused."""
+    with pytest.raises(PermanentProviderError) as caught:
+        veo().submit(MODEL, GenerationRequest(image="http://169.254.169.254/latest/meta-data"))
+    assert caught.value.code == "IMAGE_NOT_INLINE"
+    assert fake.requests == []
 
 
 @pytest.mark.parametrize(("operation", "status", "url"), [
@@ -89,6 +88,53 @@ def test_each_error_envelope(veo: Callable[[], Provider], fake: FakeProvider, st
     with pytest.raises(error) as caught:
         veo().submit(MODEL, GenerationRequest(image=PNG))
     assert getattr(caught.value, "code", None) == code
+
+
+def _quota_429(quota_id: str) -> dict[str, Any]:
+    """A 429 as the Gemini API answers an exceeded quota: the QuotaFailure names it."""
+    return {"error": {"code": 429, "status": "RESOURCE_EXHAUSTED",
+                      "message": "You exceeded your current quota, please check your plan "
+                      "and billing details.",
+                      "details": [{"@type": "type.googleapis.com/google.rpc.QuotaFailure",
+                                   "violations": [{"quotaId": quota_id}]},
+                                  {"@type": "type.googleapis.com/google.rpc.RetryInfo",
+                                   "retryDelay": "22s"}]}}
+
+
+@pytest.mark.parametrize(("status", "body", "code", "kind"), [
+    # A per-day quota: the account pauses until the reset (a daily cap), no item fails.
+    (429, _quota_429("GenerateRequestsPerDayPerProjectPerModel-FreeTier"), "DAILY_QUOTA",
+     FailureClass.BALANCE),
+    # Prepaid credits used up: a bare 429 with its message, or a 402.
+    (429, {"error": {"code": 429, "status": "RESOURCE_EXHAUSTED", "message":
+                     "Your prepayment credits are depleted. Please go to AI Studio."}},
+     "PREPAY_DEPLETED", FailureClass.BALANCE),
+    (402, {"error": {"code": 402, "status": "RESOURCE_EXHAUSTED", "message": "Prepay"}},
+     "PREPAY_DEPLETED", FailureClass.BALANCE),
+    # No billing where the free tier is not offered (the troubleshooting table).
+    (400, {"error": {"code": 400, "status": "FAILED_PRECONDITION", "message":
+                     "Gemini API free tier is not available in your country. Please enable "
+                     "billing on your project in Google AI Studio."}},
+     "FAILED_PRECONDITION", FailureClass.BALANCE)])
+def test_account_refusals_pause_the_account(veo: Callable[[], Provider], fake: FakeProvider,
+                                            status: int, body: dict[str, Any], code: str,
+                                            kind: FailureClass) -> None:
+    fake.reply(status, body)
+    with pytest.raises(PermanentProviderError) as caught:
+        veo().submit(MODEL, GenerationRequest(image=PNG))
+    assert (caught.value.code, failure_class(caught.value)) == (code, kind)
+    assert failure_class(caught.value).pauses  # type: ignore[union-attr]
+
+
+def test_a_per_minute_quota_is_a_rate_limit(veo: Callable[[], Provider],
+                                            fake: FakeProvider) -> None:
+    for _ in range(2):
+        fake.reply(429, _quota_429("GenerateRequestsPerMinutePerProjectPerModel-FreeTier"))
+    with pytest.raises(RateLimited) as caught:
+        veo().submit(MODEL, GenerationRequest(image=PNG))
+    assert caught.value.code == "RESOURCE_EXHAUSTED"
+    with pytest.raises(RateLimited):
+        veo().poll(MODEL, OP)
 
 
 def test_a_bad_key_pauses_the_account(veo: Callable[[], Provider], fake: FakeProvider) -> None:
