@@ -30,6 +30,7 @@ The item schema (fields of `item:{bid}:{seq}`):
     output_uri, sha256, bytes       the stored video
     finished_at, error_code, error_message, last_error   how it ended / the last problem
     history, failed_over_from, failed_over_at, fallback_used   past attempts (store/history)
+    takes                           videos generated for it: 1 + each redo of a rejected one
     reserved_micro                  the budget reservation it holds (micro-USD)
 
 The batch schema: see `genbatch/store/__init__.py` and `BATCH_COUNTERS` in models.py.
@@ -117,6 +118,7 @@ class Item(dict[str, str]):
         self.cb_task = get("cb_task") or ""
         self.cb_attempt = _int(get("cb_attempt"))
         self.has_request = bool(get("req"))
+        self.takes = max(1, _int(get("takes")))  # videos generated: 1 + redos (worker/redo.py)
 
     @classmethod
     def view(cls, record: Mapping[str, str]) -> Item:

@@ -36,7 +36,7 @@ from genbatch.config import Settings, load_settings
 from genbatch.console.detail import ErrorCount
 from genbatch.errors import GenbatchError, StorageError, StoreError
 from genbatch.models import Counter as BatchCounter
-from genbatch.models import ItemState
+from genbatch.models import ItemState, Review
 from genbatch.providers import accounts as provider_accounts
 from genbatch.records import Batch
 from genbatch.store import JobStore
@@ -283,9 +283,10 @@ class Client:
         from genbatch.worker.finalize import result_row
 
         record = self.record(batch_id)
+        reviews = self.store.reviews.all(batch_id)
         for item in self.store.items.of_batch(batch_id, record.total):
             if not failed_only or item.state is not ItemState.SUCCEEDED:
-                yield result_row(item)
+                yield result_row(item, reviews.get(item.seq, Review.NOT_REVIEWED))
 
     def write_results(self, batch_id: str, path: Path, failed_only: bool = False) -> int:
         """Write every row (results and errors; with `failed_only`, the items that did not

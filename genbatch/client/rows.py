@@ -11,7 +11,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 
 from genbatch.console.views import batch_summary
-from genbatch.models import ItemState
+from genbatch.models import ItemState, Review
 from genbatch.records import Batch
 from genbatch.worker.finalize import error_row, result_row
 
@@ -91,6 +91,12 @@ class Attempt(BaseModel):
     state: str | None
     error_code: str | None
     error_message: str | None
+    # a take a redo replaced (worker/redo.py): its number, kept video, seed, cost, verdict
+    take: int | None = None
+    output_uri: str | None = None
+    seed: int | None = None
+    cost_usd: float | None = None
+    review: str | None = None
 
 
 class ResultRow(BaseModel):
@@ -117,6 +123,8 @@ class ResultRow(BaseModel):
     attempts: int | None
     failed_over_from: str | None
     attempt_history: list[Attempt]
+    takes: int = 1  # videos generated: 1 + each redo
+    review: str = Review.NOT_REVIEWED.value  # kept, rejected or not_reviewed
 
     @classmethod
     def of(cls, item: Mapping[str, str]) -> ResultRow:

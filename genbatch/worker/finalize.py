@@ -19,7 +19,7 @@ from typing import Any
 
 from genbatch import providers
 from genbatch.errors import ConfigError
-from genbatch.models import ItemState
+from genbatch.models import ItemState, Review
 from genbatch.storage import ObjectStorage, batch_key, object_key
 from genbatch.store.history import attempt_history, compact_history, failed_over_from
 
@@ -29,6 +29,7 @@ RESULT_FIELDS: tuple[str, ...] = (
     "custom_id", "line", "status", "output_uri", "sha256", "bytes", "provider", "account",
     "model", "provider_model", "remote_task_id", "seed", "cost_usd", "submitted_at", "finished_at",
     "error_code", "error_message", "attempts", "failed_over_from", "attempt_history",
+    "takes", "review",
 )
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
@@ -42,8 +43,9 @@ class OutputFiles:
     errors: int
 
 
-def result_row(item: Mapping[str, str]) -> dict[str, Any]:
-    """One line of results.jsonl from an item record."""
+def result_row(item: Mapping[str, str],
+               review: Review = Review.NOT_REVIEWED) -> dict[str, Any]:
+    """One line of results.jsonl from an item record and its review verdict."""
     return {
         "custom_id": item.get("custom_id", ""),
         "line": _int(item.get("line")),
@@ -66,6 +68,9 @@ def result_row(item: Mapping[str, str]) -> dict[str, Any]:
         # failover (genbatch/worker/failover.py): where the first attempt ran, and every attempt
         "failed_over_from": failed_over_from(item),
         "attempt_history": attempt_history(item),
+        # review and redo (worker/redo.py): videos generated, and the verdict on this one
+        "takes": max(1, _int(item.get("takes")) or 1),
+        "review": review.value,
     }
 
 
@@ -100,8 +105,10 @@ def csv_safe(value: Any) -> str:
 
 
 def write_outputs(storage: ObjectStorage, batch_id: str,
-                  items: Iterable[Mapping[str, str]], presign_s: int = 0) -> OutputFiles:
-    """`presign_s` > 0 adds `presigned_url` (valid that long) to each results row, where the
+                  items: Iterable[Mapping[str, str]], presign_s: int = 0,
+                  reviews: Mapping[int, Review] | None = None) -> OutputFiles:
+    """`reviews` are the batch's verdicts by item seq (store/review.py). `presign_s` > 0
+    adds `presigned_url` (valid that long) to each results row, where the
     storage can sign URLs (S3; null for a folder)."""
     fields = RESULT_FIELDS + (("presigned_url",) if presign_s else ())
     with tempfile.TemporaryDirectory(prefix="genbatch-out-") as tmp:
@@ -115,7 +122,8 @@ def write_outputs(storage: ObjectStorage, batch_id: str,
             writer.writerow(fields)
             for item in items:
                 if item.get("state") == ItemState.SUCCEEDED:
-                    row = result_row(item)
+                    row = result_row(item, (reviews or {}).get(
+                        _int(item.get("seq")) or 0, Review.NOT_REVIEWED))
                     if presign_s:
                         row["presigned_url"] = storage.presigned_url(
                             object_key(batch_id, item.get("custom_id", "")), presign_s)

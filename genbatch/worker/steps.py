@@ -400,7 +400,8 @@ def finalize_batch(rt: Runtime, batch_id: str) -> str:
         return "skipped"
     files = write_outputs(rt.output_storage(batch_id), batch_id,
                           rt.store.items.of_batch(batch_id, batch.total),
-                          presign_s=rt.settings.presign_results_s)
+                          presign_s=rt.settings.presign_results_s,
+                          reviews=rt.store.reviews.all(batch_id))
     final = BatchStatus.CANCELLED if batch.cancel_requested else BatchStatus.COMPLETED
     notify.arm(rt, batch)  # before the batch is final: a crash after it still notifies
     done, _ = rt.store.batches.cas(batch_id, [FINALIZING], final, {
