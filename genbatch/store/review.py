@@ -57,12 +57,14 @@ class Reviews:
         return {seq: Review(v) if v and v in Review._value2member_map_ else Review.NOT_REVIEWED
                 for seq, v in zip(wanted, values, strict=True)}
 
-    def counts(self, batch_id: str) -> dict[Review, int]:
-        """How many items are kept and rejected (the rest of the succeeded are unreviewed)."""
-        counts = dict.fromkeys((Review.KEPT, Review.REJECTED), 0)
+    def counts(self, batch_id: str, succeeded: int) -> dict[str, int]:
+        """kept, rejected and not_reviewed among the batch's `succeeded` videos."""
+        counts = dict.fromkeys(Review, 0)
         for verdict in self.all(batch_id).values():
             counts[verdict] += 1
-        return counts
+        counts[Review.NOT_REVIEWED] = max(
+            0, succeeded - counts[Review.KEPT] - counts[Review.REJECTED])
+        return {k.value: n for k, n in counts.items()}
 
     def take_rejected(self, batch_id: str, seq: int) -> bool:
         """Remove the item's `rejected` mark if it still has it; whether this call did."""
