@@ -1,8 +1,8 @@
 """The `genbatch` command line, one module per group of commands: `submitting`, `inspecting`
 (status, watch, results), `operations` (cancel, retry, reconcile, notify), `review` (review,
 redo, export), `accounts`, `providers` and `processes` (worker, scheduler, servers, demo);
-`shared` holds what they share. The commands are registered here, in the order `genbatch --help` lists them. User
-mistakes end in one clear line and a non-zero exit."""
+`shared` holds what they share. The commands are registered here, in the order `genbatch
+--help` lists them. User mistakes end in one clear line and a non-zero exit."""
 
 from __future__ import annotations
 
