@@ -24,7 +24,7 @@ import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from urllib.parse import parse_qs
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -46,6 +46,8 @@ from genbatch.store.pages import ItemFilter, Page
 from genbatch.worker.finalize import provider_model
 from genbatch.worker.redo import redo_batch
 
+FORM_TYPE = "application/x-www-form-urlencoded"
+MAX_FORM_BYTES = 16_384
 DEFAULT_LIMIT = 60
 MAX_LIMIT = 1000
 SUCCEEDED = ItemFilter(states=(ItemState.SUCCEEDED,))
@@ -137,7 +139,10 @@ class ReviewRoutes:
 
     def poster(self, request: Request) -> StarletteResponse:
         batch = self.store.batches.get(request.path_params["batch_id"])
-        item = _succeeded_item(self.store, batch, int(request.path_params["seq"]))
+        try:
+            item = _succeeded_item(self.store, batch, int(request.path_params["seq"]))
+        except GenbatchError as exc:
+            return PlainTextResponse(str(exc), status_code=_status(exc))
         storage, key = self.batch_storage(batch), poster_key(item)
         try:
             if storage.exists(key):
@@ -150,12 +155,12 @@ class ReviewRoutes:
 
     # -- the actions -------------------------------------------------------------------
     async def review_post(self, request: Request) -> StarletteResponse:
-        form = await request.form()
+        form = await read_form(request)
         why = csrf.refused(request, form)
         if why:
             return PlainTextResponse(why, status_code=403)
-        verdict = _verdict(str(form.get("verdict", "")))
-        seq = _int(str(form.get("seq", "")), 0)
+        verdict = _verdict(form.get("verdict", ""))
+        seq = _int(form.get("seq"), 0)
         if verdict is None or seq < 1:
             return PlainTextResponse("a review needs seq and verdict (kept, rejected or "
                                      "not_reviewed)", status_code=400)
@@ -175,7 +180,7 @@ class ReviewRoutes:
         return self.store.reviews.counts(batch_id, batch.count(Counter.SUCCEEDED))
 
     async def redo_post(self, request: Request) -> StarletteResponse:
-        form = await request.form()
+        form = await read_form(request)
         why = csrf.refused(request, form)
         if why:
             return PlainTextResponse(why, status_code=403)
@@ -297,7 +302,8 @@ document.querySelectorAll('form.verdict').forEach(function (form) {
     ev.preventDefault();
     var data = new FormData(form);
     if (ev.submitter) data.set('verdict', ev.submitter.value);
-    fetch(form.action, {method: 'POST', body: data, credentials: 'same-origin',
+    fetch(form.action, {method: 'POST', body: new URLSearchParams(data),
+                        credentials: 'same-origin',
                         headers: {'Accept': 'application/json'}})
       .then(function (r) { if (!r.ok) throw new Error(r.status); return r.json(); })
       .then(function (res) {
@@ -320,6 +326,18 @@ document.querySelectorAll('form.verdict').forEach(function (form) {
   });
 });
 """
+
+
+async def read_form(request: Request) -> dict[str, str]:
+    """The POST's urlencoded form (what a plain form sends, and the page's script too), the
+    first value of each field; anything else reads as an empty form, which the CSRF check
+    refuses."""
+    if not request.headers.get("content-type", "").startswith(FORM_TYPE):
+        return {}
+    body = await request.body()
+    if len(body) > MAX_FORM_BYTES:
+        return {}
+    return {k: v[0] for k, v in parse_qs(body.decode("utf-8", "replace")).items()}
 
 
 def _succeeded_item(store: JobStore, batch: Batch, seq: int) -> Item:
@@ -350,10 +368,10 @@ def _wants_json(request: Request) -> bool:
     return "application/json" in request.headers.get("accept", "")
 
 
-def _back(request: Request, form: Any) -> str:
+def _back(request: Request, form: Mapping[str, str]) -> str:
     """Where a plain form POST returns to: the page it came from, only on this batch."""
     bid = request.path_params["batch_id"]
-    back = str(form.get("back") or "")
+    back = form.get("back") or ""
     own = f"/batches/{bid}/"
     return back if back.startswith(own) and "//" not in back and "\\" not in back \
         else f"/batches/{bid}/gallery"
