@@ -85,7 +85,7 @@ def test_review_by_custom_id_refuses_unknown_unfinished_and_both(store: JobStore
                                                                  batch: str) -> None:
     with pytest.raises(GenbatchError, match="no item with custom_id 'nope'"):
         client_review.review(store, batch, ["shot-001", "nope"], [])
-    with pytest.raises(GenbatchError, match="shot-007: only a succeeded video .* failed"):
+    with pytest.raises(GenbatchError, match=r"shot-007: only a succeeded video .* failed"):
         client_review.review(store, batch, [], ["shot-007"])
     with pytest.raises(GenbatchError, match="shot-002: given to both"):
         client_review.review(store, batch, ["shot-002"], ["shot-002"])
