@@ -27,6 +27,7 @@ from genbatch.storage.urls import ObjectUrls
 from genbatch.store import JobStore, item_id
 from genbatch.worker.finalize import result_row, write_outputs
 from genbatch.worker.redo import redo_batch, take_key
+from tests.integration.test_cli import run
 from tests.test_dashboard_pages import KEY, custom_id, make_batch
 from tests.test_frames import SAMPLE
 from tests.test_metrics import _url
@@ -290,3 +291,24 @@ def test_a_failed_export_leaves_nothing_behind(store: JobStore, storage: LocalSt
     (tmp_path / "full" / "x").write_text("x")
     with pytest.raises(GenbatchError, match="not an empty folder"):
         export_kept(store, storage, objects, batch, str(tmp_path / "full"))
+
+
+# -- the command line --------------------------------------------------------------------
+def test_cli_review_redo_export_say_one_line_or_json(store: JobStore, storage: LocalStorage,
+                                                     batch: str, tmp_path: Path) -> None:
+    env = {"GENBATCH_REDIS_URL": _url(store), "GENBATCH_STORAGE_URL": str(storage.root)}
+    bad = run(["review", batch, "--keep", "shot-001", "--reject", "nope"], env)
+    marked = run(["review", batch, "--keep", "shot-001,shot-004", "--reject", "shot-002",
+                  "--json"], env)
+    redo = run(["redo", batch, "--json"], env)
+    export = run(["export", batch, "--kept", str(tmp_path / "k.zip"), "--json"], env)
+
+    assert bad.returncode == 2 and bad.stdout == ""
+    assert bad.stderr.strip() == "error: batch b1 has no item with custom_id 'nope'"
+    assert json.loads(marked.stdout) == {
+        "batch_id": batch, "kept": ["shot-001", "shot-004"], "rejected": ["shot-002"],
+        "counts": {"kept": 2, "rejected": 1, "not_reviewed": 3}}
+    assert json.loads(redo.stdout) == {"batch_id": batch, "redone": ["shot-002"],
+                                       "skipped": [], "estimated_cost_usd": 0.25}
+    assert json.loads(export.stdout)["videos"] == 2
+    assert store.items.get(item_id(batch, 2)).state is ItemState.PENDING
