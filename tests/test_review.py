@@ -312,3 +312,18 @@ def test_cli_review_redo_export_say_one_line_or_json(store: JobStore, storage: L
                                        "skipped": [], "estimated_cost_usd": 0.25}
     assert json.loads(export.stdout)["videos"] == 2
     assert store.items.get(item_id(batch, 2)).state is ItemState.PENDING
+
+
+def test_the_python_api_reviews_through_a_batch_handle(store: JobStore, storage: LocalStorage,
+                                                       batch: str) -> None:
+    from genbatch.client import Client
+
+    handle = Client(Settings(redis_url=_url(store), storage_url=str(storage.root))).batch(batch)
+    report = handle.review(keep=["shot-001"], reject=["shot-003"])
+    rows = {r.custom_id: r for r in handle.results()}
+
+    assert report.counts == {"kept": 1, "rejected": 1, "not_reviewed": 4}
+    assert (rows["shot-001"].review, rows["shot-003"].review) == ("kept", "rejected")
+    assert rows["shot-002"].review == "not_reviewed" and rows["shot-002"].takes == 1
+    assert handle.redo().redone == ["shot-003"]
+    assert [r.custom_id for r in handle.rows() if r.takes == 2] == ["shot-003"]

@@ -127,8 +127,8 @@ class ResultRow(BaseModel):
     review: str = Review.NOT_REVIEWED.value  # kept, rejected or not_reviewed
 
     @classmethod
-    def of(cls, item: Mapping[str, str]) -> ResultRow:
-        return cls.model_validate(result_row(item))
+    def of(cls, item: Mapping[str, str], review: Review = Review.NOT_REVIEWED) -> ResultRow:
+        return cls.model_validate(result_row(item, review))
 
     @property
     def succeeded(self) -> bool:
