@@ -327,3 +327,23 @@ def test_the_python_api_reviews_through_a_batch_handle(store: JobStore, storage:
     assert rows["shot-002"].review == "not_reviewed" and rows["shot-002"].takes == 1
     assert handle.redo().redone == ["shot-003"]
     assert [r.custom_id for r in handle.rows() if r.takes == 2] == ["shot-003"]
+
+
+def test_export_kept_to_s3_writes_the_manifest_last_and_cleans_up_a_failure(
+        store: JobStore, storage: LocalStorage, batch: str, s3: str) -> None:
+    import boto3
+
+    bucket = boto3.client("s3", endpoint_url=s3, region_name="us-east-1")
+    objects = ObjectUrls(endpoint_url=s3, region="us-east-1")
+    store.reviews.mark(batch, [2, 4], Review.KEPT)
+
+    report = export_kept(store, storage, objects, batch, "s3://pipeline-out/selects")
+    storage.delete(object_key(batch, custom_id(4)))
+    with pytest.raises(GenbatchError, match="export failed, nothing written"):
+        export_kept(store, storage, objects, batch, "s3://pipeline-out/broken")
+
+    keys = sorted(o["Key"] for o in bucket.list_objects_v2(Bucket="pipeline-out")["Contents"])
+    assert report.videos == 2
+    assert keys == ["selects/manifest.jsonl", "selects/shot-002.mp4", "selects/shot-004.mp4"]
+    body = bucket.get_object(Bucket="pipeline-out", Key="selects/shot-002.mp4")["Body"].read()
+    assert body == b"mp4-bytes-2"
