@@ -233,6 +233,18 @@ def test_redo_is_refused_when_the_budget_has_no_room(store: JobStore, storage: L
     assert store.items.get(item_id(batch, 1)).state is ItemState.SUCCEEDED
 
 
+def test_redo_that_cannot_keep_a_take_redoes_nothing(store: JobStore, storage: LocalStorage,
+                                                      batch: str) -> None:
+    store.reviews.mark(batch, [2, 3], Review.REJECTED)
+    storage.delete(object_key(batch, custom_id(3)))  # the second video is gone
+
+    with pytest.raises(GenbatchError, match=r"shot-003: cannot keep its take 1 .* nothing redone"):
+        redo_batch(store, storage, batch)
+    assert store.reviews.all(batch) == {2: Review.REJECTED, 3: Review.REJECTED}
+    assert {store.items.get(item_id(batch, s)).state for s in (2, 3)} == {ItemState.SUCCEEDED}
+    assert store.batches.get(batch).count(Counter.PENDING) == 4
+
+
 def test_results_rows_and_manifests_carry_the_review(store: JobStore, storage: LocalStorage,
                                                      batch: str) -> None:
     store.reviews.mark(batch, [1], Review.KEPT)

@@ -23,7 +23,7 @@ from genbatch import providers
 from genbatch.errors import ConfigError, GenbatchError, StorageError
 from genbatch.models import BatchStatus, ItemState, Review
 from genbatch.records import Batch, Item
-from genbatch.storage import ObjectStorage, object_key
+from genbatch.storage import ObjectStorage, StoredObject, object_key
 from genbatch.storage.keys import safe_name
 from genbatch.store import JobStore, budget
 from genbatch.store.history import attempt_reset
@@ -55,14 +55,13 @@ def redo_batch(store: JobStore, storage: ObjectStorage, batch_id: str) -> RedoRe
     todo = [i for i in found if i.state is ItemState.SUCCEEDED]
     report = RedoReport(skipped=[i.custom_id for i in found if i.state is not ItemState.SUCCEEDED])
     _check_budget(batch, todo)
-    reopened = False
-    for item in todo:
-        if not store.reviews.take_rejected(batch_id, item.seq):
-            continue  # another redo took it
-        if not reopened:  # before the first item is queued, so the batch finishes again
-            store.batches.reopen(batch_id)
-            reopened = True
-        if _requeue(store, storage, item):
+    claimed = [i for i in todo if store.reviews.take_rejected(batch_id, i.seq)]  # else: taken
+    kept = _keep_takes(store, storage, claimed)
+    for item in claimed:
+        # Reopened before each item is queued (a no-op once open), so the batch cannot be
+        # finalized between the two and every redone item is in the finish it waits for.
+        store.batches.reopen(batch_id)
+        if _requeue(store, item, kept[item.seq]):
             report.redone.append(item.custom_id)
             report.estimate_usd += item.est_cost or 0.0
         else:
@@ -81,25 +80,35 @@ def _check_budget(batch: Batch, items: list[Item]) -> None:
             f"`genbatch retry {batch.id} --budget USD` first")
 
 
-def _requeue(store: JobStore, storage: ObjectStorage, item: Item) -> bool:
-    """Keep the item's take, then succeeded → pending with a new seed, on its queue in the
+def _keep_takes(store: JobStore, storage: ObjectStorage,
+                items: list[Item]) -> dict[int, StoredObject]:
+    """Copy each item's video to its take key, all before any item is queued (copies take
+    time; queueing does not). On a failure the claimed items are rejected again and nothing
+    is queued."""
+    kept: dict[int, StoredObject] = {}
+    for item in items:
+        try:
+            kept[item.seq] = storage.put_stream(take_key(item, item.takes),
+                                                _chunks(storage, item))
+        except StorageError as exc:
+            store.reviews.mark(item.batch_id, [i.seq for i in items], Review.REJECTED)
+            raise GenbatchError(f"{item.custom_id}: cannot keep its take {item.takes} before "
+                                f"the redo, nothing redone: {exc}") from None
+    return kept
+
+
+def _requeue(store: JobStore, item: Item, kept: StoredObject) -> bool:
+    """succeeded → pending with a new seed, its take in the history, on its queue in the
     same step. False when the item left `succeeded` meanwhile."""
-    take = item.takes
-    try:
-        kept = storage.put_stream(take_key(item, take), _chunks(storage, item))
-    except StorageError as exc:
-        store.reviews.mark(item.batch_id, [item.seq], Review.REJECTED)
-        raise GenbatchError(f"{item.custom_id}: cannot keep its take {take} before the redo: "
-                            f"{exc}") from None
     fields = attempt_reset(item)
     history = json.loads(fields["history"])
-    history[-1].update(take=take, output_uri=kept.uri, sha256=item.get("sha256"),
+    history[-1].update(take=item.takes, output_uri=kept.uri, sha256=item.get("sha256"),
                        seed=item.get("seed") or None, cost=item.get("cost") or None,
                        review=Review.REJECTED.value)
     request = json.loads(item.get("req") or "{}")
     request["seed"] = new_seed(item)
-    fields.update(history=json.dumps(history), req=json.dumps(request), takes=str(take + 1),
-                  seed=str(request["seed"]))
+    fields.update(history=json.dumps(history), req=json.dumps(request),
+                  takes=str(item.takes + 1), seed=str(request["seed"]))
     return store.items.transition(item.id, [ItemState.SUCCEEDED], ItemState.PENDING,
                                   timer="-", fields=fields, queue="back").applied
 
