@@ -82,6 +82,18 @@ def test_verdicts_are_kept_per_batch_and_redo_claims_a_rejection_once(store: Job
     assert store.reviews.all(batch) == {1: Review.KEPT}
 
 
+def test_a_page_of_one_verdict_walks_from_a_cursor(store: JobStore, batch: str) -> None:
+    store.reviews.mark(batch, [6, 2, 4, 1], Review.REJECTED)
+    store.reviews.mark(batch, [4], Review.KEPT)  # moves from rejected to kept
+
+    assert store.reviews.page(batch, Review.REJECTED, 2) == ([1, 2], True)
+    assert store.reviews.page(batch, Review.REJECTED, 2, after=2) == ([6], False)
+    assert store.reviews.page(batch, Review.REJECTED, 2, before=6) == ([1, 2], False)
+    assert store.reviews.page(batch, Review.REJECTED, 1, before=6) == ([2], True)
+    assert store.reviews.page(batch, Review.KEPT, 5) == ([4], False)
+    assert store.reviews.counts(batch, 6) == {"kept": 1, "rejected": 3, "not_reviewed": 2}
+
+
 def test_review_by_custom_id_refuses_unknown_unfinished_and_both(store: JobStore,
                                                                  batch: str) -> None:
     with pytest.raises(GenbatchError, match="no item with custom_id 'nope'"):
@@ -140,6 +152,12 @@ def test_one_click_keep_and_reject_update_counts_and_filters(client: TestClient,
     assert not_video.status_code == 409
     assert store.reviews.all("b1") == {1: Review.KEPT, 3: Review.REJECTED}
     assert re.findall(r'id="tile-(\d+)"', kept) == ["1"]
+    first = client.get("/batches/b1/gallery?review=kept&limit=1")
+    client.post("/batches/b1/review", data={"csrf": token, "seq": "5", "verdict": "kept"},
+                headers=ORIGIN)
+    paged = client.get("/batches/b1/gallery?review=kept&limit=1&after=1").text
+    assert "after=1" not in first.text  # one kept video then: no next page
+    assert re.findall(r'id="tile-(\d+)"', paged) == ["5"] and "before=5" in paged
     assert re.findall(r'id="tile-(\d+)"', rejected) == ["3"]
     assert re.findall(r'id="tile-(\d+)"', unreviewed) == ["2", "4"]
     assert "review=not_reviewed&amp;limit=2&amp;after=4\">next" in unreviewed

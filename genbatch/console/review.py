@@ -109,26 +109,28 @@ class ReviewRoutes:
                                          before=before)
         if verdict is Review.NOT_REVIEWED:
             return self._unreviewed(batch, limit, after)
-        marked = sorted(s for s, v in self.store.reviews.all(batch.id).items() if v is verdict)
-        chosen = ([s for s in marked if s < before][-limit:] if before
-                  else [s for s in marked if s > after][:limit])
-        items = [i for i in self.store.pages.fetch(batch.id, chosen)
+        seqs, more = self.store.reviews.page(batch.id, verdict, limit, after=after,
+                                             before=before)
+        items = [i for i in self.store.pages.fetch(batch.id, seqs)
                  if i.state is ItemState.SUCCEEDED]
-        more = bool(chosen) and chosen[-1] < marked[-1]
-        return Page(items, next_after=chosen[-1] if more else None,
-                    prev_before=chosen[0] if chosen and chosen[0] > marked[0] else None)
+        if not seqs:
+            return Page(items, prev_before=before if before and before > 1 else None)
+        later = more if before is None else True  # came back from a later page
+        earlier = more if before is not None else bool(after)
+        return Page(items, next_after=seqs[-1] if later else None,
+                    prev_before=seqs[0] if earlier else None)
 
     def _unreviewed(self, batch: Batch, limit: int, after: int) -> Page:
         """Succeeded items without a verdict, walking pages of succeeded items until
         `limit` are found or the batch ends (forward only: "previous" is the first page)."""
-        judged = set(self.store.reviews.all(batch.id))
         items: list[Item] = []
         cursor: int | None = after
         while cursor is not None and len(items) < limit:
             walk = self.store.pages.page(batch.id, batch.total, SUCCEEDED, limit, after=cursor)
             cursor = walk.next_after
+            verdicts = self.store.reviews.of(batch.id, [i.seq for i in walk.items])
             for n, item in enumerate(walk.items):
-                if item.seq in judged:
+                if verdicts[item.seq] is not Review.NOT_REVIEWED:
                     continue
                 items.append(item)
                 if len(items) == limit:  # more may follow in this walk or after it

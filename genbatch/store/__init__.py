@@ -29,8 +29,8 @@ Keys (prefix `gb:` by default):
     gentime                  learned generation times (store/limits.py)
     metrics:{name}, metrics:batch:{bid}, metrics:hist:{name}   counters and histograms for
                              Prometheus (store/counters.py)
-    review:{bid}             hash item seq -> kept | rejected: review verdicts
-                             (store/review.py)
+    review:{bid}:kept, review:{bid}:rejected   review verdicts: zsets of item seqs
+                             scored by seq (store/review.py)
     series:{bid}             a bounded time series of the batch's counters (store/series.py)
     notify                   zset of batch-finished events due for delivery (store/outbox.py)
     health:{account}         account health: state, failure streaks (store/health.py)
