@@ -372,6 +372,8 @@ def test_export_kept_to_s3_writes_the_manifest_last_and_cleans_up_a_failure(
     with pytest.raises(GenbatchError, match="export failed, nothing written"):
         export_kept(store, storage, objects, batch, "s3://pipeline-out/broken")
 
+    with pytest.raises(GenbatchError, match="already holds an export"):
+        export_kept(store, storage, objects, batch, "s3://pipeline-out/selects")
     keys = sorted(o["Key"] for o in bucket.list_objects_v2(Bucket="pipeline-out")["Contents"])
     assert report.videos == 2
     assert keys == ["selects/manifest.jsonl", "selects/shot-002.mp4", "selects/shot-004.mp4"]

@@ -136,6 +136,9 @@ def _to_zip(items: list[Item], source: ObjectStorage, dest: Path) -> ExportRepor
 
 def _to_objects(items: list[Item], source: ObjectStorage, folder: ObjectStorage,
                 dest: str) -> ExportReport:
+    if folder.exists(MANIFEST):
+        raise GenbatchError(f"--kept {dest}: already holds an export ({MANIFEST}); name a "
+                            "new prefix")
     written: list[str] = []
 
     def put(name: str, chunks: Iterator[bytes]) -> int:
