@@ -164,6 +164,24 @@ def test_one_click_keep_and_reject_update_counts_and_filters(client: TestClient,
     assert 'id="redo">Redo rejected (1)' in rejected
 
 
+def test_redo_rejected_from_the_page(client: TestClient, store: JobStore) -> None:
+    store.reviews.mark("b1", [2], Review.REJECTED)
+    token = _token(client.get("/batches/b1/gallery").text)
+
+    redone = client.post("/batches/b1/redo", data={"csrf": token}, headers=ORIGIN,
+                         follow_redirects=False)
+    page = client.get(redone.headers["location"]).text
+    again = client.post("/batches/b1/redo", data={"csrf": token},
+                        headers={**ORIGIN, "Accept": "application/json"})
+
+    assert redone.status_code == 303 and redone.headers["location"].endswith("?redone=1")
+    assert '<p class="notice" id="redone">1 rejected videos queued again' in page
+    assert 'id="tile-2"' not in page and 'id="redo" disabled>' in page
+    assert again.json() == {"batch_id": "b1", "redone": [], "skipped": [],
+                            "estimated_cost_usd": 0.0}
+    assert store.items.get(item_id("b1", 2)).state is ItemState.PENDING
+
+
 def test_posts_without_token_or_from_another_origin_are_refused(client: TestClient,
                                                                 store: JobStore) -> None:
     token = _token(client.get("/batches/b1/gallery").text)

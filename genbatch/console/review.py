@@ -44,7 +44,7 @@ from genbatch.storage.keys import safe_name
 from genbatch.store import JobStore
 from genbatch.store.pages import ItemFilter, Page
 from genbatch.worker.finalize import provider_model
-from genbatch.worker.redo import redo_batch
+from genbatch.worker.redo import RedoReport, redo_batch
 
 FORM_TYPE = "application/x-www-form-urlencoded"
 MAX_FORM_BYTES = 16_384
@@ -188,9 +188,7 @@ class ReviewRoutes:
             return PlainTextResponse(why, status_code=403)
         bid = request.path_params["batch_id"]
         try:
-            batch = await run_in_threadpool(self.store.batches.get, bid)
-            report = await run_in_threadpool(redo_batch, self.store, self.batch_storage(batch),
-                                             bid)
+            report = await run_in_threadpool(self._redo, bid)
         except GenbatchError as exc:
             return PlainTextResponse(str(exc), status_code=_status(exc))
         if _wants_json(request):
@@ -199,6 +197,11 @@ class ReviewRoutes:
                                  "estimated_cost_usd": round(report.estimate_usd, 6)})
         return RedirectResponse(f"/batches/{bid}/gallery?redone={len(report.redone)}",
                                 status_code=303)
+
+
+    def _redo(self, batch_id: str) -> RedoReport:
+        batch = self.store.batches.get(batch_id)
+        return redo_batch(self.store, self.batch_storage(batch), batch_id)
 
 
 @dataclass(frozen=True, slots=True)
