@@ -1,5 +1,6 @@
-"""The batch page and the items API on a 100k-item batch: how long each request takes,
-against loading every item of the batch once (what a page that loaded all would cost).
+"""The batch page, the items API and the review page on a 100k-item batch: how long each
+request takes, against loading every item of the batch once (what a page that loaded all
+would cost); then a poster decoded against one read back from storage.
 
     .venv/bin/python benchmarks/dashboard.py [--items 100000] [--runs 7]
 
@@ -25,6 +26,7 @@ from starlette.testclient import TestClient
 from genbatch.config import Settings
 from genbatch.console.dashboard import create_app
 from genbatch.demo.redis_server import start_redis
+from genbatch.models import Review
 from genbatch.storage import LocalStorage
 from genbatch.store import JobStore
 
@@ -60,6 +62,10 @@ def fill(store: JobStore, n: int) -> None:
     for start in range(1, n + 1, CHUNK):
         store.ingest.add_items(BID, [record(i) for i in range(start, min(start + CHUNK, n + 1))])
     store.ingest.commit(BID, ["novita", "byteplus"])
+    verdicts = [(i, Review.KEPT if i % 20 < 2 else Review.REJECTED)  # 10 % kept, 5 % rejected
+                for i in range(1, n + 1) if state_of(i) == "succeeded" and i % 20 < 3]
+    for verdict in (Review.KEPT, Review.REJECTED):
+        store.reviews.mark(BID, [i for i, v in verdicts if v is verdict], verdict)
     t0 = time.time() - 3600
     for k in range(2000):  # an hour of samples: the series thins itself to its cap
         store.series.sample([BID], t0 + k * 1.8, 1.0)
@@ -108,7 +114,10 @@ def run(url: str, tmp: Path, n: int, runs: int) -> None:
         ("items: search custom_id 'shot-0999' (rare)", f"{api}?q=shot-0999&after=99000"),
         ("items: search with no match (one budget)", f"{api}?q=nothing-like-this"),
         ("items table (HTML), 50", f"/batches/{BID}/items"),
-        ("gallery (HTML), 24 videos", f"/batches/{BID}/gallery"),
+        ("review page (HTML), 60 videos", f"/batches/{BID}/gallery"),
+        ("review page (HTML), 1,000 videos", f"/batches/{BID}/gallery?limit=1000"),
+        ("review page: rejected (5 %), 60", f"/batches/{BID}/gallery?review=rejected"),
+        ("review page: not reviewed, 60", f"/batches/{BID}/gallery?review=not_reviewed"),
     ]
     rows = []
     with TestClient(app) as client:
@@ -123,6 +132,25 @@ def run(url: str, tmp: Path, n: int, runs: int) -> None:
     print("|---|---|---|---|")
     for label, shown, ms in rows:
         print(f"| {label} | {shown} | {ms:,.1f} | {ms / full:.4f} |")
+    posters(tmp, runs)
+
+
+def posters(tmp: Path, runs: int) -> None:
+    """A poster decoded from its video (a tile's first view) against the stored JPEG read
+    back (every later view), on the simulator's sample video (64x64, 1 s: a real 720p
+    video costs more to decode, not less)."""
+    from genbatch.console.review import make_poster
+    from genbatch.records import Item
+    from genbatch.simulator import media
+
+    storage = LocalStorage(tmp / "posters")
+    storage.put_bytes("p/v.mp4", (media.ASSETS / "sample.mp4").read_bytes(), "video/mp4")
+    item = Item({"batch": "p", "custom_id": "v", "seq": "1"})
+    storage.put_bytes("p/posters/v.jpg", make_poster(storage, item), "image/jpeg")
+    decode = median_ms(lambda: make_poster(storage, item), runs)
+    stored = median_ms(lambda: storage.get_bytes("p/posters/v.jpg"), runs)
+    print(f"\nposter: decoded {decode:.2f} ms, stored JPEG read {stored:.3f} ms "
+          f"(decoding is {decode / stored:.0f}x the read a later view does)")
 
 
 if __name__ == "__main__":

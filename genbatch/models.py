@@ -187,3 +187,11 @@ class NotifyStatus(StrEnum):
 
 # A batch in one of these is done: its output manifests are written.
 FINISHED_STATUSES = frozenset({BatchStatus.COMPLETED, BatchStatus.CANCELLED})
+
+
+class Review(StrEnum):
+    """A person's verdict on a succeeded video (the review page, `genbatch review`)."""
+
+    KEPT = "kept"
+    REJECTED = "rejected"
+    NOT_REVIEWED = "not_reviewed"  # no verdict yet, or redone since

@@ -36,6 +36,7 @@ The item schema (fields of `item:{bid}:{seq}`):
     output_uri, sha256, bytes       the stored video
     finished_at, error_code, error_message, last_error   how it ended / the last problem
     history, failed_over_from, failed_over_at, fallback_used   past attempts (store/history)
+    takes                           videos generated for it: 1 + each redo of a rejected one
     reserved_micro                  the budget reservation it holds (micro-USD)
     submit_host, download_host      the host whose worker sent the current attempt's submit,
                                     and the one that stored its video (GENBATCH_HOSTNAME)
@@ -159,6 +160,7 @@ class Item(dict[str, str]):
         self.last_frame_url = get("last_frame_url") or ""
         self.last_frame = get("last_frame") or ""
         self.input_frame = get("input_frame") or ""
+        self.takes = max(1, _int(get("takes")))  # videos generated: 1 + redos (worker/redo.py)
 
     @classmethod
     def view(cls, record: Mapping[str, str]) -> Item:

@@ -15,6 +15,7 @@ from genbatch.models import PRIORITIES
 from genbatch.providers.validation import SERVICE_TIERS
 
 COMMANDS = ["submit", "status", "watch", "results", "cancel", "retry", "reconcile", "notify",
+            "review", "redo", "export",
             "providers", "worker", "scheduler", "simulate", "redis", "demo", "dashboard",
             "webhooks", "accounts"]
 

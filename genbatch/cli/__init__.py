@@ -1,8 +1,8 @@
 """The `genbatch` command line, one module per group of commands: `submitting`, `inspecting`
-(status, watch, results), `operations` (cancel, retry, reconcile, notify), `accounts`,
-`providers` and `processes` (worker, scheduler, servers, demo); `shared` holds what they
-share. The commands are registered here, in the order `genbatch --help` lists them. User
-mistakes end in one clear line and a non-zero exit."""
+(status, watch, results), `operations` (cancel, retry, reconcile, notify), `review` (review,
+redo, export), `accounts`, `providers` and `processes` (worker, scheduler, servers, demo);
+`shared` holds what they share. The commands are registered here, in the order `genbatch
+--help` lists them. User mistakes end in one clear line and a non-zero exit."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 
 from genbatch import __version__
-from genbatch.cli import inspecting, operations, processes, providers, submitting
+from genbatch.cli import inspecting, operations, processes, providers, review, submitting
 from genbatch.cli.accounts import accounts_app
 from genbatch.cli.shared import errors_as_exit
 
@@ -27,6 +27,9 @@ app.command()(operations.cancel)
 app.command()(operations.retry)
 app.command()(operations.reconcile)
 app.command()(operations.notify)
+app.command()(review.review)
+app.command()(review.redo)
+app.command()(review.export)
 app.add_typer(accounts_app, name="accounts")
 app.command()(providers.providers)
 app.command()(processes.worker)

@@ -36,20 +36,23 @@ from genbatch.config import Settings, load_settings
 from genbatch.console.detail import ErrorCount
 from genbatch.errors import GenbatchError, StorageError, StoreError
 from genbatch.models import Counter as BatchCounter
-from genbatch.models import ItemState
+from genbatch.models import ItemState, Review
 from genbatch.providers import accounts as provider_accounts
 from genbatch.records import Batch
 from genbatch.store import JobStore
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Mapping, Sequence
 
+    from genbatch.client.export import ExportReport
+    from genbatch.client.review import ReviewReport
     from genbatch.console.health import Diagnosis
     from genbatch.storage import ObjectStorage
     from genbatch.storage.urls import ObjectUrls
     from genbatch.store.heartbeats import Beat
     from genbatch.worker.control import CancelReport, RetryReport
     from genbatch.worker.reconcile import BatchReport
+    from genbatch.worker.redo import RedoReport
     from genbatch.worker.runtime import Runtime
 
 __all__ = ["AccountsReport", "BatchHandle", "BatchInfo", "Client", "ErrorCount",
@@ -283,9 +286,10 @@ class Client:
         from genbatch.worker.finalize import result_row
 
         record = self.record(batch_id)
+        reviews = self.store.reviews.all(batch_id)
         for item in self.store.items.of_batch(batch_id, record.total):
             if not failed_only or item.state is not ItemState.SUCCEEDED:
-                yield result_row(item)
+                yield result_row(item, reviews.get(item.seq, Review.NOT_REVIEWED))
 
     def write_results(self, batch_id: str, path: Path, failed_only: bool = False) -> int:
         """Write every row (results and errors; with `failed_only`, the items that did not
@@ -394,6 +398,54 @@ class Client:
         from genbatch.worker.reconcile import reconcile_batch
 
         return reconcile_batch(self._runtime(), batch_id)
+
+    # -- review and redo (client/review.py, worker/redo.py, client/export.py) ---------
+    def review(self, batch_id: str, keep: Sequence[str] = (),
+               reject: Sequence[str] = ()) -> ReviewReport:
+        """Mark videos kept or rejected by custom_id (nothing is written when one is unknown
+        or not succeeded); a finished batch's output manifests are written again with the
+        verdicts."""
+        from genbatch.client import review
+
+        report = review.review(self.store, batch_id, keep, reject)
+        if self.record(batch_id).finished:
+            self._rewrite_outputs(batch_id)
+        return report
+
+    def redo(self, batch_id: str) -> RedoReport:
+        """Generate the rejected videos again with a new seed, as new attempts of the same
+        items in the same batch (budget-checked; each paid once; the earlier take kept in
+        the item's history). The batch reopens and finishes again."""
+        from genbatch.worker.redo import redo_batch
+
+        return redo_batch(self.store, self.batch_storage(batch_id), batch_id)
+
+    def export_kept(self, batch_id: str, dest: str | Path) -> ExportReport:
+        """Copy the kept videos to `dest` (a new folder, `s3://bucket/prefix` or a `.zip`)
+        with a manifest.jsonl of them; nothing half-written is left on failure."""
+        from genbatch.client.export import export_kept
+
+        return export_kept(self.store, self.batch_storage(batch_id), self.objects, batch_id,
+                           str(dest))
+
+    def batch_storage(self, batch_id: str) -> ObjectStorage:
+        """Where the batch keeps its videos: its --output folder, else the storage."""
+        from genbatch.storage.folder import BatchFolder
+
+        url = self.record(batch_id).get("output_url")
+        return BatchFolder(self.objects.folder(url), batch_id) if url else self.storage
+
+    def _rewrite_outputs(self, batch_id: str) -> None:
+        from genbatch.worker.finalize import write_outputs
+
+        total = self.record(batch_id).total
+        files = write_outputs(self.batch_storage(batch_id), batch_id,
+                              self.store.items.of_batch(batch_id, total),
+                              presign_s=self.settings.presign_results_s,
+                              reviews=self.store.reviews.all(batch_id))
+        self.store.batches.set_fields(batch_id, {
+            "results_jsonl": files.results_jsonl, "results_csv": files.results_csv,
+            "errors_jsonl": files.errors_jsonl})
 
     def resend_notify(self, batch_id: str) -> str:
         """Queue a finished batch's --notify event for delivery again; returns its id (""

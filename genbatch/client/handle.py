@@ -7,18 +7,23 @@ and to keep; it holds no state of its own beyond the id (and the submit's outcom
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Protocol
 
 from genbatch.client.rows import BatchInfo, ErrorRow, ResultRow
 from genbatch.errors import WaitTimeout
-from genbatch.models import ItemState
+from genbatch.models import ItemState, Review
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
+    from genbatch.client.export import ExportReport
     from genbatch.client.outcomes import SubmitOutcome
+    from genbatch.client.review import ReviewReport
     from genbatch.records import Batch
     from genbatch.store import JobStore
     from genbatch.worker.control import CancelReport, RetryReport
+    from genbatch.worker.redo import RedoReport
 
 ProgressCallback = Callable[[BatchInfo], None]
 
@@ -37,9 +42,16 @@ class BatchOps(Protocol):
               budget_usd: float | None = None, *, regenerate: bool = False
               ) -> RetryReport: ...
 
+    def review(self, batch_id: str, keep: Sequence[str] = ...,
+               reject: Sequence[str] = ...) -> ReviewReport: ...
+
+    def redo(self, batch_id: str) -> RedoReport: ...
+
+    def export_kept(self, batch_id: str, dest: str | Path) -> ExportReport: ...
+
 
 class BatchHandle:
-    """One batch: its status, waiting for it, its rows, cancel and retry."""
+    """One batch: its status, waiting for it, its rows, cancel and retry, review and redo."""
 
     def __init__(self, client: BatchOps, batch_id: str,
                  submitted: SubmitOutcome | None = None) -> None:
@@ -79,15 +91,17 @@ class BatchHandle:
     def rows(self) -> Iterator[ResultRow]:
         """Every item, in manifest order, as a results row (what `results --json` prints)."""
         total = self._client.record(self.id).total
+        reviews = self._client.store.reviews.all(self.id)
         for item in self._client.store.items.of_batch(self.id, total):
-            yield ResultRow.of(item)
+            yield ResultRow.of(item, reviews.get(item.seq, Review.NOT_REVIEWED))
 
     def results(self) -> Iterator[ResultRow]:
         """The items that succeeded, in manifest order (results.jsonl once finished)."""
         total = self._client.record(self.id).total
+        reviews = self._client.store.reviews.all(self.id)
         for item in self._client.store.items.of_batch(self.id, total):
             if item.state is ItemState.SUCCEEDED:
-                yield ResultRow.of(item)
+                yield ResultRow.of(item, reviews.get(item.seq, Review.NOT_REVIEWED))
 
     def errors(self) -> Iterator[ErrorRow]:
         """Every other item, in manifest order (errors.jsonl once finished; while the batch
@@ -109,3 +123,15 @@ class BatchHandle:
         states = tuple(s for s, on in ((ItemState.FAILED, failed), (ItemState.EXPIRED, expired),
                                        (ItemState.AMBIGUOUS, ambiguous)) if on)
         return self._client.retry(self.id, states, budget_usd=budget_usd)
+
+    def review(self, keep: Sequence[str] = (), reject: Sequence[str] = ()) -> ReviewReport:
+        """Mark videos kept or rejected by custom_id (docs/review.md)."""
+        return self._client.review(self.id, keep, reject)
+
+    def redo(self) -> RedoReport:
+        """Generate the rejected videos again with a new seed, in this batch."""
+        return self._client.redo(self.id)
+
+    def export_kept(self, dest: str | Path) -> ExportReport:
+        """Copy the kept videos with a manifest.jsonl to a folder, `s3://…` or a `.zip`."""
+        return self._client.export_kept(self.id, dest)

@@ -10,7 +10,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from genbatch.console.views import batch_summary
-from genbatch.models import ItemState
+from genbatch.models import ItemState, Review
 from genbatch.records import Batch, Item
 from genbatch.worker.finalize import error_row, original_row, result_row
 
@@ -100,6 +100,12 @@ class Attempt(BaseModel):
     state: str | None
     error_code: str | None
     error_message: str | None
+    # a take a redo replaced (worker/redo.py): its number, kept video, seed, cost, verdict
+    take: int | None = None
+    output_uri: str | None = None
+    seed: int | None = None
+    cost_usd: float | None = None
+    review: str | None = None
 
 
 class ResultRow(BaseModel):
@@ -127,10 +133,12 @@ class ResultRow(BaseModel):
     possibly_paid_twice: bool = False  # a Redis restart may have lost a submit of it
     failed_over_from: str | None
     attempt_history: list[Attempt]
+    takes: int = 1  # videos generated: 1 + each redo
+    review: str = Review.NOT_REVIEWED.value  # kept, rejected or not_reviewed
 
     @classmethod
-    def of(cls, item: Mapping[str, str]) -> ResultRow:
-        return cls.model_validate(result_row(item))
+    def of(cls, item: Mapping[str, str], review: Review = Review.NOT_REVIEWED) -> ResultRow:
+        return cls.model_validate(result_row(item, review))
 
     @property
     def succeeded(self) -> bool:

@@ -9,8 +9,10 @@
     /batches/{id}/…       one batch: its page, items, gallery, files (console/routes.py)
 
 Everything is read from Redis (and storage) on each request, so any number of these
-processes can run. It only reads: every route answers GET/HEAD alone. With
-GENBATCH_DASHBOARD_BASIC_AUTH (`user:password`) every route asks for it.
+processes can run. It reads, but for the review page's POSTs (keep / reject, redo
+rejected: console/review.py), each checked for origin and CSRF token (console/csrf.py).
+With GENBATCH_DASHBOARD_BASIC_AUTH (`user:password`) every route asks for it, POSTs
+included.
 """
 
 from __future__ import annotations
@@ -37,11 +39,15 @@ from genbatch.console import files
 from genbatch.console.batch_page import RESULT_FILES, batch_view
 from genbatch.console.html import counts_bar, duration, esc, page
 from genbatch.console.items_page import BadQuery
+from genbatch.console.review import ReviewRoutes
 from genbatch.console.routes import BatchRoutes
 from genbatch.console.views import STATE_COLUMNS
 from genbatch.errors import NotFoundError
 from genbatch.providers import accounts as provider_accounts
+from genbatch.records import Batch
 from genbatch.storage import ObjectStorage, batch_key, open_storage
+from genbatch.storage.folder import BatchFolder
+from genbatch.storage.urls import ObjectUrls
 from genbatch.store import JobStore
 
 log = logging.getLogger(__name__)
@@ -105,9 +111,16 @@ def create_app(settings: Settings, store: JobStore | None = None,
 
     batch_routes = BatchRoutes(js, get_storage, limits, accounts, settings.aimd_recover_s,
                                accounts_by_provider(settings))
+    objects = ObjectUrls(endpoint_url=settings.s3_endpoint_url, region=settings.s3_region)
+
+    def batch_storage(batch: Batch) -> ObjectStorage:
+        url = batch.get("output_url")
+        return BatchFolder(objects.folder(url), batch.id) if url else get_storage()
+
     routes = [
         Route("/", home), Route("/api/batches", api_batches), Route("/metrics", metrics_text),
         Route("/results/{batch_id}/{name}", result_file), *batch_routes.routes(),
+        *ReviewRoutes(js, batch_storage).routes(),
     ]
     middleware = []
     if settings.dashboard_basic_auth is not None:

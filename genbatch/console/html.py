@@ -65,6 +65,7 @@ def esc(value: object) -> str:
 def page(title: str, body: str, *, refresh_s: int | None = None) -> str:
     refresh = f'<meta http-equiv="refresh" content="{refresh_s}">' if refresh_s else ""
     return (f'<!doctype html>\n<html lang="en"><head><meta charset="utf-8">{refresh}'
+            '<meta name="viewport" content="width=device-width, initial-scale=1">'
             f"<title>{esc(title)}</title><style>{CSS}</style></head>\n<body>\n{body}\n"
             "</body></html>\n")
 

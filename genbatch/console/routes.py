@@ -1,10 +1,10 @@
-"""The dashboard's pages and APIs about one batch; every handler is a read (GET/HEAD).
+"""The dashboard's pages and APIs about one batch; every handler here is a read (GET/HEAD).
 
     /batches/{id}                    the batch page     /api/batches/{id}      as JSON
     /batches/{id}/items              items table        /api/batches/{id}/items
     /batches/{id}/items/{seq}        item detail        /api/batches/{id}/items/{seq}
     /batches/{id}/items/{seq}/input  the item's input image (stored, or a redirect to its URL)
-    /batches/{id}/gallery            succeeded videos beside their inputs
+    /batches/{id}/gallery            the review page (console/review.py, with its POSTs)
     /batches/{id}/files/{name}       a file directly under the batch's prefix (videos)
     /batches/{id}/view/{file}        results.jsonl / errors.jsonl as a table
 """
@@ -24,7 +24,6 @@ from genbatch import metrics
 from genbatch.console import batch_page, files, gallery, items_page
 from genbatch.console.health import diagnose
 from genbatch.errors import NotFoundError, StorageError
-from genbatch.models import ItemState
 from genbatch.records import Batch, Item
 from genbatch.storage import ObjectStorage, batch_key
 from genbatch.store import JobStore
@@ -53,7 +52,6 @@ class BatchRoutes:
                 Route(b + "/items/{seq:int}", self.item_html),
                 Route("/api" + b + "/items/{seq:int}", self.item_json),
                 Route(b + "/items/{seq:int}/input", self.item_input),
-                Route(b + "/gallery", self.gallery_html),
                 Route(b + "/files/{name:path}", self.batch_file),
                 Route(b + "/view/{name}", self.results_table)]
 
@@ -127,12 +125,7 @@ class BatchRoutes:
             return RedirectResponse(ref, status_code=307)
         return files.stored_object(self.storage(), ref)
 
-    # -- gallery and files -------------------------------------------------------------------
-    def gallery_html(self, request: Request) -> Response:
-        batch, _, page, _ = self._page(request, ItemFilter(states=(ItemState.SUCCEEDED,)),
-                                       gallery.GALLERY_LIMIT)
-        return HTMLResponse(gallery.render_gallery(batch.id, page))
-
+    # -- files -------------------------------------------------------------------------
     def batch_file(self, request: Request) -> Response:
         batch = self._batch(request)
         return files.batch_file(self.storage(), batch.id, request.path_params["name"])

@@ -32,6 +32,8 @@ Keys (prefix `gb:` by default):
                              Prometheus (store/counters.py)
     hosts:{bid}              hash `<step>:<host>` -> items that host moved through that
                              step (submitted, downloaded): who served the batch (batches.py)
+    review:{bid}:kept, review:{bid}:rejected   review verdicts: zsets of item seqs
+                             scored by seq (store/review.py)
     series:{bid}             a bounded time series of the batch's counters (store/series.py)
     notify                   zset of batch-finished events due for delivery (store/outbox.py)
     health:{account}         account health: state, failure streaks (store/health.py)
@@ -53,7 +55,7 @@ the server's clock and durability), items (item records and the TRANSITION state
 batches (batch records, status compare-and-set, budget), queues (dispatch, pending lists,
 round-robins, in-flight counts, cooldowns), writer (the ingest path: create, write, commit
 or discard a batch), history (attempts), budget, limits (rate limits, generation times),
-health, heartbeats, counters, outbox, pages, series, memo, locks, monitor, scripts (the one
+health, heartbeats, counters, outbox, pages, review, series, memo, locks, monitor, scripts (the one
 loader of `lua/*.lua`).
 
 A Celery message only ever carries an item or batch id; losing or duplicating one is
@@ -85,6 +87,7 @@ from genbatch.store.pages import Pages
 from genbatch.store.queues import DispatchAccount, Dispatched, Queues
 from genbatch.store.reconcile import ReconcileBook
 from genbatch.store.restarts import Restart, Restarts
+from genbatch.store.review import Reviews
 from genbatch.store.series import Series
 from genbatch.store.submissions import Submissions
 from genbatch.store.writer import Duplicate, Ingest
@@ -231,3 +234,8 @@ class JobStore:
     def pages(self) -> Pages:
         """Filtered pages of a batch's items (`store/pages.py`)."""
         return Pages(self._r, self.prefix)
+
+    @functools.cached_property
+    def reviews(self) -> Reviews:
+        """Review verdicts (kept / rejected) of a batch's videos (`store/review.py`)."""
+        return Reviews(self._r, self.prefix)

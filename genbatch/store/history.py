@@ -1,7 +1,8 @@
 """An item's attempts: the fields that describe one attempt, and the history of past ones.
 
 An item record keeps its current attempt in plain fields (`remote_id`, `error_code`, …)
-and every earlier attempt as one JSON list in `history`. A new attempt (retry, resume,
+and every earlier attempt as one JSON list in `history`; an earlier take that a redo
+replaced (worker/redo.py) also keeps its video, seed and cost there. A new attempt (retry, resume,
 failover) appends the current one to that list and clears its fields (`attempt_reset`); the
 output manifests read the whole list back (`attempt_history`).
 """
@@ -57,6 +58,7 @@ def attempt_history(item: Mapping[str, str]) -> list[dict[str, Any]]:
             "state": entry.get("state") or None,
             "error_code": entry.get("error_code") or None,
             "error_message": entry.get("error_message") or None,
+            **_take(entry),
         })
     rows.reverse()
     rows.append({
@@ -67,6 +69,23 @@ def attempt_history(item: Mapping[str, str]) -> list[dict[str, Any]]:
         "error_message": item.get("error_message") or None,
     })
     return rows
+
+
+def _take(entry: Mapping[str, Any]) -> dict[str, Any]:
+    """A redone take's own fields (worker/redo.py): its number, kept video, seed, cost."""
+    if not entry.get("take"):
+        return {}
+    cost = entry.get("cost")
+    return {"take": entry["take"], "output_uri": entry.get("output_uri") or None,
+            "sha256": entry.get("sha256") or None, "seed": _int_or_none(entry.get("seed")),
+            "cost_usd": float(cost) if cost else None, "review": entry.get("review") or None}
+
+
+def _int_or_none(value: Any) -> int | None:
+    try:
+        return int(value) if value not in (None, "") else None
+    except (TypeError, ValueError):
+        return None
 
 
 def compact_history(attempts: list[dict[str, Any]]) -> str:

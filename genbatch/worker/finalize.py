@@ -19,7 +19,7 @@ from typing import Any
 
 from genbatch import providers
 from genbatch.errors import ConfigError
-from genbatch.models import ItemState
+from genbatch.models import ItemState, Review
 from genbatch.records import Item
 from genbatch.storage import ObjectStorage, batch_key, object_key
 from genbatch.store.history import attempt_history, compact_history, failed_over_from
@@ -30,7 +30,7 @@ RESULT_FIELDS: tuple[str, ...] = (
     "custom_id", "line", "status", "output_uri", "sha256", "bytes", "provider", "account",
     "model", "provider_model", "remote_task_id", "seed", "cost_usd", "submitted_at", "finished_at",
     "error_code", "error_message", "attempts", "possibly_paid_twice", "failed_over_from",
-    "attempt_history", "parent_custom_id", "input_frame",
+    "attempt_history", "parent_custom_id", "input_frame", "takes", "review",
 )
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
@@ -44,8 +44,9 @@ class OutputFiles:
     errors: int
 
 
-def result_row(record: Mapping[str, str]) -> dict[str, Any]:
-    """One line of results.jsonl from an item record."""
+def result_row(record: Mapping[str, str],
+               review: Review = Review.NOT_REVIEWED) -> dict[str, Any]:
+    """One line of results.jsonl from an item record and its review verdict."""
     item = Item.view(record)
     return {
         "custom_id": item.custom_id,
@@ -74,6 +75,9 @@ def result_row(record: Mapping[str, str]) -> dict[str, Any]:
         # chains (worker/chains.py): the shot it started from, and that shot's last frame
         "parent_custom_id": item.parent or None,
         "input_frame": item.input_frame or None,
+        # review and redo (worker/redo.py): videos generated, and the verdict on this one
+        "takes": item.takes,
+        "review": review.value,
     }
 
 
@@ -116,8 +120,10 @@ def csv_safe(value: Any) -> str:
 
 
 def write_outputs(storage: ObjectStorage, batch_id: str,
-                  items: Iterable[Mapping[str, str]], presign_s: int = 0) -> OutputFiles:
-    """`presign_s` > 0 adds `presigned_url` (valid that long) to each results row, where the
+                  items: Iterable[Mapping[str, str]], presign_s: int = 0,
+                  reviews: Mapping[int, Review] | None = None) -> OutputFiles:
+    """`reviews` are the batch's verdicts by item seq (store/review.py). `presign_s` > 0
+    adds `presigned_url` (valid that long) to each results row, where the
     storage can sign URLs (S3; null for a folder)."""
     fields = RESULT_FIELDS + (("presigned_url",) if presign_s else ())
     with tempfile.TemporaryDirectory(prefix="genbatch-out-") as tmp:
@@ -131,7 +137,7 @@ def write_outputs(storage: ObjectStorage, batch_id: str,
             writer.writerow(fields)
             for item in map(Item.view, items):
                 if item.state is ItemState.SUCCEEDED:
-                    row = result_row(item)
+                    row = result_row(item, (reviews or {}).get(item.seq, Review.NOT_REVIEWED))
                     if presign_s:
                         row["presigned_url"] = storage.presigned_url(
                             object_key(batch_id, item.custom_id), presign_s)

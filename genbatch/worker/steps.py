@@ -418,7 +418,8 @@ def finalize_batch(rt: Runtime, batch_id: str) -> str:
         return "skipped"
     files = write_outputs(rt.output_storage(batch_id), batch_id,
                           rt.store.items.of_batch(batch_id, batch.total),
-                          presign_s=rt.settings.presign_results_s)
+                          presign_s=rt.settings.presign_results_s,
+                          reviews=rt.store.reviews.all(batch_id))
     if batch.get("join_chains"):  # submit --join-chains (worker/joins.py)
         chained = join_chains(rt.output_storage(batch_id), batch_id,
                               rt.store.items.of_batch(batch_id, batch.total))

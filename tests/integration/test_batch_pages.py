@@ -86,7 +86,7 @@ def test_batch_page_while_running_then_gallery_items_and_errors(cluster: Cluster
     assert "<polyline" in running_dom and 'id="accounts"' in running_dom
     succeeded, failed = int(batch["succeeded"]), int(batch["failed"])
     assert succeeded + failed == N and failed >= 1
-    assert gallery_dom.count("<video") == min(succeeded, 24)
+    assert gallery_dom.count("<video") == min(succeeded, 60)
     assert f'id="count-failed" style="border-color:#e03131"><a href="/batches/{batch_id}' \
         f'/items?state=failed"><b>{failed}</b>' in done_page
     assert items_dom.count('<tr id="item-') == min(failed, 50)
