@@ -17,6 +17,7 @@ The item schema (fields of `item:{bid}:{seq}`):
     state                           an `ItemState`
     req, row, est_cost              the normalised request (JSON), the original row (JSON
                                     or its text), the price estimate (USD)
+    variant                         a variant's values (JSON object; producer/variants.py)
     attempts, polls, callbacks, dl_attempts, poll_errors, not_created   counters
     submit_started_at               when the current attempt's submit began
     remote_id, submitted_at, first_poll_s, typical_s, deadline, webhook, remote_status,

@@ -117,6 +117,7 @@ class ResultRow(BaseModel):
     attempts: int | None
     failed_over_from: str | None
     attempt_history: list[Attempt]
+    variant: dict[str, Any] | None = None  # a variant's values, e.g. {"ratio": "9:16"}
 
     @classmethod
     def of(cls, item: Mapping[str, str]) -> ResultRow:
