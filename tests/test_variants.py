@@ -1,0 +1,254 @@
+"""Variants and prompt templates: a row's lists expand to one item per combination, with ids
+that name the values and stay the same for the same manifest; templates fill from the row;
+every mistake is one line naming the file, the line (the variant) and the field."""
+
+from __future__ import annotations
+
+import itertools
+import json
+from pathlib import Path
+
+import pytest
+
+from genbatch.errors import ManifestError, ManifestRejected
+from genbatch.producer.ingest import IngestResult, ingest_manifest
+from genbatch.producer.manifest import Row, iter_rows
+from genbatch.producer.records import item_record
+from genbatch.producer.validate import RowValidator, ValidRow
+from genbatch.producer.variants import Expansion, VariantLimits
+from genbatch.storage import open_storage, safe_name
+from genbatch.store import JobStore, item_id
+from genbatch.worker.finalize import error_row, result_row
+
+MODEL = "seedance-v1.5-pro-i2v"
+RATIOS = ["9:16", "1:1", "16:9"]
+SEEDS = [1, 2]
+
+
+def write_jsonl(folder: Path, rows: list[dict[str, object]], name: str = "m.jsonl") -> Path:
+    path = folder / name
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+def product_row(custom_id: str, **extra: object) -> dict[str, object]:
+    return {"custom_id": custom_id, "provider": "novita", "image": "images/sneaker.jpg",
+            "prompt": "Slow dolly-in on a {product}", "vars": {"product": custom_id},
+            "variants": {"ratio": RATIOS, "seed": SEEDS}, **extra}
+
+
+def expanded(path: Path, limits: VariantLimits | None = None) -> list[Row]:
+    return list(Expansion(iter_rows(path), str(path), limits))
+
+
+def dry_run(path: Path, **kwargs: object) -> IngestResult:
+    return ingest_manifest(path, store=None, storage=None, provider="novita", model=MODEL,
+                           dry_run=True, **kwargs)  # type: ignore[arg-type]
+
+
+def validated(path: Path) -> list[ValidRow | list[ManifestError]]:
+    validator = RowValidator(path, "novita", MODEL)
+    try:
+        return [validator.validate(row) for row in expanded(path)]
+    finally:
+        validator.close()
+
+
+def expected_ids(custom_id: str) -> list[str]:
+    return [f"{custom_id}~{r.replace(':', 'x')}-s{s}" for r, s in itertools.product(RATIOS,
+                                                                                   SEEDS)]
+
+
+# -- expansion and ids ---------------------------------------------------------------------
+def test_a_row_expands_to_the_product_of_its_lists_with_ids_naming_the_values(
+        folder: Path) -> None:
+    path = write_jsonl(folder, [product_row("ad-001"), {"custom_id": "plain",
+                                                        "image": "images/watch.jpg"}])
+    rows = expanded(path)
+    assert [r.data["custom_id"] for r in rows] == [*expected_ids("ad-001"), "plain"]
+    assert [r.data.get("variant") for r in rows[:2]] == [{"ratio": "9:16", "seed": 1},
+                                                         {"ratio": "9:16", "seed": 2}]
+    assert {r.line for r in rows[:6]} == {1} and rows[6].line == 2
+    assert all("variants" not in r.data for r in rows)
+    assert [r.data["custom_id"] for r in expanded(path)] == [r.data["custom_id"] for r in rows]
+
+
+def test_csv_and_jsonl_of_the_same_rows_give_the_same_ids(folder: Path) -> None:
+    jsonl = write_jsonl(folder, [{"custom_id": "ad", "image": "images/sneaker.jpg",
+                                  "variants": {"seed": SEEDS, "ratio": RATIOS}}])
+    csv = folder / "m.csv"
+    csv.write_text("image,variants.ratio,custom_id,variants.seed\nimages/sneaker.jpg,"
+                   + "|".join(RATIOS) + ",ad," + " | ".join(map(str, SEEDS)) + "\n"
+                   + "images/watch.jpg,1:1,,\n")
+    from_csv = [r.data["custom_id"] for r in expanded(csv)]
+    assert from_csv[:-1] == [r.data["custom_id"] for r in expanded(jsonl)]
+    assert from_csv == [*expected_ids("ad"), "line-3~1x1"]  # no custom_id: line-<n>
+
+
+def test_an_empty_csv_cell_leaves_the_row_plain(folder: Path) -> None:
+    path = folder / "m.csv"
+    path.write_text("custom_id,image,ratio,variants.ratio\n"
+                    "a,images/sneaker.jpg,,9:16|16:9\nb,images/sneaker.jpg,1:1,\n")
+    assert [(r.data["custom_id"], r.data.get("ratio")) for r in expanded(path)] == [
+        ("a~9x16", ""), ("a~16x9", ""), ("b", "1:1")]
+
+
+@pytest.mark.parametrize(("lists", "suffixes"), [
+    ({"duration": [5, 10]}, ["5s", "10s"]),
+    ({"generate_audio": [True, "false"]}, ["audio", "mute"]),
+    ({"seed": [-1, 1]}, ["sm1", "s1"]),
+    ({"model": ["seedance-v1.5-pro-i2v", "Seedance V1 Lite"]},
+     ["seedance-v1.5-pro-i2v", "seedance-v1-lite"]),
+    ({"prompt": ["a cat", "a dog"]}, ["prompt1", "prompt2"]),
+    ({"model": ["a/b", "a b"]}, ["model1", "model2"]),  # read alike: named by position
+    ({"resolution": ["720p"], "fps": [24], "service_tier": ["flex"]}, ["720p-24fps-flex"]),
+])
+def test_suffixes_are_short_readable_and_unique_within_the_row(
+        folder: Path, lists: dict[str, list[object]], suffixes: list[str]) -> None:
+    path = write_jsonl(folder, [{"custom_id": "x", "image": "i.png", "variants": lists}])
+    ids = [r.data["custom_id"] for r in expanded(path)]
+    assert ids == [f"x~{s}" for s in suffixes]
+    assert all(safe_name(i) == i for i in ids)  # the video's file name is the id itself
+
+
+# -- mistakes ------------------------------------------------------------------------------
+@pytest.mark.parametrize(("variants", "field", "reason"), [
+    (["9:16"], "variants", "must be an object mapping fields to lists"),
+    ({"ration": ["9:16"]}, "variants.ration", "not a field that can vary"),
+    ({"image": ["a.png"]}, "variants.image", "not a field that can vary"),
+    ({"seed": []}, "variants.seed", "must be a non-empty list"),
+    ({"seed": [1, "1"]}, "variants.seed", "'1' is listed twice"),
+    ({"seed": [{"a": 1}]}, "variants.seed", "is not a text, number or true/false value"),
+    ({"ratio": ["1:1"], "seed": [1]}, "ratio", "set both in the row and in variants.ratio"),
+])
+def test_a_bad_variants_object_is_one_problem_naming_line_and_field(
+        folder: Path, variants: object, field: str, reason: str) -> None:
+    path = write_jsonl(folder, [{"image": "images/sneaker.jpg"},
+                                {"image": "images/sneaker.jpg", "ratio": "16:9",
+                                 "variants": variants}])
+    [_, row] = expanded(path)
+    assert row.problem is not None
+    assert (row.problem.line, row.problem.field) == (2, field)
+    assert reason in row.problem.reason
+
+
+def test_too_many_variants_in_a_row_is_one_error_before_any_is_made(folder: Path) -> None:
+    path = write_jsonl(folder, [product_row("a"), product_row("b", variants={
+        "seed": list(range(50)), "ratio": RATIOS})])
+    rows = expanded(path, VariantLimits(per_row=6))
+    assert len(rows) == 7 and rows[-1].problem is not None
+    assert str(rows[-1].problem) == (
+        f"{path}:2: variants: 3 ratio x 50 seed make 150 variants; at most 6 per row "
+        "(GENBATCH_MAX_VARIANTS_PER_ROW)")
+
+
+def test_the_batch_limit_counts_variants_and_names_the_line_that_passes_it(
+        folder: Path) -> None:
+    path = write_jsonl(folder, [product_row("a"), product_row("b")])
+    assert len(expanded(path, VariantLimits(per_batch=12))) == 12
+    with pytest.raises(ManifestError) as caught:
+        expanded(path, VariantLimits(per_batch=11))
+    assert str(caught.value).startswith(
+        f"{path}:2: the manifest expands to more than 11 items")
+
+
+def test_a_misspelt_variants_column_is_refused_at_the_header(folder: Path) -> None:
+    path = folder / "m.csv"
+    path.write_text("image,variants.ration\nimages/sneaker.jpg,9:16\n")
+    with pytest.raises(ManifestError) as caught:
+        expanded(path)
+    assert (caught.value.line, caught.value.field) == (1, "variants.ration")
+
+
+def test_a_variant_breaking_its_models_rules_names_row_variant_and_field(
+        folder: Path) -> None:
+    path = write_jsonl(folder, [{"custom_id": "ad", "image": "images/sneaker.jpg",
+                                 "prompt": "p", "variants": {"duration": [5, 30]}}])
+    good, bad = validated(path)
+    assert isinstance(good, ValidRow) and good.request.duration == 5
+    assert isinstance(bad, list) and [e.field for e in bad] == ["duration"]
+    assert str(bad[0]).startswith(f"{path}:1: variant ad~30s: duration: ")
+    result = dry_run(path, skip_invalid=True)
+    assert (result.source_rows, result.rows, result.valid, result.invalid) == (1, 2, 1, 1)
+
+
+def test_a_variant_id_that_repeats_another_rows_custom_id_is_a_duplicate(
+        folder: Path, store: JobStore) -> None:
+    path = write_jsonl(folder, [{"custom_id": "ad", "image": "images/sneaker.jpg",
+                                 "prompt": "p", "variants": {"ratio": ["9:16", "1:1"]}},
+                                {"custom_id": "ad~1x1", "image": "images/watch.jpg",
+                                 "prompt": "p"}])
+    for run in (dry_run, lambda p: ingest_manifest(
+            p, store=store, storage=open_storage(str(folder / "out")), provider="novita",
+            model=MODEL)):
+        with pytest.raises(ManifestRejected) as caught:
+            run(path)
+        [problem] = caught.value.errors
+        assert (problem.line, problem.field) == (2, "custom_id")
+        assert "duplicate custom_id 'ad~1x1' (first on line 1)" in problem.reason
+    assert store.batches.recent() == []
+
+
+# -- templates -----------------------------------------------------------------------------
+def test_a_template_fills_from_template_values_and_the_variants_fields(folder: Path) -> None:
+    path = write_jsonl(folder, [product_row(
+        "ad", prompt='{product} in {ratio}, seed {seed} ({custom_id}); {{literal}} {"a": 1}')])
+    first = validated(path)[0]
+    assert isinstance(first, ValidRow)
+    assert first.request.prompt == 'ad in 9:16, seed 1 (ad~9x16-s1); {literal} {"a": 1}'
+    assert first.row["prompt"].startswith("{product}")  # the row keeps its template
+
+
+def test_csv_template_values_are_vars_columns(folder: Path) -> None:
+    path = folder / "m.csv"
+    path.write_text("custom_id,image,prompt,vars.product,duration\n"
+                    "a,images/sneaker.jpg,A {vars.product} for {duration} s,red shoe,5\n")
+    [row] = validated(path)
+    assert isinstance(row, ValidRow) and row.request.prompt == "A red shoe for 5 s"
+    assert row.row["vars"] == {"product": "red shoe"}
+
+
+@pytest.mark.parametrize(("row", "field", "reason"), [
+    ({"prompt": "A {prodcut}", "vars": {"product": "x"}}, "prompt",
+     "{prodcut} names no value of this row: add a vars.prodcut column"),
+    ({"prompt": "A {seed}"}, "prompt", "{seed} names a field this row leaves empty"),
+    ({"prompt": "A", "vars": {"ratio": "9:16"}}, "vars.ratio", "is a field of the row"),
+    ({"prompt": "A", "vars": ["x"]}, "vars", "must be an object of template values"),
+])
+def test_template_mistakes_name_the_field(folder: Path, row: dict[str, object], field: str,
+                                          reason: str) -> None:
+    path = write_jsonl(folder, [{"image": "images/sneaker.jpg", **row}])
+    [problems] = validated(path)
+    assert isinstance(problems, list)
+    assert [(e.line, e.field) for e in problems] == [(1, field)]
+    assert reason in problems[0].reason
+
+
+# -- what the items hold -------------------------------------------------------------------
+def test_items_hold_their_variant_and_results_show_it_typed(folder: Path,
+                                                            store: JobStore) -> None:
+    path = folder / "m.csv"
+    path.write_text("custom_id,provider,prompt,image,variants.ratio,variants.seed\n"
+                    "ad,novita,p,images/sneaker.jpg,9:16|1:1,1|2\n")
+    result = ingest_manifest(path, store=store, storage=open_storage(str(folder / "out")),
+                             provider=None, model=MODEL)
+    assert (result.source_rows, result.rows, result.valid) == (1, 4, 4)
+    items = [store.items.get(item_id(str(result.batch_id), seq)) for seq in range(1, 5)]
+    assert [i["custom_id"] for i in items] == ["ad~9x16-s1", "ad~9x16-s2", "ad~1x1-s1",
+                                               "ad~1x1-s2"]
+    assert [result_row(i)["variant"] for i in items][1] == {"ratio": "9:16", "seed": 2}
+    assert json.loads(items[1]["req"])["seed"] == 2
+
+
+def test_an_error_row_of_a_variant_resubmits_as_the_same_item(folder: Path) -> None:
+    path = write_jsonl(folder, [product_row("ad", prompt="{product} at {ratio}")])
+    originals = [v for v in validated(path) if isinstance(v, ValidRow)]
+    records = [{**item_record(n, v, "{}"), "state": "failed", "error_code": "x"}
+               for n, v in enumerate(originals, 1)]
+    again = write_jsonl(folder, [error_row(r) for r in records], "errors.jsonl")
+    resubmitted = validated(again)
+    assert [r.custom_id for r in resubmitted if isinstance(r, ValidRow)] == \
+        [r.custom_id for r in originals]
+    assert [r.request for r in resubmitted if isinstance(r, ValidRow)] == \
+        [r.request for r in originals]
+    assert len(expanded(again)) == len(originals) == 6  # no second expansion
