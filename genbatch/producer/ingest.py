@@ -7,7 +7,8 @@ the manifest-wide checks run (checks.py: keys on live workers, budget, fallback)
 batch is committed — or, if any row was bad and the user did not pass `skip_invalid`, or a
 check refuses it, deleted again, so a refused manifest leaves nothing behind. Local images
 are copied once each into object storage (`inputs/<sha256>.<ext>`), so workers on other
-machines can read them.
+machines can read them. A row with variants becomes one item per variant, each validated
+and written as a row of its own (variants.py, within the `limits` given).
 """
 
 from __future__ import annotations
@@ -113,7 +114,6 @@ def ingest_manifest(
     custom_ids are made unique in Redis as the chunks are written (a dry run keeps them in
     a temporary file instead, see validate.py), so the producer's memory stays flat.
     `path` may be an object URL (`s3://…`, read through `objects`), as may its images.
-    A row with variants becomes one item per variant (variants.py, within `limits`).
     """
     source = manifest_source(path, objects)
     options = options or BatchOptions()
@@ -136,9 +136,6 @@ def ingest_manifest(
         _validate_rows(Expansion(iter_rows(source), source.name, limits), validator, checks,
                        result, writer, providers_used, skip_invalid=skip_invalid,
                        progress=progress)
-        if provider and result.valid and provider not in providers_used:
-            result.warnings.append(f"--provider {provider} applies to no row: every row "
-                                   "names its own provider")
         _conclude(source.name, result, checks, skip_invalid=skip_invalid, dry_run=dry_run)
         if writer is not None:
             _commit(writer, result, options.budget_usd, sorted(providers_used))
@@ -178,6 +175,10 @@ def _validate_rows(rows: Expansion, validator: RowValidator, checks: ManifestChe
     if writer is not None:
         writer.drain()
         result.errors.sort(key=lambda e: e.line or 0)  # repeats are found a chunk late
+    provider = validator.default_provider
+    if provider and result.valid and provider not in providers_used:
+        result.warnings.append(f"--provider {provider} applies to no row: every row "
+                               "names its own provider")
 
 
 def _write_row(writer: _BatchWriter, validator: RowValidator, seq: int, row: Row,
