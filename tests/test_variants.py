@@ -9,8 +9,13 @@ import json
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
+from genbatch import Client, providers
+from genbatch.cli import app
+from genbatch.config import Settings
 from genbatch.errors import ManifestError, ManifestRejected
+from genbatch.models import GenerationRequest
 from genbatch.producer.ingest import IngestResult, ingest_manifest
 from genbatch.producer.manifest import Row, iter_rows
 from genbatch.producer.records import item_record
@@ -252,3 +257,40 @@ def test_an_error_row_of_a_variant_resubmits_as_the_same_item(folder: Path) -> N
     assert [r.request for r in resubmitted if isinstance(r, ValidRow)] == \
         [r.request for r in originals]
     assert len(expanded(again)) == len(originals) == 6  # no second expansion
+
+
+# -- dry run, settings ---------------------------------------------------------------------
+def test_a_dry_run_counts_rows_and_variants_and_prices_each_variant(
+        folder: Path, tmp_storage: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = write_jsonl(folder, [product_row("a", variants={"duration": [5, 10],
+                                                           "seed": SEEDS}),
+                                {"custom_id": "b", "image": "images/watch.jpg", "prompt": "p",
+                                 "duration": 5}])
+    offline = Client(Settings(redis_url="redis://127.0.0.1:1/0", storage_url=str(tmp_storage)))
+    outcome = offline.estimate(path, provider="novita")
+    assert (outcome.manifest_rows, outcome.rows, outcome.valid) == (2, 5, 5)
+    one = {d: providers.estimate_cost("novita", MODEL, GenerationRequest(image="x", duration=d))
+           for d in (5, 10)}
+    assert outcome.est_cost == pytest.approx(2 * one[5] + 2 * one[10] + one[5])
+
+    monkeypatch.setenv("GENBATCH_REDIS_URL", "redis://127.0.0.1:1/0")
+    monkeypatch.setenv("GENBATCH_STORAGE_URL", str(tmp_storage))
+    shown = CliRunner().invoke(app, ["submit", str(path), "--provider", "novita", "--dry-run",
+                                     "--json"])
+    assert shown.exit_code == 0, shown.output
+    assert {k: json.loads(shown.stdout)[k] for k in ("manifest_rows", "rows", "valid")} == \
+        {"manifest_rows": 2, "rows": 5, "valid": 5}
+    text = CliRunner().invoke(app, ["submit", str(path), "--provider", "novita", "--dry-run"])
+    assert "2 manifest rows expand to 5 items (variants)" in text.stdout
+
+
+def test_the_variant_limit_is_a_setting(folder: Path, tmp_storage: Path) -> None:
+    path = write_jsonl(folder, [product_row("a")])
+    strict = Client(Settings(storage_url=str(tmp_storage), max_variants_per_row=5))
+    with pytest.raises(ManifestRejected) as caught:
+        strict.estimate(path, provider="novita")
+    assert [(e.line, e.field) for e in caught.value.errors] == [(1, "variants")]
+    assert "at most 5 per row" in caught.value.errors[0].reason
+    small = Client(Settings(storage_url=str(tmp_storage), max_items_per_batch=5))
+    with pytest.raises(ManifestError, match=r":1: the manifest expands to more than 5 items"):
+        small.estimate(path, provider="novita")
