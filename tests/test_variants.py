@@ -294,3 +294,13 @@ def test_the_variant_limit_is_a_setting(folder: Path, tmp_storage: Path) -> None
     small = Client(Settings(storage_url=str(tmp_storage), max_items_per_batch=5))
     with pytest.raises(ManifestError, match=r":1: the manifest expands to more than 5 items"):
         small.estimate(path, provider="novita")
+
+
+def test_the_example_manifests_make_the_same_twelve_items(tmp_storage: Path) -> None:
+    folder = Path(__file__).resolve().parents[1] / "examples" / "variants"
+    ids = []
+    for name in ("ads.csv", "ads.jsonl"):
+        outcome = Client(Settings(storage_url=str(tmp_storage))).estimate(folder / name)
+        assert (outcome.manifest_rows, outcome.valid, outcome.invalid) == (2, 12, 0)
+        ids.append([r.data["custom_id"] for r in expanded(folder / name)])
+    assert ids[0] == ids[1] and ids[0][:2] == ["ad-sneaker~9x16-s1", "ad-sneaker~9x16-s2"]
