@@ -204,6 +204,19 @@ def test_a_template_fills_from_template_values_and_the_variants_fields(folder: P
     assert first.row["prompt"].startswith("{product}")  # the row keeps its template
 
 
+def test_a_template_mistake_is_one_problem_of_the_row_not_one_per_variant(
+        folder: Path) -> None:
+    path = write_jsonl(folder, [product_row("ad", prompt="A {prodcut} at {ratio}")])
+    [row] = expanded(path)
+    assert row.problem is not None and (row.problem.line, row.problem.field) == (1, "prompt")
+    assert str(row.problem).startswith(f"{path}:1: prompt: {{prodcut}} names no value")
+    varied = write_jsonl(folder, [product_row("ad", prompt=None, variants={
+        "prompt": ["A {product}", "A {prodcut}"]})], "varied.jsonl")
+    outcomes = validated(varied)  # the prompt varies: each variant's own problem
+    assert isinstance(outcomes[0], ValidRow) and isinstance(outcomes[1], list)
+    assert str(outcomes[1][0]).startswith(f"{varied}:1: variant ad~prompt2: prompt: ")
+
+
 def test_csv_template_values_are_vars_columns(folder: Path) -> None:
     path = folder / "m.csv"
     path.write_text("custom_id,image,prompt,vars.product,duration\n"

@@ -33,7 +33,7 @@ from typing import Any
 
 from genbatch.errors import ManifestError
 from genbatch.producer.manifest import VARIABLE_FIELDS, VARIANT, VARIANTS, VARS, Row
-from genbatch.producer.templates import text_of
+from genbatch.producer.templates import resolved, text_of
 from genbatch.producer.validate import ValidRow
 
 DEFAULT_PER_ROW = 100
@@ -116,9 +116,27 @@ class Expansion:
             return
         base = _base_id(row)
         data = {k: v for k, v in row.data.items() if k != VARIANTS}
-        for suffix, values in variant_suffixes(lists):
+        variants = variant_suffixes(lists)
+        problem = self._template_problem(row.line, data, lists, variants[0])
+        if problem is not None:
+            yield Row(row.line, row.data, problem)
+            return
+        for suffix, values in variants:
             yield Row(row.line, {**data, "custom_id": f"{base}{SEPARATOR}{suffix}",
                                  VARIANT: values}, None, None, row.unknown)
+
+    def _template_problem(self, line: int, data: dict[str, Any], lists: dict[str, list[Any]],
+                          first: tuple[str, dict[str, Any]]) -> ManifestError | None:
+        """A mistake in the row's template or its values, which every variant would repeat,
+        as one problem of the row (the first; unless the prompt itself varies)."""
+        if "prompt" in lists:
+            return None
+        found: list[tuple[str | None, str]] = []
+        resolved({**data, VARIANT: first[1]}, first[0], lambda f, r: found.append((f, r)))
+        for name, reason in found:
+            if name == "prompt" or (name or "").startswith(VARS):
+                return ManifestError(self.path, line, name, reason)
+        return None
 
     def _lists(self, spec: Any, data: dict[str, Any]) -> dict[str, list[Any]]:
         """The row's lists by field, in VARIABLE_FIELDS order; _Refused when they cannot
