@@ -90,12 +90,15 @@ def test_csv_and_jsonl_of_the_same_rows_give_the_same_ids(folder: Path) -> None:
     assert from_csv == [*expected_ids("ad"), "line-3~1x1"]  # no custom_id: line-<n>
 
 
-def test_an_empty_csv_cell_leaves_the_row_plain(folder: Path) -> None:
+def test_an_empty_csv_cell_or_object_leaves_the_row_plain(folder: Path) -> None:
     path = folder / "m.csv"
     path.write_text("custom_id,image,ratio,variants.ratio\n"
                     "a,images/sneaker.jpg,,9:16|16:9\nb,images/sneaker.jpg,1:1,\n")
     assert [(r.data["custom_id"], r.data.get("ratio")) for r in expanded(path)] == [
         ("a~9x16", ""), ("a~16x9", ""), ("b", "1:1")]
+    jsonl = write_jsonl(folder, [{"custom_id": "c", "image": "i.png", "variants": {}}])
+    assert [r.data for r in expanded(jsonl)] == [
+        {"custom_id": "c", "image": str(folder / "i.png")}]
 
 
 @pytest.mark.parametrize(("lists", "suffixes"), [

@@ -105,8 +105,10 @@ class Expansion:
         if any("." in key for key in row.data):  # CSV `variants.<f>` / `vars.<n>` columns
             row = Row(row.line, from_columns(row.data), None, None, row.unknown)
         spec = row.data.get(VARIANTS)
-        if spec is None:
-            yield row
+        if spec is None or spec == {}:  # `{}`: nothing varies (a generated manifest's rows)
+            yield row if spec is None else Row(
+                row.line, {k: v for k, v in row.data.items() if k != VARIANTS}, None, None,
+                row.unknown)
             return
         try:
             lists = self._lists(spec, row.data)
@@ -141,7 +143,7 @@ class Expansion:
     def _lists(self, spec: Any, data: dict[str, Any]) -> dict[str, list[Any]]:
         """The row's lists by field, in VARIABLE_FIELDS order; _Refused when they cannot
         be expanded (one problem: the first found)."""
-        if not isinstance(spec, dict) or not spec:
+        if not isinstance(spec, dict):
             raise _Refused(VARIANTS, "must be an object mapping fields to lists of values, "
                            'like {"ratio": ["9:16", "16:9"], "seed": [1, 2]}')
         if VARIANT in data:
