@@ -119,7 +119,8 @@ class Expansion:
         base = _base_id(row)
         data = {k: v for k, v in row.data.items() if k != VARIANTS}
         variants = variant_suffixes(lists)
-        problem = self._template_problem(row.line, data, lists, variants[0])
+        problem = self._template_problem(row.line, data, lists,
+                                         (f"{base}{SEPARATOR}{variants[0][0]}", variants[0][1]))
         if problem is not None:
             yield Row(row.line, row.data, problem)
             return
@@ -130,7 +131,8 @@ class Expansion:
     def _template_problem(self, line: int, data: dict[str, Any], lists: dict[str, list[Any]],
                           first: tuple[str, dict[str, Any]]) -> ManifestError | None:
         """A mistake in the row's template or its values, which every variant would repeat,
-        as one problem of the row (the first; unless the prompt itself varies)."""
+        as one problem of the row (the first; unless the prompt itself varies). `first`:
+        the first variant's (custom_id, values), filled in as a probe."""
         if "prompt" in lists:
             return None
         found: list[tuple[str | None, str]] = []
