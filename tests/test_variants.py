@@ -15,15 +15,16 @@ from genbatch import Client, providers
 from genbatch.cli import app
 from genbatch.config import Settings
 from genbatch.errors import ManifestError, ManifestRejected
-from genbatch.models import GenerationRequest
+from genbatch.models import GenerationRequest, ItemState
 from genbatch.producer.ingest import IngestResult, ingest_manifest
 from genbatch.producer.manifest import Row, iter_rows
 from genbatch.producer.records import item_record
+from genbatch.producer.resume import resume_manifest
 from genbatch.producer.validate import RowValidator, ValidRow
 from genbatch.producer.variants import Expansion, VariantLimits
 from genbatch.storage import open_storage, safe_name
 from genbatch.store import JobStore, item_id
-from genbatch.worker.finalize import error_row, result_row
+from genbatch.worker.finalize import error_row, result_row, write_outputs
 
 MODEL = "seedance-v1.5-pro-i2v"
 RATIOS = ["9:16", "1:1", "16:9"]
@@ -320,3 +321,36 @@ def test_the_example_manifests_make_the_same_twelve_items(tmp_storage: Path) -> 
         assert (outcome.manifest_rows, outcome.valid, outcome.invalid) == (2, 12, 0)
         ids.append([r.data["custom_id"] for r in expanded(folder / name)])
     assert ids[0] == ids[1] and ids[0][:2] == ["ad-sneaker~9x16-s1", "ad-sneaker~9x16-s2"]
+
+
+def test_errors_jsonl_of_variants_resumes_the_same_items(store: JobStore, folder: Path) -> None:
+    # Given a batch of one row's four variants, one of which its model refuses (30 s)
+    path = write_jsonl(folder, [{"custom_id": "ad", "image": "images/sneaker.jpg",
+                                 "prompt": "{product}, {ratio}", "vars": {"product": "shoe"},
+                                 "variants": {"ratio": ["9:16", "1:1"], "duration": [5, 30]}}])
+    storage = open_storage(str(folder / "out"))
+    result = ingest_manifest(path, store=store, storage=storage, provider="novita",
+                             model=MODEL, skip_invalid=True)
+    batch_id = str(result.batch_id)
+    assert (result.valid, result.invalid) == (2, 2)
+    store.items.transition(item_id(batch_id, 1), [ItemState.PENDING], ItemState.CANCELLED)
+    # When its outputs are written and errors.jsonl is fixed where it lies
+    write_outputs(storage, batch_id, store.items.of_batch(batch_id, 4))
+    errors = folder / "out" / batch_id / "errors.jsonl"
+    rows = [json.loads(x) for x in errors.read_text(encoding="utf-8").splitlines()]
+    # (every item not succeeded is there: the pending one too)
+    assert [r["custom_id"] for r in rows] == ["ad~9x16-5s", "ad~9x16-30s", "ad~1x1-5s",
+                                              "ad~1x1-30s"]
+    assert rows[1]["variant"] == {"ratio": "9:16", "duration": 30} and "variants" not in rows[1]
+    for row in rows:
+        if row["variant"]["duration"] == 30:
+            row["variant"]["duration"] = 10
+    errors.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    # Then resumed, the ended items are queued again, the pending one kept, nothing added
+    _, changes = resume_manifest(errors, batch_id, store=store, storage=storage,
+                                 provider="novita", model=MODEL)
+    assert changes == {"added": 0, "replaced": 3, "kept": 1}
+    fixed = store.items.get(item_id(batch_id, 2))
+    assert (fixed["state"], fixed["custom_id"]) == ("pending", "ad~9x16-30s")
+    assert json.loads(fixed["req"])["prompt"] == "shoe, 9:16"
+    assert result_row(fixed)["variant"] == {"ratio": "9:16", "duration": 10}
