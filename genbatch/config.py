@@ -127,6 +127,14 @@ class Settings(BaseSettings):
         default="", description="folders (separated by ':') that local images may come from "
         "besides the manifest's own folder; any other path is refused"
     )
+    max_variants_per_row: int = Field(
+        default=100, ge=1, description="most variants one manifest row may expand into (the "
+        "product of its `variants` lists)"
+    )
+    max_items_per_batch: int = Field(
+        default=1_000_000, ge=1, description="most items one manifest may make (its rows, "
+        "each row's variants counted): a bigger one is refused at the line that passes it"
+    )
     presign_results_s: int = Field(
         default=0, ge=0, description="with S3 storage, add a presigned URL valid this long to "
         "each results row (0 = off)"

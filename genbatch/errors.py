@@ -103,14 +103,19 @@ class RequestInvalid(GenbatchError):
 
 
 class ManifestError(GenbatchError):
-    """Raised for a manifest problem; names the file, the line and the field."""
+    """Raised for a manifest problem; names the file, the line and the field, and for one
+    variant of a row (producer/variants.py) that variant's custom_id."""
 
-    def __init__(self, path: str, line: int | None, field: str | None, reason: str) -> None:
+    def __init__(self, path: str, line: int | None, field: str | None, reason: str,
+                 variant: str | None = None) -> None:
         self.path = path
         self.line = line
         self.field = field
         self.reason = reason
+        self.variant = variant
         where = path if line is None else f"{path}:{line}"
+        if variant:
+            where += f": variant {variant}"
         what = f"{field}: {reason}" if field else reason
         super().__init__(f"{where}: {what}")
 

@@ -17,6 +17,7 @@ The item schema (fields of `item:{bid}:{seq}`):
     state                           an `ItemState`
     req, row, est_cost              the normalised request (JSON), the original row (JSON
                                     or its text), the price estimate (USD)
+    variant                         a variant's values (JSON object; producer/variants.py)
     attempts, polls, callbacks, dl_attempts, poll_errors, not_created   counters
     submit_started_at               when the current attempt's submit began
     remote_id, submitted_at, first_poll_s, queue_wait_s, typical_s, deadline, webhook,
@@ -160,6 +161,7 @@ class Item(dict[str, str]):
         self.last_frame_url = get("last_frame_url") or ""
         self.last_frame = get("last_frame") or ""
         self.input_frame = get("input_frame") or ""
+        self.variant_json = get("variant") or ""  # a variant's values (producer/variants.py)
         self.takes = max(1, _int(get("takes")))  # videos generated: 1 + redos (worker/redo.py)
 
     @classmethod

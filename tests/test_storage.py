@@ -269,16 +269,18 @@ def test_open_storage_on_a_file_is_a_storage_error(tmp_path: Path) -> None:
 
 # --- keys -------------------------------------------------------------------------------------
 
-SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._~-]*")
 HASHED = re.compile(r".*-[0-9a-f]{10}")
 NASTY = [
     "", ".", "..", "../x", "../../etc/passwd", "/etc/passwd", "a/b", "a\\b", "..\\..\\x",
     "a\x00b", "\x00", " ", "con", ".hidden", "_x", "-rf", "x" * 500, "ünïcødé", "\ud800",
     "名前", "a b", "a_b", "a%2F..%2Fb", "id-e3b0c44298", "x-0123456789", "\u202e4pm.exe",
+    "~", "~root", "~/.ssh", "a~/..",
 ]
 
 
-@pytest.mark.parametrize("custom_id", ["sku-123", "A.b_c-9", "x" * MAX_SAFE_LEN, "v1.2"])
+@pytest.mark.parametrize("custom_id", ["sku-123", "A.b_c-9", "x" * MAX_SAFE_LEN, "v1.2",
+                                       "ad-001~9x16-s1"])
 def test_safe_ids_are_kept_readable(custom_id: str) -> None:
     assert safe_name(custom_id) == custom_id
     assert object_key("b1", custom_id) == f"b1/{custom_id}.mp4"

@@ -199,6 +199,9 @@ def print_problems(result: SubmitOutcome) -> None:
 def print_estimate(result: SubmitOutcome) -> None:
     """A dry run's cost by provider and model, its total, and what a --budget would let
     through."""
+    if result.manifest_rows and result.manifest_rows != result.rows:
+        out.print(f"{result.manifest_rows} manifest rows expand to {result.rows} items "
+                  "(variants)")
     for (p, m), (n, cost) in sorted(result.by_model.items()):
         out.print(f"{p} {m}: {n} rows, estimated ${cost:.2f}")
     out.print(f"{result.valid} valid rows, estimated ${result.est_cost:.2f}"

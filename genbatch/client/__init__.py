@@ -47,6 +47,7 @@ if TYPE_CHECKING:
     from genbatch.client.export import ExportReport
     from genbatch.client.review import ReviewReport
     from genbatch.console.health import Diagnosis
+    from genbatch.producer.variants import VariantLimits
     from genbatch.storage import ObjectStorage
     from genbatch.storage.urls import ObjectUrls
     from genbatch.store.heartbeats import Beat
@@ -211,8 +212,16 @@ class Client:
         result = ingest_manifest(manifest, store=store, storage=storage, provider=provider,
                                  model=model, skip_invalid=skip_invalid, dry_run=dry_run,
                                  options=options, objects=self.objects, workers=workers,
-                                 batch_id=batch_id, input_roots=self._input_roots(input_roots))
+                                 batch_id=batch_id, input_roots=self._input_roots(input_roots),
+                                 limits=self._variant_limits())
         return SubmitOutcome.of(result, notes)
+
+    def _variant_limits(self) -> VariantLimits:
+        """How far a manifest's variants may expand (GENBATCH_MAX_VARIANTS_PER_ROW, ...)."""
+        from genbatch.producer.variants import VariantLimits
+
+        s = self.settings
+        return VariantLimits(per_row=s.max_variants_per_row, per_batch=s.max_items_per_batch)
 
     def _input_roots(self, given: tuple[Path, ...]) -> tuple[Path, ...]:
         """Folders local images may come from, besides the manifest's own."""
@@ -257,7 +266,8 @@ class Client:
         checked, changes = resume_manifest(
             manifest, batch_id, store=self.store, storage=self.storage, provider=provider,
             model=model, skip_invalid=skip_invalid, budget_usd=budget_usd,
-            objects=self.objects, input_roots=self._input_roots(input_roots))
+            objects=self.objects, input_roots=self._input_roots(input_roots),
+            limits=self._variant_limits())
         return ResumeOutcome(batch_id=batch_id, added=changes["added"],
                              replaced=changes["replaced"], kept=changes["kept"],
                              budget_usd=budget_usd, errors=list(checked.errors))

@@ -11,12 +11,14 @@ from genbatch.worker.control import CancelReport, RetryReport
 
 
 def problem_json(e: ManifestError) -> dict[str, Any]:
-    return {"manifest": e.path, "line": e.line, "field": e.field, "reason": e.reason}
+    return {"manifest": e.path, "line": e.line, "field": e.field, "reason": e.reason,
+            "variant": e.variant}
 
 
 def submit_json(result: SubmitOutcome, dry_run: bool) -> dict[str, Any]:
     return {
         "batch_id": result.batch_id, "dry_run": dry_run, "rows": result.rows,
+        "manifest_rows": result.manifest_rows,
         "valid": result.valid, "invalid": result.invalid,
         "estimated_cost_usd": round(result.est_cost, 6), "unpriced": result.unpriced,
         "by_model": [{"provider": p, "model": m, "rows": n, "estimated_cost_usd": round(c, 6)}

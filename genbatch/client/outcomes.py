@@ -33,6 +33,7 @@ class SubmitOutcome:
     fit_cost: float = 0.0  # ... at this estimated cost
     warnings: list[str] = field(default_factory=list)
     duplicate_of: str | None = None  # the batch an idempotency key already made: nothing new
+    manifest_rows: int = 0  # the manifest's rows; `rows` counts items (each variant is one)
 
     @classmethod
     def already(cls, batch_id: str) -> SubmitOutcome:
@@ -46,7 +47,8 @@ class SubmitOutcome:
                    invalid=result.invalid, est_cost=result.est_cost, unpriced=result.unpriced,
                    by_model=dict(result.by_model), errors=list(result.errors),
                    budget_usd=result.budget_usd, fit=result.fit, fit_cost=result.fit_cost,
-                   warnings=[*(warnings or ()), *result.warnings])
+                   warnings=[*(warnings or ()), *result.warnings],
+                   manifest_rows=result.source_rows)
 
 
 @dataclass(frozen=True)

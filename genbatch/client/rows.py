@@ -135,6 +135,7 @@ class ResultRow(BaseModel):
     attempt_history: list[Attempt]
     takes: int = 1  # videos generated: 1 + each redo
     review: str = Review.NOT_REVIEWED.value  # kept, rejected or not_reviewed
+    variant: dict[str, Any] | None = None  # a variant's values, e.g. {"ratio": "9:16"}
 
     @classmethod
     def of(cls, item: Mapping[str, str], review: Review = Review.NOT_REVIEWED) -> ResultRow:

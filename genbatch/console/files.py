@@ -27,7 +27,7 @@ from genbatch.storage import LocalStorage, ObjectStorage
 from genbatch.storage.keys import check_key
 
 # A file directly under a batch's prefix: what safe_name and batch_key produce.
-_BATCH_FILE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,250}")
+_BATCH_FILE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._~-]{0,250}")
 MEDIA_TYPES = {".mp4": "video/mp4", ".jsonl": "application/x-ndjson", ".csv": "text/csv",
                ".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg",
                ".webp": "image/webp", ".gif": "image/gif"}

@@ -7,7 +7,8 @@ the manifest-wide checks run (checks.py: keys on live workers, budget, fallback)
 batch is committed — or, if any row was bad and the user did not pass `skip_invalid`, or a
 check refuses it, deleted again, so a refused manifest leaves nothing behind. Local images
 are copied once each into object storage (`inputs/<sha256>.<ext>`), so workers on other
-machines can read them.
+machines can read them. A row with variants becomes one item per variant, each validated
+and written as a row of its own (variants.py, within the `limits` given).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from genbatch.producer.validate import (
     ValidRow,
     duplicate_reason,
 )
+from genbatch.producer.variants import Expansion, VariantLimits
 from genbatch.storage import ObjectStorage
 from genbatch.storage.urls import ObjectUrls
 from genbatch.store import JobStore, item_id
@@ -45,11 +47,13 @@ MAX_REPORTED_ERRORS = 200
 @dataclass
 class IngestResult:
     """What ingest did: the batch id (None on a dry run), counts and estimated cost.
+    `rows` counts items (a row's variants each count); `source_rows` the manifest's rows.
     `errors` are the first MAX_REPORTED_ERRORS of `problems` (every problem of every bad
     row); `warnings` do not stop the batch (on a dry run: what would refuse it, too)."""
 
     batch_id: str | None
     rows: int = 0
+    source_rows: int = 0
     valid: int = 0
     invalid: int = 0
     errors: list[ManifestError] = field(default_factory=list)
@@ -101,6 +105,7 @@ def ingest_manifest(
     batch_id: str | None = None,
     objects: ObjectUrls | None = None,
     input_roots: tuple[Path, ...] = (),
+    limits: VariantLimits | None = None,
 ) -> IngestResult:
     """Validate every row of `path`; unless `dry_run`, write them as a new batch.
 
@@ -131,8 +136,9 @@ def ingest_manifest(
     providers_used: set[str] = set()
     committed = False
     try:
-        _validate_rows(source, validator, checks, result, writer, providers_used, graph,
-                       skip_invalid=skip_invalid, progress=progress)
+        _validate_rows(Expansion(iter_rows(source), source.name, limits), validator, checks,
+                       result, writer, providers_used, graph, skip_invalid=skip_invalid,
+                       progress=progress)
         _conclude(source.name, result, checks, skip_invalid=skip_invalid, dry_run=dry_run)
         if writer is not None:
             _commit(writer, result, options.budget_usd, sorted(providers_used), graph)
@@ -146,15 +152,17 @@ def ingest_manifest(
     return result
 
 
-def _validate_rows(source: ManifestSource, validator: RowValidator, checks: ManifestChecks,
+def _validate_rows(rows: Expansion, validator: RowValidator, checks: ManifestChecks,
                    result: IngestResult, writer: _BatchWriter | None, providers_used: set[str],
                    graph: chains.ChainGraph, *, skip_invalid: bool,
                    progress: Callable[[int], None] | None) -> None:
-    """Validate each row in turn, tally it in `result`, `checks` and `graph` and, with a
-    `writer`, write it; with a writer, every row is counted when this returns. Then the
-    chain links are checked (a broken one makes its row invalid)."""
-    for seq, row in enumerate(iter_rows(source), start=1):
+    """Validate each row (each variant: a row of its own) in turn, tally it in `result`,
+    `checks` and `graph` and, with a `writer`, write it; with a writer, every row is counted
+    when this returns. Then the chain links are checked (a broken one makes its row
+    invalid)."""
+    for seq, row in enumerate(rows, start=1):
         result.rows = seq
+        result.source_rows = rows.read
         outcome = validator.validate(row)
         if isinstance(outcome, ValidRow):
             providers_used.add(outcome.provider)
@@ -247,7 +255,8 @@ class _Chunk:
     records: list[dict[str, str]] = field(default_factory=list)
     unique: list[tuple[str, int] | None] = field(default_factory=list)
     check_only: list[tuple[str, int]] = field(default_factory=list)
-    valid: dict[int, ValidRow | None] = field(default_factory=dict)  # line -> row if valid
+    # (line, custom_id) -> the row if valid (a row's variants share its line)
+    valid: dict[tuple[int, str | None], ValidRow | None] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.records) + len(self.check_only)
@@ -299,10 +308,10 @@ class _BatchWriter:
             record = item_record(seq, outcome, self.uploads.request_json(outcome.request))
             chains.mark(record, outcome.request)
             chunk.records.append(record)
-            chunk.valid[row.line] = outcome
+            chunk.valid[(row.line, custom_id)] = outcome
         else:
             chunk.records.append(invalid_record(seq, row.line, row.data, outcome, row.text))
-            chunk.valid[row.line] = None
+            chunk.valid[(row.line, custom_id)] = None
         chunk.unique.append(None if custom_id is None else (custom_id, row.line))
         if len(chunk) >= CHUNK:
             self.flush()
@@ -310,7 +319,8 @@ class _BatchWriter:
     def check(self, line: int, custom_id: str, outcome: ValidRow | list[ManifestError]) -> None:
         """A row that is not written: only its custom_id is checked."""
         self.chunk.check_only.append((custom_id, line))
-        self.chunk.valid[line] = outcome if isinstance(outcome, ValidRow) else None
+        self.chunk.valid[(line, custom_id)] = outcome if isinstance(outcome, ValidRow) \
+            else None
         if len(self.chunk) >= CHUNK:
             self.flush()
 
@@ -342,12 +352,12 @@ class _BatchWriter:
             return
         dups = self._writer.receive()
         self._fix(dups)
-        repeated = {d.line for d in dups}
-        for line, valid in chunk.valid.items():
-            if valid is not None and line not in repeated:
+        repeated = {(d.line, d.custom_id) for d in dups}
+        for key, valid in chunk.valid.items():
+            if valid is not None and key not in repeated:
                 self.result.count(valid)
         for d in dups:
-            if chunk.valid[d.line] is not None:
+            if chunk.valid[(d.line, d.custom_id)] is not None:
                 self.result.invalid += 1  # a valid row that turned out to be a repeat
             self.result.report([ManifestError(self.path, d.line, "custom_id",
                                               duplicate_reason(d.custom_id, d.first_line))])

@@ -36,6 +36,15 @@ ERROR_FILE_FIELDS: frozenset[str] = frozenset(
     {"line", "status", "error_code", "error_message", "attempts", "possibly_paid_twice"}
 )
 KNOWN_FIELDS: frozenset[str] = frozenset(REQUEST_FIELDS) | frozenset(ID_FIELDS)
+# Fields a row's `variants` may list values for (producer/variants.py), in the order their
+# values make up a variant's id suffix. Not the images: those are what a row is (one row each).
+VARIABLE_FIELDS: tuple[str, ...] = (
+    "provider", "model", *(f for f in REQUEST_FIELDS if f not in ("image", "last_image")))
+# Variants and templates (producer/variants.py, templates.py): JSONL objects, which CSV
+# spells as `variants.<field>` and `vars.<name>` columns. `variant` (one variant's values)
+# is what genbatch writes into errors.jsonl for a variant's row.
+VARIANTS, VARIANT, VARS = "variants", "variant", "vars"
+VAR_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
 MAX_FIELD_CHARS = 1_000_000  # a cell larger than this is a mistake, not a prompt
 MAX_LINE_BYTES = 1_000_000  # a line (or a CSV row over several lines) larger than this: refused
 MAX_JSON_DEPTH = 32  # a request is flat; nesting deeper than this is a mistake or an attack
@@ -170,14 +179,27 @@ class AbsoluteImages:
 
 
 _ALLOWED_FIELDS = KNOWN_FIELDS | ERROR_FILE_FIELDS
+_JSONL_FIELDS = _ALLOWED_FIELDS | {VARIANTS, VARIANT, VARS}
 
 
 def unknown_column_reason() -> str:
-    return f"unknown column; the known ones are {', '.join(sorted(KNOWN_FIELDS))}"
+    return (f"unknown column; the known ones are {', '.join(sorted(KNOWN_FIELDS))}, "
+            f"{VARIANTS}.<field> and {VARS}.<name> (template values)")
+
+
+def _csv_column_known(name: str) -> bool:
+    """A column of the CSV header: a field, `variants.<field>` or `vars.<name>`."""
+    if name in _ALLOWED_FIELDS:
+        return True
+    prefix, dot, rest = name.partition(".")
+    if not dot:
+        return False
+    return rest in VARIABLE_FIELDS if prefix == VARIANTS else \
+        prefix == VARS and VAR_NAME.fullmatch(rest) is not None
 
 
 def _unknown_column(path: str | Path, line: int, keys: list[str]) -> ManifestError | None:
-    unknown = [k for k in keys if k not in _ALLOWED_FIELDS]
+    unknown = [k for k in keys if not _csv_column_known(k)]
     if not unknown:
         return None
     return ManifestError(str(path), line, unknown[0], unknown_column_reason())
@@ -283,8 +305,8 @@ def _jsonl_rows(path: str | Path, lines: _Lines) -> Iterator[Row]:
             continue
         data, problem = _parse_object(text)
         if problem is None:
-            unknown = () if data.keys() <= _ALLOWED_FIELDS else \
-                tuple(k for k in data if k not in _ALLOWED_FIELDS)
+            unknown = () if data.keys() <= _JSONL_FIELDS else \
+                tuple(k for k in data if k not in _JSONL_FIELDS)
             yield Row(line_no, data, None, text.strip(), unknown)
         else:
             yield Row(line_no, {}, ManifestError(str(path), line_no, None, problem))

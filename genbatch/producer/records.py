@@ -19,6 +19,7 @@ from genbatch.images import STORED_PREFIX, is_chained, is_data_uri, is_remote, s
 from genbatch.models import GenerationRequest, ItemState
 from genbatch.producer.manifest import IMAGE_FIELDS
 from genbatch.producer.validate import MAX_CACHED_REFS, ValidRow
+from genbatch.producer.variants import variant_label
 from genbatch.storage import ObjectStorage
 from genbatch.storage.urls import is_object_url
 
@@ -28,8 +29,9 @@ _request_json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).enco
 
 
 def item_record(seq: int, row: ValidRow, request_json: str) -> dict[str, str]:
-    """The record of a valid row's item, pending (every value a string)."""
-    return {
+    """The record of a valid row's item, pending (every value a string); a variant's item
+    also holds its values (`variant`, JSON) for the results."""
+    record = {
         "seq": str(seq),
         "line": str(row.line),
         "custom_id": row.custom_id,
@@ -40,6 +42,10 @@ def item_record(seq: int, row: ValidRow, request_json: str) -> dict[str, str]:
         "row": row.text if row.text is not None else _row_json(row.row),
         "est_cost": "" if row.est_cost is None else repr(row.est_cost),
     }
+    label = variant_label(row)
+    if label is not None:
+        record["variant"] = _row_json(label)
+    return record
 
 
 def invalid_record(

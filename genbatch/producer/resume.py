@@ -21,6 +21,7 @@ from genbatch.producer.manifest import ManifestSource, Row, iter_rows, manifest_
 from genbatch.producer.options import BatchOptions
 from genbatch.producer.records import ImageUploader, invalid_record, item_record
 from genbatch.producer.validate import RowValidator, ValidRow
+from genbatch.producer.variants import Expansion, VariantLimits
 from genbatch.records import Batch, Item
 from genbatch.storage import ObjectStorage
 from genbatch.storage.urls import ObjectUrls
@@ -45,6 +46,7 @@ def resume_manifest(
     storage: ObjectStorage, provider: str | None, model: str | None,
     skip_invalid: bool = False, budget_usd: float | None = None,
     objects: ObjectUrls | None = None, input_roots: tuple[Path, ...] = (),
+    limits: VariantLimits | None = None,
 ) -> tuple[IngestResult, dict[str, int]]:
     """Apply `path` to batch `batch_id`; returns the validation result and what changed.
 
@@ -58,7 +60,7 @@ def resume_manifest(
     input_roots = (*batch_input_roots(batch), *input_roots)
     checked = ingest_manifest(source, store=None, storage=None, provider=provider, model=model,
                               skip_invalid=skip_invalid, dry_run=True, options=options,
-                              input_roots=input_roots)
+                              input_roots=input_roots, limits=limits)
     if checked.chained:
         raise GenbatchError(
             f"{source.name}: {checked.chained} row(s) chain on another row (@custom_id), and "
@@ -73,17 +75,19 @@ def resume_manifest(
                              objects=objects, input_roots=input_roots)
     changes = _Changes(store, batch_id, batch.total, ImageUploader(storage))
     try:
-        _apply_rows(source, validator, existing, changes)
+        _apply_rows(Expansion(iter_rows(source), source.name, limits), validator, existing,
+                    changes)
     finally:
         validator.close()  # its temporary custom_id file
     changes.write_new_items()
     return checked, changes.counts
 
 
-def _apply_rows(source: ManifestSource, validator: RowValidator, existing: dict[str, Item],
+def _apply_rows(rows: Expansion, validator: RowValidator, existing: dict[str, Item],
                 changes: _Changes) -> None:
-    """Match each row to the batch's item by custom_id: add it, replace the item, or keep it."""
-    for row in iter_rows(source):
+    """Match each row (each variant: a row of its own) to the batch's item by custom_id:
+    add it, replace the item, or keep it."""
+    for row in rows:
         outcome = validator.validate(row)
         custom_id = outcome.custom_id if isinstance(outcome, ValidRow) else \
             str(row.data.get("custom_id") or f"line-{row.line}")
@@ -125,6 +129,7 @@ class _Changes:
         """An item that ended without a video: the row as it is now, queued again."""
         record = item_record(old.seq, outcome, self.uploads.request_json(outcome.request))
         record.pop("state")
+        record.setdefault("variant", "")  # a variant replaced by a plain row is none any more
         record.update(attempt_reset(old), error_code="", error_message="")
         self._reopen()  # before the first item is queued, so it can finish normally
         if old.state is not None and self.store.items.transition(

@@ -1,6 +1,7 @@
 """Turn one manifest row into a validated generation request, or say exactly what is wrong.
 
-Checks, in order: unknown columns, custom_id (default `line-<n>`, unique), provider and
+Checks, in order: unknown columns, custom_id (default `line-<n>`, unique), the row's own
+values (a variant's applied, the prompt template filled: templates.py), provider and
 model, the row's types (pydantic), the provider/model's parameter rules, and images (local
 files and data URIs, past the header where cheap: genbatch/image_data.py). A row gets every
 problem it has, not only the first.
@@ -31,8 +32,9 @@ from genbatch.errors import ConfigError, ManifestError
 from genbatch.images import ImageProblem, is_chained, is_data_uri, is_remote, probe_data_uri
 from genbatch.models import REQUEST_FIELDS, GenerationRequest
 from genbatch.producer.inputs import LocalImages
-from genbatch.producer.manifest import IMAGE_FIELDS, Row, unknown_column_reason
+from genbatch.producer.manifest import IMAGE_FIELDS, VARIANT, Row, unknown_column_reason
 from genbatch.producer.objects import object_image_problem
+from genbatch.producer.templates import resolved
 from genbatch.storage.urls import ObjectUrls, is_object_url, sibling_url
 
 MAX_CUSTOM_ID = 256
@@ -62,7 +64,9 @@ class ValidRow:
 
 def duplicate_reason(custom_id: str, first_line: int | None) -> str:
     where = "" if first_line is None else f" (first on line {first_line})"
-    return f"duplicate custom_id {custom_id!r}{where}; each must be unique"
+    why = " (a variant's id is its row's custom_id, ~ and its values)" \
+        if "~" in custom_id else ""
+    return f"duplicate custom_id {custom_id!r}{where}; each must be unique{why}"
 
 
 class SeenIds:
@@ -122,16 +126,20 @@ class RowValidator:
             return [row.problem]
         errors: list[ManifestError] = []
         data = row.data
+        variant = data.get("custom_id") if VARIANT in data else None  # named in each error
 
         def err(field_name: str | None, reason: str) -> None:
-            errors.append(ManifestError(str(self.path), row.line, field_name, reason))
+            errors.append(ManifestError(str(self.path), row.line, field_name, reason,
+                                        variant))
 
         for name in row.unknown:
             err(name, unknown_column_reason())
         custom_id = self._custom_id(data.get("custom_id"), row.line, err)
-        provider, model = self._target(data, err)
+        # A variant's values applied, the prompt template filled (the row keeps both).
+        values = resolved(data, custom_id or f"line-{row.line}", err)
+        provider, model = self._target(values, err)
         image_problems: list[tuple[str, str]] = []
-        request = self._request(data, err, image_problems)
+        request = self._request(values, err, image_problems)
         if request is not None and provider is not None and model is not None:
             self._check_rules(provider, model, request, err)
         for name, problem in image_problems:

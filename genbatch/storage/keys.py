@@ -23,7 +23,8 @@ MAX_SAFE_LEN = 120
 HASH_LEN = 10
 MAX_KEY_BYTES = 1024  # S3's limit on a key
 
-_UNSAFE_CHAR = re.compile(r"[^A-Za-z0-9._-]")
+# `~` joins a variant's suffix to its row's id (producer/variants.py): safe in URLs and files.
+_UNSAFE_CHAR = re.compile(r"[^A-Za-z0-9._~-]")
 _HASH_TAIL = re.compile(rf"-[0-9a-f]{{{HASH_LEN}}}\Z")
 # Batch ids and the names of our own batch files: no leading dot, dash or underscore.
 _OUR_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
@@ -31,12 +32,12 @@ _SUFFIX = re.compile(r"(\.[A-Za-z0-9]{1,16}){1,3}")
 
 
 def safe_name(custom_id: str) -> str:
-    """A file name made from `custom_id`: `[A-Za-z0-9._-]` only, never hidden, never `..`.
+    """A file name made from `custom_id`: `[A-Za-z0-9._~-]` only, never hidden, never `..`.
 
     Returns `custom_id` itself when it is already safe; otherwise its sanitised, capped form
     followed by `-` and the first 10 hex digits of its sha256.
     """
-    cleaned = _UNSAFE_CHAR.sub("_", custom_id).lstrip("._-")[:MAX_SAFE_LEN]
+    cleaned = _UNSAFE_CHAR.sub("_", custom_id).lstrip("._-~")[:MAX_SAFE_LEN]
     if cleaned and cleaned == custom_id and not _HASH_TAIL.search(cleaned):
         return cleaned
     # surrogatepass: JSON may carry lone surrogates ("\ud800"); they must hash, not crash.

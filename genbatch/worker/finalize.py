@@ -30,7 +30,7 @@ RESULT_FIELDS: tuple[str, ...] = (
     "custom_id", "line", "status", "output_uri", "sha256", "bytes", "provider", "account",
     "model", "provider_model", "remote_task_id", "seed", "cost_usd", "submitted_at", "finished_at",
     "error_code", "error_message", "attempts", "possibly_paid_twice", "failed_over_from",
-    "attempt_history", "parent_custom_id", "input_frame", "takes", "review",
+    "attempt_history", "parent_custom_id", "input_frame", "takes", "review", "variant",
 )
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
@@ -78,7 +78,18 @@ def result_row(record: Mapping[str, str],
         # review and redo (worker/redo.py): videos generated, and the verdict on this one
         "takes": item.takes,
         "review": review.value,
+        # a variant's values (producer/variants.py), e.g. {"ratio": "9:16", "seed": 1}
+        "variant": variant_values(item),
     }
+
+
+def variant_values(item: Item) -> dict[str, Any] | None:
+    """The values that made the item one variant of its row; None for a plain row."""
+    try:
+        values = json.loads(item.variant_json or "null")
+    except ValueError:
+        return None
+    return values if isinstance(values, dict) else None
 
 
 def provider_model(record: Mapping[str, str]) -> str | None:
@@ -142,8 +153,7 @@ def write_outputs(storage: ObjectStorage, batch_id: str,
                         row["presigned_url"] = storage.presigned_url(
                             object_key(batch_id, item.custom_id), presign_s)
                     rj.write(json.dumps(row, ensure_ascii=False) + "\n")
-                    writer.writerow([csv_safe(compact_history(row[f]) if f == "attempt_history"
-                                              else row.get(f)) for f in fields])
+                    writer.writerow([csv_safe(_csv_cell(row, f)) for f in fields])
                     ok += 1
                 else:
                     ej.write(json.dumps(error_row(item), ensure_ascii=False) + "\n")
@@ -154,6 +164,16 @@ def write_outputs(storage: ObjectStorage, batch_id: str,
             for name, path in paths.items()
         }
     return OutputFiles(uris["results.jsonl"], uris["results.csv"], uris["errors.jsonl"], ok, bad)
+
+
+def _csv_cell(row: dict[str, Any], name: str) -> Any:
+    """A results.csv cell: the value, the attempt history compacted, a variant as JSON."""
+    if name == "attempt_history":
+        return compact_history(row[name])
+    value = row.get(name)
+    if name == "variant" and value is not None:
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    return value
 
 
 def _content_type(name: str) -> str:
