@@ -54,7 +54,7 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from genbatch.models import (
@@ -149,6 +149,11 @@ class Item(dict[str, str]):
         self.row_text = get("row") or ""
         self.history_json = get("history") or "[]"
         self.client_ref = get("client_ref") or ""
+        self._read_outcome(get)
+
+    def _read_outcome(self, get: Callable[[str], str | None]) -> None:
+        """What the item produced and where it sits in the creative workflow: its video,
+        the hosts that served it, its chain, variant and takes."""
         self.output_uri = get("output_uri") or ""
         self.sha256 = get("sha256") or ""
         self.bytes = _opt_int(get("bytes"))
