@@ -103,8 +103,9 @@ class Settings(BaseSettings):
         "provider's upload where it takes URLs only (WaveSpeed)"
     )
     input_roots: str = Field(
-        default="", description="folders (separated by ':') that local images may come from "
-        "besides the manifest's own folder; any other path is refused"
+        default="", description="folders and bucket prefixes (s3://bucket/prefix), separated "
+        "by ':', that input images may come from besides the manifest's own folder or bucket "
+        "prefix; any other path or object is refused"
     )
     presign_results_s: int = Field(
         default=0, ge=0, description="with S3 storage, add a presigned URL valid this long to "
@@ -388,8 +389,19 @@ class Settings(BaseSettings):
         return None if value is None else value.get_secret_value()
 
     def input_root_paths(self) -> tuple[Path, ...]:
-        """GENBATCH_INPUT_ROOTS as folders (empty parts ignored)."""
-        return tuple(Path(part) for part in self.input_roots.split(os.pathsep) if part.strip())
+        """The folders of GENBATCH_INPUT_ROOTS (empty parts ignored)."""
+        return tuple(Path(part) for part in self._input_root_parts()
+                     if not part.lower().startswith("s3://"))
+
+    def input_object_roots(self) -> tuple[str, ...]:
+        """The bucket prefixes (`s3://bucket/prefix`) of GENBATCH_INPUT_ROOTS."""
+        return tuple(part for part in self._input_root_parts()
+                     if part.lower().startswith("s3://"))
+
+    def _input_root_parts(self) -> list[str]:
+        # `s3://` holds the separator itself: a ':' followed by '//' does not separate.
+        pattern = r":(?!//)" if os.pathsep == ":" else re.escape(os.pathsep)
+        return [part.strip() for part in re.split(pattern, self.input_roots) if part.strip()]
 
     def configure_logging(self) -> None:
         """Log lines of the long-running commands (scheduler, worker supervisor, webhooks)."""

@@ -131,8 +131,10 @@ class Client:
         """Validate `manifest` (a path, `file:///…` or `s3://bucket/key`, streamed) and
         enqueue it as a new batch. `provider` / `model` apply to rows without one; `options`
         are the batch's (`SubmitOptions`); local images may come from the manifest's folder,
-        `input_roots` and GENBATCH_INPUT_ROOTS. Raises ManifestRejected (nothing submitted) when
-        rows are bad and not `skip_invalid`; the handle's `submitted` has the counts.
+        `input_roots` and GENBATCH_INPUT_ROOTS; `s3://` images from the manifest's bucket
+        prefix and the `s3://bucket/prefix` entries of GENBATCH_INPUT_ROOTS. Raises
+        ManifestRejected (nothing submitted) when rows are bad and not `skip_invalid`; the
+        handle's `submitted` has the counts.
 
         The same manifest with the same options submitted again within
         GENBATCH_DUPLICATE_WINDOW_S is refused, naming its batch, unless `allow_duplicate`.
@@ -208,7 +210,8 @@ class Client:
         result = ingest_manifest(manifest, store=store, storage=storage, provider=provider,
                                  model=model, skip_invalid=skip_invalid, dry_run=dry_run,
                                  options=options, objects=self.objects, workers=workers,
-                                 batch_id=batch_id, input_roots=self._input_roots(input_roots))
+                                 batch_id=batch_id, input_roots=self._input_roots(input_roots),
+                                 object_roots=self.settings.input_object_roots())
         return SubmitOutcome.of(result, notes)
 
     def _input_roots(self, given: tuple[Path, ...]) -> tuple[Path, ...]:
@@ -254,7 +257,8 @@ class Client:
         checked, changes = resume_manifest(
             manifest, batch_id, store=self.store, storage=self.storage, provider=provider,
             model=model, skip_invalid=skip_invalid, budget_usd=budget_usd,
-            objects=self.objects, input_roots=self._input_roots(input_roots))
+            objects=self.objects, input_roots=self._input_roots(input_roots),
+            object_roots=self.settings.input_object_roots())
         return ResumeOutcome(batch_id=batch_id, added=changes["added"],
                              replaced=changes["replaced"], kept=changes["kept"],
                              budget_usd=budget_usd, errors=list(checked.errors))

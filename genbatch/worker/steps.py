@@ -18,6 +18,7 @@ from genbatch.errors import (
     AmbiguousSubmit,
     ConfigError,
     GenbatchError,
+    InputNotAllowed,
     PermanentProviderError,
     ProviderError,
     RateLimited,
@@ -79,6 +80,8 @@ def submit_item(rt: Runtime, iid: str) -> str:
     except PermanentProviderError as exc:  # the provider refused the file
         return finish(rt, iid, [DISPATCHED], ItemState.FAILED, exc.code,
                       f"image upload refused: {exc.message}")
+    except InputNotAllowed as exc:  # never signed nor read: the batch may not use it
+        return finish(rt, iid, [DISPATCHED], ItemState.FAILED, "input_not_allowed", str(exc))
     except GenbatchError as exc:  # nothing was sent: a clear failure, not a mystery
         return finish(rt, iid, [DISPATCHED], ItemState.FAILED, "input_unavailable", str(exc))
     seeded = identifying_seed(item)  # BytePlus: a seed on every submit
