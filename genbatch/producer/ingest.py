@@ -108,8 +108,8 @@ def ingest_manifest(
     or when a manifest-wide check refuses it (`workers`: the live workers' heartbeats, for
     the key check; None skips it). Local images must lie in the manifest's folder or one of
     `input_roots`; `s3://` images in its bucket prefix or one of `object_roots` (recorded on
-    the batch: the worker checks them again). custom_ids are made unique in Redis as the chunks are written (a dry run keeps them in
-    a temporary file instead, see validate.py), so the producer's memory stays flat.
+    the batch: the worker checks them again). custom_ids are made unique in Redis as the
+    chunks are written (a dry run keeps them in a temp file, see validate.py): flat memory.
     `path` may be an object URL (`s3://…`, read through `objects`), as may its images.
     """
     source = manifest_source(path, objects)
