@@ -27,6 +27,8 @@ The item schema (fields of `item:{bid}:{seq}`):
                                     attempt failed on storage ("1"), not on the URL
     url_repolls, storage_repolls    fresh URLs asked for, by cause
     reconciled                      what reconciling an ambiguous submit did
+    settle_closed_at                when its reconciliation window closed (final as ambiguous)
+    late_task, late_found_at, late_how   a task found for it after that (worker/settling.py)
     output_uri, sha256, bytes       the stored video
     finished_at, error_code, error_message, last_error   how it ended / the last problem
     history, failed_over_from, failed_over_at, fallback_used   past attempts (store/history)
@@ -111,6 +113,9 @@ class Item(dict[str, str]):
         self.url_repolls = _int(get("url_repolls"))
         self.storage_repolls = _int(get("storage_repolls"))
         self.reconciled = get("reconciled") or ""
+        # When its reconciliation window closed (worker/settling.py), and a task found after.
+        self.settle_closed_at = _float(get("settle_closed_at"))
+        self.late_task = get("late_task") or ""
         # What an unverified callback claimed (worker/hints.py): a status, or an ambiguous
         # attempt's task id and that attempt's number.
         self.cb_status = get("cb_status") or ""

@@ -49,7 +49,7 @@ if TYPE_CHECKING:
     from genbatch.storage.urls import ObjectUrls
     from genbatch.store.heartbeats import Beat
     from genbatch.worker.control import CancelReport, RetryReport
-    from genbatch.worker.reconcile import BatchReport
+    from genbatch.worker.reconcile_batch import BatchReport
     from genbatch.worker.runtime import Runtime
 
 __all__ = ["AccountsReport", "BatchHandle", "BatchInfo", "Client", "ErrorCount",
@@ -385,7 +385,7 @@ class Client:
         """Look for the tasks of the batch's ambiguous items in their providers' task lists
         now (adopt one, resubmit when provably none, else leave), and list the tasks its
         accounts created in its time that no item owns."""
-        from genbatch.worker.reconcile import reconcile_batch
+        from genbatch.worker.reconcile_batch import reconcile_batch
 
         return reconcile_batch(self._runtime(), batch_id)
 

@@ -33,11 +33,18 @@ def done_count(batch: Mapping[str, str]) -> int:
 
 def shown_status(batch: Mapping[str, str]) -> str:
     """The batch's status; `budget_exhausted` while its budget holds pending items back;
-    `cancelling` while a cancelled batch's running items finish."""
+    `cancelling` while a cancelled batch's running items finish; `settling N ambiguous`
+    while, every other item done, it waits for its ambiguous items to settle or their
+    reconciliation window to close (worker/settling.py)."""
     b = Batch.view(batch)
     if b.cancel_requested and b.status in (BatchStatus.IN_PROGRESS, BatchStatus.FINALIZING):
         return "cancelling"
-    return "budget_exhausted" if budget.stopped(batch) else batch.get("status", "")
+    if budget.stopped(batch):
+        return "budget_exhausted"
+    ambiguous = b.count(Counter.AMBIGUOUS)
+    if b.status is BatchStatus.IN_PROGRESS and not b.open_items and ambiguous:
+        return f"settling {ambiguous} ambiguous"
+    return batch.get("status", "")
 
 
 def batch_summary(batch: Mapping[str, str]) -> dict[str, object]:

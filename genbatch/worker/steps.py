@@ -396,8 +396,8 @@ def finalize_batch(rt: Runtime, batch_id: str) -> str:
     batch = rt.store.batches.get(batch_id)
     if batch.status not in (IN_PROGRESS, FINALIZING) or batch.open_items:
         return "skipped"
-    if rt.store.reconcile.holding(batch_id):  # ambiguous items not looked at yet
-        return "skipped"
+    if rt.store.reconcile.holding(batch_id) and not batch.cancel_requested:
+        return "skipped"  # ambiguous items that may still settle (worker/settling.py)
     ok, _ = rt.store.batches.cas(batch_id, [IN_PROGRESS, FINALIZING], FINALIZING)
     if not ok:
         return "skipped"
