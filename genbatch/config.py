@@ -230,8 +230,10 @@ class Settings(BaseSettings):
         "call failed) is looked at again this often ..."
     )
     reconcile_deadline_s: float = Field(
-        default=86400.0, gt=0, description="... until this long after its submit; then it "
-        "stays ambiguous for `genbatch retry --ambiguous` or `genbatch reconcile`"
+        default=86400.0, gt=0, description="... until this long after its submit (its "
+        "reconciliation window: the batch waits for it until then); then it is final as "
+        "ambiguous, a task found later is recorded, not adopted (`genbatch reconcile`, "
+        "`genbatch retry --ambiguous`)"
     )
 
     duplicate_window_s: float = Field(
