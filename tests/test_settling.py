@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from genbatch.client.rows import BatchInfo
 from genbatch.config import Settings
 from genbatch.console.views import shown_status
 from genbatch.models import BatchStatus, ItemState
@@ -69,6 +70,7 @@ def test_the_batch_waits_for_its_ambiguous_item_until_the_window_closes(
     batch = rt.store.batches.get("b1")
     assert batch.status is BatchStatus.IN_PROGRESS
     assert shown_status(batch) == "settling 1 ambiguous"
+    assert BatchInfo.of(batch).status == "settling" and not BatchInfo.of(batch).finished
     # Its look is at the window's end; before that, a look changes nothing.
     assert reconcile.reconcile_item(rt, iid).outcome == "later"
     assert finalize_batch(rt, "b1") == "skipped"

@@ -30,7 +30,7 @@ class BatchInfo(BaseModel):
     id: str
     status: str  # validating, in_progress, finalizing, completed, cancelled, plus the shown
     #              states budget_exhausted (stopped by its budget), cancelling and
-    #              "settling N ambiguous" (waiting for its ambiguous items to settle)
+    #              settling (waiting for its `ambiguous` items to settle)
     created_at: str
     manifest: str | None
     priority: str
