@@ -44,6 +44,8 @@ ID = re.compile(r"chaos-\d{5}")
 # POSTs that only read (WaveSpeed's prediction history, reconciliation) or upload inputs
 READS = ("/_sim/", "/api/v3/predictions", "/api/v3/media/upload")
 NOT_CREATED = {429}  # answers that provably created nothing (all 4xx would be too)
+# The batch waits for an ambiguous item until its reconciliation window closes: 30 s real.
+WINDOW = {"reconcile_deadline_s": "300"}
 
 
 def chaos_profile() -> SimProfile:
@@ -233,7 +235,7 @@ def test_chaos_nothing_lost_nothing_paid_twice(tmp_path: Path) -> None:
             quotas = {f"{p}_{op}_rpm": "60000" for p, _ in PROVIDERS for op in ("submit", "poll")}
             cluster = Cluster(server.url, sim_url, tmp_path, wavespeed_max_in_flight="20",
                               time_factor=str(TIME_FACTOR), task_lease_s=str(LEASE_S),
-                              log_level="WARNING", **quotas)
+                              log_level="WARNING", **WINDOW, **quotas)
             for w in range(WORKERS):
                 cluster.start_worker(f"worker{w}")
             cluster.start_scheduler()
