@@ -13,6 +13,7 @@ from genbatch.client.rows import BatchInfo
 from genbatch.config import Settings
 from genbatch.console.views import shown_status
 from genbatch.models import BatchStatus, ItemState
+from genbatch.store.history import attempt_reset
 from genbatch.worker import reconcile
 from genbatch.worker.reconcile_batch import reconcile_batch
 from genbatch.worker.runtime import Runtime
@@ -123,6 +124,10 @@ def test_a_task_found_after_the_window_is_recorded_not_adopted(
     report = reconcile_batch(rt, "b1")
     assert report.late == [(iid, "task-9")]
     assert report.adopted == [] and report.orphans == []
+    # A new attempt (retry --ambiguous) starts with an open window; the late task is history.
+    fresh = attempt_reset(item)
+    assert fresh["settle_closed_at"] == fresh["late_task"] == ""
+    assert json.loads(fresh["history"])[-1]["late_task"] == "task-9"
 
 
 def test_an_explicit_adoption_after_the_window_reopens_the_batch(
