@@ -70,6 +70,10 @@ def schedule(rt: Runtime, iid: str, provider: str) -> None:
         rt.store.reconcile.schedule(iid, rt.now() + _settle(rt), hold=True)
     elif settling.by_callback(rt, item):
         rt.store.reconcile.schedule(iid, settling.window_end(rt, item), hold=True)
+    else:
+        return
+    if rt.store.items.get(iid).state is not AMBIGUOUS:  # adopted meanwhile (a fast callback)
+        rt.store.reconcile.unschedule(iid)
 
 
 def reconcile_item(rt: Runtime, iid: str, *, on_demand: bool = False) -> Verdict:
