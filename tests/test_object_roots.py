@@ -14,9 +14,10 @@ import boto3
 import httpx
 import pytest
 
+from genbatch.client import Client
 from genbatch.config import Settings
 from genbatch.demo import SAMPLES
-from genbatch.errors import InputNotAllowed, ManifestRejected, StorageError
+from genbatch.errors import GenbatchError, InputNotAllowed, ManifestRejected, StorageError
 from genbatch.models import ItemState
 from genbatch.producer.ingest import ingest_manifest
 from genbatch.producer.resume import resume_manifest
@@ -188,3 +189,18 @@ def test_a_resume_keeps_the_batchs_prefixes_and_records_its_own(
     assert changes["added"] == 2
     batch = store.batches.get(batch_id)  # type: ignore[attr-defined]
     assert batch["object_roots"].split("\n") == ["s3://pipeline-in/run/", "s3://pipeline-out/fix/"]
+
+
+def test_input_root_takes_a_bucket_prefix_too(s3: str, buckets: ObjectUrls) -> None:
+    put_manifest(s3, [SECRET])
+    client = Client(Settings(s3_endpoint_url=s3, s3_region="us-east-1"))
+    with pytest.raises(ManifestRejected):
+        client.estimate(MANIFEST, provider="novita", model=MODEL)
+    outcome = client.estimate(MANIFEST, provider="novita", model=MODEL,
+                              input_roots=("s3://other-team/private",))
+    assert outcome.valid == 1 and outcome.errors == []
+    via_setting = Client(Settings(s3_endpoint_url=s3, s3_region="us-east-1",
+                                  input_roots="/nonexistent:s3://other-team/private/"))
+    assert via_setting.estimate(MANIFEST, provider="novita", model=MODEL).valid == 1
+    with pytest.raises(GenbatchError, match=r"^--input-root s3://: input root 's3://' is not"):
+        client.estimate(MANIFEST, provider="novita", model=MODEL, input_roots=("s3://",))
