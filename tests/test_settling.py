@@ -162,3 +162,13 @@ def test_without_callbacks_nothing_can_settle_it_and_the_batch_finishes(
     ambiguous_batch(rt)
     assert rt.store.reconcile.holding("b1") == 0
     assert finalize_batch(rt, "b1") == BatchStatus.COMPLETED
+
+
+def test_the_window_closes_with_its_last_look_not_before(redis_url: str, tmp_path: Path) -> None:
+    rt = runtime(redis_url, tmp_path, [])
+    iid = ambiguous_batch(rt)
+    window_passes(rt, iid)  # due, but its closing look has not run yet: still open
+    verdict = reconcile.adopt(rt, rt.store.items.get(iid), "task-3", rt.now(),
+                              note="adopted task task-3 from its attempt's callback")
+    assert verdict.outcome == "adopted"
+    assert rt.store.items.get(iid).state is ItemState.SUBMITTED

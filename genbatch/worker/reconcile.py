@@ -217,7 +217,7 @@ def adopt(rt: Runtime, item: Item, task_id: str, now: float, *, note: str,
     when it turned ambiguous, is reserved again, so the cost counts once. After the item's
     reconciliation window closed, only an `explicit` adoption (`genbatch reconcile`) does
     that, reopening its batch; any other is recorded ("late", worker/settling.py)."""
-    if not explicit and settling.closed(rt, item, now):
+    if not explicit and settling.closed(rt, item):
         return Verdict(settling.record_late(rt, item, task_id, now, note), task_id)
     rt.store.reconcile.own(item.account, task_id, item.id, now)
     held = _micro(item.est_cost)

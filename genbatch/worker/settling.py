@@ -53,9 +53,10 @@ def window_end(rt: Runtime, item: Item) -> float:
     return end
 
 
-def closed(rt: Runtime, item: Item, now: float) -> bool:
-    """Whether a task found for the item now comes too late to change it."""
-    if item.settle_closed_at is not None or now >= window_end(rt, item):
+def closed(rt: Runtime, item: Item) -> bool:
+    """Whether a task found for the item now comes too late to change it: its window was
+    closed (by its last look, which may itself still adopt), or its batch is finishing."""
+    if item.settle_closed_at is not None:
         return True
     return rt.store.batches.get(item.batch_id).status in FINISHING
 
