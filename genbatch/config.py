@@ -124,8 +124,9 @@ class Settings(BaseSettings):
         "provider's upload where it takes URLs only (WaveSpeed)"
     )
     input_roots: str = Field(
-        default="", description="folders (separated by ':') that local images may come from "
-        "besides the manifest's own folder; any other path is refused"
+        default="", description="folders and bucket prefixes (s3://bucket/prefix), separated "
+        "by ':', that input images may come from besides the manifest's own folder or bucket "
+        "prefix; any other path or object is refused"
     )
     max_variants_per_row: int = Field(
         default=100, ge=1, description="most variants one manifest row may expand into (the "
@@ -258,8 +259,10 @@ class Settings(BaseSettings):
         "call failed) is looked at again this often ..."
     )
     reconcile_deadline_s: float = Field(
-        default=86400.0, gt=0, description="... until this long after its submit; then it "
-        "stays ambiguous for `genbatch retry --ambiguous` or `genbatch reconcile`"
+        default=86400.0, gt=0, description="... until this long after its submit (its "
+        "reconciliation window: the batch waits for it until then); then it is final as "
+        "ambiguous, a task found later is recorded, not adopted (`genbatch reconcile`, "
+        "`genbatch retry --ambiguous`)"
     )
 
     duplicate_window_s: float = Field(
@@ -443,8 +446,19 @@ class Settings(BaseSettings):
         return None if value is None else value.get_secret_value()
 
     def input_root_paths(self) -> tuple[Path, ...]:
-        """GENBATCH_INPUT_ROOTS as folders (empty parts ignored)."""
-        return tuple(Path(part) for part in self.input_roots.split(os.pathsep) if part.strip())
+        """The folders of GENBATCH_INPUT_ROOTS (empty parts ignored)."""
+        return tuple(Path(part) for part in self._input_root_parts()
+                     if not part.lower().startswith("s3://"))
+
+    def input_object_roots(self) -> tuple[str, ...]:
+        """The bucket prefixes (`s3://bucket/prefix`) of GENBATCH_INPUT_ROOTS."""
+        return tuple(part for part in self._input_root_parts()
+                     if part.lower().startswith("s3://"))
+
+    def _input_root_parts(self) -> list[str]:
+        # `s3://` holds the separator itself: a ':' followed by '//' does not separate.
+        pattern = r":(?!//)" if os.pathsep == ":" else re.escape(os.pathsep)
+        return [part.strip() for part in re.split(pattern, self.input_roots) if part.strip()]
 
     def configure_logging(self) -> None:
         """Log lines of the long-running commands (scheduler, worker supervisor, webhooks)."""

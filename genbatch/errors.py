@@ -6,6 +6,7 @@
      ├── RequestInvalid           a request the chosen provider/model does not accept
      ├── NotFoundError            a batch or item id that does not exist
      ├── StorageError             object storage failed
+     ├── InputNotAllowed          an item's input image lies outside its batch's roots
      ├── StoreError               the job store (Redis) failed a command
  │    └── StoreUnavailable    ... because it cannot be reached (connection lost,
  │                            timeout, still loading its data)
@@ -42,6 +43,10 @@ class NotFoundError(GenbatchError):
 
 class StorageError(GenbatchError):
     """Raised when object storage cannot read or write."""
+
+
+class InputNotAllowed(GenbatchError):
+    """Raised when an item's `s3://` image lies outside its batch's input prefixes."""
 
 
 class StoreError(GenbatchError):

@@ -34,6 +34,8 @@ The item schema (fields of `item:{bid}:{seq}`):
                                     (worker/recovery.py); counted in its batch's field
     hold, sending                   the guard the current attempt's record waited on, and
                                     when that wait ended (worker/durable.py)
+    settle_closed_at                when its reconciliation window closed (final as ambiguous)
+    late_task, late_found_at, late_how   a task found for it after that (worker/settling.py)
     output_uri, sha256, bytes       the stored video
     finished_at, error_code, error_message, last_error   how it ended / the last problem
     history, failed_over_from, failed_over_at, fallback_used   past attempts (store/history)
@@ -139,6 +141,9 @@ class Item(dict[str, str]):
         # POST follows): an attempt without it never sent anything (worker/durable.py)
         self.hold = get("hold") or ""
         self.sending = _float(get("sending"))
+        # When its reconciliation window closed (worker/settling.py), and a task found after.
+        self.settle_closed_at = _float(get("settle_closed_at"))
+        self.late_task = get("late_task") or ""
         # What an unverified callback claimed (worker/hints.py): a status, or an ambiguous
         # attempt's task id and that attempt's number.
         self.cb_status = get("cb_status") or ""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Annotated
 
 import typer
@@ -69,8 +70,10 @@ def retry(
 
 def reconcile(batch: BatchArg) -> None:
     """Settle a batch's ambiguous items from the providers' task lists (WaveSpeed,
-    BytePlus): adopt the task that was created, resubmit when none was, report the rest and
-    any task of the batch's time that no item owns."""
+    BytePlus): adopt the task that was created (reopening a finished batch), resubmit when
+    none was, report the rest, tasks found after an item's window closed, and any task
+    created in the batch's time (its first submit to its last, with a margin) that no item
+    owns."""
     report = Client().reconcile(batch)
     for iid, task in report.adopted:
         out.print(f"adopted   {iid}: task {task}", highlight=False)
@@ -78,12 +81,24 @@ def reconcile(batch: BatchArg) -> None:
         out.print(f"resubmit  {iid}: no task was created; queued again", highlight=False)
     for iid, why in report.left:
         out.print(f"ambiguous {iid}: {why}", highlight=False)
+    for iid, task in report.late:
+        out.print(f"late      {iid}: task {task} found after its reconciliation window "
+                  "closed (billed; not adopted)", highlight=False)
     for provider, task in report.orphans:
         out.print(f"unowned   {provider} task {task}: created in this batch's time, owned "
                   "by no item (billed; not downloaded)", highlight=False)
     out.print(f"batch {batch}: {len(report.adopted)} adopted, {len(report.resubmitted)} "
-              f"resubmitted, {len(report.left)} left ambiguous, {len(report.orphans)} "
-              "unowned tasks", highlight=False)
+              f"resubmitted, {len(report.left)} left ambiguous, {len(report.late)} found "
+              f"late, {len(report.orphans)} unowned tasks{_span(report.span)}",
+              highlight=False)
+
+
+def _span(span: tuple[float, float] | None) -> str:
+    """The batch's time that unowned tasks were looked for in."""
+    if span is None:
+        return " (nothing was submitted)"
+    start, end = (datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%d %H:%M:%S") for t in span)
+    return f" (created {start} to {end} UTC)"
 
 
 def notify(batch: BatchArg, as_json: JsonOpt = False) -> None:

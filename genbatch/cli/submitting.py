@@ -12,7 +12,7 @@ from rich.markup import escape
 
 from genbatch.cli.inspecting import watch_json, watch_until_done
 from genbatch.cli.shared import JsonOpt, emit, err, exit_with, out
-from genbatch.client import DEFAULT_MODEL, Client, SubmitOptions, submit_options
+from genbatch.client import DEFAULT_MODEL, Client, Roots, SubmitOptions, submit_options
 from genbatch.client.as_json import resume_json, submit_json
 from genbatch.client.outcomes import SubmitOutcome
 
@@ -60,9 +60,10 @@ FallbackOpt = Annotated[str | None, typer.Option(
     metavar="PROVIDER:MODEL",
     help="resubmit an item that fails at its provider once to this provider and model",
     show_default=False)]
-InputRootOpt = Annotated[list[Path] | None, typer.Option(
-    "--input-root", metavar="DIR", help="a folder local images may also come from, besides "
-    "the manifest's (repeatable; GENBATCH_INPUT_ROOTS adds more)", show_default=False)]
+InputRootOpt = Annotated[list[str] | None, typer.Option(
+    "--input-root", metavar="DIR|s3://BUCKET/PREFIX", help="a folder (or bucket prefix) "
+    "input images may also come from, besides the manifest's own (repeatable; "
+    "GENBATCH_INPUT_ROOTS adds more)", show_default=False)]
 ResumeOpt = Annotated[str | None, typer.Option(
     "--resume", metavar="BATCH",
     help="apply to an existing batch: skip rows already succeeded or running (by "
@@ -89,7 +90,7 @@ class RowDefaults(TypedDict):
     provider: str | None
     model: str | None
     skip_invalid: bool
-    input_roots: tuple[Path, ...]
+    input_roots: Roots
 
 
 def submit(
@@ -121,7 +122,7 @@ def submit(
         "join_chains": join_chains}
     options = submit_options(resume=resume is not None, **given)
     rows: RowDefaults = {"provider": provider, "model": model, "skip_invalid": skip_invalid,
-                         "input_roots": tuple(input_root or ())}
+                         "input_roots": tuple(_root(r) for r in input_root or ())}
     client = Client()
     if resume is not None and not dry_run:
         code = resume_batch(client, manifest, resume, rows, options.budget_usd,
@@ -212,3 +213,8 @@ def print_estimate(result: SubmitOutcome) -> None:
                   f"{result.valid} rows fit (estimated ${result.fit_cost:.2f})"
                   + (f"; --budget would be refused: {result.unpriced} rows have no price"
                      if result.unpriced else ""))
+
+
+def _root(text: str) -> Path | str:
+    """An --input-root: a bucket prefix stays its URL, anything else is a folder."""
+    return text.strip() if text.strip().lower().startswith("s3://") else Path(text)

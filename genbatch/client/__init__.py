@@ -52,7 +52,7 @@ if TYPE_CHECKING:
     from genbatch.storage.urls import ObjectUrls
     from genbatch.store.heartbeats import Beat
     from genbatch.worker.control import CancelReport, RetryReport
-    from genbatch.worker.reconcile import BatchReport
+    from genbatch.worker.reconcile_batch import BatchReport
     from genbatch.worker.redo import RedoReport
     from genbatch.worker.runtime import Runtime
 
@@ -60,6 +60,8 @@ __all__ = ["AccountsReport", "BatchHandle", "BatchInfo", "Client", "ErrorCount",
            "ResumeOutcome", "SubmitOptions", "SubmitOutcome", "open_store", "submit_options"]
 
 DEFAULT_MODEL = "seedance-v1.5-pro-i2v"  # for rows that name no model
+# Where input images may also come from: folders (Path) and bucket prefixes ("s3://b/p").
+Roots = tuple[Path | str, ...]
 ERRORS_SCANNED = 20_000  # items `errors` looks at (a detail view, not a report)
 DEFAULT_RETRY_STATES: tuple[ItemState, ...] = (ItemState.FAILED, ItemState.EXPIRED)
 OUTPUT_CHECK_KEY = ".genbatch-write-check"  # written and removed to prove --output works
@@ -130,13 +132,15 @@ class Client:
         self, manifest: str | Path, *, provider: str | None = None,
         model: str | None = DEFAULT_MODEL, skip_invalid: bool = False,
         allow_duplicate: bool = False, idempotency_key: str | None = None,
-        input_roots: tuple[Path, ...] = (), **options: Unpack[SubmitOptions],
+        input_roots: Roots = (), **options: Unpack[SubmitOptions],
     ) -> BatchHandle:
         """Validate `manifest` (a path, `file:///…` or `s3://bucket/key`, streamed) and
         enqueue it as a new batch. `provider` / `model` apply to rows without one; `options`
         are the batch's (`SubmitOptions`); local images may come from the manifest's folder,
-        `input_roots` and GENBATCH_INPUT_ROOTS. Raises ManifestRejected (nothing submitted) when
-        rows are bad and not `skip_invalid`; the handle's `submitted` has the counts.
+        the folders of `input_roots` and GENBATCH_INPUT_ROOTS; `s3://` images from the
+        manifest's bucket prefix and the `s3://bucket/prefix` entries of both. Raises
+        ManifestRejected (nothing submitted) when rows are bad and not `skip_invalid`; the
+        handle's `submitted` has the counts.
 
         The same manifest with the same options submitted again within
         GENBATCH_DUPLICATE_WINDOW_S is refused, naming its batch, unless `allow_duplicate`.
@@ -184,7 +188,7 @@ class Client:
     def estimate(
         self, manifest: str | Path, *, provider: str | None = None,
         model: str | None = DEFAULT_MODEL, skip_invalid: bool = False,
-        input_roots: tuple[Path, ...] = (), **options: Unpack[SubmitOptions],
+        input_roots: Roots = (), **options: Unpack[SubmitOptions],
     ) -> SubmitOutcome:
         """Validate `manifest` and estimate its cost (`submit --dry-run`): nothing is
         written, no Redis is needed."""
@@ -194,7 +198,7 @@ class Client:
     def _ingest(self, manifest: str | Path, provider: str | None, model: str | None,
                 skip_invalid: bool, dry_run: bool, given: SubmitOptions,
                 batch_id: str | None = None,
-                input_roots: tuple[Path, ...] = ()) -> SubmitOutcome:
+                input_roots: Roots = ()) -> SubmitOutcome:
         from genbatch.producer.ingest import ingest_manifest
         from genbatch.producer.options import BatchOptions
 
@@ -213,7 +217,8 @@ class Client:
                                  model=model, skip_invalid=skip_invalid, dry_run=dry_run,
                                  options=options, objects=self.objects, workers=workers,
                                  batch_id=batch_id, input_roots=self._input_roots(input_roots),
-                                 limits=self._variant_limits())
+                                 limits=self._variant_limits(),
+                                 object_roots=self._object_roots(input_roots))
         return SubmitOutcome.of(result, notes)
 
     def _variant_limits(self) -> VariantLimits:
@@ -223,9 +228,14 @@ class Client:
         s = self.settings
         return VariantLimits(per_row=s.max_variants_per_row, per_batch=s.max_items_per_batch)
 
-    def _input_roots(self, given: tuple[Path, ...]) -> tuple[Path, ...]:
+    def _object_roots(self, given: Roots) -> tuple[str, ...]:
+        """Bucket prefixes `s3://` images may come from, besides the manifest's own."""
+        return (*self.settings.input_object_roots(),
+                *(r for r in given if isinstance(r, str)))
+
+    def _input_roots(self, given: Roots) -> tuple[Path, ...]:
         """Folders local images may come from, besides the manifest's own."""
-        return (*self.settings.input_root_paths(), *given)
+        return (*self.settings.input_root_paths(), *(r for r in given if isinstance(r, Path)))
 
     def _live_workers(self, dry_run: bool) -> tuple[list[Beat] | None, list[str]]:
         """The live workers' heartbeats, for the key check. A dry run reads them only
@@ -252,7 +262,7 @@ class Client:
     def resume(
         self, manifest: str | Path, batch_id: str, *, provider: str | None = None,
         model: str | None = DEFAULT_MODEL, skip_invalid: bool = False,
-        budget_usd: float | None = None, input_roots: tuple[Path, ...] = (),
+        budget_usd: float | None = None, input_roots: Roots = (),
     ) -> ResumeOutcome:
         """Apply `manifest` to batch `batch_id` (matched by custom_id): new rows are added,
         rows whose item ended failed/expired/cancelled/ambiguous are replaced and queued
@@ -267,7 +277,7 @@ class Client:
             manifest, batch_id, store=self.store, storage=self.storage, provider=provider,
             model=model, skip_invalid=skip_invalid, budget_usd=budget_usd,
             objects=self.objects, input_roots=self._input_roots(input_roots),
-            limits=self._variant_limits())
+            limits=self._variant_limits(), object_roots=self._object_roots(input_roots))
         return ResumeOutcome(batch_id=batch_id, added=changes["added"],
                              replaced=changes["replaced"], kept=changes["kept"],
                              budget_usd=budget_usd, errors=list(checked.errors))
@@ -405,7 +415,7 @@ class Client:
         """Look for the tasks of the batch's ambiguous items in their providers' task lists
         now (adopt one, resubmit when provably none, else leave), and list the tasks its
         accounts created in its time that no item owns."""
-        from genbatch.worker.reconcile import reconcile_batch
+        from genbatch.worker.reconcile_batch import reconcile_batch
 
         return reconcile_batch(self._runtime(), batch_id)
 
@@ -487,14 +497,21 @@ class Client:
         return self._rt
 
 
-def check_batch_wide(provider: str | None, input_roots: tuple[Path, ...]) -> None:
+def check_batch_wide(provider: str | None, input_roots: Roots) -> None:
     """Batch-wide options, checked once before the manifest is read (a bad one would
-    otherwise be reported on every row): a known provider, input folders that exist."""
+    otherwise be reported on every row): a known provider, input folders that exist,
+    bucket prefixes that are s3://bucket/prefix."""
     from genbatch import providers
+    from genbatch.storage.roots import object_root
 
     if provider is not None and provider not in providers.names():
         raise GenbatchError(f"--provider {provider}: unknown provider; choose one of "
                             f"{', '.join(providers.names())}")
     for root in input_roots:
-        if not root.expanduser().is_dir():
+        if isinstance(root, str):
+            try:
+                object_root(root)
+            except StorageError as exc:
+                raise GenbatchError(f"--input-root {root}: {exc}") from None
+        elif not root.expanduser().is_dir():
             raise GenbatchError(f"--input-root {root}: no such folder")

@@ -28,7 +28,8 @@ class BatchInfo(BaseModel):
 
     id: str
     status: str  # validating, in_progress, finalizing, completed, cancelled, plus the shown
-    #              states budget_exhausted (stopped by its budget) and cancelling
+    #              states budget_exhausted (stopped by its budget), cancelling and
+    #              settling (waiting for its `ambiguous` items to settle)
     created_at: str
     manifest: str | None
     priority: str

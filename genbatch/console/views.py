@@ -31,20 +31,27 @@ def done_count(batch: Mapping[str, str]) -> int:
     return sum(c[k] for k in DONE)
 
 
-def shown_status(batch: Mapping[str, str]) -> str:
+def shown_status(batch: Mapping[str, str], *, count: bool = True) -> str:
     """The batch's status; `budget_exhausted` while its budget holds pending items back;
-    `cancelling` while a cancelled batch's running items finish."""
+    `cancelling` while a cancelled batch's running items finish; `settling N ambiguous`
+    (`settling` without `count`: a stable word for --json) while, every other item done, it
+    waits for its ambiguous items to settle or their window to close (worker/settling.py)."""
     b = Batch.view(batch)
     if b.cancel_requested and b.status in (BatchStatus.IN_PROGRESS, BatchStatus.FINALIZING):
         return "cancelling"
-    return "budget_exhausted" if budget.stopped(batch) else batch.get("status", "")
+    if budget.stopped(batch):
+        return "budget_exhausted"
+    ambiguous = b.count(Counter.AMBIGUOUS)
+    if b.status is BatchStatus.IN_PROGRESS and not b.open_items and ambiguous:
+        return f"settling {ambiguous} ambiguous" if count else "settling"
+    return batch.get("status", "")
 
 
 def batch_summary(batch: Mapping[str, str]) -> dict[str, object]:
     c = counts(batch)
     created = Batch.view(batch).created_at or 0.0
     return {
-        "id": batch.get("id"), "status": shown_status(batch),
+        "id": batch.get("id"), "status": shown_status(batch, count=False),
         "created_at": datetime.fromtimestamp(created, UTC).isoformat(timespec="seconds"),
         "manifest": batch.get("manifest"), "priority": batch.get("priority") or "normal",
         "tier": batch.get("tier") or None,

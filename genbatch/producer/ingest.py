@@ -34,6 +34,7 @@ from genbatch.producer.validate import (
 )
 from genbatch.producer.variants import Expansion, VariantLimits
 from genbatch.storage import ObjectStorage
+from genbatch.storage.roots import SEPARATOR
 from genbatch.storage.urls import ObjectUrls
 from genbatch.store import JobStore, item_id
 from genbatch.store.budget import unpriced_message
@@ -106,31 +107,31 @@ def ingest_manifest(
     objects: ObjectUrls | None = None,
     input_roots: tuple[Path, ...] = (),
     limits: VariantLimits | None = None,
+    object_roots: tuple[str, ...] = (),
 ) -> IngestResult:
     """Validate every row of `path`; unless `dry_run`, write them as a new batch.
 
     Raises ManifestRejected (nothing written) when rows are bad and `skip_invalid` is off,
     or when a manifest-wide check refuses it (`workers`: the live workers' heartbeats, for
     the key check; None skips it). Local images must lie in the manifest's folder or one of
-    `input_roots`.
-    custom_ids are made unique in Redis as the chunks are written (a dry run keeps them in
-    a temporary file instead, see validate.py), so the producer's memory stays flat.
+    `input_roots`; `s3://` images in its bucket prefix or one of `object_roots` (recorded on
+    the batch: the worker checks them again). custom_ids are made unique in Redis as the
+    chunks are written (a dry run keeps them in a temp file, see validate.py): flat memory.
     `path` may be an object URL (`s3://…`, read through `objects`), as may its images.
     """
     source = manifest_source(path, objects)
     options = options or BatchOptions()
     result = IngestResult(None, budget_usd=options.budget_usd)
+    validator = RowValidator(source.location, provider, model, options.row_defaults(),
+                             check_ids=dry_run, objects=objects, input_roots=input_roots,
+                             object_roots=object_roots)
     writer = None
     if not dry_run:
         if store is None or storage is None:
             raise ValueError("ingest needs a store and a storage unless dry_run")
         writer = _BatchWriter(store, storage, source.name, provider, model, options, result,
                               batch_id)
-        writer.note_input_roots(input_roots)
-        result.batch_id = writer.batch_id
-    validator = RowValidator(source.location, provider, model, options.row_defaults(),
-                             check_ids=writer is None, objects=objects,
-                             input_roots=input_roots)
+        writer.note_input_roots(input_roots, validator.allowed_object_roots)
     checks = ManifestChecks(workers, options.budget_usd, options.fallback)
     graph = chains.ChainGraph(source.name)
     providers_used: set[str] = set()
@@ -279,7 +280,7 @@ class _BatchWriter:
         self.store = store
         self.path = path
         self.result = result
-        self.batch_id = batch_id or new_batch_id()
+        self.batch_id = result.batch_id = batch_id or new_batch_id()
         self.uploads = ImageUploader(storage)
         self.chunk = _Chunk()
         self._written: _Chunk | None = None
@@ -288,11 +289,13 @@ class _BatchWriter:
             **options.meta()}
         self._writer = store.ingest.writer()
 
-    def note_input_roots(self, roots: tuple[Path, ...]) -> None:
+    def note_input_roots(self, roots: tuple[Path, ...], object_roots: tuple[str, ...]) -> None:
         """Record the batch's input folders: `submit --resume` of its errors.jsonl (whose
-        image paths point into them) may read them again."""
+        image paths point into them) may read them again; and its bucket prefixes, which
+        the worker checks each `s3://` image against before it signs or reads it."""
         if self._meta is not None:
             self._meta["input_roots"] = os.pathsep.join(str(r.resolve()) for r in roots)
+            self._meta["object_roots"] = SEPARATOR.join(object_roots)
 
     def _create(self) -> None:
         """Create the batch (`validating`) once, just before its first chunk is written."""

@@ -24,6 +24,7 @@ from genbatch.producer.validate import RowValidator, ValidRow
 from genbatch.producer.variants import Expansion, VariantLimits
 from genbatch.records import Batch, Item
 from genbatch.storage import ObjectStorage
+from genbatch.storage.roots import SEPARATOR, batch_object_roots
 from genbatch.storage.urls import ObjectUrls
 from genbatch.store import JobStore
 from genbatch.store.budget import set_budget, unpriced_message
@@ -47,8 +48,13 @@ def resume_manifest(
     skip_invalid: bool = False, budget_usd: float | None = None,
     objects: ObjectUrls | None = None, input_roots: tuple[Path, ...] = (),
     limits: VariantLimits | None = None,
+    object_roots: tuple[str, ...] = (),
 ) -> tuple[IngestResult, dict[str, int]]:
     """Apply `path` to batch `batch_id`; returns the validation result and what changed.
+
+    Images may come from the batch's own folders and bucket prefixes and the given ones;
+    the resumed manifest's prefix and the given ones join the batch's recorded prefixes
+    (what the worker checks) once the manifest is known to be good.
 
     `budget_usd` (submit --resume --budget) becomes the batch's budget once the manifest is
     known to be good, before anything is queued: a refused manifest changes nothing."""
@@ -58,9 +64,11 @@ def resume_manifest(
         raise GenbatchError(f"batch {batch_id} never finished validating; submit it again")
     options = BatchOptions.from_meta(batch)  # the batch's --tier etc. apply to new rows too
     input_roots = (*batch_input_roots(batch), *input_roots)
+    object_roots = (*batch_object_roots(batch), *object_roots)
     checked = ingest_manifest(source, store=None, storage=None, provider=provider, model=model,
                               skip_invalid=skip_invalid, dry_run=True, options=options,
-                              input_roots=input_roots, limits=limits)
+                              objects=objects, input_roots=input_roots, limits=limits,
+                              object_roots=object_roots)
     if checked.chained:
         raise GenbatchError(
             f"{source.name}: {checked.chained} row(s) chain on another row (@custom_id), and "
@@ -72,7 +80,10 @@ def resume_manifest(
         set_budget(store, batch_id, budget_usd, providers.names())
     existing = {rec.custom_id: rec for rec in store.items.of_batch(batch_id, batch.total)}
     validator = RowValidator(source.location, provider, model, options.row_defaults(),
-                             objects=objects, input_roots=input_roots)
+                             objects=objects, input_roots=input_roots,
+                             object_roots=object_roots)
+    recorded = dict.fromkeys((*batch_object_roots(batch), *validator.allowed_object_roots))
+    store.batches.set_fields(batch_id, {"object_roots": SEPARATOR.join(recorded)})
     changes = _Changes(store, batch_id, batch.total, ImageUploader(storage))
     try:
         _apply_rows(Expansion(iter_rows(source), source.name, limits), validator, existing,

@@ -6,7 +6,9 @@ model, the row's types (pydantic), the provider/model's parameter rules, and ima
 files and data URIs, past the header where cheap: genbatch/image_data.py). A row gets every
 problem it has, not only the first.
 
-Local images are confined to the manifest's folder and the `input_roots` (inputs.py).
+Local images are confined to the manifest's folder and the `input_roots` (inputs.py);
+`s3://` images to the manifest's bucket prefix and the `object_roots` (storage/roots.py),
+checked before the object is read, so a refusal says nothing of what exists there.
 
 custom_id uniqueness takes memory that grows with the manifest, so it is kept out of the
 producer's RAM: a real ingest checks it in Redis as it writes each chunk (ADD_ITEMS, see
@@ -35,6 +37,7 @@ from genbatch.producer.inputs import LocalImages
 from genbatch.producer.manifest import IMAGE_FIELDS, VARIANT, Row, unknown_column_reason
 from genbatch.producer.objects import object_image_problem
 from genbatch.producer.templates import resolved
+from genbatch.storage.roots import batch_roots, inside, outside_message
 from genbatch.storage.urls import ObjectUrls, is_object_url, sibling_url
 
 MAX_CUSTOM_ID = 256
@@ -109,16 +112,22 @@ class RowValidator:
     objects: ObjectUrls | None = None  # reads `s3://` images (their headers only)
     # Folders local images may come from besides the manifest's own.
     input_roots: tuple[Path, ...] = ()
+    # Bucket prefixes `s3://` images may come from besides the manifest's own.
+    object_roots: tuple[str, ...] = ()
     _ids: SeenIds | None = None
     # image reference as written -> (absolute path, or None for a URL / data URI; problem)
     _refs: dict[str, tuple[str | None, str | None]] = field(default_factory=dict)
     _costs: dict[tuple[Any, ...], float | None] = field(default_factory=dict)
     _uri_checks: dict[bytes, str | None] = field(default_factory=dict)  # digest -> problem
     _local: LocalImages | None = None
+    # the manifest's own prefix and `object_roots`
+    allowed_object_roots: tuple[str, ...] = field(init=False, default=())
 
     def __post_init__(self) -> None:
         if isinstance(self.path, Path):  # a manifest in object storage names no local file
             self._local = LocalImages(self.path.parent, self.input_roots)
+        manifest = self.path if isinstance(self.path, str) else ""
+        self.allowed_object_roots = batch_roots(manifest, "", self.object_roots)
 
     def validate(self, row: Row) -> ValidRow | list[ManifestError]:
         """The row as a request, or every problem it has (not only the first)."""
@@ -282,12 +291,16 @@ class RowValidator:
         return self._uri_checks[digest]
 
     def _object_ref(self, ref: str) -> tuple[str | None, str | None]:
-        """An `s3://` image, or a relative one beside a manifest in object storage."""
+        """An `s3://` image, or a relative one beside a manifest in object storage; one
+        outside the allowed prefixes is refused before anything is read."""
         if is_object_url(ref):
-            return ref, object_image_problem(self.objects, ref)
-        if ref.startswith(("/", "~", "..")):
+            url = ref
+        elif ref.startswith(("/", "~", "..")):
             return None, f"a manifest in object storage cannot name a local file ({ref})"
-        url = sibling_url(str(self.path), ref)
+        else:
+            url = sibling_url(str(self.path), ref)
+        if not inside(url, self.allowed_object_roots):
+            return url, outside_message(url, self.allowed_object_roots)
         return url, object_image_problem(self.objects, url)
 
 

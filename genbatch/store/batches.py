@@ -91,6 +91,10 @@ class Batches:
     def set_fields(self, batch_id: str, fields: Mapping[str, str]) -> None:
         self._r.hset(self._key(batch_id), mapping=as_mapping(fields))
 
+    def add(self, batch_id: str, field: str, n: int = 1) -> int:
+        """Add `n` to a counter of the batch that no item state keeps (`late_adoptions`)."""
+        return int(self._r.hincrby(self._key(batch_id), field, n))
+
     def cas(
         self, batch_id: str, allowed: Sequence[BatchStatus], new: BatchStatus,
         fields: Mapping[str, str] | None = None,

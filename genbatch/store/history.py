@@ -18,6 +18,7 @@ ATTEMPT_FIELDS: tuple[str, ...] = (
     "remote_id", "submitted_at", "finished_at", "error_code", "error_message", "video_url",
     "video_ttl", "remote_status", "progress", "deadline", "last_error", "generated_at",
     "output_uri", "sha256", "bytes", "cost", "submit_host", "download_host",
+    "settle_closed_at", "late_task", "late_found_at", "late_how",
 )
 
 
@@ -26,7 +27,7 @@ def attempt_reset(item: Mapping[str, str]) -> dict[str, str]:
     history = json.loads(item.get("history") or "[]")
     history.append({k: item.get(k) for k in
                     ("state", "account", "remote_id", "error_code", "error_message",
-                     "submitted_at", "finished_at", "attempts")})
+                     "submitted_at", "finished_at", "attempts", "late_task")})
     fields = dict.fromkeys(ATTEMPT_FIELDS, "")
     fields.update(history=json.dumps(history), polls="0", dl_attempts="0")
     return fields

@@ -5,8 +5,9 @@ Keys (under the store's prefix):
     owners:{provider}:{day}   hash remote task id -> item id, per UTC day of the submit,
                               kept 9 days (the providers' task lists reach back 7)
     reconcile                 zset item id -> when to look at the ambiguous item again
-    reconciling:{bid}         set of the batch's items waiting for their first look: the
-                              batch is not finalized while it holds any
+    reconciling:{bid}         set of the batch's ambiguous items that may still settle:
+                              the batch is not finalized while it holds any (each leaves
+                              when it settles or its window closes: worker/settling.py)
     ambiguous:{provider}      zset item id -> when its submit started, of every submit whose
                               outcome is not known yet (kept 9 days): a task in a window
                               two of them share cannot be told whose it is
@@ -74,16 +75,12 @@ class ReconcileBook:
         return found
 
     def schedule(self, iid: str, due: float, *, hold: bool = False) -> None:
-        """Look at `iid` at `due`; with `hold`, its batch waits for that first look."""
+        """Look at `iid` at `due`; with `hold`, its batch waits until it is unscheduled."""
         pipe = self.r.pipeline(transaction=True)
         pipe.zadd(self.due_key, {iid: due})
         if hold:
             pipe.sadd(self._holding(iid), iid)
         pipe.execute()
-
-    def release(self, iid: str) -> None:
-        """The first look happened: the batch no longer waits for it."""
-        self.r.srem(self._holding(iid), iid)
 
     def holding(self, batch_id: str) -> int:
         return int(self.r.scard(f"{self.prefix}reconciling:{batch_id}"))

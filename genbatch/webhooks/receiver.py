@@ -130,8 +130,10 @@ class Receiver:
             if not signed:  # a worker confirms the task with the provider first
                 return hints.hold_for_adoption(self.rt, item, attempt, task_id)
             # A verified callback on this attempt's own URL: its task is the submit's.
-            reconcile.adopt(self.rt, item, task_id, self.rt.now(),
-                            note=f"adopted task {task_id} from its attempt's signed callback")
+            verdict = reconcile.adopt(self.rt, item, task_id, self.rt.now(), note=f"adopted "
+                                      f"task {task_id} from its attempt's signed callback")
+            if verdict.outcome == "late":  # its window closed: recorded (worker/settling.py)
+                return "late"
             item = self._item(iid)
         if not task_id or task_id != item.remote_id:
             hints.disagree(self.rt, item, f"the callback names task {(task_id or '')[:80]!r}, "

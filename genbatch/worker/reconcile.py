@@ -19,8 +19,11 @@ BytePlus) the item is looked at again once the list has caught up (GENBATCH_RECO
   `ambiguous`, its message naming the candidates, and is looked at again every
   GENBATCH_RECONCILE_EVERY_S until GENBATCH_RECONCILE_DEADLINE_S after its submit.
 
-Novita and HighwayAPI document no task list: their ambiguous items stay ambiguous. A list
-call takes a grant of the account's poll budget and never polls a task.
+Novita and HighwayAPI document no task list: their ambiguous items stay ambiguous unless
+their attempt's callback names the task (worker/hints.py). A list call takes a grant of the
+account's poll budget and never polls a task. The batch waits for its ambiguous items until
+they settle or their reconciliation window closes; a task found after that is recorded, not
+adopted (worker/settling.py).
 """
 
 from __future__ import annotations
@@ -37,7 +40,7 @@ from genbatch.records import Item
 from genbatch.store.batches import SUBMITS, host_count
 from genbatch.store.history import attempt_reset
 from genbatch.store.limits import rates_for
-from genbatch.worker import chains
+from genbatch.worker import chains, settling
 from genbatch.worker.polling import deadline_s
 from genbatch.worker.runtime import Runtime
 
@@ -57,12 +60,21 @@ class Verdict:
 
 
 def schedule(rt: Runtime, iid: str, provider: str) -> None:
-    """An item just became ambiguous: look at it once the provider's list has settled."""
-    if provider and _settles(provider):  # its batch waits for this first look
-        item = rt.store.items.get(iid)
+    """An item just became ambiguous: look at it once the provider's list has settled, or
+    (no list, a callback URL sent) when its window closes. Its batch waits until then."""
+    if not provider:
+        return
+    item = rt.store.items.get(iid)
+    if _settles(provider):
         started, _ = _window(item)
         rt.store.reconcile.mark_unknown(item.account, iid, started)
         rt.store.reconcile.schedule(iid, rt.now() + _settle(rt), hold=True)
+    elif settling.by_callback(rt, item):
+        rt.store.reconcile.schedule(iid, settling.window_end(rt, item), hold=True)
+    else:
+        return
+    if rt.store.items.get(iid).state is not AMBIGUOUS:  # adopted meanwhile (a fast callback)
+        rt.store.reconcile.unschedule(iid)
 
 
 def reconcile_item(rt: Runtime, iid: str, *, on_demand: bool = False) -> Verdict:
@@ -72,11 +84,10 @@ def reconcile_item(rt: Runtime, iid: str, *, on_demand: bool = False) -> Verdict
     if item.state is not AMBIGUOUS:
         rt.store.reconcile.unschedule(iid)
         return Verdict("skipped", f"the item is {item.state}")
-    if not _settles(item.provider):
-        rt.store.reconcile.unschedule(iid)
-        return Verdict("left", f"{item.provider} documents no task list")
-    started, ended = _window(item)
     now = rt.now()
+    if not _settles(item.provider):
+        return _unlisted(rt, item, now, on_demand=on_demand)
+    started, ended = _window(item)
     if not on_demand:
         if now < ended + _settle(rt):
             rt.store.reconcile.schedule(iid, ended + _settle(rt))
@@ -85,7 +96,7 @@ def reconcile_item(rt: Runtime, iid: str, *, on_demand: bool = False) -> Verdict
             rt.store.reconcile.schedule(iid, now + 1.0 / rt.settings.time_factor)
             return Verdict("later", "no poll budget")
     if providers.can_lookup(item.provider):
-        return _by_reference(rt, item, now)
+        return _by_reference(rt, item, now, explicit=on_demand)
     margin = rt.settings.reconcile_margin_s
     try:
         listing = rt.provider(item.account).list_tasks(item.model, item.request,
@@ -101,8 +112,8 @@ def reconcile_item(rt: Runtime, iid: str, *, on_demand: bool = False) -> Verdict
                       + ", ".join(rivals[:5]) + " (submits of unknown outcome at the same time)",
                       now)
     if len(candidates) == 1:
-        return adopt(rt, item, candidates[0].id, now, note=f"adopted task "
-                     f"{candidates[0].id} from the task list")
+        return adopt(rt, item, candidates[0].id, now, explicit=on_demand,
+                     note=f"adopted task {candidates[0].id} from the task list")
     if not candidates and covered:
         return _resubmit(rt, item, now)
     why = (f"{len(candidates)} unowned tasks of this model in the submit's window: "
@@ -112,10 +123,23 @@ def reconcile_item(rt: Runtime, iid: str, *, on_demand: bool = False) -> Verdict
 
 
 def _settles(provider: str) -> bool:
-    return providers.can_list(provider) or providers.can_lookup(provider)
+    return settling.by_listing(provider)
 
 
-def _by_reference(rt: Runtime, item: Item, now: float) -> Verdict:
+def _unlisted(rt: Runtime, item: Item, now: float, *, on_demand: bool) -> Verdict:
+    """An item on a provider without a task list: only its attempt's callback can settle
+    it, so its batch waits for that until the window closes."""
+    why = f"{item.provider} documents no task list"
+    if on_demand:
+        return Verdict("left", why)
+    if settling.by_callback(rt, item) and now < settling.window_end(rt, item):
+        rt.store.reconcile.schedule(item.id, settling.window_end(rt, item))
+        return Verdict("later", "waiting for its attempt's callback")
+    settling.close(rt, item, now)
+    return Verdict("left", why)
+
+
+def _by_reference(rt: Runtime, item: Item, now: float, *, explicit: bool) -> Verdict:
     """Ask for the task the submit named with our attempt id (Capability.LOOKUP, Kling's
     external_task_id): found, it is adopted; provably absent once settled, resubmitted."""
     ref = item.client_ref
@@ -126,7 +150,8 @@ def _by_reference(rt: Runtime, item: Item, now: float) -> Verdict:
     except (ProviderError, GenbatchError, NotImplementedError) as exc:
         return _leave(rt, item, f"the lookup of {ref} failed ({exc})", now)
     if task:
-        return adopt(rt, item, task, now, note=f"adopted task {task} by its client id {ref}")
+        return adopt(rt, item, task, now, explicit=explicit,
+                     note=f"adopted task {task} by its client id {ref}")
     if now < _window(item)[1] + _settle(rt):
         return _leave(rt, item, f"no task {ref} yet (the provider may not have caught up)",
                       now)
@@ -186,10 +211,15 @@ def _candidates(rt: Runtime, item: Item, listing: TaskListing, start: float,
     return [t for t in inside if owners.get(t.id, item.id) == item.id]
 
 
-def adopt(rt: Runtime, item: Item, task_id: str, now: float, *, note: str) -> Verdict:
+def adopt(rt: Runtime, item: Item, task_id: str, now: float, *, note: str,
+          explicit: bool = False) -> Verdict:
     """The item's task exists: the item is `submitted` with it again (from the task list, or
     confirmed after its attempt's callback: worker/hints.py). Its estimate, counted as spent
-    when it turned ambiguous, is reserved again, so the cost counts once."""
+    when it turned ambiguous, is reserved again, so the cost counts once. After the item's
+    reconciliation window closed, only an `explicit` adoption (`genbatch reconcile`) does
+    that, reopening its batch; any other is recorded ("late", worker/settling.py)."""
+    if not explicit and settling.closed(rt, item):
+        return Verdict(settling.record_late(rt, item, task_id, now, note), task_id)
     rt.store.reconcile.own(item.account, task_id, item.id, now)
     held = _micro(item.est_cost)
     history = _history(item, note)
@@ -233,18 +263,16 @@ def _resubmit(rt: Runtime, item: Item, now: float) -> Verdict:
 
 
 def _leave(rt: Runtime, item: Item, why: str, now: float, final: bool = False) -> Verdict:
-    """Still ambiguous: say why in its message; look again later, until the deadline."""
-    started, _ = _window(item)
-    deadline = started + rt.settings.reconcile_deadline_s / rt.settings.time_factor
+    """Still ambiguous: say why in its message; look again later, until its window closes
+    (its batch waits until then); `final`: no later look can tell more."""
+    end = settling.window_end(rt, item)
     again = now + rt.settings.reconcile_every_s / rt.settings.time_factor
     message = f"submit outcome unknown; reconciliation: {why}"
     rt.store.items.set_fields({item.id: {"error_message": message[:2000]}})
-    if final or again > deadline:
-        rt.store.reconcile.unschedule(item.id)
+    if final or now >= end:
+        settling.close(rt, item, now)
     else:
-        rt.store.reconcile.schedule(item.id, again)
-        rt.store.reconcile.release(item.id)  # the batch may finish; later looks may reopen it
-    rt.enqueue("finalize", item.batch_id)  # does nothing while items are open
+        rt.store.reconcile.schedule(item.id, min(again, end))
     return Verdict("left", why)
 
 
@@ -259,44 +287,3 @@ def _history(item: Item, note: str) -> str:
 
 def _micro(usd: float | None) -> int:
     return int((usd or 0.0) * 1_000_000 + 0.5)  # as the Lua scripts round (store/lua)
-
-
-@dataclass
-class BatchReport:
-    """`genbatch reconcile BATCH`: what it did to each ambiguous item, and the tasks the
-    accounts created in the batch's time that no item owns (after a Redis restart that lost
-    writes, those are paid tasks genbatch forgot)."""
-
-    adopted: list[tuple[str, str]]  # (item id, task id)
-    resubmitted: list[str]
-    left: list[tuple[str, str]]  # (item id, why)
-    orphans: list[tuple[str, str]]  # (account, task id)
-
-
-def reconcile_batch(rt: Runtime, batch_id: str) -> BatchReport:
-    batch = rt.store.batches.get(batch_id)
-    report = BatchReport([], [], [], [])
-    kinds: dict[tuple[str, str, str], Item] = {}  # (account, model, resolution) -> an item
-    for item in rt.store.items.of_batch(batch_id, batch.total):
-        if item.provider and item.has_request and providers.can_list(item.provider):
-            kinds.setdefault((item.account, item.model, item.request.resolution or ""), item)
-        if item.state is not AMBIGUOUS:
-            continue
-        verdict = reconcile_item(rt, item.id, on_demand=True)
-        if verdict.outcome == "adopted":
-            report.adopted.append((item.id, verdict.detail))
-        elif verdict.outcome == "resubmitted":
-            report.resubmitted.append(item.id)
-        else:
-            report.left.append((item.id, verdict.detail))
-    since = (batch.created_at or rt.now()) - rt.settings.reconcile_margin_s
-    for (account, _, _), item in sorted(kinds.items()):
-        try:
-            listing = rt.provider(account).list_tasks(item.model, item.request, since=since)
-        except (ProviderError, GenbatchError, ValueError) as exc:
-            report.left.append(("-", f"{account}: the task list could not be read ({exc})"))
-            continue
-        owners = rt.store.reconcile.owners(account, [(t.id, t.created_at)
-                                                     for t in listing.tasks])
-        report.orphans += [(account, t.id) for t in listing.tasks if t.id not in owners]
-    return report

@@ -18,6 +18,7 @@ from genbatch.errors import (
     AmbiguousSubmit,
     ConfigError,
     GenbatchError,
+    InputNotAllowed,
     PermanentProviderError,
     ProviderError,
     RateLimited,
@@ -82,6 +83,8 @@ def submit_item(rt: Runtime, iid: str) -> str:
     except PermanentProviderError as exc:  # the provider refused the file
         return finish(rt, iid, [DISPATCHED], ItemState.FAILED, exc.code,
                       f"image upload refused: {exc.message}")
+    except InputNotAllowed as exc:  # never signed nor read: the batch may not use it
+        return finish(rt, iid, [DISPATCHED], ItemState.FAILED, "input_not_allowed", str(exc))
     except GenbatchError as exc:  # nothing was sent: a clear failure, not a mystery
         return finish(rt, iid, [DISPATCHED], ItemState.FAILED, "input_unavailable", str(exc))
     seeded = identifying_seed(item)  # BytePlus: a seed on every submit
@@ -411,8 +414,8 @@ def finalize_batch(rt: Runtime, batch_id: str) -> str:
     batch = rt.store.batches.get(batch_id)
     if batch.status not in (IN_PROGRESS, FINALIZING) or batch.open_items:
         return "skipped"
-    if rt.store.reconcile.holding(batch_id):  # ambiguous items not looked at yet
-        return "skipped"
+    if rt.store.reconcile.holding(batch_id) and not batch.cancel_requested:
+        return "skipped"  # ambiguous items that may still settle (worker/settling.py)
     ok, _ = rt.store.batches.cas(batch_id, [IN_PROGRESS, FINALIZING], FINALIZING)
     if not ok:
         return "skipped"

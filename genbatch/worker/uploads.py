@@ -21,6 +21,7 @@ from genbatch.models import GenerationRequest
 from genbatch.providers import get_spec
 from genbatch.providers.base import Provider
 from genbatch.records import Item
+from genbatch.storage.roots import batch_object_roots, check_inside
 from genbatch.storage.urls import is_object_url
 from genbatch.worker import remote_images
 from genbatch.worker.runtime import Runtime
@@ -38,8 +39,11 @@ def wire_request(rt: Runtime, item: Item) -> GenerationRequest:
 
     Raises RetryableProviderError when an upload failed (nothing was submitted, try again),
     PermanentProviderError when the provider refused the file, GenbatchError when the
-    stored image cannot be read."""
+    stored image cannot be read, InputNotAllowed when an `s3://` image lies outside the
+    batch's input prefixes (checked here too, not only at submit: an item written another
+    way, or a batch resumed from a manifest elsewhere, gets nothing signed it should not)."""
     request = item.request
+    confine_objects(rt, item, request)
     spec = get_spec(item.provider, item.model)
     if not spec.image_urls:  # Veo: image bytes only, fetched here confined
         request = remote_images.inline_images(rt, item.provider, spec, request)
@@ -53,6 +57,17 @@ def wire_request(rt: Runtime, item: Item) -> GenerationRequest:
     }
     request = request.model_copy(update=updates) if updates else request
     return rt.wire_request(request)  # s3:// images left: presigned URLs
+
+
+def confine_objects(rt: Runtime, item: Item, request: GenerationRequest) -> None:
+    """Raise InputNotAllowed when an `s3://` image of `request` is outside the prefixes
+    recorded on the item's batch (storage/roots.py)."""
+    refs = [(name, ref) for name in IMAGE_FIELDS
+            if (ref := getattr(request, name)) and is_object_url(ref)]
+    if refs:
+        roots = batch_object_roots(rt.store.batches.get(item.batch_id))
+        for name, ref in refs:
+            check_inside(name, ref, roots)
 
 
 def _uploaded(rt: Runtime, ref: str) -> bool:

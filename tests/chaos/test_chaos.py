@@ -30,9 +30,11 @@ import pytest
 import redis
 
 from genbatch.demo.redis_server import RedisServer, start_redis
+from genbatch.models import ItemState
 from genbatch.simulator import SimProfile, running_simulator
 from genbatch.store import JobStore
 from tests.integration.cluster import Cluster
+from tests.integration.test_webhooks import hooked_cluster
 
 pytestmark = pytest.mark.integration
 JOBS = int(os.environ.get("GENBATCH_CHAOS_JOBS", "150"))
@@ -50,6 +52,8 @@ READS = ("/_sim/", "/api/v3/predictions", "/api/v3/media/upload")
 NOT_CREATED = {429}  # answers that provably created nothing (all 4xx would be too)
 LOST_S = 1.0  # what a power cut takes from an `appendfsync everysec` AOF
 LISTED = ("wavespeed", "byteplus")  # providers with a task list: never paid twice
+# The batch waits for an ambiguous item until its reconciliation window closes: 30 s real.
+WINDOW = {"reconcile_deadline_s": "300"}
 
 
 def chaos_profile() -> SimProfile:
@@ -312,7 +316,7 @@ def test_chaos_nothing_lost_nothing_paid_twice(tmp_path: Path) -> None:
             quotas = {f"{p}_{op}_rpm": "60000" for p, _ in PROVIDERS for op in ("submit", "poll")}
             cluster = Cluster(server.url, sim_url, tmp_path, wavespeed_max_in_flight="20",
                               time_factor=str(TIME_FACTOR), task_lease_s=str(LEASE_S),
-                              log_level="WARNING", **quotas)
+                              log_level="WARNING", **WINDOW, **quotas)
             for w in range(WORKERS):
                 cluster.start_worker(f"worker{w}")
             cluster.start_scheduler()
@@ -529,3 +533,51 @@ def unguarded_figures(cluster: Cluster, chaos: Chaos, batch_id: str) -> str:
     return (f"powerloss_unguarded: jobs={UNGUARDED_JOBS} fsync=everysec wait=0 "
             f"lost_s={LOST_S:g} rewound={chaos.rewound} claims_cut={chaos.claims_cut} "
             f"paid_twice={len(twice)} flagged={len(flagged)} unflagged_dup={len(unflagged)}")
+# -- phase: dropped submit answers, callbacks on ----------------------------------------
+DROP_JOBS = max(20, JOBS // 10)
+P_DROP = 0.3  # a submit's answer is lost after its task was created
+
+
+def test_chaos_dropped_answers_settled_by_callbacks(tmp_path: Path) -> None:
+    """Submit answers dropped after the task was created, with webhooks on: each attempt's
+    own callback URL says whose task it is, so every ambiguous item adopts its task (by its
+    callback, or from the task list where the provider has one) and nothing is paid twice
+    or left ambiguous. The batch finishes only once they are settled."""
+    server = start_redis(tmp_path / "redis")
+    profile = {"time_factor": TIME_FACTOR, "latency_mean_s": 20.0, "latency_sigma": 0.4,
+               "queue_delay_s": 2.0, "seed": 11, "p_submit_timeout": P_DROP,
+               "submit_timeout_mode": "drop", "request_log_size": DROP_JOBS * 40}
+    quotas = {f"{p}_{op}_rpm": "60000" for p, _ in PROVIDERS for op in ("submit", "poll")}
+    try:
+        with hooked_cluster(server.url, tmp_path, profile, time_factor=str(TIME_FACTOR),
+                            log_level="WARNING", **quotas) as c:
+            batch_id = str(c.submit(manifest(tmp_path, c.sim_url, DROP_JOBS),
+                                    provider=None, model=None).batch_id)
+            batch = c.wait_batch(batch_id, timeout=120 + DROP_JOBS * 2)
+            figures = dropped_answer_figures(c, batch_id)
+    finally:
+        server.stop()
+    line = " ".join(f"{k}={v}" for k, v in figures.items())
+    print(f"\nchaos dropped_answers: {line}")
+    with Path(os.environ.get("GENBATCH_CHAOS_SUMMARY", os.devnull)).open("a") as out:
+        out.write(f"dropped_answers: {line}\n")
+    assert figures["n"] > 0, "no submit answer was dropped: raise P_DROP"
+    assert figures["adopted_by_callback"] > 0, figures
+    assert figures["adopted_by_callback"] + figures["adopted_by_list"] == figures["n"], figures
+    assert figures["still_ambiguous"] == 0 and figures["paid_twice"] == 0, figures
+    assert int(batch.get("succeeded") or 0) == DROP_JOBS
+
+
+def dropped_answer_figures(c: Cluster, batch_id: str) -> dict[str, int]:
+    """How the batch's dropped answers were settled, from the items and the simulator."""
+    stats = c.sim_stats()
+    items = list(c.store.items.of_batch(batch_id, DROP_JOBS))
+    notes = [" ".join(str(e.get("note", "")) for e in item.history) for item in items]
+    created = stats["submits_by_fingerprint"]
+    return {
+        "n": int(stats["submit_timeouts"]),
+        "adopted_by_callback": sum("callback" in n for n in notes),
+        "adopted_by_list": sum("task list" in n or "client id" in n for n in notes),
+        "still_ambiguous": sum(item.state is ItemState.AMBIGUOUS for item in items),
+        "paid_twice": sum(n - 1 for n in created.values() if n > 1),
+    }

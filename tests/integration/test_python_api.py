@@ -113,7 +113,9 @@ def test_manifest_images_and_outputs_in_s3(s3_cluster: Cluster, s3: str,
 def test_a_bad_s3_image_or_manifest_is_one_line(s3_cluster: Cluster, s3: str,
                                                 tmp_path: Path) -> None:
     upload_run(s3, tmp_path / "in")
-    client = genbatch.Client(s3_cluster.settings)
+    # A local manifest's s3:// images need their prefix among the input roots.
+    settings = s3_cluster.settings.model_copy(update={"input_roots": "s3://pipeline-in/run"})
+    client = genbatch.Client(settings)
     bad = tmp_path / "bad.jsonl"
     bad.write_text(json.dumps({"provider": "novita", "prompt": "x",
                                "image": "s3://pipeline-in/run/manifest.csv"}) + "\n"

@@ -6,6 +6,7 @@ one with several candidates or on a provider without a task list stays ambiguous
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -132,21 +133,36 @@ def test_novita_has_no_task_list_so_ambiguous_stays(redis_url: str, folder: Path
         assert report.adopted == [] and report.orphans == []
 
 
+def stray_task(c: Cluster) -> str:
+    """A task the BytePlus account creates that genbatch does not know of (as after a Redis
+    restart that lost the write, or another job store on the same account)."""
+    answer = httpx.post(f"{c.sim_url}/api/v3/contents/generations/tasks",
+                        headers={"Authorization": "Bearer test-byteplus-key"},
+                        json={"model": "seedance-1-5-pro-251215", "content": [
+                            {"type": "text", "text": "p"},
+                            {"type": "image_url", "image_url": {
+                                "url": "https://example.com/a.png"}}],
+                              "resolution": "480p", "duration": 5}, timeout=10)
+    task: str = answer.json()["id"]
+    return task
+
+
 def test_reconcile_command_reports_tasks_no_item_owns(redis_url: str, folder: Path) -> None:
-    with cluster(redis_url, folder) as c:
+    margin = 3.0
+    with cluster(redis_url, folder, {"reconcile_margin_s": str(margin)}) as c:
         batch_id = str(c.submit(manifest(folder, c.sim_url, "byteplus", 2), provider=None,
                                 model=MODEL).batch_id)
+        c.wait_until(lambda: all(i.submitted_at for i in items(c, batch_id)),
+                     what="both submitted")
+        during = stray_task(c)  # in the batch's time
         c.wait_batch(batch_id)
-        # A task this account created in the batch's time that genbatch does not know of
-        # (as after a Redis restart that lost the write).
-        stray = httpx.post(f"{c.sim_url}/api/v3/contents/generations/tasks",
-                           headers={"Authorization": "Bearer test-byteplus-key"},
-                           json={"model": "seedance-1-5-pro-251215", "content": [
-                               {"type": "text", "text": "p"},
-                               {"type": "image_url", "image_url": {
-                                   "url": "https://example.com/a.png"}}],
-                                 "resolution": "480p", "duration": 5},
-                           timeout=10).json()["id"]
+        # Days later, other job stores on the same account go on creating tasks: not this
+        # batch's (the simulator's list shows whole seconds).
+        last = max(i.submitted_at or 0.0 for i in items(c, batch_id))
+        c.wait_until(lambda: time.time() > last + margin + 1.5, what="the margin passed")
+        after = stray_task(c)
         report = Client(c.settings).reconcile(batch_id)
-        assert report.orphans == [("byteplus", stray)]
-        assert report.adopted == [] and report.resubmitted == []
+        assert report.orphans == [("byteplus", during)]
+        assert after != during
+        assert report.adopted == [] and report.resubmitted == [] and report.late == []
+        assert report.span is not None and report.span[1] < time.time()
