@@ -199,19 +199,21 @@ def print_problems(result: SubmitOutcome) -> None:
 
 def print_estimate(result: SubmitOutcome) -> None:
     """A dry run's cost by provider and model, its total, and what a --budget would let
-    through."""
+    through. Counts are of items: rows, or their variants once a row expands."""
+    unit = "rows"
     if result.manifest_rows and result.manifest_rows != result.rows:
         out.print(f"{result.manifest_rows} manifest rows expand to {result.rows} items "
                   "(variants)")
+        unit = "items"
     for (p, m), (n, cost) in sorted(result.by_model.items()):
-        out.print(f"{p} {m}: {n} rows, estimated ${cost:.2f}")
-    out.print(f"{result.valid} valid rows, estimated ${result.est_cost:.2f}"
-              + (f" ({result.unpriced} rows without a known price)" if result.unpriced
+        out.print(f"{p} {m}: {n} {unit}, estimated ${cost:.2f}")
+    out.print(f"{result.valid} valid {unit}, estimated ${result.est_cost:.2f}"
+              + (f" ({result.unpriced} {unit} without a known price)" if result.unpriced
                  else "") + "; nothing submitted (--dry-run)")
     if result.budget_usd is not None:
         out.print(f"budget ${result.budget_usd:.2f}: the first {result.fit} of "
-                  f"{result.valid} rows fit (estimated ${result.fit_cost:.2f})"
-                  + (f"; --budget would be refused: {result.unpriced} rows have no price"
+                  f"{result.valid} {unit} fit (estimated ${result.fit_cost:.2f})"
+                  + (f"; --budget would be refused: {result.unpriced} {unit} have no price"
                      if result.unpriced else ""))
 
 
