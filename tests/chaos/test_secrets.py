@@ -64,7 +64,9 @@ def test_api_keys_appear_only_in_the_authorization_header(tmp_path: Path) -> Non
             # notification to a closed port, so both secrets are in use.
             cluster = Cluster(server.url, sim_url, tmp_path, log_level="DEBUG",
                               wavespeed_max_in_flight="20", webhook_safety_poll_s="60",
-                              webhook_base_url="http://127.0.0.1:9/genbatch", **overrides)
+                              webhook_base_url="http://127.0.0.1:9/genbatch",
+                              # an ambiguous item's window (the batch waits for it): 10 s
+                              reconcile_deadline_s="10", **overrides)
             image = f"{sim_url}/_sim/assets/landscape.png"
             lines = [json.dumps({"custom_id": f"s-{i}", "provider": p, "prompt": f"shot {i}",
                                  "model": "seedance-v1.5-pro-i2v", "image": image,
