@@ -22,6 +22,7 @@ from genbatch.errors import (
     ProviderError,
     RateLimited,
     RetryableProviderError,
+    SlotFull,
 )
 from genbatch.models import (
     IN_FLIGHT_STATES,
@@ -254,7 +255,7 @@ def apply_poll(rt: Runtime, item: Item, iid: str, result: PollResult,
             rt.enqueue("download", iid)
             metrics.record_generation(rt.store, item, now)
             _learn_gen_time(rt, item, now, polls, pushed, result.run_s)
-            refill(rt, item.provider)
+            refill(rt, item.provider, item.account)
         return ItemState.DOWNLOADING if moved.applied else "skipped"
     if result.status in TERMINAL_TASK_STATE:
         return finish(rt, iid, [SUBMITTED], TERMINAL_TASK_STATE[result.status],
@@ -337,8 +338,9 @@ def _not_created(rt: Runtime, item: Item, iid: str, exc: RetryableProviderError,
         metrics.record_429(rt.store, item.account, "submit", item.batch_id)
     health = _count_failure(rt, item.account, exc)
     rest_s = accounts.backoff_s(rt, exc, health)
-    if accounts.requeue(rt, item, iid, [allowed], f"{exc.code}: {exc.message}",
-                        rest_s) == "requeued" and isinstance(exc, RateLimited):
+    if accounts.requeue(rt, item, iid, [allowed], f"{exc.code}: {exc.message}", rest_s,
+                        slot_rest=isinstance(exc, SlotFull)) == "requeued" \
+            and isinstance(exc, RateLimited):
         slow_down(rt, item.account, "submit")
     return "requeued"
 
@@ -391,7 +393,7 @@ def finish(rt: Runtime, iid: str, allowed: Sequence[ItemState], state: ItemState
     if moved.applied and moved.open_items == 0:
         rt.enqueue("finalize", iid.rsplit(":", 1)[0])
     if moved.applied and moved.previous in IN_FLIGHT_STATES:
-        refill(rt, moved.provider)
+        refill(rt, moved.provider, moved.account)
     return state if moved.applied else "skipped"
 
 
