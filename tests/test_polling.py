@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 import random
 
+import pytest
+
 from genbatch.config import Settings
 from genbatch.models import ItemState
 from genbatch.worker.polling import first_poll_delay, next_poll_delay, queued_poll_delay
@@ -161,3 +163,42 @@ def test_the_wait_at_a_provider_that_queues_is_not_learned_as_generation(
     learned = store.gen_times.typical("runway", model)
     assert learned is not None
     assert math.isclose(learned, 0.85 * 16.0, rel_tol=1e-6)  # not 26 x 0.85 = 22.1
+
+
+def test_a_task_queued_behind_others_before_anything_was_learned_is_not_learned(
+        redis_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Before a time is learned no wait is expected, yet a task submitted beyond Runway's
+    concurrency waited THROTTLED for an unknown time: it is not learned from, while one
+    submitted into a free slot is."""
+    import time
+
+    from genbatch.models import GenerationRequest, PollResult, TaskStatus
+    from genbatch.store import JobStore
+    from genbatch.worker.runtime import Runtime
+    from genbatch.worker.steps import _submitted, apply_poll
+    from tests.dispatching import dispatch_items
+
+    monkeypatch.setenv("GENBATCH_RUNWAY_MAX_IN_FLIGHT", "2")
+    store = JobStore.from_url(redis_url)
+    model = "gen4_turbo"
+    request = GenerationRequest(image="https://img/x.png", ratio="1280:720")
+    store.ingest.create("w", {}, created_at=1.0)
+    store.ingest.add_items("w", [{"seq": str(n), "state": "pending", "provider": "runway",
+                                  "model": model, "req": "{}"} for n in (1, 2, 3)])
+    store.ingest.commit("w", ["runway"])
+    assert dispatch_items(store, "runway", "w", 5, 5, 1e12) == ["w:1", "w:2", "w:3"]
+    rt = Runtime(Settings(redis_url=redis_url), enqueue=lambda kind, ident: None)
+    for iid in ("w:1", "w:2", "w:3"):  # 3 in flight at a concurrency of 2
+        store.items.transition(iid, [ItemState.DISPATCHED], ItemState.SUBMITTING)
+    for iid in ("w:3", "w:1"):  # w:3 submitted while all three were in flight
+        item = store.items.get(iid)
+        assert _submitted(rt, item, iid, request, f"t-{iid}",
+                          webhook=False, now=time.time() - 30) == ItemState.SUBMITTED
+        if iid == "w:3":
+            store.items.transition("w:2", [ItemState.SUBMITTING], ItemState.PENDING)
+    assert store.items.get("w:3").wait_unknown and not store.items.get("w:1").wait_unknown
+    done = PollResult(TaskStatus.SUCCEEDED, "SUCCEEDED", video_url="https://v/x.mp4")
+    assert apply_poll(rt, store.items.get("w:3"), "w:3", done, 1) == "downloading"
+    assert store.gen_times.typical("runway", model) is None  # its wait is unknown
+    assert apply_poll(rt, store.items.get("w:1"), "w:1", done, 1) == "downloading"
+    assert store.gen_times.typical("runway", model) is not None

@@ -162,6 +162,7 @@ def _submitted(rt: Runtime, item: Item, iid: str, request: GenerationRequest, re
     # one not done yet is re-polled soon (≈ 2 polls per job measured).
     first = first_poll_delay(EARLY * typical, None, rt.settings, learned=bool(learned))
     wait = _queue_wait(rt, item, typical) if learned else 0.0
+    unknown = not learned and _queues_behind(rt, item)
     first += wait  # a guess of the generation time would misplace a wait by much more
     if webhook:  # the provider calls back: poll only as a slow safety net
         first = safety_poll_delay(rt.settings)
@@ -169,7 +170,7 @@ def _submitted(rt: Runtime, item: Item, iid: str, request: GenerationRequest, re
     done = rt.store.items.transition(
         iid, [SUBMITTING], SUBMITTED, timer=due,
         fields={"remote_id": remote_id, "submitted_at": now, "first_poll_s": first,
-                "queue_wait_s": round(wait, 3),
+                "queue_wait_s": round(wait, 3), "wait_unknown": 1 if unknown else "",
                 "poll_due": due,
                 "typical_s": round(typical, 1),
                 "deadline": now + deadline_s(request, rt.settings),
@@ -288,6 +289,14 @@ def _queue_wait(rt: Runtime, item: Item, typical_s: float) -> float:
     return wait / rt.settings.time_factor
 
 
+def _queues_behind(rt: Runtime, item: Item) -> bool:
+    """Whether the task waits at its provider behind the account's running ones (more in
+    flight than the concurrency, on an account that queues ahead)."""
+    account = rt.account_settings(item.account, item.provider)
+    return account.queue_ahead_max > 0 and \
+        rt.store.queues.in_flight(item.account) > account.max_in_flight
+
+
 def _gen_key(model: str, tier: str | None) -> str:
     """Generation times are learned per model and tier: a flex task may queue for hours."""
     return f"{model}@flex" if tier == "flex" else model
@@ -306,6 +315,12 @@ def _learn_gen_time(rt: Runtime, item: Item, now: float, polls: int,
     tier = item.tier
     if run_s:
         rt.store.gen_times.observe(item.provider, _gen_key(item.model, tier), run_s)
+        return
+    if item.wait_unknown:
+        # Submitted before any time was learned, behind the account's running tasks: how
+        # long it waited (THROTTLED at Runway: a whole generation or more) is unknown, and
+        # learning it as generation time inflated the first estimates by half, so the next
+        # waves' polls came late and the provider's queue ran dry (docs/performance.md).
         return
     submitted = item.submitted_at
     if pushed:
