@@ -316,12 +316,6 @@ def _learn_gen_time(rt: Runtime, item: Item, now: float, polls: int,
     if run_s:
         rt.store.gen_times.observe(item.provider, _gen_key(item.model, tier), run_s)
         return
-    if item.wait_unknown:
-        # Submitted before any time was learned, behind the account's running tasks: how
-        # long it waited (THROTTLED at Runway: a whole generation or more) is unknown, and
-        # learning it as generation time inflated the first estimates by half, so the next
-        # waves' polls came late and the provider's queue ran dry (docs/performance.md).
-        return
     submitted = item.submitted_at
     if pushed:
         done_at = now
@@ -336,8 +330,21 @@ def _learn_gen_time(rt: Runtime, item: Item, now: float, polls: int,
     # generate meanwhile: the expected wait is not generation time (a provider stating its
     # run time, WaveSpeed, needs no estimate).
     seconds = (done_at - submitted - item.queue_wait_s) * rt.settings.time_factor
-    if seconds > 0:  # a wait overestimated past the whole span says nothing
+    if seconds > 0 and not _above_estimate(rt, item, seconds):
         rt.store.gen_times.observe(item.provider, _gen_key(item.model, tier), seconds)
+
+
+def _above_estimate(rt: Runtime, item: Item, seconds: float) -> bool:
+    """A task submitted before any time was learned, behind the account's running tasks,
+    waited at its provider for an unknown time (THROTTLED at Runway: a generation or more),
+    so its span is only an upper bound of its generation: it says something only when it is
+    below the current estimate. Learned as it was, it inflated Runway's first estimates by
+    half (41 s, then 27 s for 20 s generations), the next waves were polled late and
+    Runway's queue ran dry (docs/performance.md)."""
+    if not item.wait_unknown:
+        return False
+    learned = rt.store.gen_times.typical(item.provider, _gen_key(item.model, item.tier))
+    return seconds >= (learned or item.typical_s or 0.0)
 
 
 def _outcome_known(rt: Runtime, item: Item, listed: bool) -> None:
