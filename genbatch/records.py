@@ -113,6 +113,7 @@ class Item(dict[str, str]):
         self.dl_attempts = _int(get("dl_attempts"))
         self.submitted_at = _float(get("submitted_at"))
         self.polled_at = _float(get("polled_at"))
+        self.progress = _float(get("progress"))
         self.first_poll_s = _float(get("first_poll_s"))
         self.queue_wait_s = _float(get("queue_wait_s")) or 0.0
         self.wait_unknown = bool(get("wait_unknown"))

@@ -203,3 +203,19 @@ def test_a_task_queued_behind_others_before_anything_was_learned_is_an_upper_bou
     assert apply_poll(rt, store.items.get("w:2"), "w:2", done, 2) == "downloading"
     learned = store.gen_times.typical("runway", model)
     assert learned is not None and math.isclose(learned, 15.0, abs_tol=0.5)
+
+
+def test_a_running_task_is_polled_when_its_progress_says_it_ends() -> None:
+    """Two readings of its progress tell when a running task ends: a generation much longer
+    than the typical one is polled then, not with backoff long after."""
+    from genbatch.worker.polling import progress_eta_s
+
+    s = Settings(time_factor=10.0)
+    eta = progress_eta_s(40.0, 100.0, 60.0, 101.0, s)  # 20 points in 1 s of wall clock
+    assert eta is not None and math.isclose(eta, 2.0 * 10.0)  # 2 s more, in provider time
+    assert progress_eta_s(None, 100.0, 60.0, 101.0, s) is None  # one reading tells nothing
+    assert progress_eta_s(60.0, 100.0, 60.0, 101.0, s) is None  # it did not move
+    assert progress_eta_s(0.0, 100.0, 60.0, 101.0, s) is None  # it had not started
+    soon = progress_eta_s(40.0, 100.0, 60.0, 101.0, S)  # 2 s more, at S's own time
+    assert next_poll_delay(6, soon, S, random.Random(1)) <= 5.5  # the minimum interval
+    assert next_poll_delay(6, None, S, random.Random(1), typical_s=20.0) > 15.0  # backoff

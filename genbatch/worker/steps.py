@@ -46,6 +46,7 @@ from genbatch.worker.polling import (
     deadline_s,
     first_poll_delay,
     next_poll_delay,
+    progress_eta_s,
     queued_poll_delay,
     safety_poll_delay,
 )
@@ -265,8 +266,9 @@ def apply_poll(rt: Runtime, item: Item, iid: str, result: PollResult,
     if result.status is TaskStatus.QUEUED and item.typical_s and not result.eta_s:
         delay = queued_poll_delay(item.typical_s, rt.settings)  # not started yet
     else:
-        delay = next_poll_delay(polls, result.eta_s, rt.settings,
-                                typical_s=item.typical_s or 0.0)
+        eta = result.eta_s or progress_eta_s(item.progress, item.polled_at, result.progress,
+                                             now, rt.settings)
+        delay = next_poll_delay(polls, eta, rt.settings, typical_s=item.typical_s or 0.0)
     if item.webhook:
         delay = max(delay, safety_poll_delay(rt.settings))
     rt.store.items.transition(
