@@ -23,7 +23,8 @@ The item schema (fields of `item:{bid}:{seq}`):
     remote_id, submitted_at, first_poll_s, queue_wait_s, typical_s, deadline, webhook,
     remote_status, progress, polled_at, poll_due   the remote task of the current attempt
                                     (queue_wait_s: the wait expected at a provider that
-                                    queues, scaled; not generation time)
+                                    queues, scaled; not generation time; wait_unknown: it
+                                    queued behind others before any time was learned)
     video_url, video_ttl, generated_at, cost, seed   what the finished task reported
     url_expires_at, url_ttl_s       when the video URL lapses, and its lifetime
     dl_repoll, dl_storage_error     the download must re-poll for a fresh URL first; the last
@@ -114,8 +115,10 @@ class Item(dict[str, str]):
         self.dl_attempts = _int(get("dl_attempts"))
         self.submitted_at = _float(get("submitted_at"))
         self.polled_at = _float(get("polled_at"))
+        self.progress = _float(get("progress"))
         self.first_poll_s = _float(get("first_poll_s"))
         self.queue_wait_s = _float(get("queue_wait_s")) or 0.0
+        self.wait_unknown = bool(get("wait_unknown"))
         self.typical_s = _float(get("typical_s"))
         self.deadline = _float(get("deadline"))
         self.webhook = bool(get("webhook"))

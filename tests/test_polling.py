@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 import random
 
+import pytest
+
 from genbatch.config import Settings
 from genbatch.models import ItemState
 from genbatch.worker.polling import first_poll_delay, next_poll_delay, queued_poll_delay
@@ -161,3 +163,59 @@ def test_the_wait_at_a_provider_that_queues_is_not_learned_as_generation(
     learned = store.gen_times.typical("runway", model)
     assert learned is not None
     assert math.isclose(learned, 0.85 * 16.0, rel_tol=1e-6)  # not 26 x 0.85 = 22.1
+
+
+def test_a_task_queued_behind_others_before_anything_was_learned_is_an_upper_bound(
+        redis_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Before a time is learned no wait is expected, yet a task submitted beyond Runway's
+    concurrency waited THROTTLED for an unknown time: its span only bounds its generation
+    from above, so it is learned only when below the current estimate."""
+    import time
+
+    from genbatch.models import GenerationRequest, PollResult, TaskStatus
+    from genbatch.store import JobStore
+    from genbatch.worker.runtime import Runtime
+    from genbatch.worker.steps import _submitted, apply_poll
+    from tests.dispatching import dispatch_items
+
+    monkeypatch.setenv("GENBATCH_RUNWAY_MAX_IN_FLIGHT", "1")
+    store = JobStore.from_url(redis_url)
+    model = "gen4_turbo"
+    request = GenerationRequest(image="https://img/x.png", ratio="1280:720")
+    store.ingest.create("w", {}, created_at=1.0)
+    store.ingest.add_items("w", [{"seq": str(n), "state": "pending", "provider": "runway",
+                                  "model": model, "req": "{}"} for n in (1, 2)])
+    store.ingest.commit("w", ["runway"])
+    assert dispatch_items(store, "runway", "w", 5, 5, 1e12) == ["w:1", "w:2"]
+    rt = Runtime(Settings(redis_url=redis_url), enqueue=lambda kind, ident: None)
+    now = time.time()
+    for iid in ("w:1", "w:2"):  # 2 in flight at a concurrency of 1: both queue behind
+        store.items.transition(iid, [ItemState.DISPATCHED], ItemState.SUBMITTING)
+    for iid, spent in (("w:1", 60.0), ("w:2", 16.0)):
+        item = store.items.get(iid)
+        assert _submitted(rt, item, iid, request, f"t-{iid}", webhook=False,
+                          now=now - spent) == ItemState.SUBMITTED
+        store.items.set_fields({iid: {"polled_at": str(now - 2.0)}})  # then seen running
+        assert store.items.get(iid).wait_unknown
+    done = PollResult(TaskStatus.SUCCEEDED, "SUCCEEDED", video_url="https://v/x.mp4")
+    assert apply_poll(rt, store.items.get("w:1"), "w:1", done, 2) == "downloading"
+    assert store.gen_times.typical("runway", model) is None  # 59 s: over Runway's 45 s
+    assert apply_poll(rt, store.items.get("w:2"), "w:2", done, 2) == "downloading"
+    learned = store.gen_times.typical("runway", model)
+    assert learned is not None and math.isclose(learned, 15.0, abs_tol=0.5)
+
+
+def test_a_running_task_is_polled_when_its_progress_says_it_ends() -> None:
+    """Two readings of its progress tell when a running task ends: a generation much longer
+    than the typical one is polled then, not with backoff long after."""
+    from genbatch.worker.polling import progress_eta_s
+
+    s = Settings(time_factor=10.0)
+    eta = progress_eta_s(40.0, 100.0, 60.0, 101.0, s)  # 20 points in 1 s of wall clock
+    assert eta is not None and math.isclose(eta, 2.0 * 10.0)  # 2 s more, in provider time
+    assert progress_eta_s(None, 100.0, 60.0, 101.0, s) is None  # one reading tells nothing
+    assert progress_eta_s(60.0, 100.0, 60.0, 101.0, s) is None  # it did not move
+    assert progress_eta_s(0.0, 100.0, 60.0, 101.0, s) is None  # it had not started
+    soon = progress_eta_s(40.0, 100.0, 60.0, 101.0, S)  # 2 s more, at S's own time
+    assert next_poll_delay(6, soon, S, random.Random(1)) <= 5.5  # the minimum interval
+    assert next_poll_delay(6, None, S, random.Random(1), typical_s=20.0) > 15.0  # backoff

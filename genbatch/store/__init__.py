@@ -23,6 +23,8 @@ Keys (prefix `gb:` by default):
     inflight:{account}@{model}   ... of one model there (for per-model limits)
     timers                   zset item id -> when the scheduler must next act on it
     cooldown:{account}       present while an account is backing off after a 429
+    slotrest:{account}       present while an account rests after a "slot full" refusal
+                             (Kling's 1303); deleted when one of its tasks ends
     rr:{provider}            where ties between a provider's accounts start (dispatch.lua)
     lock:{name}              leader locks (store/locks.py)
     rate:{account}:{kind}    request-rate limiter state and its `:log` (store/limits.py);

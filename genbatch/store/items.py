@@ -38,7 +38,8 @@ class Transition:
     applied: bool
     previous: ItemState | None
     open_items: int  # open items left in the batch after the move; -1 when not applied
-    provider: str = ""  # the item's account before the move (when applied)
+    provider: str = ""  # the item's provider before the move (when applied)
+    account: str = ""  # and its account there (the provider's name before dispatch)
 
 
 class Items:
@@ -120,4 +121,5 @@ class Items:
         if status == -1:
             raise NotFoundError(f"no item {iid!r} in the job store")
         return Transition(status == 1, previous, open_items,
-                          str(res[3]) if len(res) > 3 else "")
+                          str(res[3]) if len(res) > 3 else "",
+                          str(res[4]) if len(res) > 4 else "")

@@ -1,9 +1,10 @@
 """Dispatch and its queues: the pending lists, the round-robins, in-flight counts, cooldowns.
 
 Keys: `pending:{provider}:{bid}`, `queues:{provider}`, `ring:{provider}:{prio}`,
-`inflight:{account}[@{model}]`, `cooldown:{account}`, `rr:{provider}` (see the key list in
-store/__init__.py). DISPATCH (`lua/dispatch.lua`) moves pending items to `dispatched`;
-QUEUE_BATCH (`lua/queues.lua`) puts a batch on or off the round-robins.
+`inflight:{account}[@{model}]`, `cooldown:{account}`, `slotrest:{account}`,
+`rr:{provider}` (see the key list in store/__init__.py). DISPATCH (`lua/dispatch.lua`)
+moves pending items to `dispatched`; QUEUE_BATCH (`lua/queues.lua`) puts a batch on or off
+the round-robins.
 """
 
 from __future__ import annotations
@@ -116,12 +117,22 @@ class Queues:
             return []
         return [int(v or 0) for v in self._r.mget([self._k("inflight", a) for a in accounts])]
 
-    def set_cooldown(self, account: str, seconds: float) -> None:
-        self._r.set(self._k("cooldown", account), "1", px=max(1, int(seconds * 1000)))
+    def set_cooldown(self, account: str, seconds: float, *, slot_rest: bool = False) -> None:
+        """The account backs off for `seconds`. A `slot_rest` (its concurrency was full:
+        Kling's 1303) has a key of its own, which `end_slot_rest` may end early; a 429's or
+        a connect error's cooldown always runs its course."""
+        kind = "slotrest" if slot_rest else "cooldown"
+        self._r.set(self._k(kind, account), "1", px=max(1, int(seconds * 1000)))
+
+    def end_slot_rest(self, account: str) -> None:
+        """One of the account's tasks ended, so a slot is free: a rest for a full
+        concurrency has nothing left to wait for."""
+        self._r.delete(self._k("slotrest", account))
 
     def cooling(self, accounts: Sequence[str]) -> list[bool]:
-        """Which of `accounts` are backing off now, in one round trip."""
+        """Which of `accounts` are backing off now (either kind of rest), in one round
+        trip."""
         pipe = self._r.pipeline(transaction=False)
         for account in accounts:
-            pipe.exists(self._k("cooldown", account))
+            pipe.exists(self._k("cooldown", account), self._k("slotrest", account))
         return [bool(x) for x in pipe.execute()]

@@ -76,14 +76,17 @@ def backoff_s(rt: Runtime, exc: RetryableProviderError, health: AccountHealth | 
 
 
 def requeue(rt: Runtime, item: Item, iid: str, states: list[ItemState], reason: str,
-            rest_s: float) -> str:
+            rest_s: float, *, slot_rest: bool = False) -> str:
     """Nothing was created: the item goes back to the head of its queue, no failure counted,
-    and the account rests `rest_s` (real seconds)."""
+    and the account rests `rest_s` (real seconds). A `slot_rest` (the account's concurrency
+    was full) ends early when one of its tasks ends (`dispatch.refill`): waiting on after a
+    slot came free would leave it idle."""
     moved = rt.store.items.transition(iid, states, ItemState.PENDING, timer="-",
                                       fields={"last_error": reason[:500]}, incr={"not_created": 1},
                                       queue="front")
     if moved.applied:
-        rt.store.queues.set_cooldown(item.account, rest_s / rt.settings.time_factor)
+        rt.store.queues.set_cooldown(item.account, rest_s / rt.settings.time_factor,
+                                     slot_rest=slot_rest)
     return "requeued" if moved.applied else "skipped"
 
 

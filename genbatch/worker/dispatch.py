@@ -114,14 +114,16 @@ def _typical(rt: Runtime, provider: str) -> float | None:
     return learned
 
 
-def refill(rt: Runtime, provider: str) -> None:
-    """A generation slot of `provider` just came free: dispatch into it now rather than at
-    the scheduler's next tick (the tick stays the safety net, so a failure here is only
-    logged)."""
-    if not rt.settings.dispatch_on_free or not provider:
-        return
+def refill(rt: Runtime, provider: str, account: str = "") -> None:
+    """A generation slot of `provider` (at `account`, when known) just came free: dispatch
+    into it now rather than at the scheduler's next tick (the tick stays the safety net, so
+    a failure here is only logged). The account's rest after a "slot full" refusal ends
+    here: the slot it waited for is this one."""
     try:
-        dispatch_provider(rt, provider)
+        if account:
+            rt.store.queues.end_slot_rest(account)
+        if rt.settings.dispatch_on_free and provider:
+            dispatch_provider(rt, provider)
     except Exception as exc:  # the item's own transition already happened
         log.warning("dispatch after a freed %s slot failed (the scheduler will retry): %s",
                     provider, type(exc).__name__)

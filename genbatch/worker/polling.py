@@ -50,6 +50,21 @@ def next_poll_delay(
     return _clamp(base * jitter, settings) / settings.time_factor
 
 
+def progress_eta_s(before: float | None, before_at: float | None, progress: float | None,
+                   now: float, settings: Settings) -> float | None:
+    """Seconds (unscaled, like a provider's ETA) until a running task is likely done, from
+    how far its progress (0..100) moved since the previous poll (Runway, Novita report
+    one); None without two readings that moved. Without it, a generation much longer than
+    the typical one is re-polled with backoff and seen long after it ended: Runway's last
+    task (35 s, against 20 s typical) was seen 12 s late, 4 % of the whole run."""
+    if before is None or before_at is None or progress is None or now <= before_at:
+        return None
+    if not 0.0 < before < progress < 100.0:
+        return None
+    per_s = (progress - before) / (now - before_at)
+    return (100.0 - progress) / per_s * settings.time_factor
+
+
 def queued_poll_delay(typical_s: float, settings: Settings,
                       rng: random.Random | None = None) -> float:
     """Seconds to the next poll of a task its provider still queues (over the account's

@@ -23,6 +23,7 @@ from genbatch.errors import (
     ProviderError,
     RateLimited,
     RetryableProviderError,
+    SlotFull,
 )
 from genbatch.models import (
     IN_FLIGHT_STATES,
@@ -46,6 +47,7 @@ from genbatch.worker.polling import (
     deadline_s,
     first_poll_delay,
     next_poll_delay,
+    progress_eta_s,
     queued_poll_delay,
     safety_poll_delay,
 )
@@ -164,6 +166,7 @@ def _submitted(rt: Runtime, item: Item, iid: str, request: GenerationRequest, re
     # one not done yet is re-polled soon (≈ 2 polls per job measured).
     first = first_poll_delay(EARLY * typical, None, rt.settings, learned=bool(learned))
     wait = _queue_wait(rt, item, typical) if learned else 0.0
+    unknown = not learned and _queues_behind(rt, item)
     first += wait  # a guess of the generation time would misplace a wait by much more
     if webhook:  # the provider calls back: poll only as a slow safety net
         first = safety_poll_delay(rt.settings)
@@ -171,7 +174,7 @@ def _submitted(rt: Runtime, item: Item, iid: str, request: GenerationRequest, re
     done = rt.store.items.transition(
         iid, [SUBMITTING], SUBMITTED, timer=due,
         fields={"remote_id": remote_id, "submitted_at": now, "first_poll_s": first,
-                "queue_wait_s": round(wait, 3),
+                "queue_wait_s": round(wait, 3), "wait_unknown": 1 if unknown else "",
                 "poll_due": due,
                 "typical_s": round(typical, 1),
                 "deadline": now + deadline_s(request, rt.settings),
@@ -257,7 +260,7 @@ def apply_poll(rt: Runtime, item: Item, iid: str, result: PollResult,
             rt.enqueue("download", iid)
             metrics.record_generation(rt.store, item, now)
             _learn_gen_time(rt, item, now, polls, pushed, result.run_s)
-            refill(rt, item.provider)
+            refill(rt, item.provider, item.account)
         return ItemState.DOWNLOADING if moved.applied else "skipped"
     if result.status in TERMINAL_TASK_STATE:
         return finish(rt, iid, [SUBMITTED], TERMINAL_TASK_STATE[result.status],
@@ -266,8 +269,9 @@ def apply_poll(rt: Runtime, item: Item, iid: str, result: PollResult,
     if result.status is TaskStatus.QUEUED and item.typical_s and not result.eta_s:
         delay = queued_poll_delay(item.typical_s, rt.settings)  # not started yet
     else:
-        delay = next_poll_delay(polls, result.eta_s, rt.settings,
-                                typical_s=item.typical_s or 0.0)
+        eta = result.eta_s or progress_eta_s(item.progress, item.polled_at, result.progress,
+                                             now, rt.settings)
+        delay = next_poll_delay(polls, eta, rt.settings, typical_s=item.typical_s or 0.0)
     if item.webhook:
         delay = max(delay, safety_poll_delay(rt.settings))
     rt.store.items.transition(
@@ -288,6 +292,14 @@ def _queue_wait(rt: Runtime, item: Item, typical_s: float) -> float:
     wait = queue_wait_s(rt.store.queues.in_flight(item.account), account.max_in_flight,
                         typical_s, rt.settings)
     return wait / rt.settings.time_factor
+
+
+def _queues_behind(rt: Runtime, item: Item) -> bool:
+    """Whether the task waits at its provider behind the account's running ones (more in
+    flight than the concurrency, on an account that queues ahead)."""
+    account = rt.account_settings(item.account, item.provider)
+    return account.queue_ahead_max > 0 and \
+        rt.store.queues.in_flight(item.account) > account.max_in_flight
 
 
 def _gen_key(model: str, tier: str | None) -> str:
@@ -323,8 +335,21 @@ def _learn_gen_time(rt: Runtime, item: Item, now: float, polls: int,
     # generate meanwhile: the expected wait is not generation time (a provider stating its
     # run time, WaveSpeed, needs no estimate).
     seconds = (done_at - submitted - item.queue_wait_s) * rt.settings.time_factor
-    if seconds > 0:  # a wait overestimated past the whole span says nothing
+    if seconds > 0 and not _above_estimate(rt, item, seconds):
         rt.store.gen_times.observe(item.provider, _gen_key(item.model, tier), seconds)
+
+
+def _above_estimate(rt: Runtime, item: Item, seconds: float) -> bool:
+    """A task submitted before any time was learned, behind the account's running tasks,
+    waited at its provider for an unknown time (THROTTLED at Runway: a generation or more),
+    so its span is only an upper bound of its generation: it says something only when it is
+    below the current estimate. Learned as it was, it inflated Runway's first estimates by
+    half (41 s, then 27 s for 20 s generations), the next waves were polled late and
+    Runway's queue ran dry (docs/performance.md)."""
+    if not item.wait_unknown:
+        return False
+    learned = rt.store.gen_times.typical(item.provider, _gen_key(item.model, item.tier))
+    return seconds >= (learned or item.typical_s or 0.0)
 
 
 def _outcome_known(rt: Runtime, item: Item, listed: bool) -> None:
@@ -340,8 +365,9 @@ def _not_created(rt: Runtime, item: Item, iid: str, exc: RetryableProviderError,
         metrics.record_429(rt.store, item.account, "submit", item.batch_id)
     health = _count_failure(rt, item.account, exc)
     rest_s = accounts.backoff_s(rt, exc, health)
-    if accounts.requeue(rt, item, iid, [allowed], f"{exc.code}: {exc.message}",
-                        rest_s) == "requeued" and isinstance(exc, RateLimited):
+    if accounts.requeue(rt, item, iid, [allowed], f"{exc.code}: {exc.message}", rest_s,
+                        slot_rest=isinstance(exc, SlotFull)) == "requeued" \
+            and isinstance(exc, RateLimited):
         slow_down(rt, item.account, "submit")
     return "requeued"
 
@@ -394,7 +420,7 @@ def finish(rt: Runtime, iid: str, allowed: Sequence[ItemState], state: ItemState
     if moved.applied and moved.open_items == 0:
         rt.enqueue("finalize", iid.rsplit(":", 1)[0])
     if moved.applied and moved.previous in IN_FLIGHT_STATES:
-        refill(rt, moved.provider)
+        refill(rt, moved.provider, moved.account)
     return state if moved.applied else "skipped"
 
 

@@ -12,8 +12,9 @@
 --       'back': with new state 'pending', push the item onto its provider's pending list
 --       of its batch (any account of the provider may take it), in the same step, so a
 --       crash cannot leave it pending on no queue).
--- Returns: {1, old_state, open_count, provider} on success (the provider the item was at
--- before `fields` applied: the one whose slot a move out of flight frees), {0,
+-- Returns: {1, old_state, open_count, provider, account} on success (the provider and
+-- account the item was at before `fields` applied: the one whose slot a move out of flight
+-- frees), {0,
 -- current_state, -1} when the state did not match, {-1, '', -1} when the item does not exist.
 
 local item_key, timers = KEYS[1], KEYS[2]
@@ -67,4 +68,4 @@ if queue ~= '' and new == S.pending then
   queue_batch(prefix, target, batch)
 end
 settle(item_key, batch_key, cur, new)  -- after the fields: a retry has cleared `cost`
-return {1, cur, open_count(batch_key), provider or ''}
+return {1, cur, open_count(batch_key), provider or '', account}
