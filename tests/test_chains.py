@@ -130,13 +130,14 @@ def test_a_parent_without_a_video_ends_every_descendant_and_retry_brings_them_ba
     moved = store.items.transition(item_id(bid, 1), [ItemState.PENDING], ItemState.EXPIRED,
                                    timer="-")
     assert moved.applied
-    chains.ended(rt, item_id(bid, 1), ItemState.EXPIRED)
+    chains.ended(rt, item_id(bid, 1), ItemState.EXPIRED, store.items.children(item_id(bid, 1)))
     b, c = (store.items.get(item_id(bid, s)) for s in (2, 3))
     assert (b.state, c.state) == (ItemState.PARENT_FAILED, ItemState.PARENT_FAILED)
     assert "its parent 'a' ended expired" in b.error_message
     assert "its parent 'b' ended parent_failed" in c.error_message
     assert ("finalize", bid) in sent.sent  # the last open item ended
-    chains.ended(rt, item_id(bid, 1), ItemState.EXPIRED)  # told twice: nothing more
+    chains.ended(rt, item_id(bid, 1), ItemState.EXPIRED,  # told twice: nothing more
+                 store.items.children(item_id(bid, 1)))
     assert store.batches.get(bid)["parent_failed"] == "2"
 
     report = retry_batch(rt, bid, (ItemState.EXPIRED,))
@@ -164,7 +165,7 @@ def test_cancel_ends_shots_still_waiting_and_a_later_parent_releases_none(
     child = store.items.get(item_id(bid, 2))
     assert child.state is ItemState.CANCELLED
     store.items.transition(parent, [ItemState.SUBMITTED], ItemState.SUCCEEDED)
-    chains.ended(rt, parent, ItemState.SUCCEEDED)
+    chains.ended(rt, parent, ItemState.SUCCEEDED, store.items.children(parent))
     assert ("chain", parent) in sent.sent
     assert chains.release_children(rt, parent) == "skipped"  # nothing waits any more
     assert store.items.get(item_id(bid, 2)).state is ItemState.CANCELLED

@@ -47,19 +47,20 @@ WAITING, PARENT_FAILED = ItemState.WAITING, ItemState.PARENT_FAILED
 MAX_FRAME_BYTES = 30_000_000  # the providers' input image limit
 
 
-def arm(rt: Runtime, iid: str) -> None:
-    """Item `iid` is about to succeed: give its waiting children a timer a lease away. The
-    `chain` task that `ended` sends clears it; if that message is lost with a worker killed
-    between the two, the scheduler fires it and the children are released all the same."""
+def arm(rt: Runtime, iid: str, children: list[int]) -> None:
+    """Item `iid` is about to succeed: give its waiting `children` (seqs) a timer a lease
+    away. The `chain` task that `ended` sends clears it; if that message is lost with a
+    worker killed between the two, the scheduler fires it and the children are released all
+    the same."""
     due = rt.now() + rt.settings.task_lease_s
-    for seq in rt.store.items.children(iid):  # only those still waiting (compare-and-set)
+    for seq in children:  # only those still waiting (compare-and-set)
         rt.store.items.transition(item_id(iid.rsplit(":", 1)[0], seq), [WAITING], WAITING,
                                   timer=due)
 
 
-def ended(rt: Runtime, iid: str, state: ItemState) -> None:
-    """Item `iid` just reached the terminal `state`: release or end its children."""
-    if not rt.store.items.children(iid):
+def ended(rt: Runtime, iid: str, state: ItemState, children: list[int]) -> None:
+    """Item `iid` just reached the terminal `state`: release or end its `children` (seqs)."""
+    if not children:
         return
     item = rt.store.items.get(iid)
     if state is ItemState.SUCCEEDED:

@@ -408,15 +408,16 @@ def finish(rt: Runtime, iid: str, allowed: Sequence[ItemState], state: ItemState
     values: dict[str, Any] = {"finished_at": rt.now(), "error_code": code,
                               "error_message": message[:2000]}
     values.update(fields or {})
-    if state is ItemState.SUCCEEDED:
-        chains.arm(rt, iid)  # the safety net of the `chain` message sent below
+    children = rt.store.items.children(iid)  # a chain's parent (chains.py); mostly none
+    if state is ItemState.SUCCEEDED and children:
+        chains.arm(rt, iid, children)  # the safety net of the `chain` message sent below
     moved = rt.store.items.transition(iid, allowed, state, timer="-", fields=values,
                                       incr=incr)
     if moved.applied:
         metrics.record_completion(rt.store, iid, state)
         if state is ItemState.AMBIGUOUS:
             reconcile.schedule(rt, iid, moved.provider)
-        chains.ended(rt, iid, state)  # a chain's parent: release or end its children
+        chains.ended(rt, iid, state, children)  # release or end a parent's children
     if moved.applied and moved.open_items == 0:
         rt.enqueue("finalize", iid.rsplit(":", 1)[0])
     if moved.applied and moved.previous in IN_FLIGHT_STATES:
