@@ -83,17 +83,39 @@ class SentinelSet:
         return server
 
     def wait_promoted(self, old_port: int, timeout_s: float = 60.0) -> int:
-        """Wait until the Sentinels name another primary that answers as one; its port."""
+        """Wait until a Sentinel would give a client another primary, one that answers as
+        one; its port. Mid-failover a Sentinel already names the promoted replica in
+        GET-MASTER-ADDR-BY-NAME while its SENTINEL MASTERS still shows the dead primary
+        (what redis-py's discover_master reads, so a client finds no primary): wait until
+        every Sentinel that calls a primary healthy names the same new one."""
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
+            named: set[int | None] = set()
+            for sentinel_port in self.sentinel_ports:
+                try:
+                    named.add(self._healthy_primary(sentinel_port))
+                except redis.RedisError:
+                    continue
+            ports = named - {None}
             try:
-                port = self.primary_port()
-                if port != old_port and self._client(port).role()[0] == b"master":
-                    return port
+                if len(ports) == 1 and old_port not in ports:
+                    (port,) = ports
+                    if port is not None and self._client(port).role()[0] == b"master":
+                        return port
             except redis.RedisError:
                 pass
             time.sleep(0.1)
         raise ConfigError(f"no replica was promoted in {timeout_s:.0f} s")
+
+    def _healthy_primary(self, sentinel_port: int) -> int | None:
+        """The port of the primary the Sentinel on `sentinel_port` would give a client
+        (redis-py's test: a master, neither subjectively nor objectively down), or None."""
+        state = self._sentinel_on(sentinel_port).sentinel_master(self.master_name)
+        if not isinstance(state, dict):
+            return None
+        if not state["is_master"] or state["is_sdown"] or state["is_odown"]:
+            return None
+        return int(state["port"])
 
     def wait_replicating(self, timeout_s: float = 30.0) -> None:
         """Wait until the primary has its replicas connected and every Sentinel sees the
@@ -114,9 +136,7 @@ class SentinelSet:
     def _sees_all(self, port: int) -> bool:
         """Whether the Sentinel on `port` names a healthy primary (redis-py's test of one),
         knows its replicas and the other Sentinels."""
-        sentinel = redis.Redis(host="127.0.0.1", port=port, password=self.sentinel_password,
-                               socket_timeout=2, socket_connect_timeout=1)
-        state = sentinel.sentinel_master(self.master_name)
+        state = self._sentinel_on(port).sentinel_master(self.master_name)
         if not isinstance(state, dict):
             return False
         healthy = state["is_master"] and not (state["is_sdown"] or state["is_odown"])
@@ -133,10 +153,13 @@ class SentinelSet:
         return redis.Redis(host="127.0.0.1", port=port, password=self.password,
                            socket_timeout=2, socket_connect_timeout=1)
 
+    def _sentinel_on(self, port: int) -> redis.Redis:
+        return redis.Redis(host="127.0.0.1", port=port, password=self.sentinel_password,
+                           socket_timeout=2, socket_connect_timeout=1)
+
     def _sentinel(self) -> redis.Redis:
         for port in self.sentinel_ports:
-            client = redis.Redis(host="127.0.0.1", port=port, password=self.sentinel_password,
-                                 socket_timeout=2, socket_connect_timeout=1)
+            client = self._sentinel_on(port)
             try:
                 client.ping()
                 return client
