@@ -191,8 +191,9 @@ class Settings(BaseSettings):
 
     # Polling.
     first_poll_s: float = Field(
-        default=30.0, gt=0, description="latest first poll after submit for a model whose "
-        "generation time is not learned yet (then 0.8 x the learned time; an ETA wins)"
+        default=10.0, gt=0, description="latest first poll after submit for a model whose "
+        "generation time is not learned yet (then every quarter of the task's age until one "
+        "is seen done; once learned, 0.8 x the learned time; an ETA wins)"
     )
     poll_min_interval_s: float = Field(default=5.0, gt=0)
     poll_max_interval_s: float = Field(default=60.0, gt=0)

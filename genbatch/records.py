@@ -24,7 +24,9 @@ The item schema (fields of `item:{bid}:{seq}`):
     remote_status, progress, polled_at, poll_due   the remote task of the current attempt
                                     (queue_wait_s: the wait expected at a provider that
                                     queues, scaled; not generation time; wait_unknown: it
-                                    queued behind others before any time was learned)
+                                    queued behind others before any time was learned;
+                                    learning: submitted before its model's time was learned,
+                                    polled by its age until it is)
     video_url, video_ttl, generated_at, cost, seed   what the finished task reported
     url_expires_at, url_ttl_s       when the video URL lapses, and its lifetime
     dl_repoll, dl_storage_error     the download must re-poll for a fresh URL first; the last
@@ -113,15 +115,7 @@ class Item(dict[str, str]):
         self.attempts = _int(get("attempts"))
         self.polls = _int(get("polls"))
         self.dl_attempts = _int(get("dl_attempts"))
-        self.submitted_at = _float(get("submitted_at"))
-        self.polled_at = _float(get("polled_at"))
-        self.progress = _float(get("progress"))
-        self.first_poll_s = _float(get("first_poll_s"))
-        self.queue_wait_s = _float(get("queue_wait_s")) or 0.0
-        self.wait_unknown = bool(get("wait_unknown"))
-        self.typical_s = _float(get("typical_s"))
-        self.deadline = _float(get("deadline"))
-        self.webhook = bool(get("webhook"))
+        self._read_task(get)
         self.video_url = get("video_url") or ""
         self.est_cost = _float(get("est_cost"))
         self.cost = _float(get("cost"))
@@ -158,6 +152,19 @@ class Item(dict[str, str]):
         self.history_json = get("history") or "[]"
         self.client_ref = get("client_ref") or ""
         self._read_outcome(get)
+
+    def _read_task(self, get: Callable[[str], str | None]) -> None:
+        """The remote task of the current attempt: when it was sent and how it is polled."""
+        self.submitted_at = _float(get("submitted_at"))
+        self.polled_at = _float(get("polled_at"))
+        self.progress = _float(get("progress"))
+        self.first_poll_s = _float(get("first_poll_s"))
+        self.queue_wait_s = _float(get("queue_wait_s")) or 0.0
+        self.wait_unknown = bool(get("wait_unknown"))
+        self.learning = bool(get("learning"))
+        self.typical_s = _float(get("typical_s"))
+        self.deadline = _float(get("deadline"))
+        self.webhook = bool(get("webhook"))
 
     def _read_outcome(self, get: Callable[[str], str | None]) -> None:
         """What the item produced and where it sits in the creative workflow: its video,

@@ -9,7 +9,12 @@ import pytest
 
 from genbatch.config import Settings
 from genbatch.models import ItemState
-from genbatch.worker.polling import first_poll_delay, next_poll_delay, queued_poll_delay
+from genbatch.worker.polling import (
+    first_poll_delay,
+    learning_poll_delay,
+    next_poll_delay,
+    queued_poll_delay,
+)
 from genbatch.worker.queue_ahead import queue_wait_s
 
 S = Settings(poll_min_interval_s=5, poll_max_interval_s=60, first_poll_s=30)
@@ -63,6 +68,42 @@ def test_polls_per_job_stay_about_two_to_three_at_any_length() -> None:
                 n += 1
             polls += n
         assert polls / 2000 <= 3.0, (mean, polls / 2000)
+
+
+def test_a_model_not_learned_yet_is_polled_a_quarter_of_the_tasks_age_apart() -> None:
+    """Nothing to time it by: the re-polls grow with the task's age, so whatever its length
+    it is seen done at most about a quarter of its run late; within [min, max]."""
+    rng = random.Random(4)
+    at_40 = [learning_poll_delay(40.0, S, rng) for _ in range(200)]
+    assert 0.9 * 10.0 <= min(at_40) and max(at_40) <= 1.1 * 10.0
+    assert len({round(d, 6) for d in at_40}) > 10  # jittered
+    assert learning_poll_delay(8.0, S, rng) == 5.0  # never below the minimum interval
+    assert learning_poll_delay(1000.0, S, rng) == 60.0  # nor above the maximum
+    assert learning_poll_delay(40.0, Settings(poll_min_interval_s=5, time_factor=10),
+                               rng) <= 1.1  # scaled like every wait
+
+
+def test_the_backoff_grows_no_further_than_a_quarter_of_the_tasks_age() -> None:
+    rng = random.Random(5)
+    plain = next_poll_delay(10, None, S, rng, typical_s=20.0)  # 5 x 1.5^7 = 85: the max
+    assert plain == 60.0
+    capped = [next_poll_delay(10, None, S, rng, typical_s=20.0, age_s=40.0)
+              for _ in range(50)]
+    assert all(9.0 <= d <= 11.0 for d in capped)  # a quarter of 40 s
+
+
+def test_a_draining_provider_s_last_tasks_are_not_backed_off_by_their_poll_count() -> None:
+    """Nothing waits for the provider: the batch ends with its last task, so a task past
+    its typical time is re-polled by how far past it is, not 1.5x longer each poll."""
+    rng = random.Random(6)
+    backed_off = [next_poll_delay(6, None, S, rng, typical_s=20.0, age_s=32.0)
+                  for _ in range(50)]
+    draining = [next_poll_delay(6, None, S, rng, typical_s=20.0, age_s=32.0, draining=True)
+                for _ in range(50)]
+    assert min(backed_off) >= 0.9 * 8.0  # min(5 x 1.5^3, 32 / 4)
+    assert all(4.5 <= d <= 5.5 for d in draining)  # 12 s past typical: the re-poll step
+    far_past = next_poll_delay(6, None, S, rng, typical_s=20.0, age_s=220.0, draining=True)
+    assert 0.9 * 50.0 <= far_past <= 1.1 * 50.0  # a stuck task still backs off
 
 
 def test_time_factor_divides_every_wait() -> None:
@@ -219,3 +260,47 @@ def test_a_running_task_is_polled_when_its_progress_says_it_ends() -> None:
     soon = progress_eta_s(40.0, 100.0, 60.0, 101.0, S)  # 2 s more, at S's own time
     assert next_poll_delay(6, soon, S, random.Random(1)) <= 5.5  # the minimum interval
     assert next_poll_delay(6, None, S, random.Random(1), typical_s=20.0) > 15.0  # backoff
+
+
+def test_a_wave_submitted_before_anything_was_learned_is_polled_by_age_then_by_what_is_learned(
+        redis_url: str) -> None:
+    """Kling's documented two minutes would space re-polls 18 s apart: until the model's time
+    is learned a running task is re-polled a quarter of its age apart; once the first task
+    of the wave teaches a time, the others are polled by it (and no longer `learning`)."""
+    import time
+
+    from genbatch.models import PollResult, TaskStatus
+    from genbatch.store import JobStore
+    from genbatch.worker.runtime import Runtime
+    from genbatch.worker.steps import apply_poll
+    from tests.dispatching import dispatch_items
+
+    store = JobStore.from_url(redis_url)
+    model = "kling-v2-1"
+    store.ingest.create("w", {}, created_at=1.0)
+    store.ingest.add_items("w", [{"seq": str(n), "state": "pending", "provider": "kling",
+                                  "model": model, "req": "{}"} for n in (1, 2)])
+    store.ingest.commit("w", ["kling"])
+    assert dispatch_items(store, "kling", "w", 5, 5, 1e12) == ["w:1", "w:2"]
+    now = time.time()
+    for iid, age in (("w:1", 40.0), ("w:2", 2.0)):
+        store.items.transition(iid, [ItemState.DISPATCHED], ItemState.SUBMITTING)
+        store.items.transition(iid, [ItemState.SUBMITTING], ItemState.SUBMITTED,
+                               fields={"submitted_at": now - age, "typical_s": 120.0,
+                                       "learning": 1})
+    rt = Runtime(Settings(redis_url=redis_url, poll_min_interval_s=5.0),
+                 enqueue=lambda kind, ident: None)
+    running = PollResult(TaskStatus.RUNNING, "processing")
+
+    def due(iid: str) -> float:
+        return float(store.items.get(iid)["poll_due"]) - time.time()
+
+    assert apply_poll(rt, store.items.get("w:1"), "w:1", running, 2) == "running"
+    assert 0.25 * 40 * 0.85 <= due("w:1") <= 0.25 * 40 * 1.1  # not 18 s (15 % of 120)
+    assert store.items.get("w:1").learning
+
+    store.gen_times.observe("kling", model, 20.0)  # a first task of the wave was seen done
+    assert apply_poll(rt, store.items.get("w:2"), "w:2", running, 2) == "running"
+    item = store.items.get("w:2")
+    assert not item.learning and item.typical_s == 20.0
+    assert 0.8 * 20 - 2 - 1 <= due("w:2") <= 0.8 * 20 - 2  # at 0.8 x the learned 20 s

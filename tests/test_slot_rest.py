@@ -73,3 +73,58 @@ def test_a_429_cooldown_is_not_ended_by_a_task_ending(store: JobStore, redis_url
     assert _done(rt, running) == ItemState.DOWNLOADING
     assert store.queues.cooling(["kling"]) == [True]  # the rate limit still holds
     assert store.items.get(limited).state is ItemState.PENDING
+
+
+def test_after_a_slot_full_the_account_takes_one_submit_at_a_time(
+        store: JobStore, redis_url: str) -> None:
+    """Offered ten submits into one freed slot, Kling refuses nine: after a 1303 the
+    account takes one at a time, each telling whether a slot is free, and one that lands
+    sends the next at once (another slot may be free too), until one is refused again."""
+    import httpx
+
+    from genbatch.worker.dispatch import dispatch_provider
+    from genbatch.worker.steps import submit_item
+    from tests.test_hints import MockedRuntime
+
+    free_slots = [1]  # the account's free slots as Kling counts them
+
+    def kling(request: httpx.Request) -> httpx.Response:
+        if free_slots[0] <= 0:
+            return httpx.Response(429, json={"code": 1303, "request_id": "r",
+                                             "message": "parallel task over resource pack limit"})
+        free_slots[0] -= 1
+        return httpx.Response(200, json={"code": 0, "message": "SUCCEED", "request_id": "r",
+                                         "data": {"task_id": f"t{free_slots[0]}",
+                                                  "task_status": "submitted"}})
+
+    sent: list[tuple[str, str]] = []
+    rt = MockedRuntime(Settings(redis_url=redis_url, kling_access_key="ak", kling_secret_key="sk",
+                                kling_max_in_flight="10"),
+                       enqueue=lambda kind, ident: sent.append((kind, ident)))
+    rt.handler = httpx.MockTransport(kling)
+    store.ingest.create("p", {}, created_at=1.0)
+    store.ingest.add_items("p", [{"seq": str(i), "state": "pending", "provider": "kling",
+                                  "model": MODEL, "req": '{"prompt": "a cat", "image": '
+                                  '"https://cdn.example.com/a.png"}'} for i in range(1, 7)])
+    store.ingest.commit("p", ["kling"])
+
+    assert dispatch_provider(rt, "kling") == 6  # nothing refused yet: up to the cap
+    outcomes = [submit_item(rt, iid) for kind, iid in list(sent) if kind == "submit"]
+    assert outcomes.count(ItemState.SUBMITTED) == 1 and outcomes.count("requeued") == 5
+    assert store.queues.rests(["kling"]) == [(True, True)]  # resting, and found full
+
+    free_slots[0] = 2  # two tasks ended, unseen; the rest is over
+    store.queues.end_slot_rest("kling")
+    sent.clear()
+    assert dispatch_provider(rt, "kling") == 1  # one, not the five that wait
+    first = sent[-1][1]
+    assert submit_item(rt, first) == ItemState.SUBMITTED
+    # It landed: the next went out at once, without waiting for the scheduler.
+    second = sent[-1][1]
+    assert second != first and store.items.get(second).state is ItemState.DISPATCHED
+    assert submit_item(rt, second) == ItemState.SUBMITTED
+    third = sent[-1][1]
+    assert submit_item(rt, third) == "requeued"  # full again: rests, still one at a time
+    assert store.queues.rests(["kling"]) == [(True, True)]
+    assert [store.items.get(f"p:{i}").state for i in range(1, 7)].count(
+        ItemState.SUBMITTED) == 3

@@ -25,6 +25,8 @@ Keys (prefix `gb:` by default):
     cooldown:{account}       present while an account is backing off after a 429
     slotrest:{account}       present while an account rests after a "slot full" refusal
                              (Kling's 1303); deleted when one of its tasks ends
+    slotfull:{account}       present for a while after such a refusal: the account takes
+                             one submit at a time (worker/dispatch.py)
     rr:{provider}            where ties between a provider's accounts start (dispatch.lua)
     lock:{name}              leader locks (store/locks.py)
     rate:{account}:{kind}    request-rate limiter state and its `:log` (store/limits.py);

@@ -2,9 +2,9 @@
 
 Keys: `pending:{provider}:{bid}`, `queues:{provider}`, `ring:{provider}:{prio}`,
 `inflight:{account}[@{model}]`, `cooldown:{account}`, `slotrest:{account}`,
-`rr:{provider}` (see the key list in store/__init__.py). DISPATCH (`lua/dispatch.lua`)
-moves pending items to `dispatched`; QUEUE_BATCH (`lua/queues.lua`) puts a batch on or off
-the round-robins.
+`slotfull:{account}`, `rr:{provider}` (see the key list in store/__init__.py). DISPATCH
+(`lua/dispatch.lua`) moves pending items to `dispatched`; QUEUE_BATCH (`lua/queues.lua`)
+puts a batch on or off the round-robins.
 """
 
 from __future__ import annotations
@@ -117,12 +117,23 @@ class Queues:
             return []
         return [int(v or 0) for v in self._r.mget([self._k("inflight", a) for a in accounts])]
 
-    def set_cooldown(self, account: str, seconds: float, *, slot_rest: bool = False) -> None:
-        """The account backs off for `seconds`. A `slot_rest` (its concurrency was full:
-        Kling's 1303) has a key of its own, which `end_slot_rest` may end early; a 429's or
-        a connect error's cooldown always runs its course."""
-        kind = "slotrest" if slot_rest else "cooldown"
-        self._r.set(self._k(kind, account), "1", px=max(1, int(seconds * 1000)))
+    def set_cooldown(self, account: str, seconds: float) -> None:
+        """The account backs off for `seconds` (a 429's or a connect error's cooldown: it
+        always runs its course)."""
+        self._r.set(self._k("cooldown", account), "1", px=max(1, int(seconds * 1000)))
+
+    def set_slot_rest(self, account: str, seconds: float, full_for_s: float) -> None:
+        """The account's concurrency was full (Kling's 1303): it rests `seconds` (a key of
+        its own, which `end_slot_rest` may end early), and for `full_for_s` it is `full`:
+        it takes one submit at a time, each telling whether a slot came free."""
+        pipe = self._r.pipeline(transaction=False)
+        pipe.set(self._k("slotrest", account), "1", px=max(1, int(seconds * 1000)))
+        pipe.set(self._k("slotfull", account), "1", px=max(1, int(full_for_s * 1000)))
+        pipe.execute()
+
+    def slot_full(self, account: str) -> bool:
+        """Whether the account's concurrency was found full lately (see set_slot_rest)."""
+        return bool(self._r.exists(self._k("slotfull", account)))
 
     def end_slot_rest(self, account: str) -> None:
         """One of the account's tasks ended, so a slot is free: a rest for a full
@@ -132,7 +143,14 @@ class Queues:
     def cooling(self, accounts: Sequence[str]) -> list[bool]:
         """Which of `accounts` are backing off now (either kind of rest), in one round
         trip."""
+        return [cool for cool, _full in self.rests(accounts)]
+
+    def rests(self, accounts: Sequence[str]) -> list[tuple[bool, bool]]:
+        """For each of `accounts`: whether it backs off now (either kind of rest), and
+        whether its concurrency was found full lately (`slot_full`); one round trip."""
         pipe = self._r.pipeline(transaction=False)
         for account in accounts:
             pipe.exists(self._k("cooldown", account), self._k("slotrest", account))
-        return [bool(x) for x in pipe.execute()]
+            pipe.exists(self._k("slotfull", account))
+        found = [bool(x) for x in pipe.execute()]
+        return list(zip(found[::2], found[1::2], strict=True))

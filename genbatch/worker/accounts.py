@@ -24,7 +24,7 @@ from __future__ import annotations
 import logging
 import time
 
-from genbatch.errors import ProviderError, RateLimited, RetryableProviderError
+from genbatch.errors import ProviderError, RateLimited, RetryableProviderError, SlotFull
 from genbatch.models import ItemState
 from genbatch.providers import accounts as provider_accounts
 from genbatch.providers.failures import FailureClass
@@ -36,6 +36,13 @@ from genbatch.worker.runtime import Runtime
 
 log = logging.getLogger(__name__)
 BACKOFF_BASE_S = 2.0
+# After a "slot full" refusal (Kling's 1303: the account's concurrency is used up) the
+# account rests this long, Kling's own advice ("at least 1 s"), unless one of its tasks is
+# seen to end first; then one submit tries again. For SLOT_FULL_S after the last refusal
+# the account takes one submit at a time (a success sends the next at once): each freed
+# slot is found within a rest by one request, not by ten offered and nine refused.
+SLOT_REST_S = 1.0
+SLOT_FULL_S = 60.0
 
 
 def note_failure(rt: Runtime, account: str, cls: FailureClass, error: str) -> AccountHealth:
@@ -69,6 +76,8 @@ def backoff_s(rt: Runtime, exc: RetryableProviderError, health: AccountHealth | 
     the caller scales it). A 429 says how long itself; a connect error doubles per failure."""
     if isinstance(exc, RateLimited):
         return exc.retry_after or BACKOFF_BASE_S
+    if isinstance(exc, SlotFull):
+        return SLOT_REST_S
     streak = health.failures.get(FailureClass.CONNECT.value, 0) if health else 0
     if streak <= 1:
         return BACKOFF_BASE_S
@@ -84,9 +93,11 @@ def requeue(rt: Runtime, item: Item, iid: str, states: list[ItemState], reason: 
     moved = rt.store.items.transition(iid, states, ItemState.PENDING, timer="-",
                                       fields={"last_error": reason[:500]}, incr={"not_created": 1},
                                       queue="front")
-    if moved.applied:
-        rt.store.queues.set_cooldown(item.account, rest_s / rt.settings.time_factor,
-                                     slot_rest=slot_rest)
+    if moved.applied and slot_rest:
+        rt.store.queues.set_slot_rest(item.account, rest_s / rt.settings.time_factor,
+                                      SLOT_FULL_S / rt.settings.time_factor)
+    elif moved.applied:
+        rt.store.queues.set_cooldown(item.account, rest_s / rt.settings.time_factor)
     return "requeued" if moved.applied else "skipped"
 
 

@@ -79,22 +79,25 @@ def _model_name(provider: str, model: str) -> str:
 
 def _usable(rt: Runtime, accounts: list[ProviderSettings],
             now: float) -> list[tuple[ProviderSettings, bool]]:
-    """The accounts that may take work now, each with whether it takes only a probe."""
+    """The accounts that may take work now, each with whether it takes only a probe (one
+    item): a paused account's, or one whose concurrency was found full lately (each submit
+    there tells whether a slot came free; see accounts.SLOT_FULL_S)."""
     store = rt.store
     names = [a.label for a in accounts]
     healths = store.health.get_many(names)
-    cooling = store.queues.cooling(names)
-    some_ok = any(h.state == "ok" and not c for h, c in zip(healths, cooling, strict=True))
+    rests = store.queues.rests(names)
+    some_ok = any(h.state == "ok" and not cool
+                  for h, (cool, _full) in zip(healths, rests, strict=True))
     probe_s = rt.settings.account_probe_s / rt.settings.time_factor
     out: list[tuple[ProviderSettings, bool]] = []
-    for account, health, cool in zip(accounts, healths, cooling, strict=True):
+    for account, health, (cool, full) in zip(accounts, healths, rests, strict=True):
         if cool:
             metrics.record_limiter_wait(store, account.label)
         elif _resting(health, some_ok):
             if store.health.claim_probe(account.label, now, probe_s):
                 out.append((account, True))
         else:
-            out.append((account, False))
+            out.append((account, full))
     return out
 
 

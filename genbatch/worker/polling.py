@@ -14,6 +14,9 @@ from genbatch.models import GenerationRequest
 REPOLL_SHARE = 0.15
 REPOLLS_BEFORE_BACKOFF = 3
 EARLY = 0.8  # first poll at this share of the learned generation time
+# While a model's generation time is not learned yet, a running task is re-polled this share
+# of its age apart: it is seen done at most this share of its run late, at any length.
+LEARNING_SHARE = 0.25
 
 
 def first_poll_delay(typical_s: float, eta_s: float | None, settings: Settings, *,
@@ -35,19 +38,41 @@ def first_poll_delay(typical_s: float, eta_s: float | None, settings: Settings, 
 
 def next_poll_delay(
     polls: int, eta_s: float | None, settings: Settings, rng: random.Random | None = None,
-    typical_s: float = 0.0,
+    typical_s: float = 0.0, age_s: float | None = None, draining: bool = False,
 ) -> float:
     """Seconds to the next poll: the provider's ETA if it gives one, else `REPOLL_SHARE` of
     the generation's typical time (`typical_s`; at least the minimum interval), three
-    times, then exponential backoff, with ±10 % jitter, within [min, max] interval."""
+    times, then exponential backoff, with ±10 % jitter, within [min, max] interval. Given
+    the task's age (`age_s`, unscaled seconds since submit), the backoff grows no further
+    than `LEARNING_SHARE` of it; and when nothing waits for the provider any more
+    (`draining`: the batch's last tasks, whose end is the batch's end) it grows only with
+    how far the task is past its typical time, not with the polls: the backoff saw a
+    batch's last task (35 s against 20 s typical) 7 s after its end."""
     if eta_s and eta_s > 0:
         base = eta_s
     else:
         # The generation is due (the first poll came when it was likely done).
         step = max(settings.poll_min_interval_s, REPOLL_SHARE * typical_s)
         base = step * (1.5 ** max(polls - REPOLLS_BEFORE_BACKOFF, 0))
+        if age_s is not None and draining:
+            base = max(step, LEARNING_SHARE * (age_s - typical_s))
+        elif age_s is not None:
+            base = min(base, max(step, LEARNING_SHARE * age_s))
     jitter = (rng or random).uniform(0.9, 1.1)
     return _clamp(base * jitter, settings) / settings.time_factor
+
+
+def learning_poll_delay(age_s: float, settings: Settings,
+                        rng: random.Random | None = None) -> float:
+    """Seconds to the next poll of a running task whose model's generation time is not
+    learned yet (`age_s`: unscaled seconds since its submit): `LEARNING_SHARE` of its age,
+    ±10 % jitter, within [min, max] interval. Nothing else times it: re-polls by the
+    documented typical time (two minutes for Kling) came 18 s apart and the first poll at
+    `first_poll_s`, so 20 s generations were seen 8 s late and every slot of a provider that
+    queues nothing idled meanwhile. The first task seen done teaches the model's time, and
+    the others are polled by it from their next poll (worker/steps.py)."""
+    jitter = (rng or random).uniform(0.9, 1.1)
+    return _clamp(LEARNING_SHARE * age_s * jitter, settings) / settings.time_factor
 
 
 def progress_eta_s(before: float | None, before_at: float | None, progress: float | None,

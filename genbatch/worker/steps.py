@@ -44,8 +44,10 @@ from genbatch.worker.dispatch import refill
 from genbatch.worker.fetch import url_fields
 from genbatch.worker.polling import (
     EARLY,
+    REPOLLS_BEFORE_BACKOFF,
     deadline_s,
     first_poll_delay,
+    learning_poll_delay,
     next_poll_delay,
     progress_eta_s,
     queued_poll_delay,
@@ -122,7 +124,10 @@ def submit_item(rt: Runtime, iid: str) -> str:
     if listed:  # owned before it is submitted: see store/reconcile.py
         rt.store.reconcile.own(item.account, remote_id, iid, now)
         _outcome_known(rt, item, listed)
-    return _submitted(rt, item, iid, request, remote_id, webhook=bool(hook), now=now)
+    moved = _submitted(rt, item, iid, request, remote_id, webhook=bool(hook), now=now)
+    if rt.store.queues.slot_full(item.account):  # one at a time there: a slot took it,
+        refill(rt, item.provider)  # so another may be free: the next one now
+    return moved
 
 
 def identifying_seed(item: Item) -> GenerationRequest | None:
@@ -175,6 +180,7 @@ def _submitted(rt: Runtime, item: Item, iid: str, request: GenerationRequest, re
         iid, [SUBMITTING], SUBMITTED, timer=due,
         fields={"remote_id": remote_id, "submitted_at": now, "first_poll_s": first,
                 "queue_wait_s": round(wait, 3), "wait_unknown": 1 if unknown else "",
+                "learning": "" if learned else 1,
                 "poll_due": due,
                 "typical_s": round(typical, 1),
                 "deadline": now + deadline_s(request, rt.settings),
@@ -266,21 +272,45 @@ def apply_poll(rt: Runtime, item: Item, iid: str, result: PollResult,
         return finish(rt, iid, [SUBMITTED], TERMINAL_TASK_STATE[result.status],
                        result.error_code or result.status.value,
                        result.error_message or f"the provider reports {result.raw_status}")
-    if result.status is TaskStatus.QUEUED and item.typical_s and not result.eta_s:
-        delay = queued_poll_delay(item.typical_s, rt.settings)  # not started yet
-    else:
-        eta = result.eta_s or progress_eta_s(item.progress, item.polled_at, result.progress,
-                                             now, rt.settings)
-        delay = next_poll_delay(polls, eta, rt.settings, typical_s=item.typical_s or 0.0)
+    delay, learned = _next_poll(rt, item, result, polls, now)
     if item.webhook:
         delay = max(delay, safety_poll_delay(rt.settings))
     rt.store.items.transition(
         iid, [SUBMITTED], SUBMITTED, timer=now + delay,
         fields={"remote_status": result.raw_status, "polled_at": now, "poll_due": now + delay,
-                "progress": "" if result.progress is None else result.progress},
+                "progress": "" if result.progress is None else result.progress, **learned},
         incr=seen,
     )
     return "running"
+
+
+def _next_poll(rt: Runtime, item: Item, result: PollResult, polls: int,
+               now: float) -> tuple[float, dict[str, str | float]]:
+    """Seconds (scaled) to the next poll of a task still queued or running, and the item
+    fields that change. A task submitted before its model's time was learned is polled by
+    its age until a time is learned (the first of its wave seen done), then by that time:
+    not before `EARLY` x it after its submit."""
+    tf = rt.settings.time_factor
+    age = now - (item.submitted_at or now)
+    eta = result.eta_s or progress_eta_s(item.progress, item.polled_at, result.progress, now,
+                                         rt.settings)
+    typical = item.typical_s or 0.0
+    fields: dict[str, str | float] = {}
+    if item.learning and not eta:
+        learned = rt.store.gen_times.typical(item.provider, _gen_key(item.model, item.tier))
+        if learned is None:
+            return learning_poll_delay(age * tf, rt.settings), {}
+        typical, fields = learned, {"typical_s": round(learned, 1), "learning": ""}
+    if result.status is TaskStatus.QUEUED and typical and not result.eta_s:
+        delay = queued_poll_delay(typical, rt.settings)  # not started yet
+    else:
+        draining = polls > REPOLLS_BEFORE_BACKOFF and not rt.store.queues.has_queued(
+            item.provider)  # asked only where the backoff would start
+        delay = next_poll_delay(1 if fields else polls, eta, rt.settings, typical_s=typical,
+                                age_s=age * tf, draining=draining)
+    if fields:
+        delay = max(delay, EARLY * typical / tf - age)
+    return delay, fields
 
 
 def _queue_wait(rt: Runtime, item: Item, typical_s: float) -> float:
