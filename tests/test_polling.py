@@ -304,3 +304,21 @@ def test_a_wave_submitted_before_anything_was_learned_is_polled_by_age_then_by_w
     item = store.items.get("w:2")
     assert not item.learning and item.typical_s == 20.0
     assert 0.8 * 20 - 2 - 1 <= due("w:2") <= 0.8 * 20 - 2  # at 0.8 x the learned 20 s
+
+
+def test_the_first_samples_are_averaged_plainly_then_weighted(redis_url: str) -> None:
+    """The first tasks seen done are a wave's fastest: weighted at 0.1 from the first one on
+    they held the learned time low long after; the first ten are a plain mean, then each
+    new sample moves it by a tenth."""
+    from genbatch.store import JobStore
+
+    times = JobStore.from_url(redis_url).gen_times
+    for seconds in (12.0, 16.0, 20.0, 24.0, 28.0):
+        times.observe("fal", "m", seconds)
+    assert times.typical("fal", "m") == 20.0
+    for _ in range(5):
+        times.observe("fal", "m", 20.0)
+    assert times.typical("fal", "m") == 20.0  # ten samples, mean 20
+    times.observe("fal", "m", 30.0)
+    assert math.isclose(times.typical("fal", "m") or 0.0, 21.0)  # 20 + 0.1 x 10
+    assert times.typical("fal", "other") is None and times.fastest("fal") == 21.0

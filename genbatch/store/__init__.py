@@ -32,6 +32,7 @@ Keys (prefix `gb:` by default):
     rate:{account}:{kind}    request-rate limiter state and its `:log` (store/limits.py);
                              `rate:{account}:submit@{model}` for a per-model submit rate
     gentime                  learned generation times (store/limits.py)
+    gentime:n                how many samples each of them has seen
     metrics:{name}, metrics:batch:{bid}, metrics:hist:{name}   counters and histograms for
                              Prometheus (store/counters.py)
     hosts:{bid}              hash `<step>:<host>` -> items that host moved through that

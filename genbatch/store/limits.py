@@ -150,8 +150,8 @@ class GenTimes:
         self._observe = client.register_script(OBSERVE)
 
     def observe(self, provider: str, model: str, seconds: float) -> float:
-        res = self._observe(keys=[self.key], args=[f"{provider}:{model}", repr(seconds),
-                                                   self.alpha])
+        res = self._observe(keys=[self.key, f"{self.key}:n"],
+                            args=[f"{provider}:{model}", repr(seconds), self.alpha])
         return float(res)
 
     def typical(self, provider: str, model: str) -> float | None:

@@ -14,6 +14,10 @@ from genbatch.models import GenerationRequest
 REPOLL_SHARE = 0.15
 REPOLLS_BEFORE_BACKOFF = 3
 EARLY = 0.8  # first poll at this share of the learned generation time
+# ... at the learned mean itself on an account that queues ahead (worker/queue_ahead.py): a
+# task done and not seen yet holds none of the provider's slots there (a task queued behind
+# it takes its slot), so polling early would buy nothing but polls.
+EARLY_QUEUED = 1.0
 # While a model's generation time is not learned yet, a running task is re-polled this share
 # of its age apart: it is seen done at most this share of its run late, at any length.
 LEARNING_SHARE = 0.25

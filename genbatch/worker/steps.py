@@ -44,6 +44,7 @@ from genbatch.worker.dispatch import refill
 from genbatch.worker.fetch import url_fields
 from genbatch.worker.polling import (
     EARLY,
+    EARLY_QUEUED,
     REPOLLS_BEFORE_BACKOFF,
     deadline_s,
     first_poll_delay,
@@ -169,7 +170,8 @@ def _submitted(rt: Runtime, item: Item, iid: str, request: GenerationRequest, re
     typical = learned or spec.typical_seconds
     # A little before the learned mean: a job done early then waits less for its poll, and
     # one not done yet is re-polled soon (≈ 2 polls per job measured).
-    first = first_poll_delay(EARLY * typical, None, rt.settings, learned=bool(learned))
+    first = first_poll_delay(_early(rt, item) * typical, None, rt.settings,
+                             learned=bool(learned))
     wait = _queue_wait(rt, item, typical) if learned else 0.0
     unknown = not learned and _queues_behind(rt, item)
     first += wait  # a guess of the generation time would misplace a wait by much more
@@ -289,7 +291,7 @@ def _next_poll(rt: Runtime, item: Item, result: PollResult, polls: int,
     """Seconds (scaled) to the next poll of a task still queued or running, and the item
     fields that change. A task submitted before its model's time was learned is polled by
     its age until a time is learned (the first of its wave seen done), then by that time:
-    not before `EARLY` x it after its submit."""
+    not before `EARLY` (`EARLY_QUEUED`) x it after its submit."""
     tf = rt.settings.time_factor
     age = now - (item.submitted_at or now)
     eta = result.eta_s or progress_eta_s(item.progress, item.polled_at, result.progress, now,
@@ -309,8 +311,14 @@ def _next_poll(rt: Runtime, item: Item, result: PollResult, polls: int,
         delay = next_poll_delay(1 if fields else polls, eta, rt.settings, typical_s=typical,
                                 age_s=age * tf, draining=draining)
     if fields:
-        delay = max(delay, EARLY * typical / tf - age)
+        delay = max(delay, _early(rt, item) * typical / tf - age)
     return delay, fields
+
+
+def _early(rt: Runtime, item: Item) -> float:
+    """The share of the learned time at which a task is first polled (polling.EARLY)."""
+    queues_ahead = rt.account_settings(item.account, item.provider).queue_ahead_max > 0
+    return EARLY_QUEUED if queues_ahead else EARLY
 
 
 def _queue_wait(rt: Runtime, item: Item, typical_s: float) -> float:
