@@ -75,7 +75,7 @@ def test_a_model_not_learned_yet_is_polled_a_quarter_of_the_tasks_age_apart() ->
     it is seen done at most about a quarter of its run late; within [min, max]."""
     rng = random.Random(4)
     at_40 = [learning_poll_delay(40.0, S, rng) for _ in range(200)]
-    assert 0.9 * 10.0 <= min(at_40) and max(at_40) <= 1.1 * 10.0
+    assert min(at_40) >= 0.9 * 10.0 and max(at_40) <= 1.1 * 10.0
     assert len({round(d, 6) for d in at_40}) > 10  # jittered
     assert learning_poll_delay(8.0, S, rng) == 5.0  # never below the minimum interval
     assert learning_poll_delay(1000.0, S, rng) == 60.0  # nor above the maximum

@@ -137,6 +137,9 @@ class Adapter:
     def lookup(self, model: str, client_ref: str) -> str | None:
         raise NotImplementedError(f"{self.name} documents no lookup by a client task id")
 
+    def recent(self, model: str, limit: int) -> list[tuple[str, PollResult]]:
+        raise NotImplementedError(f"{self.name} documents no task list with statuses")
+
     def download_headers(self, url: str) -> dict[str, str]:
         """Headers a download of `url` needs (Capability.KEYED_DOWNLOAD); most need none."""
         return {}

@@ -128,6 +128,10 @@ class Provider(Protocol):
         """The id of the task a submit with `client_ref` created; None when the provider
         says there is none (Capability.LOOKUP). RetryableProviderError when it cannot tell."""
 
+    def recent(self, model: str, limit: int) -> list[tuple[str, PollResult]]:
+        """The account's newest `limit` tasks of `model`'s kind, each (task id, status as a
+        poll would report it), newest first (Capability.LIST_POLL). Raises as poll does."""
+
     def download_headers(self, url: str) -> dict[str, str]:
         """Headers (the key) a download of `url` needs; sent only to the provider's own
         host, never after a redirect to another (Capability.KEYED_DOWNLOAD)."""

@@ -108,6 +108,18 @@ class KlingProvider(Adapter):
         return str(found) if found else None
 
 
+    def recent(self, model: str, limit: int) -> list[tuple[str, PollResult]]:
+        """Kling's Query Task (List), page 1: the account's newest image-to-video tasks,
+        each a task object as a single query returns it (`pageSize` 1-500)."""
+        size = str(max(1, min(wire.LIST_PAGE_MAX, limit)))
+        with _account_refusals():
+            answer = self.api.get(PATH, params={"pageNum": "1", "pageSize": size})
+        tasks = answer.get("data")
+        return [(str(task["task_id"]), wire.parse_task(task))
+                for task in (tasks if isinstance(tasks, list) else [])
+                if isinstance(task, dict) and task.get("task_id")]
+
+
 @contextmanager
 def _account_refusals() -> Iterator[None]:
     """Kling answers an exhausted or unpaid account (1100-1102) with HTTP 429: that is not
@@ -180,7 +192,7 @@ PLUGIN = ProviderPlugin(
     prices=Prices(estimate=estimate),  # no usage reported: the estimate
     callbacks=Callbacks(parse=wire.parse_callback),  # unsigned: each only wakes the item
     account_codes=AccountCodes(auth=wire.AUTH_CODES, balance=wire.BALANCE_CODES),
-    capabilities=frozenset({Capability.CALLBACKS, Capability.LOOKUP}),
+    capabilities=frozenset({Capability.CALLBACKS, Capability.LOOKUP, Capability.LIST_POLL}),
     settings={wire.SECRET_SETTING: "the secret key that signs each request's JWT "
               "(GENBATCH_KLING_SECRET_KEY)"},
     key_setting="access_key",

@@ -46,6 +46,9 @@ STATUSES = {
     "failed": TaskStatus.FAILED,
 }
 SLOT_FULL = frozenset({"1303"})
+# Query Task (List): `GET /v1/videos/image2video?pageNum=1&pageSize=N`, N in [1, 500] ("pageNum
+# [1, 1000], pageSize [1, 500], default 30"); `data` is a list of task objects.
+LIST_PAGE_MAX = 500
 AUTH_CODES = frozenset({"1000", "1001", "1002", "1003", "1004", "1103"})
 BALANCE_CODES = frozenset({"1100", "1101", "1102"})
 MODES = {"720p": "std", "1080p": "pro"}  # our resolution -> Kling's mode

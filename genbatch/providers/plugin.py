@@ -55,6 +55,10 @@ class Capability(StrEnum):
     # Hands back the video's last frame when asked (BytePlus `return_last_frame` →
     # `content.last_frame_url`): a chain's next shot starts on it without decoding.
     LAST_FRAME = "last_frame"
+    # One request lists the account's newest tasks with their status and video (Kling's
+    # Query Task (List)): `recent(model, limit)`; the worker reads the whole account every
+    # GENBATCH_LIST_POLL_S instead of polling each task (worker/list_poll.py).
+    LIST_POLL = "list_poll"
 
 
 @dataclass(frozen=True, slots=True)

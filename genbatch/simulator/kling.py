@@ -9,7 +9,9 @@ token or signature, 1003 not yet valid, 1004 expired, 1102 no resource pack left
 parameter, 1203 no such task, 1302 rate, 1303 over the key's `concurrency` (a slot is held
 from submit until the task ends; nothing queues), 5000 server. A `callback_url` gets the
 task object POSTed when the task ends, unsigned (Kling documents no signature). The query
-GET takes the task id or the `external_task_id` the submit gave.
+GET takes the task id or the `external_task_id` the submit gave; the list GET (Query Task
+(List): `pageNum` 1-1000, `pageSize` 1-500, default 30) answers the account's task objects,
+newest first, counted in the simulator's `lists`.
 Unsupported: text2video, multi-image, extend, camera/motion controls.
 """
 
@@ -154,12 +156,40 @@ def routes() -> list[Route]:
         return gate.answer(sim, behaviour, "poll", _ok(_task_json(sim, task,
                                                                   gate.origin(request))))
 
+    @gate.endpoint
+    async def listing(request: Request) -> Response:
+        """Query Task (List): the account's tasks newest first, `pageSize` (1-500) a page."""
+        sim = simulator_of(request)
+        key, behaviour = gate.authenticate(request, sim, DIALECT)
+        sim.stats.lists += 1
+        gate.inject(sim, behaviour, "poll", DIALECT)
+        page_num, page_size = _page(request, "pageNum", 1, 1000), _page(request, "pageSize",
+                                                                         30, 500)
+        tasks = [t for t in reversed(sim.tasks.values())
+                 if t.provider == DIALECT.provider and t.api_key == key]
+        origin = gate.origin(request)
+        page = tasks[(page_num - 1) * page_size: page_num * page_size]
+        return gate.answer(sim, behaviour, "poll", _ok([_task_json(sim, t, origin)
+                                                         for t in page]))
+
     path = "/v1/videos/image2video"
-    return [Route(path, create, methods=["POST"]),
+    return [Route(path, create, methods=["POST"]), Route(path, listing, methods=["GET"]),
             Route(path + "/{task_id}", get, methods=["GET"])]
 
 
-def _ok(data: dict[str, Any]) -> dict[str, Any]:
+def _page(request: Request, name: str, default: int, most: int) -> int:
+    """A page parameter within Kling's range, or a 400 in Kling's envelope."""
+    raw = request.query_params.get(name)
+    try:
+        value = default if raw is None else int(raw)
+    except ValueError:
+        value = 0
+    if not 1 <= value <= most:
+        raise DIALECT.refuse(ErrorKind.INVALID, f"{name} must be within [1, {most}]")
+    return value
+
+
+def _ok(data: dict[str, Any] | list[dict[str, Any]]) -> dict[str, Any]:
     return {"code": 0, "message": "SUCCEED", "request_id": f"sim-{next(_ids):08d}",
             "data": data}
 
