@@ -198,7 +198,7 @@ def row_from(name: str, url: str, started: float, ended: float, done: int,
     oracle = oracle_accounts(s["run_seconds"], [(a.concurrency, rpm_limit,
                                                  stops.get(k.api_key, math.inf)) for k in keys])
     return Row(name, bound_of(a, bound_keys or len(keys), proto.rpm_limited),
-               (ended - started) * a.time_factor, oracle, done, s["polls"],
+               (ended - started) * a.time_factor, oracle, done, s["polls"] + s["lists"],
                s["responses_429"], keys, in_flight, running, rpm, over, note,
                rpm_limited=proto.rpm_limited)
 
@@ -675,7 +675,8 @@ def main(argv: list[str] | None = None) -> int:
           "ignores); with several keys each task goes to the key where it starts first, and "
           "a key out of balance starts nothing from the moment it was in this run")
     print("per key: the simulator's maxima, every key against its own limits (in flight: "
-          "the client's cap; running: C; submits per simulated minute: R)")
+          "the client's cap; running: C; submits per simulated minute: R); polls/job: "
+          "every request for a task's status, task listings included")
     print("| client | bound s | makespan s | ÷ bound | oracle s (÷ bound) | ÷ oracle | done "
           "| polls/job | 429s | max in flight | max running | max submits/min "
           "| limits kept | note |")

@@ -196,6 +196,11 @@ class Settings(BaseSettings):
         "is seen done; once learned, 0.8 x the learned time; an ETA wins)"
     )
     poll_min_interval_s: float = Field(default=5.0, gt=0)
+    list_poll_s: float = Field(
+        default=1.0, ge=0, description="where a provider lists an account's tasks with their "
+        "status (Kling), the shortest time between two listings of one account, which then "
+        "replace each task's own polls (0: poll each task)"
+    )
     poll_max_interval_s: float = Field(default=60.0, gt=0)
     item_deadline_s: float = Field(
         default=180000.0, gt=0,

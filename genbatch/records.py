@@ -26,7 +26,8 @@ The item schema (fields of `item:{bid}:{seq}`):
                                     queues, scaled; not generation time; wait_unknown: it
                                     queued behind others before any time was learned;
                                     learning: submitted before its model's time was learned,
-                                    polled by its age until it is)
+                                    polled by its age until it is; list_polled: seen by the
+                                    account's task list, its own polls a safety net)
     video_url, video_ttl, generated_at, cost, seed   what the finished task reported
     url_expires_at, url_ttl_s       when the video URL lapses, and its lifetime
     dl_repoll, dl_storage_error     the download must re-poll for a fresh URL first; the last
@@ -165,6 +166,7 @@ class Item(dict[str, str]):
         self.typical_s = _float(get("typical_s"))
         self.deadline = _float(get("deadline"))
         self.webhook = bool(get("webhook"))
+        self.list_polled = bool(get("list_polled"))
 
     def _read_outcome(self, get: Callable[[str], str | None]) -> None:
         """What the item produced and where it sits in the creative workflow: its video,

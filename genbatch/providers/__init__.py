@@ -63,6 +63,12 @@ def can_list(provider: str) -> bool:
     return plugin(provider).has(Capability.LIST)
 
 
+def can_list_poll(provider: str) -> bool:
+    """`provider` lists an account's tasks with their status (Kling's Query Task (List)):
+    one request sees every task (worker/list_poll.py)."""
+    return plugin(provider).has(Capability.LIST_POLL)
+
+
 def can_lookup(provider: str) -> bool:
     """`provider` finds a task by the attempt id its submit carried (Kling's
     external_task_id): an ambiguous submit there is settled exactly."""

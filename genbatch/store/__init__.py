@@ -29,6 +29,7 @@ Keys (prefix `gb:` by default):
                              one submit at a time (worker/dispatch.py)
     rr:{provider}            where ties between a provider's accounts start (dispatch.lua)
     lock:{name}              leader locks (store/locks.py)
+    turn:{name}              a turn taken, at most one per interval (store/locks.py)
     rate:{account}:{kind}    request-rate limiter state and its `:log` (store/limits.py);
                              `rate:{account}:submit@{model}` for a per-model submit rate
     gentime                  learned generation times (store/limits.py)

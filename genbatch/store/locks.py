@@ -1,6 +1,7 @@
 """Leader locks: one holder at a time (the scheduler's leaders), renewed by the holder.
 
-Keys (under the store's prefix): `lock:{name}` holding the owner's token, with a TTL.
+Keys (under the store's prefix): `lock:{name}` holding the owner's token, with a TTL;
+`turn:{name}` while a turn taken is not over.
 """
 
 from __future__ import annotations
@@ -27,3 +28,9 @@ class Locks:
         key = f"{self.prefix}lock:{name}"
         if self.r.get(key) == token:
             self.r.delete(key)
+
+    def turn(self, name: str, every_s: float) -> bool:
+        """Whether this call takes `name`'s turn: at most one caller of all processes every
+        `every_s` seconds (the first after it elapsed)."""
+        key = f"{self.prefix}turn:{name}"
+        return bool(self.r.set(key, "1", nx=True, px=max(1, int(every_s * 1000))))

@@ -20,6 +20,7 @@ broker_fix.apply()  # kombu 5.7 + celery 5.7 crash on a lost Redis connection (s
 QUEUES: dict[str, str] = {
     "submit": "genbatch.submit",
     "poll": "genbatch.poll",
+    "listpoll": "genbatch.poll",  # an account's task list, for every task in it at once
     "download": "genbatch.download",
     "chain": "genbatch.download",  # a chain's next shots: their parent's last frame
     "finalize": "genbatch.control",

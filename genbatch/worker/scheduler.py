@@ -5,6 +5,8 @@ time under a Redis lock (`genbatch scheduler`; start several for failover).
   limit and the submit budget (sliding window, `genbatch/store/limits.py`), priority first, then
   round-robin across batches, and enqueues their submit tasks (`worker/dispatch.py`; a
   worker that frees a slot runs the same function for its account at once).
+- Account lists: where a provider lists an account's tasks with their status (Kling), a
+  listing of each account with tasks in flight when its turn comes (worker/list_poll.py).
 - Timers: claims due items from the timers zset (polls only within the account's poll
   budget; the rest stay due) and acts by state: `submitted` → poll,
   `downloading` → download (earliest URL expiry first, with the downloads' own short
@@ -35,7 +37,7 @@ from genbatch.providers import accounts as provider_accounts
 from genbatch.store import budget
 from genbatch.store.limits import Limits, poll_rates
 from genbatch.store.series import MIN_STEP_S
-from genbatch.worker import durable, notify, recovery
+from genbatch.worker import durable, list_poll, notify, recovery
 from genbatch.worker.dispatch import dispatch_provider
 from genbatch.worker.heartbeat import process_name, scheduler_beat
 from genbatch.worker.runtime import Runtime
@@ -78,6 +80,8 @@ class Scheduler:
         stats = TickStats()
         stats.dispatched = self.dispatch()
         stats.timers, stats.ambiguous = self.fire_timers()
+        for account in list_poll.turns(self.rt):  # every task of the account in one request
+            self.rt.enqueue("listpoll", account)
         notify.enqueue_due(self.rt)  # webhook-out deliveries due (retries, lost messages)
         self.reconcile_due()
         if self.ticks % self.sweep_every == 0:

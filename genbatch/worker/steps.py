@@ -33,7 +33,7 @@ from genbatch.models import (
     PollResult,
     TaskStatus,
 )
-from genbatch.providers import can_list, can_lookup, get_spec
+from genbatch.providers import can_list, can_list_poll, can_lookup, get_spec
 from genbatch.providers.failures import FailureClass, failure_class
 from genbatch.records import Item
 from genbatch.store.batches import SUBMITS, host_count
@@ -122,10 +122,12 @@ def submit_item(rt: Runtime, iid: str) -> str:
         _count_failure(rt, item.account, exc)
         return finish(rt, iid, [SUBMITTING], ItemState.AMBIGUOUS, exc.code, exc.message)
     accounts.note_success(rt, item.account)
-    if listed:  # owned before it is submitted: see store/reconcile.py
+    polled_by_list = rt.settings.list_poll_s > 0 and can_list_poll(item.provider)
+    if listed or polled_by_list:  # owned before it is submitted: see store/reconcile.py
         rt.store.reconcile.own(item.account, remote_id, iid, now)
         _outcome_known(rt, item, listed)
-    moved = _submitted(rt, item, iid, request, remote_id, webhook=bool(hook), now=now)
+    moved = _submitted(rt, item, iid, request, remote_id, webhook=bool(hook), now=now,
+                       list_polled=polled_by_list)
     if rt.store.queues.slot_full(item.account):  # one at a time there: a slot took it,
         refill(rt, item.provider)  # so another may be free: the next one now
     return moved
@@ -163,7 +165,7 @@ def _claim(rt: Runtime, item: Item, iid: str, now: float,
 
 
 def _submitted(rt: Runtime, item: Item, iid: str, request: GenerationRequest, remote_id: str,
-               *, webhook: bool, now: float) -> str:
+               *, webhook: bool, now: float, list_polled: bool = False) -> str:
     """submitting → submitted, its first poll timed by the model's generation time."""
     spec = get_spec(item.provider, item.model)
     learned = rt.store.gen_times.typical(item.provider, _gen_key(item.model, request.service_tier))
@@ -175,7 +177,7 @@ def _submitted(rt: Runtime, item: Item, iid: str, request: GenerationRequest, re
     wait = _queue_wait(rt, item, typical) if learned else 0.0
     unknown = not learned and _queues_behind(rt, item)
     first += wait  # a guess of the generation time would misplace a wait by much more
-    if webhook:  # the provider calls back: poll only as a slow safety net
+    if webhook or list_polled:  # called back, or listed: poll only as a slow safety net
         first = safety_poll_delay(rt.settings)
     due = rt.now() + first
     done = rt.store.items.transition(
@@ -186,7 +188,8 @@ def _submitted(rt: Runtime, item: Item, iid: str, request: GenerationRequest, re
                 "poll_due": due,
                 "typical_s": round(typical, 1),
                 "deadline": now + deadline_s(request, rt.settings),
-                **({"webhook": 1} if webhook else {})},
+                **({"webhook": 1} if webhook else {}),
+                **({"list_polled": 1} if list_polled else {})},
         incr={host_count(SUBMITS, rt.host): 1},
     )
     return ItemState.SUBMITTED if done.applied else "skipped"
@@ -247,9 +250,10 @@ def _poll_later(rt: Runtime, iid: str, due: float) -> str:
 
 
 def apply_poll(rt: Runtime, item: Item, iid: str, result: PollResult,
-               polls: int, *, pushed: bool = False) -> str:
-    """Move a `submitted` item on what its provider reports: a poll's answer, or the same
-    report pushed by a webhook callback (`pushed`, from genbatch.webhooks.receiver)."""
+               polls: int, *, pushed: bool = False, listed: bool = False) -> str:
+    """Move a `submitted` item on what its provider reports: a poll's answer, the same
+    report pushed by a webhook callback (`pushed`, from genbatch.webhooks.receiver), or read
+    off the account's task list (`listed`, worker/list_poll.py: it ended a moment ago)."""
     now = rt.now()
     seen = {"callbacks" if pushed else "polls": 1}
     if result.status is TaskStatus.SUCCEEDED:
@@ -267,7 +271,7 @@ def apply_poll(rt: Runtime, item: Item, iid: str, result: PollResult,
         if moved.applied:
             rt.enqueue("download", iid)
             metrics.record_generation(rt.store, item, now)
-            _learn_gen_time(rt, item, now, polls, pushed, result.run_s)
+            _learn_gen_time(rt, item, now, polls, pushed or listed, result.run_s)
             refill(rt, item.provider, item.account)
         return ItemState.DOWNLOADING if moved.applied else "skipped"
     if result.status in TERMINAL_TASK_STATE:
@@ -275,7 +279,7 @@ def apply_poll(rt: Runtime, item: Item, iid: str, result: PollResult,
                        result.error_code or result.status.value,
                        result.error_message or f"the provider reports {result.raw_status}")
     delay, learned = _next_poll(rt, item, result, polls, now)
-    if item.webhook:
+    if item.webhook or item.list_polled:
         delay = max(delay, safety_poll_delay(rt.settings))
     rt.store.items.transition(
         iid, [SUBMITTED], SUBMITTED, timer=now + delay,
@@ -362,8 +366,8 @@ def _learn_gen_time(rt: Runtime, item: Item, now: float, polls: int,
     submitted = item.submitted_at
     if pushed:
         done_at = now
-    elif item.webhook:
-        return
+    elif item.webhook or item.list_polled:
+        return  # a safety poll, long after the end: a callback or the list saw it late
     elif polls > 1 and item.polled_at is not None:
         done_at = (item.polled_at + now) / 2
     else:  # measured from when the poll was due, so queueing delays do not inflate it

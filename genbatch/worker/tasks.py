@@ -9,7 +9,7 @@ from celery import signals
 from genbatch.config import Settings
 from genbatch.worker import chains as chain_steps
 from genbatch.worker import download as download_steps
-from genbatch.worker import hints, steps
+from genbatch.worker import hints, list_poll, steps
 from genbatch.worker import notify as webhook_out
 from genbatch.worker.app import QUEUES, app, worker_argv
 from genbatch.worker.heartbeat import process_name, start_worker_heartbeat, worker_host
@@ -59,6 +59,11 @@ def submit(item_id: str) -> str:
 @app.task(name="genbatch.poll")
 def poll(item_id: str) -> str:
     return steps.poll_item(runtime(), item_id)
+
+
+@app.task(name="genbatch.listpoll")
+def listpoll(account: str) -> str:
+    return list_poll.list_account(runtime(), account)
 
 
 @app.task(name="genbatch.download")

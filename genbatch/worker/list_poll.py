@@ -1,0 +1,103 @@
+"""Polling a whole account in one request, where its provider lists the account's tasks with
+their status and video (Capability.LIST_POLL: Kling's Query Task (List)).
+
+A provider that queues nothing (Kling) leaves the slot of a task that ended idle until the
+task is seen, and each poll of each task is a request. One listing shows every task of the
+account: the scheduler gives each such account with tasks in flight a turn every
+`polling.list_poll_interval` (about two listings per task that ends, at least
+GENBATCH_LIST_POLL_S apart; one grant of the account's poll budget each), and a worker
+lists the newest tasks (PAGE_PER_IN_FLIGHT x those in flight, at least PAGE_MIN) and moves
+each of ours that ended as its own poll would have. A listed task is the provider's answer
+to our own authenticated request, not a hint like an unsigned callback: it is applied as it
+is. The tasks' own polls stay as a safety net (GENBATCH_WEBHOOK_SAFETY_POLL_S apart, as
+with callbacks), for a task the listing missed (off its page, or the listing failed).
+
+Whose task is whose: the owners book (store/reconcile.py) records each task's item at
+submit; a task of another client, or of an earlier attempt, is left alone.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from genbatch import providers
+from genbatch.errors import ConfigError, ProviderError
+from genbatch.models import ItemState, TaskStatus
+from genbatch.providers import accounts as provider_accounts
+from genbatch.store.limits import rates_for
+from genbatch.worker.polling import list_poll_interval
+from genbatch.worker.runtime import Runtime
+from genbatch.worker.steps import apply_poll
+
+log = logging.getLogger(__name__)
+# Tasks listed: newest first, so a task in flight is on the page only if fewer tasks were
+# created after it than the page holds; a long one has several waves created after it.
+PAGE_MIN = 100
+PAGE_PER_IN_FLIGHT = 4
+ENDED = frozenset({TaskStatus.SUCCEEDED, TaskStatus.FAILED, TaskStatus.EXPIRED,
+                   TaskStatus.CANCELLED})
+
+
+def list_polled(rt: Runtime, provider: str) -> bool:
+    """Whether `provider`'s accounts are listed instead of each task polled (the same test
+    as steps.submit_item's, which marks their items `list_polled`)."""
+    return rt.settings.list_poll_s > 0 and providers.can_list_poll(provider)
+
+
+def turns(rt: Runtime) -> list[str]:
+    """The accounts to list now (the scheduler's tick): each list-polled account with tasks
+    in flight whose turn came and whose poll budget grants one request."""
+    now, due = rt.now(), []
+    for provider in providers.names():
+        if not list_polled(rt, provider):
+            continue
+        typical = _typical(rt, provider)
+        for account in provider_accounts.accounts(rt.settings, provider):
+            in_flight = rt.store.queues.in_flight(account.label)
+            if not in_flight or not rt.store.locks.turn(
+                    f"listpoll:{account.label}",
+                    list_poll_interval(typical, in_flight, rt.settings)):
+                continue
+            granted, _ = rt.store.limits.take(account.label, "poll", 1,
+                                              rates_for(rt.settings, account)["poll"], now)
+            if granted:
+                due.append(account.label)
+    return due
+
+
+def list_account(rt: Runtime, account: str) -> str:
+    """List `account`'s newest tasks and move each of ours that ended; how many moved."""
+    found = provider_accounts.find_account(rt.settings, account)
+    if found is None:
+        return "unknown account"
+    provider_name = found.name
+    in_flight = rt.store.queues.in_flight(account)
+    model = next(iter(providers.model_specs(provider_name)))
+    try:
+        listed = rt.provider(account).recent(model, max(PAGE_MIN,
+                                                         PAGE_PER_IN_FLIGHT * in_flight))
+    except (ProviderError, ConfigError) as exc:  # the tasks' own polls stay the safety net
+        log.info("listing account %s failed: %s", account, exc)
+        return "failed"
+    now = rt.now()
+    ended = [(remote_id, result) for remote_id, result in listed if result.status in ENDED]
+    owners = rt.store.reconcile.owners(account, [(remote_id, now) for remote_id, _ in ended])
+    moved = 0
+    for remote_id, result in ended:
+        iid = owners.get(remote_id)
+        if iid is None:
+            continue  # another client's task, or one older than the owners book keeps
+        item = rt.store.items.get(iid)
+        if item.state is not ItemState.SUBMITTED or item.remote_id != remote_id:
+            continue  # seen already, or an earlier attempt's task
+        moved += apply_poll(rt, item, iid, result, item.polls + 1, listed=True) in (
+            ItemState.DOWNLOADING, ItemState.FAILED, ItemState.EXPIRED, ItemState.CANCELLED)
+    return f"{moved} moved"
+
+
+def _typical(rt: Runtime, provider: str) -> float:
+    """The provider's shortest learned generation time; before any is learned, the
+    shortest its models document."""
+    learned = rt.store.gen_times.fastest(provider)
+    return learned or min(spec.typical_seconds
+                          for spec in providers.model_specs(provider).values())
