@@ -45,7 +45,7 @@ NAME = re.compile(r"[a-z][a-z0-9_]{0,30}")
 # The adapter method each capability needs (it must be the adapter's own, not the base's).
 _METHODS = {Capability.LIST: "list_tasks", Capability.CANCEL: "cancel",
             Capability.UPLOAD: "upload", Capability.LOOKUP: "lookup",
-            Capability.KEYED_DOWNLOAD: "download_headers"}
+            Capability.KEYED_DOWNLOAD: "download_headers", Capability.LIST_POLL: "recent"}
 
 
 class PluginError(ConfigError):

@@ -59,6 +59,18 @@ class CapabilityChecks:
         listing = adapter.list_tasks(kit.model, request, since)
         assert remote_id in [task.id for task in listing.tasks], listing
 
+    def test_account_list_shows_a_task_just_made_as_its_poll_does(self, kit: Harness) -> None:
+        """Capability.LIST_POLL: the newest tasks list the one just made, with a status read
+        as a poll reads it; without it, `recent` is refused without a request."""
+        adapter = kit.adapter("happy")
+        if not kit.plugin.has(Capability.LIST_POLL):
+            expect(NotImplementedError, lambda: adapter.recent(kit.model, 10))
+            return
+        remote_id = adapter.submit(kit.model, kit.request())
+        listed = dict(adapter.recent(kit.model, 10))
+        assert remote_id in listed, listed
+        assert listed[remote_id].status is not TaskStatus.UNKNOWN, listed[remote_id]
+
     def test_upload_returns_a_url(self, kit: Harness) -> None:
         adapter = kit.adapter("happy")
         image = kit.http.get(kit.sim_url + SAMPLE_IMAGE).content

@@ -134,6 +134,32 @@ def test_kling_finds_a_task_by_our_attempt_id(sim: Sim) -> None:
                         client_ref="gb-item-1")
 
 
+def test_kling_lists_the_accounts_newest_tasks_with_their_status(sim: Sim) -> None:
+    """Query Task (List): one request, the account's tasks newest first, each as a single
+    query reads it (an ended one with its video); another account's tasks are not listed;
+    a page size outside [1, 500] is Kling's 1201 bad parameter."""
+    sim.profile(latency_mean_s=0.5, latency_sigma=0.0)
+    provider = adapter(sim, "kling")
+    model = "kling-v2-1"
+    ids = [provider.submit(model, request_for(sim, "kling")) for _ in range(3)]
+    newest = provider.recent(model, 2)
+    assert [task for task, _ in newest] == ids[:0:-1]
+    ended = wait_until(lambda: dict(provider.recent(model, 10)),
+                       lambda found: all(r.status.terminal for r in found.values()))
+    assert set(ended) == set(ids)
+    for task, result in ended.items():
+        assert result == provider.poll(model, task)  # as a single query reads it
+    assert ended[ids[0]].video_url
+    assert sim.stats()["lists"] >= 2
+    assert adapter(sim, "kling", key="another-key").recent(model, 10) == []
+    with httpx.Client(verify=TLS) as client:
+        token = encode_jwt(KEY, SECRET)
+        answer = client.get(f"{sim.url}/kling/v1/videos/image2video",
+                            params={"pageNum": 1, "pageSize": 501},
+                            headers={"Authorization": f"Bearer {token}"})
+    assert (answer.status_code, answer.json()["code"]) == (400, 1201)
+
+
 def test_veo_limits_are_rate_limited(sim: Sim) -> None:
     provider = adapter(sim, "veo")
     model = "veo-3.1-generate-preview"

@@ -176,6 +176,24 @@ def test_lookup_by_external_task_id(kling: Build, fake: FakeProvider) -> None:
         kling().lookup(MODEL, "item-1.1")
 
 
+def test_the_task_list_reads_each_task_as_a_query_does(kling: Build,
+                                                       fake: FakeProvider) -> None:
+    video = {"videos": [{"id": "v", "url": "https://v.klingai.com/a.mp4", "duration": "5"}]}
+    fake.reply(200, {"code": 0, "message": "SUCCEED", "request_id": "r", "data": [
+        {"task_id": "t2", "task_status": "processing"},
+        {"task_id": "t1", "task_status": "succeed", "task_result": video},
+        {"task_status": "failed"}]})  # no id: nothing to match it to
+    listed = kling().recent(MODEL, 900)
+    assert [(task, r.status) for task, r in listed] == [
+        ("t2", TaskStatus.RUNNING), ("t1", TaskStatus.SUCCEEDED)]
+    assert listed[1][1].video_url == "https://v.klingai.com/a.mp4"
+    assert fake.last.url.path == PATH
+    assert dict(fake.last.url.params) == {"pageNum": "1", "pageSize": "500"}  # Kling's most
+    fake.reply(500, {"code": 5000, "message": "server"})
+    with pytest.raises(RetryableProviderError):
+        kling().recent(MODEL, 10)
+
+
 def test_callback_body_is_the_task_object() -> None:
     parsed = parse_callback({"task_id": "t1", "task_status": "succeed", "task_result": {
         "videos": [{"id": "v", "url": "https://v.klingai.com/a.mp4", "duration": "5"}]}})
