@@ -77,7 +77,7 @@ def list_account(rt: Runtime, account: str) -> str:
         listed = rt.provider(account).recent(model, max(PAGE_MIN,
                                                          PAGE_PER_IN_FLIGHT * in_flight))
     except (ProviderError, ConfigError) as exc:  # the tasks' own polls stay the safety net
-        log.info("listing account %s failed: %s", account, exc)
+        log.debug("listing account %s failed: %s", account, exc)
         return "failed"
     now = rt.now()
     ended = [(remote_id, result) for remote_id, result in listed if result.status in ENDED]
