@@ -78,7 +78,7 @@ def list_account(rt: Runtime, account: str) -> str:
                                                          PAGE_PER_IN_FLIGHT * in_flight))
     except (ProviderError, ConfigError) as exc:  # the tasks' own polls stay the safety net
         log.debug("listing account %s failed: %s", account, exc)
-        return "failed"
+        return "listing refused"
     now = rt.now()
     ended = [(remote_id, result) for remote_id, result in listed if result.status in ENDED]
     owners = rt.store.reconcile.owners(account, [(remote_id, now) for remote_id, _ in ended])

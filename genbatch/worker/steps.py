@@ -121,12 +121,19 @@ def submit_item(rt: Runtime, iid: str) -> str:
     except AmbiguousSubmit as exc:
         _count_failure(rt, item.account, exc)
         return finish(rt, iid, [SUBMITTING], ItemState.AMBIGUOUS, exc.code, exc.message)
+    return _accepted(rt, item, iid, request, remote_id, webhook=bool(hook), listed=listed,
+                     now=now)
+
+
+def _accepted(rt: Runtime, item: Item, iid: str, request: GenerationRequest, remote_id: str,
+              *, webhook: bool, listed: bool, now: float) -> str:
+    """The provider created `remote_id`: record whose task it is, then submitted."""
     accounts.note_success(rt, item.account)
     polled_by_list = rt.settings.list_poll_s > 0 and can_list_poll(item.provider)
     if listed or polled_by_list:  # owned before it is submitted: see store/reconcile.py
         rt.store.reconcile.own(item.account, remote_id, iid, now)
         _outcome_known(rt, item, listed)
-    moved = _submitted(rt, item, iid, request, remote_id, webhook=bool(hook), now=now,
+    moved = _submitted(rt, item, iid, request, remote_id, webhook=webhook, now=now,
                        list_polled=polled_by_list)
     if rt.store.queues.slot_full(item.account):  # one at a time there: a slot took it,
         refill(rt, item.provider)  # so another may be free: the next one now

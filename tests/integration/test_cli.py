@@ -86,12 +86,19 @@ def test_demo_runs_headless_and_leaves_no_process(tmp_path: Path) -> None:
     assert processes_with(str(workdir)) == []
 
 
+def interruptible() -> None:
+    """In the child before it runs: SIGINT as a terminal delivers it (a test run started in
+    the background by a non-interactive shell ignores SIGINT, and its children would too)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_demo_interrupted_stops_every_child(tmp_path: Path) -> None:
     workdir = tmp_path / "demo"
     base = {k: v for k, v in os.environ.items() if not k.startswith("GENBATCH_")}
     proc = subprocess.Popen([sys.executable, "-m", "genbatch", "demo", "--workdir", str(workdir)],
                             env={**base, "CI": "true"}, stdin=subprocess.DEVNULL,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=interruptible)
     assert proc.stderr is not None
     for line in proc.stderr:  # wait until the batch is running
         if "submitted batch" in line:
@@ -182,7 +189,7 @@ def test_ctrl_c_on_submit_wait_says_the_batch_keeps_running(redis_url: str,
     proc = subprocess.Popen([sys.executable, "-m", "genbatch", "submit",
                              str(SAMPLES / "demo.csv"), "--wait"], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            stdin=subprocess.DEVNULL)
+                            stdin=subprocess.DEVNULL, preexec_fn=interruptible)
     try:
         deadline = time.monotonic() + 60
         lines: list[str] = []
