@@ -128,3 +128,14 @@ def test_a_listing_that_fails_leaves_the_tasks_to_their_own_polls(
     rt.handler = httpx.MockTransport(lambda request: answer)
     assert list_account(rt, "kling") in ("listing refused", "0 moved")
     assert store.items.get(iid).state is ItemState.SUBMITTED
+
+
+def test_with_callbacks_on_the_tasks_are_not_listed(store: JobStore, redis_url: str) -> None:
+    """A callback tells sooner than a listing: with webhooks on, Kling's tasks call back and
+    the account is not listed (its items keep the callbacks' safety cadence)."""
+    rt = _runtime(redis_url, Kling(), webhook_base_url="https://hooks.example.com",
+                  webhook_secret="0123456789abcdef0123456789abcdef")
+    (iid,) = _submitted(store, rt, 1)
+    item = store.items.get(iid)
+    assert item.webhook and not item.list_polled
+    assert turns(rt) == []

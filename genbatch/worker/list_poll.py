@@ -25,6 +25,7 @@ from genbatch.errors import ConfigError, ProviderError
 from genbatch.models import ItemState, TaskStatus
 from genbatch.providers import accounts as provider_accounts
 from genbatch.store.limits import rates_for
+from genbatch.worker import callbacks
 from genbatch.worker.polling import list_poll_interval
 from genbatch.worker.runtime import Runtime
 from genbatch.worker.steps import apply_poll
@@ -39,9 +40,12 @@ ENDED = frozenset({TaskStatus.SUCCEEDED, TaskStatus.FAILED, TaskStatus.EXPIRED,
 
 
 def list_polled(rt: Runtime, provider: str) -> bool:
-    """Whether `provider`'s accounts are listed instead of each task polled (the same test
-    as steps.submit_item's, which marks their items `list_polled`)."""
-    return rt.settings.list_poll_s > 0 and providers.can_list_poll(provider)
+    """Whether `provider`'s accounts are listed instead of each task polled: it lists them,
+    GENBATCH_LIST_POLL_S is not 0, and its tasks do not call back (with webhooks on, a
+    callback tells sooner). The same test as steps._accepted's, which marks such items
+    `list_polled`."""
+    return rt.settings.list_poll_s > 0 and providers.can_list_poll(provider) and not (
+        callbacks.enabled(rt.settings) and callbacks.takes_callbacks(provider))
 
 
 def turns(rt: Runtime) -> list[str]:

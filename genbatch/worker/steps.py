@@ -129,7 +129,9 @@ def _accepted(rt: Runtime, item: Item, iid: str, request: GenerationRequest, rem
               *, webhook: bool, listed: bool, now: float) -> str:
     """The provider created `remote_id`: record whose task it is, then submitted."""
     accounts.note_success(rt, item.account)
-    polled_by_list = rt.settings.list_poll_s > 0 and can_list_poll(item.provider)
+    # list_poll.list_polled: listed unless it calls back (a callback tells sooner)
+    polled_by_list = not webhook and rt.settings.list_poll_s > 0 and can_list_poll(
+        item.provider)
     if listed or polled_by_list:  # owned before it is submitted: see store/reconcile.py
         rt.store.reconcile.own(item.account, remote_id, iid, now)
         _outcome_known(rt, item, listed)
