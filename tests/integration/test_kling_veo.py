@@ -77,6 +77,10 @@ def test_kling_veo_and_seedance_rows_all_succeed_with_1303_on_the_way(
     assert refused, "the test meant to meet Kling's 1303"
     assert stats["by_model"]["kling"]["test-kling-key"]["kling-v2-1"]["max_running"] <= 2
     assert stats["submits"] == len(rows)  # a 1303 created nothing; nothing submitted twice
+    listings = [e for e in stats["request_log"] if e["method"] == "GET"
+                and e["path"] == "/kling/v1/videos/image2video"]  # Query Task (List)
+    assert listings and all(e["status"] == 200 and "pageSize=" in e["query"]
+                            for e in listings)
 
 
 def test_veo_image_urls_are_fetched_by_the_worker_only_from_allowed_addresses(
