@@ -79,6 +79,14 @@ def callback_url(settings: Settings, provider: str, iid: str, attempt: int) -> s
             f"{token(settings, provider, iid, attempt)}")
 
 
+def list_polled(settings: Settings, provider: str) -> bool:
+    """Whether `provider`'s tasks are seen by listing its accounts instead of each polled
+    (worker/list_poll.py): it lists them (Capability.LIST_POLL), GENBATCH_LIST_POLL_S is not
+    0, and its tasks do not call back (with webhooks on, a callback tells sooner)."""
+    return settings.list_poll_s > 0 and providers.can_list_poll(provider) and not (
+        enabled(settings) and takes_callbacks(provider))
+
+
 def takes_callbacks(provider: str) -> bool:
     """The provider calls back a URL given with the submit (its plugin declares callbacks)."""
     return provider in providers.names() and \

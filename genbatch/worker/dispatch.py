@@ -52,7 +52,7 @@ def dispatch_provider(rt: Runtime, provider: str) -> int:
     usable = _usable(rt, accounts, now)
     if not usable:
         return 0
-    typical = _typical(rt, provider)
+    typical = fastest_learned(rt, provider)
     chosen = [DispatchAccount(
         a.label, in_flight_cap(a, typical, rt.settings), a.submit_rpm, probe,
         tuple((_model_name(provider, m), lim.max_in_flight, lim.submit_rpm)
@@ -105,7 +105,7 @@ def _resting(health: AccountHealth, some_ok: bool) -> bool:
     return health.state == "paused" or (health.state == "degraded" and some_ok)
 
 
-def _typical(rt: Runtime, provider: str) -> float | None:
+def fastest_learned(rt: Runtime, provider: str) -> float | None:
     """The provider's shortest learned generation time (None before any is learned),
     re-read at most every TYPICAL_TTL_S."""
     key = f"typical:{provider}"

@@ -22,10 +22,11 @@ import logging
 
 from genbatch import providers
 from genbatch.errors import ConfigError, ProviderError
-from genbatch.models import ItemState, TaskStatus
+from genbatch.models import ItemState
 from genbatch.providers import accounts as provider_accounts
 from genbatch.store.limits import rates_for
 from genbatch.worker import callbacks
+from genbatch.worker.dispatch import fastest_learned
 from genbatch.worker.polling import list_poll_interval
 from genbatch.worker.runtime import Runtime
 from genbatch.worker.steps import apply_poll
@@ -35,17 +36,6 @@ log = logging.getLogger(__name__)
 # created after it than the page holds; a long one has several waves created after it.
 PAGE_MIN = 100
 PAGE_PER_IN_FLIGHT = 4
-ENDED = frozenset({TaskStatus.SUCCEEDED, TaskStatus.FAILED, TaskStatus.EXPIRED,
-                   TaskStatus.CANCELLED})
-
-
-def list_polled(rt: Runtime, provider: str) -> bool:
-    """Whether `provider`'s accounts are listed instead of each task polled: it lists them,
-    GENBATCH_LIST_POLL_S is not 0, and its tasks do not call back (with webhooks on, a
-    callback tells sooner). The same test as steps._accepted's, which marks such items
-    `list_polled`."""
-    return rt.settings.list_poll_s > 0 and providers.can_list_poll(provider) and not (
-        callbacks.enabled(rt.settings) and callbacks.takes_callbacks(provider))
 
 
 def turns(rt: Runtime) -> list[str]:
@@ -53,14 +43,13 @@ def turns(rt: Runtime) -> list[str]:
     in flight whose turn came and whose poll budget grants one request."""
     now, due = rt.now(), []
     for provider in providers.names():
-        if not list_polled(rt, provider):
+        if not callbacks.list_polled(rt.settings, provider):
             continue
-        typical = _typical(rt, provider)
         for account in provider_accounts.accounts(rt.settings, provider):
             in_flight = rt.store.queues.in_flight(account.label)
             if not in_flight or not rt.store.locks.turn(
                     f"listpoll:{account.label}",
-                    list_poll_interval(typical, in_flight, rt.settings)):
+                    list_poll_interval(_typical(rt, provider), in_flight, rt.settings)):
                 continue
             granted, _ = rt.store.limits.take(account.label, "poll", 1,
                                               rates_for(rt.settings, account)["poll"], now)
@@ -84,7 +73,7 @@ def list_account(rt: Runtime, account: str) -> str:
         log.debug("listing account %s failed: %s", account, exc)
         return "listing refused"
     now = rt.now()
-    ended = [(remote_id, result) for remote_id, result in listed if result.status in ENDED]
+    ended = [(remote_id, result) for remote_id, result in listed if result.status.terminal]
     owners = rt.store.reconcile.owners(account, [(remote_id, now) for remote_id, _ in ended])
     moved = 0
     for remote_id, result in ended:
@@ -94,14 +83,12 @@ def list_account(rt: Runtime, account: str) -> str:
         item = rt.store.items.get(iid)
         if item.state is not ItemState.SUBMITTED or item.remote_id != remote_id:
             continue  # seen already, or an earlier attempt's task
-        moved += apply_poll(rt, item, iid, result, item.polls + 1, listed=True) in (
-            ItemState.DOWNLOADING, ItemState.FAILED, ItemState.EXPIRED, ItemState.CANCELLED)
+        moved += apply_poll(rt, item, iid, result, item.polls + 1, listed=True) != "skipped"
     return f"{moved} moved"
 
 
 def _typical(rt: Runtime, provider: str) -> float:
-    """The provider's shortest learned generation time; before any is learned, the
-    shortest its models document."""
-    learned = rt.store.gen_times.fastest(provider)
-    return learned or min(spec.typical_seconds
-                          for spec in providers.model_specs(provider).values())
+    """The provider's shortest learned generation time (dispatch's cached reading); before
+    any is learned, the shortest its models document."""
+    return fastest_learned(rt, provider) or min(
+        spec.typical_seconds for spec in providers.model_specs(provider).values())

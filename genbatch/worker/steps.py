@@ -33,13 +33,13 @@ from genbatch.models import (
     PollResult,
     TaskStatus,
 )
-from genbatch.providers import can_list, can_list_poll, can_lookup, get_spec
+from genbatch.providers import can_list, can_lookup, get_spec
 from genbatch.providers.failures import FailureClass, failure_class
 from genbatch.records import Item
 from genbatch.store.batches import SUBMITS, host_count
 from genbatch.store.health import AccountHealth
 from genbatch.worker import accounts, chains, durable, failover, hints, notify, reconcile, uploads
-from genbatch.worker.callbacks import callback_url
+from genbatch.worker.callbacks import callback_url, list_polled
 from genbatch.worker.dispatch import refill
 from genbatch.worker.fetch import url_fields
 from genbatch.worker.polling import (
@@ -129,9 +129,7 @@ def _accepted(rt: Runtime, item: Item, iid: str, request: GenerationRequest, rem
               *, webhook: bool, listed: bool, now: float) -> str:
     """The provider created `remote_id`: record whose task it is, then submitted."""
     accounts.note_success(rt, item.account)
-    # list_poll.list_polled: listed unless it calls back (a callback tells sooner)
-    polled_by_list = not webhook and rt.settings.list_poll_s > 0 and can_list_poll(
-        item.provider)
+    polled_by_list = list_polled(rt.settings, item.provider)
     if listed or polled_by_list:  # owned before it is submitted: see store/reconcile.py
         rt.store.reconcile.own(item.account, remote_id, iid, now)
         _outcome_known(rt, item, listed)
