@@ -9,6 +9,7 @@ import pytest
 
 from genbatch.config import Settings
 from genbatch.models import ItemState
+from genbatch.store import JobStore
 from genbatch.worker.polling import (
     first_poll_delay,
     learning_poll_delay,
@@ -16,8 +17,22 @@ from genbatch.worker.polling import (
     queued_poll_delay,
 )
 from genbatch.worker.queue_ahead import queue_wait_s
+from tests.dispatching import dispatch_items
 
 S = Settings(poll_min_interval_s=5, poll_max_interval_s=60, first_poll_s=30)
+
+
+def _submitting(store: JobStore, bid: str, provider: str, model: str, n: int) -> list[str]:
+    """`n` items of one batch at `provider`, dispatched and now submitting (their ids)."""
+    store.ingest.create(bid, {}, created_at=1.0)
+    store.ingest.add_items(bid, [{"seq": str(i), "state": "pending", "provider": provider,
+                                  "model": model, "req": "{}"} for i in range(1, n + 1)])
+    store.ingest.commit(bid, [provider])
+    ids = [f"{bid}:{i}" for i in range(1, n + 1)]
+    assert dispatch_items(store, provider, bid, 5, 5, 1e12) == ids
+    for iid in ids:
+        store.items.transition(iid, [ItemState.DISPATCHED], ItemState.SUBMITTING)
+    return ids
 
 
 def test_first_poll_when_likely_done_within_bounds() -> None:
@@ -142,21 +157,13 @@ def test_a_stated_run_time_is_learned_and_a_queued_task_polled_late(redis_url: s
     import time
 
     from genbatch.models import PollResult, TaskStatus
-    from genbatch.store import JobStore
     from genbatch.worker.runtime import Runtime
     from genbatch.worker.steps import apply_poll
-    from tests.dispatching import dispatch_items
 
     store = JobStore.from_url(redis_url)
     model = "seedance-v1.5-pro-i2v"
-    store.ingest.create("b", {}, created_at=1.0)
-    store.ingest.add_items("b", [{"seq": str(n), "state": "pending", "provider": "wavespeed",
-                                  "model": model, "req": "{}"} for n in (1, 2)])
-    store.ingest.commit("b", ["wavespeed"])
-    assert dispatch_items(store, "wavespeed", "b", 5, 5, 1e12) == ["b:1", "b:2"]
     now = time.time()
-    for iid in ("b:1", "b:2"):
-        store.items.transition(iid, [ItemState.DISPATCHED], ItemState.SUBMITTING)
+    for iid in _submitting(store, "b", "wavespeed", model, 2):
         store.items.transition(iid, [ItemState.SUBMITTING], ItemState.SUBMITTED,
                                fields={"submitted_at": now - 30, "typical_s": 40.0})
     rt = Runtime(Settings(redis_url=redis_url, poll_min_interval_s=5.0),
@@ -180,20 +187,13 @@ def test_the_wait_at_a_provider_that_queues_is_not_learned_as_generation(
     import time
 
     from genbatch.models import PollResult, TaskStatus
-    from genbatch.store import JobStore
     from genbatch.worker.runtime import Runtime
     from genbatch.worker.steps import apply_poll
-    from tests.dispatching import dispatch_items
 
     store = JobStore.from_url(redis_url)
     model = "gen4_turbo"
-    store.ingest.create("r", {}, created_at=1.0)
-    store.ingest.add_items("r", [{"seq": "1", "state": "pending", "provider": "runway",
-                                  "model": model, "req": "{}"}])
-    store.ingest.commit("r", ["runway"])
-    assert dispatch_items(store, "runway", "r", 5, 5, 1e12) == ["r:1"]
+    assert _submitting(store, "r", "runway", model, 1) == ["r:1"]
     now = time.time()
-    store.items.transition("r:1", [ItemState.DISPATCHED], ItemState.SUBMITTING)
     # Due 26 s after its submit: 10 s of expected wait, then 0.8 x a 20 s generation.
     store.items.transition("r:1", [ItemState.SUBMITTING], ItemState.SUBMITTED,
                            fields={"submitted_at": now - 26, "first_poll_s": 26.0,
@@ -214,24 +214,16 @@ def test_a_task_queued_behind_others_before_anything_was_learned_is_an_upper_bou
     import time
 
     from genbatch.models import GenerationRequest, PollResult, TaskStatus
-    from genbatch.store import JobStore
     from genbatch.worker.runtime import Runtime
     from genbatch.worker.steps import _submitted, apply_poll
-    from tests.dispatching import dispatch_items
 
     monkeypatch.setenv("GENBATCH_RUNWAY_MAX_IN_FLIGHT", "1")
     store = JobStore.from_url(redis_url)
     model = "gen4_turbo"
     request = GenerationRequest(image="https://img/x.png", ratio="1280:720")
-    store.ingest.create("w", {}, created_at=1.0)
-    store.ingest.add_items("w", [{"seq": str(n), "state": "pending", "provider": "runway",
-                                  "model": model, "req": "{}"} for n in (1, 2)])
-    store.ingest.commit("w", ["runway"])
-    assert dispatch_items(store, "runway", "w", 5, 5, 1e12) == ["w:1", "w:2"]
+    _submitting(store, "w", "runway", model, 2)  # 2 in flight at a concurrency of 1
     rt = Runtime(Settings(redis_url=redis_url), enqueue=lambda kind, ident: None)
     now = time.time()
-    for iid in ("w:1", "w:2"):  # 2 in flight at a concurrency of 1: both queue behind
-        store.items.transition(iid, [ItemState.DISPATCHED], ItemState.SUBMITTING)
     for iid, spent in (("w:1", 60.0), ("w:2", 16.0)):
         item = store.items.get(iid)
         assert _submitted(rt, item, iid, request, f"t-{iid}", webhook=False,
@@ -270,21 +262,13 @@ def test_a_wave_submitted_before_anything_was_learned_is_polled_by_age_then_by_w
     import time
 
     from genbatch.models import PollResult, TaskStatus
-    from genbatch.store import JobStore
     from genbatch.worker.runtime import Runtime
     from genbatch.worker.steps import apply_poll
-    from tests.dispatching import dispatch_items
 
     store = JobStore.from_url(redis_url)
     model = "kling-v2-1"
-    store.ingest.create("w", {}, created_at=1.0)
-    store.ingest.add_items("w", [{"seq": str(n), "state": "pending", "provider": "kling",
-                                  "model": model, "req": "{}"} for n in (1, 2)])
-    store.ingest.commit("w", ["kling"])
-    assert dispatch_items(store, "kling", "w", 5, 5, 1e12) == ["w:1", "w:2"]
     now = time.time()
-    for iid, age in (("w:1", 40.0), ("w:2", 2.0)):
-        store.items.transition(iid, [ItemState.DISPATCHED], ItemState.SUBMITTING)
+    for iid, age in zip(_submitting(store, "w", "kling", model, 2), (40.0, 2.0), strict=True):
         store.items.transition(iid, [ItemState.SUBMITTING], ItemState.SUBMITTED,
                                fields={"submitted_at": now - age, "typical_s": 120.0,
                                        "learning": 1})
@@ -310,7 +294,6 @@ def test_the_first_samples_are_averaged_plainly_then_weighted(redis_url: str) ->
     """The first tasks seen done are a wave's fastest: weighted at 0.1 from the first one on
     they held the learned time low long after; the first ten are a plain mean, then each
     new sample moves it by a tenth."""
-    from genbatch.store import JobStore
 
     times = JobStore.from_url(redis_url).gen_times
     for seconds in (12.0, 16.0, 20.0, 24.0, 28.0):
