@@ -99,14 +99,19 @@ def test_a_callback_inside_the_window_adopts_and_the_batch_goes_on(
     assert rt.store.batches.get("b1").status is BatchStatus.IN_PROGRESS
 
 
-def test_a_task_found_after_the_window_is_recorded_not_adopted(
-        redis_url: str, tmp_path: Path) -> None:
-    sent: list[tuple[str, str]] = []
-    rt = runtime(redis_url, tmp_path, sent)
+def finished_with_its_window_closed(redis_url: str, tmp_path: Path) -> tuple[Runtime, str]:
+    """Batch b1 finished with its ambiguous item's reconciliation window closed."""
+    rt = runtime(redis_url, tmp_path, [])
     iid = ambiguous_batch(rt)
     window_passes(rt, iid)
     reconcile.reconcile_item(rt, iid)
     assert finalize_batch(rt, "b1") == BatchStatus.COMPLETED
+    return rt, iid
+
+
+def test_a_task_found_after_the_window_is_recorded_not_adopted(
+        redis_url: str, tmp_path: Path) -> None:
+    rt, iid = finished_with_its_window_closed(redis_url, tmp_path)
     finished = rt.store.batches.get("b1")
 
     for _ in range(2):  # the provider's retry of the callback is recorded once
@@ -132,12 +137,7 @@ def test_a_task_found_after_the_window_is_recorded_not_adopted(
 
 def test_an_explicit_adoption_after_the_window_reopens_the_batch(
         redis_url: str, tmp_path: Path) -> None:
-    sent: list[tuple[str, str]] = []
-    rt = runtime(redis_url, tmp_path, sent)
-    iid = ambiguous_batch(rt)
-    window_passes(rt, iid)
-    reconcile.reconcile_item(rt, iid)
-    assert finalize_batch(rt, "b1") == BatchStatus.COMPLETED
+    rt, iid = finished_with_its_window_closed(redis_url, tmp_path)
 
     verdict = reconcile.adopt(rt, rt.store.items.get(iid), "task-9", rt.now(),
                               note="adopted on request", explicit=True)
