@@ -25,13 +25,13 @@ from genbatch.errors import GenbatchError, StorageError
 from genbatch.models import ItemState, Review
 from genbatch.records import Item
 from genbatch.storage import ObjectStorage, object_key
+from genbatch.storage.base import READ_CHUNK
 from genbatch.storage.keys import safe_name
 from genbatch.storage.urls import ObjectUrls
 from genbatch.store import JobStore
 from genbatch.worker.finalize import provider_model
 
 MANIFEST = "manifest.jsonl"
-CHUNK = 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,7 +83,7 @@ def _file(item: Item) -> str:
 
 def _chunks(source: ObjectStorage, item: Item) -> Iterator[bytes]:
     with source.open_read(object_key(item.batch_id, item.custom_id)) as fh:
-        while chunk := fh.read(CHUNK):
+        while chunk := fh.read(READ_CHUNK):
             yield chunk
 
 
