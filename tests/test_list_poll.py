@@ -9,8 +9,10 @@ import time
 import httpx
 import pytest
 
+from genbatch import providers
 from genbatch.config import Settings
 from genbatch.models import ItemState
+from genbatch.providers import accounts as provider_accounts
 from genbatch.store import JobStore
 from genbatch.worker.dispatch import dispatch_provider
 from genbatch.worker.list_poll import list_account, turns
@@ -106,6 +108,21 @@ def test_an_account_with_tasks_in_flight_is_listed_once_per_turn(store: JobStore
     _submitted(store, rt, 2)
     assert turns(rt) == ["kling"]
     assert turns(rt) == []  # its turn is not over
+
+
+def test_the_listing_cadence_is_the_accounts_slots_not_the_tasks_left(
+        store: JobStore, redis_url: str) -> None:
+    """A batch's last tasks are listed as often as a full account: each ends the batch as
+    late as it is seen."""
+    rt = _runtime(redis_url, Kling())
+    _submitted(store, rt, 2)
+    assert turns(rt) == ["kling"]
+    slots = provider_accounts.accounts(rt.settings, "kling")[0].max_in_flight
+    typical = min(spec.typical_seconds for spec in providers.model_specs("kling").values())
+    full = list_poll_interval(typical, slots, rt.settings)
+    assert full < list_poll_interval(typical, 2, rt.settings)  # two tasks would wait longer
+    turn_s = store.debug.client.pttl(store.debug.key("turn", "listpoll:kling")) / 1000
+    assert full - 1.0 < turn_s <= full
 
 
 def test_list_polling_off_polls_each_task(store: JobStore, redis_url: str) -> None:

@@ -29,6 +29,10 @@ class Locks:
         if self.r.get(key) == token:
             self.r.delete(key)
 
+    def held(self, name: str) -> bool:
+        """Whether some process holds `name` now."""
+        return bool(self.r.exists(f"{self.prefix}lock:{name}"))
+
     def turn(self, name: str, every_s: float) -> bool:
         """Whether this call takes `name`'s turn: at most one caller of all processes every
         `every_s` seconds (the first after it elapsed)."""

@@ -22,10 +22,6 @@ Every failure says the task was paid; `genbatch retry` downloads such items agai
 from __future__ import annotations
 
 import logging
-import secrets
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,7 +35,6 @@ from genbatch.errors import (
     PermanentProviderError,
     ProviderError,
     StorageError,
-    StoreError,
     UrlGone,
 )
 from genbatch.models import ItemState, TaskStatus
@@ -49,6 +44,7 @@ from genbatch.storage import StoredObject, object_key
 from genbatch.store.batches import DOWNLOADS, host_count
 from genbatch.store.limits import rates_for
 from genbatch.worker.fetch import open_video, policy_for, url_fields, video_chunks
+from genbatch.worker.leases import lease
 from genbatch.worker.polling import retry_delay
 from genbatch.worker.runtime import Runtime
 from genbatch.worker.steps import finish
@@ -76,41 +72,12 @@ def download_item(rt: Runtime, iid: str) -> str:
     item = rt.store.items.get(iid)
     if item.state is not DOWNLOADING:
         return "skipped"
-    with _lease(rt, iid) as held:
-        return _download(rt, item, iid) if held else "busy"  # busy: another worker has it
-
-
-@contextmanager
-def _lease(rt: Runtime, iid: str) -> Iterator[bool]:
-    """Hold the item's download lock and push its timer on (a beat every third of the
-    lease, from a thread, so a stalled read keeps it too) until the download ends."""
-    token, lease = secrets.token_hex(8), rt.settings.download_lease_s
-    name = f"download:{iid}"
-    if not rt.store.locks.acquire(name, token, lease):
-        yield False
-        return
-    stop = threading.Event()
-
-    def renew() -> None:
-        rt.store.locks.acquire(name, token, lease)
-        rt.store.items.set_timer(iid, rt.now() + lease)
-
-    def beat() -> None:
-        while not stop.wait(lease / 3):
-            try:
-                renew()
-            except StoreError as exc:  # the lease lapses: another worker takes over
-                log.warning("could not renew the download lease of %s: %s", iid, exc)
-
-    renew()
-    beater = threading.Thread(target=beat, name=f"lease-{iid}", daemon=True)
-    beater.start()
-    try:
-        yield True
-    finally:
-        stop.set()
-        beater.join(timeout=5)
-        rt.store.locks.release(name, token)
+    lease_s = rt.settings.download_lease_s
+    with lease(rt, f"download:{iid}", lease_s,
+               renewed=lambda: rt.store.items.set_timer(iid, rt.now() + lease_s)) as held:
+        # the item's timer pushed on with the lease: the scheduler re-sends it only once
+        # the lease lapsed (a killed worker); busy: another worker has it
+        return _download(rt, item, iid) if held else "busy"
 
 
 def _download(rt: Runtime, item: Item, iid: str) -> str:

@@ -4,8 +4,9 @@ their status and video (Capability.LIST_POLL: Kling's Query Task (List)).
 A provider that queues nothing (Kling) leaves the slot of a task that ended idle until the
 task is seen, and each poll of each task is a request. One listing shows every task of the
 account: the scheduler gives each such account with tasks in flight a turn every
-`polling.list_poll_interval` (about two listings per task that ends, at least
-GENBATCH_LIST_POLL_S apart; one grant of the account's poll budget each), and a worker
+`polling.list_poll_interval` (about two listings per task that ends while every slot is
+busy, the same cadence while fewer are, at least GENBATCH_LIST_POLL_S apart; one grant of
+the account's poll budget each), and a worker
 lists the newest tasks (PAGE_PER_IN_FLIGHT x those in flight, at least PAGE_MIN) and moves
 each of ours that ended as its own poll would have. A listed task is the provider's answer
 to our own authenticated request, not a hint like an unsigned callback: it is applied as it
@@ -49,7 +50,8 @@ def turns(rt: Runtime) -> list[str]:
             in_flight = rt.store.queues.in_flight(account.label)
             if not in_flight or not rt.store.locks.turn(
                     f"listpoll:{account.label}",
-                    list_poll_interval(_typical(rt, provider), in_flight, rt.settings)):
+                    list_poll_interval(_typical(rt, provider),
+                                       max(in_flight, account.max_in_flight), rt.settings)):
                 continue
             granted, _ = rt.store.limits.take(account.label, "poll", 1,
                                               rates_for(rt.settings, account)["poll"], now)

@@ -104,16 +104,18 @@ def queued_poll_delay(typical_s: float, settings: Settings,
     return _clamp(EARLY * typical_s * jitter, settings) / settings.time_factor
 
 
-def list_poll_interval(typical_s: float, in_flight: int, settings: Settings) -> float:
-    """Seconds (scaled) between two listings of an account with `in_flight` tasks of about
-    `typical_s` (unscaled) each: about two listings per task that ends (`in_flight` end
-    every `typical_s`), and no more than one re-poll spacing apart (`REPOLL_SHARE` of the
-    typical time, see next_poll_delay), never below `list_poll_s`. One listing sees every
-    task: with 20 tasks of 20 s in flight that is a listing a second, an end seen 0.5 s late
-    on average for about one request per task, where each task's own polls took 2.3 and
-    saw it 3.3 s late."""
+def list_poll_interval(typical_s: float, slots: int, settings: Settings) -> float:
+    """Seconds (scaled) between two listings of an account with `slots` tasks of about
+    `typical_s` (unscaled) each at a time (its concurrency, or more in flight): about two
+    listings per task that ends when every slot is busy (`slots` end every `typical_s`),
+    no more than one re-poll spacing apart (`REPOLL_SHARE` of the typical time, see
+    next_poll_delay), never below `list_poll_s`. One listing sees every task: with 20 tasks
+    of 20 s in flight that is a listing a second, an end seen 0.5 s late on average for
+    about one request per task, where each task's own polls took 2.3 and saw it 3.3 s late.
+    The cadence stays while fewer run (a batch's last tasks): each of those ends the batch
+    as late as it is seen."""
     spacing = max(settings.poll_min_interval_s, REPOLL_SHARE * typical_s)
-    wanted = typical_s / (2.0 * max(in_flight, 1))
+    wanted = typical_s / (2.0 * max(slots, 1))
     return max(settings.list_poll_s, min(spacing, wanted)) / settings.time_factor
 
 

@@ -41,7 +41,7 @@ from genbatch.worker import durable, list_poll, notify, recovery
 from genbatch.worker.dispatch import dispatch_provider
 from genbatch.worker.heartbeat import process_name, scheduler_beat
 from genbatch.worker.runtime import Runtime
-from genbatch.worker.steps import finish
+from genbatch.worker.steps import finalize_lease, finish
 
 log = logging.getLogger(__name__)
 LOCK = "scheduler"
@@ -154,8 +154,9 @@ class Scheduler:
             if budget.stopped(batch) and rt.store.batches.resume_if_room(batch_id,
                                                                          providers.names()):
                 log.info("batch %s continues: failed items left room in its budget", batch_id)
-            elif batch.status in FINALIZABLE and batch.open_items == 0:
-                rt.enqueue("finalize", batch_id)
+            elif batch.status in FINALIZABLE and batch.open_items == 0 \
+                    and not rt.store.locks.held(finalize_lease(batch_id)):
+                rt.enqueue("finalize", batch_id)  # not while one writes: it would be skipped
                 n += 1
         return n
 

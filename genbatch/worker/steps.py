@@ -35,13 +35,14 @@ from genbatch.models import (
 )
 from genbatch.providers import can_list, can_lookup, get_spec
 from genbatch.providers.failures import FailureClass, failure_class
-from genbatch.records import Item
+from genbatch.records import Batch, Item
 from genbatch.store.batches import SUBMITS, host_count
 from genbatch.store.health import AccountHealth
 from genbatch.worker import accounts, chains, durable, failover, hints, notify, reconcile, uploads
 from genbatch.worker.callbacks import callback_url, list_polled
 from genbatch.worker.dispatch import refill
 from genbatch.worker.fetch import url_fields
+from genbatch.worker.leases import lease
 from genbatch.worker.polling import (
     EARLY,
     EARLY_QUEUED,
@@ -481,17 +482,35 @@ def _cost(rt: Runtime, item: Item, result: PollResult) -> float | None:
         return item.est_cost
 
 
+# A batch's outputs are written by one worker at a time, under a lease renewed while it
+# writes: a finalize lost with a killed worker is redone by the scheduler's sweep within it.
+FINALIZE_LEASE_S = 30.0
+
+
+def finalize_lease(batch_id: str) -> str:
+    """The name of the lock a batch's finalize holds while it writes."""
+    return f"finalize:{batch_id}"
+
+
 def finalize_batch(rt: Runtime, batch_id: str) -> str:
     """in_progress → finalizing → completed, writing the output manifests once no item is
     open. Safe to repeat: a crash while finalizing is redone by the next finalize."""
-    from genbatch.worker.finalize import write_outputs  # only the control queue needs it
-    from genbatch.worker.joins import join_chains
-
     batch = rt.store.batches.get(batch_id)
     if batch.status not in (IN_PROGRESS, FINALIZING) or batch.open_items:
         return "skipped"
     if rt.store.reconcile.holding(batch_id) and not batch.cancel_requested:
         return "skipped"  # ambiguous items that may still settle (worker/settling.py)
+    with lease(rt, finalize_lease(batch_id), FINALIZE_LEASE_S) as held:
+        # one writer at a time: a finalize sent again (the scheduler's sweep, a second last
+        # item) while one writes finds it held and leaves it be
+        return _finalize(rt, batch) if held else "skipped"
+
+
+def _finalize(rt: Runtime, batch: Batch) -> str:
+    from genbatch.worker.finalize import write_outputs  # only the control queue needs it
+    from genbatch.worker.joins import join_chains
+
+    batch_id = batch.id
     ok, _ = rt.store.batches.cas(batch_id, [IN_PROGRESS, FINALIZING], FINALIZING)
     if not ok:
         return "skipped"
