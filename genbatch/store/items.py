@@ -59,6 +59,16 @@ class Items:
             raise NotFoundError(f"no item {iid!r} in the job store")
         return Item(rec)
 
+    def awaiting(self, tasks: Sequence[tuple[str, str]]) -> list[bool]:
+        """For each (item id, remote task id): whether the item still waits for that task
+        (submitted, with that task as its current attempt's); one round trip, two fields
+        each, for a listing of many tasks most of which ended long ago."""
+        pipe = self._r.pipeline(transaction=False)
+        for iid, _ in tasks:
+            pipe.hmget(self._key(iid), ["state", "remote_id"])
+        return [parse_state(state) is ItemState.SUBMITTED and remote == remote_id
+                for (state, remote), (_, remote_id) in zip(pipe.execute(), tasks, strict=True)]
+
     def children(self, iid: str) -> list[int]:
         """The seqs of the item's chained children (its `children` field; chains): one
         field read, for the hot path where almost every item has none."""

@@ -23,7 +23,6 @@ import logging
 
 from genbatch import providers
 from genbatch.errors import ConfigError, ProviderError
-from genbatch.models import ItemState
 from genbatch.providers import accounts as provider_accounts
 from genbatch.store.limits import rates_for
 from genbatch.worker import callbacks
@@ -42,16 +41,18 @@ PAGE_PER_IN_FLIGHT = 4
 def turns(rt: Runtime) -> list[str]:
     """The accounts to list now (the scheduler's tick): each list-polled account with tasks
     in flight whose turn came and whose poll budget grants one request."""
-    now, due = rt.now(), []
+    now, due, tick = rt.now(), [], rt.settings.scheduler_tick_s
     for provider in providers.names():
         if not callbacks.list_polled(rt.settings, provider):
             continue
         for account in provider_accounts.accounts(rt.settings, provider):
             in_flight = rt.store.queues.in_flight(account.label)
+            every = list_poll_interval(_typical(rt, provider),
+                                       max(in_flight, account.max_in_flight), rt.settings)
+            # a turn that ends between two ticks is taken at the nearer one, not always at
+            # the later: the listings come `every` apart on average
             if not in_flight or not rt.store.locks.turn(
-                    f"listpoll:{account.label}",
-                    list_poll_interval(_typical(rt, provider),
-                                       max(in_flight, account.max_in_flight), rt.settings)):
+                    f"listpoll:{account.label}", max(every - tick / 2, tick / 2)):
                 continue
             granted, _ = rt.store.limits.take(account.label, "poll", 1,
                                               rates_for(rt.settings, account)["poll"], now)
@@ -77,15 +78,15 @@ def list_account(rt: Runtime, account: str) -> str:
     now = rt.now()
     ended = [(remote_id, result) for remote_id, result in listed if result.status.terminal]
     owners = rt.store.reconcile.owners(account, [(remote_id, now) for remote_id, _ in ended])
+    # ours (another client's task, or one older than the owners book keeps, has no owner)
+    mine = [(owners[remote_id], remote_id, result) for remote_id, result in ended
+            if remote_id in owners]
+    waiting = rt.store.items.awaiting([(iid, remote_id) for iid, remote_id, _ in mine])
     moved = 0
-    for remote_id, result in ended:
-        iid = owners.get(remote_id)
-        if iid is None:
-            continue  # another client's task, or one older than the owners book keeps
-        item = rt.store.items.get(iid)
-        if item.state is not ItemState.SUBMITTED or item.remote_id != remote_id:
-            continue  # seen already, or an earlier attempt's task
-        moved += apply_poll(rt, item, iid, result, item.polls + 1, listed=True) != "skipped"
+    for (iid, _, result), waits in zip(mine, waiting, strict=True):
+        if waits:  # not seen already, nor an earlier attempt's task
+            item = rt.store.items.get(iid)
+            moved += apply_poll(rt, item, iid, result, item.polls + 1, listed=True) != "skipped"
     return f"{moved} moved"
 
 

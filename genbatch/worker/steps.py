@@ -276,11 +276,11 @@ def apply_poll(rt: Runtime, item: Item, iid: str, result: PollResult,
                     "cost": "" if cost is None else repr(cost), "generated_at": now},
             incr=seen,
         )
-        if moved.applied:
+        if moved.applied:  # the freed slot's next submit first: the slot idles until it
+            refill(rt, item.provider, item.account)
             rt.enqueue("download", iid)
             metrics.record_generation(rt.store, item, now)
             _learn_gen_time(rt, item, now, polls, pushed or listed, result.run_s)
-            refill(rt, item.provider, item.account)
         return ItemState.DOWNLOADING if moved.applied else "skipped"
     if result.status in TERMINAL_TASK_STATE:
         return finish(rt, iid, [SUBMITTED], TERMINAL_TASK_STATE[result.status],
