@@ -40,8 +40,10 @@ app.conf.update(
     accept_content=["json"],
     task_default_queue=QUEUES["finalize"],
     task_routes={TASK_NAMES[k]: {"queue": q} for k, q in QUEUES.items()},
-    worker_send_task_events=True,
-    task_send_sent_event=True,
+    worker_send_task_events=True,  # Flower: every task from the moment a worker receives it
+    # no task-sent event: it doubled the cost of each of the many small messages (a second
+    # publish per send) to show a queued task in Flower, which `genbatch status` shows
+    task_send_sent_event=False,
     broker_connection_retry_on_startup=True,
     broker_connection_max_retries=None,
     broker_transport_options={"visibility_timeout": 3600},  # BROKER_OPTIONS

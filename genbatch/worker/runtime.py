@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import logging
 import os
 import socket
 import threading
@@ -31,6 +32,7 @@ from genbatch.storage.urls import MAX_PRESIGN_S, ObjectUrls, is_object_url
 from genbatch.store import JobStore
 from genbatch.worker.app import connect, send
 
+log = logging.getLogger(__name__)
 Enqueue = Callable[[str, str], None]  # (task kind, id) -> None
 
 CLOCK_CHECK_S = 30.0  # how often a process re-measures its offset to Redis's clock
@@ -131,6 +133,17 @@ class Runtime:
         know it (an account removed while its tasks run)."""
         return (provider_accounts.find_account(self.settings, account)
                 or provider_accounts.env_account(self.settings, provider))
+
+    def warm(self) -> None:
+        """Build the adapters of the accounts whose keys this process holds, and the
+        download client, before a task needs one: each build takes tens of milliseconds
+        (a TLS context), and a batch's first submits would each wait behind it."""
+        for label in provider_accounts.keys_held(self.settings):
+            try:
+                self.provider(label)
+            except GenbatchError as exc:  # its first task reports it, with its item
+                log.debug("could not prepare account %s: %s", label, exc)
+        _ = self.downloads
 
     @property
     def downloads(self) -> httpx.Client:

@@ -39,6 +39,7 @@ def run_worker(settings: Settings, **kwargs: Any) -> None:
     rt.name = process_name(kwargs.get("hostname"))
     rt.host = worker_host(settings, kwargs.get("hostname"))
     install(rt)
+    rt.warm()  # (a prefork pool's children build their own after the fork)
     stop = start_worker_heartbeat(rt, rt.name, tuple(dict.fromkeys(QUEUES.values())))
     workers: list[Any] = []
     signals.worker_init.connect(lambda sender, **_: workers.append(sender), weak=False)
