@@ -197,9 +197,10 @@ class Settings(BaseSettings):
     )
     poll_min_interval_s: float = Field(default=5.0, gt=0)
     list_poll_s: float = Field(
-        default=1.0, ge=0, description="where a provider lists an account's tasks with their "
-        "status (Kling), the shortest time between two listings of one account, which then "
-        "replace each task's own polls (0: poll each task)"
+        default=0.5, ge=0, description="where a provider lists an account's tasks with their "
+        "status (Kling), the shortest time between two listings of one account (about two "
+        "listings per task that ends, no more often than this), which then replace each "
+        "task's own polls (0: poll each task)"
     )
     poll_max_interval_s: float = Field(default=60.0, gt=0)
     item_deadline_s: float = Field(

@@ -110,8 +110,9 @@ def list_poll_interval(typical_s: float, slots: int, settings: Settings) -> floa
     listings per task that ends when every slot is busy (`slots` end every `typical_s`),
     no more than one re-poll spacing apart (`REPOLL_SHARE` of the typical time, see
     next_poll_delay), never below `list_poll_s`. One listing sees every task: with 20 tasks
-    of 20 s in flight that is a listing a second, an end seen 0.5 s late on average for
-    about one request per task, where each task's own polls took 2.3 and saw it 3.3 s late.
+    of 20 s in flight that is two listings a second, an end seen about 0.55 s late (the
+    listing's own time included) for about 1.6 requests per task, where each task's own
+    polls took 2.3 and saw it 3.3 s late.
     The cadence stays while fewer run (a batch's last tasks): each of those ends the batch
     as late as it is seen."""
     spacing = max(settings.poll_min_interval_s, REPOLL_SHARE * typical_s)
