@@ -3,6 +3,8 @@ with one account named after the provider (no rate limit), as the old per-batch 
 
 from __future__ import annotations
 
+import json
+
 from genbatch.models import ItemState
 from genbatch.store import DispatchAccount, JobStore
 from genbatch.store.limits import Rate
@@ -26,3 +28,18 @@ def claimed(store: JobStore, now: float, lease_until: float,
     """The due timers the scheduler claims (no poll budget): (item id, state) pairs."""
     return [(i, ItemState(st)) for i, st in store.limits.claim_due(now, lease_until, max_n, {})
             if i]
+
+
+def dispatched_novita_batch(store: JobStore, model: str, n: int = 2,
+                            batch_id: str = "b1") -> list[str]:
+    """Batch `batch_id` of `n` Novita rows (one image URL each), committed and every item
+    dispatched: the ids, in order."""
+    store.ingest.create(batch_id, {"provider": "novita", "model": model}, 1.0)
+    store.ingest.add_items(batch_id, [
+        {"seq": str(i), "state": "pending", "provider": "novita", "line": str(i + 1),
+         "custom_id": f"c{i}", "model": model,
+         "req": json.dumps({"prompt": "a slow pan", "image": "https://example.com/a.png"})}
+        for i in range(1, n + 1)])
+    store.ingest.commit(batch_id, ["novita"])
+    return dispatch_items(store, "novita", batch_id, limit=n + 7, max_n=n + 7,
+                          lease_until=1e12)

@@ -14,7 +14,7 @@ from genbatch.worker.leases import lease
 from genbatch.worker.runtime import Runtime
 from genbatch.worker.scheduler import Scheduler
 from genbatch.worker.steps import finalize_batch, finalize_lease, finish
-from tests.dispatching import dispatch_items
+from tests.dispatching import dispatched_novita_batch
 
 MODEL = "seedance-v1.5-pro-i2v"
 
@@ -27,15 +27,7 @@ def runtime(redis_url: str, tmp_path: Path, sent: list[tuple[str, str]]) -> Runt
 
 def finished_items(rt: Runtime) -> None:
     """Batch b1 with its two items ended (expired): nothing open, ready to finalize."""
-    store = rt.store
-    store.ingest.create("b1", {"provider": "novita", "model": MODEL}, 1.0)
-    store.ingest.add_items("b1", [
-        {"seq": str(n), "state": "pending", "provider": "novita", "line": str(n + 1),
-         "custom_id": f"c{n}", "model": MODEL,
-         "req": '{"prompt": "a slow pan", "image": "https://example.com/a.png"}'}
-        for n in (1, 2)])
-    store.ingest.commit("b1", ["novita"])
-    for iid in dispatch_items(store, "novita", "b1", limit=9, max_n=9, lease_until=1e12):
+    for iid in dispatched_novita_batch(rt.store, MODEL):
         assert finish(rt, iid, [ItemState.DISPATCHED], ItemState.EXPIRED, "deadline_exceeded",
                       "too late") == ItemState.EXPIRED
 

@@ -18,7 +18,7 @@ from genbatch.worker import reconcile
 from genbatch.worker.reconcile_batch import reconcile_batch
 from genbatch.worker.runtime import Runtime
 from genbatch.worker.steps import finalize_batch, finish
-from tests.dispatching import dispatch_items
+from tests.dispatching import dispatched_novita_batch
 
 MODEL = "seedance-v1.5-pro-i2v"
 WINDOW_S = 600.0  # GENBATCH_RECONCILE_DEADLINE_S here
@@ -35,14 +35,7 @@ def runtime(redis_url: str, tmp_path: Path, sent: list[tuple[str, str]]) -> Runt
 def ambiguous_batch(rt: Runtime) -> str:
     """Batch b1: item 1's submit answer was lost (ambiguous), item 2 ended (expired)."""
     store = rt.store
-    store.ingest.create("b1", {"provider": "novita", "model": MODEL}, 1.0)
-    store.ingest.add_items("b1", [
-        {"seq": str(n), "state": "pending", "provider": "novita", "line": str(n + 1),
-         "custom_id": f"c{n}", "model": MODEL,
-         "req": json.dumps({"prompt": "a slow pan", "image": "https://example.com/a.png"})}
-        for n in (1, 2)])
-    store.ingest.commit("b1", ["novita"])
-    first, second = dispatch_items(store, "novita", "b1", limit=9, max_n=9, lease_until=1e12)
+    first, second = dispatched_novita_batch(store, MODEL)
     store.items.set_fields({first: {"submit_started_at": repr(rt.now()), "attempts": "1"}})
     assert finish(rt, first, [ItemState.DISPATCHED], ItemState.AMBIGUOUS, "submit_timeout",
                   "the submit's answer was lost") == ItemState.AMBIGUOUS
