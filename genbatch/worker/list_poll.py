@@ -5,13 +5,13 @@ A provider that queues nothing (Kling) leaves the slot of a task that ended idle
 task is seen, and each poll of each task is a request. One listing shows every task of the
 account: the scheduler gives each such account with tasks in flight a turn every
 `polling.list_poll_interval` (about two listings per task that ends while every slot is
-busy, the same cadence while fewer are, at least GENBATCH_LIST_POLL_S apart; one grant of
-the account's poll budget each), and a worker
-lists the newest tasks (PAGE_PER_IN_FLIGHT x those in flight, at least PAGE_MIN) and moves
-each of ours that ended as its own poll would have. A listed task is the provider's answer
-to our own authenticated request, not a hint like an unsigned callback: it is applied as it
-is. The tasks' own polls stay as a safety net (GENBATCH_WEBHOOK_SAFETY_POLL_S apart, as
-with callbacks), for a task the listing missed (off its page, or the listing failed).
+busy, the same cadence while fewer are, about GENBATCH_LIST_POLL_S apart at the most often;
+one grant of the account's poll budget each), and a worker lists the newest tasks
+(PAGE_PER_IN_FLIGHT x those in flight, at least PAGE_MIN) and moves each of ours that ended
+as its own poll would have. A listed task is the provider's answer to our own authenticated
+request, not a hint like an unsigned callback: it is applied as it is. The tasks' own polls
+stay as a safety net (GENBATCH_WEBHOOK_SAFETY_POLL_S apart, as with callbacks), for a task
+the listing missed (off its page, or the listing failed).
 
 Whose task is whose: the owners book (store/reconcile.py) records each task's item at
 submit; a task of another client, or of an earlier attempt, is left alone.
@@ -47,12 +47,14 @@ def turns(rt: Runtime) -> list[str]:
             continue
         for account in provider_accounts.accounts(rt.settings, provider):
             in_flight = rt.store.queues.in_flight(account.label)
+            if not in_flight:
+                continue
             every = list_poll_interval(_typical(rt, provider),
                                        max(in_flight, account.max_in_flight), rt.settings)
             # a turn that ends between two ticks is taken at the nearer one, not always at
             # the later: the listings come `every` apart on average
-            if not in_flight or not rt.store.locks.turn(
-                    f"listpoll:{account.label}", max(every - tick / 2, tick / 2)):
+            if not rt.store.locks.turn(f"listpoll:{account.label}",
+                                       max(every - tick / 2, tick / 2)):
                 continue
             granted, _ = rt.store.limits.take(account.label, "poll", 1,
                                               rates_for(rt.settings, account)["poll"], now)
