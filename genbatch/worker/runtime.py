@@ -138,7 +138,12 @@ class Runtime:
         """Build the adapters of the accounts whose keys this process holds, and the
         download client, before a task needs one: each build takes tens of milliseconds
         (a TLS context), and a batch's first submits would each wait behind it."""
-        for label in provider_accounts.keys_held(self.settings):
+        try:
+            labels = provider_accounts.keys_held(self.settings)
+        except GenbatchError as exc:  # an accounts file being fixed: the tasks report it
+            log.debug("could not read the accounts to prepare: %s", exc)
+            labels = ()
+        for label in labels:
             try:
                 self.provider(label)
             except GenbatchError as exc:  # its first task reports it, with its item
