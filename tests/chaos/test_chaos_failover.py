@@ -28,6 +28,7 @@ from tests.chaos.test_chaos import (
     NOT_CREATED,
     PROVIDERS,
     TIME_FACTOR,
+    WINDOW,
     chaos_profile,
     manifest,
     read_jsonl,
@@ -114,7 +115,7 @@ def test_chaos_failover_nothing_lost_nothing_paid_twice(tmp_path: Path) -> None:
             quotas = {f"{p}_{op}_rpm": "60000" for p, _ in PROVIDERS for op in ("submit", "poll")}
             cluster = Cluster(f"redis://127.0.0.1:{redis.primary_port()}/0", sim_url, tmp_path,
                               wavespeed_max_in_flight="20", time_factor=str(TIME_FACTOR),
-                              task_lease_s=str(LEASE_S), log_level="WARNING",
+                              task_lease_s=str(LEASE_S), log_level="WARNING", **WINDOW,
                               **redis.settings(), **quotas)
             for w in range(WORKERS):
                 cluster.start_worker(f"worker{w}")
