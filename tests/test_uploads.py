@@ -119,3 +119,25 @@ def test_an_upload_that_cannot_reach_the_provider_is_tried_again(
     item = rt.store.items.get(iid)
     assert item["state"] == "pending" and not item.get("attempts")
     assert item["last_error"].startswith("CONNECT_ERROR")
+
+
+def test_the_url_is_known_before_the_upload_claim_goes(
+        redis_url: str, tmp_path: Path, sim_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A worker waiting for another's upload of the same image sees the URL or the claim,
+    never neither (it would claim and upload the image again: seen in a batch whose first
+    submits went out at once)."""
+    rt = runtime(redis_url, tmp_path, sim_url)
+    (iid,) = dispatched(rt, "up9", [{"image": stored(rt, PNG, "png")}])
+    account = account_id(env_account(rt.settings, "wavespeed"))
+    digest = hashlib.sha256(PNG).hexdigest()
+    memo, seen_at_release = rt.store.memo, []
+    release = memo.forget
+
+    def forget(kind: str, key: str) -> None:
+        seen_at_release.append(memo.upload_url(account, digest))
+        release(kind, key)
+
+    monkeypatch.setattr(memo, "forget", forget)
+    assert submit_item(rt, iid) == "submitted"
+    assert len(seen_at_release) == 1 and seen_at_release[0]  # the URL was already there
+    assert sim_stats(sim_url)["uploads"] == 1

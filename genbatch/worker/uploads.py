@@ -90,9 +90,11 @@ def hosted_url(rt: Runtime, account_name: str, provider: str, adapter: Provider,
     fmt = sniff_format(data[:64])
     try:
         url = adapter.upload(data, f"{digest[:16]}.{fmt}", f"image/{fmt}")
+        # the URL before the claim goes: a worker waiting for it would otherwise find
+        # neither, claim the content itself and upload it again
+        rt.store.memo.remember_upload(account, digest, url, KEEP_S)
     finally:
         rt.store.memo.forget(UPLOADING, f"{account}:{digest}")
-    rt.store.memo.remember_upload(account, digest, url, KEEP_S)
     return url
 
 
