@@ -18,20 +18,23 @@ class Locks:
         # RENEW_LOCK: extend the TTL if the token still owns the key
         self._renew = client.register_script(scripts.RENEW_LOCK)
 
+    def _key(self, name: str) -> str:
+        return f"{self.prefix}lock:{name}"
+
     def acquire(self, name: str, token: str, ttl_s: float) -> bool:
-        key = f"{self.prefix}lock:{name}"
+        key = self._key(name)
         if self._renew(keys=[key], args=[token, int(ttl_s * 1000)]):
             return True
         return bool(self.r.set(key, token, nx=True, px=int(ttl_s * 1000)))
 
     def release(self, name: str, token: str) -> None:
-        key = f"{self.prefix}lock:{name}"
+        key = self._key(name)
         if self.r.get(key) == token:
             self.r.delete(key)
 
     def held(self, name: str) -> bool:
         """Whether some process holds `name` now."""
-        return bool(self.r.exists(f"{self.prefix}lock:{name}"))
+        return bool(self.r.exists(self._key(name)))
 
     def turn(self, name: str, every_s: float) -> bool:
         """Whether this call takes `name`'s turn: at most one caller of all processes every
